@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh machine with Python 3.11 and make:
+#   make demo   set up, build a small synthetic prefecture, run it, start the web app
+#   make test   set up, run the tests
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+HOME_DIR ?= data/demo
+SIZE ?= small
+
+.PHONY: setup test test-all lint demo bench lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+
+# Installs the pinned tree, then bidui itself without letting pip re-resolve anything.
+$(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint
+	$(BIN)/pytest -m "not slow"
+
+test-all: setup lint
+	$(BIN)/pytest
+
+demo: setup
+	$(BIN)/bidui --home $(HOME_DIR) synth --out $(HOME_DIR) --size $(SIZE) --nights 2 --seed 7
+
+bench: setup
+	$(BIN)/python bench/synth.py --sizes $(SIZE)
+
+# Re-pin the whole tree from requirements.in (run by a developer, not by CI).
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements.in
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^bidui' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,146 @@
+"""Resident ID numbers (公民身份号码, GB 11643): the one place for normalisation and validity.
+
+Every part of bidui that reads, writes or compares an ID number goes through this module, so
+that "valid" means the same thing in the connectors, the rules and the synthetic answer key.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date
+from enum import StrEnum
+
+WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+CHECK_CHARS = "10X98765432"
+
+# First two digits of every province-level division (plus 71/81/82 Taiwan, Hong Kong, Macao
+# and 83 for their residents' residence permits, which share the format).
+PROVINCE_CODES = frozenset(
+    {
+        "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36",
+        "37", "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62",
+        "63", "64", "65", "71", "81", "82", "83",
+    }
+)
+
+
+class IdStatus(StrEnum):
+    VALID = "valid"
+    MISSING = "missing"
+    BAD_LENGTH = "bad_length"
+    BAD_PROVINCE = "bad_province"
+    BAD_BIRTH_DATE = "bad_birth_date"
+    BAD_CHECK = "bad_check"
+    EXCEL_MANGLED = "excel_mangled"
+
+
+_SCIENTIFIC = re.compile(r"^(\d)(?:\.(\d+))?E\+(\d+)$")
+_DROP = str.maketrans("", "", " \t\r\n'\u3000\u00a0\"")
+
+
+def check_char(first17: str) -> str:
+    """The ISO 7064 MOD 11-2 check character for the first 17 digits."""
+    total = sum(int(c) * w for c, w in zip(first17, WEIGHTS, strict=True))
+    return CHECK_CHARS[total % 11]
+
+
+def upgrade_15(id15: str) -> str:
+    """An old 15-digit number (two-digit year, no check) as its 18-digit form."""
+    first17 = id15[:6] + "19" + id15[6:]
+    return first17 + check_char(first17)
+
+
+def _birth_ok(digits8: str) -> bool:
+    try:
+        born = date(int(digits8[:4]), int(digits8[4:6]), int(digits8[6:8]))
+    except ValueError:
+        return False
+    return date(1880, 1, 1) <= born <= date(2100, 1, 1)
+
+
+def _from_scientific(text: str) -> str | None:
+    """`5.22731199001011E+17` → the digits Excel kept, padded with zeros, or None."""
+    m = _SCIENTIFIC.match(text)
+    if not m:
+        return None
+    mantissa = m.group(1) + (m.group(2) or "")
+    exponent = int(m.group(3))
+    if len(mantissa) > exponent + 1:
+        return None
+    return mantissa + "0" * (exponent + 1 - len(mantissa))
+
+
+def normalise_id(raw: object) -> tuple[str, IdStatus]:
+    """Normalise an ID as delivered (text or number) and classify it.
+
+    Returns the normalised text (18 digits upper-case X when it can be made so, else the
+    cleaned text) and its status. Invalid IDs are kept, not dropped: matching uses what survives.
+    """
+    if raw is None:
+        return "", IdStatus.MISSING
+    if isinstance(raw, float):
+        if raw != raw:  # NaN
+            return "", IdStatus.MISSING
+        # A numeric cell: Excel keeps at most 15 significant digits, so read it that way.
+        text = format(raw, ".15g")
+        mangled_source = True
+    elif isinstance(raw, int):
+        text = str(raw)
+        mangled_source = len(text) == 18 and text.endswith("000")
+    else:
+        text = str(raw)
+        mangled_source = False
+    text = unicodedata.normalize("NFKC", text).translate(_DROP).upper()
+    if not text:
+        return "", IdStatus.MISSING
+    sci = _from_scientific(text)
+    if sci is not None:
+        return sci, IdStatus.EXCEL_MANGLED
+    if text.endswith(".0") and text[:-2].isdigit():
+        return text[:-2], IdStatus.EXCEL_MANGLED
+    if len(text) == 15 and text.isdigit():
+        if text[:2] not in PROVINCE_CODES:
+            return text, IdStatus.BAD_PROVINCE
+        if not _birth_ok("19" + text[6:12]):
+            return text, IdStatus.BAD_BIRTH_DATE
+        return upgrade_15(text), IdStatus.VALID
+    if len(text) != 18 or not text[:17].isdigit() or not (text[17].isdigit() or text[17] == "X"):
+        return text, IdStatus.BAD_LENGTH
+    if text[:2] not in PROVINCE_CODES:
+        return text, IdStatus.BAD_PROVINCE
+    if not _birth_ok(text[6:14]):
+        return text, IdStatus.BAD_BIRTH_DATE
+    if check_char(text[:17]) != text[17]:
+        if text.endswith("000") or mangled_source:
+            return text, IdStatus.EXCEL_MANGLED
+        return text, IdStatus.BAD_CHECK
+    return text, IdStatus.VALID
+
+
+def is_valid(raw: object) -> bool:
+    return normalise_id(raw)[1] is IdStatus.VALID
+
+
+def birth_date(id18: str) -> date | None:
+    """Birth date encoded in a normalised 18-digit ID, if it is a real date."""
+    if len(id18) != 18 or not id18[:14].isdigit():
+        return None
+    try:
+        return date(int(id18[6:10]), int(id18[10:12]), int(id18[12:14]))
+    except ValueError:
+        return None
+
+
+def sex_code(id18: str) -> int | None:
+    """1 male, 2 female, from the parity of the sequence number (17th digit)."""
+    if len(id18) < 17 or not id18[16].isdigit():
+        return None
+    return 1 if int(id18[16]) % 2 else 2
+
+
+def surviving_prefix(normalised: str, status: IdStatus) -> str | None:
+    """The digits still to be trusted in an Excel-mangled ID (the first 15), else None."""
+    if status is IdStatus.EXCEL_MANGLED and len(normalised) >= 15:
+        return normalised[:15]
+    return None

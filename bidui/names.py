@@ -1,0 +1,72 @@
+"""Person names: trimming, form normalisation and derived keys — the one place for name keys.
+
+Identity is never decided on a key alone: OpenCC maps distinct names together (於→于, 乾→干) and
+pypinyin misreads some surnames, so keys are for blocking and comparison, not for equality of
+people.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+MIDDLE_DOT = "\u00b7"
+# NFKC leaves these apart; all are typed for the dot in minority names.
+_DOT_VARIANTS = "\u00b7\u2022\u30fb\u2027\uff0e\u2219\u22c5\uff65\u0387\u16eb\u2e31."
+_DOTS = re.compile("[" + re.escape(_DOT_VARIANTS) + "]+")
+_SPACE = re.compile(r"\s+")
+
+# Surnames pypinyin reads with their common-word reading; the surname reading wins when the
+# character opens a name.
+SURNAME_READINGS: dict[str, str] = {
+    "单": "shan", "曾": "zeng", "仇": "qiu", "解": "xie", "区": "ou", "查": "zha",
+    "朴": "piao", "盖": "ge", "缪": "miao", "翟": "zhai", "尉": "yu", "覃": "qin",
+    "长孙": "zhangsun", "尉迟": "yuchi", "万俟": "moqi", "乐": "yue", "华": "hua",
+    "任": "ren", "种": "chong", "员": "yun", "繁": "po", "过": "guo", "召": "shao",
+}
+
+
+def clean_name(raw: object) -> str:
+    """Trimmed, NFKC, no inner whitespace, one middle dot for all its variants."""
+    if raw is None:
+        return ""
+    text = unicodedata.normalize("NFKC", str(raw))
+    text = _SPACE.sub("", text)
+    return _DOTS.sub(MIDDLE_DOT, text).strip(MIDDLE_DOT)
+
+
+@lru_cache(maxsize=1)
+def _t2s():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def simplified(name: str) -> str:
+    return _t2s().convert(name)
+
+
+def form_key(raw: object) -> str:
+    """The name with only its form normalised (spaces, width, traditional, middle dots).
+
+    Two names with the same form key are the same writing; a homophone, a look-alike or `*`
+    standing in for a character still differ (that is NAME_MISMATCH).
+    """
+    return simplified(clean_name(raw))
+
+
+def pinyin_key(raw: object) -> str:
+    """Toneless pinyin of the simplified name, syllables joined, surname read as a surname."""
+    from pypinyin import Style, lazy_pinyin
+
+    name = form_key(raw)
+    if not name:
+        return ""
+    head = ""
+    for surname in (name[:2], name[:1]):
+        if surname in SURNAME_READINGS:
+            head, name = SURNAME_READINGS[surname], name[len(surname) :]
+            break
+    rest = lazy_pinyin(name.replace(MIDDLE_DOT, ""), style=Style.NORMAL, errors="ignore")
+    return head + "".join(rest)
