@@ -1,0 +1,1 @@
+"""clues (see README)."""

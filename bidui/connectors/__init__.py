@@ -1,0 +1,1 @@
+"""Connectors: read what departments deliver, map headers, normalise, validate, quarantine."""

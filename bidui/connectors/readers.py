@@ -1,0 +1,130 @@
+"""Read a delivered file into text columns, whatever its form: CSV (comma or tab; UTF-8 with or
+without BOM, or GB18030/GBK — detected, never guessed), XLSX (first sheet whose first row is a
+header), Parquet. Every value stays text: IDs must not become numbers.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import polars as pl
+
+
+class ReadError(ValueError):
+    """The file cannot be read as a table; the message names the file and what is wrong."""
+
+
+@dataclass
+class RawTable:
+    header: list[str]
+    data: pl.DataFrame  # one String column per header position (named c0, c1, …)
+    fmt: str  # csv | xlsx | parquet
+    encoding: str | None = None
+    delimiter: str | None = None
+    numeric_cells: frozenset[tuple[int, int]] = frozenset()  # (row, column) stored as numbers in XLSX
+
+
+def detect_encoding(raw: bytes, name: str) -> tuple[str, str]:
+    """Return (encoding, text). UTF-8 with BOM, UTF-8, then GB18030 (a superset of GBK)."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        try:
+            return "utf-8-sig", raw[3:].decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ReadError(f"{name}: has a UTF-8 byte-order mark but byte {e.start + 3} is not UTF-8") from e
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ReadError(f"{name}: UTF-16 text; save it as UTF-8 or GB18030")
+    try:
+        return "utf-8", raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return "gb18030", raw.decode("gb18030")
+    except UnicodeDecodeError as e:
+        raise ReadError(f"{name}: neither UTF-8 nor GB18030/GBK (undecodable byte at offset {e.start})") from e
+
+
+def detect_delimiter(first_line: str) -> str:
+    return "\t" if first_line.count("\t") > first_line.count(",") else ","
+
+
+def read_csv(path: Path) -> RawTable:
+    raw = path.read_bytes()
+    if b"\x00" in raw[:4096]:
+        raise ReadError(f"{path.name}: binary data, not a text table")
+    encoding, text = detect_encoding(raw, path.name)
+    if not text.strip():
+        raise ReadError(f"{path.name}: empty file")
+    first = text.split("\n", 1)[0].rstrip("\r")
+    sep = detect_delimiter(first)
+    try:
+        df = pl.read_csv(io.BytesIO(text.encode("utf-8")), separator=sep, infer_schema=False, has_header=False,
+                         quote_char='"', truncate_ragged_lines=False)
+    except pl.exceptions.ComputeError as e:
+        raise ReadError(f"{path.name}: not a well-formed {'tab' if sep == chr(9) else 'comma'}-separated table: {e}") from e
+    header = [str(v or "").strip() for v in df.row(0)]
+    data = df.slice(1)
+    data.columns = [f"c{i}" for i in range(len(header))]
+    return RawTable(header, data, "csv", encoding, sep)
+
+
+def _cell_text(v: object) -> str | None:
+    if v is None or v == "":
+        return None
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float):
+        # As Excel shows a number: 15 significant digits, integers without ".0".
+        return str(int(v)) if v.is_integer() and abs(v) < 1e15 else format(v, ".15g").upper()
+    if isinstance(v, datetime):
+        return v.date().isoformat() if v.time() == datetime.min.time() else v.isoformat(sep=" ")
+    if isinstance(v, date):
+        return v.isoformat()
+    return str(v)
+
+
+def read_xlsx(path: Path) -> RawTable:
+    from python_calamine import CalamineWorkbook
+
+    try:
+        wb = CalamineWorkbook.from_path(str(path))
+    except Exception as e:  # calamine raises several types for broken zips and XML
+        raise ReadError(f"{path.name}: not a readable XLSX workbook ({type(e).__name__}: {e})") from e
+    for sheet_name in wb.sheet_names:
+        rows = wb.get_sheet_by_name(sheet_name).to_python(skip_empty_area=False)
+        if rows and any(isinstance(c, str) and c.strip() for c in rows[0]):
+            break
+    else:
+        raise ReadError(f"{path.name}: no sheet has a header row")
+    width = len(rows[0])
+    header = [str(c).strip() if c is not None else "" for c in rows[0]]
+    numeric = frozenset((r, c) for r, row in enumerate(rows[1:]) for c, v in enumerate(row)
+                        if isinstance(v, float | int) and not isinstance(v, bool))
+    cols = [[_cell_text(row[i]) if i < len(row) else None for row in rows[1:]] for i in range(width)]
+    data = pl.DataFrame({f"c{i}": pl.Series(col, dtype=pl.String) for i, col in enumerate(cols)})
+    # Trailing rows Excel keeps formatted but empty are not data.
+    data = data.filter(~pl.all_horizontal(pl.all().is_null()))
+    return RawTable(header, data, "xlsx", numeric_cells=numeric)
+
+
+def read_parquet(path: Path) -> RawTable:
+    try:
+        df = pl.read_parquet(path)
+    except Exception as e:
+        raise ReadError(f"{path.name}: not a readable Parquet file ({e})") from e
+    header = list(df.columns)
+    out = df.select([pl.col(c).cast(pl.String).alias(f"c{i}") for i, c in enumerate(header)])
+    return RawTable(header, out, "parquet")
+
+
+def read_table(path: Path) -> RawTable:
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv", ".txt"):
+        return read_csv(path)
+    if suffix == ".xlsx":
+        return read_xlsx(path)
+    if suffix == ".parquet":
+        return read_parquet(path)
+    raise ReadError(f"{path.name}: unsupported file type {suffix or '(none)'}; send CSV, XLSX or Parquet")

@@ -1,0 +1,35 @@
+"""Where bidui keeps its state: the home folder (`--home`, env BIDUI_HOME, default ./data)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = Path("data")
+
+
+@dataclass(frozen=True)
+class Home:
+    root: Path
+
+    @classmethod
+    def resolve(cls, given: Path | None = None) -> Home:
+        root = given or Path(os.environ.get("BIDUI_HOME") or DEFAULT_HOME)
+        return cls(Path(root))
+
+    def ensure(self) -> Home:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def ledger(self) -> Path:
+        return self.root / "ledger.sqlite"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "bidui.toml"

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bidui.ids import IdStatus, birth_date, check_char, normalise_id, sex_code, surviving_prefix, upgrade_15
+
+VALID = "11010519491231002X"  # the GB 11643 example
+
+
+def test_check_char_of_the_standard_example() -> None:
+    assert check_char(VALID[:17]) == "X"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected", "status"),
+    [
+        (VALID, VALID, IdStatus.VALID),
+        (VALID.lower(), VALID, IdStatus.VALID),
+        (" 110105 19491231 002x ", VALID, IdStatus.VALID),
+        ("'" + VALID, VALID, IdStatus.VALID),
+        ("１１０１０５１９４９１２３１００２Ｘ", VALID, IdStatus.VALID),
+        ("110105491231002", upgrade_15("110105491231002"), IdStatus.VALID),
+        ("", "", IdStatus.MISSING),
+        (None, "", IdStatus.MISSING),
+        ("11010519491231002", "11010519491231002", IdStatus.BAD_LENGTH),
+        ("99010519491231002X", "99010519491231002X", IdStatus.BAD_PROVINCE),
+        ("110105194913310020", "110105194913310020", IdStatus.BAD_BIRTH_DATE),
+        ("110105194912310021", "110105194912310021", IdStatus.BAD_CHECK),
+        ("5.22701199001011E+17", "522701199001011000", IdStatus.EXCEL_MANGLED),
+        ("522701199001011234.0", "522701199001011234", IdStatus.EXCEL_MANGLED),
+        (5.22701199001011e17, "522701199001011000", IdStatus.EXCEL_MANGLED),
+        ("522701199001021000", "522701199001021000", IdStatus.EXCEL_MANGLED),
+        # ending 000 but with a correct check character: indistinguishable from a real ID
+        ("522701199001011000", "522701199001011000", IdStatus.VALID),
+    ],
+)
+def test_normalise_id(raw: object, expected: str, status: IdStatus) -> None:
+    assert normalise_id(raw) == (expected, status)
+
+
+def test_fifteen_digits_upgrade_to_a_valid_eighteen() -> None:
+    up = upgrade_15("522701900101123")
+    assert up.startswith("52270119900101123") and normalise_id(up)[1] is IdStatus.VALID
+
+
+def test_birth_date_sex_and_surviving_digits() -> None:
+    assert birth_date(VALID).isoformat() == "1949-12-31"
+    assert sex_code(VALID) == 2
+    norm, status = normalise_id("5.22701199001011E+17")
+    assert surviving_prefix(norm, status) == "522701199001011"
+    assert surviving_prefix(VALID, IdStatus.VALID) is None
+
+
+@given(st.text(max_size=30))
+def test_normalise_never_raises(text: str) -> None:
+    norm, status = normalise_id(text)
+    assert isinstance(norm, str) and isinstance(status, IdStatus)

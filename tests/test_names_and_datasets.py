@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+
+from bidui.datasets import BY_CODE, DATASETS, DatasetNameError, dataset_for_filename, header_key
+from bidui.names import clean_name, form_key, pinyin_key
+
+
+@pytest.mark.parametrize("dot", ["\u00b7", "\u2022", "\u30fb", "\u2027", "\uff0e", "."])
+def test_every_middle_dot_variant_becomes_one(dot: str) -> None:
+    assert clean_name(f"阿不都{dot}热合曼") == "阿不都·热合曼"
+
+
+def test_form_key_normalises_form_only() -> None:
+    assert form_key(" 張 偉 ") == "张伟"
+    assert form_key("ＡＢ") == "AB"
+    assert form_key("汪伟") != form_key("王伟")  # a homophone stays a different writing
+    assert form_key("李*兰") != form_key("李秀兰")
+
+
+@pytest.mark.parametrize(("name", "key"), [("单雄信", "shanxiongxin"), ("曾国藩", "zengguofan"),
+                                           ("仇英", "qiuying"), ("解缙", "xiejin"), ("区永", "ouyong")])
+def test_pinyin_reads_surnames_as_surnames(name: str, key: str) -> None:
+    assert pinyin_key(name) == key
+
+
+@pytest.mark.parametrize(
+    ("filename", "code"),
+    [("vehicles_20261120.csv", "vehicles"), ("vehicles.xlsx", "vehicles"), ("hukou_changes_1120.csv", "hukou_changes"),
+     ("hukou-2026.csv", "hukou"), ("机动车登记信息（11月）.xlsx", "vehicles"), ("户籍变动记录.csv", "hukou_changes"),
+     ("人口信息.csv", "hukou"), ("payroll2026.parquet", "payroll")],
+)
+def test_dataset_from_file_name(filename: str, code: str) -> None:
+    assert dataset_for_filename(filename).code == code
+
+
+@pytest.mark.parametrize("filename", ["foo.csv", "贫困户家庭成员.csv", "市场主体投资人.csv", "vehiclesx.csv"])
+def test_file_names_matching_none_or_two_are_refused(filename: str) -> None:
+    with pytest.raises(DatasetNameError):
+        dataset_for_filename(filename)
+
+
+def test_header_key_ignores_width_space_case_and_units() -> None:
+    assert header_key("注册资本（万元）") == header_key("注册资本") == header_key(" 注册资本 (万元)")
+    assert header_key("Ｉｄ_Number") == "id_number"
+
+
+def test_registry_matches_the_spec() -> None:
+    assert len(DATASETS) == 15 and BY_CODE["payroll"].optional
+    for ds in DATASETS:
+        keys = [header_key(h) for c in ds.columns for h in c.headers]
+        # within a dataset, no header form may mean two columns
+        for c in ds.columns:
+            for h in c.headers:
+                owners = {o.name for o in ds.columns if header_key(h) in map(header_key, o.headers)}
+                assert owners == {c.name}, (ds.code, h, owners)
+        assert keys

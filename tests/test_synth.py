@@ -1,0 +1,316 @@
+"""The synthetic prefecture: determinism, validity, conformance to the extract spec, and an
+answer key consistent with the files. Files are read back as a department's file would be
+(through the spec-level reader), not from the generator's tables."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from bidui.cli import app
+from bidui.connectors.readers import read_table
+from bidui.datasets import BY_CODE, VEHICLE_TYPE_NAMES, dataset_for_filename, header_key
+from bidui.ids import IdStatus, normalise_id
+from bidui.synth.config import SynthConfig
+from bidui.synth.generate import generate
+
+NIGHTS = ("2026-11-20", "2026-11-21", "2026-11-22")
+DATE_FORMS = (
+    r"\d{4}-\d{2}-\d{2}", r"\d{8}", r"\d{4}/\d{1,2}/\d{1,2}", r"\d{4}年\d{1,2}月\d{1,2}日", r"\d{4}-\d{1,2}-\d{1,2}",
+)
+
+
+def manifest(root: Path, night: str) -> dict:
+    return json.loads((root / "truth" / night / "manifest.json").read_text(encoding="utf-8"))
+
+
+def clues(root: Path, night: str) -> pl.DataFrame:
+    return pl.read_csv(root / "truth" / night / "clues.csv", infer_schema=False)
+
+
+def columns_of(path: Path) -> tuple[str, dict[str, int], object]:
+    """Dataset code, canonical column → position, and the table, read as the spec says."""
+    ds = dataset_for_filename(path.name)
+    table = read_table(path)
+    positions: dict[str, int] = {}
+    for i, h in enumerate(table.header):
+        owners = [c.name for c in ds.columns if header_key(h) in {header_key(x) for x in c.headers}]
+        assert len(owners) <= 1, (path.name, h, owners)
+        if owners:
+            assert owners[0] not in positions, f"{path.name}: two headers for {owners[0]}"
+            positions[owners[0]] = i
+    return ds.code, positions, table
+
+
+def test_same_seed_same_bytes_other_seed_other_data(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for out, seed in ((a, 5), (b, 5), (c, 6)):
+        generate(out, SynthConfig(size="tiny", seed=seed, nights=2))
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != "config.json")
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != "config.json")
+    assert files_a == files_b and len(files_a) > 30
+    for rel in files_a:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    hukou = "inbox/2026-11-20/hukou_20261120.csv"
+    assert (a / hukou).read_bytes() != (c / hukou).read_bytes()
+
+
+def test_every_clean_id_is_valid_and_agrees_with_sex_and_birth(tiny: Path) -> None:
+    people = pl.read_parquet(tiny / "truth" / "residents.parquet")
+    for idn, sex, born in people.select("id_number", "sex", "birth_date").iter_rows():
+        assert normalise_id(idn) == (idn, IdStatus.VALID)
+        assert (int(idn[16]) % 2 == 1) == (sex == "男")
+        assert idn[6:14] == born.strftime("%Y%m%d")
+    assert people["id_number"].is_unique().all()
+    for night in NIGHTS:
+        rec = pl.read_parquet(tiny / "truth" / night / "records.parquet")
+        clean = rec.filter((pl.col("id_corruption") == "") & pl.col("true_id_number").is_not_null())
+        assert clean.height > 1000
+        for raw, true in clean.select("id_number_raw", "true_id_number").iter_rows():
+            assert normalise_id(raw) == (true, IdStatus.VALID), (raw, true)
+
+
+@pytest.mark.parametrize("night", NIGHTS)
+def test_every_file_conforms_to_the_extract_spec(tiny: Path, night: str) -> None:
+    m = manifest(tiny, night)
+    folder = tiny / "inbox" / night
+    assert sorted(f["file"] for f in m["files"]) == sorted(p.name for p in folder.iterdir())
+    for f in m["files"]:
+        code, pos, table = columns_of(folder / f["file"])
+        assert code == f["dataset"]
+        ds = BY_CODE[code]
+        missing = [c for c in ds.required if c not in pos]
+        assert not missing, (f["file"], missing)
+        data = table.data
+        if f["truncated"]:
+            data = data.head(f["rows"])
+        assert data.height == f["rows"]
+        for col in ds.columns:
+            if col.name not in pos:
+                continue
+            values = [v for v in data[f"c{pos[col.name]}"].to_list() if v is not None and v != ""]
+            if col.kind == "enum":
+                allowed = set(col.values) | set(col.aliases)
+                bad = {v for v in values if v not in allowed}
+                assert not bad, (f["file"], col.name, bad)
+            elif col.kind == "date":
+                bad = {v for v in values if not any(re.fullmatch(p, v) for p in DATE_FORMS)}
+                assert not bad, (f["file"], col.name, list(bad)[:3])
+            elif col.kind == "code":
+                assert all(re.fullmatch(r"\d{12}", v) for v in values), (f["file"], col.name)
+            elif col.kind in ("money", "number", "year"):
+                assert all(re.fullmatch(r"-?\d+(\.\d+)?", v) for v in values), (f["file"], col.name)
+        if code == "vehicles":
+            types = set(data[f"c{pos['vehicle_type']}"].to_list())
+            assert all(t in VEHICLE_TYPE_NAMES or re.fullmatch(r"[A-Z]\d{2}", t) for t in types)
+            assert types & set(VEHICLE_TYPE_NAMES) and any(re.fullmatch(r"[A-Z]\d{2}", t) for t in types)
+
+
+def test_files_cover_the_forms_the_spec_allows(tiny: Path) -> None:
+    files = manifest(tiny, NIGHTS[0])["files"]
+    forms = {(f["format"], f["encoding"], f["delimiter"]) for f in files}
+    assert ("csv", "gb18030", "comma") in forms and ("csv", "gb18030", "tab") in forms
+    assert ("csv", "utf-8-sig", "comma") in forms and ("csv", "utf-8", "comma") in forms
+    assert ("csv", "utf-8", "tab") in forms
+    assert {"xlsx", "parquet"} <= {f["format"] for f in files}
+    assert any(re.search(r"[\u4e00-\u9fff]", f["file"]) for f in files)
+    assert any(not re.search(r"[\u4e00-\u9fff]", f["file"]) for f in files)
+    folder = tiny / "inbox" / NIGHTS[0]
+    for f in files:
+        raw = (folder / f["file"]).read_bytes()
+        if f["encoding"] == "gb18030":
+            with pytest.raises(UnicodeDecodeError):
+                raw.decode("utf-8")
+        if f["encoding"] == "utf-8-sig":
+            assert raw.startswith(b"\xef\xbb\xbf")
+    # The appraisal workbook's ID cells are numbers, as Excel makes them.
+    dh = next(f for f in files if f["dataset"] == "dangerous_housing")
+    _, pos, table = columns_of(folder / dh["file"])
+    numeric_ids = [r for r, c in table.numeric_cells if c == pos["owner_id_number"]]
+    assert len(numeric_ids) > 0.8 * table.data.height
+    sample = table.data[f"c{pos['owner_id_number']}"][numeric_ids[0]]
+    assert normalise_id(sample)[1] is IdStatus.EXCEL_MANGLED or sample.endswith("000")
+    # Header dialects: at least one synonym or English name somewhere.
+    headers = []
+    for f in files:
+        headers += read_table(folder / f["file"]).header
+    primary = {c.header for ds in BY_CODE.values() for c in ds.columns}
+    assert any(h not in primary for h in headers)
+
+
+@pytest.mark.parametrize("night", NIGHTS)
+def test_truth_records_match_the_files(tiny: Path, night: str) -> None:
+    m = manifest(tiny, night)
+    rec = pl.read_parquet(tiny / "truth" / night / "records.parquet")
+    folder = tiny / "inbox" / night
+    for f in m["files"]:
+        ds = BY_CODE[f["dataset"]]
+        mine = rec.filter(pl.col("source_file") == f["file"]).sort("source_row")
+        if not ds.persons:
+            assert mine.is_empty()
+            continue
+        assert mine.height == f["rows"] and mine["source_row"].to_list() == list(range(1, f["rows"] + 1))
+        _, pos, table = columns_of(folder / f["file"])
+        ref = ds.persons[0]
+        ids = table.data[f"c{pos[ref.id_column]}"].to_list()
+        names = table.data[f"c{pos[ref.name_column]}"].to_list()
+        for row, raw_id, raw_name, corr in mine.select("source_row", "id_number_raw", "name_raw", "id_corruption").iter_rows():
+            file_id, file_name = ids[row - 1], names[row - 1]
+            if corr == "id_excel_numeric":
+                assert normalise_id(file_id)[0][:15] == raw_id[:15]
+            elif raw_id:
+                assert (file_id or "").strip() == raw_id.strip(), (f["file"], row)
+            assert (file_name or "").strip() == raw_name.strip(), (f["file"], row)
+
+
+def test_truth_links_point_at_hukou(tiny: Path) -> None:
+    rec = pl.read_parquet(tiny / "truth" / NIGHTS[0] / "records.parquet")
+    hukou = set(rec.filter(pl.col("dataset") == "hukou")["id_number_raw"].to_list())
+    linked = rec.filter(pl.col("hukou_id_number").is_not_null())
+    assert set(linked["hukou_id_number"].to_list()) <= hukou
+    outsiders = rec.filter(pl.col("person_pid").is_not_null() & pl.col("hukou_id_number").is_null())
+    assert outsiders.height > 0  # outsiders and people nobody can find exist
+
+
+def test_every_rule_is_planted_both_ways_and_expected(tiny: Path) -> None:
+    plants = pl.read_csv(tiny / "truth" / "plants.csv", infer_schema=False)
+    rules = set(json.loads(Path("tests/rule_codes.json").read_text()))
+    for rule in rules:
+        kinds = set(plants.filter(pl.col("rule_code") == rule)["kind"].to_list())
+        assert {"positive", "near_miss"} <= kinds, rule
+    assert set(clues(tiny, NIGHTS[0])["rule_code"].to_list()) == rules
+
+
+@pytest.mark.parametrize("night_index", [0, 1, 2])
+def test_plants_fire_and_near_misses_do_not(tiny: Path, night_index: int) -> None:
+    plants = pl.read_csv(tiny / "truth" / "plants.csv", infer_schema=False).filter(
+        pl.col("night").cast(pl.Int64) == night_index)
+    hits = clues(tiny, NIGHTS[night_index]).select("rule_code", pl.col("subject_pid").alias("pid")).unique()
+    hits = hits.with_columns(pl.lit(True).alias("hit"))
+    j = plants.join(hits, on=["rule_code", "pid"], how="left")
+    missed = j.filter((pl.col("kind") == "positive") & pl.col("hit").is_null())
+    raised = j.filter((pl.col("kind") == "near_miss") & pl.col("hit").is_not_null())
+    assert missed.is_empty(), missed.select("rule_code", "description").rows()
+    assert raised.is_empty(), raised.select("rule_code", "description").rows()
+    if night_index:
+        before = clues(tiny, NIGHTS[night_index - 1])
+        after = clues(tiny, NIGHTS[night_index])
+        gone = plants.filter(pl.col("kind") == "gone")
+        assert gone.height >= 1
+        for rule, pid, what in gone.select("rule_code", "pid", "description").iter_rows():
+            key = what.split()[1] if rule == "VEHICLE" else None
+            b = before.filter((pl.col("rule_code") == rule) & (pl.col("subject_pid") == pid))
+            a = after.filter((pl.col("rule_code") == rule) & (pl.col("subject_pid") == pid))
+            if key:
+                b, a = b.filter(pl.col("evidence_key") == key), a.filter(pl.col("evidence_key") == key)
+            assert b.height == 1 and a.is_empty(), (rule, what)
+
+
+def test_a_skipped_night_and_a_truncated_file(tiny: Path) -> None:
+    _m1, m2, m3 = (manifest(tiny, n) for n in NIGHTS)
+    assert m2["missing"] == ["students"] and "students" not in {f["dataset"] for f in m2["files"]}
+    assert m2["in_force"]["students"] == NIGHTS[0]
+    prop3 = next(f for f in m3["files"] if f["dataset"] == "property")
+    prop2 = next(f for f in m2["files"] if f["dataset"] == "property")
+    assert prop3["truncated"] and prop3["expected"] == "held" and prop3["rows"] < 0.7 * prop2["rows"]
+    assert m3["in_force"]["property"] == NIGHTS[1]
+    raw = (tiny / "inbox" / NIGHTS[2] / prop3["file"]).read_bytes().decode("utf-8-sig")
+    assert not raw.endswith("\n")  # cut mid-row
+    # Clues on property still come from the snapshot in force, not the truncated file.
+    c2, c3 = clues(tiny, NIGHTS[1]), clues(tiny, NIGHTS[2])
+    assert (c2.filter(pl.col("rule_code") == "URBAN_PROPERTY")["evidence_key"].sort().to_list()
+            == c3.filter(pl.col("rule_code") == "URBAN_PROPERTY")["evidence_key"].sort().to_list())
+
+
+def test_expected_clues_are_grounded_in_the_files(tiny: Path) -> None:
+    night = NIGHTS[0]
+    folder = tiny / "inbox" / night
+    m = manifest(tiny, night)
+    text = {f["dataset"]: read_table(folder / f["file"]) for f in m["files"]}
+
+    def values(dataset: str, column: str) -> set[str]:
+        _, pos, table = columns_of(folder / next(f["file"] for f in m["files"] if f["dataset"] == dataset))
+        return {(v or "").strip() for v in table.data[f"c{pos[column]}"].to_list()}
+
+    c = clues(tiny, night)
+    members_raw = values("register_members", "id_number")
+    hukou_ids = values("hukou", "id_number")
+    for rule, raw, hh, _key in c.select("rule_code", "subject_id_number_raw", "household_code", "evidence_key").iter_rows():
+        if rule.startswith("MISSED_"):
+            assert raw in hukou_ids and not hh
+        else:
+            assert raw in members_raw, (rule, raw)
+    checks = {"VEHICLE": ("vehicles", "plate"), "BUSINESS": ("businesses", "credit_code"),
+              "URBAN_PROPERTY": ("property", "cert_number"), "PUBLIC_PAYROLL": ("payroll", "employer"),
+              "HIGH_FEE_SCHOOL": ("students", "school_name"), "HOUSEHOLD_SPLIT": ("hukou_changes", "from_hukou_number")}
+    for rule, (dataset, column) in checks.items():
+        keys = set(c.filter(pl.col("rule_code") == rule)["evidence_key"].to_list())
+        assert keys and keys <= values(dataset, column), rule
+    assert text  # every file was readable
+    cats = Counter(c["category"].to_list())
+    assert set(cats) == {"mis_inclusion", "natural_change", "data_quality", "exit_risk", "missed_inclusion"}
+
+
+def test_corruptions_all_occur_at_about_their_rates(small: Path) -> None:
+    rec = pl.read_parquet(small / "truth" / NIGHTS[0] / "records.parquet").filter(
+        ~pl.col("dataset").is_in(["hukou", "register_members", "register_households"]))
+    n = rec.height
+    ids = Counter(rec["id_corruption"].to_list())
+    names = Counter(rec["name_corruption"].to_list())
+    cfg = SynthConfig().corruption
+    for kind, rate in (("id_digit", cfg.id_digit), ("id_transposition", cfg.id_transposition),
+                       ("id_fullwidth", cfg.id_fullwidth), ("id_space", cfg.id_space),
+                       ("name_homophone", cfg.name_homophone), ("name_traditional", cfg.name_traditional),
+                       ("name_space", cfg.name_space), ("name_typo", cfg.name_typo)):
+        got = (ids[kind] or names[kind]) / n
+        assert 0.4 * rate < got < 1.8 * rate, (kind, got, rate)
+    for kind in ("id_15", "id_lower_x", "id_missing", "id_excel_numeric", "dot_variant"):
+        assert (ids[kind] or names[kind]) > 0, kind
+    missing = rec.filter(pl.col("id_corruption") == "id_missing")
+    assert set(missing["dataset"].to_list()) <= {"deaths", "dangerous_housing"}
+    reg = pl.read_parquet(small / "truth" / NIGHTS[0] / "records.parquet").filter(pl.col("dataset") == "register_members")
+    assert {"name_homophone", "name_traditional"} <= set(reg["name_corruption"].to_list())
+
+
+def test_the_population_looks_like_a_rural_prefecture(small: Path) -> None:
+    people = pl.read_parquet(small / "truth" / "residents.parquet").filter(pl.col("origin") == "resident")
+    assert 45_000 < people.height < 56_000
+    male = (people["sex"] == "男").mean()
+    assert 0.47 < male < 0.56
+    surnames = Counter(n[0] for n in people["name"].to_list())
+    assert {s for s, _ in surnames.most_common(5)} >= {"王", "李", "张"}
+    assert any("·" in n for n in people["name"].to_list())
+    births = people["birth_date"].dt.year()
+    assert (births < 1966).mean() > 0.12 and (births > 2010).mean() > 0.08
+    m = manifest(small, NIGHTS[0])
+    folder = small / "inbox" / NIGHTS[0]
+    _code, pos, table = columns_of(folder / next(f["file"] for f in m["files"] if f["dataset"] == "register_households"))
+    status = Counter(table.data[f"c{pos['status']}"].to_list())
+    assert status["已脱贫"] / sum(status.values()) > 0.85
+    causes = Counter(table.data[f"c{pos['main_cause']}"].to_list())
+    assert causes.most_common(1)[0][0] == "缺技术"
+    exit_years = {int(y) for y in table.data[f"c{pos['exit_year']}"].to_list() if y}
+    assert min(exit_years) >= 2016
+    # about a tenth of rural households are registered
+    _, hpos, hukou = columns_of(folder / next(f["file"] for f in m["files"] if f["dataset"] == "hukou"))
+    _, dpos, div = columns_of(folder / next(f["file"] for f in m["files"] if f["dataset"] == "divisions"))
+    rural = {c for c, u in zip(div.data[f"c{dpos['code']}"], div.data[f"c{dpos['urban_rural']}"], strict=True) if u == "乡村"}
+    heads = [a for a, r in zip(hukou.data[f"c{hpos['address_code']}"], hukou.data[f"c{hpos['relation']}"], strict=True)
+             if r == "户主" and a in rural]
+    share = table.data.height / len(heads)
+    assert 0.08 < share < 0.13
+
+
+def test_cli_writes_a_prefecture(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["--home", str(tmp_path / "home"), "synth", "--out", str(tmp_path / "p"),
+                                      "--size", "tiny", "--nights", "1", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p" / "truth" / "2026-11-20" / "clues.csv").exists()
+    bad = CliRunner().invoke(app, ["synth", "--out", str(tmp_path / "q"), "--size", "huge"])
+    assert bad.exit_code != 0
