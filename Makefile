@@ -34,7 +34,7 @@ demo: setup
 	$(BIN)/bidui --home $(HOME_DIR) synth --out $(HOME_DIR) --size $(SIZE) --nights 2 --seed 7
 
 bench: setup
-	$(BIN)/python bench/synth.py --sizes $(SIZE)
+	$(BIN)/python bench/synth.py --sizes $(SIZE) --nights 2
 
 # Re-pin the whole tree from requirements.in (run by a developer, not by CI).
 lock: | $(BIN)/python
