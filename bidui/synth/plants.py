@@ -44,6 +44,7 @@ class Planter:
         self.rng = w.rng
         self.run = days(w.run)
         self.rows: dict[str, list[pl.DataFrame]] = defaultdict(list)
+        self.person_cols: dict[str, dict] = {}
         self.drop: dict[str, set[int]] = defaultdict(set)
         self.person_updates: dict[int, dict] = {}
         self.new_persons: list[dict] = []
@@ -119,14 +120,21 @@ class Planter:
             names.append(n)
             idc.append(id_kind)
             nmc.append(name_kind)
+        self.stash(dataset, df, id_col, name_col, ids, names, idc, nmc)
+
+    def stash(self, dataset: str, df: pl.DataFrame, id_col: str, name_col: str, ids: list[str], names: list[str],
+              idc: list[str], nmc: list[str]) -> None:
+        """Queue planted rows with their person fields as written."""
         # In a workbook whose ID cells Excel turned into numbers, planted rows are numbers too.
         share = NUMERIC_ID_SHARE.get(dataset, 0.0)
         numeric = [not k and i[-1:].isdigit() and self.rng.random() < share for k, i in zip(idc, ids, strict=True)]
         idc = ["id_excel_numeric" if n else k for n, k in zip(numeric, idc, strict=True)]
-        self.rows[dataset].append(df.with_columns(
-            pl.Series(id_col, ids, dtype=pl.String), pl.Series(name_col, names, dtype=pl.String),
-            pl.Series("_id_corr", idc, dtype=pl.String), pl.Series("_name_corr", nmc, dtype=pl.String),
-            pl.Series("_numeric_id", numeric, dtype=pl.Boolean)))
+        # Person columns are attached once per dataset at flush: one frame op, not one per plant.
+        self.rows[dataset].append(df.drop(id_col, name_col, strict=False))
+        fields = self.person_cols.setdefault(dataset, {"_cols": (id_col, name_col), "ids": [], "names": [],
+                                                       "idc": [], "nmc": [], "numeric": []})
+        for key, values in (("ids", ids), ("names", names), ("idc", idc), ("nmc", nmc), ("numeric", numeric)):
+            fields[key].extend(values)
 
     def log(self, rule: str, kind: str, what: str, pid: int | None, code: str | None = None,
             hukou: str | None = None) -> None:
@@ -201,7 +209,15 @@ class Planter:
             clean = written_members(w, rows, clean=True)
             w.append("register_members", clean)
         for dataset, frames in self.rows.items():
-            w.append(dataset, pl.concat(frames, how="diagonal_relaxed"))
+            df = pl.concat(frames, how="diagonal_relaxed")
+            f = self.person_cols.get(dataset)
+            if f is not None:
+                id_col, name_col = f["_cols"]
+                df = df.with_columns(
+                    pl.Series(id_col, f["ids"], dtype=pl.String), pl.Series(name_col, f["names"], dtype=pl.String),
+                    pl.Series("_id_corr", f["idc"], dtype=pl.String), pl.Series("_name_corr", f["nmc"], dtype=pl.String),
+                    pl.Series("_numeric_id", f["numeric"], dtype=pl.Boolean))
+            w.append(dataset, df)
 
 
 # ---------------------------------------------------------------- per rule
@@ -333,10 +349,8 @@ def payroll(t: Planter, n) -> None:
         pid = t.adult(code)
         me = t.p(pid)
         other = make_ids(np.array(["510104"]), np.array([me["birth"] + 400]), np.array([me["male"]]), t.rng)[0]
-        df = payroll_rows(t.w, np.array([pid])).with_columns(
-            pl.lit(other).alias("id_number"), pl.lit(me["name"]).alias("name"), pl.lit("").alias("_id_corr"),
-            pl.lit("").alias("_name_corr"), pl.lit(False).alias("_numeric_id"), pl.lit(-1, pl.Int64).alias("_pid"))
-        t.rows["payroll"].append(df)
+        df = payroll_rows(t.w, np.array([pid])).with_columns(pl.lit(-1, pl.Int64).alias("_pid"))
+        t.stash("payroll", df, "id_number", "name", [other], [me["name"]], [""], [""])
         t.log("PUBLIC_PAYROLL", N, "a namesake (same name, other ID) on the payroll", pid, code)
 
 
@@ -706,12 +720,16 @@ def missed(t: Planter, n) -> None:
                          & ~pl.col("hh").is_in(w.households["hh"].implode()))
     rural_heads = p.filter(pl.col("address_code").is_in(rural)).sample(fraction=1.0, shuffle=True, seed=int(t.rng.integers(1 << 31)))
     urban_heads = p.filter(pl.col("address_code").is_in(urban)).sample(fraction=1.0, shuffle=True, seed=int(t.rng.integers(1 << 31)))
+    # Only as many candidate households as the plants can use: no pass over the population.
+    need = 4 * (sum(n(1)) * 2 + sum(n(4)) + sum(n(3)) + 2)
+    rural_heads, urban_heads = rural_heads.head(need), urban_heads.head(need)
     rural_it, urban_it = iter(rural_heads["pid"].to_list()), iter(urban_heads["pid"].to_list())
-    household_of = dict(zip(w.persons["pid"].to_list(), w.persons["hh"].to_list(), strict=True))
+    heads = pl.concat([rural_heads, urban_heads])
+    household_of = dict(zip(heads["pid"].to_list(), heads["hh"].to_list(), strict=True))
+    members = w.persons.filter(pl.col("hh").is_in(heads["hh"].implode()) & (pl.col("status") == "正常"))
     hh_members: dict[int, list[int]] = defaultdict(list)
-    for pid, hh, st in zip(w.persons["pid"], w.persons["hh"], w.persons["status"], strict=True):
-        if st == "正常":
-            hh_members[hh].append(pid)
+    for pid, hh in zip(members["pid"].to_list(), members["hh"].to_list(), strict=True):
+        hh_members[hh].append(pid)
 
     def clear(head: int) -> list[int]:
         members = hh_members[household_of[head]]

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 
 from bidui.datasets import BY_CODE, Dataset
-from bidui.synth.xlsx import write_xlsx
+from bidui.synth.xlsx import write_frame
 
 
 @dataclass(frozen=True)
@@ -126,23 +126,18 @@ def write_dataset(dataset: str, df: pl.DataFrame, folder: Path, night: date, hea
         return name, len(out)
     if d.fmt == "xlsx":
         ds = BY_CODE[dataset]
-        id_cols = {c.name for c in ds.columns if c.kind == "id"}
-        date_cols = {c.name for c in ds.columns if c.kind == "date"}
-        columns = out.columns
-        data = [out[c].to_list() for c in columns]
-
-        def rows():
-            for i in range(len(out)):
-                row = []
-                for j, c in enumerate(columns):
-                    v = data[j][i]
-                    if c in id_cols and numeric[i] and v:
-                        v = float(int(v[:15]) * 1000)  # Excel keeps 15 significant digits
-                    elif c in date_cols and d.dates == "excel" and v is not None:
-                        v = date.fromordinal(date(1970, 1, 1).toordinal() + int(v))
-                    row.append(v)
-                yield row
-        n = write_xlsx(path, header, rows())
+        numeric_cols = {}
+        for c in ds.columns:
+            if c.kind == "id" and numeric.any():
+                # Excel keeps 15 significant digits of a number typed into a cell.
+                out = out.with_columns(pl.when(pl.Series(numeric)).then(pl.col(c.name).str.slice(0, 15) + "000")
+                                       .otherwise(pl.col(c.name)).alias(c.name))
+                numeric_cols[c.name] = pl.Series(numeric)
+        serial = []
+        if d.dates == "excel":
+            serial = [c.name for c in ds.columns if c.kind == "date"]
+            out = out.with_columns([(pl.col(c).cast(pl.Int64) + 25569).alias(c) for c in serial])
+        n = write_frame(path, header, out, numeric_cols, serial)
         return name, n
     buf = io.BytesIO()
     out.rename(dict(zip(out.columns, header, strict=True))).write_csv(buf, separator=d.sep, null_value="")
