@@ -14,7 +14,8 @@ from bidui.home import Home
 
 app = typer.Typer(help="比对 bidui: nightly comparison of department extracts with the poverty register.",
                   no_args_is_help=True, add_completion=False)
-console = Console()
+# Off a terminal (CI logs, pipes) tables get room rather than folding every cell.
+console = Console(width=None if Console().is_terminal else 200)
 
 
 @app.callback()
@@ -49,6 +50,84 @@ def synth(
                 "peak_rss_mb"):
         table.add_row(key.replace("_", " "), f"{summary[key]:,}" if isinstance(summary[key], int) else str(summary[key]))
     table.add_row("nights", ", ".join(summary["nights"]))
+    console.print(table)
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    folder: Annotated[Path, typer.Argument(help="The night's inbox folder, inbox/YYYY-MM-DD.", exists=True, file_okay=False)],
+    night: Annotated[str | None, typer.Option("--date", help="The night (default: the folder's name).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Apply files that would be held.")] = False,
+) -> None:
+    """Load a night's extracts into the warehouse. Exit 0: all accepted; 2: any refused or held."""
+    from datetime import date
+
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from bidui import config
+    from bidui.connectors import warehouse
+    from bidui.connectors.ingest import Limits, exit_code, ingest_night, night_of
+
+    home: Home = ctx.obj.ensure()
+    try:
+        day = date.fromisoformat(night) if night else night_of(folder)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--date") from e
+    limits = Limits.from_config(config.load(home.config))
+    con = warehouse.connect(home.warehouse)
+    files = [p for p in folder.iterdir() if p.is_file()]
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} files"),
+                  console=console, disable=not console.is_terminal, transient=True) as bar:
+        task = bar.add_task(f"ingest {day}", total=len(files))
+
+        def step(name: str) -> None:
+            bar.update(task, description=f"ingest {day}: {name}", advance=0)
+
+        outcomes = ingest_night(con, folder, day, force=force, limits=limits,
+                                progress=lambda name: (step(name), bar.advance(task)))
+    table = Table(title=f"ingest {day} → {home.warehouse}")
+    for col in ("file", "dataset", "status", "read", "loaded", "rejected", "s", "message"):
+        table.add_column(col, justify="right" if col in ("read", "loaded", "rejected", "s") else "left",
+                         overflow="fold")
+    style = {"accepted": "green", "forced": "yellow", "held": "yellow", "refused": "red", "duplicate": "dim",
+             "missing": "dim"}
+    for o in outcomes:
+        table.add_row(o.file, o.dataset or "", f"[{style.get(o.status, '')}]{o.status}", f"{o.rows_read:,}",
+                      f"{o.rows_loaded:,}", f"{o.rows_rejected:,}", f"{o.seconds:.1f}", o.message)
+    console.print(table)
+    con.close()
+    raise typer.Exit(exit_code(outcomes))
+
+
+@app.command()
+def loads(
+    ctx: typer.Context,
+    night: Annotated[str | None, typer.Option("--date", help="Only this night.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """Print the load log."""
+    import json
+    from datetime import date
+
+    from bidui.connectors import warehouse
+
+    home: Home = ctx.obj
+    if not home.warehouse.exists():
+        console.print(f"no warehouse at {home.warehouse} yet: run bidui ingest first")
+        raise typer.Exit(1)
+    con = warehouse.connect(home.warehouse)
+    log = warehouse.load_log(con, date.fromisoformat(night) if night else None)
+    con.close()
+    if as_json:
+        for row in log.iter_rows(named=True):
+            print(json.dumps(row, ensure_ascii=False, default=str))
+        return
+    table = Table(title="load log")
+    for col in log.columns:
+        table.add_column(col, overflow="fold")
+    for row in log.iter_rows():
+        table.add_row(*["" if v is None else str(v) for v in row])
     console.print(table)
 
 

@@ -57,3 +57,26 @@ def test_birth_date_sex_and_surviving_digits() -> None:
 def test_normalise_never_raises(text: str) -> None:
     norm, status = normalise_id(text)
     assert isinstance(norm, str) and isinstance(status, IdStatus)
+
+
+ID_ALPHABET = "0123456789Xx ０１２３４５６７８９Ｘ.E+'\t-"
+
+
+def _vectorised(values: list[str]) -> list[tuple[str, str]]:
+    import polars as pl
+
+    from bidui.ids import normalise_id_series
+
+    norm, status = normalise_id_series(pl.Series(values, dtype=pl.String))
+    return list(zip(norm.to_list(), status.to_list(), strict=True))
+
+
+@given(st.lists(st.one_of(
+    st.text(alphabet=ID_ALPHABET, max_size=22),
+    st.builds(lambda d, k: d[:k] + "000", st.text(alphabet="0123456789", min_size=18, max_size=18), st.integers(15, 15)),
+    st.sampled_from([VALID, VALID.lower(), "110105491231002", "5.22701199001011E+17", "522701199001011234.0",
+                     "522701199001021000", "99010519491231002X", "110105194913310020"]),
+), min_size=1, max_size=40))
+def test_vectorised_normalisation_agrees_with_the_scalar_one(values: list[str]) -> None:
+    scalar = [(n, str(s)) for n, s in map(normalise_id, values)]
+    assert _vectorised(values) == scalar

@@ -55,3 +55,20 @@ def test_registry_matches_the_spec() -> None:
                 owners = {o.name for o in ds.columns if header_key(h) in map(header_key, o.headers)}
                 assert owners == {c.name}, (ds.code, h, owners)
         assert keys
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+NAME_ALPHABET = "王李张伟秀英阿不都热合曼·•・‧．. \u3000\t張偉ＡＢ*"
+
+
+@given(st.lists(st.text(alphabet=NAME_ALPHABET, max_size=8), min_size=1, max_size=30))
+def test_vectorised_name_cleaning_agrees(values: list[str]) -> None:
+    import polars as pl
+
+    from bidui.names import clean_name_expr
+    from bidui.text import nfkc_series
+
+    out = pl.DataFrame({"v": nfkc_series(pl.Series(values, dtype=pl.String))}).select(clean_name_expr(pl.col("v")))
+    assert out.to_series().to_list() == [clean_name(v) for v in values]

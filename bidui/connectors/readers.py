@@ -52,6 +52,8 @@ def detect_delimiter(first_line: str) -> str:
 
 def read_csv(path: Path) -> RawTable:
     raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ReadError(f"{path.name}: UTF-16 text; save it as UTF-8 or GB18030")
     if b"\x00" in raw[:4096]:
         raise ReadError(f"{path.name}: binary data, not a text table")
     encoding, text = detect_encoding(raw, path.name)
@@ -63,11 +65,31 @@ def read_csv(path: Path) -> RawTable:
         df = pl.read_csv(io.BytesIO(text.encode("utf-8")), separator=sep, infer_schema=False, has_header=False,
                          quote_char='"', truncate_ragged_lines=False)
     except pl.exceptions.ComputeError as e:
-        raise ReadError(f"{path.name}: not a well-formed {'tab' if sep == chr(9) else 'comma'}-separated table: {e}") from e
+        raise ReadError(f"{path.name}: {_diagnose(text, sep)}") from e
     header = [str(v or "").strip() for v in df.row(0)]
     data = df.slice(1)
     data.columns = [f"c{i}" for i in range(len(header))]
     return RawTable(header, data, "csv", encoding, sep)
+
+
+def _diagnose(text: str, sep: str) -> str:
+    """Find the first row that breaks the table (polars' own error names no row)."""
+    import csv
+
+    kind = "tab" if sep == "\t" else "comma"
+    reader = csv.reader(io.StringIO(text), delimiter=sep, strict=True)
+    try:
+        width = None
+        for row in reader:
+            if width is None:
+                width = len(row)
+            elif row and len(row) != width:
+                # line_num counts physical lines; the header is line 1, data row N is line N + 1
+                return (f"data row {reader.line_num - 1} has {len(row)} fields, the header has {width} "
+                        f"({kind}-separated)")
+    except csv.Error as e:
+        return f"data row {max(reader.line_num - 1, 1)}: {e} ({kind}-separated)"
+    return f"not a well-formed {kind}-separated table"
 
 
 def _cell_text(v: object) -> str | None:

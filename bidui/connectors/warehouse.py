@@ -1,0 +1,142 @@
+"""The DuckDB warehouse: one table per dataset holding every accepted snapshot, the load log,
+the rejects, and the list of snapshots. Only batch processes open it (one writer at a time)."""
+
+from __future__ import annotations
+
+import warnings
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from bidui.connectors.normalise import table_columns
+from bidui.datasets import DATASETS, Dataset
+
+SCHEMA = """
+CREATE SEQUENCE IF NOT EXISTS load_ids START 1;
+CREATE TABLE IF NOT EXISTS load_log (
+    load_id BIGINT PRIMARY KEY, night DATE NOT NULL, file VARCHAR NOT NULL, sha256 VARCHAR,
+    dataset VARCHAR, fmt VARCHAR, encoding VARCHAR, delimiter VARCHAR,
+    rows_read BIGINT, rows_loaded BIGINT, rows_rejected BIGINT, seconds DOUBLE,
+    status VARCHAR NOT NULL,  -- accepted | forced | held | refused | duplicate | missing
+    message VARCHAR, loaded_at TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS rejects (
+    load_id BIGINT NOT NULL, file VARCHAR NOT NULL, source_row BIGINT NOT NULL,
+    column_name VARCHAR NOT NULL, value VARCHAR, reason VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    dataset VARCHAR NOT NULL, snapshot_date DATE NOT NULL, load_id BIGINT NOT NULL, file VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL, rows BIGINT NOT NULL, PRIMARY KEY (dataset, snapshot_date)
+);
+CREATE TABLE IF NOT EXISTS name_keys (name VARCHAR PRIMARY KEY, simplified VARCHAR, pinyin VARCHAR);
+"""
+
+
+def table_name(ds: Dataset) -> str:
+    return f"ds_{ds.code}"
+
+
+def connect(path: Path) -> duckdb.DuckDBPyConnection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
+    con.execute(SCHEMA)
+    for ds in DATASETS:
+        cols = ", ".join(f'"{name}" {sql}' for name, sql in table_columns(ds))
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table_name(ds)} (snapshot_date DATE NOT NULL, load_id BIGINT NOT NULL, "
+                    f"source_file VARCHAR NOT NULL, {cols})")
+    return con
+
+
+def query(con: duckdb.DuckDBPyConnection, sql: str, args: list | None = None) -> pl.DataFrame:
+    """A query's result as a polars frame (one Arrow copy: results here are small or one-off)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return pl.from_arrow(con.execute(sql, args or []).to_arrow_table())  # type: ignore[return-value]
+
+
+def insert_frame(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame, columns: list[str] | None = None) -> None:
+    """INSERT a polars frame (registered explicitly: no reliance on DuckDB finding Python locals)."""
+    cols = columns or df.columns
+    quoted = ", ".join(f'"{c}"' for c in cols)
+    con.register("_incoming", df.select(cols))
+    try:
+        con.execute(f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM _incoming")
+    finally:
+        con.unregister("_incoming")
+
+
+def new_load_id(con: duckdb.DuckDBPyConnection) -> int:
+    return int(con.execute("SELECT nextval('load_ids')").fetchone()[0])
+
+
+def current_with_hash(con: duckdb.DuckDBPyConnection, dataset: str, sha256: str, night: date) -> tuple[int, date] | None:
+    """The snapshot in force on the night, if it holds exactly these bytes: (load id, date)."""
+    row = con.execute("SELECT load_id, snapshot_date, sha256 FROM snapshots WHERE dataset = ? AND snapshot_date <= ? "
+                      "ORDER BY snapshot_date DESC LIMIT 1", [dataset, night]).fetchone()
+    return (int(row[0]), row[1]) if row and row[2] == sha256 else None
+
+
+def last_snapshot(con: duckdb.DuckDBPyConnection, dataset: str, before: date) -> tuple[date, int] | None:
+    """The latest accepted snapshot strictly before a night: (date, rows)."""
+    row = con.execute("SELECT snapshot_date, rows FROM snapshots WHERE dataset = ? AND snapshot_date < ? "
+                      "ORDER BY snapshot_date DESC LIMIT 1", [dataset, before]).fetchone()
+    return (row[0], int(row[1])) if row else None
+
+
+def in_force(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, date]:
+    """For each dataset, the date of the snapshot in force on a night (latest accepted ≤ night)."""
+    rows = con.execute("SELECT dataset, max(snapshot_date) FROM snapshots WHERE snapshot_date <= ? GROUP BY dataset",
+                       [night]).fetchall()
+    return {d: s for d, s in rows}
+
+
+def log(con: duckdb.DuckDBPyConnection, load_id: int, night: date, file: str, **fields: object) -> None:
+    cols = ["load_id", "night", "file", *fields]
+    con.execute(f"INSERT INTO load_log ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [load_id, night, file, *fields.values()])
+
+
+def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, load_id: int, file: str, sha256: str,
+                   rows: pl.DataFrame) -> None:
+    """Replace the dataset's snapshot of this night with these rows (inside the caller's transaction)."""
+    table = table_name(ds)
+    con.execute(f"DELETE FROM {table} WHERE snapshot_date = ?", [night])
+    con.execute("DELETE FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [ds.code, night])
+    frame = rows.with_columns(pl.lit(night).alias("snapshot_date"), pl.lit(load_id, pl.Int64).alias("load_id"),
+                              pl.lit(file).alias("source_file"))
+    names = ["snapshot_date", "load_id", "source_file", *(n for n, _ in table_columns(ds))]
+    frame = frame.select(names)
+    quoted = ", ".join(f'"{n}"' for n in names)
+    con.execute(f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM frame")
+    con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)", [ds.code, night, load_id, file, sha256, rows.height])
+
+
+def add_rejects(con: duckdb.DuckDBPyConnection, load_id: int, file: str, rejects: pl.DataFrame) -> None:
+    if rejects.is_empty():
+        return
+    insert_frame(con, "rejects", rejects.select(pl.lit(load_id, pl.Int64).alias("load_id"), pl.lit(file).alias("file"),
+                                                "source_row", "column_name", "value", "reason"))
+
+
+def add_name_keys(con: duckdb.DuckDBPyConnection, names: pl.Series) -> int:
+    """Derived keys for names not seen before (computed once per distinct name)."""
+    from bidui.names import pinyin_key, simplified
+
+    con.register("_names", pl.DataFrame({"name": names.drop_nulls().unique()}))
+    try:
+        new = query(con, "SELECT f.name FROM _names f ANTI JOIN name_keys k ON f.name = k.name")["name"].to_list()
+    finally:
+        con.unregister("_names")
+    if not new:
+        return 0
+    insert_frame(con, "name_keys", pl.DataFrame({"name": new, "simplified": [simplified(n) for n in new],
+                                                 "pinyin": [pinyin_key(n) for n in new]}))
+    return len(new)
+
+
+def load_log(con: duckdb.DuckDBPyConnection, night: date | None = None) -> pl.DataFrame:
+    where, args = ("WHERE night = ?", [night]) if night else ("", [])
+    return query(con, f"SELECT load_id, night, file, dataset, status, rows_read, rows_loaded, rows_rejected, "
+                 f"round(seconds, 2) AS seconds, fmt, encoding, message FROM load_log {where} ORDER BY load_id", args)
