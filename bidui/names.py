@@ -52,6 +52,14 @@ def simplified(name: str) -> str:
     return _t2s().convert(name)
 
 
+def name_keys(names: list[str]) -> tuple[list[str], list[str]]:
+    """(form keys, pinyin keys) for many cleaned names: one OpenCC call for all of them."""
+    forms = _t2s().convert("\n".join(names)).split("\n") if names else []
+    if len(forms) != len(names):  # a name with a newline in it: fall back to one by one
+        forms = [simplified(n) for n in names]
+    return forms, [_pinyin_of_form(f) for f in forms]
+
+
 def form_key(raw: object) -> str:
     """The name with only its form normalised (spaces, width, traditional, middle dots).
 
@@ -74,7 +82,10 @@ def pinyin_key(raw: object) -> str:
     Read character by character (cached): names are not dictionary phrases, and this is ~50×
     faster than phrase segmentation over a million names.
     """
-    name = form_key(raw)
+    return _pinyin_of_form(form_key(raw))
+
+
+def _pinyin_of_form(name: str) -> str:
     if not name:
         return ""
     head = ""

@@ -197,3 +197,16 @@ def test_cli_ingest_and_loads(tiny: Path, tmp_path: Path) -> None:
     assert all("522" not in (r["message"] or "") for r in rows)  # no ID numbers in messages
     bad = runner.invoke(app, ["--home", home, "ingest", str(tmp_path)])
     assert bad.exit_code != 0 and "--date" in bad.output
+
+
+def test_limits_come_from_the_home_config(tmp_path: Path) -> None:
+    from bidui import config
+    from bidui.connectors.ingest import Limits
+
+    (tmp_path / "bidui.toml").write_text("[ingest]\nmin_row_ratio = 0.4\n", encoding="utf-8")
+    limits = Limits.from_config(config.load(tmp_path / "bidui.toml"))
+    assert limits == Limits(max_reject_share=0.05, min_row_ratio=0.4)
+    con = wh.connect(tmp_path / "w.duckdb")
+    ingest_file(con, CORPUS / "baseline" / "vehicles_20261119.csv", date(2026, 11, 19))
+    # 20 of 40 rows: held under the default 70%, accepted under 40%
+    assert ingest_file(con, CORPUS / "files" / "vehicles_short.csv", NIGHT, limits=limits).status == "accepted"

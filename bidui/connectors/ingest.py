@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import multiprocessing
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -71,8 +74,32 @@ def delivered_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "~$")))
 
 
+PARALLEL_BYTES = 64 * 2**20  # nights smaller than this are read in-process
+
+
+class _InProcess(Executor):
+    """An executor that runs each job when its result is asked for (no workers)."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        return _Lazy(lambda: fn(*args, **kwargs))
+
+
+class _Lazy(Future):
+    def __init__(self, job: Callable[[], Prepared]) -> None:
+        super().__init__()
+        self._job = job
+
+    def result(self, timeout: float | None = None) -> Prepared:  # type: ignore[override]
+        return self._job()
+
+
+def _twice(path: Path, twice: dict[str, list[Path]]) -> bool:
+    return any(path in paths for paths in twice.values())
+
+
 def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, force: bool = False,
-                 limits: Limits = Limits(), progress: Callable[[str], None] | None = None) -> list[FileOutcome]:
+                 limits: Limits = Limits(), progress: Callable[[str], None] | None = None,
+                 workers: int = min(2, os.cpu_count() or 1)) -> list[FileOutcome]:
     files = delivered_files(folder)
     outcomes: list[FileOutcome] = []
     # Two files for one dataset on one night: which is the snapshot? Refuse both.
@@ -81,6 +108,14 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
         with contextlib.suppress(DatasetNameError):
             named.setdefault(dataset_for_filename(path.name).code, []).append(path)
     twice = {code: paths for code, paths in named.items() if len(paths) > 1}
+    # Large nights: files are read and normalised in worker processes (the work holds the GIL
+    # too often for threads to overlap), biggest first; this process alone writes the warehouse.
+    # Small nights stay in-process: spawning costs more than it saves.
+    size = sum(p.stat().st_size for p in files)
+    pool: Executor = (ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+                      if workers > 1 and size > PARALLEL_BYTES else _InProcess())
+    order = sorted(files, key=lambda p: -p.stat().st_size)
+    pending: dict[Path, Future[Prepared]] = {p: pool.submit(prepare, p, night) for p in order if not _twice(p, twice)}
     for path in files:
         if progress:
             progress(path.name)
@@ -91,8 +126,9 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
                                   f"(also {others}); send one")
             _log(con, night, path, outcome)
         else:
-            outcome = ingest_file(con, path, night, force=force, limits=limits)
+            outcome = store(con, pending.pop(path).result(), force=force, limits=limits)
         outcomes.append(outcome)
+    pool.shutdown()
     delivered = {o.dataset for o in outcomes if o.dataset}
     for ds in DATASETS:
         if ds.code in delivered:
@@ -117,32 +153,74 @@ def _log(con: duckdb.DuckDBPyConnection, night: date, path: Path, o: FileOutcome
     return load_id
 
 
+@dataclass
+class Prepared:
+    """A file read, mapped and normalised (or refused), ready to be decided on and stored."""
+
+    path: Path
+    night: date
+    start: float
+    dataset: object = None  # bidui.datasets.Dataset
+    sha: str | None = None
+    raw: object = None  # RawTable
+    result: object = None  # Normalised
+    refused: str | None = None
+    seconds: float = 0.0  # spent preparing (in whichever process did it)
+
+
+def prepare(path: Path, night: date) -> Prepared:
+    """The part of ingest that needs no warehouse: safe to run in a worker process."""
+    p = Prepared(path, night, time.perf_counter())
+    try:
+        return _prepare(p)
+    finally:
+        p.seconds = time.perf_counter() - p.start
+
+
+def _prepare(p: Prepared) -> Prepared:
+    path = p.path
+    try:
+        p.dataset = dataset_for_filename(path.name)
+    except DatasetNameError as e:
+        p.refused = str(e)
+        return p
+    p.sha = sha256_of(path)
+    try:
+        p.raw = read_table(path)
+        mapping = map_headers(p.dataset, p.raw.header, path.name)
+        p.result = normalise(p.dataset, mapping, p.raw)
+        p.raw.data = p.raw.data.clear()  # the text columns are not needed any more (nor shipped back)
+    except (ReadError, RefusedError) as e:
+        p.refused = str(e)
+    return p
+
+
 def ingest_file(con: duckdb.DuckDBPyConnection, path: Path, night: date, *, force: bool = False,
                 limits: Limits = Limits()) -> FileOutcome:
-    start = time.perf_counter()
-    name = path.name
-    try:
-        ds = dataset_for_filename(name)
-    except DatasetNameError as e:
-        o = FileOutcome(name, None, "refused", message=str(e))
+    return store(con, prepare(path, night), force=force, limits=limits)
+
+
+def store(con: duckdb.DuckDBPyConnection, p: Prepared, *, force: bool = False, limits: Limits = Limits()) -> FileOutcome:
+    """Decide accepted / held / refused / duplicate and write it, all or nothing."""
+    path, night, name = p.path, p.night, p.path.name
+    start = time.perf_counter() - p.seconds  # report preparing + storing, not time spent queued
+    ds = p.dataset
+    if ds is None:
+        o = FileOutcome(name, None, "refused", message=p.refused or "")
         _log(con, night, path, o)
         return o
-    sha = sha256_of(path)
-    seen = wh.current_with_hash(con, ds.code, sha, night)
+    seen = wh.current_with_hash(con, ds.code, p.sha, night)
     if seen:
         o = FileOutcome(name, ds.code, "duplicate", seconds=time.perf_counter() - start,
                         message=f"{name}: the same bytes as the {ds.code} snapshot in force ({seen[1]}, load {seen[0]}); "
                                 "nothing to do")
-        _log(con, night, path, o, sha256=sha)
+        _log(con, night, path, o, sha256=p.sha)
         return o
-    try:
-        raw = read_table(path)
-        mapping = map_headers(ds, raw.header, name)
-        result = normalise(ds, mapping, raw)
-    except (ReadError, RefusedError) as e:
-        o = FileOutcome(name, ds.code, "refused", seconds=time.perf_counter() - start, message=str(e))
-        _log(con, night, path, o, sha256=sha)
+    if p.refused:
+        o = FileOutcome(name, ds.code, "refused", seconds=time.perf_counter() - start, message=p.refused)
+        _log(con, night, path, o, sha256=p.sha)
         return o
+    raw, result, sha = p.raw, p.result, p.sha
     read, rejected = result.rows_read, result.rejects["source_row"].n_unique() if result.rejects.height else 0
     o = FileOutcome(name, ds.code, "accepted", read, result.rows.height, rejected)
     held = []

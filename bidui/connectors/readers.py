@@ -107,6 +107,15 @@ def _cell_text(v: object) -> str | None:
     return str(v)
 
 
+def _column_text(values: tuple, column: int, numeric: set[tuple[int, int]]) -> list[str | None]:
+    """Cells as text; a column of strings (the usual case) skips the per-cell formatting.
+    Cells stored as numbers are noted in `numeric` as (row, column)."""
+    if all(type(v) is str for v in values):
+        return [v or None for v in values]
+    numeric.update((r, column) for r, v in enumerate(values) if type(v) in (float, int))
+    return [_cell_text(v) for v in values]
+
+
 def read_xlsx(path: Path) -> RawTable:
     from python_calamine import CalamineWorkbook
 
@@ -122,13 +131,14 @@ def read_xlsx(path: Path) -> RawTable:
         raise ReadError(f"{path.name}: no sheet has a header row")
     width = len(rows[0])
     header = [str(c).strip() if c is not None else "" for c in rows[0]]
-    numeric = frozenset((r, c) for r, row in enumerate(rows[1:]) for c, v in enumerate(row)
-                        if isinstance(v, float | int) and not isinstance(v, bool))
-    cols = [[_cell_text(row[i]) if i < len(row) else None for row in rows[1:]] for i in range(width)]
-    data = pl.DataFrame({f"c{i}": pl.Series(col, dtype=pl.String) for i, col in enumerate(cols)})
+    body = [row if len(row) == width else (list(row) + [None] * width)[:width] for row in rows[1:]]
+    columns = list(zip(*body, strict=True)) if body else [() for _ in range(width)]
+    numeric: set[tuple[int, int]] = set()
+    data = pl.DataFrame({f"c{i}": pl.Series(_column_text(col, i, numeric), dtype=pl.String)
+                         for i, col in enumerate(columns)})
     # Trailing rows Excel keeps formatted but empty are not data.
     data = data.filter(~pl.all_horizontal(pl.all().is_null()))
-    return RawTable(header, data, "xlsx", numeric_cells=numeric)
+    return RawTable(header, data, "xlsx", numeric_cells=frozenset(numeric))
 
 
 def read_parquet(path: Path) -> RawTable:

@@ -122,7 +122,7 @@ def add_rejects(con: duckdb.DuckDBPyConnection, load_id: int, file: str, rejects
 
 def add_name_keys(con: duckdb.DuckDBPyConnection, names: pl.Series) -> int:
     """Derived keys for names not seen before (computed once per distinct name)."""
-    from bidui.names import pinyin_key, simplified
+    from bidui.names import name_keys
 
     con.register("_names", pl.DataFrame({"name": names.drop_nulls().unique()}))
     try:
@@ -131,8 +131,8 @@ def add_name_keys(con: duckdb.DuckDBPyConnection, names: pl.Series) -> int:
         con.unregister("_names")
     if not new:
         return 0
-    insert_frame(con, "name_keys", pl.DataFrame({"name": new, "simplified": [simplified(n) for n in new],
-                                                 "pinyin": [pinyin_key(n) for n in new]}))
+    forms, pinyins = name_keys(new)
+    insert_frame(con, "name_keys", pl.DataFrame({"name": new, "simplified": forms, "pinyin": pinyins}))
     return len(new)
 
 
