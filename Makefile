@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOME_DIR ?= data/demo
 SIZE ?= small
 
-.PHONY: setup test test-all lint demo bench lock clean
+.PHONY: setup test test-slow test-all lint demo bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -27,14 +27,21 @@ lint: setup
 test: setup lint
 	$(BIN)/pytest -m "not slow"
 
-test-all: setup lint
-	$(BIN)/pytest
+# Slow suites (marked `slow`); pytest's "no tests collected" (exit 5) is not a failure.
+test-slow: setup
+	$(BIN)/pytest -m slow; rc=$$?; [ $$rc -eq 5 ] && exit 0 || exit $$rc
 
+test-all: test test-slow
+
+# The second demo night carries a truncated property file that ingest holds (exit 2): expected.
 demo: setup
 	$(BIN)/bidui --home $(HOME_DIR) synth --out $(HOME_DIR) --size $(SIZE) --nights 2 --seed 7
+	for night in $(HOME_DIR)/inbox/*/; do $(BIN)/bidui --home $(HOME_DIR) ingest $$night || [ $$? -eq 2 ]; done
+	$(BIN)/bidui --home $(HOME_DIR) loads
 
 bench: setup
 	$(BIN)/python bench/synth.py --sizes $(SIZE) --nights 2
+	$(BIN)/python bench/ingest.py --size $(SIZE)
 
 # Re-pin the whole tree from requirements.in (run by a developer, not by CI).
 lock: | $(BIN)/python

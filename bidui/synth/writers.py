@@ -42,6 +42,7 @@ DELIVERIES: dict[str, Delivery] = {
     "vehicles": Delivery("机动车登记信息（{m}月）.xlsx", "xlsx", dates="iso"),
     "payroll": Delivery("财政供养人员_{ymd}.csv", "csv", "gb18030"),
 }
+CHUNK_ROWS = 500_000
 LEVEL_WORDS = {"county": ("县", "区"), "township": ("镇", "乡", "街道"), "village": ("村", "社区")}
 
 
@@ -139,17 +140,24 @@ def write_dataset(dataset: str, df: pl.DataFrame, folder: Path, night: date, hea
             out = out.with_columns([(pl.col(c).cast(pl.Int64) + 25569).alias(c) for c in serial])
         n = write_frame(path, header, out, numeric_cols, serial)
         return name, n
+    named = out.rename(dict(zip(out.columns, header, strict=True)))
+    if truncate_to is None:
+        # Chunks of 500 k rows: a 4 M-row GB18030 file never sits whole in memory as Python text.
+        with path.open("wb") as f:
+            for start in range(0, max(named.height, 1), CHUNK_ROWS):
+                buf = io.BytesIO()
+                named.slice(start, CHUNK_ROWS).write_csv(buf, separator=d.sep, null_value="", include_header=start == 0)
+                data = buf.getvalue().decode("utf-8").encode("gb18030" if d.encoding == "gb18030" else "utf-8")
+                if start == 0 and d.encoding == "utf-8-sig":
+                    data = b"\xef\xbb\xbf" + data
+                f.write(data)
+        return name, named.height
     buf = io.BytesIO()
-    out.rename(dict(zip(out.columns, header, strict=True))).write_csv(buf, separator=d.sep, null_value="")
+    named.write_csv(buf, separator=d.sep, null_value="")
     text = buf.getvalue().decode("utf-8")
-    n = len(out)
-    if truncate_to is not None:
-        # A transfer cut off mid-row: keep a share of the bytes, ending inside a line.
-        cut = int(len(text) * truncate_to)
-        text = text[:cut]
-        n = max(0, text.count("\n") - 1)
-    data = text.encode(d.encoding)
-    if d.encoding == "utf-8-sig" and not data.startswith(b"\xef\xbb\xbf"):
-        data = b"\xef\xbb\xbf" + data
-    path.write_bytes(data)
+    # A transfer cut off mid-row: keep a share of the bytes, ending inside a line.
+    text = text[: int(len(text) * truncate_to)]
+    n = max(0, text.count("\n") - 1)
+    data = text.encode("gb18030" if d.encoding == "gb18030" else "utf-8")
+    path.write_bytes((b"\xef\xbb\xbf" if d.encoding == "utf-8-sig" else b"") + data)
     return name, n
