@@ -3,6 +3,7 @@ parses arguments and prints."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -129,6 +130,74 @@ def loads(
     for row in log.iter_rows():
         table.add_row(*["" if v is None else str(v) for v in row])
     console.print(table)
+
+
+def _night(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as e:
+        raise typer.BadParameter(f"not a date (YYYY-MM-DD): {value}", param_hint="--date") from e
+
+
+@app.command()
+def link(
+    ctx: typer.Context,
+    night: Annotated[str, typer.Option("--date", help="The night whose snapshots in force are linked.")],
+) -> None:
+    """Link every person-bearing record in force to a hukou person: exact ID, then probabilistic."""
+    from bidui import config
+    from bidui.connectors import warehouse
+    from bidui.matching.link import Thresholds, link_night, store_links
+
+    home: Home = ctx.obj
+    if not home.warehouse.exists():
+        console.print(f"no warehouse at {home.warehouse}: run bidui ingest first")
+        raise typer.Exit(1)
+    con = warehouse.connect(home.warehouse)
+    with console.status(f"linking {night}…"):
+        try:
+            result = link_night(con, _night(night), Thresholds.from_config(config.load(home.config)))
+        except LookupError as e:
+            console.print(str(e))
+            raise typer.Exit(1) from e
+        store_links(con, _night(night), result)
+    con.close()
+    table = Table(title=f"links {night} ({result.seconds:.1f} s)")
+    table.add_column("method")
+    table.add_column("records", justify="right")
+    for method in ("exact", "fuzzy", "review", "none"):
+        table.add_row(method, f"{result.counts.get(method, 0):,}")
+    console.print(table)
+    if result.skipped:
+        console.print(f"no snapshot in force (skipped): {', '.join(result.skipped)}")
+
+
+links_app = typer.Typer(help="Links of a night.", no_args_is_help=True)
+app.add_typer(links_app, name="links")
+
+
+@links_app.command("export")
+def links_export(
+    ctx: typer.Context,
+    night: Annotated[str, typer.Option("--date")],
+    out: Annotated[Path, typer.Option("--out", help="CSV file to write (UTF-8 with BOM, opens in Excel).")],
+) -> None:
+    """One row per person-bearing record: how it was linked, to whom, with what score."""
+    from bidui.connectors import warehouse
+    from bidui.matching.link import export
+
+    home: Home = ctx.obj
+    con = warehouse.connect(home.warehouse)
+    frame = export(con, _night(night))
+    con.close()
+    if frame.is_empty():
+        console.print(f"no links for {night}: run bidui link --date {night} first")
+        raise typer.Exit(1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("wb") as f:
+        f.write(b"\xef\xbb\xbf")
+        frame.write_csv(f)
+    console.print(f"{frame.height:,} rows → {out}")
 
 
 def main() -> None:

@@ -31,6 +31,11 @@ def add_records(w: World, dataset: str, rows: pl.DataFrame) -> None:
         rows = person_fields(rows, w.persons, ref.id_column, ref.name_column, w.cfg.corruption, w.rng,
                              allow_missing=dataset in MISSING_ID_OK,
                              numeric_share=NUMERIC_ID_SHARE.get(dataset, 0.0))
+        if dataset == "dangerous_housing":
+            # An appraisal without an ID still names its village (that is what identifies it).
+            village = pl.Series(w.array("address_code")[rows["_pid"].to_numpy()])
+            rows = rows.with_columns(pl.when(pl.col("_id_corr") == "id_missing").then(village)
+                                     .otherwise(pl.col("village_code")).alias("village_code"))
     w.append(dataset, rows)
 
 

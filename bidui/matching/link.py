@@ -1,0 +1,199 @@
+"""The linking cascade of a night: exact ID with a name check, then Fellegi–Sunter on the residue,
+then one-to-one resolution; every fuzzy link keeps its explanation."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import date
+
+import duckdb
+import polars as pl
+
+from bidui.connectors import warehouse as wh
+from bidui.matching import compare as cmp
+from bidui.matching.fs import Model, fit_with_labels, score
+from bidui.matching.records import records, spine
+
+COMPARED = ["id", "name", "birth", "sex", "village"]
+LINKS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS links (
+    night DATE NOT NULL, dataset VARCHAR NOT NULL, source_file VARCHAR NOT NULL, source_row BIGINT NOT NULL,
+    role VARCHAR, id_number_raw VARCHAR, name_raw VARCHAR, person_key VARCHAR, method VARCHAR NOT NULL,
+    score DOUBLE, id_name_conflict BOOLEAN, explanation VARCHAR
+);
+CREATE TABLE IF NOT EXISTS link_runs (night DATE PRIMARY KEY, records BIGINT, exact BIGINT, fuzzy BIGINT, review BIGINT,
+    none BIGINT, pairs BIGINT, seconds DOUBLE, model VARCHAR, skipped VARCHAR);
+"""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    link: float = 0.99  # probability at or above: linked
+    review: float = 0.80  # at or above (below link): linked, marked "identity to confirm"
+    margin: float = 0.50  # a second candidate this probable makes the best one ambiguous
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> Thresholds:
+        m = cfg.get("matching", {})
+        return cls(float(m.get("link_probability", 0.99)), float(m.get("review_probability", 0.80)),
+                   float(m.get("ambiguity_probability", 0.50)))
+
+
+@dataclass
+class LinkResult:
+    links: pl.DataFrame
+    model: Model | None
+    counts: dict[str, int] = field(default_factory=dict)
+    pairs: int = 0
+    seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)
+
+
+def _keys(p: pl.DataFrame) -> pl.DataFrame:
+    return p.select(pl.col("person_key"), pl.col("form").alias("k_form"), pl.col("pinyin").alias("k_pinyin"),
+                    pl.col("sex").alias("k_sex"), pl.col("birth_date").alias("k_birth"), pl.col("village").alias("k_village"),
+                    pl.col("status_date").alias("k_event"), pl.col("person_key").str.slice(0, 6).alias("k_region"),
+                    pl.col("person_key").str.slice(6, 8).alias("k_birth8"), pl.col("person_key").str.slice(0, 15).alias("k_first15"))
+
+
+def candidate_pairs(residue: pl.DataFrame, people: pl.DataFrame) -> pl.DataFrame:
+    """Blocking that survives the real corruptions: each rule catches what another loses."""
+    k = _keys(people)
+    r = residue.with_columns(
+        pl.col("id").str.slice(0, 6).alias("r_region"),
+        pl.when(pl.col("id").str.len_chars() == 18).then(pl.col("id").str.slice(6, 8)).alias("r_birth8"),
+        pl.when(pl.col("id").str.len_chars() >= 15).then(pl.col("id").str.slice(0, 15)).alias("r_first15"))
+    blocks = [
+        r.join(k, left_on=["r_region", "r_birth8"], right_on=["k_region", "k_birth8"]),  # typo after the birth date
+        r.join(k, left_on="r_first15", right_on="k_first15"),  # Excel kept 15 digits
+        r.join(k, left_on=["pinyin", "r_region"], right_on=["k_pinyin", "k_region"]),  # typo inside the birth date
+        r.filter(pl.col("village").is_not_null()).join(k, left_on=["form", "village"], right_on=["k_form", "k_village"]),
+        r.filter(pl.col("event").is_not_null()).join(k, left_on=["form", "event"], right_on=["k_form", "k_event"]),
+        r.filter(pl.col("birth").is_not_null()).join(k, left_on=["pinyin", "birth"], right_on=["k_pinyin", "k_birth"]),
+    ]
+    keep = ["rec", "person_key"]
+    pairs = pl.concat([b.select(keep) for b in blocks]).unique()
+    return pairs.join(r, on="rec").join(k, on="person_key")
+
+
+def random_pairs(recs: pl.DataFrame, keys: pl.DataFrame, n: int = 200_000, seed: int = 0) -> pl.DataFrame:
+    """Record × person pairs drawn at random: almost all non-matches, for u-probabilities."""
+    n = min(n, recs.height * keys.height)
+    a = recs.sample(n, with_replacement=True, seed=seed)
+    b = keys.sample(n, with_replacement=True, seed=seed + 1)
+    return pl.concat([a, b], how="horizontal")
+
+
+def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
+    birth_from_id = pl.when(pl.col("id").str.len_chars() == 18).then(
+        pl.col("id").str.slice(6, 8).str.to_date("%Y%m%d", strict=False))
+    sex_from_id = pl.when(pl.col("id").str.len_chars() == 18).then(
+        pl.when(pl.col("id").str.slice(16, 1).cast(pl.Int8, strict=False) % 2 == 1).then(pl.lit("男")).otherwise(pl.lit("女")))
+    levels = pairs.select(
+        "rec", "person_key",
+        cmp.id_level(pl.col("id"), pl.col("id_status"), pl.col("person_key")).alias("id"),
+        cmp.name_level(pl.col("form"), pl.col("pinyin"), pl.col("k_form"), pl.col("k_pinyin")).alias("name"),
+        cmp.birth_level(pl.coalesce(pl.col("birth"), birth_from_id), pl.col("k_birth")).alias("birth"),
+        cmp.sex_level(pl.coalesce(pl.col("sex"), sex_from_id), pl.col("k_sex")).alias("sex"),
+        cmp.village_level(pl.col("village"), pl.col("k_village")).alias("village"),
+        pl.col("k_form"),
+    )
+    return levels
+
+
+def explain(row: dict, model: Model) -> str:
+    parts = [{"comparison": c, "level": cmp.COMPARISONS[c][row[c]] if row[c] >= 0 else "not observed",
+              "weight": round(row[f"w_{c}"], 2)} for c in COMPARED]
+    if row.get("w_tf"):
+        parts.append({"comparison": "name frequency", "level": "adjustment", "weight": round(row["w_tf"], 2)})
+    return json.dumps({"parts": parts, "total": round(row["weight"], 2), "probability": round(row["probability"], 4)},
+                      ensure_ascii=False)
+
+
+def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thresholds = Thresholds()) -> LinkResult:
+    start = time.perf_counter()
+    people = spine(con, night)
+    recs, skipped = records(con, night)
+    if recs.is_empty():
+        return LinkResult(pl.DataFrame(), None, skipped=skipped)
+    # 1. exact: a valid ID found in hukou, and a name that differs at most in form or sound.
+    exact = recs.filter(pl.col("id_status") == "valid").join(
+        people.select("person_key", pl.col("form").alias("k_form"), pl.col("pinyin").alias("k_pinyin")),
+        left_on="id", right_on="person_key", how="inner").with_columns(pl.col("id").alias("person_key"))
+    agree = (pl.col("form") == pl.col("k_form")) | ((pl.col("pinyin") == pl.col("k_pinyin")) & (pl.col("pinyin") != ""))
+    exact_ok = exact.filter(agree)
+    conflict = set(exact.filter(~agree)["rec"].to_list())
+    residue = recs.filter(~pl.col("rec").is_in(exact_ok["rec"].implode()))
+    # 2. probabilistic on the residue.
+    pairs = candidate_pairs(residue, people)
+    model = None
+    fuzzy = pl.DataFrame()
+    if pairs.height:
+        levels = _levels(pairs)
+        k = _keys(people)
+        positives = _levels(exact_ok.select(recs.columns).join(k, left_on="id", right_on="person_key", how="inner")
+                            .with_columns(pl.col("id").alias("person_key")))
+        randoms = _levels(random_pairs(recs, k, seed=night.toordinal()))
+        model = fit_with_labels(positives, randoms, levels, COMPARED, {"id": cmp.ID_M_PRIOR})
+        freq = people.group_by("form").len("n").with_columns((pl.col("n") / people.height).alias("tf"))
+        levels = levels.join(freq.select(pl.col("form").alias("k_form"), "tf"), on="k_form", how="left")
+        scored = score(levels, model, COMPARED, name_freq=pl.col("tf").fill_null(1.0 / people.height))
+        # 3. one-to-one: the best candidate, unless a second one is also probable.
+        ranked = scored.sort(["rec", "probability"], descending=[False, True])
+        best = ranked.group_by("rec", maintain_order=True).head(2).with_columns(
+            pl.col("probability").shift(-1).over("rec").alias("second"),
+            pl.int_range(pl.len()).over("rec").alias("rank")).filter(pl.col("rank") == 0)
+        best = best.with_columns(pl.col("second").fill_null(0.0))
+        fuzzy = best.with_columns(
+            pl.when(pl.col("second") >= thresholds.margin).then(pl.lit("review"))
+            .when(pl.col("probability") >= thresholds.link).then(pl.lit("fuzzy"))
+            .when(pl.col("probability") >= thresholds.review).then(pl.lit("review"))
+            .otherwise(pl.lit("none")).alias("method"))
+        fuzzy = fuzzy.with_columns(
+            pl.when((pl.col("method") == "review") & (pl.col("probability") < thresholds.review)).then(pl.lit("none"))
+            .otherwise(pl.col("method")).alias("method"))
+        fuzzy = fuzzy.with_columns(pl.struct(pl.all()).map_elements(lambda r: explain(r, model), return_dtype=pl.String)
+                                   .alias("explanation"))
+    out = recs.select("rec", "dataset", "source_file", "source_row", "role", pl.col("id_raw").alias("id_number_raw"),
+                      "name_raw")
+    exact_part = exact_ok.select("rec", "person_key", pl.lit("exact").alias("method"), pl.lit(1.0).alias("score"),
+                                 pl.lit(None, pl.String).alias("explanation"))
+    fuzzy_part = (fuzzy.select("rec", pl.when(pl.col("method") != "none").then(pl.col("person_key")).alias("person_key"),
+                               "method", pl.col("probability").alias("score"), "explanation")
+                  if fuzzy.height else exact_part.clear())
+    links = out.join(pl.concat([exact_part, fuzzy_part], how="vertical_relaxed"), on="rec", how="left").with_columns(
+        pl.col("method").fill_null("none"), pl.col("rec").is_in(list(conflict)).alias("id_name_conflict"))
+    counts = links.group_by("method").len().to_dict(as_series=False)
+    result = LinkResult(links, model, dict(zip(counts["method"], counts["len"], strict=True)), pairs.height,
+                        time.perf_counter() - start, skipped)
+    return result
+
+
+def store_links(con: duckdb.DuckDBPyConnection, night: date, result: LinkResult) -> None:
+    con.execute(LINKS_SCHEMA)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM links WHERE night = ?", [night])
+        con.execute("DELETE FROM link_runs WHERE night = ?", [night])
+        frame = result.links.with_columns(pl.lit(night).alias("night"))
+        wh.insert_frame(con, "links", frame, ["night", "dataset", "source_file", "source_row", "role", "id_number_raw",
+                                               "name_raw", "person_key", "method", "score", "id_name_conflict", "explanation"])
+        c = result.counts
+        model = result.model.weights_table().write_json() if result.model else None
+        con.execute("INSERT INTO link_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [night, result.links.height, c.get("exact", 0), c.get("fuzzy", 0), c.get("review", 0), c.get("none", 0),
+                     result.pairs, result.seconds, model, ",".join(result.skipped)])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+
+
+def export(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
+    con.execute(LINKS_SCHEMA)
+    return wh.query(con, """
+        SELECT dataset, source_file, source_row, id_number_raw, name_raw, person_key,
+               CASE WHEN method = 'none' THEN NULL ELSE person_key END AS hukou_id_number, method, score
+        FROM links WHERE night = ? ORDER BY dataset, source_file, source_row""", [night])

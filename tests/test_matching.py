@@ -1,0 +1,169 @@
+"""Matching: exact ID with a name check, then Fellegi–Sunter on the residue, one-to-one."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from bidui.cli import app
+from bidui.connectors import warehouse as wh
+from bidui.connectors.ingest import ingest_night
+from bidui.ids import check_char
+from bidui.matching.accuracy import evaluate
+from bidui.matching.link import link_night, store_links
+
+NIGHT = date(2026, 11, 20)
+
+
+def pid(region: str, born: str, seq: int) -> str:
+    first17 = f"{region}{born}{seq:03d}"
+    return first17 + check_char(first17)
+
+
+# ---------------------------------------------------------------- hand-made hard cases
+
+
+@pytest.fixture(scope="module")
+def hard(tmp_path_factory: pytest.TempPathFactory):
+    """A village of people written as the spec says, and a vehicles file naming them badly."""
+    root = tmp_path_factory.mktemp("hard")
+    night = root / "inbox" / NIGHT.isoformat()
+    night.mkdir(parents=True)
+    village, other = "522701101201", "522701101202"
+    people = []  # (id, name, sex, village)
+    for i in range(120):  # ordinary people, for the exact links m is learnt from
+        people.append((pid("522701", f"19{60 + i % 30}0{1 + i % 9}1{i % 9}", 10 + 2 * i + 1), f"赵{'明华强勇军'[i % 5]}{'东西南北中'[i // 5 % 5]}{i}"
+                       [:3], "男", village))
+    cases = {
+        "homophone_surname": (pid("522701", "19800203", 111), "王建平", "男", village),
+        "traditional": (pid("522701", "19751111", 121), "刘国华", "男", village),
+        "dot": (pid("522701", "19900505", 131), "阿不都·热合曼", "男", village),
+        "fifteen": (pid("522701", "19560708", 141), "李秀英", "女", village),
+        "transposed": (pid("522701", "19830415", 151), "陈志强", "男", village),
+        "mangled": (pid("522701", "19720909", 161), "杨桂兰", "女", village),
+        "common_a": (pid("522701", "19880101", 171), "王伟", "男", village),
+        "common_b": (pid("522701", "19920202", 181), "王伟", "男", village),
+        "twin_a": (pid("522701", "20100606", 191), "孙浩然", "男", village),
+        "twin_b": (pid("522701", "20100606", 193), "孙浩宇", "男", village),
+        "outsider_namesake": (pid("522701", "19850505", 201), "周丽", "女", other),
+    }
+    people += list(cases.values())
+    hukou = "公民身份号码,姓名,性别,户号,户籍地址代码,人员状态\n" + "".join(
+        f"{i},{n},{s},H{k:04d},{v},正常\n" for k, (i, n, s, v) in enumerate(people))
+    (night / "hukou_20261120.csv").write_text(hukou, encoding="utf-8")
+    c = cases
+    mangled = c["mangled"][0]
+    transposed = c["transposed"][0]
+    t = transposed[:8] + transposed[9] + transposed[8] + transposed[10:]
+    records = [
+        ("贵J00001", "汪建平", c["homophone_surname"][0][:-1] + ("0" if c["homophone_surname"][0][-1] != "0" else "1")),
+        ("贵J00002", "劉國華", c["traditional"][0]),
+        ("贵J00003", "阿不都•热合曼", c["dot"][0]),
+        ("贵J00004", "李秀英", c["fifteen"][0][:6] + c["fifteen"][0][8:17]),
+        ("贵J00005", "陈志强", t),
+        ("贵J00006", "杨桂兰", f"{mangled[0]}.{mangled[1:15]}E+17"),
+        ("贵J00007", "王伟", ""),
+        ("贵J00008", "孙浩然", c["twin_a"][0][:-2] + "99"),
+        ("贵J00009", "周丽", pid("110105", "19850505", 201)),  # a valid ID of someone not in hukou
+    ] + [(f"贵J1{i:04d}", n, i_) for i, (i_, n, _, _) in enumerate(people[:100])]
+    vehicles = "号牌号码,车辆类型,机动车所有人,所有人证件号码,机动车状态\n" + "".join(
+        f"{p},K33,{n},{i},正常\n" for p, n, i in records)
+    (night / "vehicles_20261120.csv").write_text(vehicles, encoding="utf-8")
+    con = wh.connect(root / "w.duckdb")
+    outcomes = ingest_night(con, night, NIGHT)
+    assert {o.status for o in outcomes if o.file} == {"accepted"}
+    result = link_night(con, NIGHT)
+    links = {r["source_row"]: r for r in result.links.filter(pl.col("dataset") == "vehicles").iter_rows(named=True)}
+    yield cases, links, result
+    con.close()
+
+
+@pytest.mark.parametrize(("row", "case"), [(1, "homophone_surname"), (2, "traditional"), (3, "dot"), (4, "fifteen"),
+                                           (5, "transposed"), (6, "mangled")])
+def test_hard_cases_link_to_the_right_person(hard, row: int, case: str) -> None:
+    cases, links, _ = hard
+    got = links[row]
+    assert got["person_key"] == cases[case][0] and got["method"] in ("exact", "fuzzy"), got
+
+
+def test_exact_links_accept_form_and_sound_only(hard) -> None:
+    _, links, _ = hard
+    assert links[2]["method"] == "exact"  # traditional characters
+    assert links[3]["method"] == "exact"  # another middle dot
+    assert links[4]["method"] == "exact"  # the 15-digit form of the same ID
+
+
+def test_a_common_name_without_id_is_not_linked_on_name_alone(hard) -> None:
+    _, links, _ = hard
+    assert links[7]["method"] in ("none", "review")
+    assert links[7]["method"] != "fuzzy"
+
+
+def test_twins_are_told_apart(hard) -> None:
+    cases, links, _ = hard
+    assert links[8]["person_key"] == cases["twin_a"][0]
+
+
+def test_a_valid_id_of_someone_else_is_not_linked_to_a_namesake(hard) -> None:
+    _, links, _ = hard
+    assert links[9]["method"] == "none"
+
+
+def test_fuzzy_links_explain_themselves(hard) -> None:
+    _, links, result = hard
+    fuzzy = links[5]
+    why = json.loads(fuzzy["explanation"])
+    assert {p["comparison"] for p in why["parts"]} >= {"id", "name", "birth", "sex"}
+    assert abs(sum(p["weight"] for p in why["parts"]) - why["total"]) < 0.05
+    assert 0 < why["probability"] <= 1 and why["probability"] == pytest.approx(fuzzy["score"], abs=1e-4)
+    weights = result.model.weights_table()
+    homophone = weights.filter((pl.col("comparison") == "name") & (pl.col("level") == 2))["weight"][0]
+    different = weights.filter((pl.col("comparison") == "name") & (pl.col("level") == 0))["weight"][0]
+    assert homophone > 0 > different
+
+
+# ---------------------------------------------------------------- against the answer key
+
+
+@pytest.fixture(scope="module")
+def linked(tiny: Path, tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("linkhome")
+    con = wh.connect(home / "warehouse.duckdb")
+    ingest_night(con, tiny / "inbox" / NIGHT.isoformat(), NIGHT)
+    result = link_night(con, NIGHT)
+    store_links(con, NIGHT, result)
+    yield con, result, home
+    con.close()
+
+
+def test_links_agree_with_the_answer_key(tiny: Path, linked) -> None:
+    _, result, _ = linked
+    _, table = evaluate(result.links, tiny / "truth" / NIGHT.isoformat())
+    overall = table.filter(pl.col("group") == "all").row(0, named=True)
+    assert overall["precision"] >= 0.995 and overall["recall"] >= 0.995, table
+    by_dataset = table.filter(pl.col("records") >= 50)
+    assert (by_dataset["precision"] >= 0.99).all() and (by_dataset["recall"] >= 0.98).all(), by_dataset
+
+
+def test_cli_link_and_export(tiny: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    home = str(tmp_path / "home")
+    assert runner.invoke(app, ["--home", home, "ingest", str(tiny / "inbox" / "2026-11-20")]).exit_code == 0
+    res = runner.invoke(app, ["--home", home, "link", "--date", "2026-11-20"])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "links.csv"
+    res = runner.invoke(app, ["--home", home, "links", "export", "--date", "2026-11-20", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    frame = pl.read_csv(out, infer_schema=False)
+    assert frame.columns == ["dataset", "source_file", "source_row", "id_number_raw", "name_raw", "person_key",
+                             "hukou_id_number", "method", "score"]
+    assert set(frame["method"].unique().to_list()) <= {"exact", "fuzzy", "review", "none"}
+    none = frame.filter(pl.col("method") == "none")
+    assert none["hukou_id_number"].is_null().all()
+    business = frame.filter(pl.col("dataset") == "businesses")
+    assert business["source_row"].cast(pl.Int64).is_unique().all()  # one row per business: its legal rep
