@@ -147,6 +147,7 @@ def link(
     """Link every person-bearing record in force to a hukou person: exact ID, then probabilistic."""
     from bidui import config
     from bidui.connectors import warehouse
+    from bidui.matching.dedupe import register_duplicates, store_duplicates
     from bidui.matching.link import Thresholds, link_night, store_links
 
     home: Home = ctx.obj
@@ -161,6 +162,8 @@ def link(
             console.print(str(e))
             raise typer.Exit(1) from e
         store_links(con, _night(night), result)
+        dups = register_duplicates(con, _night(night), result.links)
+        store_duplicates(con, _night(night), dups)
     con.close()
     table = Table(title=f"links {night} ({result.seconds:.1f} s)")
     table.add_column("method")
@@ -168,6 +171,8 @@ def link(
     for method in ("exact", "fuzzy", "review", "none"):
         table.add_row(method, f"{result.counts.get(method, 0):,}")
     console.print(table)
+    groups = dups["group_key"].n_unique() if dups.height else 0
+    console.print(f"register: {groups:,} person(s) listed more than once ({dups.height:,} rows)")
     if result.skipped:
         console.print(f"no snapshot in force (skipped): {', '.join(result.skipped)}")
 

@@ -167,3 +167,25 @@ def test_cli_link_and_export(tiny: Path, tmp_path: Path) -> None:
     assert none["hukou_id_number"].is_null().all()
     business = frame.filter(pl.col("dataset") == "businesses")
     assert business["source_row"].cast(pl.Int64).is_unique().all()  # one row per business: its legal rep
+
+
+def test_register_duplicates_are_found(tiny: Path, linked) -> None:
+    from bidui.matching.dedupe import register_duplicates
+
+    con, result, _ = linked
+    dups = register_duplicates(con, NIGHT, result.links)
+    truth = pl.read_parquet(tiny / "truth" / NIGHT.isoformat() / "records.parquet").filter(
+        pl.col("dataset") == "register_members")
+
+    def pairs(frame: pl.DataFrame, key: str) -> set[tuple[int, int]]:
+        out = set()
+        for rows in frame.group_by(key).agg(pl.col("source_row"))["source_row"].to_list():
+            rows = sorted(rows)
+            out |= {(a, b) for i, a in enumerate(rows) for b in rows[i + 1:]}
+        return out
+
+    expected = pairs(truth.filter(pl.col("person_pid").is_not_null() & (pl.len().over("person_pid") >= 2)), "person_pid")
+    got = pairs(dups, "group_key")
+    assert expected, "the tiny prefecture plants duplicates"
+    tp = len(expected & got)
+    assert tp / len(got) >= 0.99 and tp / len(expected) >= 0.99, (expected - got, got - expected)

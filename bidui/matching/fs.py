@@ -78,7 +78,9 @@ def fit_with_labels(positives: pl.DataFrame, randoms: pl.DataFrame, candidates: 
     labelled matches are biased: the exact-ID links all agree on the ID), m from anchor pairs —
     candidates whose other comparisons alone weigh at least `anchor_bits` — with `anchored[c]`
     as light pseudo-counts; then EM for the share of matches among the candidates."""
-    m = {c: level_shares(positives, c) for c in comparisons}
+    # m floored at 1e-3: a disagreement the exact links cannot show (they accept only form and
+    # sound differences in names) still happens in about one true match in a thousand.
+    m = {c: level_shares(positives, c, floor=1e-3) for c in comparisons}
     u = {c: level_shares(randoms, c, floor=1e-7) for c in comparisons}
     model = Model(m, u, 0.5)
     for c, prior in anchored.items():

@@ -74,15 +74,15 @@ def candidate_pairs(residue: pl.DataFrame, people: pl.DataFrame) -> pl.DataFrame
         r.filter(pl.col("birth").is_not_null()).join(k, left_on=["pinyin", "birth"], right_on=["k_pinyin", "k_birth"]),
     ]
     keep = ["rec", "person_key"]
-    pairs = pl.concat([b.select(keep) for b in blocks]).unique()
+    pairs = pl.concat([b.select(keep) for b in blocks]).unique().sort(keep)
     return pairs.join(r, on="rec").join(k, on="person_key")
 
 
 def random_pairs(recs: pl.DataFrame, keys: pl.DataFrame, n: int = 200_000, seed: int = 0) -> pl.DataFrame:
     """Record × person pairs drawn at random: almost all non-matches, for u-probabilities."""
     n = min(n, recs.height * keys.height)
-    a = recs.sample(n, with_replacement=True, seed=seed)
-    b = keys.sample(n, with_replacement=True, seed=seed + 1)
+    a = recs.sort("rec").sample(n, with_replacement=True, seed=seed)
+    b = keys.sort("person_key").sample(n, with_replacement=True, seed=seed + 1)
     return pl.concat([a, b], how="horizontal")
 
 

@@ -34,7 +34,7 @@ def spine(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
                h.address_code AS village, h.status, h.status_date, h.hukou_number
         FROM ds_hukou h LEFT JOIN name_keys k ON k.name = h.name
         WHERE h.snapshot_date = ? AND h.id_number_status = 'valid'
-    """, [snap]).unique("person_key", keep="first")
+    """, [snap]).unique("person_key", keep="first", maintain_order=True).sort("person_key")
 
 
 def records(con: duckdb.DuckDBPyConnection, night: date) -> tuple[pl.DataFrame, list[str]]:
