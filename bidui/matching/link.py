@@ -118,6 +118,15 @@ def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Threshol
     recs, skipped = records(con, night)
     if recs.is_empty():
         return LinkResult(pl.DataFrame(), None, skipped=skipped)
+    result = link_frame(recs, people, thresholds, seed=night.toordinal())
+    result.skipped, result.seconds = skipped, time.perf_counter() - start
+    return result
+
+
+def link_frame(recs: pl.DataFrame, people: pl.DataFrame, thresholds: Thresholds = Thresholds(),
+               seed: int = 0) -> LinkResult:
+    """The cascade on any records (the frame `records()` gives) against any spine (`spine()`)."""
+    start = time.perf_counter()
     # 1. exact: a valid ID found in hukou, and a name that differs at most in form or sound.
     exact = recs.filter(pl.col("id_status") == "valid").join(
         people.select("person_key", pl.col("form").alias("k_form"), pl.col("pinyin").alias("k_pinyin")),
@@ -135,7 +144,7 @@ def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Threshol
         k = _keys(people)
         positives = _levels(exact_ok.select(recs.columns).join(k, left_on="id", right_on="person_key", how="inner")
                             .with_columns(pl.col("id").alias("person_key")))
-        randoms = _levels(random_pairs(recs, k, seed=night.toordinal()))
+        randoms = _levels(random_pairs(recs, k, seed=seed))
         model = fit_with_labels(positives, randoms, levels, COMPARED, {"id": cmp.ID_M_PRIOR})
         freq = people.group_by("form").len("n").with_columns((pl.col("n") / people.height).alias("tf"))
         levels = levels.join(freq.select(pl.col("form").alias("k_form"), "tf"), on="k_form", how="left")
@@ -166,9 +175,8 @@ def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Threshol
     links = out.join(pl.concat([exact_part, fuzzy_part], how="vertical_relaxed"), on="rec", how="left").with_columns(
         pl.col("method").fill_null("none"), pl.col("rec").is_in(list(conflict)).alias("id_name_conflict"))
     counts = links.group_by("method").len().to_dict(as_series=False)
-    result = LinkResult(links, model, dict(zip(counts["method"], counts["len"], strict=True)), pairs.height,
-                        time.perf_counter() - start, skipped)
-    return result
+    return LinkResult(links, model, dict(zip(counts["method"], counts["len"], strict=True)), pairs.height,
+                      time.perf_counter() - start)
 
 
 def store_links(con: duckdb.DuckDBPyConnection, night: date, result: LinkResult) -> None:
