@@ -38,6 +38,7 @@ demo: setup
 	$(BIN)/bidui --home $(HOME_DIR) synth --out $(HOME_DIR) --size $(SIZE) --nights 2 --seed 7
 	for night in $(HOME_DIR)/inbox/*/; do $(BIN)/bidui --home $(HOME_DIR) ingest $$night || [ $$? -eq 2 ]; done
 	$(BIN)/bidui --home $(HOME_DIR) loads
+	for night in $(HOME_DIR)/inbox/*/; do $(BIN)/bidui --home $(HOME_DIR) link --date $$(basename $$night); done
 
 bench: setup
 	$(BIN)/python bench/synth.py --sizes $(SIZE) --nights 2

@@ -164,14 +164,17 @@ def night_child(size: str) -> None:
     import resource
 
     from bidui.connectors import warehouse as wh
+    from bidui.matching.accuracy import evaluate
     from bidui.matching.link import link_night
 
     con = wh.connect(Path("bench/out") / size / "home" / "warehouse.duckdb")
     start = time.perf_counter()
     result = link_night(con, NIGHT)
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "records": result.links.height, "pairs": result.pairs, "counts": result.counts}))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _, table = evaluate(result.links, Path("bench/out") / size / "truth" / NIGHT.isoformat())
+    print(json.dumps({"seconds": seconds, "rss_mb": rss, "records": result.links.height, "pairs": result.pairs,
+                      "counts": result.counts, "table": table.rows()}))
 
 
 # ---------------------------------------------------------------- the parent
@@ -232,7 +235,11 @@ def main() -> None:
     if res.returncode == 0:
         r = json.loads(res.stdout.strip().splitlines()[-1])
         print(f"\nbidui, every dataset of the night: {r['records']:,} records ({r['counts']}), {r['pairs']:,} candidate "
-              f"pairs, {r['seconds']:.1f} s, peak RSS {r['rss_mb']:,.0f} MB")
+              f"pairs, {r['seconds']:.1f} s, peak RSS {r['rss_mb']:,.0f} MB\n")
+        print("| group (dataset or corruption) | records | true links | false links | missed | precision | recall |")
+        print("|---|---|---|---|---|---|---|")
+        for group, n, tp, fp, fn, p, rc in r["table"]:
+            print(f"| {group} | {n:,} | {tp:,} | {fp:,} | {fn:,} | {p:.4f} | {rc:.4f} |")
 
 
 if __name__ == "__main__":
