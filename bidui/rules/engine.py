@@ -1,0 +1,228 @@
+"""Load the rule files, bind their parameters, run them on a night, check and store the hits.
+
+A rule file is `sql/rules/<CODE>.sql`: a header of `-- key: value` lines (code, title, category,
+inputs, parameters, optionally skip_unless) and one SELECT over the views of `bidui.rules.views`.
+Files whose name starts with `_` define shared views. `<home>/rules/*.sql` are added to (or
+replace) the packaged ones, so a task force can add a rule without touching the package.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from bidui.connectors import warehouse as wh
+from bidui.rules import views
+
+CATEGORIES = ("mis_inclusion", "natural_change", "data_quality", "exit_risk", "missed_inclusion")
+CLUE_COLUMNS = ("subject_key", "subject_person_key", "subject_id_number", "subject_name", "household_code",
+                "hukou_number", "township_code", "village_code", "household_status", "registered_year",
+                "evidence_dataset", "evidence_key", "evidence_date", "evidence_record", "link_method", "link_score",
+                "link_explanation")
+_HEADER = re.compile(r"^--\s*([a-z_]+):\s*(.*)$")
+
+
+class RuleError(ValueError):
+    pass
+
+
+@dataclass
+class Rule:
+    code: str
+    title: str
+    category: str
+    inputs: list[str]
+    parameters: list[str]
+    sql: str
+    path: str
+    skip_unless: str | None = None
+
+
+@dataclass
+class RuleOutcome:
+    code: str
+    status: str  # ran | skipped | disabled | failed
+    hits: int = 0
+    seconds: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class RunResult:
+    hits: pl.DataFrame
+    outcomes: list[RuleOutcome] = field(default_factory=list)
+
+
+def _header(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        m = _HEADER.match(line.strip())
+        if m:
+            out.setdefault(m.group(1), m.group(2).strip())
+        elif line.strip() and not line.startswith("--"):
+            break
+    return out
+
+
+def _files(home_rules: Path | None) -> dict[str, tuple[str, str]]:
+    found = {}
+    for f in sorted(resources.files("bidui").joinpath("sql/rules").iterdir(), key=lambda f: f.name):
+        if f.name.endswith(".sql"):
+            found[f.name] = (f.read_text(encoding="utf-8"), f"bidui/sql/rules/{f.name}")
+    if home_rules and home_rules.is_dir():
+        for f in sorted(home_rules.glob("*.sql")):
+            found[f.name] = (f.read_text(encoding="utf-8"), str(f))
+    return found
+
+
+def load_rules(home_rules: Path | None = None) -> tuple[list[Rule], list[tuple[str, str, list[str]]]]:
+    """(rules, shared view files as (sql, path, parameters))."""
+    rules, shared = [], []
+    for name, (text, path) in _files(home_rules).items():
+        head = _header(text)
+        params = [p.strip() for p in head.get("parameters", "").split(",") if p.strip()]
+        if name.startswith("_"):
+            shared.append((text, path, params))
+            continue
+        missing = [k for k in ("code", "title", "category", "inputs") if k not in head]
+        if missing:
+            raise RuleError(f"{path}: header lacks {', '.join(missing)}")
+        if head["category"] not in CATEGORIES:
+            raise RuleError(f"{path}: category {head['category']!r} is not one of {', '.join(CATEGORIES)}")
+        if head["code"] != name.removesuffix(".sql"):
+            raise RuleError(f"{path}: code {head['code']!r} differs from the file name")
+        rules.append(Rule(head["code"], head["title"], head["category"],
+                          [i.strip() for i in head["inputs"].split(",") if i.strip()], params, text, path,
+                          head.get("skip_unless")))
+    return rules, shared
+
+
+def _bind(sql: str, names: list[str], parameters: dict, night: date, path: str) -> dict:
+    used = set(re.findall(r"\$([a-z_]+)", sql))
+    unknown = used - set(parameters) - {"run_date"}
+    if unknown:
+        raise RuleError(f"{path}: uses parameter(s) not in config: {', '.join(sorted(unknown))}")
+    return {k: (night if k == "run_date" else parameters[k]) for k in used}
+
+
+def literal(value: object) -> str:
+    """A config value as a SQL literal (for view definitions, which cannot take parameters)."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, date):
+        return f"DATE '{value.isoformat()}'"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(literal(v) for v in value) + "]::VARCHAR[]" if all(isinstance(v, str) for v in value) \
+            else "[" + ", ".join(literal(v) for v in value) + "]"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _inline(sql: str, parameters: dict, night: date, path: str) -> str:
+    bound = _bind(sql, [], parameters, night, path)
+    return re.sub(r"\$([a-z_]+)", lambda m: literal(bound[m.group(1)]), sql)
+
+
+def run_rules(con: duckdb.DuckDBPyConnection, night: date, cfg: dict, home_rules: Path | None = None,
+              only: list[str] | None = None) -> RunResult:
+    rules, shared = load_rules(home_rules)
+    parameters = cfg.get("rules", {}).get("parameters", {})
+    disabled = set(cfg.get("rules", {}).get("disabled", []))
+    in_force = views.create(con, night)
+    for text, path, _ in shared:
+        for statement in [s for s in text.split(";") if s.strip() and not all(
+                line.strip().startswith("--") or not line.strip() for line in s.splitlines())]:
+            con.execute(_inline(statement, parameters, night, path))
+    frames, outcomes = [], []
+    for rule in rules:
+        if only and rule.code not in only:
+            continue
+        if rule.code in disabled:
+            outcomes.append(RuleOutcome(rule.code, "disabled", message="switched off in bidui.toml"))
+            continue
+        missing = [i for i in rule.inputs if i not in in_force]
+        if missing:
+            outcomes.append(RuleOutcome(rule.code, "skipped",
+                                        message=f"no accepted snapshot of {', '.join(missing)}: not run (not 'no hits')"))
+            continue
+        start = time.perf_counter()
+        if rule.skip_unless:
+            ok = con.execute(rule.skip_unless, _bind(rule.skip_unless, [], parameters, night, rule.path)).fetchone()[0]
+            if not ok:
+                outcomes.append(RuleOutcome(rule.code, "skipped", message=f"precondition not met: {rule.skip_unless}"))
+                continue
+        body = "\n".join(line for line in rule.sql.splitlines() if not line.strip().startswith("--"))
+        try:
+            frame = wh.query(con, body, _bind(body, rule.parameters, parameters, night, rule.path))  # type: ignore[arg-type]
+        except duckdb.Error as e:
+            outcomes.append(RuleOutcome(rule.code, "failed", message=f"{rule.path}: {e}"))
+            continue
+        missing_cols = [c for c in CLUE_COLUMNS if c not in frame.columns]
+        if missing_cols:
+            outcomes.append(RuleOutcome(rule.code, "failed", message=f"{rule.path}: result lacks {', '.join(missing_cols)}"))
+            continue
+        frame = frame.select(CLUE_COLUMNS).with_columns(
+            pl.lit(rule.code).alias("rule_code"), pl.lit(rule.category).alias("category"),
+            pl.col("evidence_key").cast(pl.String).fill_null(""),
+            pl.col("evidence_record").cast(pl.String), pl.col("link_explanation").cast(pl.String),
+            pl.col("link_score").cast(pl.Float64), pl.col("registered_year").cast(pl.Int32),
+            pl.col("evidence_date").cast(pl.Date))
+        before = (pl.col("evidence_date").dt.year() < pl.col("registered_year")) if rule.category == "mis_inclusion" \
+            else pl.lit(None, pl.Boolean)
+        frame = frame.with_columns(before.alias("before_registration")).unique(
+            ["rule_code", "subject_key", "household_code", "evidence_key"], keep="first", maintain_order=True)
+        frames.append(frame)
+        outcomes.append(RuleOutcome(rule.code, "ran", frame.height, time.perf_counter() - start))
+    hits = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+    return RunResult(hits, outcomes)
+
+
+HITS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rule_hits (
+    night DATE NOT NULL, rule_code VARCHAR NOT NULL, category VARCHAR NOT NULL, subject_key VARCHAR,
+    subject_person_key VARCHAR, subject_id_number VARCHAR, subject_name VARCHAR, household_code VARCHAR,
+    hukou_number VARCHAR, township_code VARCHAR, village_code VARCHAR, household_status VARCHAR,
+    registered_year INTEGER, evidence_dataset VARCHAR, evidence_key VARCHAR, evidence_date DATE,
+    evidence_record VARCHAR, link_method VARCHAR, link_score DOUBLE, link_explanation VARCHAR,
+    before_registration BOOLEAN
+);
+CREATE TABLE IF NOT EXISTS rule_runs (night DATE, rule_code VARCHAR, status VARCHAR, hits BIGINT, seconds DOUBLE,
+    message VARCHAR);
+"""
+
+
+def store_hits(con: duckdb.DuckDBPyConnection, night: date, result: RunResult) -> None:
+    con.execute(HITS_SCHEMA)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM rule_hits WHERE night = ?", [night])
+        con.execute("DELETE FROM rule_runs WHERE night = ?", [night])
+        if result.hits.height:
+            cols = ["night", "rule_code", "category", *CLUE_COLUMNS, "before_registration"]
+            wh.insert_frame(con, "rule_hits", result.hits.with_columns(pl.lit(night).alias("night")), cols)
+        for o in result.outcomes:
+            con.execute("INSERT INTO rule_runs VALUES (?, ?, ?, ?, ?, ?)", [night, o.code, o.status, o.hits, o.seconds,
+                                                                            o.message])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+
+
+EXPORT_COLUMNS = ("rule_code", "category", "subject_id_number", "subject_name", "household_code", "hukou_number",
+                  "township_code", "village_code", "evidence_dataset", "evidence_key", "link_method", "link_score",
+                  "before_registration")
+
+
+def export(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
+    con.execute(HITS_SCHEMA)
+    return wh.query(con, f"SELECT {', '.join(EXPORT_COLUMNS)} FROM rule_hits WHERE night = ? "
+                         "ORDER BY rule_code, household_code, hukou_number, subject_id_number, evidence_key", [night])

@@ -1,0 +1,86 @@
+"""The views a rule's SQL reads, for one run date: snapshots in force, joined to the night's links.
+
+- `members`: register members in force, with their household, their link to hukou and the
+  linked hukou record, their age on the run date, and `ident` — the person (hukou ID when linked,
+  else the member's own valid ID) that department records are matched on.
+- `subjects`: one row per person in the register, naming the lowest household code.
+- `hukou`: the hukou snapshot in force, with `ident`.
+- `<dataset>_linked` for every other dataset in force: its rows with `ident`, link method, score
+  and explanation.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+
+from bidui.connectors import warehouse as wh
+from bidui.datasets import DATASETS
+
+IDENT = ("coalesce(l.person_key, CASE WHEN d.{id}_status = 'valid' THEN d.{id} END)")
+
+
+def create(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, date]:
+    """Create the views for a night; return the snapshot date in force per dataset."""
+    in_force = wh.in_force(con, night)
+    con.execute("CREATE TABLE IF NOT EXISTS links (night DATE, dataset VARCHAR, source_file VARCHAR, source_row BIGINT, "
+                "role VARCHAR, id_number_raw VARCHAR, name_raw VARCHAR, person_key VARCHAR, method VARCHAR, score DOUBLE, "
+                "id_name_conflict BOOLEAN, explanation VARCHAR)")
+    for ds in DATASETS:
+        snap = in_force.get(ds.code)
+        where = f"d.snapshot_date = DATE '{snap}'" if snap else "FALSE"
+        if not ds.persons:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {ds.code}_linked AS SELECT d.* FROM ds_{ds.code} d WHERE {where}")
+            continue
+        ref = ds.persons[0]
+        con.execute(f"""
+            CREATE OR REPLACE TEMP VIEW {ds.code}_linked AS
+            SELECT d.*, {IDENT.format(id=ref.id_column)} AS ident, l.method AS link_method, l.score AS link_score,
+                   l.explanation AS link_explanation, l.person_key
+            FROM ds_{ds.code} d
+            LEFT JOIN links l ON l.night = DATE '{night}' AND l.dataset = '{ds.code}' AND l.source_file = d.source_file
+                 AND l.source_row = d.source_row AND l.method <> 'none'
+            WHERE {where}""")
+    con.execute("CREATE OR REPLACE TEMP VIEW hukou AS SELECT * FROM hukou_linked")
+    con.execute("""
+        CREATE OR REPLACE TEMP VIEW members AS
+        SELECT m.household_code, m.source_file, m.source_row, m.name, m.name_raw, m.id_number, m.id_number_raw,
+               m.id_number_status, m.relation, m.ident, m.person_key, m.link_method, m.link_score, m.link_explanation,
+               h.village_code, substr(h.village_code, 1, 9) || '000' AS township_code, h.status AS household_status,
+               h.registered_year, h.head_id_number,
+               k.name AS hukou_name, k.status AS hukou_status, k.status_date AS hukou_status_date, k.hukou_type,
+               k.hukou_number,
+               coalesce(try_strptime(substr(m.person_key, 7, 8), '%Y%m%d'),
+                        CASE WHEN m.id_number_status = 'valid' THEN try_strptime(substr(m.id_number, 7, 8), '%Y%m%d') END
+               )::DATE AS birth,
+               CASE WHEN m.id_number_status = 'valid' THEN m.id_number ELSE trim(m.id_number_raw) END AS subject_id_number
+        FROM register_members_linked m
+        LEFT JOIN register_households_linked h ON h.household_code = m.household_code
+        LEFT JOIN hukou k ON k.id_number = m.person_key
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP VIEW members_aged AS
+        SELECT *, date_diff('year', birth, $run_date::DATE)
+                  - CASE WHEN strftime(birth, '%m%d') > strftime($run_date::DATE, '%m%d') THEN 1 ELSE 0 END AS age
+        FROM members
+    """.replace("$run_date", f"DATE '{night}'"))
+    # Every member row as a clue subject, and one row per person (the lowest household code).
+    con.execute("""
+        CREATE OR REPLACE TEMP VIEW member_subjects AS
+        SELECT coalesce(ident, 'R:' || household_code || ':' || source_row) AS subject_key, ident, age, birth, relation,
+               person_key AS subject_person_key, subject_id_number, id_number_raw AS subject_id_number_raw,
+               id_number_status AS subject_id_status, name AS subject_name, household_code,
+               coalesce(hukou_number, '') AS hukou_number, township_code, village_code, household_status,
+               registered_year, link_method AS subject_link_method, link_score AS subject_link_score,
+               link_explanation AS subject_link_explanation, hukou_name, hukou_status, hukou_status_date, hukou_type,
+               source_row
+        FROM members_aged
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP VIEW subjects AS
+        SELECT * EXCLUDE (rn) FROM (
+            SELECT *, row_number() OVER (PARTITION BY subject_key ORDER BY household_code, source_row) AS rn
+            FROM member_subjects) WHERE rn = 1
+    """)
+    return in_force

@@ -1,0 +1,33 @@
+-- code: HOUSEHOLD_SPLIT
+-- title: 分户争贫疑点
+-- category: mis_inclusion
+-- inputs: register_members, hukou, hukou_changes
+-- parameters: split_min_age, split_years
+-- Every member of the register household is aged split_min_age or over, and one of them split off
+-- (分户) within split_years before the run date from a hukou household with no register member.
+-- One clue per register household; the subject is its head.
+WITH all_old AS (
+    SELECT household_code FROM member_subjects GROUP BY household_code
+    HAVING bool_and(coalesce(age, -1) >= $split_min_age)
+),
+registered_hukou AS (
+    SELECT DISTINCT h.hukou_number FROM hukou h JOIN member_subjects m ON m.subject_person_key = h.id_number
+    WHERE h.status = '正常'
+),
+splits AS (
+    SELECT c.* FROM hukou_changes_linked c
+    WHERE c.change_type = '分户' AND c.change_date > $run_date::DATE - to_years($split_years)
+      AND c.change_date <= $run_date::DATE
+      AND c.from_hukou_number NOT IN (SELECT hukou_number FROM registered_hukou WHERE hukou_number IS NOT NULL)
+),
+heads AS (
+    SELECT * EXCLUDE (rn) FROM (
+        SELECT *, row_number() OVER (PARTITION BY household_code ORDER BY relation <> '户主', source_row) AS rn
+        FROM member_subjects) WHERE rn = 1
+)
+SELECT h.*, 'hukou_changes' AS evidence_dataset, sp.from_hukou_number AS evidence_key, sp.change_date AS evidence_date,
+       to_json(sp) AS evidence_record, sp.link_method, sp.link_score, sp.link_explanation
+FROM splits sp
+JOIN member_subjects m ON m.ident = sp.ident
+JOIN all_old o ON o.household_code = m.household_code
+JOIN heads h ON h.household_code = m.household_code

@@ -1,0 +1,18 @@
+-- code: NAME_MISMATCH
+-- title: 姓名与户籍不一致
+-- category: data_quality
+-- inputs: register_members, hukou
+-- parameters:
+-- A member's valid ID is a hukou ID, but the names differ beyond form (spaces, width, traditional
+-- characters, middle dots): a homophone, a look-alike or a `*` is a mismatch to correct.
+SELECT * EXCLUDE (rn) FROM (
+    SELECT m.*, 'hukou' AS evidence_dataset, h.name AS evidence_key, NULL::DATE AS evidence_date,
+           to_json(h) AS evidence_record, 'exact' AS link_method, 1.0 AS link_score, NULL AS link_explanation,
+           row_number() OVER (PARTITION BY m.subject_key, h.name ORDER BY m.household_code, m.source_row) AS rn
+    FROM member_subjects m
+    JOIN register_members_linked r ON r.household_code = m.household_code AND r.source_row = m.source_row
+    JOIN hukou h ON h.id_number = r.id_number
+    LEFT JOIN name_keys km ON km.name = r.name
+    LEFT JOIN name_keys kh ON kh.name = h.name
+    WHERE r.id_number_status = 'valid' AND coalesce(km.simplified, r.name) <> coalesce(kh.simplified, h.name))
+WHERE rn = 1

@@ -1,0 +1,28 @@
+-- Shared views: hukou households that may have been missed (漏评). Living members (status 正常) of
+-- households in villages classed 乡村, none of whose members is a register member or has a
+-- counted vehicle, a counted business, urban commercial property, or public payroll.
+-- parameters:
+
+CREATE OR REPLACE TEMP VIEW missed_candidates AS
+WITH living AS (SELECT h.* FROM hukou h WHERE h.status = '正常'),
+disqualified AS (
+    SELECT ident FROM member_subjects WHERE ident IS NOT NULL
+    UNION SELECT ident FROM counted_vehicles WHERE ident IS NOT NULL
+    UNION SELECT ident FROM counted_business_people WHERE ident IS NOT NULL
+    UNION SELECT ident FROM counted_property WHERE ident IS NOT NULL
+    UNION SELECT ident FROM payroll_linked WHERE ident IS NOT NULL
+),
+bad AS (SELECT DISTINCT l.hukou_number FROM living l SEMI JOIN disqualified d ON d.ident = l.ident)
+SELECT l.* FROM living l
+SEMI JOIN divisions_linked v ON v.code = l.address_code AND v.urban_rural = '乡村'
+ANTI JOIN bad b ON b.hukou_number = l.hukou_number;
+
+-- The subject of a missed household: its head (户主), else its eldest member.
+CREATE OR REPLACE TEMP VIEW missed_subjects AS
+SELECT ident AS subject_key, id_number AS subject_person_key, id_number AS subject_id_number,
+       id_number_raw AS subject_id_number_raw, name AS subject_name, '' AS household_code, hukou_number,
+       substr(address_code, 1, 9) || '000' AS township_code, address_code AS village_code,
+       NULL::VARCHAR AS household_status, NULL::INTEGER AS registered_year
+FROM (SELECT c.*, row_number() OVER (PARTITION BY hukou_number ORDER BY relation <> '户主', birth_date, id_number) AS rn
+      FROM missed_candidates c)
+WHERE rn = 1;
