@@ -205,6 +205,70 @@ def links_export(
     console.print(f"{frame.height:,} rows → {out}")
 
 
+rules_app = typer.Typer(help="The comparison rules (bidui/sql/rules, <home>/rules).", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("list")
+def rules_list(ctx: typer.Context) -> None:
+    """Code, title, category, inputs, parameters (with their values) and whether enabled."""
+    from bidui import config
+    from bidui.rules.engine import load_rules
+
+    home: Home = ctx.obj
+    cfg = config.load(home.config)
+    params = cfg.get("rules", {}).get("parameters", {})
+    disabled = set(cfg.get("rules", {}).get("disabled", []))
+    rules, _ = load_rules(home.root / "rules")
+    table = Table(title="rules")
+    for col in ("code", "title", "category", "inputs", "parameters", "enabled"):
+        table.add_column(col, overflow="fold")
+    for r in rules:
+        table.add_row(r.code, r.title, r.category, ", ".join(r.inputs),
+                      "; ".join(f"{p}={params.get(p)}" for p in r.parameters), "no" if r.code in disabled else "yes")
+    console.print(table)
+
+
+@rules_app.command("run")
+def rules_run(ctx: typer.Context, night: Annotated[str, typer.Option("--date")]) -> None:
+    """Run every enabled rule on the night's linked snapshots; store the hits in the warehouse."""
+    from bidui import config
+    from bidui.connectors import warehouse
+    from bidui.rules.engine import run_rules, store_hits
+
+    home: Home = ctx.obj
+    con = warehouse.connect(home.warehouse)
+    result = run_rules(con, _night(night), config.load(home.config), home.root / "rules")
+    store_hits(con, _night(night), result)
+    con.close()
+    table = Table(title=f"rules {night}")
+    for col in ("rule", "status", "hits", "s", "message"):
+        table.add_column(col, justify="right" if col in ("hits", "s") else "left", overflow="fold")
+    for o in result.outcomes:
+        table.add_row(o.code, o.status, f"{o.hits:,}", f"{o.seconds:.2f}", o.message)
+    console.print(table)
+    if any(o.status == "failed" for o in result.outcomes):
+        raise typer.Exit(2)
+
+
+@rules_app.command("export")
+def rules_export(ctx: typer.Context, night: Annotated[str, typer.Option("--date")],
+                 out: Annotated[Path, typer.Option("--out")]) -> None:
+    """The night's hits as CSV (UTF-8 with BOM)."""
+    from bidui.connectors import warehouse
+    from bidui.rules.engine import export
+
+    home: Home = ctx.obj
+    con = warehouse.connect(home.warehouse)
+    frame = export(con, _night(night))
+    con.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("wb") as f:
+        f.write(b"\xef\xbb\xbf")
+        frame.write_csv(f)
+    console.print(f"{frame.height:,} hits → {out}")
+
+
 def main() -> None:
     app()
 

@@ -224,5 +224,6 @@ EXPORT_COLUMNS = ("rule_code", "category", "subject_id_number", "subject_name", 
 
 def export(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
     con.execute(HITS_SCHEMA)
-    return wh.query(con, f"SELECT {', '.join(EXPORT_COLUMNS)} FROM rule_hits WHERE night = ? "
+    cols = ", ".join("nullif(household_code, '') AS household_code" if c == "household_code" else c for c in EXPORT_COLUMNS)
+    return wh.query(con, f"SELECT {cols} FROM rule_hits WHERE night = ? "
                          "ORDER BY rule_code, household_code, hukou_number, subject_id_number, evidence_key", [night])
