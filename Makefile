@@ -43,6 +43,8 @@ demo: setup
 bench: setup
 	$(BIN)/python bench/synth.py --sizes $(SIZE) --nights 2
 	$(BIN)/python bench/ingest.py --size $(SIZE)
+	$(BIN)/python bench/linkage.py --size $(SIZE)
+	$(BIN)/python bench/rules.py --size $(SIZE)
 
 # Re-pin the whole tree from requirements.in (run by a developer, not by CI).
 lock: | $(BIN)/python
