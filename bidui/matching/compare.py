@@ -17,6 +17,7 @@ COMPARISONS: dict[str, tuple[str, ...]] = {
     "birth": ("different", "one digit or month/day apart", "equal"),
     "sex": ("different", "equal"),
     "village": ("different", "same township", "equal"),
+    "head": ("not the household head", "the household head"),
 }
 
 
@@ -84,3 +85,9 @@ def village_level(village: pl.Expr, key_village: pl.Expr) -> pl.Expr:
 # Excel keeping 15 digits, or not at all; a valid ID that differs is another person's. Used as
 # light pseudo-counts when m is estimated from anchor pairs (bidui.matching.fs).
 ID_M_PRIOR = (1e-5, 1e-4, 1e-3, 0.45, 0.45, 0.1)
+
+
+def head_level(is_head: pl.Expr, key_relation: pl.Expr) -> pl.Expr:
+    """For records that name a household head (户主): is the candidate one?"""
+    return (pl.when(is_head.is_null() | key_relation.is_null()).then(-1).when(key_relation == "户主").then(1)
+            .otherwise(0)).cast(pl.Int8)

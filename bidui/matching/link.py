@@ -16,7 +16,7 @@ from bidui.matching import compare as cmp
 from bidui.matching.fs import Model, fit_with_labels, score
 from bidui.matching.records import records, spine
 
-COMPARED = ["id", "name", "birth", "sex", "village"]
+COMPARED = ["id", "name", "birth", "sex", "village", "head"]
 LINKS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS links (
     night DATE NOT NULL, dataset VARCHAR NOT NULL, source_file VARCHAR NOT NULL, source_row BIGINT NOT NULL,
@@ -32,13 +32,14 @@ CREATE TABLE IF NOT EXISTS link_runs (night DATE PRIMARY KEY, records BIGINT, ex
 class Thresholds:
     link: float = 0.99  # probability at or above: linked
     review: float = 0.80  # at or above (below link): linked, marked "identity to confirm"
-    margin: float = 0.50  # a second candidate this probable makes the best one ambiguous
+    margin: float = 0.50  # a runner-up this probable …
+    margin_bits: float = 5.0  # … and within this many bits (32×) of the best: a tie, not a link
 
     @classmethod
     def from_config(cls, cfg: dict) -> Thresholds:
         m = cfg.get("matching", {})
         return cls(float(m.get("link_probability", 0.99)), float(m.get("review_probability", 0.80)),
-                   float(m.get("ambiguity_probability", 0.50)))
+                   float(m.get("ambiguity_probability", 0.50)), float(m.get("ambiguity_bits", 5.0)))
 
 
 @dataclass
@@ -54,7 +55,8 @@ class LinkResult:
 def _keys(p: pl.DataFrame) -> pl.DataFrame:
     return p.select(pl.col("person_key"), pl.col("form").alias("k_form"), pl.col("pinyin").alias("k_pinyin"),
                     pl.col("sex").alias("k_sex"), pl.col("birth_date").alias("k_birth"), pl.col("village").alias("k_village"),
-                    pl.col("status_date").alias("k_event"), pl.col("person_key").str.slice(0, 6).alias("k_region"),
+                    pl.col("status_date").alias("k_event"), pl.col("relation").alias("k_relation"),
+                    pl.col("person_key").str.slice(0, 6).alias("k_region"),
                     pl.col("person_key").str.slice(6, 8).alias("k_birth8"), pl.col("person_key").str.slice(0, 15).alias("k_first15"))
 
 
@@ -98,6 +100,7 @@ def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
         cmp.birth_level(pl.coalesce(pl.col("birth"), birth_from_id), pl.col("k_birth")).alias("birth"),
         cmp.sex_level(pl.coalesce(pl.col("sex"), sex_from_id), pl.col("k_sex")).alias("sex"),
         cmp.village_level(pl.col("village"), pl.col("k_village")).alias("village"),
+        cmp.head_level(pl.col("is_head"), pl.col("k_relation")).alias("head"),
         pl.col("k_form"),
     )
     return levels
@@ -150,13 +153,17 @@ def link_frame(recs: pl.DataFrame, people: pl.DataFrame, thresholds: Thresholds 
         levels = levels.join(freq.select(pl.col("form").alias("k_form"), "tf"), on="k_form", how="left")
         scored = score(levels, model, COMPARED, name_freq=pl.col("tf").fill_null(1.0 / people.height))
         # 3. one-to-one: the best candidate, unless a second one is also probable.
-        ranked = scored.sort(["rec", "probability"], descending=[False, True])
+        # Probabilities saturate (two candidates can both be ≈ 1): compare weights for ambiguity.
+        ranked = scored.sort(["rec", "weight"], descending=[False, True])
         best = ranked.group_by("rec", maintain_order=True).head(2).with_columns(
             pl.col("probability").shift(-1).over("rec").alias("second"),
+            pl.col("weight").shift(-1).over("rec").alias("second_weight"),
             pl.int_range(pl.len()).over("rec").alias("rank")).filter(pl.col("rank") == 0)
-        best = best.with_columns(pl.col("second").fill_null(0.0))
+        best = best.with_columns(pl.col("second").fill_null(0.0), pl.col("second_weight").fill_null(-1e9))
+        ambiguous = (pl.col("second") >= thresholds.margin) & (pl.col("second_weight") >= pl.col("weight") - thresholds.margin_bits)
+        # A tie is not a link: two people fit equally (a common name in one village, no ID).
         fuzzy = best.with_columns(
-            pl.when(pl.col("second") >= thresholds.margin).then(pl.lit("review"))
+            pl.when(ambiguous).then(pl.lit("none"))
             .when(pl.col("probability") >= thresholds.link).then(pl.lit("fuzzy"))
             .when(pl.col("probability") >= thresholds.review).then(pl.lit("review"))
             .otherwise(pl.lit("none")).alias("method"))

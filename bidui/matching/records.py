@@ -11,6 +11,8 @@ import polars as pl
 from bidui.connectors import warehouse as wh
 from bidui.datasets import DATASETS
 
+# Datasets whose person is the head of a household (户主): the spec's 户主证件号码 / 户主姓名.
+HEAD_DATASETS = ("dangerous_housing", "register_households")
 # Context a dataset carries besides ID and name, usable as evidence of identity.
 CONTEXT = {
     "register_members": {"birth": "m.birth_date", "sex": "m.sex", "village": "h.village_code"},
@@ -31,7 +33,7 @@ def spine(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
         raise LookupError(f"no hukou snapshot in force on {night}: ingest one first")
     return wh.query(con, """
         SELECT h.id_number AS person_key, h.name, k.simplified AS form, k.pinyin, h.sex, h.birth_date,
-               h.address_code AS village, h.status, h.status_date, h.hukou_number
+               h.address_code AS village, h.status, h.status_date, h.hukou_number, h.relation
         FROM ds_hukou h LEFT JOIN name_keys k ON k.name = h.name
         WHERE h.snapshot_date = ? AND h.id_number_status = 'valid'
     """, [snap]).unique("person_key", keep="first", maintain_order=True).sort("person_key")
@@ -59,7 +61,8 @@ def records(con: duckdb.DuckDBPyConnection, night: date) -> tuple[pl.DataFrame, 
                        m.{ref.id_column}_raw AS id_raw, m.{ref.id_column} AS id, m.{ref.id_column}_status AS id_status,
                        m.{ref.name_column}_raw AS name_raw, m.{ref.name_column} AS name, k.simplified AS form, k.pinyin,
                        {ctx.get('birth', 'NULL::DATE')} AS birth, {ctx.get('sex', 'NULL::VARCHAR')} AS sex,
-                       {ctx.get('village', 'NULL::VARCHAR')} AS village, {ctx.get('event', 'NULL::DATE')} AS event
+                       {ctx.get('village', 'NULL::VARCHAR')} AS village, {ctx.get('event', 'NULL::DATE')} AS event,
+                       {'TRUE' if ds.code in HEAD_DATASETS else 'NULL::BOOLEAN'} AS is_head
                 FROM ds_{ds.code} m {join}
                 LEFT JOIN name_keys k ON k.name = m.{ref.name_column}
                 WHERE m.snapshot_date = ?
