@@ -41,6 +41,7 @@ def table_name(ds: Dataset) -> str:
 def connect(path: Path) -> duckdb.DuckDBPyConnection:
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
+    con.execute("SET enable_progress_bar = false")  # batch jobs: progress is ours to show
     con.execute(SCHEMA)
     for ds in DATASETS:
         cols = ", ".join(f'"{name}" {sql}' for name, sql in table_columns(ds))

@@ -1,5 +1,8 @@
 """The views a rule's SQL reads, for one run date: snapshots in force, joined to the night's links.
 
+They are materialised once per run (temporary tables): nineteen rules read them, and joining every
+snapshot to the links again for each rule made the run several times slower.
+
 - `members`: register members in force, with their household, their link to hukou and the
   linked hukou record, their age on the run date, and `ident` — the person (hukou ID when linked,
   else the member's own valid ID) that department records are matched on.
@@ -31,11 +34,11 @@ def create(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, date]:
         snap = in_force.get(ds.code)
         where = f"d.snapshot_date = DATE '{snap}'" if snap else "FALSE"
         if not ds.persons:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {ds.code}_linked AS SELECT d.* FROM ds_{ds.code} d WHERE {where}")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {ds.code}_linked AS SELECT d.* FROM ds_{ds.code} d WHERE {where}")
             continue
         ref = ds.persons[0]
         con.execute(f"""
-            CREATE OR REPLACE TEMP VIEW {ds.code}_linked AS
+            CREATE OR REPLACE TEMP TABLE {ds.code}_linked AS
             SELECT d.*, {IDENT.format(id=ref.id_column)} AS ident, l.method AS link_method, l.score AS link_score,
                    l.explanation AS link_explanation, l.person_key
             FROM ds_{ds.code} d
@@ -67,7 +70,7 @@ def create(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, date]:
     """.replace("$run_date", f"DATE '{night}'"))
     # Every member row as a clue subject, and one row per person (the lowest household code).
     con.execute("""
-        CREATE OR REPLACE TEMP VIEW member_subjects AS
+        CREATE OR REPLACE TEMP TABLE member_subjects AS
         SELECT coalesce(ident, 'R:' || household_code || ':' || source_row) AS subject_key, ident, age, birth, relation,
                person_key AS subject_person_key, subject_id_number, id_number_raw AS subject_id_number_raw,
                id_number_status AS subject_id_status, name AS subject_name, household_code,
@@ -78,7 +81,7 @@ def create(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, date]:
         FROM members_aged
     """)
     con.execute("""
-        CREATE OR REPLACE TEMP VIEW subjects AS
+        CREATE OR REPLACE TEMP TABLE subjects AS
         SELECT * EXCLUDE (rn) FROM (
             SELECT *, row_number() OVER (PARTITION BY subject_key ORDER BY household_code, source_row) AS rn
             FROM member_subjects) WHERE rn = 1

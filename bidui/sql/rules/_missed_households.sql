@@ -3,7 +3,7 @@
 -- counted vehicle, a counted business, urban commercial property, or public payroll.
 -- parameters:
 
-CREATE OR REPLACE TEMP VIEW missed_candidates AS
+CREATE OR REPLACE TEMP TABLE missed_candidates AS
 WITH living AS (SELECT h.* FROM hukou h WHERE h.status = '正常'),
 disqualified AS (
     SELECT ident FROM member_subjects WHERE ident IS NOT NULL
@@ -18,7 +18,7 @@ SEMI JOIN divisions_linked v ON v.code = l.address_code AND v.urban_rural = '乡
 ANTI JOIN bad b ON b.hukou_number = l.hukou_number;
 
 -- The subject of a missed household: its head (户主), else its eldest member.
-CREATE OR REPLACE TEMP VIEW missed_subjects AS
+CREATE OR REPLACE TEMP TABLE missed_subjects AS
 SELECT ident AS subject_key, id_number AS subject_person_key, id_number AS subject_id_number,
        id_number_raw AS subject_id_number_raw, name AS subject_name, '' AS household_code, hukou_number,
        substr(address_code, 1, 9) || '000' AS township_code, address_code AS village_code,
