@@ -53,8 +53,11 @@ def hard(tmp_path_factory: pytest.TempPathFactory):
         "outsider_namesake": (pid("522701", "19850505", 201), "周丽", "女", other),
     }
     people += list(cases.values())
-    hukou = "公民身份号码,姓名,性别,户号,户籍地址代码,人员状态\n" + "".join(
-        f"{i},{n},{s},H{k:04d},{v},正常\n" for k, (i, n, s, v) in enumerate(people))
+    # Half the villagers head a household; the two 王伟 are a head and a son.
+    relation = {p[0]: ("户主" if k % 2 == 0 else "子") for k, p in enumerate(people)}
+    relation |= {cases["common_a"][0]: "户主", cases["common_b"][0]: "子"}
+    hukou = "公民身份号码,姓名,性别,户号,与户主关系,户籍地址代码,人员状态\n" + "".join(
+        f"{i},{n},{s},H{k:04d},{relation.get(i, '')},{v},正常\n" for k, (i, n, s, v) in enumerate(people))
     (night / "hukou_20261120.csv").write_text(hukou, encoding="utf-8")
     c = cases
     mangled = c["mangled"][0]
@@ -74,11 +77,18 @@ def hard(tmp_path_factory: pytest.TempPathFactory):
     vehicles = "号牌号码,车辆类型,机动车所有人,所有人证件号码,机动车状态\n" + "".join(
         f"{p},K33,{n},{i},正常\n" for p, n, i in records)
     (night / "vehicles_20261120.csv").write_text(vehicles, encoding="utf-8")
+    # An appraisal names the household head (户主姓名); this one has no ID, only name and village.
+    (night / "危房鉴定_1120.csv").write_text(
+        "户主证件号码,户主姓名,村代码,鉴定等级,鉴定日期,改造状态\n"
+        f",王伟,{village},D,2026-05-01,未改造\n"
+        + "".join(f"{i},{n},{v},B,2025-03-0{1 + k % 9},未改造\n" for k, (i, n, _, v) in enumerate(people[:100:2])),
+        encoding="utf-8")
     con = wh.connect(root / "w.duckdb")
     outcomes = ingest_night(con, night, NIGHT)
     assert {o.status for o in outcomes if o.file} == {"accepted"}
     result = link_night(con, NIGHT)
     links = {r["source_row"]: r for r in result.links.filter(pl.col("dataset") == "vehicles").iter_rows(named=True)}
+    links["appraisal"] = result.links.filter(pl.col("dataset") == "dangerous_housing").row(0, named=True)
     yield cases, links, result
     con.close()
 
@@ -102,6 +112,12 @@ def test_a_common_name_without_id_is_not_linked_on_name_alone(hard) -> None:
     _, links, _ = hard
     assert links[7]["method"] in ("none", "review")
     assert links[7]["method"] != "fuzzy"
+
+
+def test_an_appraisal_without_id_goes_to_the_household_head(hard) -> None:
+    cases, links, _ = hard
+    assert links["appraisal"]["person_key"] == cases["common_a"][0], links["appraisal"]
+    assert links["appraisal"]["method"] in ("fuzzy", "review")
 
 
 def test_twins_are_told_apart(hard) -> None:
