@@ -14,7 +14,7 @@ import polars as pl
 from bidui.connectors import warehouse as wh
 from bidui.matching import compare as cmp
 from bidui.matching.fs import Model, fit_with_labels, score
-from bidui.matching.records import records, spine
+from bidui.matching.records import linked_datasets, records, spine
 
 COMPARED = ["id", "name", "birth", "sex", "village", "head"]
 LINKS_SCHEMA = """
@@ -57,7 +57,9 @@ def _keys(p: pl.DataFrame) -> pl.DataFrame:
                     pl.col("sex").alias("k_sex"), pl.col("birth_date").alias("k_birth"), pl.col("village").alias("k_village"),
                     pl.col("status_date").alias("k_event"), pl.col("relation").alias("k_relation"),
                     pl.col("person_key").str.slice(0, 6).alias("k_region"),
-                    pl.col("person_key").str.slice(6, 8).alias("k_birth8"), pl.col("person_key").str.slice(0, 15).alias("k_first15"))
+                    pl.col("person_key").str.slice(6, 8).alias("k_birth8"), pl.col("person_key").str.slice(0, 15).alias("k_first15"),
+                    pl.col("person_key").str.slice(6, 4).alias("k_year"), pl.col("person_key").str.slice(10, 4).alias("k_mmdd"),
+                    pl.col("person_key").str.slice(14, 4).alias("k_tail"))
 
 
 def candidate_pairs(residue: pl.DataFrame, people: pl.DataFrame) -> pl.DataFrame:
@@ -66,11 +68,17 @@ def candidate_pairs(residue: pl.DataFrame, people: pl.DataFrame) -> pl.DataFrame
     r = residue.with_columns(
         pl.col("id").str.slice(0, 6).alias("r_region"),
         pl.when(pl.col("id").str.len_chars() == 18).then(pl.col("id").str.slice(6, 8)).alias("r_birth8"),
-        pl.when(pl.col("id").str.len_chars() >= 15).then(pl.col("id").str.slice(0, 15)).alias("r_first15"))
+        pl.when(pl.col("id").str.len_chars() >= 15).then(pl.col("id").str.slice(0, 15)).alias("r_first15"),
+        *[pl.when(pl.col("id").str.len_chars() == 18).then(pl.col("id").str.slice(a, 4)).alias(n)
+          for a, n in ((6, "r_year"), (10, "r_mmdd"), (14, "r_tail"))])
     blocks = [
         r.join(k, left_on=["r_region", "r_birth8"], right_on=["k_region", "k_birth8"]),  # typo after the birth date
         r.join(k, left_on="r_first15", right_on="k_first15"),  # Excel kept 15 digits
-        r.join(k, left_on=["pinyin", "r_region"], right_on=["k_pinyin", "k_region"]),  # typo inside the birth date
+        # A typo or swap inside the birth date: one or two of year, month-day and the last four
+        # characters survive it, and with pinyin and county they are narrow (pinyin and county
+        # alone pair a common name with hundreds of people at 4 M residents).
+        *[r.join(k, left_on=["pinyin", "r_region", f"r_{g}"], right_on=["k_pinyin", "k_region", f"k_{g}"])
+          for g in ("year", "mmdd", "tail")],
         r.filter(pl.col("village").is_not_null()).join(k, left_on=["form", "village"], right_on=["k_form", "k_village"]),
         r.filter(pl.col("event").is_not_null()).join(k, left_on=["form", "event"], right_on=["k_form", "k_event"]),
         r.filter(pl.col("birth").is_not_null()).join(k, left_on=["pinyin", "birth"], right_on=["k_pinyin", "k_birth"]),
@@ -116,12 +124,21 @@ def explain(row: dict, model: Model) -> str:
 
 
 def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thresholds = Thresholds()) -> LinkResult:
+    """Link every dataset in force, one dataset at a time (memory bounded by the largest one)."""
     start = time.perf_counter()
     people = spine(con, night)
-    recs, skipped = records(con, night)
-    if recs.is_empty():
-        return LinkResult(pl.DataFrame(), None, skipped=skipped)
-    result = link_frame(recs, people, thresholds, seed=night.toordinal())
+    skipped: list[str] = []
+
+    def batches():
+        first = 0
+        for code in linked_datasets():
+            recs, missing = records(con, night, only=[code], first_rec=first)
+            skipped.extend(missing)
+            if recs.height:
+                first += recs.height
+                yield recs
+
+    result = link_batches(batches(), people, thresholds, seed=night.toordinal())
     result.skipped, result.seconds = skipped, time.perf_counter() - start
     return result
 
@@ -129,15 +146,37 @@ def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Threshol
 def link_frame(recs: pl.DataFrame, people: pl.DataFrame, thresholds: Thresholds = Thresholds(),
                seed: int = 0) -> LinkResult:
     """The cascade on any records (the frame `records()` gives) against any spine (`spine()`)."""
+    return link_batches(iter([recs]), people, thresholds, seed)
+
+
+SAMPLE_PER_BATCH = 50_000  # exact links and records kept per dataset for estimating m and u
+
+
+def link_batches(batches, people: pl.DataFrame, thresholds: Thresholds = Thresholds(), seed: int = 0) -> LinkResult:
+    """Exact step per batch (only the residue and samples are kept), then one model fitted on the
+    pooled residue, labelled samples and random pairs, then one-to-one."""
     start = time.perf_counter()
-    # 1. exact: a valid ID found in hukou, and a name that differs at most in form or sound.
-    exact = recs.filter(pl.col("id_status") == "valid").join(
-        people.select("person_key", pl.col("form").alias("k_form"), pl.col("pinyin").alias("k_pinyin")),
-        left_on="id", right_on="person_key", how="inner").with_columns(pl.col("id").alias("person_key"))
+    key_cols = people.select("person_key", pl.col("form").alias("k_form"), pl.col("pinyin").alias("k_pinyin"))
     agree = (pl.col("form") == pl.col("k_form")) | ((pl.col("pinyin") == pl.col("k_pinyin")) & (pl.col("pinyin") != ""))
-    exact_ok = exact.filter(agree)
-    conflict = set(exact.filter(~agree)["rec"].to_list())
-    residue = recs.filter(~pl.col("rec").is_in(exact_ok["rec"].implode()))
+    heads, exact_parts, residues, positives, samples, conflict = [], [], [], [], [], []
+    for recs in batches:
+        # 1. exact: a valid ID found in hukou, and a name that differs at most in form or sound.
+        exact = recs.filter(pl.col("id_status") == "valid").join(key_cols, left_on="id", right_on="person_key",
+                                                                 how="inner")
+        exact_ok = exact.filter(agree)
+        conflict.append(exact.filter(~agree).select("rec"))
+        exact_parts.append(exact_ok.select("rec", pl.col("id").alias("person_key")))
+        residues.append(recs.join(exact_ok.select("rec"), on="rec", how="anti"))
+        positives.append(exact_ok.select(recs.columns).sample(min(exact_ok.height, SAMPLE_PER_BATCH), seed=seed))
+        samples.append(recs.sample(min(recs.height, SAMPLE_PER_BATCH), seed=seed))
+        heads.append(recs.select("rec", "dataset", "source_file", "source_row", "role",
+                                 pl.col("id_raw").alias("id_number_raw"), "name_raw"))
+    out = pl.concat(heads) if heads else pl.DataFrame()
+    if out.is_empty():
+        return LinkResult(pl.DataFrame(), None)
+    exact_ok = pl.concat(exact_parts)
+    conflict_recs = pl.concat(conflict)["rec"]
+    residue = pl.concat(residues, how="vertical_relaxed")
     # 2. probabilistic on the residue.
     pairs = candidate_pairs(residue, people)
     model = None
@@ -145,10 +184,11 @@ def link_frame(recs: pl.DataFrame, people: pl.DataFrame, thresholds: Thresholds 
     if pairs.height:
         levels = _levels(pairs)
         k = _keys(people)
-        positives = _levels(exact_ok.select(recs.columns).join(k, left_on="id", right_on="person_key", how="inner")
-                            .with_columns(pl.col("id").alias("person_key")))
-        randoms = _levels(random_pairs(recs, k, seed=seed))
-        model = fit_with_labels(positives, randoms, levels, COMPARED, {"id": cmp.ID_M_PRIOR})
+        pos = pl.concat(positives, how="vertical_relaxed")
+        positive_levels = _levels(pos.join(k, left_on="id", right_on="person_key", how="inner")
+                                  .with_columns(pl.col("id").alias("person_key")))
+        randoms = _levels(random_pairs(pl.concat(samples, how="vertical_relaxed"), k, seed=seed))
+        model = fit_with_labels(positive_levels, randoms, levels, COMPARED, {"id": cmp.ID_M_PRIOR})
         freq = people.group_by("form").len("n").with_columns((pl.col("n") / people.height).alias("tf"))
         levels = levels.join(freq.select(pl.col("form").alias("k_form"), "tf"), on="k_form", how="left")
         scored = score(levels, model, COMPARED, name_freq=pl.col("tf").fill_null(1.0 / people.height))
@@ -172,15 +212,13 @@ def link_frame(recs: pl.DataFrame, people: pl.DataFrame, thresholds: Thresholds 
             .otherwise(pl.col("method")).alias("method"))
         fuzzy = fuzzy.with_columns(pl.struct(pl.all()).map_elements(lambda r: explain(r, model), return_dtype=pl.String)
                                    .alias("explanation"))
-    out = recs.select("rec", "dataset", "source_file", "source_row", "role", pl.col("id_raw").alias("id_number_raw"),
-                      "name_raw")
     exact_part = exact_ok.select("rec", "person_key", pl.lit("exact").alias("method"), pl.lit(1.0).alias("score"),
                                  pl.lit(None, pl.String).alias("explanation"))
     fuzzy_part = (fuzzy.select("rec", pl.when(pl.col("method") != "none").then(pl.col("person_key")).alias("person_key"),
                                "method", pl.col("probability").alias("score"), "explanation")
                   if fuzzy.height else exact_part.clear())
     links = out.join(pl.concat([exact_part, fuzzy_part], how="vertical_relaxed"), on="rec", how="left").with_columns(
-        pl.col("method").fill_null("none"), pl.col("rec").is_in(list(conflict)).alias("id_name_conflict"))
+        pl.col("method").fill_null("none"), pl.col("rec").is_in(conflict_recs.implode()).alias("id_name_conflict"))
     counts = links.group_by("method").len().to_dict(as_series=False)
     return LinkResult(links, model, dict(zip(counts["method"], counts["len"], strict=True)), pairs.height,
                       time.perf_counter() - start)

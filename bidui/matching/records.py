@@ -39,12 +39,18 @@ def spine(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
     """, [snap]).unique("person_key", keep="first", maintain_order=True).sort("person_key")
 
 
-def records(con: duckdb.DuckDBPyConnection, night: date) -> tuple[pl.DataFrame, list[str]]:
-    """All person-bearing records in force (one row per person reference), and the datasets skipped."""
+def linked_datasets() -> list[str]:
+    return [ds.code for ds in DATASETS if ds.persons and ds.code != "hukou"]
+
+
+def records(con: duckdb.DuckDBPyConnection, night: date, only: list[str] | None = None,
+            first_rec: int = 0) -> tuple[pl.DataFrame, list[str]]:
+    """Person-bearing records in force (one row per person reference), numbered from `first_rec`,
+    and the datasets skipped (no snapshot). `only` limits it to some datasets."""
     parts, skipped = [], []
     in_force = wh.in_force(con, night)
     for ds in DATASETS:
-        if not ds.persons or ds.code == "hukou":
+        if not ds.persons or ds.code == "hukou" or (only is not None and ds.code not in only):
             continue
         snap = in_force.get(ds.code)
         if snap is None:
@@ -70,5 +76,5 @@ def records(con: duckdb.DuckDBPyConnection, night: date) -> tuple[pl.DataFrame, 
             parts.append(wh.query(con, sql, [*args, snap]))
     if not parts:
         return pl.DataFrame(), skipped
-    out = pl.concat(parts, how="vertical_relaxed").with_row_index("rec")
+    out = pl.concat(parts, how="vertical_relaxed").with_row_index("rec", offset=first_rec)
     return out, skipped
