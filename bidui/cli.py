@@ -132,6 +132,14 @@ def loads(
     console.print(table)
 
 
+def _write_csv(frame, out: Path) -> None:
+    """CSV for people who open it in Excel: UTF-8 with a byte-order mark."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("wb") as f:
+        f.write(b"\xef\xbb\xbf")
+        frame.write_csv(f)
+
+
 def _night(value: str) -> date:
     try:
         return date.fromisoformat(value)
@@ -198,10 +206,7 @@ def links_export(
     if frame.is_empty():
         console.print(f"no links for {night}: run bidui link --date {night} first")
         raise typer.Exit(1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("wb") as f:
-        f.write(b"\xef\xbb\xbf")
-        frame.write_csv(f)
+    _write_csv(frame, out)
     console.print(f"{frame.height:,} rows → {out}")
 
 
@@ -262,10 +267,7 @@ def rules_export(ctx: typer.Context, night: Annotated[str, typer.Option("--date"
     con = warehouse.connect(home.warehouse)
     frame = export(con, _night(night))
     con.close()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("wb") as f:
-        f.write(b"\xef\xbb\xbf")
-        frame.write_csv(f)
+    _write_csv(frame, out)
     console.print(f"{frame.height:,} hits → {out}")
 
 

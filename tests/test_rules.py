@@ -46,7 +46,7 @@ def test_every_rule_file_is_well_formed() -> None:
     rules, shared = load_rules()
     codes = {r.code for r in rules}
     assert len(rules) == 19 and codes == set(__import__("json").loads(Path("tests/rule_codes.json").read_text()))
-    assert {Path(p).name for _, p, _ in shared} == {"_disqualifiers.sql", "_missed_households.sql"}
+    assert {Path(p).name for _, p, _ in shared} == {"_appraisals.sql", "_disqualifiers.sql", "_missed_households.sql"}
     params = config.load(None)["rules"]["parameters"]
     for r in rules:
         assert all(p in params for p in r.parameters), r.code

@@ -5,14 +5,9 @@
 -- parameters: missed_dangerous_grades
 -- A member of a candidate household (see _missed_households.sql) has, at the latest appraisal,
 -- a D-grade house that is not renovated.
-WITH latest AS (
-    SELECT * EXCLUDE (rn) FROM (
-        SELECT d.*, row_number() OVER (PARTITION BY d.ident ORDER BY d.appraisal_date DESC, d.source_row DESC) AS rn
-        FROM dangerous_housing_linked d WHERE d.ident IS NOT NULL) WHERE rn = 1
-)
 SELECT s.*, 'dangerous_housing' AS evidence_dataset, strftime(l.appraisal_date, '%Y-%m-%d') AS evidence_key,
        l.appraisal_date AS evidence_date, to_json(l) AS evidence_record, l.link_method, l.link_score, l.link_explanation
-FROM latest l
+FROM latest_appraisals l
 JOIN missed_candidates c ON c.ident = l.ident
 JOIN missed_subjects s ON s.hukou_number = c.hukou_number
 WHERE list_contains($missed_dangerous_grades, l.grade) AND l.renovated <> '已改造'
