@@ -202,8 +202,10 @@ def link_batches(batches, people: pl.DataFrame, thresholds: Thresholds = Thresho
         best = best.with_columns(pl.col("second").fill_null(0.0), pl.col("second_weight").fill_null(-1e9))
         ambiguous = (pl.col("second") >= thresholds.margin) & (pl.col("second_weight") >= pl.col("weight") - thresholds.margin_bits)
         # A tie is not a link: two people fit equally (a common name in one village, no ID).
+        # Nor is a valid ID that is not the candidate's: a typo always breaks the check character,
+        # so a valid ID names someone else, however alike the names, birthdays and villages.
         fuzzy = best.with_columns(
-            pl.when(ambiguous).then(pl.lit("none"))
+            pl.when(ambiguous | (pl.col("id") == 0)).then(pl.lit("none"))
             .when(pl.col("probability") >= thresholds.link).then(pl.lit("fuzzy"))
             .when(pl.col("probability") >= thresholds.review).then(pl.lit("review"))
             .otherwise(pl.lit("none")).alias("method"))
