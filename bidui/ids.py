@@ -124,10 +124,6 @@ def normalise_id(raw: object) -> tuple[str, IdStatus]:
     return text, IdStatus.VALID
 
 
-def is_valid(raw: object) -> bool:
-    return normalise_id(raw)[1] is IdStatus.VALID
-
-
 def birth_date(id18: str) -> date | None:
     """Birth date encoded in a normalised 18-digit ID, if it is a real date."""
     if len(id18) != 18 or not id18[:14].isdigit():

@@ -14,7 +14,6 @@ import hashlib
 import multiprocessing
 import os
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -269,6 +268,3 @@ def store(con: duckdb.DuckDBPyConnection, p: Prepared, *, force: bool = False, l
 def exit_code(outcomes: list[FileOutcome]) -> int:
     return 0 if all(o.status in OK_STATUSES for o in outcomes) else 2
 
-
-def summary(outcomes: list[FileOutcome]) -> Counter:
-    return Counter(o.status for o in outcomes)

@@ -104,7 +104,7 @@ def load_rules(home_rules: Path | None = None) -> tuple[list[Rule], list[tuple[s
     return rules, shared
 
 
-def _bind(sql: str, names: list[str], parameters: dict, night: date, path: str) -> dict:
+def _bind(sql: str, parameters: dict, night: date, path: str) -> dict:
     used = set(re.findall(r"\$([a-z_]+)", sql))
     unknown = used - set(parameters) - {"run_date"}
     if unknown:
@@ -127,7 +127,7 @@ def literal(value: object) -> str:
 
 
 def _inline(sql: str, parameters: dict, night: date, path: str) -> str:
-    bound = _bind(sql, [], parameters, night, path)
+    bound = _bind(sql, parameters, night, path)
     return re.sub(r"\$([a-z_]+)", lambda m: literal(bound[m.group(1)]), sql)
 
 
@@ -155,13 +155,13 @@ def run_rules(con: duckdb.DuckDBPyConnection, night: date, cfg: dict, home_rules
             continue
         start = time.perf_counter()
         if rule.skip_unless:
-            ok = con.execute(rule.skip_unless, _bind(rule.skip_unless, [], parameters, night, rule.path)).fetchone()[0]
+            ok = con.execute(rule.skip_unless, _bind(rule.skip_unless, parameters, night, rule.path)).fetchone()[0]
             if not ok:
                 outcomes.append(RuleOutcome(rule.code, "skipped", message=f"precondition not met: {rule.skip_unless}"))
                 continue
         body = "\n".join(line for line in rule.sql.splitlines() if not line.strip().startswith("--"))
         try:
-            frame = wh.query(con, body, _bind(body, rule.parameters, parameters, night, rule.path))  # type: ignore[arg-type]
+            frame = wh.query(con, body, _bind(body, parameters, night, rule.path))  # type: ignore[arg-type]
         except duckdb.Error as e:
             outcomes.append(RuleOutcome(rule.code, "failed", message=f"{rule.path}: {e}"))
             continue

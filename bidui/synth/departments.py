@@ -75,10 +75,6 @@ def outsiders_sample(w: World, n: int) -> np.ndarray:
     return w.rng.choice(out, n) if len(out) and n else np.array([], dtype=np.int64)
 
 
-def names_of(w: World, kind: str) -> dict[str, str]:
-    d = w.divisions
-    return dict(zip(d["code"].to_list(), d["name"].to_list(), strict=True)) if kind else {}
-
 
 def fill(template: str, county: str, town: str) -> str:
     return template.format(county=county, town=town)

@@ -58,6 +58,7 @@ class Planter:
             self.by_household[hc].append(pid)
         self.codes = sorted(self.by_household)
         self._listed: dict[int, int] | None = None  # how many times each person is listed
+        self._taken: set[str] | None = None  # every ID in use, built on the first new child
 
     # ------------------------------------------------------------ helpers
 
@@ -145,8 +146,9 @@ class Planter:
         head = self.p(self.head(code))
         male = bool(self.rng.random() < 0.5)
         birth = self.run - age_years * 365 - (age_years // 4) - extra_days
-        taken = set(self.w.persons["id_number"].to_list()) if not hasattr(self, "_taken") else self._taken
-        self._taken = taken
+        if self._taken is None:
+            self._taken = set(self.w.persons["id_number"].to_list())
+        taken = self._taken
         pid = len(self.w.persons) + len(self.new_persons)
         idn = make_ids(np.array([head["address_code"][:6]]), np.array([birth]), np.array([male]), self.rng, taken)[0]
         name_override = name

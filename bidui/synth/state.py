@@ -17,8 +17,6 @@ import polars as pl
 
 from bidui.synth.config import SynthConfig
 
-HIDDEN = ("_pid", "_rec", "_name_corr", "_id_corr", "_numeric_id")
-
 
 @dataclass
 class World:
@@ -77,6 +75,3 @@ class World:
         self.plants.append({"plant_id": len(self.plants) + 1, "rule_code": rule, "kind": kind,
                             "description": what, "pid": pid, "household_code": household,
                             "hukou_number": hukou_number, "night": night})
-
-    def person(self, pid: int) -> dict:
-        return self.persons.row(pid, named=True)
