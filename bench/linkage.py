@@ -165,15 +165,15 @@ def night_child(size: str) -> None:
 
     from bidui.connectors import warehouse as wh
     from bidui.matching.accuracy import evaluate
-    from bidui.matching.link import link_night
+    from bidui.matching.link import link_night, links_of
 
     con = wh.connect(Path("bench/out") / size / "home" / "warehouse.duckdb")
     start = time.perf_counter()
     result = link_night(con, NIGHT)
     seconds = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    _, table = evaluate(result.links, Path("bench/out") / size / "truth" / NIGHT.isoformat())
-    print(json.dumps({"seconds": seconds, "rss_mb": rss, "records": result.links.height, "pairs": result.pairs,
+    _, table = evaluate(links_of(con, NIGHT), Path("bench/out") / size / "truth" / NIGHT.isoformat())
+    print(json.dumps({"seconds": seconds, "rss_mb": rss, "records": result.records, "timings": result.timings, "pairs": result.pairs,
                       "counts": result.counts, "table": table.rows()}))
 
 
@@ -236,6 +236,7 @@ def main() -> None:
         r = json.loads(res.stdout.strip().splitlines()[-1])
         print(f"\nbidui, every dataset of the night: {r['records']:,} records ({r['counts']}), {r['pairs']:,} candidate "
               f"pairs, {r['seconds']:.1f} s, peak RSS {r['rss_mb']:,.0f} MB\n")
+        print("steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["timings"].items()) + "\n")
         print("| group (dataset or corruption) | records | true links | false links | missed | precision | recall |")
         print("|---|---|---|---|---|---|---|")
         for group, n, tp, fp, fn, p, rc in r["table"]:

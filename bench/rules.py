@@ -30,14 +30,13 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "bidui.cli", "--home", str(home), "ingest", str(out / "inbox" / NIGHT.isoformat())])
     from bidui import config
     from bidui.connectors import warehouse as wh
-    from bidui.matching.link import link_night, store_links
+    from bidui.matching.link import link_night
     from bidui.rules.accuracy import evaluate
     from bidui.rules.engine import run_rules
 
     con = wh.connect(home / "warehouse.duckdb")
     start = time.perf_counter()
-    linked = link_night(con, NIGHT)
-    store_links(con, NIGHT, linked)
+    link_night(con, NIGHT)
     link_seconds = time.perf_counter() - start
     start = time.perf_counter()
     result = run_rules(con, NIGHT, config.load(None))

@@ -156,7 +156,7 @@ def link(
     from bidui import config
     from bidui.connectors import warehouse
     from bidui.matching.dedupe import register_duplicates, store_duplicates
-    from bidui.matching.link import Thresholds, link_night, store_links
+    from bidui.matching.link import Thresholds, link_night
 
     home: Home = ctx.obj
     if not home.warehouse.exists():
@@ -169,8 +169,7 @@ def link(
         except LookupError as e:
             console.print(str(e))
             raise typer.Exit(1) from e
-        store_links(con, _night(night), result)
-        dups = register_duplicates(con, _night(night), result.links)
+        dups = register_duplicates(con, _night(night))
         store_duplicates(con, _night(night), dups)
     con.close()
     table = Table(title=f"links {night} ({result.seconds:.1f} s)")

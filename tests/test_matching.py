@@ -15,7 +15,7 @@ from bidui.connectors import warehouse as wh
 from bidui.connectors.ingest import ingest_night
 from bidui.ids import check_char
 from bidui.matching.accuracy import evaluate
-from bidui.matching.link import link_night, store_links
+from bidui.matching.link import link_night, links_of
 
 NIGHT = date(2026, 11, 20)
 
@@ -87,8 +87,8 @@ def hard(tmp_path_factory: pytest.TempPathFactory):
     outcomes = ingest_night(con, night, NIGHT)
     assert {o.status for o in outcomes if o.file} == {"accepted"}
     result = link_night(con, NIGHT)
-    links = {r["source_row"]: r for r in result.links.filter(pl.col("dataset") == "vehicles").iter_rows(named=True)}
-    links["appraisal"] = result.links.filter(pl.col("dataset") == "dangerous_housing").row(0, named=True)
+    links = {r["source_row"]: r for r in links_of(con, NIGHT).filter(pl.col("dataset") == "vehicles").iter_rows(named=True)}
+    links["appraisal"] = links_of(con, NIGHT).filter(pl.col("dataset") == "dangerous_housing").row(0, named=True)
     yield cases, links, result
     con.close()
 
@@ -152,14 +152,13 @@ def linked(tiny: Path, tmp_path_factory: pytest.TempPathFactory):
     con = wh.connect(home / "warehouse.duckdb")
     ingest_night(con, tiny / "inbox" / NIGHT.isoformat(), NIGHT)
     result = link_night(con, NIGHT)
-    store_links(con, NIGHT, result)
     yield con, result, home
     con.close()
 
 
 def test_links_agree_with_the_answer_key(tiny: Path, linked) -> None:
-    _, result, _ = linked
-    _, table = evaluate(result.links, tiny / "truth" / NIGHT.isoformat())
+    con, _, _ = linked
+    _, table = evaluate(links_of(con, NIGHT), tiny / "truth" / NIGHT.isoformat())
     overall = table.filter(pl.col("group") == "all").row(0, named=True)
     assert overall["precision"] >= 0.995 and overall["recall"] >= 0.995, table
     by_dataset = table.filter(pl.col("records") >= 50)
@@ -188,8 +187,8 @@ def test_cli_link_and_export(tiny: Path, tmp_path: Path) -> None:
 def test_register_duplicates_are_found(tiny: Path, linked) -> None:
     from bidui.matching.dedupe import register_duplicates
 
-    con, result, _ = linked
-    dups = register_duplicates(con, NIGHT, result.links)
+    con, _, _ = linked
+    dups = register_duplicates(con, NIGHT)
     truth = pl.read_parquet(tiny / "truth" / NIGHT.isoformat() / "records.parquet").filter(
         pl.col("dataset") == "register_members")
 

@@ -21,7 +21,7 @@ from bidui import config
 from bidui.cli import app
 from bidui.connectors import warehouse as wh
 from bidui.connectors.ingest import ingest_night
-from bidui.matching.link import link_night, store_links
+from bidui.matching.link import link_night
 from bidui.rules.accuracy import evaluate
 from bidui.rules.engine import EXPORT_COLUMNS, load_rules, run_rules
 
@@ -36,7 +36,7 @@ def ruled(tiny: Path, tmp_path_factory: pytest.TempPathFactory):
     for night in NIGHTS:
         day = date.fromisoformat(night)
         ingest_night(con, tiny / "inbox" / night, day)
-        store_links(con, day, link_night(con, day))
+        link_night(con, day)
         results[night] = run_rules(con, day, config.load(None))
     yield con, results, home
     con.close()
@@ -93,7 +93,7 @@ def test_a_rule_without_its_dataset_is_skipped_and_says_so(tiny: Path, tmp_path:
     con = wh.connect(tmp_path / "w.duckdb")
     day = date.fromisoformat(NIGHTS[0])
     ingest_night(con, night, day)
-    store_links(con, day, link_night(con, day))
+    link_night(con, day)
     result = run_rules(con, day, config.load(None))
     payroll = next(o for o in result.outcomes if o.code == "PUBLIC_PAYROLL")
     assert payroll.status == "skipped" and "no accepted snapshot of payroll" in payroll.message

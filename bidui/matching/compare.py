@@ -7,6 +7,7 @@ and are wrong on Chinese names. Levels are ordered, 0 the strongest disagreement
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 # (name, levels, description of each level from 0 up)
@@ -21,18 +22,31 @@ COMPARISONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _digits_apart(a: pl.Expr, b: pl.Expr) -> pl.Expr:
-    """Hamming distance over 18 characters (positions compared one by one)."""
-    return pl.sum_horizontal([(a.str.slice(i, 1) != b.str.slice(i, 1)).cast(pl.Int8) for i in range(18)])
+def char_matrix(s: pl.Series, width: int) -> np.ndarray:
+    """Strings as an n × width array of code points (shorter ones padded with 0, longer cut):
+    position-wise comparisons on characters, vectorised."""
+    return np.array(s.fill_null("").to_list(), dtype=f"<U{width}").view(np.uint32).reshape(len(s), width)
 
 
-def _transposed(a: pl.Expr, b: pl.Expr) -> pl.Expr:
-    swaps = [(a.str.slice(0, i) + a.str.slice(i + 1, 1) + a.str.slice(i, 1) + a.str.slice(i + 2)) == b for i in range(17)]
-    return pl.any_horizontal(swaps)
+def id_edits(rec_ids: pl.Series, keys: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair: how many of the 18 positions differ, and whether the IDs differ by one swap of
+    neighbouring characters."""
+    a, b = char_matrix(rec_ids, 18), char_matrix(keys, 18)
+    differs = a != b
+    apart = differs.sum(axis=1)
+    swap = differs[:, :-1] & differs[:, 1:] & (a[:, :-1] == b[:, 1:]) & (a[:, 1:] == b[:, :-1])
+    return apart, (apart == 2) & swap.any(axis=1)
 
 
-def id_level(rec_id: pl.Expr, status: pl.Expr, key: pl.Expr) -> pl.Expr:
-    apart = _digits_apart(rec_id, key)
+def one_char_apart(a: pl.Series, b: pl.Series) -> np.ndarray:
+    """Same length and exactly one character different (a typo, a look-alike, `*`); names are
+    compared on their first 8 characters."""
+    same_len = (a.str.len_chars() == b.str.len_chars()).fill_null(False).to_numpy()
+    return same_len & ((char_matrix(a, 8) != char_matrix(b, 8)).sum(axis=1) == 1)
+
+
+def id_level(rec_id: pl.Expr, status: pl.Expr, key: pl.Expr, apart: pl.Expr, swapped: pl.Expr) -> pl.Expr:
+    """`apart` and `swapped` come from `id_edits`."""
     usable = rec_id.is_not_null() & (rec_id.str.len_chars() == 18)
     return (pl.when(~usable).then(pl.when(rec_id.str.len_chars() >= 15).then(
                 pl.when(rec_id.str.slice(0, 15) == key.str.slice(0, 15)).then(4).otherwise(1)).otherwise(-1))
@@ -40,34 +54,31 @@ def id_level(rec_id: pl.Expr, status: pl.Expr, key: pl.Expr) -> pl.Expr:
             .when(status == "valid").then(0)
             .when((status == "excel_mangled") & (rec_id.str.slice(0, 15) == key.str.slice(0, 15))).then(4)
             .when(status == "excel_mangled").then(1)
-            .when((apart == 1) | _transposed(rec_id, key)).then(3)
+            .when((apart == 1) | swapped).then(3)
             .when(apart == 2).then(2)
             .otherwise(1)).cast(pl.Int8)
 
 
-def _chars_apart_one(a: pl.Expr, b: pl.Expr) -> pl.Expr:
-    """Same length and exactly one character different (a typo, a look-alike, `*`)."""
-    same_len = a.str.len_chars() == b.str.len_chars()
-    diffs = pl.sum_horizontal([
-        pl.when(a.str.len_chars() > i).then((a.str.slice(i, 1) != b.str.slice(i, 1)).cast(pl.Int8)).otherwise(0)
-        for i in range(8)])
-    return same_len & (diffs == 1)
-
-
-def name_level(form: pl.Expr, pinyin: pl.Expr, key_form: pl.Expr, key_pinyin: pl.Expr) -> pl.Expr:
+def name_level(form: pl.Expr, pinyin: pl.Expr, key_form: pl.Expr, key_pinyin: pl.Expr, one_apart: pl.Expr) -> pl.Expr:
+    """`one_apart` comes from `one_char_apart`."""
     return (pl.when(form.is_null() | key_form.is_null()).then(-1)
             .when(form == key_form).then(3)
             .when((pinyin == key_pinyin) & (pinyin != "")).then(2)
-            .when(_chars_apart_one(form, key_form)).then(1)
+            .when(one_apart).then(1)
             .otherwise(0)).cast(pl.Int8)
 
 
+def date_digits(d: pl.Expr) -> pl.Expr:
+    """A date as the integer YYYYMMDD (how it is written in an ID)."""
+    return d.dt.year().cast(pl.Int32) * 10000 + d.dt.month().cast(pl.Int32) * 100 + d.dt.day().cast(pl.Int32)
+
+
 def birth_level(birth: pl.Expr, key_birth: pl.Expr) -> pl.Expr:
-    a, b = birth.dt.strftime("%Y%m%d"), key_birth.dt.strftime("%Y%m%d")
-    swapped = (birth.dt.year() == key_birth.dt.year()) & (birth.dt.month() == key_birth.dt.day()) & (
-        birth.dt.day() == key_birth.dt.month())
-    one = pl.sum_horizontal([(a.str.slice(i, 1) != b.str.slice(i, 1)).cast(pl.Int8) for i in range(8)]) == 1
-    return (pl.when(birth.is_null() | key_birth.is_null()).then(-1).when(birth == key_birth).then(2)
+    """Both as integers YYYYMMDD (`date_digits`, or the ID's digits 7–14)."""
+    a, b = birth, key_birth
+    one = pl.sum_horizontal([((a // 10**i) % 10 != (b // 10**i) % 10).cast(pl.Int8) for i in range(8)]) == 1
+    swapped = (a // 10000 == b // 10000) & ((a // 100) % 100 == b % 100) & (a % 100 == (b // 100) % 100)
+    return (pl.when(a.is_null() | b.is_null()).then(-1).when(a == b).then(2)
             .when(one | swapped).then(1).otherwise(0)).cast(pl.Int8)
 
 

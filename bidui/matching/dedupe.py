@@ -14,8 +14,9 @@ import polars as pl
 from bidui.connectors import warehouse as wh
 
 
-def register_duplicates(con: duckdb.DuckDBPyConnection, night: date, links: pl.DataFrame) -> pl.DataFrame:
-    """One row per member row that shares its person with another row: group, household, row."""
+def register_duplicates(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
+    """One row per member row that shares its person with another row: group, household, row
+    (from the night's stored links)."""
     snap = wh.in_force(con, night).get("register_members")
     if snap is None:
         return pl.DataFrame()
@@ -23,8 +24,8 @@ def register_duplicates(con: duckdb.DuckDBPyConnection, night: date, links: pl.D
         SELECT m.source_file, m.source_row, m.household_code, m.id_number, m.id_number_status, m.name, k.simplified AS form,
                m.birth_date
         FROM ds_register_members m LEFT JOIN name_keys k ON k.name = m.name WHERE m.snapshot_date = ?""", [snap])
-    linked = links.filter((pl.col("dataset") == "register_members") & (pl.col("method") != "none")).select(
-        "source_file", "source_row", "person_key")
+    linked = wh.query(con, "SELECT source_file, source_row, person_key FROM links WHERE night = ? "
+                           "AND dataset = 'register_members' AND method <> 'none'", [night])
     m = members.join(linked, on=["source_file", "source_row"], how="left")
     key = (pl.when(pl.col("person_key").is_not_null()).then(pl.lit("P:") + pl.col("person_key"))
            .when(pl.col("id_number_status") == "valid").then(pl.lit("I:") + pl.col("id_number"))

@@ -3,7 +3,6 @@ then one-to-one resolution; every fuzzy link keeps its explanation."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -14,7 +13,7 @@ import polars as pl
 from bidui.connectors import warehouse as wh
 from bidui.matching import compare as cmp
 from bidui.matching.fs import Model, fit_with_labels, score
-from bidui.matching.records import linked_datasets, records, spine
+from bidui.matching.records import SPINE_SQL, records_sql, spine_snapshot
 
 COMPARED = ["id", "name", "birth", "sex", "village", "head"]
 LINKS_SCHEMA = """
@@ -50,62 +49,78 @@ class LinkResult:
     pairs: int = 0
     seconds: float = 0.0
     skipped: list[str] = field(default_factory=list)
+    records: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+PAIR_RECORD = ["rec", "id", "id_status", "form", "pinyin", "birth", "sex", "village", "is_head"]  # what _levels reads
 
 
 def _keys(p: pl.DataFrame) -> pl.DataFrame:
+    """A person's side of a comparison."""
     return p.select(pl.col("person_key"), pl.col("form").alias("k_form"), pl.col("pinyin").alias("k_pinyin"),
                     pl.col("sex").alias("k_sex"), pl.col("birth_date").alias("k_birth"), pl.col("village").alias("k_village"),
-                    pl.col("status_date").alias("k_event"), pl.col("relation").alias("k_relation"),
-                    pl.col("person_key").str.slice(0, 6).alias("k_region"),
-                    pl.col("person_key").str.slice(6, 8).alias("k_birth8"), pl.col("person_key").str.slice(0, 15).alias("k_first15"),
-                    pl.col("person_key").str.slice(6, 4).alias("k_year"), pl.col("person_key").str.slice(10, 4).alias("k_mmdd"),
-                    pl.col("person_key").str.slice(14, 4).alias("k_tail"))
+                    pl.col("relation").alias("k_relation"))
 
 
 def candidate_pairs(residue: pl.DataFrame, people: pl.DataFrame) -> pl.DataFrame:
-    """Blocking that survives the real corruptions: each rule catches what another loses."""
-    k = _keys(people)
-    r = residue.with_columns(
+    """Blocking that survives the real corruptions: each rule catches what another loses. Blocks
+    join narrow key frames by row position; the compared columns are gathered once at the end."""
+    key = pl.col("person_key")
+    k = people.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("pi"), pl.col("form").alias("k_form"),
+        pl.col("pinyin").alias("k_pinyin"), pl.col("birth_date").alias("k_birth"), pl.col("village").alias("k_village"),
+        pl.col("status_date").alias("k_event"), key.str.slice(0, 6).alias("k_region"), key.str.slice(6, 8).alias("k_birth8"),
+        key.str.slice(0, 15).alias("k_first15"), key.str.slice(6, 4).alias("k_year"), key.str.slice(10, 4).alias("k_mmdd"),
+        key.str.slice(14, 4).alias("k_tail"))
+    r = residue.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("ri"), "form", "pinyin", "birth", "village", "event",
         pl.col("id").str.slice(0, 6).alias("r_region"),
         pl.when(pl.col("id").str.len_chars() == 18).then(pl.col("id").str.slice(6, 8)).alias("r_birth8"),
         pl.when(pl.col("id").str.len_chars() >= 15).then(pl.col("id").str.slice(0, 15)).alias("r_first15"),
         *[pl.when(pl.col("id").str.len_chars() == 18).then(pl.col("id").str.slice(a, 4)).alias(n)
           for a, n in ((6, "r_year"), (10, "r_mmdd"), (14, "r_tail"))])
+
+    def block(left: list[str], right: list[str], rows: pl.DataFrame = r) -> pl.DataFrame:
+        return rows.select("ri", *left).join(k.select("pi", *right), left_on=left, right_on=right).select("ri", "pi")
+
     blocks = [
-        r.join(k, left_on=["r_region", "r_birth8"], right_on=["k_region", "k_birth8"]),  # typo after the birth date
-        r.join(k, left_on="r_first15", right_on="k_first15"),  # Excel kept 15 digits
+        block(["r_region", "r_birth8"], ["k_region", "k_birth8"]),  # typo after the birth date
+        block(["r_first15"], ["k_first15"]),  # Excel kept 15 digits
         # A typo or swap inside the birth date: one or two of year, month-day and the last four
         # characters survive it, and with pinyin and county they are narrow (pinyin and county
         # alone pair a common name with hundreds of people at 4 M residents).
-        *[r.join(k, left_on=["pinyin", "r_region", f"r_{g}"], right_on=["k_pinyin", "k_region", f"k_{g}"])
-          for g in ("year", "mmdd", "tail")],
-        r.filter(pl.col("village").is_not_null()).join(k, left_on=["form", "village"], right_on=["k_form", "k_village"]),
-        r.filter(pl.col("event").is_not_null()).join(k, left_on=["form", "event"], right_on=["k_form", "k_event"]),
-        r.filter(pl.col("birth").is_not_null()).join(k, left_on=["pinyin", "birth"], right_on=["k_pinyin", "k_birth"]),
+        *[block(["pinyin", "r_region", f"r_{g}"], ["k_pinyin", "k_region", f"k_{g}"]) for g in ("year", "mmdd", "tail")],
+        block(["form", "village"], ["k_form", "k_village"], r.filter(pl.col("village").is_not_null())),
+        block(["form", "event"], ["k_form", "k_event"], r.filter(pl.col("event").is_not_null())),
+        block(["pinyin", "birth"], ["k_pinyin", "k_birth"], r.filter(pl.col("birth").is_not_null())),
     ]
-    keep = ["rec", "person_key"]
-    pairs = pl.concat([b.select(keep) for b in blocks]).unique().sort(keep)
-    return pairs.join(r, on="rec").join(k, on="person_key")
+    pairs = pl.concat(blocks).unique().sort("ri", "pi")
+    return pl.concat([residue.select(PAIR_RECORD)[pairs["ri"]], _keys(people)[pairs["pi"]]], how="horizontal")
 
 
 def random_pairs(recs: pl.DataFrame, keys: pl.DataFrame, n: int = 200_000, seed: int = 0) -> pl.DataFrame:
     """Record × person pairs drawn at random: almost all non-matches, for u-probabilities."""
     n = min(n, recs.height * keys.height)
-    a = recs.sort("rec").sample(n, with_replacement=True, seed=seed)
+    a = recs.sort(STABLE).select(PAIR_RECORD).sample(n, with_replacement=True, seed=seed)
     b = keys.sort("person_key").sample(n, with_replacement=True, seed=seed + 1)
     return pl.concat([a, b], how="horizontal")
 
 
 def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
     birth_from_id = pl.when(pl.col("id").str.len_chars() == 18).then(
-        pl.col("id").str.slice(6, 8).str.to_date("%Y%m%d", strict=False))
+        pl.col("id").str.slice(6, 8).cast(pl.Int32, strict=False))
     sex_from_id = pl.when(pl.col("id").str.len_chars() == 18).then(
         pl.when(pl.col("id").str.slice(16, 1).cast(pl.Int8, strict=False) % 2 == 1).then(pl.lit("男")).otherwise(pl.lit("女")))
-    levels = pairs.select(
+    apart, swapped = cmp.id_edits(pairs["id"], pairs["person_key"])
+    edits = pl.DataFrame({"_apart": apart, "_swapped": swapped,
+                          "_one_apart": cmp.one_char_apart(pairs["form"], pairs["k_form"])})
+    levels = pl.concat([pairs, edits], how="horizontal").select(
         "rec", "person_key",
-        cmp.id_level(pl.col("id"), pl.col("id_status"), pl.col("person_key")).alias("id"),
-        cmp.name_level(pl.col("form"), pl.col("pinyin"), pl.col("k_form"), pl.col("k_pinyin")).alias("name"),
-        cmp.birth_level(pl.coalesce(pl.col("birth"), birth_from_id), pl.col("k_birth")).alias("birth"),
+        cmp.id_level(pl.col("id"), pl.col("id_status"), pl.col("person_key"), pl.col("_apart"), pl.col("_swapped")).alias("id"),
+        cmp.name_level(pl.col("form"), pl.col("pinyin"), pl.col("k_form"), pl.col("k_pinyin"), pl.col("_one_apart")).alias("name"),
+        cmp.birth_level(pl.coalesce(cmp.date_digits(pl.col("birth")), birth_from_id),
+                        cmp.date_digits(pl.col("k_birth"))).alias("birth"),
         cmp.sex_level(pl.coalesce(pl.col("sex"), sex_from_id), pl.col("k_sex")).alias("sex"),
         cmp.village_level(pl.col("village"), pl.col("k_village")).alias("village"),
         cmp.head_level(pl.col("is_head"), pl.col("k_relation")).alias("head"),
@@ -114,136 +129,200 @@ def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
     return levels
 
 
-def explain(row: dict, model: Model) -> str:
-    parts = [{"comparison": c, "level": cmp.COMPARISONS[c][row[c]] if row[c] >= 0 else "not observed",
-              "weight": round(row[f"w_{c}"], 2)} for c in COMPARED]
-    if row.get("w_tf"):
-        parts.append({"comparison": "name frequency", "level": "adjustment", "weight": round(row["w_tf"], 2)})
-    return json.dumps({"parts": parts, "total": round(row["weight"], 2), "probability": round(row["probability"], 4)},
-                      ensure_ascii=False)
+def explanation() -> pl.Expr:
+    """Each comparison's level and weight, the name-frequency adjustment and the total, as JSON
+    (a waterfall to show on a clue); built column-wise, not row by row."""
+    def quoted(text: pl.Expr | str) -> pl.Expr:
+        return pl.concat_str([pl.lit('"'), pl.lit(text) if isinstance(text, str) else text, pl.lit('"')])
+
+    def number(col: str, digits: int) -> pl.Expr:
+        return pl.col(col).round(digits).cast(pl.String)
+
+    def part(comparison: str, level: pl.Expr, weight: pl.Expr) -> pl.Expr:
+        return pl.concat_str([pl.lit('{"comparison": '), quoted(comparison), pl.lit(', "level": '), level,
+                              pl.lit(', "weight": '), weight, pl.lit("}")])
+
+    parts = [part(c, quoted(pl.col(c).replace_strict({-1: "not observed"} | dict(enumerate(cmp.COMPARISONS[c])),
+                                                       return_dtype=pl.String)), number(f"w_{c}", 2)) for c in COMPARED]
+    tf = pl.when(pl.col("w_tf") != 0).then(
+        pl.concat_str([pl.lit(", "), part("name frequency", quoted("adjustment"), number("w_tf", 2))])).otherwise(pl.lit(""))
+    return pl.concat_str([pl.lit('{"parts": ['), pl.concat_str(parts, separator=", "), tf, pl.lit('], "total": '),
+                          number("weight", 2), pl.lit(', "probability": '), number("probability", 4), pl.lit("}")])
 
 
-def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thresholds = Thresholds()) -> LinkResult:
-    """Link every dataset in force, one dataset at a time (memory bounded by the largest one)."""
+SAMPLE_PER_DATASET = 50_000  # about this many exact links and records per dataset, for estimating m and u
+RECORD_COLUMNS = ["rec", "dataset", "source_file", "source_row", "role", "id_raw", "id", "id_status", "name_raw", "name",
+                  "form", "pinyin", "birth", "sex", "village", "event", "is_head"]
+RECORD_DDL = ("rec BIGINT, dataset VARCHAR, source_file VARCHAR, source_row BIGINT, role VARCHAR, id_raw VARCHAR, "
+              "id VARCHAR, id_status VARCHAR, name_raw VARCHAR, name VARCHAR, form VARCHAR, pinyin VARCHAR, birth DATE, "
+              "sex VARCHAR, village VARCHAR, event DATE, is_head BOOLEAN")
+STABLE = ["dataset", "source_file", "source_row", "role"]  # a record's identity across runs (rec is not)
+
+
+def stage_night(con: duckdb.DuckDBPyConnection, night: date) -> list[str]:
+    """The night's records and spine as temp tables `link_recs` and `link_spine`; the datasets
+    skipped. They stay in DuckDB: only the residue of the exact step reaches Python."""
+    snap = spine_snapshot(con, night)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE link_spine AS {SPINE_SQL}", [snap])
+    sql, args, skipped = records_sql(con, night)
+    if sql is None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE link_recs ({RECORD_DDL})")
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE link_recs AS {sql}", args)
+    return skipped
+
+
+def _sample(con: duckdb.DuckDBPyConnection, sql: str, seed: int) -> str:
+    """`sql` cut to about SAMPLE_PER_DATASET rows per dataset, chosen by a hash of the record's
+    stable identity (the same rows every run; no window over millions of rows)."""
+    counts = con.execute(f"SELECT dataset, count(*) FROM ({sql}) GROUP BY ALL").fetchall()
+    if not counts:
+        return sql
+    share = " ".join(f"WHEN '{d}' THEN {round(min(1.0, SAMPLE_PER_DATASET / n) * 1e6)}" for d, n in counts)
+    return f"SELECT * FROM ({sql}) WHERE hash(source_file, source_row, role, {int(seed)}) % 1000000 < CASE dataset {share} END"
+
+
+def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresholds(), seed: int = 0) -> LinkResult:
+    """The cascade on `link_recs` against `link_spine`; the outcome is left in temp tables
+    `link_exact` (rec, person_key, agrees) and `link_fuzzy` (rec, person_key, method, score, explanation)."""
     start = time.perf_counter()
-    people = spine(con, night)
-    skipped: list[str] = []
+    timings: dict[str, float] = {}
 
-    def batches():
-        first = 0
-        for code in linked_datasets():
-            recs, missing = records(con, night, only=[code], first_rec=first)
-            skipped.extend(missing)
-            if recs.height:
-                first += recs.height
-                yield recs
+    def lap(step: str) -> None:
+        timings[step] = time.perf_counter() - start - sum(timings.values())
 
-    result = link_batches(batches(), people, thresholds, seed=night.toordinal())
-    result.skipped, result.seconds = skipped, time.perf_counter() - start
-    return result
-
-
-def link_frame(recs: pl.DataFrame, people: pl.DataFrame, thresholds: Thresholds = Thresholds(),
-               seed: int = 0) -> LinkResult:
-    """The cascade on any records (the frame `records()` gives) against any spine (`spine()`)."""
-    return link_batches(iter([recs]), people, thresholds, seed)
-
-
-SAMPLE_PER_BATCH = 50_000  # exact links and records kept per dataset for estimating m and u
-
-
-def link_batches(batches, people: pl.DataFrame, thresholds: Thresholds = Thresholds(), seed: int = 0) -> LinkResult:
-    """Exact step per batch (only the residue and samples are kept), then one model fitted on the
-    pooled residue, labelled samples and random pairs, then one-to-one."""
-    start = time.perf_counter()
-    key_cols = people.select("person_key", pl.col("form").alias("k_form"), pl.col("pinyin").alias("k_pinyin"))
-    agree = (pl.col("form") == pl.col("k_form")) | ((pl.col("pinyin") == pl.col("k_pinyin")) & (pl.col("pinyin") != ""))
-    heads, exact_parts, residues, positives, samples, conflict = [], [], [], [], [], []
-    for recs in batches:
-        # 1. exact: a valid ID found in hukou, and a name that differs at most in form or sound.
-        exact = recs.filter(pl.col("id_status") == "valid").join(key_cols, left_on="id", right_on="person_key",
-                                                                 how="inner")
-        exact_ok = exact.filter(agree)
-        conflict.append(exact.filter(~agree).select("rec"))
-        exact_parts.append(exact_ok.select("rec", pl.col("id").alias("person_key")))
-        residues.append(recs.join(exact_ok.select("rec"), on="rec", how="anti"))
-        positives.append(exact_ok.select(recs.columns).sample(min(exact_ok.height, SAMPLE_PER_BATCH), seed=seed))
-        samples.append(recs.sample(min(recs.height, SAMPLE_PER_BATCH), seed=seed))
-        heads.append(recs.select("rec", "dataset", "source_file", "source_row", "role",
-                                 pl.col("id_raw").alias("id_number_raw"), "name_raw"))
-    out = pl.concat(heads) if heads else pl.DataFrame()
-    if out.is_empty():
-        return LinkResult(pl.DataFrame(), None)
-    exact_ok = pl.concat(exact_parts)
-    conflict_recs = pl.concat(conflict)["rec"]
-    residue = pl.concat(residues, how="vertical_relaxed")
+    # 1. exact: a valid ID found in hukou, and a name that differs at most in form or sound
+    # (agrees is FALSE: an ID–name conflict, sent to step 2 and recorded; NULL: no name to compare).
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE link_exact AS
+        SELECT r.rec, r.id AS person_key, (r.form = s.form OR (r.pinyin = s.pinyin AND r.pinyin <> '')) AS agrees
+        FROM link_recs r JOIN link_spine s ON s.person_key = r.id WHERE r.id_status = 'valid'""")
+    exact_ok = "SELECT rec FROM link_exact WHERE agrees"
+    residue = wh.query(con, f"SELECT * FROM link_recs WHERE rec NOT IN ({exact_ok}) ORDER BY rec")
+    positives = wh.query(con, _sample(con, f"SELECT * FROM link_recs WHERE rec IN ({exact_ok})", seed)).sort(STABLE)
+    samples = wh.query(con, _sample(con, "SELECT * FROM link_recs", seed)).sort(STABLE)
+    people = wh.query(con, "SELECT * FROM link_spine")
+    lap("exact")
+    result = LinkResult(pl.DataFrame(), None)
     # 2. probabilistic on the residue.
     pairs = candidate_pairs(residue, people)
-    model = None
-    fuzzy = pl.DataFrame()
+    fuzzy = pl.DataFrame(schema={"rec": pl.Int64, "person_key": pl.String, "method": pl.String, "score": pl.Float64,
+                                 "explanation": pl.String})
     if pairs.height:
         levels = _levels(pairs)
         k = _keys(people)
-        pos = pl.concat(positives, how="vertical_relaxed")
-        positive_levels = _levels(pos.join(k, left_on="id", right_on="person_key", how="inner")
+        positive_levels = _levels(positives.select(PAIR_RECORD).join(k, left_on="id", right_on="person_key", how="inner")
                                   .with_columns(pl.col("id").alias("person_key")))
-        randoms = _levels(random_pairs(pl.concat(samples, how="vertical_relaxed"), k, seed=seed))
+        randoms = _levels(random_pairs(samples, k, seed=seed))
         model = fit_with_labels(positive_levels, randoms, levels, COMPARED, {"id": cmp.ID_M_PRIOR})
         freq = people.group_by("form").len("n").with_columns((pl.col("n") / people.height).alias("tf"))
         levels = levels.join(freq.select(pl.col("form").alias("k_form"), "tf"), on="k_form", how="left")
         scored = score(levels, model, COMPARED, name_freq=pl.col("tf").fill_null(1.0 / people.height))
-        # 3. one-to-one: the best candidate, unless a second one is also probable.
-        # Probabilities saturate (two candidates can both be ≈ 1): compare weights for ambiguity.
-        ranked = scored.sort(["rec", "weight"], descending=[False, True])
-        best = ranked.group_by("rec", maintain_order=True).head(2).with_columns(
-            pl.col("probability").shift(-1).over("rec").alias("second"),
-            pl.col("weight").shift(-1).over("rec").alias("second_weight"),
-            pl.int_range(pl.len()).over("rec").alias("rank")).filter(pl.col("rank") == 0)
-        best = best.with_columns(pl.col("second").fill_null(0.0), pl.col("second_weight").fill_null(-1e9))
-        ambiguous = (pl.col("second") >= thresholds.margin) & (pl.col("second_weight") >= pl.col("weight") - thresholds.margin_bits)
-        # A tie is not a link: two people fit equally (a common name in one village, no ID).
-        # Nor is a valid ID that is not the candidate's: a typo always breaks the check character,
-        # so a valid ID names someone else, however alike the names, birthdays and villages.
-        fuzzy = best.with_columns(
-            pl.when(ambiguous | (pl.col("id") == 0)).then(pl.lit("none"))
-            .when(pl.col("probability") >= thresholds.link).then(pl.lit("fuzzy"))
-            .when(pl.col("probability") >= thresholds.review).then(pl.lit("review"))
-            .otherwise(pl.lit("none")).alias("method"))
-        fuzzy = fuzzy.with_columns(
-            pl.when((pl.col("method") == "review") & (pl.col("probability") < thresholds.review)).then(pl.lit("none"))
-            .otherwise(pl.col("method")).alias("method"))
-        fuzzy = fuzzy.with_columns(pl.struct(pl.all()).map_elements(lambda r: explain(r, model), return_dtype=pl.String)
-                                   .alias("explanation"))
-    exact_part = exact_ok.select("rec", "person_key", pl.lit("exact").alias("method"), pl.lit(1.0).alias("score"),
-                                 pl.lit(None, pl.String).alias("explanation"))
-    fuzzy_part = (fuzzy.select("rec", pl.when(pl.col("method") != "none").then(pl.col("person_key")).alias("person_key"),
-                               "method", pl.col("probability").alias("score"), "explanation")
-                  if fuzzy.height else exact_part.clear())
-    links = out.join(pl.concat([exact_part, fuzzy_part], how="vertical_relaxed"), on="rec", how="left").with_columns(
-        pl.col("method").fill_null("none"), pl.col("rec").is_in(conflict_recs.implode()).alias("id_name_conflict"))
-    counts = links.group_by("method").len().to_dict(as_series=False)
-    return LinkResult(links, model, dict(zip(counts["method"], counts["len"], strict=True)), pairs.height,
-                      time.perf_counter() - start)
+        lap("fuzzy")
+        fuzzy = resolve(scored, thresholds)
+        result.model = model
+        lap("one-to-one")
+    con.register("_fuzzy", fuzzy)
+    con.execute("CREATE OR REPLACE TEMP TABLE link_fuzzy AS SELECT * FROM _fuzzy")
+    con.unregister("_fuzzy")
+    result.pairs = pairs.height
+    result.timings = timings
+    result.seconds = time.perf_counter() - start
+    return result
 
 
-def store_links(con: duckdb.DuckDBPyConnection, night: date, result: LinkResult) -> None:
+def resolve(scored: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
+    """One-to-one: each record's best candidate, unless a second one is also probable; with its
+    explanation. Probabilities saturate (two candidates can both be ≈ 1): compare weights."""
+    ranked = scored.sort(["rec", "weight", "person_key"], descending=[False, True, False])
+    best = ranked.group_by("rec", maintain_order=True).head(2).with_columns(
+        pl.col("probability").shift(-1).over("rec").alias("second"),
+        pl.col("weight").shift(-1).over("rec").alias("second_weight"),
+        pl.int_range(pl.len()).over("rec").alias("rank")).filter(pl.col("rank") == 0)
+    best = best.with_columns(pl.col("second").fill_null(0.0), pl.col("second_weight").fill_null(-1e9))
+    ambiguous = (pl.col("second") >= thresholds.margin) & (pl.col("second_weight") >= pl.col("weight") - thresholds.margin_bits)
+    # A tie is not a link: two people fit equally (a common name in one village, no ID).
+    # Nor is a valid ID that is not the candidate's: a typo always breaks the check character,
+    # so a valid ID names someone else, however alike the names, birthdays and villages.
+    method = (pl.when(ambiguous | (pl.col("id") == 0)).then(pl.lit("none"))
+              .when(pl.col("probability") >= thresholds.link).then(pl.lit("fuzzy"))
+              .when(pl.col("probability") >= thresholds.review).then(pl.lit("review"))
+              .otherwise(pl.lit("none")))
+    best = best.with_columns(method.alias("method"))
+    best = best.with_columns(explanation().alias("explanation"))
+    return best.select("rec", pl.when(pl.col("method") != "none").then(pl.col("person_key")).alias("person_key"),
+                       "method", pl.col("probability").alias("score"), "explanation")
+
+
+OUTCOME_SQL = """
+    SELECT r.rec, r.dataset, r.source_file, r.source_row, r.role, r.id_raw AS id_number_raw, r.name_raw,
+           coalesce(e.person_key, f.person_key) AS person_key,
+           CASE WHEN e.rec IS NOT NULL THEN 'exact' ELSE coalesce(f.method, 'none') END AS method,
+           CASE WHEN e.rec IS NOT NULL THEN 1.0 ELSE f.score END AS score,
+           r.rec IN (SELECT rec FROM link_exact WHERE agrees = false) AS id_name_conflict,
+           f.explanation
+    FROM link_recs r
+    LEFT JOIN (SELECT rec, person_key FROM link_exact WHERE agrees) e ON e.rec = r.rec
+    LEFT JOIN link_fuzzy f ON f.rec = r.rec"""
+
+
+def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thresholds = Thresholds()) -> LinkResult:
+    """Link every person-bearing record in force on the night and store the links (replacing the
+    night's earlier ones, in one transaction)."""
+    start = time.perf_counter()
+    skipped = stage_night(con, night)
+    result = link_staged(con, thresholds, seed=night.toordinal())
+    result.skipped = skipped
+    lap = time.perf_counter()
     con.execute(LINKS_SCHEMA)
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM links WHERE night = ?", [night])
         con.execute("DELETE FROM link_runs WHERE night = ?", [night])
-        frame = result.links.with_columns(pl.lit(night).alias("night"))
-        wh.insert_frame(con, "links", frame, ["night", "dataset", "source_file", "source_row", "role", "id_number_raw",
-                                               "name_raw", "person_key", "method", "score", "id_name_conflict", "explanation"])
-        c = result.counts
+        con.execute(f"INSERT INTO links SELECT ?::DATE, * EXCLUDE (rec) FROM ({OUTCOME_SQL})", [night])
+        counts = dict(con.execute("SELECT method, count(*) FROM links WHERE night = ? GROUP BY ALL", [night]).fetchall())
+        result.counts = {str(k): int(v) for k, v in counts.items()}
+        result.records = sum(result.counts.values())
+        result.timings["store"] = time.perf_counter() - lap
+        result.seconds = time.perf_counter() - start
         model = result.model.weights_table().write_json() if result.model else None
         con.execute("INSERT INTO link_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [night, result.links.height, c.get("exact", 0), c.get("fuzzy", 0), c.get("review", 0), c.get("none", 0),
-                     result.pairs, result.seconds, model, ",".join(result.skipped)])
+                    [night, result.records, *(result.counts.get(m, 0) for m in ("exact", "fuzzy", "review", "none")),
+                     result.pairs, result.seconds, model, ",".join(skipped)])
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
+    for table in ("link_recs", "link_spine", "link_exact", "link_fuzzy"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return result
+
+
+def link_frame(recs: pl.DataFrame, people: pl.DataFrame, thresholds: Thresholds = Thresholds(),
+               seed: int = 0) -> LinkResult:
+    """The cascade on any records (the frame `records()` gives) against any spine (`spine()`),
+    in a private in-memory DuckDB; the result carries the links as a frame."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET enable_progress_bar = false")
+        con.register("_recs", recs.select(RECORD_COLUMNS))
+        con.register("_people", people)
+        con.execute("CREATE TEMP TABLE link_recs AS SELECT * FROM _recs")
+        con.execute("CREATE TEMP TABLE link_spine AS SELECT * FROM _people")
+        result = link_staged(con, thresholds, seed)
+        result.links = wh.query(con, OUTCOME_SQL + " ORDER BY r.rec")
+        counts = result.links.group_by("method").len().to_dict(as_series=False)
+        result.counts = dict(zip(counts["method"], counts["len"], strict=True))
+        result.records = result.links.height
+        return result
+    finally:
+        con.close()
+
+
+def links_of(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
+    """The stored links of a night, as a frame."""
+    con.execute(LINKS_SCHEMA)
+    return wh.query(con, "SELECT * FROM links WHERE night = ?", [night])
 
 
 def export(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:

@@ -26,28 +26,40 @@ def _snapshot(con: duckdb.DuckDBPyConnection, dataset: str, night: date) -> date
     return wh.in_force(con, night).get(dataset)
 
 
-def spine(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
-    """Hukou persons in force: the identities records are linked to (person_key = hukou ID)."""
+SPINE_SQL = """
+    SELECT DISTINCT ON (h.id_number) h.id_number AS person_key, h.name, k.simplified AS form, k.pinyin, h.sex,
+           h.birth_date, h.address_code AS village, h.status, h.status_date, h.hukou_number, h.relation
+    FROM ds_hukou h LEFT JOIN name_keys k ON k.name = h.name
+    WHERE h.snapshot_date = ? AND h.id_number_status = 'valid'
+    ORDER BY h.id_number, h.source_row"""
+
+
+def spine_snapshot(con: duckdb.DuckDBPyConnection, night: date) -> date:
     snap = _snapshot(con, "hukou", night)
     if snap is None:
         raise LookupError(f"no hukou snapshot in force on {night}: ingest one first")
-    return wh.query(con, """
-        SELECT h.id_number AS person_key, h.name, k.simplified AS form, k.pinyin, h.sex, h.birth_date,
-               h.address_code AS village, h.status, h.status_date, h.hukou_number, h.relation
-        FROM ds_hukou h LEFT JOIN name_keys k ON k.name = h.name
-        WHERE h.snapshot_date = ? AND h.id_number_status = 'valid'
-    """, [snap]).unique("person_key", keep="first", maintain_order=True).sort("person_key")
+    return snap
+
+
+def spine(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
+    """Hukou persons in force: the identities records are linked to (person_key = hukou ID); a
+    person listed twice counts once (the first row)."""
+    return wh.query(con, SPINE_SQL, [spine_snapshot(con, night)])
 
 
 def linked_datasets() -> list[str]:
     return [ds.code for ds in DATASETS if ds.persons and ds.code != "hukou"]
 
 
-def records(con: duckdb.DuckDBPyConnection, night: date, only: list[str] | None = None,
-            first_rec: int = 0) -> tuple[pl.DataFrame, list[str]]:
-    """Person-bearing records in force (one row per person reference), numbered from `first_rec`,
-    and the datasets skipped (no snapshot). `only` limits it to some datasets."""
-    parts, skipped = [], []
+REC_BLOCK = 10**12  # rec = person reference × REC_BLOCK + source row
+
+
+def records_sql(con: duckdb.DuckDBPyConnection, night: date, only: list[str] | None = None
+                ) -> tuple[str | None, list, list[str]]:
+    """SQL selecting the person-bearing records in force (one row per person reference), its
+    parameters, and the datasets skipped (no snapshot). `only` limits the datasets. `rec` numbers
+    the records: a snapshot is one file, so (person reference, source row) is unique."""
+    parts, args, skipped = [], [], []
     in_force = wh.in_force(con, night)
     for ds in DATASETS:
         if not ds.persons or ds.code == "hukou" or (only is not None and ds.code not in only):
@@ -61,9 +73,9 @@ def records(con: duckdb.DuckDBPyConnection, night: date, only: list[str] | None 
             join = ("LEFT JOIN ds_register_households h ON h.household_code = m.household_code "
                     "AND h.snapshot_date = (SELECT max(snapshot_date) FROM snapshots WHERE dataset = 'register_households' "
                     "AND snapshot_date <= ?)") if "h." in " ".join(ctx.values()) else ""
-            args = [night] if join else []
-            sql = f"""
-                SELECT '{ds.code}' AS dataset, m.source_file, m.source_row, '{ref.role}' AS role,
+            args += [night] if join else []
+            parts.append(f"""
+                SELECT {len(parts)} * {REC_BLOCK} + m.source_row AS rec, '{ds.code}' AS dataset, m.source_file, m.source_row, '{ref.role}' AS role,
                        m.{ref.id_column}_raw AS id_raw, m.{ref.id_column} AS id, m.{ref.id_column}_status AS id_status,
                        m.{ref.name_column}_raw AS name_raw, m.{ref.name_column} AS name, k.simplified AS form, k.pinyin,
                        {ctx.get('birth', 'NULL::DATE')} AS birth, {ctx.get('sex', 'NULL::VARCHAR')} AS sex,
@@ -71,10 +83,15 @@ def records(con: duckdb.DuckDBPyConnection, night: date, only: list[str] | None 
                        {'TRUE' if ds.code in HEAD_DATASETS else 'NULL::BOOLEAN'} AS is_head
                 FROM ds_{ds.code} m {join}
                 LEFT JOIN name_keys k ON k.name = m.{ref.name_column}
-                WHERE m.snapshot_date = ?
-            """
-            parts.append(wh.query(con, sql, [*args, snap]))
-    if not parts:
+                WHERE m.snapshot_date = ?""")
+            args.append(snap)
+    return (" UNION ALL ".join(parts) if parts else None), args, skipped
+
+
+def records(con: duckdb.DuckDBPyConnection, night: date, only: list[str] | None = None) -> tuple[pl.DataFrame, list[str]]:
+    """Person-bearing records in force as a frame (for small tasks and benchmarks: the nightly
+    linker keeps them in DuckDB), and the datasets skipped."""
+    sql, args, skipped = records_sql(con, night, only)
+    if sql is None:
         return pl.DataFrame(), skipped
-    out = pl.concat(parts, how="vertical_relaxed").with_row_index("rec", offset=first_rec)
-    return out, skipped
+    return wh.query(con, sql, args), skipped
