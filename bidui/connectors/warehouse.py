@@ -3,6 +3,7 @@ the rejects, and the list of snapshots. Only batch processes open it (one writer
 
 from __future__ import annotations
 
+import os
 import warnings
 from datetime import date
 from pathlib import Path
@@ -38,9 +39,14 @@ def table_name(ds: Dataset) -> str:
     return f"ds_{ds.code}"
 
 
+MEMORY_LIMIT = "4GB"  # DuckDB's own default is 80% of RAM; batch steps also hold polars frames
+
+
 def connect(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse (creating its tables). DuckDB's memory is capped (BIDUI_DUCKDB_MEMORY,
+    default MEMORY_LIMIT): past it, it spills to `<warehouse>.tmp`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path))
+    con = duckdb.connect(str(path), config={"memory_limit": os.environ.get("BIDUI_DUCKDB_MEMORY", MEMORY_LIMIT)})
     con.execute("SET enable_progress_bar = false")  # batch jobs: progress is ours to show
     con.execute(SCHEMA)
     for ds in DATASETS:

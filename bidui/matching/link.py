@@ -19,8 +19,7 @@ COMPARED = ["id", "name", "birth", "sex", "village", "head"]
 LINKS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS links (
     night DATE NOT NULL, dataset VARCHAR NOT NULL, source_file VARCHAR NOT NULL, source_row BIGINT NOT NULL,
-    role VARCHAR, id_number_raw VARCHAR, name_raw VARCHAR, person_key VARCHAR, method VARCHAR NOT NULL,
-    score DOUBLE, id_name_conflict BOOLEAN, explanation VARCHAR
+    role VARCHAR, person_key VARCHAR, method VARCHAR NOT NULL, score DOUBLE, id_name_conflict BOOLEAN, explanation VARCHAR
 );
 CREATE TABLE IF NOT EXISTS link_runs (night DATE PRIMARY KEY, records BIGINT, exact BIGINT, fuzzy BIGINT, review BIGINT,
     none BIGINT, pairs BIGINT, seconds DOUBLE, model VARCHAR, skipped VARCHAR);
@@ -156,6 +155,8 @@ RECORD_COLUMNS = ["rec", "dataset", "source_file", "source_row", "role", "id_raw
 RECORD_DDL = ("rec BIGINT, dataset VARCHAR, source_file VARCHAR, source_row BIGINT, role VARCHAR, id_raw VARCHAR, "
               "id VARCHAR, id_status VARCHAR, name_raw VARCHAR, name VARCHAR, form VARCHAR, pinyin VARCHAR, birth DATE, "
               "sex VARCHAR, village VARCHAR, event DATE, is_head BOOLEAN")
+EXPORT_COLUMNS = ["dataset", "source_file", "source_row", "id_number_raw", "name_raw", "person_key", "hukou_id_number",
+                  "method", "score"]
 STABLE = ["dataset", "source_file", "source_row", "role"]  # a record's identity across runs (rec is not)
 
 
@@ -255,8 +256,7 @@ def resolve(scored: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
 
 
 OUTCOME_SQL = """
-    SELECT r.rec, r.dataset, r.source_file, r.source_row, r.role, r.id_raw AS id_number_raw, r.name_raw,
-           coalesce(e.person_key, f.person_key) AS person_key,
+    SELECT r.rec, r.dataset, r.source_file, r.source_row, r.role, coalesce(e.person_key, f.person_key) AS person_key,
            CASE WHEN e.rec IS NOT NULL THEN 'exact' ELSE coalesce(f.method, 'none') END AS method,
            CASE WHEN e.rec IS NOT NULL THEN 1.0 ELSE f.score END AS score,
            r.rec IN (SELECT rec FROM link_exact WHERE agrees = false) AS id_name_conflict,
@@ -270,6 +270,16 @@ def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Threshol
     """Link every person-bearing record in force on the night and store the links (replacing the
     night's earlier ones, in one transaction)."""
     start = time.perf_counter()
+    # Staging and storing copy ten million rows at the large size; order is not needed there
+    # (every read of the results sorts), and without it DuckDB writes in parallel.
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        return _link_and_store(con, night, thresholds, start)
+    finally:
+        con.execute("RESET preserve_insertion_order")
+
+
+def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thresholds, start: float) -> LinkResult:
     skipped = stage_night(con, night)
     result = link_staged(con, thresholds, seed=night.toordinal())
     result.skipped = skipped
@@ -279,7 +289,9 @@ def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Threshol
     try:
         con.execute("DELETE FROM links WHERE night = ?", [night])
         con.execute("DELETE FROM link_runs WHERE night = ?", [night])
-        con.execute(f"INSERT INTO links SELECT ?::DATE, * EXCLUDE (rec) FROM ({OUTCOME_SQL})", [night])
+        # The raw ID and name are not copied: the export reads them from the snapshots.
+        cols = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
+        con.execute(f"INSERT INTO links (night, {cols}) SELECT ?::DATE, {cols} FROM ({OUTCOME_SQL})", [night])
         counts = dict(con.execute("SELECT method, count(*) FROM links WHERE night = ? GROUP BY ALL", [night]).fetchall())
         result.counts = {str(k): int(v) for k, v in counts.items()}
         result.records = sum(result.counts.values())
@@ -326,8 +338,15 @@ def links_of(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
 
 
 def export(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
+    """One row per person-bearing record in force on the night, with its link."""
     con.execute(LINKS_SCHEMA)
-    return wh.query(con, """
-        SELECT dataset, source_file, source_row, id_number_raw, name_raw, person_key,
-               CASE WHEN method = 'none' THEN NULL ELSE person_key END AS hukou_id_number, method, score
-        FROM links WHERE night = ? ORDER BY dataset, source_file, source_row""", [night])
+    sql, args, _ = records_sql(con, night)
+    if sql is None:
+        return pl.DataFrame(schema=dict.fromkeys(EXPORT_COLUMNS, pl.String))
+    return wh.query(con, f"""
+        SELECT r.dataset, r.source_file, r.source_row, r.id_raw AS id_number_raw, r.name_raw, l.person_key,
+               CASE WHEN l.method = 'none' THEN NULL ELSE l.person_key END AS hukou_id_number,
+               coalesce(l.method, 'none') AS method, l.score
+        FROM ({sql}) r LEFT JOIN links l ON l.night = ? AND l.dataset = r.dataset AND l.source_file = r.source_file
+             AND l.source_row = r.source_row AND l.role = r.role
+        ORDER BY r.dataset, r.source_file, r.source_row""", [*args, night])

@@ -20,6 +20,7 @@ import duckdb
 
 from bidui.connectors import warehouse as wh
 from bidui.datasets import DATASETS
+from bidui.matching.link import LINKS_SCHEMA
 
 IDENT = ("coalesce(l.person_key, CASE WHEN d.{id}_status = 'valid' THEN d.{id} END)")
 
@@ -27,9 +28,7 @@ IDENT = ("coalesce(l.person_key, CASE WHEN d.{id}_status = 'valid' THEN d.{id} E
 def create(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, date]:
     """Create the views for a night; return the snapshot date in force per dataset."""
     in_force = wh.in_force(con, night)
-    con.execute("CREATE TABLE IF NOT EXISTS links (night DATE, dataset VARCHAR, source_file VARCHAR, source_row BIGINT, "
-                "role VARCHAR, id_number_raw VARCHAR, name_raw VARCHAR, person_key VARCHAR, method VARCHAR, score DOUBLE, "
-                "id_name_conflict BOOLEAN, explanation VARCHAR)")
+    con.execute(LINKS_SCHEMA)
     for ds in DATASETS:
         snap = in_force.get(ds.code)
         where = f"d.snapshot_date = DATE '{snap}'" if snap else "FALSE"
