@@ -136,7 +136,8 @@ def run_rules(con: duckdb.DuckDBPyConnection, night: date, cfg: dict, home_rules
     rules, shared = load_rules(home_rules)
     parameters = cfg.get("rules", {}).get("parameters", {})
     disabled = set(cfg.get("rules", {}).get("disabled", []))
-    in_force = views.create(con, night)
+    enabled = [r for r in rules if r.code not in disabled and (not only or r.code in only)]
+    in_force = views.create(con, night, [r.sql for r in enabled] + [text for text, _, _ in shared])
     for text, path, _ in shared:
         for statement in [s for s in text.split(";") if s.strip() and not all(
                 line.strip().startswith("--") or not line.strip() for line in s.splitlines())]:

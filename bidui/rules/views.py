@@ -1,7 +1,8 @@
 """The views a rule's SQL reads, for one run date: snapshots in force, joined to the night's links.
 
-They are materialised once per run (temporary tables): nineteen rules read them, and joining every
-snapshot to the links again for each rule made the run several times slower.
+A dataset that several rules read is materialised once per run (a temporary table): joining it to
+the links again for each rule made the run several times slower. One read by a single rule is a
+view: materialising it would only add a copy.
 
 - `members`: register members in force, with their household, their link to hukou and the
   linked hukou record, their age on the run date, and `ident` — the person (hukou ID when linked,
@@ -25,19 +26,35 @@ from bidui.matching.link import LINKS_SCHEMA
 IDENT = ("coalesce(l.person_key, CASE WHEN d.{id}_status = 'valid' THEN d.{id} END)")
 
 
-def create(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, date]:
-    """Create the views for a night; return the snapshot date in force per dataset."""
+def _drop(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop a temp table or view of that name (last night's run may have made it the other kind)."""
+    for (kind,) in con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ? "
+                               "AND table_schema = 'main' AND table_catalog = 'temp'", [name]).fetchall():
+        con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} {name}")
+
+
+ALWAYS_TABLES = {"register_members", "register_households", "hukou"}  # read by the views below
+
+
+def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | None = None) -> dict[str, date]:
+    """Create the views for a night; return the snapshot date in force per dataset. `readers` are
+    the SQL texts that will read them: a dataset read by one of them is a view (the one reader
+    pays for the join once), by several a table (joined once for all)."""
+    uses = {ds.code: sum(text.count(f"{ds.code}_linked") for text in readers) if readers is not None else 2
+            for ds in DATASETS}
     in_force = wh.in_force(con, night)
     con.execute(LINKS_SCHEMA)
     for ds in DATASETS:
         snap = in_force.get(ds.code)
         where = f"d.snapshot_date = DATE '{snap}'" if snap else "FALSE"
+        kind = "TABLE" if ds.code in ALWAYS_TABLES or uses[ds.code] >= 2 else "VIEW"
+        _drop(con, f"{ds.code}_linked")
         if not ds.persons:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {ds.code}_linked AS SELECT d.* FROM ds_{ds.code} d WHERE {where}")
+            con.execute(f"CREATE TEMP {kind} {ds.code}_linked AS SELECT d.* FROM ds_{ds.code} d WHERE {where}")
             continue
         ref = ds.persons[0]
         con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {ds.code}_linked AS
+            CREATE TEMP {kind} {ds.code}_linked AS
             SELECT d.*, {IDENT.format(id=ref.id_column)} AS ident, l.method AS link_method, l.score AS link_score,
                    l.explanation AS link_explanation, l.person_key
             FROM ds_{ds.code} d
