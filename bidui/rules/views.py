@@ -33,21 +33,24 @@ def _drop(con: duckdb.DuckDBPyConnection, name: str) -> None:
         con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} {name}")
 
 
-ALWAYS_TABLES = {"register_members", "register_households", "hukou"}  # read by the views below
+ALWAYS_TABLES = {"register_members", "register_households"}  # read by the views below
+# The spine is never linked (its records are the persons): its view only adds `ident`, so reading
+# the snapshot again is cheaper than copying four million rows.
+ALWAYS_VIEWS = {"hukou", "divisions"}
 
 
 def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | None = None) -> dict[str, date]:
     """Create the views for a night; return the snapshot date in force per dataset. `readers` are
     the SQL texts that will read them: a dataset read by one of them is a view (the one reader
     pays for the join once), by several a table (joined once for all)."""
-    uses = {ds.code: sum(text.count(f"{ds.code}_linked") for text in readers) if readers is not None else 2
+    uses = {ds.code: sum(f"{ds.code}_linked" in text for text in readers) if readers is not None else 2
             for ds in DATASETS}
     in_force = wh.in_force(con, night)
     con.execute(LINKS_SCHEMA)
     for ds in DATASETS:
         snap = in_force.get(ds.code)
         where = f"d.snapshot_date = DATE '{snap}'" if snap else "FALSE"
-        kind = "TABLE" if ds.code in ALWAYS_TABLES or uses[ds.code] >= 2 else "VIEW"
+        kind = "VIEW" if ds.code in ALWAYS_VIEWS else "TABLE" if ds.code in ALWAYS_TABLES or uses[ds.code] >= 2 else "VIEW"
         _drop(con, f"{ds.code}_linked")
         if not ds.persons:
             con.execute(f"CREATE TEMP {kind} {ds.code}_linked AS SELECT d.* FROM ds_{ds.code} d WHERE {where}")

@@ -3,8 +3,10 @@
 -- counted vehicle, a counted business, urban commercial property, or public payroll.
 -- parameters:
 
+-- Only the columns the missed-inclusion rules read: this holds most of the hukou.
 CREATE OR REPLACE TEMP TABLE missed_candidates AS
-WITH living AS (SELECT h.* FROM hukou h WHERE h.status = '正常'),
+WITH living AS (SELECT h.ident, h.hukou_number, h.address_code, h.id_number, h.id_number_raw, h.name, h.relation,
+                       h.birth_date FROM hukou h WHERE h.status = '正常'),
 disqualified AS (
     SELECT ident FROM member_subjects WHERE ident IS NOT NULL
     UNION SELECT ident FROM counted_vehicles WHERE ident IS NOT NULL
