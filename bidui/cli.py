@@ -270,6 +270,15 @@ def rules_export(ctx: typer.Context, night: Annotated[str, typer.Option("--date"
     console.print(f"{frame.height:,} hits → {out}")
 
 
+def _register_ledger_commands() -> None:
+    from bidui.clues.cli import register
+
+    register(app)
+
+
+_register_ledger_commands()
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,143 @@
+"""The clue ledger's tables (SQLAlchemy 2). The schema itself is created by the alembic
+migrations in `bidui/clues/migrations`; these classes must stay in step with them (a test checks).
+
+The ledger is the system of record for verification: a clue row holds the current state and a
+version (optimistic concurrency); `clue_events` is append-only and says who did what, when."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Division(Base):
+    """行政区划: county, township, village (12-digit statistical codes)."""
+
+    __tablename__ = "divisions"
+    code: Mapped[str] = mapped_column(String(12), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    level: Mapped[str] = mapped_column(String(20))  # county | township | village | prefecture
+    parent_code: Mapped[str | None] = mapped_column(String(12))
+    rural: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(20))  # township | county | prefecture | admin
+    scope: Mapped[str] = mapped_column(String(12))  # a division code; the user sees what lies under it
+    position: Mapped[str | None] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Clue(Base):
+    __tablename__ = "clues"
+    __table_args__ = (
+        UniqueConstraint("rule_code", "subject_key", "evidence_key", name="uq_clue_identity"),
+        Index("ix_clues_township_status", "township_code", "status"),
+        Index("ix_clues_village", "village_code"),
+        Index("ix_clues_household", "household_code"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    rule_code: Mapped[str] = mapped_column(String(40))
+    rule_title: Mapped[str] = mapped_column(String(100))
+    category: Mapped[str] = mapped_column(String(30))
+    subject_key: Mapped[str] = mapped_column(Text)
+    subject_person_key: Mapped[str | None] = mapped_column(String(18))
+    subject_id_number: Mapped[str | None] = mapped_column(String(40))
+    subject_name: Mapped[str | None] = mapped_column(String(64))
+    household_code: Mapped[str] = mapped_column(String(40), default="")
+    hukou_number: Mapped[str] = mapped_column(String(40), default="")
+    county_code: Mapped[str] = mapped_column(String(12))
+    township_code: Mapped[str] = mapped_column(String(12))
+    village_code: Mapped[str | None] = mapped_column(String(12))
+    household_status: Mapped[str | None] = mapped_column(String(20))
+    registered_year: Mapped[int | None] = mapped_column(Integer)
+    evidence_dataset: Mapped[str | None] = mapped_column(String(40))
+    evidence_key: Mapped[str] = mapped_column(Text, default="")
+    evidence_date: Mapped[date | None] = mapped_column(Date)
+    evidence_hash: Mapped[str] = mapped_column(String(64))
+    link_method: Mapped[str | None] = mapped_column(String(10))
+    link_score: Mapped[float | None] = mapped_column(Float)
+    link_explanation: Mapped[str | None] = mapped_column(Text)
+    before_registration: Mapped[bool | None] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(20))  # dispatched | verified | returned | closed
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    action: Mapped[str | None] = mapped_column(String(40))
+    finding: Mapped[str | None] = mapped_column(Text)  # what was found: action taken, exemption or refuting evidence
+    verifier_name: Mapped[str | None] = mapped_column(String(64))
+    verifier_position: Mapped[str | None] = mapped_column(String(64))
+    verified_on: Mapped[date | None] = mapped_column(Date)
+    return_reason: Mapped[str | None] = mapped_column(Text)
+    evidence_gone: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_seen: Mapped[date] = mapped_column(Date)
+    last_seen: Mapped[date] = mapped_column(Date)
+    due_date: Mapped[date] = mapped_column(Date)
+    closed_on: Mapped[date | None] = mapped_column(Date)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ClueEvent(Base):
+    """Append-only: never updated or deleted."""
+
+    __tablename__ = "clue_events"
+    __table_args__ = (Index("ix_events_clue", "clue_id"), Index("ix_events_at", "at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    clue_id: Mapped[int] = mapped_column(ForeignKey("clues.id"))
+    at: Mapped[datetime] = mapped_column(DateTime)
+    actor: Mapped[str] = mapped_column(String(64))  # a username, or "system" for the nightly run
+    kind: Mapped[str] = mapped_column(String(30))  # dispatched | seen | evidence_gone | evidence_back | verified | closed | returned | reraised
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str | None] = mapped_column(String(20))
+    payload: Mapped[dict | None] = mapped_column(JSON)
+
+
+class EvidenceSnapshot(Base):
+    """The evidence as the department record said it, each time it changed (copied from the
+    warehouse at publish: the web app never opens DuckDB)."""
+
+    __tablename__ = "evidence_snapshots"
+    __table_args__ = (UniqueConstraint("clue_id", "evidence_hash", name="uq_evidence_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    clue_id: Mapped[int] = mapped_column(ForeignKey("clues.id"))
+    night: Mapped[date] = mapped_column(Date)
+    evidence_hash: Mapped[str] = mapped_column(String(64))
+    record: Mapped[str] = mapped_column(Text)  # JSON of the evidence record(s)
+
+
+class PublishRun(Base):
+    __tablename__ = "publish_runs"
+    night: Mapped[date] = mapped_column(Date, primary_key=True)
+    published_at: Mapped[datetime] = mapped_column(DateTime)
+    hits: Mapped[int] = mapped_column(Integer)
+    new: Mapped[int] = mapped_column(Integer)
+    seen: Mapped[int] = mapped_column(Integer)
+    gone: Mapped[int] = mapped_column(Integer)
+    reraised: Mapped[int] = mapped_column(Integer)
+    suppressed: Mapped[int] = mapped_column(Integer)
+    skipped_rules: Mapped[str | None] = mapped_column(Text)

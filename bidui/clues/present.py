@@ -1,0 +1,59 @@
+"""How a clue's evidence and link explanation read to a person (workbook and web pages)."""
+
+from __future__ import annotations
+
+import json
+
+from bidui.clues.publish import VOLATILE
+
+LINK_LABELS = {"exact": "证件号码精确匹配", "fuzzy": "模糊匹配", "review": "模糊匹配（身份待确认）", "none": "未匹配"}
+COMPARISON_LABELS = {"id": "证件号码", "name": "姓名", "birth": "出生日期", "sex": "性别", "village": "村",
+                     "head": "户主", "name frequency": "姓名常见度"}
+LEVEL_LABELS = {
+    "valid and different": "另一有效号码", "different": "不同", "two or more digits apart": "相差两位以上",
+    "one digit or a transposition apart": "相差一位或相邻颠倒", "first 15 digits equal": "前15位相同", "equal": "相同",
+    "one character apart": "相差一字", "same pinyin (homophone)": "同音", "same writing": "相同",
+    "one digit or month/day apart": "相差一位或月日颠倒", "same township": "同乡镇", "not the household head": "非户主",
+    "the household head": "是户主", "not observed": "无此项", "adjustment": "调整",
+}
+
+
+def evidence_text(record: str | None) -> str:
+    """The department record as `field: value` pairs (delivery details left out)."""
+    if not record or record == "null":
+        return ""
+    try:
+        value = json.loads(record)
+    except json.JSONDecodeError:
+        return record
+    if isinstance(value, dict):
+        return "；".join(f"{k}: {_fmt(v)}" for k, v in value.items() if k not in VOLATILE and v not in (None, ""))
+    return _fmt(value)
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, list):
+        return "、".join(_fmt(x) for x in v)
+    if isinstance(v, dict):
+        return "，".join(f"{k}={_fmt(x)}" for k, x in v.items())
+    return str(v)
+
+
+def explanation_parts(explanation: str | None) -> list[dict]:
+    """Each comparison of a fuzzy link: label, level label, weight (a waterfall)."""
+    if not explanation:
+        return []
+    try:
+        parts = json.loads(explanation).get("parts", [])
+    except (json.JSONDecodeError, AttributeError):
+        return []
+    return [{"comparison": COMPARISON_LABELS.get(p["comparison"], p["comparison"]),
+             "level": LEVEL_LABELS.get(p["level"], p["level"]), "weight": p["weight"]} for p in parts]
+
+
+def link_text(method: str | None, score: float | None, explanation: str | None) -> str:
+    label = LINK_LABELS.get(method or "none", method or "")
+    if method in ("fuzzy", "review"):
+        why = "；".join(f"{p['comparison']}{p['level']}({p['weight']:+.1f})" for p in explanation_parts(explanation))
+        return f"{label}，概率 {score:.4f}" + (f"：{why}" if why else "") if score is not None else label
+    return label

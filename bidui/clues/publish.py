@@ -1,0 +1,199 @@
+"""Publishing a night: the night's rule hits (warehouse) become clues (ledger).
+
+A clue is identified by (rule code, subject, evidence key) across nights (shared/rules.md):
+new → created and dispatched to the subject's township with a due date; known → seen again;
+an open clue whose rule ran tonight and no longer finds it → `evidence_gone` (it stays open);
+a clue closed as 不属实 comes back only if its evidence changed. Only rules that ran tonight can
+make evidence "gone": a rule skipped for a missing or held extract says nothing about its clues.
+Publishing a night twice changes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import duckdb
+import polars as pl
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from bidui import scope
+from bidui.clues.actions import now
+from bidui.clues.db import Ledger
+from bidui.clues.models import Clue, ClueEvent, Division, EvidenceSnapshot, PublishRun
+from bidui.clues.states import DISPATCHED, NOT_TRUE, OPEN
+from bidui.connectors import warehouse as wh
+
+DUE_DAYS = 15
+SYSTEM = "system"
+# Keys of an evidence record that describe the delivery, not the fact: a new file name, row
+# number or link score on another night is the same evidence.
+VOLATILE = {"snapshot_date", "load_id", "source_file", "source_row", "ident", "person_key", "link_method", "link_score",
+            "link_explanation"}
+CLUE_FIELDS = ("rule_code", "category", "subject_key", "subject_person_key", "subject_id_number", "subject_name",
+               "household_code", "hukou_number", "township_code", "village_code", "household_status",
+               "registered_year", "evidence_dataset", "evidence_key", "evidence_date", "link_method", "link_score",
+               "link_explanation", "before_registration")
+
+
+def evidence_hash(record: str | None) -> str:
+    """A fingerprint of what the evidence says (volatile delivery details left out)."""
+    try:
+        value = json.loads(record) if record else None
+    except json.JSONDecodeError:
+        value = record
+    if isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k not in VOLATILE}
+    return hashlib.sha256(json.dumps(value, ensure_ascii=False, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class PublishResult:
+    night: date
+    hits: int = 0
+    new: int = 0
+    seen: int = 0
+    gone: int = 0
+    back: int = 0
+    changed: int = 0
+    reraised: int = 0
+    suppressed: int = 0
+    already: bool = False
+    skipped_rules: list[str] = field(default_factory=list)
+    by_rule: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def night_hits(con: duckdb.DuckDBPyConnection, night: date) -> tuple[pl.DataFrame, dict[str, str]]:
+    """The night's hits and each rule's run status; LookupError when rules have not run."""
+    con.execute("CREATE TABLE IF NOT EXISTS rule_runs (night DATE, rule_code VARCHAR, status VARCHAR, hits BIGINT, "
+                "seconds DOUBLE, message VARCHAR)")
+    runs = dict(con.execute("SELECT rule_code, status FROM rule_runs WHERE night = ?", [night]).fetchall())
+    if not runs:
+        raise LookupError(f"no rule run for {night}: run `bidui rules run --date {night}` first")
+    hits = wh.query(con, f"SELECT {', '.join(CLUE_FIELDS)}, evidence_record FROM rule_hits WHERE night = ?", [night])
+    return hits, runs
+
+
+def divisions(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
+    snap = wh.in_force(con, night).get("divisions")
+    if snap is None:
+        return pl.DataFrame()
+    return wh.query(con, "SELECT code, name, level, parent_code, urban_rural FROM ds_divisions WHERE snapshot_date = ?",
+                    [snap])
+
+
+def _sync_divisions(session: Session, frame: pl.DataFrame) -> None:
+    known = {d.code: d for d in session.scalars(select(Division))}
+    for row in frame.iter_rows(named=True):
+        rural = None if row["urban_rural"] is None else row["urban_rural"] == "乡村"
+        d = known.get(row["code"])
+        if d is None:
+            session.add(Division(code=row["code"], name=row["name"], level=row["level"], parent_code=row["parent_code"],
+                                 rural=rural))
+        elif (d.name, d.level, d.parent_code, d.rural) != (row["name"], row["level"], row["parent_code"], rural):
+            d.name, d.level, d.parent_code, d.rural = row["name"], row["level"], row["parent_code"], rural
+
+
+def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: date, titles: dict[str, str],
+            due_days: int = DUE_DAYS, division_rows: pl.DataFrame | None = None) -> PublishResult:
+    """Publish the night's hits (`night_hits`); `titles` names each rule (for the clue's reader)."""
+    result = PublishResult(night, hits=hits.height, skipped_rules=sorted(c for c, s in runs.items() if s != "ran"))
+    ran = {c for c, s in runs.items() if s == "ran"}
+    stamp = now()
+    with ledger.write() as session:
+        if session.get(PublishRun, night) is not None:
+            result.already = True
+            return result
+        if division_rows is not None and division_rows.height:
+            _sync_divisions(session, division_rows)
+        existing = {(c.rule_code, c.subject_key, c.evidence_key): c for c in session.scalars(select(Clue))}
+        hits = hits.with_columns(pl.col("evidence_key").fill_null(""), pl.col("household_code").fill_null(""),
+                                 pl.col("hukou_number").fill_null(""))
+        new_rows, new_evidence, events = [], {}, []
+        seen_ids: set[int] = set()
+
+        def count(rule: str, what: str) -> None:
+            result.by_rule.setdefault(rule, {}).setdefault(what, 0)
+            result.by_rule[rule][what] += 1
+            setattr(result, what, getattr(result, what) + 1)
+
+        for row in hits.iter_rows(named=True):
+            key = (row["rule_code"], row["subject_key"], row["evidence_key"])
+            digest = evidence_hash(row["evidence_record"])
+            clue = existing.get(key)
+            if clue is None:
+                if key in new_evidence:  # the same clue twice in one night's hits: once
+                    continue
+                township = row["township_code"] or ""
+                fields = {k: row[k] for k in CLUE_FIELDS}
+                new_rows.append(fields | {
+                    "rule_title": titles.get(row["rule_code"], row["rule_code"]), "version": 1, "county_code": scope.county_of(township) if township else "", "township_code": township,
+                    "evidence_hash": digest, "status": DISPATCHED, "evidence_gone": False, "first_seen": night,
+                    "last_seen": night, "due_date": night + timedelta(days=due_days), "updated_at": stamp})
+                new_evidence[key] = (digest, row["evidence_record"])
+                count(row["rule_code"], "new")
+                continue
+            if clue.id in seen_ids:
+                continue
+            seen_ids.add(clue.id)
+            changed = digest != clue.evidence_hash
+            values: dict = {"last_seen": max(clue.last_seen, night)}
+            if clue.status == "closed" and clue.outcome == NOT_TRUE:
+                if not changed:
+                    count(row["rule_code"], "suppressed")
+                    session.execute(update(Clue).where(Clue.id == clue.id).values(**values))
+                    continue
+                # Refuted, and the evidence changed since: the question is a new one.
+                values |= {k: row[k] for k in CLUE_FIELDS} | {
+                    "status": DISPATCHED, "version": clue.version + 1, "evidence_hash": digest, "evidence_gone": False,
+                    "due_date": night + timedelta(days=due_days), "outcome": None, "action": None, "finding": None,
+                    "verifier_name": None, "verifier_position": None, "verified_on": None, "closed_on": None,
+                    "return_reason": None, "updated_at": stamp}
+                events.append(ClueEvent(clue_id=clue.id, at=stamp, actor=SYSTEM, kind="reraised", from_status=clue.status,
+                                        to_status=DISPATCHED, payload={"night": night.isoformat(), "previous_outcome": clue.outcome}))
+                session.add(EvidenceSnapshot(clue_id=clue.id, night=night, evidence_hash=digest,
+                                             record=row["evidence_record"] or "null"))
+                count(row["rule_code"], "reraised")
+            else:
+                count(row["rule_code"], "seen")
+                if clue.evidence_gone:
+                    values |= {"evidence_gone": False}
+                    events.append(ClueEvent(clue_id=clue.id, at=stamp, actor=SYSTEM, kind="evidence_back",
+                                            payload={"night": night.isoformat()}))
+                    result.back += 1
+                if changed:
+                    values |= {k: row[k] for k in CLUE_FIELDS} | {"evidence_hash": digest, "version": clue.version + 1,
+                                                                  "updated_at": stamp}
+                    events.append(ClueEvent(clue_id=clue.id, at=stamp, actor=SYSTEM, kind="evidence_changed",
+                                            payload={"night": night.isoformat()}))
+                    session.add(EvidenceSnapshot(clue_id=clue.id, night=night, evidence_hash=digest,
+                                                 record=row["evidence_record"] or "null"))
+                    result.changed += 1
+            session.execute(update(Clue).where(Clue.id == clue.id).values(**values))
+        # Gone: open, its rule ran tonight, not found tonight (nor on a later night already published).
+        for clue in existing.values():
+            if (clue.id not in seen_ids and clue.status in OPEN and clue.rule_code in ran and not clue.evidence_gone
+                    and clue.last_seen < night):
+                session.execute(update(Clue).where(Clue.id == clue.id).values(evidence_gone=True))
+                events.append(ClueEvent(clue_id=clue.id, at=stamp, actor=SYSTEM, kind="evidence_gone",
+                                        payload={"night": night.isoformat(), "last_seen": clue.last_seen.isoformat()}))
+                count(clue.rule_code, "gone")
+        if new_rows:
+            session.execute(insert(Clue), new_rows)
+            ids = {(r, s, e): i for i, r, s, e in session.execute(
+                select(Clue.id, Clue.rule_code, Clue.subject_key, Clue.evidence_key).where(Clue.first_seen == night))}
+            session.execute(insert(EvidenceSnapshot), [
+                {"clue_id": ids[k], "night": night, "evidence_hash": d, "record": rec or "null"}
+                for k, (d, rec) in new_evidence.items()])
+            session.execute(insert(ClueEvent), [
+                {"clue_id": ids[k], "at": stamp, "actor": SYSTEM, "kind": "dispatched", "from_status": None,
+                 "to_status": DISPATCHED, "payload": {"night": night.isoformat(), "township": r["township_code"],
+                                                      "due_date": r["due_date"].isoformat()}}
+                for k, r in zip(new_evidence, new_rows, strict=True)])
+        session.add_all(events)
+        session.add(PublishRun(night=night, published_at=stamp, hits=result.hits, new=result.new, seen=result.seen,
+                               gone=result.gone, reraised=result.reraised, suppressed=result.suppressed,
+                               skipped_rules=",".join(result.skipped_rules) or None))
+    return result

@@ -1,0 +1,138 @@
+"""Follow-up figures: issued, verified, closed, closure rate (整改销号率), on-time rate, overdue;
+by county, township, rule and category; 属实率 per rule; the counts behind 错评 / 漏评 / 错退.
+The three-day report (三天一报) is this with `since` three days back: what moved in the window."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bidui import scope
+from bidui.clues.models import Clue, Division
+from bidui.clues.states import CLOSED, DISPATCHED, RETURNED, TRUE_OUTCOMES, VERIFIED
+
+COLUMNS = {"issued": "下发", "verified": "已核实", "closed": "已销号", "closure_rate": "整改销号率",
+           "on_time_rate": "按时核实率", "overdue": "逾期未核实", "true_rate": "属实率"}
+WINDOW_COLUMNS = {"new_in_window": "期间新增", "verified_in_window": "期间核实", "closed_in_window": "期间销号"}
+
+
+@dataclass
+class Report:
+    today: date
+    scope: str | None
+    since: date | None
+    overall: pl.DataFrame
+    by_county: pl.DataFrame
+    by_township: pl.DataFrame
+    by_rule: pl.DataFrame
+    by_category: pl.DataFrame
+    overdue: pl.DataFrame
+    findings: pl.DataFrame  # 错评 / 漏评 / 错退
+
+
+def clue_frame(session: Session, scope_code: str | None) -> pl.DataFrame:
+    q = select(Clue.id, Clue.rule_code, Clue.rule_title, Clue.category, Clue.county_code, Clue.township_code,
+               Clue.village_code, Clue.household_code, Clue.subject_name, Clue.status, Clue.outcome, Clue.due_date,
+               Clue.verified_on, Clue.closed_on, Clue.first_seen, Clue.before_registration, Clue.household_status)
+    if scope_code:
+        q = q.where(Clue.township_code.startswith(scope.prefix(scope_code), autoescape=True))
+    rows = session.execute(q).all()
+    schema = {"id": pl.Int64, "rule_code": pl.String, "rule_title": pl.String, "category": pl.String,
+              "county_code": pl.String, "township_code": pl.String, "village_code": pl.String,
+              "household_code": pl.String, "subject_name": pl.String, "status": pl.String, "outcome": pl.String,
+              "due_date": pl.Date, "verified_on": pl.Date, "closed_on": pl.Date, "first_seen": pl.Date,
+              "before_registration": pl.Boolean, "household_status": pl.String}
+    return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
+
+
+def _figures(frame: pl.DataFrame, by: list[str], today: date, since: date | None) -> pl.DataFrame:
+    done = pl.col("status").is_in([VERIFIED, CLOSED])
+    aggs = [
+        pl.len().alias("issued"), done.sum().alias("verified"), (pl.col("status") == CLOSED).sum().alias("closed"),
+        (done & (pl.col("verified_on") <= pl.col("due_date"))).sum().alias("_on_time"),
+        (pl.col("status").is_in([DISPATCHED, RETURNED]) & (pl.col("due_date") < today)).sum().alias("overdue"),
+        (done & pl.col("outcome").is_in(list(TRUE_OUTCOMES))).sum().alias("_true"),
+    ]
+    if since:
+        aggs += [(pl.col("first_seen") >= since).sum().alias("new_in_window"),
+                 (done & (pl.col("verified_on") >= since)).sum().alias("verified_in_window"),
+                 (pl.col("closed_on") >= since).sum().alias("closed_in_window")]
+    grouped = frame.group_by(by).agg(aggs) if by else frame.select(aggs)
+    rate = lambda a, b: pl.when(pl.col(b) > 0).then((pl.col(a) / pl.col(b)).round(4))  # noqa: E731
+    return grouped.with_columns(rate("closed", "issued").alias("closure_rate"),
+                                rate("_on_time", "verified").alias("on_time_rate"),
+                                rate("_true", "verified").alias("true_rate")).drop("_on_time", "_true").sort(by or "issued")
+
+
+def build(session: Session, scope_code: str | None = None, today: date | None = None,
+          since: date | None = None) -> Report:
+    today = today or date.today()
+    frame = clue_frame(session, scope_code)
+    names = {d.code: d.name for d in session.scalars(select(Division))}
+    named = frame.with_columns(
+        pl.col("county_code").replace_strict(names, default=pl.col("county_code")).alias("county"),
+        pl.col("township_code").replace_strict(names, default=pl.col("township_code")).alias("township"),
+        pl.col("village_code").replace_strict(names, default=pl.col("village_code")).alias("village"))
+    true_ = pl.col("outcome").is_in(list(TRUE_OUTCOMES)) & pl.col("status").is_in([VERIFIED, CLOSED])
+    kinds = {
+        "错评（登记前已有证据，属实）": (pl.col("category") == "mis_inclusion") & pl.col("before_registration").fill_null(False),
+        "漏评（属实）": pl.col("category") == "missed_inclusion",
+        "错退（已脱贫户，属实）": (pl.col("category") == "exit_risk") & (pl.col("household_status") == "已脱贫"),
+    }
+    findings = pl.DataFrame({
+        "kind": list(kinds), "raised": [named.filter(c).height for c in kinds.values()],
+        "confirmed": [named.filter(c & true_).height for c in kinds.values()]})
+    overdue = named.filter(pl.col("status").is_in([DISPATCHED, RETURNED]) & (pl.col("due_date") < today)).select(
+        "id", "county", "township", "village", "household_code", "subject_name", "rule_title", "due_date",
+        (pl.lit(today) - pl.col("due_date")).dt.total_days().alias("days_overdue")).sort("days_overdue", descending=True)
+    return Report(today, scope_code, since, _figures(named, [], today, since),
+                  _figures(named, ["county_code", "county"], today, since),
+                  _figures(named, ["county", "township_code", "township"], today, since),
+                  _figures(named, ["rule_code", "rule_title"], today, since),
+                  _figures(named, ["category"], today, since), overdue, findings)
+
+
+def three_days(session: Session, scope_code: str | None = None, today: date | None = None) -> Report:
+    today = today or date.today()
+    return build(session, scope_code, today, since=today - timedelta(days=2))
+
+
+SHEET_LABELS = {"county_code": "县代码", "county": "县", "township_code": "乡镇代码", "township": "乡镇", "rule_code": "规则",
+                "rule_title": "疑点", "category": "类别", "id": "线索编号", "village": "村", "household_code": "户编号",
+                "subject_name": "对象", "due_date": "截止日期", "days_overdue": "逾期天数", "kind": "类型",
+                "raised": "线索数", "confirmed": "核实属实"} | COLUMNS | WINDOW_COLUMNS
+
+
+def write_xlsx(report: Report, out: Path) -> None:
+    import xlsxwriter
+
+    wb = xlsxwriter.Workbook(str(out))
+    title = "三天一报" if report.since else "线索核查进展"
+    window = f"（{report.since.isoformat()} 至 {report.today.isoformat()}）" if report.since else ""
+    sheets = [("概览", report.overall), ("按县", report.by_county), ("按乡镇", report.by_township),
+              ("按规则", report.by_rule), ("按类别", report.by_category), ("错评漏评错退", report.findings),
+              ("逾期清单", report.overdue)]
+    bold = wb.add_format({"bold": True})
+    pct = wb.add_format({"num_format": "0.0%"})
+    for name, frame in sheets:
+        ws = wb.add_worksheet(name)
+        ws.write(0, 0, f"{title}{window} 范围：{report.scope or '全部'} 生成：{report.today.isoformat()}", bold)
+        ws.write_row(1, 0, [SHEET_LABELS.get(c, c) for c in frame.columns], bold)
+        for r, row in enumerate(frame.iter_rows(), start=2):
+            for c, v in enumerate(row):
+                col = frame.columns[c]
+                if v is None:
+                    continue
+                if col.endswith("_rate"):
+                    ws.write_number(r, c, v, pct)
+                elif isinstance(v, int | float):
+                    ws.write_number(r, c, v)
+                else:
+                    ws.write_string(r, c, str(v))
+        ws.set_column(0, len(frame.columns), 14)
+    wb.close()

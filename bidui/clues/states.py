@@ -1,0 +1,76 @@
+"""The clue state machine: who may do what, from which state, with what signed payload.
+
+dispatched → verified (a township's signed finding) → closed (a county reviewer), or
+verified → returned (with a reason) → verified again. Anything else is refused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+DISPATCHED, VERIFIED, RETURNED, CLOSED = "dispatched", "verified", "returned", "closed"
+STATUSES = (DISPATCHED, VERIFIED, RETURNED, CLOSED)
+STATUS_LABELS = {DISPATCHED: "待核实", VERIFIED: "已核实待审核", RETURNED: "已退回", CLOSED: "已销号"}
+OPEN = (DISPATCHED, RETURNED, VERIFIED)
+
+# Outcomes of shared/rules.md; what each needs besides the signature.
+TRUE_FIXED, TRUE_EXEMPT, NOT_TRUE = "属实·已整改", "属实·申请豁免", "不属实"
+OUTCOMES = (TRUE_FIXED, TRUE_EXEMPT, NOT_TRUE)
+TRUE_OUTCOMES = (TRUE_FIXED, TRUE_EXEMPT)
+# Actions taken (属实·已整改): the ones rules.md names, and what the exit-risk and
+# missed-inclusion rules lead to.
+ACTIONS = ("清退出列", "数据已更正", "标注返贫", "纳入监测", "已落实保障", "新识别纳入", "其他")
+
+# action → (statuses it may start from, resulting status, roles that may do it)
+TRANSITIONS: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
+    "verify": ((DISPATCHED, RETURNED), VERIFIED, ("township",)),
+    "close": ((VERIFIED,), CLOSED, ("county",)),
+    "return": ((VERIFIED,), RETURNED, ("county",)),
+}
+
+
+class TransitionError(ValueError):
+    """An illegal transition or an invalid payload (the message says which, in Chinese)."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A township's signed verification."""
+
+    outcome: str
+    action: str | None
+    finding: str
+    verifier_name: str
+    verifier_position: str
+    verified_on: date
+
+    def problems(self, today: date) -> list[str]:
+        out = []
+        if self.outcome not in OUTCOMES:
+            out.append(f"核实结论须为 {' / '.join(OUTCOMES)} 之一")
+        if self.outcome == TRUE_FIXED and self.action not in ACTIONS:
+            out.append(f"属实·已整改须选择整改措施（{'、'.join(ACTIONS)}）")
+        if self.outcome != TRUE_FIXED and self.action:
+            out.append("只有属实·已整改填写整改措施")
+        if not self.finding.strip():
+            out.append({TRUE_FIXED: "须说明整改情况", TRUE_EXEMPT: "须说明豁免依据", NOT_TRUE: "须说明不属实的依据"}.get(
+                self.outcome, "须填写核实情况说明"))
+        if not self.verifier_name.strip():
+            out.append("须由核实人签字（姓名）")
+        if not self.verifier_position.strip():
+            out.append("须填写核实人职务")
+        if self.verified_on > today:
+            out.append("核实日期不能晚于今天")
+        return out
+
+
+def next_status(action: str, status: str, role: str) -> str:
+    """The state after `action`, or TransitionError."""
+    if action not in TRANSITIONS:
+        raise TransitionError(f"未知操作：{action}")
+    sources, target, roles = TRANSITIONS[action]
+    if role not in roles:
+        raise TransitionError(f"{role} 角色不能执行此操作")
+    if status not in sources:
+        raise TransitionError(f"线索当前状态为{STATUS_LABELS.get(status, status)}，不能执行此操作")
+    return target

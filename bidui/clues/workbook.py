@@ -1,0 +1,229 @@
+"""The township workbook: its open clues to take on visits, filled in, and brought back.
+
+Out: one row per open clue (dispatched or returned), grouped by village and household, with the
+evidence and the link explanation; every cell locked except the input columns; dropdowns for
+outcome and action; a very hidden sheet holding a signed token that binds the file to the
+township, the clue ids and their versions.
+Back: the token, the importer's scope, every value and signature are checked; all rows are
+applied or none, and every bad row is named."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import xlsxwriter
+from python_calamine import CalamineWorkbook
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bidui import scope
+from bidui.clues import actions
+from bidui.clues.models import Clue, Division, EvidenceSnapshot, User
+from bidui.clues.present import evidence_text, link_text
+from bidui.clues.states import (
+    ACTIONS,
+    DISPATCHED,
+    OUTCOMES,
+    RETURNED,
+    STATUS_LABELS,
+    Finding,
+    TransitionError,
+)
+from bidui.signing import BadSignature, serializer
+
+SHEET, TOKEN_SHEET = "线索", "_token"
+LOCKED_COLUMNS = ("线索编号", "版本", "村", "户编号", "户籍号", "对象姓名", "证件号码", "疑点", "类别", "证据来源", "证据",
+                  "身份关联", "首次发现", "截止日期", "状态", "退回理由")
+INPUT_COLUMNS = ("核实结论", "整改措施", "核实情况说明", "核实人", "职务", "核实日期")
+CATEGORY_LABELS = {"mis_inclusion": "错评疑点", "natural_change": "自然变化", "data_quality": "数据质量",
+                   "exit_risk": "错退/返贫风险", "missed_inclusion": "漏评疑点"}
+TOKEN_PURPOSE = "township-workbook"
+
+
+class WorkbookError(ValueError):
+    """The workbook is refused as a whole; `problems` names each bad row."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        self.problems = problems or []
+        super().__init__(message + ("\n" + "\n".join(self.problems) if self.problems else ""))
+
+
+def open_clues(session: Session, township: str) -> list[Clue]:
+    return list(session.scalars(
+        select(Clue).where(Clue.township_code == township, Clue.status.in_((DISPATCHED, RETURNED)))
+        .order_by(Clue.village_code, Clue.household_code, Clue.hukou_number, Clue.rule_code, Clue.id)))
+
+
+def latest_evidence(session: Session, clue_ids: list[int]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for clue_id, record in session.execute(select(EvidenceSnapshot.clue_id, EvidenceSnapshot.record)
+                                           .where(EvidenceSnapshot.clue_id.in_(clue_ids))
+                                           .order_by(EvidenceSnapshot.night, EvidenceSnapshot.id)):
+        out[clue_id] = record
+    return out
+
+
+def write_workbook(session: Session, township: str, out: Path, key: str, issued_by: str) -> int:
+    """Write the township's open clues to `out`; the number of clues written."""
+    if not scope.is_code(township) or scope.level(township) != "township":
+        raise WorkbookError(f"{township!r} is not a township code")
+    clues = open_clues(session, township)
+    names = {d.code: d.name for d in session.scalars(select(Division))}
+    evidence = latest_evidence(session, [c.id for c in clues])
+    token = serializer(key, TOKEN_PURPOSE).dumps({
+        "township": township, "clues": [[c.id, c.version] for c in clues], "issued": datetime.now().isoformat(),
+        "by": issued_by})
+    wb = xlsxwriter.Workbook(str(out))
+    ws = wb.add_worksheet(SHEET)
+    head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True, "locked": True})
+    band = [wb.add_format({"locked": True, "text_wrap": True, "valign": "top"}),
+            wb.add_format({"locked": True, "text_wrap": True, "valign": "top", "bg_color": "#F2F2F2"})]
+    inputs = wb.add_format({"locked": False, "bg_color": "#FFF2CC", "text_wrap": True, "valign": "top", "border": 1})
+    date_input = wb.add_format({"locked": False, "bg_color": "#FFF2CC", "num_format": "yyyy-mm-dd", "border": 1})
+    columns = LOCKED_COLUMNS + INPUT_COLUMNS
+    ws.write_row(0, 0, columns, head)
+    widths = {"证据": 48, "身份关联": 36, "疑点": 20, "核实情况说明": 36, "村": 14, "对象姓名": 10, "证件号码": 20}
+    for i, c in enumerate(columns):
+        ws.set_column(i, i, widths.get(c, 12))
+    household, shade = None, 1
+    for r, c in enumerate(clues, start=1):
+        if (c.village_code, c.household_code or c.hukou_number) != household:
+            household, shade = (c.village_code, c.household_code or c.hukou_number), 1 - shade
+        fmt = band[shade]
+        row = [c.id, c.version, names.get(c.village_code or "", c.village_code or ""), c.household_code, c.hukou_number,
+               c.subject_name or "", c.subject_id_number or "", f"{c.rule_title}（{c.rule_code}）",
+               CATEGORY_LABELS.get(c.category, c.category), c.evidence_dataset or "", evidence_text(evidence.get(c.id)),
+               link_text(c.link_method, c.link_score, c.link_explanation), c.first_seen.isoformat(),
+               c.due_date.isoformat(), STATUS_LABELS[c.status], c.return_reason or ""]
+        for j, v in enumerate(row):
+            # IDs and codes as text: Excel must not turn them into numbers.
+            ws.write_string(r, j, str(v), fmt) if j != 0 and j != 1 else ws.write_number(r, j, v, fmt)
+        for j in range(len(INPUT_COLUMNS)):
+            ws.write_blank(r, len(LOCKED_COLUMNS) + j, None, date_input if INPUT_COLUMNS[j] == "核实日期" else inputs)
+    last = max(len(clues), 1)
+    first_input = len(LOCKED_COLUMNS)
+    ws.data_validation(1, first_input, last, first_input, {"validate": "list", "source": list(OUTCOMES)})
+    ws.data_validation(1, first_input + 1, last, first_input + 1, {"validate": "list", "source": list(ACTIONS)})
+    ws.data_validation(1, first_input + 5, last, first_input + 5, {
+        "validate": "date", "criteria": "between", "minimum": date(2000, 1, 1), "maximum": date(2100, 1, 1),
+        "error_message": "请填写日期，如 2026-11-25"})
+    ws.freeze_panes(1, 2)
+    ws.autofilter(0, 0, last, len(columns) - 1)
+    ws.protect("", {"autofilter": True, "sort": False, "format_columns": True, "format_rows": True})
+    guide = wb.add_worksheet("填写说明")
+    guide.write_column(0, 0, [
+        f"乡镇：{names.get(township, township)}（{township}），导出 {date.today().isoformat()}，共 {len(clues)} 条待核实线索。",
+        "只填写黄色列。核实结论：属实·已整改（须选整改措施并说明）、属实·申请豁免（须说明豁免依据）、不属实（须说明依据）。",
+        "每条已填写结论的线索都须由核实人签字：填写核实人姓名、职务和核实日期。未填写结论的行不导入。",
+        "请勿增删行、修改灰白色列或复制到其他文件：导入时整份文件校验，有一处不符则整份退回并列出问题行。"])
+    guide.set_column(0, 0, 120)
+    hidden = wb.add_worksheet(TOKEN_SHEET)
+    hidden.write_string(0, 0, token)
+    hidden.very_hidden()
+    ws.activate()
+    wb.close()
+    return len(clues)
+
+
+@dataclass
+class ImportResult:
+    township: str
+    applied: list[int]
+    untouched: int
+
+
+def _cell_text(v: object) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v).strip()
+
+
+def _cell_date(v: object) -> date | None:
+    if isinstance(v, datetime):
+        return v.date()
+    if isinstance(v, date):
+        return v
+    text = _cell_text(v).replace("/", "-").replace(".", "-")
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def import_workbook(session: Session, path: Path, actor: User, key: str, today: date | None = None) -> ImportResult:
+    """Check and apply a filled-in workbook, in the caller's transaction: all rows or none."""
+    today = today or date.today()
+    try:
+        wb = CalamineWorkbook.from_path(str(path))
+        token_rows = wb.get_sheet_by_name(TOKEN_SHEET).to_python()
+        rows = wb.get_sheet_by_name(SHEET).to_python()
+    except Exception as e:  # any unreadable file is refused the same way
+        raise WorkbookError(f"{path.name}: 不是本系统导出的乡镇核实工作簿（{type(e).__name__}）") from e
+    try:
+        token = serializer(key, TOKEN_PURPOSE).loads(_cell_text(token_rows[0][0]) if token_rows else "")
+    except BadSignature as e:
+        raise WorkbookError(f"{path.name}: 工作簿签名无效：文件被改动过，或不是本系统导出的") from e
+    township = token["township"]
+    if actor.role != "township" or not scope.covers(actor.scope, township):
+        raise WorkbookError(f"{path.name}: 该工作簿属于乡镇 {township}，不在用户 {actor.username} 的管辖范围内")
+    versions = {int(i): int(v) for i, v in token["clues"]}
+    header = [_cell_text(h) for h in rows[0]] if rows else []
+    if tuple(header) != LOCKED_COLUMNS + INPUT_COLUMNS:
+        raise WorkbookError(f"{path.name}: 表头被改动过，无法导入")
+    col = {name: i for i, name in enumerate(header)}
+    problems: list[str] = []
+    todo: list[tuple[int, int, Finding]] = []
+    seen: set[int] = set()
+    for r, row in enumerate(rows[1:], start=2):
+        if not any(_cell_text(x) for x in row):
+            continue
+        where = f"第 {r} 行"
+        try:
+            clue_id = int(float(_cell_text(row[col["线索编号"]])))
+            version = int(float(_cell_text(row[col["版本"]])))
+        except ValueError:
+            problems.append(f"{where}：线索编号或版本不是数字")
+            continue
+        where = f"第 {r} 行（线索 {clue_id}）"
+        if clue_id not in versions or versions[clue_id] != version or clue_id in seen:
+            problems.append(f"{where}：不是本工作簿导出的线索（行被复制、改动或重复）")
+            continue
+        seen.add(clue_id)
+        values = {name: row[col[name]] if col[name] < len(row) else None for name in INPUT_COLUMNS}
+        if not any(_cell_text(v) for v in values.values()):
+            continue
+        clue = session.get(Clue, clue_id)
+        if clue is None or clue.township_code != township:
+            problems.append(f"{where}：线索不存在或不属于本乡镇")
+            continue
+        if clue.version != version:
+            problems.append(f"{where}：导出后线索已被修改（当前第 {clue.version} 版），请重新导出工作簿")
+            continue
+        verified_on = _cell_date(values["核实日期"])
+        if verified_on is None:
+            problems.append(f"{where}：核实日期缺失或不是日期")
+            continue
+        finding = Finding(_cell_text(values["核实结论"]), _cell_text(values["整改措施"]) or None,
+                          _cell_text(values["核实情况说明"]), _cell_text(values["核实人"]), _cell_text(values["职务"]),
+                          verified_on)
+        issues = finding.problems(today)
+        if clue.status not in (DISPATCHED, RETURNED):
+            issues.append(f"线索当前状态为{STATUS_LABELS[clue.status]}，不能再次核实")
+        if issues:
+            problems.append(f"{where}：" + "；".join(issues))
+            continue
+        todo.append((clue_id, version, finding))
+    if problems:
+        raise WorkbookError(f"{path.name}: 有 {len(problems)} 处问题，整份未导入：", problems)
+    applied = []
+    for clue_id, version, finding in todo:
+        try:
+            actions.verify(session, clue_id, version, actor, finding, today)
+        except (actions.ConflictError, TransitionError) as e:
+            raise WorkbookError(f"{path.name}: 线索 {clue_id}：{e}；整份未导入") from e
+        applied.append(clue_id)
+    return ImportResult(township, applied, len(versions) - len(applied))

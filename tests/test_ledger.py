@@ -1,0 +1,502 @@
+"""The clue ledger: publish, the state machine, concurrency, the township workbook, reports.
+
+Every test that touches the store runs on SQLite and, when BIDUI_TEST_PG_URL is set (.ci/run
+starts a PostgreSQL on loopback and sets it), on PostgreSQL too."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from bidui import config
+from bidui.cli import app
+from bidui.clues import actions, report
+from bidui.clues.models import Clue, ClueEvent, EvidenceSnapshot, PublishRun, User
+from bidui.clues.publish import divisions, evidence_hash, night_hits, publish
+from bidui.clues.states import (
+    ACTIONS,
+    CLOSED,
+    DISPATCHED,
+    NOT_TRUE,
+    OUTCOMES,
+    RETURNED,
+    TRUE_FIXED,
+    VERIFIED,
+    Finding,
+)
+from bidui.clues.users import add_user
+from bidui.clues.workbook import WorkbookError, import_workbook, write_workbook
+from bidui.connectors import warehouse as wh
+from bidui.connectors.ingest import ingest_night
+from bidui.matching.link import link_night
+from bidui.rules.engine import load_rules, run_rules, store_hits
+from tests.ledger_support import BACKENDS, fill_workbook, fresh_ledger, hit, hits_frame
+
+NIGHTS = [date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22)]
+TITLES = {r.code: r.title for r in load_rules()[0]}
+KEY = "test-secret"
+TOWNSHIP = "330102001000"
+
+
+@pytest.fixture(scope="module")
+def nightly(tiny: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The tiny prefecture's three nights ingested, linked and ruled: (home, {night: (hits, runs, divisions)})."""
+    home = tmp_path_factory.mktemp("ledgerhome")
+    con = wh.connect(home / "warehouse.duckdb")
+    out = {}
+    for night in NIGHTS:
+        ingest_night(con, tiny / "inbox" / night.isoformat(), night)
+        link_night(con, night)
+        store_hits(con, night, run_rules(con, night, config.load(None)))
+        hits, runs = night_hits(con, night)
+        out[night] = (hits, runs, divisions(con, night))
+    con.close()
+    return home, out
+
+
+@pytest.fixture(params=BACKENDS)
+def ledger(request: pytest.FixtureRequest, tmp_path: Path):
+    lg = fresh_ledger(request.param, tmp_path)
+    yield lg
+    lg.close()
+
+
+def _publish(ledger, nightly, night: date):
+    hits, runs, divs = nightly[1][night]
+    return publish(ledger, hits, runs, night, TITLES, 15, divs)
+
+
+def _users(ledger) -> dict[str, User]:
+    with ledger.write() as s:
+        users = {
+            "town": add_user(s, "town", "乡镇核实员", "township", TOWNSHIP, "password-1", "扶贫专干"),
+            "other": add_user(s, "other", "邻镇核实员", "township", "330102002000", "password-2"),
+            "county": add_user(s, "county", "县审核员", "county", "330102000000", "password-3"),
+            "pref": add_user(s, "pref", "市督导", "prefecture", "330100000000", "password-4"),
+        }
+    return users
+
+
+def _finding(outcome: str = NOT_TRUE, **kw) -> Finding:
+    base = {"outcome": outcome, "action": ACTIONS[0] if outcome == TRUE_FIXED else None, "finding": "入户核实，车辆已过户",
+            "verifier_name": "张三", "verifier_position": "扶贫专干", "verified_on": date(2026, 11, 25)}
+    return Finding(**(base | kw))
+
+
+def _snapshot(ledger) -> list[tuple]:
+    with ledger.read() as s:
+        clues = [tuple(getattr(c, k) for k in ("id", "version", "status", "evidence_gone", "last_seen", "evidence_hash"))
+                 for c in s.scalars(select(Clue).order_by(Clue.id))]
+        events = s.scalar(select(func.count()).select_from(ClueEvent))
+        evidence = s.scalar(select(func.count()).select_from(EvidenceSnapshot))
+    return [*clues, ("events", events), ("evidence", evidence)]
+
+
+# ---------------------------------------------------------------- schema
+
+
+def test_the_migrations_create_exactly_the_models(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from bidui.clues.models import Base
+
+    lg = fresh_ledger("sqlite", tmp_path)
+    with lg.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    lg.close()
+    assert diff == []
+
+
+# ---------------------------------------------------------------- publish
+
+
+def test_publish_creates_one_dispatched_clue_per_hit(ledger, nightly) -> None:
+    night = NIGHTS[0]
+    hits = nightly[1][night][0]
+    result = _publish(ledger, nightly, night)
+    distinct = hits.select("rule_code", "subject_key", pl.col("evidence_key").fill_null("")).unique().height
+    assert result.new == distinct > 100
+    with ledger.read() as s:
+        clues = list(s.scalars(select(Clue)))
+        assert len(clues) == distinct
+        assert {c.status for c in clues} == {DISPATCHED}
+        assert all(c.due_date == night + timedelta(days=15) and c.first_seen == c.last_seen == night for c in clues)
+        assert all(c.township_code and c.township_code.endswith("000") and c.county_code.endswith("000000") for c in clues)
+        assert all(c.rule_title == TITLES[c.rule_code] for c in clues)
+        dispatched = s.scalars(select(ClueEvent).where(ClueEvent.kind == "dispatched")).all()
+        assert sorted(e.clue_id for e in dispatched) == sorted(c.id for c in clues)
+        assert s.scalar(select(func.count()).select_from(EvidenceSnapshot)) == distinct
+
+
+def test_publishing_a_night_twice_changes_nothing(ledger, nightly) -> None:
+    _publish(ledger, nightly, NIGHTS[0])
+    before = _snapshot(ledger)
+    again = _publish(ledger, nightly, NIGHTS[0])
+    assert again.already and _snapshot(ledger) == before
+    # and an older night after a newer one is also left alone
+    _publish(ledger, nightly, NIGHTS[1])
+    after_second = _snapshot(ledger)
+    assert _publish(ledger, nightly, NIGHTS[0]).already and _snapshot(ledger) == after_second
+
+
+def test_following_nights_see_again_and_mark_evidence_gone(ledger, nightly) -> None:
+    for night in NIGHTS:
+        _publish(ledger, nightly, night)
+    with ledger.read() as s:
+        clues = {(c.rule_code, c.subject_key, c.evidence_key): c for c in s.scalars(select(Clue))}
+        gone_events = s.scalars(select(ClueEvent).where(ClueEvent.kind == "evidence_gone")).all()
+        runs = {r.night: r for r in s.scalars(select(PublishRun))}
+    last_hits, last_runs, _ = nightly[1][NIGHTS[-1]]
+    tonight = set(last_hits.select("rule_code", "subject_key", pl.col("evidence_key").fill_null("")).iter_rows())
+    for key, c in clues.items():
+        if key in tonight:
+            assert c.last_seen == NIGHTS[-1] and not c.evidence_gone
+        elif last_runs.get(c.rule_code) == "ran":
+            assert c.evidence_gone and c.status in (DISPATCHED, VERIFIED, RETURNED), key
+        else:  # its rule did not run tonight: nothing is said about its evidence
+            assert not c.evidence_gone
+    assert gone_events and all(c.status != CLOSED for c in clues.values())
+    assert sum(r.new for r in runs.values()) == len(clues)
+
+
+def test_a_truncated_or_missing_extract_makes_no_clue_disappear(ledger) -> None:
+    first = hits_frame([hit(), hit(rule="DROPOUT", evidence_key="", category="exit_risk", record=None)])
+    publish(ledger, first, {"VEHICLE": "ran", "DROPOUT": "ran"}, NIGHTS[0], TITLES)
+    # Night 2: the vehicles extract was held, so VEHICLE did not run; DROPOUT ran and found nothing.
+    publish(ledger, hits_frame([]), {"VEHICLE": "skipped", "DROPOUT": "ran"}, NIGHTS[1], TITLES)
+    with ledger.read() as s:
+        by_rule = {c.rule_code: c for c in s.scalars(select(Clue))}
+    assert not by_rule["VEHICLE"].evidence_gone and by_rule["VEHICLE"].status == DISPATCHED
+    assert by_rule["DROPOUT"].evidence_gone and by_rule["DROPOUT"].status == DISPATCHED
+
+
+def test_a_refuted_clue_is_not_raised_again_unless_its_evidence_changed(ledger) -> None:
+    users = _users(ledger)
+    publish(ledger, hits_frame([hit()]), {"VEHICLE": "ran"}, NIGHTS[0], TITLES)
+    with ledger.write() as s:
+        clue = s.scalars(select(Clue)).one()
+        actions.verify(s, clue.id, 1, users["town"], _finding(NOT_TRUE), date(2026, 11, 25))
+        actions.close(s, clue.id, 2, users["county"])
+    # Same evidence, delivered in another file on another row: still refuted, not raised.
+    same = hit(record='{"plate": "浙A12345", "vehicle_type": "K33", "source_file": "b.csv", "source_row": 9}')
+    r2 = publish(ledger, hits_frame([same]), {"VEHICLE": "ran"}, NIGHTS[1], TITLES)
+    with ledger.read() as s:
+        clue = s.scalars(select(Clue)).one()
+    assert r2.suppressed == 1 and r2.new == 0 and clue.status == CLOSED and clue.version == 3
+    changed = hit(record='{"plate": "浙A12345", "vehicle_type": "K33", "owner_changed": "2026-11-21"}')
+    r3 = publish(ledger, hits_frame([changed]), {"VEHICLE": "ran"}, NIGHTS[2], TITLES)
+    with ledger.read() as s:
+        clue = s.scalars(select(Clue)).one()
+        kinds = [e.kind for e in s.scalars(select(ClueEvent).where(ClueEvent.clue_id == clue.id).order_by(ClueEvent.id))]
+        evidence = s.scalars(select(EvidenceSnapshot).where(EvidenceSnapshot.clue_id == clue.id)).all()
+    assert r3.reraised == 1 and clue.status == DISPATCHED and clue.outcome is None and clue.version == 4
+    assert clue.due_date == NIGHTS[2] + timedelta(days=15)
+    assert kinds == ["dispatched", "verify", "close", "reraised"] and len(evidence) == 2
+
+
+def test_the_evidence_hash_ignores_delivery_details() -> None:
+    a = evidence_hash('{"plate": "浙A1", "source_file": "a.csv", "source_row": 3, "link_score": 0.99}')
+    b = evidence_hash('{"source_row": 8, "plate": "浙A1", "source_file": "b.xlsx", "link_score": 1.0}')
+    assert a == b != evidence_hash('{"plate": "浙A2"}')
+
+
+# ---------------------------------------------------------------- the state machine
+
+
+def _one_clue(ledger) -> int:
+    publish(ledger, hits_frame([hit()]), {"VEHICLE": "ran"}, NIGHTS[0], TITLES)
+    with ledger.read() as s:
+        return s.scalars(select(Clue.id)).one()
+
+
+STEPS = st.lists(st.tuples(st.sampled_from(["verify", "close", "return"]),
+                           st.sampled_from(["town", "other", "county", "pref"]),
+                           st.sampled_from(["good", "unsigned", "stale"])), max_size=8)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=STEPS)
+def test_the_state_machine_refuses_every_illegal_step(tmp_path_factory: pytest.TempPathFactory, steps) -> None:
+    lg = fresh_ledger("sqlite", tmp_path_factory.mktemp("sm"))
+    try:
+        users = _users(lg)
+        clue_id = _one_clue(lg)
+        status, version, events = DISPATCHED, 1, 1
+        legal = {("verify", DISPATCHED): VERIFIED, ("verify", RETURNED): VERIFIED, ("close", VERIFIED): CLOSED,
+                 ("return", VERIFIED): RETURNED}
+        roles = {"verify": {"town"}, "close": {"county"}, "return": {"county"}}
+        for action, who, how in steps:
+            actor = users[who]
+            seen = version - 1 if how == "stale" else version
+            expected_ok = ((action, status) in legal and who in roles[action] and how != "stale"
+                           and not (action == "verify" and how == "unsigned"))
+            try:
+                with lg.write() as s:
+                    if action == "verify":
+                        f = _finding(TRUE_FIXED, verifier_name="" if how == "unsigned" else "张三")
+                        actions.verify(s, clue_id, seen, actor, f, date(2026, 11, 30))
+                    elif action == "close":
+                        actions.close(s, clue_id, seen, actor)
+                    else:
+                        actions.send_back(s, clue_id, seen, actor, "材料不全")
+                ok = True
+            except (actions.ConflictError, actions.NotFoundError, ValueError):
+                ok = False
+            assert ok == expected_ok, (action, who, how, status)
+            if ok:
+                status, version, events = legal[(action, status)], version + 1, events + 1
+            with lg.read() as s:
+                clue = s.get(Clue, clue_id)
+                assert (clue.status, clue.version) == (status, version)
+                assert s.scalar(select(func.count()).where(ClueEvent.clue_id == clue_id)) == events
+    finally:
+        lg.close()
+
+
+def test_verify_needs_a_complete_signed_finding(ledger) -> None:
+    users = _users(ledger)
+    clue_id = _one_clue(ledger)
+    bad = [_finding(TRUE_FIXED, action=None), _finding(NOT_TRUE, finding=" "), _finding(verifier_position=""),
+           _finding(outcome="属实"), _finding(verified_on=date(2099, 1, 1))]
+    for f in bad:
+        with pytest.raises(ValueError), ledger.write() as s:
+            actions.verify(s, clue_id, 1, users["town"], f, date(2026, 11, 30))
+    with ledger.write() as s:
+        clue = actions.verify(s, clue_id, 1, users["town"], _finding(OUTCOMES[1]), date(2026, 11, 30))
+    assert clue.verifier_name == "张三" and clue.verifier_position == "扶贫专干" and clue.status == VERIFIED
+
+
+def test_out_of_scope_actors_are_refused_as_if_the_clue_did_not_exist(ledger) -> None:
+    users = _users(ledger)
+    clue_id = _one_clue(ledger)
+    with pytest.raises(actions.NotFoundError), ledger.write() as s:
+        actions.verify(s, clue_id, 1, users["other"], _finding(), date(2026, 11, 30))
+    with ledger.read() as s:
+        assert actions.get_clue(s, clue_id, users["pref"]).status == DISPATCHED  # prefecture sees it
+
+
+@pytest.mark.parametrize("workers", [2, 8])
+def test_concurrent_verifications_one_wins_the_others_get_a_conflict(ledger, workers: int) -> None:
+    users = _users(ledger)
+    clue_id = _one_clue(ledger)
+    barrier = threading.Barrier(workers)
+    outcomes: list[str] = []
+
+    def work(i: int) -> None:
+        barrier.wait()
+        try:
+            with ledger.write() as s:
+                actions.verify(s, clue_id, 1, users["town"], _finding(finding=f"worker {i}"), date(2026, 11, 30))
+            outcomes.append(f"ok {i}")
+        except actions.ConflictError:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [o for o in outcomes if o.startswith("ok")]
+    assert len(winners) == 1 and outcomes.count("conflict") == workers - 1
+    with ledger.read() as s:
+        clue = s.get(Clue, clue_id)
+        verify_events = s.scalars(select(ClueEvent).where(ClueEvent.kind == "verify")).all()
+    assert clue.version == 2 and clue.finding == f"worker {winners[0].split()[1]}" and len(verify_events) == 1
+
+
+# ---------------------------------------------------------------- the township workbook
+
+
+@pytest.fixture
+def published(ledger, nightly):
+    _publish(ledger, nightly, NIGHTS[0])
+    with ledger.read() as s:
+        township = s.scalar(select(Clue.township_code).group_by(Clue.township_code)
+                            .order_by(func.count().desc()).limit(1))
+    with ledger.write() as s:
+        add_user(s, "town", "核实员", "township", township, "password-1")
+        add_user(s, "other", "邻镇", "township", township[:6] + "999000", "password-2")
+        add_user(s, "county", "审核员", "county", township[:6] + "000000", "password-3")
+    return ledger, township
+
+
+def _workbook(ledger, township: str, tmp_path: Path) -> tuple[Path, list[int]]:
+    out = tmp_path / "wb.xlsx"
+    with ledger.read() as s:
+        n = write_workbook(s, township, out, KEY, "county")
+        ids = list(s.scalars(select(Clue.id).where(Clue.township_code == township).order_by(Clue.id)))
+    assert n == len(ids) > 2
+    return out, ids
+
+
+def _user(ledger, name: str) -> User:
+    with ledger.read() as s:
+        return s.scalars(select(User).where(User.username == name)).one()
+
+
+GOOD = {"核实结论": NOT_TRUE, "核实情况说明": "入户核实，车辆登记在同名他人名下", "核实人": "李四", "职务": "驻村干部",
+        "核实日期": date(2026, 11, 24)}
+
+
+def test_workbook_round_trip_applies_the_filled_rows(published, tmp_path: Path) -> None:
+    ledger, township = published
+    src, ids = _workbook(ledger, township, tmp_path)
+    filled = tmp_path / "filled.xlsx"
+    fill_workbook(src, filled, {ids[0]: GOOD, ids[1]: GOOD | {"核实结论": TRUE_FIXED, "整改措施": ACTIONS[0]}})
+    with ledger.write() as s:
+        result = import_workbook(s, filled, _user(ledger, "town"), KEY, date(2026, 11, 30))
+    assert sorted(result.applied) == ids[:2] and result.untouched == len(ids) - 2
+    with ledger.read() as s:
+        done = [s.get(Clue, i) for i in ids[:2]]
+        events = s.scalars(select(ClueEvent).where(ClueEvent.kind == "verify")).all()
+    assert [c.status for c in done] == [VERIFIED, VERIFIED] and done[1].action == ACTIONS[0]
+    assert done[0].verifier_name == "李四" and done[0].verified_on == date(2026, 11, 24)
+    assert {e.actor for e in events} == {"town"} and len(events) == 2
+
+
+def _refused(ledger, path: Path, user: str) -> WorkbookError:
+    before = _snapshot(ledger)
+    with pytest.raises(WorkbookError) as info, ledger.write() as s:
+        import_workbook(s, path, _user(ledger, user), KEY, date(2026, 11, 30))
+    assert _snapshot(ledger) == before  # nothing applied
+    return info.value
+
+
+def test_a_tampered_workbook_is_refused_whole(published, tmp_path: Path) -> None:
+    ledger, township = published
+    src, ids = _workbook(ledger, township, tmp_path)
+    from python_calamine import CalamineWorkbook
+
+    token = str(CalamineWorkbook.from_path(str(src)).get_sheet_by_name("_token").to_python()[0][0])
+    forged = tmp_path / "forged.xlsx"
+    fill_workbook(src, forged, {ids[0]: GOOD}, token=token[:-3] + ("aaa" if not token.endswith("aaa") else "bbb"))
+    assert "签名无效" in str(_refused(ledger, forged, "town"))
+    # A row pointed at a clue the workbook was not made for.
+    moved = tmp_path / "moved.xlsx"
+    fill_workbook(src, moved, {ids[0]: GOOD}, edit={(ids[0], "线索编号"): 999_999})
+    err = _refused(ledger, moved, "town")
+    assert "不是本工作簿导出的线索" in str(err) and len(err.problems) == 1
+
+
+def test_another_townships_workbook_is_refused(published, tmp_path: Path) -> None:
+    ledger, township = published
+    src, ids = _workbook(ledger, township, tmp_path)
+    filled = tmp_path / "filled.xlsx"
+    fill_workbook(src, filled, {ids[0]: GOOD})
+    assert "不在用户 other 的管辖范围内" in str(_refused(ledger, filled, "other"))
+    assert "不在用户 county" in str(_refused(ledger, filled, "county"))  # reviewers do not verify
+
+
+def test_a_stale_workbook_is_refused_whole(published, tmp_path: Path) -> None:
+    ledger, township = published
+    src, ids = _workbook(ledger, township, tmp_path)
+    with ledger.write() as s:  # verified on screen after the export
+        actions.verify(s, ids[1], 1, _user(ledger, "town"), _finding(), date(2026, 11, 30))
+    filled = tmp_path / "filled.xlsx"
+    fill_workbook(src, filled, {ids[0]: GOOD, ids[1]: GOOD})
+    err = _refused(ledger, filled, "town")
+    assert len(err.problems) == 1 and f"线索 {ids[1]}" in err.problems[0] and "已被修改" in err.problems[0]
+
+
+def test_every_bad_row_is_named_and_nothing_is_applied(published, tmp_path: Path) -> None:
+    ledger, township = published
+    src, ids = _workbook(ledger, township, tmp_path)
+    filled = tmp_path / "filled.xlsx"
+    fill_workbook(src, filled, {ids[0]: GOOD, ids[1]: GOOD | {"核实人": ""},
+                                ids[2]: GOOD | {"核实结论": TRUE_FIXED}})  # no action chosen
+    err = _refused(ledger, filled, "town")
+    assert len(err.problems) == 2
+    by_clue = {p.split("线索 ")[1].split("）")[0]: p for p in err.problems}
+    assert "须由核实人签字" in by_clue[str(ids[1])] and "整改措施" in by_clue[str(ids[2])]
+    assert all(p.startswith("第 ") for p in err.problems)  # the row is named
+
+
+def test_every_event_is_attributable(published, tmp_path: Path) -> None:
+    ledger, township = published
+    src, ids = _workbook(ledger, township, tmp_path)
+    filled = tmp_path / "filled.xlsx"
+    fill_workbook(src, filled, {ids[0]: GOOD})
+    with ledger.write() as s:
+        import_workbook(s, filled, _user(ledger, "town"), KEY, date(2026, 11, 30))
+    with ledger.write() as s:
+        actions.send_back(s, ids[0], 2, _user(ledger, "county"), "说明不充分")
+    with ledger.read() as s:
+        names = set(s.scalars(select(User.username))) | {"system"}
+        events = s.scalars(select(ClueEvent)).all()
+    assert events and all(e.actor in names and e.at is not None and e.kind for e in events)
+    assert {e.kind for e in events} >= {"dispatched", "verify", "return"}
+
+
+# ---------------------------------------------------------------- reports and the CLI
+
+
+def test_report_figures(ledger) -> None:
+    users = _users(ledger)
+    rows = [hit(subject=f"S{i}", evidence_key=f"P{i}") for i in range(4)]
+    publish(ledger, hits_frame(rows), {"VEHICLE": "ran"}, NIGHTS[0], TITLES)
+    with ledger.write() as s:
+        ids = list(s.scalars(select(Clue.id).order_by(Clue.id)))
+        actions.verify(s, ids[0], 1, users["town"], _finding(TRUE_FIXED), date(2026, 11, 30))
+        actions.close(s, ids[0], 2, users["county"], date(2026, 12, 1))
+        actions.verify(s, ids[1], 1, users["town"], _finding(NOT_TRUE, verified_on=date(2026, 12, 10)), date(2026, 12, 10))
+    with ledger.read() as s:
+        rep = report.build(s, "330102000000", today=date(2026, 12, 12))
+        other = report.build(s, "330102002000", today=date(2026, 12, 12))
+    row = rep.overall.row(0, named=True)
+    assert (row["issued"], row["verified"], row["closed"], row["overdue"]) == (4, 2, 1, 2)
+    assert row["closure_rate"] == 0.25 and row["on_time_rate"] == 0.5 and row["true_rate"] == 0.5
+    assert rep.overdue.height == 2 and other.overall.row(0, named=True)["issued"] == 0
+
+
+def test_cli_publish_workbook_import_review_export_report(nightly, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("BIDUI_SECRET", KEY)
+    home = tmp_path / "home"
+    shutil.copytree(nightly[0], home)
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0) -> str:
+        res = runner.invoke(app, ["--home", str(home), *args])
+        assert res.exit_code == code, res.output
+        return res.output
+
+    run("publish", "--date", "2026-11-20")
+    assert "already published" in run("publish", "--date", "2026-11-20")
+    export = tmp_path / "clues.csv"
+    run("clues", "export", "--out", str(export))
+    frame = pl.read_csv(export, infer_schema=False)
+    assert frame.columns[-6:] == ["clue_id", "status", "outcome", "first_seen", "last_seen", "due_date"]
+    township = frame.group_by("township_code").len().sort("len", descending=True)["township_code"][0]
+    run("users", "add", "--name", "town", "--role", "township", "--scope", township, "--password", "pass-word-1")
+    run("users", "add", "--name", "county", "--role", "county", "--scope", township[:6] + "000000",
+        "--password", "pass-word-2")
+    run("users", "add", "--name", "bad", "--role", "township", "--scope", township[:6] + "000000", "--password", "x" * 9,
+        code=1)
+    wb = tmp_path / "wb.xlsx"
+    run("clues", "workbook", "--township", township, "--out", str(wb))
+    ids = frame.filter(pl.col("township_code") == township)["clue_id"].cast(pl.Int64).sort().to_list()
+    filled = tmp_path / "filled.xlsx"
+    fill_workbook(wb, filled, {ids[0]: GOOD | {"核实日期": date.today()}})  # the CLI checks against today
+    assert "1 clue(s) verified" in run("clues", "import", str(filled), "--as", "town")
+    run("clues", "import", str(filled), "--as", "town", code=2)  # stale now: refused
+    run("clues", "review", str(ids[0]), "--return", "--reason", "", "--as", "county", code=2)
+    assert "closed" in run("clues", "review", str(ids[0]), "--close", "--as", "county")
+    out = tmp_path / "report.xlsx"
+    text = run("report", "--scope", township, "--out", str(out), "--today", "2026-12-31")
+    assert out.exists() and "整改销号率" in text
+    three = run("report", "--three-day", "--today", "2026-11-22")
+    assert "期间新增" in three
+    export_x = tmp_path / "clues.xlsx"
+    run("clues", "export", "--township", township, "--date", "2026-11-20", "--out", str(export_x))
+    assert export_x.exists()
+    # the password never reaches the ledger in clear
+    assert b"pass-word-1" not in (home / "ledger.sqlite").read_bytes()
