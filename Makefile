@@ -38,7 +38,12 @@ demo: setup
 	$(BIN)/bidui --home $(HOME_DIR) synth --out $(HOME_DIR) --size $(SIZE) --nights 2 --seed 7
 	for night in $(HOME_DIR)/inbox/*/; do $(BIN)/bidui --home $(HOME_DIR) ingest $$night || [ $$? -eq 2 ]; done
 	$(BIN)/bidui --home $(HOME_DIR) loads
-	for night in $(HOME_DIR)/inbox/*/; do $(BIN)/bidui --home $(HOME_DIR) link --date $$(basename $$night); done
+	for night in $(HOME_DIR)/inbox/*/; do d=$$(basename $$night); \
+	  $(BIN)/bidui --home $(HOME_DIR) link --date $$d && \
+	  $(BIN)/bidui --home $(HOME_DIR) rules run --date $$d && \
+	  $(BIN)/bidui --home $(HOME_DIR) publish --date $$d || exit 1; done
+	$(BIN)/python -m bidui.clues.demo_users $(HOME_DIR)
+	$(BIN)/bidui --home $(HOME_DIR) report
 
 bench: setup
 	$(BIN)/python bench/synth.py --sizes $(SIZE) --nights 2

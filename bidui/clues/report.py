@@ -80,9 +80,9 @@ def build(session: Session, scope_code: str | None = None, today: date | None = 
         pl.col("village_code").replace_strict(names, default=pl.col("village_code")).alias("village"))
     true_ = pl.col("outcome").is_in(list(TRUE_OUTCOMES)) & pl.col("status").is_in([VERIFIED, CLOSED])
     kinds = {
-        "错评（登记前已有证据，属实）": (pl.col("category") == "mis_inclusion") & pl.col("before_registration").fill_null(False),
-        "漏评（属实）": pl.col("category") == "missed_inclusion",
-        "错退（已脱贫户，属实）": (pl.col("category") == "exit_risk") & (pl.col("household_status") == "已脱贫"),
+        "错评（证据早于登记年份）": (pl.col("category") == "mis_inclusion") & pl.col("before_registration").fill_null(False),
+        "漏评": pl.col("category") == "missed_inclusion",
+        "错退（已脱贫户）": (pl.col("category") == "exit_risk") & (pl.col("household_status") == "已脱贫"),
     }
     findings = pl.DataFrame({
         "kind": list(kinds), "raised": [named.filter(c).height for c in kinds.values()],
