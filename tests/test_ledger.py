@@ -364,6 +364,31 @@ def test_workbook_round_trip_applies_the_filled_rows(published, tmp_path: Path) 
     assert {e.actor for e in events} == {"town"} and len(events) == 2
 
 
+def test_the_workbook_is_locked_but_for_the_inputs_with_dropdowns_and_a_hidden_token(published, tmp_path: Path) -> None:
+    import zipfile
+
+    ledger, township = published
+    src, _ = _workbook(ledger, township, tmp_path)
+    with zipfile.ZipFile(src) as z:
+        sheet = z.read("xl/worksheets/sheet1.xml").decode()
+        book = z.read("xl/workbook.xml").decode()
+        styles = z.read("xl/styles.xml").decode()
+    assert "<sheetProtection" in sheet and sheet.count("<dataValidation ") == 3
+    assert OUTCOMES[0] in sheet and ACTIONS[0] in sheet  # the dropdown lists
+    assert 'name="_token" sheetId="3" state="veryHidden"' in book
+    assert 'locked="0"' in styles  # the input cells' format
+    from python_calamine import CalamineWorkbook
+
+    rows = CalamineWorkbook.from_path(str(src)).get_sheet_by_name("线索").to_python()
+    villages_households = [(r[2], r[3] or r[4]) for r in rows[1:]]
+    # grouped: a household's rows are together
+    seen, last = set(), None
+    for key in villages_households:
+        assert key == last or key not in seen
+        seen.add(key)
+        last = key
+
+
 def _refused(ledger, path: Path, user: str) -> WorkbookError:
     before = _snapshot(ledger)
     with pytest.raises(WorkbookError) as info, ledger.write() as s:
