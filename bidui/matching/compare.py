@@ -25,7 +25,11 @@ COMPARISONS: dict[str, tuple[str, ...]] = {
 def char_matrix(s: pl.Series, width: int) -> np.ndarray:
     """Strings as an n × width array of code points (shorter ones padded with 0, longer cut):
     position-wise comparisons on characters, vectorised."""
-    return np.array(s.fill_null("").to_list(), dtype=f"<U{width}").view(np.uint32).reshape(len(s), width)
+    if s.is_empty():
+        return np.zeros((0, width), dtype=np.uint32)
+    # One string of fixed-width cells, encoded once: no Python object per value.
+    joined = s.fill_null("").str.slice(0, width).str.pad_end(width, "\0").str.join("").item()
+    return np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).reshape(len(s), width)
 
 
 def id_edits(rec_ids: pl.Series, keys: pl.Series) -> tuple[np.ndarray, np.ndarray]:

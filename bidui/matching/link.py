@@ -150,11 +150,13 @@ def explanation() -> pl.Expr:
 
 
 SAMPLE_PER_DATASET = 50_000  # about this many exact links and records per dataset, for estimating m and u
-RECORD_COLUMNS = ["rec", "dataset", "source_file", "source_row", "role", "id_raw", "id", "id_status", "name_raw", "name",
-                  "form", "pinyin", "birth", "sex", "village", "event", "is_head"]
-RECORD_DDL = ("rec BIGINT, dataset VARCHAR, source_file VARCHAR, source_row BIGINT, role VARCHAR, id_raw VARCHAR, "
-              "id VARCHAR, id_status VARCHAR, name_raw VARCHAR, name VARCHAR, form VARCHAR, pinyin VARCHAR, birth DATE, "
-              "sex VARCHAR, village VARCHAR, event DATE, is_head BOOLEAN")
+SPINE_COLUMNS = ["person_key", "form", "pinyin", "sex", "birth_date", "village", "status_date", "relation"]
+# What linking reads of a record (the raw ID and name stay in the snapshots, for the export).
+RECORD_COLUMNS = ["rec", "dataset", "source_file", "source_row", "role", "id", "id_status", "form", "pinyin", "birth",
+                  "sex", "village", "event", "is_head"]
+RECORD_DDL = ("rec BIGINT, dataset VARCHAR, source_file VARCHAR, source_row BIGINT, role VARCHAR, id VARCHAR, "
+              "id_status VARCHAR, form VARCHAR, pinyin VARCHAR, birth DATE, sex VARCHAR, village VARCHAR, event DATE, "
+              "is_head BOOLEAN")
 EXPORT_COLUMNS = ["dataset", "source_file", "source_row", "id_number_raw", "name_raw", "person_key", "hukou_id_number",
                   "method", "score"]
 STABLE = ["dataset", "source_file", "source_row", "role"]  # a record's identity across runs (rec is not)
@@ -164,12 +166,12 @@ def stage_night(con: duckdb.DuckDBPyConnection, night: date) -> list[str]:
     """The night's records and spine as temp tables `link_recs` and `link_spine`; the datasets
     skipped. They stay in DuckDB: only the residue of the exact step reaches Python."""
     snap = spine_snapshot(con, night)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE link_spine AS {SPINE_SQL}", [snap])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE link_spine AS SELECT {', '.join(SPINE_COLUMNS)} FROM ({SPINE_SQL})", [snap])
     sql, args, skipped = records_sql(con, night)
     if sql is None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE link_recs ({RECORD_DDL})")
     else:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE link_recs AS {sql}", args)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE link_recs AS SELECT {', '.join(RECORD_COLUMNS)} FROM ({sql})", args)
     return skipped
 
 
@@ -318,7 +320,7 @@ def link_frame(recs: pl.DataFrame, people: pl.DataFrame, thresholds: Thresholds 
     try:
         con.execute("SET enable_progress_bar = false")
         con.register("_recs", recs.select(RECORD_COLUMNS))
-        con.register("_people", people)
+        con.register("_people", people.select(SPINE_COLUMNS))
         con.execute("CREATE TEMP TABLE link_recs AS SELECT * FROM _recs")
         con.execute("CREATE TEMP TABLE link_spine AS SELECT * FROM _people")
         result = link_staged(con, thresholds, seed)
