@@ -164,7 +164,7 @@ def night_child(size: str) -> None:
     import resource
 
     from bidui.connectors import warehouse as wh
-    from bidui.matching.accuracy import evaluate
+    from bidui.matching.accuracy import evaluate, namesake_ties
     from bidui.matching.link import link_night, links_of
 
     con = wh.connect(Path("bench/out") / size / "home" / "warehouse.duckdb")
@@ -172,9 +172,16 @@ def night_child(size: str) -> None:
     result = link_night(con, NIGHT)
     seconds = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    _, table = evaluate(links_of(con, NIGHT), Path("bench/out") / size / "truth" / NIGHT.isoformat())
+    per_record, table = evaluate(links_of(con, NIGHT), Path("bench/out") / size / "truth" / NIGHT.isoformat())
+    # IDs missing: the records whose name and village fit several persons cannot be linked (a tie);
+    # recall over the others says whether the linker finds what can be found.
+    missing = per_record.filter(pl.col("corruption") == "id_missing")
+    ties = namesake_ties(con, NIGHT, missing)
+    rest = missing.join(ties, on=["dataset", "source_file", "source_row", "role"], how="anti")
+    tie_figures = {"id_missing": missing.height, "ties": ties.height, "ties_linked": int(ties["tp"].sum() + ties["fp"].sum()),
+                   "rest_recall": float(rest["tp"].sum() / max(1, (rest["tp"] | rest["fn"]).sum()))}
     print(json.dumps({"seconds": seconds, "rss_mb": rss, "records": result.records, "timings": result.timings, "pairs": result.pairs,
-                      "counts": result.counts, "table": table.rows()}))
+                      "counts": result.counts, "table": table.rows(), "ties": tie_figures}))
 
 
 # ---------------------------------------------------------------- the parent
@@ -241,6 +248,10 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|")
         for group, n, tp, fp, fn, p, rc in r["table"]:
             print(f"| {group} | {n:,} | {tp:,} | {fp:,} | {fn:,} | {p:.4f} | {rc:.4f} |")
+        t = r["ties"]
+        print(f"\nID missing: {t['id_missing']:,} records, of which {t['ties']:,} name and village fit two or more "
+              f"persons (linked: {t['ties_linked']}); recall over the other {t['id_missing'] - t['ties']:,}: "
+              f"{t['rest_recall']:.4f}")
 
 
 if __name__ == "__main__":

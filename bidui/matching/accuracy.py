@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
+import duckdb
 import polars as pl
+
+from bidui.connectors import warehouse as wh
+from bidui.matching.records import SPINE_SQL, records_sql, spine_snapshot
 
 
 def evaluate(links: pl.DataFrame, truth_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -34,3 +39,19 @@ def evaluate(links: pl.DataFrame, truth_dir: Path) -> tuple[pl.DataFrame, pl.Dat
     table = pl.concat([overall, summary("dataset").rename({"dataset": "group"}),
                        summary("corruption").rename({"corruption": "group"})], how="vertical_relaxed")
     return j, table
+
+
+def namesake_ties(con: duckdb.DuckDBPyConnection, night: date, per_record: pl.DataFrame) -> pl.DataFrame:
+    """Records without an ID whose name and village fit two or more hukou persons (household
+    heads, for records that name a head): nothing in them tells the persons apart, and the linker
+    must not choose (a tie is no link). Returns per_record's rows for them."""
+    sql, args, _ = records_sql(con, night)
+    if sql is None:
+        return per_record.clear()
+    ties = wh.query(con, f"""
+        SELECT r.dataset, r.source_file, r.source_row, r.role
+        FROM ({sql}) r JOIN ({SPINE_SQL}) s ON s.form = r.form AND s.village = r.village
+             AND (r.is_head IS NULL OR s.relation = '户主')
+        WHERE r.id_status = 'missing'
+        GROUP BY ALL HAVING count(*) >= 2""", [*args, spine_snapshot(con, night)])
+    return per_record.join(ties, on=["dataset", "source_file", "source_row", "role"], how="semi")
