@@ -270,13 +270,15 @@ def rules_export(ctx: typer.Context, night: Annotated[str, typer.Option("--date"
     console.print(f"{frame.height:,} hits → {out}")
 
 
-def _register_ledger_commands() -> None:
-    from bidui.clues.cli import register
+def _register_commands() -> None:
+    from bidui.clues.cli import register as ledger_commands
+    from bidui.flows.cli import register as flow_commands
 
-    register(app)
+    ledger_commands(app)
+    flow_commands(app)
 
 
-_register_ledger_commands()
+_register_commands()
 
 
 def main() -> None:

@@ -63,6 +63,7 @@ class PublishResult:
     already: bool = False
     skipped_rules: list[str] = field(default_factory=list)
     by_rule: dict[str, dict[str, int]] = field(default_factory=dict)
+    new_by_township: dict[str, int] = field(default_factory=dict)
 
 
 def night_hits(con: duckdb.DuckDBPyConnection, night: date) -> tuple[pl.DataFrame, dict[str, str]]:
@@ -111,7 +112,7 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
         existing = {(c.rule_code, c.subject_key, c.evidence_key): c for c in session.scalars(select(Clue))}
         hits = hits.with_columns(pl.col("evidence_key").fill_null(""), pl.col("household_code").fill_null(""),
                                  pl.col("hukou_number").fill_null(""))
-        new_rows, new_evidence, events = [], {}, []
+        new_rows, new_evidence, events, updates = [], {}, [], []
         seen_ids: set[int] = set()
 
         def count(rule: str, what: str) -> None:
@@ -134,6 +135,7 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
                     "last_seen": night, "due_date": night + timedelta(days=due_days), "updated_at": stamp})
                 new_evidence[key] = (digest, row["evidence_record"])
                 count(row["rule_code"], "new")
+                result.new_by_township[township] = result.new_by_township.get(township, 0) + 1
                 continue
             if clue.id in seen_ids:
                 continue
@@ -143,7 +145,7 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
             if clue.status == "closed" and clue.outcome == NOT_TRUE:
                 if not changed:
                     count(row["rule_code"], "suppressed")
-                    session.execute(update(Clue).where(Clue.id == clue.id).values(**values))
+                    updates.append({"id": clue.id} | values)
                     continue
                 # Refuted, and the evidence changed since: the question is a new one.
                 values |= {k: row[k] for k in CLUE_FIELDS} | {
@@ -171,15 +173,28 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
                     session.add(EvidenceSnapshot(clue_id=clue.id, night=night, evidence_hash=digest,
                                                  record=row["evidence_record"] or "null"))
                     result.changed += 1
-            session.execute(update(Clue).where(Clue.id == clue.id).values(**values))
+            updates.append({"id": clue.id} | values)
         # Gone: open, its rule ran tonight, not found tonight (nor on a later night already published).
         for clue in existing.values():
             if (clue.id not in seen_ids and clue.status in OPEN and clue.rule_code in ran and not clue.evidence_gone
                     and clue.last_seen < night):
-                session.execute(update(Clue).where(Clue.id == clue.id).values(evidence_gone=True))
+                updates.append({"id": clue.id, "evidence_gone": True})
                 events.append(ClueEvent(clue_id=clue.id, at=stamp, actor=SYSTEM, kind="evidence_gone",
                                         payload={"night": night.isoformat(), "last_seen": clue.last_seen.isoformat()}))
                 count(clue.rule_code, "gone")
+        # Bulk updates by primary key, grouped by the columns they set (one executemany each).
+        # One that moves the version is guarded by it: on PostgreSQL a person may act on the clue
+        # meanwhile, and then their change stands (the next night sees the evidence again).
+        shapes: dict[tuple, list[dict]] = {}
+        for u in updates:
+            if "version" in u:
+                session.execute(update(Clue).where(Clue.id == u["id"], Clue.version == u["version"] - 1)
+                                .values({k: v for k, v in u.items() if k != "id"})
+                                .execution_options(synchronize_session=False))
+                continue
+            shapes.setdefault(tuple(sorted(u)), []).append(u)
+        for batch in shapes.values():
+            session.execute(update(Clue), batch)
         if new_rows:
             session.execute(insert(Clue), new_rows)
             ids = {(r, s, e): i for i, r, s, e in session.execute(

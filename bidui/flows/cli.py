@@ -1,0 +1,104 @@
+"""`bidui run` (one night, end to end) and `bidui schedule` (serve the nightly and follow-up flows)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from bidui.flows.nightly import NightReport
+from bidui.home import Home
+
+
+def _console():
+    from bidui.cli import console
+
+    return console
+
+
+def print_report(report: NightReport) -> None:
+    console = _console()
+    console.print(f"night {report.night}: {report.status}" + (" (nothing was run again)" if report.status == "already" else ""))
+    files = Table(title="datasets")
+    for col in ("file", "dataset", "status", "read", "loaded", "rejected", "message"):
+        files.add_column(col, overflow="fold")
+    for f in report.files:
+        files.add_row(f["file"], f["dataset"] or "", f["status"], f"{f['rows_read']:,}", f"{f['rows_loaded']:,}",
+                      f"{f['rows_rejected']:,}", f["message"])
+    console.print(files)
+    console.print("links: " + ", ".join(f"{k} {v:,}" for k, v in report.links.items()))
+    clues = Table(title="clues by rule")
+    for col in ("rule", "status", "new", "seen", "gone", "reraised", "suppressed"):
+        clues.add_column(col)
+    for r in report.clue_rows():
+        clues.add_row(r["规则"], r["状态"], *(f"{r[k]:,}" for k in ("new", "seen", "gone", "reraised", "suppressed")))
+    console.print(clues)
+    if report.new_by_township:
+        console.print("new clues by township: " + ", ".join(f"{t} {n}" for t, n in sorted(report.new_by_township.items())))
+    if report.published_already:
+        console.print("the ledger already held this night: nothing changed")
+    console.print("steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items()))
+
+
+def run_cmd(ctx: typer.Context,
+            folder: Annotated[Path, typer.Argument(help="The night's inbox folder, inbox/YYYY-MM-DD.", exists=True,
+                                                   file_okay=False)],
+            night: Annotated[str | None, typer.Option("--date", help="The night (default: the folder's name).")] = None,
+            plain: Annotated[bool, typer.Option("--plain", help="Run the steps without Prefect.")] = False) -> None:
+    """Run the nightly comparison for one night: ingest, link, rules, publish, and the report.
+    No Prefect server is needed (an ephemeral one is started unless --plain)."""
+    from datetime import date
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from bidui.flows import nightly
+
+    home: Home = ctx.obj.ensure()
+    day = date.fromisoformat(night) if night else None
+    if plain:
+        console = _console()
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                      disable=not console.is_terminal, transient=True) as bar:
+            tasks = {}
+
+            def on_step(step: str, phase: str) -> None:
+                if phase == "start":
+                    tasks[step] = bar.add_task(f"{step}…", total=1)
+                else:
+                    bar.update(tasks[step], completed=1, description=f"{step} ✓")
+
+            report = nightly.run_night(home, folder, day, on_step)
+    else:
+        from bidui.flows.prefect_flows import nightly_comparison
+
+        result = nightly_comparison(str(folder), day.isoformat() if day else None, str(home.root))
+        report = nightly.NightReport(**result)
+    print_report(report)
+
+
+def schedule_cmd(ctx: typer.Context,
+                 inbox: Annotated[Path, typer.Option("--inbox", help="The inbox holding YYYY-MM-DD night folders.",
+                                                     exists=True, file_okay=False)],
+                 cron: Annotated[str, typer.Option("--cron", help="When the nightly comparison runs (Asia/Shanghai).")]
+                 = "0 2 * * *",
+                 follow_up_cron: Annotated[str, typer.Option("--follow-up-cron", help="When the daily follow-up runs.")]
+                 = "0 8 * * *") -> None:
+    """Serve the schedules: the nightly comparison (every unprocessed night folder of the inbox) and
+    the daily follow-up (overdue list; every third day the 三天一报 file). Needs a Prefect server:
+    `prefect server start`, and PREFECT_API_URL pointing at it. Runs until stopped."""
+    from bidui.flows.prefect_flows import serve_schedules
+
+    home: Home = ctx.obj.ensure()
+    if not os.environ.get("PREFECT_API_URL"):
+        _console().print("PREFECT_API_URL is not set: start `prefect server start` and set "
+                         "PREFECT_API_URL=http://127.0.0.1:4200/api (see the README)")
+        raise typer.Exit(1)
+    serve_schedules(inbox.resolve(), home.root.resolve(), cron, follow_up_cron)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_cmd)
+    app.command("schedule")(schedule_cmd)

@@ -1,0 +1,230 @@
+"""The nightly comparison as plain steps — ingest, link, rules, publish — and its run report.
+
+Prefect (bidui.flows.prefect_flows) wraps these steps as tasks; everything here runs and is
+tested without it. Each step is safe to repeat: ingest skips files it already holds, link and
+rules replace the night's rows in one transaction, publish does nothing for a night it has
+published. A night whose run completed is not run again (its stored report is returned), and a
+run that stopped midway is completed by the next one: the ledger changes only in publish, in
+one transaction."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from bidui import config
+from bidui.home import Home
+
+STEPS = ("ingest", "link", "rules", "publish")
+RUNS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS nightly_runs (
+    night DATE PRIMARY KEY, status VARCHAR NOT NULL, started_at TIMESTAMP, finished_at TIMESTAMP, report VARCHAR
+)"""
+
+
+@dataclass
+class NightReport:
+    night: str
+    folder: str
+    status: str = "running"  # running | completed | already
+    timings: dict[str, float] = field(default_factory=dict)
+    files: list[dict] = field(default_factory=list)  # per file: dataset, status, rows read/loaded/rejected, message
+    links: dict[str, int] = field(default_factory=dict)  # by method
+    rules: dict[str, dict] = field(default_factory=dict)  # by rule: status, hits, message
+    clues: dict[str, dict[str, int]] = field(default_factory=dict)  # by rule: new, seen, gone, reraised, suppressed
+    new_by_township: dict[str, int] = field(default_factory=dict)
+    published_already: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> NightReport:
+        return cls(**json.loads(text))
+
+    def dataset_rows(self) -> list[dict]:
+        return [{"文件": f["file"], "数据集": f["dataset"] or "", "结果": f["status"], "读取": f["rows_read"],
+                 "入库": f["rows_loaded"], "拒收": f["rows_rejected"], "说明": f["message"]} for f in self.files]
+
+    def clue_rows(self) -> list[dict]:
+        return [{"规则": rule, **{k: c.get(k, 0) for k in ("new", "seen", "gone", "reraised", "suppressed")},
+                 "状态": self.rules.get(rule, {}).get("status", "")} for rule, c in sorted(self.clues.items())]
+
+    def markdown(self) -> str:
+        held = [f for f in self.files if f["status"] in ("held", "refused", "missing")]
+        lines = [f"# 比对运行报告 {self.night}", "", f"数据目录：`{self.folder}`；状态：{self.status}", "",
+                 "## 步骤耗时", "", "| 步骤 | 秒 |", "|---|---|",
+                 *[f"| {k} | {v:.1f} |" for k, v in self.timings.items()], "",
+                 "## 数据集", "", "| 文件 | 数据集 | 结果 | 读取 | 入库 | 拒收 |", "|---|---|---|---|---|---|",
+                 *[f"| {f['file']} | {f['dataset'] or ''} | {f['status']} | {f['rows_read']:,} | {f['rows_loaded']:,} | "
+                   f"{f['rows_rejected']:,} |" for f in self.files], ""]
+        if held:
+            lines += ["**未入库（暂缓、拒收或缺失）：** " + "；".join(f"{f['file'] or f['dataset']}: {f['message']}"
+                                                        for f in held), ""]
+        lines += ["## 关联", "", " · ".join(f"{k} {v:,}" for k, v in self.links.items()), "",
+                  "## 线索", "", "| 规则 | 新增 | 再次发现 | 证据消失 | 重新下发 | 不再下发 |", "|---|---|---|---|---|---|",
+                  *[f"| {r['规则']} | {r['new']:,} | {r['seen']:,} | {r['gone']:,} | {r['reraised']:,} | {r['suppressed']:,} |"
+                    for r in self.clue_rows()], "",
+                  "## 新增线索（按乡镇）", "", "| 乡镇 | 新增 |", "|---|---|",
+                  *[f"| {t} | {n:,} |" for t, n in sorted(self.new_by_township.items())]]
+        skipped = {r: v for r, v in self.rules.items() if v["status"] != "ran"}
+        if skipped:
+            lines += ["", "**未运行的规则：** " + "；".join(f"{r}（{v['message']}）" for r, v in sorted(skipped.items()))]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the steps
+
+
+def ingest_step(home: Home, folder: Path, night: date) -> list[dict]:
+    from bidui.connectors import warehouse
+    from bidui.connectors.ingest import Limits, ingest_night
+
+    con = warehouse.connect(home.ensure().warehouse)
+    try:
+        outcomes = ingest_night(con, folder, night, limits=Limits.from_config(config.load(home.config)))
+    finally:
+        con.close()
+    return [asdict(o) for o in outcomes]
+
+
+def link_step(home: Home, night: date) -> dict[str, int]:
+    from bidui.connectors import warehouse
+    from bidui.matching.dedupe import register_duplicates, store_duplicates
+    from bidui.matching.link import Thresholds, link_night
+
+    con = warehouse.connect(home.warehouse)
+    try:
+        result = link_night(con, night, Thresholds.from_config(config.load(home.config)))
+        store_duplicates(con, night, register_duplicates(con, night))
+    finally:
+        con.close()
+    return result.counts
+
+
+def rules_step(home: Home, night: date) -> dict[str, dict]:
+    from bidui.connectors import warehouse
+    from bidui.rules.engine import run_rules, store_hits
+
+    con = warehouse.connect(home.warehouse)
+    try:
+        result = run_rules(con, night, config.load(home.config), home.root / "rules")
+        failed = [o for o in result.outcomes if o.status == "failed"]
+        if failed:  # a broken rule file must not silently drop its clues (nor mark them gone)
+            raise RuntimeError("; ".join(o.message for o in failed))
+        store_hits(con, night, result)
+    finally:
+        con.close()
+    return {o.code: {"status": o.status, "hits": o.hits, "message": o.message} for o in result.outcomes}
+
+
+def publish_step(home: Home, night: date) -> dict:
+    from bidui.clues.db import ledger_url, open_ledger
+    from bidui.clues.publish import divisions, night_hits, publish
+    from bidui.connectors import warehouse
+    from bidui.rules.engine import load_rules
+
+    con = warehouse.connect(home.warehouse)
+    try:
+        hits, runs = night_hits(con, night)
+        division_rows = divisions(con, night)
+    finally:
+        con.close()
+    titles = {r.code: r.title for r in load_rules(home.root / "rules")[0]}
+    due = int(config.load(home.config).get("clues", {}).get("due_days", 15))
+    ledger = open_ledger(ledger_url(home.ledger))
+    try:
+        result = publish(ledger, hits, runs, night, titles, due, division_rows)
+    finally:
+        ledger.close()
+    return {"already": result.already, "by_rule": result.by_rule, "new_by_township": result.new_by_township}
+
+
+# ---------------------------------------------------------------- the run
+
+
+def stored_report(home: Home, night: date) -> NightReport | None:
+    """The report of a completed run of the night, if there was one."""
+    if not home.warehouse.exists():
+        return None
+    from bidui.connectors import warehouse
+
+    con = warehouse.connect(home.warehouse)
+    try:
+        con.execute(RUNS_SCHEMA)
+        row = con.execute("SELECT report FROM nightly_runs WHERE night = ? AND status = 'completed'", [night]).fetchone()
+    finally:
+        con.close()
+    return NightReport.from_json(row[0]) if row else None
+
+
+def record(home: Home, report: NightReport, started: datetime) -> None:
+    from bidui.connectors import warehouse
+
+    con = warehouse.connect(home.warehouse)
+    try:
+        con.execute(RUNS_SCHEMA)
+        con.execute("INSERT OR REPLACE INTO nightly_runs VALUES (?, ?, ?, ?, ?)",
+                    [date.fromisoformat(report.night), report.status, started, datetime.now(), report.to_json()])
+    finally:
+        con.close()
+
+
+def apply_step(report: NightReport, step: str, value: object) -> None:
+    """Put a step's result into the report."""
+    if step == "ingest":
+        report.files = value  # type: ignore[assignment]
+    elif step == "link":
+        report.links = value  # type: ignore[assignment]
+    elif step == "rules":
+        report.rules = value  # type: ignore[assignment]
+    elif step == "publish":
+        v: dict = value  # type: ignore[assignment]
+        report.published_already = v["already"]
+        report.clues = v["by_rule"]
+        report.new_by_township = v["new_by_township"]
+
+
+def run_night(home: Home, folder: Path, night: date | None = None,
+              on_step: Callable[[str, str], None] | None = None) -> NightReport:
+    """Ingest, link, run the rules and publish one night; `on_step(step, "start"|"done")` is called
+    around each step (progress bars, tests). A night already completed is returned as it was."""
+    from bidui.connectors.ingest import night_of
+
+    night = night or night_of(folder)
+    done = stored_report(home, night)
+    if done is not None:
+        done.status = "already"
+        return done
+    report, started = NightReport(night.isoformat(), str(folder)), datetime.now()
+    steps: dict[str, Callable[[], object]] = {
+        "ingest": lambda: ingest_step(home, folder, night), "link": lambda: link_step(home, night),
+        "rules": lambda: rules_step(home, night), "publish": lambda: publish_step(home, night)}
+    for step in STEPS:
+        if on_step:
+            on_step(step, "start")
+        t = time.perf_counter()
+        apply_step(report, step, steps[step]())
+        report.timings[step] = round(time.perf_counter() - t, 2)
+        if on_step:
+            on_step(step, "done")
+    report.status = "completed"
+    record(home, report, started)
+    return report
+
+
+def unprocessed_nights(home: Home, inbox: Path) -> list[Path]:
+    """Night folders (inbox/YYYY-MM-DD) without a completed run, oldest first."""
+    out = []
+    for folder in sorted(p for p in inbox.iterdir() if p.is_dir()):
+        try:
+            night = date.fromisoformat(folder.name)
+        except ValueError:
+            continue
+        if stored_report(home, night) is None:
+            out.append(folder)
+    return out

@@ -1,0 +1,142 @@
+"""Prefect flows: the nightly comparison (tasks around bidui.flows.nightly's steps), the daily
+follow-up, and the schedules that serve them. The flows stay thin: the logic is in the packages.
+
+A one-off run needs no Prefect server (Prefect starts an ephemeral one); a schedule needs a
+running server (`prefect server start`, then PREFECT_API_URL=http://127.0.0.1:4200/api)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from bidui.flows import nightly
+from bidui.home import Home
+
+TIMEZONE = "Asia/Shanghai"
+
+
+# Retries where a failure can be transient: a file still being copied into the inbox, the ledger
+# busy or its PostgreSQL restarting. Linking and the rules are deterministic: a retry would fail again.
+@task(name="ingest", retries=2, retry_delay_seconds=30)
+def ingest_task(home: str, folder: str, night: date) -> list[dict]:
+    return nightly.ingest_step(Home(Path(home)), Path(folder), night)
+
+
+@task(name="link")
+def link_task(home: str, night: date) -> dict[str, int]:
+    return nightly.link_step(Home(Path(home)), night)
+
+
+@task(name="rules")
+def rules_task(home: str, night: date) -> dict[str, dict]:
+    return nightly.rules_step(Home(Path(home)), night)
+
+
+@task(name="publish", retries=3, retry_delay_seconds=20)
+def publish_task(home: str, night: date) -> dict:
+    return nightly.publish_step(Home(Path(home)), night)
+
+
+def _artifacts(report: nightly.NightReport) -> None:
+    key = f"night-{report.night}"
+    create_markdown_artifact(report.markdown(), key=f"{key}-report", description=f"比对运行报告 {report.night}")
+    if report.files:
+        create_table_artifact(report.dataset_rows(), key=f"{key}-datasets", description="数据集入库情况")
+    if report.clues:
+        create_table_artifact(report.clue_rows(), key=f"{key}-clues", description="线索（按规则）")
+
+
+@flow(name="nightly-comparison", log_prints=True)
+def nightly_comparison(night_dir: str, run_date: str | None = None, home: str | None = None) -> dict:
+    """Ingest → link → rules → publish for one night folder, with a run report as artifacts."""
+    logger = get_run_logger()
+    h = Home.resolve(Path(home) if home else None)
+    folder = Path(night_dir)
+    from bidui.connectors.ingest import night_of
+
+    night = date.fromisoformat(run_date) if run_date else night_of(folder)
+    done = nightly.stored_report(h, night)
+    if done is not None:
+        logger.info("night %s already completed: nothing to do", night)
+        done.status = "already"
+        return done.__dict__
+    report, started = nightly.NightReport(night.isoformat(), str(folder)), datetime.now()
+    root = str(h.root)
+    for step, run in (("ingest", lambda: ingest_task(root, str(folder), night)), ("link", lambda: link_task(root, night)),
+                      ("rules", lambda: rules_task(root, night)), ("publish", lambda: publish_task(root, night))):
+        t = datetime.now()
+        nightly.apply_step(report, step, run())
+        report.timings[step] = round((datetime.now() - t).total_seconds(), 2)
+        logger.info("%s done in %.1f s", step, report.timings[step])
+    report.status = "completed"
+    nightly.record(h, report, started)
+    _artifacts(report)
+    return report.__dict__
+
+
+@flow(name="nightly-inbox")
+def nightly_inbox(inbox: str, home: str | None = None) -> list[str]:
+    """Every night folder of the inbox without a completed run, oldest first (so a night missed
+    while the server was down is not skipped; publishing an older night after a newer one
+    would change nothing)."""
+    h = Home.resolve(Path(home) if home else None)
+    done = []
+    for folder in nightly.unprocessed_nights(h, Path(inbox)):
+        nightly_comparison(str(folder), None, str(h.root))
+        done.append(folder.name)
+    return done
+
+
+@flow(name="follow-up")
+def follow_up(home: str | None = None, today: str | None = None) -> dict:
+    """The daily follow-up: the overdue list, and every third day the 三天一报 report file
+    (`<home>/reports/三天一报_<date>.xlsx`)."""
+    from bidui.clues import report
+    from bidui.clues.db import ledger_url, open_ledger
+
+    h = Home.resolve(Path(home) if home else None)
+    day = date.fromisoformat(today) if today else date.today()
+    ledger = open_ledger(ledger_url(h.ledger))
+    try:
+        with ledger.read() as s:
+            rep = report.build(s, None, day)
+            three = report.three_days(s, None, day) if day.toordinal() % 3 == 0 else None
+    finally:
+        ledger.close()
+    rows = rep.overdue.head(500).with_columns(rep.overdue["due_date"].head(500).cast(str)).to_dicts()
+    create_table_artifact(rows or [{"说明": "没有逾期线索"}], key=f"overdue-{day.isoformat()}",
+                          description=f"逾期未核实线索 {day.isoformat()}（{rep.overdue.height} 条）")
+    out = None
+    if three is not None:
+        (h.root / "reports").mkdir(parents=True, exist_ok=True)
+        out = h.root / "reports" / f"三天一报_{day.isoformat()}.xlsx"
+        report.write_xlsx(three, out)
+    return {"overdue": rep.overdue.height, "three_day_report": str(out) if out else None}
+
+
+def deployments(inbox: Path, home: Path, cron: str, follow_up_cron: str) -> list:
+    from prefect.schedules import Cron
+
+    return [
+        nightly_inbox.to_deployment(name="nightly", schedules=[Cron(cron, timezone=TIMEZONE)],
+                                    parameters={"inbox": str(inbox), "home": str(home)}),
+        follow_up.to_deployment(name="daily", schedules=[Cron(follow_up_cron, timezone=TIMEZONE)],
+                                parameters={"home": str(home)}),
+    ]
+
+
+def serve_schedules(inbox: Path, home: Path, cron: str = "0 2 * * *", follow_up_cron: str = "0 8 * * *") -> None:
+    from prefect import serve
+
+    serve(*deployments(inbox, home, cron, follow_up_cron))
+
+
+def next_minute_cron(now: datetime | None = None) -> str:
+    """A cron string for the next whole minute in the schedules' time zone (the schedule demo)."""
+    from zoneinfo import ZoneInfo
+
+    t = (now or datetime.now(ZoneInfo(TIMEZONE))) + timedelta(minutes=1)
+    return f"{t.minute} {t.hour} * * *"
