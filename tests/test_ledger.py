@@ -205,8 +205,9 @@ def test_a_refuted_clue_is_not_raised_again_unless_its_evidence_changed(ledger) 
 
 
 def test_the_evidence_hash_ignores_delivery_details() -> None:
-    a = evidence_hash('{"plate": "浙A1", "source_file": "a.csv", "source_row": 3, "link_score": 0.99}')
-    b = evidence_hash('{"source_row": 8, "plate": "浙A1", "source_file": "b.xlsx", "link_score": 1.0}')
+    a = evidence_hash('{"plate": "浙A1", "plate_raw": "浙A1 ", "source_file": "a.csv", "source_row": 3, "link_score": 0.99, '
+                      '"raw_json": "{\\"号牌\\": \\"浙A1 \\"}"}')
+    b = evidence_hash('{"source_row": 8, "plate": "浙A1", "source_file": "b.xlsx", "link_score": 1.0, "raw_json": "{}"}')
     assert a == b != evidence_hash('{"plate": "浙A2"}')
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bidui.clues.publish import VOLATILE
+from bidui.clues.publish import is_delivery_detail
 
 LINK_LABELS = {"exact": "证件号码精确匹配", "fuzzy": "模糊匹配", "review": "模糊匹配（身份待确认）", "none": "未匹配"}
 COMPARISON_LABELS = {"id": "证件号码", "name": "姓名", "birth": "出生日期", "sex": "性别", "village": "村",
@@ -27,7 +27,7 @@ def evidence_text(record: str | None) -> str:
     except json.JSONDecodeError:
         return record
     if isinstance(value, dict):
-        return "；".join(f"{k}: {_fmt(v)}" for k, v in value.items() if k not in VOLATILE and v not in (None, ""))
+        return "；".join(f"{k}: {_fmt(v)}" for k, v in value.items() if not is_delivery_detail(k) and v not in (None, ""))
     return _fmt(value)
 
 

@@ -31,7 +31,11 @@ SYSTEM = "system"
 # Keys of an evidence record that describe the delivery, not the fact: a new file name, row
 # number or link score on another night is the same evidence.
 VOLATILE = {"snapshot_date", "load_id", "source_file", "source_row", "ident", "person_key", "link_method", "link_score",
-            "link_explanation"}
+            "link_explanation", "raw_json"}  # and every `<column>_raw`: the value as typed, not the fact
+
+
+def is_delivery_detail(key: str) -> bool:
+    return key in VOLATILE or key.endswith("_raw")
 CLUE_FIELDS = ("rule_code", "category", "subject_key", "subject_person_key", "subject_id_number", "subject_name",
                "household_code", "hukou_number", "township_code", "village_code", "household_status",
                "registered_year", "evidence_dataset", "evidence_key", "evidence_date", "link_method", "link_score",
@@ -45,7 +49,7 @@ def evidence_hash(record: str | None) -> str:
     except json.JSONDecodeError:
         value = record
     if isinstance(value, dict):
-        value = {k: v for k, v in value.items() if k not in VOLATILE}
+        value = {k: v for k, v in value.items() if not is_delivery_detail(k)}
     return hashlib.sha256(json.dumps(value, ensure_ascii=False, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -110,8 +114,13 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
         if division_rows is not None and division_rows.height:
             _sync_divisions(session, division_rows)
         existing = {(c.rule_code, c.subject_key, c.evidence_key): c for c in session.scalars(select(Clue))}
+        # Sorted, so that when one clue has several evidence rows tonight the same one speaks for
+        # it every night (else its evidence would seem to change from night to night).
         hits = hits.with_columns(pl.col("evidence_key").fill_null(""), pl.col("household_code").fill_null(""),
-                                 pl.col("hukou_number").fill_null(""))
+                                 pl.col("hukou_number").fill_null(""),
+                                 pl.col("evidence_record").fill_null("").map_elements(evidence_hash, return_dtype=pl.String)
+                                 .alias("_digest")).sort(
+            ["rule_code", "subject_key", "evidence_key", "household_code", "_digest"], nulls_last=True)
         new_rows, new_evidence, events, updates = [], {}, [], []
         seen_ids: set[int] = set()
 
@@ -122,7 +131,7 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
 
         for row in hits.iter_rows(named=True):
             key = (row["rule_code"], row["subject_key"], row["evidence_key"])
-            digest = evidence_hash(row["evidence_record"])
+            digest = row["_digest"]
             clue = existing.get(key)
             if clue is None:
                 if key in new_evidence:  # the same clue twice in one night's hits: once

@@ -178,7 +178,10 @@ def run_rules(con: duckdb.DuckDBPyConnection, night: date, cfg: dict, home_rules
             pl.col("evidence_date").cast(pl.Date))
         before = (pl.col("evidence_date").dt.year() < pl.col("registered_year")) if rule.category == "mis_inclusion" \
             else pl.lit(None, pl.Boolean)
-        frame = frame.with_columns(before.alias("before_registration")).unique(
+        # Sorted first: which of several evidence rows of one hit is kept must not depend on the
+        # order DuckDB returned them in.
+        frame = frame.with_columns(before.alias("before_registration")).sort(
+            ["subject_key", "household_code", "evidence_key", "evidence_record"], nulls_last=True).unique(
             ["rule_code", "subject_key", "household_code", "evidence_key"], keep="first", maintain_order=True)
         frames.append(frame)
         outcomes.append(RuleOutcome(rule.code, "ran", frame.height, time.perf_counter() - start))
