@@ -141,3 +141,12 @@ class PublishRun(Base):
     reraised: Mapped[int] = mapped_column(Integer)
     suppressed: Mapped[int] = mapped_column(Integer)
     skipped_rules: Mapped[str | None] = mapped_column(Text)
+
+
+class RunReport(Base):
+    """A nightly run's report, copied from the warehouse so the web app can show it."""
+
+    __tablename__ = "run_reports"
+    night: Mapped[date] = mapped_column(Date, primary_key=True)
+    finished_at: Mapped[datetime] = mapped_column(DateTime)
+    report: Mapped[str] = mapped_column(Text)  # JSON of bidui.flows.nightly.NightReport

@@ -99,6 +99,18 @@ def schedule_cmd(ctx: typer.Context,
     serve_schedules(inbox.resolve(), home.root.resolve(), cron, follow_up_cron)
 
 
+def serve_cmd(ctx: typer.Context, host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+              port: Annotated[int, typer.Option("--port")] = 8000,
+              workers: Annotated[int, typer.Option("--workers", help="Server processes.")] = 1) -> None:
+    """Start the web app (township inbox, verify and sign, county review, dashboards)."""
+    from bidui.web.app import serve
+
+    home: Home = ctx.obj.ensure()
+    _console().print(f"bidui web on http://{host}:{port} (ledger: {home.ledger})")
+    serve(home, host, port, workers)
+
+
 def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_cmd)
     app.command("run")(run_cmd)
     app.command("schedule")(schedule_cmd)

@@ -163,13 +163,24 @@ def stored_report(home: Home, night: date) -> NightReport | None:
 
 
 def record(home: Home, report: NightReport, started: datetime) -> None:
+    """Keep the report in the warehouse (the run's record) and in the ledger (for the web app,
+    which never opens DuckDB)."""
+    from bidui.clues.db import ledger_url, open_ledger
+    from bidui.clues.models import RunReport
     from bidui.connectors import warehouse
 
+    finished = datetime.now()
+    ledger = open_ledger(ledger_url(home.ledger))
+    try:
+        with ledger.write() as s:
+            s.merge(RunReport(night=date.fromisoformat(report.night), finished_at=finished, report=report.to_json()))
+    finally:
+        ledger.close()
     con = warehouse.connect(home.warehouse)
     try:
         con.execute(RUNS_SCHEMA)
         con.execute("INSERT OR REPLACE INTO nightly_runs VALUES (?, ?, ?, ?, ?)",
-                    [date.fromisoformat(report.night), report.status, started, datetime.now(), report.to_json()])
+                    [date.fromisoformat(report.night), report.status, started, finished, report.to_json()])
     finally:
         con.close()
 

@@ -1,0 +1,110 @@
+"""The web app (FastAPI + Jinja2, server-rendered, in Chinese). It reads and writes the ledger
+only; it never opens the DuckDB warehouse (the nightly run copies what it needs into the ledger).
+
+    bidui serve [--host 127.0.0.1] [--port 8000]"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy.orm import Session
+from starlette.middleware.sessions import SessionMiddleware
+
+from bidui.clues.db import Ledger, ledger_url, open_ledger
+from bidui.home import Home
+from bidui.signing import secret_key
+from bidui.web import county, supervisor, township
+from bidui.web.deps import db, templates
+from bidui.web.security import SESSION_IDLE, LoginRequired, csrf_token, current_user, login
+
+log = logging.getLogger("bidui.web")
+HOME_PAGE = {"township": "/inbox", "county": "/review", "prefecture": "/dashboard", "admin": "/admin"}
+
+
+def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
+    app = FastAPI(title="bidui 比对", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.home = home
+    app.state.ledger = ledger or open_ledger(ledger_url(home.ledger))
+    app.state.secret = secret_key(home.root)
+    app.add_middleware(SessionMiddleware, secret_key=app.state.secret, session_cookie="bidui_session",
+                       max_age=SESSION_IDLE, same_site="lax", https_only=bool(os.environ.get("BIDUI_SECURE_COOKIES")))
+
+    @app.middleware("http")
+    async def access_log(request: Request, call_next):
+        # Method, path and status only: query strings and forms can carry ID numbers.
+        start = time.perf_counter()
+        response = await call_next(request)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        log.info("%s %s %s %.0f ms", request.method, request.url.path if not request.url.path.startswith("/clues/")
+                 else "/clues/…", response.status_code, (time.perf_counter() - start) * 1000)
+        return response
+
+    @app.exception_handler(LoginRequired)
+    async def to_login(request: Request, _exc: LoginRequired):
+        return RedirectResponse("/login", status_code=303)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        text = {404: "页面不存在，或不在您的管辖范围内", 403: exc.detail or "无权操作"}.get(exc.status_code, str(exc.detail))
+        return templates.TemplateResponse(request, "error.html", {"user": None, "message": text, "csrf": ""},
+                                          status_code=exc.status_code)
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request, message: str = ""):
+        request.session.setdefault("login_csrf", os.urandom(16).hex())
+        return templates.TemplateResponse(request, "login.html", {"user": None, "error": message,
+                                                                  "csrf": request.session["login_csrf"]})
+
+    @app.post("/login")
+    def login_post(request: Request, username: str = Form(""), password: str = Form(""), csrf_token: str = Form(""),
+                   session: Session = Depends(db)):  # noqa: B008
+        if not csrf_token or csrf_token != request.session.get("login_csrf"):
+            raise HTTPException(403, "表单已失效，请刷新页面后重试")
+        with request.app.state.ledger.write() as s:
+            user, message = login(s, request, username.strip(), password)
+            role = user.role if user else None
+        if user is None:
+            log.info("login refused")
+            return RedirectResponse(f"/login?message={message}", status_code=303)
+        return RedirectResponse(HOME_PAGE[role], status_code=303)
+
+    @app.post("/logout")
+    def logout(request: Request, csrf_token: str = Form("")):
+        if csrf_token and csrf_token == request.session.get("csrf"):
+            request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    @app.get("/")
+    def home_page(request: Request, session: Session = Depends(db)):  # noqa: B008
+        return RedirectResponse(HOME_PAGE[current_user(request, session).role], status_code=303)
+
+    @app.get("/healthz")
+    def health() -> dict:
+        return {"ok": True}
+
+    templates.env.globals["csrf_of"] = csrf_token
+    app.include_router(township.router)
+    app.include_router(county.router)
+    app.include_router(supervisor.router)
+    return app
+
+
+def serve(home: Home, host: str, port: int, workers: int = 1) -> None:
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.environ["BIDUI_HOME"] = str(Path(home.root).resolve())
+    # uvicorn's own access log prints query strings (which may hold an ID number): ours replaces it.
+    uvicorn.run("bidui.web.app:app_from_env", factory=True, host=host, port=port, workers=workers, access_log=False,
+                log_level="info")
+
+
+def app_from_env() -> FastAPI:
+    return create_app(Home.resolve(None))

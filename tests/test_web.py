@@ -1,0 +1,198 @@
+"""The web app over HTTP: every role's pages, scope (another township's clue, workbook or report
+is a 404), CSRF, expired sessions, lock-out, and the verify → close path through the forms."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from bidui.clues.db import ledger_url, open_ledger
+from bidui.clues.models import Clue
+from bidui.clues.users import add_user
+from bidui.flows import nightly
+from bidui.home import Home
+from bidui.web import security
+from bidui.web.app import create_app
+
+PASSWORD = "web-pass-123"
+
+
+@pytest.fixture(scope="module")
+def published_home(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A home with the tiny prefecture's first night published, and one user per role."""
+    home = Home(tmp_path_factory.mktemp("webhome"))
+    nightly.run_night(home, tiny / "inbox" / "2026-11-20")
+    ledger = open_ledger(ledger_url(home.ledger))
+    with ledger.write() as s:
+        towns = [t for t, in s.execute(select(Clue.township_code).group_by(Clue.township_code)
+                                       .order_by(func.count().desc()))]
+        town, other = towns[0], next(t for t in towns[1:] if t[:6] == towns[0][:6])
+        add_user(s, "town", "乡镇甲", "township", town, PASSWORD, "扶贫专干")
+        add_user(s, "other", "乡镇乙", "township", other, PASSWORD)
+        add_user(s, "county", "县审核", "county", town[:6] + "000000", PASSWORD)
+        add_user(s, "pref", "市督导", "prefecture", town[:4] + "00000000", PASSWORD)
+        add_user(s, "admin", "专班", "admin", town[:4] + "00000000", PASSWORD)
+    ledger.close()
+    return home.root, town, other
+
+
+@pytest.fixture
+def home(published_home, tmp_path: Path) -> tuple[Home, str, str]:
+    root, town, other = published_home
+    copy = tmp_path / "home"
+    shutil.copytree(root, copy)
+    return Home(copy), town, other
+
+
+def client_for(home: Home) -> TestClient:
+    return TestClient(create_app(home), follow_redirects=False)
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD):
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+
+
+def csrf(client: TestClient, path: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text).group(1)
+
+
+def clue_ids(home: Home, township: str) -> list[int]:
+    ledger = open_ledger(ledger_url(home.ledger))
+    with ledger.read() as s:
+        ids = list(s.scalars(select(Clue.id).where(Clue.township_code == township).order_by(Clue.id)))
+    ledger.close()
+    return ids
+
+
+@pytest.mark.parametrize(("user", "landing", "pages"), [
+    ("town", "/inbox", ["/inbox", "/inbox?status=&overdue=true", "/inbox?q=王", "/workbook"]),
+    ("county", "/review", ["/review", "/inbox", "/dashboard", "/report.xlsx"]),
+    ("pref", "/dashboard", ["/dashboard", "/inbox", "/report.xlsx?three_day=false"]),
+    ("admin", "/admin", ["/admin", "/dashboard"]),
+])
+def test_every_roles_pages(home, user: str, landing: str, pages: list[str]) -> None:
+    h, town, _ = home
+    c = client_for(h)
+    r = login(c, user)
+    assert r.status_code == 303 and r.headers["location"] == landing
+    for path in pages:
+        r = c.get(path)
+        assert r.status_code == 200, (path, r.text[:300])
+    some = clue_ids(h, town)[0]
+    assert c.get(f"/clues/{some}").status_code == 200  # every role here covers that township
+
+
+def test_the_inbox_is_grouped_and_scoped(home) -> None:
+    h, town, other = home
+    c = client_for(h)
+    login(c, "town")
+    page = c.get("/inbox?status=").text
+    assert page.count('class="household"') >= 1
+    mine, theirs = clue_ids(h, town), clue_ids(h, other)
+    assert all(f'href="/clues/{i}"' not in page for i in theirs)
+    assert sum(f'href="/clues/{i}"' in page for i in mine) == len(mine)
+
+
+def test_another_townships_clue_workbook_and_report_are_404(home) -> None:
+    h, _, other = home
+    c = client_for(h)
+    login(c, "town")
+    theirs = clue_ids(h, other)[0]
+    assert c.get(f"/clues/{theirs}").status_code == 404
+    assert c.get(f"/workbook?township={other}").status_code == 404
+    assert c.get("/report.xlsx").status_code == 404 and c.get("/dashboard").status_code == 404
+    assert c.get("/review").status_code == 404 and c.get("/admin").status_code == 404
+    token = csrf(c, "/inbox")
+    r = c.post(f"/clues/{theirs}/verify", data={"csrf_token": token, "version": 1, "outcome": "不属实", "finding": "x",
+                                               "verifier_name": "甲", "verifier_position": "乙", "verified_on": "2026-11-21"})
+    assert r.status_code == 404
+
+
+def test_a_form_without_its_csrf_token_is_refused(home) -> None:
+    h, town, _ = home
+    c = client_for(h)
+    login(c, "town")
+    mine = clue_ids(h, town)[0]
+    data = {"version": 1, "outcome": "不属实", "finding": "x", "verifier_name": "甲", "verifier_position": "乙",
+            "verified_on": "2026-11-21"}
+    assert c.post(f"/clues/{mine}/verify", data=data).status_code == 403
+    assert c.post(f"/clues/{mine}/verify", data=data | {"csrf_token": "forged"}).status_code == 403
+    fresh = client_for(h)
+    assert fresh.post("/login", data={"username": "town", "password": PASSWORD}).status_code == 403
+
+
+def test_an_expired_session_goes_back_to_login(home, monkeypatch) -> None:
+    h, _, _ = home
+    c = client_for(h)
+    login(c, "town")
+    assert c.get("/inbox").status_code == 200
+    real = time.time
+    monkeypatch.setattr(security.time, "time", lambda: real() + security.SESSION_IDLE + 1)
+    r = c.get("/inbox")
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert client_for(h).get("/inbox").headers["location"] == "/login"  # no session at all
+
+
+def test_repeated_wrong_passwords_lock_the_account(home) -> None:
+    h, _, _ = home
+    c = client_for(h)
+    for _ in range(security.MAX_FAILURES):
+        assert login(c, "town", "wrong-password").headers["location"].startswith("/login")
+    r = login(c, "town")  # the right password, too late
+    assert r.headers["location"].startswith("/login") and "锁定" in c.get(r.headers["location"]).text
+
+
+def test_the_login_rotates_the_session(home) -> None:
+    h, _, _ = home
+    c = client_for(h)
+    c.get("/login")
+    before = c.cookies.get("bidui_session")
+    login(c, "town")
+    assert c.cookies.get("bidui_session") != before
+
+
+def test_verify_sign_then_close_moves_the_closure_rate(home) -> None:
+    h, town, _ = home
+    clue = clue_ids(h, town)[0]
+    t = client_for(h)
+    login(t, "town")
+    token = csrf(t, f"/clues/{clue}")
+    r = t.post(f"/clues/{clue}/verify", data={"csrf_token": token, "version": 1, "outcome": "属实·已整改",
+                                              "action": "清退出列", "finding": "已按程序清退", "verifier_name": "张三",
+                                              "verifier_position": "扶贫专干", "verified_on": "2026-11-21"})
+    assert r.status_code == 303 and "message" in r.headers["location"]
+    again = t.post(f"/clues/{clue}/verify", data={"csrf_token": token, "version": 1, "outcome": "不属实", "finding": "x",
+                                                  "verifier_name": "甲", "verifier_position": "乙",
+                                                  "verified_on": "2026-11-21"})
+    assert "error" in again.headers["location"]  # stale version or wrong state: refused, said so
+    county = client_for(h)
+    login(county, "county")
+    before = re.search(r'id="kpi-closure">([^<]+)<', county.get("/dashboard").text).group(1)
+    assert f"{clue}:2" in county.get("/review").text
+    r = county.post("/review", data={"csrf_token": csrf(county, "/review"), "decision": "close", "clue": f"{clue}:2"})
+    assert r.status_code == 303
+    after = re.search(r'id="kpi-closure">([^<]+)<', county.get("/dashboard").text).group(1)
+    assert before != after and float(after.rstrip("%")) > float(before.rstrip("%"))
+    assert "已销号" in county.get(f"/clues/{clue}").text
+
+
+def test_no_id_number_reaches_the_access_log(home, caplog) -> None:
+    h, town, _ = home
+    c = client_for(h)
+    login(c, "town")
+    ledger = open_ledger(ledger_url(h.ledger))
+    with ledger.read() as s:
+        some_id = s.scalar(select(Clue.subject_id_number).where(Clue.township_code == town,
+                                                                Clue.subject_id_number.is_not(None)))
+    ledger.close()
+    with caplog.at_level("INFO", logger="bidui.web"):
+        assert c.get(f"/inbox?q={some_id}").status_code == 200
+    assert caplog.records and all(some_id not in r.getMessage() for r in caplog.records)
