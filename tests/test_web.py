@@ -10,36 +10,14 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bidui.clues.db import ledger_url, open_ledger
 from bidui.clues.models import Clue
-from bidui.clues.users import add_user
-from bidui.flows import nightly
 from bidui.home import Home
 from bidui.web import security
 from bidui.web.app import create_app
-
-PASSWORD = "web-pass-123"
-
-
-@pytest.fixture(scope="module")
-def published_home(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
-    """A home with the tiny prefecture's first night published, and one user per role."""
-    home = Home(tmp_path_factory.mktemp("webhome"))
-    nightly.run_night(home, tiny / "inbox" / "2026-11-20")
-    ledger = open_ledger(ledger_url(home.ledger))
-    with ledger.write() as s:
-        towns = [t for t, in s.execute(select(Clue.township_code).group_by(Clue.township_code)
-                                       .order_by(func.count().desc()))]
-        town, other = towns[0], next(t for t in towns[1:] if t[:6] == towns[0][:6])
-        add_user(s, "town", "乡镇甲", "township", town, PASSWORD, "扶贫专干")
-        add_user(s, "other", "乡镇乙", "township", other, PASSWORD)
-        add_user(s, "county", "县审核", "county", town[:6] + "000000", PASSWORD)
-        add_user(s, "pref", "市督导", "prefecture", town[:4] + "00000000", PASSWORD)
-        add_user(s, "admin", "专班", "admin", town[:4] + "00000000", PASSWORD)
-    ledger.close()
-    return home.root, town, other
+from tests.conftest import PASSWORD
 
 
 @pytest.fixture

@@ -18,17 +18,51 @@ LEVEL_LABELS = {
 }
 
 
-def evidence_text(record: str | None) -> str:
-    """The department record as `field: value` pairs (delivery details left out)."""
+ID_STATUS_LABELS = {"valid": "有效", "missing": "缺失", "bad_length": "位数不对", "bad_province": "省份代码不对",
+                    "bad_birth_date": "出生日期不对", "bad_check": "校验位不对", "excel_mangled": "被 Excel 截断"}
+EXTRA_LABELS = {"age": "年龄", "other_households": "其他户", "household_total": "全户自付合计", "status": "状态",
+                "probable_id": "可能的正确证件号"}
+
+
+def _field_labels() -> dict[str, dict[str, str]]:
+    """Each dataset's canonical columns with their Chinese headers (the extract spec), and under
+    "" the first header seen for each name: to show a record as it was delivered."""
+    from bidui.datasets import DATASETS
+
+    out: dict[str, dict[str, str]] = {"": {}}
+    for ds in DATASETS:
+        out[ds.code] = {col.name: col.header for col in ds.columns}
+        for col in ds.columns:
+            out[""].setdefault(col.name, col.header)
+    return out
+
+
+FIELD_LABELS = _field_labels()
+
+
+def evidence_text(record: str | None, dataset: str | None = None) -> str:
+    """The department record as `字段：值` pairs in the extract's Chinese headers (delivery details
+    left out; an ID's validity said in words)."""
     if not record or record == "null":
         return ""
     try:
         value = json.loads(record)
     except json.JSONDecodeError:
         return record
-    if isinstance(value, dict):
-        return "；".join(f"{k}: {_fmt(v)}" for k, v in value.items() if not is_delivery_detail(k) and v not in (None, ""))
-    return _fmt(value)
+    if not isinstance(value, dict):
+        return _fmt(value)
+    labels = FIELD_LABELS[""] | FIELD_LABELS.get(dataset or "", {})
+    parts = []
+    for k, v in value.items():
+        if is_delivery_detail(k) or v in (None, ""):
+            continue
+        if k.endswith("_status") and k != "status":
+            if v == "valid":
+                continue
+            parts.append(f"{labels.get(k.removesuffix('_status'), k)}：{ID_STATUS_LABELS.get(v, v)}")
+            continue
+        parts.append(f"{labels.get(k) or EXTRA_LABELS.get(k, k)}：{_fmt(v)}")
+    return "；".join(parts)
 
 
 def _fmt(v: object) -> str:

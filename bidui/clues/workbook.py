@@ -94,7 +94,7 @@ def write_workbook(session: Session, township: str, out: Path, key: str, issued_
         fmt = band[shade]
         row = [c.id, c.version, names.get(c.village_code or "", c.village_code or ""), c.household_code, c.hukou_number,
                c.subject_name or "", c.subject_id_number or "", f"{c.rule_title}（{c.rule_code}）",
-               CATEGORY_LABELS.get(c.category, c.category), c.evidence_dataset or "", evidence_text(evidence.get(c.id)),
+               CATEGORY_LABELS.get(c.category, c.category), c.evidence_dataset or "", evidence_text(evidence.get(c.id), c.evidence_dataset),
                link_text(c.link_method, c.link_score, c.link_explanation), c.first_seen.isoformat(),
                c.due_date.isoformat(), STATUS_LABELS[c.status], c.return_reason or ""]
         for j, v in enumerate(row):

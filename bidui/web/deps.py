@@ -16,10 +16,12 @@ from bidui import scope
 from bidui.clues.models import Clue, Division, User
 from bidui.clues.states import STATUS_LABELS
 from bidui.clues.workbook import CATEGORY_LABELS
+from bidui.datasets import DATASETS
 from bidui.web.security import csrf_token, current_user
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.globals.update(STATUS_LABELS=STATUS_LABELS, CATEGORY_LABELS=CATEGORY_LABELS,
+                             DATASET_LABELS={ds.code: ds.title for ds in DATASETS},
                              ROLE_LABELS={"township": "乡镇核实员", "county": "县级审核员", "prefecture": "市级督导",
                                           "admin": "专班管理员"})
 

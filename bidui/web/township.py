@@ -77,7 +77,7 @@ def clue_page(clue_id: int, c: Ctx = Depends(ctx), message: str = "", error: str
         Clue.household_code == clue.household_code, Clue.hukou_number == clue.hukou_number, Clue.id != clue.id))
         .order_by(Clue.id).limit(50)).all()
     return c.render("clue.html", clue=clue, names=c.division_names(),
-                    evidence=[(e.night, evidence_text(e.record)) for e in evidence], events=events,
+                    evidence=[(e.night, evidence_text(e.record, clue.evidence_dataset)) for e in evidence], events=events,
                     household=household, link=link_text(clue.link_method, clue.link_score, clue.link_explanation),
                     waterfall=explanation_parts(clue.link_explanation), outcomes=OUTCOMES, actions=ACTIONS,
                     can_verify=c.user.role == "township" and clue.status in (DISPATCHED, RETURNED),

@@ -1,0 +1,166 @@
+"""In a real browser (headless Chromium driven by Selenium through chromedriver): township staff
+log in, open a household's clue, verify and sign; the county reviewer closes it; the supervisor
+dashboard's closure rate moves. A screenshot of every page is taken on the way (kept under
+docs/screenshots/ when BIDUI_SCREENSHOTS names that folder).
+
+.ci/run installs Debian's chromium and chromium-driver; without them these tests are skipped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bidui.clues.db import ledger_url, open_ledger
+from bidui.clues.models import Clue
+from bidui.home import Home
+from bidui.web.app import create_app
+from tests.conftest import PASSWORD
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(published_home, tmp_path: Path):
+    import uvicorn
+
+    root, town, _ = published_home
+    home = Home(tmp_path / "home")
+    shutil.copytree(root, home.root)
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(home), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}", home, town
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000", "--lang=zh-CN"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()
+
+
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("BIDUI_SCREENSHOTS") or tmp_path / "shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def wait_for(driver, url_part: str) -> None:
+    """Until the form's redirect has landed (a click returns before the next page loads)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 10).until(lambda d: url_part in d.current_url)
+
+
+def sign_in(driver, base: str, username: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(base + "/login")
+    driver.find_element(By.ID, "username").send_keys(username)
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.ID, "login").click()
+    WebDriverWait(driver, 10).until(lambda d: "/login" not in d.current_url)
+
+
+def sign_out(driver) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.XPATH, "//header//form//button").click()
+    wait_for(driver, "/login")
+
+
+def test_verify_sign_close_and_the_dashboard_moves(server, browser, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    base, home, _ = server
+    out = shots(tmp_path)
+    browser.get(base + "/login")
+    browser.save_screenshot(str(out / "01-login.png"))
+    sign_in(browser, base, "town")
+    assert browser.current_url.endswith("/inbox")
+    assert browser.find_elements(By.CSS_SELECTOR, ".household")
+    browser.save_screenshot(str(out / "02-township-inbox.png"))
+    # Open the first household's first clue.
+    link = browser.find_element(By.CSS_SELECTOR, ".household a")
+    link.click()
+    clue_id = int(browser.current_url.rsplit("/", 1)[1])
+    browser.save_screenshot(str(out / "03-clue.png"))
+    Select(browser.find_element(By.ID, "outcome")).select_by_visible_text("属实·已整改")
+    Select(browser.find_element(By.ID, "action")).select_by_visible_text("数据已更正")
+    browser.find_element(By.ID, "finding").send_keys("入户核实，已更正户籍信息")
+    name = browser.find_element(By.ID, "verifier_name")
+    name.clear()
+    name.send_keys("张三")
+    browser.find_element(By.ID, "sign").click()
+    wait_for(browser, "message=")
+    assert "已核实并签字" in browser.page_source and "已核实待审核" in browser.page_source
+    browser.save_screenshot(str(out / "04-clue-verified.png"))
+    sign_out(browser)
+
+    sign_in(browser, base, "county")
+    assert browser.current_url.endswith("/review")
+    browser.get(base + "/dashboard")
+    before = browser.find_element(By.ID, "kpi-closure").text
+    browser.get(base + "/review")
+    browser.save_screenshot(str(out / "05-county-review.png"))
+    browser.find_element(By.CSS_SELECTOR, f"input[name=clue][value^='{clue_id}:']").click()
+    browser.find_element(By.XPATH, "//button[@value='close']").click()
+    wait_for(browser, "message=")
+    assert "已销号 1 条" in browser.page_source
+    browser.get(base + "/dashboard")
+    after = browser.find_element(By.ID, "kpi-closure").text
+    browser.save_screenshot(str(out / "06-dashboard.png"))
+    assert float(after.rstrip("%")) > float(before.rstrip("%"))
+    sign_out(browser)
+
+    sign_in(browser, base, "admin")
+    browser.save_screenshot(str(out / "07-admin.png"))
+    ledger = open_ledger(ledger_url(home.ledger))
+    with ledger.read() as s:
+        assert s.get(Clue, clue_id).status == "closed"
+        assert s.scalar(select(Clue.verifier_name).where(Clue.id == clue_id)) == "张三"
+    ledger.close()
+
+
+def test_the_inbox_works_on_a_phone(server, browser, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, _, _ = server
+    browser.set_window_size(390, 844)
+    sign_in(browser, base, "town")
+    table = browser.find_element(By.CSS_SELECTOR, "table.responsive")
+    # The table folds into cards: nothing wider than the screen.
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= 400
+    assert table.find_element(By.CSS_SELECTOR, "td[data-label]").is_displayed()
+    browser.save_screenshot(str(shots(tmp_path) / "08-township-inbox-phone.png"))
