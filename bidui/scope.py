@@ -27,6 +27,19 @@ def prefix(code: str) -> str:
     return code
 
 
+def code_range(code: str) -> tuple[str, str]:
+    """The codes under a division as a half-open range [low, high): a prefix check an index can
+    serve (a LIKE with an escape clause cannot, in SQLite)."""
+    p = prefix(code)
+    return p, p[:-1] + chr(ord(p[-1]) + 1)
+
+
+def under(column, code: str):  # column: a SQLAlchemy column; returns a SQL condition
+    """A SQL condition: `column` holds a code under the division `code` (index-friendly)."""
+    low, high = code_range(code)
+    return (column >= low) & (column < high)
+
+
 def level(code: str) -> str:
     return LEVEL_OF_DIGITS[len(prefix(code))]
 

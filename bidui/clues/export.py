@@ -20,6 +20,6 @@ def export_frame(session: Session, night: date | None = None, under: str | None 
     if night:
         q = q.where(Clue.first_seen <= night, Clue.last_seen >= night)
     if under:
-        q = q.where(Clue.township_code.startswith(scope.prefix(under), autoescape=True))
+        q = q.where(scope.under(Clue.township_code, under))
     frame = pl.DataFrame([tuple(r) for r in session.execute(q)], schema=list(COLUMNS), orient="row")
     return frame.with_columns(pl.col("household_code").replace("", None), pl.col("hukou_number").replace("", None))

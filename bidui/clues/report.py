@@ -40,7 +40,7 @@ def clue_frame(session: Session, scope_code: str | None) -> pl.DataFrame:
                Clue.village_code, Clue.household_code, Clue.subject_name, Clue.status, Clue.outcome, Clue.due_date,
                Clue.verified_on, Clue.closed_on, Clue.first_seen, Clue.before_registration, Clue.household_status)
     if scope_code:
-        q = q.where(Clue.township_code.startswith(scope.prefix(scope_code), autoescape=True))
+        q = q.where(scope.under(Clue.township_code, scope_code))
     rows = session.execute(q).all()
     schema = {"id": pl.Int64, "rule_code": pl.String, "rule_title": pl.String, "category": pl.String,
               "county_code": pl.String, "township_code": pl.String, "village_code": pl.String,

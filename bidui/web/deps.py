@@ -44,15 +44,16 @@ class Ctx:
 
     def scoped(self, q: Select) -> Select:
         """Clues under the user's division: the one filter every clue query goes through."""
-        return q.where(Clue.township_code.startswith(scope.prefix(self.user.scope), autoescape=True))
+        return q.where(scope.under(Clue.township_code, self.user.scope))
 
     def clues(self) -> Select:
         return self.scoped(select(Clue))
 
     def division_names(self) -> dict[str, str]:
-        p = scope.prefix(self.user.scope)
+        county = scope.prefix(self.user.scope)[:6].ljust(12, "0")  # names of the county around too
         return {d.code: d.name for d in self.session.scalars(select(Division).where(
-            Division.code.startswith(p[:6], autoescape=True)))}
+            scope.under(Division.code, county) if len(scope.prefix(self.user.scope)) >= 6
+            else scope.under(Division.code, self.user.scope)))}
 
 
 def ctx(request: Request, session: Session = Depends(db)) -> Ctx:  # noqa: B008 - FastAPI's dependency idiom

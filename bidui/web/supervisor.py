@@ -73,6 +73,6 @@ def admin(c: Ctx = Depends(ctx)):  # noqa: B008
     runs = [(r.night, r.finished_at, json.loads(r.report)) for r in c.session.scalars(
         select(RunReport).order_by(RunReport.night.desc()).limit(10))]
     publishes = c.session.scalars(select(PublishRun).order_by(PublishRun.night.desc()).limit(10)).all()
-    users = c.session.scalars(select(User).where(User.scope.startswith(scope.prefix(c.user.scope), autoescape=True))
+    users = c.session.scalars(select(User).where(scope.under(User.scope, c.user.scope))
                               .order_by(User.role, User.username)).all()
     return c.render("admin.html", rules=rules, runs=runs, publishes=publishes, users=users, now=datetime.now())

@@ -4,6 +4,7 @@ explanation and history, the verify-and-sign form, the workbook out and back."""
 from __future__ import annotations
 
 import tempfile
+import time
 from datetime import date
 from pathlib import Path
 
@@ -22,7 +23,24 @@ from bidui.web.deps import Ctx, ctx
 from bidui.web.security import check_csrf, require_role
 
 router = APIRouter()
-PAGE = 300  # clues per inbox page
+INBOX_COLUMNS = (Clue.id, Clue.subject_name, Clue.rule_title, Clue.category, Clue.status, Clue.due_date,
+                 Clue.evidence_gone, Clue.village_code, Clue.household_code, Clue.hukou_number, Clue.household_status)
+CHOICES_SECONDS = 60  # the filter lists change only when a night is published
+_choices: dict[str, tuple[float, list, list]] = {}
+
+
+def filter_choices(c: Ctx) -> tuple[list, list]:
+    """The rules and villages a user's clues have (for the filter lists), cached for a minute."""
+    hit = _choices.get(c.user.scope)
+    if hit and time.monotonic() - hit[0] < CHOICES_SECONDS:
+        return hit[1], hit[2]
+    rules = c.session.execute(c.scoped(select(Clue.rule_code, Clue.rule_title)).distinct().order_by(Clue.rule_code)).all()
+    villages = c.session.scalars(c.scoped(select(Clue.village_code)).distinct().order_by(Clue.village_code)).all()
+    _choices[c.user.scope] = (time.monotonic(), list(rules), list(villages))
+    return list(rules), list(villages)
+
+
+PAGE = 100  # clues per inbox page (a phone screen scrolls through a hundred, not a thousand)
 
 
 @router.get("/inbox")
@@ -47,14 +65,15 @@ def inbox(c: Ctx = Depends(ctx), rule: str = "", category: str = "", status: str
                                 Clue.subject_id_number.contains(term.upper(), autoescape=True),
                                 Clue.household_code == term))
     total = c.session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = c.session.scalars(query.order_by(Clue.village_code, Clue.household_code, Clue.hukou_number, Clue.id)
-                             .offset((max(page, 1) - 1) * PAGE).limit(PAGE)).all()
+    # Only the columns the list shows: the evidence and explanations stay in the database.
+    rows = c.session.execute(query.with_only_columns(*INBOX_COLUMNS).order_by(
+        Clue.village_code, Clue.household_code, Clue.hukou_number, Clue.id).offset((max(page, 1) - 1) * PAGE)
+        .limit(PAGE)).all()
     names = c.division_names()
-    groups: dict[str, dict[str, list[Clue]]] = {}
+    groups: dict[str, dict[str, list]] = {}
     for clue in rows:
         groups.setdefault(clue.village_code or "", {}).setdefault(clue.household_code or clue.hukou_number, []).append(clue)
-    rules = c.session.execute(c.scoped(select(Clue.rule_code, Clue.rule_title)).distinct().order_by(Clue.rule_code)).all()
-    villages = c.session.scalars(c.scoped(select(Clue.village_code)).distinct().order_by(Clue.village_code)).all()
+    rules, villages = filter_choices(c)
     return c.render("inbox.html", groups=groups, names=names, total=total, page=page, pages=(total + PAGE - 1) // PAGE,
                     rules=rules, villages=villages, filters={"rule": rule, "category": category, "status": status,
                                                              "overdue": overdue, "village": village, "q": q})
