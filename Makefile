@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOME_DIR ?= data/demo
 SIZE ?= small
+PORT ?= 8000
 
 .PHONY: setup test test-slow test-all lint demo bench lock clean
 
@@ -40,14 +41,17 @@ DEMO_PREFECT := PREFECT_HOME=$(abspath $(HOME_DIR))/prefect PREFECT_SERVER_ANALY
 demo: setup
 	$(BIN)/bidui --home $(HOME_DIR) synth --out $(HOME_DIR) --size $(SIZE) --nights 2 --seed 7
 	for night in $(HOME_DIR)/inbox/*/; do $(DEMO_PREFECT) $(BIN)/bidui --home $(HOME_DIR) run $$night || exit 1; done
-	$(BIN)/python -m bidui.clues.demo_users $(HOME_DIR)
 	$(BIN)/bidui --home $(HOME_DIR) report
+	$(BIN)/python -m bidui.clues.demo_users $(HOME_DIR)
+	@echo "open http://127.0.0.1:$(PORT) and sign in with one of the users above (Ctrl-C stops the web app)"
+	$(BIN)/bidui --home $(HOME_DIR) serve --port $(PORT)
 
 bench: setup
 	$(BIN)/python bench/synth.py --sizes $(SIZE) --nights 2
 	$(BIN)/python bench/ingest.py --size $(SIZE)
 	$(BIN)/python bench/linkage.py --size $(SIZE)
 	$(BIN)/python bench/rules.py --size $(SIZE)
+	$(BIN)/python bench/web.py
 
 # Re-pin the whole tree from requirements.in (run by a developer, not by CI).
 lock: | $(BIN)/python

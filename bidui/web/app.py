@@ -100,6 +100,7 @@ def serve(home: Home, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     os.environ["BIDUI_HOME"] = str(Path(home.root).resolve())
     # uvicorn's own access log prints query strings (which may hold an ID number): ours replaces it.
     uvicorn.run("bidui.web.app:app_from_env", factory=True, host=host, port=port, workers=workers, access_log=False,
