@@ -85,26 +85,29 @@ def test_rerunning_night_one_after_night_two_changes_nothing(tiny: Path, two_nig
     assert rerun.status == "completed" and rerun.published_already and ledger_state(two_nights) == before
 
 
-def _killed_after_link(home_root: str, folder: str) -> None:
+def _killed_after(step_killed: str, home_root: str, folder: str) -> None:
     def on_step(step: str, phase: str) -> None:
-        if step == "link" and phase == "done":
+        if step == step_killed and phase == "done":
             os.kill(os.getpid(), signal.SIGKILL)
 
     nightly.run_night(Home(Path(home_root)), Path(folder), on_step=on_step)
 
 
-def test_a_run_killed_after_linking_is_completed_by_the_next(tiny: Path, two_nights: Home,
-                                                             tmp_path: Path) -> None:
+@pytest.mark.parametrize("step", [pytest.param(s, marks=[] if s == "link" else [pytest.mark.slow])
+                                  for s in nightly.STEPS])
+def test_a_run_killed_after_a_step_is_completed_by_the_next(tiny: Path, two_nights: Home, tmp_path: Path,
+                                                            step: str) -> None:
     home = Home(tmp_path / "killed")
     first = tiny / "inbox" / NIGHTS[0].isoformat()
     nightly.run_night(home, first)
     second = str(tiny / "inbox" / NIGHTS[1].isoformat())
-    child = multiprocessing.get_context("spawn").Process(target=_killed_after_link, args=(str(home.root), second))
+    child = multiprocessing.get_context("spawn").Process(target=_killed_after, args=(step, str(home.root), second))
     child.start()
     child.join(300)
     assert child.exitcode == -signal.SIGKILL
-    with open_ledger(ledger_url(home.ledger)).read() as s:  # the ledger still holds night 1 only
-        assert [r.night for r in s.scalars(select(PublishRun))] == [NIGHTS[0]]
+    published = [NIGHTS[0], NIGHTS[1]] if step == "publish" else [NIGHTS[0]]
+    with open_ledger(ledger_url(home.ledger)).read() as s:  # the ledger moved only if publish had finished
+        assert sorted(r.night for r in s.scalars(select(PublishRun))) == published
     assert nightly.stored_report(home, NIGHTS[1]) is None
     report = nightly.run_night(home, Path(second))
     assert report.status == "completed"
@@ -198,3 +201,19 @@ def test_the_schedule_fires_a_run_on_a_local_prefect_server(tiny: Path, tmp_path
                     p.wait(20)
                 except subprocess.TimeoutExpired:
                     os.killpg(p.pid, signal.SIGKILL)
+
+
+def test_no_id_number_in_any_line_a_nightly_run_prints(tiny: Path, tmp_path: Path) -> None:
+    """Everything the CLI prints for a whole night (ingest with its rejects, linking, rules,
+    publish, the report) is free of ID numbers."""
+    import polars as pl
+
+    bidui = Path(sys.executable).parent / "bidui"
+    home = tmp_path / "home"
+    out = subprocess.run([str(bidui), "--home", str(home), "run", "--plain", str(tiny / "inbox" / "2026-11-20")],
+                         capture_output=True, text=True, check=True)
+    report = subprocess.run([str(bidui), "--home", str(home), "report"], capture_output=True, text=True, check=True)
+    printed = out.stdout + out.stderr + report.stdout + report.stderr
+    ids = pl.read_parquet(tiny / "truth" / "residents.parquet")["id_number"].drop_nulls().to_list()
+    assert len(ids) > 1000 and "exact" in printed
+    assert not [i for i in ids if i in printed or i[:15] in printed]

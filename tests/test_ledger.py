@@ -286,7 +286,7 @@ def test_out_of_scope_actors_are_refused_as_if_the_clue_did_not_exist(ledger) ->
         assert actions.get_clue(s, clue_id, users["pref"]).status == DISPATCHED  # prefecture sees it
 
 
-@pytest.mark.parametrize("workers", [2, 8])
+@pytest.mark.parametrize("workers", [2, 20])
 def test_concurrent_verifications_one_wins_the_others_get_a_conflict(ledger, workers: int) -> None:
     users = _users(ledger)
     clue_id = _one_clue(ledger)

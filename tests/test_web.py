@@ -174,3 +174,22 @@ def test_no_id_number_reaches_the_access_log(home, caplog) -> None:
     with caplog.at_level("INFO", logger="bidui.web"):
         assert c.get(f"/inbox?q={some_id}").status_code == 200
     assert caplog.records and all(some_id not in r.getMessage() for r in caplog.records)
+
+
+EVIL = ["' OR '1'='1", "' OR 1=1 --", "%", "_", "\\", "529%", "'; DROP TABLE clues; --", "\" OR \"\"=\"", "0 OR 1=1"]
+
+
+@pytest.mark.parametrize("param", ["rule", "category", "status", "village", "q", "page"])
+def test_sql_injection_in_every_filter_is_only_text(home, param: str) -> None:
+    h, town, other = home
+    c = client_for(h)
+    login(c, "town")
+    theirs = clue_ids(h, other)
+    for evil in EVIL:
+        r = c.get("/inbox", params={param: evil})
+        assert r.status_code in (200, 422), (param, evil)  # 422: a page number that is not a number
+        assert all(f'href="/clues/{i}"' not in r.text for i in theirs), (param, evil)
+        if param != "status" and r.status_code == 200:  # nothing matches text that is not in the data
+            assert "没有符合条件的线索" in r.text or param == "page", (param, evil)
+    assert len(clue_ids(h, town)) > 0  # the table is still there
+    assert c.get(f"/clues/{theirs[0]}' OR '1'='1").status_code in (404, 422)
