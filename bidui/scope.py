@@ -52,6 +52,3 @@ def covers(scope: str, code: str | None) -> bool:
 def county_of(code: str) -> str:
     return code[:6] + "000000"
 
-
-def township_of(code: str) -> str:
-    return code[:9] + "000"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from bidui import scope
@@ -78,6 +78,3 @@ def send_back(session: Session, clue_id: int, expected_version: int, actor: User
     return _apply(session, clue, expected_version, actor, "return", {"return_reason": reason.strip()},
                   {"reason": reason.strip()})
 
-
-def current_version(session: Session, clue_id: int) -> int | None:
-    return session.scalar(select(Clue.version).where(Clue.id == clue_id))
