@@ -38,35 +38,18 @@ def _user(ledger, username: str):
             raise typer.Exit(1) from e
 
 
-def due_days(home: Home) -> int:
-    from bidui import config
-
-    return int(config.load(home.config).get("clues", {}).get("due_days", 15))
-
-
 def publish_cmd(ctx: typer.Context, night: Annotated[str, typer.Option("--date")]) -> None:
     """The night's rule hits become clues: new ones dispatched to townships, known ones seen again,
     vanished ones marked evidence-gone (they stay open). Publishing a night twice changes nothing."""
     from bidui.cli import _night
-    from bidui.clues.publish import divisions, night_hits, publish
-    from bidui.connectors import warehouse
-    from bidui.rules.engine import load_rules
+    from bidui.clues.publish import publish_night
 
     home: Home = ctx.obj
-    day = _night(night)
-    con = warehouse.connect(home.warehouse)
     try:
-        hits, runs = night_hits(con, day)
-        division_rows = divisions(con, day)
+        result = publish_night(home, _night(night))
     except LookupError as e:
         _console().print(str(e))
         raise typer.Exit(1) from e
-    finally:
-        con.close()
-    titles = {r.code: r.title for r in load_rules(home.root / "rules")[0]}
-    ledger = _ledger(home)
-    result = publish(ledger, hits, runs, day, titles, due_days(home), division_rows)
-    ledger.close()
     if result.already:
         _console().print(f"{night} was already published: nothing changed")
         return

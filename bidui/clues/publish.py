@@ -25,6 +25,7 @@ from bidui.clues.db import Ledger
 from bidui.clues.models import Clue, ClueEvent, Division, EvidenceSnapshot, PublishRun
 from bidui.clues.states import DISPATCHED, NOT_TRUE, OPEN
 from bidui.connectors import warehouse as wh
+from bidui.home import Home
 
 DUE_DAYS = 15
 SYSTEM = "system"
@@ -221,3 +222,25 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
                                gone=result.gone, reraised=result.reraised, suppressed=result.suppressed,
                                skipped_rules=",".join(result.skipped_rules) or None))
     return result
+
+
+def publish_night(home: Home, night: date) -> PublishResult:
+    """Publish a night from the home's warehouse into its ledger (the CLI's and the flow's step);
+    LookupError when the night's rules have not run."""
+    from bidui import config
+    from bidui.clues.db import ledger_url, open_ledger
+    from bidui.rules.engine import load_rules
+
+    con = wh.connect(home.warehouse)
+    try:
+        hits, runs = night_hits(con, night)
+        division_rows = divisions(con, night)
+    finally:
+        con.close()
+    titles = {r.code: r.title for r in load_rules(home.root / "rules")[0]}
+    due = int(config.load(home.config).get("clues", {}).get("due_days", DUE_DAYS))
+    ledger = open_ledger(ledger_url(home.ledger))
+    try:
+        return publish(ledger, hits, runs, night, titles, due, division_rows)
+    finally:
+        ledger.close()

@@ -123,24 +123,9 @@ def rules_step(home: Home, night: date) -> dict[str, dict]:
 
 
 def publish_step(home: Home, night: date) -> dict:
-    from bidui.clues.db import ledger_url, open_ledger
-    from bidui.clues.publish import divisions, night_hits, publish
-    from bidui.connectors import warehouse
-    from bidui.rules.engine import load_rules
+    from bidui.clues.publish import publish_night
 
-    con = warehouse.connect(home.warehouse)
-    try:
-        hits, runs = night_hits(con, night)
-        division_rows = divisions(con, night)
-    finally:
-        con.close()
-    titles = {r.code: r.title for r in load_rules(home.root / "rules")[0]}
-    due = int(config.load(home.config).get("clues", {}).get("due_days", 15))
-    ledger = open_ledger(ledger_url(home.ledger))
-    try:
-        result = publish(ledger, hits, runs, night, titles, due, division_rows)
-    finally:
-        ledger.close()
+    result = publish_night(home, night)
     return {"already": result.already, "by_rule": result.by_rule, "new_by_township": result.new_by_township}
 
 
@@ -200,10 +185,17 @@ def apply_step(report: NightReport, step: str, value: object) -> None:
         report.new_by_township = v["new_by_township"]
 
 
+def plain_steps(home: Home, folder: Path, night: date) -> dict[str, Callable[[], object]]:
+    return {"ingest": lambda: ingest_step(home, folder, night), "link": lambda: link_step(home, night),
+            "rules": lambda: rules_step(home, night), "publish": lambda: publish_step(home, night)}
+
+
 def run_night(home: Home, folder: Path, night: date | None = None,
-              on_step: Callable[[str, str], None] | None = None) -> NightReport:
+              on_step: Callable[[str, str], None] | None = None,
+              steps: dict[str, Callable[[], object]] | None = None) -> NightReport:
     """Ingest, link, run the rules and publish one night; `on_step(step, "start"|"done")` is called
-    around each step (progress bars, tests). A night already completed is returned as it was."""
+    around each step (progress bars, logs, tests); `steps` replaces how each step runs (the Prefect
+    flow passes its tasks). A night already completed is returned as it was."""
     from bidui.connectors.ingest import night_of
 
     night = night or night_of(folder)
@@ -212,9 +204,7 @@ def run_night(home: Home, folder: Path, night: date | None = None,
         done.status = "already"
         return done
     report, started = NightReport(night.isoformat(), str(folder)), datetime.now()
-    steps: dict[str, Callable[[], object]] = {
-        "ingest": lambda: ingest_step(home, folder, night), "link": lambda: link_step(home, night),
-        "rules": lambda: rules_step(home, night), "publish": lambda: publish_step(home, night)}
+    steps = steps or plain_steps(home, folder, night)
     for step in STEPS:
         if on_step:
             on_step(step, "start")

@@ -58,22 +58,18 @@ def nightly_comparison(night_dir: str, run_date: str | None = None, home: str | 
     from bidui.connectors.ingest import night_of
 
     night = date.fromisoformat(run_date) if run_date else night_of(folder)
-    done = nightly.stored_report(h, night)
-    if done is not None:
-        logger.info("night %s already completed: nothing to do", night)
-        done.status = "already"
-        return done.__dict__
-    report, started = nightly.NightReport(night.isoformat(), str(folder)), datetime.now()
     root = str(h.root)
-    for step, run in (("ingest", lambda: ingest_task(root, str(folder), night)), ("link", lambda: link_task(root, night)),
-                      ("rules", lambda: rules_task(root, night)), ("publish", lambda: publish_task(root, night))):
-        t = datetime.now()
-        nightly.apply_step(report, step, run())
-        report.timings[step] = round((datetime.now() - t).total_seconds(), 2)
-        logger.info("%s done in %.1f s", step, report.timings[step])
-    report.status = "completed"
-    nightly.record(h, report, started)
-    _artifacts(report)
+    tasks = {"ingest": lambda: ingest_task(root, str(folder), night), "link": lambda: link_task(root, night),
+             "rules": lambda: rules_task(root, night), "publish": lambda: publish_task(root, night)}
+
+    def on_step(step: str, phase: str) -> None:
+        logger.info("%s %s", step, "started" if phase == "start" else "done")
+
+    report = nightly.run_night(h, folder, night, on_step, tasks)
+    if report.status == "already":
+        logger.info("night %s already completed: nothing to do", night)
+    else:
+        _artifacts(report)
     return report.__dict__
 
 
