@@ -6,7 +6,7 @@ running server (`prefect server start`, then PREFECT_API_URL=http://127.0.0.1:42
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -129,10 +129,3 @@ def serve_schedules(inbox: Path, home: Path, cron: str = "0 2 * * *", follow_up_
 
     serve(*deployments(inbox, home, cron, follow_up_cron))
 
-
-def next_minute_cron(now: datetime | None = None) -> str:
-    """A cron string for the next whole minute in the schedules' time zone (the schedule demo)."""
-    from zoneinfo import ZoneInfo
-
-    t = (now or datetime.now(ZoneInfo(TIMEZONE))) + timedelta(minutes=1)
-    return f"{t.minute} {t.hour} * * *"
