@@ -210,3 +210,30 @@ def test_limits_come_from_the_home_config(tmp_path: Path) -> None:
     ingest_file(con, CORPUS / "baseline" / "vehicles_20261119.csv", date(2026, 11, 19))
     # 20 of 40 rows: held under the default 70%, accepted under 40%
     assert ingest_file(con, CORPUS / "files" / "vehicles_short.csv", NIGHT, limits=limits).status == "accepted"
+
+
+def test_columns_that_map_to_nothing_are_kept_under_their_headers(tmp_path: Path) -> None:
+    lines = (CORPUS / "baseline" / "vehicles_20261119.csv").read_text(encoding="utf-8-sig").splitlines()
+    extra = tmp_path / "vehicles_20261120.csv"
+    extra.write_text("\n".join([lines[0] + ",备注"] + [f"{line},第{i}行" for i, line in enumerate(lines[1:], 1)]),
+                     encoding="utf-8")
+    con = wh.connect(tmp_path / "w.duckdb")
+    assert ingest_file(con, extra, NIGHT).status == "accepted"
+    assert ingest_file(con, CORPUS / "baseline" / "vehicles_20261119.csv", date(2026, 11, 19)).status == "accepted"
+    kept = con.execute("SELECT snapshot_date, extra_json FROM ds_vehicles WHERE source_row = 3 ORDER BY 1").fetchall()
+    assert kept[0][1] is None  # nothing beyond the spec's columns: nothing extra to keep
+    assert json.loads(kept[1][1]) == {"备注": "第3行"}
+
+
+def test_a_warehouse_from_before_extra_json_is_carried_over(tmp_path: Path) -> None:
+    import duckdb
+
+    db = tmp_path / "w.duckdb"
+    wh.connect(db).close()
+    old = duckdb.connect(str(db))
+    old.execute("ALTER TABLE ds_vehicles RENAME COLUMN extra_json TO raw_json")
+    old.close()
+    con = wh.connect(db)
+    assert ingest_file(con, CORPUS / "baseline" / "vehicles_20261119.csv", NIGHT).status == "accepted"
+    cols = {r[0] for r in con.execute("DESCRIBE ds_vehicles").fetchall()}
+    assert "extra_json" in cols and "raw_json" not in cols

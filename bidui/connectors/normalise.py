@@ -27,7 +27,7 @@ SQL_TYPES = {"date": "DATE", "year": "INTEGER", "money": "DOUBLE", "number": "DO
 
 @dataclass
 class Normalised:
-    rows: pl.DataFrame  # accepted rows: source_row, canonical columns, *_raw, *_status, raw_json
+    rows: pl.DataFrame  # accepted rows: source_row, canonical columns, *_raw, *_status, extra_json
     rejects: pl.DataFrame  # source_row, column_name, value, reason
     rows_read: int
 
@@ -38,11 +38,15 @@ def _clean(s: pl.Series) -> pl.Series:
     return t.set((t == "").fill_null(False), None)
 
 
+def _nulls(n: int) -> pl.Series:
+    return pl.repeat(None, n, dtype=pl.String, eager=True)
+
+
 def _reason(mask: pl.Series, text: str | pl.Series) -> pl.Series:
     """`text` where mask is true, else null."""
     mask = mask.fill_null(False)
     if isinstance(text, str):
-        return pl.Series([None] * len(mask), dtype=pl.String).set(mask, text)
+        return _nulls(len(mask)).set(mask, text)
     return text.set(~mask, None)
 
 
@@ -66,7 +70,7 @@ def parse_dates(t: pl.Series) -> tuple[pl.Series, pl.Series]:
         as_date = (serial - EXCEL_EPOCH_OFFSET).cast(pl.Int32).cast(pl.Date)
         value = value.scatter(todo, as_date)
     failed = value.is_null() & t.is_not_null()
-    reason = pl.Series([None] * len(t), dtype=pl.String)
+    reason = _nulls(len(t))
     idx = failed.arg_true()
     if len(idx):
         shaped = t.gather(idx).str.contains(_DATE_SHAPE)
@@ -113,9 +117,9 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable) -> Normalised:
     """Typed canonical rows and the rejects of one delivered table."""
     raw.data = raw.data.rechunk()  # many small chunks make every string kernel slow
     n = raw.data.height
-    cols: dict[str, pl.Series] = {"source_row": pl.Series(range(1, n + 1), dtype=pl.Int64)}
+    cols: dict[str, pl.Series] = {"source_row": pl.int_range(1, n + 1, dtype=pl.Int64, eager=True)}
     reasons: list[tuple[str, pl.Series, pl.Series]] = []  # (column, reason, value as delivered)
-    nothing = pl.Series([None] * n, dtype=pl.String)
+    nothing = _nulls(n)
     for c in ds.columns:
         pos = mapping.positions.get(c.name)
         src = raw.data[f"c{pos}"] if pos is not None else nothing
@@ -152,18 +156,28 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable) -> Normalised:
             reason = missing if reason is None else missing.fill_null(reason)
         if reason is not None:
             reasons.append((c.name, reason, t))
-    headers = [h or f"column{i + 1}" for i, h in enumerate(raw.header)]
-    cols["raw_json"] = raw.data.select(pl.struct([pl.col(f"c{i}").alias(h) for i, h in enumerate(headers)])
-                                       .struct.json_encode()).to_series()
+    cols["extra_json"] = _extra_json(raw, mapping.extra)
     out = pl.DataFrame(cols)
-    parts = [pl.DataFrame({"source_row": cols["source_row"], "column_name": pl.Series([name] * n, dtype=pl.String),
-                           "value": value, "reason": reason}).filter(pl.col("reason").is_not_null())
+    parts = [pl.DataFrame({"source_row": cols["source_row"], "value": value, "reason": reason})
+             .filter(pl.col("reason").is_not_null()).select("source_row", pl.lit(name).alias("column_name"), "value", "reason")
              for name, reason, value in reasons]
     rejects = (pl.concat(parts) if parts else pl.DataFrame(schema={"source_row": pl.Int64, "column_name": pl.String,
                                                                    "value": pl.String, "reason": pl.String}))
     if rejects.height:
         out = out.filter(~pl.col("source_row").is_in(rejects["source_row"].unique().implode()))
     return Normalised(out, rejects.sort("source_row", maintain_order=True), n)
+
+
+def _extra_json(raw: RawTable, extra: tuple[int, ...]) -> pl.Series:
+    """The delivered columns that map to no canonical column, as JSON under their own headers, so
+    nothing a department sends is dropped. Mapped columns are stored typed (IDs and names also as
+    delivered); copying them again as text doubled the cost of storing a snapshot."""
+    n = raw.data.height
+    if not extra:
+        return _nulls(n)
+    headers = {i: raw.header[i] or f"column{i + 1}" for i in extra}
+    return raw.data.select(pl.struct([pl.col(f"c{i}").alias(h) for i, h in headers.items()])
+                           .struct.json_encode()).to_series()
 
 
 def table_columns(ds: Dataset) -> list[tuple[str, str]]:
@@ -178,5 +192,5 @@ def table_columns(ds: Dataset) -> list[tuple[str, str]]:
             if ds.code == "vehicles" and c.name == "vehicle_type":
                 cols.append(("vehicle_type_code", "VARCHAR"))
             cols.append((c.name, SQL_TYPES.get(c.kind, "VARCHAR")))
-    cols.append(("raw_json", "VARCHAR"))
+    cols.append(("extra_json", "VARCHAR"))
     return cols

@@ -61,8 +61,10 @@ def read_csv(path: Path) -> RawTable:
         raise ReadError(f"{path.name}: empty file")
     first = text.split("\n", 1)[0].rstrip("\r")
     sep = detect_delimiter(first)
+    # UTF-8 as delivered goes to the parser as it is (decoding above only checked it).
+    body = raw[3:] if encoding == "utf-8-sig" else raw if encoding == "utf-8" else text.encode("utf-8")
     try:
-        df = pl.read_csv(io.BytesIO(text.encode("utf-8")), separator=sep, infer_schema=False, has_header=False,
+        df = pl.read_csv(io.BytesIO(body), separator=sep, infer_schema=False, has_header=False,
                          quote_char='"', truncate_ragged_lines=False)
     except pl.exceptions.ComputeError as e:
         raise ReadError(f"{path.name}: {_diagnose(text, sep)}") from e

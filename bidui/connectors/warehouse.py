@@ -53,7 +53,16 @@ def connect(path: Path) -> duckdb.DuckDBPyConnection:
         cols = ", ".join(f'"{name}" {sql}' for name, sql in table_columns(ds))
         con.execute(f"CREATE TABLE IF NOT EXISTS {table_name(ds)} (snapshot_date DATE NOT NULL, load_id BIGINT NOT NULL, "
                     f"source_file VARCHAR NOT NULL, {cols})")
+    _rename_raw_json(con)
     return con
+
+
+def _rename_raw_json(con: duckdb.DuckDBPyConnection) -> None:
+    """Warehouses made before `extra_json`: their `raw_json` (the whole delivered row) takes its place."""
+    old = con.execute("SELECT table_name FROM information_schema.columns WHERE column_name = 'raw_json' "
+                      "AND table_name LIKE 'ds\\_%' ESCAPE '\\'").fetchall()
+    for (table,) in old:
+        con.execute(f"ALTER TABLE {table} RENAME COLUMN raw_json TO extra_json")
 
 
 def query(con: duckdb.DuckDBPyConnection, sql: str, args: list | None = None) -> pl.DataFrame:
