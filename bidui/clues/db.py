@@ -5,16 +5,21 @@ alembic migrations on open."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000
+RECONNECT_WAITS = (1.0, 2.0, 4.0, 8.0)  # seconds between attempts: a database restart takes a few
+T = TypeVar("T")
 
 
 def ledger_url(ledger_path: Path) -> str:
@@ -59,6 +64,20 @@ class Ledger:
         """A transaction that commits at the end of the block, or rolls back on any error."""
         with self._writer() as session, session.begin():
             yield session
+
+    def retrying(self, work: Callable[[], T], waits: tuple[float, ...] = RECONNECT_WAITS) -> T:
+        """Run a whole transaction, again if the database connection was lost or could not be made
+        (a PostgreSQL restart): the failed attempt rolled back, so running it again is safe only for
+        work that is one transaction and idempotent, like publishing a night."""
+        for wait in (*waits, None):
+            try:
+                return work()
+            except DBAPIError as e:
+                if wait is None or not (e.connection_invalidated or isinstance(e, OperationalError)):
+                    raise
+                self.engine.dispose()  # drop pooled connections to the old server
+                time.sleep(wait)
+        raise AssertionError("unreachable")
 
     @property
     def is_sqlite(self) -> bool:

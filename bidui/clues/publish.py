@@ -241,6 +241,6 @@ def publish_night(home: Home, night: date) -> PublishResult:
     due = int(config.load(home.config).get("clues", {}).get("due_days", DUE_DAYS))
     ledger = open_ledger(ledger_url(home.ledger))
     try:
-        return publish(ledger, hits, runs, night, titles, due, division_rows)
+        return ledger.retrying(lambda: publish(ledger, hits, runs, night, titles, due, division_rows))
     finally:
         ledger.close()
