@@ -29,6 +29,7 @@ class Model:
     prior: float
     iterations: int = 0
     history: list[float] = field(default_factory=list)
+    levels: dict[str, tuple[str, ...]] = field(default_factory=lambda: COMPARISONS)  # meaning of each level
 
     def weight(self, comparison: str, level: int) -> float:
         if level < 0:
@@ -36,7 +37,7 @@ class Model:
         return math.log2(self.m[comparison][level] / self.u[comparison][level])
 
     def weights_table(self) -> pl.DataFrame:
-        rows = [(c, lvl, COMPARISONS[c][lvl], float(self.m[c][lvl]), float(self.u[c][lvl]), self.weight(c, lvl))
+        rows = [(c, lvl, self.levels[c][lvl], float(self.m[c][lvl]), float(self.u[c][lvl]), self.weight(c, lvl))
                 for c in self.m for lvl in range(len(self.m[c]))]
         return pl.DataFrame(rows, schema=["comparison", "level", "meaning", "m", "u", "weight"], orient="row")
 
@@ -45,7 +46,7 @@ def score(pairs: pl.DataFrame, model: Model, comparisons: list[str], name_freq: 
     """Add per-comparison weights, the term-frequency adjustment, total weight and probability."""
     exprs = []
     for c in comparisons:
-        table = {lvl: model.weight(c, lvl) for lvl in range(len(COMPARISONS[c]))} | {-1: 0.0}
+        table = {lvl: model.weight(c, lvl) for lvl in range(len(model.levels[c]))} | {-1: 0.0}
         exprs.append(pl.col(c).replace_strict(table, return_dtype=pl.Float64).alias(f"w_{c}"))
     out = pairs.with_columns(exprs)
     if name_freq is not None and "name" in comparisons:
@@ -61,9 +62,9 @@ def score(pairs: pl.DataFrame, model: Model, comparisons: list[str], name_freq: 
         (1.0 / (1.0 + (2.0 ** -(pl.col("weight") + prior_w)))).alias("probability"))
 
 
-def level_shares(levels: pl.DataFrame, comparison: str, floor: float = 1e-4) -> np.ndarray:
+def level_shares(levels: pl.DataFrame, comparison: str, floor: float = 1e-4, k: int | None = None) -> np.ndarray:
     """Share of each level among observed values (level ≥ 0), floored and renormalised."""
-    k = len(COMPARISONS[comparison])
+    k = k or len(COMPARISONS[comparison])
     values = levels[comparison].to_numpy().astype(int)
     values = values[values >= 0]
     counts = np.bincount(values, minlength=k).astype(float) if len(values) else np.ones(k)
@@ -108,6 +109,54 @@ def fit_with_labels(positives: pl.DataFrame, randoms: pl.DataFrame, candidates: 
         g = 1.0 / (1.0 + np.exp(np.clip(np.log1p(-model.prior) + log_u - np.log(model.prior) - log_m, -700, 700)))
         new_prior = min(max(float((counts * g).sum() / counts.sum()), 1e-6), 1 - 1e-6)
         delta = abs(new_prior - model.prior)
+        model.prior = new_prior
+        model.history.append(delta)
+        model.iterations = it + 1
+        if delta < tol:
+            break
+    return model
+
+
+def _pattern_logs(patterns: pl.DataFrame, model: Model, comparisons: list[str]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    levels = [patterns[c].to_numpy().astype(int) for c in comparisons]
+    log_m, log_u = np.zeros(patterns.height), np.zeros(patterns.height)
+    for c, lv in zip(comparisons, levels, strict=True):
+        seen = lv >= 0
+        log_m[seen] += np.log(model.m[c][lv[seen]])
+        log_u[seen] += np.log(model.u[c][lv[seen]])
+    return levels, log_m, log_u
+
+
+def fit_em(candidates: pl.DataFrame, randoms: pl.DataFrame, levels: dict[str, tuple[str, ...]], prior: float = 0.1,
+           max_iter: int = 100, tol: float = 1e-6) -> Model:
+    """Fellegi–Sunter without labels, for any comparison set (`levels`: comparison → meaning of
+    each level, weakest first): u from random pairs (almost all non-matches) and held there, m and
+    the share of matches by EM over the candidate pairs' distinct patterns. m starts leaning to the
+    top level, so EM settles on the cluster that agrees, not the one that disagrees."""
+    comparisons = list(levels)
+    u = {c: level_shares(randoms, c, floor=1e-7, k=len(levels[c])) for c in comparisons}
+    m = {}
+    for c in comparisons:
+        k = len(levels[c])
+        start = np.full(k, 0.1 / max(k - 1, 1))
+        start[-1] = 0.9 if k > 1 else 1.0
+        m[c] = start / start.sum()
+    model = Model(m, u, prior, levels=levels)
+    patterns = candidates.group_by(comparisons).len("count")
+    counts = patterns["count"].to_numpy().astype(float)
+    for it in range(max_iter):
+        lv, log_m, log_u = _pattern_logs(patterns, model, comparisons)
+        g = 1.0 / (1.0 + np.exp(np.clip(np.log1p(-model.prior) + log_u - np.log(model.prior) - log_m, -700, 700)))
+        weighted = counts * g
+        delta = 0.0
+        for c, values in zip(comparisons, lv, strict=True):
+            seen = values >= 0
+            mm = np.bincount(values[seen], weights=weighted[seen], minlength=len(levels[c])) + 1e-9
+            new = np.clip(mm / mm.sum(), 1e-7, M_MAX)
+            delta = max(delta, float(np.abs(new - model.m[c]).max()))
+            model.m[c] = new
+        new_prior = min(max(float(weighted.sum() / counts.sum()), 1e-6), 1 - 1e-6)
+        delta = max(delta, abs(new_prior - model.prior))
         model.prior = new_prior
         model.history.append(delta)
         model.iterations = it + 1
