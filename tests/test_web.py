@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from bidui.clues.db import ledger_url, open_ledger
-from bidui.clues.models import Clue
+from bidui.clues.models import Clue, Division
 from bidui.home import Home
 from bidui.web import security
 from bidui.web.app import create_app
@@ -193,3 +193,53 @@ def test_sql_injection_in_every_filter_is_only_text(home, param: str) -> None:
             assert "没有符合条件的线索" in r.text or param == "page", (param, evil)
     assert len(clue_ids(h, town)) > 0  # the table is still there
     assert c.get(f"/clues/{theirs[0]}' OR '1'='1").status_code in (404, 422)
+
+
+def test_another_countys_user_can_neither_review_nor_export_its_clues(home, tmp_path: Path) -> None:
+    """Scope holds for form fields and downloads too: a county user who types another county's
+    clue ids into the review form changes nothing, and its progress workbook lists only its own."""
+    from python_calamine import CalamineWorkbook
+
+    from bidui.clues.users import add_user
+
+    h, town, _ = home
+    ledger = open_ledger(ledger_url(h.ledger))
+    with ledger.write() as s:
+        counties = {d.code[:6] for d in s.scalars(select(Division).where(Division.level == "county"))}
+        # The tiny prefecture has one county: the intruder's is a neighbour with no clues yet.
+        elsewhere = next((c for c in sorted(counties) if c != town[:6]), town[:4] + ("98" if town[4:6] == "99" else "99"))
+        add_user(s, "county2", "另一县审核", "county", elsewhere + "000000", PASSWORD)
+    ledger.close()
+    clue = clue_ids(h, town)[0]
+    t = client_for(h)
+    login(t, "town")
+    t.post(f"/clues/{clue}/verify", data={"csrf_token": csrf(t, f"/clues/{clue}"), "version": 1, "outcome": "不属实",
+                                          "finding": "车辆已过户", "verifier_name": "张三", "verifier_position": "扶贫专干",
+                                          "verified_on": "2026-11-21"})
+    intruder = client_for(h)
+    login(intruder, "county2")
+    token = csrf(intruder, "/review")
+    assert f"{clue}:2" not in intruder.get("/review").text
+    intruder.post("/review", data={"csrf_token": token, "decision": "close", "clue": f"{clue}:2"})
+    intruder.post(f"/clues/{clue}/review", data={"csrf_token": token, "version": 2, "decision": "return", "reason": "x"})
+    assert intruder.get(f"/clues/{clue}").status_code == 404
+    ledger = open_ledger(ledger_url(h.ledger))
+    with ledger.read() as s:
+        assert (s.get(Clue, clue).status, s.get(Clue, clue).version) == ("verified", 2)  # untouched
+    ledger.close()
+
+    def progress_cells(client: TestClient) -> set[str]:
+        xlsx = tmp_path / "progress.xlsx"
+        xlsx.write_bytes(client.get("/report.xlsx?three_day=false").content)
+        wb = CalamineWorkbook.from_path(str(xlsx))
+        return {str(v) for name in wb.sheet_names for row in wb.get_sheet_by_name(name).to_python() for v in row}
+
+    county = client_for(h)  # the clue's own county sees its township in the export, the other county doesn't
+    login(county, "county")
+    mine, theirs = progress_cells(county), progress_cells(intruder)
+    assert any(town in c for c in mine) and not any(town[:6] in c for c in theirs)
+    county.post("/review", data={"csrf_token": csrf(county, "/review"), "decision": "close", "clue": f"{clue}:2"})
+    ledger = open_ledger(ledger_url(h.ledger))
+    with ledger.read() as s:
+        assert s.get(Clue, clue).status == "closed"
+    ledger.close()
