@@ -1,0 +1,118 @@
+"""A whole nightly run, end to end, per step: seconds and peak RSS (the run's process and its
+ingest workers together), for each night of a synthetic prefecture in one fresh home.
+
+    python bench/endtoend.py --size large [--json OUT]
+
+The run is `bidui run --plain` (no Prefect: its ephemeral server's start-up is not the system's
+work) in a child process; RSS is sampled from /proc every 0.2 s over the child's process tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+CHILD_FLAG = "--child"
+
+
+def tree_rss_mb(root: int) -> float:
+    """RSS of a process and all its descendants, from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += parents.get(pid, [])
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            continue
+    return total / 2**20
+
+
+def child(home: Path, folder: Path) -> None:
+    from bidui.flows.nightly import run_night
+    from bidui.home import Home
+
+    peaks: dict[str, float] = {}
+    current = {"step": "start"}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            rss = tree_rss_mb(os.getpid())
+            peaks[current["step"]] = max(peaks.get(current["step"], 0.0), rss)
+            stop.wait(0.2)
+
+    def on_step(step: str, what: str) -> None:
+        if what == "start":
+            current["step"] = step
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    report = run_night(Home(home), folder, on_step=on_step)
+    wall = time.perf_counter() - start
+    stop.set()
+    sampler.join()
+    rows = sum(f.get("rows_read") or 0 for f in report.files)
+    new = sum(c.get("new", 0) for c in report.clues.values())
+    print(json.dumps({"night": folder.name, "status": report.status, "wall": wall, "timings": report.timings,
+                      "peaks": peaks, "rows": rows, "links": sum(report.links.values()), "new_clues": new}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="small")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--nights", type=int, default=2, help="at most this many nights (those already built are used)")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument(CHILD_FLAG, nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(Path(args.child[0]), Path(args.child[1]))
+        return
+    out = Path("bench/out") / args.size
+    inbox = out / "inbox"
+    if not inbox.exists():
+        subprocess.run([sys.executable, "-m", "bidui.cli", "synth", "--out", str(out), "--size", args.size,
+                        "--seed", str(args.seed), "--nights", str(args.nights)], check=True)
+    home = out / "e2e-home"
+    shutil.rmtree(home, ignore_errors=True)
+    nights = []
+    for folder in sorted(inbox.iterdir())[: args.nights]:
+        res = subprocess.run([sys.executable, __file__, CHILD_FLAG, str(home), str(folder)], capture_output=True, text=True)
+        if res.returncode:
+            sys.exit(f"the run of {folder.name} failed:\n{res.stderr[-3000:]}")
+        nights.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    print(f"nightly run end to end, {args.size} prefecture, fresh home, `bidui run --plain`\n")
+    print("| night | step | seconds | peak RSS MB |")
+    print("|---|---|---|---|")
+    for n in nights:
+        for step, seconds in n["timings"].items():
+            print(f"| {n['night']} | {step} | {seconds:.1f} | {n['peaks'].get(step, 0):,.0f} |")
+        print(f"| {n['night']} | **whole night** | **{n['wall']:.1f}** | **{max(n['peaks'].values()):,.0f}** |")
+    print("\n" + "; ".join(f"{n['night']}: {n['rows']:,} rows read, {n['links']:,} records linked, {n['new_clues']:,} new clues"
+                           for n in nights))
+    if args.json:
+        args.json.write_text(json.dumps(nights, indent=1))
+
+
+if __name__ == "__main__":
+    main()
