@@ -46,12 +46,9 @@ demo: setup
 	@echo "open http://127.0.0.1:$(PORT) and sign in with one of the users above (Ctrl-C stops the web app)"
 	$(BIN)/bidui --home $(HOME_DIR) serve --port $(PORT)
 
+# Every benchmark, one after another, into docs/benchmarks.md (make bench SIZE=large for the goals).
 bench: setup
-	$(BIN)/python bench/synth.py --sizes $(SIZE) --nights 2
-	$(BIN)/python bench/ingest.py --size $(SIZE)
-	$(BIN)/python bench/linkage.py --size $(SIZE)
-	$(BIN)/python bench/rules.py --size $(SIZE)
-	$(BIN)/python bench/web.py
+	$(BIN)/python bench/report.py --size $(SIZE)
 
 # Re-pin the whole tree from requirements.in (run by a developer, not by CI).
 lock: | $(BIN)/python

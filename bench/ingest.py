@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--size", default="small")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--inbox", type=Path, help="ingest this night folder instead of a synthetic one")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     folder = args.inbox
     if folder is None:
@@ -62,6 +63,17 @@ def main() -> None:
     rows = sum(f["rows"] for f in r["files"])
     print(f"\n**night: {rows:,} rows in {r['total']:.1f} s ({rows / r['total']:,.0f} rows/s), peak RSS {r['rss']:,.0f} MB "
           f"(largest worker {r['rss_workers']:,.0f} MB)**")
+    by_format: dict[str, list[float]] = {}
+    for f in r["files"]:
+        if f["fmt"] and f["seconds"]:
+            by_format.setdefault(f["fmt"], [0, 0.0])
+            by_format[f["fmt"]][0] += f["rows"]
+            by_format[f["fmt"]][1] += f["seconds"]
+    print("\n| format | rows | seconds (summed over files) | rows/s |\n|---|---|---|---|")
+    for fmt, (n, secs) in sorted(by_format.items()):
+        print(f"| {fmt} | {n:,} | {secs:.1f} | {n / secs:,.0f} |")
+    if args.json:
+        args.json.write_text(json.dumps(r | {"rows": rows, "by_format": by_format}, indent=1))
 
 
 if __name__ == "__main__":

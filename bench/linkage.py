@@ -206,6 +206,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=int, default=1800, help="seconds a tool may take before it is stopped")
     ap.add_argument("--child", nargs=3, metavar=("TOOL", "TASK", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--night", help=argparse.SUPPRESS)
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--no-night", action="store_true", help="only the side-by-side task")
     args = ap.parse_args()
     if args.child:
         child(args.child[0], Path(args.child[1]), Path(args.child[2]))
@@ -234,10 +236,14 @@ def main() -> None:
             continue
         r = json.loads(res.stdout.strip().splitlines()[-1])
         p, rc, f1 = score(pl.read_parquet(out), truth)
-        results[tool] = r["seconds"]
+        results[tool] = r | {"precision": p, "recall": rc, "f1": f1}
         print(f"| {tool} | {r['seconds']:.1f} | {r['rss_mb']:,.0f} | {p:.4f} | {rc:.4f} | {f1:.4f} |")
     if "bidui" in results and "splink" in results:
-        print(f"\nbidui is {results['splink'] / results['bidui']:.1f}× faster than Splink on this task")
+        print(f"\nbidui is {results['splink']['seconds'] / results['bidui']['seconds']:.1f}× faster than Splink on this task")
+    if args.json:
+        args.json.write_text(json.dumps({"size": args.size, "left": n_left, "right": n_right, "tools": results}, indent=1))
+    if args.no_night:
+        return
     res = subprocess.run([sys.executable, __file__, "--night", args.size], capture_output=True, text=True)
     if res.returncode == 0:
         r = json.loads(res.stdout.strip().splitlines()[-1])

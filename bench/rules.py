@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import subprocess
 import sys
@@ -20,6 +21,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size", default="small")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     out = Path("bench/out") / args.size
     if not (out / "inbox").exists():
@@ -51,6 +53,10 @@ def main() -> None:
         print(f"| {code} | {o.seconds if o else 0:.2f} | {o.hits if o else 0:,} | {tp:,} | {fp:,} | {fn:,} | {p:.4f} | {r:.4f} |")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\n**all rules: {seconds:.1f} s, {result.hits.height:,} hits; peak RSS of this process {rss:,.0f} MB**")
+    if args.json:
+        args.json.write_text(json.dumps({"seconds": seconds, "link_seconds": link_seconds, "hits": result.hits.height,
+                                         "rss_mb": rss, "min_precision": min(r[4] for r in table.rows()),
+                                         "min_recall": min(r[5] for r in table.rows())}, indent=1))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import re
@@ -116,6 +117,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--think", type=float, default=1.0, help="mean seconds a user reads a page (0: no pause)")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     t = time.perf_counter()
     root = build(args.clues, args.users)
@@ -142,12 +144,16 @@ def main() -> None:
           f"{seconds:.1f} s, errors: {len(errors)}\n")
     print("| page | requests | p50 ms | p95 ms | max ms |")
     print("|---|---|---|---|---|")
+    figures: dict[str, object] = {"users": args.users, "errors": len(errors), "pages": {}}
     for kind, xs in times.items():
         xs = sorted(xs)
         p95 = xs[int(0.95 * (len(xs) - 1))] if xs else 0
+        figures["pages"][kind] = {"requests": len(xs), "p50": statistics.median(xs), "p95": p95, "max": xs[-1]}
         print(f"| {kind} | {len(xs):,} | {statistics.median(xs):.0f} | {p95:.0f} | {xs[-1]:.0f} |")
     if errors:
         print("\nfirst errors: " + "; ".join(errors[:5]))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

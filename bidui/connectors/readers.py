@@ -57,9 +57,10 @@ def read_csv(path: Path) -> RawTable:
     if b"\x00" in raw[:4096]:
         raise ReadError(f"{path.name}: binary data, not a text table")
     encoding, text = detect_encoding(raw, path.name)
-    if not text.strip():
+    if not text or text.isspace():  # (no stripped or split copies of a file of hundreds of MB)
         raise ReadError(f"{path.name}: empty file")
-    first = text.split("\n", 1)[0].rstrip("\r")
+    end = text.find("\n")
+    first = (text if end < 0 else text[:end]).rstrip("\r")
     sep = detect_delimiter(first)
     # UTF-8 as delivered goes to the parser as it is (decoding above only checked it).
     body = raw[3:] if encoding == "utf-8-sig" else raw if encoding == "utf-8" else text.encode("utf-8")
