@@ -88,17 +88,25 @@ def main() -> None:
     ap.add_argument("--linkage-size")
     ap.add_argument("--only", default=",".join(ORDER))
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    ap.add_argument("--render-only", action="store_true", help="rewrite the page from the last run's figures "
+                    "(after editing bench/notes.md)")
     args = ap.parse_args()
     linkage_size = args.linkage_size or ("medium" if args.size == "large" else args.size)
     argv = {"endtoend": ["--size", args.size], "ingest": ["--size", args.size],
             "linkage": ["--size", linkage_size, "--no-night"] if linkage_size != args.size else ["--size", args.size],
             "rules": ["--size", args.size], "febrl": [], "web": []}
-    texts, figures, took = {}, {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in [n for n in ORDER if n in args.only.split(",")]:
-            texts[name], figures[name], took[name] = run(name, argv[name], Path(tmp))
+    last = Path("bench/out") / f"report-{args.size}.json"
+    if args.render_only:
+        texts, figures, took, made_on = json.loads(last.read_text())
+    else:
+        texts, figures, took, made_on = {}, {}, {}, machine()
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in [n for n in ORDER if n in args.only.split(",")]:
+                texts[name], figures[name], took[name] = run(name, argv[name], Path(tmp))
+        last.parent.mkdir(parents=True, exist_ok=True)
+        last.write_text(json.dumps([texts, figures, took, made_on]))
     lines = ["# Benchmarks", "",
-             f"Written by `python bench/report.py --size {args.size}` (`make bench SIZE={args.size}`) on {machine()}.",
+             f"Written by `python bench/report.py --size {args.size}` (`make bench SIZE={args.size}`) on {made_on}.",
              "Each figure is one run on this machine with nothing else running; the benchmarks ran one after another.", "",
              "## Goals", "", "| goal | figure | |", "|---|---|---|"]
     lines += [f"| {g} | {f} | {m} |" for g, f, m in goals(args.size, linkage_size, figures)]
