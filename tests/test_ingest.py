@@ -237,3 +237,32 @@ def test_a_warehouse_from_before_extra_json_is_carried_over(tmp_path: Path) -> N
     assert ingest_file(con, CORPUS / "baseline" / "vehicles_20261119.csv", NIGHT).status == "accepted"
     cols = {r[0] for r in con.execute("DESCRIBE ds_vehicles").fetchall()}
     assert "extra_json" in cols and "raw_json" not in cols
+
+
+def test_a_workbook_is_read_in_chunks_with_rows_and_number_cells_where_excel_has_them(tmp_path: Path, monkeypatch) -> None:
+    import xlsxwriter
+
+    from bidui.connectors import readers
+
+    def workbook(path: Path, first_row: int, first_col: int) -> None:
+        wb = xlsxwriter.Workbook(str(path))
+        ws = wb.add_worksheet()
+        ws.write_row(first_row, first_col, ["号牌号码", "所有人证件号码", "初次登记日期"])
+        for i in range(1, 26):
+            ws.write_row(first_row + i, first_col, [f"贵J{i:05d}", 5.22701198001e17 if i % 7 == 0 else f"52270119800101{i:04d}",
+                                                    "2020-01-05"])
+        wb.close()
+
+    whole = tmp_path / "a.xlsx"
+    workbook(whole, 0, 0)
+    expected = readers.read_xlsx(whole)
+    monkeypatch.setattr(readers, "XLSX_CHUNK_ROWS", 4)
+    chunked = readers.read_xlsx(whole)
+    assert chunked.data.equals(expected.data) and chunked.data.height == 25
+    assert chunked.numeric_cells == expected.numeric_cells == {(6, 1), (13, 1), (20, 1)}
+    assert chunked.data["c1"][6] == "5.22701198001E+17"  # as Excel shows it: ID repair depends on it
+    # A table that starts below or right of A1 keeps Excel's positions (empty column first).
+    offset = tmp_path / "b.xlsx"
+    workbook(offset, 0, 1)
+    moved = readers.read_xlsx(offset)
+    assert moved.header == ["", "号牌号码", "所有人证件号码", "初次登记日期"] and moved.data.height == 25

@@ -6,6 +6,7 @@ header), Parquet. Every value stays text: IDs must not become numbers.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -110,13 +111,30 @@ def _cell_text(v: object) -> str | None:
     return str(v)
 
 
-def _column_text(values: tuple, column: int, numeric: set[tuple[int, int]]) -> list[str | None]:
+def _column_text(values: tuple, column: int, numeric: set[tuple[int, int]], first_row: int = 0) -> list[str | None]:
     """Cells as text; a column of strings (the usual case) skips the per-cell formatting.
     Cells stored as numbers are noted in `numeric` as (row, column)."""
     if all(type(v) is str for v in values):
         return [v or None for v in values]
-    numeric.update((r, column) for r, v in enumerate(values) if type(v) in (float, int))
+    numeric.update((first_row + r, column) for r, v in enumerate(values) if type(v) in (float, int))
     return [_cell_text(v) for v in values]
+
+
+XLSX_CHUNK_ROWS = 50_000  # rows held as Python objects at once; each chunk becomes text columns
+
+
+def _sheet_rows(sheet) -> Iterator[list]:
+    """A sheet's rows from A1 (so row numbers stay Excel's), streamed where the sheet starts at A1."""
+    if tuple(sheet.start or (0, 0)) == (0, 0):
+        return iter(sheet.iter_rows())
+    return iter(sheet.to_python(skip_empty_area=False))
+
+
+def _chunk_frame(chunk: list[list], width: int, numeric: set[tuple[int, int]], first_row: int) -> pl.DataFrame:
+    body = [row if len(row) == width else (list(row) + [None] * width)[:width] for row in chunk]
+    columns = list(zip(*body, strict=True)) if body else [() for _ in range(width)]
+    return pl.DataFrame({f"c{i}": pl.Series(_column_text(col, i, numeric, first_row), dtype=pl.String)
+                         for i, col in enumerate(columns)})
 
 
 def read_xlsx(path: Path) -> RawTable:
@@ -124,21 +142,29 @@ def read_xlsx(path: Path) -> RawTable:
 
     try:
         wb = CalamineWorkbook.from_path(str(path))
+        for sheet_name in wb.sheet_names:
+            rows = _sheet_rows(wb.get_sheet_by_name(sheet_name))
+            first = next(rows, None)
+            if first and any(isinstance(c, str) and c.strip() for c in first):
+                break
+        else:
+            raise ReadError(f"{path.name}: no sheet has a header row")
+        width = len(first)
+        header = [str(c).strip() if c is not None else "" for c in first]
+        numeric: set[tuple[int, int]] = set()
+        frames, chunk, done = [], [], 0
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) == XLSX_CHUNK_ROWS:
+                frames.append(_chunk_frame(chunk, width, numeric, done))
+                done += len(chunk)
+                chunk = []
+        frames.append(_chunk_frame(chunk, width, numeric, done))
+    except ReadError:
+        raise
     except Exception as e:  # calamine raises several types for broken zips and XML
         raise ReadError(f"{path.name}: not a readable XLSX workbook ({type(e).__name__}: {e})") from e
-    for sheet_name in wb.sheet_names:
-        rows = wb.get_sheet_by_name(sheet_name).to_python(skip_empty_area=False)
-        if rows and any(isinstance(c, str) and c.strip() for c in rows[0]):
-            break
-    else:
-        raise ReadError(f"{path.name}: no sheet has a header row")
-    width = len(rows[0])
-    header = [str(c).strip() if c is not None else "" for c in rows[0]]
-    body = [row if len(row) == width else (list(row) + [None] * width)[:width] for row in rows[1:]]
-    columns = list(zip(*body, strict=True)) if body else [() for _ in range(width)]
-    numeric: set[tuple[int, int]] = set()
-    data = pl.DataFrame({f"c{i}": pl.Series(_column_text(col, i, numeric), dtype=pl.String)
-                         for i, col in enumerate(columns)})
+    data = pl.concat(frames).rechunk()
     # Trailing rows Excel keeps formatted but empty are not data.
     data = data.filter(~pl.all_horizontal(pl.all().is_null()))
     return RawTable(header, data, "xlsx", numeric_cells=frozenset(numeric))
