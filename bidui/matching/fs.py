@@ -31,6 +31,13 @@ class Model:
     history: list[float] = field(default_factory=list)
     levels: dict[str, tuple[str, ...]] = field(default_factory=lambda: COMPARISONS)  # meaning of each level
 
+    def advance(self, prior: float, delta: float, iteration: int, tol: float) -> bool:
+        """Take an EM iteration's share of matches and its largest change; True once converged."""
+        self.prior = prior
+        self.history.append(delta)
+        self.iterations = iteration + 1
+        return delta < tol
+
     def weight(self, comparison: str, level: int) -> float:
         if level < 0:
             return 0.0
@@ -98,23 +105,18 @@ def fit_with_labels(positives: pl.DataFrame, randoms: pl.DataFrame, candidates: 
         model.m[c] = np.clip(mm / mm.sum(), 1e-7, M_MAX)
     patterns = candidates.group_by(comparisons).len("count")
     counts = patterns["count"].to_numpy().astype(float)
-    log_m = np.zeros(len(counts))
-    log_u = np.zeros(len(counts))
-    for c in comparisons:
-        lv = patterns[c].to_numpy().astype(int)
-        seen = lv >= 0
-        log_m[seen] += np.log(model.m[c][lv[seen]])
-        log_u[seen] += np.log(model.u[c][lv[seen]])
+    _, log_m, log_u = _pattern_logs(patterns, model, comparisons)
     for it in range(max_iter):
-        g = 1.0 / (1.0 + np.exp(np.clip(np.log1p(-model.prior) + log_u - np.log(model.prior) - log_m, -700, 700)))
+        g = _match_share(log_m, log_u, model.prior)
         new_prior = min(max(float((counts * g).sum() / counts.sum()), 1e-6), 1 - 1e-6)
-        delta = abs(new_prior - model.prior)
-        model.prior = new_prior
-        model.history.append(delta)
-        model.iterations = it + 1
-        if delta < tol:
+        if model.advance(new_prior, abs(new_prior - model.prior), it, tol):
             break
     return model
+
+
+def _match_share(log_m: np.ndarray, log_u: np.ndarray, prior: float) -> np.ndarray:
+    """The E step: each pattern's probability of being a match."""
+    return 1.0 / (1.0 + np.exp(np.clip(np.log1p(-prior) + log_u - np.log(prior) - log_m, -700, 700)))
 
 
 def _pattern_logs(patterns: pl.DataFrame, model: Model, comparisons: list[str]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
@@ -146,7 +148,7 @@ def fit_em(candidates: pl.DataFrame, randoms: pl.DataFrame, levels: dict[str, tu
     counts = patterns["count"].to_numpy().astype(float)
     for it in range(max_iter):
         lv, log_m, log_u = _pattern_logs(patterns, model, comparisons)
-        g = 1.0 / (1.0 + np.exp(np.clip(np.log1p(-model.prior) + log_u - np.log(model.prior) - log_m, -700, 700)))
+        g = _match_share(log_m, log_u, model.prior)
         weighted = counts * g
         delta = 0.0
         for c, values in zip(comparisons, lv, strict=True):
@@ -156,10 +158,6 @@ def fit_em(candidates: pl.DataFrame, randoms: pl.DataFrame, levels: dict[str, tu
             delta = max(delta, float(np.abs(new - model.m[c]).max()))
             model.m[c] = new
         new_prior = min(max(float(weighted.sum() / counts.sum()), 1e-6), 1 - 1e-6)
-        delta = max(delta, abs(new_prior - model.prior))
-        model.prior = new_prior
-        model.history.append(delta)
-        model.iterations = it + 1
-        if delta < tol:
+        if model.advance(new_prior, max(delta, abs(new_prior - model.prior)), it, tol):
             break
     return model
