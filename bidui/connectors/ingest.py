@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -114,20 +114,23 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
     pool: Executor = (ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
                       if workers > 1 and size > PARALLEL_BYTES else _InProcess())
     order = sorted(files, key=lambda p: -p.stat().st_size)
-    pending: dict[Path, Future[Prepared]] = {p: pool.submit(prepare, p, night) for p in order if not _twice(p, twice)}
-    for path in files:
+    pending: dict[Future[Prepared], Path] = {pool.submit(prepare, p, night): p for p in order if not _twice(p, twice)}
+    done: dict[Path, FileOutcome] = {}
+    for code, paths in twice.items():
+        for path in paths:
+            others = ", ".join(p.name for p in paths if p != path)
+            done[path] = FileOutcome(path.name, code, "refused", message=f"{path.name}: two files for {code} tonight "
+                                     f"(also {others}); send one")
+            _log(con, night, path, done[path])
+    # Stored as the workers finish them, so this process writes while they work (in file order,
+    # it waited for the last small file while the big ones' results piled up in memory).
+    for future in as_completed(pending) if isinstance(pool, ProcessPoolExecutor) else pending:
+        path = pending[future]
         if progress:
             progress(path.name)
-        code = next((c for c, ps in twice.items() if path in ps), None)
-        if code:
-            others = ", ".join(p.name for p in twice[code] if p != path)
-            outcome = FileOutcome(path.name, code, "refused", message=f"{path.name}: two files for {code} tonight "
-                                  f"(also {others}); send one")
-            _log(con, night, path, outcome)
-        else:
-            outcome = store(con, pending.pop(path).result(), force=force, limits=limits)
-        outcomes.append(outcome)
+        done[path] = store(con, future.result(), force=force, limits=limits)
     pool.shutdown()
+    outcomes += [done[path] for path in files]
     delivered = {o.dataset for o in outcomes if o.dataset}
     for ds in DATASETS:
         if ds.code in delivered:
