@@ -16,7 +16,7 @@ from datetime import date, timedelta
 
 import duckdb
 import polars as pl
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bidui import scope
@@ -206,13 +206,15 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
         for batch in shapes.values():
             session.execute(update(Clue), batch)
         if new_rows:
-            session.execute(insert(Clue), new_rows)
+            # Core executemany on the tables: the ORM's bulk path costs ~5× as much per row.
+            conn = session.connection()
+            conn.execute(Clue.__table__.insert(), new_rows)
             ids = {(r, s, e): i for i, r, s, e in session.execute(
                 select(Clue.id, Clue.rule_code, Clue.subject_key, Clue.evidence_key).where(Clue.first_seen == night))}
-            session.execute(insert(EvidenceSnapshot), [
+            conn.execute(EvidenceSnapshot.__table__.insert(), [
                 {"clue_id": ids[k], "night": night, "evidence_hash": d, "record": rec or "null"}
                 for k, (d, rec) in new_evidence.items()])
-            session.execute(insert(ClueEvent), [
+            conn.execute(ClueEvent.__table__.insert(), [
                 {"clue_id": ids[k], "at": stamp, "actor": SYSTEM, "kind": "dispatched", "from_status": None,
                  "to_status": DISPATCHED, "payload": {"night": night.isoformat(), "township": r["township_code"],
                                                       "due_date": r["due_date"].isoformat()}}
