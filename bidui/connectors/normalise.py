@@ -50,6 +50,12 @@ def _reason(mask: pl.Series, text: str | pl.Series) -> pl.Series:
     return text.set(~mask, None)
 
 
+def _reason_with_value(mask: pl.Series, t: pl.Series, text: str) -> pl.Series:
+    """`text` followed by the value where mask is true, else null (built only for those rows)."""
+    idx = mask.fill_null(False).arg_true()
+    return _nulls(len(t)).scatter(idx, text + t.gather(idx)) if len(idx) else _nulls(len(t))
+
+
 def parse_dates(t: pl.Series) -> tuple[pl.Series, pl.Series]:
     """Every spec date form and Excel serials; the file's most common form is tried first and
     the others only on what it could not read."""
@@ -103,14 +109,14 @@ def parse_enum(t: pl.Series, c: Column) -> tuple[pl.Series, pl.Series]:
     mapping |= {k.upper(): v for k, v in mapping.items()} | {k.lower(): v for k, v in mapping.items()}
     value = t.replace_strict(mapping, default=None, return_dtype=pl.String)
     bad = t.is_not_null() & value.is_null()
-    return value, _reason(bad, f"unknown value (expected {' / '.join(c.values)}): " + t.fill_null(""))
+    return value, _reason_with_value(bad, t, f"unknown value (expected {' / '.join(c.values)}): ")
 
 
 def parse_vehicle_type(t: pl.Series) -> tuple[pl.Series, pl.Series]:
     upper = t.str.to_uppercase()
     code = t.replace_strict(VEHICLE_TYPE_NAMES, default=None, return_dtype=pl.String)
     code = code.zip_with(~upper.str.contains(r"^[A-Z]\d{2}$").fill_null(False), upper)
-    return code, _reason(t.is_not_null() & code.is_null(), "unknown vehicle type (GA 802 code or name): " + t.fill_null(""))
+    return code, _reason_with_value(t.is_not_null() & code.is_null(), t, "unknown vehicle type (GA 802 code or name): ")
 
 
 def normalise(ds: Dataset, mapping: Mapping, raw: RawTable) -> Normalised:
