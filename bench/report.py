@@ -99,7 +99,9 @@ def main() -> None:
     if args.render_only:
         texts, figures, took, made_on = json.loads(last.read_text())
     else:
-        texts, figures, took, made_on = {}, {}, {}, machine()
+        # --only re-runs some benchmarks and keeps the last run's figures for the others.
+        texts, figures, took, _ = json.loads(last.read_text()) if last.exists() else ({}, {}, {}, "")
+        made_on = machine()
         with tempfile.TemporaryDirectory() as tmp:
             for name in [n for n in ORDER if n in args.only.split(",")]:
                 texts[name], figures[name], took[name] = run(name, argv[name], Path(tmp))
@@ -113,7 +115,7 @@ def main() -> None:
     notes = BENCH / "notes.md"
     if notes.exists():
         lines += ["", notes.read_text(encoding="utf-8").strip()]
-    for name in texts:
+    for name in [n for n in ORDER if n in texts]:
         lines += ["", f"## {TITLES[name]}", "", f"`python bench/{name}.py {' '.join(argv[name])}` ({took[name]:.0f} s "
                   "including set-up)", "", texts[name]]
     args.out.parent.mkdir(parents=True, exist_ok=True)
