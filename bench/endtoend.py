@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -77,11 +78,19 @@ def child(home: Path, folder: Path) -> None:
                       "peaks": peaks, "rows": rows, "links": sum(report.links.values()), "new_clues": new}))
 
 
+def median_night(runs: list[dict]) -> dict:
+    first = runs[0]
+    return first | {"wall": statistics.median(r["wall"] for r in runs), "walls": [r["wall"] for r in runs],
+                    "timings": {k: statistics.median(r["timings"][k] for r in runs) for k in first["timings"]},
+                    "peaks": {k: statistics.median(r["peaks"].get(k, 0.0) for r in runs) for k in first["peaks"]}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="small")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--nights", type=int, default=2, help="at most this many nights (those already built are used)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs from a fresh home; medians are shown")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument(CHILD_FLAG, nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -93,21 +102,29 @@ def main() -> None:
     if not inbox.exists():
         subprocess.run([sys.executable, "-m", "bidui.cli", "synth", "--out", str(out), "--size", args.size,
                         "--seed", str(args.seed), "--nights", str(args.nights)], check=True)
-    home = out / "e2e-home"
-    shutil.rmtree(home, ignore_errors=True)
-    nights = []
-    for folder in sorted(inbox.iterdir())[: args.nights]:
-        res = subprocess.run([sys.executable, __file__, CHILD_FLAG, str(home), str(folder)], capture_output=True, text=True)
-        if res.returncode:
-            sys.exit(f"the run of {folder.name} failed:\n{res.stderr[-3000:]}")
-        nights.append(json.loads(res.stdout.strip().splitlines()[-1]))
-    print(f"nightly run end to end, {args.size} prefecture, fresh home, `bidui run --plain`\n")
+    runs: list[list[dict]] = []
+    for _ in range(args.repeat):
+        home = out / "e2e-home"
+        shutil.rmtree(home, ignore_errors=True)
+        nights = []
+        for folder in sorted(inbox.iterdir())[: args.nights]:
+            res = subprocess.run([sys.executable, __file__, CHILD_FLAG, str(home), str(folder)], capture_output=True,
+                                 text=True)
+            if res.returncode:
+                sys.exit(f"the run of {folder.name} failed:\n{res.stderr[-3000:]}")
+            nights.append(json.loads(res.stdout.strip().splitlines()[-1]))
+        runs.append(nights)
+    # Per night and step, the median over the runs (each from a fresh home).
+    nights = [median_night([run[i] for run in runs]) for i in range(len(runs[0]))]
+    print(f"nightly run end to end, {args.size} prefecture, fresh home, `bidui run --plain`; median of "
+          f"{args.repeat} run(s)\n")
     print("| night | step | seconds | peak RSS MB |")
     print("|---|---|---|---|")
     for n in nights:
         for step, seconds in n["timings"].items():
             print(f"| {n['night']} | {step} | {seconds:.1f} | {n['peaks'].get(step, 0):,.0f} |")
-        print(f"| {n['night']} | **whole night** | **{n['wall']:.1f}** | **{max(n['peaks'].values()):,.0f}** |")
+        spread = f" (runs: {', '.join(f'{w:.1f}' for w in n['walls'])})" if len(n["walls"]) > 1 else ""
+        print(f"| {n['night']} | **whole night**{spread} | **{n['wall']:.1f}** | **{max(n['peaks'].values()):,.0f}** |")
     print("\n" + "; ".join(f"{n['night']}: {n['rows']:,} rows read, {n['links']:,} records linked, {n['new_clues']:,} new clues"
                            for n in nights))
     if args.json:

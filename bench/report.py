@@ -45,9 +45,12 @@ def run(name: str, args: list[str], tmp: Path) -> tuple[str, dict | list | None,
 def machine() -> str:
     mem = next((int(line.split()[1]) / 2**20 for line in Path("/proc/meminfo").read_text().splitlines()
                 if line.startswith("MemTotal")), 0.0)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     return (f"{os.cpu_count()} cores, {mem:.0f} GB RAM, {platform.system()} {platform.release()}, Python "
-            f"{platform.python_version()}; commit {commit or '?'}; {datetime.now():%Y-%m-%d %H:%M}")
+            f"{platform.python_version()}; {datetime.now():%Y-%m-%d %H:%M}")
+
+
+def commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "?"
 
 
 def goals(size: str, linkage_size: str, fig: dict) -> list[tuple[str, str, str]]:
@@ -86,13 +89,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="small")
     ap.add_argument("--linkage-size")
+    ap.add_argument("--repeat", type=int, default=3, help="end-to-end runs (the median is reported)")
     ap.add_argument("--only", default=",".join(ORDER))
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     ap.add_argument("--render-only", action="store_true", help="rewrite the page from the last run's figures "
                     "(after editing bench/notes.md)")
     args = ap.parse_args()
     linkage_size = args.linkage_size or ("medium" if args.size == "large" else args.size)
-    argv = {"endtoend": ["--size", args.size], "ingest": ["--size", args.size],
+    argv = {"endtoend": ["--size", args.size, "--repeat", str(args.repeat)], "ingest": ["--size", args.size],
             "linkage": ["--size", linkage_size, "--no-night"] if linkage_size != args.size else ["--size", args.size],
             "rules": ["--size", args.size], "febrl": [], "web": []}
     last = Path("bench/out") / f"report-{args.size}.json"
@@ -104,7 +108,8 @@ def main() -> None:
         made_on = machine()
         with tempfile.TemporaryDirectory() as tmp:
             for name in [n for n in ORDER if n in args.only.split(",")]:
-                texts[name], figures[name], took[name] = run(name, argv[name], Path(tmp))
+                texts[name], figures[name], seconds = run(name, argv[name], Path(tmp))
+                took[name] = [seconds, commit()]
         last.parent.mkdir(parents=True, exist_ok=True)
         last.write_text(json.dumps([texts, figures, took, made_on]))
     lines = ["# Benchmarks", "",
@@ -116,8 +121,9 @@ def main() -> None:
     if notes.exists():
         lines += ["", notes.read_text(encoding="utf-8").strip()]
     for name in [n for n in ORDER if n in texts]:
-        lines += ["", f"## {TITLES[name]}", "", f"`python bench/{name}.py {' '.join(argv[name])}` ({took[name]:.0f} s "
-                  "including set-up)", "", texts[name]]
+        seconds, at = took[name] if isinstance(took[name], list) else (took[name], "?")
+        lines += ["", f"## {TITLES[name]}", "", f"`python bench/{name}.py {' '.join(argv[name])}` at commit {at} "
+                  f"({seconds:.0f} s including set-up)", "", texts[name]]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
