@@ -206,7 +206,7 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
         for batch in shapes.values():
             session.execute(update(Clue), batch)
         if new_rows:
-            # Core executemany on the tables: the ORM's bulk path costs ~5× as much per row.
+            # Core executemany on the tables: the ORM bulk path took about twice as long (large night: 11.4 s vs 6.2 s).
             conn = session.connection()
             conn.execute(Clue.__table__.insert(), new_rows)
             ids = {(r, s, e): i for i, r, s, e in session.execute(
