@@ -37,9 +37,16 @@ class IdStatus(StrEnum):
     BAD_BIRTH_DATE = "bad_birth_date"
     BAD_CHECK = "bad_check"
     EXCEL_MANGLED = "excel_mangled"
+    # Scientific notation keeping too few digits to be Excel's 15 (`5.29001E+17`: a cell's display,
+    # not its value): nothing past the region code can be trusted.
+    TOO_FEW_DIGITS = "too_few_digits"
 
 
 _SCIENTIFIC = re.compile(r"^(\d)(?:\.(\d+))?E\+(\d+)$")
+# Excel keeps 15 significant digits and its scientific text drops trailing zeros, so its own
+# truncation shows 12–15 (fewer would take three trailing zeros: 1 in 1,000). A shorter mantissa is
+# a cell's display rounded for a narrow column (`5.32504E+17`): not even the birth date survives.
+MIN_SCIENTIFIC_DIGITS = 12
 # Removed after NFKC (which already turns U+3000, U+00A0 and the other wide spaces into " ").
 _DROP_CHARS = " \t\r\n\f\v'\""
 _DROP = str.maketrans("", "", _DROP_CHARS)
@@ -102,6 +109,8 @@ def normalise_id(raw: object) -> tuple[str, IdStatus]:
         return "", IdStatus.MISSING
     sci = _from_scientific(text)
     if sci is not None:
+        if len(text.split("E")[0].replace(".", "")) < MIN_SCIENTIFIC_DIGITS:  # the mantissa's digits
+            return text, IdStatus.TOO_FEW_DIGITS
         return sci, IdStatus.EXCEL_MANGLED
     if text.endswith(".0") and text[:-2].isdigit():
         return text[:-2], IdStatus.EXCEL_MANGLED
@@ -185,6 +194,7 @@ def normalise_id_series(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
     )
     df = df.with_columns(
         (c("mantissa").is_not_null() & (c("mantissa").str.len_chars() <= c("exponent") + 1) & (c("exponent") < 40)).alias("is_sci"),
+        (c("mantissa").str.len_chars() < MIN_SCIENTIFIC_DIGITS).fill_null(False).alias("sci_short"),
         ((c("n15") // 10**9) * 10**11 + 19 * 10**9 + c("n15") % 10**9).alias("up17"),
         pl.when(c("n15").is_not_null()).then(19_000_000 + (c("n15") // 1000) % 10**6)
         .otherwise((c("n17") // 1000) % 10**8).cast(pl.String).str.to_date("%Y%m%d", strict=False).alias("born"),
@@ -196,12 +206,14 @@ def normalise_id_series(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
     )
     out = df.select(
         pl.when(c("t") == "").then(pl.lit(""))
+        .when(c("is_sci") & c("sci_short")).then(c("t"))
         .when(c("is_sci")).then(pl.concat_str([c("mantissa"), pl.lit("0" * 40)]).str.slice(0, c("exponent") + 1))
         .when(c("dot0")).then(c("t").str.slice(0, c("len") - 2))
         .when(c("is15") & c("province_ok") & c("birth_ok"))
         .then(c("up17").cast(pl.String).str.zfill(17) + _check_of_int(c("up17")))
         .otherwise(c("t")).alias("norm"),
         pl.when(c("t") == "").then(pl.lit(IdStatus.MISSING.value))
+        .when(c("is_sci") & c("sci_short")).then(pl.lit(IdStatus.TOO_FEW_DIGITS.value))
         .when(c("is_sci") | c("dot0")).then(pl.lit(IdStatus.EXCEL_MANGLED.value))
         .when(c("is15") & ~c("province_ok")).then(pl.lit(IdStatus.BAD_PROVINCE.value))
         .when(c("is15") & ~c("birth_ok")).then(pl.lit(IdStatus.BAD_BIRTH_DATE.value))

@@ -21,6 +21,10 @@ _DOTS = re.compile(_DOTS_CLASS)
 # After NFKC every wide space (U+3000, U+00A0, U+2000…) is " ".
 _SPACE_CLASS = "[ \t\r\n\f\v]+"
 _SPACE = re.compile(_SPACE_CLASS)
+# Invisible characters that survive NFKC (zero-width spaces and joiners, BOM, soft hyphen, direction
+# marks): a difference of form that systems copy into names, never part of one.
+_INVISIBLE_CLASS = "[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]+"
+_INVISIBLE = re.compile(_INVISIBLE_CLASS)
 
 # Surnames pypinyin reads with their common-word reading; the surname reading wins when the
 # character opens a name.
@@ -37,7 +41,7 @@ def clean_name(raw: object) -> str:
     if raw is None:
         return ""
     text = unicodedata.normalize("NFKC", str(raw))
-    text = _SPACE.sub("", text)
+    text = _INVISIBLE.sub("", _SPACE.sub("", text))
     return _DOTS.sub(MIDDLE_DOT, text).strip(MIDDLE_DOT)
 
 
@@ -98,5 +102,5 @@ def _pinyin_of_form(name: str) -> str:
 
 def clean_name_expr(col: pl.Expr) -> pl.Expr:
     """`clean_name` as a polars expression over NFKC text (the vectorised twin, tested equal)."""
-    text = col.cast(pl.String).str.replace_all(_SPACE_CLASS, "")
+    text = col.cast(pl.String).str.replace_all(_SPACE_CLASS, "").str.replace_all(_INVISIBLE_CLASS, "")
     return text.str.replace_all(_DOTS_CLASS, MIDDLE_DOT).str.strip_chars(MIDDLE_DOT).fill_null("")

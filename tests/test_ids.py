@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+import polars as pl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bidui.ids import IdStatus, birth_date, check_char, normalise_id, sex_code, surviving_prefix, upgrade_15
+from bidui.ids import (
+    IdStatus,
+    birth_date,
+    check_char,
+    normalise_id,
+    normalise_id_series,
+    sex_code,
+    surviving_prefix,
+    upgrade_15,
+)
 
 VALID = "11010519491231002X"  # the GB 11643 example
 
@@ -80,3 +90,18 @@ def _vectorised(values: list[str]) -> list[tuple[str, str]]:
 def test_vectorised_normalisation_agrees_with_the_scalar_one(values: list[str]) -> None:
     scalar = [(n, str(s)) for n, s in map(normalise_id, values)]
     assert _vectorised(values) == scalar
+
+
+@pytest.mark.parametrize(("raw", "status"), [("5.29001E+17", IdStatus.TOO_FEW_DIGITS), ("5.3E+17", IdStatus.TOO_FEW_DIGITS),
+                                             ("5.22731199001011E+17", IdStatus.EXCEL_MANGLED),
+                                             ("5.2273119900101E+17", IdStatus.EXCEL_MANGLED),
+                                             ("5.22731199001E+17", IdStatus.EXCEL_MANGLED), ("5.2273119900E+17", IdStatus.TOO_FEW_DIGITS)])
+def test_scientific_notation_is_excel_mangled_only_with_excels_digits(raw: str, status: IdStatus) -> None:
+    """Excel keeps 15 significant digits (fewer shown when the last are 0); a 6-digit display such as
+    `5.29001E+17` is no ID at all, not a truncated one to match on its first 15 digits."""
+    norm, got = normalise_id(raw)
+    assert got is status
+    series_norm, series_status = normalise_id_series(pl.Series([raw]))
+    assert (series_norm[0], series_status[0]) == (norm, got.value)
+    if status is IdStatus.TOO_FEW_DIGITS:
+        assert norm == raw  # kept as delivered: nothing padded with invented zeros

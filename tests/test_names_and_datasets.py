@@ -72,3 +72,14 @@ def test_vectorised_name_cleaning_agrees(values: list[str]) -> None:
 
     out = pl.DataFrame({"v": nfkc_series(pl.Series(values, dtype=pl.String))}).select(clean_name_expr(pl.col("v")))
     assert out.to_series().to_list() == [clean_name(v) for v in values]
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u200e"])
+def test_invisible_characters_are_a_difference_of_form(invisible: str) -> None:
+    import polars as pl
+
+    from bidui.names import clean_name_expr
+
+    name = f"{invisible}张{invisible}三{invisible}"
+    assert clean_name(name) == "张三" == pl.select(clean_name_expr(pl.lit(name))).item()
+    assert form_key(name) == form_key("张三")

@@ -19,7 +19,8 @@ LEVEL_LABELS = {
 
 
 ID_STATUS_LABELS = {"valid": "有效", "missing": "缺失", "bad_length": "位数不对", "bad_province": "省份代码不对",
-                    "bad_birth_date": "出生日期不对", "bad_check": "校验位不对", "excel_mangled": "被 Excel 截断"}
+                    "bad_birth_date": "出生日期不对", "bad_check": "校验位不对", "excel_mangled": "被 Excel 截断",
+                    "too_few_digits": "科学计数法只剩几位，无法使用"}
 EXTRA_LABELS = {"age": "年龄", "other_households": "其他户", "household_total": "全户自付合计", "status": "状态",
                 "probable_id": "可能的正确证件号"}
 
