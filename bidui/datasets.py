@@ -49,6 +49,9 @@ class Dataset:
     department: str
     persons: tuple[PersonRef, ...] = ()
     optional: bool = False
+    # Columns without which a row is about nothing (besides the person's ID or name): a row whose key
+    # value is unreadable is dropped; any other unreadable value only becomes null.
+    keys: tuple[str, ...] = ()
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -90,7 +93,7 @@ DATASETS: tuple[Dataset, ...] = (
             "因病", "因残", "因学", "因灾", "缺土地", "缺水", "缺技术", "缺劳力", "缺资金",
             "交通条件落后", "自身发展动力不足")),
         _c("registered_year", "识别年度", "纳入年度", kind="year"),
-    ), "poverty alleviation", (PersonRef("head_id_number", "head_name", "head"),)),
+    ), "poverty alleviation", (PersonRef("head_id_number", "head_name", "head"),), keys=("household_code",)),
     Dataset("register_members", "贫困户家庭成员", ("家庭成员", "贫困人口"), (
         _c("household_code", "户编号", "户编码", req=True),
         _c("name", "姓名", "成员姓名", req=True, kind="name"),
@@ -99,7 +102,7 @@ DATASETS: tuple[Dataset, ...] = (
         _c("sex", "性别", kind="enum", values=YES_NO_SEX),
         _c("birth_date", "出生日期", kind="date"),
         _c("health_status", "健康状况", kind="enum", values=("健康", "长期慢性病", "患有大病", "残疾")),
-    ), "poverty alleviation", (PersonRef("id_number", "name", "member"),)),
+    ), "poverty alleviation", (PersonRef("id_number", "name", "member"),), keys=("household_code",)),
     Dataset("hukou", "户籍人口", ("户籍", "常住人口", "人口信息"), (
         _c("id_number", "公民身份号码", "身份证号", "证件号码", req=True, kind="id"),
         _c("name", "姓名", req=True, kind="name"),

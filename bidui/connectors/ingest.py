@@ -1,16 +1,17 @@
 """`bidui ingest`: load one night's folder into the warehouse, file by file, all or nothing.
 
 Outcomes per file: accepted (applied), forced (held but applied with --force), held (readable,
-but suspicious: too many rejected rows, far fewer rows than the last snapshot, or no rows — the
-previous snapshot stays in force), refused (cannot be read or mapped: nothing of it is stored),
-duplicate (the same bytes as an accepted snapshot: nothing to do). A dataset with no file tonight
-keeps its last snapshot, and the log says so.
+but not whole or not plausible: cut mid-record, still being written, a checksum that does not
+match, too many rejected rows, far fewer or more rows than the last snapshot, IDs collapsing,
+duplicated rows — the previous snapshot stays in force), refused (cannot be read or mapped, or not
+a regular file: nothing of it is stored), duplicate (the same bytes as an accepted snapshot: nothing
+to do). A dataset with no file tonight keeps its last snapshot, and the log says so. The checks
+and their settings are in `bidui.connectors.plausibility` and the README's ingest section.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import multiprocessing
 import os
 import time
@@ -22,13 +23,18 @@ from pathlib import Path
 
 import duckdb
 
+from bidui.connectors import inbox
 from bidui.connectors import warehouse as wh
 from bidui.connectors.mapping import RefusedError, map_headers
-from bidui.connectors.normalise import normalise
+from bidui.connectors.normalise import ValueLimits, normalise
+from bidui.connectors.plausibility import Limits, checks, profile_snapshot
 from bidui.connectors.readers import ReadError, read_table
 from bidui.datasets import DATASETS, DatasetNameError, dataset_for_filename
 
+__all__ = ["FileOutcome", "Limits", "exit_code", "ingest_file", "ingest_night", "night_of"]
+
 OK_STATUSES = ("accepted", "forced", "duplicate", "missing")
+POLL_SECONDS = 0.5
 
 
 @dataclass
@@ -41,17 +47,8 @@ class FileOutcome:
     rows_rejected: int = 0
     seconds: float = 0.0
     message: str = ""
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_reject_share: float = 0.05
-    min_row_ratio: float = 0.70
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> Limits:
-        ing = cfg.get("ingest", {})
-        return cls(float(ing.get("max_reject_share", 0.05)), float(ing.get("min_row_ratio", 0.70)))
+    evidence: str = ""  # why the file was taken as whole: checksum file, night marker, settle time
+    incomplete: bool = False  # held because it was still being written: a later run of the night takes it
 
 
 def night_of(folder: Path) -> date:
@@ -61,16 +58,9 @@ def night_of(folder: Path) -> date:
         raise ValueError(f"{folder}: the folder is not named by date (YYYY-MM-DD); pass --date") from e
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def delivered_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "~$")))
+    """The night's regular files to read (for tools and benches; ingest uses `inbox.entries`)."""
+    return [e.path for e in inbox.entries(folder) if e.refused is None]
 
 
 PARALLEL_BYTES = 64 * 2**20  # nights smaller than this are read in-process
@@ -92,45 +82,85 @@ class _Lazy(Future):
         return self._job()
 
 
-def _twice(path: Path, twice: dict[str, list[Path]]) -> bool:
-    return any(path in paths for paths in twice.values())
+def _dataset_code(name: str) -> str | None:
+    try:
+        return dataset_for_filename(name).code
+    except DatasetNameError:
+        return None
+
+
+def _pool(entries: list[inbox.Entry], workers: int) -> Executor:
+    """Large nights: files are read and normalised in worker processes (the work holds the GIL too
+    often for threads to overlap); this process alone writes the warehouse. Small nights stay
+    in-process: spawning costs more than it saves."""
+    size = sum(e.path.stat().st_size for e in entries)
+    if workers > 1 and size > PARALLEL_BYTES:
+        from bidui.workers import die_with_parent
+
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=die_with_parent)
+    return _InProcess()
 
 
 def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, force: bool = False,
                  limits: Limits = Limits(), progress: Callable[[str], None] | None = None,
-                 workers: int = min(2, os.cpu_count() or 1)) -> list[FileOutcome]:
-    files = delivered_files(folder)
-    outcomes: list[FileOutcome] = []
+                 workers: int = min(2, os.cpu_count() or 1), clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> list[FileOutcome]:
+    """Every delivery of the night folder, each all or nothing. Files not yet settled are read
+    last, waiting for them up to `limits.max_wait_seconds`; one that changes while it is read is
+    tried again within that time, then held as still being written."""
+    found = inbox.entries(folder)
+    marker = inbox.night_marker(folder)
+    done: dict[str, FileOutcome] = {}
+    for e in found:
+        if e.refused:
+            done[e.name] = FileOutcome(e.name, _dataset_code(e.name), "refused", message=e.refused)
+            _log(con, night, e.name, done[e.name])
+    files = [e for e in found if e.refused is None]
     # Two files for one dataset on one night: which is the snapshot? Refuse both.
-    named: dict[str, list[Path]] = {}
-    for path in files:
-        with contextlib.suppress(DatasetNameError):
-            named.setdefault(dataset_for_filename(path.name).code, []).append(path)
-    twice = {code: paths for code, paths in named.items() if len(paths) > 1}
-    # Large nights: files are read and normalised in worker processes (the work holds the GIL
-    # too often for threads to overlap), biggest first; this process alone writes the warehouse.
-    # Small nights stay in-process: spawning costs more than it saves.
-    size = sum(p.stat().st_size for p in files)
-    pool: Executor = (ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-                      if workers > 1 and size > PARALLEL_BYTES else _InProcess())
-    order = sorted(files, key=lambda p: -p.stat().st_size)
-    pending: dict[Future[Prepared], Path] = {pool.submit(prepare, p, night): p for p in order if not _twice(p, twice)}
-    done: dict[Path, FileOutcome] = {}
-    for code, paths in twice.items():
-        for path in paths:
-            others = ", ".join(p.name for p in paths if p != path)
-            done[path] = FileOutcome(path.name, code, "refused", message=f"{path.name}: two files for {code} tonight "
-                                     f"(also {others}); send one")
-            _log(con, night, path, done[path])
-    # Stored as the workers finish them, so this process writes while they work (in file order,
-    # it waited for the last small file while the big ones' results piled up in memory).
-    for future in as_completed(pending) if isinstance(pool, ProcessPoolExecutor) else pending:
-        path = pending[future]
-        if progress:
-            progress(path.name)
-        done[path] = store(con, future.result(), force=force, limits=limits)
-    pool.shutdown()
-    outcomes += [done[path] for path in files]
+    named: dict[str, list[inbox.Entry]] = {}
+    for e in files:
+        code = _dataset_code(e.name)
+        if code:
+            named.setdefault(code, []).append(e)
+    for code, group in named.items():
+        if len(group) < 2:
+            continue
+        for e in group:
+            others = ", ".join(o.name for o in group if o is not e)
+            done[e.name] = FileOutcome(e.name, code, "refused", message=f"{e.name}: two files for {code} tonight "
+                                       f"(also {others}); send one")
+            _log(con, night, e.name, done[e.name])
+    todo = [e for e in files if e.name not in done]
+    deadline = clock() + limits.max_wait_seconds
+    pool = _pool(todo, workers)
+    try:
+        while todo:
+            ready = {e.name: ev for e in todo if (ev := _evidence(e, marker, limits, clock)) is not None}
+            if not ready:
+                if clock() >= deadline:
+                    for e in todo:
+                        done[e.name] = _still_writing(con, night, e, limits)
+                    break
+                sleep(POLL_SECONDS)
+                continue
+            batch = sorted((e for e in todo if e.name in ready), key=lambda e: -e.path.stat().st_size)
+            todo = [e for e in todo if e.name not in ready]
+            futures = {pool.submit(prepare, e.path, night, e.name, limits.values): e for e in batch}
+            # Stored as the workers finish them, so this process writes while they work.
+            for future in as_completed(futures) if isinstance(pool, ProcessPoolExecutor) else futures:
+                e = futures[future]
+                if progress:
+                    progress(e.name)
+                p = future.result()
+                p.evidence = ready[e.name]
+                if p.changed and clock() < deadline:
+                    todo.append(e)  # it grew while being read: again once it has settled
+                    continue
+                done[e.name] = store(con, p, force=force, limits=limits)
+    finally:
+        pool.shutdown(cancel_futures=True)
+    outcomes = [done[e.name] for e in found if e.name in done]
     delivered = {o.dataset for o in outcomes if o.dataset}
     for ds in DATASETS:
         if ds.code in delivered:
@@ -147,11 +177,34 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
     return outcomes
 
 
-def _log(con: duckdb.DuckDBPyConnection, night: date, path: Path, o: FileOutcome, load_id: int | None = None,
+def _evidence(e: inbox.Entry, marker: bool, limits: Limits, clock: Callable[[], float]) -> str | None:
+    """Why the file may be read now, or None while it may still be being written."""
+    side = inbox.checksum_file(e.path)
+    if side:
+        return f"checksum file {side[1].name}"
+    if marker:
+        return f"night marker {inbox.NIGHT_MARKER}"
+    age = clock() - e.path.stat().st_mtime
+    if age >= limits.settle_seconds:
+        return f"unchanged for {limits.settle_seconds:g} s (settle_seconds)"
+    return None
+
+
+def _still_writing(con: duckdb.DuckDBPyConnection, night: date, e: inbox.Entry, limits: Limits) -> FileOutcome:
+    o = FileOutcome(e.name, _dataset_code(e.name), "held", incomplete=True,
+                    message=f"{e.name}: still being written (it changed within the last {limits.settle_seconds:g} s, "
+                            f"waited {limits.max_wait_seconds:g} s: max_wait_seconds); the snapshot in force stays; a "
+                            "later run of this night takes it once it has stopped changing")
+    _log(con, night, e.name, o)
+    return o
+
+
+def _log(con: duckdb.DuckDBPyConnection, night: date, name: str, o: FileOutcome, load_id: int | None = None,
          **extra: object) -> int:
     load_id = load_id or wh.new_load_id(con)
-    wh.log(con, load_id, night, path.name, dataset=o.dataset, status=o.status, rows_read=o.rows_read,
-           rows_loaded=o.rows_loaded, rows_rejected=o.rows_rejected, seconds=o.seconds, message=o.message, **extra)
+    wh.log(con, load_id, night, name, dataset=o.dataset, status=o.status, rows_read=o.rows_read,
+           rows_loaded=o.rows_loaded, rows_rejected=o.rows_rejected, seconds=o.seconds, message=o.message,
+           evidence=o.evidence or None, **extra)
     return load_id
 
 
@@ -162,80 +215,103 @@ class Prepared:
     path: Path
     night: date
     start: float
+    name: str = ""  # as shown (see inbox.shown_name)
     dataset: object = None  # bidui.datasets.Dataset
     sha: str | None = None
+    md5: str | None = None
     raw: object = None  # RawTable
     result: object = None  # Normalised
     refused: str | None = None
     seconds: float = 0.0  # spent preparing (in whichever process did it)
+    changed: bool = False  # size or modification time moved while it was read
+    evidence: str = ""
 
 
-def prepare(path: Path, night: date) -> Prepared:
+def prepare(path: Path, night: date, name: str | None = None, values: ValueLimits = ValueLimits()) -> Prepared:
     """The part of ingest that needs no warehouse: safe to run in a worker process."""
-    p = Prepared(path, night, time.perf_counter())
+    p = Prepared(path, night, time.perf_counter(), name or inbox.shown_name(path.name))
+    before = inbox.Seen.of(path)
     try:
-        return _prepare(p)
+        return _prepare(p, values)
     finally:
+        p.changed = inbox.Seen.of(path) != before
         p.seconds = time.perf_counter() - p.start
 
 
-def _prepare(p: Prepared) -> Prepared:
+def _prepare(p: Prepared, values: ValueLimits) -> Prepared:
     path = p.path
     try:
-        p.dataset = dataset_for_filename(path.name)
+        p.dataset = dataset_for_filename(p.name)
     except DatasetNameError as e:
         p.refused = str(e)
         return p
-    p.sha = sha256_of(path)
+    side = inbox.checksum_file(path)
+    p.sha, p.md5 = inbox.digests(path, md5=bool(side and side[0] == "md5"))
     try:
         p.raw = read_table(path)
-        mapping = map_headers(p.dataset, p.raw.header, path.name)
-        p.result = normalise(p.dataset, mapping, p.raw)
+        mapping = map_headers(p.dataset, p.raw.header, p.name)
+        _refuse_numeric_ids(p, mapping)
+        p.result = normalise(p.dataset, mapping, p.raw, p.night, values)
         p.raw.data = p.raw.data.clear()  # the text columns are not needed any more (nor shipped back)
     except (ReadError, RefusedError) as e:
-        p.refused = str(e)
+        # Readers name the file as on disk; an undecodable name must not travel on in messages.
+        p.refused = str(e).replace(path.name, p.name) if path.name != p.name else str(e)
     return p
+
+
+def _refuse_numeric_ids(p: Prepared, mapping) -> None:
+    """A Parquet ID column typed as a number has lost every check character X (and leading zeros):
+    no row of it can be trusted, whatever the values look like as text."""
+    if p.raw.fmt != "parquet":
+        return
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(p.path)
+    for c in p.dataset.columns:
+        pos = mapping.positions.get(c.name)
+        if c.kind == "id" and pos is not None:
+            t = schema.field(pos).type
+            if str(t).startswith(("int", "uint", "float", "double", "decimal")):
+                raise RefusedError(f"{p.name}: the ID column {p.raw.header[pos]!r} is stored as numbers ({t}): IDs "
+                                   "ending in X are lost; deliver ID numbers as text (string)")
 
 
 def ingest_file(con: duckdb.DuckDBPyConnection, path: Path, night: date, *, force: bool = False,
                 limits: Limits = Limits()) -> FileOutcome:
-    return store(con, prepare(path, night), force=force, limits=limits)
+    return store(con, prepare(path, night, values=limits.values), force=force, limits=limits)
 
 
 def store(con: duckdb.DuckDBPyConnection, p: Prepared, *, force: bool = False, limits: Limits = Limits()) -> FileOutcome:
     """Decide accepted / held / refused / duplicate and write it, all or nothing."""
-    path, night, name = p.path, p.night, p.path.name
+    night, name = p.night, p.name
     start = time.perf_counter() - p.seconds  # report preparing + storing, not time spent queued
     ds = p.dataset
     if ds is None:
         o = FileOutcome(name, None, "refused", message=p.refused or "")
-        _log(con, night, path, o)
+        _log(con, night, name, o)
         return o
+    lim = limits.for_dataset(ds.code)
     seen = wh.current_with_hash(con, ds.code, p.sha, night)
+    if seen and seen[1] == night:
+        return _stored_earlier(con, p, seen[0])
     if seen:
-        o = FileOutcome(name, ds.code, "duplicate", seconds=time.perf_counter() - start,
+        o = FileOutcome(name, ds.code, "duplicate", seconds=time.perf_counter() - start, evidence=p.evidence,
                         message=f"{name}: the same bytes as the {ds.code} snapshot in force ({seen[1]}, load {seen[0]}); "
                                 "nothing to do")
-        _log(con, night, path, o, sha256=p.sha)
+        _log(con, night, name, o, sha256=p.sha)
         return o
     if p.refused:
         o = FileOutcome(name, ds.code, "refused", seconds=time.perf_counter() - start, message=p.refused)
-        _log(con, night, path, o, sha256=p.sha)
+        _log(con, night, name, o, sha256=p.sha)
         return o
     raw, result, sha = p.raw, p.result, p.sha
-    read, rejected = result.rows_read, result.rejects["source_row"].n_unique() if result.rejects.height else 0
-    o = FileOutcome(name, ds.code, "accepted", read, result.rows.height, rejected)
-    held = []
-    if read == 0:
-        held.append(f"{name}: a header but no data rows")
-    elif rejected / read > limits.max_reject_share:
-        first = result.rejects.row(0, named=True)
-        held.append(f"{name}: {rejected} of {read} rows rejected ({rejected / read:.1%}, limit {limits.max_reject_share:.0%}); "
-                    f"first: row {first['source_row']}, column {first['column_name']}, {first['reason']}")
+    rejected = result.rejects["source_row"].n_unique() if result.rejects.height else 0
+    o = FileOutcome(name, ds.code, "accepted", result.rows_read, result.rows.height, rejected, evidence=p.evidence)
+    whole = _whole(p, lim)
     last = wh.last_snapshot(con, ds.code, night)
-    if last and read and result.rows.height < limits.min_row_ratio * last[1]:
-        held.append(f"{name}: {result.rows.height} rows, fewer than {limits.min_row_ratio:.0%} of the {last[1]} rows of "
-                    f"the snapshot of {last[0]} (truncated?)")
+    held = whole + checks(ds, result, lim, (last[0], profile_snapshot(con, ds, last[0])) if last else None, name)
+    if p.changed:
+        o.incomplete = True
     if held and not force:
         o.status = "held"
         o.rows_loaded = 0
@@ -243,10 +319,8 @@ def store(con: duckdb.DuckDBPyConnection, p: Prepared, *, force: bool = False, l
     elif held:
         o.status = "forced"
         o.message = "applied with --force: " + "; ".join(held)
-    elif rejected:
-        first = result.rejects.row(0, named=True)
-        o.message = (f"{rejected} row(s) rejected, first: row {first['source_row']}, column {first['column_name']} "
-                     f"({first['value']!r}): {first['reason']}")
+    else:
+        o.message = _notes(ds, result)
     o.seconds = time.perf_counter() - start
     load_id = wh.new_load_id(con)
     con.execute("BEGIN TRANSACTION")
@@ -257,17 +331,68 @@ def store(con: duckdb.DuckDBPyConnection, p: Prepared, *, force: bool = False, l
                 wh.add_name_keys(con, result.rows[ref.name_column])
         wh.add_rejects(con, load_id, name, result.rejects)
         o.seconds = time.perf_counter() - start
-        _log(con, night, path, o, load_id, sha256=sha, fmt=raw.fmt, encoding=raw.encoding,
+        _log(con, night, name, o, load_id, sha256=sha, fmt=raw.fmt, encoding=raw.encoding,
              delimiter={",": "comma", "\t": "tab"}.get(raw.delimiter or ""))
         con.execute("COMMIT")
     except Exception as e:
-        con.execute("ROLLBACK")
-        o = FileOutcome(name, ds.code, "refused", read, 0, 0, time.perf_counter() - start,
+        # A ROLLBACK after a failed COMMIT (disk full) can fail too: it must not hide the cause.
+        with contextlib.suppress(Exception):
+            con.execute("ROLLBACK")
+        if isinstance(e, OSError) or "No space left" in str(e) or isinstance(e, duckdb.FatalException):
+            raise  # the warehouse cannot be written: the run stops here and says why
+        o = FileOutcome(name, ds.code, "refused", result.rows_read, 0, 0, time.perf_counter() - start,
                         f"{name}: could not be stored ({type(e).__name__}: {e}); nothing of it was kept")
-        _log(con, night, path, o, sha256=sha)
+        _log(con, night, name, o, sha256=sha)
     return o
+
+
+def _whole(p: Prepared, limits: Limits) -> list[str]:
+    """Why the file is not whole: its structure says it was cut, it changed while it was read, or
+    its checksum file disagrees."""
+    out = []
+    cut = getattr(p.raw, "cut", None)
+    if cut:
+        out.append(f"{p.name}: the last record is cut ({cut}); a transfer that stopped? the department resends it")
+    if p.changed:
+        out.append(f"{p.name}: still being written (it changed while it was read); a later run of this night takes it")
+    side = inbox.checksum_file(p.path)
+    if side:
+        algo, path = side
+        want, got = inbox.expected_digest(path), (p.md5 if algo == "md5" else p.sha)
+        if want != got:
+            out.append(f"{p.name}: the checksum in {path.name} does not match the file ({algo}); still arriving or "
+                       "damaged in transfer")
+    return out
+
+
+def _notes(ds, result) -> str:
+    """What an accepted file's loading did besides storing it (said in the load log)."""
+    notes = []
+    if result.duplicates:
+        notes.append(f"{result.duplicates:,} exact duplicate row(s) collapsed")
+    if result.rejects.height:
+        from bidui.privacy import quote
+
+        first = result.rejects.row(0, named=True)
+        rejected = result.rejects["source_row"].n_unique()
+        kind = ds.column(first["column_name"]).kind
+        notes.append(f"{rejected:,} row(s) with a rejected value, kept with that value empty; first: row "
+                     f"{first['source_row']}, column {first['column_name']} ({quote(first['value'], kind)}): "
+                     f"{first['reason']}")
+    if result.dropped:
+        notes.append(f"{result.dropped:,} row(s) without a usable ID number or name dropped")
+    return "; ".join(notes)
+
+
+def _stored_earlier(con: duckdb.DuckDBPyConnection, p: Prepared, load_id: int) -> FileOutcome:
+    """A file this night's earlier (interrupted) run already stored: say what was stored then."""
+    row = con.execute("SELECT status, rows_read, rows_loaded, rows_rejected, evidence FROM load_log WHERE load_id = ?",
+                      [load_id]).fetchone()
+    status, read, loaded, rejected, evidence = row if row else ("accepted", 0, 0, 0, "")
+    return FileOutcome(p.name, p.dataset.code, status, read or 0, loaded or 0, rejected or 0,
+                       message=f"{p.name}: stored by an earlier run of this night (load {load_id})",
+                       evidence=evidence or p.evidence)
 
 
 def exit_code(outcomes: list[FileOutcome]) -> int:
     return 0 if all(o.status in OK_STATUSES for o in outcomes) else 2
-

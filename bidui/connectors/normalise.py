@@ -1,14 +1,19 @@
 """Delivered text → canonical typed columns, with a reason for every value that cannot be read.
 
-All of it is polars expressions over whole columns (a large night is ten million rows). A row
-with any unreadable value is rejected (kept in the rejects table with file, row, column, value
-and reason); invalid ID numbers are not a reason: they are kept with their status, for matching.
+All of it is polars expressions over whole columns (a large night is ten million rows). Every
+unreadable or implausible value gets a reject record (file, row, column, value, reason). A rejected
+value never removes a person: the row keeps its identity (ID number and name) with that value
+null and the column named in `rejected_columns`, so the evidence it carried does not vanish (the
+rules treat such a person's clues as undecided tonight); only a row with no usable identity is
+dropped. Invalid ID numbers are not a reason: they are kept with their status, for matching.
+Exact duplicate rows are counted and collapsed to their first occurrence.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 
@@ -25,11 +30,34 @@ EXCEL_EPOCH_OFFSET = (date(1970, 1, 1) - date(1899, 12, 30)).days  # Excel day 2
 SQL_TYPES = {"date": "DATE", "year": "INTEGER", "money": "DOUBLE", "number": "DOUBLE"}
 
 
+@dataclass(frozen=True)
+class ValueLimits:
+    """What a value may be (`[ingest]` in bidui.toml)."""
+
+    money_ceiling: float = 1e10  # as delivered (yuan or 万元): more is a unit or typing error
+    date_margin_days: int = 7  # event dates may lie this far past the night (a clock set ahead)
+    max_name_chars: int = 50  # the national limit for name fields
+    max_text_chars: int = 2000
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> ValueLimits:
+        ing = cfg.get("ingest", {})
+        d = cls()
+        return cls(float(ing.get("money_ceiling", d.money_ceiling)), int(ing.get("date_margin_days", d.date_margin_days)),
+                   int(ing.get("max_name_chars", d.max_name_chars)), int(ing.get("max_text_chars", d.max_text_chars)))
+
+
+EARLIEST_EVENT = date(1900, 1, 1)
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"  # tab, LF and CR are whitespace, trimmed elsewhere
+
+
 @dataclass
 class Normalised:
-    rows: pl.DataFrame  # accepted rows: source_row, canonical columns, *_raw, *_status, extra_json
-    rejects: pl.DataFrame  # source_row, column_name, value, reason
+    rows: pl.DataFrame  # kept rows: source_row, canonical columns, *_raw, *_status, extra_json, rejected_columns
+    rejects: pl.DataFrame  # source_row, column_name, value, reason (reasons never quote the value)
     rows_read: int
+    duplicates: int = 0  # exact duplicate rows collapsed
+    dropped: int = 0  # rows without usable identity, not kept
 
 
 def _clean(s: pl.Series) -> pl.Series:
@@ -50,15 +78,10 @@ def _reason(mask: pl.Series, text: str | pl.Series) -> pl.Series:
     return text.set(~mask, None)
 
 
-def _reason_with_value(mask: pl.Series, t: pl.Series, text: str) -> pl.Series:
-    """`text` followed by the value where mask is true, else null (built only for those rows)."""
-    idx = mask.fill_null(False).arg_true()
-    return _nulls(len(t)).scatter(idx, text + t.gather(idx)) if len(idx) else _nulls(len(t))
-
-
-def parse_dates(t: pl.Series) -> tuple[pl.Series, pl.Series]:
+def parse_dates(t: pl.Series, latest: date = date(2100, 12, 31)) -> tuple[pl.Series, pl.Series]:
     """Every spec date form and Excel serials; the file's most common form is tried first and
-    the others only on what it could not read."""
+    the others only on what it could not read. Every date here is of an event that happened (a
+    birth, a death, a registration): from 1900 to `latest` (the night plus a margin)."""
     sample = t.drop_nulls().head(200)
     forms = sorted(DATE_FORMS, key=lambda f: -sample.str.to_date(f, strict=False).is_not_null().sum())
     value = t.str.to_date(forms[0], strict=False)
@@ -82,21 +105,26 @@ def parse_dates(t: pl.Series) -> tuple[pl.Series, pl.Series]:
         shaped = t.gather(idx).str.contains(_DATE_SHAPE)
         why = pl.Series(["not a date in an accepted form"] * len(idx), dtype=pl.String).set(shaped, "impossible date")
         reason = reason.scatter(idx, why)
-    out_of_range = (value < date(1880, 1, 1)) | (value > date(2100, 12, 31))
-    reason = reason.set(out_of_range.fill_null(False), "date out of range")
+    reason = reason.set((value < EARLIEST_EVENT).fill_null(False), f"date before {EARLIEST_EVENT.year}")
+    reason = reason.set((value > latest).fill_null(False), f"date after {latest.isoformat()} (in the future)")
     return value, reason
 
 
-def parse_number(t: pl.Series) -> tuple[pl.Series, pl.Series]:
+def parse_number(t: pl.Series, ceiling: float = math.inf) -> tuple[pl.Series, pl.Series]:
+    """Amounts and areas: finite, not negative, at most `ceiling`."""
     t = t.str.replace_all(r"[,，\s]|元$|万元$", "")
     value = t.cast(pl.Float64, strict=False)
-    return value, _reason(t.is_not_null() & value.is_null(), "not a number")
+    reason = _reason(t.is_not_null() & value.is_null(), "not a number")
+    reason = reason.fill_null(_reason(value.is_nan() | value.is_infinite(), "not a finite number"))
+    reason = reason.fill_null(_reason(value < 0, "negative"))
+    reason = reason.fill_null(_reason(value > ceiling, f"over the ceiling of {ceiling:,.0f}"))
+    return value.set(reason.is_not_null(), None), reason
 
 
-def parse_year(t: pl.Series) -> tuple[pl.Series, pl.Series]:
+def parse_year(t: pl.Series, latest: int = 2100) -> tuple[pl.Series, pl.Series]:
     t = t.str.replace(r"年$", "").str.replace(r"\.0+$", "")
     value = t.cast(pl.Int32, strict=False)
-    return value, _reason(t.is_not_null() & (value.is_null() | ~value.is_between(1900, 2100)), "not a year")
+    return value, _reason(t.is_not_null() & (value.is_null() | ~value.is_between(1900, latest)), "not a year")
 
 
 def parse_code(t: pl.Series) -> tuple[pl.Series, pl.Series]:
@@ -109,26 +137,36 @@ def parse_enum(t: pl.Series, c: Column) -> tuple[pl.Series, pl.Series]:
     mapping |= {k.upper(): v for k, v in mapping.items()} | {k.lower(): v for k, v in mapping.items()}
     value = t.replace_strict(mapping, default=None, return_dtype=pl.String)
     bad = t.is_not_null() & value.is_null()
-    return value, _reason_with_value(bad, t, f"unknown value (expected {' / '.join(c.values)}): ")
+    return value, _reason(bad, f"unknown value (expected {' / '.join(c.values)})")
 
 
 def parse_vehicle_type(t: pl.Series) -> tuple[pl.Series, pl.Series]:
     upper = t.str.to_uppercase()
     code = t.replace_strict(VEHICLE_TYPE_NAMES, default=None, return_dtype=pl.String)
     code = code.zip_with(~upper.str.contains(r"^[A-Z]\d{2}$").fill_null(False), upper)
-    return code, _reason_with_value(t.is_not_null() & code.is_null(), t, "unknown vehicle type (GA 802 code or name): ")
+    return code, _reason(t.is_not_null() & code.is_null(), "unknown vehicle type (GA 802 code or name)")
 
 
-def normalise(ds: Dataset, mapping: Mapping, raw: RawTable) -> Normalised:
-    """Typed canonical rows and the rejects of one delivered table."""
-    raw.data = raw.data.rechunk()  # many small chunks make every string kernel slow
-    n = raw.data.height
-    cols: dict[str, pl.Series] = {"source_row": pl.int_range(1, n + 1, dtype=pl.Int64, eager=True)}
+def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None = None,
+              limits: ValueLimits = ValueLimits()) -> Normalised:
+    """Typed canonical rows and the rejects of one delivered table (`night`: the run date, the
+    latest an event date may be, plus the margin)."""
+    latest = (night or date.today()) + timedelta(days=limits.date_margin_days)
+    data = raw.data.rechunk()  # many small chunks make every string kernel slow
+    read = data.height
+    source_row = pl.int_range(1, read + 1, dtype=pl.Int64, eager=True)
+    first = (data.select(pl.struct(pl.all()).is_first_distinct()).to_series() if read and data.width
+             else pl.Series([True] * read, dtype=pl.Boolean))
+    duplicates = read - int(first.sum())
+    if duplicates:
+        data, source_row = data.filter(first), source_row.filter(first)
+    n = data.height
+    cols: dict[str, pl.Series] = {"source_row": source_row}
     reasons: list[tuple[str, pl.Series, pl.Series]] = []  # (column, reason, value as delivered)
     nothing = _nulls(n)
     for c in ds.columns:
         pos = mapping.positions.get(c.name)
-        src = raw.data[f"c{pos}"] if pos is not None else nothing
+        src = data[f"c{pos}"] if pos is not None else nothing
         if c.kind == "id":
             norm, status = normalise_id_series(src)
             cols[f"{c.name}_raw"] = src.str.strip_chars()
@@ -141,12 +179,17 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable) -> Normalised:
             value = pl.select(clean_name_expr(pl.lit(t))).to_series()
             cols[f"{c.name}_raw"] = t
             value = value.set(value == "", None)
+            reason = _reason(t.str.contains(_CONTROL), "control character in a name")
+            reason = reason.fill_null(_reason(value.str.len_chars() > limits.max_name_chars,
+                                              f"longer than {limits.max_name_chars} characters"))
         elif c.kind == "date":
-            value, reason = parse_dates(t)
-        elif c.kind in ("money", "number"):
+            value, reason = parse_dates(t, latest)
+        elif c.kind == "money":
+            value, reason = parse_number(t, limits.money_ceiling)
+        elif c.kind == "number":
             value, reason = parse_number(t)
         elif c.kind == "year":
-            value, reason = parse_year(t)
+            value, reason = parse_year(t, latest.year + 1)
         elif c.kind == "code":
             value, reason = parse_code(t)
         elif c.kind == "enum":
@@ -156,33 +199,63 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable) -> Normalised:
             value = t
         else:
             value = t
-        cols[c.name] = value
+            reason = _reason(t.str.len_chars() > limits.max_text_chars, f"longer than {limits.max_text_chars:,} characters")
         if c.required:
             missing = _reason(t.is_null(), "required value missing")
             reason = missing if reason is None else missing.fill_null(reason)
-        if reason is not None:
+        if reason is not None and reason.null_count() < n:
+            bad = reason.is_not_null()
+            cols[c.name] = value.set(bad, None)
+            if c.name == "vehicle_type":
+                cols["vehicle_type_code"] = cols["vehicle_type_code"].set(bad, None)
+            if c.kind == "name":
+                cols[f"{c.name}_raw"] = cols[f"{c.name}_raw"].set(bad, None)  # a NUL or 3 M characters kept nowhere
             reasons.append((c.name, reason, t))
-    cols["extra_json"] = _extra_json(raw, mapping.extra)
+        else:
+            cols[c.name] = value
+    cols["extra_json"] = _extra_json(raw, data, mapping.extra)
     out = pl.DataFrame(cols)
     parts = [pl.DataFrame({"source_row": cols["source_row"], "value": value, "reason": reason})
              .filter(pl.col("reason").is_not_null()).select("source_row", pl.lit(name).alias("column_name"), "value", "reason")
              for name, reason, value in reasons]
     rejects = (pl.concat(parts) if parts else pl.DataFrame(schema={"source_row": pl.Int64, "column_name": pl.String,
                                                                    "value": pl.String, "reason": pl.String}))
-    if rejects.height:
-        out = out.filter(~pl.col("source_row").is_in(rejects["source_row"].unique().implode()))
-    return Normalised(out, rejects.sort("source_row", maintain_order=True), n)
+    # Values past any sane length are not kept in the rejects either (the file still holds them).
+    rejects = rejects.with_columns(pl.col("value").str.slice(0, 200))
+    bad_columns = (rejects.group_by("source_row").agg(pl.col("column_name").unique().sort().str.join(",")
+                                                       .alias("rejected_columns"))
+                   if rejects.height else pl.DataFrame(schema={"source_row": pl.Int64, "rejected_columns": pl.String}))
+    out = out.join(bad_columns, on="source_row", how="left", maintain_order="left")
+    keep = _identity_usable(ds, out)
+    dropped = out.height - int(keep.sum())
+    if dropped:
+        out = out.filter(keep)
+    return Normalised(out, rejects.sort("source_row", maintain_order=True), read, duplicates, dropped)
 
 
-def _extra_json(raw: RawTable, extra: tuple[int, ...]) -> pl.Series:
+def _identity_usable(ds: Dataset, rows: pl.DataFrame) -> pl.Series:
+    """Rows that still say who or what they are about: for a dataset naming a person, an ID number
+    (valid or not: matching uses what survives) or a name, and its key columns (a register
+    household's code); for the others, every required value."""
+    keys = [pl.col(k).is_not_null() for k in ds.keys]
+    if ds.persons:
+        ok = pl.lit(False)
+        for ref in ds.persons:
+            ok = ok | (pl.col(f"{ref.id_column}_status") != "missing") | pl.col(ref.name_column).is_not_null()
+        return rows.select(pl.all_horizontal([ok, *keys]).alias("ok"))["ok"]
+    required = [pl.col(c.name).is_not_null() for c in ds.columns if c.required]
+    return rows.select(pl.all_horizontal(required or [pl.lit(True)]).alias("ok"))["ok"]
+
+
+def _extra_json(raw: RawTable, data: pl.DataFrame, extra: tuple[int, ...]) -> pl.Series:
     """The delivered columns that map to no canonical column, as JSON under their own headers, so
     nothing a department sends is dropped. Mapped columns are stored typed (IDs and names also as
     delivered); copying them again as text doubled the cost of storing a snapshot."""
-    n = raw.data.height
+    n = data.height
     if not extra:
         return _nulls(n)
     headers = {i: raw.header[i] or f"column{i + 1}" for i in extra}
-    return raw.data.select(pl.struct([pl.col(f"c{i}").alias(h) for i, h in headers.items()])
+    return data.select(pl.struct([pl.col(f"c{i}").alias(h) for i, h in headers.items()])
                            .struct.json_encode()).to_series()
 
 
@@ -198,5 +271,5 @@ def table_columns(ds: Dataset) -> list[tuple[str, str]]:
             if ds.code == "vehicles" and c.name == "vehicle_type":
                 cols.append(("vehicle_type_code", "VARCHAR"))
             cols.append((c.name, SQL_TYPES.get(c.kind, "VARCHAR")))
-    cols.append(("extra_json", "VARCHAR"))
+    cols += [("extra_json", "VARCHAR"), ("rejected_columns", "VARCHAR")]
     return cols

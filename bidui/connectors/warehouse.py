@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS load_log (
     dataset VARCHAR, fmt VARCHAR, encoding VARCHAR, delimiter VARCHAR,
     rows_read BIGINT, rows_loaded BIGINT, rows_rejected BIGINT, seconds DOUBLE,
     status VARCHAR NOT NULL,  -- accepted | forced | held | refused | duplicate | missing
-    message VARCHAR, loaded_at TIMESTAMP DEFAULT current_timestamp
+    message VARCHAR, loaded_at TIMESTAMP DEFAULT current_timestamp,
+    evidence VARCHAR  -- why the file was taken as whole: checksum file, night marker, settle time
 );
 CREATE TABLE IF NOT EXISTS rejects (
     load_id BIGINT NOT NULL, file VARCHAR NOT NULL, source_row BIGINT NOT NULL,
@@ -54,7 +55,23 @@ def connect(path: Path) -> duckdb.DuckDBPyConnection:
         con.execute(f"CREATE TABLE IF NOT EXISTS {table_name(ds)} (snapshot_date DATE NOT NULL, load_id BIGINT NOT NULL, "
                     f"source_file VARCHAR NOT NULL, {cols})")
     _rename_raw_json(con)
+    _add_new_columns(con)
     return con
+
+
+def _add_new_columns(con: duckdb.DuckDBPyConnection) -> None:
+    """Warehouses made by an earlier version: columns added since (load_log.evidence, each dataset's
+    rejected_columns) are added, empty for the rows already there."""
+    have: dict[str, set[str]] = {}
+    for table, column in con.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                     "WHERE table_schema = 'main'").fetchall():
+        have.setdefault(table, set()).add(column)
+    if "evidence" not in have.get("load_log", {"evidence"}):
+        con.execute("ALTER TABLE load_log ADD COLUMN evidence VARCHAR")
+    for ds in DATASETS:
+        for name, sql in table_columns(ds):
+            if name not in have.get(table_name(ds), {name}):
+                con.execute(f'ALTER TABLE {table_name(ds)} ADD COLUMN "{name}" {sql}')
 
 
 def _rename_raw_json(con: duckdb.DuckDBPyConnection) -> None:
@@ -155,4 +172,5 @@ def add_name_keys(con: duckdb.DuckDBPyConnection, names: pl.Series) -> int:
 def load_log(con: duckdb.DuckDBPyConnection, night: date | None = None) -> pl.DataFrame:
     where, args = ("WHERE night = ?", [night]) if night else ("", [])
     return query(con, f"SELECT load_id, night, file, dataset, status, rows_read, rows_loaded, rows_rejected, "
-                 f"round(seconds, 2) AS seconds, fmt, encoding, message FROM load_log {where} ORDER BY load_id", args)
+                 f"round(seconds, 2) AS seconds, fmt, encoding, evidence, message FROM load_log {where} ORDER BY load_id",
+                 args)

@@ -164,4 +164,6 @@ def write_night(w: World, night: int, out: Path, headers: dict[str, dict[str, st
     manifest = {"date": day, "files": files, "missing": [skip] if skip else [],
                 "in_force": {k: d for k, (d, _) in in_force.items()}, "clues": expected.height}
     (tdir / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+    # Last, as a department's drop-off does: the night's files are complete (no settle wait).
+    (folder / "_SUCCESS").write_bytes(b"")
     return {"date": day, "rows": total}

@@ -1,0 +1,153 @@
+"""Is a readable file plausible as tonight's extract? Checked against the last accepted snapshot of
+its dataset, with every limit in `[ingest]` of bidui.toml (and `[ingest.datasets.<code>]` for one
+dataset). A file that fails any check is held: the last snapshot stays in force and the dataset
+loses a day's freshness, which is cheap; a hollow or truncated file becoming clues is not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from datetime import date
+from functools import lru_cache
+
+import duckdb
+import polars as pl
+
+from bidui.connectors.normalise import Normalised, ValueLimits
+from bidui.datasets import Dataset
+from bidui.privacy import quote
+
+MIN_SHORTFALL = 20  # rows
+USABLE_ID = ("valid", "excel_mangled")  # an Excel-mangled ID still links on its first 15 digits
+
+
+@lru_cache(maxsize=1)
+def _packaged_overrides() -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
+    """The per-dataset limits of the packaged defaults.toml (what a dataset is like, e.g. that
+    appraisals carry few ID numbers), so that `Limits()` knows them too."""
+    from bidui import config
+
+    return Limits.from_config(config.load(None)).datasets
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_reject_share: float = 0.05  # rows with an unreadable value
+    min_row_ratio: float = 0.90  # rows against the last snapshot's
+    max_row_ratio: float = 1.50
+    min_valid_id_share: float = 0.50  # rows whose ID number is valid, on any night
+    max_valid_id_drop: float = 0.05  # points the valid-ID share may fall since the last snapshot
+    max_distinct_id_drop: float = 0.10  # points distinct valid IDs per row may fall
+    max_duplicate_share: float = 0.01  # exact duplicate rows (collapsed either way)
+    settle_seconds: float = 0.0  # unchanged this long before a file is read (defaults.toml: 30)
+    max_wait_seconds: float = 0.0  # how long a run waits for a file still being written
+    values: ValueLimits = field(default_factory=ValueLimits)
+    # per-dataset overrides: ((code, ((setting, value), …)), …)
+    datasets: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = field(default_factory=lambda: _packaged_overrides())
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> Limits:
+        ing = cfg.get("ingest", {})
+        names = {f.name for f in fields(cls)} - {"values", "datasets"}
+        plain = {k: float(v) for k, v in ing.items() if k in names}
+        per = tuple(sorted((code, tuple(sorted((k, float(v)) for k, v in over.items() if k in names)))
+                           for code, over in ing.get("datasets", {}).items()))
+        return cls(**plain, values=ValueLimits.from_config(cfg), datasets=per)
+
+    def for_dataset(self, code: str) -> Limits:
+        over = dict(dict(self.datasets).get(code, ()))
+        return replace(self, **over) if over else self
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a snapshot looks like, for comparing tonight's with the last one."""
+
+    rows: int
+    valid_ids: int  # rows whose (first) person ID is usable: valid, or Excel-mangled
+    distinct_ids: int  # distinct usable IDs
+
+    @property
+    def valid_share(self) -> float:
+        return self.valid_ids / self.rows if self.rows else 0.0
+
+    @property
+    def distinct_share(self) -> float:
+        return self.distinct_ids / self.rows if self.rows else 0.0
+
+
+def profile_rows(ds: Dataset, rows: pl.DataFrame) -> Profile:
+    if not ds.persons or rows.height == 0:
+        return Profile(rows.height, 0, 0)
+    ref = ds.persons[0]
+    valid = rows.filter(pl.col(f"{ref.id_column}_status").is_in(USABLE_ID))[ref.id_column]
+    return Profile(rows.height, valid.len(), valid.n_unique())
+
+
+def profile_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, snapshot: date) -> Profile:
+    if not ds.persons:
+        n = con.execute(f"SELECT count(*) FROM ds_{ds.code} WHERE snapshot_date = ?", [snapshot]).fetchone()[0]
+        return Profile(int(n), 0, 0)
+    c = ds.persons[0].id_column
+    n, valid, distinct = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE {c}_status IN {USABLE_ID}), "
+        f"count(DISTINCT {c}) FILTER (WHERE {c}_status IN {USABLE_ID}) FROM ds_{ds.code} WHERE snapshot_date = ?",
+        [snapshot]).fetchone()
+    return Profile(int(n), int(valid), int(distinct))
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1%}"
+
+
+def checks(ds: Dataset, result: Normalised, limits: Limits, last: tuple[date, Profile] | None,
+           name: str) -> list[str]:
+    """Why the file should be held (empty: plausible). Each reason says what was measured, against
+    what and which setting."""
+    held: list[str] = []
+    read, rows = result.rows_read, result.rows
+    rejected = result.rejects["source_row"].n_unique() if result.rejects.height else 0
+    if read == 0:
+        return [f"{name}: a header but no data rows"]
+    if result.duplicates and result.duplicates / read > limits.max_duplicate_share:
+        held.append(f"{name}: {result.duplicates:,} of {read:,} rows are exact duplicate rows "
+                    f"({_pct(result.duplicates / read)}, limit max_duplicate_share {_pct(limits.max_duplicate_share)})")
+    if rejected / read > limits.max_reject_share:
+        first = result.rejects.row(0, named=True)
+        kind = ds.column(first["column_name"]).kind if first["column_name"] in {c.name for c in ds.columns} else "text"
+        held.append(f"{name}: {rejected:,} of {read:,} rows rejected ({_pct(rejected / read)}, limit max_reject_share "
+                    f"{_pct(limits.max_reject_share)}); first: row {first['source_row']}, column {first['column_name']} "
+                    f"({quote(first['value'], kind)}), {first['reason']}")
+    for ref in ds.persons:
+        for col in (ref.id_column, ref.name_column):
+            filled = rows[col].is_not_null().sum() if rows.height else 0
+            if ds.column(col).required and rows.height and filled == 0:
+                held.append(f"{name}: the required column {col} ({ds.column(col).header}) is empty in every row")
+    now = profile_rows(ds, rows)
+    if ds.persons and now.rows and now.valid_share < limits.min_valid_id_share:
+        held.append(f"{name}: only {_pct(now.valid_share)} of rows have a valid ID number, or one Excel cut to 15 digits (limit min_valid_id_share "
+                    f"{_pct(limits.min_valid_id_share)}); are the ID and name columns swapped, or IDs stored as numbers?")
+    if last is None:
+        return held
+    when, before = last
+    if before.rows:
+        ratio = now.rows / before.rows
+        if ratio < limits.min_row_ratio:
+            held.append(f"{name}: {now.rows:,} rows, fewer than {_pct(limits.min_row_ratio)} (min_row_ratio) of the "
+                        f"{before.rows:,} rows of the snapshot of {when} ({_pct(ratio)}; truncated?)")
+        elif ratio > limits.max_row_ratio:
+            held.append(f"{name}: {now.rows:,} rows, more than {_pct(limits.max_row_ratio)} (max_row_ratio) of the "
+                        f"{before.rows:,} rows of the snapshot of {when} ({_pct(ratio)}; delivered twice?)")
+    if ds.persons and before.rows and now.rows:
+        # Shares of a small file move by whole rows: a drop must also be MIN_SHORTFALL rows.
+        drop = before.valid_share - now.valid_share
+        if drop > limits.max_valid_id_drop and drop * now.rows >= MIN_SHORTFALL:
+            held.append(f"{name}: rows with a valid ID number (or one Excel cut to 15 digits) fell from {_pct(before.valid_share)} to "
+                        f"{_pct(now.valid_share)} since {when} (limit max_valid_id_drop {limits.max_valid_id_drop:.0%} "
+                        "points)")
+        drop = before.distinct_share - now.distinct_share
+        if drop > limits.max_distinct_id_drop and drop * now.rows >= MIN_SHORTFALL:
+            held.append(f"{name}: distinct ID numbers per row fell from {_pct(before.distinct_share)} to "
+                        f"{_pct(now.distinct_share)} since {when} ({now.distinct_ids:,} against {before.distinct_ids:,}; "
+                        f"limit max_distinct_id_drop {limits.max_distinct_id_drop:.0%} points)")
+    return held
