@@ -1,0 +1,270 @@
+"""The readers name the true cause of a file they cannot read, with the row a person finds when
+opening it, and read what departments really send: title rows, CR-only line breaks, blank
+padding, notes sheets. Files are built here, small."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import xlsxwriter
+
+from bidui.connectors.mapping import RefusedError, map_headers
+from bidui.connectors.readers import HEAD_BYTES, ReadError, read_table
+from bidui.datasets import DATASETS
+
+VEHICLES = next(d for d in DATASETS if d.code == "vehicles")
+HEADER = ["号牌号码", "使用性质", "车辆类型", "机动车所有人", "所有人证件号码", "初次登记日期", "机动车状态"]
+
+
+def row(i: int) -> list[str]:
+    return [f"贵J{i:05d}", "非营运", "K33", "张伟", f"52270119800101{i:04d}", "2020-01-05", "正常"]
+
+
+def lines(n: int, sep: str = ",") -> list[str]:
+    return [sep.join(HEADER)] + [sep.join(row(i)) for i in range(1, n + 1)]
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return path
+
+
+def workbook(path: Path, sheets: dict[str, list[list[str]]], merges: dict[str, list[tuple]] | None = None) -> Path:
+    wb = xlsxwriter.Workbook(str(path))
+    for name, rows in sheets.items():
+        ws = wb.add_worksheet(name)
+        for r, values in enumerate(rows):
+            ws.write_row(r, 0, values)
+        for first_row, first_col, last_row, last_col, text in (merges or {}).get(name, []):
+            ws.merge_range(first_row, first_col, last_row, last_col, text)
+    wb.close()
+    return path
+
+
+# 1. CSV completeness -----------------------------------------------------------------------------
+
+def test_a_csv_without_its_last_line_break_or_ending_inside_a_quote_is_marked_cut(tmp_path: Path) -> None:
+    whole = read_table(write(tmp_path, "vehicles_a.csv", "\n".join(lines(9)) + "\n"))
+    assert whole.cut is None and whole.data.height == 9
+    assert read_table(write(tmp_path, "vehicles_crlf.csv", "\r\n".join(lines(9)) + "\r\n")).cut is None
+
+    no_break = read_table(write(tmp_path, "vehicles_b.csv", "\n".join(lines(9))))
+    assert no_break.cut and "line break" in no_break.cut
+    assert no_break.data.height == 9  # read, not refused: ingest holds it
+
+    # Cut inside a quoted field of the last record: the whole records are read.
+    mid_quote = read_table(write(tmp_path, "vehicles_c.csv", "\n".join(lines(9)) + '\n贵J00010,"非营'))
+    assert mid_quote.cut and "quoted field" in mid_quote.cut
+    assert mid_quote.data.height == 9
+
+    # Beyond HEAD_BYTES only the tail is read: quoted line breaks in every record do not mislead it.
+    body = [",".join(HEADER)] + [",".join(row(i)[:1]) + ',"非营运\n（备注）",' + ",".join(row(i)[2:])
+                                 for i in range(1, 3000)]
+    big = "\n".join(body) + "\n"
+    assert len(big.encode()) > 2 * HEAD_BYTES
+    assert read_table(write(tmp_path, "vehicles_big.csv", big)).cut is None
+    cut_big = read_table(write(tmp_path, "vehicles_big_cut.csv", big + '贵J09999,"非营运\n（备'))
+    assert cut_big.cut and "quoted field" in cut_big.cut and cut_big.data.height == 2999
+
+    # A quote opened on the last row and never closed, with the line break after it, is not a
+    # cut copy: it is refused naming its row.
+    with pytest.raises(ReadError, match=r"vehicles_d\.csv: data row 10: a quote opened in this row is never closed"):
+        read_table(write(tmp_path, "vehicles_d.csv", "\n".join(lines(9)) + '\n贵J00010,"非营运,K33\n'))
+
+
+# 2. The true row of a CSV error ------------------------------------------------------------------
+
+def _multiline(n: int, broken: int, bad: str) -> str:
+    """Data rows 1..n; rows 2 and 4 hold a field with two line breaks; row `broken` is `bad`."""
+    out = [",".join(HEADER)]
+    for i in range(1, n + 1):
+        r = row(i)
+        if i in (2, 4):
+            r[1] = '"非营运\n第二行\n第三行"'
+        out.append(bad if i == broken else ",".join(r))
+    return "\n".join(out) + "\n"
+
+
+def test_a_csv_error_names_the_data_row_not_the_physical_line(tmp_path: Path) -> None:
+    stray = ",".join(row(7)).replace("非营运", '"非营运"x')
+    with pytest.raises(ReadError) as e:
+        read_table(write(tmp_path, "vehicles_stray.csv", _multiline(9, 7, stray)))
+    msg = str(e.value)
+    # Physical line 12 (line_num - 1 = 11 was the old, wrong answer); the row Excel shows is 8.
+    assert msg.startswith("vehicles_stray.csv: data row 7: a quote closes a quoted field")
+    assert "spreadsheet row 8, starting on line 12 of the file" in msg
+    assert "522701" not in msg  # no value of the body in a message
+
+    inner = ",".join(row(7)).replace("非营运", '非"营运')
+    with pytest.raises(ReadError, match=r"data row 7: a quote inside a field that is not itself quoted"):
+        read_table(write(tmp_path, "vehicles_inner.csv", _multiline(9, 7, inner)))
+
+    ragged = ",".join(row(7)) + ",多余"
+    with pytest.raises(ReadError, match=r"data row 7 has 8 fields, the header has 7 \(comma-separated; "
+                                        r"spreadsheet row 8, starting on line 12"):
+        read_table(write(tmp_path, "vehicles_ragged.csv", _multiline(9, 7, ragged)))
+
+
+# 3. Encodings named ------------------------------------------------------------------------------
+
+TRADITIONAL = ["號牌號碼", "使用性質", "車輛類型", "機動車所有人", "所有人證件號碼", "初次登記日期", "機動車狀態"]
+
+
+def test_big5_utf16_and_utf32_are_named(tmp_path: Path) -> None:
+    big5 = "\n".join([",".join(TRADITIONAL)] + [f"貴J{i:05d},非營運,K33,張偉,52270119800101{i:04d},2020-01-05,正常"
+                                                for i in range(1, 6)]) + "\n"
+    with pytest.raises(ReadError, match=r"^vehicles_big5\.csv: Big5 \(Traditional Chinese\).*save it as UTF-8"):
+        read_table(write(tmp_path, "vehicles_big5.csv", big5.encode("big5")))
+    gbk = read_table(write(tmp_path, "vehicles_gbk.csv", ("\n".join(lines(5)) + "\n").encode("gbk")))
+    assert gbk.encoding == "gb18030" and gbk.header == HEADER  # GBK stays accepted
+
+    text = "\n".join(lines(5)) + "\n"
+    for codec, named in (("utf-16", "UTF-16 (little-endian, with byte-order mark)"),
+                         ("utf-16-le", "UTF-16 (little-endian, no byte-order mark)"),
+                         ("utf-16-be", "UTF-16 (big-endian, no byte-order mark)"),
+                         ("utf-32", "UTF-32 (little-endian, with byte-order mark)"),
+                         ("utf-32-le", "UTF-32 (little-endian, no byte-order mark)"),
+                         ("utf-32-be", "UTF-32 (big-endian, no byte-order mark)")):
+        with pytest.raises(ReadError) as e:
+            read_table(write(tmp_path, f"vehicles_{codec}.csv", text.encode(codec)))
+        assert str(e.value) == f"vehicles_{codec}.csv: {named} text; save it as UTF-8 (in Excel: CSV UTF-8)"
+
+
+# 4. Line endings ---------------------------------------------------------------------------------
+
+def test_cr_only_line_breaks_are_read_and_mixed_crlf_too(tmp_path: Path) -> None:
+    cr = read_table(write(tmp_path, "vehicles_mac.csv", "\r".join(lines(6)) + "\r"))
+    assert cr.header == HEADER and cr.data.height == 6 and cr.cut is None
+    assert cr.data.row(5) == tuple(row(6))
+    mixed = "\r\n".join(lines(3)) + "\n" + "\n".join(lines(6)[4:]) + "\r\n"
+    assert read_table(write(tmp_path, "vehicles_mixed.csv", mixed)).data.row(5) == tuple(row(6))
+
+
+# 5. A title row above the header -----------------------------------------------------------------
+
+def test_a_title_row_above_the_header_is_skipped_and_rows_keep_their_numbers(tmp_path: Path) -> None:
+    title = "某县2026年11月机动车登记信息" + "," * 6
+    t = read_table(write(tmp_path, "vehicles_title.csv", "\n".join([title, *lines(5)]) + "\n"), VEHICLES)
+    assert t.header == HEADER and t.data.height == 5 and t.first_data_row == 3
+    assert t.data.row(0) == tuple(row(1))
+    # A one-cell title with no separator at all, over a tab-separated table, and a blank row.
+    tsv = read_table(write(tmp_path, "vehicles_title.tsv", "\n".join(["某县机动车登记信息", "", *lines(5, "\t")]) + "\n"))
+    assert tsv.delimiter == "\t" and tsv.header == HEADER and tsv.first_data_row == 4
+    assert read_table(write(tmp_path, "vehicles_plain.csv", "\n".join(lines(2)) + "\n")).first_data_row == 2
+    # Later errors name the file's own rows.
+    broken = "\n".join([title, *lines(3), ",".join(row(4)) + ",多余"]) + "\n"
+    with pytest.raises(ReadError, match=r"data row 4 has 8 fields, the header has 7 \(comma-separated; spreadsheet row 6\)"):
+        read_table(write(tmp_path, "vehicles_title_bad.csv", broken))
+
+    merged = workbook(tmp_path / "vehicles_title.xlsx", {"Sheet1": [[], HEADER, *[row(i) for i in range(1, 4)]]},
+                      {"Sheet1": [(0, 0, 0, 6, "某县2026年11月机动车登记信息")]})
+    x = read_table(merged, VEHICLES)
+    assert x.header == HEADER and x.first_data_row == 3 and x.data.row(2) == tuple(row(3))
+
+    notes = ["制表单位：某县公安局", "", "", "", "", "制表日期：2026-11-20", ""]
+    with pytest.raises(ReadError, match=r"^vehicles_notes\.csv: the header is on row 3; row\(s\) above it look like a title"):
+        read_table(write(tmp_path, "vehicles_notes.csv", "\n".join([title, ",".join(notes), *lines(3)]) + "\n"))
+    workbook(tmp_path / "vehicles_notes.xlsx", {"数据": [notes, HEADER, row(1)]})
+    with pytest.raises(ReadError, match=r"^vehicles_notes\.xlsx: sheet '数据': the header is on row 2; row\(s\) above"):
+        read_table(tmp_path / "vehicles_notes.xlsx", VEHICLES)
+
+
+# 6. A header over two rows -----------------------------------------------------------------------
+
+def test_a_header_over_two_merged_rows_is_refused(tmp_path: Path) -> None:
+    top = ["号牌号码", "车辆信息", "", "所有人信息", "", "初次登记日期", "机动车状态"]
+    below = ["", "使用性质", "车辆类型", "机动车所有人", "所有人证件号码", "", ""]
+    path = workbook(tmp_path / "vehicles_two.xlsx", {"Sheet1": [top, below, row(1), row(2)]},
+                    {"Sheet1": [(0, 0, 1, 0, "号牌号码"), (0, 1, 0, 2, "车辆信息"), (0, 3, 0, 4, "所有人信息"),
+                                (0, 5, 1, 5, "初次登记日期"), (0, 6, 1, 6, "机动车状态")]})
+    for ds in (None, VEHICLES):
+        with pytest.raises(ReadError, match=r"a header over two rows \(merged cells\), rows 1 and 2; put one header row"):
+            read_table(path, ds)
+    csv_text = "\n".join([",".join(top), ",".join(below), ",".join(row(1))]) + "\n"
+    with pytest.raises(ReadError, match=r"^vehicles_two\.csv: a header over two rows"):
+        read_table(write(tmp_path, "vehicles_two.csv", csv_text))
+    # The issue's case: 证件信息 over 姓名 and 证件号码, beside a cell merged down.
+    deaths = "\n".join(["证件信息,,死亡日期", "姓名,证件号码,", "张伟,522701198001010003,2026-01-02"]) + "\n"
+    with pytest.raises(ReadError, match=r"a header over two rows \(merged cells\), rows 1 and 2") as e:
+        read_table(write(tmp_path, "deaths_two.csv", deaths))
+    assert "522701" not in str(e.value)
+
+
+# 7. A notes sheet first --------------------------------------------------------------------------
+
+def test_the_sheet_whose_header_maps_is_read_and_otherwise_every_sheet_is_named(tmp_path: Path) -> None:
+    notes = [["填报说明"], ["1. 本表由某县公安局导出"], ["2. 证件号码为18位"]]
+    path = workbook(tmp_path / "vehicles_notes_first.xlsx", {"说明": notes, "数据": [HEADER, row(1), row(2)]})
+    for ds in (VEHICLES, None):
+        t = read_table(path, ds)
+        assert t.header == HEADER and t.data.height == 2
+
+    lacking = [h for h in HEADER if h != "号牌号码"]
+    bad = workbook(tmp_path / "vehicles_no_plate.xlsx",
+                   {"说明": notes, "Sheet2": [lacking, row(1)[1:]], "Sheet3": []})
+    with pytest.raises(ReadError) as e:
+        read_table(bad, VEHICLES)
+    msg = str(e.value)
+    assert msg.startswith("vehicles_no_plate.xlsx: no sheet has a header with the required columns of vehicles")
+    assert "sheet '说明': row 1 has 1 filled cell(s), none a vehicles header" in msg
+    assert "sheet 'Sheet2': row 1 holds 使用性质, 车辆类型" in msg and "lacks plate (号牌号码)" in msg
+    assert "sheet 'Sheet3' is empty" in msg
+    assert "522701" not in msg and "张伟" not in msg and "本表" not in msg  # no values, no free text
+    # One sheet only: the header mapping names what it lacks, as for a CSV.
+    one = workbook(tmp_path / "vehicles_one.xlsx", {"Sheet1": [lacking, row(1)[1:]]})
+    with pytest.raises(RefusedError, match="missing required column"):
+        t = read_table(one, VEHICLES)
+        map_headers(VEHICLES, t.header, one.name)
+    empty = workbook(tmp_path / "vehicles_empty.xlsx", {"Sheet1": [], "Sheet2": []})
+    with pytest.raises(ReadError, match="no sheet has a header row"):
+        read_table(empty, VEHICLES)
+
+
+# 8. Not a zip named .xlsx ------------------------------------------------------------------------
+
+def test_an_xls_or_text_named_xlsx_is_named_for_what_it_is(tmp_path: Path) -> None:
+    ole = write(tmp_path, "vehicles_old.xlsx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600)
+    with pytest.raises(ReadError) as e:
+        read_table(ole)
+    assert str(e.value) == ("vehicles_old.xlsx: an Excel 97–2003 .xls workbook named .xlsx; "
+                            "save it as .xlsx (Excel Workbook)")
+    with pytest.raises(ReadError, match=r"not a readable XLSX workbook: text \(a CSV file\?\) named \.xlsx"):
+        read_table(write(tmp_path, "vehicles_text.xlsx", "\n".join(lines(3)) + "\n"))
+    with pytest.raises(ReadError, match=r"not a readable XLSX workbook: an HTML page"):
+        read_table(write(tmp_path, "vehicles_web.xlsx", "<html><body><table><tr><td>号牌号码</td></tr></table>"))
+    with pytest.raises(ReadError, match=r"not a readable XLSX workbook: not a zip archive"):
+        read_table(write(tmp_path, "vehicles_noise.xlsx", bytes(range(256)) * 4))
+    whole = workbook(tmp_path / "vehicles_whole.xlsx", {"Sheet1": [HEADER, row(1)]}).read_bytes()
+    with pytest.raises(ReadError, match=r"not a readable XLSX workbook: the zip archive has no end \(the file is cut off"):
+        read_table(write(tmp_path, "vehicles_short.xlsx", whole[: len(whole) * 2 // 3]))
+
+
+# 9. Blank trailing rows --------------------------------------------------------------------------
+
+def test_trailing_blank_rows_are_dropped_and_blank_rows_between_data_rows_kept(tmp_path: Path) -> None:
+    padded = "\n".join([*lines(4), *[",,,,,,"] * 10, " , ,\t,,,,", ""]) + "\n"
+    t = read_table(write(tmp_path, "vehicles_padded.csv", padded))
+    assert t.data.height == 4 and t.data.row(3) == tuple(row(4))
+    # A blank row inside the data stays a row, so that the rows after it keep their numbers.
+    inner = "\n".join([*lines(2), ",,,,,,", *lines(4)[3:], ",,,,,,"]) + "\n"
+    t = read_table(write(tmp_path, "vehicles_inner_blank.csv", inner))
+    assert t.data.height == 5 and t.data.row(2) == (None,) * 7 and t.data.row(3) == tuple(row(3))
+    # A row with one value is data, even at the end.
+    assert read_table(write(tmp_path, "vehicles_one_value.csv", "\n".join([*lines(2), ",,,,,,正常"]) + "\n")).data.height == 3
+
+    wb = xlsxwriter.Workbook(str(tmp_path / "vehicles_padded.xlsx"))
+    ws = wb.add_worksheet()
+    for r, values in enumerate([HEADER, row(1), row(2)]):
+        ws.write_row(r, 0, values)
+    fmt = wb.add_format({"border": 1})
+    for r in range(3, 13):
+        ws.write_row(r, 0, ["", " "] + [""] * 5, fmt)
+    wb.close()
+    assert read_table(tmp_path / "vehicles_padded.xlsx").data.height == 2
+
+
+def test_a_header_row_that_names_nothing_is_said_to_be_no_header(tmp_path: Path) -> None:
+    with pytest.raises(RefusedError, match=r"none of the 3 headers on row 1 is a vehicles header: is that row the header"):
+        map_headers(VEHICLES, ["甲", "乙", "丙"], "vehicles_x.csv")
