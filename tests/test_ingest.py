@@ -94,6 +94,7 @@ def test_a_row_without_usable_identity_is_dropped_and_said(tmp_path: Path) -> No
     ("死亡日期", "2099-01-01", "date after 2026-11-27 (in the future)"),
     ("死亡日期", "1899-12-31", "date before 1900"),
     ("姓名", "张\x07伟", "control character in a name"),
+    ("姓名", "张\x00伟", "control character in a name"),  # a NUL in one name: that value, not the file
     ("姓名", "张" * 51, "longer than 50 characters"),
 ])
 def test_values_out_of_range_are_rejected_and_the_person_kept(tmp_path: Path, column: str, value: str,

@@ -4,8 +4,11 @@ A clue is identified by (rule code, subject, evidence key) across nights (shared
 new → created and dispatched to the subject's township with a due date; known → seen again;
 an open clue whose rule ran tonight and no longer finds it → `evidence_gone` (it stays open);
 a clue closed as 不属实 comes back only if its evidence changed. Only rules that ran tonight can
-make evidence "gone": a rule skipped for a missing or held extract says nothing about its clues.
-Publishing a night twice changes nothing."""
+make evidence "gone": a rule skipped for a missing or held extract says nothing about its clues,
+and neither does a row kept without a rejected value (a "doubtful" person of one of the rule's input
+datasets: no new clue of that rule for the person tonight, none of theirs retired). Publishing a
+night twice changes nothing, and neither does publishing an older night after a newer one; a night
+whose run held a file still being written is published again (`again`) once the file is taken."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from datetime import date, timedelta
 
 import duckdb
 import polars as pl
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bidui import scope
@@ -65,7 +68,9 @@ class PublishResult:
     changed: int = 0
     reraised: int = 0
     suppressed: int = 0
+    withheld: int = 0  # new hits not dispatched: the person's row in an input was kept without a rejected value
     already: bool = False
+    superseded: bool = False  # a later night is already published: this older one changes nothing
     skipped_rules: list[str] = field(default_factory=list)
     by_rule: dict[str, dict[str, int]] = field(default_factory=dict)
     new_by_township: dict[str, int] = field(default_factory=dict)
@@ -73,13 +78,26 @@ class PublishResult:
 
 def night_hits(con: duckdb.DuckDBPyConnection, night: date) -> tuple[pl.DataFrame, dict[str, str]]:
     """The night's hits and each rule's run status; LookupError when rules have not run."""
-    con.execute("CREATE TABLE IF NOT EXISTS rule_runs (night DATE, rule_code VARCHAR, status VARCHAR, hits BIGINT, "
-                "seconds DOUBLE, message VARCHAR)")
+    from bidui.rules.engine import HITS_SCHEMA
+
+    con.execute(HITS_SCHEMA)
     runs = dict(con.execute("SELECT rule_code, status FROM rule_runs WHERE night = ?", [night]).fetchall())
     if not runs:
         raise LookupError(f"no rule run for {night}: run `bidui rules run --date {night}` first")
     hits = wh.query(con, f"SELECT {', '.join(CLUE_FIELDS)}, evidence_record FROM rule_hits WHERE night = ?", [night])
     return hits, runs
+
+
+def doubtful_by_rule(con: duckdb.DuckDBPyConnection, night: date, inputs: dict[str, list[str]]) -> dict[str, set[str]]:
+    """For each rule, the subjects with a doubtful row (a value rejected) in one of its inputs tonight."""
+    from bidui.rules.engine import HITS_SCHEMA
+
+    con.execute(HITS_SCHEMA)
+    by_dataset: dict[str, set[str]] = {}
+    for dataset, key in con.execute("SELECT dataset, subject_key FROM doubtful_persons WHERE night = ?", [night]).fetchall():
+        by_dataset.setdefault(dataset, set()).add(key)
+    return {rule: set().union(*(by_dataset.get(d, set()) for d in ins)) for rule, ins in inputs.items()
+            if any(d in by_dataset for d in ins)}
 
 
 def divisions(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
@@ -103,13 +121,23 @@ def _sync_divisions(session: Session, frame: pl.DataFrame) -> None:
 
 
 def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: date, titles: dict[str, str],
-            due_days: int = DUE_DAYS, division_rows: pl.DataFrame | None = None) -> PublishResult:
-    """Publish the night's hits (`night_hits`); `titles` names each rule (for the clue's reader)."""
+            due_days: int = DUE_DAYS, division_rows: pl.DataFrame | None = None,
+            doubtful: dict[str, set[str]] | None = None, again: bool = False) -> PublishResult:
+    """Publish the night's hits (`night_hits`); `titles` names each rule (for the clue's reader);
+    `doubtful` (`doubtful_by_rule`) the subjects each rule cannot decide on tonight; `again`
+    publishes a night already published (its run held a file that a later run took)."""
     result = PublishResult(night, hits=hits.height, skipped_rules=sorted(c for c, s in runs.items() if s != "ran"))
     ran = {c for c, s in runs.items() if s == "ran"}
+    doubtful = doubtful or {}
     stamp = now()
     with ledger.write() as session:
-        if session.get(PublishRun, night) is not None:
+        latest = session.scalar(select(func.max(PublishRun.night)))
+        if latest is not None and latest > night:
+            # The ledger already reflects a later night: an older one's evidence is history.
+            result.superseded = True
+            result.already = session.get(PublishRun, night) is not None
+            return result
+        if session.get(PublishRun, night) is not None and not again:
             result.already = True
             return result
         if division_rows is not None and division_rows.height:
@@ -136,6 +164,9 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
             clue = existing.get(key)
             if clue is None:
                 if key in new_evidence:  # the same clue twice in one night's hits: once
+                    continue
+                if row["subject_key"] in doubtful.get(row["rule_code"], ()):
+                    count(row["rule_code"], "withheld")
                     continue
                 township = row["township_code"] or ""
                 fields = {k: row[k] for k in CLUE_FIELDS}
@@ -184,10 +215,10 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
                                                  record=row["evidence_record"] or "null"))
                     result.changed += 1
             updates.append({"id": clue.id} | values)
-        # Gone: open, its rule ran tonight, not found tonight (nor on a later night already published).
+        # Gone: open, its rule ran tonight, not found tonight, and nothing tonight leaves it undecided.
         for clue in existing.values():
             if (clue.id not in seen_ids and clue.status in OPEN and clue.rule_code in ran and not clue.evidence_gone
-                    and clue.last_seen < night):
+                    and clue.last_seen <= night and clue.subject_key not in doubtful.get(clue.rule_code, ())):
                 updates.append({"id": clue.id, "evidence_gone": True})
                 events.append(ClueEvent(clue_id=clue.id, at=stamp, actor=SYSTEM, kind="evidence_gone",
                                         payload={"night": night.isoformat(), "last_seen": clue.last_seen.isoformat()}))
@@ -220,29 +251,31 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
                                                       "due_date": r["due_date"].isoformat()}}
                 for k, r in zip(new_evidence, new_rows, strict=True)])
         session.add_all(events)
-        session.add(PublishRun(night=night, published_at=stamp, hits=result.hits, new=result.new, seen=result.seen,
-                               gone=result.gone, reraised=result.reraised, suppressed=result.suppressed,
-                               skipped_rules=",".join(result.skipped_rules) or None))
+        session.merge(PublishRun(night=night, published_at=stamp, hits=result.hits, new=result.new, seen=result.seen,
+                                 gone=result.gone, reraised=result.reraised, suppressed=result.suppressed,
+                                 skipped_rules=",".join(result.skipped_rules) or None))
     return result
 
 
-def publish_night(home: Home, night: date) -> PublishResult:
+def publish_night(home: Home, night: date, again: bool = False) -> PublishResult:
     """Publish a night from the home's warehouse into its ledger (the CLI's and the flow's step);
     LookupError when the night's rules have not run."""
     from bidui import config
     from bidui.clues.db import ledger_url, open_ledger
     from bidui.rules.engine import load_rules
 
+    rules = load_rules(home.root / "rules")[0]
     con = wh.connect(home.warehouse)
     try:
         hits, runs = night_hits(con, night)
         division_rows = divisions(con, night)
+        doubtful = doubtful_by_rule(con, night, {r.code: r.inputs for r in rules})
     finally:
         con.close()
-    titles = {r.code: r.title for r in load_rules(home.root / "rules")[0]}
+    titles = {r.code: r.title for r in rules}
     due = int(config.load(home.config).get("clues", {}).get("due_days", DUE_DAYS))
     ledger = open_ledger(ledger_url(home.ledger))
     try:
-        return ledger.retrying(lambda: publish(ledger, hits, runs, night, titles, due, division_rows))
+        return ledger.retrying(lambda: publish(ledger, hits, runs, night, titles, due, division_rows, doubtful, again))
     finally:
         ledger.close()

@@ -248,8 +248,8 @@ def _prepare(p: Prepared, values: ValueLimits) -> Prepared:
     side = inbox.checksum_file(path)
     p.sha, p.md5 = inbox.digests(path, md5=bool(side and side[0] == "md5"))
     try:
-        p.raw = read_table(path)
-        mapping = map_headers(p.dataset, p.raw.header, p.name)
+        p.raw = read_table(path, p.dataset)
+        mapping = map_headers(p.dataset, p.raw.header, p.name, p.raw.first_data_row - 1)
         _refuse_numeric_ids(p, mapping)
         p.result = normalise(p.dataset, mapping, p.raw, p.night, values)
         p.raw.data = p.raw.data.clear()  # the text columns are not needed any more (nor shipped back)

@@ -206,12 +206,21 @@ def _first_delimiter(text: str) -> str:
     return ","
 
 
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\x0b\x0c\x1a\x1b")
+
+
+def _binary(head: bytes) -> bool:
+    """Binary content, not text with a stray control character: a NUL inside one name is a value
+    to reject (normalise does), not a reason to refuse a whole department's file."""
+    return bool(head) and sum(head.count(b) for b in _CONTROL_BYTES) > max(2, len(head) // 100)
+
+
 def read_csv(path: Path, dataset: Dataset | None = None) -> RawTable:
     raw = path.read_bytes()
     wide = _wide_encoding(raw[:4096])
     if wide:
         raise ReadError(f"{path.name}: {wide} text; save it as UTF-8 (in Excel: CSV UTF-8)")
-    if b"\x00" in raw[:4096]:
+    if _binary(raw[:4096]):
         raise ReadError(f"{path.name}: binary data, not a text table")
     raw = _lf_line_breaks(raw)
     encoding, text = detect_encoding(raw, path.name)

@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS nightly_runs (
 class NightReport:
     night: str
     folder: str
-    status: str = "running"  # running | completed | already
+    # running | completed | partial (a file was still being written: a later run of the night takes it)
+    # | already
+    status: str = "running"
     timings: dict[str, float] = field(default_factory=dict)
     files: list[dict] = field(default_factory=list)  # per file: dataset, status, rows read/loaded/rejected, message
     links: dict[str, int] = field(default_factory=dict)  # by method
@@ -38,20 +40,28 @@ class NightReport:
     clues: dict[str, dict[str, int]] = field(default_factory=dict)  # by rule: new, seen, gone, reraised, suppressed
     new_by_township: dict[str, int] = field(default_factory=dict)
     published_already: bool = False
+    superseded: bool = False  # a later night was already published: this one changed nothing
+    withheld: int = 0  # new hits not dispatched for a row kept without a rejected value
+
+    @property
+    def held_files(self) -> list[dict]:
+        """Files refused or held tonight (a scheduler alerts on these: exit code 2, Prefect state)."""
+        return [f for f in self.files if f["status"] in ("refused", "held")]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> NightReport:
-        return cls(**json.loads(text))
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
 
     def dataset_rows(self) -> list[dict]:
         return [{"文件": f["file"], "数据集": f["dataset"] or "", "结果": f["status"], "读取": f["rows_read"],
                  "入库": f["rows_loaded"], "拒收": f["rows_rejected"], "说明": f["message"]} for f in self.files]
 
     def clue_rows(self) -> list[dict]:
-        return [{"规则": rule, **{k: c.get(k, 0) for k in ("new", "seen", "gone", "reraised", "suppressed")},
+        return [{"规则": rule, **{k: c.get(k, 0) for k in ("new", "seen", "gone", "reraised", "suppressed", "withheld")},
                  "状态": self.rules.get(rule, {}).get("status", "")} for rule, c in sorted(self.clues.items())]
 
     def markdown(self) -> str:
@@ -66,11 +76,16 @@ class NightReport:
             lines += ["**未入库（暂缓、拒收或缺失）：** " + "；".join(f"{f['file'] or f['dataset']}: {f['message']}"
                                                         for f in held), ""]
         lines += ["## 关联", "", " · ".join(f"{k} {v:,}" for k, v in self.links.items()), "",
-                  "## 线索", "", "| 规则 | 新增 | 再次发现 | 证据消失 | 重新下发 | 不再下发 |", "|---|---|---|---|---|---|",
-                  *[f"| {r['规则']} | {r['new']:,} | {r['seen']:,} | {r['gone']:,} | {r['reraised']:,} | {r['suppressed']:,} |"
-                    for r in self.clue_rows()], "",
+                  "## 线索", "", "| 规则 | 新增 | 再次发现 | 证据消失 | 重新下发 | 不再下发 | 数据存疑暂不下发 |",
+                  "|---|---|---|---|---|---|---|",
+                  *[f"| {r['规则']} | {r['new']:,} | {r['seen']:,} | {r['gone']:,} | {r['reraised']:,} | {r['suppressed']:,} | "
+                    f"{r['withheld']:,} |" for r in self.clue_rows()], "",
                   "## 新增线索（按乡镇）", "", "| 乡镇 | 新增 |", "|---|---|",
                   *[f"| {t} | {n:,} |" for t, n in sorted(self.new_by_township.items())]]
+        if self.superseded:
+            lines += ["", "**已发布更晚一夜的比对结果：本夜的结果不再改变线索。**"]
+        if self.status == "partial":
+            lines += ["", "**有文件仍在写入，已暂缓；再次运行本夜时入库并重新发布。**"]
         skipped = {r: v for r, v in self.rules.items() if v["status"] != "ran"}
         if skipped:
             lines += ["", "**未运行的规则：** " + "；".join(f"{r}（{v['message']}）" for r, v in sorted(skipped.items()))]
@@ -122,18 +137,19 @@ def rules_step(home: Home, night: date) -> dict[str, dict]:
     return {o.code: {"status": o.status, "hits": o.hits, "message": o.message} for o in result.outcomes}
 
 
-def publish_step(home: Home, night: date) -> dict:
+def publish_step(home: Home, night: date, again: bool = False) -> dict:
     from bidui.clues.publish import publish_night
 
-    result = publish_night(home, night)
-    return {"already": result.already, "by_rule": result.by_rule, "new_by_township": result.new_by_township}
+    result = publish_night(home, night, again)
+    return {"already": result.already, "by_rule": result.by_rule, "new_by_township": result.new_by_township,
+            "superseded": result.superseded, "withheld": result.withheld}
 
 
 # ---------------------------------------------------------------- the run
 
 
-def stored_report(home: Home, night: date) -> NightReport | None:
-    """The report of a completed run of the night, if there was one."""
+def stored_report(home: Home, night: date, status: str = "completed") -> NightReport | None:
+    """The report of a completed run of the night (or of one with another status), if there was one."""
     if not home.warehouse.exists():
         return None
     from bidui.connectors import warehouse
@@ -141,7 +157,7 @@ def stored_report(home: Home, night: date) -> NightReport | None:
     con = warehouse.connect(home.warehouse)
     try:
         con.execute(RUNS_SCHEMA)
-        row = con.execute("SELECT report FROM nightly_runs WHERE night = ? AND status = 'completed'", [night]).fetchone()
+        row = con.execute("SELECT report FROM nightly_runs WHERE night = ? AND status = ?", [night, status]).fetchone()
     finally:
         con.close()
     return NightReport.from_json(row[0]) if row else None
@@ -183,11 +199,19 @@ def apply_step(report: NightReport, step: str, value: object) -> None:
         report.published_already = v["already"]
         report.clues = v["by_rule"]
         report.new_by_township = v["new_by_township"]
+        report.superseded = v.get("superseded", False)
+        report.withheld = v.get("withheld", 0)
 
 
-def plain_steps(home: Home, folder: Path, night: date) -> dict[str, Callable[[], object]]:
+def plain_steps(home: Home, folder: Path, night: date, again: bool = False) -> dict[str, Callable[[], object]]:
     return {"ingest": lambda: ingest_step(home, folder, night), "link": lambda: link_step(home, night),
-            "rules": lambda: rules_step(home, night), "publish": lambda: publish_step(home, night)}
+            "rules": lambda: rules_step(home, night), "publish": lambda: publish_step(home, night, again)}
+
+
+def resuming_partial(home: Home, night: date) -> bool:
+    """Did an earlier run of the night finish with a file still being written? Then this run
+    publishes the night again, with that file taken."""
+    return stored_report(home, night, "partial") is not None
 
 
 def run_night(home: Home, folder: Path, night: date | None = None,
@@ -204,7 +228,7 @@ def run_night(home: Home, folder: Path, night: date | None = None,
         done.status = "already"
         return done
     report, started = NightReport(night.isoformat(), str(folder)), datetime.now()
-    steps = steps or plain_steps(home, folder, night)
+    steps = steps or plain_steps(home, folder, night, resuming_partial(home, night))
     for step in STEPS:
         if on_step:
             on_step(step, "start")
@@ -213,13 +237,14 @@ def run_night(home: Home, folder: Path, night: date | None = None,
         report.timings[step] = round(time.perf_counter() - t, 2)
         if on_step:
             on_step(step, "done")
-    report.status = "completed"
+    report.status = "partial" if any(f.get("incomplete") for f in report.files) else "completed"
     record(home, report, started)
     return report
 
 
 def unprocessed_nights(home: Home, inbox: Path) -> list[Path]:
-    """Night folders (inbox/YYYY-MM-DD) without a completed run, oldest first."""
+    """Night folders (inbox/YYYY-MM-DD) without a completed run, oldest first (a partial run, one
+    that held a file still being written, is not completed)."""
     out = []
     for folder in sorted(p for p in inbox.iterdir() if p.is_dir()):
         try:

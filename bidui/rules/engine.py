@@ -58,6 +58,23 @@ class RuleOutcome:
 class RunResult:
     hits: pl.DataFrame
     outcomes: list[RuleOutcome] = field(default_factory=list)
+    # (dataset, subject_key) of persons with a row whose value was rejected tonight: the rules cannot
+    # tell what that row says, so publish neither dispatches nor retires their clues on its evidence.
+    doubtful: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=DOUBTFUL_SCHEMA))
+
+
+DOUBTFUL_SCHEMA = {"dataset": pl.String, "subject_key": pl.String}
+
+
+def doubtful_persons(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Persons (by `ident`, the key rules name subjects by) with a row kept without a rejected value
+    in a snapshot in force (needs the views of `views.create`)."""
+    from bidui.datasets import DATASETS
+
+    parts = [f"SELECT DISTINCT '{ds.code}' AS dataset, ident AS subject_key FROM {ds.code}_linked "
+             "WHERE rejected_columns IS NOT NULL AND ident IS NOT NULL" for ds in DATASETS if ds.persons]
+    frame = wh.query(con, " UNION ALL ".join(parts))
+    return frame.cast(DOUBTFUL_SCHEMA) if frame.height else pl.DataFrame(schema=DOUBTFUL_SCHEMA)
 
 
 def _header(text: str) -> dict[str, str]:
@@ -186,7 +203,7 @@ def run_rules(con: duckdb.DuckDBPyConnection, night: date, cfg: dict, home_rules
         frames.append(frame)
         outcomes.append(RuleOutcome(rule.code, "ran", frame.height, time.perf_counter() - start))
     hits = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
-    return RunResult(hits, outcomes)
+    return RunResult(hits, outcomes, doubtful_persons(con))
 
 
 HITS_SCHEMA = """
@@ -200,6 +217,7 @@ CREATE TABLE IF NOT EXISTS rule_hits (
 );
 CREATE TABLE IF NOT EXISTS rule_runs (night DATE, rule_code VARCHAR, status VARCHAR, hits BIGINT, seconds DOUBLE,
     message VARCHAR);
+CREATE TABLE IF NOT EXISTS doubtful_persons (night DATE NOT NULL, dataset VARCHAR NOT NULL, subject_key VARCHAR NOT NULL);
 """
 
 
@@ -209,6 +227,10 @@ def store_hits(con: duckdb.DuckDBPyConnection, night: date, result: RunResult) -
     try:
         con.execute("DELETE FROM rule_hits WHERE night = ?", [night])
         con.execute("DELETE FROM rule_runs WHERE night = ?", [night])
+        con.execute("DELETE FROM doubtful_persons WHERE night = ?", [night])
+        if result.doubtful.height:
+            wh.insert_frame(con, "doubtful_persons", result.doubtful.with_columns(pl.lit(night).alias("night")),
+                            ["night", "dataset", "subject_key"])
         if result.hits.height:
             cols = ["night", "rule_code", "category", *CLUE_COLUMNS, "before_registration"]
             wh.insert_frame(con, "rule_hits", result.hits.with_columns(pl.lit(night).alias("night")), cols)
