@@ -28,7 +28,7 @@ from bidui.connectors import warehouse as wh
 from bidui.connectors.mapping import RefusedError, map_headers
 from bidui.connectors.normalise import ValueLimits, normalise
 from bidui.connectors.plausibility import Limits, checks, profile_snapshot
-from bidui.connectors.readers import ReadError, read_table
+from bidui.connectors.readers import NO_FINAL_BREAK, ReadError, read_table
 from bidui.datasets import DATASETS, DatasetNameError, dataset_for_filename
 
 __all__ = ["FileOutcome", "Limits", "exit_code", "ingest_file", "ingest_night", "night_of"]
@@ -350,18 +350,23 @@ def _whole(p: Prepared, limits: Limits) -> list[str]:
     """Why the file is not whole: its structure says it was cut, it changed while it was read, or
     its checksum file disagrees."""
     out = []
-    cut = getattr(p.raw, "cut", None)
-    if cut:
-        out.append(f"{p.name}: the last record is cut ({cut}); a transfer that stopped? the department resends it")
-    if p.changed:
-        out.append(f"{p.name}: still being written (it changed while it was read); a later run of this night takes it")
     side = inbox.checksum_file(p.path)
+    vouched = False
     if side:
         algo, path = side
         want, got = inbox.expected_digest(path), (p.md5 if algo == "md5" else p.sha)
-        if want != got:
+        vouched = want == got
+        if not vouched:
             out.append(f"{p.name}: the checksum in {path.name} does not match the file ({algo}); still arriving or "
                        "damaged in transfer")
+    cut = p.raw.cut
+    # Without a final line break the last value may have been cut anywhere; only the department's
+    # checksum of exactly these bytes says the file ends where it was meant to.
+    if cut and not (vouched and cut == NO_FINAL_BREAK):
+        out.append(f"{p.name}: the last record is cut ({cut}); a transfer that stopped? Resend it, ending with a line "
+                   f"break, or with {p.name}.sha256 beside it")
+    if p.changed:
+        out.append(f"{p.name}: still being written (it changed while it was read); a later run of this night takes it")
     return out
 
 

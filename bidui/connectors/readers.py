@@ -180,7 +180,7 @@ def _cut(body: bytes) -> tuple[str | None, int | None]:
                 return "the file ends inside a quoted field, mid-record", start + record
         return None, None
     if not ends_with_break:
-        return "no line break ends the last record", None
+        return NO_FINAL_BREAK, None
     return None, None
 
 
@@ -207,6 +207,9 @@ def _first_delimiter(text: str) -> str:
 
 
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\x0b\x0c\x1a\x1b")
+
+
+NO_FINAL_BREAK = "no line break ends the last record"  # whole if a matching checksum file says so
 
 
 def _binary(head: bytes) -> bool:
