@@ -217,3 +217,16 @@ def test_no_id_number_in_any_line_a_nightly_run_prints(tiny: Path, tmp_path: Pat
     ids = pl.read_parquet(tiny / "truth" / "residents.parquet")["id_number"].drop_nulls().to_list()
     assert len(ids) > 1000 and "exact" in printed
     assert not [i for i in ids if i in printed or i[:15] in printed]
+
+
+def test_an_older_night_published_after_a_newer_one_changes_nothing(tiny: Path, tmp_path: Path) -> None:
+    """Night 2 arrives late, after night 3 ran: its evidence is history. No clue, no event moves
+    (seen: evidence_back events and evidence_gone reset when it was published anyway)."""
+    home = Home(tmp_path / "late")
+    nightly.run_night(home, tiny / "inbox" / "2026-11-20")
+    nightly.run_night(home, tiny / "inbox" / "2026-11-22")
+    before = ledger_state(home)
+    late = nightly.run_night(home, tiny / "inbox" / "2026-11-21")
+    assert late.status == "completed" and late.superseded and not late.clues
+    assert ledger_state(home) == before
+    assert "本夜的结果不再改变线索" in late.markdown()
