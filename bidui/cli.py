@@ -3,6 +3,7 @@ parses arguments and prints."""
 
 from __future__ import annotations
 
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -11,12 +12,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bidui.clitools import locked_command
+from bidui.errors import require_home
 from bidui.home import Home
 
 app = typer.Typer(help="比对 bidui: nightly comparison of department extracts with the poverty register.",
                   no_args_is_help=True, add_completion=False)
 # Off a terminal (CI logs, pipes) tables get room rather than folding every cell.
 console = Console(width=None if Console().is_terminal else 200)
+
+# Commands that only read a home: a missing one is a wrong --home, not a fresh start (they would
+# otherwise create an empty ledger or warehouse there and fail further on).
+READS_A_HOME = frozenset({"loads", "link", "links", "publish", "clues", "report"})
+# What main() needs to report a failure after the command's context is gone.
+_invoked: dict[str, object] = {}
 
 
 @app.callback()
@@ -26,6 +35,9 @@ def main_options(
                                               help="Folder for the warehouse, ledger and bidui.toml (default ./data).")] = None,
 ) -> None:
     ctx.obj = Home.resolve(home)
+    _invoked.update(home=ctx.obj, command=ctx.invoked_subcommand)
+    if ctx.invoked_subcommand in READS_A_HOME:
+        require_home(ctx.obj.root)
 
 
 @app.command()
@@ -55,13 +67,15 @@ def synth(
 
 
 @app.command()
+@locked_command(create_home=True)
 def ingest(
     ctx: typer.Context,
     folder: Annotated[Path, typer.Argument(help="The night's inbox folder, inbox/YYYY-MM-DD.", exists=True, file_okay=False)],
     night: Annotated[str | None, typer.Option("--date", help="The night (default: the folder's name).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Apply files that would be held.")] = False,
 ) -> None:
-    """Load a night's extracts into the warehouse. Exit 0: all accepted; 2: any refused or held."""
+    """Load a night's extracts into the warehouse. Exit 0: all accepted; 2: any refused or held;
+    3: another run on this home did not finish within --wait."""
     from datetime import date
 
     from rich.progress import BarColumn, Progress, TextColumn
@@ -70,7 +84,7 @@ def ingest(
     from bidui.connectors import warehouse
     from bidui.connectors.ingest import Limits, exit_code, ingest_night, night_of
 
-    home: Home = ctx.obj.ensure()
+    home: Home = ctx.obj
     try:
         day = date.fromisoformat(night) if night else night_of(folder)
     except ValueError as e:
@@ -148,6 +162,7 @@ def _night(value: str) -> date:
 
 
 @app.command()
+@locked_command()
 def link(
     ctx: typer.Context,
     night: Annotated[str, typer.Option("--date", help="The night whose snapshots in force are linked.")],
@@ -234,6 +249,7 @@ def rules_list(ctx: typer.Context) -> None:
 
 
 @rules_app.command("run")
+@locked_command()
 def rules_run(ctx: typer.Context, night: Annotated[str, typer.Option("--date")]) -> None:
     """Run every enabled rule on the night's linked snapshots; store the hits in the warehouse."""
     from bidui import config
@@ -263,6 +279,7 @@ def rules_export(ctx: typer.Context, night: Annotated[str, typer.Option("--date"
     from bidui.rules.engine import export
 
     home: Home = ctx.obj
+    require_home(home.root)
     con = warehouse.connect(home.warehouse)
     frame = export(con, _night(night))
     con.close()
@@ -276,13 +293,31 @@ def _register_commands() -> None:
 
     ledger_commands(app)
     flow_commands(app)
+    # publish lives with the ledger's commands; it writes the night's state like the others.
+    for info in app.registered_commands:
+        if info.name == "publish" and info.callback is not None:
+            info.callback = locked_command()(info.callback)
 
 
 _register_commands()
 
 
 def main() -> None:
-    app()
+    """The `bidui` entry point. A failure an operator can act on (another run, a locked
+    warehouse, a read-only home, a full disk, a missing home) ends with one line and its exit
+    code (bidui.errors); the traceback goes to <home>/logs/bidui.log. Anything else is a bug and
+    shows its traceback."""
+    from bidui.errors import report_failure
+
+    try:
+        app()
+    except Exception as e:
+        home = _invoked.get("home")
+        root = home.root if isinstance(home, Home) else Home.resolve().root
+        code = report_failure(e, root, str(_invoked.get("command") or ""))
+        if code is None:
+            raise
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from bidui.clitools import locked_command
+from bidui.errors import night_exit_code
 from bidui.flows.nightly import NightReport
 from bidui.home import Home
 
@@ -43,20 +49,49 @@ def print_report(report: NightReport) -> None:
     console.print("steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items()))
 
 
+@contextlib.contextmanager
+def _no_tracebacks_on_screen() -> Iterator[None]:
+    """Prefect logs a failed task's or flow's traceback to the console; bidui.cli.main() prints
+    the one line for a failure an operator can act on and keeps the traceback in the home's log
+    (or shows it, for a bug), so the console gets the log lines without their tracebacks."""
+    patched: list[tuple[logging.Handler, object]] = []
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ != "PrefectConsoleHandler":
+            continue
+        original = handler.format
+
+        def format_without(record: logging.LogRecord, _original=original) -> str:
+            if record.exc_info or record.exc_text:
+                record = copy.copy(record)  # the API handler still gets the traceback
+                record.exc_info, record.exc_text = None, None
+            return _original(record)
+
+        handler.format = format_without  # type: ignore[method-assign]
+        patched.append((handler, original))
+    try:
+        yield
+    finally:
+        for handler, original in patched:
+            handler.format = original  # type: ignore[method-assign]
+
+
+@locked_command(create_home=True)
 def run_cmd(ctx: typer.Context,
             folder: Annotated[Path, typer.Argument(help="The night's inbox folder, inbox/YYYY-MM-DD.", exists=True,
                                                    file_okay=False)],
             night: Annotated[str | None, typer.Option("--date", help="The night (default: the folder's name).")] = None,
             plain: Annotated[bool, typer.Option("--plain", help="Run the steps without Prefect.")] = False) -> None:
     """Run the nightly comparison for one night: ingest, link, rules, publish, and the report.
-    No Prefect server is needed (an ephemeral one is started unless --plain)."""
+    No Prefect server is needed (an ephemeral one is started unless --plain). Exit 0: every file
+    accepted; 2: a file was refused or held; 3: another run on this home did not finish within
+    --wait (codes 4-7: see `bidui.errors`)."""
     from datetime import date
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from bidui.flows import nightly
 
-    home: Home = ctx.obj.ensure()
+    home: Home = ctx.obj
     day = date.fromisoformat(night) if night else None
     if plain:
         console = _console()
@@ -74,9 +109,11 @@ def run_cmd(ctx: typer.Context,
     else:
         from bidui.flows.prefect_flows import nightly_comparison
 
-        result = nightly_comparison(str(folder), day.isoformat() if day else None, str(home.root))
+        with _no_tracebacks_on_screen():
+            result = nightly_comparison(str(folder), day.isoformat() if day else None, str(home.root))
         report = nightly.NightReport(**result)
     print_report(report)
+    raise typer.Exit(night_exit_code(report.files))
 
 
 def schedule_cmd(ctx: typer.Context,

@@ -2,7 +2,12 @@
 follow-up, and the schedules that serve them. The flows stay thin: the logic is in the packages.
 
 A one-off run needs no Prefect server (Prefect starts an ephemeral one); a schedule needs a
-running server (`prefect server start`, then PREFECT_API_URL=http://127.0.0.1:4200/api)."""
+running server (`prefect server start`, then PREFECT_API_URL=http://127.0.0.1:4200/api).
+
+A night with a file refused or held ends in the Completed-type state named "Held" (HELD_STATE):
+the night ran and its clues are published, but a dataset kept an older snapshot — which a
+schedule must be able to alert on (an automation on the event `prefect.flow-run.Held`). Called
+as a function, the flow still returns its report. Each night holds the home's run lock."""
 
 from __future__ import annotations
 
@@ -11,11 +16,15 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.states import Completed, State
 
+from bidui.errors import not_ok_files
 from bidui.flows import nightly
 from bidui.home import Home
+from bidui.runlock import configured_wait, run_lock
 
 TIMEZONE = "Asia/Shanghai"
+HELD_STATE = "Held"
 
 
 # Retries where a failure can be transient: a file still being copied into the inbox, the ledger
@@ -49,12 +58,42 @@ def _artifacts(report: nightly.NightReport) -> None:
         create_table_artifact(report.clue_rows(), key=f"{key}-clues", description="线索（按规则）")
 
 
+def held_message(files: list[dict], night: str) -> str | None:
+    """What the Held state says: which files, and that their datasets kept the last snapshot.
+    File names and statuses only (a message must not carry a value from a file)."""
+    bad = not_ok_files(files)
+    if not bad:
+        return None
+    shown = ", ".join(f"{f['file'] or f['dataset']} ({f['status']})" for f in bad[:10])
+    more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+    return (f"night {night}: {len(bad)} file(s) refused or held: {shown}{more}; their datasets keep the snapshot "
+            "in force (see the run report)")
+
+
+def _night_state(report: dict) -> State | dict:
+    message = held_message(report["files"], report["night"])
+    if message is None:
+        return report
+    # A Completed-type state: the night did run (nightly-inbox goes on to the next one, and the
+    # caller gets the report back), under a name an automation or the UI can single out.
+    return Completed(name=HELD_STATE, message=message, data=report)
+
+
 @flow(name="nightly-comparison", log_prints=True)
-def nightly_comparison(night_dir: str, run_date: str | None = None, home: str | None = None) -> dict:
-    """Ingest → link → rules → publish for one night folder, with a run report as artifacts."""
+def nightly_comparison(night_dir: str, run_date: str | None = None, home: str | None = None,
+                       lock_wait: float | None = None) -> dict:
+    """Ingest → link → rules → publish for one night folder, with a run report as artifacts.
+    Ends Completed, or Completed named "Held" when a file was refused or held; either way the
+    call returns the report (a dict). Waits up to `lock_wait` seconds (default [run] lock_wait)
+    for another run on the home, then fails with RunInProgress."""
+    h = Home.resolve(Path(home) if home else None).ensure()
+    with run_lock(h.root, configured_wait(h.root, lock_wait), command="nightly-comparison"):
+        report = _nightly_comparison(h, Path(night_dir), run_date)
+    return _night_state(report)  # type: ignore[return-value]  # Prefect hands the caller the state's data
+
+
+def _nightly_comparison(h: Home, folder: Path, run_date: str | None) -> dict:
     logger = get_run_logger()
-    h = Home.resolve(Path(home) if home else None)
-    folder = Path(night_dir)
     from bidui.connectors.ingest import night_of
 
     night = date.fromisoformat(run_date) if run_date else night_of(folder)
@@ -74,15 +113,22 @@ def nightly_comparison(night_dir: str, run_date: str | None = None, home: str | 
 
 
 @flow(name="nightly-inbox")
-def nightly_inbox(inbox: str, home: str | None = None) -> list[str]:
+def nightly_inbox(inbox: str, home: str | None = None, lock_wait: float | None = None) -> list[str]:
     """Every night folder of the inbox without a completed run, oldest first (so a night missed
     while the server was down is not skipped; publishing an older night after a newer one
-    would change nothing)."""
-    h = Home.resolve(Path(home) if home else None)
-    done = []
-    for folder in nightly.unprocessed_nights(h, Path(inbox)):
-        nightly_comparison(str(folder), None, str(h.root))
-        done.append(folder.name)
+    would change nothing). Ends "Held" when any of its nights did; returns the nights run."""
+    h = Home.resolve(Path(home) if home else None).ensure()
+    done, held = [], []
+    # Around the whole loop: which nights are unprocessed must not change under us.
+    with run_lock(h.root, configured_wait(h.root, lock_wait), command="nightly-inbox"):
+        for folder in nightly.unprocessed_nights(h, Path(inbox)):
+            report = nightly_comparison(str(folder), None, str(h.root))
+            done.append(folder.name)
+            message = held_message(report["files"], report["night"])
+            if message:
+                held.append(message)
+    if held:
+        return Completed(name=HELD_STATE, message="; ".join(held), data=done)  # type: ignore[return-value]
     return done
 
 
