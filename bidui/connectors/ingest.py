@@ -11,7 +11,6 @@ and their settings are in `bidui.connectors.plausibility` and the README's inges
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import time
@@ -335,9 +334,7 @@ def store(con: duckdb.DuckDBPyConnection, p: Prepared, *, force: bool = False, l
              delimiter={",": "comma", "\t": "tab"}.get(raw.delimiter or ""))
         con.execute("COMMIT")
     except Exception as e:
-        # A ROLLBACK after a failed COMMIT (disk full) can fail too: it must not hide the cause.
-        with contextlib.suppress(Exception):
-            con.execute("ROLLBACK")
+        wh.rollback(con)
         if isinstance(e, OSError) or "No space left" in str(e) or isinstance(e, duckdb.FatalException):
             raise  # the warehouse cannot be written: the run stops here and says why
         o = FileOutcome(name, ds.code, "refused", result.rows_read, 0, 0, time.perf_counter() - start,

@@ -3,6 +3,7 @@ the rejects, and the list of snapshots. Only batch processes open it (one writer
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from datetime import date
@@ -98,6 +99,13 @@ def insert_frame(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame, c
         con.execute(f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM _incoming")
     finally:
         con.unregister("_incoming")
+
+
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Undo the open transaction after a failure. A ROLLBACK after a failed COMMIT (disk full) can
+    fail too; it must not replace the error that says why."""
+    with contextlib.suppress(duckdb.Error):
+        con.execute("ROLLBACK")
 
 
 def new_load_id(con: duckdb.DuckDBPyConnection) -> int:

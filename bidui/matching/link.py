@@ -305,7 +305,7 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
                      result.pairs, result.seconds, model, ",".join(skipped)])
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        wh.rollback(con)
         raise
     for table in ("link_recs", "link_spine", "link_exact", "link_fuzzy"):
         con.execute(f"DROP TABLE IF EXISTS {table}")

@@ -239,7 +239,7 @@ def store_hits(con: duckdb.DuckDBPyConnection, night: date, result: RunResult) -
                                                                             o.message])
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        wh.rollback(con)
         raise
 
 
