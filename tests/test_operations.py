@@ -391,28 +391,37 @@ def test_a_full_disk_simulated(tiny: Path, tmp_path: Path, monkeypatch: pytest.M
     assert "No space left on device" in log.read_text(encoding="utf-8")
 
 
-def test_a_full_disk_under_prefect_prints_no_traceback(prefect_harness, tiny: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch,
-                                                       capfd: pytest.CaptureFixture[str]) -> None:
-    """`bidui run` through the flow: Prefect logs the failed task, without its traceback on
-    screen; the last line is the cause."""
-    from bidui.cli import main
+FULL_AT_LINK = textwrap.dedent("""
+    import errno, os, sys
     from bidui.flows import nightly
 
+    wal = sys.argv[1] + "/warehouse.duckdb.wal"
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), wal)
+
+    nightly.link_step = full
+    from bidui.cli import main
+
+    sys.argv = ["bidui", "--home", sys.argv[1], "run", sys.argv[2]]
+    main()
+""")
+
+
+def test_a_full_disk_under_prefect_prints_no_traceback(prefect_harness, tiny: Path, tmp_path: Path) -> None:
+    """`bidui run` through the flow, in a process of its own (Prefect's console is its real
+    stderr), on the test harness's server: Prefect logs the failed task and flow without their
+    tracebacks, and the last line is the cause."""
+    from prefect.settings import PREFECT_API_URL
+
     home = tmp_path / "home"
-
-    def full(*args: object) -> None:
-        raise _enospc(home / "warehouse.duckdb.wal")
-
-    monkeypatch.setattr(nightly, "link_step", full)
-    monkeypatch.setattr(sys, "argv", ["bidui", "--home", str(home), "run", str(tiny / "inbox" / NIGHT1)])
-    with pytest.raises(SystemExit) as ended:
-        main()
-    assert ended.value.code == errors.EXIT_DISK_FULL
-    out, err = capfd.readouterr()
-    assert "Finished in state Failed" in err  # Prefect's log is on screen, and what it says of the failure
-    assert "Traceback" not in out + err and "File \"" not in out + err
-    assert err.strip().splitlines()[-1].startswith(f"the disk holding {home / 'warehouse.duckdb.wal'} is full")
+    out = subprocess.run([sys.executable, "-c", FULL_AT_LINK, str(home), str(tiny / "inbox" / NIGHT1)],
+                         capture_output=True, text=True, env=env() | {"PREFECT_API_URL": str(PREFECT_API_URL.value())},
+                         cwd=ROOT, timeout=300)
+    assert out.returncode == errors.EXIT_DISK_FULL, out.stdout + out.stderr
+    assert "Finished in state Failed" in out.stderr  # Prefect's log is on screen, and what it says of the failure
+    assert "Traceback" not in out.stdout + out.stderr and 'File "' not in out.stdout + out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith(f"the disk holding {home / 'warehouse.duckdb.wal'} is full")
     assert "Traceback" in (home / "logs" / "bidui.log").read_text(encoding="utf-8")
 
 
