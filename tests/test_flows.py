@@ -140,6 +140,45 @@ def test_the_prefect_flow_runs_the_night_and_then_does_nothing(prefect_harness, 
     assert follow_up(str(home), "2026-11-28")["three_day_report"] is None
 
 
+def test_a_file_still_being_written_is_retried_by_prefect_then_held_and_the_night_taken_later(
+        prefect_harness, tiny: Path, tmp_path: Path, monkeypatch) -> None:
+    """The ingest task raises while a file is still being written, so Prefect's retries fire; on
+    the last attempt the file is held and the night ends partial (status and the Held state), and
+    the night's next run takes the file and publishes the night again."""
+    import shutil
+
+    from bidui.flows import prefect_flows
+
+    monkeypatch.setattr(prefect_flows, "ingest_task", prefect_flows.ingest_task.with_options(retry_delay_seconds=0))
+    home = Home(tmp_path / "retryhome")
+    nightly.run_night(home, tiny / "inbox" / NIGHTS[0].isoformat())
+    folder = tmp_path / NIGHTS[1].isoformat()
+    shutil.copytree(tiny / "inbox" / NIGHTS[1].isoformat(), folder)
+    (folder / "_SUCCESS").unlink()
+    for p in folder.iterdir():
+        os.utime(p, (1e9, 1e9))  # settled long ago …
+    fresh = next(folder.glob("hukou_changes_*"))
+    os.utime(fresh)  # … but this one, written just now
+    home.config.write_text("[ingest]\nsettle_seconds = 3600\nmax_wait_seconds = 0\n", encoding="utf-8")
+    report = prefect_flows.nightly_comparison(str(folder), None, str(home.root))
+    assert report["status"] == "partial"
+    con = wh.connect(home.warehouse)
+    attempts = con.execute("SELECT count(*) FROM load_log WHERE file = ? AND status = 'held'", [fresh.name]).fetchone()[0]
+    con.close()
+    assert attempts == prefect_flows.INGEST_RETRIES + 1  # the first attempt and each retry
+    assert nightly.unprocessed_nights(home, tmp_path) == [folder]
+    # The writer finished; the next run of the night takes the file and publishes the night again.
+    os.utime(fresh, (1e9, 1e9))
+    again = prefect_flows.nightly_comparison(str(folder), None, str(home.root))
+    assert again["status"] == "completed"
+    taken = {f["file"]: f["status"] for f in again["files"]}
+    assert taken[fresh.name] == "accepted"
+    clean = Home(tmp_path / "clean")
+    for night in NIGHTS:
+        nightly.run_night(clean, tiny / "inbox" / night.isoformat())
+    assert ledger_state(home)[0] == ledger_state(clean)[0]
+
+
 # ---------------------------------------------------------------- a schedule on a real server
 
 

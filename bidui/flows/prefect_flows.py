@@ -29,9 +29,24 @@ HELD_STATE = "Held"
 
 # Retries where a failure can be transient: a file still being copied into the inbox, the ledger
 # busy or its PostgreSQL restarting. Linking and the rules are deterministic: a retry would fail again.
-@task(name="ingest", retries=2, retry_delay_seconds=30)
+INGEST_RETRIES = 2
+
+
+class StillArrivingError(RuntimeError):
+    """A file of the night was still being written: the ingest task is tried again."""
+
+
+@task(name="ingest", retries=INGEST_RETRIES, retry_delay_seconds=30)
 def ingest_task(home: str, folder: str, night: date) -> list[dict]:
-    return nightly.ingest_step(Home(Path(home)), Path(folder), night)
+    from prefect.runtime import task_run
+
+    files = nightly.ingest_step(Home(Path(home)), Path(folder), night)
+    still = [f["file"] for f in files if f.get("incomplete")]
+    # Files already stored are not read again by the retry; on the last attempt the file stays
+    # held and the night ends partial (its next run takes it).
+    if still and (task_run.run_count or 1) <= INGEST_RETRIES:
+        raise StillArrivingError(f"still being written: {', '.join(still)}; trying again")
+    return files
 
 
 @task(name="link")
@@ -45,8 +60,8 @@ def rules_task(home: str, night: date) -> dict[str, dict]:
 
 
 @task(name="publish", retries=3, retry_delay_seconds=20)
-def publish_task(home: str, night: date) -> dict:
-    return nightly.publish_step(Home(Path(home)), night)
+def publish_task(home: str, night: date, again: bool = False) -> dict:
+    return nightly.publish_step(Home(Path(home)), night, again)
 
 
 def _artifacts(report: nightly.NightReport) -> None:
@@ -98,8 +113,9 @@ def _nightly_comparison(h: Home, folder: Path, run_date: str | None) -> dict:
 
     night = date.fromisoformat(run_date) if run_date else night_of(folder)
     root = str(h.root)
+    again = nightly.resuming_partial(h, night)
     tasks = {"ingest": lambda: ingest_task(root, str(folder), night), "link": lambda: link_task(root, night),
-             "rules": lambda: rules_task(root, night), "publish": lambda: publish_task(root, night)}
+             "rules": lambda: rules_task(root, night), "publish": lambda: publish_task(root, night, again)}
 
     def on_step(step: str, phase: str) -> None:
         logger.info("%s %s", step, "started" if phase == "start" else "done")
