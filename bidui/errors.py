@@ -174,21 +174,15 @@ def is_operational(exc: BaseException) -> bool:
     return found is not None and found.code in (EXIT_DISK_FULL, EXIT_READ_ONLY, EXIT_LOCKED)
 
 
-# Masks what looks like an ID number (18 characters, or the old 15 digits) in a logged
-# traceback: an exception's text can quote the value it choked on.
-_ID_LIKE = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9Xx])")
 # SQLAlchemy appends the bound parameters of the failed statement: names and IDs.
 _PARAMETERS = re.compile(r"\[parameters: [^\n]*")
 
 
 def scrub(text: str) -> str:
-    text = _PARAMETERS.sub("[parameters: not logged]", text)
+    """A traceback as it may be logged: an exception's text can quote the value it choked on."""
+    from bidui.privacy import mask_text
 
-    def mask(m: re.Match[str]) -> str:
-        whole = m.group(0)
-        return whole[:4] + "*" * (len(whole) - 8) + whole[-4:]
-
-    return _ID_LIKE.sub(mask, text)
+    return mask_text(_PARAMETERS.sub("[parameters: not logged]", text))
 
 
 def write_log(home: Path, exc: BaseException, failure: Failure, command: str | None) -> str:

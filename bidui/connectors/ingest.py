@@ -335,8 +335,10 @@ def store(con: duckdb.DuckDBPyConnection, p: Prepared, *, force: bool = False, l
         con.execute("COMMIT")
     except Exception as e:
         wh.rollback(con)
-        if isinstance(e, OSError) or "No space left" in str(e) or isinstance(e, duckdb.FatalException):
-            raise  # the warehouse cannot be written: the run stops here and says why
+        from bidui.errors import is_operational
+
+        if is_operational(e) or isinstance(e, duckdb.FatalException):
+            raise  # disk full, read-only, locked: the run stops here and the CLI says why in one line
         o = FileOutcome(name, ds.code, "refused", result.rows_read, 0, 0, time.perf_counter() - start,
                         f"{name}: could not be stored ({type(e).__name__}: {e}); nothing of it was kept")
         _log(con, night, name, o, sha256=sha)
