@@ -37,11 +37,18 @@ def print_report(report: NightReport) -> None:
     console.print(files)
     console.print("links: " + ", ".join(f"{k} {v:,}" for k, v in report.links.items()))
     clues = Table(title="clues by rule")
-    for col in ("rule", "status", "new", "seen", "gone", "reraised", "suppressed"):
+    counts = ("new", "seen", "gone", "reraised", "suppressed", "withheld")
+    for col in ("rule", "status", *counts):
         clues.add_column(col)
     for r in report.clue_rows():
-        clues.add_row(r["规则"], r["状态"], *(f"{r[k]:,}" for k in ("new", "seen", "gone", "reraised", "suppressed")))
+        clues.add_row(r["规则"], r["状态"], *(f"{r[k]:,}" for k in counts))
     console.print(clues)
+    if report.withheld:
+        console.print(f"{report.withheld:,} new clue(s) withheld: the person's row had a rejected value tonight")
+    if report.superseded:
+        console.print("a later night is already published: this one changed no clue")
+    if report.status == "partial":
+        console.print("a file was still being written and is held: run this night again to take it")
     if report.new_by_township:
         console.print("new clues by township: " + ", ".join(f"{t} {n}" for t, n in sorted(report.new_by_township.items())))
     if report.published_already:
