@@ -155,9 +155,8 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
     data = raw.data.rechunk()  # many small chunks make every string kernel slow
     read = data.height
     source_row = pl.int_range(1, read + 1, dtype=pl.Int64, eager=True)
-    first = (data.select(pl.struct(pl.all()).is_first_distinct()).to_series() if read and data.width
-             else pl.Series([True] * read, dtype=pl.Boolean))
-    duplicates = read - int(first.sum())
+    first = _first_of_each_row(data)
+    duplicates = 0 if first is None else read - int(first.sum())
     if duplicates:
         data, source_row = data.filter(first), source_row.filter(first)
     n = data.height
@@ -214,6 +213,8 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
         else:
             cols[c.name] = value
     cols["extra_json"] = _extra_json(raw, data, mapping.extra)
+    if not reasons:
+        cols["rejected_columns"] = nothing
     out = pl.DataFrame(cols)
     parts = [pl.DataFrame({"source_row": cols["source_row"], "value": value, "reason": reason})
              .filter(pl.col("reason").is_not_null()).select("source_row", pl.lit(name).alias("column_name"), "value", "reason")
@@ -225,12 +226,24 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
     bad_columns = (rejects.group_by("source_row").agg(pl.col("column_name").unique().sort().str.join(",")
                                                        .alias("rejected_columns"))
                    if rejects.height else pl.DataFrame(schema={"source_row": pl.Int64, "rejected_columns": pl.String}))
-    out = out.join(bad_columns, on="source_row", how="left", maintain_order="left")
+    if reasons:
+        out = out.join(bad_columns, on="source_row", how="left", maintain_order="left")
     keep = _identity_usable(ds, out)
     dropped = out.height - int(keep.sum())
     if dropped:
         out = out.filter(keep)
     return Normalised(out, rejects.sort("source_row", maintain_order=True), read, duplicates, dropped)
+
+
+def _first_of_each_row(data: pl.DataFrame) -> pl.Series | None:
+    """True for the first occurrence of each distinct row, or None when no row repeats. The row
+    hashes only say quickly that none does (the usual night); repeats are then found exactly, so
+    a hash collision can never drop a row."""
+    if data.height < 2 or data.width == 0:
+        return None
+    if data.select(pl.struct(pl.all()).hash(seed=0)).to_series().n_unique() == data.height:
+        return None
+    return data.select(pl.struct(pl.all()).is_first_distinct()).to_series()
 
 
 def _identity_usable(ds: Dataset, rows: pl.DataFrame) -> pl.Series:
