@@ -25,6 +25,15 @@ _SPACE = re.compile(_SPACE_CLASS)
 # marks): a difference of form that systems copy into names, never part of one.
 _INVISIBLE_CLASS = "[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]+"
 _INVISIBLE = re.compile(_INVISIBLE_CLASS)
+# Annotations other systems put in the name field: 张三(户主), 李四（已故）, 王五[迁出] (after NFKC the
+# full-width brackets are ASCII; 【】 stay). Not part of the name.
+_ANNOTATION_CLASS = r"\([^()]*\)|\[[^\[\]]*\]|【[^【】]*】"
+_ANNOTATION = re.compile(_ANNOTATION_CLASS)
+# What a system writes for a character outside its character set. All become `*`, one placeholder:
+# the same unknown character whichever system wrote it (〇, a real character, is not one).
+PLACEHOLDER = "*"
+_PLACEHOLDER_CLASS = "[?*□■〓○◯\ufffd]"
+_PLACEHOLDERS = re.compile(_PLACEHOLDER_CLASS)
 
 # Surnames pypinyin reads with their common-word reading; the surname reading wins when the
 # character opens a name.
@@ -37,11 +46,14 @@ SURNAME_READINGS: dict[str, str] = {
 
 
 def clean_name(raw: object) -> str:
-    """Trimmed, NFKC, no inner whitespace, one middle dot for all its variants."""
+    """Trimmed, NFKC, no inner whitespace or invisible characters, no bracketed annotation, one
+    middle dot for all its variants, one placeholder (`*`) for every character a system could not
+    write. Lower-case pinyin standing for a character (`王yan`) is kept: the pinyin key reads it."""
     if raw is None:
         return ""
     text = unicodedata.normalize("NFKC", str(raw))
-    text = _INVISIBLE.sub("", _SPACE.sub("", text))
+    text = _ANNOTATION.sub("", _INVISIBLE.sub("", _SPACE.sub("", text)))
+    text = _PLACEHOLDERS.sub(PLACEHOLDER, text)
     return _DOTS.sub(MIDDLE_DOT, text).strip(MIDDLE_DOT)
 
 
@@ -97,10 +109,14 @@ def _pinyin_of_form(name: str) -> str:
         if surname in SURNAME_READINGS:
             head, name = SURNAME_READINGS[surname], name[len(surname) :]
             break
-    return head + "".join(_char_pinyin(c) for c in name if c != MIDDLE_DOT)
+    # Latin letters are pinyin written for a character the system lacked (王yan reads wangyan);
+    # a placeholder has no sound and is left out.
+    return head + "".join(c.lower() if c.isascii() and c.isalpha() else _char_pinyin(c)
+                          for c in name if c not in (MIDDLE_DOT, PLACEHOLDER))
 
 
 def clean_name_expr(col: pl.Expr) -> pl.Expr:
     """`clean_name` as a polars expression over NFKC text (the vectorised twin, tested equal)."""
     text = col.cast(pl.String).str.replace_all(_SPACE_CLASS, "").str.replace_all(_INVISIBLE_CLASS, "")
+    text = text.str.replace_all(_ANNOTATION_CLASS, "").str.replace_all(_PLACEHOLDER_CLASS, PLACEHOLDER)
     return text.str.replace_all(_DOTS_CLASS, MIDDLE_DOT).str.strip_chars(MIDDLE_DOT).fill_null("")

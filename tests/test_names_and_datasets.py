@@ -60,7 +60,7 @@ def test_registry_matches_the_spec() -> None:
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-NAME_ALPHABET = "王李张伟秀英阿不都热合曼·•・‧．. \u3000\t張偉ＡＢ*"
+NAME_ALPHABET = "王李张伟秀英阿不都热合曼·•・‧．. \u3000\t張偉ＡＢ*()（）户主[]【】□?〓yan\u200b"
 
 
 @given(st.lists(st.text(alphabet=NAME_ALPHABET, max_size=8), min_size=1, max_size=30))
@@ -83,3 +83,21 @@ def test_invisible_characters_are_a_difference_of_form(invisible: str) -> None:
     name = f"{invisible}张{invisible}三{invisible}"
     assert clean_name(name) == "张三" == pl.select(clean_name_expr(pl.lit(name))).item()
     assert form_key(name) == form_key("张三")
+
+
+@pytest.mark.parametrize(("written", "clean"), [
+    ("张三(户主)", "张三"), ("李四（已故）", "李四"), ("王五【迁出】", "王五"), ("赵六[注销]", "赵六"),
+    ("李□兰", "李*兰"), ("李?兰", "李*兰"), ("李？兰", "李*兰"), ("李〓兰", "李*兰"), ("李＊兰", "李*兰"),
+    ("\u3000张三 ", "张三"), ("张\u200b三", "张三"), ("王yan", "王yan"), ("李〇", "李〇"),
+])
+def test_names_as_other_systems_write_them(written: str, clean: str) -> None:
+    """Annotations and invisible characters are removed in the one place for names; every
+    placeholder becomes the one `*` (an unknown character, still not the name)."""
+    assert clean_name(written) == clean
+    assert form_key(written) == form_key(clean)
+
+
+def test_pinyin_written_for_a_character_reads_as_its_sound() -> None:
+    assert pinyin_key("王yan") == pinyin_key("王燕") == "wangyan"
+    assert pinyin_key("王Yan") == "wangyan"
+    assert pinyin_key("李*兰") == "lilan"  # a placeholder has no sound
