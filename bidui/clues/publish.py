@@ -89,7 +89,8 @@ def night_hits(con: duckdb.DuckDBPyConnection, night: date) -> tuple[pl.DataFram
 
 
 def doubtful_by_rule(con: duckdb.DuckDBPyConnection, night: date, inputs: dict[str, list[str]]) -> dict[str, set[str]]:
-    """For each rule, the subjects with a doubtful row (a value rejected) in one of its inputs tonight."""
+    """For each rule, the subjects with a doubtful row (a value rejected) in a dataset it reads tonight
+    (`inputs`: the datasets each rule reads, `Rule.reads`)."""
     from bidui.rules.engine import HITS_SCHEMA
 
     con.execute(HITS_SCHEMA)
@@ -269,7 +270,7 @@ def publish_night(home: Home, night: date, again: bool = False) -> PublishResult
     try:
         hits, runs = night_hits(con, night)
         division_rows = divisions(con, night)
-        doubtful = doubtful_by_rule(con, night, {r.code: r.inputs for r in rules})
+        doubtful = doubtful_by_rule(con, night, {r.code: r.reads for r in rules})
     finally:
         con.close()
     titles = {r.code: r.title for r in rules}

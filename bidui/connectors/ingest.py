@@ -255,6 +255,9 @@ def _prepare(p: Prepared, values: ValueLimits) -> Prepared:
     except (ReadError, RefusedError) as e:
         # Readers name the file as on disk; an undecodable name must not travel on in messages.
         p.refused = str(e).replace(path.name, p.name) if path.name != p.name else str(e)
+    except Exception as e:  # a hostile file must cost its dataset a night, never the whole run
+        # (the error's own text may quote the file's content: only its kind is said)
+        p.refused = f"{p.name}: could not be read ({type(e).__name__}); check the file and send it again"
     return p
 
 

@@ -48,6 +48,7 @@ class ValueLimits:
 
 
 EARLIEST_EVENT = date(1900, 1, 1)
+MAX_ID_CHARS = 40
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"  # tab, LF and CR are whitespace, trimmed elsewhere
 
 
@@ -167,6 +168,13 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
         pos = mapping.positions.get(c.name)
         src = data[f"c{pos}"] if pos is not None else nothing
         if c.kind == "id":
+            # No ID number is longer than 18 characters with its spaces; control characters are
+            # not typing. Such a value is rejected, not kept as an "invalid ID" to match on.
+            bad = _reason(src.str.contains(_CONTROL), "control character in an ID number").fill_null(
+                _reason(src.str.len_chars() > MAX_ID_CHARS, f"longer than {MAX_ID_CHARS} characters"))
+            if bad.null_count() < n:
+                src = src.set(bad.is_not_null(), None)
+                reasons.append((c.name, bad, src.str.slice(0, 0)))  # the value is not worth keeping
             norm, status = normalise_id_series(src)
             cols[f"{c.name}_raw"] = src.str.strip_chars()
             cols[c.name] = norm.set(norm == "", None)

@@ -441,6 +441,52 @@ def _texts(row: Sequence[object]) -> list[str]:
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
+MAX_XLSX_EXPANDED = 8 * 2**30  # bytes the workbook's parts may expand to (a large night's sheet: ~2 GB)
+MAX_XLSX_RATIO = 200  # expanded / compressed, per part (real sheets: 5–30)
+MAX_XLSX_CELLS = 400_000_000  # a sheet's declared rows × columns (calamine allocates the whole range)
+_DIMENSION = re.compile(rb'<(?:\w+:)?dimension\s+ref="([A-Z]+)?(\d+)?(?::([A-Z]+)(\d+))?"')
+
+
+def _column_number(letters: str) -> int:
+    n = 0
+    for c in letters:
+        n = n * 26 + ord(c) - 64
+    return n
+
+
+def _check_expansion(path: Path) -> None:
+    """Refuse a workbook that would expand past what a night can hold, before any part of it is
+    expanded: the sizes its zip directory declares, each part's ratio, and each sheet's declared
+    range (one cell at XFD1048576 makes calamine allocate 17 billion cells and abort the process)."""
+    import zipfile
+
+    name = path.name
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            total = sum(i.file_size for i in infos)
+            if total > MAX_XLSX_EXPANDED:
+                raise ReadError(f"{name}: the workbook expands to {total / 2**30:.1f} GB, more than "
+                                f"{MAX_XLSX_EXPANDED / 2**30:.0f} GB; split it or send CSV")
+            for i in infos:
+                if i.compress_size and i.file_size / i.compress_size > MAX_XLSX_RATIO and i.file_size > 2**24:
+                    raise ReadError(f"{name}: part {i.filename} expands {i.file_size / i.compress_size:.0f}-fold "
+                                    "(a zip bomb?); not read")
+                if i.filename.startswith("xl/worksheets/") and i.filename.endswith(".xml"):
+                    with z.open(i) as part:
+                        head = part.read(HEAD_BYTES)
+                    m = _DIMENSION.search(head)
+                    if m and m.group(4):
+                        rows = int(m.group(4)) - int(m.group(2) or 1) + 1
+                        cols = _column_number(m.group(3).decode()) - _column_number((m.group(1) or b"A").decode()) + 1
+                        if rows * cols > MAX_XLSX_CELLS:
+                            raise ReadError(f"{name}: a sheet declares {rows:,} rows × {cols:,} columns "
+                                            f"(more than {MAX_XLSX_CELLS:,} cells); delete what lies outside the "
+                                            "table and save again")
+    except zipfile.BadZipFile as e:
+        raise ReadError(f"{name}: not a readable XLSX workbook (a damaged zip archive)") from e
+
+
 def _check_zip(path: Path) -> None:
     """Every .xlsx is a zip archive; name what the file is instead when it is not (calamine's own
     error says only that the zip is invalid)."""
@@ -453,6 +499,7 @@ def _check_zip(path: Path) -> None:
             if b"PK\x05\x06" not in f.read():
                 raise ReadError(f"{path.name}: not a readable XLSX workbook: the zip archive has no end "
                                 "(the file is cut off: an incomplete copy?); send it again")
+            _check_expansion(path)
             return
     name = path.name
     if head.startswith(OLE2_MAGIC):
@@ -582,7 +629,14 @@ def read_parquet(path: Path) -> RawTable:
     except Exception as e:
         raise ReadError(f"{path.name}: not a readable Parquet file ({e})") from e
     header = list(df.columns)
-    out = df.select([pl.col(c).cast(pl.String).alias(f"c{i}") for i, c in enumerate(header)])
+    nested = [c for c, t in df.schema.items() if t.is_nested() or t == pl.Binary or t == pl.Object]
+    if nested:
+        raise ReadError(f"{path.name}: column(s) {', '.join(map(repr, nested[:5]))} hold lists, structs or binary "
+                        "data, not values; deliver plain columns")
+    try:
+        out = df.select([pl.col(c).cast(pl.String).alias(f"c{i}") for i, c in enumerate(header)])
+    except Exception as e:
+        raise ReadError(f"{path.name}: a column cannot be read as text ({type(e).__name__})") from e
     return RawTable(header, out, "parquet")
 
 

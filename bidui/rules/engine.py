@@ -43,6 +43,7 @@ class Rule:
     sql: str
     path: str
     skip_unless: str | None = None
+    reads: list[str] = field(default_factory=list)  # every dataset its SQL reads, through shared views too
 
 
 @dataclass
@@ -99,6 +100,34 @@ def _files(home_rules: Path | None) -> dict[str, tuple[str, str]]:
     return found
 
 
+_LINKED = re.compile(r"\b([a-z_]+)_linked\b")
+_SHARED = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP\s+)?(?:TABLE|VIEW)\s+([a-z_]+)\s+AS", re.IGNORECASE)
+
+
+def _shared_reads(shared: list[tuple[str, str, list[str]]]) -> dict[str, set[str]]:
+    """Each shared view's datasets (a view may read another view made before it)."""
+    out: dict[str, set[str]] = {}
+    for text, _, _ in shared:
+        parts = _SHARED.split(text)  # [before, name1, body1, name2, body2, …]
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            found = set(_LINKED.findall(body))
+            for view, datasets in out.items():
+                if re.search(rf"\b{view}\b", body):
+                    found |= datasets
+            out[name] = found
+    return out
+
+
+def _reads(sql: str, views: dict[str, set[str]]) -> list[str]:
+    """The datasets a rule's SQL reads: its `<dataset>_linked` views, those of the shared views it
+    uses, and always hukou (every link and the members' hukou status come from it)."""
+    found = set(_LINKED.findall(sql)) | {"hukou"}
+    for view, datasets in views.items():
+        if re.search(rf"\b{view}\b", sql):
+            found |= datasets
+    return sorted(found)
+
+
 def load_rules(home_rules: Path | None = None) -> tuple[list[Rule], list[tuple[str, str, list[str]]]]:
     """(rules, shared view files as (sql, path, parameters))."""
     rules, shared = [], []
@@ -118,6 +147,9 @@ def load_rules(home_rules: Path | None = None) -> tuple[list[Rule], list[tuple[s
         rules.append(Rule(head["code"], head["title"], head["category"],
                           [i.strip() for i in head["inputs"].split(",") if i.strip()], params, text, path,
                           head.get("skip_unless")))
+    views = _shared_reads(shared)
+    for rule in rules:
+        rule.reads = sorted(set(rule.inputs) | set(_reads(rule.sql, views)))
     return rules, shared
 
 

@@ -435,6 +435,21 @@ def hukou_changes_type_bad(folder: Path) -> None:
     write_csv(p, df.with_columns(df[col].scatter(list(range(0, df.height, 10)), "其他变动")), "hukou_changes")
 
 
+def hukou_changes_nonagri_type_bad(folder: Path) -> None:
+    """农转非 records (the evidence of NONAGRI_HUKOU), register members' first, with a type that is no
+    enumeration value: 4% of the rows, under the 5% limit. Seen: the real clue marked gone, a false one dispatched, when
+    the rule's reads left out hukou_changes."""
+    p = path(folder, "hukou_changes")
+    df = read_csv(p, "hukou_changes")
+    col = column(df, "hukou_changes", "change_type")
+    members = register_ids(folder)
+    ids = [norm_id(v) for v in df[column(df, "hukou_changes", "id_number")].to_list()]
+    rows = [i for i, v in enumerate(df[col].to_list()) if v == "农转非"]
+    rows = sorted(rows, key=lambda i: (ids[i] not in members, i))[: int(df.height * 0.04)]
+    assert rows and ids[rows[0]] in members
+    write_csv(p, df.with_columns(df[col].scatter(rows, "农转居")), "hukou_changes")
+
+
 def claims_extra_bill(cost: str) -> Callable[[Path], None]:
     """One more bill, for an outsider, with this total cost."""
     def apply(folder: Path) -> None:
@@ -706,6 +721,9 @@ RECIPES: list[Recipe] = [
     _r("hukou_changes_type_bad_10_percent", "hukou_changes", hukou_changes_type_bad, "held", "rows rejected",
        "every tenth change record with a change type that is no enumeration value (10% > 5%)"),
     # 5. a rejected value never removes a person
+    _r("hukou_changes_nonagri_type_bad", "hukou_changes", hukou_changes_nonagri_type_bad, "accepted", "change_type",
+       "4% of the rows, 农转非 records of register members first, with the type 农转居 (no enumeration value): accepted, the rows kept without it; their "
+       "NONAGRI_HUKOU clues neither gone nor new"),
     _r("property_usage_bad_3_percent", "property", property_usage_bad, "accepted", "usage",
        "3% of property rows (counted urban housing first) with use 商住: accepted; rows kept with usage empty, "
        "their URBAN_PROPERTY clues not gone", not_stored="usage = '商住'", keeps_rows=0),
@@ -797,7 +815,7 @@ ISSUE_CASES: dict[int, list[str]] = {
     3: ["medical_claims_every_row_x10", "business_investors_200k_duplicates"],
     4: ["business_investors_ids_6_digits"],
     5: ["medical_insurance_70_07_percent", "payroll_twenty_times_the_rows", "property_usage_bad_3_percent",
-        "hukou_changes_type_bad_10_percent"],
+        "hukou_changes_type_bad_10_percent", "hukou_changes_nonagri_type_bad"],
     6: ["hukou_symlink_to_night_1", "deaths_symlink_to_etc_passwd", "hukou_changes_fifo", "students_folder"],
     7: ["medical_claims_cost_negative", "medical_claims_cost_1e12", "medical_claims_cost_nan", "medical_claims_cost_inf",
         "deaths_date_2099", "medical_claims_name_nul", "medical_claims_name_3_5m_chars"],
