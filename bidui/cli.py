@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bidui.clitools import locked_command
@@ -108,8 +109,8 @@ def ingest(
     style = {"accepted": "green", "forced": "yellow", "held": "yellow", "refused": "red", "duplicate": "dim",
              "missing": "dim"}
     for o in outcomes:
-        table.add_row(o.file, o.dataset or "", f"[{style.get(o.status, '')}]{o.status}", f"{o.rows_read:,}",
-                      f"{o.rows_loaded:,}", f"{o.rows_rejected:,}", f"{o.seconds:.1f}", o.message)
+        table.add_row(escape(o.file), o.dataset or "", f"[{style.get(o.status, '')}]{o.status}", f"{o.rows_read:,}",
+                      f"{o.rows_loaded:,}", f"{o.rows_rejected:,}", f"{o.seconds:.1f}", escape(o.message))
     console.print(table)
     con.close()
     raise typer.Exit(exit_code(outcomes))
@@ -142,7 +143,7 @@ def loads(
     for col in log.columns:
         table.add_column(col, overflow="fold")
     for row in log.iter_rows():
-        table.add_row(*["" if v is None else str(v) for v in row])
+        table.add_row(*["" if v is None else escape(str(v)) for v in row])  # files and messages: not markup
     console.print(table)
 
 
@@ -265,7 +266,7 @@ def rules_run(ctx: typer.Context, night: Annotated[str, typer.Option("--date")])
     for col in ("rule", "status", "hits", "s", "message"):
         table.add_column(col, justify="right" if col in ("hits", "s") else "left", overflow="fold")
     for o in result.outcomes:
-        table.add_row(o.code, o.status, f"{o.hits:,}", f"{o.seconds:.2f}", o.message)
+        table.add_row(o.code, o.status, f"{o.hits:,}", f"{o.seconds:.2f}", escape(o.message))
     console.print(table)
     if any(o.status == "failed" for o in result.outcomes):
         raise typer.Exit(2)

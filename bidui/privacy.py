@@ -12,8 +12,6 @@ import re
 # A run of digits long enough to be an ID number, a phone number or a bank account, with an
 # optional check character: every such run is masked wherever it appears.
 _DIGIT_RUN = re.compile(r"\d{6,}[\dXx]?")
-# Two to four Han characters alone are shaped like a Chinese personal name.
-_NAME_SHAPED = re.compile(r"^[\u3400-\u9fff\uf900-\ufaff]{2,4}$")
 MAX_QUOTED = 24  # characters of a value shown at most
 
 
@@ -43,8 +41,10 @@ def quote(value: object, kind: str = "text") -> str:
     text = str(value)
     if kind == "id":
         shown = mask_id(text)
-    elif kind == "name" or _NAME_SHAPED.match(text):
-        shown = mask_name(text)
+    elif kind == "name" or any(c.isalpha() for c in text):
+        # Any word may be a name in the wrong column (古丽·阿布拉 in a status column, pinyin, a
+        # name of five characters): only its first character and its length are shown.
+        shown = mask_text(text[:1]) + "*" * (len(text) - 1)
     else:
         shown = mask_text(text)
     if len(shown) > MAX_QUOTED:

@@ -360,3 +360,26 @@ def test_worker_processes_load_what_one_process_loads(tiny: Path, loaded, tmp_pa
     for table in ("ds_hukou", "ds_vehicles", "ds_register_members", "rejects"):
         query = f"SELECT * EXCLUDE (load_id) FROM {table} ORDER BY ALL"  # load ids follow completion order
         assert con.execute(query).fetchall() == con_one.execute(query).fetchall(), table
+
+
+def test_two_unknown_columns_with_one_header_are_both_kept(tmp_path: Path) -> None:
+    lines = (CORPUS / "baseline" / "vehicles_20261119.csv").read_text(encoding="utf-8").splitlines()
+    path = tmp_path / "vehicles_20261120.csv"
+    path.write_text("\n".join([lines[0] + ",（万元）,（万元）"] + [f"{line},1,2" for line in lines[1:]]) + "\n",
+                    encoding="utf-8")
+    con = wh.connect(tmp_path / "w.duckdb")
+    o = ingest_file(con, path, NIGHT)
+    assert o.status == "accepted", o.message
+    extra = json.loads(con.execute("SELECT extra_json FROM ds_vehicles LIMIT 1").fetchone()[0])
+    assert sorted(extra.values()) == ["1", "2"]
+
+
+def test_messages_show_no_word_that_could_be_a_name(tmp_path: Path) -> None:
+    """A name in the wrong column (five characters, a dot, pinyin) is masked like any word."""
+    lines = (CORPUS / "baseline" / "vehicles_20261119.csv").read_text(encoding="utf-8").splitlines()
+    rows = [line.rsplit(",", 1)[0] + ",古丽·阿布拉" if i == 3 else line for i, line in enumerate(lines)]
+    path = tmp_path / "vehicles_20261120.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    con = wh.connect(tmp_path / "w.duckdb")
+    o = ingest_file(con, path, NIGHT)
+    assert o.rows_rejected == 1 and "阿布拉" not in o.message and "'古*****'" in o.message

@@ -268,3 +268,22 @@ def test_trailing_blank_rows_are_dropped_and_blank_rows_between_data_rows_kept(t
 def test_a_header_row_that_names_nothing_is_said_to_be_no_header(tmp_path: Path) -> None:
     with pytest.raises(RefusedError, match=r"none of the 3 headers on row 1 is a vehicles header: is that row the header"):
         map_headers(VEHICLES, ["甲", "乙", "丙"], "vehicles_x.csv")
+
+
+def test_a_workbook_whose_sheet_would_explode_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """One cell at XFD1048576 makes calamine allocate the whole range (17 billion cells) and abort
+    the process; the declared range is checked first."""
+    import xlsxwriter
+
+    from bidui.connectors.readers import ReadError, read_table
+
+    path = tmp_path / "vehicles_20261120.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet()
+    ws.write_row(0, 0, ["号牌号码", "车辆类型", "机动车所有人", "所有人证件号码", "机动车状态"])
+    ws.write_row(1, 0, ["贵J10000", "K33", "张伟", "522701198001010015", "正常"])
+    ws.write(1048575, 16383, "x")
+    wb.close()
+    assert path.stat().st_size < 100_000
+    with pytest.raises(ReadError, match="declares 1,048,576 rows × 16,384 columns"):
+        read_table(path)

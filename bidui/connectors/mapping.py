@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 from bidui.datasets import DATASETS, Column, Dataset, header_key
+from bidui.privacy import quote
 
 
 class RefusedError(ValueError):
@@ -71,7 +72,9 @@ def map_headers(ds: Dataset, header: list[str], filename: str, header_row: int =
             extra.append(i)
             continue
         if key in seen:
-            raise RefusedError(f"{filename}: duplicate header {h!r} in columns {seen[key] + 1} and {i + 1}")
+            # A header the spec does not know may be a data row taken for the header: masked.
+            shown = repr(h) if key in lookup else quote(h)
+            raise RefusedError(f"{filename}: duplicate header {shown} in columns {seen[key] + 1} and {i + 1}")
         seen[key] = i
         name = lookup.get(key)
         if name is None:

@@ -275,7 +275,10 @@ def _extra_json(raw: RawTable, data: pl.DataFrame, extra: tuple[int, ...]) -> pl
     n = data.height
     if not extra:
         return _nulls(n)
-    headers = {i: raw.header[i] or f"column{i + 1}" for i in extra}
+    headers: dict[int, str] = {}
+    for i in extra:  # two columns may carry one header text (two bare "（万元）"): each its own key
+        h = raw.header[i] or f"column{i + 1}"
+        headers[i] = h if h not in headers.values() else f"{h} (column {i + 1})"
     return data.select(pl.struct([pl.col(f"c{i}").alias(h) for i, h in headers.items()])
                            .struct.json_encode()).to_series()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bidui.clitools import locked_command
@@ -32,8 +33,9 @@ def print_report(report: NightReport) -> None:
     for col in ("file", "dataset", "status", "read", "loaded", "rejected", "message"):
         files.add_column(col, overflow="fold")
     for f in report.files:
-        files.add_row(f["file"], f["dataset"] or "", f["status"], f"{f['rows_read']:,}", f"{f['rows_loaded']:,}",
-                      f"{f['rows_rejected']:,}", f["message"])
+        # File names and messages come from the delivery: text, never rich markup (`[/i]` crashed the run).
+        files.add_row(escape(f["file"]), f["dataset"] or "", f["status"], f"{f['rows_read']:,}",
+                      f"{f['rows_loaded']:,}", f"{f['rows_rejected']:,}", escape(f["message"]))
     console.print(files)
     console.print("links: " + ", ".join(f"{k} {v:,}" for k, v in report.links.items()))
     clues = Table(title="clues by rule")
