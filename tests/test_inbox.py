@@ -139,3 +139,15 @@ def test_a_resumed_night_reports_what_its_earlier_run_stored(night: Path, tmp_pa
     assert [(o.status, o.rows_loaded) for o in first] == [("accepted", 40)]
     assert [(o.status, o.rows_loaded) for o in again] == [("accepted", 40)]
     assert "stored by an earlier run of this night" in again[0].message
+
+
+def test_a_file_name_with_rich_markup_is_printed_as_text(night: Path, tmp_path: Path) -> None:
+    """Markup in a delivered name (`[/i]` in a value once crashed the table: exit 1) is shown as text."""
+    from typer.testing import CliRunner
+
+    from bidui.cli import app
+
+    put(night / "vehicles_[b]20261120.csv", GOOD.read_bytes().rstrip(b"\n"))  # held: cut
+    out = CliRunner().invoke(app, ["--home", str(tmp_path / "h"), "ingest", str(night)])
+    assert out.exit_code == 2, out.output
+    assert "vehicles_[b]20261120.csv" in out.output.replace("\n", "").replace("│", "").replace(" ", "")
