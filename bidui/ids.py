@@ -43,10 +43,10 @@ class IdStatus(StrEnum):
 
 
 _SCIENTIFIC = re.compile(r"^(\d)(?:\.(\d+))?E\+(\d+)$")
-# Excel keeps 15 significant digits and its scientific text drops trailing zeros, so its own
-# truncation shows 12–15 (fewer would take three trailing zeros: 1 in 1,000). A shorter mantissa is
-# a cell's display rounded for a narrow column (`5.32504E+17`): not even the birth date survives.
-MIN_SCIENTIFIC_DIGITS = 12
+# Excel keeps 15 significant digits; its scientific text drops trailing zeros, so its own
+# truncation shows 15, 14 or 13 digits (a 15th, or 14th and 15th, that are 0: 1 in 10, 1 in 100).
+# Fewer is a cell's display rounded for a narrow column (`5.32504E+17`): its digits are not the ID's.
+MIN_SCIENTIFIC_DIGITS = 13
 # Removed after NFKC (which already turns U+3000, U+00A0 and the other wide spaces into " ").
 _DROP_CHARS = " \t\r\n\f\v'\""
 _DROP = str.maketrans("", "", _DROP_CHARS)

@@ -95,7 +95,7 @@ def test_vectorised_normalisation_agrees_with_the_scalar_one(values: list[str]) 
 @pytest.mark.parametrize(("raw", "status"), [("5.29001E+17", IdStatus.TOO_FEW_DIGITS), ("5.3E+17", IdStatus.TOO_FEW_DIGITS),
                                              ("5.22731199001011E+17", IdStatus.EXCEL_MANGLED),
                                              ("5.2273119900101E+17", IdStatus.EXCEL_MANGLED),
-                                             ("5.22731199001E+17", IdStatus.EXCEL_MANGLED), ("5.2273119900E+17", IdStatus.TOO_FEW_DIGITS)])
+                                             ("5.22731199001E+17", IdStatus.TOO_FEW_DIGITS), ("5.227311990012E+17", IdStatus.EXCEL_MANGLED), ("5.227311990E+17", IdStatus.TOO_FEW_DIGITS)])
 def test_scientific_notation_is_excel_mangled_only_with_excels_digits(raw: str, status: IdStatus) -> None:
     """Excel keeps 15 significant digits (fewer shown when the last are 0); a 6-digit display such as
     `5.29001E+17` is no ID at all, not a truncated one to match on its first 15 digits."""

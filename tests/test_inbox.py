@@ -151,3 +151,27 @@ def test_a_file_name_with_rich_markup_is_printed_as_text(night: Path, tmp_path: 
     out = CliRunner().invoke(app, ["--home", str(tmp_path / "h"), "ingest", str(night)])
     assert out.exit_code == 2, out.output
     assert "vehicles_[b]20261120.csv" in out.output.replace("\n", "").replace("│", "").replace(" ", "")
+
+
+def test_a_transfer_tools_temporary_file_is_still_arriving(night: Path, tmp_path: Path) -> None:
+    put(night / "hukou_20261120.csv.filepart", GOOD.read_bytes())
+    con = wh.connect(tmp_path / "w.duckdb")
+    (o,) = [o for o in ingest_night(con, night, NIGHT) if o.file]
+    assert o.status == "held" and o.incomplete and "temporary file, still being written" in o.message
+
+
+def test_a_file_stamped_in_the_future_is_read_if_it_does_not_change(night: Path, tmp_path: Path) -> None:
+    path = night / "vehicles_20261120.csv"
+    path.write_bytes(GOOD.read_bytes())
+    ahead = path.stat().st_mtime + 8 * 3600  # a zip unpacked with another time zone's times
+    os.utime(path, (ahead, ahead))
+    con = wh.connect(tmp_path / "w.duckdb")
+    (o,) = [o for o in ingest_night(con, night, NIGHT, limits=Limits(settle_seconds=30, max_wait_seconds=1)) if o.file]
+    assert o.status == "accepted" and o.evidence == "modification time in the future; unchanged while read"
+
+
+def test_control_characters_in_a_file_name_are_shown_escaped(night: Path, tmp_path: Path) -> None:
+    put(night / "vehicles_\x1b[31m_20261120.csv", GOOD.read_bytes())
+    con = wh.connect(tmp_path / "w.duckdb")
+    (o,) = [o for o in ingest_night(con, night, NIGHT) if o.file]
+    assert o.file == "vehicles_\\x1b[31m_20261120.csv" and "\x1b" not in o.message

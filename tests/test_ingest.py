@@ -4,6 +4,7 @@ message naming file, row and column; nothing of a refused or held file is applie
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import date
 from pathlib import Path
@@ -336,7 +337,8 @@ def test_a_workbook_is_read_in_chunks_with_rows_and_number_cells_where_excel_has
     chunked = readers.read_xlsx(whole)
     assert chunked.data.equals(expected.data) and chunked.data.height == 25
     assert chunked.numeric_cells == expected.numeric_cells == {(6, 1), (13, 1), (20, 1)}
-    assert chunked.data["c1"][6] == "5.22701198001E+17"  # as Excel shows it: ID repair depends on it
+    # Excel's 15 significant digits, trailing zeros kept: ID repair reads the first 15 digits from it.
+    assert chunked.data["c1"][6] == "5.22701198001000E+17"
     # A table that starts below or right of A1 keeps Excel's positions (empty column first).
     offset = tmp_path / "b.xlsx"
     workbook(offset, 0, 1)
@@ -383,3 +385,27 @@ def test_messages_show_no_word_that_could_be_a_name(tmp_path: Path) -> None:
     con = wh.connect(tmp_path / "w.duckdb")
     o = ingest_file(con, path, NIGHT)
     assert o.rows_rejected == 1 and "阿布拉" not in o.message and "'古*****'" in o.message
+
+
+def test_a_misspelt_or_misplaced_ingest_setting_is_an_error(tmp_path: Path) -> None:
+    from bidui import config
+    from bidui.connectors.ingest import Limits
+
+    for text, says in [("[ingest]\nmin_row_ratoi = 0.4\n", "unknown setting(s) min_row_ratoi"),
+                       ("[ingest.datasets.hukou]\nmoney_ceiling = 5\n", "cannot be set per dataset"),
+                       ("[ingest.datasets.hukuo]\nmin_row_ratio = 0.5\n", "no dataset hukuo")]:
+        (tmp_path / "bidui.toml").write_text(text, encoding="utf-8")
+        with pytest.raises(ValueError, match=re.escape(says)):
+            Limits.from_config(config.load(tmp_path / "bidui.toml"))
+
+
+def test_an_enumeration_value_that_takes_over_the_file_holds_it(tmp_path: Path) -> None:
+    """Every 参保状态 written 中断 (a hollow export): held, not 1,989 UNINSURED clues."""
+    lines = (CORPUS / "baseline" / "vehicles_20261119.csv").read_text(encoding="utf-8").splitlines()
+    con = wh.connect(tmp_path / "w.duckdb")
+    ingest_file(con, CORPUS / "baseline" / "vehicles_20261119.csv", date(2026, 11, 19))
+    path = tmp_path / "vehicles_20261120.csv"
+    path.write_text("\n".join([lines[0], *(line.rsplit(",", 1)[0] + ",查封" for line in lines[1:])]) + "\n",
+                    encoding="utf-8")
+    o = ingest_file(con, path, NIGHT)
+    assert o.status == "held" and "status (机动车状态) = 查封 in 100.0% of rows, 0.0% in the snapshot" in o.message

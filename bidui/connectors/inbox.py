@@ -21,6 +21,9 @@ from pathlib import Path
 
 NIGHT_MARKER = "_SUCCESS"
 CHECKSUM_SUFFIXES = (".sha256", ".md5")
+# What transfer tools name a file until it is complete (WinSCP, FileZilla, curl, browsers, rsync's
+# own dot-files are hidden anyway): the file is still arriving.
+TRANSFER_SUFFIXES = (".part", ".filepart", ".partial", ".tmp", ".crdownload", ".download", ".!ut")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Entry:
     path: Path  # as on disk (an undecodable name keeps its bytes, escaped)
     name: str  # as shown to people and stored in the load log: decoded or escaped, never raw bytes
     refused: str | None = None  # why it is not read at all
+    arriving: bool = False  # a transfer tool's temporary name: held as still being written
 
 
 @dataclass(frozen=True)
@@ -51,13 +55,15 @@ def shown_name(name: str) -> str:
     write) or, failing that, shown with its bytes escaped."""
     try:
         name.encode("utf-8")
-        return name
+        shown = name
     except UnicodeEncodeError:
         raw = name.encode("utf-8", "surrogateescape")
-    try:
-        return raw.decode("gb18030")
-    except UnicodeDecodeError:
-        return raw.decode("utf-8", "backslashreplace")
+        try:
+            shown = raw.decode("gb18030")
+        except UnicodeDecodeError:
+            shown = raw.decode("utf-8", "backslashreplace")
+    # A newline or an escape sequence in a name must not reach a terminal or a log line as such.
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in shown)
 
 
 def _kind(mode: int) -> str:
@@ -92,13 +98,13 @@ def entries(folder: Path) -> list[Entry]:
         elif not stat.S_ISREG(mode):
             out.append(Entry(path, shown, f"{shown}: not a regular file ({_kind(mode)}); deliver a file"))
         else:
-            out.append(Entry(path, shown))
+            out.append(Entry(path, shown, arriving=name.lower().endswith(TRANSFER_SUFFIXES)))
     return out
 
 
 def night_marker(folder: Path) -> bool:
     marker = folder / NIGHT_MARKER
-    return marker.exists() and not marker.is_symlink()
+    return marker.is_file() and not marker.is_symlink()
 
 
 def checksum_file(path: Path) -> tuple[str, Path] | None:
@@ -113,7 +119,8 @@ def checksum_file(path: Path) -> tuple[str, Path] | None:
 def expected_digest(side: Path) -> str | None:
     """The hex digest in a checksum file (`<hex>` or `<hex>  <name>` as sha256sum/md5sum write)."""
     try:
-        text = side.read_bytes()[:4096].decode("ascii", "replace").strip()
+        with side.open("rb") as f:  # (a checksum file of gigabytes is not read whole)
+            text = f.read(4096).decode("ascii", "replace").strip()
     except OSError:
         return None
     word = text.split()[0].lower() if text.split() else ""

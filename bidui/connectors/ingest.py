@@ -115,7 +115,13 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
         if e.refused:
             done[e.name] = FileOutcome(e.name, _dataset_code(e.name), "refused", message=e.refused)
             _log(con, night, e.name, done[e.name])
-    files = [e for e in found if e.refused is None]
+    for e in found:
+        if e.arriving:
+            done[e.name] = FileOutcome(e.name, _dataset_code(e.name), "held", incomplete=True,
+                                       message=f"{e.name}: a transfer's temporary file, still being written; a later "
+                                               "run of this night takes the file once it has its own name")
+            _log(con, night, e.name, done[e.name])
+    files = [e for e in found if e.refused is None and not e.arriving]
     # Two files for one dataset on one night: which is the snapshot? Refuse both.
     named: dict[str, list[inbox.Entry]] = {}
     for e in files:
@@ -186,6 +192,10 @@ def _evidence(e: inbox.Entry, marker: bool, limits: Limits, clock: Callable[[], 
     age = clock() - e.path.stat().st_mtime
     if age >= limits.settle_seconds:
         return f"unchanged for {limits.settle_seconds:g} s (settle_seconds)"
+    if age < -60:
+        # Stamped ahead of this clock (a zip unpacked with another time zone's times): the age says
+        # nothing; the file is read and taken if it does not change meanwhile.
+        return "modification time in the future; unchanged while read"
     return None
 
 

@@ -39,6 +39,7 @@ class Limits:
     max_valid_id_drop: float = 0.05  # points the valid-ID share may fall since the last snapshot
     max_distinct_id_drop: float = 0.10  # points distinct valid IDs per row may fall
     max_duplicate_share: float = 0.01  # exact duplicate rows (collapsed either way)
+    max_value_shift: float = 0.20  # points an enumeration value's share of rows may move since the last snapshot
     settle_seconds: float = 0.0  # unchanged this long before a file is read (defaults.toml: 30)
     max_wait_seconds: float = 0.0  # how long a run waits for a file still being written
     values: ValueLimits = field(default_factory=ValueLimits)
@@ -47,8 +48,22 @@ class Limits:
 
     @classmethod
     def from_config(cls, cfg: dict) -> Limits:
+        """From `[ingest]`; a misspelt or misplaced setting is an error, never silently ignored."""
         ing = cfg.get("ingest", {})
         names = {f.name for f in fields(cls)} - {"values", "datasets"}
+        value_names = {f.name for f in fields(ValueLimits)}
+        unknown = sorted(set(ing) - names - value_names - {"datasets"})
+        if unknown:
+            raise ValueError(f"bidui.toml [ingest]: unknown setting(s) {', '.join(unknown)}")
+        from bidui.datasets import BY_CODE
+
+        for code, over in ing.get("datasets", {}).items():
+            if code not in BY_CODE:
+                raise ValueError(f"bidui.toml [ingest.datasets.{code}]: no dataset {code}")
+            wrong = sorted(set(over) - names)
+            if wrong:
+                raise ValueError(f"bidui.toml [ingest.datasets.{code}]: {', '.join(wrong)} cannot be set per dataset "
+                                 f"(these can: {', '.join(sorted(names))})")
         plain = {k: float(v) for k, v in ing.items() if k in names}
         per = tuple(sorted((code, tuple(sorted((k, float(v)) for k, v in over.items() if k in names)))
                            for code, over in ing.get("datasets", {}).items()))
@@ -66,6 +81,7 @@ class Profile:
     rows: int
     valid_ids: int  # rows whose (first) person ID is usable: valid, or Excel-mangled
     distinct_ids: int  # distinct usable IDs
+    values: dict[str, dict[str, int]] = field(default_factory=dict)  # enumeration column → value → rows
 
     @property
     def valid_share(self) -> float:
@@ -76,24 +92,33 @@ class Profile:
         return self.distinct_ids / self.rows if self.rows else 0.0
 
 
+def _enums(ds: Dataset) -> list[str]:
+    return [c.name for c in ds.columns if c.kind == "enum"]
+
+
 def profile_rows(ds: Dataset, rows: pl.DataFrame) -> Profile:
+    values = {c: {str(v): int(n) for v, n in rows[c].value_counts().iter_rows() if v is not None}
+              for c in _enums(ds)} if rows.height else {}
     if not ds.persons or rows.height == 0:
-        return Profile(rows.height, 0, 0)
+        return Profile(rows.height, 0, 0, values)
     ref = ds.persons[0]
     valid = rows.filter(pl.col(f"{ref.id_column}_status").is_in(USABLE_ID))[ref.id_column]
-    return Profile(rows.height, valid.len(), valid.n_unique())
+    return Profile(rows.height, valid.len(), valid.n_unique(), values)
 
 
 def profile_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, snapshot: date) -> Profile:
+    values = {c: {str(v): int(n) for v, n in con.execute(
+        f'SELECT "{c}", count(*) FROM ds_{ds.code} WHERE snapshot_date = ? AND "{c}" IS NOT NULL GROUP BY 1',
+        [snapshot]).fetchall()} for c in _enums(ds)}
     if not ds.persons:
         n = con.execute(f"SELECT count(*) FROM ds_{ds.code} WHERE snapshot_date = ?", [snapshot]).fetchone()[0]
-        return Profile(int(n), 0, 0)
+        return Profile(int(n), 0, 0, values)
     c = ds.persons[0].id_column
     n, valid, distinct = con.execute(
         f"SELECT count(*), count(*) FILTER (WHERE {c}_status IN {USABLE_ID}), "
         f"count(DISTINCT {c}) FILTER (WHERE {c}_status IN {USABLE_ID}) FROM ds_{ds.code} WHERE snapshot_date = ?",
         [snapshot]).fetchone()
-    return Profile(int(n), int(valid), int(distinct))
+    return Profile(int(n), int(valid), int(distinct), values)
 
 
 def _pct(x: float) -> str:
@@ -150,4 +175,14 @@ def checks(ds: Dataset, result: Normalised, limits: Limits, last: tuple[date, Pr
             held.append(f"{name}: distinct ID numbers per row fell from {_pct(before.distinct_share)} to "
                         f"{_pct(now.distinct_share)} since {when} ({now.distinct_ids:,} against {before.distinct_ids:,}; "
                         f"limit max_distinct_id_drop {limits.max_distinct_id_drop:.0%} points)")
+    if before.rows and now.rows:
+        for col, counts in before.values.items():
+            tonight = now.values.get(col, {})
+            for value in sorted(set(counts) | set(tonight)):
+                was, now_share = counts.get(value, 0) / before.rows, tonight.get(value, 0) / now.rows
+                if abs(now_share - was) > limits.max_value_shift and abs(now_share - was) * now.rows >= MIN_SHORTFALL:
+                    header = ds.column(col).header
+                    held.append(f"{name}: {col} ({header}) = {value} in {_pct(now_share)} of rows, {_pct(was)} in the "
+                                f"snapshot of {when} (limit max_value_shift {limits.max_value_shift:.0%} points)")
+                    break
     return held

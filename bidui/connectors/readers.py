@@ -400,7 +400,11 @@ def _cell_text(v: object) -> str | None:
         return str(v)
     if isinstance(v, float):
         # As Excel shows a number: 15 significant digits, integers without ".0".
-        return str(int(v)) if v.is_integer() and abs(v) < 1e15 else format(v, ".15g").upper()
+        if v.is_integer() and abs(v) < 1e15:
+            return str(int(v))
+        # Excel's 15 significant digits, all of them: a number cell of an ID truncated to 15 digits
+        # must not lose its trailing zeros (`.15g` dropped them and left too few to be recognised).
+        return f"{v:.14E}" if abs(v) >= 1e15 else format(v, ".15g").upper()
     if isinstance(v, datetime):
         return v.date().isoformat() if v.time() == datetime.min.time() else v.isoformat(sep=" ")
     if isinstance(v, date):
