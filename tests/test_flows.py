@@ -269,3 +269,28 @@ def test_an_older_night_published_after_a_newer_one_changes_nothing(tiny: Path, 
     assert late.status == "completed" and late.superseded and not late.clues
     assert ledger_state(home) == before
     assert "本夜的结果不再改变线索" in late.markdown()
+
+
+def test_run_force_applies_a_held_file_and_publishes_the_night_again(tiny: Path, tmp_path: Path) -> None:
+    """"to apply it anyway: bidui run --force": after the night ran (held), not a dead end."""
+    from typer.testing import CliRunner
+
+    from bidui.cli import app
+
+    home = Home(tmp_path / "force")
+    for night in ("2026-11-20", "2026-11-21"):
+        nightly.run_night(home, tiny / "inbox" / night)
+    third = tiny / "inbox" / "2026-11-22"
+    held = nightly.run_night(home, third)
+    (cut,) = [f for f in held.files if f["status"] == "held"]
+    assert "bidui run --force" in cut["message"]
+    runner = CliRunner()
+    assert runner.invoke(app, ["--home", str(home.root), "run", "--plain", str(third)]).exit_code == 2  # "already"
+    forced = runner.invoke(app, ["--home", str(home.root), "run", "--plain", "--force", str(third)])
+    assert forced.exit_code == 0, forced.output
+    report = nightly.stored_report(home, date(2026, 11, 22))
+    assert report is not None and {f["file"]: f["status"] for f in report.files}[cut["file"]] == "forced"
+    con = wh.connect(home.warehouse)
+    assert wh.in_force(con, date(2026, 11, 22))[cut["dataset"]] == date(2026, 11, 22)
+    con.close()
+    assert not report.published_already  # published again, with the forced file

@@ -327,7 +327,8 @@ def store(con: duckdb.DuckDBPyConnection, p: Prepared, *, force: bool = False, l
     if held and not force:
         o.status = "held"
         o.rows_loaded = 0
-        o.message = "; ".join(held) + (f"; the snapshot of {last[0]} stays in force" if last else "") + "; --force to apply"
+        o.message = "; ".join(held) + (f"; the snapshot of {last[0]} stays in force" if last else "") + (
+            "; to apply it anyway: bidui run --force (the night is run again)")
     elif held:
         o.status = "forced"
         o.message = "applied with --force: " + "; ".join(held)

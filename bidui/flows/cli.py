@@ -89,7 +89,9 @@ def run_cmd(ctx: typer.Context,
             folder: Annotated[Path, typer.Argument(help="The night's inbox folder, inbox/YYYY-MM-DD.", exists=True,
                                                    file_okay=False)],
             night: Annotated[str | None, typer.Option("--date", help="The night (default: the folder's name).")] = None,
-            plain: Annotated[bool, typer.Option("--plain", help="Run the steps without Prefect.")] = False) -> None:
+            plain: Annotated[bool, typer.Option("--plain", help="Run the steps without Prefect.")] = False,
+            force: Annotated[bool, typer.Option("--force", help="Apply files that would be held, and run and publish "
+                                                "the night again even if it ran.")] = False) -> None:
     """Run the nightly comparison for one night: ingest, link, rules, publish, and the report.
     No Prefect server is needed (an ephemeral one is started unless --plain). Exit 0: every file
     accepted; 2: a file was refused or held; 3: another run on this home did not finish within
@@ -114,12 +116,12 @@ def run_cmd(ctx: typer.Context,
                 else:
                     bar.update(tasks[step], completed=1, description=f"{step} ✓")
 
-            report = nightly.run_night(home, folder, day, on_step)
+            report = nightly.run_night(home, folder, day, on_step, force=force)
     else:
         from bidui.flows.prefect_flows import nightly_comparison
 
         with _no_tracebacks_on_screen():
-            result = nightly_comparison(str(folder), day.isoformat() if day else None, str(home.root))
+            result = nightly_comparison(str(folder), day.isoformat() if day else None, str(home.root), force=force)
         report = nightly.NightReport(**result)
     print_report(report)
     raise typer.Exit(night_exit_code(report.files))

@@ -95,13 +95,13 @@ class NightReport:
 # ---------------------------------------------------------------- the steps
 
 
-def ingest_step(home: Home, folder: Path, night: date) -> list[dict]:
+def ingest_step(home: Home, folder: Path, night: date, force: bool = False) -> list[dict]:
     from bidui.connectors import warehouse
     from bidui.connectors.ingest import Limits, ingest_night
 
     con = warehouse.connect(home.ensure().warehouse)
     try:
-        outcomes = ingest_night(con, folder, night, limits=Limits.from_config(config.load(home.config)))
+        outcomes = ingest_night(con, folder, night, force=force, limits=Limits.from_config(config.load(home.config)))
     finally:
         con.close()
     return [asdict(o) for o in outcomes]
@@ -203,8 +203,9 @@ def apply_step(report: NightReport, step: str, value: object) -> None:
         report.withheld = v.get("withheld", 0)
 
 
-def plain_steps(home: Home, folder: Path, night: date, again: bool = False) -> dict[str, Callable[[], object]]:
-    return {"ingest": lambda: ingest_step(home, folder, night), "link": lambda: link_step(home, night),
+def plain_steps(home: Home, folder: Path, night: date, again: bool = False,
+                force: bool = False) -> dict[str, Callable[[], object]]:
+    return {"ingest": lambda: ingest_step(home, folder, night, force), "link": lambda: link_step(home, night),
             "rules": lambda: rules_step(home, night), "publish": lambda: publish_step(home, night, again)}
 
 
@@ -216,19 +217,20 @@ def resuming_partial(home: Home, night: date) -> bool:
 
 def run_night(home: Home, folder: Path, night: date | None = None,
               on_step: Callable[[str, str], None] | None = None,
-              steps: dict[str, Callable[[], object]] | None = None) -> NightReport:
+              steps: dict[str, Callable[[], object]] | None = None, force: bool = False) -> NightReport:
     """Ingest, link, run the rules and publish one night; `on_step(step, "start"|"done")` is called
     around each step (progress bars, logs, tests); `steps` replaces how each step runs (the Prefect
-    flow passes its tasks). A night already completed is returned as it was."""
+    flow passes its tasks). A night already completed is returned as it was, unless `force`: then
+    held files are applied (`ingest --force`) and the night is run and published again."""
     from bidui.connectors.ingest import night_of
 
     night = night or night_of(folder)
-    done = stored_report(home, night)
+    done = None if force else stored_report(home, night)
     if done is not None:
         done.status = "already"
         return done
     report, started = NightReport(night.isoformat(), str(folder)), datetime.now()
-    steps = steps or plain_steps(home, folder, night, resuming_partial(home, night))
+    steps = steps or plain_steps(home, folder, night, force or resuming_partial(home, night), force)
     for step in STEPS:
         if on_step:
             on_step(step, "start")
