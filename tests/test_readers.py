@@ -287,3 +287,15 @@ def test_a_workbook_whose_sheet_would_explode_is_refused_before_it_is_read(tmp_p
     assert path.stat().st_size < 100_000
     with pytest.raises(ReadError, match="declares 1,048,576 rows × 16,384 columns"):
         read_table(path)
+
+
+def test_a_parquet_file_that_would_decode_to_gigabytes_is_refused_first(tmp_path: Path) -> None:
+    import polars as pl
+
+    from bidui.connectors.readers import ReadError, read_table
+
+    path = tmp_path / "medical_insurance_20261120.parquet"
+    pl.DataFrame({"证件号码": ["5" * 100] * 3_000_000}).write_parquet(path, compression="zstd")
+    assert path.stat().st_size < 100_000
+    with pytest.raises(ReadError, match="declares 3,000,000 rows"):
+        read_table(path)

@@ -627,7 +627,29 @@ def read_xlsx(path: Path, dataset: Dataset | None = None) -> RawTable:
                     first_data_row=k + 2)
 
 
+def _check_parquet_expansion(path: Path) -> None:
+    """The sizes a Parquet file declares, checked before it is decoded (a few hundred KB can
+    decode to gigabytes)."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except Exception as e:
+        raise ReadError(f"{path.name}: not a readable Parquet file ({type(e).__name__})") from e
+    expanded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    size = path.stat().st_size
+    if expanded > MAX_XLSX_EXPANDED or (expanded > 2**27 and expanded / max(size, 1) > MAX_XLSX_RATIO):
+        raise ReadError(f"{path.name}: the Parquet file expands to {expanded / 2**20:,.0f} MB from "
+                        f"{size / 2**20:,.1f} MB (a decompression bomb?); not read")
+    # Dictionary and run-length encoding hide repeated values from those sizes; rows are not hidden.
+    # An extract of people takes bytes per row (distinct IDs); under one byte a row is repetition.
+    if meta.num_rows > 1_000_000 and size / meta.num_rows < 1:
+        raise ReadError(f"{path.name}: declares {meta.num_rows:,} rows in {size / 1024:,.0f} KB (repeated values: "
+                        "a decompression bomb?); not read")
+
+
 def read_parquet(path: Path) -> RawTable:
+    _check_parquet_expansion(path)
     try:
         df = pl.read_parquet(path)
     except Exception as e:
