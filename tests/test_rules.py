@@ -141,3 +141,28 @@ def test_cli_rules(tiny: Path, tmp_path: Path) -> None:
     assert tuple(frame.columns) == EXPORT_COLUMNS and frame.height > 50
     missed = frame.filter(pl.col("category") == "missed_inclusion")
     assert missed.height and missed["household_code"].is_null().all() and missed["hukou_number"].is_not_null().all()
+
+
+@pytest.mark.parametrize("written", ["{}\u200b", "\u3000{} ", "{}(户主)", "{}（已故）", "\ufeff{}"])
+def test_a_difference_of_form_in_a_register_name_never_raises_name_mismatch(tiny: Path, tmp_path: Path,
+                                                                           written: str) -> None:
+    """Zero-width and full-width spaces, a BOM, an annotation in brackets: the same name
+    (issue 15, item 5). Every member's name is rewritten so; NAME_MISMATCH finds what it found."""
+    night = tmp_path / "inbox" / NIGHTS[0]
+    shutil.copytree(tiny / "inbox" / NIGHTS[0], night)
+    (members,) = night.glob("贫困人口明细_*")
+    lines = members.read_text(encoding="utf-8-sig").splitlines()
+    out = [lines[0]] + [",".join([f[0], written.format(f[1]), *f[2:]]) for f in (line.split(",") for line in lines[1:])]
+    members.write_text("\n".join(out) + "\n", encoding="utf-8-sig")
+    day = date.fromisoformat(NIGHTS[0])
+
+    def mismatches(folder: Path, db: Path) -> set[str]:
+        con = wh.connect(db)
+        ingest_night(con, folder, day)
+        link_night(con, day)
+        hits = run_rules(con, day, config.load(None), only=["NAME_MISMATCH"]).hits
+        con.close()
+        return set(hits["subject_key"].to_list())
+
+    clean = mismatches(tiny / "inbox" / NIGHTS[0], tmp_path / "clean.duckdb")
+    assert clean and mismatches(night, tmp_path / "written.duckdb") == clean
