@@ -26,13 +26,14 @@ from bidui.connectors import inbox
 from bidui.connectors import warehouse as wh
 from bidui.connectors.mapping import RefusedError, map_headers
 from bidui.connectors.normalise import ValueLimits, normalise
-from bidui.connectors.plausibility import Limits, checks, profile_snapshot
+from bidui.connectors.plausibility import Limits, checks, first_reject, profile_snapshot
 from bidui.connectors.readers import NO_FINAL_BREAK, ReadError, read_table
 from bidui.datasets import DATASETS, DatasetNameError, dataset_for_filename
+from bidui.errors import EXIT_FILES, EXIT_OK, OK_FILE_STATUSES
 
 __all__ = ["FileOutcome", "Limits", "exit_code", "ingest_file", "ingest_night", "night_of"]
 
-OK_STATUSES = ("accepted", "forced", "duplicate", "missing")
+OK_STATUSES = OK_FILE_STATUSES  # the one list: bidui.errors decides a night's exit code by it too
 POLL_SECONDS = 0.5
 
 
@@ -114,14 +115,14 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
     for e in found:
         if e.refused:
             done[e.name] = FileOutcome(e.name, _dataset_code(e.name), "refused", message=e.refused)
-            _log(con, night, e.name, done[e.name])
-    for e in found:
-        if e.arriving:
+        elif e.arriving:
             done[e.name] = FileOutcome(e.name, _dataset_code(e.name), "held", incomplete=True,
                                        message=f"{e.name}: a transfer's temporary file, still being written; a later "
                                                "run of this night takes the file once it has its own name")
-            _log(con, night, e.name, done[e.name])
-    files = [e for e in found if e.refused is None and not e.arriving]
+        else:
+            continue
+        _log(con, night, e.name, done[e.name])
+    files = [e for e in found if e.name not in done]
     # Two files for one dataset on one night: which is the snapshot? Refuse both.
     named: dict[str, list[inbox.Entry]] = {}
     for e in files:
@@ -234,6 +235,7 @@ class Prepared:
     seconds: float = 0.0  # spent preparing (in whichever process did it)
     changed: bool = False  # size or modification time moved while it was read
     evidence: str = ""
+    checksum: tuple[str, Path] | None = None  # the checksum file beside it: (algorithm, path)
 
 
 def prepare(path: Path, night: date, name: str | None = None, values: ValueLimits = ValueLimits()) -> Prepared:
@@ -254,8 +256,8 @@ def _prepare(p: Prepared, values: ValueLimits) -> Prepared:
     except DatasetNameError as e:
         p.refused = str(e)
         return p
-    side = inbox.checksum_file(path)
-    p.sha, p.md5 = inbox.digests(path, md5=bool(side and side[0] == "md5"))
+    p.checksum = inbox.checksum_file(path)
+    p.sha, p.md5 = inbox.digests(path, md5=bool(p.checksum and p.checksum[0] == "md5"))
     try:
         p.raw = read_table(path, p.dataset)
         mapping = map_headers(p.dataset, p.raw.header, p.name, p.raw.first_data_row - 1)
@@ -274,16 +276,11 @@ def _prepare(p: Prepared, values: ValueLimits) -> Prepared:
 def _refuse_numeric_ids(p: Prepared, mapping) -> None:
     """A Parquet ID column typed as a number has lost every check character X (and leading zeros):
     no row of it can be trusted, whatever the values look like as text."""
-    if p.raw.fmt != "parquet":
-        return
-    import pyarrow.parquet as pq
-
-    schema = pq.read_schema(p.path)
     for c in p.dataset.columns:
         pos = mapping.positions.get(c.name)
-        if c.kind == "id" and pos is not None:
-            t = schema.field(pos).type
-            if str(t).startswith(("int", "uint", "float", "double", "decimal")):
+        if c.kind == "id" and pos is not None and pos < len(p.raw.column_types):
+            t = p.raw.column_types[pos]
+            if t.startswith(("int", "uint", "float", "decimal")):
                 raise RefusedError(f"{p.name}: the ID column {p.raw.header[pos]!r} is stored as numbers ({t}): IDs "
                                    "ending in X are lost; deliver ID numbers as text (string)")
 
@@ -319,7 +316,7 @@ def store(con: duckdb.DuckDBPyConnection, p: Prepared, *, force: bool = False, l
     raw, result, sha = p.raw, p.result, p.sha
     rejected = result.rejects["source_row"].n_unique() if result.rejects.height else 0
     o = FileOutcome(name, ds.code, "accepted", result.rows_read, result.rows.height, rejected, evidence=p.evidence)
-    whole = _whole(p, lim)
+    whole = _whole(p)
     last = wh.last_snapshot(con, ds.code, night)
     held = whole + checks(ds, result, lim, (last[0], profile_snapshot(con, ds, last[0])) if last else None, name)
     if p.changed:
@@ -359,14 +356,13 @@ def store(con: duckdb.DuckDBPyConnection, p: Prepared, *, force: bool = False, l
     return o
 
 
-def _whole(p: Prepared, limits: Limits) -> list[str]:
+def _whole(p: Prepared) -> list[str]:
     """Why the file is not whole: its structure says it was cut, it changed while it was read, or
     its checksum file disagrees."""
     out = []
-    side = inbox.checksum_file(p.path)
     vouched = False
-    if side:
-        algo, path = side
+    if p.checksum:
+        algo, path = p.checksum
         want, got = inbox.expected_digest(path), (p.md5 if algo == "md5" else p.sha)
         vouched = want == got
         if not vouched:
@@ -389,14 +385,9 @@ def _notes(ds, result) -> str:
     if result.duplicates:
         notes.append(f"{result.duplicates:,} exact duplicate row(s) collapsed")
     if result.rejects.height:
-        from bidui.privacy import quote
-
-        first = result.rejects.row(0, named=True)
+        where, reason = first_reject(ds, result.rejects)
         rejected = result.rejects["source_row"].n_unique()
-        kind = ds.column(first["column_name"]).kind
-        notes.append(f"{rejected:,} row(s) with a rejected value, kept with that value empty; first: row "
-                     f"{first['source_row']}, column {first['column_name']} ({quote(first['value'], kind)}): "
-                     f"{first['reason']}")
+        notes.append(f"{rejected:,} row(s) with a rejected value, kept with that value empty; first: {where}: {reason}")
     if result.dropped:
         notes.append(f"{result.dropped:,} row(s) without a usable ID number or name dropped")
     return "; ".join(notes)
@@ -413,4 +404,4 @@ def _stored_earlier(con: duckdb.DuckDBPyConnection, p: Prepared, load_id: int) -
 
 
 def exit_code(outcomes: list[FileOutcome]) -> int:
-    return 0 if all(o.status in OK_STATUSES for o in outcomes) else 2
+    return EXIT_OK if all(o.status in OK_STATUSES for o in outcomes) else EXIT_FILES

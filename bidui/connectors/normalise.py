@@ -12,7 +12,7 @@ Exact duplicate rows are counted and collapsed to their first occurrence.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, timedelta
 
 import polars as pl
@@ -41,10 +41,8 @@ class ValueLimits:
 
     @classmethod
     def from_config(cls, cfg: dict) -> ValueLimits:
-        ing = cfg.get("ingest", {})
-        d = cls()
-        return cls(float(ing.get("money_ceiling", d.money_ceiling)), int(ing.get("date_margin_days", d.date_margin_days)),
-                   int(ing.get("max_name_chars", d.max_name_chars)), int(ing.get("max_text_chars", d.max_text_chars)))
+        ing, default = cfg.get("ingest", {}), cls()
+        return cls(**{f.name: type(getattr(default, f.name))(ing[f.name]) for f in fields(cls) if f.name in ing})
 
 
 EARLIEST_EVENT = date(1900, 1, 1)
@@ -174,7 +172,7 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
                 _reason(src.str.len_chars() > MAX_ID_CHARS, f"longer than {MAX_ID_CHARS} characters"))
             if bad.null_count() < n:
                 src = src.set(bad.is_not_null(), None)
-                reasons.append((c.name, bad, src.str.slice(0, 0)))  # the value is not worth keeping
+                reasons.append((c.name, bad, nothing))  # the value is not worth keeping
             norm, status = normalise_id_series(src)
             cols[f"{c.name}_raw"] = src.str.strip_chars()
             cols[c.name] = norm.set(norm == "", None)
@@ -231,10 +229,9 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
                                                                    "value": pl.String, "reason": pl.String}))
     # Values past any sane length are not kept in the rejects either (the file still holds them).
     rejects = rejects.with_columns(pl.col("value").str.slice(0, 200))
-    bad_columns = (rejects.group_by("source_row").agg(pl.col("column_name").unique().sort().str.join(",")
-                                                       .alias("rejected_columns"))
-                   if rejects.height else pl.DataFrame(schema={"source_row": pl.Int64, "rejected_columns": pl.String}))
     if reasons:
+        bad_columns = rejects.group_by("source_row").agg(
+            pl.col("column_name").unique().sort().str.join(",").alias("rejected_columns"))
         out = out.join(bad_columns, on="source_row", how="left", maintain_order="left")
     keep = _identity_usable(ds, out)
     dropped = out.height - int(keep.sum())

@@ -121,6 +121,14 @@ def profile_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, snapshot: date
     return Profile(int(n), int(valid), int(distinct), values)
 
 
+def first_reject(ds: Dataset, rejects: pl.DataFrame) -> tuple[str, str]:
+    """Where the first rejected value is (`row N, column C ('v…')`, the value masked) and why."""
+    first = rejects.row(0, named=True)
+    kind = ds.column(first["column_name"]).kind if first["column_name"] in {c.name for c in ds.columns} else "text"
+    return (f"row {first['source_row']}, column {first['column_name']} ({quote(first['value'], kind)})",
+            first["reason"])
+
+
 def _pct(x: float) -> str:
     return f"{x:.1%}"
 
@@ -138,11 +146,9 @@ def checks(ds: Dataset, result: Normalised, limits: Limits, last: tuple[date, Pr
         held.append(f"{name}: {result.duplicates:,} of {read:,} rows are exact duplicate rows "
                     f"({_pct(result.duplicates / read)}, limit max_duplicate_share {_pct(limits.max_duplicate_share)})")
     if rejected / read > limits.max_reject_share:
-        first = result.rejects.row(0, named=True)
-        kind = ds.column(first["column_name"]).kind if first["column_name"] in {c.name for c in ds.columns} else "text"
+        where, reason = first_reject(ds, result.rejects)
         held.append(f"{name}: {rejected:,} of {read:,} rows rejected ({_pct(rejected / read)}, limit max_reject_share "
-                    f"{_pct(limits.max_reject_share)}); first: row {first['source_row']}, column {first['column_name']} "
-                    f"({quote(first['value'], kind)}), {first['reason']}")
+                    f"{_pct(limits.max_reject_share)}); first: {where}, {reason}")
     for ref in ds.persons:
         for col in (ref.id_column, ref.name_column):
             filled = rows[col].is_not_null().sum() if rows.height else 0

@@ -49,6 +49,7 @@ class RawTable:
     encoding: str | None = None
     delimiter: str | None = None
     numeric_cells: frozenset[tuple[int, int]] = frozenset()  # (row, column) stored as numbers in XLSX
+    column_types: tuple[str, ...] = ()  # each column's type as delivered, for typed formats (Parquet)
     # The file's row (1-based, as a spreadsheet shows it: a CSV record with line breaks inside
     # quotes is one row) that holds data row 1: 2, unless title rows sit above the header. Data
     # row n is the file's row first_data_row + n - 1.
@@ -114,9 +115,6 @@ def detect_encoding(raw: bytes, name: str) -> tuple[str, str]:
             return "utf-8-sig", raw[3:].decode("utf-8")
         except UnicodeDecodeError as e:
             raise ReadError(f"{name}: has a UTF-8 byte-order mark but byte {e.start + 3} is not UTF-8") from e
-    wide = _wide_encoding(raw[:4096])
-    if wide:
-        raise ReadError(f"{name}: {wide} text; save it as UTF-8 (in Excel: CSV UTF-8)")
     try:
         return "utf-8", raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -663,7 +661,7 @@ def read_parquet(path: Path) -> RawTable:
         out = df.select([pl.col(c).cast(pl.String).alias(f"c{i}") for i, c in enumerate(header)])
     except Exception as e:
         raise ReadError(f"{path.name}: a column cannot be read as text ({type(e).__name__})") from e
-    return RawTable(header, out, "parquet")
+    return RawTable(header, out, "parquet", column_types=tuple(str(t).lower() for t in df.dtypes))
 
 
 def read_table(path: Path, dataset: Dataset | None = None) -> RawTable:

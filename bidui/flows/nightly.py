@@ -43,11 +43,6 @@ class NightReport:
     superseded: bool = False  # a later night was already published: this one changed nothing
     withheld: int = 0  # new hits not dispatched for a row kept without a rejected value
 
-    @property
-    def held_files(self) -> list[dict]:
-        """Files refused or held tonight (a scheduler alerts on these: exit code 2, Prefect state)."""
-        return [f for f in self.files if f["status"] in ("refused", "held")]
-
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
 
