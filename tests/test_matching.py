@@ -14,7 +14,7 @@ from bidui.cli import app
 from bidui.connectors import warehouse as wh
 from bidui.connectors.ingest import ingest_night
 from bidui.ids import check_char
-from bidui.matching.accuracy import evaluate
+from bidui.matching.accuracy import evaluate, persons
 from bidui.matching.link import link_night, links_of
 
 NIGHT = date(2026, 11, 20)
@@ -158,7 +158,7 @@ def linked(tiny: Path, tmp_path_factory: pytest.TempPathFactory):
 
 def test_links_agree_with_the_answer_key(tiny: Path, linked) -> None:
     con, _, _ = linked
-    _, table = evaluate(links_of(con, NIGHT), tiny / "truth" / NIGHT.isoformat())
+    _, table = evaluate(links_of(con, NIGHT), tiny / "truth" / NIGHT.isoformat(), persons(con, NIGHT))
     overall = table.filter(pl.col("group") == "all").row(0, named=True)
     assert overall["precision"] >= 0.995 and overall["recall"] >= 0.995, table
     by_dataset = table.filter(pl.col("records") >= 50)
@@ -249,3 +249,172 @@ def test_the_generic_engine_links_febrl4_without_labels() -> None:
     assert precision >= 0.995 and recall >= 0.99
     # EM found what agreement on a birth date is worth: far more in a match than by chance.
     assert result.model.weight("date_of_birth", 3) > 8 and result.model.weight("state", 3) < 4
+
+
+# ---------------------------------------------------------------- what real department data does (issue 15)
+
+NIGHT2 = date(2026, 11, 21)
+
+
+def valid_two_apart(id18: str, taken: set[str]) -> str:
+    """The ID with two digits of its sequence code changed so that the check character still fits,
+    held by nobody in `taken`."""
+    for i, j in ((14, 15), (14, 16), (15, 16)):
+        for a in "0123456789":
+            for b in "0123456789":
+                digits = list(id18[:17])
+                if a == digits[i] or b == digits[j]:
+                    continue
+                digits[i], digits[j] = a, b
+                first17 = "".join(digits)
+                if check_char(first17) == id18[17] and first17 + id18[17] not in taken:
+                    return first17 + id18[17]
+    raise AssertionError("no two-digit twin")
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory):
+    """Two nights of a village whose department data does what issue 15 lists."""
+    root = tmp_path_factory.mktemp("real")
+    village = "522701101201"
+    people = [(pid("522701", f"19{60 + i % 30}0{1 + i % 9}1{i % 9}", 10 + 2 * i + 1),
+               f"赵{'明华强勇军'[i % 5]}{'东西南北中'[i // 5 % 5]}{i}"[:3], "男", f"H{i:04d}", "户主", "正常", "")
+              for i in range(120)]
+    c = {  # (id, name, sex, hukou number, relation, status, status date)
+        "father": (pid("522701", "19800312", 311), "张建国", "男", "H9001", "户主", "正常", ""),
+        "child": (pid("522701", "20150601", 313), "张小明", "男", "H9001", "子", "正常", ""),
+        "unheld": (pid("522701", "19790505", 321), "李红梅", "女", "H9002", "户主", "正常", ""),
+        "excel": (pid("522701", "19720909", 331), "王秀兰", "女", "H9003", "户主", "正常", ""),
+        "both": (pid("522701", "19830415", 341), "陈志强", "男", "H9004", "户主", "正常", ""),
+        "placeholder": (pid("522701", "19660101", 351), "邓小平", "男", "H9005", "户主", "正常", ""),
+        "pinyin": (pid("522701", "19700707", 362), "王燕", "女", "H9006", "户主", "正常", ""),
+        "shared_a": (pid("522701", "19900909", 371), "刘洋", "男", "H9007", "户主", "正常", ""),
+        "shared_b": (pid("522701", "19900909", 371), "黄丽", "女", "H9008", "户主", "正常", ""),
+        "primary": (pid("522701", "19750303", 381), "何平", "男", "H9009", "户主", "正常", ""),
+        "second": (pid("522701", "19750303", 383), "何平", "男", "H9099", "户主", "注销", "2012-05-01"),
+        "renamed": (pid("522701", "19880808", 391), "马晓东", "男", "H9010", "户主", "正常", ""),
+        "dead_wang": (pid("522701", "19400404", 402), "王芳", "女", "H9011", "户主", "死亡", "2026-10-01"),
+        "live_wang": (pid("522701", "19500505", 412), "王芳", "女", "H9012", "户主", "正常", ""),
+    }
+    taken = {p[0] for p in people} | {v[0] for v in c.values()}
+    unheld = valid_two_apart(c["unheld"][0], taken)
+    excel = c["excel"][0]
+    excel_typo = excel[:9] + str((int(excel[9]) + 3) % 10) + excel[10:]  # a birth-year digit, then Excel's cut
+    both = c["both"][0]
+    both_typo = both[:11] + str((int(both[11]) + 5) % 10) + both[12:]  # a month digit
+    records = [  # (case, name as written, ID as written)
+        ("child", "张小明", c["father"][0]),
+        ("unheld", "李红梅", unheld),
+        ("excel", "王秀兰", f"{excel_typo[0]}.{excel_typo[1:15]}E+17"),
+        ("both", "陈忐强", both_typo),
+        ("both_placeholder", "陈□强", both_typo),
+        ("placeholder", "邓□平", c["placeholder"][0]),
+        ("pinyin", "王yan", c["pinyin"][0]),
+        ("shared_a", "刘洋", c["shared_a"][0]),
+        ("shared_b", "黄丽", c["shared_b"][0]),
+        ("second", "何平", c["second"][0]),
+        ("renamed", "马晓东", c["renamed"][0]),
+    ]
+    nights = {}
+    for night, renamed in ((NIGHT, "马晓东"), (NIGHT2, "马东升")):
+        folder = root / "inbox" / night.isoformat()
+        folder.mkdir(parents=True)
+        rows = people + [v if k != "renamed" else (v[0], renamed, *v[2:]) for k, v in c.items()]
+        (folder / f"hukou_{night:%Y%m%d}.csv").write_text(
+            "公民身份号码,姓名,性别,出生日期,户号,与户主关系,户籍地址代码,人员状态,状态日期\n" + "".join(
+                f"{i},{n},{s},{i[6:14]},{h},{r},{village},{st},{sd}\n" for i, n, s, h, r, st, sd in rows),
+            encoding="utf-8")
+        (folder / f"vehicles_{night:%Y%m%d}.csv").write_text(
+            "号牌号码,车辆类型,机动车所有人,所有人证件号码,机动车状态\n"
+            + "".join(f"贵J{k:05d},K33,{n},{i},正常\n" for k, (_, n, i) in enumerate(records))
+            + "".join(f"贵J1{k:04d},K33,{n},{i},正常\n" for k, (i, n, *_) in enumerate(people[:100])),
+            encoding="utf-8")
+        (folder / f"students_{night:%Y%m%d}.csv").write_text(
+            "身份证号,姓名,学校名称,学段,学籍状态\n" f"{c['father'][0]},张小明,青石小学,小学,在读\n", encoding="utf-8")
+        (folder / f"deaths_{night:%m%d}.csv").write_text(
+            "证件号码,姓名,死亡日期\n,王芳,2026-10-01\n" + "".join(f"{i},{n},2026-09-0{k + 1}\n"
+                                                           for k, (i, n, *_) in enumerate(people[100:105])),
+            encoding="utf-8")
+        con = wh.connect(root / "w.duckdb")
+        outcomes = ingest_night(con, folder, night)
+        assert all(o.status in ("accepted", "duplicate") for o in outcomes if o.file), [(o.file, o.status, o.message) for o in outcomes]
+        link_night(con, night)
+        links = links_of(con, night)
+        vehicles = {records[r["source_row"] - 1][0]: r for r in links.filter(pl.col("dataset") == "vehicles")
+                    .filter(pl.col("source_row") <= len(records)).iter_rows(named=True)}
+        vehicles["student"] = links.filter(pl.col("dataset") == "students").row(0, named=True)
+        vehicles["death"] = links.filter((pl.col("dataset") == "deaths") & (pl.col("source_row") == 1)).row(0, named=True)
+        nights[night] = vehicles
+        con.close()
+    yield c, nights
+
+
+def _key(c: dict, case: str) -> str:
+    return c[case][0]
+
+
+def test_a_childs_record_under_a_parents_id_links_to_the_child(real) -> None:
+    c, nights = real
+    got = nights[NIGHT]["child"]
+    assert (got["person_key"], got["method"]) == (_key(c, "child"), "household"), got
+    assert nights[NIGHT]["student"]["person_key"] == _key(c, "child")
+    from bidui.clues.present import link_text
+    assert "同户" in link_text(got["method"], got["score"], got["explanation"])
+
+
+def test_a_valid_id_held_by_nobody_is_graded_and_linked(real) -> None:
+    c, nights = real
+    got = nights[NIGHT]["unheld"]
+    assert got["person_key"] == _key(c, "unheld") and got["method"] in ("fuzzy", "review"), got
+    levels = {p["comparison"]: p["level"] for p in json.loads(got["explanation"])["parts"]}
+    assert levels["id"] == "valid, held by nobody, one or two digits apart"
+
+
+def test_a_wrong_id_cut_by_excel_links_by_the_nearest_id(real) -> None:
+    c, nights = real
+    got = nights[NIGHT]["excel"]
+    assert got["person_key"] == _key(c, "excel") and got["method"] in ("fuzzy", "review"), got
+
+
+@pytest.mark.parametrize("case", ["both", "both_placeholder"])
+def test_an_id_typo_with_a_damaged_name_is_still_found(real, case: str) -> None:
+    c, nights = real
+    got = nights[NIGHT][case]
+    assert got["person_key"] == _key(c, "both") and got["method"] in ("fuzzy", "review"), got
+
+
+def test_placeholders_and_pinyin_are_read_as_unknown_characters_and_sounds(real) -> None:
+    c, nights = real
+    assert nights[NIGHT]["placeholder"]["person_key"] == _key(c, "placeholder")
+    levels = {p["comparison"]: p["level"] for p in json.loads(nights[NIGHT]["placeholder"]["explanation"])["parts"]}
+    assert levels["name"] == "same pinyin (homophone) or equal but for unknown characters"
+    assert (nights[NIGHT]["pinyin"]["person_key"], nights[NIGHT]["pinyin"]["method"]) == (_key(c, "pinyin"), "exact")
+
+
+def test_a_shared_id_is_told_apart_by_name(real) -> None:
+    c, nights = real
+    a, b = nights[NIGHT]["shared_a"], nights[NIGHT]["shared_b"]
+    assert a["method"] == b["method"] == "exact"
+    assert a["person_key"] != b["person_key"] and {a["person_key"][:18], b["person_key"][:18]} == {_key(c, "shared_a")}
+    assert a["person_key"].endswith("~H9007") and b["person_key"].endswith("~H9008")
+    assert not a["id_name_conflict"] and not b["id_name_conflict"]
+    from bidui.clues.present import link_text
+    assert "一号多人" in link_text(a["method"], a["score"], a["explanation"])
+
+
+def test_a_cancelled_second_number_links_to_the_person(real) -> None:
+    c, nights = real
+    got = nights[NIGHT]["second"]
+    assert (got["person_key"], got["method"]) == (_key(c, "primary"), "exact"), got
+
+
+def test_a_hukou_name_correction_keeps_the_link_through_the_old_name(real) -> None:
+    c, nights = real
+    assert nights[NIGHT]["renamed"]["method"] == "exact"
+    got = nights[NIGHT2]["renamed"]
+    assert (got["person_key"], got["method"]) == (_key(c, "renamed"), "former_name"), got
+
+
+def test_namesakes_are_told_apart_by_the_death_date(real) -> None:
+    c, nights = real
+    assert nights[NIGHT]["death"]["person_key"] == _key(c, "dead_wang"), nights[NIGHT]["death"]

@@ -68,7 +68,7 @@ class Clue(Base):
     rule_title: Mapped[str] = mapped_column(String(100))
     category: Mapped[str] = mapped_column(String(30))
     subject_key: Mapped[str] = mapped_column(Text)
-    subject_person_key: Mapped[str | None] = mapped_column(String(18))
+    subject_person_key: Mapped[str | None] = mapped_column(String(64))  # ID, or ID~hukou number (一号多人)
     subject_id_number: Mapped[str | None] = mapped_column(String(40))
     subject_name: Mapped[str | None] = mapped_column(String(64))
     household_code: Mapped[str] = mapped_column(String(40), default="")

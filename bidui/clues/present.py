@@ -6,11 +6,18 @@ import json
 
 from bidui.clues.publish import is_delivery_detail
 
-LINK_LABELS = {"exact": "证件号码精确匹配", "fuzzy": "模糊匹配", "review": "模糊匹配（身份待确认）", "none": "未匹配"}
+LINK_LABELS = {"exact": "证件号码精确匹配", "former_name": "证件号码精确匹配（姓名为户籍更正前的原名）",
+               "household": "同户成员的证件号码，姓名与本人一致（如子女记录填了父母的证件号）",
+               "fuzzy": "模糊匹配", "review": "模糊匹配（身份待确认）", "none": "未匹配"}
+# Why a link needed no score, said in words (the explanation of an exact, former-name or household link).
+RULE_LABELS = {"shared_id": "该证件号码在户籍中由{holders}人共用（一号多人），按姓名确定为其中一人",
+               "former_name": "户籍已更正姓名，记录仍用原名", "household": "证件号码属于同一户籍户的另一成员，按姓名确定本人"}
 COMPARISON_LABELS = {"id": "证件号码", "name": "姓名", "birth": "出生日期", "sex": "性别", "village": "村",
                      "head": "户主", "name frequency": "姓名常见度"}
 LEVEL_LABELS = {
-    "valid and different": "另一有效号码", "different": "不同", "two or more digits apart": "相差两位以上",
+    "valid and another person's": "他人的有效号码", "different": "不同", "two digits apart": "相差两位",
+    "valid, held by nobody, one or two digits apart": "有效但户籍中无人使用，相差一至两位",
+    "same pinyin (homophone) or equal but for unknown characters": "同音或仅有无法录入的字不同",
     "one digit or a transposition apart": "相差一位或相邻颠倒", "first 15 digits equal": "前15位相同", "equal": "相同",
     "one character apart": "相差一字", "same pinyin (homophone)": "同音", "same writing": "相同",
     "one digit or month/day apart": "相差一位或月日颠倒", "same township": "同乡镇", "not the household head": "非户主",
@@ -86,8 +93,21 @@ def explanation_parts(explanation: str | None) -> list[dict]:
              "level": LEVEL_LABELS.get(p["level"], p["level"]), "weight": p["weight"]} for p in parts]
 
 
+def rule_text(explanation: str | None) -> str:
+    """The reason of a link that needed no score (empty for a scored one)."""
+    try:
+        value = json.loads(explanation or "")
+    except json.JSONDecodeError:
+        return ""
+    if not isinstance(value, dict) or value.get("rule") not in RULE_LABELS:
+        return ""
+    return RULE_LABELS[value["rule"]].format(holders=value.get("holders", 2))
+
+
 def link_text(method: str | None, score: float | None, explanation: str | None) -> str:
     label = LINK_LABELS.get(method or "none", method or "")
+    if method == "exact" and rule_text(explanation):
+        return f"{label}：{rule_text(explanation)}"
     if method in ("fuzzy", "review"):
         why = "；".join(f"{p['comparison']}{p['level']}({p['weight']:+.1f})" for p in explanation_parts(explanation))
         return f"{label}，概率 {score:.4f}" + (f"：{why}" if why else "") if score is not None else label

@@ -9,20 +9,41 @@ import duckdb
 import polars as pl
 
 from bidui.connectors import warehouse as wh
-from bidui.matching.records import SPINE_SQL, records_sql, spine_snapshot
+from bidui.matching.records import SPINE_SQL, prepare_spine, records_sql, spine_snapshot
 
 
-def evaluate(links: pl.DataFrame, truth_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(per-record comparison, summary by dataset and by corruption) for a night's links."""
+def persons(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
+    """Each linked person's key with the ID number and hukou number of its primary hukou record:
+    what the answer key names a person by (two persons may share a number, 一号多人)."""
+    snap = spine_snapshot(con, night)
+    prepare_spine(con, snap)
+    return wh.query(con, f"SELECT person_key, id_number AS p_id, hukou_number AS p_hukou FROM ({SPINE_SQL}) "
+                         "WHERE is_primary", [snap, snap]).unique("person_key", keep="first")
+
+
+def evaluate(links: pl.DataFrame, truth_dir: Path, people: pl.DataFrame | None = None
+             ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(per-record comparison, summary by dataset, by corruption and by phenomenon) for a night's
+    links. `people` (from `persons`) maps a person key to the ID and hukou number the answer key
+    uses; without it a key is taken for the ID number."""
     truth = pl.read_parquet(truth_dir / "records.parquet").filter(pl.col("dataset") != "hukou")
+    if "phenomenon" not in truth.columns:
+        truth = truth.with_columns(pl.lit("").alias("phenomenon"))
     got = links.select("dataset", "source_file", "source_row", "role", "method",
-                       pl.when(pl.col("method") != "none").then(pl.col("person_key")).alias("predicted"))
+                       pl.when(pl.col("method") != "none").then(pl.col("person_key")).alias("person_key"))
+    if people is None:
+        got = got.with_columns(pl.col("person_key").alias("p_id"), pl.lit(None, pl.String).alias("p_hukou"))
+    else:
+        got = got.join(people, on="person_key", how="left")
+    got = got.with_columns(pl.when(pl.col("person_key").is_not_null()).then(pl.col("p_id")).alias("predicted"))
     j = truth.join(got, on=["dataset", "source_file", "source_row", "role"], how="left")
-    j = j.with_columns(
-        (pl.col("predicted").is_not_null() & (pl.col("predicted") == pl.col("hukou_id_number"))).alias("tp"),
-        (pl.col("predicted").is_not_null() & (pl.col("predicted") != pl.col("hukou_id_number")).fill_null(True)).alias("fp"),
-        (pl.col("hukou_id_number").is_not_null() & (pl.col("predicted") != pl.col("hukou_id_number")).fill_null(True)
-         ).alias("fn"),
+    same = pl.col("predicted") == pl.col("hukou_id_number")
+    if "true_hukou_number" in truth.columns and people is not None:
+        same = same & (pl.col("p_hukou") == pl.col("true_hukou_number")).fill_null(True)
+    j = j.with_columns(same.alias("_same")).with_columns(
+        (pl.col("predicted").is_not_null() & pl.col("_same").fill_null(False)).alias("tp"),
+        (pl.col("predicted").is_not_null() & ~pl.col("_same").fill_null(False)).alias("fp"),
+        (pl.col("hukou_id_number").is_not_null() & ~pl.col("_same").fill_null(False)).alias("fn"),
         pl.when(pl.col("id_corruption") != "").then(pl.col("id_corruption"))
         .when(pl.col("name_corruption") != "").then(pl.col("name_corruption")).otherwise(pl.lit("clean")).alias("corruption"))
 
@@ -37,7 +58,10 @@ def evaluate(links: pl.DataFrame, truth_dir: Path) -> tuple[pl.DataFrame, pl.Dat
         (pl.col("tp") / (pl.col("tp") + pl.col("fp"))).alias("precision"),
         (pl.col("tp") / (pl.col("tp") + pl.col("fn"))).alias("recall"))
     table = pl.concat([overall, summary("dataset").rename({"dataset": "group"}),
-                       summary("corruption").rename({"corruption": "group"})], how="vertical_relaxed")
+                       summary("corruption").rename({"corruption": "group"}),
+                       summary("phenomenon").filter(pl.col("phenomenon") != "")
+                       .with_columns(("phenomenon:" + pl.col("phenomenon")).alias("phenomenon"))
+                       .rename({"phenomenon": "group"})], how="vertical_relaxed")
     return j, table
 
 
@@ -48,10 +72,12 @@ def namesake_ties(con: duckdb.DuckDBPyConnection, night: date, per_record: pl.Da
     sql, args, _ = records_sql(con, night)
     if sql is None:
         return per_record.clear()
+    snap = spine_snapshot(con, night)
+    prepare_spine(con, snap)
     ties = wh.query(con, f"""
         SELECT r.dataset, r.source_file, r.source_row, r.role
-        FROM ({sql}) r JOIN ({SPINE_SQL}) s ON s.form = r.form AND s.village = r.village
+        FROM ({sql}) r JOIN ({SPINE_SQL}) s ON s.form = r.form AND s.village = r.village AND s.is_primary
              AND (r.is_head IS NULL OR s.relation = '户主')
         WHERE r.id_status = 'missing'
-        GROUP BY ALL HAVING count(*) >= 2""", [*args, spine_snapshot(con, night)])
+        GROUP BY ALL HAVING count(*) >= 2""", [*args, snap, snap])
     return per_record.join(ties, on=["dataset", "source_file", "source_row", "role"], how="semi")

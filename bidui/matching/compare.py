@@ -12,9 +12,10 @@ import polars as pl
 
 # (name, levels, description of each level from 0 up)
 COMPARISONS: dict[str, tuple[str, ...]] = {
-    "id": ("valid and different", "different", "two or more digits apart", "one digit or a transposition apart",
-           "first 15 digits equal", "equal"),
-    "name": ("different", "one character apart", "same pinyin (homophone)", "same writing"),
+    "id": ("valid and another person's", "different", "two digits apart", "one digit or a transposition apart",
+           "first 15 digits equal", "equal", "valid, held by nobody, one or two digits apart"),
+    "name": ("different", "one character apart", "same pinyin (homophone) or equal but for unknown characters",
+             "same writing"),
     "birth": ("different", "one digit or month/day apart", "equal"),
     "sex": ("different", "equal"),
     "village": ("different", "same township", "equal"),
@@ -32,42 +33,66 @@ def char_matrix(s: pl.Series, width: int) -> np.ndarray:
     return np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).reshape(len(s), width)
 
 
-def id_edits(rec_ids: pl.Series, keys: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Per pair: how many of the 18 positions differ, and whether the IDs differ by one swap of
-    neighbouring characters."""
+def id_edits(rec_ids: pl.Series, keys: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair: how many of the 18 positions differ, whether the IDs differ by one swap of
+    neighbouring characters, and how many of the first 15 differ (all Excel keeps of a number)."""
     a, b = char_matrix(rec_ids, 18), char_matrix(keys, 18)
     differs = a != b
     apart = differs.sum(axis=1)
     swap = differs[:, :-1] & differs[:, 1:] & (a[:, :-1] == b[:, 1:]) & (a[:, 1:] == b[:, :-1])
-    return apart, (apart == 2) & swap.any(axis=1)
+    return apart, (apart == 2) & swap.any(axis=1), differs[:, :15].sum(axis=1)
+
+
+UNKNOWN = ord("*")  # bidui.names writes every placeholder (□ ? 〓 ＊ …) as `*`
+
+
+def name_edits(a: pl.Series, b: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair, on the first 8 characters: same length and exactly one character different (a
+    typo, a look-alike); and same length and equal wherever neither has an unknown character
+    (a system that could not write one character put a placeholder there)."""
+    same_len = (a.str.len_chars() == b.str.len_chars()).fill_null(False).to_numpy()
+    x, y = char_matrix(a, 8), char_matrix(b, 8)
+    differs = x != y
+    unknown = (x == UNKNOWN) | (y == UNKNOWN)
+    return (same_len & (differs.sum(axis=1) == 1),
+            same_len & unknown.any(axis=1) & ~(differs & ~unknown).any(axis=1))
 
 
 def one_char_apart(a: pl.Series, b: pl.Series) -> np.ndarray:
-    """Same length and exactly one character different (a typo, a look-alike, `*`); names are
-    compared on their first 8 characters."""
-    same_len = (a.str.len_chars() == b.str.len_chars()).fill_null(False).to_numpy()
-    return same_len & ((char_matrix(a, 8) != char_matrix(b, 8)).sum(axis=1) == 1)
+    return name_edits(a, b)[0]
 
 
-def id_level(rec_id: pl.Expr, status: pl.Expr, key: pl.Expr, apart: pl.Expr, swapped: pl.Expr) -> pl.Expr:
-    """`apart` and `swapped` come from `id_edits`."""
-    usable = rec_id.is_not_null() & (rec_id.str.len_chars() == 18)
-    return (pl.when(~usable).then(pl.when(rec_id.str.len_chars() >= 15).then(
-                pl.when(rec_id.str.slice(0, 15) == key.str.slice(0, 15)).then(4).otherwise(1)).otherwise(-1))
+def id_level(rec_id: pl.Expr, status: pl.Expr, key: pl.Expr, apart: pl.Expr, swapped: pl.Expr,
+             apart15: pl.Expr | None = None, held: pl.Expr | None = None) -> pl.Expr:
+    """`apart`, `swapped` and `apart15` come from `id_edits`; `held`: the record's ID, valid, is
+    some hukou person's (then, unless it is the candidate's, it names someone else; a valid ID
+    held by nobody is a typo that kept the check character, graded by its distance)."""
+    apart15 = pl.lit(None, pl.Int64) if apart15 is None else apart15
+    held = pl.lit(True) if held is None else held
+    length = rec_id.str.len_chars()
+    truncated = rec_id.is_not_null() & ((length >= 15) & (length < 18) | (status == "excel_mangled"))
+    first15 = rec_id.str.slice(0, 15) == key.str.slice(0, 15)
+    return (pl.when(rec_id.is_null() | (length < 15)).then(-1)
+            .when(truncated).then(pl.when(first15).then(4).when(apart15 == 1).then(3).when(apart15 == 2).then(2)
+                                  .otherwise(1))
+            .when(length != 18).then(-1)
             .when(rec_id == key).then(5)
-            .when(status == "valid").then(0)
-            .when((status == "excel_mangled") & (rec_id.str.slice(0, 15) == key.str.slice(0, 15))).then(4)
-            .when(status == "excel_mangled").then(1)
+            .when((status == "valid") & held.fill_null(True)).then(0)
+            .when((status == "valid") & ((apart <= 2) | swapped)).then(6)
+            .when(status == "valid").then(1)
             .when((apart == 1) | swapped).then(3)
             .when(apart == 2).then(2)
             .otherwise(1)).cast(pl.Int8)
 
 
-def name_level(form: pl.Expr, pinyin: pl.Expr, key_form: pl.Expr, key_pinyin: pl.Expr, one_apart: pl.Expr) -> pl.Expr:
-    """`one_apart` comes from `one_char_apart`."""
+def name_level(form: pl.Expr, pinyin: pl.Expr, key_form: pl.Expr, key_pinyin: pl.Expr, one_apart: pl.Expr,
+               but_unknown: pl.Expr | None = None) -> pl.Expr:
+    """`one_apart` and `but_unknown` come from `name_edits`. Pinyin written for a character
+    (`王yan`) is read as that sound by bidui.names, so it agrees at the pinyin level."""
+    but_unknown = pl.lit(False) if but_unknown is None else but_unknown
     return (pl.when(form.is_null() | key_form.is_null()).then(-1)
             .when(form == key_form).then(3)
-            .when((pinyin == key_pinyin) & (pinyin != "")).then(2)
+            .when(((pinyin == key_pinyin) & (pinyin != "")) | but_unknown).then(2)
             .when(one_apart).then(1)
             .otherwise(0)).cast(pl.Int8)
 
@@ -96,10 +121,11 @@ def village_level(village: pl.Expr, key_village: pl.Expr) -> pl.Expr:
 
 
 # What the ID comparison of a true match looks like in the residue, before the data speaks: IDs
-# are corrupted by one mistyped digit or a swap (which always breaks the check character), by
-# Excel keeping 15 digits, or not at all; a valid ID that differs is another person's. Used as
-# light pseudo-counts when m is estimated from anchor pairs (bidui.matching.fs).
-ID_M_PRIOR = (1e-5, 1e-4, 1e-3, 0.45, 0.45, 0.1)
+# are corrupted by one mistyped digit or a swap (which almost always breaks the check character),
+# by Excel keeping 15 digits, or not at all; a valid ID held by someone else is that person's, one
+# held by nobody a rare typo that kept the check character. Used as light pseudo-counts when m is
+# estimated from anchor pairs (bidui.matching.fs).
+ID_M_PRIOR = (1e-5, 1e-4, 1e-3, 0.45, 0.45, 0.1, 0.01)
 
 
 def head_level(is_head: pl.Expr, key_relation: pl.Expr) -> pl.Expr:

@@ -13,7 +13,7 @@ import polars as pl
 from bidui.connectors import warehouse as wh
 from bidui.matching import compare as cmp
 from bidui.matching.fs import Model, fit_with_labels, score
-from bidui.matching.records import SPINE_SQL, records_sql, spine_snapshot
+from bidui.matching.records import SPINE_SQL, prepare_spine, records_sql, spine_snapshot
 
 COMPARED = ["id", "name", "birth", "sex", "village", "head"]
 LINKS_SCHEMA = """
@@ -52,33 +52,40 @@ class LinkResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-PAIR_RECORD = ["rec", "id", "id_status", "form", "pinyin", "birth", "sex", "village", "is_head"]  # what _levels reads
+PAIR_RECORD = ["rec", "id", "id_status", "id_held", "form", "pinyin", "birth", "sex", "village", "is_head"]  # what _levels reads
 
 
 def _keys(p: pl.DataFrame) -> pl.DataFrame:
-    """A person's side of a comparison."""
-    return p.select(pl.col("person_key"), pl.col("form").alias("k_form"), pl.col("pinyin").alias("k_pinyin"),
-                    pl.col("sex").alias("k_sex"), pl.col("birth_date").alias("k_birth"), pl.col("village").alias("k_village"),
-                    pl.col("relation").alias("k_relation"))
+    """A person's side of a comparison (one row per person and ID number the person carries)."""
+    return p.select(pl.col("person_key"), pl.col("id_number").alias("k_id"), pl.col("form").alias("k_form"),
+                    pl.col("pinyin").alias("k_pinyin"), pl.col("sex").alias("k_sex"), pl.col("birth_date").alias("k_birth"),
+                    pl.col("village").alias("k_village"), pl.col("relation").alias("k_relation"))
+
+
+def _first15(ids: pl.Expr) -> pl.Expr:
+    """The ID's first 15 characters as an integer (null unless they are digits)."""
+    return ids.str.slice(0, 15).cast(pl.Int64, strict=False)
 
 
 def candidate_pairs(residue: pl.DataFrame, people: pl.DataFrame) -> pl.DataFrame:
     """Blocking that survives the real corruptions: each rule catches what another loses. Blocks
     join narrow key frames by row position; the compared columns are gathered once at the end."""
-    key = pl.col("person_key")
+    key = pl.col("id_number")
     k = people.select(
         pl.int_range(pl.len(), dtype=pl.UInt32).alias("pi"), pl.col("form").alias("k_form"),
         pl.col("pinyin").alias("k_pinyin"), pl.col("birth_date").alias("k_birth"), pl.col("village").alias("k_village"),
         pl.col("status_date").alias("k_event"), key.str.slice(0, 6).alias("k_region"), key.str.slice(6, 8).alias("k_birth8"),
         key.str.slice(0, 15).alias("k_first15"), key.str.slice(6, 4).alias("k_year"), key.str.slice(10, 4).alias("k_mmdd"),
-        key.str.slice(14, 4).alias("k_tail"))
+        key.str.slice(14, 4).alias("k_tail"), _first15(key).alias("k_15"))
     r = residue.select(
         pl.int_range(pl.len(), dtype=pl.UInt32).alias("ri"), "form", "pinyin", "birth", "village", "event",
         pl.col("id").str.slice(0, 6).alias("r_region"),
         pl.when(pl.col("id").str.len_chars() == 18).then(pl.col("id").str.slice(6, 8)).alias("r_birth8"),
         pl.when(pl.col("id").str.len_chars() >= 15).then(pl.col("id").str.slice(0, 15)).alias("r_first15"),
         *[pl.when(pl.col("id").str.len_chars() == 18).then(pl.col("id").str.slice(a, 4)).alias(n)
-          for a, n in ((6, "r_year"), (10, "r_mmdd"), (14, "r_tail"))])
+          for a, n in ((6, "r_year"), (10, "r_mmdd"), (14, "r_tail"))],
+        pl.when(pl.col("id").str.len_chars() >= 15).then(_first15(pl.col("id"))).alias("r_15"),
+        (pl.col("id_status") != "valid").alias("damaged"), pl.col("id_held").fill_null(False).alias("held"))
 
     def block(left: list[str], right: list[str], rows: pl.DataFrame = r) -> pl.DataFrame:
         return rows.select("ri", *left).join(k.select("pi", *right), left_on=left, right_on=right).select("ri", "pi")
@@ -93,16 +100,35 @@ def candidate_pairs(residue: pl.DataFrame, people: pl.DataFrame) -> pl.DataFrame
         block(["form", "village"], ["k_form", "k_village"], r.filter(pl.col("village").is_not_null())),
         block(["form", "event"], ["k_form", "k_event"], r.filter(pl.col("event").is_not_null())),
         block(["pinyin", "birth"], ["k_pinyin", "k_birth"], r.filter(pl.col("birth").is_not_null())),
+        # A typo together with a damaged name (no name key survives) or Excel's cut after a typo:
+        # the person's ID with one of positions 7–15 masked (an integer key per position; only
+        # records whose ID is damaged or held by nobody, so the blocks stay few).
+        *_masked_blocks(r.filter((pl.col("damaged") | ~pl.col("held")) & pl.col("r_15").is_not_null()), k),
+        # …or a typo or swap anywhere in the birth date: county and the last four characters.
+        block(["r_region", "r_tail"], ["k_region", "k_tail"], r.filter(pl.col("damaged") & pl.col("r_tail").is_not_null())),
     ]
     pairs = pl.concat(blocks).unique().sort("ri", "pi")
     return pl.concat([residue.select(PAIR_RECORD)[pairs["ri"]], _keys(people)[pairs["pi"]]], how="horizontal")
+
+
+def _masked_blocks(r: pl.DataFrame, k: pl.DataFrame) -> list[pl.DataFrame]:
+    out = []
+    for position in range(6, 15):
+        scale = 10 ** (14 - position)
+
+        def masked(col: str, scale: int = scale) -> pl.Expr:
+            return pl.col(col) - (pl.col(col) // scale % 10) * scale
+
+        out.append(r.select("ri", masked("r_15").alias("m")).join(k.select("pi", masked("k_15").alias("m")), on="m")
+                   .select("ri", "pi"))
+    return out
 
 
 def random_pairs(recs: pl.DataFrame, keys: pl.DataFrame, n: int = 200_000, seed: int = 0) -> pl.DataFrame:
     """Record × person pairs drawn at random: almost all non-matches, for u-probabilities."""
     n = min(n, recs.height * keys.height)
     a = recs.sort(STABLE).select(PAIR_RECORD).sample(n, with_replacement=True, seed=seed)
-    b = keys.sort("person_key").sample(n, with_replacement=True, seed=seed + 1)
+    b = keys.sort("person_key", "k_id").sample(n, with_replacement=True, seed=seed + 1)
     return pl.concat([a, b], how="horizontal")
 
 
@@ -111,13 +137,16 @@ def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
         pl.col("id").str.slice(6, 8).cast(pl.Int32, strict=False))
     sex_from_id = pl.when(pl.col("id").str.len_chars() == 18).then(
         pl.when(pl.col("id").str.slice(16, 1).cast(pl.Int8, strict=False) % 2 == 1).then(pl.lit("男")).otherwise(pl.lit("女")))
-    apart, swapped = cmp.id_edits(pairs["id"], pairs["person_key"])
-    edits = pl.DataFrame({"_apart": apart, "_swapped": swapped,
-                          "_one_apart": cmp.one_char_apart(pairs["form"], pairs["k_form"])})
+    apart, swapped, apart15 = cmp.id_edits(pairs["id"], pairs["k_id"])
+    one_apart, but_unknown = cmp.name_edits(pairs["form"], pairs["k_form"])
+    edits = pl.DataFrame({"_apart": apart, "_swapped": swapped, "_apart15": apart15, "_one_apart": one_apart,
+                          "_but_unknown": but_unknown})
     levels = pl.concat([pairs, edits], how="horizontal").select(
         "rec", "person_key",
-        cmp.id_level(pl.col("id"), pl.col("id_status"), pl.col("person_key"), pl.col("_apart"), pl.col("_swapped")).alias("id"),
-        cmp.name_level(pl.col("form"), pl.col("pinyin"), pl.col("k_form"), pl.col("k_pinyin"), pl.col("_one_apart")).alias("name"),
+        cmp.id_level(pl.col("id"), pl.col("id_status"), pl.col("k_id"), pl.col("_apart"), pl.col("_swapped"),
+                     pl.col("_apart15"), pl.col("id_held")).alias("id"),
+        cmp.name_level(pl.col("form"), pl.col("pinyin"), pl.col("k_form"), pl.col("k_pinyin"), pl.col("_one_apart"),
+                       pl.col("_but_unknown")).alias("name"),
         cmp.birth_level(pl.coalesce(cmp.date_digits(pl.col("birth")), birth_from_id),
                         cmp.date_digits(pl.col("k_birth"))).alias("birth"),
         cmp.sex_level(pl.coalesce(pl.col("sex"), sex_from_id), pl.col("k_sex")).alias("sex"),
@@ -150,7 +179,8 @@ def explanation() -> pl.Expr:
 
 
 SAMPLE_PER_DATASET = 50_000  # about this many exact links and records per dataset, for estimating m and u
-SPINE_COLUMNS = ["person_key", "form", "pinyin", "sex", "birth_date", "village", "status_date", "relation"]
+SPINE_COLUMNS = ["person_key", "id_number", "is_primary", "form", "pinyin", "sex", "birth_date", "village", "status_date",
+                 "relation", "hukou_number", "former_form", "former_pinyin"]
 # What linking reads of a record (the raw ID and name stay in the snapshots, for the export).
 RECORD_COLUMNS = ["rec", "dataset", "source_file", "source_row", "role", "id", "id_status", "form", "pinyin", "birth",
                   "sex", "village", "event", "is_head"]
@@ -166,13 +196,52 @@ def stage_night(con: duckdb.DuckDBPyConnection, night: date) -> list[str]:
     """The night's records and spine as temp tables `link_recs` and `link_spine`; the datasets
     skipped. They stay in DuckDB: only the residue of the exact step reaches Python."""
     snap = spine_snapshot(con, night)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE link_spine AS SELECT {', '.join(SPINE_COLUMNS)} FROM ({SPINE_SQL})", [snap])
+    prepare_spine(con, snap)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE link_spine AS SELECT {', '.join(SPINE_COLUMNS)} FROM ({SPINE_SQL})",
+                [snap, snap])
     sql, args, skipped = records_sql(con, night)
     if sql is None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE link_recs ({RECORD_DDL})")
     else:
         con.execute(f"CREATE OR REPLACE TEMP TABLE link_recs AS SELECT {', '.join(RECORD_COLUMNS)} FROM ({sql})", args)
     return skipped
+
+
+# A record's valid ID is some hukou person's.
+HELD = "(r.id_status = 'valid' AND r.id IN (SELECT id_number FROM link_spine))"
+LINK_NAME = "(r.form = {s}.form OR (r.pinyin = {s}.pinyin AND r.pinyin <> ''))"
+EXACT_SQL = f"""
+    CREATE OR REPLACE TEMP TABLE link_exact AS
+    SELECT r.rec, s.person_key, bool_or({LINK_NAME.format(s='s')}) AS agrees,
+           bool_or(r.form = s.former_form OR (r.pinyin = s.former_pinyin AND r.pinyin <> '')) AS agrees_former
+    FROM link_recs r JOIN link_spine s ON s.id_number = r.id WHERE r.id_status = 'valid'
+    GROUP BY r.rec, s.person_key"""
+# The links no score is needed for, each with its reason: `exact` (explained only when the number
+# is shared), `former_name`, and `household`: the number is a member's of one hukou household and
+# the name another member's (a child's school or insurance record under a parent's ID).
+SURE_SQL = f"""
+    CREATE OR REPLACE TEMP TABLE link_sure AS
+    WITH holders AS (SELECT rec, count(*) AS n, count(*) FILTER (WHERE agrees) AS now,
+                            count(*) FILTER (WHERE agrees_former AND NOT coalesce(agrees, FALSE)) AS before,
+                            bool_or(agrees IS NULL) AS unnamed
+                     FROM link_exact GROUP BY rec),
+    exact AS (
+        SELECT e.rec, e.person_key, CASE WHEN h.now = 1 THEN 'exact' ELSE 'former_name' END AS method,
+               CASE WHEN h.now = 1 AND h.n > 1 THEN '{{"rule": "shared_id", "holders": ' || h.n || '}}'
+                    WHEN h.now = 0 THEN '{{"rule": "former_name"}}' END AS explanation
+        FROM link_exact e JOIN holders h ON h.rec = e.rec
+        WHERE (h.now = 1 AND e.agrees) OR (h.now = 0 AND h.before = 1 AND e.agrees_former AND NOT coalesce(e.agrees, FALSE))),
+    household AS (
+        SELECT r.rec, any_value(m.person_key) AS person_key
+        FROM holders h JOIN link_recs r ON r.rec = h.rec
+        JOIN link_spine s ON s.id_number = r.id
+        JOIN link_spine m ON m.hukou_number = s.hukou_number AND m.person_key <> s.person_key AND m.is_primary
+             AND {LINK_NAME.format(s='m')}
+        WHERE h.now = 0 AND h.before = 0 AND NOT h.unnamed
+        GROUP BY r.rec HAVING count(DISTINCT m.person_key) = 1)
+    SELECT rec, person_key, method, explanation FROM exact
+    UNION ALL
+    SELECT rec, person_key, 'household', '{{"rule": "household"}}' FROM household"""
 
 
 def _sample(con: duckdb.DuckDBPyConnection, sql: str, seed: int) -> str:
@@ -187,23 +256,25 @@ def _sample(con: duckdb.DuckDBPyConnection, sql: str, seed: int) -> str:
 
 def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresholds(), seed: int = 0) -> LinkResult:
     """The cascade on `link_recs` against `link_spine`; the outcome is left in temp tables
-    `link_exact` (rec, person_key, agrees) and `link_fuzzy` (rec, person_key, method, score, explanation)."""
+    `link_exact` (rec, person_key, agrees, agrees_former: one row per person carrying the record's
+    number), `link_sure` (rec, person_key, method, explanation) and `link_fuzzy` (rec, person_key,
+    method, score, explanation)."""
     start = time.perf_counter()
     timings: dict[str, float] = {}
 
     def lap(step: str) -> None:
         timings[step] = time.perf_counter() - start - sum(timings.values())
 
-    # 1. exact: a valid ID found in hukou, and a name that differs at most in form or sound
-    # (agrees is FALSE: an ID–name conflict, sent to step 2 and recorded; NULL: no name to compare).
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE link_exact AS
-        SELECT r.rec, r.id AS person_key, (r.form = s.form OR (r.pinyin = s.pinyin AND r.pinyin <> '')) AS agrees
-        FROM link_recs r JOIN link_spine s ON s.person_key = r.id WHERE r.id_status = 'valid'""")
-    exact_ok = "SELECT rec FROM link_exact WHERE agrees"
-    residue = wh.query(con, f"SELECT * FROM link_recs WHERE rec NOT IN ({exact_ok}) ORDER BY rec")
-    positives = wh.query(con, _sample(con, f"SELECT * FROM link_recs WHERE rec IN ({exact_ok})", seed)).sort(STABLE)
-    samples = wh.query(con, _sample(con, "SELECT * FROM link_recs", seed)).sort(STABLE)
+    # 1. exact: a valid ID found in hukou, and a name that differs at most in form or sound from
+    # the name of exactly one of the persons carrying that number (one number, two persons:
+    # 一号多人), or from the name hukou gave that number before a correction.
+    con.execute(EXACT_SQL)
+    con.execute(SURE_SQL)
+    residue = wh.query(con, f"SELECT r.*, {HELD} AS id_held FROM link_recs r ANTI JOIN link_sure s ON s.rec = r.rec "
+                            "ORDER BY r.rec")
+    positives = wh.query(con, _sample(con, "SELECT r.*, TRUE AS id_held FROM link_recs r SEMI JOIN link_sure s "
+                                           "ON s.rec = r.rec AND s.method = 'exact'", seed)).sort(STABLE)
+    samples = wh.query(con, _sample(con, f"SELECT r.*, {HELD} AS id_held FROM link_recs r", seed)).sort(STABLE)
     people = wh.query(con, "SELECT * FROM link_spine")
     lap("exact")
     result = LinkResult(pl.DataFrame(), None)
@@ -214,8 +285,10 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
     if pairs.height:
         levels = _levels(pairs)
         k = _keys(people)
-        positive_levels = _levels(positives.select(PAIR_RECORD).join(k, left_on="id", right_on="person_key", how="inner")
-                                  .with_columns(pl.col("id").alias("person_key")))
+        # The exact links as labelled matches (numbers only one person carries: a pair per link).
+        positive_levels = _levels(positives.select(PAIR_RECORD).join(k.filter(pl.col("person_key") == pl.col("k_id")),
+                                                                     left_on="id", right_on="k_id", how="inner")
+                                  .with_columns(pl.col("id").alias("k_id")))
         randoms = _levels(random_pairs(samples, k, seed=seed))
         model = fit_with_labels(positive_levels, randoms, levels, COMPARED, {"id": cmp.ID_M_PRIOR})
         freq = people.group_by("form").len("n").with_columns((pl.col("n") / people.height).alias("tf"))
@@ -237,7 +310,9 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
 def resolve(scored: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
     """One-to-one: each record's best candidate, unless a second one is also probable; with its
     explanation. Probabilities saturate (two candidates can both be ≈ 1): compare weights."""
-    ranked = scored.sort(["rec", "weight", "person_key"], descending=[False, True, False])
+    # A person with a second (cancelled) number is one candidate, at its best comparison.
+    ranked = scored.sort(["rec", "weight", "person_key"], descending=[False, True, False]).unique(
+        ["rec", "person_key"], keep="first", maintain_order=True)
     best = ranked.group_by("rec", maintain_order=True).head(2).with_columns(
         pl.col("probability").shift(-1).over("rec").alias("second"),
         pl.col("weight").shift(-1).over("rec").alias("second_weight"),
@@ -257,14 +332,15 @@ def resolve(scored: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
                        "method", pl.col("probability").alias("score"), "explanation")
 
 
+# An ID–name conflict: the record's number is found in hukou but no name of its holders agrees.
 OUTCOME_SQL = """
     SELECT r.rec, r.dataset, r.source_file, r.source_row, r.role, coalesce(e.person_key, f.person_key) AS person_key,
-           CASE WHEN e.rec IS NOT NULL THEN 'exact' ELSE coalesce(f.method, 'none') END AS method,
+           coalesce(e.method, f.method, 'none') AS method,
            CASE WHEN e.rec IS NOT NULL THEN 1.0 ELSE f.score END AS score,
-           r.rec IN (SELECT rec FROM link_exact WHERE agrees = false) AS id_name_conflict,
-           f.explanation
+           r.rec IN (SELECT rec FROM link_exact GROUP BY rec HAVING NOT bool_or(coalesce(agrees, TRUE))) AS id_name_conflict,
+           coalesce(e.explanation, f.explanation) AS explanation
     FROM link_recs r
-    LEFT JOIN (SELECT rec, person_key FROM link_exact WHERE agrees) e ON e.rec = r.rec
+    LEFT JOIN link_sure e ON e.rec = r.rec
     LEFT JOIN link_fuzzy f ON f.rec = r.rec"""
 
 
@@ -307,7 +383,7 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
     except Exception:
         wh.rollback(con)
         raise
-    for table in ("link_recs", "link_spine", "link_exact", "link_fuzzy"):
+    for table in ("link_recs", "link_spine", "link_exact", "link_sure", "link_fuzzy"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return result
 
@@ -347,7 +423,7 @@ def export(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
         return pl.DataFrame(schema=dict.fromkeys(EXPORT_COLUMNS, pl.String))
     return wh.query(con, f"""
         SELECT r.dataset, r.source_file, r.source_row, r.id_raw AS id_number_raw, r.name_raw, l.person_key,
-               CASE WHEN l.method = 'none' THEN NULL ELSE l.person_key END AS hukou_id_number,
+               CASE WHEN l.method = 'none' THEN NULL ELSE split_part(l.person_key, '~', 1) END AS hukou_id_number,
                coalesce(l.method, 'none') AS method, l.score
         FROM ({sql}) r LEFT JOIN links l ON l.night = ? AND l.dataset = r.dataset AND l.source_file = r.source_file
              AND l.source_row = r.source_row AND l.role = r.role

@@ -8,7 +8,9 @@ view: materialising it would only add a copy.
   linked hukou record, their age on the run date, and `ident` — the person (hukou ID when linked,
   else the member's own valid ID) that department records are matched on.
 - `subjects`: one row per person in the register, naming the lowest household code.
-- `hukou`: the hukou snapshot in force, with `ident`.
+- `hukou`: the hukou snapshot in force, with `ident` (the person: its ID number, or ID~hukou number
+  when two persons share the number, 一号多人) and `is_primary` (false for a cancelled second number
+  of a person who has a living record under another, 一人多号: that row is not a second person).
 - `<dataset>_linked` for every other dataset in force: its rows with `ident`, link method, score
   and explanation.
 """
@@ -22,6 +24,7 @@ import duckdb
 from bidui.connectors import warehouse as wh
 from bidui.datasets import DATASETS
 from bidui.matching.link import LINKS_SCHEMA
+from bidui.matching.records import IDENTITY_DDL, ensure_identity
 
 IDENT = ("coalesce(l.person_key, CASE WHEN d.{id}_status = 'valid' THEN d.{id} END)")
 
@@ -55,6 +58,18 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
         if not ds.persons:
             con.execute(f"CREATE TEMP {kind} {ds.code}_linked AS SELECT d.* FROM ds_{ds.code} d WHERE {where}")
             continue
+        if ds.code == "hukou":
+            # The spine is not linked: each record's person is its identity (bidui.matching.records).
+            con.execute(IDENTITY_DDL)
+            if snap:
+                ensure_identity(con, snap)
+            con.execute(f"""
+                CREATE TEMP {kind} hukou_linked AS
+                SELECT d.*, i.person_key AS ident, NULL::VARCHAR AS link_method, NULL::DOUBLE AS link_score,
+                       NULL::VARCHAR AS link_explanation, i.person_key, coalesce(i.is_primary, TRUE) AS is_primary
+                FROM ds_hukou d LEFT JOIN hukou_identity i ON i.snapshot_date = d.snapshot_date AND i.source_row = d.source_row
+                WHERE {where}""")
+            continue
         ref = ds.persons[0]
         con.execute(f"""
             CREATE TEMP {kind} {ds.code}_linked AS
@@ -79,7 +94,7 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
                CASE WHEN m.id_number_status = 'valid' THEN m.id_number ELSE trim(m.id_number_raw) END AS subject_id_number
         FROM register_members_linked m
         LEFT JOIN register_households_linked h ON h.household_code = m.household_code
-        LEFT JOIN hukou k ON k.id_number = m.person_key
+        LEFT JOIN hukou k ON k.ident = m.person_key AND k.is_primary
     """)
     con.execute("""
         CREATE OR REPLACE TEMP VIEW members_aged AS

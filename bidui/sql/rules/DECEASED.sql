@@ -8,7 +8,7 @@
 WITH deaths AS (
     SELECT h.ident, h.status_date AS death_date, 'hukou' AS ds, to_json(h) AS rec, h.link_method, h.link_score,
            h.link_explanation
-    FROM hukou h WHERE h.status = '死亡' AND h.status_date <= $run_date::DATE
+    FROM hukou h WHERE h.status = '死亡' AND h.is_primary AND h.status_date <= $run_date::DATE
     UNION ALL
     SELECT d.ident, d.death_date, 'deaths', to_json(d), d.link_method, d.link_score, d.link_explanation
     FROM deaths_linked d WHERE d.death_date <= $run_date::DATE

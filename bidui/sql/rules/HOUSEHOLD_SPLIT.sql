@@ -11,7 +11,7 @@ WITH all_old AS (
     HAVING bool_and(coalesce(age, -1) >= $split_min_age)
 ),
 registered_hukou AS (
-    SELECT DISTINCT h.hukou_number FROM hukou h JOIN member_subjects m ON m.subject_person_key = h.id_number
+    SELECT DISTINCT h.hukou_number FROM hukou h JOIN member_subjects m ON m.subject_person_key = h.ident
     WHERE h.status = '正常'
 ),
 splits AS (

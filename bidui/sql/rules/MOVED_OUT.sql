@@ -7,4 +7,4 @@ SELECT s.*, 'hukou' AS evidence_dataset, coalesce(strftime(h.status_date, '%Y-%m
        h.status_date AS evidence_date, to_json(h) AS evidence_record, h.link_method, h.link_score, h.link_explanation
 FROM hukou h
 JOIN subjects s ON s.ident = h.ident
-WHERE h.status = '迁出'
+WHERE h.status = '迁出' AND h.is_primary

@@ -13,7 +13,7 @@ WITH changes AS (
 types AS (
     SELECT h.ident, '' AS key, NULL::DATE AS change_date, to_json(h) AS rec, h.link_method, h.link_score,
            h.link_explanation, 'hukou' AS ds
-    FROM hukou h WHERE h.hukou_type = '非农业' AND h.ident NOT IN (SELECT ident FROM changes WHERE ident IS NOT NULL)
+    FROM hukou h WHERE h.hukou_type = '非农业' AND h.is_primary AND h.ident NOT IN (SELECT ident FROM changes WHERE ident IS NOT NULL)
 )
 SELECT s.*, x.ds AS evidence_dataset, x.key AS evidence_key, x.change_date AS evidence_date, x.rec AS evidence_record,
        x.link_method, x.link_score, x.link_explanation

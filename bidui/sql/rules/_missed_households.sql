@@ -21,7 +21,7 @@ ANTI JOIN bad b ON b.hukou_number = l.hukou_number;
 
 -- The subject of a missed household: its head (户主), else its eldest member.
 CREATE OR REPLACE TEMP TABLE missed_subjects AS
-SELECT ident AS subject_key, id_number AS subject_person_key, id_number AS subject_id_number,
+SELECT ident AS subject_key, ident AS subject_person_key, id_number AS subject_id_number,
        id_number_raw AS subject_id_number_raw, name AS subject_name, '' AS household_code, hukou_number,
        substr(address_code, 1, 9) || '000' AS township_code, address_code AS village_code,
        NULL::VARCHAR AS household_status, NULL::INTEGER AS registered_year
