@@ -166,3 +166,116 @@ def test_a_difference_of_form_in_a_register_name_never_raises_name_mismatch(tiny
 
     clean = mismatches(tiny / "inbox" / NIGHTS[0], tmp_path / "clean.duckdb")
     assert clean and mismatches(night, tmp_path / "written.duckdb") == clean
+
+
+# ---------------------------------------------------------------- what real department data does (issue 15)
+
+def _pid(region: str, born: str, seq: int) -> str:
+    from bidui.ids import check_char
+
+    first17 = f"{region}{born}{seq:03d}"
+    return first17 + check_char(first17)
+
+
+@pytest.fixture(scope="module")
+def defects(tmp_path_factory: pytest.TempPathFactory):
+    """A village over two nights: a shared ID (一号多人), a second cancelled number (一人多号), a
+    child's school and insurance records under the father's ID, a hukou name correction."""
+    root = tmp_path_factory.mktemp("defects")
+    county, town, village = "522701000000", "522701101000", "522701101201"
+    p = {  # key: (id, name, sex, hukou number, relation, status, status date)
+        "a": (_pid("522701", "19900909", 371), "刘洋", "男", "H01", "户主", "正常", ""),
+        "b": (_pid("522701", "19900909", 371), "黄丽", "女", "H02", "户主", "正常", ""),
+        "c": (_pid("522701", "19880101", 375), "孙强", "男", "H03", "户主", "正常", ""),
+        "d": (_pid("522701", "19880101", 375), "周敏", "女", "H04", "户主", "正常", ""),
+        "father": (_pid("522701", "19800312", 311), "张建国", "男", "H05", "户主", "正常", ""),
+        "child": (_pid("522701", "20150601", 313), "张小明", "男", "H05", "子", "正常", ""),
+        "renamed": (_pid("522701", "19880808", 391), "马晓东", "男", "H06", "户主", "正常", ""),
+        "primary": (_pid("522701", "19750303", 381), "何平", "男", "H07", "户主", "正常", ""),
+        "second": (_pid("522701", "19750303", 383), "何平", "男", "H99", "户主", "注销", "2012-05-01"),
+    }
+    filler = [(_pid("522701", f"19{60 + i % 30}0{1 + i % 9}1{i % 9}", 11 + 2 * i), f"赵{'明华强勇军'[i % 5]}{i}", "男",
+               f"F{i:03d}", "户主", "正常", "") for i in range(60)]
+    # register households: (code, head key, members)
+    households = [("5227011012010001", "a", ["a"]), ("5227011012010002", "c", ["c"]),
+                  ("5227011012010003", "d", ["d"]), ("5227011012010004", "father", ["father", "child"]),
+                  ("5227011012010005", "renamed", ["renamed"]), ("5227011012010006", "primary", ["second"])]
+    results = {}
+    for night, new_name in ((date(2026, 11, 20), "马晓东"), (date(2026, 11, 21), "马东升")):
+        folder = root / "inbox" / night.isoformat()
+        folder.mkdir(parents=True)
+        (folder / "行政区划代码.csv").write_text(
+            "区划代码,名称,级别,上级区划代码,城乡分类\n"
+            f"{county},青山县,县,522700000000,\n{town},青石镇,镇,{county},\n{village},龙湾村,村,{town},乡村\n",
+            encoding="utf-8")
+        rows = [v if k != "renamed" else (v[0], new_name, *v[2:]) for k, v in p.items()] + filler
+        (folder / f"hukou_{night:%Y%m%d}.csv").write_text(
+            "公民身份号码,姓名,性别,出生日期,户号,与户主关系,户籍地址代码,户口性质,人员状态,状态日期\n" + "".join(
+                f"{i},{n},{s},{i[6:14]},{h},{r},{village},农业,{st},{sd}\n" for i, n, s, h, r, st, sd in rows),
+            encoding="utf-8")
+        (folder / "建档立卡贫困户.csv").write_text(
+            "户编号,村代码,户主姓名,户主证件号码,脱贫状态,识别年度\n" + "".join(
+                f"{code},{village},{p[head][1] if head != 'renamed' else '马晓东'},{p[head][0]},已脱贫,2016\n"
+                for code, head, _ in households), encoding="utf-8")
+        (folder / "贫困人口明细.csv").write_text(
+            "户编号,姓名,证件号码,与户主关系\n" + "".join(
+                f"{code},{p[m][1]},{p[m][0]},{p[m][4]}\n" for code, _, members in households for m in members),
+            encoding="utf-8")
+        (folder / f"vehicles_{night:%Y%m%d}.csv").write_text(
+            "号牌号码,车辆类型,机动车所有人,所有人证件号码,机动车状态,初次登记日期\n"
+            f"贵J00001,K33,黄丽,{p['b'][0]},正常,2020-01-01\n贵J00002,K33,何平,{p['primary'][0]},正常,2020-01-01\n"
+            + "".join(f"贵J1{k:04d},K33,{n},{i},正常,2019-01-01\n" for k, (i, n, *_) in enumerate(filler[:20])),
+            encoding="utf-8")
+        (folder / f"students_{night:%Y%m%d}.csv").write_text(
+            "身份证号,姓名,学校名称,学段,学籍状态\n" f"{p['father'][0]},张小明,青石小学,小学,在读\n"
+            + "".join(f"{i},{n},青石中学,高中,毕业\n" for i, n, *_ in filler[:20]), encoding="utf-8")
+        insured = [(p[k][0], p[k][1]) for k in ("a", "b", "c", "d", "father", "renamed", "primary")]
+        insured += [(p["father"][0], "张小明")] + [(i, n) for i, n, *_ in filler]
+        (folder / f"medical_insurance_{night:%Y%m%d}.csv").write_text(
+            "证件号码,姓名,参保年度,参保状态\n" + "".join(f"{i},{n},2026,参保\n" for i, n in insured), encoding="utf-8")
+        con = wh.connect(root / "w.duckdb")
+        outcomes = ingest_night(con, folder, night)
+        assert all(o.status in ("accepted", "duplicate") for o in outcomes if o.file), [
+            (o.file, o.status, o.message) for o in outcomes]
+        link_night(con, night)
+        results[night] = run_rules(con, night, config.load(None)).hits
+        con.close()
+    yield p, results
+
+
+def _hits(hits: pl.DataFrame, rule: str, person: tuple) -> pl.DataFrame:
+    return hits.filter((pl.col("rule_code") == rule) & (pl.col("subject_name") == person[1]))
+
+
+def test_a_shared_id_raises_no_clue_of_the_other_person(defects) -> None:
+    p, results = defects
+    hits = results[date(2026, 11, 20)]
+    assert _hits(hits, "VEHICLE", p["a"]).is_empty(), "黄丽's car is not 刘洋's, though they share a number"
+    for key in ("a", "c", "d"):
+        for rule in ("NAME_MISMATCH", "DUPLICATE_MEMBER", "NOT_IN_HUKOU", "ID_INVALID"):
+            assert _hits(hits, rule, p[key]).is_empty(), (rule, key)
+
+
+def test_a_childs_school_and_insurance_under_the_fathers_id_count_for_the_child(defects) -> None:
+    p, results = defects
+    hits = results[date(2026, 11, 20)]
+    assert _hits(hits, "DROPOUT", p["child"]).is_empty()
+    assert _hits(hits, "UNINSURED", p["child"]).is_empty()
+
+
+def test_a_second_cancelled_number_is_the_same_person(defects) -> None:
+    p, results = defects
+    hits = results[date(2026, 11, 20)]
+    member = _hits(hits, "VEHICLE", p["second"])
+    assert member.height == 1 and member["evidence_key"][0] == "贵J00002", "the car under his current number is his"
+    for rule in ("NOT_IN_HUKOU", "ID_INVALID", "NAME_MISMATCH", "DUPLICATE_MEMBER"):
+        assert _hits(hits, rule, p["second"]).is_empty(), rule
+
+
+def test_a_hukou_name_correction_is_a_mismatch_not_a_missing_person(defects) -> None:
+    p, results = defects
+    first, second = results[date(2026, 11, 20)], results[date(2026, 11, 21)]
+    assert _hits(first, "NAME_MISMATCH", p["renamed"]).is_empty()
+    assert _hits(second, "NOT_IN_HUKOU", p["renamed"]).is_empty()
+    mismatch = _hits(second, "NAME_MISMATCH", p["renamed"])
+    assert mismatch.height == 1 and mismatch["evidence_key"][0] == "马东升"
