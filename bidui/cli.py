@@ -172,7 +172,7 @@ def link(
     from bidui import config
     from bidui.connectors import warehouse
     from bidui.matching.dedupe import register_duplicates, store_duplicates
-    from bidui.matching.link import Thresholds, link_night
+    from bidui.matching.link import METHODS, Thresholds, link_night
 
     home: Home = ctx.obj
     if not home.warehouse.exists():
@@ -191,7 +191,7 @@ def link(
     table = Table(title=f"links {night} ({result.seconds:.1f} s)")
     table.add_column("method")
     table.add_column("records", justify="right")
-    for method in ("exact", "fuzzy", "review", "none"):
+    for method in METHODS:
         table.add_row(method, f"{result.counts.get(method, 0):,}")
     console.print(table)
     groups = dups["group_key"].n_unique() if dups.height else 0

@@ -45,6 +45,16 @@ SURNAME_READINGS: dict[str, str] = {
 }
 
 
+# The same defects as `clean_name` removes or reads, as RE2 patterns over names as delivered
+# (before NFKC, so full-width brackets and marks too): what the nightly report counts per dataset.
+DEFECT_PATTERNS: dict[str, str] = {
+    "placeholder": "[?？*＊□■〓○◯\ufffd]",
+    "annotation": "[(（\\[【][^()（）\\[\\]【】]*[)）\\]】]",
+    "pinyin": "\\p{Han}[a-zA-Z]+|[a-zA-Z]+\\p{Han}",
+    "invisible": _INVISIBLE_CLASS[:-2] + "\u3000]",
+}
+
+
 def clean_name(raw: object) -> str:
     """Trimmed, NFKC, no inner whitespace or invisible characters, no bracketed annotation, one
     middle dot for all its variants, one placeholder (`*`) for every character a system could not

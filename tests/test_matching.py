@@ -15,7 +15,8 @@ from bidui.connectors import warehouse as wh
 from bidui.connectors.ingest import ingest_night
 from bidui.ids import check_char
 from bidui.matching.accuracy import evaluate, persons
-from bidui.matching.link import link_night, links_of
+from bidui.matching.link import METHODS, link_night, links_of
+from bidui.matching.quality import night_defects
 
 NIGHT = date(2026, 11, 20)
 
@@ -177,7 +178,7 @@ def test_cli_link_and_export(tiny: Path, tmp_path: Path) -> None:
     frame = pl.read_csv(out, infer_schema=False)
     assert frame.columns == ["dataset", "source_file", "source_row", "id_number_raw", "name_raw", "person_key",
                              "hukou_id_number", "method", "score"]
-    assert set(frame["method"].unique().to_list()) <= {"exact", "fuzzy", "review", "none"}
+    assert set(frame["method"].unique().to_list()) <= set(METHODS)
     none = frame.filter(pl.col("method") == "none")
     assert none["hukou_id_number"].is_null().all()
     business = frame.filter(pl.col("dataset") == "businesses")
@@ -344,6 +345,7 @@ def real(tmp_path_factory: pytest.TempPathFactory):
                     .filter(pl.col("source_row") <= len(records)).iter_rows(named=True)}
         vehicles["student"] = links.filter(pl.col("dataset") == "students").row(0, named=True)
         vehicles["death"] = links.filter((pl.col("dataset") == "deaths") & (pl.col("source_row") == 1)).row(0, named=True)
+        vehicles["quality"] = night_defects(con, night)
         nights[night] = vehicles
         con.close()
     yield c, nights
@@ -418,3 +420,11 @@ def test_a_hukou_name_correction_keeps_the_link_through_the_old_name(real) -> No
 def test_namesakes_are_told_apart_by_the_death_date(real) -> None:
     c, nights = real
     assert nights[NIGHT]["death"]["person_key"] == _key(c, "dead_wang"), nights[NIGHT]["death"]
+
+
+def test_the_night_counts_shared_ids_second_numbers_and_written_names(real) -> None:
+    _, nights = real
+    quality = nights[NIGHT]["quality"]
+    assert quality["hukou"] == {"shared_ids": 1, "second_numbers": 1}
+    assert quality["vehicles"] == {"placeholder": 2, "pinyin": 1}
+    assert "students" not in quality and "deaths" not in quality

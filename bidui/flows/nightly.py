@@ -36,6 +36,7 @@ class NightReport:
     timings: dict[str, float] = field(default_factory=dict)
     files: list[dict] = field(default_factory=list)  # per file: dataset, status, rows read/loaded/rejected, message
     links: dict[str, int] = field(default_factory=dict)  # by method
+    quality: dict[str, dict[str, int]] = field(default_factory=dict)  # by dataset: defects counted (matching.quality)
     rules: dict[str, dict] = field(default_factory=dict)  # by rule: status, hits, message
     clues: dict[str, dict[str, int]] = field(default_factory=dict)  # by rule: new, seen, gone, reraised, suppressed
     new_by_township: dict[str, int] = field(default_factory=dict)
@@ -70,7 +71,15 @@ class NightReport:
         if held:
             lines += ["**未入库（暂缓、拒收或缺失）：** " + "；".join(f"{f['file'] or f['dataset']}: {f['message']}"
                                                         for f in held), ""]
-        lines += ["## 关联", "", " · ".join(f"{k} {v:,}" for k, v in self.links.items()), "",
+        lines += ["## 关联", "", " · ".join(f"{k} {v:,}" for k, v in self.links.items()), ""]
+        if self.quality:
+            from bidui.datasets import BY_CODE
+            from bidui.matching.quality import LABELS
+
+            lines += ["## 数据质量（姓名与证件号码）", "", "| 数据集 | 问题 | 条数 |", "|---|---|---|",
+                      *[f"| {BY_CODE[d].title if d in BY_CODE else d} | {LABELS.get(k, k)} | {n:,} |"
+                        for d, found in sorted(self.quality.items()) for k, n in found.items()], ""]
+        lines += [
                   "## 线索", "", "| 规则 | 新增 | 再次发现 | 证据消失 | 重新下发 | 不再下发 | 数据存疑暂不下发 |",
                   "|---|---|---|---|---|---|---|",
                   *[f"| {r['规则']} | {r['new']:,} | {r['seen']:,} | {r['gone']:,} | {r['reraised']:,} | {r['suppressed']:,} | "
@@ -102,18 +111,20 @@ def ingest_step(home: Home, folder: Path, night: date, force: bool = False) -> l
     return [asdict(o) for o in outcomes]
 
 
-def link_step(home: Home, night: date) -> dict[str, int]:
+def link_step(home: Home, night: date) -> dict[str, dict]:
     from bidui.connectors import warehouse
     from bidui.matching.dedupe import register_duplicates, store_duplicates
     from bidui.matching.link import Thresholds, link_night
+    from bidui.matching.quality import night_defects
 
     con = warehouse.connect(home.warehouse)
     try:
         result = link_night(con, night, Thresholds.from_config(config.load(home.config)))
         store_duplicates(con, night, register_duplicates(con, night))
+        defects = night_defects(con, night)
     finally:
         con.close()
-    return result.counts
+    return {"links": result.counts, "quality": defects}
 
 
 def rules_step(home: Home, night: date) -> dict[str, dict]:
@@ -186,7 +197,8 @@ def apply_step(report: NightReport, step: str, value: object) -> None:
     if step == "ingest":
         report.files = value  # type: ignore[assignment]
     elif step == "link":
-        report.links = value  # type: ignore[assignment]
+        linked: dict = value  # type: ignore[assignment]
+        report.links, report.quality = linked["links"], linked["quality"]
     elif step == "rules":
         report.rules = value  # type: ignore[assignment]
     elif step == "publish":

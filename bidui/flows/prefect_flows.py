@@ -50,7 +50,7 @@ def ingest_task(home: str, folder: str, night: date, force: bool = False) -> lis
 
 
 @task(name="link")
-def link_task(home: str, night: date) -> dict[str, int]:
+def link_task(home: str, night: date) -> dict[str, dict]:
     return nightly.link_step(Home(Path(home)), night)
 
 

@@ -21,12 +21,23 @@ def persons(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
                          "WHERE is_primary", [snap, snap]).unique("person_key", keep="first")
 
 
+def _truth_in_force(links: pl.DataFrame, truth_dir: Path) -> pl.DataFrame:
+    """The answer key of the files the links are about: a file the night did not replace (skipped,
+    held, the same bytes again) is an earlier night's, and so is its key."""
+    nights = sorted(d for d in truth_dir.parent.iterdir() if (d / "records.parquet").exists() and d.name <= truth_dir.name)
+    files = links.select("dataset", "source_file").unique()
+    parts = [pl.read_parquet(d / "records.parquet").join(files, on=["dataset", "source_file"], how="semi")
+             for d in nights or [truth_dir]]
+    truth = pl.concat(parts, how="diagonal_relaxed").filter(pl.col("dataset") != "hukou")
+    return truth.unique(["dataset", "source_file", "source_row", "role"], keep="last", maintain_order=True)
+
+
 def evaluate(links: pl.DataFrame, truth_dir: Path, people: pl.DataFrame | None = None
              ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(per-record comparison, summary by dataset, by corruption and by phenomenon) for a night's
     links. `people` (from `persons`) maps a person key to the ID and hukou number the answer key
     uses; without it a key is taken for the ID number."""
-    truth = pl.read_parquet(truth_dir / "records.parquet").filter(pl.col("dataset") != "hukou")
+    truth = _truth_in_force(links, truth_dir)
     if "phenomenon" not in truth.columns:
         truth = truth.with_columns(pl.lit("").alias("phenomenon"))
     got = links.select("dataset", "source_file", "source_row", "role", "method",

@@ -26,6 +26,12 @@ CREATE TABLE IF NOT EXISTS link_runs (night DATE PRIMARY KEY, records BIGINT, ex
 """
 
 
+# How a record was linked: the three that need no score (exact, through a corrected name, through
+# the hukou household), then the scored ones, then none.
+SURE_METHODS = ("exact", "former_name", "household")
+METHODS = (*SURE_METHODS, "fuzzy", "review", "none")
+
+
 @dataclass(frozen=True)
 class Thresholds:
     link: float = 0.99  # probability at or above: linked
@@ -133,6 +139,10 @@ def random_pairs(recs: pl.DataFrame, keys: pl.DataFrame, n: int = 200_000, seed:
 
 
 def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
+    # A record without a birth date or sex column shows them in its ID. Compared with a candidate
+    # whose number the ID equals (or equals on the 15 digits Excel kept), they only repeat the ID
+    # comparison: counted again they outweigh a wholly different name (a child's record under a
+    # parent's ID would go to the parent). So they count only where the IDs differ.
     birth_from_id = pl.when(pl.col("id").str.len_chars() == 18).then(
         pl.col("id").str.slice(6, 8).cast(pl.Int32, strict=False))
     sex_from_id = pl.when(pl.col("id").str.len_chars() == 18).then(
@@ -141,15 +151,18 @@ def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
     one_apart, but_unknown = cmp.name_edits(pairs["form"], pairs["k_form"])
     edits = pl.DataFrame({"_apart": apart, "_swapped": swapped, "_apart15": apart15, "_one_apart": one_apart,
                           "_but_unknown": but_unknown})
-    levels = pl.concat([pairs, edits], how="horizontal").select(
-        "rec", "person_key",
-        cmp.id_level(pl.col("id"), pl.col("id_status"), pl.col("k_id"), pl.col("_apart"), pl.col("_swapped"),
-                     pl.col("_apart15"), pl.col("id_held")).alias("id"),
+    id_level = cmp.id_level(pl.col("id"), pl.col("id_status"), pl.col("k_id"), pl.col("_apart"), pl.col("_swapped"),
+                            pl.col("_apart15"), pl.col("id_held"))
+    levels = pl.concat([pairs, edits], how="horizontal").with_columns(id_level.alias("_id")).with_columns(
+        pl.when(pl.col("_id").is_in([4, 5])).then(None).otherwise(birth_from_id).alias("_id_birth"),
+        pl.when(pl.col("_id").is_in([4, 5])).then(None).otherwise(sex_from_id).alias("_id_sex"),
+    ).select(
+        "rec", "person_key", pl.col("_id").alias("id"),
         cmp.name_level(pl.col("form"), pl.col("pinyin"), pl.col("k_form"), pl.col("k_pinyin"), pl.col("_one_apart"),
                        pl.col("_but_unknown")).alias("name"),
-        cmp.birth_level(pl.coalesce(cmp.date_digits(pl.col("birth")), birth_from_id),
+        cmp.birth_level(pl.coalesce(cmp.date_digits(pl.col("birth")), pl.col("_id_birth")),
                         cmp.date_digits(pl.col("k_birth"))).alias("birth"),
-        cmp.sex_level(pl.coalesce(pl.col("sex"), sex_from_id), pl.col("k_sex")).alias("sex"),
+        cmp.sex_level(pl.coalesce(pl.col("sex"), pl.col("_id_sex")), pl.col("k_sex")).alias("sex"),
         cmp.village_level(pl.col("village"), pl.col("k_village")).alias("village"),
         cmp.head_level(pl.col("is_head"), pl.col("k_relation")).alias("head"),
         pl.col("k_form"),
@@ -236,7 +249,7 @@ SURE_SQL = f"""
         FROM holders h JOIN link_recs r ON r.rec = h.rec
         JOIN link_spine s ON s.id_number = r.id
         JOIN link_spine m ON m.hukou_number = s.hukou_number AND m.person_key <> s.person_key AND m.is_primary
-             AND {LINK_NAME.format(s='m')}
+             AND ({LINK_NAME.format(s='m')} OR r.form = m.former_form OR (r.pinyin = m.former_pinyin AND r.pinyin <> ''))
         WHERE h.now = 0 AND h.before = 0 AND NOT h.unnamed
         GROUP BY r.rec HAVING count(DISTINCT m.person_key) = 1)
     SELECT rec, person_key, method, explanation FROM exact
@@ -377,7 +390,8 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
         result.seconds = time.perf_counter() - start
         model = result.model.weights_table().write_json() if result.model else None
         con.execute("INSERT INTO link_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [night, result.records, *(result.counts.get(m, 0) for m in ("exact", "fuzzy", "review", "none")),
+                    [night, result.records, sum(result.counts.get(m, 0) for m in SURE_METHODS),
+                     *(result.counts.get(m, 0) for m in ("fuzzy", "review", "none")),
                      result.pairs, result.seconds, model, ",".join(skipped)])
         con.execute("COMMIT")
     except Exception:
