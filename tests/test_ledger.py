@@ -526,3 +526,18 @@ def test_cli_publish_workbook_import_review_export_report(nightly, tmp_path: Pat
     assert export_x.exists()
     # the password never reaches the ledger in clear
     assert b"pass-word-1" not in (home / "ledger.sqlite").read_bytes()
+
+
+def test_a_shared_number_and_a_household_link_publish_on_every_backend(ledger) -> None:
+    """The person key of one of two persons sharing a number carries its hukou number (一号多人),
+    and a link through the household or a former name has a longer method name (issue 15)."""
+    shared = "330102199001011234~3301020010010000123"
+    row = hit(subject=shared) | {"subject_id_number": shared[:18], "link_method": "former_name"}
+    other = hit(subject=shared[:18] + "~3301020010010000456", evidence_key="浙A99999") | {
+        "subject_id_number": shared[:18], "link_method": "household",
+        "link_explanation": '{"rule": "household"}'}
+    result = publish(ledger, hits_frame([row, other]), {"VEHICLE": "ran"}, NIGHTS[0], TITLES)
+    with ledger.read() as s:
+        clues = sorted(s.scalars(select(Clue)), key=lambda c: c.evidence_key)
+    assert result.new == 2 and [c.subject_person_key for c in clues] == [shared, shared[:18] + "~3301020010010000456"]
+    assert [c.link_method for c in clues] == ["former_name", "household"]

@@ -82,7 +82,7 @@ class Clue(Base):
     evidence_key: Mapped[str] = mapped_column(Text, default="")
     evidence_date: Mapped[date | None] = mapped_column(Date)
     evidence_hash: Mapped[str] = mapped_column(String(64))
-    link_method: Mapped[str | None] = mapped_column(String(10))
+    link_method: Mapped[str | None] = mapped_column(String(16))
     link_score: Mapped[float | None] = mapped_column(Float)
     link_explanation: Mapped[str | None] = mapped_column(Text)
     before_registration: Mapped[bool | None] = mapped_column(Boolean)
