@@ -65,8 +65,10 @@ def one_char_apart(a: pl.Series, b: pl.Series) -> np.ndarray:
 def id_level(rec_id: pl.Expr, status: pl.Expr, key: pl.Expr, apart: pl.Expr, swapped: pl.Expr,
              apart15: pl.Expr | None = None, held: pl.Expr | None = None) -> pl.Expr:
     """`apart`, `swapped` and `apart15` come from `id_edits`; `held`: the record's ID, valid, is
-    some hukou person's (then, unless it is the candidate's, it names someone else; a valid ID
-    held by nobody is a typo that kept the check character, graded by its distance)."""
+    some hukou person's (then, unless it is the candidate's, it names someone else). A valid ID
+    held by nobody one or two digits from the candidate's is a typo that kept the check character
+    (one mistyped digit never does; two do once in eleven); three or more digits away it is the
+    number of someone not in hukou, as good as another person's."""
     apart15 = pl.lit(None, pl.Int64) if apart15 is None else apart15
     held = pl.lit(True) if held is None else held
     length = rec_id.str.len_chars()
@@ -79,7 +81,7 @@ def id_level(rec_id: pl.Expr, status: pl.Expr, key: pl.Expr, apart: pl.Expr, swa
             .when(rec_id == key).then(5)
             .when((status == "valid") & held.fill_null(True)).then(0)
             .when((status == "valid") & ((apart <= 2) | swapped)).then(6)
-            .when(status == "valid").then(1)
+            .when(status == "valid").then(0)
             .when((apart == 1) | swapped).then(3)
             .when(apart == 2).then(2)
             .otherwise(1)).cast(pl.Int8)

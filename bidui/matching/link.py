@@ -91,7 +91,10 @@ def candidate_pairs(residue: pl.DataFrame, people: pl.DataFrame) -> pl.DataFrame
         *[pl.when(pl.col("id").str.len_chars() == 18).then(pl.col("id").str.slice(a, 4)).alias(n)
           for a, n in ((6, "r_year"), (10, "r_mmdd"), (14, "r_tail"))],
         pl.when(pl.col("id").str.len_chars() >= 15).then(_first15(pl.col("id"))).alias("r_15"),
-        (pl.col("id_status") != "valid").alias("damaged"), pl.col("id_held").fill_null(False).alias("held"))
+        (pl.col("id_status") != "valid").alias("damaged"), (pl.col("id_status") == "excel_mangled").alias("cut"))
+
+    # Only a number whose first 15 digits are nobody's can hold a typo in them.
+    unknown15 = r.filter(pl.col("r_15").is_not_null() & ~pl.col("r_15").is_in(k["k_15"].drop_nulls().implode()))
 
     def block(left: list[str], right: list[str], rows: pl.DataFrame = r) -> pl.DataFrame:
         return rows.select("ri", *left).join(k.select("pi", *right), left_on=left, right_on=right).select("ri", "pi")
@@ -108,10 +111,12 @@ def candidate_pairs(residue: pl.DataFrame, people: pl.DataFrame) -> pl.DataFrame
         block(["pinyin", "birth"], ["k_pinyin", "k_birth"], r.filter(pl.col("birth").is_not_null())),
         # A typo together with a damaged name (no name key survives) or Excel's cut after a typo:
         # the person's ID with one of positions 7–15 masked (an integer key per position; only
-        # records whose ID is damaged or held by nobody, so the blocks stay few).
-        *_masked_blocks(r.filter((pl.col("damaged") | ~pl.col("held")) & pl.col("r_15").is_not_null()), k),
-        # …or a typo or swap anywhere in the birth date: county and the last four characters.
-        block(["r_region", "r_tail"], ["k_region", "k_tail"], r.filter(pl.col("damaged") & pl.col("r_tail").is_not_null())),
+        # records whose ID is damaged, so the blocks stay few).
+        *_masked_blocks(unknown15.filter(pl.col("damaged")), k),
+        # …or a typo or swap anywhere in the birth date: county and the last four characters
+        # (not of a number Excel cut: its last three are zeros).
+        block(["r_region", "r_tail"], ["k_region", "k_tail"],
+              unknown15.filter(pl.col("damaged") & pl.col("r_tail").is_not_null() & ~pl.col("cut"))),
     ]
     pairs = pl.concat(blocks).unique().sort("ri", "pi")
     return pl.concat([residue.select(PAIR_RECORD)[pairs["ri"]], _keys(people)[pairs["pi"]]], how="horizontal")
@@ -139,10 +144,6 @@ def random_pairs(recs: pl.DataFrame, keys: pl.DataFrame, n: int = 200_000, seed:
 
 
 def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
-    # A record without a birth date or sex column shows them in its ID. Compared with a candidate
-    # whose number the ID equals (or equals on the 15 digits Excel kept), they only repeat the ID
-    # comparison: counted again they outweigh a wholly different name (a child's record under a
-    # parent's ID would go to the parent). So they count only where the IDs differ.
     birth_from_id = pl.when(pl.col("id").str.len_chars() == 18).then(
         pl.col("id").str.slice(6, 8).cast(pl.Int32, strict=False))
     sex_from_id = pl.when(pl.col("id").str.len_chars() == 18).then(
@@ -151,23 +152,19 @@ def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
     one_apart, but_unknown = cmp.name_edits(pairs["form"], pairs["k_form"])
     edits = pl.DataFrame({"_apart": apart, "_swapped": swapped, "_apart15": apart15, "_one_apart": one_apart,
                           "_but_unknown": but_unknown})
-    id_level = cmp.id_level(pl.col("id"), pl.col("id_status"), pl.col("k_id"), pl.col("_apart"), pl.col("_swapped"),
-                            pl.col("_apart15"), pl.col("id_held"))
-    levels = pl.concat([pairs, edits], how="horizontal").with_columns(id_level.alias("_id")).with_columns(
-        pl.when(pl.col("_id").is_in([4, 5])).then(None).otherwise(birth_from_id).alias("_id_birth"),
-        pl.when(pl.col("_id").is_in([4, 5])).then(None).otherwise(sex_from_id).alias("_id_sex"),
-    ).select(
-        "rec", "person_key", pl.col("_id").alias("id"),
+    return pl.concat([pairs, edits], how="horizontal").select(
+        "rec", "person_key",
+        cmp.id_level(pl.col("id"), pl.col("id_status"), pl.col("k_id"), pl.col("_apart"), pl.col("_swapped"),
+                     pl.col("_apart15"), pl.col("id_held")).alias("id"),
         cmp.name_level(pl.col("form"), pl.col("pinyin"), pl.col("k_form"), pl.col("k_pinyin"), pl.col("_one_apart"),
                        pl.col("_but_unknown")).alias("name"),
-        cmp.birth_level(pl.coalesce(cmp.date_digits(pl.col("birth")), pl.col("_id_birth")),
+        cmp.birth_level(pl.coalesce(cmp.date_digits(pl.col("birth")), birth_from_id),
                         cmp.date_digits(pl.col("k_birth"))).alias("birth"),
-        cmp.sex_level(pl.coalesce(pl.col("sex"), pl.col("_id_sex")), pl.col("k_sex")).alias("sex"),
+        cmp.sex_level(pl.coalesce(pl.col("sex"), sex_from_id), pl.col("k_sex")).alias("sex"),
         cmp.village_level(pl.col("village"), pl.col("k_village")).alias("village"),
         cmp.head_level(pl.col("is_head"), pl.col("k_relation")).alias("head"),
         pl.col("k_form"),
     )
-    return levels
 
 
 def explanation() -> pl.Expr:
@@ -210,8 +207,8 @@ def stage_night(con: duckdb.DuckDBPyConnection, night: date) -> list[str]:
     skipped. They stay in DuckDB: only the residue of the exact step reaches Python."""
     snap = spine_snapshot(con, night)
     prepare_spine(con, snap)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE link_spine AS SELECT {', '.join(SPINE_COLUMNS)} FROM ({SPINE_SQL})",
-                [snap, snap])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE link_spine AS SELECT {', '.join(SPINE_COLUMNS)}, "
+                f"count(*) OVER (PARTITION BY id_number) AS holders FROM ({SPINE_SQL})", [snap, snap])
     sql, args, skipped = records_sql(con, night)
     if sql is None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE link_recs ({RECORD_DDL})")
@@ -225,36 +222,41 @@ HELD = "(r.id_status = 'valid' AND r.id IN (SELECT id_number FROM link_spine))"
 LINK_NAME = "(r.form = {s}.form OR (r.pinyin = {s}.pinyin AND r.pinyin <> ''))"
 EXACT_SQL = f"""
     CREATE OR REPLACE TEMP TABLE link_exact AS
-    SELECT r.rec, s.person_key, bool_or({LINK_NAME.format(s='s')}) AS agrees,
-           bool_or(r.form = s.former_form OR (r.pinyin = s.former_pinyin AND r.pinyin <> '')) AS agrees_former
-    FROM link_recs r JOIN link_spine s ON s.id_number = r.id WHERE r.id_status = 'valid'
-    GROUP BY r.rec, s.person_key"""
+    SELECT r.rec, s.person_key, s.holders, {LINK_NAME.format(s='s')} AS agrees,
+           (r.form = s.former_form OR (r.pinyin = s.former_pinyin AND r.pinyin <> '')) AS agrees_former
+    FROM link_recs r JOIN link_spine s ON s.id_number = r.id WHERE r.id_status = 'valid'"""
 # The links no score is needed for, each with its reason: `exact` (explained only when the number
 # is shared), `former_name`, and `household`: the number is a member's of one hukou household and
-# the name another member's (a child's school or insurance record under a parent's ID).
-SURE_SQL = f"""
+# the name another member's (a child's school or insurance record under a parent's ID). Almost
+# every number has one holder whose name agrees: only the rest is aggregated.
+SURE_SQL = ["""
+    CREATE OR REPLACE TEMP TABLE link_shared AS
+    SELECT rec, count(*) FILTER (WHERE agrees) AS now, any_value(person_key) FILTER (WHERE agrees) AS person_key,
+           count(*) AS holders, bool_or(agrees IS NULL) AS unnamed
+    FROM link_exact WHERE holders > 1 GROUP BY rec""", """
+    CREATE OR REPLACE TEMP TABLE link_conflict AS
+    SELECT rec FROM link_exact WHERE holders = 1 AND agrees = FALSE
+    UNION ALL SELECT rec FROM link_shared WHERE now = 0 AND NOT unnamed""", f"""
     CREATE OR REPLACE TEMP TABLE link_sure AS
-    WITH holders AS (SELECT rec, count(*) AS n, count(*) FILTER (WHERE agrees) AS now,
-                            count(*) FILTER (WHERE agrees_former AND NOT coalesce(agrees, FALSE)) AS before,
-                            bool_or(agrees IS NULL) AS unnamed
-                     FROM link_exact GROUP BY rec),
-    exact AS (
-        SELECT e.rec, e.person_key, CASE WHEN h.now = 1 THEN 'exact' ELSE 'former_name' END AS method,
-               CASE WHEN h.now = 1 AND h.n > 1 THEN '{{"rule": "shared_id", "holders": ' || h.n || '}}'
-                    WHEN h.now = 0 THEN '{{"rule": "former_name"}}' END AS explanation
-        FROM link_exact e JOIN holders h ON h.rec = e.rec
-        WHERE (h.now = 1 AND e.agrees) OR (h.now = 0 AND h.before = 1 AND e.agrees_former AND NOT coalesce(e.agrees, FALSE))),
+    WITH former AS (
+        SELECT e.rec, any_value(e.person_key) AS person_key
+        FROM link_exact e SEMI JOIN link_conflict c ON c.rec = e.rec WHERE e.agrees_former
+        GROUP BY e.rec HAVING count(*) = 1),
     household AS (
         SELECT r.rec, any_value(m.person_key) AS person_key
-        FROM holders h JOIN link_recs r ON r.rec = h.rec
+        FROM link_conflict c ANTI JOIN former f ON f.rec = c.rec
+        JOIN link_recs r ON r.rec = c.rec
         JOIN link_spine s ON s.id_number = r.id
         JOIN link_spine m ON m.hukou_number = s.hukou_number AND m.person_key <> s.person_key AND m.is_primary
              AND ({LINK_NAME.format(s='m')} OR r.form = m.former_form OR (r.pinyin = m.former_pinyin AND r.pinyin <> ''))
-        WHERE h.now = 0 AND h.before = 0 AND NOT h.unnamed
         GROUP BY r.rec HAVING count(DISTINCT m.person_key) = 1)
-    SELECT rec, person_key, method, explanation FROM exact
+    SELECT rec, person_key, 'exact' AS method, NULL::VARCHAR AS explanation FROM link_exact WHERE holders = 1 AND agrees
     UNION ALL
-    SELECT rec, person_key, 'household', '{{"rule": "household"}}' FROM household"""
+    SELECT rec, person_key, 'exact', '{{"rule": "shared_id", "holders": ' || holders || '}}' FROM link_shared WHERE now = 1
+    UNION ALL
+    SELECT rec, person_key, 'former_name', '{{"rule": "former_name"}}' FROM former
+    UNION ALL
+    SELECT rec, person_key, 'household', '{{"rule": "household"}}' FROM household"""]
 
 
 def _sample(con: duckdb.DuckDBPyConnection, sql: str, seed: int) -> str:
@@ -282,7 +284,8 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
     # the name of exactly one of the persons carrying that number (one number, two persons:
     # 一号多人), or from the name hukou gave that number before a correction.
     con.execute(EXACT_SQL)
-    con.execute(SURE_SQL)
+    for statement in SURE_SQL:
+        con.execute(statement)
     residue = wh.query(con, f"SELECT r.*, {HELD} AS id_held FROM link_recs r ANTI JOIN link_sure s ON s.rec = r.rec "
                             "ORDER BY r.rec")
     positives = wh.query(con, _sample(con, "SELECT r.*, TRUE AS id_held FROM link_recs r SEMI JOIN link_sure s "
@@ -323,8 +326,15 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
 def resolve(scored: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
     """One-to-one: each record's best candidate, unless a second one is also probable; with its
     explanation. Probabilities saturate (two candidates can both be ≈ 1): compare weights."""
+    # Some candidates are impossible, however alike the rest: one whose number is valid and another
+    # person's (a typo almost always breaks the check character, so a valid number names its
+    # holder), and one whose name shares nothing with the record's — not the writing, the sound, nor
+    # all but one character (the exact step already tried the household and the names hukou gave
+    # the number before: a child's record under a parent's number, or a number typed from the
+    # wrong card, is not the holder's; a birth date and a village do not make a namesake).
     # A person with a second (cancelled) number is one candidate, at its best comparison.
-    ranked = scored.sort(["rec", "weight", "person_key"], descending=[False, True, False]).unique(
+    possible = (pl.col("id") != 0) & (pl.col("name") != 0)
+    ranked = scored.filter(possible).sort(["rec", "weight", "person_key"], descending=[False, True, False]).unique(
         ["rec", "person_key"], keep="first", maintain_order=True)
     best = ranked.group_by("rec", maintain_order=True).head(2).with_columns(
         pl.col("probability").shift(-1).over("rec").alias("second"),
@@ -333,9 +343,7 @@ def resolve(scored: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
     best = best.with_columns(pl.col("second").fill_null(0.0), pl.col("second_weight").fill_null(-1e9))
     ambiguous = (pl.col("second") >= thresholds.margin) & (pl.col("second_weight") >= pl.col("weight") - thresholds.margin_bits)
     # A tie is not a link: two people fit equally (a common name in one village, no ID).
-    # Nor is a valid ID that is not the candidate's: a typo always breaks the check character,
-    # so a valid ID names someone else, however alike the names, birthdays and villages.
-    method = (pl.when(ambiguous | (pl.col("id") == 0)).then(pl.lit("none"))
+    method = (pl.when(ambiguous).then(pl.lit("none"))
               .when(pl.col("probability") >= thresholds.link).then(pl.lit("fuzzy"))
               .when(pl.col("probability") >= thresholds.review).then(pl.lit("review"))
               .otherwise(pl.lit("none")))
@@ -350,7 +358,7 @@ OUTCOME_SQL = """
     SELECT r.rec, r.dataset, r.source_file, r.source_row, r.role, coalesce(e.person_key, f.person_key) AS person_key,
            coalesce(e.method, f.method, 'none') AS method,
            CASE WHEN e.rec IS NOT NULL THEN 1.0 ELSE f.score END AS score,
-           r.rec IN (SELECT rec FROM link_exact GROUP BY rec HAVING NOT bool_or(coalesce(agrees, TRUE))) AS id_name_conflict,
+           r.rec IN (SELECT rec FROM link_conflict) AS id_name_conflict,
            coalesce(e.explanation, f.explanation) AS explanation
     FROM link_recs r
     LEFT JOIN link_sure e ON e.rec = r.rec
@@ -397,7 +405,7 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
     except Exception:
         wh.rollback(con)
         raise
-    for table in ("link_recs", "link_spine", "link_exact", "link_sure", "link_fuzzy"):
+    for table in ("link_recs", "link_spine", "link_exact", "link_shared", "link_conflict", "link_sure", "link_fuzzy"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return result
 
@@ -412,7 +420,7 @@ def link_frame(recs: pl.DataFrame, people: pl.DataFrame, thresholds: Thresholds 
         con.register("_recs", recs.select(RECORD_COLUMNS))
         con.register("_people", people.select(SPINE_COLUMNS))
         con.execute("CREATE TEMP TABLE link_recs AS SELECT * FROM _recs")
-        con.execute("CREATE TEMP TABLE link_spine AS SELECT * FROM _people")
+        con.execute("CREATE TEMP TABLE link_spine AS SELECT *, count(*) OVER (PARTITION BY id_number) AS holders FROM _people")
         result = link_staged(con, thresholds, seed)
         result.links = wh.query(con, OUTCOME_SQL + " ORDER BY r.rec")
         counts = result.links.group_by("method").len().to_dict(as_series=False)

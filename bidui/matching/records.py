@@ -26,84 +26,97 @@ def _snapshot(con: duckdb.DuckDBPyConnection, dataset: str, night: date) -> date
     return wh.in_force(con, night).get(dataset)
 
 
-# The identity of every hukou record with a valid ID (`person_key`): its ID number, unless that
-# number is held by two different persons (一号多人: told apart by hukou number, and by rank within
-# it should both sit in one household), or the record is a cancelled (注销) second number of a
-# person with a living record under another number (一人多号: that record's key, not primary).
-# Two rows of one person under one number (listed twice) share the key.
+# The identity of a hukou record with a valid ID (`person_key`) is its ID number, except in two
+# cases, which `hukou_identity` lists (it stays small: a join with four million rows costs nothing):
+# - a number held by two different persons (一号多人: another name or birth date): ID~hukou number
+#   (and ~rank, should both sit in one household);
+# - a cancelled (注销) record whose name, sex, birth date and county are those of exactly one living
+#   (正常) record under another number (一人多号): that record's key, and not primary (it is not a
+#   second person).
+# Two rows of one person under one number (listed twice) are one person.
 IDENTITY_SQL = """
     WITH h AS (
-        SELECT h.source_row, h.id_number, h.hukou_number, h.status, h.sex, k.simplified AS form,
-               substr(h.address_code, 1, 6) AS county,
-               coalesce(h.birth_date, try_strptime(substr(h.id_number, 7, 8), '%Y%m%d')::DATE) AS born
-        FROM ds_hukou h LEFT JOIN name_keys k ON k.name = h.name
-        WHERE h.snapshot_date = ? AND h.id_number_status = 'valid'),
-    shared AS (
-        SELECT id_number FROM h GROUP BY id_number
-        HAVING count(DISTINCT coalesce(form, '') || '|' || coalesce(CAST(born AS VARCHAR), '')) > 1),
+        SELECT source_row, id_number, name, hukou_number, status, sex, substr(address_code, 1, 6) AS county,
+               coalesce(birth_date, try_strptime(substr(id_number, 7, 8), '%Y%m%d')::DATE) AS born
+        FROM ds_hukou WHERE snapshot_date = ? AND id_number_status = 'valid'),
+    repeated AS (SELECT h.* FROM h SEMI JOIN (SELECT id_number FROM h GROUP BY id_number HAVING count(*) > 1) x
+                 ON x.id_number = h.id_number),
+    shared AS (SELECT id_number FROM repeated GROUP BY id_number
+               HAVING count(DISTINCT name) > 1 OR count(DISTINCT born) > 1),
     keyed AS (
-        SELECT h.*, CASE WHEN s.id_number IS NULL THEN h.id_number
-                         ELSE h.id_number || '~' || coalesce(h.hukou_number, '')
-                              || CASE WHEN count(*) OVER (PARTITION BY h.id_number, h.hukou_number) > 1
-                                      THEN '~' || dense_rank() OVER (PARTITION BY h.id_number, h.hukou_number
-                                                                     ORDER BY h.form, h.born) ELSE '' END END AS own_key
-        FROM h LEFT JOIN shared s ON s.id_number = h.id_number),
-    second_numbers AS (
-        SELECT c.source_row, min(o.own_key) AS person_key
-        FROM keyed c JOIN keyed o ON o.form = c.form AND o.born = c.born AND o.county = c.county
-             AND o.sex IS NOT DISTINCT FROM c.sex AND o.status = '正常' AND o.id_number <> c.id_number
-        WHERE c.status = '注销'
-        GROUP BY c.source_row HAVING count(DISTINCT o.own_key) = 1)
-    SELECT k.source_row, coalesce(a.person_key, k.own_key) AS person_key, a.source_row IS NULL AS is_primary
-    FROM keyed k LEFT JOIN second_numbers a ON a.source_row = k.source_row"""
+        SELECT r.source_row, r.id_number || '~' || coalesce(r.hukou_number, '')
+               || CASE WHEN count(*) OVER (PARTITION BY r.id_number, r.hukou_number) > 1
+                       THEN '~' || dense_rank() OVER (PARTITION BY r.id_number, r.hukou_number ORDER BY r.name, r.born)
+                       ELSE '' END AS person_key
+        FROM repeated r SEMI JOIN shared s ON s.id_number = r.id_number),
+    cancelled AS (SELECT * FROM h WHERE status = '注销'),
+    living AS (
+        SELECT l.*, coalesce(k.person_key, l.id_number) AS own_key
+        FROM h l SEMI JOIN cancelled c ON c.name = l.name AND c.born = l.born AND c.county = l.county
+        LEFT JOIN keyed k ON k.source_row = l.source_row
+        WHERE l.status = '正常'),
+    second AS (
+        SELECT c.source_row, min(l.own_key) AS person_key
+        FROM cancelled c JOIN living l ON l.name = c.name AND l.born = c.born AND l.county = c.county
+             AND l.sex IS NOT DISTINCT FROM c.sex AND l.id_number <> c.id_number
+        GROUP BY c.source_row HAVING count(DISTINCT l.own_key) = 1)
+    SELECT source_row, person_key, TRUE AS is_primary FROM keyed ANTI JOIN second USING (source_row)
+    UNION ALL
+    SELECT source_row, person_key, FALSE FROM second"""
 IDENTITY_DDL = ("CREATE TABLE IF NOT EXISTS hukou_identity (snapshot_date DATE NOT NULL, source_row BIGINT NOT NULL, "
                 "person_key VARCHAR NOT NULL, is_primary BOOLEAN NOT NULL)")
-# Every name a hukou ID number has carried, so a record linked through a name that hukou has since
-# corrected still finds its person (the register and departments follow a correction late).
-NAME_HISTORY_DDL = ("CREATE TABLE IF NOT EXISTS hukou_names (id_number VARCHAR NOT NULL, form VARCHAR NOT NULL, "
-                    "pinyin VARCHAR, first_seen DATE NOT NULL)")
+IDENTITY_RUNS_DDL = "CREATE TABLE IF NOT EXISTS hukou_identity_runs (snapshot_date DATE PRIMARY KEY)"
+# The name each hukou number carries, and the one it carried before its last correction: a record
+# linked through the old name still finds its person (the register and departments follow a
+# correction late). Numbers two persons share are left out (neither name is a former one).
+NAME_HISTORY_DDL = ("CREATE TABLE IF NOT EXISTS hukou_names (id_number VARCHAR NOT NULL, name VARCHAR NOT NULL, "
+                    "former VARCHAR, changed_on DATE)")
 
 
 def ensure_identity(con: duckdb.DuckDBPyConnection, snap: date) -> None:
-    """The identities of a hukou snapshot, computed once and kept (the linker and the rules read them)."""
+    """The identity exceptions of a hukou snapshot, computed once and kept (the linker and the
+    rules read them)."""
     con.execute(IDENTITY_DDL)
-    if con.execute("SELECT count(*) FROM hukou_identity WHERE snapshot_date = ?", [snap]).fetchone()[0]:
+    con.execute(IDENTITY_RUNS_DDL)
+    if con.execute("SELECT count(*) FROM hukou_identity_runs WHERE snapshot_date = ?", [snap]).fetchone()[0]:
         return
+    con.execute("DELETE FROM hukou_identity WHERE snapshot_date = ?", [snap])
     con.execute(f"INSERT INTO hukou_identity SELECT ?::DATE, * FROM ({IDENTITY_SQL})", [snap, snap])
+    con.execute("INSERT INTO hukou_identity_runs VALUES (?)", [snap])
 
 
 def remember_names(con: duckdb.DuckDBPyConnection, snap: date) -> None:
-    """Add the snapshot's new (ID, name form) pairs to the name history."""
+    """Bring the name history up to the snapshot: a number whose name changed keeps the old one."""
     con.execute(NAME_HISTORY_DDL)
     con.execute("""
-        INSERT INTO hukou_names
-        SELECT c.id_number, c.form, c.pinyin, ?::DATE FROM (
-            SELECT h.id_number, k.simplified AS form, any_value(k.pinyin) AS pinyin
-            FROM ds_hukou h JOIN name_keys k ON k.name = h.name
-            WHERE h.snapshot_date = ? AND h.id_number_status = 'valid' AND k.simplified IS NOT NULL GROUP BY ALL) c
-        ANTI JOIN hukou_names n ON n.id_number = c.id_number AND n.form = c.form""", [snap, snap])
+        CREATE OR REPLACE TEMP TABLE _names_now AS
+        SELECT id_number, min(name) AS name FROM ds_hukou
+        WHERE snapshot_date = ? AND id_number_status = 'valid' AND name IS NOT NULL AND name <> ''
+        GROUP BY id_number HAVING min(name) = max(name)""", [snap])
+    con.execute("""
+        UPDATE hukou_names SET former = hukou_names.name, name = c.name, changed_on = ?
+        FROM _names_now c WHERE c.id_number = hukou_names.id_number AND c.name <> hukou_names.name""", [snap])
+    con.execute("INSERT INTO hukou_names SELECT c.id_number, c.name, NULL, NULL FROM _names_now c "
+                "ANTI JOIN hukou_names n ON n.id_number = c.id_number")
+    con.execute("DROP TABLE _names_now")
 
 
 # Parameters: the snapshot date, twice.
 SPINE_SQL = """
     WITH cur AS (
-        SELECT i.person_key, h.id_number, i.is_primary, h.name, k.simplified AS form, k.pinyin, h.sex, h.birth_date,
-               h.address_code AS village, h.status, h.status_date, h.hukou_number, h.relation, h.source_row
-        FROM ds_hukou h JOIN hukou_identity i ON i.snapshot_date = h.snapshot_date AND i.source_row = h.source_row
-        LEFT JOIN name_keys k ON k.name = h.name
-        WHERE h.snapshot_date = ?),
-    renamed AS (SELECT id_number FROM hukou_names GROUP BY id_number HAVING count(*) > 1),
-    former AS (
-        SELECT c.person_key, c.id_number, arg_max(n.form, n.first_seen) AS former_form,
-               arg_max(n.pinyin, n.first_seen) AS former_pinyin
-        FROM cur c SEMI JOIN renamed r ON r.id_number = c.id_number
-        -- a number two persons share carries both their names: neither is a former name
-        JOIN hukou_names n ON n.id_number = c.id_number AND n.form <> c.form AND n.first_seen < ?
-        WHERE c.person_key = c.id_number
-        GROUP BY ALL)
-    SELECT DISTINCT ON (c.person_key, c.id_number) c.* EXCLUDE (source_row), f.former_form, f.former_pinyin
-    FROM cur c LEFT JOIN former f ON f.person_key = c.person_key AND f.id_number = c.id_number
-    ORDER BY c.person_key, c.id_number, c.source_row"""
+        SELECT coalesce(i.person_key, h.id_number) AS person_key, h.id_number, coalesce(i.is_primary, TRUE) AS is_primary,
+               h.name, h.sex, h.birth_date, h.address_code AS village, h.status, h.status_date, h.hukou_number,
+               h.relation, h.source_row
+        FROM ds_hukou h LEFT JOIN hukou_identity i ON i.snapshot_date = h.snapshot_date AND i.source_row = h.source_row
+        WHERE h.snapshot_date = ? AND h.id_number_status = 'valid'),
+    first AS (SELECT min(source_row) AS source_row FROM cur GROUP BY person_key, id_number),
+    former AS (SELECT n.id_number, k.simplified AS former_form, k.pinyin AS former_pinyin
+               FROM hukou_names n JOIN name_keys k ON k.name = n.former
+               WHERE n.former IS NOT NULL AND n.changed_on <= ?)
+    SELECT c.* EXCLUDE (source_row), k.simplified AS form, k.pinyin, f.former_form, f.former_pinyin
+    FROM cur c SEMI JOIN first USING (source_row)
+    LEFT JOIN name_keys k ON k.name = c.name
+    LEFT JOIN former f ON f.id_number = c.id_number AND c.person_key = c.id_number"""
 
 
 def spine_snapshot(con: duckdb.DuckDBPyConnection, night: date) -> date:

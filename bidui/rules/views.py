@@ -65,8 +65,10 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
                 ensure_identity(con, snap)
             con.execute(f"""
                 CREATE TEMP {kind} hukou_linked AS
-                SELECT d.*, i.person_key AS ident, NULL::VARCHAR AS link_method, NULL::DOUBLE AS link_score,
-                       NULL::VARCHAR AS link_explanation, i.person_key, coalesce(i.is_primary, TRUE) AS is_primary
+                SELECT d.*, coalesce(i.person_key, CASE WHEN d.id_number_status = 'valid' THEN d.id_number END) AS ident,
+                       NULL::VARCHAR AS link_method, NULL::DOUBLE AS link_score, NULL::VARCHAR AS link_explanation,
+                       coalesce(i.person_key, CASE WHEN d.id_number_status = 'valid' THEN d.id_number END) AS person_key,
+                       coalesce(i.is_primary, TRUE) AS is_primary
                 FROM ds_hukou d LEFT JOIN hukou_identity i ON i.snapshot_date = d.snapshot_date AND i.source_row = d.source_row
                 WHERE {where}""")
             continue
