@@ -315,6 +315,7 @@ def real(tmp_path_factory: pytest.TempPathFactory):
         ("shared_b", "黄丽", c["shared_b"][0]),
         ("second", "何平", c["second"][0]),
         ("renamed", "马晓东", c["renamed"][0]),
+        ("renamed_typo", "马晓东", c["renamed"][0][:12] + str((int(c["renamed"][0][12]) + 1) % 10) + c["renamed"][0][13:]),
     ]
     nights = {}
     for night, renamed in ((NIGHT, "马晓东"), (NIGHT2, "马东升")):
@@ -415,6 +416,9 @@ def test_a_hukou_name_correction_keeps_the_link_through_the_old_name(real) -> No
     assert nights[NIGHT]["renamed"]["method"] == "exact"
     got = nights[NIGHT2]["renamed"]
     assert (got["person_key"], got["method"]) == (_key(c, "renamed"), "former_name"), got
+    typo = nights[NIGHT2]["renamed_typo"]  # the old name and a mistyped number: scored against the old name
+    assert typo["person_key"] == _key(c, "renamed") and typo["method"] in ("fuzzy", "review"), typo
+    assert {p["comparison"]: p["level"] for p in json.loads(typo["explanation"])["parts"]}["name"] == "same writing"
 
 
 def test_namesakes_are_told_apart_by_the_death_date(real) -> None:

@@ -65,7 +65,8 @@ def _keys(p: pl.DataFrame) -> pl.DataFrame:
     """A person's side of a comparison (one row per person and ID number the person carries)."""
     return p.select(pl.col("person_key"), pl.col("id_number").alias("k_id"), pl.col("form").alias("k_form"),
                     pl.col("pinyin").alias("k_pinyin"), pl.col("sex").alias("k_sex"), pl.col("birth_date").alias("k_birth"),
-                    pl.col("village").alias("k_village"), pl.col("relation").alias("k_relation"))
+                    pl.col("village").alias("k_village"), pl.col("relation").alias("k_relation"),
+                    pl.col("former_form").alias("k_former_form"), pl.col("former_pinyin").alias("k_former_pinyin"))
 
 
 def _first15(ids: pl.Expr) -> pl.Expr:
@@ -150,14 +151,19 @@ def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
         pl.when(pl.col("id").str.slice(16, 1).cast(pl.Int8, strict=False) % 2 == 1).then(pl.lit("男")).otherwise(pl.lit("女")))
     apart, swapped, apart15 = cmp.id_edits(pairs["id"], pairs["k_id"])
     one_apart, but_unknown = cmp.name_edits(pairs["form"], pairs["k_form"])
+    was_one_apart, was_but_unknown = cmp.name_edits(pairs["form"], pairs["k_former_form"])
     edits = pl.DataFrame({"_apart": apart, "_swapped": swapped, "_apart15": apart15, "_one_apart": one_apart,
-                          "_but_unknown": but_unknown})
+                          "_but_unknown": but_unknown, "_was_one_apart": was_one_apart, "_was_but_unknown": was_but_unknown})
     return pl.concat([pairs, edits], how="horizontal").select(
         "rec", "person_key",
         cmp.id_level(pl.col("id"), pl.col("id_status"), pl.col("k_id"), pl.col("_apart"), pl.col("_swapped"),
                      pl.col("_apart15"), pl.col("id_held")).alias("id"),
-        cmp.name_level(pl.col("form"), pl.col("pinyin"), pl.col("k_form"), pl.col("k_pinyin"), pl.col("_one_apart"),
-                       pl.col("_but_unknown")).alias("name"),
+        # The name compared with the person's, or with the name hukou gave the number before a correction.
+        pl.max_horizontal(
+            cmp.name_level(pl.col("form"), pl.col("pinyin"), pl.col("k_form"), pl.col("k_pinyin"), pl.col("_one_apart"),
+                           pl.col("_but_unknown")),
+            cmp.name_level(pl.col("form"), pl.col("pinyin"), pl.col("k_former_form"), pl.col("k_former_pinyin"),
+                           pl.col("_was_one_apart"), pl.col("_was_but_unknown")).fill_null(-1)).alias("name"),
         cmp.birth_level(pl.coalesce(cmp.date_digits(pl.col("birth")), birth_from_id),
                         cmp.date_digits(pl.col("k_birth"))).alias("birth"),
         cmp.sex_level(pl.coalesce(pl.col("sex"), sex_from_id), pl.col("k_sex")).alias("sex"),
