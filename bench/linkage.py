@@ -252,7 +252,7 @@ def main() -> None:
         print("steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["timings"].items()) + "\n")
         print("| group (dataset or corruption) | records | true links | false links | missed | precision | recall |")
         print("|---|---|---|---|---|---|---|")
-        for group, n, tp, fp, fn, p, rc in r["table"]:
+        for group, n, tp, fp, fn, p, rc, _kind in r["table"]:
             print(f"| {group} | {n:,} | {tp:,} | {fp:,} | {fn:,} | {p:.4f} | {rc:.4f} |")
         t = r["ties"]
         print(f"\nID missing: {t['id_missing']:,} records, of which {t['ties']:,} name and village fit two or more "

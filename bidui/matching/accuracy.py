@@ -32,12 +32,19 @@ def _truth_in_force(links: pl.DataFrame, truth_dir: Path) -> pl.DataFrame:
     return truth.unique(["dataset", "source_file", "source_row", "role"], keep="last", maintain_order=True)
 
 
-def evaluate(links: pl.DataFrame, truth_dir: Path, people: pl.DataFrame | None = None
-             ) -> tuple[pl.DataFrame, pl.DataFrame]:
+def evaluate(links: pl.DataFrame, truth_dir: Path, people: pl.DataFrame | None = None,
+             ties: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(per-record comparison, summary by dataset, by corruption and by phenomenon) for a night's
     links. `people` (from `persons`) maps a person key to the ID and hukou number the answer key
-    uses; without it a key is taken for the ID number."""
+    uses; without it a key is taken for the ID number. `ties` (from `namesake_ties`): records
+    nothing in which tells two persons apart, whose right outcome is no link."""
     truth = _truth_in_force(links, truth_dir)
+    if ties is not None and ties.height:
+        tie = ties.select("dataset", "source_file", "source_row", "role").with_columns(pl.lit(True).alias("_tie"))
+        truth = truth.join(tie, on=["dataset", "source_file", "source_row", "role"], how="left").with_columns(
+            pl.when(pl.col("_tie")).then(None).otherwise(pl.col("hukou_id_number")).alias("hukou_id_number"),
+            pl.when(pl.col("_tie")).then(pl.lit("namesake_tie")).otherwise(pl.col("phenomenon")).alias("phenomenon")
+            if "phenomenon" in truth.columns else pl.lit("namesake_tie").alias("phenomenon")).drop("_tie")
     if "phenomenon" not in truth.columns:
         truth = truth.with_columns(pl.lit("").alias("phenomenon"))
     got = links.select("dataset", "source_file", "source_row", "role", "method",
@@ -68,27 +75,33 @@ def evaluate(links: pl.DataFrame, truth_dir: Path, people: pl.DataFrame | None =
                        pl.col("fn").sum()).with_columns(
         (pl.col("tp") / (pl.col("tp") + pl.col("fp"))).alias("precision"),
         (pl.col("tp") / (pl.col("tp") + pl.col("fn"))).alias("recall"))
-    table = pl.concat([overall, summary("dataset").rename({"dataset": "group"}),
-                       summary("corruption").rename({"corruption": "group"}),
-                       summary("phenomenon").filter(pl.col("phenomenon") != "")
-                       .with_columns(("phenomenon:" + pl.col("phenomenon")).alias("phenomenon"))
-                       .rename({"phenomenon": "group"})], how="vertical_relaxed")
+    phenomena = summary("phenomenon").filter(pl.col("phenomenon") != "").with_columns(
+        ("phenomenon:" + pl.col("phenomenon")).alias("phenomenon"))
+    table = pl.concat([t.rename({t.columns[0]: "group"}).with_columns(pl.lit(kind).alias("kind"))
+                       for kind, t in (("all", overall), ("dataset", summary("dataset")),
+                                       ("corruption", summary("corruption")), ("phenomenon", phenomena))],
+                      how="vertical_relaxed")
     return j, table
 
 
-def namesake_ties(con: duckdb.DuckDBPyConnection, night: date, per_record: pl.DataFrame) -> pl.DataFrame:
+def tie_records(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
     """Records without an ID whose name and village fit two or more hukou persons (household
     heads, for records that name a head): nothing in them tells the persons apart, and the linker
-    must not choose (a tie is no link). Returns per_record's rows for them."""
+    must not choose (a tie is no link). Their keys: dataset, source_file, source_row, role."""
     sql, args, _ = records_sql(con, night)
     if sql is None:
-        return per_record.clear()
+        return pl.DataFrame(schema={"dataset": pl.String, "source_file": pl.String, "source_row": pl.Int64,
+                                    "role": pl.String})
     snap = spine_snapshot(con, night)
     prepare_spine(con, snap)
-    ties = wh.query(con, f"""
+    return wh.query(con, f"""
         SELECT r.dataset, r.source_file, r.source_row, r.role
         FROM ({sql}) r JOIN ({SPINE_SQL}) s ON s.form = r.form AND s.village = r.village AND s.is_primary
              AND (r.is_head IS NULL OR s.relation = '户主')
         WHERE r.id_status = 'missing'
         GROUP BY ALL HAVING count(*) >= 2""", [*args, snap, snap])
-    return per_record.join(ties, on=["dataset", "source_file", "source_row", "role"], how="semi")
+
+
+def namesake_ties(con: duckdb.DuckDBPyConnection, night: date, per_record: pl.DataFrame) -> pl.DataFrame:
+    """per_record's rows for the records of `tie_records`."""
+    return per_record.join(tie_records(con, night), on=["dataset", "source_file", "source_row", "role"], how="semi")
