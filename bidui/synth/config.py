@@ -48,6 +48,31 @@ class CorruptionRates:
     register_id: float = 0.004  # register member IDs: digit or transposition (invalid)
     register_id_form: float = 0.01  # register member IDs: 15-digit, lower x, full width
     outsiders: float = 0.02  # department records of people outside the prefecture
+    # Names as other systems write them (issue 15): part of the one name corruption per record.
+    name_placeholder: float = 0.002  # one character written as □ ? * or 〓 (outside the character set)
+    name_pinyin: float = 0.001  # one given-name character written as lower-case toneless pinyin (王yan)
+    name_annotation: float = 0.002  # an annotation appended: 张三(户主), 李四（已故）
+    name_invisible: float = 0.003  # zero-width space, BOM, full-width space, leading or trailing space
+    # Record-level phenomena (issue 15), applied after the ordinary corruptions.
+    household_students: float = 0.01  # a pupil's record (under 18) under a parent's ID
+    household_infant_insurance: float = 0.03  # an infant's (under 7) insurance record under a parent's ID
+    household_infant_claims: float = 0.03  # an infant's medical bill under a parent's ID
+    id_valid_unheld: float = 0.001  # two digits of the sequence code changed, check character still valid
+    id_digit_excel: float = 0.01  # of number cells: one digit mistyped, then truncated by Excel
+    id_and_name: float = 0.001  # an ID typo and a damaged name on one record
+    two_ids_records: float = 0.3  # share of a two-ID person's records that carry the old (注销) ID
+
+
+@dataclass(frozen=True)
+class DefectRates:
+    """Defects of the true world (issue 15): per hukou person; every kind occurs at least
+    `min_plants` times (name corrections: at least two a night)."""
+
+    shared_id: float = 0.0002  # pairs: B's ID becomes A's (一号多人)
+    two_ids: float = 0.0002  # a second, cancelled hukou record under another ID (一人多号)
+    name_corrected: float = 0.0001  # each night from the second: hukou corrects a name
+    namesake_village: float = 0.003  # renamed to a same-sex villager's exact name
+    namesake_household: float = 0.0001  # renamed to a same-sex household member of another generation
 
 
 @dataclass(frozen=True)
@@ -68,6 +93,7 @@ class SynthConfig:
     start: str = "2026-11-20"
     corruption: CorruptionRates = field(default_factory=CorruptionRates)
     plants: PlantRates = field(default_factory=PlantRates)
+    defects: DefectRates = field(default_factory=DefectRates)
     register_share: float = 0.10  # of rural hukou households
     skip_dataset: str = "students"  # education skips the second night
     truncate_dataset: str = "property"  # housing sends a truncated file on one night

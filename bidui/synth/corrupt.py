@@ -2,9 +2,13 @@
 per row (`_name_corr`, `_id_corr`) so accuracy can be measured per corruption type.
 
 Name corruptions: typo (look-alike or other character), homophone (同音字), traditional
-characters, stray space, middle-dot variant, `*` for a character (register only).
+characters, stray space, middle-dot variant, `*` for a character (register only), and names as
+other systems write them: a placeholder (□ ? * 〓) or lower-case pinyin for a character, an
+annotation in the name field, invisible characters.
 ID corruptions: one digit, adjacent transposition, 15-digit form, lower-case x, full-width
-digits, spaces, missing, and Excel's float (XLSX writers store the cell as a number).
+digits, spaces, missing, and Excel's float (XLSX writers store the cell as a number); the
+record-level phenomena of issue 15 (another's ID, a valid ID nobody holds, …) are in
+`phenomena.py`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,12 @@ LOOK_ALIKE = {
     "华": "毕", "国": "固", "建": "健", "春": "舂", "秀": "莠", "兰": "芏", "平": "乎", "伟": "纬",
 }
 DOT_VARIANTS = (".", "•", "・", "‧", "．")
+# What a system writes for a character outside its character set.
+PLACEHOLDERS = ("□", "?", "*", "〓")
+# Annotations other systems put in the name field.
+ANNOTATIONS = ("(户主)", "（户主）", "(已故)", "（已故）", "(迁出)", "（之妻）")
+# Weights of ID positions 15–17 (the sequence code) in the check character's sum.
+_SEQ_WEIGHTS = (8, 4, 2)
 FULLWIDTH = str.maketrans("0123456789X", "０１２３４５６７８９Ｘ")
 _EXTRA = ("伟玮炜苇卫为维微 丽莉俐立力利栗 华化花桦 明鸣铭名 军君均钧 强墙蔷 红宏洪鸿虹 英莺鹰瑛樱 "
           "兰蓝岚澜 芳方芬 秀绣 珍贞真桢 梅玫媚 燕艳雁彦 霞侠峡 平萍苹评 国果郭 建健剑键 勇永涌泳 "
@@ -117,6 +127,57 @@ def space(name: str, rng: np.random.Generator) -> str:
     return " " + name + " "
 
 
+def placeholder(name: str, rng: np.random.Generator) -> str | None:
+    """One character (the given name first) written as a placeholder: `王□`, `李?华`."""
+    pos = _positions(name)
+    if not pos:
+        return None
+    i = pos[int(rng.integers(len(pos)))]
+    mark = PLACEHOLDERS[int(rng.integers(len(PLACEHOLDERS)))]
+    return name[:i] + mark + name[i + 1 :]
+
+
+@lru_cache(maxsize=8192)
+def _pinyin(char: str) -> str:
+    from pypinyin import Style, lazy_pinyin
+
+    return lazy_pinyin(char, style=Style.NORMAL)[0]
+
+
+def pinyin(name: str, rng: np.random.Generator) -> str | None:
+    """One given-name character written as its lower-case toneless pinyin: `王yan`."""
+    pos = [i for i in _positions(name) if i > 0 and "\u4e00" <= name[i] <= "\u9fff"]
+    if not pos:
+        return None
+    i = pos[int(rng.integers(len(pos)))]
+    reading = _pinyin(name[i])
+    if not (reading.isascii() and reading.isalpha()):
+        return None
+    return name[:i] + reading.lower() + name[i + 1 :]
+
+
+def annotation(name: str, rng: np.random.Generator) -> str:
+    """An annotation in the name field: `张三(户主)`, `李四（已故）`."""
+    return name + ANNOTATIONS[int(rng.integers(len(ANNOTATIONS)))]
+
+
+def invisible(name: str, rng: np.random.Generator) -> str:
+    """A character nobody sees: zero-width space, BOM, full-width space, leading or trailing space."""
+    k = int(rng.integers(6))
+    i = 1 + int(rng.integers(max(1, len(name) - 1))) if len(name) > 1 else len(name)
+    if k == 0:
+        return name[:i] + "\u200b" + name[i:]
+    if k == 1:
+        return name + "\u200b"
+    if k == 2:
+        return "\ufeff" + name
+    if k == 3:
+        return name[:i] + "\u3000" + name[i:]
+    if k == 4:
+        return " " + name
+    return name + " "
+
+
 def dot_variant(name: str, rng: np.random.Generator) -> str | None:
     if "·" not in name:
         return None
@@ -127,6 +188,29 @@ def id_digit(id18: str, rng: np.random.Generator) -> str:
     i = int(rng.integers(6, 17))  # region digits are typed from a list, rarely wrong
     d = str((int(id18[i]) + int(rng.integers(1, 10))) % 10)
     return id18[:i] + d + id18[i + 1 :]
+
+
+def id_digit_in(id18: str, rng: np.random.Generator, first: int, last: int) -> str:
+    """One digit of positions first..last (1-based) mistyped."""
+    i = int(rng.integers(first - 1, last))
+    d = str((int(id18[i]) + int(rng.integers(1, 10))) % 10)
+    return id18[:i] + d + id18[i + 1 :]
+
+
+def unheld_candidates(id18: str) -> list[str]:
+    """Every ID two digits away inside positions 15–17 whose check character stays valid."""
+    d = [int(c) for c in id18[14:17]]
+    out = []
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        for na in range(10):
+            if na == d[a]:
+                continue
+            for nb in range(10):
+                if nb != d[b] and (_SEQ_WEIGHTS[a] * (na - d[a]) + _SEQ_WEIGHTS[b] * (nb - d[b])) % 11 == 0:
+                    seq = list(d)
+                    seq[a], seq[b] = na, nb
+                    out.append(id18[:14] + "".join(map(str, seq)) + id18[17:])
+    return out
 
 
 def id_transposition(id18: str, rng: np.random.Generator) -> str | None:
@@ -155,7 +239,8 @@ def excel_float_text(id18: str) -> str:
     return f"{id18[0]}.{id18[1:15].rstrip('0') or '0'}E+17"
 
 
-NAME_KINDS = ("name_typo", "name_homophone", "name_traditional", "name_space")
+NAME_KINDS = ("name_typo", "name_homophone", "name_traditional", "name_space", "name_placeholder", "name_pinyin",
+              "name_annotation", "name_invisible")
 ID_KINDS = ("id_digit", "id_transposition", "id_15", "id_fullwidth", "id_space")
 
 
@@ -172,6 +257,14 @@ def apply_name(kind: str, name: str, rng: np.random.Generator) -> str | None:
         return star(name, rng)
     if kind == "dot_variant":
         return dot_variant(name, rng)
+    if kind == "name_placeholder":
+        return placeholder(name, rng)
+    if kind == "name_pinyin":
+        return pinyin(name, rng)
+    if kind == "name_annotation":
+        return annotation(name, rng)
+    if kind == "name_invisible":
+        return invisible(name, rng)
     raise ValueError(kind)
 
 
@@ -226,7 +319,8 @@ def person_fields(rows: pl.DataFrame, persons: pl.DataFrame, id_col: str, name_c
     for i, v in enumerate(new_ids):
         if not id_corr[i] and v.endswith("X") and rng.random() < rates.id_lower_x:
             new_ids[i], id_corr[i] = v[:-1] + "x", "id_lower_x"
-    name_rates = (rates.name_typo, rates.name_homophone, rates.name_traditional, rates.name_space)
+    name_rates = (rates.name_typo, rates.name_homophone, rates.name_traditional, rates.name_space,
+                  rates.name_placeholder, rates.name_pinyin, rates.name_annotation, rates.name_invisible)
     new_names, name_corr = corrupt_column(names, NAME_KINDS, name_rates, rng, apply_name)
     for i, v in enumerate(new_names):
         if "·" in v and not name_corr[i] and rng.random() < rates.dot_variant:

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from bidui.datasets import BY_CODE, VEHICLE_TYPE_NAMES
-from bidui.synth import vocab
+from bidui.synth import phenomena, vocab
 from bidui.synth.corrupt import person_fields
 from bidui.synth.state import World
 from bidui.synth.world import days
@@ -31,6 +31,7 @@ def add_records(w: World, dataset: str, rows: pl.DataFrame) -> None:
         rows = person_fields(rows, w.persons, ref.id_column, ref.name_column, w.cfg.corruption, w.rng,
                              allow_missing=dataset in MISSING_ID_OK,
                              numeric_share=NUMERIC_ID_SHARE.get(dataset, 0.0))
+        rows = phenomena.apply_records(w, dataset, rows)
         if dataset == "dangerous_housing":
             # An appraisal without an ID still names its village (that is what identifies it).
             village = pl.Series(w.array("address_code")[rows["_pid"].to_numpy()])
@@ -101,16 +102,29 @@ def background_life_events(w: World) -> None:
 
 
 def hukou_table(w: World) -> pl.DataFrame:
-    """The hukou extract is the spine: clean, written straight from the truth."""
+    """The hukou extract is the spine: clean, written straight from the truth. A corrected name
+    (`hukou_name`) is written here only; a person with two IDs has a second, cancelled row
+    (`_alias`) under the old ID and an old hukou number."""
     p = w.persons.filter(pl.col("in_hukou"))
-    return p.select(
-        pl.col("id_number"), pl.col("name"),
-        pl.when(pl.col("male")).then(pl.lit("男")).otherwise(pl.lit("女")).alias("sex"),
+    name = pl.coalesce("hukou_name", "name") if "hukou_name" in p.columns else pl.col("name")
+    sex = pl.when(pl.col("male")).then(pl.lit("男")).otherwise(pl.lit("女")).alias("sex")
+    hidden = (pl.lit("").alias("_name_corr"), pl.lit(False).alias("_numeric_id"), pl.lit("").alias("_phen"))
+    main = p.select(
+        pl.col("id_number"), name.alias("name"), sex,
         pl.col("birth").alias("birth_date"), "hukou_number", "relation", "address_code", "hukou_type",
         "status", pl.when(pl.col("status_date") >= 0).then(pl.col("status_date")).alias("status_date"),
-        pl.col("pid").alias("_pid"), pl.col("pid").alias("_rec"),
-        pl.lit("").alias("_name_corr"), pl.lit("").alias("_id_corr"), pl.lit(False).alias("_numeric_id"),
+        pl.col("pid").alias("_pid"), pl.col("pid").alias("_rec"), pl.lit("").alias("_id_corr"), *hidden,
+        pl.lit(False).alias("_alias"),
     )
+    if not w.aliases.height:
+        return main
+    alias = w.aliases.join(p, on="pid", how="inner").select(
+        pl.col("alias_id_number").alias("id_number"), name.alias("name"), sex, pl.col("birth").alias("birth_date"),
+        pl.col("alias_hukou_number").alias("hukou_number"), "relation", "address_code", "hukou_type",
+        pl.lit("注销").alias("status"), pl.col("alias_status_date").alias("status_date"),
+        pl.col("pid").alias("_pid"), (pl.col("pid") + phenomena.ALIAS_REC).alias("_rec"),
+        pl.lit("id_alias").alias("_id_corr"), *hidden, pl.lit(True).alias("_alias"))
+    return pl.concat([main, alias.cast(dict(main.schema))])
 
 
 def background_changes(w: World) -> None:

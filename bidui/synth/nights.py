@@ -1,5 +1,5 @@
 """What changes between nights: deaths, cars bought and scrapped, new businesses, renovations,
-new medical bills. Each night also changes at least one register member's situation, logged as
+new medical bills, hukou name corrections. Each night also changes at least one register member's situation, logged as
 a plant (`positive` for a new clue, `gone` for evidence that disappears).
 """
 
@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from bidui.synth.departments import add_records, business_rows, claims_for, living, vehicle_rows
+from bidui.synth.phenomena import correct_names
 from bidui.synth.plants import P, Planter
 from bidui.synth.state import World
 from bidui.synth.truth import counted_vehicle, vehicle_code
@@ -98,3 +99,5 @@ def advance(w: World, night: int) -> None:
     t.flush()
     # The day's medical bills.
     add_records(w, "medical_claims", claims_for(w, living(w)["pid"].to_numpy(), run, run, 0.45))
+    # Hukou corrects a few names; the register and departments have not followed yet.
+    correct_names(w, night)

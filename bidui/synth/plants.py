@@ -19,6 +19,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
+from bidui.datasets import BY_CODE
 from bidui.synth import corrupt
 from bidui.synth.config import SIZES
 from bidui.synth.departments import (
@@ -147,7 +148,7 @@ class Planter:
         male = bool(self.rng.random() < 0.5)
         birth = self.run - age_years * 365 - (age_years // 4) - extra_days
         if self._taken is None:
-            self._taken = set(self.w.persons["id_number"].to_list())
+            self._taken = ids_in_use(self.w)
         taken = self._taken
         pid = len(self.w.persons) + len(self.new_persons)
         idn = make_ids(np.array([head["address_code"][:6]]), np.array([birth]), np.array([male]), self.rng, taken)[0]
@@ -201,7 +202,9 @@ class Planter:
         if self.member_overrides:
             m = w.tables["register_members"]
             key = pl.concat_str([pl.col("household_code"), pl.col("_pid").cast(pl.String)], separator="|")
-            for field in ("name", "id_number", "_name_corr", "_id_corr"):
+            for v in self.member_overrides.values():
+                v.setdefault("_phen", "")  # the planted writing replaces any phenomenon there
+            for field in ("name", "id_number", "_name_corr", "_id_corr", "_phen"):
                 mp = {f"{k[0]}|{k[1]}": v[field] for k, v in self.member_overrides.items() if field in v}
                 if mp:
                     m = m.with_columns(key.replace_strict(mp, default=pl.col(field), return_dtype=pl.String).alias(field))
@@ -223,6 +226,19 @@ class Planter:
 
 
 # ---------------------------------------------------------------- per rule
+
+
+def ids_in_use(w: World) -> set[str]:
+    """Every ID a new person must not get: people's IDs, second IDs, and the valid IDs departments
+    wrote that nobody holds (they must stay unheld)."""
+    taken = set(w.persons["id_number"].to_list())
+    if "alias_id_number" in w.persons.columns:
+        taken.update(w.persons["alias_id_number"].drop_nulls().to_list())
+    for dataset, df in w.tables.items():
+        ref = BY_CODE[dataset].persons[0] if BY_CODE[dataset].persons else None
+        if ref is not None and "_id_corr" in df.columns:
+            taken.update(df.filter(pl.col("_id_corr") == "id_valid_unheld")[ref.id_column].to_list())
+    return taken
 
 
 def counts(w: World, per_household: float, base: int, kinds: int) -> list[int]:
@@ -275,6 +291,8 @@ def vehicle(t: Planter, n) -> None:
             if code is None:
                 return
             pid = t.adult(code)
+            if label == N:  # a near miss: none of the person's own background evidence
+                t.drop["vehicles"].add(pid)
             reg = t.run - int(t.rng.integers(30, 12 * 365))
             df = vehicle_rows(t.w, np.array([pid]), np.array([vt]), np.array([status]), np.array([use]), np.array([reg]))
             # Some positives carry a corrupted ID, as traffic police extracts do.
@@ -300,6 +318,9 @@ def business(t: Planter, n) -> None:
             if code is None:
                 return
             pid = t.adult(code)
+            if label == N:  # a near miss: none of the person's own background evidence
+                t.drop["businesses"].add(pid)
+                t.drop["business_investors"].add(pid)
             reg_year = int(t.w.households.filter(pl.col("household_code") == code)["registered_year"][0])
             # Alternate: evidence before the household's registration (错评) and after it.
             est_year = reg_year - 2 if i % 2 == 0 else min(reg_year + 3, t.w.run.year - 1)
@@ -328,6 +349,8 @@ def urban_property(t: Planter, n) -> None:
             if code is None:
                 return
             pid = t.adult(code)
+            if label == N:  # a near miss: none of the person's own background evidence
+                t.drop["property"].add(pid)
             df = property_rows(t.w, np.array([pid]), np.array([region]), np.array([htype]))
             t.record("property", df, "owner_id_number", "owner_name",
                      name_kind="name_traditional" if t.rng.random() < 0.2 else "")
@@ -349,6 +372,7 @@ def payroll(t: Planter, n) -> None:
         if code is None:
             return
         pid = t.adult(code)
+        t.drop["payroll"].add(pid)  # a near miss: none of the person's own background evidence
         me = t.p(pid)
         other = make_ids(np.array(["510104"]), np.array([me["birth"] + 400]), np.array([me["male"]]), t.rng)[0]
         df = payroll_rows(t.w, np.array([pid])).with_columns(pl.lit(-1, pl.Int64).alias("_pid"))
@@ -657,7 +681,7 @@ def household_split(t: Planter, n) -> None:
     age = ((run - pl.col("birth")) / 365.2425).floor()
     cand = p.filter(pl.col("in_hukou") & (pl.col("status") == "正常") & pl.col("address_code").is_in(rural)
                     & (pl.col("relation").is_in(["父亲", "母亲"])) & (age >= 59)
-                    & ~pl.col("hh").is_in(w.households["hh"].implode()))
+                    & ~pl.col("hh").is_in(w.households["hh"].implode()) & ~pl.col("hh").is_in(pl.Series(w.reserved_hh, dtype=pl.Int64).implode()))
     by_hh = cand.with_columns(age.alias("age")).group_by("hh", maintain_order=True).agg(
         "pid", "address_code", pl.col("age").min().alias("youngest"))
     by_hh = by_hh.sample(fraction=1.0, shuffle=True, seed=int(t.rng.integers(1 << 31)))
@@ -719,7 +743,7 @@ def missed(t: Planter, n) -> None:
     rural = w.divisions.filter(pl.col("urban_rural") == "乡村")["code"].implode()
     urban = w.divisions.filter(pl.col("urban_rural") == "城镇")["code"].implode()
     p = w.persons.filter(pl.col("in_hukou") & (pl.col("status") == "正常") & (pl.col("relation") == "户主")
-                         & ~pl.col("hh").is_in(w.households["hh"].implode()))
+                         & ~pl.col("hh").is_in(w.households["hh"].implode()) & ~pl.col("hh").is_in(pl.Series(w.reserved_hh, dtype=pl.Int64).implode()))
     rural_heads = p.filter(pl.col("address_code").is_in(rural)).sample(fraction=1.0, shuffle=True, seed=int(t.rng.integers(1 << 31)))
     urban_heads = p.filter(pl.col("address_code").is_in(urban)).sample(fraction=1.0, shuffle=True, seed=int(t.rng.integers(1 << 31)))
     # Only as many candidate households as the plants can use: no pass over the population.

@@ -74,10 +74,13 @@ def written_members(w: World, rows: pl.DataFrame, clean: bool = False) -> pl.Dat
     if clean:
         id_corr, name_corr = [""] * len(ids), [""] * len(ids)
     else:
+        # Form only: traditional, a space, and (issue 15) an annotation or an invisible character.
         names, name_corr = corrupt.corrupt_column(
-            names, ("name_homophone", "name_typo", "name_star", "name_traditional", "name_space"),
+            names, ("name_homophone", "name_typo", "name_star", "name_traditional", "name_space", "name_annotation",
+                    "name_invisible"),
             (rates.register_name * 0.5, rates.register_name * 0.3, rates.register_name * 0.2,
-             rates.register_form * 0.6, rates.register_form * 0.4), rng, corrupt.apply_name)
+             rates.register_form * 0.45, rates.register_form * 0.25, rates.register_form * 0.15,
+             rates.register_form * 0.15), rng, corrupt.apply_name)
         ids, id_corr = corrupt.corrupt_column(
             ids, ("id_digit", "id_transposition", "id_15", "id_fullwidth", "id_lower_x"),
             (rates.register_id * 0.6, rates.register_id * 0.4, rates.register_id_form * 0.5,

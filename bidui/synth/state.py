@@ -3,7 +3,8 @@
 Department tables hold canonical column values as the department writes them, plus hidden
 columns (leading `_`) that carry the truth: `_pid` the person a row's person fields belong to
 (-1: nobody), `_rec` a stable record number, `_name_corr` / `_id_corr` the corruption applied,
-`_numeric_id` whether an XLSX writer stores the ID cell as a number (Excel mangling).
+`_numeric_id` whether an XLSX writer stores the ID cell as a number (Excel mangling), `_phen`
+a record phenomenon of issue 15 (`phenomena.py`).
 Dates are Int32 days since 1970-01-01 until a writer formats them.
 """
 
@@ -29,6 +30,9 @@ class World:
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     plants: list[dict] = field(default_factory=list)
     next_rec: int = 0
+    aliases: pl.DataFrame = field(default_factory=pl.DataFrame)  # second, cancelled hukou records (一人多号)
+    reserved_hh: list[int] = field(default_factory=list)  # households the plants leave alone (defects live there)
+    counts: dict[str, int] = field(default_factory=dict)  # how often each phenomenon was made
     _arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -61,7 +65,7 @@ class World:
         n = len(rows)
         rows = rows.with_columns(_rec=pl.Series(self.recs(n)))
         for col, dtype, default in (("_name_corr", pl.String, ""), ("_id_corr", pl.String, ""),
-                                    ("_numeric_id", pl.Boolean, False)):
+                                    ("_numeric_id", pl.Boolean, False), ("_phen", pl.String, "")):
             if col not in rows.columns:
                 rows = rows.with_columns(pl.lit(default, dtype=dtype).alias(col))
         if dataset in self.tables:

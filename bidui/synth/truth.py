@@ -68,8 +68,14 @@ def expected_clues(run: date, persons: pl.DataFrame, households: pl.DataFrame, d
     """All clues the rules should raise on `run`, given the tables in force (with `_pid`)."""
     rd = (run - date(1970, 1, 1)).days
     hukou = t["hukou"]
-    in_hukou = hukou.select(pl.col("_pid").alias("pid"), "id_number", "name", "hukou_number", "address_code",
-                            "hukou_type", "status", "status_date", "relation", "birth_date")
+    # A person's hukou record is the primary one: a second, cancelled record under an old ID
+    # (一人多号, `_alias`) is not a second person and raises nothing. Everything joins on the
+    # person (`_pid`), never on an ID number, which two people may share (一号多人).
+    alias = pl.col("_alias") if "_alias" in hukou.columns else pl.lit(False)
+    all_records = hukou.select(pl.col("_pid").alias("pid"), "id_number", "name")
+    in_hukou = hukou.filter(~alias).select(pl.col("_pid").alias("pid"), "id_number", "name", "hukou_number",
+                                           "address_code", "hukou_type", "status", "status_date", "relation",
+                                           "birth_date")
     members = t["register_members"].with_row_index("_row")
     norm = [normalise_id(v) for v in members["id_number"].to_list()]
     members = members.with_columns(
@@ -202,8 +208,11 @@ def expected_clues(run: date, persons: pl.DataFrame, households: pl.DataFrame, d
                                   *[c for c in subject_cols[1:]]), pl.col("subject_id_number_raw"))
     nowhere = subjects.filter(~pl.col("subject_pid").is_in(in_hukou["pid"].implode()))
     emit("NOT_IN_HUKOU", nowhere, pl.lit(""))
+    # The member's name against the hukou record of that same person carrying the member's ID (the
+    # cancelled record for an old ID), never against another person who shares the ID.
     exact = linked.filter(pl.col("id_status") == str(IdStatus.VALID)).join(
-        in_hukou.select(pl.col("id_number").alias("norm_id"), pl.col("name").alias("hukou_name")), on="norm_id")
+        all_records.select(pl.col("pid").alias("_pid"), pl.col("id_number").alias("norm_id"),
+                           pl.col("name").alias("hukou_name")), on=["_pid", "norm_id"])
     exact = exact.filter(pl.col("name").map_elements(form_key, return_dtype=pl.String)
                          != pl.col("hukou_name").map_elements(form_key, return_dtype=pl.String))
     exact = exact.sort("household_code", "_row").unique(["_pid", "hukou_name"], keep="first", maintain_order=True)
