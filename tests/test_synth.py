@@ -63,11 +63,15 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path: Path) -> None:
 
 def test_every_clean_id_is_valid_and_agrees_with_sex_and_birth(tiny: Path) -> None:
     people = pl.read_parquet(tiny / "truth" / "residents.parquet")
-    for idn, sex, born in people.select("id_number", "sex", "birth_date").iter_rows():
+    for idn, sex, born, shared in people.select("id_number", "sex", "birth_date", "shared_id").iter_rows():
         assert normalise_id(idn) == (idn, IdStatus.VALID)
-        assert (int(idn[16]) % 2 == 1) == (sex == "男")
-        assert idn[6:14] == born.strftime("%Y%m%d")
-    assert people["id_number"].is_unique().all()
+        if not shared:  # a shared ID was A's first: it need not fit B
+            assert (int(idn[16]) % 2 == 1) == (sex == "男")
+            assert idn[6:14] == born.strftime("%Y%m%d")
+    # IDs are unique but for the shared ones (一号多人), each held by exactly two people.
+    held = people.group_by("id_number").agg(pl.len().alias("n"), pl.col("shared_id").all().alias("shared"))
+    assert held.filter(pl.col("n") > 1)["shared"].all() and held["n"].max() == 2
+    assert held.filter(pl.col("shared")).height == people["shared_id"].sum() // 2
     for night in NIGHTS:
         rec = pl.read_parquet(tiny / "truth" / night / "records.parquet")
         clean = rec.filter((pl.col("id_corruption") == "") & pl.col("true_id_number").is_not_null())
@@ -163,7 +167,7 @@ def test_truth_records_match_the_files(tiny: Path, night: str) -> None:
         names = table.data[f"c{pos[ref.name_column]}"].to_list()
         for row, raw_id, raw_name, corr in mine.select("source_row", "id_number_raw", "name_raw", "id_corruption").iter_rows():
             file_id, file_name = ids[row - 1], names[row - 1]
-            if corr == "id_excel_numeric":
+            if corr in ("id_excel_numeric", "id_digit_excel"):
                 assert normalise_id(file_id)[0][:15] == raw_id[:15]
             elif raw_id:
                 assert (file_id or "").strip() == raw_id.strip(), (f["file"], row)
@@ -273,6 +277,30 @@ def test_corruptions_all_occur_at_about_their_rates(small: Path) -> None:
         assert 0.4 * rate < got < 1.8 * rate, (kind, got, rate)
     for kind in ("id_15", "id_lower_x", "id_missing", "id_excel_numeric", "dot_variant"):
         assert (ids[kind] or names[kind]) > 0, kind
+    # Issue 15: names as other systems write them, and the record phenomena (each against its base).
+    phen = Counter(rec["phenomenon"].to_list())
+    for kind, rate in (("name_placeholder", cfg.name_placeholder), ("name_pinyin", cfg.name_pinyin),
+                       ("name_annotation", cfg.name_annotation), ("name_invisible", cfg.name_invisible)):
+        got = names[kind] / n
+        assert 0.4 * rate < got < 1.8 * rate, (kind, got, rate)
+    for kind, rate in (("id_valid_unheld", cfg.id_valid_unheld), ("id_and_name", cfg.id_and_name)):
+        got = phen[kind] / n
+        assert 0.4 * rate < got < 1.8 * rate, (kind, got, rate)
+    numeric = ids["id_excel_numeric"] + ids["id_digit_excel"]
+    assert 0.4 * cfg.id_digit_excel < ids["id_digit_excel"] / numeric < 1.8 * cfg.id_digit_excel
+    people = pl.read_parquet(small / "truth" / "residents.parquet")
+    age = (pl.date(2026, 11, 20) - pl.col("birth_date")).dt.total_days() / 365.2425
+    young = rec.join(people.select(pl.col("pid").alias("person_pid"), age.alias("age")), on="person_pid").filter(
+        pl.col("hukou_id_number").is_not_null())
+    for dataset, limit, rate in (("students", 18, cfg.household_students),
+                                 ("medical_insurance", 7, cfg.household_infant_insurance),
+                                 ("medical_claims", 7, cfg.household_infant_claims)):
+        base = young.filter((pl.col("dataset") == dataset) & (pl.col("age") < limit))
+        got = base.filter(pl.col("phenomenon") == "household_id").height / base.height
+        assert 0.4 * rate < got < 1.8 * rate, (dataset, got, rate)
+    two = rec.filter(pl.col("person_pid").is_in(people.filter(pl.col("alias_id_number").is_not_null())["pid"].implode()))
+    got = (two["id_corruption"] == "id_alias").mean()
+    assert 0.4 * cfg.two_ids_records < got < 1.8 * cfg.two_ids_records, got
     missing = rec.filter(pl.col("id_corruption") == "id_missing")
     assert set(missing["dataset"].to_list()) <= {"deaths", "dangerous_housing"}
     reg = pl.read_parquet(small / "truth" / NIGHTS[0] / "records.parquet").filter(pl.col("dataset") == "register_members")
@@ -315,3 +343,273 @@ def test_cli_writes_a_prefecture(tmp_path: Path) -> None:
     assert (tmp_path / "p" / "truth" / "2026-11-20" / "clues.csv").exists()
     bad = CliRunner().invoke(app, ["synth", "--out", str(tmp_path / "q"), "--size", "huge"])
     assert bad.exit_code != 0
+
+
+# ---------------------------------------------------------------- issue 15: what real data does
+
+
+def records(root: Path, night: str) -> pl.DataFrame:
+    return pl.read_parquet(root / "truth" / night / "records.parquet")
+
+
+def residents(root: Path) -> pl.DataFrame:
+    return pl.read_parquet(root / "truth" / "residents.parquet")
+
+
+def hukou_rows(root: Path, night: str) -> pl.DataFrame:
+    """The hukou file as written: ID, name, sex, birth date, hukou number, address, status, and the
+    person each row belongs to (from the answer key)."""
+    folder = root / "inbox" / night
+    m = manifest(root, night)
+    _, pos, table = columns_of(folder / next(f["file"] for f in m["files"] if f["dataset"] == "hukou"))
+    cols = ("id_number", "name", "sex", "birth_date", "hukou_number", "address_code", "status", "status_date")
+    df = pl.DataFrame({c: table.data[f"c{pos[c]}"] for c in cols}).with_row_index("source_row", offset=1)
+    truth = records(root, night).filter(pl.col("dataset") == "hukou").select(
+        pl.col("source_row").cast(pl.UInt32), "person_pid")
+    return df.join(truth, on="source_row")
+
+
+def differing(a: str, b: str) -> list[int]:
+    return [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+
+
+def test_phenomenon_column_and_counts(tiny: Path) -> None:
+    from bidui.synth.phenomena import PHENOMENA
+
+    config = json.loads((tiny / "truth" / "config.json").read_text(encoding="utf-8"))
+    for night in NIGHTS:
+        rec = records(tiny, night)
+        assert {"true_hukou_number", "phenomenon"} <= set(rec.columns)
+        assert set(rec["phenomenon"].unique().to_list()) <= {"", *PHENOMENA}
+        counts = manifest(tiny, night)["phenomena"]
+        assert counts == config["phenomena"]["records"][night]
+        for kind in PHENOMENA:
+            if kind != "name_corrected" or night != NIGHTS[0]:
+                assert counts[kind] > 0, (night, kind)
+        # The link a linker should make: the primary hukou record's ID and hukou number.
+        linked = rec.filter(pl.col("hukou_id_number").is_not_null())
+        assert linked["true_hukou_number"].is_not_null().all()
+        assert (linked["hukou_id_number"] == linked["true_id_number"]).all()
+    assert config["phenomena"]["made"]["shared_id_pairs"] >= 4 and config["phenomena"]["made"]["two_ids"] >= 2
+    people = residents(tiny)
+    assert {"alias_id_number", "shared_id"} <= set(people.columns)
+
+
+def test_household_id_a_childs_record_under_a_parents_id(tiny: Path) -> None:
+    rec = records(tiny, NIGHTS[0])
+    people = residents(tiny).select("pid", "id_number", "hukou_number", "birth_date")
+    hh = rec.filter(pl.col("phenomenon") == "household_id")
+    assert set(hh["dataset"].unique().to_list()) == {"students", "medical_insurance", "medical_claims"}
+    for dataset in ("students", "medical_insurance", "medical_claims"):
+        assert hh.filter(pl.col("dataset") == dataset).height >= 2, dataset
+    owner = people.rename({"pid": "owner", "hukou_number": "owner_hukou", "birth_date": "owner_birth"})
+    j = hh.join(owner, left_on="id_number_raw", right_on="id_number", how="left").join(
+        people.select("pid", "birth_date"), left_on="person_pid", right_on="pid")
+    assert j["owner"].is_not_null().all()  # the ID is a real person's …
+    assert (j["owner"] != j["person_pid"]).all()  # … not the child's …
+    assert (j["owner_hukou"] == j["true_hukou_number"]).all()  # … but a member of the child's household
+    assert (j["name_raw"] == j["true_name"]).all() and (j["name_corruption"] == "").all()
+    assert (j["hukou_id_number"] == j["true_id_number"]).all()  # the truth points at the child
+    assert (j["id_number_raw"] != j["true_id_number"]).all()
+    age = (pl.date(2026, 11, 20) - pl.col("birth_date")).dt.total_days() / 365.25
+    assert j.filter(pl.col("dataset") != "students").select((age < 7).all()).item()
+    assert (j["owner_birth"] < j["birth_date"]).all()  # a parent: born before the child
+
+
+def test_id_valid_unheld_a_valid_id_nobody_holds(tiny: Path) -> None:
+    rec = records(tiny, NIGHTS[0])
+    people = residents(tiny)
+    held = set(people["id_number"].to_list()) | set(people["alias_id_number"].drop_nulls().to_list())
+    rows = rec.filter(pl.col("phenomenon") == "id_valid_unheld")
+    assert rows.height >= 2
+    for raw, true, name, true_name in rows.select("id_number_raw", "true_id_number", "name_raw", "true_name").iter_rows():
+        assert normalise_id(raw) == (raw, IdStatus.VALID)
+        assert raw not in held
+        diff = differing(raw, true)
+        assert len(diff) == 2 and set(diff) <= {14, 15, 16}, (raw, true)
+        assert name == true_name
+
+
+def test_id_digit_excel_a_wrong_id_then_truncated(tiny: Path) -> None:
+    night = NIGHTS[0]
+    rec = records(tiny, night)
+    rows = rec.filter(pl.col("phenomenon") == "id_digit_excel")
+    assert rows.height >= 2 and set(rows["dataset"].to_list()) <= {"dangerous_housing", "vehicles"}
+    folder = tiny / "inbox" / night
+    for file in rows["source_file"].unique().to_list():
+        _, pos, table = columns_of(folder / file)
+        ds = BY_CODE[dataset_for_filename(file).code]
+        col = pos[ds.persons[0].id_column]
+        numeric = {r for r, c in table.numeric_cells if c == col}
+        cells = table.data[f"c{col}"].to_list()
+        for row, true in rows.filter(pl.col("source_file") == file).select("source_row", "true_id_number").iter_rows():
+            assert row - 1 in numeric  # a number cell …
+            digits = normalise_id(cells[row - 1])[0]
+            assert normalise_id(cells[row - 1])[1] is IdStatus.EXCEL_MANGLED and digits[15:] == "000"
+            diff = differing(digits[:15], true[:15])
+            assert len(diff) == 1 and 6 <= diff[0] <= 14, (digits, true)  # … one digit wrong in 7–15
+
+
+def test_id_and_name_an_id_typo_with_a_damaged_name(tiny: Path) -> None:
+    from bidui.names import form_key
+
+    rows = records(tiny, NIGHTS[0]).filter(pl.col("phenomenon") == "id_and_name")
+    assert rows.height >= 2
+    for raw, true, name, true_name, idc, nmc in rows.select(
+            "id_number_raw", "true_id_number", "name_raw", "true_name", "id_corruption", "name_corruption").iter_rows():
+        assert normalise_id(raw)[1] is not IdStatus.VALID
+        diff = differing(raw, true)
+        assert (idc == "id_digit" and len(diff) == 1) or (idc == "id_transposition" and len(diff) == 2
+                                                          and diff[1] == diff[0] + 1)
+        assert min(diff) >= 6
+        assert nmc in ("name_homophone", "name_typo", "name_placeholder") and form_key(name) != form_key(true_name)
+
+
+def test_names_as_other_systems_write_them(tiny: Path) -> None:
+    from bidui.names import form_key
+
+    rec = records(tiny, NIGHTS[0])
+    dept = rec.filter(~pl.col("dataset").is_in(["hukou", "register_members", "register_households"]))
+    kinds = {k: dept.filter(pl.col("phenomenon") == k) for k in
+             ("name_placeholder", "name_pinyin", "name_annotation", "name_invisible")}
+    for kind, rows in kinds.items():
+        assert rows.height >= 2, kind
+        for name, true in rows.select("name_raw", "true_name").iter_rows():
+            if kind == "name_placeholder":
+                assert len(name) == len(true) and any(c in name for c in "□?*〓")
+            elif kind == "name_pinyin":
+                assert re.fullmatch(r"[^a-z]+[a-z]+[^a-z]*", name) and name != true
+            else:  # a difference of form only
+                assert name != true and form_key(name) == form_key(true), (kind, name)
+                if kind == "name_annotation":
+                    assert re.search(r"[(（](户主|已故|迁出|之妻)[)）]$", name)
+    # In the register too (form-only variants): never a NAME_MISMATCH for them.
+    reg = rec.filter((pl.col("dataset") == "register_members")
+                     & pl.col("name_corruption").is_in(["name_annotation", "name_invisible"]))
+    assert set(reg["name_corruption"].to_list()) == {"name_annotation", "name_invisible"}
+    assert all(form_key(n) == form_key(t) for n, t in reg.select("name_raw", "true_name").iter_rows())
+    mismatch = clues(tiny, NIGHTS[0]).filter(pl.col("rule_code") == "NAME_MISMATCH")["subject_pid"].cast(pl.Int64)
+    assert not set(reg["person_pid"].to_list()) & set(mismatch.to_list())
+
+
+def test_shared_id_two_hukou_persons_one_id(tiny: Path) -> None:
+    from bidui.synth.phenomena import PHENOMENA
+
+    night = NIGHTS[0]
+    hukou = hukou_rows(tiny, night)
+    shared = hukou.group_by("id_number").agg(pl.col("person_pid").n_unique().alias("people"), pl.len().alias("rows"),
+                                             "person_pid", "hukou_number").filter(pl.col("rows") > 1)
+    assert shared.height >= 4 and (shared["people"] == 2).all()
+    assert all(a != b for a, b in shared["hukou_number"].to_list())  # two hukou households
+    pairs = {pid: ids for ids, pids in shared.select("id_number", "person_pid").iter_rows() for pid in pids}
+    rec = records(tiny, night)
+    kinds = rec.filter(pl.col("person_pid").is_in(list(pairs)))["phenomenon"]
+    assert "shared_id" in kinds.to_list() and kinds.is_in(PHENOMENA[: PHENOMENA.index("shared_id") + 1]).all()
+    members = rec.filter(pl.col("dataset") == "register_members")
+    member_pids = set(members["person_pid"].to_list())
+    c = clues(tiny, night).with_columns(pl.col("subject_pid").cast(pl.Int64))
+    # A is a member, B (not) owns a car under the same ID: no VEHICLE clue for A from B's car.
+    cars = rec.filter((pl.col("dataset") == "vehicles") & pl.col("person_pid").is_in(list(pairs))
+                      & ~pl.col("person_pid").is_in(list(member_pids)))
+    car_cases = 0
+    for b, plate_row in cars.select("person_pid", "source_row").iter_rows():
+        a = next(p for p in shared.filter(pl.col("id_number") == pairs[b])["person_pid"][0] if p != b)
+        if a in member_pids:
+            car_cases += 1
+            vehicle = c.filter((pl.col("rule_code") == "VEHICLE") & (pl.col("subject_pid") == a))
+            file = cars["source_file"][0]
+            _, pos, table = columns_of(tiny / "inbox" / night / file)
+            plate = table.data[f"c{pos['plate']}"][plate_row - 1]
+            assert plate not in vehicle["evidence_key"].to_list()
+    assert car_cases >= 2
+    # Both register members of two households: not one person in two households.
+    both = [pids for pids in shared["person_pid"].to_list() if set(pids) <= member_pids]
+    assert len(both) >= 2
+    dup = c.filter(pl.col("rule_code") == "DUPLICATE_MEMBER")["subject_pid"].to_list()
+    names = {p: n for p, n in hukou.select("person_pid", "name").iter_rows()}
+    for pids in both:
+        listed = members.filter(pl.col("person_pid").is_in(pids))["person_pid"].value_counts()
+        twice = set(listed.filter(pl.col("count") > 1)["person_pid"].to_list())  # a planted duplicate
+        assert set(pids) & set(dup) == twice
+        for pid in pids:  # each compared with their own hukou name, never with the other's
+            other = next(names[p] for p in pids if p != pid)
+            keys = c.filter((pl.col("rule_code") == "NAME_MISMATCH") & (pl.col("subject_pid") == pid))["evidence_key"]
+            assert other not in keys.to_list()
+    # Nothing fans out: one clue per rule, subject, household and evidence.
+    assert c.select("rule_code", "subject_pid", "household_code", "evidence_key").is_duplicated().sum() == 0
+
+
+def test_two_ids_one_person_two_hukou_records(tiny: Path) -> None:
+    night = NIGHTS[0]
+    people = residents(tiny).filter(pl.col("alias_id_number").is_not_null())
+    assert people.height >= 2
+    hukou = hukou_rows(tiny, night)
+    for pid, idn, alias, name, sex, born, hukou_no, address in people.select(
+            "pid", "id_number", "alias_id_number", "name", "sex", "birth_date", "hukou_number", "address_code").iter_rows():
+        rows = hukou.filter(pl.col("person_pid") == pid)
+        assert rows.height == 2
+        main, old = rows.filter(pl.col("id_number") == idn), rows.filter(pl.col("id_number") == alias)
+        assert main["status"][0] == "正常" and old["status"][0] == "注销" and old["status_date"][0]
+        assert main["hukou_number"][0] == hukou_no and old["hukou_number"][0] != hukou_no
+        assert old["hukou_number"][0] not in set(hukou.filter(pl.col("person_pid") != pid)["hukou_number"].to_list())
+        assert old["address_code"][0] == address
+        for r in (main, old):
+            assert (r["name"][0], r["sex"][0], r["birth_date"][0]) == (name, sex, born.strftime("%Y%m%d"))
+        assert normalise_id(alias) == (alias, IdStatus.VALID) and alias[:14] == idn[:14] and alias != idn
+        assert (int(alias[16]) % 2 == 1) == (sex == "男")
+    rec = records(tiny, night)
+    aliases = dict(zip(people["pid"].to_list(), people["alias_id_number"].to_list(), strict=True))
+    old = rec.filter(pl.col("phenomenon") == "two_ids")
+    assert old.filter(~pl.col("dataset").is_in(["hukou", "register_members"])).height >= 2
+    for pid, raw, hid in old.select("person_pid", "id_number_raw", "hukou_id_number").iter_rows():
+        assert raw == aliases[pid] and hid == people.filter(pl.col("pid") == pid)["id_number"][0]
+    # The register lists a couple of them under the old ID, and nothing is raised for that.
+    reg = old.filter(pl.col("dataset") == "register_members")
+    assert reg.height >= 2
+    c = clues(tiny, night).filter(pl.col("subject_pid").cast(pl.Int64).is_in(reg["person_pid"].to_list()))
+    assert not {"NAME_MISMATCH", "ID_INVALID", "NOT_IN_HUKOU", "DUPLICATE_MEMBER"} & set(c["rule_code"].to_list())
+
+
+def test_name_corrected_in_hukou_only(tiny: Path) -> None:
+    from bidui.synth.phenomena import PHENOMENA
+
+    first = hukou_rows(tiny, NIGHTS[0]).select("person_pid", "id_number", pl.col("name").alias("before"))
+    for night in NIGHTS[1:]:
+        now = hukou_rows(tiny, night).select("person_pid", "id_number", pl.col("name").alias("after"))
+        changed = first.join(now, on=["person_pid", "id_number"]).filter(pl.col("before") != pl.col("after"))
+        assert changed.height >= 2 * NIGHTS.index(night)
+        rec = records(tiny, night)
+        members = rec.filter(pl.col("dataset") == "register_members")
+        reg = changed.join(members.select("person_pid", "name_raw"), on="person_pid")
+        assert reg.height >= 1  # at least one register member a night
+        assert (reg["name_raw"] != reg["after"]).all()
+        mismatch = clues(tiny, night).filter(pl.col("rule_code") == "NAME_MISMATCH").with_columns(
+            pl.col("subject_pid").cast(pl.Int64))
+        for pid, after in reg.select("person_pid", "after").iter_rows():
+            assert after in mismatch.filter(pl.col("subject_pid") == pid)["evidence_key"].to_list()
+        mine = rec.filter(pl.col("person_pid").is_in(changed["person_pid"].to_list()))
+        assert mine["phenomenon"].is_in(PHENOMENA[: PHENOMENA.index("name_corrected") + 1]).all()
+        assert "name_corrected" in mine["phenomenon"].to_list()
+        dept = mine.filter(pl.col("dataset") != "hukou")
+        assert dept.height and (dept["true_name"] != dept["name_raw"]).all()
+        assert dept.filter(pl.col("name_corruption") == "name_corrected").height > 0
+        # Departments keep the old name.
+        old = dept.join(changed.select("person_pid", "before"), on="person_pid")
+        assert (old.filter(pl.col("name_corruption") == "name_corrected")["name_raw"]
+                == old.filter(pl.col("name_corruption") == "name_corrected")["before"]).all()
+
+
+def test_namesakes_in_a_village_and_a_household(tiny: Path) -> None:
+    people = residents(tiny).filter(pl.col("origin") == "resident")
+    config = json.loads((tiny / "truth" / "config.json").read_text(encoding="utf-8"))["phenomena"]["made"]
+    assert config["namesake_household"] >= 2 and config["namesake_village"] >= 2
+    same_hh = people.group_by("hukou_number", "name").agg(pl.len().alias("n"), pl.col("sex").n_unique().alias("sexes"),
+                                                          pl.col("birth_date").min().alias("old"),
+                                                          pl.col("birth_date").max().alias("young"))
+    same_hh = same_hh.filter(pl.col("n") > 1)
+    assert same_hh.height >= 2 and (same_hh["sexes"] == 1).all()
+    assert ((same_hh["young"] - same_hh["old"]).dt.total_days() > 15 * 365).all()  # another generation
+    village = people.group_by("address_code", "name", "sex").agg(pl.col("hukou_number").n_unique().alias("households"))
+    assert village.filter(pl.col("households") > 1).height >= 2
+    rec = records(tiny, NIGHTS[0])
+    assert rec.filter(pl.col("phenomenon") == "namesake").height > 0
