@@ -199,7 +199,13 @@ def id_digit_in(id18: str, rng: np.random.Generator, first: int, last: int) -> s
 
 def unheld_candidates(id18: str) -> list[str]:
     """Every ID two digits away inside positions 15–17 whose check character stays valid."""
-    d = [int(c) for c in id18[14:17]]
+    return [id18[:14] + seq + id18[17:] for seq in _sequence_neighbours(id18[14:17])]
+
+
+@lru_cache(maxsize=1024)
+def _sequence_neighbours(seq: str) -> tuple[str, ...]:
+    """Sequence codes with two digits changed and the same weighted sum modulo 11."""
+    d = [int(c) for c in seq]
     out = []
     for a, b in ((0, 1), (0, 2), (1, 2)):
         for na in range(10):
@@ -207,10 +213,10 @@ def unheld_candidates(id18: str) -> list[str]:
                 continue
             for nb in range(10):
                 if nb != d[b] and (_SEQ_WEIGHTS[a] * (na - d[a]) + _SEQ_WEIGHTS[b] * (nb - d[b])) % 11 == 0:
-                    seq = list(d)
-                    seq[a], seq[b] = na, nb
-                    out.append(id18[:14] + "".join(map(str, seq)) + id18[17:])
-    return out
+                    new = list(d)
+                    new[a], new[b] = na, nb
+                    out.append("".join(map(str, new)))
+    return tuple(out)
 
 
 def id_transposition(id18: str, rng: np.random.Generator) -> str | None:
