@@ -284,6 +284,7 @@ def real(tmp_path_factory: pytest.TempPathFactory):
     c = {  # (id, name, sex, hukou number, relation, status, status date)
         "father": (pid("522701", "19800312", 311), "张建国", "男", "H9001", "户主", "正常", ""),
         "child": (pid("522701", "20150601", 313), "张小明", "男", "H9001", "子", "正常", ""),
+        "sibling": (pid("522701", "20170303", 315), "张晓明", "男", "H9001", "子", "正常", ""),  # the same sound
         "unheld": (pid("522701", "19790505", 321), "李红梅", "女", "H9002", "户主", "正常", ""),
         "excel": (pid("522701", "19720909", 331), "王秀兰", "女", "H9003", "户主", "正常", ""),
         "both": (pid("522701", "19830415", 341), "陈志强", "男", "H9004", "户主", "正常", ""),
@@ -357,6 +358,7 @@ def _key(c: dict, case: str) -> str:
 
 
 def test_a_childs_record_under_a_parents_id_links_to_the_child(real) -> None:
+    """The household has 张小明 and 张晓明 (one sound): the name as written decides."""
     c, nights = real
     got = nights[NIGHT]["child"]
     assert (got["person_key"], got["method"]) == (_key(c, "child"), "household"), got

@@ -94,8 +94,10 @@ def candidate_pairs(residue: pl.DataFrame, people: pl.DataFrame) -> pl.DataFrame
         pl.when(pl.col("id").str.len_chars() >= 15).then(_first15(pl.col("id"))).alias("r_15"),
         (pl.col("id_status") != "valid").alias("damaged"), (pl.col("id_status") == "excel_mangled").alias("cut"))
 
-    # Only a number whose first 15 digits are nobody's can hold a typo in them.
-    unknown15 = r.filter(pl.col("r_15").is_not_null() & ~pl.col("r_15").is_in(k["k_15"].drop_nulls().implode()))
+    # Numbers with a typo: every invalid 18-character one, and those Excel cut whose 15 digits are
+    # nobody's (almost every cut number is right on the 15 it kept, and there are many).
+    typed = r.filter(pl.col("damaged") & pl.col("r_15").is_not_null()
+                     & (~pl.col("cut") | ~pl.col("r_15").is_in(k["k_15"].drop_nulls().implode())))
 
     def block(left: list[str], right: list[str], rows: pl.DataFrame = r) -> pl.DataFrame:
         return rows.select("ri", *left).join(k.select("pi", *right), left_on=left, right_on=right).select("ri", "pi")
@@ -113,11 +115,10 @@ def candidate_pairs(residue: pl.DataFrame, people: pl.DataFrame) -> pl.DataFrame
         # A typo together with a damaged name (no name key survives) or Excel's cut after a typo:
         # the person's ID with one of positions 7–15 masked (an integer key per position; only
         # records whose ID is damaged, so the blocks stay few).
-        *_masked_blocks(unknown15.filter(pl.col("damaged")), k),
+        *_masked_blocks(typed, k),
         # …or a typo or swap anywhere in the birth date: county and the last four characters
         # (not of a number Excel cut: its last three are zeros).
-        block(["r_region", "r_tail"], ["k_region", "k_tail"],
-              unknown15.filter(pl.col("damaged") & pl.col("r_tail").is_not_null() & ~pl.col("cut"))),
+        block(["r_region", "r_tail"], ["k_region", "k_tail"], typed.filter(~pl.col("cut"))),
     ]
     pairs = pl.concat(blocks).unique().sort("ri", "pi")
     return pl.concat([residue.select(PAIR_RECORD)[pairs["ri"]], _keys(people)[pairs["pi"]]], how="horizontal")
@@ -248,14 +249,19 @@ SURE_SQL = ["""
         SELECT e.rec, any_value(e.person_key) AS person_key
         FROM link_exact e SEMI JOIN link_conflict c ON c.rec = e.rec WHERE e.agrees_former
         GROUP BY e.rec HAVING count(*) = 1),
-    household AS (
-        SELECT r.rec, any_value(m.person_key) AS person_key
+    -- the same writing first, then the same sound (siblings may be 梓萱 and 紫萱)
+    members AS (
+        SELECT DISTINCT r.rec, m.person_key, (r.form = m.form OR r.form = m.former_form) AS written
         FROM link_conflict c ANTI JOIN former f ON f.rec = c.rec
         JOIN link_recs r ON r.rec = c.rec
         JOIN link_spine s ON s.id_number = r.id
         JOIN link_spine m ON m.hukou_number = s.hukou_number AND m.person_key <> s.person_key AND m.is_primary
-             AND ({LINK_NAME.format(s='m')} OR r.form = m.former_form OR (r.pinyin = m.former_pinyin AND r.pinyin <> ''))
-        GROUP BY r.rec HAVING count(DISTINCT m.person_key) = 1)
+             AND ({LINK_NAME.format(s='m')} OR r.form = m.former_form OR (r.pinyin = m.former_pinyin AND r.pinyin <> ''))),
+    household AS (
+        SELECT rec, CASE WHEN count(*) FILTER (WHERE written) = 1 THEN any_value(person_key) FILTER (WHERE written)
+                         ELSE any_value(person_key) END AS person_key
+        FROM members GROUP BY rec
+        HAVING count(*) FILTER (WHERE written) = 1 OR (count(*) FILTER (WHERE written) = 0 AND count(*) = 1))
     SELECT rec, person_key, 'exact' AS method, NULL::VARCHAR AS explanation FROM link_exact WHERE holders = 1 AND agrees
     UNION ALL
     SELECT rec, person_key, 'exact', '{{"rule": "shared_id", "holders": ' || holders || '}}' FROM link_shared WHERE now = 1

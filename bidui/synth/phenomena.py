@@ -206,8 +206,9 @@ def public_security(w: World) -> dict[str, int]:
     w.persons = w.persons.with_columns(
         pl.col("pid").replace_strict(new_id, default=pl.col("id_number"), return_dtype=pl.String).alias("id_number"),
         pl.col("pid").is_in(list(shared)).alias("shared_id"))
-    # The register writes B with the shared ID, as public security gave it.
-    b_members = [b for _, b in member_pairs]
+    # The register writes B with the shared ID, as public security gave it (every B in the
+    # register, not only the pairs chosen for it).
+    b_members = [b for _, b in pairs]
     if b_members:
         m = w.tables["register_members"]
         hit = pl.col("_pid").is_in(b_members)
