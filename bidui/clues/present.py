@@ -10,7 +10,7 @@ LINK_LABELS = {"exact": "证件号码精确匹配", "former_name": "证件号码
                "household": "同户成员的证件号码，姓名与本人一致（如子女记录填了父母的证件号）",
                "fuzzy": "模糊匹配", "review": "模糊匹配（身份待确认）", "none": "未匹配"}
 # Why a link needed no score, said in words (the explanation of an exact, former-name or household link).
-RULE_LABELS = {"shared_id": "该证件号码在户籍中由{holders}人共用（一号多人），按姓名确定为其中一人",
+RULE_LABELS = {"shared_id": "该证件号码在户籍中由{holders}人共用（一号多人），按姓名确定为其中一人；核实时请当面确认是本人",
                "former_name": "户籍已更正姓名，记录仍用原名", "household": "证件号码属于同一户籍户的另一成员，按姓名确定本人"}
 COMPARISON_LABELS = {"id": "证件号码", "name": "姓名", "birth": "出生日期", "sex": "性别", "village": "村",
                      "head": "户主", "name frequency": "姓名常见度"}
