@@ -54,8 +54,10 @@ def name_edits(a: pl.Series, b: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     x, y = char_matrix(a, 8), char_matrix(b, 8)
     differs = x != y
     unknown = (x == UNKNOWN) | (y == UNKNOWN)
+    # Two known characters at least must agree: `卢*` fits every two-character name of the 卢.
+    known_agree = (~differs & ~unknown & (x != 0)).sum(axis=1) >= 2
     return (same_len & (differs.sum(axis=1) == 1),
-            same_len & unknown.any(axis=1) & ~(differs & ~unknown).any(axis=1))
+            same_len & unknown.any(axis=1) & ~(differs & ~unknown).any(axis=1) & known_agree)
 
 
 def one_char_apart(a: pl.Series, b: pl.Series) -> np.ndarray:
@@ -87,6 +89,13 @@ def id_level(rec_id: pl.Expr, status: pl.Expr, key: pl.Expr, apart: pl.Expr, swa
             .otherwise(1)).cast(pl.Int8)
 
 
+def same_sound(form: pl.Expr, pinyin: pl.Expr, key_form: pl.Expr, key_pinyin: pl.Expr) -> pl.Expr:
+    """Same pinyin, neither name with an unknown character (a pinyin key skips it: `杨皓*` would
+    sound like 杨皓)."""
+    return ((pinyin == key_pinyin) & (pinyin != "") & ~form.str.contains("*", literal=True)
+            & ~key_form.str.contains("*", literal=True))
+
+
 def name_level(form: pl.Expr, pinyin: pl.Expr, key_form: pl.Expr, key_pinyin: pl.Expr, one_apart: pl.Expr,
                but_unknown: pl.Expr | None = None) -> pl.Expr:
     """`one_apart` and `but_unknown` come from `name_edits`. Pinyin written for a character
@@ -94,7 +103,7 @@ def name_level(form: pl.Expr, pinyin: pl.Expr, key_form: pl.Expr, key_pinyin: pl
     but_unknown = pl.lit(False) if but_unknown is None else but_unknown
     return (pl.when(form.is_null() | key_form.is_null()).then(-1)
             .when(form == key_form).then(3)
-            .when(((pinyin == key_pinyin) & (pinyin != "")) | but_unknown).then(2)
+            .when((same_sound(form, pinyin, key_form, key_pinyin)) | but_unknown).then(2)
             .when(one_apart).then(1)
             .otherwise(0)).cast(pl.Int8)
 

@@ -125,12 +125,16 @@ def candidate_pairs(residue: pl.DataFrame, people: pl.DataFrame) -> pl.DataFrame
 
 
 def _masked_blocks(r: pl.DataFrame, k: pl.DataFrame) -> list[pl.DataFrame]:
+    """The first 15 digits with one position masked (a mistyped digit), or the birth date's last
+    digit and the sequence code's first (a swap across them: no other block survives it; a swap
+    inside the birth date keeps county and the last four characters)."""
     out = []
-    for position in range(6, 15):
-        scale = 10 ** (14 - position)
+    for first, width in [(p, 1) for p in range(6, 15)] + [(13, 2)]:
+        scale = 10 ** (15 - first - width)  # the place value of the last masked digit
+        span = 10 ** width
 
-        def masked(col: str, scale: int = scale) -> pl.Expr:
-            return pl.col(col) - (pl.col(col) // scale % 10) * scale
+        def masked(col: str, scale: int = scale, span: int = span) -> pl.Expr:
+            return pl.col(col) - (pl.col(col) // scale % span) * scale
 
         out.append(r.select("ri", masked("r_15").alias("m")).join(k.select("pi", masked("k_15").alias("m")), on="m")
                    .select("ri", "pi"))
@@ -146,10 +150,9 @@ def random_pairs(recs: pl.DataFrame, keys: pl.DataFrame, n: int = 200_000, seed:
 
 
 def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
-    birth_from_id = pl.when(pl.col("id").str.len_chars() == 18).then(
-        pl.col("id").str.slice(6, 8).cast(pl.Int32, strict=False))
-    sex_from_id = pl.when(pl.col("id").str.len_chars() == 18).then(
-        pl.when(pl.col("id").str.slice(16, 1).cast(pl.Int8, strict=False) % 2 == 1).then(pl.lit("男")).otherwise(pl.lit("女")))
+    # Birth date and sex are compared only where the record has them in their own columns: read
+    # from its ID, they would count the ID's agreement or damage a second time (a transposed
+    # birth date would lose twice what the ID comparison already weighed).
     apart, swapped, apart15 = cmp.id_edits(pairs["id"], pairs["k_id"])
     one_apart, but_unknown = cmp.name_edits(pairs["form"], pairs["k_form"])
     was_one_apart, was_but_unknown = cmp.name_edits(pairs["form"], pairs["k_former_form"])
@@ -165,9 +168,8 @@ def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
                            pl.col("_but_unknown")),
             cmp.name_level(pl.col("form"), pl.col("pinyin"), pl.col("k_former_form"), pl.col("k_former_pinyin"),
                            pl.col("_was_one_apart"), pl.col("_was_but_unknown")).fill_null(-1)).alias("name"),
-        cmp.birth_level(pl.coalesce(cmp.date_digits(pl.col("birth")), birth_from_id),
-                        cmp.date_digits(pl.col("k_birth"))).alias("birth"),
-        cmp.sex_level(pl.coalesce(pl.col("sex"), sex_from_id), pl.col("k_sex")).alias("sex"),
+        cmp.birth_level(cmp.date_digits(pl.col("birth")), cmp.date_digits(pl.col("k_birth"))).alias("birth"),
+        cmp.sex_level(pl.col("sex"), pl.col("k_sex")).alias("sex"),
         cmp.village_level(pl.col("village"), pl.col("k_village")).alias("village"),
         cmp.head_level(pl.col("is_head"), pl.col("k_relation")).alias("head"),
         pl.col("k_form"),
@@ -226,11 +228,15 @@ def stage_night(con: duckdb.DuckDBPyConnection, night: date) -> list[str]:
 
 # A record's valid ID is some hukou person's.
 HELD = "(r.id_status = 'valid' AND r.id IN (SELECT id_number FROM link_spine))"
-LINK_NAME = "(r.form = {s}.form OR (r.pinyin = {s}.pinyin AND r.pinyin <> ''))"
+# The same writing, or the same sound when neither name has an unknown character (`*`: a pinyin
+# key skips it, so `杨皓*` would sound like 杨皓).
+LINK_NAME = ("(r.form = {s}.form OR (r.pinyin = {s}.pinyin AND r.pinyin <> '' AND NOT contains(r.form, '*') "
+             "AND NOT contains({s}.form, '*')))")
 EXACT_SQL = f"""
     CREATE OR REPLACE TEMP TABLE link_exact AS
     SELECT r.rec, s.person_key, s.holders, {LINK_NAME.format(s='s')} AS agrees,
-           (r.form = s.former_form OR (r.pinyin = s.former_pinyin AND r.pinyin <> '')) AS agrees_former
+           (r.form = s.former_form OR (r.pinyin = s.former_pinyin AND r.pinyin <> '' AND NOT contains(r.form, '*')))
+           AS agrees_former
     FROM link_recs r JOIN link_spine s ON s.id_number = r.id WHERE r.id_status = 'valid'"""
 # The links no score is needed for, each with its reason: `exact` (explained only when the number
 # is shared), `former_name`, and `household`: the number is a member's of one hukou household and
@@ -256,7 +262,8 @@ SURE_SQL = ["""
         JOIN link_recs r ON r.rec = c.rec
         JOIN link_spine s ON s.id_number = r.id
         JOIN link_spine m ON m.hukou_number = s.hukou_number AND m.person_key <> s.person_key AND m.is_primary
-             AND ({LINK_NAME.format(s='m')} OR r.form = m.former_form OR (r.pinyin = m.former_pinyin AND r.pinyin <> ''))),
+             AND ({LINK_NAME.format(s='m')} OR r.form = m.former_form
+                  OR (r.pinyin = m.former_pinyin AND r.pinyin <> '' AND NOT contains(r.form, '*')))),
     household AS (
         SELECT rec, CASE WHEN count(*) FILTER (WHERE written) = 1 THEN any_value(person_key) FILTER (WHERE written)
                          ELSE any_value(person_key) END AS person_key
