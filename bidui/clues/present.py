@@ -17,6 +17,7 @@ COMPARISON_LABELS = {"id": "证件号码", "name": "姓名", "birth": "出生日
 LEVEL_LABELS = {
     "valid and another person's": "他人的有效号码", "different": "不同", "two digits apart": "相差两位",
     "valid, held by nobody, one or two digits apart": "有效但户籍中无人使用，相差一至两位",
+    "one of the 15 digits Excel kept apart": "被 Excel 截断后保留的15位中相差一位",
     "same pinyin (homophone) or equal but for unknown characters": "同音或仅有无法录入的字不同",
     "one digit or a transposition apart": "相差一位或相邻颠倒", "first 15 digits equal": "前15位相同", "equal": "相同",
     "one character apart": "相差一字", "same pinyin (homophone)": "同音", "same writing": "相同",

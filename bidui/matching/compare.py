@@ -13,7 +13,8 @@ import polars as pl
 # (name, levels, description of each level from 0 up)
 COMPARISONS: dict[str, tuple[str, ...]] = {
     "id": ("valid and another person's", "different", "two digits apart", "one digit or a transposition apart",
-           "first 15 digits equal", "equal", "valid, held by nobody, one or two digits apart"),
+           "first 15 digits equal", "equal", "valid, held by nobody, one or two digits apart",
+           "one of the 15 digits Excel kept apart"),
     "name": ("different", "one character apart", "same pinyin (homophone) or equal but for unknown characters",
              "same writing"),
     "birth": ("different", "one digit or month/day apart", "equal"),
@@ -77,8 +78,7 @@ def id_level(rec_id: pl.Expr, status: pl.Expr, key: pl.Expr, apart: pl.Expr, swa
     truncated = rec_id.is_not_null() & ((length >= 15) & (length < 18) | (status == "excel_mangled"))
     first15 = rec_id.str.slice(0, 15) == key.str.slice(0, 15)
     return (pl.when(rec_id.is_null() | (length < 15)).then(-1)
-            .when(truncated).then(pl.when(first15).then(4).when(apart15 == 1).then(3).when(apart15 == 2).then(2)
-                                  .otherwise(1))
+            .when(truncated).then(pl.when(first15).then(4).when(apart15 == 1).then(7).otherwise(1))
             .when(length != 18).then(-1)
             .when(rec_id == key).then(5)
             .when((status == "valid") & held.fill_null(True)).then(0)
@@ -133,10 +133,10 @@ def village_level(village: pl.Expr, key_village: pl.Expr) -> pl.Expr:
 
 # What the ID comparison of a true match looks like in the residue, before the data speaks: IDs
 # are corrupted by one mistyped digit or a swap (which almost always breaks the check character),
-# by Excel keeping 15 digits, or not at all; a valid ID held by someone else is that person's, one
-# held by nobody a rare typo that kept the check character. Used as light pseudo-counts when m is
+# by Excel keeping 15 digits (rarely after a typo), or not at all; a valid ID held by someone else
+# is that person's, one held by nobody a rare typo that kept the check character. Used as light pseudo-counts when m is
 # estimated from anchor pairs (bidui.matching.fs).
-ID_M_PRIOR = (1e-5, 1e-4, 1e-3, 0.45, 0.45, 0.1, 0.01)
+ID_M_PRIOR = (1e-5, 1e-4, 1e-3, 0.45, 0.45, 0.1, 0.01, 0.005)
 
 
 def head_level(is_head: pl.Expr, key_relation: pl.Expr) -> pl.Expr:

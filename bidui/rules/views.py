@@ -26,7 +26,13 @@ from bidui.datasets import DATASETS
 from bidui.matching.link import LINKS_SCHEMA
 from bidui.matching.records import IDENTITY_DDL, ensure_identity
 
-IDENT = ("coalesce(l.person_key, CASE WHEN d.{id}_status = 'valid' THEN d.{id} END)")
+# The person a record is about: its link; unlinked, its own valid ID number (an outsider's records
+# still meet each other), unless that number is a hukou person's whose name the record does not
+# bear (an ID–name conflict the linker refused: falling back to the number would give the record
+# to that person after all — a ghost member under someone's number would share that person's
+# insurance and look like a duplicate of them).
+IDENT = ("coalesce(CASE WHEN l.method <> 'none' THEN l.person_key END, "
+         "CASE WHEN d.{id}_status = 'valid' AND NOT coalesce(l.id_name_conflict, FALSE) THEN d.{id} END)")
 
 
 def _drop(con: duckdb.DuckDBPyConnection, name: str) -> None:
@@ -75,11 +81,14 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
         ref = ds.persons[0]
         con.execute(f"""
             CREATE TEMP {kind} {ds.code}_linked AS
-            SELECT d.*, {IDENT.format(id=ref.id_column)} AS ident, l.method AS link_method, l.score AS link_score,
-                   l.explanation AS link_explanation, l.person_key
+            SELECT d.*, {IDENT.format(id=ref.id_column)} AS ident,
+                   CASE WHEN l.method <> 'none' THEN l.method END AS link_method,
+                   CASE WHEN l.method <> 'none' THEN l.score END AS link_score,
+                   CASE WHEN l.method <> 'none' THEN l.explanation END AS link_explanation,
+                   CASE WHEN l.method <> 'none' THEN l.person_key END AS person_key
             FROM ds_{ds.code} d
             LEFT JOIN links l ON l.night = DATE '{night}' AND l.dataset = '{ds.code}' AND l.source_file = d.source_file
-                 AND l.source_row = d.source_row AND l.method <> 'none'
+                 AND l.source_row = d.source_row AND l.role = '{ref.role}'
             WHERE {where}""")
     con.execute("CREATE OR REPLACE TEMP VIEW hukou AS SELECT * FROM hukou_linked")
     con.execute("""
