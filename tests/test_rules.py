@@ -194,12 +194,16 @@ def defects(tmp_path_factory: pytest.TempPathFactory):
         "primary": (_pid("522701", "19750303", 381), "何平", "男", "H07", "户主", "正常", ""),
         "second": (_pid("522701", "19750303", 383), "何平", "男", "H99", "户主", "注销", "2012-05-01"),
     }
+    # A member nobody can find, registered under the father's number (a typo that made another
+    # person's valid number): not in hukou, not insured, and not the father.
+    ghost = (p["father"][0], "郑永福", "男", "", "户主", "正常", "")
     filler = [(_pid("522701", f"19{60 + i % 30}0{1 + i % 9}1{i % 9}", 11 + 2 * i), f"赵{'明华强勇军'[i % 5]}{i}", "男",
                f"F{i:03d}", "户主", "正常", "") for i in range(60)]
     # register households: (code, head key, members)
     households = [("5227011012010001", "a", ["a"]), ("5227011012010002", "c", ["c"]),
                   ("5227011012010003", "d", ["d"]), ("5227011012010004", "father", ["father", "child"]),
-                  ("5227011012010005", "renamed", ["renamed"]), ("5227011012010006", "primary", ["second"])]
+                  ("5227011012010005", "renamed", ["renamed"]), ("5227011012010006", "primary", ["second"]),
+                  ("5227011012010007", "ghost", ["ghost"])]
     results = {}
     for night, new_name in ((date(2026, 11, 20), "马晓东"), (date(2026, 11, 21), "马东升")):
         folder = root / "inbox" / night.isoformat()
@@ -209,17 +213,18 @@ def defects(tmp_path_factory: pytest.TempPathFactory):
             f"{county},青山县,县,522700000000,\n{town},青石镇,镇,{county},\n{village},龙湾村,村,{town},乡村\n",
             encoding="utf-8")
         rows = [v if k != "renamed" else (v[0], new_name, *v[2:]) for k, v in p.items()] + filler
+        people = p | {"ghost": ghost}
         (folder / f"hukou_{night:%Y%m%d}.csv").write_text(
             "公民身份号码,姓名,性别,出生日期,户号,与户主关系,户籍地址代码,户口性质,人员状态,状态日期\n" + "".join(
                 f"{i},{n},{s},{i[6:14]},{h},{r},{village},农业,{st},{sd}\n" for i, n, s, h, r, st, sd in rows),
             encoding="utf-8")
         (folder / "建档立卡贫困户.csv").write_text(
             "户编号,村代码,户主姓名,户主证件号码,脱贫状态,识别年度\n" + "".join(
-                f"{code},{village},{p[head][1] if head != 'renamed' else '马晓东'},{p[head][0]},已脱贫,2016\n"
+                f"{code},{village},{people[head][1] if head != 'renamed' else '马晓东'},{people[head][0]},已脱贫,2016\n"
                 for code, head, _ in households), encoding="utf-8")
         (folder / "贫困人口明细.csv").write_text(
             "户编号,姓名,证件号码,与户主关系\n" + "".join(
-                f"{code},{p[m][1]},{p[m][0]},{p[m][4]}\n" for code, _, members in households for m in members),
+                f"{code},{people[m][1]},{people[m][0]},{people[m][4]}\n" for code, _, members in households for m in members),
             encoding="utf-8")
         (folder / f"vehicles_{night:%Y%m%d}.csv").write_text(
             "号牌号码,车辆类型,机动车所有人,所有人证件号码,机动车状态,初次登记日期\n"
@@ -240,7 +245,7 @@ def defects(tmp_path_factory: pytest.TempPathFactory):
         link_night(con, night)
         results[night] = run_rules(con, night, config.load(None)).hits
         con.close()
-    yield p, results
+    yield p | {"ghost": ghost}, results
 
 
 def _hits(hits: pl.DataFrame, rule: str, person: tuple) -> pl.DataFrame:
@@ -279,3 +284,12 @@ def test_a_hukou_name_correction_is_a_mismatch_not_a_missing_person(defects) -> 
     assert _hits(second, "NOT_IN_HUKOU", p["renamed"]).is_empty()
     mismatch = _hits(second, "NAME_MISMATCH", p["renamed"])
     assert mismatch.height == 1 and mismatch["evidence_key"][0] == "马东升"
+
+
+def test_a_member_under_another_persons_number_is_not_that_person(defects) -> None:
+    p, results = defects
+    hits = results[date(2026, 11, 20)]
+    assert _hits(hits, "NOT_IN_HUKOU", p["ghost"]).height == 1
+    assert _hits(hits, "UNINSURED", p["ghost"]).height == 1, "the father's insurance is not his"
+    for rule in ("NAME_MISMATCH", "DUPLICATE_MEMBER"):
+        assert _hits(hits, rule, p["ghost"]).is_empty() and _hits(hits, rule, p["father"]).is_empty(), rule
