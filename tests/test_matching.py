@@ -297,6 +297,8 @@ def real(tmp_path_factory: pytest.TempPathFactory):
         "renamed": (pid("522701", "19880808", 391), "马晓东", "男", "H9010", "户主", "正常", ""),
         "dead_wang": (pid("522701", "19400404", 402), "王芳", "女", "H9011", "户主", "死亡", "2026-10-01"),
         "live_wang": (pid("522701", "19500505", 412), "王芳", "女", "H9012", "户主", "正常", ""),
+        "sister": (pid("522701", "20120505", 422), "王思琪", "女", "H9013", "女", "正常", ""),
+        "sister_sound": (pid("522701", "20140606", 424), "王思曦", "女", "H9013", "女", "正常", ""),
     }
     taken = {p[0] for p in people} | {v[0] for v in c.values()}
     unheld = valid_two_apart(c["unheld"][0], taken)
@@ -316,6 +318,7 @@ def real(tmp_path_factory: pytest.TempPathFactory):
         ("shared_b", "黄丽", c["shared_b"][0]),
         ("second", "何平", c["second"][0]),
         ("renamed", "马晓东", c["renamed"][0]),
+        ("sister_typo", "王思西", c["sister"][0]),  # a typo of her name that sounds like her sister's
         ("renamed_typo", "马晓东", c["renamed"][0][:12] + str((int(c["renamed"][0][12]) + 1) % 10) + c["renamed"][0][13:]),
     ]
     nights = {}
@@ -434,3 +437,9 @@ def test_the_night_counts_shared_ids_second_numbers_and_written_names(real) -> N
     assert quality["hukou"] == {"shared_ids": 1, "second_numbers": 1}
     assert quality["vehicles"] == {"placeholder": 2, "pinyin": 1}
     assert "students" not in quality and "deaths" not in quality
+
+
+def test_a_typo_that_sounds_like_a_siblings_name_stays_with_the_numbers_holder(real) -> None:
+    c, nights = real
+    got = nights[NIGHT]["sister_typo"]
+    assert got["person_key"] == _key(c, "sister") and got["method"] in ("fuzzy", "review"), got

@@ -197,6 +197,7 @@ def explanation() -> pl.Expr:
                           number("weight", 2), pl.lit(', "probability": '), number("probability", 4), pl.lit("}")])
 
 
+DIFFERENT_ID_BITS = 3.0  # a number three or more digits from the candidate's weighs at least this much against
 SAMPLE_PER_DATASET = 50_000  # about this many exact links and records per dataset, for estimating m and u
 SPINE_COLUMNS = ["person_key", "id_number", "is_primary", "form", "pinyin", "sex", "birth_date", "village", "status_date",
                  "relation", "hukou_number", "former_form", "former_pinyin"]
@@ -256,6 +257,8 @@ SURE_SQL = ["""
         FROM link_exact e SEMI JOIN link_conflict c ON c.rec = e.rec WHERE e.agrees_former
         GROUP BY e.rec HAVING count(*) = 1),
     -- the same writing first, then the same sound (siblings may be 梓萱 and 紫萱)
+    -- (only the same sound when the holder's own name is not one character from the record's: a
+    -- typo of the holder's name may sound like a sibling's, 王思西 for 王思琪 beside 王思曦)
     members AS (
         SELECT DISTINCT r.rec, m.person_key, (r.form = m.form OR r.form = m.former_form) AS written
         FROM link_conflict c ANTI JOIN former f ON f.rec = c.rec
@@ -263,7 +266,9 @@ SURE_SQL = ["""
         JOIN link_spine s ON s.id_number = r.id
         JOIN link_spine m ON m.hukou_number = s.hukou_number AND m.person_key <> s.person_key AND m.is_primary
              AND ({LINK_NAME.format(s='m')} OR r.form = m.former_form
-                  OR (r.pinyin = m.former_pinyin AND r.pinyin <> '' AND NOT contains(r.form, '*')))),
+                  OR (r.pinyin = m.former_pinyin AND r.pinyin <> '' AND NOT contains(r.form, '*')))
+        WHERE r.form = m.form OR r.form = m.former_form OR NOT (length(r.form) = length(s.form)
+              AND len(list_filter(range(1, length(r.form) + 1), lambda i: substr(r.form, i, 1) <> substr(s.form, i, 1))) = 1)),
     household AS (
         SELECT rec, CASE WHEN count(*) FILTER (WHERE written) = 1 THEN any_value(person_key) FILTER (WHERE written)
                          ELSE any_value(person_key) END AS person_key
@@ -326,6 +331,10 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
                                   .with_columns(pl.col("id").alias("k_id")))
         randoms = _levels(random_pairs(samples, k, seed=seed))
         model = fit_with_labels(positive_levels, randoms, levels, COMPARED, {"id": cmp.ID_M_PRIOR})
+        # The anchors the ID's m comes from include namesakes of one village (same name, same
+        # village, another person's number), which make a wholly different number look common
+        # among true matches; it never counts for a candidate.
+        model.m["id"][1] = min(model.m["id"][1], model.u["id"][1] * 2.0 ** -DIFFERENT_ID_BITS)
         freq = people.group_by("form").len("n").with_columns((pl.col("n") / people.height).alias("tf"))
         levels = levels.join(freq.select(pl.col("form").alias("k_form"), "tf"), on="k_form", how="left")
         scored = score(levels, model, COMPARED, name_freq=pl.col("tf").fill_null(1.0 / people.height))
