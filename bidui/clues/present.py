@@ -26,6 +26,19 @@ LEVEL_LABELS = {
 }
 
 
+# The data-quality counts of a night (bidui.matching.quality), as the run report words them.
+DEFECT_LABELS = {"placeholder": "姓名有无法录入的字（□?*〓）", "annotation": "姓名带括注", "pinyin": "姓名夹拼音",
+                 "invisible": "姓名含不可见字符", "shared_ids": "一号多人", "second_numbers": "一人多号"}
+
+
+def defects_text(quality: dict[str, dict[str, int]]) -> list[str]:
+    """Each dataset's counts as one line: `户籍人口：一号多人（号码数）206，…`."""
+    from bidui.datasets import BY_CODE
+
+    return [f"{BY_CODE[d].title if d in BY_CODE else d}：" + "，".join(f"{DEFECT_LABELS.get(k, k)} {n:,}" for k, n in found.items())
+            for d, found in sorted(quality.items())]
+
+
 ID_STATUS_LABELS = {"valid": "有效", "missing": "缺失", "bad_length": "位数不对", "bad_province": "省份代码不对",
                     "bad_birth_date": "出生日期不对", "bad_check": "校验位不对", "excel_mangled": "被 Excel 截断",
                     "too_few_digits": "科学计数法只剩几位，无法使用"}

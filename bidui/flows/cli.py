@@ -38,6 +38,10 @@ def print_report(report: NightReport) -> None:
                       f"{f['rows_loaded']:,}", f"{f['rows_rejected']:,}", escape(f["message"]))
     console.print(files)
     console.print("links: " + ", ".join(f"{k} {v:,}" for k, v in report.links.items()))
+    if report.quality:
+        from bidui.clues.present import defects_text
+
+        console.print("data quality: " + "; ".join(escape(line) for line in defects_text(report.quality)))
     clues = Table(title="clues by rule")
     counts = ("new", "seen", "gone", "reraised", "suppressed", "withheld")
     for col in ("rule", "status", *counts):

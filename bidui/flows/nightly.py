@@ -73,12 +73,9 @@ class NightReport:
                                                         for f in held), ""]
         lines += ["## 关联", "", " · ".join(f"{k} {v:,}" for k, v in self.links.items()), ""]
         if self.quality:
-            from bidui.datasets import BY_CODE
-            from bidui.matching.quality import LABELS
+            from bidui.clues.present import defects_text
 
-            lines += ["## 数据质量（姓名与证件号码）", "", "| 数据集 | 问题 | 条数 |", "|---|---|---|",
-                      *[f"| {BY_CODE[d].title if d in BY_CODE else d} | {LABELS.get(k, k)} | {n:,} |"
-                        for d, found in sorted(self.quality.items()) for k, n in found.items()], ""]
+            lines += ["## 数据质量（姓名与证件号码）", "", *[f"- {line}" for line in defects_text(self.quality)], ""]
         lines += [
                   "## 线索", "", "| 规则 | 新增 | 再次发现 | 证据消失 | 重新下发 | 不再下发 | 数据存疑暂不下发 |",
                   "|---|---|---|---|---|---|---|",

@@ -335,6 +335,11 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
         # village, another person's number), which make a wholly different number look common
         # among true matches; it never counts for a candidate.
         model.m["id"][1] = min(model.m["id"][1], model.u["id"][1] * 2.0 ** -DIFFERENT_ID_BITS)
+        # An equal number is no weaker evidence than 15 equal digits. Its pairs in the residue have
+        # a name the exact step refused, so few reach the anchors' bar (the cut numbers of the
+        # appraisals make most anchors), and m alone would say a valid, equal number is rare
+        # among true matches: a name typo under the right number would go to review.
+        model.m["id"][5] = max(model.m["id"][5], model.u["id"][5] * 2.0 ** model.weight("id", 4))
         freq = people.group_by("form").len("n").with_columns((pl.col("n") / people.height).alias("tf"))
         levels = levels.join(freq.select(pl.col("form").alias("k_form"), "tf"), on="k_form", how="left")
         scored = score(levels, model, COMPARED, name_freq=pl.col("tf").fill_null(1.0 / people.height))

@@ -13,11 +13,6 @@ from bidui.connectors import warehouse as wh
 from bidui.matching.records import ensure_identity, records_sql
 from bidui.names import DEFECT_PATTERNS
 
-# How each count reads in the report.
-LABELS = {"placeholder": "姓名含无法录入字符（□ ? * 〓）", "annotation": "姓名带括注（户主、已故…）",
-          "pinyin": "姓名夹拼音", "invisible": "姓名含不可见字符或全角空格",
-          "shared_ids": "一号多人（号码数）", "second_numbers": "一人多号（注销的另一号码）"}
-
 
 def night_defects(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, dict[str, int]]:
     """{dataset: {count name: n}} for the snapshots in force on the night (only counts above zero)."""

@@ -58,6 +58,12 @@ def report_download(c: Ctx = Depends(ctx), three_day: bool = True):  # noqa: B00
     return FileResponse(tmp, filename=name, background=BackgroundTask(tmp.unlink))
 
 
+def _with_defects(report: dict) -> dict:
+    from bidui.clues.present import defects_text
+
+    return report | {"defects": defects_text(report.get("quality") or {})}
+
+
 @router.get("/admin")
 def admin(c: Ctx = Depends(ctx)):  # noqa: B008
     require_role(c.user, "admin")
@@ -70,7 +76,7 @@ def admin(c: Ctx = Depends(ctx)):  # noqa: B008
     rules = [{"code": r.code, "title": r.title, "category": r.category, "inputs": ", ".join(r.inputs),
               "parameters": "; ".join(f"{p} = {params.get(p)}" for p in r.parameters), "enabled": r.code not in disabled}
              for r in load_rules(home.root / "rules")[0]]
-    runs = [(r.night, r.finished_at, json.loads(r.report)) for r in c.session.scalars(
+    runs = [(r.night, r.finished_at, _with_defects(json.loads(r.report))) for r in c.session.scalars(
         select(RunReport).order_by(RunReport.night.desc()).limit(10))]
     publishes = c.session.scalars(select(PublishRun).order_by(PublishRun.night.desc()).limit(10)).all()
     users = c.session.scalars(select(User).where(scope.under(User.scope, c.user.scope))
