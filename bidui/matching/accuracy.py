@@ -36,7 +36,7 @@ def evaluate(links: pl.DataFrame, truth_dir: Path, people: pl.DataFrame | None =
              ties: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(per-record comparison, summary by dataset, by corruption and by phenomenon) for a night's
     links. `people` (from `persons`) maps a person key to the ID and hukou number the answer key
-    uses; without it a key is taken for the ID number. `ties` (from `namesake_ties`): records
+    uses; without it a key is taken for the ID number. `ties` (from `tie_records`): records
     nothing in which tells two persons apart, whose right outcome is no link."""
     truth = _truth_in_force(links, truth_dir)
     if ties is not None and ties.height:
@@ -100,8 +100,3 @@ def tie_records(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
              AND (r.is_head IS NULL OR s.relation = '户主')
         WHERE r.id_status = 'missing'
         GROUP BY ALL HAVING count(*) >= 2""", [*args, snap, snap])
-
-
-def namesake_ties(con: duckdb.DuckDBPyConnection, night: date, per_record: pl.DataFrame) -> pl.DataFrame:
-    """per_record's rows for the records of `tie_records`."""
-    return per_record.join(tie_records(con, night), on=["dataset", "source_file", "source_row", "role"], how="semi")

@@ -61,10 +61,6 @@ def name_edits(a: pl.Series, b: pl.Series) -> tuple[np.ndarray, np.ndarray]:
             same_len & unknown.any(axis=1) & ~(differs & ~unknown).any(axis=1) & known_agree)
 
 
-def one_char_apart(a: pl.Series, b: pl.Series) -> np.ndarray:
-    return name_edits(a, b)[0]
-
-
 def id_level(rec_id: pl.Expr, status: pl.Expr, key: pl.Expr, apart: pl.Expr, swapped: pl.Expr,
              apart15: pl.Expr | None = None, held: pl.Expr | None = None) -> pl.Expr:
     """`apart`, `swapped` and `apart15` come from `id_edits`; `held`: the record's ID, valid, is
