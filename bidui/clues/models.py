@@ -47,6 +47,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))  # township | county | prefecture | admin
     scope: Mapped[str] = mapped_column(String(12))  # a division code; the user sees what lies under it
     position: Mapped[str | None] = mapped_column(String(64))
+    # The person's real name, as they sign (谁核实谁签字); asked at first sign-in while missing.
+    real_name: Mapped[str | None] = mapped_column(String(64))
     password_hash: Mapped[str] = mapped_column(String(200))
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime)
@@ -150,3 +152,36 @@ class RunReport(Base):
     night: Mapped[date] = mapped_column(Date, primary_key=True)
     finished_at: Mapped[datetime] = mapped_column(DateTime)
     report: Mapped[str] = mapped_column(Text)  # JSON of bidui.flows.nightly.NightReport
+
+
+class Attachment(Base):
+    """A photo or PDF (影像资料、佐证材料) kept with a clue's verification or with the answer to a
+    return. The bytes live content-addressed under the home (`attachments/ab/abcdef…`); the row
+    says which clue, which round (the clue's version when it was uploaded), who and when."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (Index("ix_attachments_clue", "clue_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    clue_id: Mapped[int] = mapped_column(ForeignKey("clues.id"))
+    clue_version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    media_type: Mapped[str] = mapped_column(String(40))  # image/jpeg | image/png | application/pdf
+    size: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(100))  # what the uploader called it (no path)
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+    uploaded_at: Mapped[datetime] = mapped_column(DateTime)
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditEvent(Base):
+    """What the task force's administrators did (users, held files, rules): append-only, like
+    clue_events for clues."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_at", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(40))  # user_added | user_disabled | password_reset | …
+    target: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict | None] = mapped_column(JSON)

@@ -126,3 +126,11 @@ def link_text(method: str | None, score: float | None, explanation: str | None) 
         why = "；".join(f"{p['comparison']}{p['level']}({p['weight']:+.1f})" for p in explanation_parts(explanation))
         return f"{label}，概率 {score:.4f}" + (f"：{why}" if why else "") if score is not None else label
     return label
+
+
+def clue_view(clue, snapshots) -> dict:
+    """Everything `_evidence.html` shows of a clue: its evidence per night, the link in words and
+    its weights. `snapshots` are the clue's EvidenceSnapshot rows, newest first."""
+    return {"evidence": [(e.night, evidence_text(e.record, clue.evidence_dataset)) for e in snapshots],
+            "link": link_text(clue.link_method, clue.link_score, clue.link_explanation),
+            "waterfall": explanation_parts(clue.link_explanation)}

@@ -16,7 +16,7 @@ from starlette.background import BackgroundTask
 from bidui import scope
 from bidui.clues import actions
 from bidui.clues.models import Clue, ClueEvent, EvidenceSnapshot
-from bidui.clues.present import evidence_text, explanation_parts, link_text
+from bidui.clues.present import clue_view
 from bidui.clues.states import ACTIONS, DISPATCHED, OPEN, OUTCOMES, RETURNED, Finding, TransitionError
 from bidui.clues.workbook import WorkbookError, import_workbook, write_workbook
 from bidui.web.deps import Ctx, ctx
@@ -96,9 +96,8 @@ def clue_page(clue_id: int, c: Ctx = Depends(ctx), message: str = "", error: str
         Clue.household_code == clue.household_code, Clue.hukou_number == clue.hukou_number, Clue.id != clue.id))
         .order_by(Clue.id).limit(50)).all()
     return c.render("clue.html", clue=clue, names=c.division_names(),
-                    evidence=[(e.night, evidence_text(e.record, clue.evidence_dataset)) for e in evidence], events=events,
-                    household=household, link=link_text(clue.link_method, clue.link_score, clue.link_explanation),
-                    waterfall=explanation_parts(clue.link_explanation), outcomes=OUTCOMES, actions=ACTIONS,
+                    view=clue_view(clue, evidence), events=events, attachments=[],
+                    household=household, outcomes=OUTCOMES, actions=ACTIONS,
                     can_verify=c.user.role == "township" and clue.status in (DISPATCHED, RETURNED),
                     can_review=c.user.role == "county" and clue.status == "verified", message=message, error=error)
 
