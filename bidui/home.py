@@ -31,5 +31,10 @@ class Home:
         return self.root / "ledger.sqlite"
 
     @property
+    def attachments(self) -> Path:
+        """Photos and PDFs of verifications, content-addressed (attachments/ab/abcdef…)."""
+        return self.root / "attachments"
+
+    @property
     def config(self) -> Path:
         return self.root / "bidui.toml"
