@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bidui.clitools import locked_command
-from bidui.errors import require_home
+from bidui.errors import HomeMissing, require_home
 from bidui.home import Home
 
 app = typer.Typer(help="比对 bidui: nightly comparison of department extracts with the poverty register.",
@@ -24,7 +24,7 @@ console = Console(width=None if Console().is_terminal else 200)
 
 # Commands that only read a home: a missing one is a wrong --home, not a fresh start (they would
 # otherwise create an empty ledger or warehouse there and fail further on).
-READS_A_HOME = frozenset({"loads", "link", "links", "publish", "clues", "report"})
+READS_A_HOME = frozenset({"loads", "link", "links", "publish", "clues", "report", "users", "rules", "serve"})
 # What main() needs to report a failure after the command's context is gone.
 _invoked: dict[str, object] = {}
 
@@ -37,8 +37,10 @@ def main_options(
 ) -> None:
     ctx.obj = Home.resolve(home)
     _invoked.update(home=ctx.obj, command=ctx.invoked_subcommand)
-    if ctx.invoked_subcommand in READS_A_HOME:
-        require_home(ctx.obj.root)
+    if ctx.invoked_subcommand in READS_A_HOME and not ctx.obj.exists():
+        # Only `bidui run`, `ingest` and the like start a home; a command that reads one and finds
+        # none is pointed at the wrong place (a bare ./data would get an empty ledger and zeros).
+        raise HomeMissing(ctx.obj.root)
 
 
 @app.command()

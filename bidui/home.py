@@ -18,6 +18,12 @@ class Home:
         root = given or Path(os.environ.get("BIDUI_HOME") or DEFAULT_HOME)
         return cls(Path(root))
 
+    def exists(self) -> bool:
+        """A folder bidui has worked in: it holds the ledger, the warehouse or the config. A bare
+        folder (the repository's data/ with only its README) is not a home: reading it would
+        create an empty ledger and report zeros."""
+        return self.root.is_dir() and any(p.exists() for p in (self.ledger, self.warehouse, self.config))
+
     def ensure(self) -> Home:
         self.root.mkdir(parents=True, exist_ok=True)
         return self
