@@ -160,27 +160,115 @@ def clues_export(ctx: typer.Context, out: Annotated[Path, typer.Option("--out", 
     _console().print(f"{frame.height:,} clue(s) → {out}")
 
 
+def _users_do(ctx: typer.Context, work):
+    """Run `work(session)` on the ledger as the CLI (audited as 命令行); a UserError ends in its
+    message and exit 1."""
+    from bidui.clues.users import UserError
+
+    home: Home = ctx.obj
+    ledger = _ledger(home)
+    try:
+        with ledger.write() as s:
+            return work(s)
+    except UserError as e:
+        _console().print(str(e))
+        raise typer.Exit(1) from e
+    finally:
+        ledger.close()
+
+
+@users_app.command("list")
+def users_list(ctx: typer.Context) -> None:
+    """Every user: login name, real name, position, role, scope (with its name), state."""
+    from bidui.clues import users
+
+    def work(s):
+        table = Table(title="用户")
+        for col in ("用户名", "姓名", "职务", "角色", "管辖范围", "状态"):
+            table.add_column(col, overflow="fold")
+        for u in users.listed(s, users.CLI):
+            state = "停用" if not u.active else "锁定" if users.is_locked(u) else "正常"
+            table.add_row(u.username, u.real_name or u.display_name, u.position or "", users.ROLE_LABELS.get(u.role, u.role),
+                          f"{users.division_name(s, u.scope)}（{u.scope}）", state)
+        return table
+
+    _console().print(_users_do(ctx, work))
+
+
 @users_app.command("add")
 def users_add(ctx: typer.Context, username: Annotated[str, typer.Option("--name", help="Login name.")],
               role: Annotated[str, typer.Option("--role", help="township | county | prefecture | admin")],
               scope_code: Annotated[str, typer.Option("--scope", help="The 12-digit division code the user covers.")],
               password: Annotated[str, typer.Option("--password", prompt=True, hide_input=True)],
               display: Annotated[str | None, typer.Option("--display-name")] = None,
-              position: Annotated[str | None, typer.Option("--position")] = None) -> None:
-    """Add a user (the password is stored hashed with argon2)."""
-    from bidui.clues.users import UserError, add_user
+              position: Annotated[str | None, typer.Option("--position", help="职务, as the person signs.")] = None,
+              real_name: Annotated[str | None, typer.Option("--real-name", help="姓名, as the person signs.")] = None
+              ) -> None:
+    """Add a user (the password is stored hashed with argon2; at least 8 characters). Audited."""
+    from bidui.clues import users
 
-    home: Home = ctx.obj
-    ledger = _ledger(home)
-    try:
-        with ledger.write() as s:
-            add_user(s, username, display or username, role, scope_code, password, position)
-    except UserError as e:
-        _console().print(str(e))
-        raise typer.Exit(1) from e
-    finally:
-        ledger.close()
-    _console().print(f"user {username} ({role}, {scope_code}) added")
+    _users_do(ctx, lambda s: users.add_user(s, username, display or real_name or username, role, scope_code, password,
+                                            position, real_name=real_name, actor=users.CLI))
+    _console().print(f"已添加用户 {username}（{users.ROLE_LABELS[role]}，{scope_code}）")
+
+
+@users_app.command("disable")
+def users_disable(ctx: typer.Context, username: Annotated[str, typer.Argument(help="Login name.")]) -> None:
+    """Disable a user: they cannot sign in, and a session they have open stops working. Audited."""
+    from bidui.clues import users
+
+    _users_do(ctx, lambda s: users.disable(s, username, users.CLI))
+    _console().print(f"已停用用户 {username}")
+
+
+@users_app.command("enable")
+def users_enable(ctx: typer.Context, username: Annotated[str, typer.Argument(help="Login name.")]) -> None:
+    """Re-enable a disabled user. Audited."""
+    from bidui.clues import users
+
+    _users_do(ctx, lambda s: users.enable(s, username, users.CLI))
+    _console().print(f"已恢复用户 {username}")
+
+
+@users_app.command("reset-password")
+def users_reset(ctx: typer.Context, username: Annotated[str, typer.Argument(help="Login name.")]) -> None:
+    """Give the user a temporary password (printed once) and lift a lock-out. Audited (not the password)."""
+    from bidui.clues import users
+
+    password = _users_do(ctx, lambda s: users.reset_password(s, username, users.CLI))
+    _console().print(f"用户 {username} 的临时密码（只显示这一次，请当面或电话告知本人）：{password}")
+
+
+@users_app.command("unlock")
+def users_unlock(ctx: typer.Context, username: Annotated[str, typer.Argument(help="Login name.")]) -> None:
+    """Lift a lock-out after too many wrong passwords: the user can sign in at once. Audited."""
+    from bidui.clues import users
+
+    _users_do(ctx, lambda s: users.unlock(s, username, users.CLI))
+    _console().print(f"已解除 {username} 的锁定，可以立即登录")
+
+
+@users_app.command("rescope")
+def users_rescope(ctx: typer.Context, username: Annotated[str, typer.Argument(help="Login name.")],
+                  role: Annotated[str, typer.Option("--role", help="township | county | prefecture | admin")],
+                  scope_code: Annotated[str, typer.Option("--scope", help="The 12-digit division code.")]) -> None:
+    """Change a user's role and scope (a township user's scope is a township, and so on). Audited."""
+    from bidui.clues import users
+
+    _users_do(ctx, lambda s: users.rescope(s, username, role, scope_code, users.CLI))
+    _console().print(f"用户 {username} 现为{users.ROLE_LABELS[role]}，管辖范围 {scope_code}")
+
+
+@users_app.command("edit")
+def users_edit(ctx: typer.Context, username: Annotated[str, typer.Argument(help="Login name.")],
+               real_name: Annotated[str | None, typer.Option("--real-name", help="姓名")] = None,
+               position: Annotated[str | None, typer.Option("--position", help="职务")] = None,
+               display: Annotated[str | None, typer.Option("--display-name")] = None) -> None:
+    """Change a user's real name, position or display name. Audited."""
+    from bidui.clues import users
+
+    _users_do(ctx, lambda s: users.edit_profile(s, username, users.CLI, real_name, position, display))
+    _console().print(f"已更新用户 {username}")
 
 
 def report_cmd(ctx: typer.Context,
@@ -198,19 +286,26 @@ def report_cmd(ctx: typer.Context,
     with ledger.read() as s:
         rep = report.three_days(s, scope_code, day) if three_day else report.build(s, scope_code, day)
     ledger.close()
+    import polars as pl
+
+    from bidui.clues.workbook import CATEGORY_LABELS
+
     console = _console()
-    for title, frame in (("overall", rep.overall), ("by county", rep.by_county), ("by township", rep.by_township),
-                         ("by rule", rep.by_rule), ("by category", rep.by_category), ("错评 / 漏评 / 错退", rep.findings)):
+    by_category = rep.by_category.with_columns(pl.col("category").replace_strict(CATEGORY_LABELS, default=pl.col("category")))
+    for title, frame in (("总体", rep.overall), ("按县", rep.by_county), ("按乡镇", rep.by_township),
+                         ("按疑点", rep.by_rule), ("按类别", by_category), ("错评 / 漏评 / 错退", rep.findings)):
+        # A person reads names: the county, township and rule codes stay in the Excel file only.
+        frame = frame.drop([c for c in frame.columns if c.endswith("_code")])
         table = Table(title=title)
         for c in frame.columns:
             table.add_column(report.SHEET_LABELS.get(c, c), overflow="fold")
         for row in frame.iter_rows():
             table.add_row(*("" if v is None else f"{v:.1%}" if isinstance(v, float) else str(v) for v in row))
         console.print(table)
-    console.print(f"overdue: {rep.overdue.height:,} clue(s)")
+    console.print(f"逾期未核实：{rep.overdue.height:,} 条")
     if out:
         report.write_xlsx(rep, out)
-        console.print(f"report → {out}")
+        console.print(f"报表 → {out}")
 
 
 def register(app: typer.Typer) -> None:
