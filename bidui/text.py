@@ -19,3 +19,15 @@ def nfkc_series(s: pl.Series) -> pl.Series:
     if len(idx) == 0:
         return s
     return s.scatter(idx, s.gather(idx).str.normalize("NFKC"))
+
+
+# A cell whose text begins with one of these is read as a formula by Excel, WPS or LibreOffice
+# (or when the sheet is saved as CSV and opened again): "=HYPERLINK(…)" in a department's name
+# field would run on the clerk's machine. The one place every spreadsheet bidui writes goes through.
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def neutralise_formula(text: str) -> str:
+    """Text as it may be written to a spreadsheet cell: a leading apostrophe before what a
+    spreadsheet would take for a formula (the OWASP advice for CSV/Excel injection)."""
+    return "'" + text if text.startswith(FORMULA_LEADS) else text
