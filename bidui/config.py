@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -57,3 +61,67 @@ class AttachmentSettings:
 
 def attachment_settings(home_config: Path | None) -> AttachmentSettings:
     return AttachmentSettings.from_config(load(home_config))
+
+
+# ---------------------------------------------------------------- switching a rule (admin page)
+
+_TABLE_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_DISABLED = re.compile(r"^(\s*)disabled\s*=\s*\[[^\]]*\]", re.MULTILINE)
+
+
+def _render_list(codes: list[str]) -> str:
+    return "[" + ", ".join(f'"{c}"' for c in codes) + "]"
+
+
+def set_rule_enabled(home_config: Path, code: str, enabled: bool) -> list[str]:
+    """Switch a rule on or off in <home>/bidui.toml (`[rules] disabled`), keeping the rest of the
+    file as it is — comments included — and writing it atomically (a crash leaves the old file
+    or the new one, never half of one). Returns the rules now disabled."""
+    if not re.fullmatch(r"[A-Z][A-Z0-9_]*", code):
+        raise ValueError(f"not a rule code: {code!r}")
+    text = home_config.read_text(encoding="utf-8") if home_config.exists() else ""
+    current = tomllib.loads(text).get("rules", {}).get("disabled", []) if text else []
+    wanted = sorted({*current, code} - ({code} if enabled else set()))
+    lines = text.splitlines(keepends=True)
+    # The [rules] table's lines: from its header to the next table's.
+    start = end = None
+    for i, line in enumerate(lines):
+        m = _TABLE_HEADER.match(line)
+        if m and start is None and m.group(1) == "rules":
+            start = i
+        elif m and start is not None:
+            end = i
+            break
+    if start is None:
+        new = text + ("" if not text or text.endswith("\n") else "\n") + f"\n[rules]\ndisabled = {_render_list(wanted)}\n"
+    else:
+        end = len(lines) if end is None else end
+        body = "".join(lines[start + 1:end])
+        if _DISABLED.search(body):
+            body = _DISABLED.sub(lambda m: f"{m.group(1)}disabled = {_render_list(wanted)}", body, count=1)
+        else:
+            body = f"disabled = {_render_list(wanted)}\n" + body
+        new = "".join(lines[:start + 1]) + body + "".join(lines[end:])
+    try:
+        check = tomllib.loads(new)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{home_config}: could not be changed safely: {e}") from e
+    if sorted(check.get("rules", {}).get("disabled", [])) != wanted:
+        raise ValueError(f"{home_config}: [rules] disabled is written in a form this switch does not edit")
+    _write_atomically(home_config, new)
+    return wanted
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
