@@ -97,14 +97,29 @@ class NightReport:
 
 
 def ingest_step(home: Home, folder: Path, night: date, force: bool = False) -> list[dict]:
+    from bidui.clues import approvals
     from bidui.connectors import warehouse
-    from bidui.connectors.ingest import Limits, ingest_night
+    from bidui.connectors.ingest import Limits, ingest_file, ingest_night
 
+    limits = Limits.from_config(config.load(home.config))
     con = warehouse.connect(home.ensure().warehouse)
     try:
-        outcomes = ingest_night(con, folder, night, force=force, limits=Limits.from_config(config.load(home.config)))
+        outcomes = ingest_night(con, folder, night, force=force, limits=limits)
+        # Held files an administrator approved on the admin page (the web app cannot write the
+        # warehouse): stored now as forced, if they are still the bytes that were approved.
+        approved = approvals.pending(home, night)
+        taken = []
+        for i, o in enumerate(outcomes):
+            if o.status != "held" or o.incomplete or o.file not in approved:
+                continue
+            if approved[o.file] and approvals.file_sha(folder / o.file) != approved[o.file]:
+                continue  # replaced since it was approved: held again, for a new decision
+            outcomes[i] = ingest_file(con, folder / o.file, night, force=True, limits=limits)
+            if outcomes[i].status == "forced":
+                taken.append(asdict(outcomes[i]))
     finally:
         con.close()
+    approvals.applied(home, night, taken)
     return [asdict(o) for o in outcomes]
 
 
@@ -214,9 +229,18 @@ def plain_steps(home: Home, folder: Path, night: date, again: bool = False,
 
 
 def resuming_partial(home: Home, night: date) -> bool:
-    """Did an earlier run of the night finish with a file still being written? Then this run
-    publishes the night again, with that file taken."""
-    return stored_report(home, night, "partial") is not None
+    """Did an earlier run of the night finish with a file still being written, or has an
+    administrator since approved a held file of it? Then this run publishes the night again, with
+    that file taken."""
+    return stored_report(home, night, "partial") is not None or approved_since(home, night)
+
+
+def approved_since(home: Home, night: date) -> bool:
+    """A held file of the night approved on the admin page and not yet applied: the night is
+    run again (its completed report notwithstanding)."""
+    from bidui.clues import approvals
+
+    return bool(approvals.pending(home, night))
 
 
 def run_night(home: Home, folder: Path, night: date | None = None,
@@ -229,7 +253,7 @@ def run_night(home: Home, folder: Path, night: date | None = None,
     from bidui.connectors.ingest import night_of
 
     night = night or night_of(folder)
-    done = None if force else stored_report(home, night)
+    done = None if force or approved_since(home, night) else stored_report(home, night)
     if done is not None:
         done.status = "already"
         return done
@@ -257,6 +281,6 @@ def unprocessed_nights(home: Home, inbox: Path) -> list[Path]:
             night = date.fromisoformat(folder.name)
         except ValueError:
             continue
-        if stored_report(home, night) is None:
+        if stored_report(home, night) is None or approved_since(home, night):
             out.append(folder)
     return out
