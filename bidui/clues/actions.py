@@ -1,4 +1,4 @@
-"""What people do to clues: verify and sign, close, return. Each action checks the actor's role
+"""What people do to clues: verify and sign, amend one's own finding, close, return. Each action checks the actor's role
 and scope, the transition, and the version the actor saw (optimistic concurrency), then writes
 the new state and an event in one transaction."""
 
@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bidui import scope
 from bidui.clues.models import Clue, ClueEvent, User
-from bidui.clues.states import Finding, TransitionError, next_status
+from bidui.clues.states import VERIFIED, Finding, TransitionError, next_status
 
 
 class NotFoundError(LookupError):
@@ -34,7 +34,7 @@ def get_clue(session: Session, clue_id: int, actor: User) -> Clue:
 
 
 def _apply(session: Session, clue: Clue, expected_version: int, actor: User, kind: str, changes: dict,
-           payload: dict) -> Clue:
+           payload: dict, event_kind: str | None = None) -> Clue:
     if clue.version != expected_version:
         raise ConflictError(f"线索 {clue.id} 已被他人修改（您看到的是第 {expected_version} 版，当前为第 {clue.version} 版），请刷新后重试")
     target = next_status(kind, clue.status, actor.role)
@@ -46,24 +46,54 @@ def _apply(session: Session, clue: Clue, expected_version: int, actor: User, kin
         .execution_options(synchronize_session=False))
     if result.rowcount != 1:
         raise ConflictError(f"线索 {clue.id} 已被他人修改，请刷新后重试")
-    session.add(ClueEvent(clue_id=clue.id, at=stamp, actor=actor.username, kind=kind, from_status=clue.status,
+    session.add(ClueEvent(clue_id=clue.id, at=stamp, actor=actor.username, kind=event_kind or kind, from_status=clue.status,
                           to_status=target, payload=payload))
     session.flush()
     session.refresh(clue)
     return clue
 
 
-def verify(session: Session, clue_id: int, expected_version: int, actor: User, finding: Finding,
-           today: date | None = None) -> Clue:
-    clue = get_clue(session, clue_id, actor)
-    problems = finding.problems(today or date.today())
+def _finding_changes(finding: Finding, today: date) -> tuple[dict, dict]:
+    problems = finding.problems(today)
     if problems:
         raise TransitionError("；".join(problems))
     changes = {"outcome": finding.outcome, "action": finding.action or None, "finding": finding.finding.strip(),
                "verifier_name": finding.verifier_name.strip(), "verifier_position": finding.verifier_position.strip(),
                "verified_on": finding.verified_on, "return_reason": None}
     payload = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in changes.items() if k != "return_reason"}
+    return changes, payload
+
+
+def verify(session: Session, clue_id: int, expected_version: int, actor: User, finding: Finding,
+           today: date | None = None) -> Clue:
+    clue = get_clue(session, clue_id, actor)
+    changes, payload = _finding_changes(finding, today or date.today())
     return _apply(session, clue, expected_version, actor, "verify", changes, payload)
+
+
+def signed_by(session: Session, clue: Clue) -> str | None:
+    """The username of whoever signed the clue's current finding (its last verify or amend)."""
+    return session.scalar(select(ClueEvent.actor).where(ClueEvent.clue_id == clue.id,
+                                                        ClueEvent.kind.in_(("verify", "amended")))
+                          .order_by(ClueEvent.id.desc()).limit(1))
+
+
+def can_amend(session: Session, clue: Clue, actor: User) -> bool:
+    """A township verifier may correct their own finding while the county has not acted on it
+    (the clue is still verified: closing or returning it ends the window)."""
+    return (actor.role == "township" and clue.status == VERIFIED and scope.covers(actor.scope, clue.township_code)
+            and signed_by(session, clue) == actor.username)
+
+
+def amend(session: Session, clue_id: int, expected_version: int, actor: User, finding: Finding,
+          today: date | None = None) -> Clue:
+    """Replace one's own signed finding before the county reviews it; the event keeps both."""
+    clue = get_clue(session, clue_id, actor)
+    if clue.status == VERIFIED and signed_by(session, clue) != actor.username:
+        raise TransitionError("只能修改本人签字的核实结论")
+    changes, payload = _finding_changes(finding, today or date.today())
+    payload["before"] = {"outcome": clue.outcome, "action": clue.action, "finding": clue.finding}
+    return _apply(session, clue, expected_version, actor, "amend", changes, payload, event_kind="amended")
 
 
 def close(session: Session, clue_id: int, expected_version: int, actor: User, today: date | None = None) -> Clue:
@@ -71,10 +101,17 @@ def close(session: Session, clue_id: int, expected_version: int, actor: User, to
     return _apply(session, clue, expected_version, actor, "close", {"closed_on": today or date.today()}, {})
 
 
-def send_back(session: Session, clue_id: int, expected_version: int, actor: User, reason: str) -> Clue:
+def send_back(session: Session, clue_id: int, expected_version: int, actor: User, reason: str,
+              due: date | None = None, today: date | None = None) -> Clue:
+    """Return a verified clue to its township with a reason and a new due date (the old one has
+    usually passed by the time the county reviews)."""
     clue = get_clue(session, clue_id, actor)
     if not reason.strip():
         raise TransitionError("退回须说明理由")
-    return _apply(session, clue, expected_version, actor, "return", {"return_reason": reason.strip()},
-                  {"reason": reason.strip()})
-
+    changes: dict = {"return_reason": reason.strip()}
+    payload: dict = {"reason": reason.strip()}
+    if due is not None:
+        if due < (today or date.today()):
+            raise TransitionError("新的截止日期不能早于今天")
+        changes["due_date"], payload["due_date"] = due, due.isoformat()
+    return _apply(session, clue, expected_version, actor, "return", changes, payload)

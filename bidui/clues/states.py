@@ -1,7 +1,8 @@
 """The clue state machine: who may do what, from which state, with what signed payload.
 
 dispatched → verified (a township's signed finding) → closed (a county reviewer), or
-verified → returned (with a reason) → verified again. Anything else is refused."""
+verified → returned (with a reason and a new due date) → verified again. While the county has not
+acted, the township may amend its own finding (verified → verified). Anything else is refused."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ ACTIONS = ("清退出列", "数据已更正", "标注返贫", "纳入监测", "�
 # action → (statuses it may start from, resulting status, roles that may do it)
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
     "verify": ((DISPATCHED, RETURNED), VERIFIED, ("township",)),
+    "amend": ((VERIFIED,), VERIFIED, ("township",)),
     "close": ((VERIFIED,), CLOSED, ("county",)),
     "return": ((VERIFIED,), RETURNED, ("county",)),
 }
@@ -70,7 +72,7 @@ def next_status(action: str, status: str, role: str) -> str:
         raise TransitionError(f"未知操作：{action}")
     sources, target, roles = TRANSITIONS[action]
     if role not in roles:
-        raise TransitionError(f"{role} 角色不能执行此操作")
+        raise TransitionError("您的角色不能执行此操作")
     if status not in sources:
         raise TransitionError(f"线索当前状态为{STATUS_LABELS.get(status, status)}，不能执行此操作")
     return target
