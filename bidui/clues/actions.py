@@ -4,12 +4,14 @@ the new state and an event in one transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bidui import scope
+from bidui.clues import attachments
 from bidui.clues.models import Clue, ClueEvent, User
 from bidui.clues.states import VERIFIED, Finding, TransitionError, next_status
 
@@ -65,8 +67,11 @@ def _finding_changes(finding: Finding, today: date) -> tuple[dict, dict]:
 
 
 def verify(session: Session, clue_id: int, expected_version: int, actor: User, finding: Finding,
-           today: date | None = None) -> Clue:
+           today: date | None = None, required_attachments: Collection[str] = ()) -> Clue:
+    """`required_attachments`: the rule codes whose verification needs a photo or PDF (the home's
+    [rules.attachments] required, config.attachment_settings)."""
     clue = get_clue(session, clue_id, actor)
+    attachments.check_required(session, clue, required_attachments)
     changes, payload = _finding_changes(finding, today or date.today())
     return _apply(session, clue, expected_version, actor, "verify", changes, payload)
 
