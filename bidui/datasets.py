@@ -24,6 +24,10 @@ class Column:
     kind: Kind = "text"
     values: tuple[str, ...] = ()  # canonical enumeration values
     aliases: dict[str, str] = field(default_factory=dict)  # other spellings → canonical
+    # How a value reads to a person (bidui.clues.present): its unit (元, 万元, m²) and the words for
+    # a stored code (a GA 802 vehicle code, a division level).
+    unit: str = ""
+    display: dict[str, str] = field(default_factory=dict)
 
     @property
     def headers(self) -> tuple[str, ...]:
@@ -65,8 +69,36 @@ class Dataset:
 
 
 def _c(name: str, header: str, *synonyms: str, req: bool = False, kind: Kind = "text",
-      values: tuple[str, ...] = (), aliases: dict[str, str] | None = None) -> Column:
-    return Column(name, header, tuple(synonyms), req, kind, values, aliases or {})
+      values: tuple[str, ...] = (), aliases: dict[str, str] | None = None, unit: str = "",
+      display: dict[str, str] | None = None) -> Column:
+    return Column(name, header, tuple(synonyms), req, kind, values, aliases or {}, unit, display or {})
+
+
+# GA 802 vehicle type names the departments write instead of codes (shared/rules.md).
+VEHICLE_TYPE_NAMES: dict[str, str] = {
+    "小型轿车": "K33", "小型普通客车": "K31", "微型普通客车": "K41", "轻型普通货车": "H31",
+    "中型普通货车": "H21", "重型半挂牵引车": "Q11", "轮式装载机械": "J11", "微型普通货车": "H41",
+    "低速货车": "H51", "普通二轮摩托车": "M21", "三轮汽车": "N11", "小型方向盘式拖拉机": "T21",
+    "手扶拖拉机": "T22", "重型普通货车": "H11", "大型普通客车": "K11", "中型普通客车": "K21",
+    "重型普通半挂车": "B11", "小型专用汽车": "Z51", "普通正三轮摩托车": "M11",
+}
+
+# GA 802 codes in words: the names above, and for a code not among them the class its first one or
+# two characters name (a person reads 轻型普通货车, never H31).
+VEHICLE_TYPE_WORDS: dict[str, str] = {code: name for name, code in VEHICLE_TYPE_NAMES.items()}
+VEHICLE_CLASS_WORDS: dict[str, str] = {
+    "K1": "大型客车", "K2": "中型客车", "K3": "小型客车", "K4": "微型客车", "H1": "重型货车", "H2": "中型货车",
+    "H3": "轻型货车", "H4": "微型货车", "H5": "低速货车", "Q": "半挂牵引车", "Z": "专项作业车", "J": "轮式机械",
+    "M": "摩托车", "N": "三轮汽车", "T": "拖拉机", "G": "挂车", "B": "半挂车", "D": "电车", "X": "其他车辆",
+}
+
+
+def vehicle_type_words(code: str) -> str:
+    """A GA 802 code as a person says it: its name, else its class."""
+    code = code.strip().upper()
+    if code in VEHICLE_TYPE_WORDS:
+        return VEHICLE_TYPE_WORDS[code]
+    return VEHICLE_CLASS_WORDS.get(code[:2]) or VEHICLE_CLASS_WORDS.get(code[:1]) or code
 
 
 YES_NO_SEX = ("男", "女")
@@ -75,6 +107,7 @@ DATASETS: tuple[Dataset, ...] = (
         _c("code", "区划代码", "代码", "统计用区划代码", req=True, kind="code"),
         _c("name", "名称", "区划名称", req=True),
         _c("level", "级别", "层级", req=True, kind="enum", values=("county", "township", "village"),
+          display={"county": "县（区）", "township": "乡镇（街道）", "village": "村（社区）"},
           aliases={"县": "county", "区": "county", "市": "county", "乡": "township",
                    "镇": "township", "街道": "township", "村": "village", "社区": "village"}),
         _c("parent_code", "上级区划代码", "上级代码", req=True, kind="code"),
@@ -139,8 +172,8 @@ DATASETS: tuple[Dataset, ...] = (
         _c("id_number", "证件号码", "身份证号", req=True, kind="id"),
         _c("name", "姓名", "患者姓名", req=True, kind="name"),
         _c("settle_date", "结算日期", req=True, kind="date"),
-        _c("total_cost", "医疗总费用", "总费用", req=True, kind="money"),
-        _c("out_of_pocket", "个人自付", "自付金额", req=True, kind="money"),
+        _c("total_cost", "医疗总费用", "总费用", req=True, kind="money", unit="元"),
+        _c("out_of_pocket", "个人自付", "自付金额", req=True, kind="money", unit="元"),
         _c("hospital", "医疗机构"),
     ), "medical security", (PersonRef("id_number", "name", "patient"),)),
     Dataset("students", "学籍", ("学籍", "在校生"), (
@@ -151,7 +184,7 @@ DATASETS: tuple[Dataset, ...] = (
         _c("stage", "学段", req=True, kind="enum",
           values=("学前", "小学", "初中", "高中", "中职", "高职", "本科", "研究生")),
         _c("status", "学籍状态", req=True, kind="enum", values=("在读", "休学", "辍学", "毕业", "转出")),
-        _c("annual_fee", "年学费", "学费", kind="money"),
+        _c("annual_fee", "年学费", "学费", kind="money", unit="元"),
     ), "education", (PersonRef("id_number", "name", "student"),)),
     Dataset("property", "不动产登记", ("不动产", "房产", "房屋登记"), (
         _c("owner_id_number", "权利人证件号码", "权利人身份证号", req=True, kind="id"),
@@ -161,7 +194,7 @@ DATASETS: tuple[Dataset, ...] = (
         _c("region_type", "所在区域", req=True, kind="enum", values=("城镇", "乡村")),
         _c("usage", "用途", kind="enum", values=("住宅", "商业", "办公", "其他")),
         _c("house_type", "房屋性质", req=True, kind="enum", values=("商品房", "自建房", "安置房", "保障房")),
-        _c("area", "建筑面积", kind="number"),
+        _c("area", "建筑面积", kind="number", unit="m²"),
         _c("register_date", "登记日期", kind="date"),
     ), "housing", (PersonRef("owner_id_number", "owner_name", "owner"),)),
     Dataset("dangerous_housing", "农村危房鉴定", ("危房", "危房鉴定"), (
@@ -169,7 +202,8 @@ DATASETS: tuple[Dataset, ...] = (
         _c("owner_name", "户主姓名", "姓名", req=True, kind="name"),
         _c("village_code", "村代码", kind="code"),
         _c("grade", "鉴定等级", "危险等级", req=True, kind="enum", values=("A", "B", "C", "D"),
-          aliases={"A级": "A", "B级": "B", "C级": "C", "D级": "D"}),
+          aliases={"A级": "A", "B级": "B", "C级": "C", "D级": "D"},
+          display={"A": "A级", "B": "B级", "C": "C级（局部危险）", "D": "D级（整体危险）"}),
         _c("appraisal_date", "鉴定日期", req=True, kind="date"),
         _c("renovated", "改造状态", req=True, kind="enum", values=("未改造", "改造中", "已改造")),
     ), "housing", (PersonRef("owner_id_number", "owner_name", "owner"),)),
@@ -180,7 +214,7 @@ DATASETS: tuple[Dataset, ...] = (
             "有限责任公司", "股份有限公司", "个人独资企业", "合伙企业", "个体工商户", "农民专业合作社")),
         _c("legal_rep_name", "法定代表人", "经营者", "负责人", req=True, kind="name"),
         _c("legal_rep_id_number", "法定代表人证件号码", "经营者身份证号", req=True, kind="id"),
-        _c("registered_capital", "注册资本", "资金数额", kind="money"),
+        _c("registered_capital", "注册资本", "资金数额", kind="money", unit="万元"),
         _c("established_date", "成立日期", kind="date"),
         _c("status", "登记状态", "经营状态", req=True, kind="enum", values=("存续", "在业", "注销", "吊销")),
     ), "commerce", (PersonRef("legal_rep_id_number", "legal_rep_name", "legal_rep"),)),
@@ -188,12 +222,12 @@ DATASETS: tuple[Dataset, ...] = (
         _c("credit_code", "统一社会信用代码", req=True),
         _c("investor_name", "投资人", "股东名称", req=True, kind="name"),
         _c("investor_id_number", "投资人证件号码", "股东证件号码", req=True, kind="id"),
-        _c("subscribed_capital", "认缴出资额", kind="money"),
+        _c("subscribed_capital", "认缴出资额", kind="money", unit="万元"),
     ), "commerce", (PersonRef("investor_id_number", "investor_name", "investor"),)),
     Dataset("vehicles", "机动车登记", ("机动车", "车辆"), (
         _c("plate", "号牌号码", "车牌号", req=True),
         _c("use_nature", "使用性质"),
-        _c("vehicle_type", "车辆类型", req=True),
+        _c("vehicle_type", "车辆类型", req=True, display=VEHICLE_TYPE_WORDS),
         _c("owner_name", "机动车所有人", "所有人", "车主姓名", req=True, kind="name"),
         _c("owner_id_number", "所有人证件号码", "身份证明号码", "车主身份证号", req=True, kind="id"),
         _c("register_date", "初次登记日期", "登记日期", kind="date"),
@@ -210,14 +244,6 @@ DATASETS: tuple[Dataset, ...] = (
 
 BY_CODE: dict[str, Dataset] = {d.code: d for d in DATASETS}
 
-# GA 802 vehicle type names the departments write instead of codes (shared/rules.md).
-VEHICLE_TYPE_NAMES: dict[str, str] = {
-    "小型轿车": "K33", "小型普通客车": "K31", "微型普通客车": "K41", "轻型普通货车": "H31",
-    "中型普通货车": "H21", "重型半挂牵引车": "Q11", "轮式装载机械": "J11", "微型普通货车": "H41",
-    "低速货车": "H51", "普通二轮摩托车": "M21", "三轮汽车": "N11", "小型方向盘式拖拉机": "T21",
-    "手扶拖拉机": "T22", "重型普通货车": "H11", "大型普通客车": "K11", "中型普通客车": "K21",
-    "重型普通半挂车": "B11", "小型专用汽车": "Z51", "普通正三轮摩托车": "M11",
-}
 
 
 def header_key(text: str) -> str:

@@ -96,7 +96,7 @@ def test_a_rule_without_its_dataset_is_skipped_and_says_so(tiny: Path, tmp_path:
     link_night(con, day)
     result = run_rules(con, day, config.load(None))
     payroll = next(o for o in result.outcomes if o.code == "PUBLIC_PAYROLL")
-    assert payroll.status == "skipped" and "no accepted snapshot of payroll" in payroll.message
+    assert payroll.status == "skipped" and "没有已入库的财政供养人员数据" in payroll.message
     assert "PUBLIC_PAYROLL" not in set(result.hits["rule_code"].to_list())
 
 

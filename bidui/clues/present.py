@@ -1,54 +1,143 @@
-"""How a clue's evidence and link explanation read to a person (workbook and web pages)."""
+"""How a clue reads to a person: its evidence, its link, what its rule means and what to check.
+
+The one place that turns what the warehouse and the ledger store (dataset codes, column names, ID
+statuses, GA 802 vehicle codes, category and state codes, link explanations as JSON) into the
+words a township clerk reads on the clue page, in the workbook, the exports and the reports.
+Labels, units and code translations of a dataset's columns live with the columns themselves
+(bidui.datasets); a rule's guide lives in its rule file (bidui.rules.engine)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 from bidui.clues.publish import is_delivery_detail
+from bidui.clues.states import STATUS_LABELS
 
-LINK_LABELS = {"exact": "证件号码精确匹配", "former_name": "证件号码精确匹配（姓名为户籍更正前的原名）",
+CATEGORY_LABELS = {"mis_inclusion": "错评疑点", "natural_change": "自然变化", "data_quality": "数据质量",
+                   "exit_risk": "错退/返贫风险", "missed_inclusion": "漏评疑点"}
+# A night's rule and file outcomes (bidui.rules.engine RuleOutcome.status, ingest outcomes).
+RUN_STATUS_LABELS = {"ran": "已运行", "skipped": "未运行", "disabled": "已停用", "failed": "出错",
+                     "accepted": "已入库", "held": "暂缓", "refused": "拒收", "missing": "缺失", "duplicate": "已入库过",
+                     "completed": "完成", "partial": "部分完成（有文件暂缓）", "already": "已运行过", "running": "运行中"}
+STEP_LABELS = {"ingest": "接收入库", "link": "身份关联", "rules": "规则比对", "publish": "发布线索"}
+PUBLISH_LABELS = {"new": "新增", "seen": "再次发现", "gone": "证据消失", "reraised": "重新下发", "suppressed": "不再下发",
+                  "withheld": "数据存疑暂不下发"}
+
+LINK_LABELS = {"exact": "证件号码一致", "former_name": "证件号码一致（姓名为户籍更正前的原名）",
                "household": "同户成员的证件号码，姓名与本人一致（如子女记录填了父母的证件号）",
-               "fuzzy": "模糊匹配", "review": "模糊匹配（身份待确认）", "none": "未匹配"}
+               "fuzzy": "模糊匹配", "review": "模糊匹配（身份待当面确认）", "none": "未找到"}
 # Why a link needed no score, said in words (the explanation of an exact, former-name or household link).
 RULE_LABELS = {"shared_id": "该证件号码在户籍中由{holders}人共用（一号多人），按姓名确定为其中一人；核实时请当面确认是本人",
                "former_name": "户籍已更正姓名，记录仍用原名", "household": "证件号码属于同一户籍户的另一成员，按姓名确定本人"}
 COMPARISON_LABELS = {"id": "证件号码", "name": "姓名", "birth": "出生日期", "sex": "性别", "village": "村",
-                     "head": "户主", "name frequency": "姓名常见度"}
+                     "head": "户主", "name frequency": "姓名常见程度"}
+# Each level of bidui.matching.compare.COMPARISONS (and the two the explanation adds), for the table of weights.
 LEVEL_LABELS = {
-    "valid and another person's": "他人的有效号码", "different": "不同", "two digits apart": "相差两位",
+    "valid and another person's": "是他人的有效号码", "different": "不同", "two digits apart": "相差两位",
     "valid, held by nobody, one or two digits apart": "有效但户籍中无人使用，相差一至两位",
     "one of the 15 digits Excel kept apart": "被 Excel 截断后保留的15位中相差一位",
     "same pinyin (homophone) or equal but for unknown characters": "同音或仅有无法录入的字不同",
-    "one digit or a transposition apart": "相差一位或相邻颠倒", "first 15 digits equal": "前15位相同", "equal": "相同",
+    "one digit or a transposition apart": "相差一位或相邻两位颠倒", "first 15 digits equal": "前15位相同", "equal": "相同",
     "one character apart": "相差一字", "same pinyin (homophone)": "同音", "same writing": "相同",
-    "one digit or month/day apart": "相差一位或月日颠倒", "same township": "同乡镇", "not the household head": "非户主",
+    "one digit or month/day apart": "相差一位或月日颠倒", "same township": "同乡镇不同村", "not the household head": "不是户主",
     "the household head": "是户主", "not observed": "无此项", "adjustment": "调整",
 }
-
+# The same levels as a reason, in a sentence: why the record is believed to be the person's.
+REASONS = {
+    ("id", "equal"): "证件号码一致", ("id", "first 15 digits equal"): "证件号码前15位一致（记录中的号码被 Excel 截断）",
+    ("id", "one digit or a transposition apart"): "证件号码差一位（或相邻两位颠倒）", ("id", "two digits apart"): "证件号码差两位",
+    ("id", "one of the 15 digits Excel kept apart"): "证件号码被 Excel 截断，保留的15位中差一位",
+    ("id", "valid, held by nobody, one or two digits apart"): "证件号码户籍中无人使用，与本人的差一至两位",
+    ("id", "different"): "证件号码不同", ("id", "valid and another person's"): "证件号码是他人的",
+    ("name", "same writing"): "姓名一致", ("name", "one character apart"): "姓名差一字",
+    ("name", "same pinyin (homophone) or equal but for unknown characters"): "姓名同音",
+    ("name", "same pinyin (homophone)"): "姓名同音", ("name", "different"): "姓名不同",
+    ("birth", "equal"): "出生日期一致", ("birth", "one digit or month/day apart"): "出生日期差一位或月日颠倒",
+    ("birth", "different"): "出生日期不同", ("sex", "equal"): "性别一致", ("sex", "different"): "性别不同",
+    ("village", "equal"): "同村", ("village", "same township"): "同乡镇不同村", ("village", "different"): "不在同一乡镇",
+    ("head", "the household head"): "同为户主", ("head", "not the household head"): "不是户主",
+}
 
 # The data-quality counts of a night (bidui.matching.quality), as the run report words them.
 DEFECT_LABELS = {"placeholder": "姓名有无法录入的字（□?*〓）", "annotation": "姓名带括注", "pinyin": "姓名夹拼音",
                  "invisible": "姓名含不可见字符", "shared_ids": "一号多人", "second_numbers": "一人多号"}
 
-
-def defects_text(quality: dict[str, dict[str, int]]) -> list[str]:
-    """Each dataset's counts as one line: `户籍人口：一号多人（号码数）206，…`."""
-    from bidui.datasets import BY_CODE
-
-    return [f"{BY_CODE[d].title if d in BY_CODE else d}：" + "，".join(f"{DEFECT_LABELS.get(k, k)} {n:,}" for k, n in found.items())
-            for d, found in sorted(quality.items())]
-
-
 ID_STATUS_LABELS = {"valid": "有效", "missing": "缺失", "bad_length": "位数不对", "bad_province": "省份代码不对",
-                    "bad_birth_date": "出生日期不对", "bad_check": "校验位不对", "excel_mangled": "被 Excel 截断",
-                    "too_few_digits": "科学计数法只剩几位，无法使用"}
-EXTRA_LABELS = {"age": "年龄", "other_households": "其他户", "household_total": "全户自付合计", "status": "状态",
-                "probable_id": "可能的正确证件号"}
+                    "bad_birth_date": "出生日期不合法", "bad_check": "校验位不对", "excel_mangled": "被 Excel 截断",
+                    "too_few_digits": "被 Excel 改成科学计数法，只剩几位，无法使用"}
+# Keys the rules add to an evidence record (bidui/sql/rules): label and unit.
+EXTRA_LABELS = {"age": ("年龄", "岁"), "household_total": ("全户自付合计", "元"), "member_share": ("本人自付", "元"),
+                "status": ("证件号码问题", ""), "probable_id": ("可能的正确证件号码", ""),
+                "times_in_household": ("在本户登记次数", "次")}
+# Internal columns of a stored record that say nothing to a person.
+HIDDEN = {"is_primary", "rejected_columns", "vehicle_type_code"}
+SUB_TABLES = {
+    "bills": ("结算明细", (("settle_date", "结算日期", ""), ("name", "患者", ""), ("hospital", "医疗机构", ""),
+                           ("total_cost", "医疗总费用", "元"), ("out_of_pocket", "个人自付", "元"))),
+    "other_households": ("其他户（本人也登记在这些户中）", (("household_code", "户编号", ""), ("village_code", "村", ""),
+                                                   ("head_name", "户主", ""))),
+    "school_records": ("本人的学籍记录（无“在读”或“休学”）", (("school_name", "学校名称", ""), ("school_type", "办学类型", ""),
+                                                ("stage", "学段", ""), ("status", "学籍状态", ""))),
+}
+EMPTY_TABLES = {"school_records": ("学籍记录", "学籍数据中没有本人的任何记录"),
+                "other_households": ("其他户", "无（本人在本户中重复登记）")}
+
+
+# ---------------------------------------------------------------- values
+
+
+def number(v: float | int, unit: str = "") -> str:
+    """A number as people write it: no `.0`, money to the fen, then its unit (20000 元, 100 万元)."""
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    text = f"{v:.2f}" if isinstance(v, float) else str(v)
+    return f"{text} {unit}" if unit else text
+
+
+def _is_division(name: str) -> bool:
+    return name in ("village_code", "address_code", "code", "parent_code")
+
+
+def _value(name: str, v: Any, dataset: str | None, names: dict[str, str], unit: str = "") -> str:
+    from bidui.datasets import BY_CODE, vehicle_type_words
+
+    # The column in the record's dataset, else in any (a business clue's record may be an investor's).
+    cols = [c for ds in ([BY_CODE[dataset]] if dataset in BY_CODE else []) + list(BY_CODE.values())  # type: ignore[index]
+            for c in ds.columns if c.name == name]
+    col = cols[0] if cols else None
+    if isinstance(v, bool):
+        return "是" if v else "否"
+    if isinstance(v, int | float):
+        return number(v, unit or (col.unit if col else ""))
+    if isinstance(v, list):
+        return "、".join(_value(name, x, dataset, names) for x in v)
+    text = str(v)
+    if name == "vehicle_type":
+        return vehicle_type_words(text)
+    if col and text in col.display:
+        return col.display[text]
+    if _is_division(name):
+        return names.get(text, text)
+    return text
+
+
+def _label(name: str, dataset: str | None, v: Any, names: dict[str, str], anywhere: bool = True) -> str:
+    """The column's header in its own dataset, else (`anywhere`) in the first dataset that has it."""
+    label = FIELD_LABELS.get(dataset or "", {}).get(name) or (FIELD_LABELS[""].get(name, "") if anywhere else "")
+    # A division code shown as its name: 村代码 529001101201 reads 村 和屯村.
+    if label and _is_division(name) and isinstance(v, str) and v in names:
+        label = label.removesuffix("代码").removesuffix("区划") or label
+    return label
 
 
 def _field_labels() -> dict[str, dict[str, str]]:
     """Each dataset's canonical columns with their Chinese headers (the extract spec), and under
-    "" the first header seen for each name: to show a record as it was delivered."""
+    "" the first header seen for each name."""
     from bidui.datasets import DATASETS
 
     out: dict[str, dict[str, str]] = {"": {}}
@@ -62,37 +151,138 @@ def _field_labels() -> dict[str, dict[str, str]]:
 FIELD_LABELS = _field_labels()
 
 
-def evidence_text(record: str | None, dataset: str | None = None) -> str:
-    """The department record as `字段：值` pairs in the extract's Chinese headers (delivery details
-    left out; an ID's validity said in words)."""
+def _id_text(number_: str, status: str) -> str:
+    """An ID number with what is wrong with it, in words."""
+    if status == "excel_mangled":
+        return f"{number_[:15]}…（被 Excel 截断，只剩前15位）"
+    return f"{number_}（{ID_STATUS_LABELS.get(status, '号码有误')}）" if number_ else ID_STATUS_LABELS.get(status, "号码有误")
+
+
+# ---------------------------------------------------------------- records
+
+
+@dataclass
+class SubTable:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+
+    def text(self) -> str:
+        """One line: a cell whose column is not obvious from it (an amount, a head's name) says its column."""
+        said = {"医疗总费用": "总费用 ", "个人自付": "自付 ", "户主": "户主 ", "办学类型": "", "学籍状态": ""}
+        return f"{self.title}：" + "；".join("，".join(said.get(col, "") + c for col, c in zip(self.columns, row, strict=True) if c)
+                                           for row in self.rows)
+
+
+@dataclass
+class Record:
+    """One evidence record as a person reads it: label/value pairs, lists as sub-tables."""
+
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    tables: list[SubTable] = field(default_factory=list)
+
+    def text(self) -> str:
+        return "；".join([f"{k}：{v}" for k, v in self.fields] + [t.text() for t in self.tables])
+
+
+def _sub_table(key: str, rows: list, names: dict[str, str]) -> SubTable:
+    title, columns = SUB_TABLES[key]
+    out = []
+    for row in rows:
+        row = row if isinstance(row, dict) else {}
+        cells = []
+        for name, _, unit in columns:
+            v = row.get(name)
+            cells.append("" if v is None else number(v, unit) if isinstance(v, int | float) and not isinstance(v, bool)
+                         else names.get(str(v), str(v)) if _is_division(name) else str(v))
+        out.append(cells)
+    return SubTable(title, [label for _, label, _ in columns], out)
+
+
+def read_record(record: str | None, dataset: str | None = None, names: dict[str, str] | None = None,
+                night: date | None = None) -> Record:
+    """The stored evidence record (JSON) as a person reads it. `names` turns division codes into
+    names; `night` (the night the record was found) dates a window the rule counted over."""
+    names = names or {}
+    out = Record()
     if not record or record == "null":
-        return ""
+        return out
     try:
         value = json.loads(record)
     except json.JSONDecodeError:
-        return record
+        out.fields.append(("记录", record))
+        return out
     if not isinstance(value, dict):
-        return _fmt(value)
-    labels = FIELD_LABELS[""] | FIELD_LABELS.get(dataset or "", {})
-    parts = []
+        out.fields.append(("记录", _value("", value, dataset, names)))
+        return out
+    statuses = {k.removesuffix("_status"): v for k, v in value.items() if k.endswith("_status") and k != "status"}
     for k, v in value.items():
-        if is_delivery_detail(k) or v in (None, ""):
+        if is_delivery_detail(k) or k in HIDDEN or (k.endswith("_status") and k != "status"):
             continue
-        if k.endswith("_status") and k != "status":
-            if v == "valid":
-                continue
-            parts.append(f"{labels.get(k.removesuffix('_status'), k)}：{ID_STATUS_LABELS.get(v, v)}")
+        if k in SUB_TABLES:
+            if v:
+                out.tables.append(_sub_table(k, v, names))
+            elif k in EMPTY_TABLES:
+                out.fields.append(EMPTY_TABLES[k])
             continue
-        parts.append(f"{labels.get(k) or EXTRA_LABELS.get(k, k)}：{_fmt(v)}")
-    return "；".join(parts)
+        if v in (None, ""):
+            continue
+        if k == "vehicle_type" and value.get("vehicle_type_code"):
+            v = value["vehicle_type_code"]
+        if k == "window_days":
+            out.fields.append(("统计期间", f"{night - timedelta(days=int(v) - 1)} 至 {night}（比对日前 {int(v)} 天）"
+                               if night else f"比对日前 {int(v)} 天内"))
+            continue
+        if k == "times_in_household" and v == 1:
+            continue
+        label = _label(k, dataset, v, names, anywhere=k not in EXTRA_LABELS)
+        if not label and k in EXTRA_LABELS:
+            label, unit = EXTRA_LABELS[k]
+            if k == "status":
+                text = ID_STATUS_LABELS.get(str(v), "号码有误")
+            elif k == "probable_id":
+                text = str(v).split("~")[0]  # the person's key: ID~hukou number when two share it
+            else:
+                text = _value(k, v, None, names, unit)
+            out.fields.append((label, text))
+            continue
+        if not label:
+            continue  # a column nobody has a word for is not shown as its code
+        if k in statuses and statuses[k] not in ("valid", None):
+            out.fields.append((label, _id_text(str(v), statuses[k])))
+            continue
+        out.fields.append((label, _value(k, v, dataset, names)))
+    return out
 
 
-def _fmt(v: object) -> str:
-    if isinstance(v, list):
-        return "、".join(_fmt(x) for x in v)
-    if isinstance(v, dict):
-        return "，".join(f"{k}={_fmt(x)}" for k, x in v.items())
-    return str(v)
+def evidence_text(record: str | None, dataset: str | None = None, names: dict[str, str] | None = None,
+                  night: date | None = None) -> str:
+    """The record as one line of `字段：值` pairs (workbook, exports)."""
+    return read_record(record, dataset, names, night).text()
+
+
+def empty_evidence(rule_code: str, evidence_key: str = "") -> str:
+    """What a clue without a record means (the missing record is the finding)."""
+    if rule_code == "NOT_IN_HUKOU":
+        return "户籍数据中按证件号码、姓名和出生日期都没有找到此人：缺少记录本身就是疑点。"
+    if rule_code == "UNINSURED":
+        return f"基本医疗保险参保数据中没有本人{' ' + evidence_key + ' ' if evidence_key else '本'}年度状态为“参保”的记录。"
+    return "该规则的证据是“没有记录”：缺少记录本身就是疑点。"
+
+
+def dataset_title(code: str | None) -> str:
+    from bidui.datasets import BY_CODE
+
+    return BY_CODE[code].title if code in BY_CODE else ""
+
+
+def defects_text(quality: dict[str, dict[str, int]]) -> list[str]:
+    """Each dataset's counts as one line: `户籍人口：一号多人 206，…`."""
+    return [f"{dataset_title(d) or '其他数据'}：" + "，".join(f"{DEFECT_LABELS.get(k, '其他')} {n:,}" for k, n in found.items())
+            for d, found in sorted(quality.items())]
+
+
+# ---------------------------------------------------------------- links
 
 
 def explanation_parts(explanation: str | None) -> list[dict]:
@@ -103,8 +293,33 @@ def explanation_parts(explanation: str | None) -> list[dict]:
         parts = json.loads(explanation).get("parts", [])
     except (json.JSONDecodeError, AttributeError):
         return []
-    return [{"comparison": COMPARISON_LABELS.get(p["comparison"], p["comparison"]),
-             "level": LEVEL_LABELS.get(p["level"], p["level"]), "weight": p["weight"]} for p in parts]
+    return [{"comparison": COMPARISON_LABELS.get(p["comparison"], "其他"),
+             "level": LEVEL_LABELS.get(p["level"], "其他"), "weight": p["weight"]} for p in parts]
+
+
+def _differing(a: str | None, b: str | None) -> str:
+    """The characters two names of one length differ in: `威/伟`."""
+    if not a or not b or len(a) != len(b) or a == b:
+        return ""
+    return "、".join(f"{x}/{y}" for x, y in zip(a, b, strict=True) if x != y)
+
+
+def reasons(explanation: str | None, record_name: str | None = None, person_name: str | None = None) -> str:
+    """Why a scored link is believed to be the person, in words: `证件号码差一位；姓名同音（威/伟）；出生日期一致`."""
+    try:
+        parts = json.loads(explanation or "").get("parts", [])
+    except (json.JSONDecodeError, AttributeError):
+        return ""
+    out = []
+    for p in parts:
+        words = REASONS.get((p.get("comparison"), p.get("level")))
+        if not words:
+            continue  # not observed, the name-frequency adjustment: no reason either way
+        if p["comparison"] == "name" and p["level"] != "same writing":
+            diff = _differing(record_name, person_name)
+            words += f"（{diff}）" if diff else ""
+        out.append(words)
+    return "；".join(out)
 
 
 def rule_text(explanation: str | None) -> str:
@@ -119,18 +334,104 @@ def rule_text(explanation: str | None) -> str:
 
 
 def link_text(method: str | None, score: float | None, explanation: str | None) -> str:
-    label = LINK_LABELS.get(method or "none", method or "")
-    if method == "exact" and rule_text(explanation):
+    """The link alone: how it was made, its probability and its reasons."""
+    label = LINK_LABELS.get(method or "none", "未找到")
+    if method in ("exact", "former_name", "household") and rule_text(explanation):
         return f"{label}：{rule_text(explanation)}"
-    if method in ("fuzzy", "review"):
-        why = "；".join(f"{p['comparison']}{p['level']}({p['weight']:+.1f})" for p in explanation_parts(explanation))
-        return f"{label}，概率 {score:.4f}" + (f"：{why}" if why else "") if score is not None else label
+    if method in ("fuzzy", "review") and score is not None:
+        why = reasons(explanation)
+        return f"{label}，可信度 {score:.2%}" + (f"：{why}" if why else "")
     return label
 
 
-def clue_view(clue, snapshots) -> dict:
-    """Everything `_evidence.html` shows of a clue: its evidence per night, the link in words and
-    its weights. `snapshots` are the clue's EvidenceSnapshot rows, newest first."""
-    return {"evidence": [(e.night, evidence_text(e.record, clue.evidence_dataset)) for e in snapshots],
-            "link": link_text(clue.link_method, clue.link_score, clue.link_explanation),
-            "waterfall": explanation_parts(clue.link_explanation)}
+@lru_cache(maxsize=8)
+def _rules(home_rules: Path | None) -> dict[str, Any]:
+    from bidui.rules.engine import load_rules
+
+    try:
+        return {r.code: r for r in load_rules(home_rules)[0]}
+    except Exception:  # a broken rule file must not take the clue page down with it
+        return {r.code: r for r in load_rules(None)[0]}
+
+
+def rule_guide(code: str, home_rules: Path | None = None):
+    """The rule's guide for people (bidui.rules.engine.RuleGuide), None when its file has none."""
+    rule = _rules(home_rules).get(code)
+    return rule.guide if rule else None
+
+
+def _record_name(record: str | None, dataset: str | None) -> str | None:
+    from bidui.datasets import BY_CODE
+
+    if not record or dataset not in BY_CODE or not BY_CODE[dataset].persons:  # type: ignore[index]
+        return None
+    try:
+        value = json.loads(record)
+    except json.JSONDecodeError:
+        return None
+    return value.get(BY_CODE[dataset].persons[0].name_column) if isinstance(value, dict) else None  # type: ignore[index]
+
+
+def link_sentence(clue: Any, record: str | None = None) -> str:
+    """Where the evidence comes from and how it was tied to the person, in one sentence."""
+    method, score, explanation = clue.link_method, clue.link_score, clue.link_explanation
+    rule = _rules(None).get(clue.rule_code)
+    kind = rule.link if rule else "record"
+    label = link_text(method, score, explanation) if method else ""
+    if method in ("fuzzy", "review"):
+        why = reasons(explanation, _record_name(record, clue.evidence_dataset) if kind == "record" else None,
+                      clue.subject_name)
+        label = f"{LINK_LABELS[method]}，可信度 {score:.2%}" + (f"：{why}" if why else "") if score is not None \
+            else LINK_LABELS[method]
+    if clue.rule_code == "NOT_IN_HUKOU":
+        return "户籍中没有找到此人（按证件号码、姓名和出生日期比对）。"
+    if clue.evidence_dataset == "hukou":
+        return "证据是本人的户籍记录" + (f"（成员与户籍：{label}）" if label else "") + "。"
+    title = dataset_title(clue.evidence_dataset) or "部门"
+    if clue.category == "missed_inclusion":
+        head = "对象是户籍户的成员（该户不在建档立卡名单中）"
+        return f"{head}；{title}记录与该户成员：{label or '证件号码一致'}。"
+    if kind == "member":
+        return f"成员与户籍：{label}。" if method else "该成员在户籍中没有找到，按名单上的证件号码比对。"
+    return f"{title}记录与本人：{label or '未找到'}。"
+
+
+# ---------------------------------------------------------------- a clue
+
+
+def division_names(clue: Any) -> dict[str, str]:
+    """Every division's name, through the clue's own session (pages pass no names)."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import object_session
+
+    from bidui.clues.models import Division
+
+    session = object_session(clue)
+    if session is None:
+        return {}
+    return {code: name for code, name in session.execute(select(Division.code, Division.name))}
+
+
+def clue_evidence_text(clue: Any, record: str | None, night: date | None = None,
+                       names: dict[str, str] | None = None) -> str:
+    """The clue's evidence as one line, or what its missing record means."""
+    return evidence_text(record, clue.evidence_dataset, names, night) or empty_evidence(clue.rule_code,
+                                                                                         clue.evidence_key or "")
+
+
+def clue_view(clue: Any, snapshots: list, names: dict[str, str] | None = None) -> dict:
+    """Everything `_evidence.html` shows of a clue: what its rule means and what to check, its
+    evidence per night (label/value pairs, sub-tables), the link in words and its weights.
+    `snapshots` are the clue's EvidenceSnapshot rows, newest first."""
+    names = names if names is not None else division_names(clue)
+    records = []
+    for e in snapshots:
+        rec = read_record(e.record, clue.evidence_dataset, names, e.night)
+        records.append({"night": e.night, "fields": rec.fields, "tables": rec.tables,
+                        "empty": "" if rec.fields or rec.tables else empty_evidence(clue.rule_code, clue.evidence_key or "")})
+    latest = snapshots[0].record if snapshots else None
+    return {"evidence": [(r["night"], clue_evidence_text(clue, e.record, e.night, names)) for r, e in zip(records, snapshots, strict=True)],
+            "records": records, "source": dataset_title(clue.evidence_dataset),
+            "link": link_sentence(clue, latest), "waterfall": explanation_parts(clue.link_explanation),
+            "guide": rule_guide(clue.rule_code), "category": CATEGORY_LABELS.get(clue.category, ""),
+            "status": STATUS_LABELS.get(clue.status, "")}

@@ -1,7 +1,8 @@
 """Load the rule files, bind their parameters, run them on a night, check and store the hits.
 
 A rule file is `sql/rules/<CODE>.sql`: a header of `-- key: value` lines (code, title, category,
-inputs, parameters, optionally skip_unless) and one SELECT over the views of `bidui.rules.views`.
+inputs, parameters, optionally skip_unless and link), its guide for people (`-- 规则含义：…` lines,
+see `GUIDE_KEYS`) and one SELECT over the views of `bidui.rules.views`.
 Files whose name starts with `_` define shared views. `<home>/rules/*.sql` are added to (or
 replace) the packaged ones, so a task force can add a rule without touching the package.
 """
@@ -27,10 +28,29 @@ CLUE_COLUMNS = ("subject_key", "subject_person_key", "subject_id_number", "subje
                 "evidence_dataset", "evidence_key", "evidence_date", "evidence_record", "link_method", "link_score",
                 "link_explanation")
 _HEADER = re.compile(r"^--\s*([a-z_]+):\s*(.*)$")
+# The guide a rule file carries for the people who verify its clues, in plain Chinese: what it
+# means, what to check at the household, which outcome fits which finding (one line per outcome of
+# bidui.clues.states.OUTCOMES), what evidence to keep. A line `--   …` (indented) continues the one
+# before it. A task force's own rule may have none.
+GUIDE_KEYS = ("规则含义", "入户核实要点", "属实·已整改", "属实·申请豁免", "不属实", "留存佐证")
+_GUIDE = re.compile(r"^--\s*(" + "|".join(GUIDE_KEYS) + r")[：:]\s*(.*)$")
+_CONTINUED = re.compile(r"^--\s{2,}(\S.*)$")
+# What the clue's link columns describe: `record` (default) the department record's link to the
+# person; `member` the register member's own link to hukou (a rule whose evidence is the member's
+# hukou record, or the absence of a record).
+LINK_KINDS = ("record", "member")
 
 
 class RuleError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class RuleGuide:
+    meaning: str  # 规则含义
+    checks: str  # 入户核实要点
+    outcomes: dict[str, str]  # 结论怎么选: outcome → the finding it fits
+    keep: str  # 留存佐证
 
 
 @dataclass
@@ -44,6 +64,8 @@ class Rule:
     path: str
     skip_unless: str | None = None
     reads: list[str] = field(default_factory=list)  # every dataset its SQL reads, through shared views too
+    guide: RuleGuide | None = None
+    link: str = "record"  # see LINK_KINDS
 
 
 @dataclass
@@ -87,6 +109,33 @@ def _header(text: str) -> dict[str, str]:
         elif line.strip() and not line.startswith("--"):
             break
     return out
+
+
+def _guide(text: str, path: str) -> RuleGuide | None:
+    """The rule's guide from its leading comment lines; None when it has none, RuleError when it
+    has some of the parts only (a clerk would be left without the rest)."""
+    found: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("--"):
+            break
+        m = _GUIDE.match(stripped)
+        if m:
+            current = m.group(1)
+            found[current] = m.group(2).strip()
+            continue
+        m = _CONTINUED.match(line.rstrip())
+        if current and m and not _HEADER.match(stripped):
+            found[current] += m.group(1).strip()
+            continue
+        current = None
+    if not found:
+        return None
+    missing = [k for k in GUIDE_KEYS if not found.get(k)]
+    if missing:
+        raise RuleError(f"{path}: guide lacks {', '.join(missing)}")
+    return RuleGuide(found["规则含义"], found["入户核实要点"], {k: found[k] for k in GUIDE_KEYS[2:5]}, found["留存佐证"])
 
 
 def _files(home_rules: Path | None) -> dict[str, tuple[str, str]]:
@@ -144,13 +193,23 @@ def load_rules(home_rules: Path | None = None) -> tuple[list[Rule], list[tuple[s
             raise RuleError(f"{path}: category {head['category']!r} is not one of {', '.join(CATEGORIES)}")
         if head["code"] != name.removesuffix(".sql"):
             raise RuleError(f"{path}: code {head['code']!r} differs from the file name")
+        link = head.get("link", "record")
+        if link not in LINK_KINDS:
+            raise RuleError(f"{path}: link {link!r} is not one of {', '.join(LINK_KINDS)}")
         rules.append(Rule(head["code"], head["title"], head["category"],
                           [i.strip() for i in head["inputs"].split(",") if i.strip()], params, text, path,
-                          head.get("skip_unless")))
+                          head.get("skip_unless"), guide=_guide(text, path), link=link))
     views = _shared_reads(shared)
     for rule in rules:
         rule.reads = sorted(set(rule.inputs) | set(_reads(rule.sql, views)))
     return rules, shared
+
+
+def _titles(codes: list[str]) -> list[str]:
+    """Dataset codes as their Chinese titles (run messages are read by people)."""
+    from bidui.datasets import BY_CODE
+
+    return [BY_CODE[c].title if c in BY_CODE else c for c in codes]
 
 
 def _bind(sql: str, parameters: dict, night: date, path: str) -> dict:
@@ -196,18 +255,19 @@ def run_rules(con: duckdb.DuckDBPyConnection, night: date, cfg: dict, home_rules
         if only and rule.code not in only:
             continue
         if rule.code in disabled:
-            outcomes.append(RuleOutcome(rule.code, "disabled", message="switched off in bidui.toml"))
+            outcomes.append(RuleOutcome(rule.code, "disabled", message="已在配置中停用"))
             continue
         missing = [i for i in rule.inputs if i not in in_force]
         if missing:
-            outcomes.append(RuleOutcome(rule.code, "skipped",
-                                        message=f"no accepted snapshot of {', '.join(missing)}: not run (not 'no hits')"))
+            outcomes.append(RuleOutcome(rule.code, "skipped", message=f"没有已入库的{'、'.join(_titles(missing))}数据，"
+                                        "本规则未运行（不是“没有疑点”）"))
             continue
         start = time.perf_counter()
         if rule.skip_unless:
             ok = con.execute(rule.skip_unless, _bind(rule.skip_unless, parameters, night, rule.path)).fetchone()[0]
             if not ok:
-                outcomes.append(RuleOutcome(rule.code, "skipped", message=f"precondition not met: {rule.skip_unless}"))
+                outcomes.append(RuleOutcome(rule.code, "skipped", message="运行条件未满足（如输入数据中没有"
+                                            "本年度的记录），本规则未运行（不是“没有疑点”）"))
                 continue
         body = "\n".join(line for line in rule.sql.splitlines() if not line.strip().startswith("--"))
         try:

@@ -3,6 +3,13 @@
 -- category: mis_inclusion
 -- inputs: register_members, hukou, hukou_changes
 -- parameters: split_min_age, split_years
+-- 规则含义：该户全部成员年龄都在门槛以上（按本地政策，默认 60 岁），近几年内（默认 5
+--    年）有成员从一个不在建档立卡名单中的户籍户分户出来：可能是老人单独立户以享受政策（分户争贫）。
+-- 入户核实要点：老人的子女是谁、住在哪里、是否有赡养能力并尽到赡养义务；分户的时间和原因；老人是否独立生活。
+-- 属实·已整改：为享受政策而分户、子女有赡养能力，已合户认定或清退出列。
+-- 属实·申请豁免：确实分开生活且子女无力赡养，写明原因。
+-- 不属实：分户记录不是本户成员的，或分户另有正当原因且与识别无关，写明情况。
+-- 留存佐证：户籍变动记录、赡养情况说明、村组评议意见。
 -- Every member of the register household is aged split_min_age or over, and one of them split off
 -- (分户) within split_years before the run date from a hukou household with no register member.
 -- One clue per register household; the subject is its head.

@@ -3,6 +3,12 @@
 -- category: data_quality
 -- inputs: register_members, hukou
 -- parameters:
+-- 规则含义：同一个证件号码，建档立卡名单上的姓名与户籍登记的姓名不同（同音字、形近字、用“*”代替的字都算，需要更正）。
+-- 入户核实要点：以户口簿和身份证为准，确认哪一个姓名是对的。
+-- 属实·已整改：名单中的姓名有误，已更正（数据已更正）。
+-- 属实·申请豁免：户籍登记的姓名有误的，写明已告知公安部门更正。
+-- 不属实：两处姓名其实一致；写明核对结果，由县级核查。
+-- 留存佐证：户口簿。
 -- A member's valid ID is a hukou ID, but the names differ beyond form (spaces, width, traditional
 -- characters, middle dots): a homophone, a look-alike or a `*` is a mismatch to correct.
 SELECT * EXCLUDE (rn) FROM (
