@@ -25,15 +25,16 @@ def create(home: Home) -> list[tuple[str, str, str, str]]:
                                 .order_by(func.count().desc(), Clue.township_code).limit(1))
             if township is None:
                 raise SystemExit("the ledger has no clues yet: publish a night first")
-            wanted = [("township", "乡镇核实员", "township", township, "扶贫专干"),
-                      ("county", "县级审核员", "county", township[:6] + "000000", "县乡村振兴局审核员"),
-                      ("prefecture", "市级督导", "prefecture", township[:4] + "00000000", "市专班督导"),
-                      ("admin", "专班管理员", "admin", township[:4] + "00000000", "数据专班")]
+            # A person's name and position, as they sign (谁核实谁签字): never the role's name.
+            wanted = [("township", "王芳", "township", township, "扶贫专干"),
+                      ("county", "李强", "county", township[:6] + "000000", "县乡村振兴局审核员"),
+                      ("prefecture", "张伟", "prefecture", township[:4] + "00000000", "市专班督导"),
+                      ("admin", "陈静", "admin", township[:4] + "00000000", "数据专班管理员")]
             out = []
-            for username, display, role, scope_code, position in wanted:
+            for username, real_name, role, scope_code, position in wanted:
                 password = f"demo-{username}-2026"
                 if s.scalar(select(User).where(User.username == username)) is None:
-                    add_user(s, username, display, role, scope_code, password, position)
+                    add_user(s, username, real_name, role, scope_code, password, position, real_name=real_name)
                 out.append((username, password, role, scope_code))
         return out
     finally:
