@@ -70,7 +70,7 @@ def test_the_run_report_is_kept_and_says_what_happened(two_nights: Home) -> None
     assert set(report.rules) and all(v["status"] in ("ran", "skipped", "disabled") for v in report.rules.values())
     assert sum(c.get("seen", 0) for c in report.clues.values()) > 0
     text = report.markdown()
-    assert "比对运行报告 2026-11-21" in text and "| publish |" in text
+    assert "比对运行报告 2026-11-21" in text and "| 发布线索 |" in text
 
 
 def test_rerunning_night_one_after_night_two_changes_nothing(tiny: Path, two_nights: Home) -> None:

@@ -498,7 +498,7 @@ def test_cli_publish_workbook_import_review_export_report(nightly, tmp_path: Pat
     run("publish", "--date", "2026-11-20")
     assert "already published" in run("publish", "--date", "2026-11-20")
     export = tmp_path / "clues.csv"
-    run("clues", "export", "--out", str(export))
+    run("clues", "export", "--codes", "--out", str(export))
     frame = pl.read_csv(export, infer_schema=False)
     assert frame.columns[-6:] == ["clue_id", "status", "outcome", "first_seen", "last_seen", "due_date"]
     township = frame.group_by("township_code").len().sort("len", descending=True)["township_code"][0]

@@ -110,10 +110,10 @@ def test_run_exits_0_for_a_clean_night_and_2_when_a_file_is_refused(tiny: Path, 
     (night / f"hukou_{NIGHT2.replace('-', '')}.csv").write_text("a,b\n1,2\n", encoding="utf-8")
     second = bidui(home, "run", "--plain", night)
     assert second.returncode == errors.EXIT_FILES, second.stdout + second.stderr
-    assert "refused" in second.stdout and f"night {NIGHT2}: completed" in second.stdout
+    assert "拒收" in second.stdout and f"比对 {NIGHT2}：完成" in second.stdout
     # Asked again, the night is not run again, and still says its data is not all in.
     again = bidui(home, "run", "--plain", night)
-    assert again.returncode == errors.EXIT_FILES and "already" in again.stdout
+    assert again.returncode == errors.EXIT_FILES and "已运行过" in again.stdout
 
 
 def test_the_prefect_flow_ends_held_and_its_caller_still_gets_the_report(prefect_harness, tiny: Path,
@@ -198,9 +198,9 @@ def test_two_runs_started_together_one_runs_the_night_the_other_finds_it_done(ti
                              stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in runs]
     assert [p.returncode for p in runs] == [0, 0], outs
-    statuses = sorted(next(line for line in out.splitlines() if line.startswith(f"night {NIGHT1}:"))
+    statuses = sorted(next(line for line in out.splitlines() if line.startswith(f"比对 {NIGHT1}："))
                       for out, _ in outs)
-    assert statuses == [f"night {NIGHT1}: already (nothing was run again)", f"night {NIGHT1}: completed"]
+    assert statuses == sorted([f"比对 {NIGHT1}：已运行过（本夜已运行过，未重复运行）", f"比对 {NIGHT1}：完成"])
     assert not any("Traceback" in err for _, err in outs)
 
 

@@ -64,26 +64,52 @@ def publish_cmd(ctx: typer.Context, night: Annotated[str, typer.Option("--date")
         _console().print(f"rules that did not run (their clues are left as they were): {', '.join(result.skipped_rules)}")
 
 
+def _division(session, text: str, level: str | None = None) -> tuple[str, str]:
+    """A division given by its code or its name (`和屯镇`) as (code, name); typer.Exit(1) with a
+    Chinese message when none or several divisions answer to it."""
+    from sqlalchemy import select
+
+    from bidui.clues.models import Division
+
+    text = text.strip()
+    q = select(Division).where((Division.code == text) | (Division.name == text))
+    found = [d for d in session.scalars(q) if level is None or d.level == level]
+    if len(found) == 1:
+        return found[0].code, found[0].name
+    kind = {"township": "乡镇", None: "行政区划"}.get(level, "行政区划")
+    if not found:
+        _console().print(f"没有名称或代码为“{text}”的{kind}")
+    else:
+        parents = {d.code: d.name for d in session.scalars(select(Division).where(
+            Division.code.in_([d.parent_code for d in found if d.parent_code])))}
+        _console().print(f"有 {len(found)} 个{kind}叫“{text}”，请改用区划代码：" + "；".join(
+            f"{d.code}（{parents.get(d.parent_code or '', '')}{d.name}）" for d in found))
+    raise typer.Exit(1)
+
+
 @clues_app.command("workbook")
-def clues_workbook(ctx: typer.Context, township: Annotated[str, typer.Option("--township")],
-                   out: Annotated[Path, typer.Option("--out")],
+def clues_workbook(ctx: typer.Context,
+                   township: Annotated[str, typer.Option("--township", help="The township's name or code.")],
+                   out: Annotated[Path | None, typer.Option("--out", help="Default: 核实工作簿_<乡镇>_<日期>.xlsx")] = None,
                    as_user: Annotated[str, typer.Option("--as", help="Who issues it (recorded in the token).")] = "admin"
                    ) -> None:
     """The township's open clues as an Excel workbook to fill in on visits."""
-    from bidui.clues.workbook import WorkbookError, write_workbook
+    from bidui.clues.workbook import WorkbookError, workbook_filename, write_workbook
     from bidui.signing import secret_key
 
     home: Home = ctx.obj
     ledger = _ledger(home)
     try:
         with ledger.read() as s:
-            n = write_workbook(s, township, out, secret_key(home.root), as_user)
+            code, name = _division(s, township, "township")
+            out = out or Path(workbook_filename(s, code))
+            n = write_workbook(s, code, out, secret_key(home.root), as_user)
     except WorkbookError as e:
         _console().print(str(e))
         raise typer.Exit(1) from e
     finally:
         ledger.close()
-    _console().print(f"{n:,} open clue(s) of {township} → {out}")
+    _console().print(f"{name}：{n:,} 条待核实线索 → {out}")
 
 
 @clues_app.command("import")
@@ -141,23 +167,30 @@ def clues_review(ctx: typer.Context, clue_id: Annotated[int, typer.Argument()],
 @clues_app.command("export")
 def clues_export(ctx: typer.Context, out: Annotated[Path, typer.Option("--out", help="F.csv or F.xlsx")],
                  night: Annotated[str | None, typer.Option("--date", help="Only clues found on this night.")] = None,
-                 township: Annotated[str | None, typer.Option("--township", help="Only clues under this division.")] = None
-                 ) -> None:
-    """Clues with their state: the columns of `bidui rules export` and clue_id, status, outcome,
-    first_seen, last_seen, due_date."""
+                 township: Annotated[str | None, typer.Option(
+                     "--township", help="Only clues under this division (a name or a code).")] = None,
+                 codes: Annotated[bool, typer.Option(
+                     "--codes", help="For other systems: the columns of `bidui rules export` and clue_id, status, "
+                     "outcome, first_seen, last_seen, due_date, as codes.")] = False) -> None:
+    """Clues with their state, evidence and verification, in Chinese as a person reads them (or,
+    with --codes, as codes for other systems)."""
     from bidui.cli import _night, _write_csv
-    from bidui.clues.export import export_frame
+    from bidui.clues.export import export_frame, people_frame
 
     home: Home = ctx.obj
     ledger = _ledger(home)
-    with ledger.read() as s:
-        frame = export_frame(s, _night(night) if night else None, township)
-    ledger.close()
+    try:
+        with ledger.read() as s:
+            under = _division(s, township)[0] if township else None
+            day = _night(night) if night else None
+            frame = export_frame(s, day, under) if codes else people_frame(s, day, under)
+    finally:
+        ledger.close()
     if out.suffix.lower() == ".xlsx":
-        frame.write_excel(out, worksheet="clues")
+        frame.write_excel(out, worksheet="clues" if codes else "线索")
     else:
         _write_csv(frame, out)
-    _console().print(f"{frame.height:,} clue(s) → {out}")
+    _console().print(f"{frame.height:,} 条线索 → {out}")
 
 
 def _users_do(ctx: typer.Context, work):

@@ -435,3 +435,74 @@ def clue_view(clue: Any, snapshots: list, names: dict[str, str] | None = None) -
             "link": link_sentence(clue, latest), "waterfall": explanation_parts(clue.link_explanation),
             "guide": rule_guide(clue.rule_code), "category": CATEGORY_LABELS.get(clue.category, ""),
             "status": STATUS_LABELS.get(clue.status, "")}
+
+
+# ---------------------------------------------------------------- the night's run
+
+
+_MESSAGES: list[tuple[str, str]] = [
+    (r"^no (\w+) file tonight; the snapshot of (\S+) stays in force$", "今晚没有{t1}文件，继续使用 {2} 的数据"),
+    (r"^no (\w+) file tonight and none ever accepted \(optional dataset\)$", "今晚没有{t1}文件，此前也从未入库（可选数据）"),
+    (r"^no (\w+) file tonight and none ever accepted$", "今晚没有{t1}文件，此前也从未入库"),
+    (r"^the snapshot of (\S+) stays in force$", "继续使用 {1} 的数据"),
+    (r"^stored by an earlier run of this night.*$", "本夜较早的一次运行已入库"),
+    (r"^a transfer's temporary file, still being written.*$", "传输工具的临时文件，仍在写入；之后的运行会接收"),
+    (r"^still being written.*$", "文件仍在写入，已暂缓；现行数据不变，再次运行本夜时接收"),
+    (r"^two files for (\w+) tonight.*$", "今晚有两个以上{t1}文件，请只发送一个"),
+    (r"^the same bytes as the (\w+) snapshot in force \((\S+),.*$", "与现行的 {2} {t1}数据完全相同，未重复入库"),
+    (r"^([\d,]+) exact duplicate row\(s\) collapsed$", "{1} 行完全重复，已合并"),
+    (r"^([\d,]+) row\(s\) with a rejected value, kept with that value empty.*$", "{1} 行有不合规的值，该值置空后保留"),
+    (r"^first: .*$", ""),  # which row and why: in the log (its wording is the reader's)
+    (r"^([\d,]+) row\(s\) without a usable ID number or name dropped$", "{1} 行没有可用的证件号码或姓名，已剔除"),
+]
+
+
+def _said(part: str) -> str | None:
+    """One message (or part) in Chinese; "" for a detail left to the log; None when unknown."""
+    import re
+
+    for pattern, words in _MESSAGES:
+        m = re.match(pattern, part)
+        if m:
+            groups = m.groups()
+            return re.sub(r"\{(t?)(\d)\}", lambda g, found=groups: (dataset_title(found[int(g[2]) - 1]) or "该类")
+                          if g[1] else found[int(g[2]) - 1], words)
+    return None
+
+
+def file_message(file: str | None, status: str, message: str | None) -> str:
+    """A file's load message (bidui.connectors.ingest, in English for the log) as the run report
+    says it: in Chinese, without the file name the row already shows. A part with no Chinese
+    wording is said by the file's status, and the log keeps the detail."""
+    import re
+
+    text = (message or "").strip()
+    if file and text.startswith(f"{file}: "):
+        text = text[len(file) + 2:]
+    forced = text.startswith("applied with --force: ")
+    text = text.removeprefix("applied with --force: ")
+    out: list[str] = []
+    # The whole message first (some say "; " inside one sentence), then each of its parts.
+    for part in [text] if _said(text) is not None else [p.strip() for p in text.split("; ") if p.strip()]:
+        said = _said(part)
+        if said is not None:
+            if said:
+                out.append(said)
+        elif not re.search(r"[A-Za-z]{3,}", part):
+            out.append(part)
+        else:
+            out.append({"refused": "拒收原因见运行日志", "held": "暂缓原因见运行日志"}.get(status, "详细情况见运行日志"))
+    return ("已强制入库：" if forced else "") + "；".join(dict.fromkeys(out))
+
+
+def rule_title(code: str) -> str:
+    """A rule's title (its code only for a rule no file names any more)."""
+    rule = _rules(None).get(code)
+    return rule.title if rule else code
+
+
+def links_text(links: dict[str, int]) -> str:
+    """The night's links by method, in words."""
+    words = {"exact": "证件号码一致", "former_name": "原名", "household": "同户成员号码", "fuzzy": "模糊匹配",
+             "review": "待确认", "none": "未找到"}
+    return " · ".join(f"{words.get(k, '其他')} {v:,}" for k, v in links.items())

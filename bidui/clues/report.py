@@ -33,6 +33,7 @@ class Report:
     by_category: pl.DataFrame
     overdue: pl.DataFrame
     findings: pl.DataFrame  # 错评 / 漏评 / 错退
+    scope_name: str = ""  # the division's name (a person reads 黔中州, not 529000000000)
 
 
 def clue_frame(session: Session, scope_code: str | None) -> pl.DataFrame:
@@ -90,11 +91,12 @@ def build(session: Session, scope_code: str | None = None, today: date | None = 
     overdue = named.filter(pl.col("status").is_in([DISPATCHED, RETURNED]) & (pl.col("due_date") < today)).select(
         "id", "county", "township", "village", "household_code", "subject_name", "rule_title", "due_date",
         (pl.lit(today) - pl.col("due_date")).dt.total_days().alias("days_overdue")).sort("days_overdue", descending=True)
+    scope_name = names.get(scope_code, scope_code) if scope_code else "全部"
     return Report(today, scope_code, since, _figures(named, [], today, since),
                   _figures(named, ["county_code", "county"], today, since),
                   _figures(named, ["county", "township_code", "township"], today, since),
                   _figures(named, ["rule_code", "rule_title"], today, since),
-                  _figures(named, ["category"], today, since), overdue, findings)
+                  _figures(named, ["category"], today, since), overdue, findings, scope_name)
 
 
 def three_days(session: Session, scope_code: str | None = None, today: date | None = None) -> Report:
@@ -108,20 +110,41 @@ SHEET_LABELS = {"county_code": "县代码", "county": "县", "township_code": "�
                 "raised": "线索数", "confirmed": "核实属实"} | COLUMNS | WINDOW_COLUMNS
 
 
+# Code columns a sheet leaves out: each has a name column beside it.
+CODE_COLUMNS = ("county_code", "township_code", "village_code", "rule_code")
+
+
+def for_people(frame: pl.DataFrame) -> pl.DataFrame:
+    """A report table as a person reads it: names, not codes; categories in words."""
+    from bidui.clues.present import CATEGORY_LABELS
+
+    frame = frame.drop([c for c in CODE_COLUMNS if c in frame.columns])
+    if "category" in frame.columns:
+        frame = frame.with_columns(pl.col("category").replace_strict(CATEGORY_LABELS, default="其他"))
+    return frame
+
+
+def title(report: Report) -> str:
+    """The heading of every sheet: which report, which window, whose division, as of when."""
+    name = "三天一报" if report.since else "线索核查进展"
+    window = f"（{report.since.isoformat()} 至 {report.today.isoformat()}）" if report.since else ""
+    return f"{name}{window} 范围：{report.scope_name or report.scope or '全部'} 生成：{report.today.isoformat()}"
+
+
 def write_xlsx(report: Report, out: Path) -> None:
     import xlsxwriter
 
     wb = xlsxwriter.Workbook(str(out))
-    title = "三天一报" if report.since else "线索核查进展"
-    window = f"（{report.since.isoformat()} 至 {report.today.isoformat()}）" if report.since else ""
+    heading = title(report)
     sheets = [("概览", report.overall), ("按县", report.by_county), ("按乡镇", report.by_township),
               ("按规则", report.by_rule), ("按类别", report.by_category), ("错评漏评错退", report.findings),
               ("逾期清单", report.overdue)]
     bold = wb.add_format({"bold": True})
     pct = wb.add_format({"num_format": "0.0%"})
     for name, frame in sheets:
+        frame = for_people(frame)
         ws = wb.add_worksheet(name)
-        ws.write(0, 0, f"{title}{window} 范围：{report.scope or '全部'} 生成：{report.today.isoformat()}", bold)
+        ws.write(0, 0, heading, bold)
         ws.write_row(1, 0, [SHEET_LABELS.get(c, c) for c in frame.columns], bold)
         for r, row in enumerate(frame.iter_rows(), start=2):
             for c, v in enumerate(row):

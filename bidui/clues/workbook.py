@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from bidui import scope
 from bidui.clues import actions
 from bidui.clues.models import Clue, Division, EvidenceSnapshot, User
-from bidui.clues.present import evidence_text, link_text
+from bidui.clues.present import CATEGORY_LABELS, clue_evidence_text, dataset_title, link_sentence, rule_guide
 from bidui.clues.states import (
     ACTIONS,
     DISPATCHED,
@@ -37,8 +37,7 @@ SHEET, TOKEN_SHEET = "线索", "_token"
 LOCKED_COLUMNS = ("线索编号", "版本", "村", "户编号", "户籍号", "对象姓名", "证件号码", "疑点", "类别", "证据来源", "证据",
                   "身份关联", "首次发现", "截止日期", "状态", "退回理由")
 INPUT_COLUMNS = ("核实结论", "整改措施", "核实情况说明", "核实人", "职务", "核实日期")
-CATEGORY_LABELS = {"mis_inclusion": "错评疑点", "natural_change": "自然变化", "data_quality": "数据质量",
-                   "exit_risk": "错退/返贫风险", "missed_inclusion": "漏评疑点"}
+__all__ = ["CATEGORY_LABELS", "WorkbookError", "import_workbook", "workbook_filename", "write_workbook"]
 TOKEN_PURPOSE = "township-workbook"
 
 
@@ -56,13 +55,21 @@ def open_clues(session: Session, township: str) -> list[Clue]:
         .order_by(Clue.village_code, Clue.household_code, Clue.hukou_number, Clue.rule_code, Clue.id)))
 
 
-def latest_evidence(session: Session, clue_ids: list[int]) -> dict[int, str]:
-    out: dict[int, str] = {}
-    for clue_id, record in session.execute(select(EvidenceSnapshot.clue_id, EvidenceSnapshot.record)
-                                           .where(EvidenceSnapshot.clue_id.in_(clue_ids))
-                                           .order_by(EvidenceSnapshot.night, EvidenceSnapshot.id)):
-        out[clue_id] = record
+def latest_evidence(session: Session, clue_ids: list[int]) -> dict[int, tuple[date, str]]:
+    """Each clue's latest evidence: the night it was found and the record."""
+    out: dict[int, tuple[date, str]] = {}
+    for clue_id, night, record in session.execute(
+            select(EvidenceSnapshot.clue_id, EvidenceSnapshot.night, EvidenceSnapshot.record)
+            .where(EvidenceSnapshot.clue_id.in_(clue_ids)).order_by(EvidenceSnapshot.night, EvidenceSnapshot.id)):
+        out[clue_id] = (night, record)
     return out
+
+
+def workbook_filename(session: Session, township: str, day: date | None = None) -> str:
+    """The file a township's workbook is saved as: by its name, not its code (核实工作簿_和屯镇_2026-11-25.xlsx)."""
+    division = session.get(Division, township)
+    name = division.name if division else township
+    return f"核实工作簿_{name}_{(day or date.today()).isoformat()}.xlsx"
 
 
 def write_workbook(session: Session, township: str, out: Path, key: str, issued_by: str) -> int:
@@ -92,10 +99,11 @@ def write_workbook(session: Session, township: str, out: Path, key: str, issued_
         if (c.village_code, c.household_code or c.hukou_number) != household:
             household, shade = (c.village_code, c.household_code or c.hukou_number), 1 - shade
         fmt = band[shade]
+        night, record = evidence.get(c.id, (None, None))
         row = [c.id, c.version, names.get(c.village_code or "", c.village_code or ""), c.household_code, c.hukou_number,
-               c.subject_name or "", c.subject_id_number or "", f"{c.rule_title}（{c.rule_code}）",
-               CATEGORY_LABELS.get(c.category, c.category), c.evidence_dataset or "", evidence_text(evidence.get(c.id), c.evidence_dataset),
-               link_text(c.link_method, c.link_score, c.link_explanation), c.first_seen.isoformat(),
+               c.subject_name or "", c.subject_id_number or "", c.rule_title,
+               CATEGORY_LABELS.get(c.category, ""), dataset_title(c.evidence_dataset),
+               clue_evidence_text(c, record, night, names), link_sentence(c, record), c.first_seen.isoformat(),
                c.due_date.isoformat(), STATUS_LABELS[c.status], c.return_reason or ""]
         for j, v in enumerate(row):
             # IDs and codes as text: Excel must not turn them into numbers.
@@ -114,17 +122,36 @@ def write_workbook(session: Session, township: str, out: Path, key: str, issued_
     ws.protect("", {"autofilter": True, "sort": False, "format_columns": True, "format_rows": True})
     guide = wb.add_worksheet("填写说明")
     guide.write_column(0, 0, [
-        f"乡镇：{names.get(township, township)}（{township}），导出 {date.today().isoformat()}，共 {len(clues)} 条待核实线索。",
+        f"乡镇：{names.get(township, township)}，导出 {date.today().isoformat()}，共 {len(clues)} 条待核实线索。",
         "只填写黄色列。核实结论：属实·已整改（须选整改措施并说明）、属实·申请豁免（须说明豁免依据）、不属实（须说明依据）。",
+        "每类疑点是什么意思、入户核实什么、结论怎么选、留存哪些佐证：见“规则说明”表。",
         "每条已填写结论的线索都须由核实人签字：填写核实人姓名、职务和核实日期。未填写结论的行不导入。",
         "请勿增删行、修改灰白色列或复制到其他文件：导入时整份文件校验，有一处不符则整份退回并列出问题行。"])
     guide.set_column(0, 0, 120)
+    write_rule_guides(wb, sorted({(c.rule_code, c.rule_title) for c in clues}, key=lambda r: r[1]))
     hidden = wb.add_worksheet(TOKEN_SHEET)
     hidden.write_string(0, 0, token)
     hidden.very_hidden()
     ws.activate()
     wb.close()
     return len(clues)
+
+
+def write_rule_guides(wb: xlsxwriter.Workbook, rules: list[tuple[str, str]]) -> None:
+    """A sheet with the guide of each rule the workbook's clues come from."""
+    sheet = wb.add_worksheet("规则说明")
+    head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True, "valign": "top"})
+    cell = wb.add_format({"text_wrap": True, "valign": "top", "border": 1})
+    columns = ("疑点", "规则含义", "入户核实要点", "属实·已整改", "属实·申请豁免", "不属实", "留存佐证")
+    sheet.write_row(0, 0, columns, head)
+    for i, width in enumerate((18, 40, 40, 30, 30, 30, 24)):
+        sheet.set_column(i, i, width)
+    for r, (code, title) in enumerate(rules, start=1):
+        g = rule_guide(code)
+        row = [title, *((g.meaning, g.checks, *(g.outcomes[o] for o in OUTCOMES), g.keep) if g
+                        else ("（本规则没有说明，请向专班咨询）", "", "", "", "", ""))]
+        sheet.write_row(r, 0, row, cell)
+    sheet.freeze_panes(1, 1)
 
 
 @dataclass

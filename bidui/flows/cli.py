@@ -27,39 +27,49 @@ def _console():
 
 
 def print_report(report: NightReport) -> None:
-    console = _console()
-    console.print(f"night {report.night}: {report.status}" + (" (nothing was run again)" if report.status == "already" else ""))
-    files = Table(title="datasets")
-    for col in ("file", "dataset", "status", "read", "loaded", "rejected", "message"):
-        files.add_column(col, overflow="fold")
-    for f in report.files:
-        # File names and messages come from the delivery: text, never rich markup (`[/i]` crashed the run).
-        files.add_row(escape(f["file"]), f["dataset"] or "", f["status"], f"{f['rows_read']:,}",
-                      f"{f['rows_loaded']:,}", f"{f['rows_rejected']:,}", escape(f["message"]))
-    console.print(files)
-    console.print("links: " + ", ".join(f"{k} {v:,}" for k, v in report.links.items()))
-    if report.quality:
-        from bidui.clues.present import defects_text
+    """The night's report on the console, in Chinese: names, not codes (bidui.clues.present words it)."""
+    from bidui.clues.present import (
+        PUBLISH_LABELS,
+        RUN_STATUS_LABELS,
+        STEP_LABELS,
+        defects_text,
+        links_text,
+    )
 
-        console.print("data quality: " + "; ".join(escape(line) for line in defects_text(report.quality)))
-    clues = Table(title="clues by rule")
+    console = _console()
+    console.print(f"比对 {report.night}：{RUN_STATUS_LABELS.get(report.status, report.status)}"
+                  + ("（本夜已运行过，未重复运行）" if report.status == "already" else ""))
+    files = Table(title="数据集")
+    for col in ("文件", "数据集", "结果", "读取", "入库", "拒收", "说明"):
+        files.add_column(col, overflow="fold")
+    for f in report.dataset_rows():
+        # File names and messages come from the delivery: text, never rich markup (`[/i]` crashed the run).
+        files.add_row(escape(f["文件"]), f["数据集"], f["结果"], f"{f['读取']:,}", f"{f['入库']:,}", f"{f['拒收']:,}",
+                      escape(f["说明"]))
+    console.print(files)
+    console.print("身份关联：" + links_text(report.links))
+    if report.quality:
+        console.print("数据质量：" + "；".join(escape(line) for line in defects_text(report.quality)))
+    clues = Table(title="线索（按规则）")
     counts = ("new", "seen", "gone", "reraised", "suppressed", "withheld")
-    for col in ("rule", "status", *counts):
+    for col in ("规则", "状态", *(PUBLISH_LABELS[k] for k in counts)):
         clues.add_column(col)
     for r in report.clue_rows():
         clues.add_row(r["规则"], r["状态"], *(f"{r[k]:,}" for k in counts))
     console.print(clues)
+    for title, status, why in report.skipped_rules():
+        console.print(f"{title}：{status}（{why}）" if why else f"{title}：{status}")
     if report.withheld:
-        console.print(f"{report.withheld:,} new clue(s) withheld: the person's row had a rejected value tonight")
+        console.print(f"{report.withheld:,} 条新线索暂不下发：本人的记录今晚有不合规的值")
     if report.superseded:
-        console.print("a later night is already published: this one changed no clue")
+        console.print("已发布更晚一夜的比对结果：本夜的结果不再改变线索")
     if report.status == "partial":
-        console.print("a file was still being written and is held: run this night again to take it")
+        console.print("有文件仍在写入，已暂缓：再次运行本夜时入库")
     if report.new_by_township:
-        console.print("new clues by township: " + ", ".join(f"{t} {n}" for t, n in sorted(report.new_by_township.items())))
+        console.print("新增线索（按乡镇）：" + "，".join(f"{t} {n}" for t, n in report.township_rows()))
     if report.published_already:
-        console.print("the ledger already held this night: nothing changed")
-    console.print("steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items()))
+        console.print("线索库中已有本夜的结果：没有改变")
+    console.print("步骤耗时：" + "，".join(f"{STEP_LABELS.get(k, k)} {v:.1f} 秒" for k, v in report.timings.items()))
 
 
 @contextlib.contextmanager

@@ -43,6 +43,7 @@ class NightReport:
     published_already: bool = False
     superseded: bool = False  # a later night was already published: this one changed nothing
     withheld: int = 0  # new hits not dispatched for a row kept without a rejected value
+    township_names: dict[str, str] = field(default_factory=dict)  # of new_by_township's codes (from the ledger)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -53,43 +54,71 @@ class NightReport:
         return cls(**{k: v for k, v in json.loads(text).items() if k in known})
 
     def dataset_rows(self) -> list[dict]:
-        return [{"文件": f["file"], "数据集": f["dataset"] or "", "结果": f["status"], "读取": f["rows_read"],
-                 "入库": f["rows_loaded"], "拒收": f["rows_rejected"], "说明": f["message"]} for f in self.files]
+        """Each file as a person reads it: the dataset's name, the outcome and message in Chinese."""
+        from bidui.clues.present import RUN_STATUS_LABELS, dataset_title, file_message
+
+        return [{"文件": f["file"], "数据集": dataset_title(f["dataset"]), "结果": RUN_STATUS_LABELS.get(f["status"], "其他"),
+                 "读取": f["rows_read"], "入库": f["rows_loaded"], "拒收": f["rows_rejected"],
+                 "说明": file_message(f["file"], f["status"], f["message"])} for f in self.files]
 
     def clue_rows(self) -> list[dict]:
-        return [{"规则": rule, **{k: c.get(k, 0) for k in ("new", "seen", "gone", "reraised", "suppressed", "withheld")},
-                 "状态": self.rules.get(rule, {}).get("status", "")} for rule, c in sorted(self.clues.items())]
+        """Each rule's clues tonight, by the rule's title (keys of PUBLISH_LABELS for the counts)."""
+        from bidui.clues.present import RUN_STATUS_LABELS, rule_title
+
+        return [{"规则": rule_title(rule), **{k: c.get(k, 0) for k in ("new", "seen", "gone", "reraised", "suppressed",
+                                                                          "withheld")},
+                 "状态": RUN_STATUS_LABELS.get(self.rules.get(rule, {}).get("status", ""), "")}
+                for rule, c in sorted(self.clues.items())]
+
+    def township_rows(self) -> list[tuple[str, int]]:
+        """New clues by township, by its name."""
+        return [(self.township_names.get(t, t), n) for t, n in sorted(self.new_by_township.items())]
+
+    def skipped_rules(self) -> list[tuple[str, str, str]]:
+        """Rules that did not run tonight: title, status and why, in Chinese."""
+        from bidui.clues.present import RUN_STATUS_LABELS, rule_title
+
+        return [(rule_title(r), RUN_STATUS_LABELS.get(v["status"], "未运行"), v.get("message", ""))
+                for r, v in sorted(self.rules.items()) if v["status"] != "ran"]
 
     def markdown(self) -> str:
-        held = [f for f in self.files if f["status"] in ("held", "refused", "missing")]
-        lines = [f"# 比对运行报告 {self.night}", "", f"数据目录：`{self.folder}`；状态：{self.status}", "",
-                 "## 步骤耗时", "", "| 步骤 | 秒 |", "|---|---|",
-                 *[f"| {k} | {v:.1f} |" for k, v in self.timings.items()], "",
-                 "## 数据集", "", "| 文件 | 数据集 | 结果 | 读取 | 入库 | 拒收 |", "|---|---|---|---|---|---|",
-                 *[f"| {f['file']} | {f['dataset'] or ''} | {f['status']} | {f['rows_read']:,} | {f['rows_loaded']:,} | "
-                   f"{f['rows_rejected']:,} |" for f in self.files], ""]
-        if held:
-            lines += ["**未入库（暂缓、拒收或缺失）：** " + "；".join(f"{f['file'] or f['dataset']}: {f['message']}"
-                                                        for f in held), ""]
-        lines += ["## 关联", "", " · ".join(f"{k} {v:,}" for k, v in self.links.items()), ""]
-        if self.quality:
-            from bidui.clues.present import defects_text
+        from bidui.clues.present import (
+            PUBLISH_LABELS,
+            RUN_STATUS_LABELS,
+            STEP_LABELS,
+            defects_text,
+            links_text,
+        )
 
+        files = self.dataset_rows()
+        held = [f for f, raw in zip(files, self.files, strict=True) if raw["status"] in ("held", "refused", "missing")]
+        counts = ("new", "seen", "gone", "reraised", "suppressed", "withheld")
+        lines = [f"# 比对运行报告 {self.night}", "",
+                 f"数据目录：`{self.folder}`；状态：{RUN_STATUS_LABELS.get(self.status, self.status)}", "",
+                 "## 步骤耗时", "", "| 步骤 | 秒 |", "|---|---|",
+                 *[f"| {STEP_LABELS.get(k, k)} | {v:.1f} |" for k, v in self.timings.items()], "",
+                 "## 数据集", "", "| 文件 | 数据集 | 结果 | 读取 | 入库 | 拒收 | 说明 |", "|---|---|---|---|---|---|---|",
+                 *[f"| {f['文件']} | {f['数据集']} | {f['结果']} | {f['读取']:,} | {f['入库']:,} | {f['拒收']:,} | {f['说明']} |"
+                   for f in files], ""]
+        if held:
+            lines += ["**未入库（暂缓、拒收或缺失）：** " + "；".join(
+                f"{f['文件'] or f['数据集']}：{f['说明'] or f['结果']}" for f in held), ""]
+        lines += ["## 关联", "", links_text(self.links), ""]
+        if self.quality:
             lines += ["## 数据质量（姓名与证件号码）", "", *[f"- {line}" for line in defects_text(self.quality)], ""]
         lines += [
-                  "## 线索", "", "| 规则 | 新增 | 再次发现 | 证据消失 | 重新下发 | 不再下发 | 数据存疑暂不下发 |",
+                  "## 线索", "", "| 规则 | " + " | ".join(PUBLISH_LABELS[k] for k in counts) + " |",
                   "|---|---|---|---|---|---|---|",
-                  *[f"| {r['规则']} | {r['new']:,} | {r['seen']:,} | {r['gone']:,} | {r['reraised']:,} | {r['suppressed']:,} | "
-                    f"{r['withheld']:,} |" for r in self.clue_rows()], "",
+                  *["| " + " | ".join([r["规则"], *(f"{r[k]:,}" for k in counts)]) + " |" for r in self.clue_rows()], "",
                   "## 新增线索（按乡镇）", "", "| 乡镇 | 新增 |", "|---|---|",
-                  *[f"| {t} | {n:,} |" for t, n in sorted(self.new_by_township.items())]]
+                  *[f"| {t} | {n:,} |" for t, n in self.township_rows()]]
         if self.superseded:
             lines += ["", "**已发布更晚一夜的比对结果：本夜的结果不再改变线索。**"]
         if self.status == "partial":
             lines += ["", "**有文件仍在写入，已暂缓；再次运行本夜时入库并重新发布。**"]
-        skipped = {r: v for r, v in self.rules.items() if v["status"] != "ran"}
+        skipped = self.skipped_rules()
         if skipped:
-            lines += ["", "**未运行的规则：** " + "；".join(f"{r}（{v['message']}）" for r, v in sorted(skipped.items()))]
+            lines += ["", "**未运行的规则：** " + "；".join(f"{t}（{why or status}）" for t, status, why in skipped)]
         return "\n".join(lines)
 
 
@@ -160,7 +189,25 @@ def publish_step(home: Home, night: date, again: bool = False) -> dict:
 
     result = publish_night(home, night, again)
     return {"already": result.already, "by_rule": result.by_rule, "new_by_township": result.new_by_township,
-            "superseded": result.superseded, "withheld": result.withheld}
+            "superseded": result.superseded, "withheld": result.withheld,
+            "township_names": division_names(home, list(result.new_by_township))}
+
+
+def division_names(home: Home, codes: list[str]) -> dict[str, str]:
+    """The names of these divisions, from the ledger (the report names townships, not codes)."""
+    if not codes:
+        return {}
+    from sqlalchemy import select
+
+    from bidui.clues.db import ledger_url, open_ledger
+    from bidui.clues.models import Division
+
+    ledger = open_ledger(ledger_url(home.ledger))
+    try:
+        with ledger.read() as s:
+            return {c: n for c, n in s.execute(select(Division.code, Division.name).where(Division.code.in_(codes)))}
+    finally:
+        ledger.close()
 
 
 # ---------------------------------------------------------------- the run
@@ -220,6 +267,7 @@ def apply_step(report: NightReport, step: str, value: object) -> None:
         report.new_by_township = v["new_by_township"]
         report.superseded = v.get("superseded", False)
         report.withheld = v.get("withheld", 0)
+        report.township_names = v.get("township_names", {})
 
 
 def plain_steps(home: Home, folder: Path, night: date, again: bool = False,
