@@ -63,11 +63,14 @@ def published_home(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
         towns = [t for t, in s.execute(select(Clue.township_code).group_by(Clue.township_code)
                                        .order_by(func.count().desc()))]
         town, other = towns[0], next(t for t in towns[1:] if t[:6] == towns[0][:6])
-        add_user(s, "town", "乡镇甲", "township", town, PASSWORD, "扶贫专干")
-        add_user(s, "other", "乡镇乙", "township", other, PASSWORD)
-        add_user(s, "county", "县审核", "county", town[:6] + "000000", PASSWORD)
-        add_user(s, "pref", "市督导", "prefecture", town[:4] + "00000000", PASSWORD)
-        add_user(s, "admin", "专班", "admin", town[:4] + "00000000", PASSWORD)
+        # Each with the real name and position a signature uses (without them the login asks first).
+        for username, display, role, code, real_name, position in (
+                ("town", "乡镇甲", "township", town, "王秀兰", "扶贫专干"),
+                ("other", "乡镇乙", "township", other, "李建国", "民政助理员"),
+                ("county", "县审核", "county", town[:6] + "000000", "赵志刚", "县乡村振兴局审核员"),
+                ("pref", "市督导", "prefecture", town[:4] + "00000000", "陈静", "市专班督导"),
+                ("admin", "专班", "admin", town[:4] + "00000000", "周明", "数据专班")):
+            add_user(s, username, display, role, code, PASSWORD, position).real_name = real_name
     ledger.close()
     return home.root, town, other
 

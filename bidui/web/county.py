@@ -1,73 +1,163 @@
-"""County pages: the review queue (close, or return with a reason; several at once) and the
+"""County pages: the review queue (filtered, paged, with each clue's evidence and attachments;
+close after a confirmation, or return with a reason and a new due date; several at once) and the
 overdue count by township."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form
 from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
 
 from bidui.clues import actions
-from bidui.clues.models import Clue
+from bidui.clues.models import Clue, EvidenceSnapshot
+from bidui.clues.present import evidence_text
 from bidui.clues.states import DISPATCHED, RETURNED, VERIFIED, TransitionError
-from bidui.web.deps import Ctx, ctx
+from bidui.web.deps import Ctx, attachments_for, ctx, default_due
 from bidui.web.security import check_csrf, require_role
 
 router = APIRouter()
+PAGE = 50  # clues per review page
+AGES = (3, 7, 15, 30)  # "waiting at least N days since verified" choices
+EVIDENCE_CHARS = 120  # the queue's evidence excerpt; the clue page has it whole
 
 
-@router.get("/review")
-def review(c: Ctx = Depends(ctx), message: str = "", error: str = ""):  # noqa: B008
-    require_role(c.user, "county")
-    queue = c.session.scalars(c.scoped(select(Clue).where(Clue.status == VERIFIED))
-                              .order_by(Clue.township_code, Clue.verified_on, Clue.id).limit(500)).all()
+def _filters(township: str = "", rule: str = "", category: str = "", age: int = 0, page: int = 1) -> dict:
+    return {"township": township, "rule": rule, "category": category, "age": age, "page": page}
+
+
+def _url(filters: dict, **changes: object) -> str:
+    kept = {k: v for k, v in {**filters, **changes}.items() if v not in ("", 0, None) and not (k == "page" and v == 1)}
+    return "/review" + ("?" + urlencode(kept) if kept else "")
+
+
+def _queue(c: Ctx, filters: dict):
+    query = c.scoped(select(Clue).where(Clue.status == VERIFIED))
+    if filters["township"]:
+        query = query.where(Clue.township_code == filters["township"])
+    if filters["rule"]:
+        query = query.where(Clue.rule_code == filters["rule"])
+    if filters["category"]:
+        query = query.where(Clue.category == filters["category"])
+    if filters["age"] > 0:
+        query = query.where(Clue.verified_on <= date.today() - timedelta(days=filters["age"]))
+    return query
+
+
+def _render(c: Ctx, filters: dict, status_code: int = 200, error: str = "", form: dict | None = None):
+    query = _queue(c, filters)
+    total = c.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = max(filters["page"], 1)
+    # The longest waiting first: a township is waiting for the answer.
+    queue = c.session.scalars(query.order_by(Clue.verified_on, Clue.id).offset((page - 1) * PAGE).limit(PAGE)).all()
+    ids = [q.id for q in queue]
+    latest: dict[int, str] = {}
+    for snap in c.session.scalars(select(EvidenceSnapshot).where(EvidenceSnapshot.clue_id.in_(ids))
+                                  .order_by(EvidenceSnapshot.night.desc(), EvidenceSnapshot.id.desc())):
+        latest.setdefault(snap.clue_id, snap.record)
+    by_id = {q.id: q for q in queue}
+    evidence = {i: evidence_text(r, by_id[i].evidence_dataset) for i, r in latest.items()}
     overdue = c.session.execute(c.scoped(select(Clue.township_code, func.count()).where(
         Clue.status.in_((DISPATCHED, RETURNED)), Clue.due_date < date.today())).group_by(Clue.township_code)
         .order_by(func.count().desc())).all()
-    return c.render("review.html", queue=queue, overdue=overdue, names=c.division_names(), message=message, error=error)
+    townships = c.session.scalars(c.scoped(select(Clue.township_code)).distinct().order_by(Clue.township_code)).all()
+    rules = c.session.execute(c.scoped(select(Clue.rule_code, Clue.rule_title)).distinct().order_by(Clue.rule_code)).all()
+    return c.render("review.html", status_code=status_code, queue=queue, total=total, page=page,
+                    pages=(total + PAGE - 1) // PAGE, evidence=evidence, excerpt=EVIDENCE_CHARS,
+                    attachments=attachments_for(c, ids), overdue=overdue, names=c.division_names(),
+                    townships=townships, rules=rules, ages=AGES, filters=filters,
+                    url=lambda **ch: _url(filters, **ch), error=error,
+                    form=form or {"reason": "", "due": str(default_due(c)), "picked": set()})
+
+
+@router.get("/review")
+def review(c: Ctx = Depends(ctx), township: str = "", rule: str = "", category: str = "", age: int = 0,  # noqa: B008
+           page: int = 1):
+    require_role(c.user, "county")
+    return _render(c, _filters(township, rule, category, age, page))
 
 
 @router.post("/review")
 async def review_many(c: Ctx = Depends(ctx)):  # noqa: B008
-    """Close or return the ticked clues: each at the version the reviewer saw."""
+    """Close or return the ticked clues, each at the version the reviewer saw. Closing asks for a
+    confirmation first (a list of what will be closed); returning needs a reason and a due date,
+    checked before anything is done, and the page comes back with what was typed if either is wrong."""
     form = await c.request.form()
     check_csrf(c.request, str(form.get("csrf_token", "")))
     require_role(c.user, "county")
+    try:
+        age = int(str(form.get("age") or 0))
+    except ValueError:
+        age = 0
+    filters = _filters(str(form.get("township", "")), str(form.get("rule", "")), str(form.get("category", "")), age)
     decision, reason = str(form.get("decision", "")), str(form.get("reason", "")).strip()
-    picked = [(int(v.split(":")[0]), int(v.split(":")[1])) for v in form.getlist("clue") if ":" in str(v)]
+    due_text = str(form.get("due", "")).strip()
+    picked = [(int(a), int(b)) for a, _, b in (str(v).partition(":") for v in form.getlist("clue"))
+              if a.isdigit() and b.isdigit()]
+    typed = {"reason": reason, "due": due_text, "picked": {f"{i}:{v}" for i, v in picked}}
+    if not picked:
+        return _render(c, filters, 400, "请先勾选要处理的线索", typed)
+    due = None
+    if decision == "return":
+        if not reason:
+            return _render(c, filters, 400, "退回须说明理由：没有退回任何线索", typed)
+        try:
+            due = date.fromisoformat(due_text)
+        except ValueError:
+            return _render(c, filters, 400, "新的截止日期格式不对（如 2026-12-20）：没有退回任何线索", typed)
+        if due < date.today():
+            return _render(c, filters, 400, "新的截止日期不能早于今天：没有退回任何线索", typed)
+    elif decision == "close" and form.get("confirmed") != "yes":
+        wanted = dict(picked)
+        shown = [q for q in c.session.scalars(c.scoped(select(Clue).where(Clue.id.in_(wanted))).order_by(Clue.id))]
+        return c.render("review_confirm.html", clues=shown, versions=wanted, names=c.division_names(),
+                        filters=filters, back=_url(filters))
+    elif decision != "close":
+        return _render(c, filters, 400, "请选择销号或退回", typed)
     done, problems = 0, []
     for clue_id, version in picked:
         try:
             with c.request.app.state.ledger.write() as s:
                 if decision == "close":
                     actions.close(s, clue_id, version, c.user)
-                elif decision == "return":
-                    actions.send_back(s, clue_id, version, c.user, reason)
                 else:
-                    raise TransitionError("请选择销号或退回")
+                    actions.send_back(s, clue_id, version, c.user, reason, due)
             done += 1
         except (TransitionError, actions.ConflictError, actions.NotFoundError) as e:
-            problems.append(f"线索 {clue_id}：{e}")
+            problems.append(str(e))
     label = "销号" if decision == "close" else "退回"
-    return RedirectResponse(f"/review?message=已{label} {done} 条" + (f"&error={'；'.join(problems)}" if problems else ""),
-                            status_code=303)
+    # Nothing done is an error alone: never "已退回 0 条" in green beside it.
+    if done == 0:
+        c.flash(error=f"没有{label}任何线索：" + "；".join(problems))
+    else:
+        c.flash(message=f"已{label} {done} 条", error=("另有未处理的：" + "；".join(problems)) if problems else "")
+    return RedirectResponse(_url(filters), status_code=303)
 
 
 @router.post("/clues/{clue_id}/review")
 def review_one(clue_id: int, c: Ctx = Depends(ctx), csrf_token: str = Form(""), version: int = Form(...),  # noqa: B008
-               decision: str = Form(""), reason: str = Form("")):
+               decision: str = Form(""), reason: str = Form(""), due: str = Form("")):
+    from bidui.web.township import _clue_or_404, _clue_page
+
     check_csrf(c.request, csrf_token)
     require_role(c.user, "county")
+    clue = _clue_or_404(c, clue_id)
+    typed = {"reason": reason, "due": due}
+    day = None
+    if decision != "close":
+        try:
+            day = date.fromisoformat(due.strip())
+        except ValueError:
+            return _clue_page(c, clue, 400, error="新的截止日期格式不对（如 2026-12-20）", review=typed)
     try:
         with c.request.app.state.ledger.write() as s:
             if decision == "close":
                 actions.close(s, clue_id, version, c.user)
             else:
-                actions.send_back(s, clue_id, version, c.user, reason)
-    except actions.NotFoundError:
-        return RedirectResponse("/review", status_code=303)
+                actions.send_back(s, clue_id, version, c.user, reason, day)
     except (TransitionError, actions.ConflictError) as e:
-        return RedirectResponse(f"/clues/{clue_id}?error={e}", status_code=303)
-    return RedirectResponse(f"/clues/{clue_id}?message={'已销号' if decision == 'close' else '已退回乡镇'}", status_code=303)
+        return _clue_page(c, clue, 400, error=str(e), review=typed)
+    c.flash("已销号" if decision == "close" else f"已退回乡镇，新的截止日期 {day}")
+    return RedirectResponse(f"/clues/{clue_id}", status_code=303)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from fastapi import Depends, Request
@@ -20,10 +20,9 @@ from bidui.datasets import DATASETS
 from bidui.web.security import csrf_token, current_user
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+ROLE_LABELS = {"township": "乡镇核实员", "county": "县级审核员", "prefecture": "市级督导", "admin": "专班管理员"}
 templates.env.globals.update(STATUS_LABELS=STATUS_LABELS, CATEGORY_LABELS=CATEGORY_LABELS,
-                             DATASET_LABELS={ds.code: ds.title for ds in DATASETS},
-                             ROLE_LABELS={"township": "乡镇核实员", "county": "县级审核员", "prefecture": "市级督导",
-                                          "admin": "专班管理员"})
+                             DATASET_LABELS={ds.code: ds.title for ds in DATASETS}, ROLE_LABELS=ROLE_LABELS)
 
 
 def db(request: Request) -> Iterator[Session]:
@@ -38,9 +37,29 @@ class Ctx:
     user: User
 
     def render(self, template: str, status_code: int = 200, **values: object):
+        # A message left by the redirect that led here (see `flash`) shows once, unless the page has its own.
+        shown = self.request.session.pop("flash", None) or {}
+        values.setdefault("message", shown.get("message", ""))
+        values.setdefault("error", shown.get("error", ""))
+        division = self.session.get(Division, self.user.scope)
         return templates.TemplateResponse(self.request, template, {
-            "user": self.user, "csrf": csrf_token(self.request), "today": date.today(), **values},
+            "user": self.user, "csrf": csrf_token(self.request), "today": date.today(),
+            "division_name": division.name if division else ROLE_LABELS[self.user.role], **values},
             status_code=status_code)
+
+    def flash(self, message: str = "", error: str = "") -> None:
+        """Say something on the page a redirect leads to. Kept in the session, not the URL: a
+        message in a link could be forged into anyone's page, and typed text must stay out of URLs."""
+        self.request.session["flash"] = {"message": message, "error": error}
+
+    def people(self, usernames: set[str]) -> dict[str, str]:
+        """How the people behind usernames read on a page: their real name (else the account's
+        display name), with their position. The nightly run is 系统比对."""
+        out = {"system": "系统比对"}
+        for u in self.session.scalars(select(User).where(User.username.in_(usernames - {"system"}))):
+            name = u.real_name or u.display_name
+            out[u.username] = f"{name}（{u.position}）" if u.position else name
+        return out
 
     def scoped(self, q: Select) -> Select:
         """Clues under the user's division: the one filter every clue query goes through."""
@@ -54,6 +73,25 @@ class Ctx:
         return {d.code: d.name for d in self.session.scalars(select(Division).where(
             scope.under(Division.code, county) if len(scope.prefix(self.user.scope)) >= 6
             else scope.under(Division.code, self.user.scope)))}
+
+
+def attachments_for(c: Ctx, ids: list[int]) -> dict[int, list]:
+    """Each clue's attachments, from bidui.clues.attachments (the one place that knows them)."""
+    try:
+        from bidui.clues.attachments import for_clues
+    except ImportError:  # a build without attachments: none to show
+        return {}
+    return for_clues(c.session, ids)
+
+
+def default_due(c: Ctx) -> date:
+    """The new due date a returned clue gets unless the reviewer picks another: today plus the
+    days a township has for a new clue (`[clues] due_days`, as the nightly publish reads it)."""
+    from bidui import config
+    from bidui.clues.publish import DUE_DAYS
+
+    days = int(config.load(c.request.app.state.home.config).get("clues", {}).get("due_days", DUE_DAYS))
+    return date.today() + timedelta(days=days)
 
 
 def ctx(request: Request, session: Session = Depends(db)) -> Ctx:  # noqa: B008 - FastAPI's dependency idiom

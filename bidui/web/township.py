@@ -1,30 +1,46 @@
-"""Township pages: the inbox grouped by village and household, a clue with its evidence, link
-explanation and history, the verify-and-sign form, the workbook out and back."""
+"""Township pages: the inbox (one table, most urgent first), a clue with its evidence, link
+explanation and history, the verify-and-sign form (and amending one's own finding until the county
+acts), the printable record, the workbook out and back. The inbox also serves the county and
+prefecture (with a township filter)."""
 
 from __future__ import annotations
 
+import re
+import secrets
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, UploadFile
 from fastapi.responses import FileResponse, RedirectResponse
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from starlette.background import BackgroundTask
 
 from bidui import scope
 from bidui.clues import actions
 from bidui.clues.models import Clue, ClueEvent, EvidenceSnapshot
 from bidui.clues.present import clue_view
-from bidui.clues.states import ACTIONS, DISPATCHED, OPEN, OUTCOMES, RETURNED, Finding, TransitionError
+from bidui.clues.states import (
+    ACTIONS,
+    DISPATCHED,
+    OPEN,
+    OUTCOMES,
+    RETURNED,
+    VERIFIED,
+    Finding,
+    TransitionError,
+)
 from bidui.clues.workbook import WorkbookError, import_workbook, write_workbook
-from bidui.web.deps import Ctx, ctx
+from bidui.ids import IdStatus, normalise_id
+from bidui.web.deps import Ctx, attachments_for, ctx, default_due
 from bidui.web.security import check_csrf, require_role
 
 router = APIRouter()
 INBOX_COLUMNS = (Clue.id, Clue.subject_name, Clue.rule_title, Clue.category, Clue.status, Clue.due_date,
-                 Clue.evidence_gone, Clue.village_code, Clue.household_code, Clue.hukou_number, Clue.household_status)
+                 Clue.evidence_gone, Clue.village_code, Clue.township_code, Clue.household_code, Clue.hukou_number,
+                 Clue.household_status, Clue.return_reason)
 CHOICES_SECONDS = 60  # the filter lists change only when a night is published
 _choices: dict[str, tuple[float, list, list]] = {}
 
@@ -36,49 +52,141 @@ def filter_choices(c: Ctx) -> tuple[list, list]:
         return hit[1], hit[2]
     rules = c.session.execute(c.scoped(select(Clue.rule_code, Clue.rule_title)).distinct().order_by(Clue.rule_code)).all()
     villages = c.session.scalars(c.scoped(select(Clue.village_code)).distinct().order_by(Clue.village_code)).all()
-    _choices[c.user.scope] = (time.monotonic(), list(rules), list(villages))
-    return list(rules), list(villages)
+    _choices[c.user.scope] = (time.monotonic(), list(rules), [v for v in villages if v])
+    return list(rules), [v for v in villages if v]
+
+
+def villages_by_township(villages: list[str]) -> dict[str, list[str]]:
+    """The village list grouped under its township (a village code's first 9 digits)."""
+    out: dict[str, list[str]] = {}
+    for v in villages:
+        out.setdefault(v[:9] + "000", []).append(v)
+    return out
 
 
 PAGE = 100  # clues per inbox page (a phone screen scrolls through a hundred, not a thousand)
 
 
+def urgency(today: date):
+    """The inbox order: returned first (the county is waiting), then overdue, then the rest to
+    verify; what waits on the county, then what is closed, last."""
+    return case((Clue.status == RETURNED, 0), (and_(Clue.status == DISPATCHED, Clue.due_date < today), 1),
+                (Clue.status == DISPATCHED, 2), (Clue.status == VERIFIED, 3), else_=4)
+
+
+# Column sorts (a header click): the column, then the inbox order within it.
+SORTS = {"village": (Clue.village_code, Clue.household_code), "household": (Clue.household_code, Clue.hukou_number),
+         "subject": (Clue.subject_name,), "rule": (Clue.rule_title,), "status": (Clue.status,), "due": (Clue.due_date,)}
+
+
+def ordered(query, sort: str, today: date):
+    key = sort.lstrip("-")
+    if key not in SORTS:
+        return query.order_by(urgency(today), Clue.due_date, Clue.id)
+    cols = [col.desc() if sort.startswith("-") else col for col in SORTS[key]]
+    return query.order_by(*cols, urgency(today), Clue.due_date, Clue.id)
+
+
+def search_condition(term: str):
+    """Name, ID number (18 digits, lower-case x, the old 15-digit form, with spaces), household
+    code (户编号, 16 digits) or hukou number (户号, 19 digits); a beginning is enough."""
+    term = term.strip()
+    cleaned, status = normalise_id(term)  # the one ID normalisation: NFKC, no spaces, X, 15 → 18
+    conditions = [Clue.subject_name.contains(term, autoescape=True)]
+    if cleaned and re.fullmatch(r"\d+X?", cleaned):
+        conditions += [Clue.subject_id_number.startswith(cleaned, autoescape=True),
+                       Clue.household_code.startswith(cleaned, autoescape=True),
+                       Clue.hukou_number.startswith(cleaned, autoescape=True)]
+        if status is IdStatus.VALID and len(re.sub(r"\D", "", term)) == 15:
+            # An old 15-digit number was widened to 18; its own digits may begin a code too.
+            raw = cleaned[:6] + cleaned[8:17]
+            conditions += [Clue.subject_id_number.startswith(raw), Clue.household_code.startswith(raw),
+                           Clue.hukou_number.startswith(raw)]
+    return or_(*conditions)
+
+
+# The search term never goes into a URL (an ID number would reach browser history, proxies and
+# the access logs of everything in between). The form posts it; it is kept in the user's session
+# (a signed cookie, the user's own browser) under a random token, and the inbox's URL carries the
+# token only. A token per search, not one term per session, so that paging, sorting, the back
+# button and a second tab each keep their own search. The last few are kept.
+SEARCHES_KEPT = 8
+MAX_TERM = 40
+
+
+def _filters(rule: str = "", category: str = "", status: str = "open", overdue: bool = False, village: str = "",
+             township: str = "", sort: str = "", s: str = "", page: int = 1) -> dict:
+    return {"rule": rule, "category": category, "status": status, "overdue": overdue, "village": village,
+            "township": township, "sort": sort, "s": s, "page": page}
+
+
+def _inbox_url(filters: dict, **changes: object) -> str:
+    values = {**filters, **changes}
+    kept = {k: ("true" if v is True else v) for k, v in values.items()
+            if v not in ("", None, False) and not (k == "page" and v == 1) and k != "q"}
+    if values.get("status") == "":
+        kept["status"] = ""  # 全部 is an explicit choice: the default is 未销号
+    return "/inbox" + ("?" + urlencode(kept) if kept else "")
+
+
+def _render_inbox(c: Ctx, filters: dict, term: str, status_code: int = 200, error: str = "", typed: str = ""):
+    query = c.clues()
+    if filters["rule"]:
+        query = query.where(Clue.rule_code == filters["rule"])
+    if filters["category"]:
+        query = query.where(Clue.category == filters["category"])
+    if filters["status"] == "open":
+        query = query.where(Clue.status.in_(OPEN))
+    elif filters["status"]:
+        query = query.where(Clue.status == filters["status"])
+    if filters["overdue"]:
+        query = query.where(Clue.status.in_((DISPATCHED, RETURNED)), Clue.due_date < date.today())
+    if filters["township"]:
+        query = query.where(Clue.township_code == filters["township"])
+    if filters["village"]:
+        query = query.where(Clue.village_code == filters["village"])
+    if term.strip():
+        query = query.where(search_condition(term))
+    total = c.session.scalar(select(func.count()).select_from(query.subquery()))
+    page = max(filters["page"], 1)
+    # Only the columns the list shows: the evidence and explanations stay in the database.
+    rows = c.session.execute(ordered(query.with_only_columns(*INBOX_COLUMNS), filters["sort"], date.today())
+                             .offset((page - 1) * PAGE).limit(PAGE)).all()
+    rules, villages = filter_choices(c)
+    grouped = villages_by_township(villages)
+    return c.render("inbox.html", status_code=status_code, rows=rows, names=c.division_names(), total=total, page=page,
+                    pages=(total + PAGE - 1) // PAGE, rules=rules, villages=grouped, townships=list(grouped),
+                    filters=filters, term=typed or term, url=lambda **ch: _inbox_url(filters, **ch), error=error)
+
+
 @router.get("/inbox")
 def inbox(c: Ctx = Depends(ctx), rule: str = "", category: str = "", status: str = "open",  # noqa: B008
-          overdue: bool = False, village: str = "", q: str = "", page: int = 1):
-    query = c.clues()
-    if rule:
-        query = query.where(Clue.rule_code == rule)
-    if category:
-        query = query.where(Clue.category == category)
-    if status == "open":
-        query = query.where(Clue.status.in_(OPEN))
-    elif status:
-        query = query.where(Clue.status == status)
-    if overdue:
-        query = query.where(Clue.status.in_((DISPATCHED, RETURNED)), Clue.due_date < date.today())
-    if village:
-        query = query.where(Clue.village_code == village)
-    if q.strip():
-        term = q.strip()
-        query = query.where(or_(Clue.subject_name.contains(term, autoescape=True),
-                                Clue.subject_id_number.contains(term.upper(), autoescape=True),
-                                Clue.household_code == term))
-    total = c.session.scalar(select(func.count()).select_from(query.subquery()))
-    # Only the columns the list shows: the evidence and explanations stay in the database.
-    rows = c.session.execute(query.with_only_columns(*INBOX_COLUMNS).order_by(
-        Clue.village_code, Clue.household_code, Clue.hukou_number, Clue.id).offset((max(page, 1) - 1) * PAGE)
-        .limit(PAGE)).all()
-    names = c.division_names()
-    groups: dict[str, dict[str, list]] = {}
-    for clue in rows:
-        groups.setdefault(clue.village_code or "", {}).setdefault(clue.household_code or clue.hukou_number, []).append(clue)
-    rules, villages = filter_choices(c)
-    return c.render("inbox.html", groups=groups, names=names, total=total, page=page, pages=(total + PAGE - 1) // PAGE,
-                    rules=rules, villages=villages, filters={"rule": rule, "category": category, "status": status,
-                                                             "overdue": overdue, "village": village, "q": q})
+          overdue: bool = False, village: str = "", township: str = "", sort: str = "", s: str = "", page: int = 1):
+    filters = _filters(rule, category, status, overdue, village, township, sort, s, page)
+    term, error = "", ""
+    if s:
+        term = c.request.session.get("searches", {}).get(s, "")
+        if not term:
+            error, filters["s"] = "这次搜索已过期，请重新输入要找的姓名或号码", ""
+    return _render_inbox(c, filters, term, error=error)
 
 
+@router.post("/inbox/search")
+def inbox_search(c: Ctx = Depends(ctx), csrf_token: str = Form(""), q: str = Form(""), rule: str = Form(""),  # noqa: B008
+                 category: str = Form(""), status: str = Form("open"), overdue: bool = Form(False),
+                 village: str = Form(""), township: str = Form(""), sort: str = Form("")):
+    check_csrf(c.request, csrf_token)
+    filters = _filters(rule, category, status, overdue, village, township, sort)
+    term = q.strip()
+    if len(term) > MAX_TERM:
+        return _render_inbox(c, filters, "", status_code=400, error=f"要找的内容太长（最多 {MAX_TERM} 个字）", typed=q)
+    if term:
+        searches = dict(c.request.session.get("searches", {}))
+        token = secrets.token_urlsafe(6)
+        searches[token] = term
+        c.request.session["searches"] = dict(list(searches.items())[-SEARCHES_KEPT:])
+        filters["s"] = token
+    return RedirectResponse(_inbox_url(filters), status_code=303)
 def _clue_or_404(c: Ctx, clue_id: int) -> Clue:
     clue = c.session.scalar(c.scoped(select(Clue).where(Clue.id == clue_id)))
     if clue is None:
@@ -86,40 +194,110 @@ def _clue_or_404(c: Ctx, clue_id: int) -> Clue:
     return clue
 
 
-@router.get("/clues/{clue_id}")
-def clue_page(clue_id: int, c: Ctx = Depends(ctx), message: str = "", error: str = ""):  # noqa: B008
-    clue = _clue_or_404(c, clue_id)
+EVENT_LABELS = {"dispatched": "下发", "verify": "核实签字", "amended": "修改核实结论", "close": "销号", "return": "退回",
+                "evidence_gone": "证据消失", "evidence_back": "证据重现", "evidence_changed": "证据变化",
+                "reraised": "重新下发", "seen": "再次发现"}
+
+
+def _event_note(e: ClueEvent) -> str:
+    p = e.payload or {}
+    if e.kind == "return":
+        return p.get("reason", "") + (f"（新的截止日期 {p['due_date']}）" if p.get("due_date") else "")
+    return str(p.get("outcome") or p.get("night") or "")
+
+
+def clue_record(c: Ctx, clue: Clue) -> dict:
+    """What the clue page and its printed record both show."""
     evidence = c.session.scalars(select(EvidenceSnapshot).where(EvidenceSnapshot.clue_id == clue.id)
                                  .order_by(EvidenceSnapshot.night.desc(), EvidenceSnapshot.id.desc())).all()
     events = c.session.scalars(select(ClueEvent).where(ClueEvent.clue_id == clue.id).order_by(ClueEvent.id)).all()
+    people = c.people({e.actor for e in events})
+    history = [{"at": e.at, "who": people.get(e.actor, "已停用的账号"), "what": EVENT_LABELS.get(e.kind, "其他"),
+                "note": _event_note(e)} for e in events]
+    return {"clue": clue, "names": c.division_names(), "view": clue_view(clue, evidence), "history": history,
+            "attachments": attachments_for(c, [clue.id]).get(clue.id, [])}
+
+
+def _clue_page(c: Ctx, clue: Clue, status_code: int = 200, form: dict | None = None, error: str = "",
+               review: dict | None = None):
+    amendable = actions.can_amend(c.session, clue, c.user)
+    if form is None and amendable:  # the signed finding, ready to correct
+        form = {"outcome": clue.outcome, "action": clue.action or "", "finding": clue.finding or "",
+                "verified_on": str(clue.verified_on or date.today())}
     household = c.session.scalars(c.scoped(select(Clue).where(
         Clue.household_code == clue.household_code, Clue.hukou_number == clue.hukou_number, Clue.id != clue.id))
         .order_by(Clue.id).limit(50)).all()
-    return c.render("clue.html", clue=clue, names=c.division_names(),
-                    view=clue_view(clue, evidence), events=events, attachments=[],
-                    household=household, outcomes=OUTCOMES, actions=ACTIONS,
+    return c.render("clue.html", status_code=status_code, **clue_record(c, clue), household=household,
+                    outcomes=OUTCOMES, actions=ACTIONS, form=form or {"verified_on": str(date.today())},
                     can_verify=c.user.role == "township" and clue.status in (DISPATCHED, RETURNED),
-                    can_review=c.user.role == "county" and clue.status == "verified", message=message, error=error)
+                    can_amend=amendable, can_review=c.user.role == "county" and clue.status == VERIFIED,
+                    review=review or {"due": str(default_due(c))}, error=error)
+
+
+@router.get("/clues/{clue_id}")
+def clue_page(clue_id: int, c: Ctx = Depends(ctx)):  # noqa: B008
+    return _clue_page(c, _clue_or_404(c, clue_id))
+
+
+@router.get("/clues/{clue_id}/print")
+def clue_print(clue_id: int, c: Ctx = Depends(ctx)):  # noqa: B008
+    """The clue as a paper record (the verification file kept with the household's archive)."""
+    return c.render("clue_print.html", **clue_record(c, _clue_or_404(c, clue_id)))
+
+
+def next_clue(c: Ctx, after: int) -> int | None:
+    """The next clue the township has to act on, in the inbox's order."""
+    return c.session.scalar(c.scoped(select(Clue.id).where(Clue.status.in_((DISPATCHED, RETURNED)), Clue.id != after))
+                            .order_by(urgency(date.today()), Clue.due_date, Clue.id).limit(1))
+
+
+def _signed(c: Ctx, clue: Clue, kind: str, version: int, outcome: str, action: str, finding: str, verified_on: str):
+    """Verify or amend: the signature is the signer's stored real name and position (谁核实谁签字),
+    never a typed one. On a refusal the page comes back with what was typed and the reason."""
+    form = {"outcome": outcome, "action": action, "finding": finding, "verified_on": verified_on}
+    if not (c.user.real_name and c.user.position):
+        return _clue_page(c, clue, 400, form, "签字需要您的真实姓名和职务：请先在“个人信息”中填写")
+    try:
+        day = date.fromisoformat(verified_on)
+    except ValueError:
+        return _clue_page(c, clue, 400, form, "核实日期格式不对（如 2026-11-25）")
+    signed = Finding(outcome, action or None, finding, c.user.real_name, c.user.position, day)
+    try:
+        with c.request.app.state.ledger.write() as s:
+            (actions.verify if kind == "verify" else actions.amend)(s, clue.id, version, c.user, signed)
+    except (TransitionError, actions.ConflictError) as e:
+        return _clue_page(c, clue, 400 if isinstance(e, TransitionError) else 409, form, str(e))
+    return None
 
 
 @router.post("/clues/{clue_id}/verify")
 def verify(clue_id: int, c: Ctx = Depends(ctx), csrf_token: str = Form(""), version: int = Form(...),  # noqa: B008
-           outcome: str = Form(""), action: str = Form(""), finding: str = Form(""), verifier_name: str = Form(""),
-           verifier_position: str = Form(""), verified_on: str = Form("")):
+           outcome: str = Form(""), action: str = Form(""), finding: str = Form(""), verified_on: str = Form("")):
     check_csrf(c.request, csrf_token)
     require_role(c.user, "township")
-    _clue_or_404(c, clue_id)
-    try:
-        day = date.fromisoformat(verified_on)
-    except ValueError:
-        return RedirectResponse(f"/clues/{clue_id}?error=核实日期格式不对（如 2026-11-25）", status_code=303)
-    try:
-        with c.request.app.state.ledger.write() as s:
-            actions.verify(s, clue_id, version, c.user, Finding(outcome, action or None, finding, verifier_name,
-                                                                verifier_position, day))
-    except (TransitionError, actions.ConflictError) as e:
-        return RedirectResponse(f"/clues/{clue_id}?error={e}", status_code=303)
-    return RedirectResponse(f"/clues/{clue_id}?message=已核实并签字", status_code=303)
+    clue = _clue_or_404(c, clue_id)
+    refused = _signed(c, clue, "verify", version, outcome, action, finding, verified_on)
+    if refused is not None:
+        return refused
+    following = next_clue(c, clue_id)
+    if following is None:
+        c.flash(f"线索 {clue_id} 已核实并签字。待核实的线索已全部处理完。")
+        return RedirectResponse("/inbox", status_code=303)
+    c.flash(f"线索 {clue_id} 已核实并签字。这是下一条待核实线索。")
+    return RedirectResponse(f"/clues/{following}", status_code=303)
+
+
+@router.post("/clues/{clue_id}/amend")
+def amend(clue_id: int, c: Ctx = Depends(ctx), csrf_token: str = Form(""), version: int = Form(...),  # noqa: B008
+          outcome: str = Form(""), action: str = Form(""), finding: str = Form(""), verified_on: str = Form("")):
+    check_csrf(c.request, csrf_token)
+    require_role(c.user, "township")
+    clue = _clue_or_404(c, clue_id)
+    refused = _signed(c, clue, "amend", version, outcome, action, finding, verified_on)
+    if refused is not None:
+        return refused
+    c.flash("核实结论已修改并重新签字")
+    return RedirectResponse(f"/clues/{clue_id}", status_code=303)
 
 
 @router.get("/workbook")
