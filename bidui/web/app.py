@@ -18,7 +18,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from bidui.clues.db import Ledger, ledger_url, open_ledger
 from bidui.home import Home
 from bidui.signing import secret_key
-from bidui.web import county, supervisor, township
+from bidui.web import county, profile, supervisor, township
 from bidui.web.deps import db, templates
 from bidui.web.security import SESSION_IDLE, LoginRequired, csrf_token, current_user, login
 
@@ -57,9 +57,9 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
                                           status_code=exc.status_code)
 
     @app.get("/login", response_class=HTMLResponse)
-    def login_page(request: Request, message: str = ""):
+    def login_page(request: Request):
         request.session.setdefault("login_csrf", os.urandom(16).hex())
-        return templates.TemplateResponse(request, "login.html", {"user": None, "error": message,
+        return templates.TemplateResponse(request, "login.html", {"user": None, "error": "",
                                                                   "csrf": request.session["login_csrf"]})
 
     @app.post("/login")
@@ -70,10 +70,15 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
         with request.app.state.ledger.write() as s:
             user, message = login(s, request, username.strip(), password)
             role = user.role if user else None
+            unsigned = user is not None and profile.needs_profile(user)
         if user is None:
             log.info("login refused")
-            return RedirectResponse(f"/login?message={message}", status_code=303)
-        return RedirectResponse(HOME_PAGE[role], status_code=303)
+            # The form again with the user name as typed (the message stays out of the URL).
+            return templates.TemplateResponse(request, "login.html", {"user": None, "error": message, "username": username,
+                                                                      "csrf": request.session["login_csrf"]},
+                                              status_code=400)
+        # Whoever has no real name or position on record gives them first: every signature uses them.
+        return RedirectResponse("/profile" if unsigned else HOME_PAGE[role], status_code=303)
 
     @app.post("/logout")
     def logout(request: Request, csrf_token: str = Form("")):
@@ -91,6 +96,7 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
 
     templates.env.globals["csrf_of"] = csrf_token
     app.include_router(township.router)
+    app.include_router(profile.router)
     app.include_router(county.router)
     app.include_router(supervisor.router)
     return app
