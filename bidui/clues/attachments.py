@@ -298,7 +298,7 @@ def for_clues(session: Session, clue_ids: Iterable[int]) -> dict[int, list[Attac
     return out
 
 
-def _scoped_clue(session: Session, clue_id: int, user: User) -> Clue:
+def scoped_clue(session: Session, clue_id: int, user: User) -> Clue:
     clue = session.get(Clue, clue_id)
     if clue is None or not scope.covers(user.scope, clue.township_code):
         raise LookupError("no such clue in scope")
@@ -324,7 +324,7 @@ def add(session: Session, home: Home, clue_id: int, user: User, files: list[Prep
         settings: AttachmentSettings) -> list[Attachment]:
     """Keep the files with the clue's current verification round, or AttachmentError (then nothing
     is kept). Call inside a write transaction: the count and the insert are one step."""
-    clue = _scoped_clue(session, clue_id, user)
+    clue = scoped_clue(session, clue_id, user)
     if not can_upload(clue, user):
         raise AttachmentError("该线索已销号，不能再上传附件" if clue.status == CLOSED else "只有乡镇核实人员可以上传附件")
     if not files:
@@ -352,7 +352,7 @@ def add(session: Session, home: Home, clue_id: int, user: User, files: list[Prep
 def get(session: Session, clue_id: int, attachment_id: int, user: User) -> tuple[Clue, Attachment]:
     """The clue and its attachment if the user's scope covers the clue and it is not removed, or
     LookupError (a clue outside one's scope and a missing attachment are not told apart)."""
-    clue = _scoped_clue(session, clue_id, user)
+    clue = scoped_clue(session, clue_id, user)
     attachment = session.get(Attachment, attachment_id)
     if attachment is None or attachment.clue_id != clue.id or attachment.removed:
         raise LookupError("no such attachment")
