@@ -19,6 +19,7 @@ from bidui.clues.db import Ledger, ledger_url, open_ledger
 from bidui.home import Home
 from bidui.signing import secret_key
 from bidui.web import county, profile, supervisor, township
+from bidui.web import attachments as attachment_routes
 from bidui.web.deps import db, templates
 from bidui.web.security import SESSION_IDLE, LoginRequired, csrf_token, current_user, login
 
@@ -96,6 +97,7 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
 
     templates.env.globals["csrf_of"] = csrf_token
     app.include_router(township.router)
+    app.include_router(attachment_routes.router)
     app.include_router(profile.router)
     app.include_router(county.router)
     app.include_router(supervisor.router)
