@@ -91,7 +91,9 @@ def build(session: Session, scope_code: str | None = None, today: date | None = 
     overdue = named.filter(pl.col("status").is_in([DISPATCHED, RETURNED]) & (pl.col("due_date") < today)).select(
         "id", "county", "township", "village", "household_code", "subject_name", "rule_title", "due_date",
         (pl.lit(today) - pl.col("due_date")).dt.total_days().alias("days_overdue")).sort("days_overdue", descending=True)
-    scope_name = names.get(scope_code, scope_code) if scope_code else "全部"
+    # A prefecture's own code may not be among the divisions delivered (counties, townships, villages).
+    scope_name = names.get(scope_code) or {"prefecture": "全市（州）", "county": "全县（区）"}.get(
+        scope.level(scope_code), scope_code) if scope_code else "全部"
     return Report(today, scope_code, since, _figures(named, [], today, since),
                   _figures(named, ["county_code", "county"], today, since),
                   _figures(named, ["county", "township_code", "township"], today, since),
