@@ -18,7 +18,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from bidui.clues.db import Ledger, ledger_url, open_ledger
 from bidui.home import Home
 from bidui.signing import secret_key
-from bidui.web import county, profile, supervisor, township
+from bidui.web import admin, county, profile, supervisor, township
 from bidui.web import attachments as attachment_routes
 from bidui.web.deps import db, templates
 from bidui.web.security import SESSION_IDLE, LoginRequired, csrf_token, current_user, login
@@ -101,6 +101,7 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
     app.include_router(profile.router)
     app.include_router(county.router)
     app.include_router(supervisor.router)
+    app.include_router(admin.router)
     return app
 
 

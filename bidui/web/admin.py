@@ -1,0 +1,370 @@
+"""The task force's admin pages (专班管理): users (list, add, disable, re-enable, reset a
+password, unlock, re-scope, real name and position), held files applied, rules switched on and
+off, the recent runs, and the audit trail of all of it.
+
+Every change is a POST with the CSRF token; the ones that cannot simply be undone by the next click
+(disabling a user, resetting a password, applying a held file, switching a rule) first show a
+confirmation page. The checks and the audit are in bidui.clues.users (shared with `bidui users`);
+held files in bidui.clues.approvals (the web app cannot write the warehouse: the next run of the
+night applies them); rules in bidui.config (the home's bidui.toml)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Form
+from fastapi.responses import RedirectResponse
+from sqlalchemy import select
+
+from bidui import config, scope
+from bidui.clues import approvals, users
+from bidui.clues.models import AuditEvent, Division, RunReport
+from bidui.clues.workbook import CATEGORY_LABELS
+from bidui.datasets import DATASETS
+from bidui.web.deps import Ctx, ctx
+from bidui.web.security import check_csrf, require_role
+
+router = APIRouter()
+DATASET_TITLES = {ds.code: ds.title for ds in DATASETS}
+STEP_LABELS = {"ingest": "入库", "link": "身份关联", "rules": "规则比对", "publish": "下发"}
+FILE_STATUS = {"accepted": "已入库", "forced": "批准入库", "duplicate": "与上期相同", "held": "暂缓入库",
+               "refused": "拒收", "missing": "未报送"}
+RUN_STATUS = {"completed": "完成", "partial": "部分完成（有文件仍在写入）", "running": "运行中", "already": "完成"}
+PARAMETER_LABELS = {
+    "vehicle_active_statuses": "计入的车辆状态", "vehicle_counted_types": "计入的车辆类型（GA 802 代码开头）",
+    "vehicle_excluded_uses": "不计入的车辆使用性质", "business_active_statuses": "计入的企业登记状态",
+    "business_not_enterprise": "不按企业计的市场主体", "individual_business_min_capital": "个体工商户注册资本下限（万元）",
+    "property_region": "房产所在区域", "property_counted_types": "计入的房产类型", "school_fee_types": "计入的学校类型",
+    "school_fee_threshold": "年学费上限（元）", "split_min_age": "分户老人年龄下限（岁）", "split_years": "分户年限（年）",
+    "dangerous_grades": "危房等级", "dropout_min_age": "义务教育起始年龄（岁）", "dropout_max_age": "义务教育截止年龄（岁）",
+    "medical_household_threshold": "户医疗自付费用上限（元）", "medical_window_days": "医疗费用统计天数",
+    "missed_dangerous_grades": "漏评危房等级", "missed_medical_threshold": "漏评医疗费用下限（元）",
+}
+# The ingest messages (English, for the operator's log) as the admin page says them.
+_MESSAGES = [
+    (r"a header but no data rows", "只有表头，没有数据行"),
+    (r"([\d,]+) of ([\d,]+) rows are exact duplicate rows", "{1} 行中有 {0} 行完全重复"),
+    (r"([\d,]+) of ([\d,]+) rows rejected \(([^,]+)", "{1} 行中有 {0} 行的值不合格（{2}），超过允许比例"),
+    (r"the required column \S+ \(([^)]+)\) is empty in every row", "必填列“{0}”每一行都为空"),
+    (r"only (\S+) of rows have a valid ID number", "只有 {0} 的行证件号码有效，低于下限"),
+    (r"([\d,]+) rows, fewer than (\S+) \(min_row_ratio\)", "本期 {0} 行，不到上期的 {1}"),
+    (r"([\d,]+) rows, more than (\S+) \(max_row_ratio\)", "本期 {0} 行，超过上期的 {1}"),
+    (r"rows with a valid ID number .*?fell from (\S+) to (\S+?)[ ,;(]", "证件号码有效的行从 {0} 降到 {1}"),
+    (r"distinct ID numbers per row fell from (\S+) to (\S+?)[ ,;(]", "不重复的证件号码占比从 {0} 降到 {1}"),
+    (r"\S+ \(([^)]+)\) = (.+?) in (\S+) of rows, (\S+) in the", "“{0}”为“{1}”的行占 {2}（上期 {3}）"),
+    (r"checksum .*does not match", "校验值与文件不符：可能仍在传输或已损坏"),
+    (r"the last record is cut", "最后一行不完整：传输可能中断，请部门重新报送"),
+    (r"still being written|temporary file", "文件仍在写入：本夜再次运行时入库"),
+    (r"two files for", "同一数据集本夜有两个文件：请部门只报送一个"),
+    (r"could not be stored", "无法保存，未入库"),
+    (r"no \S+ file tonight", "本夜未报送"),
+]
+_KEPT = re.compile(r"the snapshot of (\d{4}-\d{2}-\d{2}) stays in force")
+
+
+def file_message(f: dict) -> str:
+    """A run's file outcome in Chinese, without the file's name (the row shows it once)."""
+    text = f.get("message") or ""
+    found = []
+    for pattern, words in _MESSAGES:
+        m = re.search(pattern, text)
+        if m:
+            found.append(words.format(*m.groups()))
+    if not found:
+        found.append({"held": "数据与上期相比异常", "refused": "文件无法读取或不是约定的格式",
+                      "missing": "本夜未报送"}.get(f.get("status", ""), ""))
+    kept = _KEPT.search(text)
+    if kept:
+        found.append(f"沿用 {kept.group(1)} 的数据")
+    return "；".join(w for w in found if w)
+
+
+def value_text(v: object) -> str:
+    if isinstance(v, list):
+        return "、".join(str(x) for x in v) or "（无）"
+    if isinstance(v, bool):
+        return "是" if v else "否"
+    if isinstance(v, float) and v.is_integer():
+        return f"{int(v):,}"
+    return str(v)
+
+
+def audit_text(e: AuditEvent) -> str:
+    p = e.payload or {}
+    if e.kind in (approvals.APPROVED, approvals.APPLIED):
+        return f"{p.get('night', '')} {DATASET_TITLES.get(p.get('dataset') or '', '')}（文件 {p.get('file', '')}）"
+    if e.kind in ("rule_disabled", "rule_enabled"):
+        return p.get("title", "")
+    parts = []
+    for k, v in p.items():
+        parts.append(f"{k}：" + ("，".join(f"{a} {b}" for a, b in v.items()) if isinstance(v, dict) else value_text(v)))
+    return "；".join(parts)
+
+
+def _actor(c: Ctx) -> users.Actor:
+    return users.Actor(c.user.username, c.user.scope)
+
+
+def _divisions(c: Ctx) -> list[dict]:
+    """Divisions an admin can scope a user to (their own and below, not villages), named."""
+    rows = list(c.session.scalars(select(Division).where(scope.under(Division.code, c.user.scope),
+                                                         Division.level != "village").order_by(Division.code)))
+    names = {d.code: d.name for d in rows}
+    out = []
+    for d in rows:
+        county = names.get(scope.county_of(d.code)) if d.level == "township" else None
+        out.append({"code": d.code, "level": d.level,
+                    "label": f"{county} · {d.name}" if county else d.name})
+    if c.user.scope not in names:
+        out.insert(0, {"code": c.user.scope, "level": "prefecture", "label": "全市"})
+    return out
+
+
+def _rules(c: Ctx) -> list[dict]:
+    from bidui.rules.engine import load_rules
+
+    home = c.request.app.state.home
+    cfg = config.load(home.config)
+    params = cfg.get("rules", {}).get("parameters", {})
+    disabled = set(cfg.get("rules", {}).get("disabled", []))
+    return [{"code": r.code, "title": r.title, "category": CATEGORY_LABELS.get(r.category, r.category),
+             "inputs": "、".join(DATASET_TITLES.get(i, i) for i in r.inputs),
+             "parameters": [(PARAMETER_LABELS.get(p, p), value_text(params.get(p))) for p in r.parameters],
+             "enabled": r.code not in disabled} for r in load_rules(home.root / "rules")[0]]
+
+
+def _runs(c: Ctx) -> tuple[list[dict], list[dict]]:
+    from bidui.clues.present import defects_text
+
+    runs, held = [], []
+    for r in c.session.scalars(select(RunReport).order_by(RunReport.night.desc()).limit(10)):
+        report = json.loads(r.report)
+        pending = approvals.pending_in(c.session, r.night)
+        files = report.get("files", [])
+        not_in = []
+        for f in files:
+            if f.get("status") not in ("held", "refused", "missing"):
+                continue
+            row = {"file": f.get("file") or "", "dataset": DATASET_TITLES.get(f.get("dataset") or "", "未识别的数据集"),
+                   "status": FILE_STATUS.get(f["status"], "未入库"), "message": file_message(f)}
+            not_in.append(row)
+            if f["status"] == "held" and not f.get("incomplete") and f.get("file"):
+                held.append(row | {"night": r.night.isoformat(), "approved": f["file"] in pending})
+        runs.append({"night": r.night, "finished": f"{r.finished_at:%Y-%m-%d %H:%M}",
+                     "status": RUN_STATUS.get(report.get("status", ""), ""),
+                     "taken": sum(f.get("status") in ("accepted", "forced", "duplicate") for f in files),
+                     "forced": [DATASET_TITLES.get(f.get("dataset") or "", f.get("file", "")) for f in files
+                                if f.get("status") == "forced"],
+                     "not_in": not_in, "new": sum(v.get("new", 0) for v in report.get("clues", {}).values()),
+                     "defects": defects_text(report.get("quality") or {}),
+                     "timings": [(STEP_LABELS.get(k, k), v) for k, v in report.get("timings", {}).items()]})
+    return runs, held
+
+
+def render(c: Ctx, status_code: int = 200, error: str = "", message: str = "", form: dict | None = None,
+           password: dict | None = None):
+    listed = users.listed(c.session, _actor(c))
+    names = {d["code"]: d["label"] for d in _divisions(c)}
+    rows = [{"u": u, "scope": names.get(u.scope, u.scope), "locked": users.is_locked(u)} for u in listed]
+    audits = [{"at": f"{e.at:%Y-%m-%d %H:%M}", "actor": e.actor, "kind": users.AUDIT_LABELS.get(e.kind, "其他操作"),
+               "target": e.target if e.kind not in (approvals.APPROVED, approvals.APPLIED) else "",
+               "detail": audit_text(e)}
+              for e in c.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(50))]
+    runs, held = _runs(c)
+    return c.render("admin.html", status_code=status_code, error=error, message=message, users=rows,
+                    divisions=_divisions(c), form=form or {}, password=password, rules=_rules(c), runs=runs,
+                    held=held, audits=audits, roles=users.ROLE_LABELS)
+
+
+def _done(message: str, anchor: str = "") -> RedirectResponse:
+    return RedirectResponse(f"/admin?message={quote(message)}{anchor}", status_code=303)
+
+
+def confirm(c: Ctx, action: str, question: str, details: list[str], fields: dict[str, str], danger: bool = True):
+    return c.render("admin_confirm.html", action=action, question=question, details=details, fields=fields,
+                    danger=danger)
+
+
+@router.get("/admin")
+def admin(c: Ctx = Depends(ctx), message: str = ""):  # noqa: B008
+    require_role(c.user, "admin")
+    return render(c, message=message[:200])
+
+
+@router.post("/admin/users/add")
+def add_user(c: Ctx = Depends(ctx), csrf_token: str = Form(""), username: str = Form(""),  # noqa: B008
+             real_name: str = Form(""), position: str = Form(""), role: str = Form(""), scope_code: str = Form(""),
+             password: str = Form("")):
+    require_role(c.user, "admin")
+    check_csrf(c.request, csrf_token)
+    form = {"username": username, "real_name": real_name, "position": position, "role": role, "scope_code": scope_code}
+    if not real_name.strip():
+        return render(c, 400, error="请填写姓名（核实签字时用）", form=form)
+    try:
+        with c.request.app.state.ledger.write() as s:
+            users.add_user(s, username, real_name.strip(), role, scope_code, password, position.strip(),
+                           real_name=real_name.strip(), actor=_actor(c))
+    except users.UserError as e:
+        return render(c, 400, error=str(e), form=form)
+    return _done(f"已添加用户 {username.strip()}，请把初始密码当面或电话告知本人", "#users")
+
+
+@router.get("/admin/users/{username}")
+def user_page(username: str, c: Ctx = Depends(ctx), message: str = ""):  # noqa: B008
+    require_role(c.user, "admin")
+    try:
+        u = users.managed(c.session, username, _actor(c))
+    except users.UserError:
+        from fastapi import HTTPException
+
+        raise HTTPException(404) from None
+    return _user_render(c, u, message=message[:200])
+
+
+def _user_render(c: Ctx, u, status_code: int = 200, error: str = "", message: str = "", form: dict | None = None,
+                 password: str | None = None):
+    audits = [{"at": f"{e.at:%Y-%m-%d %H:%M}", "actor": e.actor, "kind": users.AUDIT_LABELS.get(e.kind, "其他操作"),
+               "detail": audit_text(e)}
+              for e in c.session.scalars(select(AuditEvent).where(AuditEvent.target == u.username)
+                                         .order_by(AuditEvent.id.desc()).limit(20))]
+    return c.render("admin_user.html", status_code=status_code, error=error, message=message, u=u,
+                    locked=users.is_locked(u), divisions=_divisions(c), roles=users.ROLE_LABELS,
+                    form=form or {"real_name": u.real_name or "", "position": u.position or "",
+                                  "display_name": u.display_name, "role": u.role, "scope_code": u.scope},
+                    password=password, audits=audits)
+
+
+def _managed_or_404(c: Ctx, username: str):
+    from fastapi import HTTPException
+
+    try:
+        return users.managed(c.session, username, _actor(c))
+    except users.UserError:
+        raise HTTPException(404) from None
+
+
+@router.post("/admin/users/{username}/profile")
+def user_profile(username: str, c: Ctx = Depends(ctx), csrf_token: str = Form(""),  # noqa: B008
+                 real_name: str = Form(""), position: str = Form(""), display_name: str = Form("")):
+    require_role(c.user, "admin")
+    check_csrf(c.request, csrf_token)
+    u = _managed_or_404(c, username)
+    form = {"real_name": real_name, "position": position, "display_name": display_name, "role": u.role,
+            "scope_code": u.scope}
+    try:
+        with c.request.app.state.ledger.write() as s:
+            users.edit_profile(s, username, _actor(c), real_name, position, display_name)
+    except users.UserError as e:
+        return _user_render(c, u, 400, error=str(e), form=form)
+    return RedirectResponse(f"/admin/users/{quote(username)}?message={quote('已保存姓名与职务')}", status_code=303)
+
+
+@router.post("/admin/users/{username}/rescope")
+def user_rescope(username: str, c: Ctx = Depends(ctx), csrf_token: str = Form(""),  # noqa: B008
+                 role: str = Form(""), scope_code: str = Form("")):
+    require_role(c.user, "admin")
+    check_csrf(c.request, csrf_token)
+    u = _managed_or_404(c, username)
+    form = {"real_name": u.real_name or "", "position": u.position or "", "display_name": u.display_name,
+            "role": role, "scope_code": scope_code}
+    try:
+        with c.request.app.state.ledger.write() as s:
+            users.rescope(s, username, role, scope_code, _actor(c))
+    except users.UserError as e:
+        return _user_render(c, u, 400, error=str(e), form=form)
+    return RedirectResponse(f"/admin/users/{quote(username)}?message={quote('已调整角色与管辖范围')}", status_code=303)
+
+
+USER_ACTIONS = {
+    "disable": ("停用", "停用后该用户不能登录，已登录的会话立即失效。确认停用？", True),
+    "enable": ("恢复", "恢复后该用户可以重新登录。确认恢复？", False),
+    "reset": ("重置密码", "将生成一个临时密码（只显示一次），原密码立即失效。确认重置？", True),
+    "unlock": ("解除锁定", "解除后该用户可以立即登录。确认解除？", False),
+}
+
+
+@router.post("/admin/users/{username}/{action}")
+def user_action(username: str, action: str, c: Ctx = Depends(ctx), csrf_token: str = Form(""),  # noqa: B008
+                confirmed: str = Form("")):
+    from fastapi import HTTPException
+
+    require_role(c.user, "admin")
+    check_csrf(c.request, csrf_token)
+    if action not in USER_ACTIONS:
+        raise HTTPException(404)
+    u = _managed_or_404(c, username)
+    label, question, danger = USER_ACTIONS[action]
+    if confirmed != "1":
+        who = f"{u.real_name or u.display_name}（{u.username}，{users.ROLE_LABELS.get(u.role, '')}）"
+        return confirm(c, f"/admin/users/{quote(username)}/{action}", f"{label}：{who}", [question], {}, danger)
+    try:
+        with c.request.app.state.ledger.write() as s:
+            if action == "disable":
+                users.disable(s, username, _actor(c))
+            elif action == "enable":
+                users.enable(s, username, _actor(c))
+            elif action == "unlock":
+                users.unlock(s, username, _actor(c))
+            else:
+                password = users.reset_password(s, username, _actor(c))
+    except users.UserError as e:
+        return _user_render(c, u, 400, error=str(e))
+    if action == "reset":
+        c.session.refresh(u)
+        # Shown once, on this response only: never in a URL, a log or the audit trail.
+        return _user_render(c, u, message="已重置密码", password=password)
+    done = {"disable": "已停用", "enable": "已恢复", "unlock": "已解除锁定，可以立即登录"}[action]
+    return RedirectResponse(f"/admin/users/{quote(username)}?message={quote(done)}", status_code=303)
+
+
+@router.post("/admin/rules/switch")
+def rule_switch(c: Ctx = Depends(ctx), csrf_token: str = Form(""), code: str = Form(""),  # noqa: B008
+                enabled: str = Form(""), confirmed: str = Form("")):
+    require_role(c.user, "admin")
+    check_csrf(c.request, csrf_token)
+    rule = next((r for r in _rules(c) if r["code"] == code), None)
+    if rule is None:
+        return render(c, 400, error="没有这条规则")
+    on = enabled == "1"
+    if confirmed != "1":
+        what = "启用" if on else "停用"
+        return confirm(c, "/admin/rules/switch", f"{what}规则：{rule['title']}",
+                       [f"修改后从下次比对起{'运行' if on else '不再运行'}这条规则。"
+                        + ("" if on else "已下发的线索保持原样，不会标记为证据消失。")],
+                       {"code": code, "enabled": enabled}, danger=not on)
+    home = c.request.app.state.home
+    try:
+        config.set_rule_enabled(home.config, code, on)
+    except (ValueError, OSError):
+        return render(c, 500, error="无法修改配置文件 bidui.toml，请联系系统管理员")
+    with c.request.app.state.ledger.write() as s:
+        users.audit(s, c.user.username, "rule_enabled" if on else "rule_disabled", code, {"title": rule["title"]})
+    return _done(f"已{'启用' if on else '停用'}规则“{rule['title']}”，下次比对时生效", "#rules")
+
+
+@router.post("/admin/held/approve")
+def held_approve(c: Ctx = Depends(ctx), csrf_token: str = Form(""), night: str = Form(""),  # noqa: B008
+                 file: str = Form(""), confirmed: str = Form("")):
+    require_role(c.user, "admin")
+    check_csrf(c.request, csrf_token)
+    _, held = _runs(c)
+    row = next((h for h in held if h["night"] == night and h["file"] == file), None)
+    if row is None:
+        return render(c, 400, error="没有这个暂缓入库的文件（可能已处理）")
+    if row["approved"]:
+        return _done("该文件已批准，下次比对时入库", "#held")
+    if confirmed != "1":
+        return confirm(c, "/admin/held/approve", f"批准入库：{row['dataset']}（{night}）",
+                       [f"文件：{file}", f"暂缓原因：{row['message']}",
+                        "批准后，下次比对时按原样入库，并重新比对、下发这一夜的线索。请先与报送部门核实数据无误。"],
+                       {"night": night, "file": file})
+    report = c.session.get(RunReport, datetime.fromisoformat(night).date())
+    folder = json.loads(report.report).get("folder") if report else None
+    dataset = next((f.get("dataset") for f in json.loads(report.report).get("files", []) if f.get("file") == file),
+                   None) if report else None
+    with c.request.app.state.ledger.write() as s:
+        approvals.approve(s, c.user.username, night, file, dataset, folder)
+    return _done(f"已批准 {row['dataset']}（{night}）入库：下次比对时入库", "#held")

@@ -1,0 +1,344 @@
+"""The admin's work (issue 16): users listed, added, disabled, re-enabled, reset, unlocked,
+re-scoped, renamed — on the admin page and with `bidui users …` — each in the audit trail; a rule
+switched from the page (bidui.toml written, audited); a held file approved on the page and applied
+by the next run of its night; and the CLI refusing a home that is not there."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tomllib
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from bidui.cli import app as cli_app
+from bidui.clues.db import ledger_url, open_ledger
+from bidui.clues.models import AuditEvent, User
+from bidui.home import Home
+from bidui.web.app import create_app
+from tests.conftest import PASSWORD
+
+NEW_PASSWORD = "new-pass-456"
+
+
+@pytest.fixture
+def home(published_home, tmp_path: Path) -> tuple[Home, str, str]:
+    root, town, other = published_home
+    copy = tmp_path / "home"
+    shutil.copytree(root, copy)
+    return Home(copy), town, other
+
+
+def client_for(home: Home) -> TestClient:
+    return TestClient(create_app(home), follow_redirects=False)
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD):
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+
+
+def signed_in(client: TestClient, username: str, password: str = PASSWORD) -> bool:
+    res = login(client, username, password)
+    return res.status_code == 303 and res.headers["location"] != "/login"
+
+
+def token(client: TestClient, path: str = "/admin") -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text).group(1)
+
+
+def user(home: Home, username: str) -> User | None:
+    ledger = open_ledger(ledger_url(home.ledger))
+    with ledger.read() as s:
+        found = s.scalar(select(User).where(User.username == username))
+    ledger.close()
+    return found
+
+
+def audits(home: Home) -> list[tuple[str, str, str]]:
+    ledger = open_ledger(ledger_url(home.ledger))
+    with ledger.read() as s:
+        rows = [(e.actor, e.kind, e.target) for e in s.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+    ledger.close()
+    return rows
+
+
+def lock(home: Home, username: str) -> None:
+    ledger = open_ledger(ledger_url(home.ledger))
+    with ledger.write() as s:
+        s.scalar(select(User).where(User.username == username)).locked_until = datetime.now() + timedelta(minutes=15)
+    ledger.close()
+
+
+def test_admin_manages_users_on_the_page(home) -> None:
+    h, town, other = home
+    admin = client_for(h)
+    assert signed_in(admin, "admin")
+    page = admin.get("/admin")
+    assert page.status_code == 200
+    for name in ("town", "other", "county", "pref"):
+        assert f"/admin/users/{name}" in page.text
+
+    # Add: an error keeps what was typed (not the password), in Chinese.
+    t = token(admin)
+    bad = admin.post("/admin/users/add", data={"csrf_token": t, "username": "zhao", "real_name": "赵敏",
+                                                "position": "扶贫专干", "role": "township",
+                                                "scope_code": town[:6] + "000000", "password": NEW_PASSWORD})
+    assert bad.status_code == 400 and "乡镇核实员的管辖范围应是乡镇" in bad.text
+    assert 'value="赵敏"' in bad.text and 'value="zhao"' in bad.text and NEW_PASSWORD not in bad.text
+    short = admin.post("/admin/users/add", data={"csrf_token": t, "username": "zhao", "real_name": "赵敏",
+                                                  "role": "township", "scope_code": town, "password": "short"})
+    assert short.status_code == 400 and "密码至少 8 位" in short.text
+    no_csrf = admin.post("/admin/users/add", data={"username": "zhao", "real_name": "赵敏", "role": "township",
+                                                    "scope_code": town, "password": NEW_PASSWORD})
+    assert no_csrf.status_code == 403 and user(h, "zhao") is None
+    ok = admin.post("/admin/users/add", data={"csrf_token": t, "username": "zhao", "real_name": "赵敏",
+                                               "position": "扶贫专干", "role": "township", "scope_code": town,
+                                               "password": NEW_PASSWORD})
+    assert ok.status_code == 303
+    assert user(h, "zhao").real_name == "赵敏"
+    assert signed_in(client_for(h), "zhao", NEW_PASSWORD)
+
+    # Disable: asks first; then the user's open session stops working and they cannot sign in.
+    clerk = client_for(h)
+    assert signed_in(clerk, "town")
+    assert clerk.get("/inbox").status_code == 200
+    ask = admin.post("/admin/users/town/disable", data={"csrf_token": t})
+    assert ask.status_code == 200 and "请确认" in ask.text and user(h, "town").active
+    done = admin.post("/admin/users/town/disable", data={"csrf_token": t, "confirmed": "1"})
+    assert done.status_code == 303 and not user(h, "town").active
+    assert clerk.get("/inbox").headers.get("location") == "/login"
+    assert not signed_in(client_for(h), "town")
+    assert "已停用" in admin.get("/admin").text
+
+    # Re-enable.
+    admin.post("/admin/users/town/enable", data={"csrf_token": t, "confirmed": "1"})
+    assert user(h, "town").active and signed_in(client_for(h), "town")
+
+    # Unlock: a locked clerk signs in at once.
+    lock(h, "other")
+    assert not signed_in(client_for(h), "other")
+    assert "解除锁定" in admin.get("/admin").text
+    admin.post("/admin/users/other/unlock", data={"csrf_token": t, "confirmed": "1"})
+    assert signed_in(client_for(h), "other")
+
+    # Reset: a temporary password shown once, the old one gone.
+    reset = admin.post("/admin/users/other/reset", data={"csrf_token": t, "confirmed": "1"})
+    temp = re.search(r"临时密码：<strong[^>]*>([^<]+)</strong>", reset.text).group(1)
+    assert not signed_in(client_for(h), "other") and signed_in(client_for(h), "other", temp)
+    assert temp not in admin.get("/admin/users/other").text
+
+    # Re-scope: role and scope must agree; the neighbouring township's clerk becomes a county reviewer.
+    wrong = admin.post("/admin/users/other/rescope", data={"csrf_token": t, "role": "county", "scope_code": other})
+    assert wrong.status_code == 400 and "县级审核员的管辖范围应是县（区）" in wrong.text
+    admin.post("/admin/users/other/rescope", data={"csrf_token": t, "role": "county",
+                                                   "scope_code": other[:6] + "000000"})
+    assert (user(h, "other").role, user(h, "other").scope) == ("county", other[:6] + "000000")
+
+    # Real name and position.
+    admin.post("/admin/users/other/profile", data={"csrf_token": t, "real_name": "刘洋", "position": "审核员",
+                                                   "display_name": "刘洋"})
+    assert (user(h, "other").real_name, user(h, "other").position) == ("刘洋", "审核员")
+
+    kinds = [(a, k, tg) for a, k, tg in audits(h)]
+    for expected in [("admin", "user_added", "zhao"), ("admin", "user_disabled", "town"),
+                     ("admin", "user_enabled", "town"), ("admin", "user_unlocked", "other"),
+                     ("admin", "password_reset", "other"), ("admin", "user_rescoped", "other"),
+                     ("admin", "user_profile", "other")]:
+        assert expected in kinds, expected
+    page = admin.get("/admin").text
+    for words in ("添加用户", "停用用户", "恢复用户", "解除锁定", "重置密码", "调整角色与范围", "修改姓名职务"):
+        assert words in page.split('id="audit"')[1]
+    assert temp not in page and NEW_PASSWORD not in page
+    assert not re.search(r"\d{2}:\d{2}:\d{2}\.\d", page)  # no microseconds
+
+
+def test_only_admins_and_only_in_scope(home) -> None:
+    h, town, _ = home
+    county = client_for(h)
+    assert signed_in(county, "county")
+    assert county.get("/admin").status_code == 404
+    t = token(county, "/review")
+    assert county.post("/admin/users/town/disable", data={"csrf_token": t, "confirmed": "1"}).status_code == 404
+    assert user(h, "town").active
+    # An admin whose scope does not cover a user cannot see or manage them, nor add one there.
+    from bidui.clues import users
+
+    ledger = open_ledger(ledger_url(h.ledger))
+    with ledger.write() as s:
+        users.add_user(s, "far", "远方", "township", "999999001000", PASSWORD)
+    ledger.close()
+    admin = client_for(h)
+    assert signed_in(admin, "admin")
+    assert "/admin/users/far" not in admin.get("/admin").text
+    assert admin.get("/admin/users/far").status_code == 404
+    t = token(admin)
+    assert admin.post("/admin/users/far/disable", data={"csrf_token": t, "confirmed": "1"}).status_code == 404
+    assert user(h, "far").active
+    res = admin.post("/admin/users/add", data={"csrf_token": t, "username": "far2", "real_name": "远方",
+                                                "role": "township", "scope_code": "999999002000",
+                                                "password": NEW_PASSWORD})
+    assert res.status_code == 400 and "不在您的管理范围内" in res.text and user(h, "far2") is None
+    with pytest.raises(users.UserError), open_ledger(ledger_url(h.ledger)).write() as s:
+        users.disable(s, "far", users.Actor("admin", town[:4] + "00000000"))
+
+
+def test_users_cli(home) -> None:
+    h, town, _ = home
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0) -> str:
+        res = runner.invoke(cli_app, ["--home", str(h.root), "users", *args])
+        assert res.exit_code == code, res.output
+        return res.output
+
+    listed = run("list")
+    assert "town" in listed and "乡镇核实员" in listed and "正常" in listed
+    run("add", "--name", "sun", "--role", "township", "--scope", town, "--password", NEW_PASSWORD,
+        "--real-name", "孙丽", "--position", "扶贫专干")
+    assert "管辖范围应是乡镇" in run("add", "--name", "bad", "--role", "township", "--scope", town[:6] + "000000",
+                                 "--password", NEW_PASSWORD, code=1)
+    run("disable", "sun")
+    assert not signed_in(client_for(h), "sun", NEW_PASSWORD)
+    assert "停用" in run("list")
+    run("enable", "sun")
+    lock(h, "sun")
+    assert not signed_in(client_for(h), "sun", NEW_PASSWORD)
+    run("unlock", "sun")
+    assert signed_in(client_for(h), "sun", NEW_PASSWORD)
+    temp = re.search(r"临时密码.*：(\S+)", run("reset-password", "sun")).group(1)
+    assert signed_in(client_for(h), "sun", temp)
+    run("rescope", "sun", "--role", "county", "--scope", town[:6] + "000000")
+    run("edit", "sun", "--position", "审核员")
+    assert (user(h, "sun").role, user(h, "sun").position) == ("county", "审核员")
+    assert "没有用户 nobody" in run("disable", "nobody", code=1)
+    kinds = {(k, tg) for a, k, tg in audits(h) if a == "命令行"}
+    assert kinds >= {("user_added", "sun"), ("user_disabled", "sun"), ("user_enabled", "sun"),
+                     ("user_unlocked", "sun"), ("password_reset", "sun"), ("user_rescoped", "sun"),
+                     ("user_profile", "sun")}
+
+
+def test_rule_switch(home) -> None:
+    h, _, _ = home
+    h.config.write_text("# the task force's settings\n[rules]\n# rules off for now\ndisabled = []\n", encoding="utf-8")
+    admin = client_for(h)
+    assert signed_in(admin, "admin")
+    page = admin.get("/admin").text
+    assert "家庭成员拥有机动车" in page.split('id="rules"')[1]
+    assert "VEHICLE" not in re.sub(r"<[^>]+>", "", page)  # a person reads the rule's title, not its code
+    t = token(admin)
+    ask = admin.post("/admin/rules/switch", data={"csrf_token": t, "code": "VEHICLE", "enabled": "0"})
+    assert ask.status_code == 200 and "请确认" in ask.text
+    assert tomllib.loads(h.config.read_text(encoding="utf-8"))["rules"]["disabled"] == []
+    done = admin.post("/admin/rules/switch", data={"csrf_token": t, "code": "VEHICLE", "enabled": "0", "confirmed": "1"})
+    assert done.status_code == 303
+    text = h.config.read_text(encoding="utf-8")
+    assert tomllib.loads(text)["rules"]["disabled"] == ["VEHICLE"] and "# rules off for now" in text
+    assert ("admin", "rule_disabled", "VEHICLE") in audits(h)
+    assert "已停用" in admin.get("/admin").text.split('id="rules"')[1]
+    admin.post("/admin/rules/switch", data={"csrf_token": t, "code": "VEHICLE", "enabled": "1", "confirmed": "1"})
+    assert tomllib.loads(h.config.read_text(encoding="utf-8"))["rules"]["disabled"] == []
+    assert ("admin", "rule_enabled", "VEHICLE") in audits(h)
+    assert admin.post("/admin/rules/switch", data={"csrf_token": t, "code": "NO_SUCH", "enabled": "0",
+                                                   "confirmed": "1"}).status_code == 400
+
+
+def test_a_held_file_approved_on_the_page_is_applied_by_the_next_run(tiny: Path, tmp_path: Path) -> None:
+    """Night 2's hukou changes with every name blank are held; the admin approves the file (the
+    page says it goes in at the next comparison); the next run of night 2 stores it as forced, once."""
+    import duckdb
+
+    from bidui.clues.users import add_user
+    from bidui.flows import nightly
+
+    inbox = tmp_path / "inbox"
+    shutil.copytree(tiny / "inbox" / "2026-11-20", inbox / "2026-11-20")
+    shutil.copytree(tiny / "inbox" / "2026-11-21", inbox / "2026-11-21")
+    night2 = _recipes()
+    night2.blank_csv_column("hukou_changes", "name")(inbox / "2026-11-21")
+    students = night2.path(inbox / "2026-11-21", "hukou_changes")
+    h = Home(tmp_path / "home")
+    nightly.run_night(h, inbox / "2026-11-20")
+    first = nightly.run_night(h, inbox / "2026-11-21")
+    held = [f for f in first.files if f["status"] == "held"]
+    assert [f["file"] for f in held] == [students.name]
+    ledger = open_ledger(ledger_url(h.ledger))
+    with ledger.write() as s:
+        add_user(s, "admin", "专班", "admin", _prefecture(s), PASSWORD, "数据专班",
+                 real_name="陈静")
+    ledger.close()
+
+    admin = client_for(h)
+    assert signed_in(admin, "admin")
+    page = admin.get("/admin").text
+    assert students.name in page.split('id="held"')[1] and "暂缓入库" in page
+    # What a person reads of the held files and the runs: Chinese, the file's name once per row.
+    seen = re.sub(r"<[^>]+>", "", page.split('id="held"')[1].split('<div class="card" id="rules"')[0])
+    assert "暂缓入库" in seen and not re.search(r"[A-Za-z_]{4,}", seen.replace(students.name, "")), seen
+    assert not re.search(r"\d{2}:\d{2}:\d{2}", seen) and "[" not in seen
+    t = token(admin)
+    ask = admin.post("/admin/held/approve", data={"csrf_token": t, "night": "2026-11-21", "file": students.name})
+    assert ask.status_code == 200 and "请确认" in ask.text
+    assert nightly.run_night(h, inbox / "2026-11-21").status == "already"  # not approved yet: nothing reruns
+    admin.post("/admin/held/approve", data={"csrf_token": t, "night": "2026-11-21", "file": students.name,
+                                            "confirmed": "1"})
+    assert "下次比对时入库" in admin.get("/admin").text.split('id="held"')[1]
+    assert ("admin", "held_file_approved", f"2026-11-21/{students.name}") in audits(h)
+    assert [p.name for p in nightly.unprocessed_nights(h, inbox)] == ["2026-11-21"]
+
+    again = nightly.run_night(h, inbox / "2026-11-21")
+    assert [f["status"] for f in again.files if f["file"] == students.name] == ["forced"]
+    con = duckdb.connect(str(h.warehouse), read_only=True)
+    assert con.execute("SELECT count(*) FROM snapshots WHERE dataset = 'hukou_changes' AND snapshot_date = '2026-11-21'"
+                       ).fetchone()[0] == 1
+    con.close()
+    assert ("系统", "held_file_applied", f"2026-11-21/{students.name}") in audits(h)
+    assert nightly.run_night(h, inbox / "2026-11-21").status == "already"  # the approval is spent
+    assert nightly.unprocessed_nights(h, inbox) == []
+    assert "批准入库" in admin.get("/admin").text
+
+
+def _recipes():
+    """tests/corpus/night2.py: how test_bad_nights damages a night's files."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).parent / "corpus" / "night2.py"
+    spec = importlib.util.spec_from_file_location("bidui_tests_night2", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _prefecture(session) -> str:
+    from bidui.clues.models import Clue
+
+    return session.scalar(select(Clue.township_code))[:4] + "00000000"
+
+
+@pytest.mark.parametrize("command", [["report"], ["users", "list"], ["clues", "export", "--out", "x.csv"]])
+def test_cli_refuses_a_missing_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    """A folder that is not a bidui home (none, or a bare one like the repository's data/) is
+    refused: no ledger is created in it, nothing printed as if it were zeros."""
+    import subprocess
+    import sys
+
+    bare = tmp_path / "data"
+    bare.mkdir()
+    (bare / "README.md").write_text("demo home goes here\n", encoding="utf-8")
+    for home_args, where in (([], tmp_path), (["--home", str(tmp_path / "none")], tmp_path)):
+        out = subprocess.run([sys.executable, "-m", "bidui.cli", *home_args, *command], capture_output=True, text=True,
+                             cwd=where, env={k: v for k, v in __import__("os").environ.items() if k != "BIDUI_HOME"},
+                             timeout=120)
+        assert out.returncode == 7, out.stdout + out.stderr
+        assert "no bidui home" in out.stderr + out.stdout
+        assert "Traceback" not in out.stderr
+    assert sorted(p.name for p in bare.iterdir()) == ["README.md"]
+    assert not (tmp_path / "none").exists()
