@@ -124,10 +124,10 @@ def test_a_photo_comes_back_without_exif_or_gps(home) -> None:
 
 @pytest.mark.parametrize(("name", "content", "says"), [
     ("扫描件.jpg", pdf(), "名字是 JPG 图片，内容却是 PDF 文件"),
-    ("说明.pdf", b"\n<!DOCTYPE html><html><script>alert(1)</script></html>", "只能上传 JPG、PNG 图片或 PDF 文件（「说明.pdf」实际是HTML 网页）"),
-    ("page.html", b"<html><body>hi</body></html>", "实际是HTML 网页"),
+    ("说明.pdf", b"\n<!DOCTYPE html><html><script>alert(1)</script></html>", "只能上传 JPG、PNG 图片或 PDF 文件（「说明.pdf」实际是 HTML 网页）"),
+    ("page.html", b"<html><body>hi</body></html>", "实际是 HTML 网页"),
     ("断了.jpg", photo()[:1500], "图片已损坏或不完整"),
-    ("动图.gif", b"GIF89a" + b"\0" * 100, "实际是GIF 动图"),
+    ("动图.gif", b"GIF89a" + b"\0" * 100, "实际是 GIF 动图"),
 ])
 def test_files_that_are_not_what_they_should_be_are_refused(home, name: str, content: bytes, says: str) -> None:
     h, town, _ = home

@@ -137,7 +137,8 @@ def prepare(filename: str | None, data: bytes, settings: AttachmentSettings) -> 
         raise AttachmentError(f"「{label}」超过 {settings.max_file_mb} MB，请压缩或拍得小一些后再上传")
     media_type = sniff(data[:16])
     if media_type is None:
-        raise AttachmentError(f"{LIMITS_HINT}（「{label}」实际是{what_it_is(data[:2048])}）")
+        what = what_it_is(data[:2048])
+        raise AttachmentError(f"{LIMITS_HINT}（「{label}」实际是{' ' if what[0].isascii() else ''}{what}）")
     named = EXTENSIONS.get(Path(label).suffix.lower())
     if named is not None and named != media_type:
         raise AttachmentError(f"「{label}」的名字是 {TYPE_NAMES[named]}，内容却是 {TYPE_NAMES[media_type]}：请确认选对了文件，"
