@@ -75,3 +75,16 @@ def published_home(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     return home.root, town, other
 
 
+
+
+@pytest.fixture
+def home(published_home, tmp_path: Path):
+    """A private copy of the published home (a test may write to its ledger): (Home, town, other)."""
+    import shutil
+
+    from bidui.home import Home
+
+    root, town, other = published_home
+    copy = tmp_path / "home"
+    shutil.copytree(root, copy)
+    return Home(copy), town, other

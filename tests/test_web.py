@@ -4,7 +4,6 @@ is a 404), CSRF, expired sessions, lock-out, and the verify → close path throu
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -18,14 +17,6 @@ from bidui.home import Home
 from bidui.web import security
 from bidui.web.app import create_app
 from tests.conftest import PASSWORD
-
-
-@pytest.fixture
-def home(published_home, tmp_path: Path) -> tuple[Home, str, str]:
-    root, town, other = published_home
-    copy = tmp_path / "home"
-    shutil.copytree(root, copy)
-    return Home(copy), town, other
 
 
 def client_for(home: Home) -> TestClient:

@@ -39,8 +39,8 @@ class Ctx:
     def render(self, template: str, status_code: int = 200, **values: object):
         # A message left by the redirect that led here (see `flash`) shows once, unless the page has its own.
         shown = self.request.session.pop("flash", None) or {}
-        values.setdefault("message", shown.get("message", ""))
-        values.setdefault("error", shown.get("error", ""))
+        for key in ("message", "error"):
+            values[key] = values.get(key) or shown.get(key, "")
         division = self.session.get(Division, self.user.scope)
         return templates.TemplateResponse(self.request, template, {
             "user": self.user, "csrf": csrf_token(self.request), "today": date.today(),

@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from sqlalchemy import and_, case, func, or_, select
 from starlette.background import BackgroundTask
 
-from bidui import scope
+from bidui import config, scope
 from bidui.clues import actions
 from bidui.clues.models import Clue, ClueEvent, EvidenceSnapshot
 from bidui.clues.present import clue_view
@@ -123,7 +123,7 @@ def _filters(rule: str = "", category: str = "", status: str = "open", overdue: 
 def _inbox_url(filters: dict, **changes: object) -> str:
     values = {**filters, **changes}
     kept = {k: ("true" if v is True else v) for k, v in values.items()
-            if v not in ("", None, False) and not (k == "page" and v == 1) and k != "q"}
+            if v not in ("", None, False) and not (k == "page" and v == 1) and not (k == "status" and v == "open")}
     if values.get("status") == "":
         kept["status"] = ""  # 全部 is an explicit choice: the default is 未销号
     return "/inbox" + ("?" + urlencode(kept) if kept else "")
@@ -196,7 +196,8 @@ def _clue_or_404(c: Ctx, clue_id: int) -> Clue:
 
 EVENT_LABELS = {"dispatched": "下发", "verify": "核实签字", "amended": "修改核实结论", "close": "销号", "return": "退回",
                 "evidence_gone": "证据消失", "evidence_back": "证据重现", "evidence_changed": "证据变化",
-                "reraised": "重新下发", "seen": "再次发现"}
+                "reraised": "重新下发", "seen": "再次发现",
+                "attachment_added": "上传附件", "attachment_viewed": "查看附件", "attachment_removed": "删除附件"}
 
 
 def _event_note(e: ClueEvent) -> str:
@@ -264,7 +265,11 @@ def _signed(c: Ctx, clue: Clue, kind: str, version: int, outcome: str, action: s
     signed = Finding(outcome, action or None, finding, c.user.real_name, c.user.position, day)
     try:
         with c.request.app.state.ledger.write() as s:
-            (actions.verify if kind == "verify" else actions.amend)(s, clue.id, version, c.user, signed)
+            if kind == "verify":  # a rule may be configured to need a photo or PDF ([rules.attachments])
+                actions.verify(s, clue.id, version, c.user, signed, required_attachments=config.attachment_settings(
+                    c.request.app.state.home.config).required_rules)
+            else:
+                actions.amend(s, clue.id, version, c.user, signed)
     except (TransitionError, actions.ConflictError) as e:
         return _clue_page(c, clue, 400 if isinstance(e, TransitionError) else 409, form, str(e))
     return None

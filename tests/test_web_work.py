@@ -1,0 +1,321 @@
+"""The township's and the county's work in the web app (issue 16): the inbox's order and search,
+next clue after signing, amending one's own finding, the stored signature, the first sign-in
+profile, forms that keep what was typed, the review queue (filters, pages, confirmation, a new
+due date on return) and the printed record."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+from sqlalchemy import select, update
+
+from bidui.clues import actions
+from bidui.clues.db import ledger_url, open_ledger
+from bidui.clues.models import Clue, ClueEvent, User
+from bidui.clues.states import Finding
+from bidui.clues.users import add_user
+from bidui.ids import upgrade_15
+from tests.conftest import PASSWORD
+from tests.test_web import client_for, clue_ids, csrf, login
+
+TODAY = date.today()
+
+
+def write(h, fn):
+    ledger = open_ledger(ledger_url(h.ledger))
+    try:
+        with ledger.write() as s:
+            return fn(s)
+    finally:
+        ledger.close()
+
+
+def order_on_page(page: str) -> list[int]:
+    return [int(i) for i in re.findall(r'<td data-label="对象"><a href="/clues/(\d+)"', page)]
+
+
+def sign(h, clue_id: int, username: str = "town", outcome: str = "不属实", finding: str = "入户核实，车辆已过户") -> None:
+    def do(s):
+        clue = s.get(Clue, clue_id)
+        user = s.scalar(select(User).where(User.username == username))
+        actions.verify(s, clue_id, clue.version, user, Finding(outcome, None, finding, user.real_name, user.position,
+                                                               TODAY))
+    write(h, do)
+
+
+def test_the_inbox_puts_returned_first_then_overdue_then_by_due_date(home) -> None:
+    h, town, _ = home
+    ids = clue_ids(h, town)
+    returned, late, soon, later = ids[5], ids[9], ids[2], ids[0]
+
+    def arrange(s):
+        s.execute(update(Clue).where(Clue.township_code == town).values(due_date=TODAY + timedelta(days=30)))
+        s.execute(update(Clue).where(Clue.id == late).values(due_date=TODAY - timedelta(days=2)))
+        s.execute(update(Clue).where(Clue.id == soon).values(due_date=TODAY + timedelta(days=1)))
+        s.execute(update(Clue).where(Clue.id == later).values(due_date=TODAY + timedelta(days=5)))
+    write(h, arrange)
+    sign(h, returned)
+    county_user = write(h, lambda s: s.scalar(select(User).where(User.username == "county")))
+    write(h, lambda s: actions.send_back(s, returned, 2, county_user, "请补充入户照片", TODAY + timedelta(days=40)))
+    c = client_for(h)
+    login(c, "town")
+    page = c.get("/inbox").text
+    order = order_on_page(page)
+    assert order[:4] == [returned, late, soon, later], order[:6]
+    first_row = page.split('<tr class="returned">', 1)[1].split("</tr>", 1)[0]
+    assert "已退回" in first_row and "请补充入户照片" in first_row and str(TODAY + timedelta(days=40)) in first_row
+    assert "已逾期" in page
+    # A header click sorts by that column (and again the other way).
+    by_due = order_on_page(c.get("/inbox?sort=due").text)
+    assert by_due[0] == late
+    by_due_desc = order_on_page(c.get("/inbox?sort=-due").text)
+    assert by_due_desc[-1] == late
+    assert 'href="/inbox?sort=-due"' in c.get("/inbox?sort=due").text
+
+
+def test_search_finds_every_form_of_a_number_and_never_puts_it_in_the_url(home) -> None:
+    h, town, _ = home
+
+    def pick(s):
+        rows = s.execute(select(Clue.id, Clue.subject_id_number, Clue.household_code, Clue.hukou_number,
+                                Clue.subject_name).where(Clue.township_code == town)).all()
+        with_x = next(r for r in rows if (r.subject_id_number or "").endswith("X"))
+        old_style = next(r for r in rows if re.fullmatch(r"\d{6}19\d{10}", r.subject_id_number or "")
+                         and upgrade_15(r.subject_id_number[:6] + r.subject_id_number[8:17]) == r.subject_id_number)
+        return with_x, old_style
+    with_x, old = write(h, pick)
+    n = old.subject_id_number
+    forms = {
+        "18 digits": (n, old.id), "lower-case x": (with_x.subject_id_number.lower(), with_x.id),
+        "15-digit old form": (n[:6] + n[8:17], old.id), "with spaces": (f"{n[:6]} {n[6:14]} {n[14:]}", old.id),
+        "full-width digits": (n.translate(str.maketrans("0123456789", "０１２３４５６７８９")), old.id),
+        "an ID's beginning": (n[:12], old.id), "户编号": (old.household_code, old.id),
+        "户编号 beginning": (old.household_code[:13], old.id), "户号": (old.hukou_number, old.id),
+        "户号 beginning": (old.hukou_number[:17], old.id), "name": (old.subject_name, old.id),
+    }
+    c = client_for(h)
+    login(c, "town")
+    token = csrf(c, "/inbox")
+    for label, (term, wanted) in forms.items():
+        r = c.post("/inbox/search", data={"csrf_token": token, "q": term, "status": ""})
+        assert r.status_code == 303, label
+        where = r.headers["location"]
+        assert term not in where and not re.search(r"\d{6,}", where), (label, where)
+        page = c.get(where).text
+        assert f'href="/clues/{wanted}"' in page, label
+        assert f'value="{term}"' in page, label  # the box still shows what was searched
+    # Something nobody has finds nothing; an unknown token says the search expired.
+    r = c.post("/inbox/search", data={"csrf_token": token, "q": "999999999999"})
+    assert "没有符合条件的线索" in c.get(r.headers["location"]).text
+    assert "已过期" in c.get("/inbox?s=forged").text
+    assert c.post("/inbox/search", data={"q": n}).status_code == 403  # CSRF
+
+
+def test_a_too_long_search_comes_back_with_what_was_typed(home) -> None:
+    h, _, _ = home
+    c = client_for(h)
+    login(c, "town")
+    typed = "王" * 50
+    r = c.post("/inbox/search", data={"csrf_token": csrf(c, "/inbox"), "q": typed})
+    assert r.status_code == 400 and f'value="{typed}"' in r.text and "太长" in r.text
+
+
+def test_signing_leads_to_the_next_clue_and_uses_the_stored_signature(home) -> None:
+    h, _, _ = home
+    c = client_for(h)
+    login(c, "town")
+    inbox = order_on_page(c.get("/inbox").text)
+    first, second = inbox[0], inbox[1]
+    page = c.get(f"/clues/{first}").text
+    assert 'name="verifier_name"' not in page and "王秀兰" in page and "乡镇甲" not in page.split("<main>")[1]
+    r = c.post(f"/clues/{first}/verify", data={
+        "csrf_token": csrf(c, f"/clues/{first}"), "version": 1, "outcome": "不属实", "finding": "入户核实，车辆已过户",
+        "verified_on": str(TODAY), "verifier_name": "随便写的名字", "verifier_position": "乡镇核实员"})
+    assert r.status_code == 303 and r.headers["location"] == f"/clues/{second}"
+    shown = c.get(r.headers["location"]).text
+    assert "已核实并签字" in shown and "下一条" in shown
+    assert "已核实并签字" not in c.get(f"/clues/{second}").text  # said once
+    clue = write(h, lambda s: s.get(Clue, first))
+    assert (clue.verifier_name, clue.verifier_position) == ("王秀兰", "扶贫专干")
+
+
+def test_the_header_and_the_history_show_people_not_accounts(home) -> None:
+    h, town, _ = home
+    first = clue_ids(h, town)[0]
+    sign(h, first)
+    c = client_for(h)
+    login(c, "county")
+    page = c.get(f"/clues/{first}").text
+    header = page.split("</header>")[0]
+    assert "赵志刚" in header and "县审核" not in header and "县级审核员（县级审核员）" not in header
+    history = page.split("处理记录")[1]
+    assert "王秀兰（扶贫专干）" in history and ">town<" not in history and "系统比对" in history
+
+
+def test_a_verifier_amends_their_own_finding_until_the_county_acts(home) -> None:
+    h, town, _ = home
+    first = clue_ids(h, town)[0]
+    write(h, lambda s: add_user(s, "town2", "乡镇丙", "township", town, PASSWORD, "驻村干部"))
+    write(h, lambda s: setattr(s.scalar(select(User).where(User.username == "town2")), "real_name", "孙丽"))
+    sign(h, first)
+    c = client_for(h)
+    login(c, "town")
+    page = c.get(f"/clues/{first}").text
+    assert f'action="/clues/{first}/amend"' in page and "入户核实，车辆已过户" in page
+    r = c.post(f"/clues/{first}/amend", data={"csrf_token": csrf(c, f"/clues/{first}"), "version": 2,
+                                              "outcome": "属实·申请豁免", "finding": "车辆为残疾人代步车，申请豁免",
+                                              "verified_on": str(TODAY)})
+    assert r.status_code == 303
+    clue = write(h, lambda s: s.get(Clue, first))
+    assert (clue.status, clue.outcome, clue.version) == ("verified", "属实·申请豁免", 3)
+    kinds = write(h, lambda s: list(s.scalars(select(ClueEvent.kind).where(ClueEvent.clue_id == first))))
+    assert kinds[-1] == "amended" and "修改核实结论" in c.get(f"/clues/{first}").text
+    # Another verifier of the same township may not change it.
+    other = client_for(h)
+    login(other, "town2")
+    assert "/amend" not in other.get(f"/clues/{first}").text
+    r = other.post(f"/clues/{first}/amend", data={"csrf_token": csrf(other, f"/clues/{first}"), "version": 3,
+                                                  "outcome": "不属实", "finding": "x", "verified_on": str(TODAY)})
+    assert r.status_code == 400 and "本人" in r.text
+    # Once the county has acted, nobody may.
+    county = client_for(h)
+    login(county, "county")
+    county.post("/review", data={"csrf_token": csrf(county, "/review"), "decision": "close", "clue": f"{first}:3",
+                                 "confirmed": "yes"})
+    assert write(h, lambda s: s.get(Clue, first).status) == "closed"
+    assert "/amend" not in c.get(f"/clues/{first}").text
+    r = c.post(f"/clues/{first}/amend", data={"csrf_token": csrf(c, f"/clues/{first}"), "version": 4,
+                                              "outcome": "不属实", "finding": "改回", "verified_on": str(TODAY)})
+    assert r.status_code == 400 and "已销号" in r.text
+    assert write(h, lambda s: s.get(Clue, first).outcome) == "属实·申请豁免"
+
+
+def test_the_verify_form_keeps_what_was_typed_after_a_refusal(home) -> None:
+    h, town, _ = home
+    first = clue_ids(h, town)[0]
+    c = client_for(h)
+    login(c, "town")
+    typed = "入户查看，户主称已整改，待补材料"
+    r = c.post(f"/clues/{first}/verify", data={"csrf_token": csrf(c, f"/clues/{first}"), "version": 1,
+                                               "outcome": "属实·已整改", "action": "", "finding": typed,
+                                               "verified_on": str(TODAY)})
+    assert r.status_code == 400 and "location" not in r.headers
+    assert "须选择整改措施" in r.text and typed in r.text and "<option selected>属实·已整改</option>" in r.text
+    r = c.post(f"/clues/{first}/verify", data={"csrf_token": csrf(c, f"/clues/{first}"), "version": 1,
+                                               "outcome": "不属实", "action": "", "finding": typed,
+                                               "verified_on": "25.11.2026"})
+    assert r.status_code == 400 and "格式不对" in r.text and typed in r.text
+    assert write(h, lambda s: s.get(Clue, first).status) == "dispatched"
+
+
+def test_the_first_sign_in_asks_for_the_real_name_and_position(home) -> None:
+    h, town, _ = home
+    write(h, lambda s: add_user(s, "newclerk", "乡镇核实员", "township", town, PASSWORD))
+    c = client_for(h)
+    r = login(c, "newclerk")
+    assert r.headers["location"] == "/profile"
+    page = c.get("/profile").text
+    assert 'value=""' in page and "乡镇核实员" not in page.split('id="real_name"')[1].split(">")[0]
+    # Without a name the clue page cannot be signed: it says where to give one.
+    first = clue_ids(h, town)[0]
+    assert 'id="sign"' not in c.get(f"/clues/{first}").text
+    r = c.post("/profile", data={"csrf_token": csrf(c, "/profile"), "real_name": "刘芳", "position": ""})
+    assert r.status_code == 400 and 'value="刘芳"' in r.text and "职务" in r.text
+    r = c.post("/profile", data={"csrf_token": csrf(c, "/profile"), "real_name": "刘芳", "position": "扶贫专干"})
+    assert r.status_code == 303
+    assert write(h, lambda s: s.scalar(select(User.real_name).where(User.username == "newclerk"))) == "刘芳"
+    again = client_for(h)
+    assert login(again, "newclerk").headers["location"] == "/inbox"
+    assert "刘芳" in again.get("/inbox").text.split("</header>")[0]
+
+
+def test_the_review_queue_filters_pages_and_shows_evidence(home) -> None:
+    h, town, _ = home
+    ids = clue_ids(h, town)
+    for i in ids[:60]:
+        sign(h, i)
+    old = ids[:3]
+    write(h, lambda s: s.execute(update(Clue).where(Clue.id.in_(old)).values(verified_on=TODAY - timedelta(days=20))))
+    c = client_for(h)
+    login(c, "county")
+    page = c.get("/review").text
+    assert "60 条已核实待审核" in page and "第 1 / 2 页" in page
+    assert len(re.findall(r'name="clue" value=', page)) == 50
+    assert len(re.findall(r'name="clue" value=', c.get("/review?page=2").text)) == 10
+    assert "疑点与证据" in page and '<div class="muted">' in page  # each clue's evidence excerpt
+    aged = c.get("/review?age=15").text
+    assert len(re.findall(r'name="clue" value=', aged)) == 3
+    rule = write(h, lambda s: s.get(Clue, ids[0]).rule_code)
+    by_rule = c.get(f"/review?rule={rule}").text
+    wanted = write(h, lambda s: s.scalar(select(Clue).where(Clue.id.in_(ids[:60]), Clue.rule_code == rule).limit(1)))
+    assert f'value="{wanted.id}:2"' in by_rule
+    assert all(write(h, lambda s, i=int(i): s.get(Clue, i).rule_code) == rule
+               for i in re.findall(r'name="clue" value="(\d+):', by_rule))
+    assert len(re.findall(r'name="clue" value=', c.get(f"/review?township={town}").text)) == 50
+
+
+def test_closing_several_asks_for_confirmation_first(home) -> None:
+    h, town, _ = home
+    a, b = clue_ids(h, town)[:2]
+    sign(h, a)
+    sign(h, b)
+    c = client_for(h)
+    login(c, "county")
+    token = csrf(c, "/review")
+    r = c.post("/review", data={"csrf_token": token, "decision": "close", "clue": [f"{a}:2", f"{b}:2"]})
+    assert r.status_code == 200 and "确认销号 2 条" in r.text
+    assert write(h, lambda s: (s.get(Clue, a).status, s.get(Clue, b).status)) == ("verified", "verified")
+    r = c.post("/review", data={"csrf_token": token, "decision": "close", "clue": [f"{a}:2", f"{b}:2"],
+                                "confirmed": "yes"})
+    assert r.status_code == 303 and "已销号 2 条" in c.get(r.headers["location"]).text
+    assert write(h, lambda s: (s.get(Clue, a).status, s.get(Clue, b).status)) == ("closed", "closed")
+
+
+def test_a_return_needs_a_reason_sets_a_new_due_date_and_keeps_what_was_typed(home) -> None:
+    h, town, _ = home
+    a = clue_ids(h, town)[0]
+    sign(h, a)
+    c = client_for(h)
+    login(c, "county")
+    token = csrf(c, "/review")
+    page = c.get("/review").text
+    default = re.search(r'id="due" type="date" name="due" value="([^"]+)"', page).group(1)
+    assert date.fromisoformat(default) == TODAY + timedelta(days=15)  # [clues] due_days
+    r = c.post("/review", data={"csrf_token": token, "decision": "return", "reason": "", "due": default,
+                                "clue": f"{a}:2"})
+    assert r.status_code == 400 and "退回须说明理由" in r.text and "已退回" not in r.text
+    assert 'class="msg ok"' not in r.text and f'value="{a}:2" aria-label="选择线索 {a}" checked' in r.text
+    r = c.post("/review", data={"csrf_token": token, "decision": "return", "reason": "请补充入户照片", "due": "明天",
+                                "clue": f"{a}:2"})
+    assert r.status_code == 400 and 'value="请补充入户照片"' in r.text
+    new_due = TODAY + timedelta(days=10)
+    r = c.post("/review", data={"csrf_token": token, "decision": "return", "reason": "请补充入户照片",
+                                "due": str(new_due), "clue": f"{a}:2"})
+    assert r.status_code == 303 and "已退回 1 条" in c.get(r.headers["location"]).text
+    clue = write(h, lambda s: s.get(Clue, a))
+    assert (clue.status, clue.due_date, clue.return_reason) == ("returned", new_due, "请补充入户照片")
+    # A stale version: nothing done, said as an error only.
+    r = c.post("/review", data={"csrf_token": token, "decision": "return", "reason": "再补", "due": str(new_due),
+                                "clue": f"{a}:2"})
+    assert r.status_code == 303, r.text[:300]
+    shown = c.get(r.headers["location"]).text
+    assert "没有退回任何线索" in shown, re.findall(r'class="msg[^"]*">[^<]*', shown) and 'class="msg ok"' not in shown
+    t = client_for(h)
+    login(t, "town")
+    assert order_on_page(t.get("/inbox").text)[0] == a
+    assert f"{new_due}" in t.get(f"/clues/{a}").text
+
+
+def test_a_clue_prints_as_a_record_with_a_signature_block(home) -> None:
+    h, town, _ = home
+    a = clue_ids(h, town)[0]
+    sign(h, a)
+    c = client_for(h)
+    login(c, "town")
+    assert f'href="/clues/{a}/print"' in c.get(f"/clues/{a}").text
+    page = c.get(f"/clues/{a}/print").text
+    assert "<nav" not in page and "<header" not in page and 'action="/logout"' not in page
+    assert 'id="signature-block"' in page and "签字" in page and "日期" in page
+    assert "疑点线索核实记录" in page and "王秀兰（扶贫专干）" in page
+    assert c.get(f"/clues/{clue_ids(h, home[2])[0]}/print").status_code == 404  # another township's
