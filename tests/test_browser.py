@@ -101,7 +101,7 @@ def sign_out(driver) -> None:
 
 def test_verify_sign_close_and_the_dashboard_moves(server, browser, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     base, home, _ = server
     out = shots(tmp_path)
@@ -109,22 +109,22 @@ def test_verify_sign_close_and_the_dashboard_moves(server, browser, tmp_path: Pa
     browser.save_screenshot(str(out / "01-login.png"))
     sign_in(browser, base, "town")
     assert browser.current_url.endswith("/inbox")
-    assert browser.find_elements(By.CSS_SELECTOR, ".household")
+    assert browser.find_elements(By.CSS_SELECTOR, "table.inbox")
     browser.save_screenshot(str(out / "02-township-inbox.png"))
-    # Open the first household's first clue.
-    link = browser.find_element(By.CSS_SELECTOR, ".household a")
+    # Open the most urgent clue.
+    link = browser.find_element(By.CSS_SELECTOR, "table.inbox td a")
     link.click()
     clue_id = int(browser.current_url.rsplit("/", 1)[1])
     browser.save_screenshot(str(out / "03-clue.png"))
     Select(browser.find_element(By.ID, "outcome")).select_by_visible_text("属实·已整改")
     Select(browser.find_element(By.ID, "action")).select_by_visible_text("数据已更正")
     browser.find_element(By.ID, "finding").send_keys("入户核实，已更正户籍信息")
-    name = browser.find_element(By.ID, "verifier_name")
-    name.clear()
-    name.send_keys("张三")
+    assert "王秀兰" in browser.find_element(By.ID, "signer").text  # the stored signature, not typed
     browser.find_element(By.ID, "sign").click()
-    wait_for(browser, "message=")
-    assert "已核实并签字" in browser.page_source and "已核实待审核" in browser.page_source
+    WebDriverWait(browser, 10).until(lambda d: not d.current_url.endswith(f"/clues/{clue_id}"))
+    assert "已核实并签字" in browser.page_source  # and on to the next clue
+    browser.get(f"{base}/clues/{clue_id}")
+    assert "已核实待审核" in browser.page_source
     browser.save_screenshot(str(out / "04-clue-verified.png"))
     sign_out(browser)
 
@@ -135,9 +135,9 @@ def test_verify_sign_close_and_the_dashboard_moves(server, browser, tmp_path: Pa
     browser.get(base + "/review")
     browser.save_screenshot(str(out / "05-county-review.png"))
     browser.find_element(By.CSS_SELECTOR, f"input[name=clue][value^='{clue_id}:']").click()
-    browser.find_element(By.XPATH, "//button[@value='close']").click()
-    wait_for(browser, "message=")
-    assert "已销号 1 条" in browser.page_source
+    browser.find_element(By.ID, "close-picked").click()
+    browser.find_element(By.ID, "confirm-close").click()  # the confirmation lists what will be closed
+    WebDriverWait(browser, 10).until(lambda d: "已销号 1 条" in d.page_source)
     browser.get(base + "/dashboard")
     after = browser.find_element(By.ID, "kpi-closure").text
     browser.save_screenshot(str(out / "06-dashboard.png"))
@@ -149,7 +149,7 @@ def test_verify_sign_close_and_the_dashboard_moves(server, browser, tmp_path: Pa
     ledger = open_ledger(ledger_url(home.ledger))
     with ledger.read() as s:
         assert s.get(Clue, clue_id).status == "closed"
-        assert s.scalar(select(Clue.verifier_name).where(Clue.id == clue_id)) == "张三"
+        assert s.scalar(select(Clue.verifier_name).where(Clue.id == clue_id)) == "王秀兰"
     ledger.close()
 
 

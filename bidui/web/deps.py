@@ -25,6 +25,11 @@ templates.env.globals.update(STATUS_LABELS=STATUS_LABELS, CATEGORY_LABELS=CATEGO
                              DATASET_LABELS={ds.code: ds.title for ds in DATASETS}, ROLE_LABELS=ROLE_LABELS)
 
 
+def _unnamed_division(code: str) -> str:
+    """A division the register names nowhere (the prefecture itself is not among its divisions)."""
+    return {"prefecture": "全市", "county": "全县", "township": "本乡镇"}.get(scope.level(code), "") if scope.is_code(code) else ""
+
+
 def db(request: Request) -> Iterator[Session]:
     with request.app.state.ledger.read() as session:
         yield session
@@ -44,7 +49,7 @@ class Ctx:
         division = self.session.get(Division, self.user.scope)
         return templates.TemplateResponse(self.request, template, {
             "user": self.user, "csrf": csrf_token(self.request), "today": date.today(),
-            "division_name": division.name if division else ROLE_LABELS[self.user.role], **values},
+            "division_name": division.name if division else _unnamed_division(self.user.scope), **values},
             status_code=status_code)
 
     def flash(self, message: str = "", error: str = "") -> None:
