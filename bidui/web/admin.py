@@ -92,15 +92,17 @@ def value_text(v: object) -> str:
     return str(v)
 
 
-def audit_text(e: AuditEvent) -> str:
-    p = e.payload or {}
+def audit_text(e: AuditEvent, names: dict[str, str] | None = None) -> str:
+    """An audit event's details as a person reads them (division codes by their names)."""
+    p, names = e.payload or {}, names or {}
     if e.kind in (approvals.APPROVED, approvals.APPLIED):
         return f"{p.get('night', '')} {DATASET_TITLES.get(p.get('dataset') or '', '')}（文件 {p.get('file', '')}）"
     if e.kind in ("rule_disabled", "rule_enabled"):
         return p.get("title", "")
+    named = lambda v: names.get(v, v) if isinstance(v, str) else value_text(v)  # noqa: E731
     parts = []
     for k, v in p.items():
-        parts.append(f"{k}：" + ("，".join(f"{a} {b}" for a, b in v.items()) if isinstance(v, dict) else value_text(v)))
+        parts.append(f"{k}：" + ("，".join(f"{a} {named(b)}" for a, b in v.items()) if isinstance(v, dict) else named(v)))
     return "；".join(parts)
 
 
@@ -171,7 +173,7 @@ def render(c: Ctx, status_code: int = 200, error: str = "", message: str = "", f
     rows = [{"u": u, "scope": names.get(u.scope, u.scope), "locked": users.is_locked(u)} for u in listed]
     audits = [{"at": f"{e.at:%Y-%m-%d %H:%M}", "actor": e.actor, "kind": users.AUDIT_LABELS.get(e.kind, "其他操作"),
                "target": e.target if e.kind not in (approvals.APPROVED, approvals.APPLIED) else "",
-               "detail": audit_text(e)}
+               "detail": audit_text(e, names)}
               for e in c.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(50))]
     runs, held = _runs(c)
     return c.render("admin.html", status_code=status_code, error=error, message=message, users=rows,
@@ -226,8 +228,9 @@ def user_page(username: str, c: Ctx = Depends(ctx), message: str = ""):  # noqa:
 
 def _user_render(c: Ctx, u, status_code: int = 200, error: str = "", message: str = "", form: dict | None = None,
                  password: str | None = None):
+    names = {d["code"]: d["label"] for d in _divisions(c)}
     audits = [{"at": f"{e.at:%Y-%m-%d %H:%M}", "actor": e.actor, "kind": users.AUDIT_LABELS.get(e.kind, "其他操作"),
-               "detail": audit_text(e)}
+               "detail": audit_text(e, names)}
               for e in c.session.scalars(select(AuditEvent).where(AuditEvent.target == u.username)
                                          .order_by(AuditEvent.id.desc()).limit(20))]
     return c.render("admin_user.html", status_code=status_code, error=error, message=message, u=u,

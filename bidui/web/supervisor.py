@@ -164,7 +164,7 @@ def dashboard(c: Ctx = Depends(ctx)):  # noqa: B008
     return c.render("dashboard.html", rep=rep, overall=rep.overall.row(0, named=True) if rep.overall.height else {},
                     tables=tables, overdue_total=rep.overdue.height, show_counties=wide, points=points, scope_name=_scope_name(c),
                     chart_wide=trend_svg(points, 760, 300, 12, 16) if points else "",
-                    chart_narrow=trend_svg(points, 340, 260, 11, 5) if points else "")
+                    chart_narrow=trend_svg(points, 340, 270, 12, 5) if points else "")
 
 
 @router.get("/dashboard/{table}.xlsx")
