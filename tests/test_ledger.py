@@ -512,10 +512,10 @@ def test_cli_publish_workbook_import_review_export_report(nightly, tmp_path: Pat
     ids = frame.filter(pl.col("township_code") == township)["clue_id"].cast(pl.Int64).sort().to_list()
     filled = tmp_path / "filled.xlsx"
     fill_workbook(wb, filled, {ids[0]: GOOD | {"核实日期": date.today()}})  # the CLI checks against today
-    assert "1 clue(s) verified" in run("clues", "import", str(filled), "--as", "town")
+    assert "1 条线索已核实并签字" in run("clues", "import", str(filled), "--as", "town")
     run("clues", "import", str(filled), "--as", "town", code=2)  # stale now: refused
     run("clues", "review", str(ids[0]), "--return", "--reason", "", "--as", "county", code=2)
-    assert "closed" in run("clues", "review", str(ids[0]), "--close", "--as", "county")
+    assert "已销号" in run("clues", "review", str(ids[0]), "--close", "--as", "county")
     out = tmp_path / "report.xlsx"
     text = run("report", "--scope", township, "--out", str(out), "--today", "2026-12-31")
     assert out.exists() and "整改销号率" in text

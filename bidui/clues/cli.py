@@ -130,7 +130,7 @@ def clues_import(ctx: typer.Context, path: Annotated[Path, typer.Argument(exists
         raise typer.Exit(2) from e
     finally:
         ledger.close()
-    _console().print(f"{len(result.applied):,} clue(s) verified and signed; {result.untouched:,} left as they were")
+    _console().print(f"{len(result.applied):,} 条线索已核实并签字；{result.untouched:,} 条未改动")
 
 
 @clues_app.command("review")
@@ -144,7 +144,7 @@ def clues_review(ctx: typer.Context, clue_id: Annotated[int, typer.Argument()],
     from bidui.clues.states import TransitionError
 
     if close == send_back:
-        _console().print("give exactly one of --close or --return")
+        _console().print("请给出 --close（销号）或 --return（退回）其中之一")
         raise typer.Exit(1)
     home: Home = ctx.obj
     ledger = _ledger(home)
@@ -161,7 +161,9 @@ def clues_review(ctx: typer.Context, clue_id: Annotated[int, typer.Argument()],
         raise typer.Exit(2) from e
     finally:
         ledger.close()
-    _console().print(f"clue {clue_id}: {clue.status} (version {clue.version})")
+    from bidui.clues.states import STATUS_LABELS
+
+    _console().print(f"线索 {clue_id}：{STATUS_LABELS.get(clue.status, '')}（第 {clue.version} 版）")
 
 
 @clues_app.command("export")
