@@ -13,6 +13,7 @@ import re
 
 # Words a Chinese government app uses as they are.
 ALLOWED_WORDS = {"Excel", "PDF", "JPEG", "JPG", "PNG", "GPS", "EXIF", "CSV", "XLSX", "WPS"}
+_ALLOWED_UPPER = {w.upper() for w in ALLOWED_WORDS}
 SNAKE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+(?![A-Za-z0-9])")
 WORD = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{3,}(?![A-Za-z0-9])")
 VEHICLE_CODE = re.compile(r"(?<![A-Za-z0-9])[BDGHJKMNQTXZ]\d{2}(?![A-Za-z0-9])")
@@ -27,6 +28,6 @@ def internal_codes(text: str) -> list[str]:
     snake_spans = [(m.start(), m.end()) for m in SNAKE.finditer(text)]
     for m in WORD.finditer(text):
         inside_snake = any(a <= m.start() < b for a, b in snake_spans)
-        if not inside_snake and m.group(0) not in ALLOWED_WORDS:
+        if not inside_snake and m.group(0).upper() not in _ALLOWED_UPPER:  # a file's .jpg too
             found.append((m.start(), m.group(0)))
     return [code for _, code in sorted(found)]
