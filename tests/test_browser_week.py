@@ -147,6 +147,10 @@ def test_a_week_of_every_role(server, browser, tmp_path: Path) -> None:  # noqa:
     browser.get(f"{base}/clues/{first}/print")
     assert browser.find_elements(By.ID, "signature-block") and not browser.find_elements(By.TAG_NAME, "nav")
     snap("clue-print")
+    browser.get(f"{base}/clues/{first}")
+    browser.find_element(By.ID, "print-household").click()
+    assert browser.find_elements(By.ID, "signature-block") and "户疑点线索核实档案" in browser.page_source
+    snap("household-print")
     browser.get(base + "/inbox")
     sign_out(browser)
 

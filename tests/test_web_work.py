@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from bidui.clues import actions
 from bidui.clues.db import ledger_url, open_ledger
@@ -319,3 +319,26 @@ def test_a_clue_prints_as_a_record_with_a_signature_block(home) -> None:
     assert 'id="signature-block"' in page and "签字" in page and "日期" in page
     assert "疑点线索核实记录" in page and "王秀兰（扶贫专干）" in page
     assert c.get(f"/clues/{clue_ids(h, home[2])[0]}/print").status_code == 404  # another township's
+
+
+def test_a_household_prints_as_one_record_of_all_its_clues(home) -> None:
+    h, town, other = home
+    ledger = open_ledger(ledger_url(h.ledger))
+    with ledger.read() as s:
+        # The household of the township with the most clues, and one of another township.
+        code, n = s.execute(select(Clue.household_code, func.count()).where(Clue.township_code == town,
+                                                                           Clue.household_code != "")
+                            .group_by(Clue.household_code).order_by(func.count().desc()).limit(1)).one()
+        ids = s.scalars(select(Clue.id).where(Clue.household_code == code)).all()
+        theirs = s.scalar(select(Clue.household_code).where(Clue.township_code == other, Clue.household_code != ""))
+    ledger.close()
+    assert n >= 2
+    sign(h, ids[0])
+    c = client_for(h)
+    login(c, "town")
+    assert f'href="/households/{code}/print"' in c.get(f"/clues/{ids[0]}").text
+    page = c.get(f"/households/{code}/print").text
+    assert "<nav" not in page and 'action="/logout"' not in page and 'id="signature-block"' in page
+    assert all(f"线索编号 {i}，" in page for i in ids) and "王秀兰（扶贫专干）" in page and "户主（签字）" in page
+    assert c.get(f"/households/{theirs}/print").status_code == 404  # another township's household
+    assert c.get("/households/0000000000000000/print").status_code == 404

@@ -28,6 +28,7 @@ from bidui.clues.states import (
     OPEN,
     OUTCOMES,
     RETURNED,
+    STATUS_LABELS,
     VERIFIED,
     Finding,
     TransitionError,
@@ -244,6 +245,27 @@ def clue_page(clue_id: int, c: Ctx = Depends(ctx)):  # noqa: B008
 def clue_print(clue_id: int, c: Ctx = Depends(ctx)):  # noqa: B008
     """The clue as a paper record (the verification file kept with the household's archive)."""
     return c.render("clue_print.html", **clue_record(c, _clue_or_404(c, clue_id)))
+
+
+@router.get("/households/{code}/print")
+def household_print(code: str, c: Ctx = Depends(ctx)):  # noqa: B008
+    """A household's clues over time as one paper record (一户一档): each clue's evidence, the
+    verification and its signature, then a signature block. `code` is the register's 户编号, or
+    the 户号 of a household only hukou knows; both are division-coded, never a person's ID."""
+    clues = c.session.scalars(c.scoped(select(Clue).where(or_(Clue.household_code == code, (Clue.household_code == "")
+                                                               & (Clue.hukou_number == code))))
+                              .order_by(Clue.first_seen, Clue.id).limit(500)).all()
+    if not clues:
+        raise HTTPException(404)
+    records = [clue_record(c, clue) for clue in clues]
+    members: dict[str, int] = {}
+    for clue in clues:
+        members[clue.subject_name or "（无姓名）"] = members.get(clue.subject_name or "（无姓名）", 0) + 1
+    states: dict[str, int] = {}
+    for clue in clues:
+        states[STATUS_LABELS[clue.status]] = states.get(STATUS_LABELS[clue.status], 0) + 1
+    return c.render("household_print.html", first=clues[0], records=records, members=list(members.items()),
+                    states=list(states.items()), names=c.division_names())
 
 
 def next_clue(c: Ctx, after: int) -> int | None:
