@@ -128,10 +128,11 @@ def write_workbook(session: Session, township: str, out: Path, key: str, issued_
         "每条已填写结论的线索都须由核实人签字：填写核实人姓名、职务和核实日期。未填写结论的行不导入。",
         "请勿增删行、修改灰白色列或复制到其他文件：导入时整份文件校验，有一处不符则整份退回并列出问题行。"])
     guide.set_column(0, 0, 120)
-    write_rule_guides(wb, sorted({(c.rule_code, c.rule_title) for c in clues}, key=lambda r: r[1]))
     hidden = wb.add_worksheet(TOKEN_SHEET)
     hidden.write_string(0, 0, token)
     hidden.very_hidden()
+    # After the token's sheet: its place (the third) is how a workbook of this system is recognised.
+    write_rule_guides(wb, sorted({(c.rule_code, c.rule_title) for c in clues}, key=lambda r: r[1]))
     ws.activate()
     wb.close()
     return len(clues)
