@@ -181,8 +181,10 @@ def render(c: Ctx, status_code: int = 200, error: str = "", message: str = "", f
                     held=held, audits=audits, roles=users.ROLE_LABELS)
 
 
-def _done(message: str, anchor: str = "") -> RedirectResponse:
-    return RedirectResponse(f"/admin?message={quote(message)}{anchor}", status_code=303)
+def _done(c: Ctx, message: str, anchor: str = "", to: str = "/admin") -> RedirectResponse:
+    """Back to the page with the message kept in the session (a message in a URL could be forged)."""
+    c.flash(message=message)
+    return RedirectResponse(f"{to}{anchor}", status_code=303)
 
 
 def confirm(c: Ctx, action: str, question: str, details: list[str], fields: dict[str, str], danger: bool = True):
@@ -191,9 +193,9 @@ def confirm(c: Ctx, action: str, question: str, details: list[str], fields: dict
 
 
 @router.get("/admin")
-def admin(c: Ctx = Depends(ctx), message: str = ""):  # noqa: B008
+def admin(c: Ctx = Depends(ctx)):  # noqa: B008
     require_role(c.user, "admin")
-    return render(c, message=message[:200])
+    return render(c)
 
 
 @router.post("/admin/users/add")
@@ -211,11 +213,11 @@ def add_user(c: Ctx = Depends(ctx), csrf_token: str = Form(""), username: str = 
                            real_name=real_name.strip(), actor=_actor(c))
     except users.UserError as e:
         return render(c, 400, error=str(e), form=form)
-    return _done(f"已添加用户 {username.strip()}，请把初始密码当面或电话告知本人", "#users")
+    return _done(c, f"已添加用户 {username.strip()}，请把初始密码当面或电话告知本人", "#users")
 
 
 @router.get("/admin/users/{username}")
-def user_page(username: str, c: Ctx = Depends(ctx), message: str = ""):  # noqa: B008
+def user_page(username: str, c: Ctx = Depends(ctx)):  # noqa: B008
     require_role(c.user, "admin")
     try:
         u = users.managed(c.session, username, _actor(c))
@@ -223,7 +225,7 @@ def user_page(username: str, c: Ctx = Depends(ctx), message: str = ""):  # noqa:
         from fastapi import HTTPException
 
         raise HTTPException(404) from None
-    return _user_render(c, u, message=message[:200])
+    return _user_render(c, u)
 
 
 def _user_render(c: Ctx, u, status_code: int = 200, error: str = "", message: str = "", form: dict | None = None,
@@ -262,7 +264,7 @@ def user_profile(username: str, c: Ctx = Depends(ctx), csrf_token: str = Form(""
             users.edit_profile(s, username, _actor(c), real_name, position, display_name)
     except users.UserError as e:
         return _user_render(c, u, 400, error=str(e), form=form)
-    return RedirectResponse(f"/admin/users/{quote(username)}?message={quote('已保存姓名与职务')}", status_code=303)
+    return _done(c, "已保存姓名与职务", to=f"/admin/users/{quote(username)}")
 
 
 @router.post("/admin/users/{username}/rescope")
@@ -278,7 +280,7 @@ def user_rescope(username: str, c: Ctx = Depends(ctx), csrf_token: str = Form(""
             users.rescope(s, username, role, scope_code, _actor(c))
     except users.UserError as e:
         return _user_render(c, u, 400, error=str(e), form=form)
-    return RedirectResponse(f"/admin/users/{quote(username)}?message={quote('已调整角色与管辖范围')}", status_code=303)
+    return _done(c, "已调整角色与管辖范围", to=f"/admin/users/{quote(username)}")
 
 
 USER_ACTIONS = {
@@ -320,7 +322,7 @@ def user_action(username: str, action: str, c: Ctx = Depends(ctx), csrf_token: s
         # Shown once, on this response only: never in a URL, a log or the audit trail.
         return _user_render(c, u, message="已重置密码", password=password)
     done = {"disable": "已停用", "enable": "已恢复", "unlock": "已解除锁定，可以立即登录"}[action]
-    return RedirectResponse(f"/admin/users/{quote(username)}?message={quote(done)}", status_code=303)
+    return _done(c, done, to=f"/admin/users/{quote(username)}")
 
 
 @router.post("/admin/rules/switch")
@@ -345,7 +347,7 @@ def rule_switch(c: Ctx = Depends(ctx), csrf_token: str = Form(""), code: str = F
         return render(c, 500, error="无法修改配置文件 bidui.toml，请联系系统管理员")
     with c.request.app.state.ledger.write() as s:
         users.audit(s, c.user.username, "rule_enabled" if on else "rule_disabled", code, {"title": rule["title"]})
-    return _done(f"已{'启用' if on else '停用'}规则“{rule['title']}”，下次比对时生效", "#rules")
+    return _done(c, f"已{'启用' if on else '停用'}规则“{rule['title']}”，下次比对时生效", "#rules")
 
 
 @router.post("/admin/held/approve")
@@ -358,7 +360,7 @@ def held_approve(c: Ctx = Depends(ctx), csrf_token: str = Form(""), night: str =
     if row is None:
         return render(c, 400, error="没有这个暂缓入库的文件（可能已处理）")
     if row["approved"]:
-        return _done("该文件已批准，下次比对时入库", "#held")
+        return _done(c, "该文件已批准，下次比对时入库", "#held")
     if confirmed != "1":
         return confirm(c, "/admin/held/approve", f"批准入库：{row['dataset']}（{night}）",
                        [f"文件：{file}", f"暂缓原因：{row['message']}",
@@ -370,4 +372,4 @@ def held_approve(c: Ctx = Depends(ctx), csrf_token: str = Form(""), night: str =
                    None) if report else None
     with c.request.app.state.ledger.write() as s:
         approvals.approve(s, c.user.username, night, file, dataset, folder)
-    return _done(f"已批准 {row['dataset']}（{night}）入库：下次比对时入库", "#held")
+    return _done(c, f"已批准 {row['dataset']}（{night}）入库：下次比对时入库", "#held")
