@@ -37,7 +37,8 @@ def main_options(
 ) -> None:
     ctx.obj = Home.resolve(home)
     _invoked.update(home=ctx.obj, command=ctx.invoked_subcommand)
-    if ctx.invoked_subcommand in READS_A_HOME and not ctx.obj.exists():
+    asks_for_help = "--help" in sys.argv[1:]  # the help of a command needs no home
+    if ctx.invoked_subcommand in READS_A_HOME and not ctx.obj.exists() and not asks_for_help:
         # Only `bidui run`, `ingest` and the like start a home; a command that reads one and finds
         # none is pointed at the wrong place (a bare ./data would get an empty ledger and zeros).
         raise HomeMissing(ctx.obj.root)

@@ -342,3 +342,8 @@ def test_cli_refuses_a_missing_home(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert "Traceback" not in out.stderr
     assert sorted(p.name for p in bare.iterdir()) == ["README.md"]
     assert not (tmp_path / "none").exists()
+    # The help of a command needs no home.
+    helped = subprocess.run([sys.executable, "-m", "bidui.cli", "--home", str(tmp_path / "none"), *command[:1], "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert helped.returncode == 0 and "Usage" in helped.stdout, helped.stderr
+    assert not (tmp_path / "none").exists()
