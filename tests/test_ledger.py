@@ -193,15 +193,33 @@ def test_a_refuted_clue_is_not_raised_again_unless_its_evidence_changed(ledger) 
     with ledger.read() as s:
         clue = s.scalars(select(Clue)).one()
     assert r2.suppressed == 1 and r2.new == 0 and clue.status == CLOSED and clue.version == 3
-    changed = hit(record='{"plate": "浙A12345", "vehicle_type": "K33", "owner_changed": "2026-11-21"}')
-    r3 = publish(ledger, hits_frame([changed]), {"VEHICLE": "ran"}, NIGHTS[2], TITLES)
+    # The same fact as a newer version of the rule shows it (a field added for the reader): not raised.
+    richer = hit(record='{"plate": "浙A12345", "vehicle_type": "K33", "vehicle_type_name": "轿车"}')
+    r_form = publish(ledger, hits_frame([richer]), {"VEHICLE": "ran"}, NIGHTS[2], TITLES)
+    with ledger.read() as s:
+        clue = s.scalars(select(Clue)).one()
+    assert r_form.suppressed == 1 and r_form.reraised == 0 and clue.status == CLOSED and clue.version == 3
+    assert clue.evidence_hash == evidence_hash(richer["evidence_record"])  # compared in its new form from now on
+    changed = hit(record='{"plate": "浙A12345", "vehicle_type": "H31", "vehicle_type_name": "重型普通货车"}')
+    r3 = publish(ledger, hits_frame([changed]), {"VEHICLE": "ran"}, NIGHTS[2] + timedelta(days=1), TITLES)
     with ledger.read() as s:
         clue = s.scalars(select(Clue)).one()
         kinds = [e.kind for e in s.scalars(select(ClueEvent).where(ClueEvent.clue_id == clue.id).order_by(ClueEvent.id))]
         evidence = s.scalars(select(EvidenceSnapshot).where(EvidenceSnapshot.clue_id == clue.id)).all()
     assert r3.reraised == 1 and clue.status == DISPATCHED and clue.outcome is None and clue.version == 4
-    assert clue.due_date == NIGHTS[2] + timedelta(days=15)
-    assert kinds == ["dispatched", "verify", "close", "reraised"] and len(evidence) == 2
+    assert clue.due_date == NIGHTS[2] + timedelta(days=16)
+    assert kinds == ["dispatched", "verify", "close", "reraised"] and len(evidence) == 3
+
+
+def test_evidence_says_more_only_with_a_new_value_or_a_new_list_item() -> None:
+    from bidui.clues.publish import says_more
+
+    bills = '{"total": 30000, "bills": [{"d": "2026-01-02", "amt": 10000}, {"d": "2026-02-03", "amt": 20000}]}'
+    assert not says_more(bills, bills)
+    assert not says_more('{"total": 30000, "bills": [{"d": "2026-01-02", "amt": 10000}], "period": "2026"}', bills)
+    assert says_more('{"total": 31000, "bills": [{"d": "2026-01-02", "amt": 10000}]}', bills)
+    assert says_more('{"total": 30000, "bills": [{"d": "2026-03-04", "amt": 1}]}', bills)
+    assert not says_more('{"plate": "浙A1", "source_file": "b.csv"}', '{"plate": "浙A1", "source_file": "a.csv"}')
 
 
 def test_the_evidence_hash_ignores_delivery_details() -> None:

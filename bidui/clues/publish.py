@@ -57,6 +57,33 @@ def evidence_hash(record: str | None) -> str:
     return hashlib.sha256(json.dumps(value, ensure_ascii=False, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _facts(record: str | None) -> object:
+    try:
+        value = json.loads(record) if record else None
+    except json.JSONDecodeError:
+        return record
+    return {k: v for k, v in value.items() if not is_delivery_detail(k)} if isinstance(value, dict) else value
+
+
+def _says_more(new: object, old: object) -> bool:
+    """Whether `new` says something `old` did not: a value that differs, or a list item (a bill, a
+    household) that was not there. A list that lost items says less, not more."""
+    if isinstance(new, dict) and isinstance(old, dict):
+        return any(_says_more(v, old[k]) for k, v in new.items() if k in old)
+    if isinstance(new, list) and isinstance(old, list):
+        seen = [json.dumps(x, ensure_ascii=False, sort_keys=True, default=str) for x in old]
+        return any(json.dumps(x, ensure_ascii=False, sort_keys=True, default=str) not in seen for x in new)
+    return new != old
+
+
+def says_more(new_record: str | None, old_record: str | None) -> bool:
+    """Evidence that changed in substance, not in form. A new version of bidui may show more of the
+    same record (fields added for the reader, the clue's own household dropped from a list): that
+    must not re-raise a clue a township refuted, nor make its workbooks stale. Fields only one side
+    has are a change of form; a field both have with another value, or a new list item, is not."""
+    return _says_more(_facts(new_record), _facts(old_record))
+
+
 @dataclass
 class PublishResult:
     night: date
@@ -121,6 +148,11 @@ def _sync_divisions(session: Session, frame: pl.DataFrame) -> None:
             d.name, d.level, d.parent_code, d.rural = row["name"], row["level"], row["parent_code"], rural
 
 
+def _last_record(session, clue_id: int) -> str | None:
+    return session.scalar(select(EvidenceSnapshot.record).where(EvidenceSnapshot.clue_id == clue_id)
+                          .order_by(EvidenceSnapshot.night.desc(), EvidenceSnapshot.id.desc()).limit(1))
+
+
 def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: date, titles: dict[str, str],
             due_days: int = DUE_DAYS, division_rows: pl.DataFrame | None = None,
             doubtful: dict[str, set[str]] | None = None, again: bool = False) -> PublishResult:
@@ -153,6 +185,7 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
             ["rule_code", "subject_key", "evidence_key", "household_code", "_digest"], nulls_last=True)
         new_rows, new_evidence, events, updates = [], {}, [], []
         seen_ids: set[int] = set()
+        reformatted: set[tuple[int, str]] = set()
 
         def count(rule: str, what: str) -> None:
             result.by_rule.setdefault(rule, {}).setdefault(what, 0)
@@ -184,6 +217,15 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
             seen_ids.add(clue.id)
             changed = digest != clue.evidence_hash
             values: dict = {"last_seen": max(clue.last_seen, night)}
+            if changed and not says_more(row["evidence_record"], _last_record(session, clue.id)):
+                # The same fact in another form: kept as the clue's evidence from now on, quietly.
+                changed = False
+                values["evidence_hash"] = digest
+                if (clue.id, digest) not in reformatted and session.scalar(select(EvidenceSnapshot.id).where(
+                        EvidenceSnapshot.clue_id == clue.id, EvidenceSnapshot.evidence_hash == digest)) is None:
+                    reformatted.add((clue.id, digest))
+                    session.add(EvidenceSnapshot(clue_id=clue.id, night=night, evidence_hash=digest,
+                                                 record=row["evidence_record"] or "null"))
             if clue.status == "closed" and clue.outcome == NOT_TRUE:
                 if not changed:
                     count(row["rule_code"], "suppressed")
