@@ -342,3 +342,28 @@ def test_a_household_prints_as_one_record_of_all_its_clues(home) -> None:
     assert all(f"线索编号 {i}，" in page for i in ids) and "王秀兰（扶贫专干）" in page and "户主（签字）" in page
     assert c.get(f"/households/{theirs}/print").status_code == 404  # another township's household
     assert c.get("/households/0000000000000000/print").status_code == 404
+
+
+def test_an_upload_error_names_the_users_own_file_and_says_what_to_do(home) -> None:
+    h, town, _ = home
+    c = client_for(h)
+    login(c, "town")
+    token = csrf(c, "/inbox")
+    before = [(i, s) for i, s in _statuses(h)]
+    for content in (b"<html><script>alert(1)</script></html>", b"PK\x03\x04broken zip"):
+        r = c.post("/workbook", data={"csrf_token": token},
+                   files={"file": ("C:\\Users\\王\\桃河镇核实表（已填）.xlsx", content, "application/octet-stream")})
+        assert r.status_code == 400
+        text = re.sub(r"<[^>]+>", " ", r.text)
+        assert "桃河镇核实表（已填）.xlsx" in text and "重新下载" in text
+        assert "upload.xlsx" not in text and "Users" not in text
+        assert not re.search(r"\((\w*Error|\w*NotFound)\)|（\w*(Error|NotFound)）", text)
+    assert _statuses(h) == before  # nothing applied
+
+
+def _statuses(h) -> list[tuple[int, str]]:
+    ledger = open_ledger(ledger_url(h.ledger))
+    with ledger.read() as s:
+        out = [(c.id, c.status) for c in s.scalars(select(Clue).order_by(Clue.id))]
+    ledger.close()
+    return out

@@ -116,6 +116,7 @@ def clues_workbook(ctx: typer.Context,
 def clues_import(ctx: typer.Context, path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
                  as_user: Annotated[str, typer.Option("--as")]) -> None:
     """Apply a filled-in township workbook: every row, or none (each bad row is named)."""
+    from bidui import config
     from bidui.clues.workbook import WorkbookError, import_workbook
     from bidui.signing import secret_key
 
@@ -124,7 +125,8 @@ def clues_import(ctx: typer.Context, path: Annotated[Path, typer.Argument(exists
     user = _user(ledger, as_user)
     try:
         with ledger.write() as s:
-            result = import_workbook(s, path, user, secret_key(home.root))
+            result = import_workbook(s, path, user, secret_key(home.root), required_attachments=config.attachment_settings(
+                home.config).required_rules)
     except WorkbookError as e:
         _console().print(str(e))
         raise typer.Exit(2) from e

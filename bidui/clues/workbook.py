@@ -9,6 +9,7 @@ applied or none, and every bad row is named."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -182,26 +183,31 @@ def _cell_date(v: object) -> date | None:
         return None
 
 
-def import_workbook(session: Session, path: Path, actor: User, key: str, today: date | None = None) -> ImportResult:
-    """Check and apply a filled-in workbook, in the caller's transaction: all rows or none."""
+def import_workbook(session: Session, path: Path, actor: User, key: str, today: date | None = None,
+                    shown_name: str | None = None, required_attachments: Collection[str] = ()) -> ImportResult:
+    """Check and apply a filled-in workbook, in the caller's transaction: all rows or none.
+    `shown_name`: the file as its user knows it (an upload is saved under another name);
+    `required_attachments`: the rules whose signature needs a photo or PDF (config)."""
     today = today or date.today()
+    name = shown_name or path.name
     try:
         wb = CalamineWorkbook.from_path(str(path))
         token_rows = wb.get_sheet_by_name(TOKEN_SHEET).to_python()
         rows = wb.get_sheet_by_name(SHEET).to_python()
     except Exception as e:  # any unreadable file is refused the same way
-        raise WorkbookError(f"{path.name}: 不是本系统导出的乡镇核实工作簿（{type(e).__name__}）") from e
+        raise WorkbookError(f"{name}: 不是本系统导出的乡镇核实工作簿，无法导入。请在“下载核实工作簿”重新下载，"
+                            "在 Excel 或 WPS 中填写后直接保存（不要另存为其他格式），再上传") from e
     try:
         token = serializer(key, TOKEN_PURPOSE).loads(_cell_text(token_rows[0][0]) if token_rows else "")
     except BadSignature as e:
-        raise WorkbookError(f"{path.name}: 工作簿签名无效：文件被改动过，或不是本系统导出的") from e
+        raise WorkbookError(f"{name}: 工作簿签名无效：文件被改动过，或不是本系统导出的") from e
     township = token["township"]
     if actor.role != "township" or not scope.covers(actor.scope, township):
-        raise WorkbookError(f"{path.name}: 该工作簿属于乡镇 {township}，不在用户 {actor.username} 的管辖范围内")
+        raise WorkbookError(f"{name}: 该工作簿属于其他乡镇，不在您的管辖范围内")
     versions = {int(i): int(v) for i, v in token["clues"]}
     header = [_cell_text(h) for h in rows[0]] if rows else []
     if tuple(header) != LOCKED_COLUMNS + INPUT_COLUMNS:
-        raise WorkbookError(f"{path.name}: 表头被改动过，无法导入")
+        raise WorkbookError(f"{name}: 表头被改动过，无法导入：请重新下载工作簿填写")
     col = {name: i for i, name in enumerate(header)}
     problems: list[str] = []
     todo: list[tuple[int, int, Finding]] = []
@@ -246,12 +252,12 @@ def import_workbook(session: Session, path: Path, actor: User, key: str, today: 
             continue
         todo.append((clue_id, version, finding))
     if problems:
-        raise WorkbookError(f"{path.name}: 有 {len(problems)} 处问题，整份未导入：", problems)
+        raise WorkbookError(f"{name}: 有 {len(problems)} 处问题，整份未导入：", problems)
     applied = []
     for clue_id, version, finding in todo:
         try:
-            actions.verify(session, clue_id, version, actor, finding, today)
+            actions.verify(session, clue_id, version, actor, finding, today, required_attachments)
         except (actions.ConflictError, TransitionError) as e:
-            raise WorkbookError(f"{path.name}: 线索 {clue_id}：{e}；整份未导入") from e
+            raise WorkbookError(f"{name}: 线索 {clue_id}：{e}；整份未导入") from e
         applied.append(clue_id)
     return ImportResult(township, applied, len(versions) - len(applied))

@@ -11,7 +11,6 @@ night applies them); rules in bidui.config (the home's bidui.toml)."""
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from urllib.parse import quote
 
@@ -20,7 +19,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
 from bidui import config, scope
-from bidui.clues import approvals, users
+from bidui.clues import approvals, present, users
 from bidui.clues.models import AuditEvent, Division, RunReport
 from bidui.clues.workbook import CATEGORY_LABELS
 from bidui.datasets import DATASETS
@@ -29,7 +28,6 @@ from bidui.web.security import check_csrf, require_role
 
 router = APIRouter()
 DATASET_TITLES = {ds.code: ds.title for ds in DATASETS}
-STEP_LABELS = {"ingest": "入库", "link": "身份关联", "rules": "规则比对", "publish": "下发"}
 FILE_STATUS = {"accepted": "已入库", "forced": "批准入库", "duplicate": "与上期相同", "held": "暂缓入库",
                "refused": "拒收", "missing": "未报送"}
 RUN_STATUS = {"completed": "完成", "partial": "部分完成（有文件仍在写入）", "running": "运行中", "already": "完成"}
@@ -43,45 +41,6 @@ PARAMETER_LABELS = {
     "medical_household_threshold": "户医疗自付费用上限（元）", "medical_window_days": "医疗费用统计天数",
     "missed_dangerous_grades": "漏评危房等级", "missed_medical_threshold": "漏评医疗费用下限（元）",
 }
-# The ingest messages (English, for the operator's log) as the admin page says them.
-_MESSAGES = [
-    (r"a header but no data rows", "只有表头，没有数据行"),
-    (r"([\d,]+) of ([\d,]+) rows are exact duplicate rows", "{1} 行中有 {0} 行完全重复"),
-    (r"([\d,]+) of ([\d,]+) rows rejected \(([^,]+)", "{1} 行中有 {0} 行的值不合格（{2}），超过允许比例"),
-    (r"the required column \S+ \(([^)]+)\) is empty in every row", "必填列“{0}”每一行都为空"),
-    (r"only (\S+) of rows have a valid ID number", "只有 {0} 的行证件号码有效，低于下限"),
-    (r"([\d,]+) rows, fewer than (\S+) \(min_row_ratio\)", "本期 {0} 行，不到上期的 {1}"),
-    (r"([\d,]+) rows, more than (\S+) \(max_row_ratio\)", "本期 {0} 行，超过上期的 {1}"),
-    (r"rows with a valid ID number .*?fell from (\S+) to (\S+?)[ ,;(]", "证件号码有效的行从 {0} 降到 {1}"),
-    (r"distinct ID numbers per row fell from (\S+) to (\S+?)[ ,;(]", "不重复的证件号码占比从 {0} 降到 {1}"),
-    (r"\S+ \(([^)]+)\) = (.+?) in (\S+) of rows, (\S+) in the", "“{0}”为“{1}”的行占 {2}（上期 {3}）"),
-    (r"checksum .*does not match", "校验值与文件不符：可能仍在传输或已损坏"),
-    (r"the last record is cut", "最后一行不完整：传输可能中断，请部门重新报送"),
-    (r"still being written|temporary file", "文件仍在写入：本夜再次运行时入库"),
-    (r"two files for", "同一数据集本夜有两个文件：请部门只报送一个"),
-    (r"could not be stored", "无法保存，未入库"),
-    (r"no \S+ file tonight", "本夜未报送"),
-]
-_KEPT = re.compile(r"the snapshot of (\d{4}-\d{2}-\d{2}) stays in force")
-
-
-def file_message(f: dict) -> str:
-    """A run's file outcome in Chinese, without the file's name (the row shows it once)."""
-    text = f.get("message") or ""
-    found = []
-    for pattern, words in _MESSAGES:
-        m = re.search(pattern, text)
-        if m:
-            found.append(words.format(*m.groups()))
-    if not found:
-        found.append({"held": "数据与上期相比异常", "refused": "文件无法读取或不是约定的格式",
-                      "missing": "本夜未报送"}.get(f.get("status", ""), ""))
-    kept = _KEPT.search(text)
-    if kept:
-        found.append(f"沿用 {kept.group(1)} 的数据")
-    return "；".join(w for w in found if w)
-
-
 def value_text(v: object) -> str:
     if isinstance(v, list):
         return "、".join(str(x) for x in v) or "（无）"
@@ -151,7 +110,7 @@ def _runs(c: Ctx) -> tuple[list[dict], list[dict]]:
             if f.get("status") not in ("held", "refused", "missing"):
                 continue
             row = {"file": f.get("file") or "", "dataset": DATASET_TITLES.get(f.get("dataset") or "", "未识别的数据集"),
-                   "status": FILE_STATUS.get(f["status"], "未入库"), "message": file_message(f)}
+                   "status": FILE_STATUS.get(f["status"], "未入库"), "message": present.file_message(f.get("file"), f["status"], f.get("message"))}
             not_in.append(row)
             if f["status"] == "held" and not f.get("incomplete") and f.get("file"):
                 held.append(row | {"night": r.night.isoformat(), "approved": f["file"] in pending})
@@ -162,7 +121,7 @@ def _runs(c: Ctx) -> tuple[list[dict], list[dict]]:
                                 if f.get("status") == "forced"],
                      "not_in": not_in, "new": sum(v.get("new", 0) for v in report.get("clues", {}).values()),
                      "defects": defects_text(report.get("quality") or {}),
-                     "timings": [(STEP_LABELS.get(k, k), v) for k, v in report.get("timings", {}).items()]})
+                     "timings": [(present.STEP_LABELS.get(k, "其他"), v) for k, v in report.get("timings", {}).items()]})
     return runs, held
 
 

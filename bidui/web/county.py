@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from bidui.clues import actions
 from bidui.clues.models import Clue, EvidenceSnapshot
-from bidui.clues.present import evidence_text
+from bidui.clues.present import clue_evidence_text
 from bidui.clues.states import DISPATCHED, RETURNED, VERIFIED, TransitionError
 from bidui.web.deps import Ctx, attachments_for, ctx, default_due
 from bidui.web.security import check_csrf, require_role
@@ -58,7 +58,8 @@ def _render(c: Ctx, filters: dict, status_code: int = 200, error: str = "", form
                                   .order_by(EvidenceSnapshot.night.desc(), EvidenceSnapshot.id.desc())):
         latest.setdefault(snap.clue_id, snap.record)
     by_id = {q.id: q for q in queue}
-    evidence = {i: evidence_text(r, by_id[i].evidence_dataset) for i, r in latest.items()}
+    names = c.division_names()
+    evidence = {i: clue_evidence_text(clue, latest.get(i), names=names) for i, clue in by_id.items()}
     overdue = c.session.execute(c.scoped(select(Clue.township_code, func.count()).where(
         Clue.status.in_((DISPATCHED, RETURNED)), Clue.due_date < date.today())).group_by(Clue.township_code)
         .order_by(func.count().desc())).all()

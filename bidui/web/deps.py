@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session
 from bidui import scope
 from bidui.clues.models import Clue, Division, User
 from bidui.clues.states import STATUS_LABELS
+from bidui.clues.users import ROLE_LABELS
 from bidui.clues.workbook import CATEGORY_LABELS
 from bidui.datasets import DATASETS
 from bidui.web.security import csrf_token, current_user
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-ROLE_LABELS = {"township": "乡镇核实员", "county": "县级审核员", "prefecture": "市级督导", "admin": "专班管理员"}
 templates.env.globals.update(STATUS_LABELS=STATUS_LABELS, CATEGORY_LABELS=CATEGORY_LABELS,
                              DATASET_LABELS={ds.code: ds.title for ds in DATASETS}, ROLE_LABELS=ROLE_LABELS)
 

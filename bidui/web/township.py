@@ -33,7 +33,7 @@ from bidui.clues.states import (
     Finding,
     TransitionError,
 )
-from bidui.clues.workbook import WorkbookError, import_workbook, write_workbook
+from bidui.clues.workbook import WorkbookError, import_workbook, workbook_filename, write_workbook
 from bidui.ids import IdStatus, normalise_id
 from bidui.web.deps import Ctx, attachments_for, ctx, default_due
 from bidui.web.security import check_csrf, require_role
@@ -334,7 +334,7 @@ def workbook(c: Ctx = Depends(ctx), township: str = ""):  # noqa: B008
         raise HTTPException(404)
     tmp = Path(tempfile.mkstemp(suffix=".xlsx")[1])
     write_workbook(c.session, township, tmp, c.request.app.state.secret, c.user.username)
-    return FileResponse(tmp, filename=f"核实工作簿_{township}_{date.today().isoformat()}.xlsx",
+    return FileResponse(tmp, filename=workbook_filename(c.session, township),
                         background=BackgroundTask(tmp.unlink))
 
 
@@ -345,9 +345,13 @@ async def workbook_upload(file: UploadFile, c: Ctx = Depends(ctx), csrf_token: s
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "upload.xlsx"
         path.write_bytes(await file.read())
+        # The user's own file name in messages (its last part only, never a path).
+        shown = Path((file.filename or "").replace("\\", "/")).name[:100] or "上传的文件"
         try:
             with c.request.app.state.ledger.write() as s:
-                result = import_workbook(s, path, c.user, c.request.app.state.secret)
+                result = import_workbook(s, path, c.user, c.request.app.state.secret, shown_name=shown,
+                                         required_attachments=config.attachment_settings(
+                                             c.request.app.state.home.config).required_rules)
         except WorkbookError as e:
             return c.render("upload.html", problems=[str(e).splitlines()[0], *e.problems], applied=None, status_code=400)
     return c.render("upload.html", problems=[], applied=result)
