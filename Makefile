@@ -8,7 +8,7 @@ HOME_DIR ?= data/demo
 SIZE ?= small
 PORT ?= 8000
 
-.PHONY: setup test test-slow test-all lint demo bench lock clean
+.PHONY: setup test test-slow test-all lint demo bench lock clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -46,6 +46,11 @@ demo: setup
 	$(BIN)/python -m bidui.clues.demo_users $(HOME_DIR)
 	@echo "open http://127.0.0.1:$(PORT) and sign in with one of the users above (Ctrl-C stops the web app)"
 	$(BIN)/bidui --home $(HOME_DIR) serve --port $(PORT)
+
+# Every page at desktop and phone width, in the order of a week's work, into docs/screenshots.
+screenshots: setup
+	rm -f docs/screenshots/*.png
+	BIDUI_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_browser_week.py
 
 # Every benchmark, one after another, into docs/benchmarks.md (make bench SIZE=large for the goals).
 bench: setup

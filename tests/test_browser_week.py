@@ -83,13 +83,17 @@ def _no_codes(driver, where: str, data: tuple[str, ...] = ()) -> None:
     assert internal_codes(text) == [], (where, internal_codes(text))
 
 
-def _wrong_password(driver, base: str, username: str) -> str:
+def _wrong_password(driver, base: str, username: str, password: str = "not-the-password") -> str:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(base + "/login")
     driver.find_element(By.ID, "username").send_keys(username)
-    driver.find_element(By.ID, "password").send_keys("not-the-password")
-    driver.find_element(By.ID, "login").click()
+    driver.find_element(By.ID, "password").send_keys(password)
+    button = driver.find_element(By.ID, "login")
+    button.click()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(button))  # the answer, not the form sent
     return driver.find_element(By.TAG_NAME, "body").text
 
 
@@ -131,19 +135,19 @@ def test_a_week_of_every_role(server, browser, tmp_path: Path) -> None:  # noqa:
     first, second = per_rule["VEHICLE"], per_rule["DROPOUT"]
     browser.find_element(By.ID, "att-files").send_keys(str(_photo(tmp_path / "现场照片.jpg")))
     browser.find_element(By.ID, "att-upload").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#attachments img"))
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#attachments img"))
     Select(browser.find_element(By.ID, "outcome")).select_by_visible_text("属实·已整改")
     Select(browser.find_element(By.ID, "action")).select_by_visible_text("清退出列")
     browser.find_element(By.ID, "finding").send_keys("入户核实：家中确有小型货车一辆，已按程序清退")
     assert "王秀兰" in browser.find_element(By.ID, "signer").text
     snap("clue-sign")
     browser.find_element(By.ID, "sign").click()
-    WebDriverWait(browser, 10).until(lambda d: "已核实并签字" in d.page_source)
+    WebDriverWait(browser, 30).until(lambda d: "已核实并签字" in d.page_source)
     browser.get(f"{base}/clues/{second}")
     Select(browser.find_element(By.ID, "outcome")).select_by_visible_text("不属实")
     browser.find_element(By.ID, "finding").send_keys("孩子在邻县寄宿学校就读，学校已出具在读证明")
     browser.find_element(By.ID, "sign").click()
-    WebDriverWait(browser, 10).until(lambda d: "已核实并签字" in d.page_source)
+    WebDriverWait(browser, 30).until(lambda d: "已核实并签字" in d.page_source)
     browser.get(f"{base}/clues/{first}/print")
     assert browser.find_elements(By.ID, "signature-block") and not browser.find_elements(By.TAG_NAME, "nav")
     snap("clue-print")
@@ -164,7 +168,7 @@ def test_a_week_of_every_role(server, browser, tmp_path: Path) -> None:  # noqa:
     browser.get(f"{base}/clues/{second}")
     browser.find_element(By.ID, "reason").send_keys("请补充学校出具的在读证明")
     browser.find_element(By.ID, "return").click()
-    WebDriverWait(browser, 10).until(lambda d: "已退回" in d.page_source)
+    WebDriverWait(browser, 30).until(lambda d: "已退回" in d.page_source)
     sign_out(browser)
 
     # Thursday: the returned clue comes first, with its reason; the clerk answers with a PDF.
@@ -176,11 +180,11 @@ def test_a_week_of_every_role(server, browser, tmp_path: Path) -> None:  # noqa:
     wait_for(browser, f"/clues/{second}")
     browser.find_element(By.ID, "att-files").send_keys(str(_pdf(tmp_path / "在读证明.pdf")))
     browser.find_element(By.ID, "att-upload").click()
-    WebDriverWait(browser, 10).until(lambda d: "在读证明" in d.find_element(By.ID, "attachments").text)
+    WebDriverWait(browser, 30).until(lambda d: "在读证明" in d.find_element(By.ID, "attachments").text)
     Select(browser.find_element(By.ID, "outcome")).select_by_visible_text("不属实")
     browser.find_element(By.ID, "finding").send_keys("已补充学校在读证明（见附件）")
     browser.find_element(By.ID, "sign").click()
-    WebDriverWait(browser, 10).until(lambda d: "已核实并签字" in d.page_source)
+    WebDriverWait(browser, 30).until(lambda d: "已核实并签字" in d.page_source)
     sign_out(browser)
 
     # Friday: the county closes both, after confirming what it closes.
@@ -190,7 +194,7 @@ def test_a_week_of_every_role(server, browser, tmp_path: Path) -> None:  # noqa:
     browser.find_element(By.ID, "close-picked").click()
     snap("county-confirm-close")
     browser.find_element(By.ID, "confirm-close").click()
-    WebDriverWait(browser, 10).until(lambda d: "已销号 2 条" in d.page_source)
+    WebDriverWait(browser, 30).until(lambda d: "已销号 2 条" in d.page_source)
     sign_out(browser)
 
     # The supervisor's figures and chart move.
@@ -211,22 +215,19 @@ def test_a_week_of_every_role(server, browser, tmp_path: Path) -> None:  # noqa:
     _no_codes(browser, "admin", ("bidui.toml", "admin", "county", "pref", "other", "town"))
     row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#users tr") if "王秀兰" in r.text)
     row.find_element(By.XPATH, ".//button[contains(., '解除锁定')]").click()
-    WebDriverWait(browser, 10).until(lambda d: "已解除锁定" in d.page_source)
+    WebDriverWait(browser, 30).until(lambda d: "已解除锁定" in d.page_source)
     browser.get(base + "/admin/users/other")
     snap("admin-user")
     browser.find_element(By.XPATH, "//button[contains(., '停用')]").click()
     snap("admin-confirm")
     browser.find_element(By.XPATH, "//button[contains(., '确认')]").click()
-    WebDriverWait(browser, 10).until(lambda d: "已停用" in d.page_source)
+    WebDriverWait(browser, 30).until(lambda d: "已停用" in d.page_source)
     sign_out(browser)
     sign_in(browser, base, "town")  # unlocked: in at once
     assert browser.current_url.endswith("/inbox")
     sign_out(browser)
-    browser.get(base + "/login")
-    browser.find_element(By.ID, "username").send_keys("other")
-    browser.find_element(By.ID, "password").send_keys(PASSWORD)  # the right password: disabled, no way in
-    browser.find_element(By.ID, "login").click()
-    assert "/login" in browser.current_url and "用户名或密码错误" in browser.page_source
+    refused = _wrong_password(browser, base, "other", PASSWORD)  # the right password: disabled, no way in
+    assert "/login" in browser.current_url and "用户名或密码错误" in refused
 
     with ledger.read() as s:
         assert [s.get(Clue, i).status for i in (first, second)] == ["closed", "closed"]

@@ -345,7 +345,7 @@ def test_a_household_prints_as_one_record_of_all_its_clues(home) -> None:
 
 
 def test_an_upload_error_names_the_users_own_file_and_says_what_to_do(home) -> None:
-    h, town, _ = home
+    h, _, _ = home
     c = client_for(h)
     login(c, "town")
     token = csrf(c, "/inbox")
