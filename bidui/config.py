@@ -63,6 +63,42 @@ def attachment_settings(home_config: Path | None) -> AttachmentSettings:
     return AttachmentSettings.from_config(load(home_config))
 
 
+@dataclass(frozen=True)
+class WebSettings:
+    """The web app's sessions and where a client's address comes from ([web])."""
+
+    session_idle_seconds: int
+    session_max_seconds: int
+    trusted_proxy_header: str  # "" : the socket's address, whatever the headers say
+    trusted_proxies: tuple[str, ...]  # addresses or networks (CIDR) whose header is believed
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> WebSettings:
+        section = cfg.get("web", {})
+        hours = {key: section.get(key) for key in ("session_idle_hours", "session_max_hours")}
+        for key, value in hours.items():
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"[web] {key} must be a positive number of hours, not {value!r}")
+        header, proxies = section.get("trusted_proxy_header", ""), section.get("trusted_proxies", [])
+        if not isinstance(header, str):
+            raise ValueError(f"[web] trusted_proxy_header must be a header name or \"\", not {header!r}")
+        if not isinstance(proxies, list) or not all(isinstance(p, str) for p in proxies):
+            raise ValueError(f"[web] trusted_proxies must be a list of addresses, not {proxies!r}")
+        import ipaddress
+
+        for p in proxies:
+            try:
+                ipaddress.ip_network(p, strict=False)
+            except ValueError as e:
+                raise ValueError(f"[web] trusted_proxies: {p!r} is not an address or network") from e
+        return cls(int(hours["session_idle_hours"] * 3600), int(hours["session_max_hours"] * 3600), header.strip(),
+                   tuple(proxies))
+
+
+def web_settings(home_config: Path | None) -> WebSettings:
+    return WebSettings.from_config(load(home_config))
+
+
 # ---------------------------------------------------------------- switching a rule (admin page)
 
 _TABLE_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")

@@ -4,7 +4,7 @@ is a 404), CSRF, expired sessions, lock-out, and the verify → close path throu
 from __future__ import annotations
 
 import re
-import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -103,17 +103,17 @@ def test_an_expired_session_goes_back_to_login(home, monkeypatch) -> None:
     c = client_for(h)
     login(c, "town")
     assert c.get("/inbox").status_code == 200
-    real = time.time
-    monkeypatch.setattr(security.time, "time", lambda: real() + security.SESSION_IDLE + 1)
+    real = security.now
+    monkeypatch.setattr(security, "now", lambda: real() + timedelta(hours=8, seconds=1))  # [web] session_idle_hours
     r = c.get("/inbox")
     assert r.status_code == 303 and r.headers["location"] == "/login"
     assert client_for(h).get("/inbox").headers["location"] == "/login"  # no session at all
 
 
-def test_repeated_wrong_passwords_lock_the_account(home) -> None:
+def test_repeated_wrong_passwords_lock_the_account_here(home) -> None:
     h, _, _ = home
     c = client_for(h)
-    for _ in range(security.MAX_FAILURES):
+    for _ in range(security.PAIR_BLOCK_AFTER):
         r = login(c, "town", "wrong-password")
         assert r.status_code == 400 and 'value="town"' in r.text  # the form again, the user name kept
     r = login(c, "town")  # the right password, too late

@@ -241,7 +241,8 @@ def users_add(ctx: typer.Context, username: Annotated[str, typer.Option("--name"
               position: Annotated[str | None, typer.Option("--position", help="职务, as the person signs.")] = None,
               real_name: Annotated[str | None, typer.Option("--real-name", help="姓名, as the person signs.")] = None
               ) -> None:
-    """Add a user (the password is stored hashed with argon2; at least 8 characters). Audited."""
+    """Add a user. The password: at least 10 characters, not containing the user name, not a
+    common one; stored hashed with argon2. Audited."""
     from bidui.clues import users
 
     _users_do(ctx, lambda s: users.add_user(s, username, display or real_name or username, role, scope_code, password,
@@ -269,7 +270,8 @@ def users_enable(ctx: typer.Context, username: Annotated[str, typer.Argument(hel
 
 @users_app.command("reset-password")
 def users_reset(ctx: typer.Context, username: Annotated[str, typer.Argument(help="Login name.")]) -> None:
-    """Give the user a temporary password (printed once) and lift a lock-out. Audited (not the password)."""
+    """Give the user a temporary password (printed once), lift a lock-out and end their web sessions.
+    Audited (not the password)."""
     from bidui.clues import users
 
     password = _users_do(ctx, lambda s: users.reset_password(s, username, users.CLI))
@@ -278,7 +280,8 @@ def users_reset(ctx: typer.Context, username: Annotated[str, typer.Argument(help
 
 @users_app.command("unlock")
 def users_unlock(ctx: typer.Context, username: Annotated[str, typer.Argument(help="Login name.")]) -> None:
-    """Lift a lock-out after too many wrong passwords: the user can sign in at once. Audited."""
+    """Lift the lock-outs after too many wrong passwords (each holds for one address): the user can
+    sign in at once; their open sessions stay. Audited."""
     from bidui.clues import users
 
     _users_do(ctx, lambda s: users.unlock(s, username, users.CLI))

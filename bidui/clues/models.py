@@ -185,3 +185,40 @@ class AuditEvent(Base):
     kind: Mapped[str] = mapped_column(String(40))  # user_added | user_disabled | password_reset | …
     target: Mapped[str] = mapped_column(String(100))
     payload: Mapped[dict | None] = mapped_column(JSON)
+
+
+class WebSession(Base):
+    """A signed-in browser (issue 17). The cookie carries only a random id; the ledger keeps its
+    SHA-256, so a copy of the database opens no session, and revoking the row ends the session
+    at once whatever cookie a browser still holds (logout, password change, disable, reset, an
+    administrator's "end")."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_user", "user_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    last_seen: Mapped[datetime] = mapped_column(DateTime)  # written at most once a minute
+    address: Mapped[str] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(120))  # cut short: enough to tell a phone from a PC
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_why: Mapped[str | None] = mapped_column(String(40))  # logout | password_changed | … (see security.py)
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins counted per client address, per account, and per (account, address) pair;
+    only the pair is ever blocked, so guesses from one place never lock the real user out of
+    another. Kept in the ledger (not in memory) so every server worker and `bidui users unlock`
+    see the same counts. `username` is the name as typed, known to the ledger or not (unknown
+    names are counted and blocked alike: the answers must not tell which names exist)."""
+
+    __tablename__ = "login_throttles"
+    __table_args__ = (UniqueConstraint("kind", "username", "address", name="uq_login_throttles"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(10))  # address | account | pair
+    username: Mapped[str] = mapped_column(String(64), default="")  # "" for kind address
+    address: Mapped[str] = mapped_column(String(64), default="")  # "" for kind account
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure: Mapped[datetime] = mapped_column(DateTime)
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime)  # pairs only

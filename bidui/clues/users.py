@@ -1,29 +1,35 @@
 """Users of the ledger: role, scope (a division code), hashed password (argon2), and what an
 administrator does to them (add, disable, enable, reset a password, unlock, re-scope, edit the
-real name and position), each written to the audit trail (`audit_events`) in the same
-transaction. The web app's admin page and `bidui users …` both call these, so the checks and the
-audit are in one place."""
+real name and position, end their web sessions), each written to the audit trail
+(`audit_events`) in the same transaction. The web app's admin page and `bidui users …` both call
+these, so the checks and the audit are in one place — the password policy and the user name rule
+included, and the revoking of sessions that disabling a user or resetting a password implies."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from importlib import resources
 
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from bidui import scope
 from bidui.clues.actions import now
-from bidui.clues.models import AuditEvent, Division, User
+from bidui.clues.models import AuditEvent, Division, LoginThrottle, User, WebSession
 
 ROLES = ("township", "county", "prefecture", "admin")
 ROLE_LABELS = {"township": "乡镇核实员", "county": "县级审核员", "prefecture": "市级督导", "admin": "专班管理员"}
 # The division level each role's scope must name.
 ROLE_LEVEL = {"township": "township", "county": "county", "prefecture": "prefecture", "admin": "prefecture"}
 LEVEL_LABELS = {"province": "省", "prefecture": "市（州）", "county": "县（区）", "township": "乡镇", "village": "村"}
-MIN_PASSWORD = 8
+MIN_PASSWORD = 10
+USERNAME = re.compile(r"[A-Za-z0-9._-]{2,64}")
 _hasher = PasswordHasher()
 
 # How each audited action reads to a person (the admin page's audit list).
@@ -32,7 +38,11 @@ AUDIT_LABELS = {
     "user_unlocked": "解除锁定", "user_rescoped": "调整角色与范围", "user_profile": "修改姓名职务",
     "rule_disabled": "停用规则", "rule_enabled": "启用规则",
     "held_file_approved": "批准暂缓文件入库", "held_file_applied": "暂缓文件已入库",
+    "login_failed": "登录失败", "password_changed": "修改密码", "sessions_ended": "结束登录会话",
 }
+# Why a web session ended early (web_sessions.revoked_why), as the admin page says it.
+REVOKED_LABELS = {"logout": "退出登录", "password_changed": "修改了密码", "password_reset": "密码被重置",
+                  "disabled": "账号停用", "ended": "管理员结束"}
 
 
 class UserError(ValueError):
@@ -56,9 +66,37 @@ def audit(session: Session, actor: str, kind: str, target: str, payload: dict | 
     return event
 
 
-def _check_password(password: str) -> None:
+@cache
+def common_passwords() -> frozenset[str]:
+    """The passwords guessed first (bidui/data/common_passwords.txt, lower case; see its header)."""
+    text = resources.files("bidui").joinpath("data/common_passwords.txt").read_text(encoding="utf-8")
+    return frozenset(line.strip().lower() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def check_password_policy(password: str, username: str) -> None:
+    """The one password policy: at creation, at a reset and at a change. Length first (the
+    strongest single defence against guessing), then what a guesser tries first: spaces, the
+    user name, the common passwords shipped with the package."""
     if len(password) < MIN_PASSWORD:
         raise UserError(f"密码至少 {MIN_PASSWORD} 位")
+    if not password.strip():
+        raise UserError("密码不能全是空格")
+    if username and username.strip().lower() in password.lower():
+        raise UserError("密码不能包含用户名")
+    if password.strip().lower() in common_passwords():
+        raise UserError("这个密码太常见，很容易被猜中，请换一个")
+
+
+def check_username(username: str) -> None:
+    if not USERNAME.fullmatch(username):
+        raise UserError("用户名为 2–64 个字符，只能用英文字母、数字和 . _ -（不含空格）")
+
+
+def hash_password(password: str, username: str) -> str:
+    """The policy checked, then the argon2 hash (slow on purpose: compute it outside any write
+    transaction where the caller can)."""
+    check_password_policy(password, username)
+    return _hasher.hash(password)
 
 
 def _check_scope(role: str, scope_code: str, actor: Actor) -> None:
@@ -78,10 +116,9 @@ def add_user(session: Session, username: str, display_name: str, role: str, scop
     """A new user. Audited when an actor is given (the admin page, the CLI); fixtures and the demo
     seed users without one."""
     username = username.strip()
-    if not username or len(username) > 64 or any(ch.isspace() for ch in username):
-        raise UserError("用户名不能为空、不能含空格，最长 64 个字符")
+    check_username(username)
     _check_scope(role, scope_code, actor or CLI)
-    _check_password(password)
+    check_password_policy(password, username)
     if session.scalar(select(User).where(User.username == username)) is not None:
         raise UserError(f"用户名 {username} 已存在")
     user = User(username=username, display_name=display_name or username, role=role, scope=scope_code,
@@ -131,6 +168,7 @@ def disable(session: Session, username: str, actor: Actor) -> User:
     if not user.active:
         raise UserError(f"{username} 已是停用状态")
     user.active = False  # the session check reads this on every request: the user is out at once
+    revoke_sessions(session, user.id, "disabled")
     audit(session, actor.name, "user_disabled", username)
     return user
 
@@ -151,21 +189,82 @@ def temporary_password() -> str:
 
 
 def reset_password(session: Session, username: str, actor: Actor, password: str | None = None) -> str:
-    """Set a new password (a temporary one unless given) and clear a lock-out; returns it (the
-    caller shows it once; it is stored only hashed and never audited)."""
+    """Set a new password (a temporary one unless given), clear a lock-out and end the user's
+    sessions (whoever knew the old password is out); returns it (the caller shows it once; it is
+    stored only hashed and never audited)."""
     user = managed(session, username, actor)
     password = password or temporary_password()
-    _check_password(password)
-    user.password_hash, user.failed_logins, user.locked_until = _hasher.hash(password), 0, None
+    user.password_hash = hash_password(password, user.username)
+    _clear_blocks(session, user)
+    revoke_sessions(session, user.id, "password_reset")
     audit(session, actor.name, "password_reset", username)
     return password
 
 
+def change_password(session: Session, user_id: int, password_hash: str, keep_session: int | None) -> User:
+    """The user's own change (hash_password'd and the old password checked by the caller, outside
+    this transaction): every other session of theirs ends, the one they are using stays."""
+    user = session.get(User, user_id)
+    if user is None or not user.active:
+        raise UserError("账号已停用")
+    user.password_hash = password_hash
+    revoke_sessions(session, user.id, "password_changed", keep=keep_session)
+    audit(session, user.username, "password_changed", user.username)
+    return user
+
+
 def unlock(session: Session, username: str, actor: Actor) -> User:
+    """Lift the blocks on the user's (account, address) pairs. The sessions stay: a block comes
+    from wrong passwords typed somewhere (often by someone else), which says nothing against the
+    sessions the user has open; ending them would hand a guesser the very lock-out the per-pair
+    blocks exist to prevent."""
     user = managed(session, username, actor)
-    user.failed_logins, user.locked_until = 0, None
+    _clear_blocks(session, user)
     audit(session, actor.name, "user_unlocked", username)
     return user
+
+
+def _clear_blocks(session: Session, user: User) -> None:
+    session.execute(delete(LoginThrottle).where(LoginThrottle.username == user.username,
+                                                LoginThrottle.kind.in_(("pair", "account"))))
+    user.failed_logins, user.locked_until = 0, None
+
+
+def revoke_sessions(session: Session, user_id: int, why: str, keep: int | None = None,
+                    only: int | None = None) -> int:
+    """End a user's open sessions (all, all but `keep`, or just `only`); returns how many. Every
+    cookie of theirs stops working at its next request."""
+    q = update(WebSession).where(WebSession.user_id == user_id, WebSession.revoked_at.is_(None))
+    if keep is not None:
+        q = q.where(WebSession.id != keep)
+    if only is not None:
+        q = q.where(WebSession.id == only)
+    return session.execute(q.values(revoked_at=now(), revoked_why=why)).rowcount or 0
+
+
+def open_sessions(session: Session, user_id: int, idle_seconds: int, max_seconds: int) -> list[WebSession]:
+    """The user's sessions still good for a request: not ended, within both lifetimes."""
+    at = now()
+    return list(session.scalars(select(WebSession).where(
+        WebSession.user_id == user_id, WebSession.revoked_at.is_(None),
+        WebSession.created_at > at - timedelta(seconds=max_seconds),
+        WebSession.last_seen > at - timedelta(seconds=idle_seconds)).order_by(WebSession.last_seen.desc())))
+
+
+def end_sessions(session: Session, username: str, actor: Actor, session_id: int | None = None) -> int:
+    """An administrator ends one session of the user (by id) or all of them. Audited."""
+    user = managed(session, username, actor)
+    ended = revoke_sessions(session, user.id, "ended", only=session_id)
+    if ended:
+        audit(session, actor.name, "sessions_ended", username, {"结束会话": f"{ended} 个"})
+    return ended
+
+
+def failed_logins_since(session: Session, username: str, since: datetime) -> tuple[int, int]:
+    """(failed sign-ins, distinct addresses) on the account since then, from the audit trail."""
+    rows = session.scalars(select(AuditEvent.payload).where(
+        AuditEvent.kind == "login_failed", AuditEvent.target == username, AuditEvent.at >= since)).all()
+    return len(rows), len({(p or {}).get("地址") for p in rows})
 
 
 def rescope(session: Session, username: str, role: str, scope_code: str, actor: Actor) -> User:
@@ -202,6 +301,8 @@ def edit_profile(session: Session, username: str, actor: Actor, real_name: str |
 
 
 def is_locked(user: User) -> bool:
+    """Some (account, address) pair of the user is blocked (users.locked_until keeps the latest
+    such time for the lists; the login checks the pairs themselves)."""
     return bool(user.locked_until and user.locked_until > now())
 
 

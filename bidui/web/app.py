@@ -15,13 +15,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 from starlette.middleware.sessions import SessionMiddleware
 
+from bidui import config
 from bidui.clues.db import Ledger, ledger_url, open_ledger
 from bidui.home import Home
 from bidui.signing import secret_key
 from bidui.web import admin, county, profile, supervisor, township
 from bidui.web import attachments as attachment_routes
 from bidui.web.deps import db, templates
-from bidui.web.security import SESSION_IDLE, LoginRequired, csrf_token, current_user, login
+from bidui.web.security import LoginRequired, csrf_token, current_user, login, logout
 
 log = logging.getLogger("bidui.web")
 HOME_PAGE = {"township": "/inbox", "county": "/review", "prefecture": "/dashboard", "admin": "/admin"}
@@ -32,8 +33,11 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
     app.state.home = home
     app.state.ledger = ledger or open_ledger(ledger_url(home.ledger))
     app.state.secret = secret_key(home.root)
+    app.state.web = config.web_settings(home.config)
+    # The cookie carries the session id, the CSRF token and passing state; who is signed in is the
+    # ledger's row (security.current_user), which can be revoked and expires on its own.
     app.add_middleware(SessionMiddleware, secret_key=app.state.secret, session_cookie="bidui_session",
-                       max_age=SESSION_IDLE, same_site="lax", https_only=bool(os.environ.get("BIDUI_SECURE_COOKIES")))
+                       max_age=app.state.web.session_max_seconds, same_site="lax", https_only=bool(os.environ.get("BIDUI_SECURE_COOKIES")))
 
     @app.middleware("http")
     async def access_log(request: Request, call_next):
@@ -64,14 +68,13 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
                                                                   "csrf": request.session["login_csrf"]})
 
     @app.post("/login")
-    def login_post(request: Request, username: str = Form(""), password: str = Form(""), csrf_token: str = Form(""),
-                   session: Session = Depends(db)):  # noqa: B008
+    async def login_post(request: Request, username: str = Form(""), password: str = Form(""),
+                         csrf_token: str = Form("")):
+        # Async, so a flood of logins waits on the password-hashing threads (HASH_THREADS in security),
+        # not on the threads every other page runs on.
         if not csrf_token or csrf_token != request.session.get("login_csrf"):
             raise HTTPException(403, "表单已失效，请刷新页面后重试")
-        with request.app.state.ledger.write() as s:
-            user, message = login(s, request, username.strip(), password)
-            role = user.role if user else None
-            unsigned = user is not None and profile.needs_profile(user)
+        user, message = await login(request, username, password)
         if user is None:
             log.info("login refused")
             # The form again with the user name as typed (the message stays out of the URL).
@@ -79,12 +82,12 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
                                                                       "csrf": request.session["login_csrf"]},
                                               status_code=400)
         # Whoever has no real name or position on record gives them first: every signature uses them.
-        return RedirectResponse("/profile" if unsigned else HOME_PAGE[role], status_code=303)
+        return RedirectResponse("/profile" if profile.needs_profile(user) else HOME_PAGE[user.role], status_code=303)
 
     @app.post("/logout")
-    def logout(request: Request, csrf_token: str = Form("")):
+    def logout_post(request: Request, csrf_token: str = Form("")):
         if csrf_token and csrf_token == request.session.get("csrf"):
-            request.session.clear()
+            logout(request)  # the session's row revoked: a copy of the cookie opens nothing
         return RedirectResponse("/login", status_code=303)
 
     @app.get("/")
