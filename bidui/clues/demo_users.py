@@ -17,6 +17,9 @@ from bidui.clues.users import add_user
 from bidui.home import Home
 
 
+PASSWORD_WORDS = {"township": "xiangzhen", "county": "xianji", "prefecture": "shiji", "admin": "zhuanban"}
+
+
 def create(home: Home) -> list[tuple[str, str, str, str]]:
     ledger = open_ledger(ledger_url(home.ledger))
     try:
@@ -32,7 +35,8 @@ def create(home: Home) -> list[tuple[str, str, str, str]]:
                       ("admin", "陈静", "admin", township[:4] + "00000000", "数据专班管理员")]
             out = []
             for username, real_name, role, scope_code, position in wanted:
-                password = f"demo-{username}-2026"
+                # Not the user name (the password policy refuses a password that contains it).
+                password = f"demo-2026-{PASSWORD_WORDS[username]}"
                 if s.scalar(select(User).where(User.username == username)) is None:
                     add_user(s, username, real_name, role, scope_code, password, position, real_name=real_name)
                 out.append((username, password, role, scope_code))
