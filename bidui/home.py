@@ -21,8 +21,10 @@ class Home:
     def exists(self) -> bool:
         """A folder bidui has worked in: it holds the ledger, the warehouse or the config. A bare
         folder (the repository's data/ with only its README) is not a home: reading it would
-        create an empty ledger and report zeros."""
-        return self.root.is_dir() and any(p.exists() for p in (self.ledger, self.warehouse, self.config))
+        create an empty ledger and report zeros. A folder with a run lock is one a run is working
+        in (perhaps its first): a command that reads it waits for the lock, not refuses."""
+        return self.root.is_dir() and any(p.exists() for p in (self.ledger, self.warehouse, self.config,
+                                                                self.root / "run.lock"))
 
     def ensure(self) -> Home:
         self.root.mkdir(parents=True, exist_ok=True)

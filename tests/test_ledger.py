@@ -437,8 +437,8 @@ def test_another_townships_workbook_is_refused(published, tmp_path: Path) -> Non
     src, ids = _workbook(ledger, township, tmp_path)
     filled = tmp_path / "filled.xlsx"
     fill_workbook(src, filled, {ids[0]: GOOD})
-    assert "不在用户 other 的管辖范围内" in str(_refused(ledger, filled, "other"))
-    assert "不在用户 county" in str(_refused(ledger, filled, "county"))  # reviewers do not verify
+    assert "不在您的管辖范围内" in str(_refused(ledger, filled, "other"))
+    assert "只有乡镇核实员" in str(_refused(ledger, filled, "county"))  # reviewers do not verify
 
 
 def test_a_stale_workbook_is_refused_whole(published, tmp_path: Path) -> None:
