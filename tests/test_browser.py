@@ -20,7 +20,7 @@ from sqlalchemy import select
 from bidui.clues.db import ledger_url, open_ledger
 from bidui.clues.models import Clue
 from bidui.home import Home
-from bidui.web.app import create_app
+from bidui.web.app import UVICORN_OPTIONS, create_app
 from tests.conftest import PASSWORD
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -41,7 +41,8 @@ def server(published_home, tmp_path: Path):
     home = Home(tmp_path / "home")
     shutil.copytree(root, home.root)
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(home), host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(create_app(home), host="127.0.0.1", port=port, log_level="warning",
+                                        **UVICORN_OPTIONS))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     for _ in range(100):

@@ -186,12 +186,12 @@ def test_sql_injection_in_every_filter_is_only_text(home, param: str) -> None:
             r = c.get(r.headers["location"]) if r.status_code == 303 else r
         else:
             r = c.get("/inbox", params={param: evil})
-        assert r.status_code in (200, 422), (param, evil)  # 422: a page number that is not a number
+        assert r.status_code in (200, 400), (param, evil)  # 400: a page number that is not a number
         assert all(f'href="/clues/{i}"' not in r.text for i in theirs), (param, evil)
         if param != "status" and r.status_code == 200:  # nothing matches text that is not in the data
             assert "没有符合条件的线索" in r.text or param == "page", (param, evil)
     assert len(clue_ids(h, town)) > 0  # the table is still there
-    assert c.get(f"/clues/{theirs[0]}' OR '1'='1").status_code in (404, 422)
+    assert c.get(f"/clues/{theirs[0]}' OR '1'='1").status_code == 404
 
 
 def test_another_countys_user_can_neither_review_nor_export_its_clues(home, tmp_path: Path) -> None:

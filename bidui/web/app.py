@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
@@ -19,7 +18,7 @@ from bidui import config
 from bidui.clues.db import Ledger, ledger_url, open_ledger
 from bidui.home import Home
 from bidui.signing import secret_key
-from bidui.web import admin, county, profile, supervisor, township
+from bidui.web import admin, county, hardening, profile, supervisor, township
 from bidui.web import attachments as attachment_routes
 from bidui.web.deps import db, templates
 from bidui.web.security import LoginRequired, csrf_token, current_user, login, logout
@@ -39,27 +38,11 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
     app.add_middleware(SessionMiddleware, secret_key=app.state.secret, session_cookie="bidui_session",
                        max_age=app.state.web.session_max_seconds, same_site="lax", https_only=bool(os.environ.get("BIDUI_SECURE_COOKIES")))
 
-    @app.middleware("http")
-    async def access_log(request: Request, call_next):
-        # Method, path and status only: query strings and forms can carry ID numbers.
-        start = time.perf_counter()
-        response = await call_next(request)
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        log.info("%s %s %s %.0f ms", request.method, request.url.path if not request.url.path.startswith("/clues/")
-                 else "/clues/…", response.status_code, (time.perf_counter() - start) * 1000)
-        return response
+    hardening.install(app)  # headers, the Origin check, error pages, the access log, /static
 
     @app.exception_handler(LoginRequired)
     async def to_login(request: Request, _exc: LoginRequired):
         return RedirectResponse("/login", status_code=303)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
-        text = {404: "页面不存在，或不在您的管辖范围内", 403: exc.detail or "无权操作"}.get(exc.status_code, str(exc.detail))
-        return templates.TemplateResponse(request, "error.html", {"user": None, "message": text, "csrf": ""},
-                                          status_code=exc.status_code)
 
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request):
@@ -108,15 +91,20 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
     return app
 
 
+# What every uvicorn serving the app is given (`bidui serve` and the test servers): no access log
+# of its own (it prints query strings, which may hold an ID number: ours replaces it) and no
+# `server: uvicorn` banner naming the software to an attacker.
+UVICORN_OPTIONS = {"access_log": False, "server_header": False}
+
+
 def serve(home: Home, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     os.environ["BIDUI_HOME"] = str(Path(home.root).resolve())
-    # uvicorn's own access log prints query strings (which may hold an ID number): ours replaces it.
-    uvicorn.run("bidui.web.app:app_from_env", factory=True, host=host, port=port, workers=workers, access_log=False,
-                log_level="info")
+    uvicorn.run("bidui.web.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info",
+                **UVICORN_OPTIONS)
 
 
 def app_from_env() -> FastAPI:

@@ -4,6 +4,7 @@ overdue count by township."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from urllib.parse import urlencode
 
@@ -25,7 +26,8 @@ EVIDENCE_CHARS = 120  # the queue's evidence excerpt; the clue page has it whole
 
 
 def _filters(township: str = "", rule: str = "", category: str = "", age: int = 0, page: int = 1) -> dict:
-    return {"township": township, "rule": rule, "category": category, "age": age, "page": page}
+    # Only the waiting times the page offers (a made-up one of a million years is no date).
+    return {"township": township, "rule": rule, "category": category, "age": age if age in AGES else 0, "page": page}
 
 
 def _url(filters: dict, **changes: object) -> str:
@@ -49,7 +51,8 @@ def _queue(c: Ctx, filters: dict):
 def _render(c: Ctx, filters: dict, status_code: int = 200, error: str = "", form: dict | None = None):
     query = _queue(c, filters)
     total = c.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = max(filters["page"], 1)
+    # A page beyond the last shows the last (a page number from an old link, or a made-up one).
+    page = min(max(filters["page"], 1), max((total + PAGE - 1) // PAGE, 1))
     # The longest waiting first: a township is waiting for the answer.
     queue = c.session.scalars(query.order_by(Clue.verified_on, Clue.id).offset((page - 1) * PAGE).limit(PAGE)).all()
     ids = [q.id for q in queue]
@@ -71,6 +74,20 @@ def _render(c: Ctx, filters: dict, status_code: int = 200, error: str = "", form
                     townships=townships, rules=rules, ages=AGES, filters=filters,
                     url=lambda **ch: _url(filters, **ch), error=error,
                     form=form or {"reason": "", "due": str(default_due(c)), "picked": set()})
+
+
+PICKED = re.compile(r"([0-9]{1,18}):([0-9]{1,18})")  # a clue's id and the version the reviewer saw
+
+
+def _picked(values: list) -> list[tuple[int, int]] | None:
+    """The ticked clues as (id, version), or None when any value is not one (a hand-made request)."""
+    out = []
+    for v in values:
+        m = PICKED.fullmatch(v) if isinstance(v, str) else None
+        if m is None:
+            return None
+        out.append((int(m[1]), int(m[2])))
+    return out
 
 
 @router.get("/review")
@@ -95,8 +112,9 @@ async def review_many(c: Ctx = Depends(ctx)):  # noqa: B008
     filters = _filters(str(form.get("township", "")), str(form.get("rule", "")), str(form.get("category", "")), age)
     decision, reason = str(form.get("decision", "")), str(form.get("reason", "")).strip()
     due_text = str(form.get("due", "")).strip()
-    picked = [(int(a), int(b)) for a, _, b in (str(v).partition(":") for v in form.getlist("clue"))
-              if a.isdigit() and b.isdigit()]
+    picked = _picked(form.getlist("clue"))
+    if picked is None:  # not what the queue's check boxes send: nothing is done, nothing echoed
+        return _render(c, filters, 400, "所选线索的编号不对，请刷新页面后重新勾选：没有处理任何线索")
     typed = {"reason": reason, "due": due_text, "picked": {f"{i}:{v}" for i, v in picked}}
     if not picked:
         return _render(c, filters, 400, "请先勾选要处理的线索", typed)

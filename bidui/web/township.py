@@ -149,7 +149,8 @@ def _render_inbox(c: Ctx, filters: dict, term: str, status_code: int = 200, erro
     if term.strip():
         query = query.where(search_condition(term))
     total = c.session.scalar(select(func.count()).select_from(query.subquery()))
-    page = max(filters["page"], 1)
+    # A page beyond the last shows the last (a page number from an old link, or a made-up one).
+    page = min(max(filters["page"], 1), max((total + PAGE - 1) // PAGE, 1))
     # Only the columns the list shows: the evidence and explanations stay in the database.
     rows = c.session.execute(ordered(query.with_only_columns(*INBOX_COLUMNS), filters["sort"], date.today())
                              .offset((page - 1) * PAGE).limit(PAGE)).all()
