@@ -64,6 +64,41 @@ def attachment_settings(home_config: Path | None) -> AttachmentSettings:
 
 
 @dataclass(frozen=True)
+class UploadSettings:
+    """Limits on every file a user sends ([uploads]; bidui.uploads applies them): the workbook's
+    size as sent, what its zip may expand to, its rows, the problems listed, and the worker
+    process that reads it (its memory, its time, how many at once)."""
+
+    max_workbook_bytes: int
+    max_expanded_bytes: int  # all members of a workbook's zip together, as actually expanded
+    max_ratio: int  # expanded ÷ compressed, per member
+    max_members: int
+    max_rows: int
+    max_problems: int  # listed on the refusal page; the rest are counted
+    worker_memory_bytes: int
+    worker_seconds: int
+    workers: int  # uploads read at once; more wait their turn
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> UploadSettings:
+        section = cfg.get("uploads", {})
+        keys = ("max_workbook_mb", "max_expanded_mb", "max_ratio", "max_members", "max_rows", "max_problems",
+                "worker_memory_mb", "worker_seconds", "workers")
+        values = {key: section.get(key) for key in keys}
+        for key, value in values.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"[uploads] {key} must be a positive whole number, not {value!r}")
+        mb = 1024 * 1024
+        return cls(values["max_workbook_mb"] * mb, values["max_expanded_mb"] * mb, values["max_ratio"],
+                   values["max_members"], values["max_rows"], values["max_problems"], values["worker_memory_mb"] * mb,
+                   values["worker_seconds"], values["workers"])
+
+
+def upload_settings(home_config: Path | None) -> UploadSettings:
+    return UploadSettings.from_config(load(home_config))
+
+
+@dataclass(frozen=True)
 class WebSettings:
     """The web app's sessions and where a client's address comes from ([web])."""
 

@@ -27,18 +27,22 @@ def _prctl_pdeathsig(sig: int) -> bool:
     return libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent_pid: int | None = None) -> None:
     """ProcessPoolExecutor(initializer=die_with_parent): SIGKILL this worker when its parent dies.
+    A plain subprocess (the upload worker, bidui.uploads) passes the pid of the parent it was
+    started by.
 
     Linux only (elsewhere it does nothing). The signal follows the parent *thread* that started
     the worker: ingest_night starts and shuts its pool down in one call, so that thread outlives
-    its workers. A parent that died before the prctl took effect is caught by comparing the
-    parent pid multiprocessing handed us with our actual parent (an orphan is re-parented to
-    init or a subreaper)."""
+    its workers; the web server starts upload workers from its event loop's thread. A parent that
+    died before the prctl took effect is caught by comparing the parent pid multiprocessing (or
+    the caller) handed us with our actual parent (an orphan is re-parented to init or a subreaper)."""
     if not sys.platform.startswith("linux"):
         return
-    parent = multiprocessing.parent_process()
+    if parent_pid is None:
+        parent = multiprocessing.parent_process()
+        parent_pid = parent.pid if parent is not None else None
     if not _prctl_pdeathsig(signal.SIGKILL):
         return  # no prctl (a very restricted sandbox): the worker still runs, as before
-    if parent is not None and parent.pid is not None and os.getppid() != parent.pid:
+    if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(1)  # already an orphan: no one will collect the result

@@ -1,6 +1,7 @@
 """Photos and PDFs kept with a verification (影像资料、佐证材料): what is accepted, how it is made
-safe, where it is kept, who may add, see and remove it. The one place for upload safety of
-attachments; the web routes (bidui.web.attachments) only carry bytes to and from here.
+safe, where it is kept, who may add, see and remove it. The bytes arrive through the upload
+guard (bidui.uploads: read as they stream in, refused past the size limit); what they hold is
+judged here; the web routes (bidui.web.attachments) only carry bytes to and from here.
 
 - Accepted: JPEG, PNG and PDF, told by their content (magic bytes, then a real parse for images),
   never by the file name or the browser's content type. A name that says one allowed type over
@@ -27,7 +28,7 @@ import tempfile
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
 from PIL import Image, ImageOps
 from sqlalchemy import select
@@ -38,13 +39,14 @@ from bidui.clues.models import Attachment, Clue, ClueEvent, User
 from bidui.clues.states import CLOSED, OPEN, TransitionError
 from bidui.config import AttachmentSettings
 from bidui.home import Home
+from bidui.uploads import MAX_NAME, shown_name
 
 JPEG, PNG, PDF = "image/jpeg", "image/png", "application/pdf"
 MEDIA_TYPES = (JPEG, PNG, PDF)
 TYPE_NAMES = {JPEG: "JPG 图片", PNG: "PNG 图片", PDF: "PDF 文件"}
 EXTENSIONS = {".jpg": JPEG, ".jpeg": JPEG, ".jpe": JPEG, ".jfif": JPEG, ".png": PNG, ".pdf": PDF}
 SUFFIX = {JPEG: ".jpg", PNG: ".png", PDF: ".pdf"}
-MAX_LABEL = 100
+MAX_LABEL = MAX_NAME
 # Kept images are at most this many pixels on the long side: a phone's 12- or 48-megapixel photo
 # of a certificate stays legible, and a page of five stays light on a phone's data plan.
 MAX_EDGE = 4096
@@ -71,15 +73,9 @@ class Prepared:
 
 
 def clean_label(filename: str | None) -> str:
-    """The uploader's file name without any folder (a browser may send C:\\Users\\…), without
-    control characters, at most MAX_LABEL characters (the end kept: it holds the extension)."""
-    name = PureWindowsPath(PurePosixPath(filename or "").name).name
-    name = re.sub(r"[\x00-\x1f\x7f]", "", name).strip()
-    if len(name) > MAX_LABEL:
-        stem, dot, ext = name.rpartition(".")
-        ext = f".{ext}" if dot and len(ext) <= 8 else ""
-        name = (stem if ext else name)[: MAX_LABEL - len(ext)] + ext
-    return name or "附件"
+    """The uploader's file name as kept and shown (bidui.uploads.shown_name: no folder, no control
+    characters, at most MAX_LABEL characters with the extension kept)."""
+    return shown_name(filename, "附件")
 
 
 def sniff(head: bytes) -> str | None:

@@ -15,11 +15,10 @@ from datetime import date, datetime
 from pathlib import Path
 
 import xlsxwriter
-from python_calamine import CalamineWorkbook
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bidui import scope
+from bidui import config, scope
 from bidui.clues import actions
 from bidui.clues.models import Clue, Division, EvidenceSnapshot, User
 from bidui.clues.present import CATEGORY_LABELS, clue_evidence_text, dataset_title, link_sentence, rule_guide
@@ -32,22 +31,23 @@ from bidui.clues.states import (
     Finding,
     TransitionError,
 )
-from bidui.signing import BadSignature, serializer
+from bidui.clues.workbook_check import (
+    INPUT_COLUMNS,
+    LOCKED_COLUMNS,
+    NOT_OURS,
+    ROLE_ONLY,
+    SHEET,
+    TOKEN_PURPOSE,
+    TOKEN_SHEET,
+    Filled,
+    WorkbookError,
+    capped,
+    read_filled,
+)
+from bidui.config import UploadSettings
+from bidui.signing import serializer
 
-SHEET, TOKEN_SHEET = "线索", "_token"
-LOCKED_COLUMNS = ("线索编号", "版本", "村", "户编号", "户籍号", "对象姓名", "证件号码", "疑点", "类别", "证据来源", "证据",
-                  "身份关联", "首次发现", "截止日期", "状态", "退回理由")
-INPUT_COLUMNS = ("核实结论", "整改措施", "核实情况说明", "核实人", "职务", "核实日期")
-__all__ = ["CATEGORY_LABELS", "WorkbookError", "import_workbook", "workbook_filename", "write_workbook"]
-TOKEN_PURPOSE = "township-workbook"
-
-
-class WorkbookError(ValueError):
-    """The workbook is refused as a whole; `problems` names each bad row."""
-
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        self.problems = problems or []
-        super().__init__(message + ("\n" + "\n".join(self.problems) if self.problems else ""))
+__all__ = ["CATEGORY_LABELS", "WorkbookError", "apply_workbook", "import_workbook", "workbook_filename", "write_workbook"]
 
 
 def open_clues(session: Session, township: str) -> list[Clue]:
@@ -163,96 +163,42 @@ class ImportResult:
     untouched: int
 
 
-def _cell_text(v: object) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v).strip()
-
-
-def _cell_date(v: object) -> date | None:
-    if isinstance(v, datetime):
-        return v.date()
-    if isinstance(v, date):
-        return v
-    text = _cell_text(v).replace("/", "-").replace(".", "-")
-    try:
-        return date.fromisoformat(text) if text else None
-    except ValueError:
-        return None
-
-
-def import_workbook(session: Session, path: Path, actor: User, key: str, today: date | None = None,
-                    shown_name: str | None = None, required_attachments: Collection[str] = ()) -> ImportResult:
-    """Check and apply a filled-in workbook, in the caller's transaction: all rows or none.
-    `shown_name`: the file as its user knows it (an upload is saved under another name);
-    `required_attachments`: the rules whose signature needs a photo or PDF (config)."""
+def apply_workbook(session: Session, filled: Filled, actor: User, name: str, today: date | None = None,
+                   required_attachments: Collection[str] = (), max_problems: int = 200) -> ImportResult:
+    """Check a read workbook's rows against the ledger and apply them, in the caller's
+    transaction: all rows or none. `filled` comes from read_filled (in the web app, from the upload
+    worker); the township is checked against the user's scope again here, where it counts."""
     today = today or date.today()
-    name = shown_name or path.name
-    try:
-        wb = CalamineWorkbook.from_path(str(path))
-        token_rows = wb.get_sheet_by_name(TOKEN_SHEET).to_python()
-        rows = wb.get_sheet_by_name(SHEET).to_python()
-    except Exception as e:  # any unreadable file is refused the same way
-        raise WorkbookError(f"{name}: 不是本系统导出的乡镇核实工作簿，无法导入。请在“下载核实工作簿”重新下载，"
-                            "在 Excel 或 WPS 中填写后直接保存（不要另存为其他格式），再上传") from e
-    try:
-        token = serializer(key, TOKEN_PURPOSE).loads(_cell_text(token_rows[0][0]) if token_rows else "")
-    except BadSignature as e:
-        raise WorkbookError(f"{name}: 工作簿签名无效：文件被改动过，或不是本系统导出的") from e
-    township = token["township"]
-    if actor.role != "township" or not scope.covers(actor.scope, township):
+    if actor.role != "township":
+        raise WorkbookError(f"{name}: {ROLE_ONLY}")
+    if not scope.covers(actor.scope, filled.township):
         raise WorkbookError(f"{name}: 该工作簿属于其他乡镇，不在您的管辖范围内")
-    versions = {int(i): int(v) for i, v in token["clues"]}
-    header = [_cell_text(h) for h in rows[0]] if rows else []
-    if tuple(header) != LOCKED_COLUMNS + INPUT_COLUMNS:
-        raise WorkbookError(f"{name}: 表头被改动过，无法导入：请重新下载工作簿填写")
-    col = {name: i for i, name in enumerate(header)}
-    problems: list[str] = []
+    problems = list(filled.problems)
     todo: list[tuple[int, int, Finding]] = []
-    seen: set[int] = set()
-    for r, row in enumerate(rows[1:], start=2):
-        if not any(_cell_text(x) for x in row):
+    for row in filled.rows:
+        where = f"第 {row.row} 行（线索 {row.clue_id}）"
+        clue = session.get(Clue, row.clue_id)
+        if clue is None or clue.township_code != filled.township:
+            problems.append((row.row, f"{where}：线索不存在或不属于本乡镇"))
             continue
-        where = f"第 {r} 行"
-        try:
-            clue_id = int(float(_cell_text(row[col["线索编号"]])))
-            version = int(float(_cell_text(row[col["版本"]])))
-        except ValueError:
-            problems.append(f"{where}：线索编号或版本不是数字")
+        if clue.version != row.version:
+            problems.append((row.row, f"{where}：导出后线索已被修改（当前第 {clue.version} 版），请重新导出工作簿"))
             continue
-        where = f"第 {r} 行（线索 {clue_id}）"
-        if clue_id not in versions or versions[clue_id] != version or clue_id in seen:
-            problems.append(f"{where}：不是本工作簿导出的线索（行被复制、改动或重复）")
+        if row.verified_on is None:
+            problems.append((row.row, f"{where}：核实日期缺失或不是日期"))
             continue
-        seen.add(clue_id)
-        values = {name: row[col[name]] if col[name] < len(row) else None for name in INPUT_COLUMNS}
-        if not any(_cell_text(v) for v in values.values()):
-            continue
-        clue = session.get(Clue, clue_id)
-        if clue is None or clue.township_code != township:
-            problems.append(f"{where}：线索不存在或不属于本乡镇")
-            continue
-        if clue.version != version:
-            problems.append(f"{where}：导出后线索已被修改（当前第 {clue.version} 版），请重新导出工作簿")
-            continue
-        verified_on = _cell_date(values["核实日期"])
-        if verified_on is None:
-            problems.append(f"{where}：核实日期缺失或不是日期")
-            continue
-        finding = Finding(_cell_text(values["核实结论"]), _cell_text(values["整改措施"]) or None,
-                          _cell_text(values["核实情况说明"]), _cell_text(values["核实人"]), _cell_text(values["职务"]),
-                          verified_on)
+        v = row.values
+        finding = Finding(v["核实结论"], v["整改措施"] or None, v["核实情况说明"], v["核实人"], v["职务"], row.verified_on)
         issues = finding.problems(today)
         if clue.status not in (DISPATCHED, RETURNED):
             issues.append(f"线索当前状态为{STATUS_LABELS[clue.status]}，不能再次核实")
         if issues:
-            problems.append(f"{where}：" + "；".join(issues))
+            problems.append((row.row, f"{where}：" + "；".join(issues)))
             continue
-        todo.append((clue_id, version, finding))
+        todo.append((row.clue_id, row.version, finding))
     if problems:
-        raise WorkbookError(f"{name}: 有 {len(problems)} 处问题，整份未导入：", problems)
+        listed = [text for _, text in sorted(problems, key=lambda p: p[0])]
+        raise WorkbookError(f"{name}: 有 {len(listed):,} 处问题，整份未导入：", capped(listed, max_problems))
     applied = []
     for clue_id, version, finding in todo:
         try:
@@ -260,4 +206,25 @@ def import_workbook(session: Session, path: Path, actor: User, key: str, today: 
         except (actions.ConflictError, TransitionError) as e:
             raise WorkbookError(f"{name}: 线索 {clue_id}：{e}；整份未导入") from e
         applied.append(clue_id)
-    return ImportResult(township, applied, len(versions) - len(applied))
+    return ImportResult(filled.township, applied, len(filled.versions) - len(applied))
+
+
+def import_workbook(session: Session, path: Path, actor: User, key: str, today: date | None = None,
+                    shown_name: str | None = None, required_attachments: Collection[str] = (),
+                    limits: UploadSettings | None = None) -> ImportResult:
+    """Check and apply a filled-in workbook in this process (the command line; the web app reads
+    it in a worker, bidui.web.township): the upload guard's zip checks, then read_filled, then
+    apply_workbook. `shown_name`: the file as its user knows it; `required_attachments`: the
+    rules whose signature needs a photo or PDF (config)."""
+    from bidui import uploads
+
+    settings = limits or UploadSettings.from_config(config.load(None))
+    name = shown_name or path.name
+    zip_limits = uploads.workbook_zip_limits(settings.max_expanded_bytes, settings.max_ratio, settings.max_members,
+                                             settings.max_rows)
+    try:
+        uploads.check_zip(path, zip_limits, expand=True)
+    except uploads.ZipRefused as e:
+        raise WorkbookError(uploads.zip_message(e, name, zip_limits, NOT_OURS)) from e
+    filled = read_filled(path, key, name, actor.scope, actor.role, settings.max_rows)
+    return apply_workbook(session, filled, actor, name, today, required_attachments, settings.max_problems)

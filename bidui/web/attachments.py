@@ -13,121 +13,45 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
 from urllib.parse import quote
 
-import python_multipart
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from bidui import config
+from bidui import config, uploads
 from bidui.clues import attachments as store
 from bidui.config import AttachmentSettings
+from bidui.uploads import UploadRefused
 from bidui.web import township
 from bidui.web.deps import Ctx, ctx, templates
 from bidui.web.security import check_csrf
 
 log = logging.getLogger("bidui.web")
 router = APIRouter()
-MAX_FIELD = 4096  # bytes of a form field that is not a file (the CSRF token)
-MAX_FIELDS = 10
-FORM_OVERHEAD = 64 * 1024  # part headers and boundaries, generously
-
-
-class UploadRefused(Exception):  # noqa: N818 - a message for the user, not a fault
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class Received:
-    filename: str
-    data: bytearray = field(default_factory=bytearray)
+__all__ = ["UploadRefused", "read_files", "router"]  # UploadRefused: the guard's, raised by read_files
 
 
 def settings_of(request: Request) -> AttachmentSettings:
     return config.attachment_settings(request.app.state.home.config)
 
 
+def attachment_form(settings: AttachmentSettings) -> uploads.FormLimits:
+    """The attachment form: up to max_files photos or PDFs, each refused while it streams in past
+    max_file_mb (what they hold is checked by bidui.clues.attachments)."""
+    mb = settings.max_file_mb
+    return uploads.FormLimits(
+        max_file_bytes=settings.max_file_bytes, max_files=settings.max_files,
+        too_big=lambda label: f"「{label}」文件超过 {mb} MB，请压缩或拍得小一些后再上传",
+        too_much=f"每次核实最多 {settings.max_files} 个附件，每个不超过 {mb} MB",
+        too_many=f"每次核实最多 {settings.max_files} 个附件", wrong_form="上传格式不对，请在线索页面上选择文件后上传",
+        incomplete="上传的内容不完整，请重新选择文件上传", fallback_name="附件")
+
+
 async def read_files(headers: Mapping[str, str], stream: AsyncIterator[bytes], settings: AttachmentSettings,
-                     on_field: Callable[[str, str], None]) -> list[Received]:
-    """The files of a multipart form, each read chunk by chunk and refused the moment it passes
-    the per-file limit (a 50 MB file costs 10 MB of reading, not 50); fields are handed to
-    `on_field` as soon as they end (the CSRF token comes before the files in our form)."""
-    ctype, params = parse_options_header(headers.get("content-type", ""))
-    boundary = params.get(b"boundary")
-    if ctype != b"multipart/form-data" or not boundary:
-        raise UploadRefused("上传格式不对，请在线索页面上选择文件后上传")
-    length = headers.get("content-length")
-    if length and length.isdigit() and int(length) > settings.max_files * settings.max_file_bytes + FORM_OVERHEAD:
-        raise UploadRefused(f"每次核实最多 {settings.max_files} 个附件，每个不超过 {settings.max_file_mb} MB", 413)
-
-    files: list[Received] = []
-    fields = 0
-    part: dict = {}
-
-    def on_part_begin() -> None:
-        part.clear()
-        part.update(headers=[], name=b"", value=b"")
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        part["name"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        part["value"] += data[start:end]
-
-    def on_header_end() -> None:
-        part["headers"].append((part["name"].lower(), part["value"]))
-        part["name"], part["value"] = b"", b""
-
-    def on_headers_finished() -> None:
-        nonlocal fields
-        disposition = dict(part["headers"]).get(b"content-disposition", b"")
-        _, options = parse_options_header(disposition)
-        part["field"] = options.get(b"name", b"").decode("utf-8", "replace")
-        if b"filename" in options:
-            part["file"] = Received(options[b"filename"].decode("utf-8", "replace"))
-            files.append(part["file"])
-            if sum(1 for f in files if f.filename) > settings.max_files:
-                raise UploadRefused(f"每次核实最多 {settings.max_files} 个附件")
-        else:
-            fields += 1
-            if fields > MAX_FIELDS:
-                raise UploadRefused("上传的表单不对，请刷新页面后重试")
-            part["file"], part["text"] = None, bytearray()
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        received: Received | None = part.get("file")
-        if received is None:
-            part["text"] += data[start:end]
-            if len(part["text"]) > MAX_FIELD:
-                raise UploadRefused("上传的表单不对，请刷新页面后重试")
-            return
-        if len(received.data) + (end - start) > settings.max_file_bytes:
-            label = store.clean_label(received.filename)
-            raise UploadRefused(f"「{label}」文件超过 {settings.max_file_mb} MB，请压缩或拍得小一些后再上传", 413)
-        received.data += data[start:end]
-
-    def on_part_end() -> None:
-        if part.get("file") is None and "text" in part:
-            on_field(part["field"], part["text"].decode("utf-8", "replace"))
-
-    parser = python_multipart.MultipartParser(boundary, {
-        "on_part_begin": on_part_begin, "on_part_data": on_part_data, "on_part_end": on_part_end,
-        "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished})
-    try:
-        async for chunk in stream:
-            parser.write(chunk)
-        parser.finalize()
-    except MultipartParseError as e:
-        raise UploadRefused("上传的内容不完整，请重新选择文件上传") from e
-    # A file input left empty still sends a part with no name and no bytes.
-    return [f for f in files if f.filename or f.data]
+                     on_field: Callable[[str, str], None]) -> list[uploads.Received]:
+    """The files of an attachment form, read by the upload guard (bidui.uploads.read_form)."""
+    return await uploads.read_form(headers, stream, attachment_form(settings), on_field)
 
 
 def _clue_or_404(c: Ctx, clue_id: int):
@@ -157,7 +81,11 @@ async def upload(clue_id: int, c: Ctx = Depends(ctx)):  # noqa: B008
         received = await read_files(c.request.headers, c.request.stream(), settings, on_field)
         if not csrf_seen:
             check_csrf(c.request, None)
-        prepared = await run_in_threadpool(lambda: [store.prepare(f.filename, bytes(f.data), settings) for f in received])
+        try:
+            prepared = await run_in_threadpool(lambda: [store.prepare(f.filename, f.read(), settings) for f in received])
+        finally:
+            for f in received:
+                f.close()
         with c.request.app.state.ledger.write() as s:
             kept = store.add(s, c.request.app.state.home, clue.id, c.user, prepared, settings)
     except (UploadRefused, store.AttachmentError) as e:
