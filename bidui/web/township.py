@@ -5,6 +5,7 @@ prefecture (with a township filter)."""
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import tempfile
@@ -13,12 +14,13 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, HTTPException, UploadFile
+from fastapi import APIRouter, Depends, Form, HTTPException
 from fastapi.responses import FileResponse, RedirectResponse
 from sqlalchemy import and_, case, func, or_, select
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 
-from bidui import config, scope
+from bidui import config, scope, uploads
 from bidui.clues import actions
 from bidui.clues.models import Clue, ClueEvent, EvidenceSnapshot
 from bidui.clues.present import clue_view
@@ -33,12 +35,15 @@ from bidui.clues.states import (
     Finding,
     TransitionError,
 )
-from bidui.clues.workbook import WorkbookError, import_workbook, workbook_filename, write_workbook
+from bidui.clues.workbook import WorkbookError, apply_workbook, workbook_filename, write_workbook
+from bidui.clues.workbook_check import NOT_OURS, Filled, capped
+from bidui.config import UploadSettings
 from bidui.ids import IdStatus, normalise_id
 from bidui.web.deps import Ctx, attachments_for, ctx, default_due
 from bidui.web.security import check_csrf, require_role
 
 router = APIRouter()
+log = logging.getLogger("bidui.web")
 INBOX_COLUMNS = (Clue.id, Clue.subject_name, Clue.rule_title, Clue.category, Clue.status, Clue.due_date,
                  Clue.evidence_gone, Clue.village_code, Clue.township_code, Clue.household_code, Clue.hukou_number,
                  Clue.household_status, Clue.return_reason)
@@ -339,20 +344,79 @@ def workbook(c: Ctx = Depends(ctx), township: str = ""):  # noqa: B008
                         background=BackgroundTask(tmp.unlink))
 
 
+def workbook_form(settings: UploadSettings) -> uploads.FormLimits:
+    """The upload form of a township's workbook: one file, refused while it streams in past the limit."""
+    mb = settings.max_workbook_bytes // (1024 * 1024)
+    return uploads.FormLimits(
+        max_file_bytes=settings.max_workbook_bytes, max_files=1,
+        too_big=lambda name: f"{name}: 文件超过 {mb} MB，不是本系统导出的核实工作簿（一个乡镇的工作簿只有几 MB）。"
+                             "请在“下载核实工作簿”重新下载，填写后再上传",
+        too_much=f"上传的文件超过 {mb} MB，不是本系统导出的核实工作簿。请在“下载核实工作簿”重新下载，填写后再上传",
+        too_many="每次只能上传一份工作簿", wrong_form="上传格式不对，请在“待核实线索”页面选择工作簿后上传",
+        incomplete="上传的内容不完整（可能没有传完），请重新选择工作簿上传")
+
+
 @router.post("/workbook")
-async def workbook_upload(file: UploadFile, c: Ctx = Depends(ctx), csrf_token: str = Form("")):  # noqa: B008
-    check_csrf(c.request, csrf_token)
+async def workbook_upload(c: Ctx = Depends(ctx)):  # noqa: B008
+    """A filled-in workbook back (bidui.uploads guards it): read as it streams in, the CSRF token
+    checked before the file; the zip's declared sizes checked here, then the file read in a worker
+    process (sizes as really expanded, the token before the data, the row cap); only the rows it
+    returns are checked against the ledger and applied here, all or none."""
     require_role(c.user, "township")
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "upload.xlsx"
-        path.write_bytes(await file.read())
-        # The user's own file name in messages (its last part only, never a path).
-        shown = Path((file.filename or "").replace("\\", "/")).name[:100] or "上传的文件"
-        try:
-            with c.request.app.state.ledger.write() as s:
-                result = import_workbook(s, path, c.user, c.request.app.state.secret, shown_name=shown,
-                                         required_attachments=config.attachment_settings(
-                                             c.request.app.state.home.config).required_rules)
-        except WorkbookError as e:
-            return c.render("upload.html", problems=[str(e).splitlines()[0], *e.problems], applied=None, status_code=400)
+    settings = config.upload_settings(c.request.app.state.home.config)
+    csrf_seen: list[str] = []
+
+    def on_field(name: str, value: str) -> None:
+        if name == "csrf_token":
+            check_csrf(c.request, value)  # before any of the file is read
+            csrf_seen.append(value)
+
+    def refused(message: str, status: int = 400, problems: list[str] | None = None):
+        return c.render("upload.html", problems=[message, *(problems or [])], applied=None, status_code=status)
+
+    try:
+        received = await uploads.read_form(c.request.headers, c.request.stream(), workbook_form(settings), on_field)
+    except uploads.UploadRefused as e:
+        return refused(str(e), e.status)
+    try:
+        if not csrf_seen:
+            check_csrf(c.request, None)
+        if not received:
+            return refused("请先选择要上传的工作簿")
+        # The user's own file name in messages (its last part only, never a path of ours).
+        shown = uploads.shown_name(received[0].filename, "上传的文件")
+        zip_limits = uploads.workbook_zip_limits(settings.max_expanded_bytes, settings.max_ratio,
+                                                 settings.max_members, settings.max_rows)
+        with tempfile.TemporaryDirectory() as d:
+            path = received[0].save(Path(d) / "upload.xlsx")
+            try:
+                # The directory only (no member expanded): a zip bomb with honest headers stops here.
+                await run_in_threadpool(uploads.check_zip, path, zip_limits, False, False)
+                read = await uploads.in_worker("workbook", {
+                    "path": str(path), "key": c.request.app.state.secret, "name": shown, "user_scope": c.user.scope,
+                    "user_role": c.user.role, "max_rows": settings.max_rows, "max_expanded": settings.max_expanded_bytes,
+                    "max_ratio": settings.max_ratio, "max_members": settings.max_members},
+                    settings.worker_memory_bytes, settings.worker_seconds, settings.workers)
+            except uploads.ZipRefused as e:
+                return refused(uploads.zip_message(e, shown, zip_limits, NOT_OURS))
+            except uploads.WorkerFailed as e:
+                log.info("workbook upload: worker %s", e.kind)  # never the file's name: it may name a person
+                return refused(uploads.worker_message(e, shown), 503 if e.kind == "busy" else 400)
+    finally:
+        for f in received:
+            f.close()
+    if "error" in read:
+        return refused(read["error"], 400, capped(read["problems"], settings.max_problems))
+    filled = Filled.from_json(read["filled"])
+    required = config.attachment_settings(c.request.app.state.home.config).required_rules
+
+    def apply():
+        with c.request.app.state.ledger.write() as s:
+            return apply_workbook(s, filled, c.user, shown, required_attachments=required,
+                                  max_problems=settings.max_problems)
+
+    try:
+        result = await run_in_threadpool(apply)
+    except WorkbookError as e:
+        return refused(str(e).splitlines()[0], 400, e.problems)
     return c.render("upload.html", problems=[], applied=result)
