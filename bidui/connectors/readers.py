@@ -29,6 +29,7 @@ import polars as pl
 
 from bidui.connectors.mapping import known_header_keys, missing_required
 from bidui.datasets import Dataset, header_key
+from bidui.uploads import ZipLimits, ZipRefused, check_zip
 
 # The structure checks read this much of each end of a file and never walk the whole of it in
 # Python: files reach 500 MB.
@@ -446,46 +447,33 @@ OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 MAX_XLSX_EXPANDED = 8 * 2**30  # bytes the workbook's parts may expand to (a large night's sheet: ~2 GB)
 MAX_XLSX_RATIO = 200  # expanded / compressed, per part (real sheets: 5–30)
 MAX_XLSX_CELLS = 400_000_000  # a sheet's declared rows × columns (calamine allocates the whole range)
-_DIMENSION = re.compile(rb'<(?:\w+:)?dimension\s+ref="([A-Z]+)?(\d+)?(?::([A-Z]+)(\d+))?"')
-
-
-def _column_number(letters: str) -> int:
-    n = 0
-    for c in letters:
-        n = n * 26 + ord(c) - 64
-    return n
+# The upload guard's zip checks (bidui.uploads: one place for them), with a night's limits. A
+# department's file is not expanded twice to count it: its declared sizes are checked, and ingest
+# reads it in a worker process.
+XLSX_LIMITS = ZipLimits(max_expanded=MAX_XLSX_EXPANDED, max_ratio=MAX_XLSX_RATIO, ratio_floor=2**24,
+                        max_cells=MAX_XLSX_CELLS)
 
 
 def _check_expansion(path: Path) -> None:
     """Refuse a workbook that would expand past what a night can hold, before any part of it is
     expanded: the sizes its zip directory declares, each part's ratio, and each sheet's declared
     range (one cell at XFD1048576 makes calamine allocate 17 billion cells and abort the process)."""
-    import zipfile
-
     name = path.name
     try:
-        with zipfile.ZipFile(path) as z:
-            infos = z.infolist()
-            total = sum(i.file_size for i in infos)
-            if total > MAX_XLSX_EXPANDED:
-                raise ReadError(f"{name}: the workbook expands to {total / 2**30:.1f} GB, more than "
-                                f"{MAX_XLSX_EXPANDED / 2**30:.0f} GB; split it or send CSV")
-            for i in infos:
-                if i.compress_size and i.file_size / i.compress_size > MAX_XLSX_RATIO and i.file_size > 2**24:
-                    raise ReadError(f"{name}: part {i.filename} expands {i.file_size / i.compress_size:.0f}-fold "
-                                    "(a zip bomb?); not read")
-                if i.filename.startswith("xl/worksheets/") and i.filename.endswith(".xml"):
-                    with z.open(i) as part:
-                        head = part.read(HEAD_BYTES)
-                    m = _DIMENSION.search(head)
-                    if m and m.group(4):
-                        rows = int(m.group(4)) - int(m.group(2) or 1) + 1
-                        cols = _column_number(m.group(3).decode()) - _column_number((m.group(1) or b"A").decode()) + 1
-                        if rows * cols > MAX_XLSX_CELLS:
-                            raise ReadError(f"{name}: a sheet declares {rows:,} rows × {cols:,} columns "
-                                            f"(more than {MAX_XLSX_CELLS:,} cells); delete what lies outside the "
-                                            "table and save again")
-    except zipfile.BadZipFile as e:
+        check_zip(path, XLSX_LIMITS)
+    except ZipRefused as e:
+        if e.kind == "expanded":
+            raise ReadError(f"{name}: the workbook expands to {e.size / 2**30:.1f} GB, more than "
+                            f"{MAX_XLSX_EXPANDED / 2**30:.0f} GB; split it or send CSV") from e
+        if e.kind == "ratio":
+            raise ReadError(f"{name}: part {e.member} expands {e.ratio:.0f}-fold (a zip bomb?); not read") from e
+        if e.kind == "cells":
+            raise ReadError(f"{name}: a sheet declares {e.rows:,} rows × {e.cols:,} columns "
+                            f"(more than {MAX_XLSX_CELLS:,} cells); delete what lies outside the "
+                            "table and save again") from e
+        if e.kind == "method":
+            raise ReadError(f"{name}: part {e.member} is encrypted or compressed in a way Excel does not write; "
+                            "open it in Excel and save it again as .xlsx (Excel Workbook)") from e
         raise ReadError(f"{name}: not a readable XLSX workbook (a damaged zip archive)") from e
 
 
