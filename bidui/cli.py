@@ -151,11 +151,14 @@ def loads(
 
 
 def _write_csv(frame, out: Path) -> None:
-    """CSV for people who open it in Excel: UTF-8 with a byte-order mark."""
+    """CSV for people who open it in Excel: UTF-8 with a byte-order mark, and no text cell that
+    Excel would run as a formula (department data can hold "=HYPERLINK(…)")."""
+    from bidui.text import neutralise_formulas
+
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("wb") as f:
         f.write(b"\xef\xbb\xbf")
-        frame.write_csv(f)
+        neutralise_formulas(frame).write_csv(f)
 
 
 def _night(value: str) -> date:

@@ -191,7 +191,9 @@ def clues_export(ctx: typer.Context, out: Annotated[Path, typer.Option("--out", 
     finally:
         ledger.close()
     if out.suffix.lower() == ".xlsx":
-        frame.write_excel(out, worksheet="clues" if codes else "线索")
+        from bidui.text import neutralise_formulas
+
+        neutralise_formulas(frame).write_excel(out, worksheet="clues" if codes else "线索")
     else:
         _write_csv(frame, out)
     _console().print(f"{frame.height:,} 条线索 → {out}")

@@ -136,8 +136,10 @@ def title(report: Report) -> str:
 def write_xlsx(report: Report, out: Path) -> None:
     import xlsxwriter
 
-    wb = xlsxwriter.Workbook(str(out))
-    heading = title(report)
+    from bidui.text import XLSX_OPTIONS, neutralise_formula
+
+    wb = xlsxwriter.Workbook(str(out), XLSX_OPTIONS)
+    heading = neutralise_formula(title(report))
     sheets = [("概览", report.overall), ("按县", report.by_county), ("按乡镇", report.by_township),
               ("按规则", report.by_rule), ("按类别", report.by_category), ("错评漏评错退", report.findings),
               ("逾期清单", report.overdue)]
@@ -146,8 +148,8 @@ def write_xlsx(report: Report, out: Path) -> None:
     for name, frame in sheets:
         frame = for_people(frame)
         ws = wb.add_worksheet(name)
-        ws.write(0, 0, heading, bold)
-        ws.write_row(1, 0, [SHEET_LABELS.get(c, c) for c in frame.columns], bold)
+        ws.write_string(0, 0, heading, bold)
+        ws.write_row(1, 0, [neutralise_formula(SHEET_LABELS.get(c, c)) for c in frame.columns], bold)
         for r, row in enumerate(frame.iter_rows(), start=2):
             for c, v in enumerate(row):
                 col = frame.columns[c]
@@ -157,7 +159,7 @@ def write_xlsx(report: Report, out: Path) -> None:
                     ws.write_number(r, c, v, pct)
                 elif isinstance(v, int | float):
                     ws.write_number(r, c, v)
-                else:
-                    ws.write_string(r, c, str(v))
+                else:  # names and places come from department data
+                    ws.write_string(r, c, neutralise_formula(str(v)))
         ws.set_column(0, len(frame.columns), 14)
     wb.close()

@@ -83,7 +83,9 @@ def write_workbook(session: Session, township: str, out: Path, key: str, issued_
     token = serializer(key, TOKEN_PURPOSE).dumps({
         "township": township, "clues": [[c.id, c.version] for c in clues], "issued": datetime.now().isoformat(),
         "by": issued_by})
-    wb = xlsxwriter.Workbook(str(out))
+    from bidui.text import XLSX_OPTIONS, neutralise_formula
+
+    wb = xlsxwriter.Workbook(str(out), XLSX_OPTIONS)
     ws = wb.add_worksheet(SHEET)
     head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True, "locked": True})
     band = [wb.add_format({"locked": True, "text_wrap": True, "valign": "top"}),
@@ -107,8 +109,9 @@ def write_workbook(session: Session, township: str, out: Path, key: str, issued_
                clue_evidence_text(c, record, night, names), link_sentence(c, record), c.first_seen.isoformat(),
                c.due_date.isoformat(), STATUS_LABELS[c.status], c.return_reason or ""]
         for j, v in enumerate(row):
-            # IDs and codes as text: Excel must not turn them into numbers.
-            ws.write_string(r, j, str(v), fmt) if j != 0 and j != 1 else ws.write_number(r, j, v, fmt)
+            # IDs and codes as text: Excel must not turn them into numbers. Names, addresses and the
+            # evidence come from department data: none may read as a formula (even saved as CSV).
+            ws.write_string(r, j, neutralise_formula(str(v)), fmt) if j != 0 and j != 1 else ws.write_number(r, j, v, fmt)
         for j in range(len(INPUT_COLUMNS)):
             ws.write_blank(r, len(LOCKED_COLUMNS) + j, None, date_input if INPUT_COLUMNS[j] == "核实日期" else inputs)
     last = max(len(clues), 1)
@@ -122,12 +125,12 @@ def write_workbook(session: Session, township: str, out: Path, key: str, issued_
     ws.autofilter(0, 0, last, len(columns) - 1)
     ws.protect("", {"autofilter": True, "sort": False, "format_columns": True, "format_rows": True})
     guide = wb.add_worksheet("填写说明")
-    guide.write_column(0, 0, [
+    guide.write_column(0, 0, [neutralise_formula(line) for line in (
         f"乡镇：{names.get(township, township)}，导出 {date.today().isoformat()}，共 {len(clues)} 条待核实线索。",
         "只填写黄色列。核实结论：属实·已整改（须选整改措施并说明）、属实·申请豁免（须说明豁免依据）、不属实（须说明依据）。",
         "每类疑点是什么意思、入户核实什么、结论怎么选、留存哪些佐证：见“规则说明”表。",
         "每条已填写结论的线索都须由核实人签字：填写核实人姓名、职务和核实日期。未填写结论的行不导入。",
-        "请勿增删行、修改灰白色列或复制到其他文件：导入时整份文件校验，有一处不符则整份退回并列出问题行。"])
+        "请勿增删行、修改灰白色列或复制到其他文件：导入时整份文件校验，有一处不符则整份退回并列出问题行。")])
     guide.set_column(0, 0, 120)
     hidden = wb.add_worksheet(TOKEN_SHEET)
     hidden.write_string(0, 0, token)
@@ -141,6 +144,8 @@ def write_workbook(session: Session, township: str, out: Path, key: str, issued_
 
 def write_rule_guides(wb: xlsxwriter.Workbook, rules: list[tuple[str, str]]) -> None:
     """A sheet with the guide of each rule the workbook's clues come from."""
+    from bidui.text import neutralise_formula
+
     sheet = wb.add_worksheet("规则说明")
     head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True, "valign": "top"})
     cell = wb.add_format({"text_wrap": True, "valign": "top", "border": 1})
@@ -152,7 +157,7 @@ def write_rule_guides(wb: xlsxwriter.Workbook, rules: list[tuple[str, str]]) -> 
         g = rule_guide(code)
         row = [title, *((g.meaning, g.checks, *(g.outcomes[o] for o in OUTCOMES), g.keep) if g
                         else ("（本规则没有说明，请向专班咨询）", "", "", "", "", ""))]
-        sheet.write_row(r, 0, row, cell)
+        sheet.write_row(r, 0, [neutralise_formula(text) for text in row], cell)  # a home's own rule's title too
     sheet.freeze_panes(1, 1)
 
 
