@@ -23,7 +23,7 @@ from bidui import scope
 from bidui.clues import report
 from bidui.clues.models import Division, PublishRun
 from bidui.clues.workbook import CATEGORY_LABELS
-from bidui.text import neutralise_formula
+from bidui.text import XLSX_OPTIONS, neutralise_formula
 from bidui.web.deps import Ctx, ctx
 from bidui.web.security import require_role
 
@@ -197,7 +197,7 @@ def write_table(out: Path, sheet: str, heading: str, columns: list[str], labels:
                 rows: list[dict]) -> None:
     import xlsxwriter
 
-    wb = xlsxwriter.Workbook(str(out), {"strings_to_formulas": False, "strings_to_urls": False})
+    wb = xlsxwriter.Workbook(str(out), XLSX_OPTIONS)
     ws = wb.add_worksheet(sheet)
     bold, pct = wb.add_format({"bold": True}), wb.add_format({"num_format": "0.0%"})
     ws.write_string(0, 0, neutralise_formula(heading), bold)
