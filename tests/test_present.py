@@ -354,3 +354,15 @@ def test_load_messages_are_chinese_without_the_file_name_twice() -> None:
     assert not internal_codes(file_message("x.csv", "accepted", "3 exact duplicate row(s) collapsed; 2 row(s) with a "
                                            "rejected value, kept with that value empty; first: row 3: bad date"))
 
+
+
+def test_a_held_files_reasons_read_in_chinese_once() -> None:
+    """What an admin reads before approving a held file: why, not "see the log"; the file's name once."""
+    name = "不动产登记信息_20261121.csv"
+    message = (f"{name}: the last record is cut (no line break ends the last record); a transfer that stopped? Resend "
+               f"it, ending with a line break, or with {name}.sha256 beside it; {name}: 195 rows, fewer than 90.0% "
+               "(min_row_ratio) of the 434 rows of the snapshot of 2026-11-20 (44.9%; truncated?); the snapshot of "
+               "2026-11-20 stays in force; to apply it anyway: bidui run --force (the night is run again)")
+    said = file_message(name, "held", message)
+    assert "最后一行不完整" in said and "本期 195 行" in said and "继续使用 2026-11-20 的数据" in said
+    assert "运行日志" not in said and name not in said and internal_codes(said) == []

@@ -457,6 +457,31 @@ _MESSAGES: list[tuple[str, str]] = [
 ]
 
 
+# Why a file was held or refused, found anywhere in its message (the checks of
+# bidui.connectors.plausibility and readers word them in one sentence with "; " inside).
+_REASONS: list[tuple[str, str]] = [
+    (r"a header but no data rows", "只有表头，没有数据行"),
+    (r"([\d,]+) of ([\d,]+) rows are exact duplicate rows", "{1} 行中有 {0} 行完全重复"),
+    (r"([\d,]+) of ([\d,]+) rows rejected \(([^,]+)", "{1} 行中有 {0} 行的值不合格（{2}），超过允许比例"),
+    (r"the required column \S+ \(([^)]+)\) is empty in every row", "必填列“{0}”每一行都为空"),
+    (r"only (\S+) of rows have a valid ID number", "只有 {0} 的行证件号码有效，低于下限"),
+    (r"([\d,]+) rows, fewer than (\S+) \(min_row_ratio\)", "本期 {0} 行，不到上期的 {1}"),
+    (r"([\d,]+) rows, more than (\S+) \(max_row_ratio\)", "本期 {0} 行，超过上期的 {1}"),
+    (r"rows with a valid ID number .*?fell from (\S+) to (\S+?)[ ,;(]", "证件号码有效的行从 {0} 降到 {1}"),
+    (r"distinct ID numbers per row fell from (\S+) to (\S+?)[ ,;(]", "不重复的证件号码占比从 {0} 降到 {1}"),
+    (r"\S+ \(([^)]+)\) = (.+?) in (\S+) of rows, (\S+) in the", "“{0}”为“{1}”的行占 {2}（上期 {3}）"),
+    (r"checksum .*does not match", "校验值与文件不符：可能仍在传输或已损坏"),
+    (r"the last record is cut", "最后一行不完整：传输可能中断，请部门重新报送"),
+    (r"could not be stored", "无法保存，未入库"),
+]
+
+
+def _reasons(text: str) -> list[str]:
+    import re
+
+    return [words.format(*m.groups()) for pattern, words in _REASONS if (m := re.search(pattern, text))]
+
+
 def _said(part: str) -> str | None:
     """One message (or part) in Chinese; "" for a detail left to the log; None when unknown."""
     import re
@@ -477,11 +502,12 @@ def file_message(file: str | None, status: str, message: str | None) -> str:
     import re
 
     text = (message or "").strip()
-    if file and text.startswith(f"{file}: "):
-        text = text[len(file) + 2:]
+    if file:
+        text = text.replace(f"{file}: ", "")  # the row shows the file once; a message may name it twice
     forced = text.startswith("applied with --force: ")
     text = text.removeprefix("applied with --force: ")
-    out: list[str] = []
+    reasons = _reasons(text)
+    out: list[str] = list(reasons)
     # The whole message first (some say "; " inside one sentence), then each of its parts.
     for part in [text] if _said(text) is not None else [p.strip() for p in text.split("; ") if p.strip()]:
         said = _said(part)
@@ -490,7 +516,7 @@ def file_message(file: str | None, status: str, message: str | None) -> str:
                 out.append(said)
         elif not re.search(r"[A-Za-z]{3,}", part):
             out.append(part)
-        else:
+        elif not reasons:
             out.append({"refused": "拒收原因见运行日志", "held": "暂缓原因见运行日志"}.get(status, "详细情况见运行日志"))
     return ("已强制入库：" if forced else "") + "；".join(dict.fromkeys(out))
 
