@@ -333,6 +333,11 @@ def rule_text(explanation: str | None) -> str:
     return RULE_LABELS[value["rule"]].format(holders=value.get("holders", 2))
 
 
+def confidence(score: float) -> str:
+    """A link's probability as a reader takes it: a saturated 100.00% would claim certainty."""
+    return "可信度 99.9% 以上" if score >= 0.999 else f"可信度 {score:.1%}"
+
+
 def link_text(method: str | None, score: float | None, explanation: str | None) -> str:
     """The link alone: how it was made, its probability and its reasons."""
     label = LINK_LABELS.get(method or "none", "未找到")
@@ -340,7 +345,7 @@ def link_text(method: str | None, score: float | None, explanation: str | None) 
         return f"{label}：{rule_text(explanation)}"
     if method in ("fuzzy", "review") and score is not None:
         why = reasons(explanation)
-        return f"{label}，可信度 {score:.2%}" + (f"：{why}" if why else "")
+        return f"{label}，{confidence(score)}" + (f"：{why}" if why else "")
     return label
 
 
@@ -379,9 +384,14 @@ def link_sentence(clue: Any, record: str | None = None) -> str:
     kind = rule.link if rule else "record"
     label = link_text(method, score, explanation) if method else ""
     if method in ("fuzzy", "review"):
-        why = reasons(explanation, _record_name(record, clue.evidence_dataset) if kind == "record" else None,
-                      clue.subject_name)
-        label = f"{LINK_LABELS[method]}，可信度 {score:.2%}" + (f"：{why}" if why else "") if score is not None \
+        # The two names the link compared: the department's and the person's; for a register
+        # member's own link, the register's and hukou's (the hukou record is then the evidence).
+        if kind == "record":
+            compared = (_record_name(record, clue.evidence_dataset), clue.subject_name)
+        else:
+            compared = (clue.subject_name, _record_name(record, "hukou") if clue.evidence_dataset == "hukou" else None)
+        why = reasons(explanation, *compared)
+        label = f"{LINK_LABELS[method]}，{confidence(score)}" + (f"：{why}" if why else "") if score is not None \
             else LINK_LABELS[method]
     if clue.rule_code == "NOT_IN_HUKOU":
         return "户籍中没有找到此人（按证件号码、姓名和出生日期比对）。"
