@@ -199,6 +199,21 @@ def test_a_township_unknown_by_name_is_said_in_chinese(home: Home, tmp_path: Pat
     assert "Traceback" not in res.output
 
 
+def test_report_takes_a_scope_by_name_and_refuses_an_unknown_one(home: Home) -> None:
+    from bidui.cli import app
+
+    ledger = _ledger_read(home)
+    with ledger.read() as s:
+        town = s.scalar(select(Division).where(Division.level == "township", Division.code.in_(
+            select(Clue.township_code))))
+    ledger.close()
+    by_name = CliRunner().invoke(app, ["--home", str(home.root), "report", "--scope", town.name])
+    assert by_name.exit_code == 0 and "整改销号率" in by_name.output and "Traceback" not in by_name.output
+    for unknown in ("没有这个镇", "529099000000"):
+        res = CliRunner().invoke(app, ["--home", str(home.root), "report", "--scope", unknown])
+        assert res.exit_code == 1 and f"没有名称或代码为“{unknown}”" in res.output  # said, not zeros
+
+
 def test_the_reports_read_without_codes(home: Home, tmp_path: Path) -> None:
     ledger = _ledger_read(home)
     try:

@@ -314,18 +314,26 @@ def users_edit(ctx: typer.Context, username: Annotated[str, typer.Argument(help=
 
 
 def report_cmd(ctx: typer.Context,
-               scope_code: Annotated[str | None, typer.Option("--scope", help="A division code (default: all).")] = None,
+               scope_code: Annotated[str | None, typer.Option(
+                   "--scope", help="A division's name or code (default: all).")] = None,
                out: Annotated[Path | None, typer.Option("--out", help="Write the report as Excel.")] = None,
                three_day: Annotated[bool, typer.Option("--three-day", help="三天一报: what moved in the last 3 days.")] = False,
                today: Annotated[str | None, typer.Option("--today", help="Report as of this date.")] = None) -> None:
     """Issued, verified, closed, closure rate, on-time rate, overdue; by county, township, rule and
     category; 属实率 per rule; counts behind 错评 / 漏评 / 错退."""
+    from bidui import scope
     from bidui.clues import report
+    from bidui.clues.models import Division
 
     home: Home = ctx.obj
     ledger = _ledger(home)
     day = date.fromisoformat(today) if today else date.today()
     with ledger.read() as s:
+        # A name, or a code the ledger knows (a prefecture's code need not be among the divisions):
+        # an unknown one is said, not reported as zeros.
+        if scope_code and not (scope.is_code(scope_code) and (s.get(Division, scope_code) is not None
+                                                               or scope.level(scope_code) == "prefecture")):
+            scope_code, _ = _division(s, scope_code)
         rep = report.three_days(s, scope_code, day) if three_day else report.build(s, scope_code, day)
     ledger.close()
     import polars as pl
