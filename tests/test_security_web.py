@@ -185,6 +185,7 @@ def test_unknown_routes_wrong_methods_and_types_are_html_without_echo(home) -> N
         assert r.status_code == status, (method, path, r.status_code)
         _chinese_html(r)
         assert "echo-me" not in r.text and "detail" not in r.text and "Not Found" not in r.text
+        assert r.text.count("<h1>") == 1 and 'class="msg' not in r.text  # said once, not as a green notice too
 
 
 def test_an_unexpected_error_is_a_chinese_page_without_details(home, caplog: pytest.LogCaptureFixture) -> None:

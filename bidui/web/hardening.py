@@ -51,7 +51,7 @@ def _chinese(text: object) -> bool:
 def error_page(request: Request, status: int, message: str = "", headers: dict[str, str] | None = None) -> Response:
     """The one error page: a sentence in Chinese for the status, never the request's own text."""
     text = message if _chinese(message) else MESSAGES.get(status, MESSAGES[400] if status < 500 else MESSAGES[500])
-    return templates.TemplateResponse(request, "error.html", {"user": None, "message": text, "csrf": ""},
+    return templates.TemplateResponse(request, "error.html", {"user": None, "problem": text, "csrf": ""},
                                       status_code=status, headers=headers)
 
 
