@@ -367,3 +367,28 @@ def _statuses(h) -> list[tuple[int, str]]:
         out = [(c.id, c.status) for c in s.scalars(select(Clue).order_by(Clue.id))]
     ledger.close()
     return out
+
+
+def test_the_list_downloads_as_it_is_filtered_with_names_and_words(home) -> None:
+    from io import BytesIO
+
+    from python_calamine import CalamineWorkbook
+
+    from tests.present_support import internal_codes
+
+    h, _, _ = home
+    c = client_for(h)
+    login(c, "county")
+    page = c.get("/inbox?status=").text
+    link = re.search(r'href="([^"]*)" id="download-list"', page).group(1).replace("&amp;", "&")
+    assert link.startswith("/inbox.xlsx")
+    r = c.get(link)
+    assert r.status_code == 200 and "no-store" in r.headers.get("cache-control", "")
+    rows = CalamineWorkbook.from_filelike(BytesIO(r.content)).get_sheet_by_name("线索").to_python()
+    total = int(re.search(r"共 (\d+) 条", page).group(1))
+    assert rows[0][:3] == ["线索编号", "乡镇", "村"] and len(rows) - 1 == total
+    assert internal_codes("\n".join("\t".join(str(v) for v in row[1:]) for row in rows)) == []
+    t = client_for(h)
+    login(t, "town")
+    mine = CalamineWorkbook.from_filelike(BytesIO(t.get("/inbox.xlsx?status=").content)).get_sheet_by_name("线索").to_python()
+    assert 0 < len(mine) < len(rows)  # scoped: the township's own only

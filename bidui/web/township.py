@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from bidui import config, scope, uploads
 from bidui.clues import actions
 from bidui.clues.models import Clue, ClueEvent, EvidenceSnapshot
-from bidui.clues.present import clue_view
+from bidui.clues.present import CATEGORY_LABELS, clue_view
 from bidui.clues.states import (
     ACTIONS,
     DISPATCHED,
@@ -135,7 +135,8 @@ def _inbox_url(filters: dict, **changes: object) -> str:
     return "/inbox" + ("?" + urlencode(kept) if kept else "")
 
 
-def _render_inbox(c: Ctx, filters: dict, term: str, status_code: int = 200, error: str = "", typed: str = ""):
+def _inbox_query(c: Ctx, filters: dict, term: str):
+    """The clues the inbox lists for these filters and search (scoped)."""
     query = c.clues()
     if filters["rule"]:
         query = query.where(Clue.rule_code == filters["rule"])
@@ -153,6 +154,11 @@ def _render_inbox(c: Ctx, filters: dict, term: str, status_code: int = 200, erro
         query = query.where(Clue.village_code == filters["village"])
     if term.strip():
         query = query.where(search_condition(term))
+    return query
+
+
+def _render_inbox(c: Ctx, filters: dict, term: str, status_code: int = 200, error: str = "", typed: str = ""):
+    query = _inbox_query(c, filters, term)
     total = c.session.scalar(select(func.count()).select_from(query.subquery()))
     # A page beyond the last shows the last (a page number from an old link, or a made-up one).
     page = min(max(filters["page"], 1), max((total + PAGE - 1) // PAGE, 1))
@@ -163,7 +169,44 @@ def _render_inbox(c: Ctx, filters: dict, term: str, status_code: int = 200, erro
     grouped = villages_by_township(villages)
     return c.render("inbox.html", status_code=status_code, rows=rows, names=c.division_names(), total=total, page=page,
                     pages=(total + PAGE - 1) // PAGE, rules=rules, villages=grouped, townships=list(grouped),
-                    filters=filters, term=typed or term, url=lambda **ch: _inbox_url(filters, **ch), error=error)
+                    filters=filters, term=typed or term, url=lambda **ch: _inbox_url(filters, **ch), error=error,
+                    download=_inbox_url(filters, page=1).replace("/inbox", "/inbox.xlsx", 1))
+
+
+EXPORT_ROWS = 50_000  # a list downloaded whole; more is what `bidui clues export` is for
+
+
+@router.get("/inbox.xlsx")
+def inbox_download(c: Ctx = Depends(ctx), rule: str = "", category: str = "", status: str = "open",  # noqa: B008
+                   overdue: bool = False, village: str = "", township: str = "", sort: str = "", s: str = ""):
+    """The list as it is filtered and sorted, as Excel (names and words, text cells neutralised)."""
+    import xlsxwriter
+
+    from bidui.text import XLSX_OPTIONS, neutralise_formula
+
+    filters = _filters(rule, category, status, overdue, village, township, sort, s, 1)
+    term = c.request.session.get("searches", {}).get(s, "") if s else ""
+    rows = c.session.execute(ordered(_inbox_query(c, filters, term).with_only_columns(*INBOX_COLUMNS, Clue.township_code,
+                                                                                      Clue.return_reason),
+                                     filters["sort"], date.today()).limit(EXPORT_ROWS)).all()
+    names = c.division_names()
+    tmp = Path(tempfile.mkstemp(suffix=".xlsx")[1])
+    wb = xlsxwriter.Workbook(str(tmp), XLSX_OPTIONS)
+    ws = wb.add_worksheet("线索")
+    head = ["线索编号", "乡镇", "村", "户编号", "户号", "对象", "疑点", "类别", "状态", "截止日期", "退回理由"]
+    ws.write_row(0, 0, head, wb.add_format({"bold": True}))
+    for r, row in enumerate(rows, start=1):
+        values = [row.id, names.get(row.township_code, ""), names.get(row.village_code or "", ""), row.household_code or "",
+                  row.hukou_number or "", row.subject_name or "", row.rule_title, CATEGORY_LABELS.get(row.category, ""),
+                  STATUS_LABELS[row.status], row.due_date.isoformat(), row.return_reason or ""]
+        ws.write_number(r, 0, values[0])
+        for col, v in enumerate(values[1:], start=1):
+            ws.write_string(r, col, neutralise_formula(str(v)))
+    ws.set_column(0, len(head) - 1, 14)
+    wb.close()
+    place = names.get(c.user.scope) or "全市"
+    return FileResponse(tmp, filename=f"线索清单_{place}_{date.today().isoformat()}.xlsx",
+                        background=BackgroundTask(tmp.unlink))
 
 
 @router.get("/inbox")
@@ -207,8 +250,10 @@ EVENT_LABELS = {"dispatched": "下发", "verify": "核实签字", "amended": "�
                 "attachment_added": "上传附件", "attachment_viewed": "查看附件", "attachment_removed": "删除附件"}
 
 
-def _event_note(e: ClueEvent) -> str:
+def _event_note(e: ClueEvent, labels: dict[int, str] | None = None) -> str:
     p = e.payload or {}
+    if e.kind.startswith("attachment_") and labels:
+        return labels.get(p.get("attachment"), "")
     if e.kind == "return":
         return p.get("reason", "") + (f"（新的截止日期 {p['due_date']}）" if p.get("due_date") else "")
     return str(p.get("outcome") or p.get("night") or "")
@@ -220,10 +265,12 @@ def clue_record(c: Ctx, clue: Clue) -> dict:
                                  .order_by(EvidenceSnapshot.night.desc(), EvidenceSnapshot.id.desc())).all()
     events = c.session.scalars(select(ClueEvent).where(ClueEvent.clue_id == clue.id).order_by(ClueEvent.id)).all()
     people = c.people({e.actor for e in events})
+    files = attachments_for(c, [clue.id]).get(clue.id, [])
+    labels = {a.id: a.label for a in files}
     history = [{"at": e.at, "who": people.get(e.actor, "已停用的账号"), "what": EVENT_LABELS.get(e.kind, "其他"),
-                "note": _event_note(e)} for e in events]
+                "note": _event_note(e, labels)} for e in events]
     return {"clue": clue, "names": c.division_names(), "view": clue_view(clue, evidence), "history": history,
-            "attachments": attachments_for(c, [clue.id]).get(clue.id, [])}
+            "attachments": files}
 
 
 def _clue_page(c: Ctx, clue: Clue, status_code: int = 200, form: dict | None = None, error: str = "",
