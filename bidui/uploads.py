@@ -271,22 +271,51 @@ def declared_range(head: bytes) -> tuple[int, int] | None:
     return rows, cols
 
 
-def _expanded(f: BinaryIO, info: zipfile.ZipInfo, budget: int, limits: ZipLimits) -> int:
-    """Bytes the member really expands to, counted while expanding it in chunks (never held):
-    from its compressed bytes as the directory places them, as any reader would read them, not
-    from the size its headers claim. ZipRefused once past `budget` or the ratio."""
+def _is_sheet(member: str) -> bool:
+    return member.startswith("xl/worksheets/") and member.endswith(".xml")
+
+
+def _data_start(f: BinaryIO, info: zipfile.ZipInfo) -> None:
+    """Seek to the member's compressed bytes, where the directory places them (as any reader does)."""
     f.seek(info.header_offset)
     local = f.read(30)
     if len(local) < 30 or local[:4] != b"PK\x03\x04":
         raise ZipRefused("damaged", info.filename)
     name_len, extra_len = struct.unpack("<HH", local[26:30])
     f.seek(info.header_offset + 30 + name_len + extra_len)
-    left, out, fed = info.compress_size, 0, 0
-    inflate = zlib.decompressobj(-15) if info.compress_type == DEFLATED else None
 
-    def count(n: int) -> None:
-        nonlocal out
-        out += n
+
+def _head(f: BinaryIO, info: zipfile.ZipInfo) -> bytes:
+    """A member's first HEAD_BYTES, expanded from its raw bytes (zipfile would stop at the size its
+    header claims, and call a lying header a bad CRC)."""
+    _data_start(f, info)
+    raw = f.read(min(info.compress_size, HEAD_BYTES))
+    if info.compress_type != DEFLATED:
+        return raw
+    try:
+        return zlib.decompressobj(-15).decompress(raw, HEAD_BYTES)
+    except zlib.error as e:
+        raise ZipRefused("damaged", info.filename) from e
+
+
+def _expanded(f: BinaryIO, info: zipfile.ZipInfo, budget: int, limits: ZipLimits) -> int:
+    """Bytes the member really expands to, counted while expanding it in chunks (never held):
+    from its compressed bytes as the directory places them, as any reader would read them, not
+    from the size its headers claim. ZipRefused once past `budget` or the ratio."""
+    _data_start(f, info)
+    left, out, fed, rows = info.compress_size, 0, 0, 0
+    inflate = zlib.decompressobj(-15) if info.compress_type == DEFLATED else None
+    # A sheet's rows as they go by (a sheet need not declare its range, or may declare it falsely):
+    # a million rows are refused here, not after calamine has built them.
+    sheet = limits.max_rows is not None and _is_sheet(info.filename)
+
+    def count(piece: bytes) -> None:
+        nonlocal out, rows
+        out += len(piece)
+        if sheet:
+            rows += piece.count(b"<row")  # a tag cut by a chunk's end is missed: a cap, not a census
+            if rows > limits.max_rows:  # type: ignore[operator]
+                raise ZipRefused("rows", info.filename)  # rows=0: more than the cap, how many is unknown
         if out > budget:
             raise ZipRefused("expanded", info.filename, out)
         # The ratio so far (output ÷ the compressed bytes it came from): a bomb shows itself in
@@ -302,19 +331,19 @@ def _expanded(f: BinaryIO, info: zipfile.ZipInfo, budget: int, limits: ZipLimits
             left -= len(data)
             if inflate is None:
                 fed += len(data)
-                count(len(data))
+                count(data)
                 continue
             while data and not inflate.eof:
                 before = len(data)
                 piece = inflate.decompress(data, CHUNK)  # at most a chunk of output at a time
                 data = inflate.unconsumed_tail
                 fed += before - len(data)
-                count(len(piece))
+                count(piece)
         while inflate is not None and not inflate.eof:
             piece = inflate.decompress(b"", CHUNK)
             if not piece:
                 break
-            count(len(piece))
+            count(piece)
     except zlib.error as e:
         raise ZipRefused("damaged", info.filename) from e
     return out
@@ -348,16 +377,11 @@ def check_zip(path: Path, limits: ZipLimits, expand: bool = False, sheets: bool 
                     ratio = i.file_size / max(i.compress_size, 1)
                     if i.file_size > limits.ratio_floor and ratio > limits.max_ratio:
                         raise ZipRefused("ratio", i.filename, i.file_size, ratio)
-                if expand:
-                    total = 0
-                    for i in infos:
-                        total += _expanded(f, i, limits.max_expanded - total, limits)
                 if sheets and (limits.max_rows or limits.max_cells):
                     for i in infos:
-                        if not (i.filename.startswith("xl/worksheets/") and i.filename.endswith(".xml")):
+                        if not _is_sheet(i.filename):
                             continue
-                        with z.open(i) as part:
-                            declared = declared_range(part.read(HEAD_BYTES))
+                        declared = declared_range(_head(f, i))
                         if declared is None:
                             continue
                         rows, cols = declared
@@ -365,6 +389,10 @@ def check_zip(path: Path, limits: ZipLimits, expand: bool = False, sheets: bool 
                             raise ZipRefused("rows", i.filename, rows=rows, cols=cols)
                         if limits.max_cells is not None and rows * cols > limits.max_cells:
                             raise ZipRefused("cells", i.filename, rows=rows, cols=cols)
+                if expand:
+                    total = 0
+                    for i in infos:
+                        total += _expanded(f, i, limits.max_expanded - total, limits)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, struct.error, NotImplementedError) as e:
         raise ZipRefused("damaged") from e
 
@@ -375,16 +403,17 @@ def zip_message(e: ZipRefused, name: str, limits: ZipLimits, unreadable: str) ->
     if e.kind in ("not_zip", "damaged", "method"):
         return f"{name}: {unreadable}"
     if e.kind in ("rows", "cells"):
-        return rows_message(name, max(e.rows - 1, 0), (limits.max_rows or 1) - 1)  # the header is not a row
+        return rows_message(name, e.rows - 1 if e.rows else None, (limits.max_rows or 1) - 1)  # the header is not a row
     if e.kind == "members":
         return f"{name}: 文件内部结构异常（部件过多），不是本系统导出的文件，已拒收。请重新下载填写后再上传"
     return (f"{name}: 文件解压后超过 {limits.max_expanded // (1024 * 1024)} MB（或压缩比异常），可能是恶意构造的文件，"
             "已拒收。请上传从本系统下载、在 Excel 或 WPS 中填写保存的文件")
 
 
-def rows_message(name: str, rows: int, max_rows: int) -> str:
-    """A sheet with more rows than a file of ours can have (declared, or really there)."""
-    return (f"{name}: 工作表有 {rows:,} 行，超过 {max_rows:,} 行的上限，不是本系统导出的文件（每条线索一行）。"
+def rows_message(name: str, rows: int | None, max_rows: int) -> str:
+    """A sheet with more rows than a file of ours can have (declared, or counted until the cap)."""
+    many = f"有 {rows:,} 行，" if rows else ""
+    return (f"{name}: 工作表{many}超过 {max_rows:,} 行的上限，不是本系统导出的文件（每条线索一行）。"
             "请重新下载填写后再上传")
 
 
