@@ -217,7 +217,8 @@ def _refused_quickly_while_the_inbox_stays_quick(server, bomb: Path, within: flo
     thread.join()
     r = result["r"]
     assert r.status_code == 400 and result["took"] < within, (r.status_code, result["took"])
-    assert max(inbox_times) < 0.2, inbox_times
+    # The inbox answers in its usual time meanwhile; a CI machine's pause may stretch one sample.
+    assert sorted(inbox_times)[len(inbox_times) // 2] < 0.2 and max(inbox_times) < 1.0, inbox_times
     assert rss() - grown_from < 200 * MB
     assert statuses(home) == before  # nothing applied
     return text_of(r.text)
