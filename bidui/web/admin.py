@@ -11,7 +11,7 @@ night applies them); rules in bidui.config (the home's bidui.toml)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form
@@ -63,6 +63,27 @@ def audit_text(e: AuditEvent, names: dict[str, str] | None = None) -> str:
     for k, v in p.items():
         parts.append(f"{k}：" + ("，".join(f"{a} {named(b)}" for a, b in v.items()) if isinstance(v, dict) else named(v)))
     return "；".join(parts)
+
+
+def device_text(agent: str) -> str:
+    """A browser's User-Agent as a person reads it: the kind of device and the browser."""
+    a = agent.lower()
+    device = ("手机" if any(w in a for w in ("iphone", "android", "mobile", "harmonyos")) else
+              "平板" if "ipad" in a else "电脑" if any(w in a for w in ("windows", "macintosh", "x11", "linux")) else "")
+    browser = next((label for word, label in (("micromessenger", "微信"), ("dingtalk", "钉钉"), ("edg/", "Edge 浏览器"),
+                                              ("qqbrowser", "QQ 浏览器"), ("360", "360 浏览器"), ("firefox", "火狐浏览器"),
+                                              ("chrome", "Chrome 浏览器"), ("safari", "Safari 浏览器")) if word in a), "")
+    return "，".join(p for p in (device, browser) if p) or "未知设备"
+
+
+def _sessions(c: Ctx, u) -> tuple[list[dict], tuple[int, int]]:
+    """The user's open sessions as the admin page lists them, and the failed sign-ins of a day."""
+    web = c.request.app.state.web
+    rows = [{"id": w.id, "created": f"{w.created_at:%Y-%m-%d %H:%M}", "seen": f"{w.last_seen:%Y-%m-%d %H:%M}",
+             "address": w.address or "未知", "device": device_text(w.user_agent),
+             "mine": w.id == getattr(c.request.state, "web_session_id", None)}
+            for w in users.open_sessions(c.session, u.id, web.session_idle_seconds, web.session_max_seconds)]
+    return rows, users.failed_logins_since(c.session, u.username, datetime.now() - timedelta(days=1))
 
 
 def _actor(c: Ctx) -> users.Actor:
@@ -133,7 +154,8 @@ def render(c: Ctx, status_code: int = 200, error: str = "", message: str = "", f
     audits = [{"at": f"{e.at:%Y-%m-%d %H:%M}", "actor": e.actor, "kind": users.AUDIT_LABELS.get(e.kind, "其他操作"),
                "target": e.target if e.kind not in (approvals.APPROVED, approvals.APPLIED) else "",
                "detail": audit_text(e, names)}
-              for e in c.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(50))]
+              for e in c.session.scalars(select(AuditEvent).where(AuditEvent.kind != "login_failed")
+                                         .order_by(AuditEvent.id.desc()).limit(50))]
     runs, held = _runs(c)
     return c.render("admin.html", status_code=status_code, error=error, message=message, users=rows,
                     divisions=_divisions(c), form=form or {}, password=password, rules=_rules(c), runs=runs,
@@ -192,13 +214,15 @@ def _user_render(c: Ctx, u, status_code: int = 200, error: str = "", message: st
     names = {d["code"]: d["label"] for d in _divisions(c)}
     audits = [{"at": f"{e.at:%Y-%m-%d %H:%M}", "actor": e.actor, "kind": users.AUDIT_LABELS.get(e.kind, "其他操作"),
                "detail": audit_text(e, names)}
-              for e in c.session.scalars(select(AuditEvent).where(AuditEvent.target == u.username)
+              for e in c.session.scalars(select(AuditEvent).where(AuditEvent.target == u.username,
+                                                                  AuditEvent.kind != "login_failed")
                                          .order_by(AuditEvent.id.desc()).limit(20))]
+    sessions, (failed, failed_from) = _sessions(c, u)
     return c.render("admin_user.html", status_code=status_code, error=error, message=message, u=u,
                     locked=users.is_locked(u), divisions=_divisions(c), roles=users.ROLE_LABELS,
                     form=form or {"real_name": u.real_name or "", "position": u.position or "",
                                   "display_name": u.display_name, "role": u.role, "scope_code": u.scope},
-                    password=password, audits=audits)
+                    password=password, audits=audits, sessions=sessions, failed=failed, failed_from=failed_from)
 
 
 def _managed_or_404(c: Ctx, username: str):
@@ -240,6 +264,28 @@ def user_rescope(username: str, c: Ctx = Depends(ctx), csrf_token: str = Form(""
     except users.UserError as e:
         return _user_render(c, u, 400, error=str(e), form=form)
     return _done(c, "已调整角色与管辖范围", to=f"/admin/users/{quote(username)}")
+
+
+@router.post("/admin/users/{username}/sessions/end")
+def end_sessions(username: str, c: Ctx = Depends(ctx), csrf_token: str = Form(""),  # noqa: B008
+                 session: str = Form(""), confirmed: str = Form("")):
+    """End one of the user's sessions (by its number) or all of them: the browsers holding them
+    are at the login page at their next click. Confirmed first, audited."""
+    require_role(c.user, "admin")
+    check_csrf(c.request, csrf_token)
+    u = _managed_or_404(c, username)
+    one = int(session) if session.isdigit() and len(session) < 18 else None
+    if one is None and session != "all":
+        return _user_render(c, u, 400, error="请从会话列表中选择要结束的会话")
+    if confirmed != "1":
+        who = f"{u.real_name or u.display_name}（{u.username}）"
+        what = "结束该用户的全部登录会话" if one is None else "结束该用户的这个登录会话"
+        return confirm(c, f"/admin/users/{quote(username)}/sessions/end", f"{what}：{who}",
+                       ["结束后，使用这些会话的浏览器下一次操作时会回到登录页，需要重新登录。确认结束？"],
+                       {"session": session}, True)
+    with c.request.app.state.ledger.write() as s:
+        ended = users.end_sessions(s, username, _actor(c), one)
+    return _done(c, f"已结束 {ended} 个登录会话" if ended else "该会话已经结束", to=f"/admin/users/{quote(username)}")
 
 
 USER_ACTIONS = {

@@ -1,11 +1,14 @@
-"""The signed-in person: their real name and position, which every signature uses (谁核实谁签字).
-Asked at the first sign-in while either is missing; editable later from the header."""
+"""The signed-in person: their real name and position, which every signature uses (谁核实谁签字),
+asked at the first sign-in while either is missing and editable later from the header; and their
+own password, which anyone may change here (the password policy of bidui.clues.users; the user's
+other sessions end, the one in use stays)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Form
 from fastapi.responses import RedirectResponse
 
+from bidui.clues import users
 from bidui.clues.models import User
 from bidui.web.deps import Ctx, ctx
 from bidui.web.security import check_csrf
@@ -18,10 +21,37 @@ def needs_profile(user: User) -> bool:
     return not ((user.real_name or "").strip() and (user.position or "").strip())
 
 
+def _page(c: Ctx, status_code: int = 200, form: dict | None = None, error: str = "", password_error: str = ""):
+    return c.render("profile.html", status_code=status_code, error=error, password_error=password_error,
+                    form=form or {"real_name": c.user.real_name or "", "position": c.user.position or ""},
+                    first=needs_profile(c.user))
+
+
 @router.get("/profile")
 def profile(c: Ctx = Depends(ctx)):  # noqa: B008
-    return c.render("profile.html", form={"real_name": c.user.real_name or "", "position": c.user.position or ""},
-                    first=needs_profile(c.user))
+    return _page(c)
+
+
+@router.post("/profile/password")
+def password_change(c: Ctx = Depends(ctx), csrf_token: str = Form(""), current: str = Form(""),  # noqa: B008
+                    new: str = Form(""), again: str = Form("")):
+    check_csrf(c.request, csrf_token)
+    try:
+        if new != again:
+            raise users.UserError("两次输入的新密码不一致")
+        # The argon2 work (the old password checked, the new one hashed) before the write
+        # transaction, which then only stores the hash: a slow hash never holds the write lock.
+        if not users.check_password(c.user, current):
+            raise users.UserError("当前密码不正确")
+        if current == new:
+            raise users.UserError("新密码不能与当前密码相同")
+        password_hash = users.hash_password(new, c.user.username)
+        with c.request.app.state.ledger.write() as s:
+            users.change_password(s, c.user.id, password_hash, getattr(c.request.state, "web_session_id", None))
+    except users.UserError as e:
+        return _page(c, 400, password_error=str(e))
+    c.flash("密码已修改。您在其他设备上的登录已全部退出")
+    return RedirectResponse("/profile", status_code=303)
 
 
 @router.post("/profile")
@@ -40,7 +70,7 @@ def profile_save(c: Ctx = Depends(ctx), csrf_token: str = Form(""), real_name: s
     elif len(pos) > MAX_CHARS:
         problems.append("职务不超过 30 个字")
     if problems:
-        return c.render("profile.html", status_code=400, form=form, first=needs_profile(c.user), error="；".join(problems))
+        return _page(c, 400, form=form, error="；".join(problems))
     with c.request.app.state.ledger.write() as s:
         user = s.get(User, c.user.id)
         user.real_name, user.position = name, pos
