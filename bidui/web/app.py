@@ -93,8 +93,10 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
 
 # What every uvicorn serving the app is given (`bidui serve` and the test servers): no access log
 # of its own (it prints query strings, which may hold an ID number: ours replaces it) and no
-# `server: uvicorn` banner naming the software to an attacker.
-UVICORN_OPTIONS = {"access_log": False, "server_header": False}
+# `server: uvicorn` banner naming the software to an attacker; and uvicorn's own reading of
+# X-Forwarded-For off, so the client's address follows `[web] trusted_proxy_header` alone
+# (security.client_address: the login limits count failures per address).
+UVICORN_OPTIONS = {"access_log": False, "server_header": False, "proxy_headers": False}
 
 
 def serve(home: Home, host: str, port: int, workers: int = 1) -> None:
