@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import shutil
 import tomllib
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest

@@ -16,7 +16,6 @@ from bidui.clues.models import Clue, User
 from bidui.clues.users import add_user
 from bidui.home import Home
 
-
 PASSWORD_WORDS = {"township": "xiangzhen", "county": "xianji", "prefecture": "shiji", "admin": "zhuanban"}
 
 
