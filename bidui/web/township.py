@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from bidui import config, scope, uploads
 from bidui.clues import actions
 from bidui.clues.models import Clue, ClueEvent, EvidenceSnapshot
-from bidui.clues.present import CATEGORY_LABELS, clue_view
+from bidui.clues.present import CATEGORY_LABELS, clue_view, division_names
 from bidui.clues.states import (
     ACTIONS,
     DISPATCHED,
@@ -259,8 +259,10 @@ def _event_note(e: ClueEvent, labels: dict[int, str] | None = None) -> str:
     return str(p.get("outcome") or p.get("night") or "")
 
 
-def clue_record(c: Ctx, clue: Clue) -> dict:
-    """What the clue page and its printed record both show."""
+def clue_record(c: Ctx, clue: Clue, page_names: dict[str, str] | None = None,
+                all_names: dict[str, str] | None = None) -> dict:
+    """What the clue page and its printed record both show. A page of many clues (a household's
+    record) passes the division names it read once: the page's, and every division's (evidence)."""
     evidence = c.session.scalars(select(EvidenceSnapshot).where(EvidenceSnapshot.clue_id == clue.id)
                                  .order_by(EvidenceSnapshot.night.desc(), EvidenceSnapshot.id.desc())).all()
     events = c.session.scalars(select(ClueEvent).where(ClueEvent.clue_id == clue.id).order_by(ClueEvent.id)).all()
@@ -269,8 +271,8 @@ def clue_record(c: Ctx, clue: Clue) -> dict:
     labels = {a.id: a.label for a in files}
     history = [{"at": e.at, "who": people.get(e.actor, "已停用的账号"), "what": EVENT_LABELS.get(e.kind, "其他"),
                 "note": _event_note(e, labels)} for e in events]
-    return {"clue": clue, "names": c.division_names(), "view": clue_view(clue, evidence), "history": history,
-            "attachments": files}
+    return {"clue": clue, "names": c.division_names() if page_names is None else page_names,
+            "view": clue_view(clue, evidence, all_names), "history": history, "attachments": files}
 
 
 def _clue_page(c: Ctx, clue: Clue, status_code: int = 200, form: dict | None = None, error: str = "",
@@ -310,7 +312,8 @@ def household_print(code: str, c: Ctx = Depends(ctx)):  # noqa: B008
                               .order_by(Clue.first_seen, Clue.id).limit(500)).all()
     if not clues:
         raise HTTPException(404)
-    records = [clue_record(c, clue) for clue in clues]
+    page_names, all_names = c.division_names(), division_names(clues[0])
+    records = [clue_record(c, clue, page_names, all_names) for clue in clues]
     members: dict[str, int] = {}
     for clue in clues:
         members[clue.subject_name or "（无姓名）"] = members.get(clue.subject_name or "（无姓名）", 0) + 1
@@ -318,7 +321,7 @@ def household_print(code: str, c: Ctx = Depends(ctx)):  # noqa: B008
     for clue in clues:
         states[STATUS_LABELS[clue.status]] = states.get(STATUS_LABELS[clue.status], 0) + 1
     return c.render("household_print.html", first=clues[0], records=records, members=list(members.items()),
-                    states=list(states.items()), names=c.division_names())
+                    states=list(states.items()), names=page_names)
 
 
 def next_clue(c: Ctx, after: int) -> int | None:
