@@ -296,10 +296,16 @@ def rules_export(ctx: typer.Context, night: Annotated[str, typer.Option("--date"
 
 def _register_commands() -> None:
     from bidui.clues.cli import register as ledger_commands
+    from bidui.clues.inspection_cli import register as inspection_commands
     from bidui.flows.cli import register as flow_commands
+    from bidui.quality.cli import register as quality_commands
+    from bidui.rules.whatif_cli import register as whatif_commands
 
     ledger_commands(app)
     flow_commands(app)
+    quality_commands(app)  # quality report
+    inspection_commands(app)  # inspect sample, household print
+    whatif_commands(rules_app)  # rules whatif
     # publish lives with the ledger's commands; it writes the night's state like the others.
     for info in app.registered_commands:
         if info.name == "publish" and info.callback is not None:

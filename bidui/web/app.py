@@ -18,7 +18,7 @@ from bidui import config
 from bidui.clues.db import Ledger, ledger_url, open_ledger
 from bidui.home import Home
 from bidui.signing import secret_key
-from bidui.web import admin, county, hardening, profile, supervisor, township
+from bidui.web import admin, county, hardening, inspection, profile, quality, supervisor, township, whatif
 from bidui.web import attachments as attachment_routes
 from bidui.web.deps import db, templates
 from bidui.web.security import LoginRequired, csrf_token, current_user, login, logout
@@ -88,6 +88,9 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
     app.include_router(county.router)
     app.include_router(supervisor.router)
     app.include_router(admin.router)
+    app.include_router(quality.router)
+    app.include_router(inspection.router)
+    app.include_router(whatif.router)
     return app
 
 

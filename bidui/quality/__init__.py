@@ -1,0 +1,1 @@
+"""数据质量通报: what each department's delivery looked like, night by night (issue 19)."""
