@@ -542,3 +542,47 @@ def links_text(links: dict[str, int]) -> str:
     words = {"exact": "证件号码一致", "former_name": "原名", "household": "同户成员号码", "fuzzy": "模糊匹配",
              "review": "待确认", "none": "未找到"}
     return " · ".join(f"{words.get(k, '其他')} {v:,}" for k, v in links.items())
+
+
+# ---------------------------------------------------------------- rule parameters (issue 19: 阈值推演)
+# Each parameter of [rules.parameters] as a person reads it: its name and the unit its value is in
+# ("" : a list of values or a word). The what-if page and command show these, never the key.
+PARAMETER_WORDS: dict[str, tuple[str, str]] = {
+    "vehicle_active_statuses": ("计入的车辆状态", ""),
+    "vehicle_counted_types": ("计入的车辆类型（GA 802 代码开头）", ""),
+    "vehicle_excluded_uses": ("不计入的车辆使用性质", ""),
+    "business_active_statuses": ("计入的企业登记状态", ""),
+    "business_not_enterprise": ("不按企业计的市场主体", ""),
+    "individual_business_min_capital": ("个体工商户注册资本门槛", "万元"),
+    "property_region": ("房产所在区域", ""),
+    "property_counted_types": ("计入的房产类型", ""),
+    "school_fee_types": ("计入的学校类型", ""),
+    "school_fee_threshold": ("年学费门槛", "元"),
+    "split_min_age": ("分户老人年龄下限", "岁"),
+    "split_years": ("分户年限", "年"),
+    "dangerous_grades": ("危房等级", ""),
+    "dropout_min_age": ("义务教育起始年龄", "岁"),
+    "dropout_max_age": ("义务教育截止年龄", "岁"),
+    "medical_household_threshold": ("户医疗自付费用门槛", "元"),
+    "medical_window_days": ("医疗费用统计天数", "天"),
+    "missed_dangerous_grades": ("漏评危房等级", ""),
+    "missed_medical_threshold": ("漏评医疗自付费用门槛", "元"),
+}
+
+
+def parameter_words(name: str) -> tuple[str, str]:
+    """(label, unit) of a rule parameter; a task force's own parameter reads 其他参数."""
+    return PARAMETER_WORDS.get(name, ("其他参数", ""))
+
+
+def parameter_value_text(value: object) -> str:
+    """A parameter's value as a person reads it: lists joined with 、, whole numbers without .0."""
+    if isinstance(value, list | tuple):
+        return "、".join(str(x) for x in value) or "（无）"
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if isinstance(value, float) and value.is_integer():
+        return f"{int(value):,}"
+    if isinstance(value, int | float):
+        return f"{value:,}"
+    return str(value)
