@@ -222,3 +222,37 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_failure: Mapped[datetime] = mapped_column(DateTime)
     blocked_until: Mapped[datetime | None] = mapped_column(DateTime)  # pairs only
+
+
+class RegisterHousehold(Base):
+    """A household of the poor-household register (建档立卡户) as of the latest published night,
+    clue or no clue (issue 19: an inspection sample draws from every household of a village).
+    Replaced whole at each publish; only what a township already reads on a clue."""
+
+    __tablename__ = "register_households"
+    __table_args__ = (Index("ix_register_households_village", "village_code"),)
+    household_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    county_code: Mapped[str] = mapped_column(String(12))
+    township_code: Mapped[str] = mapped_column(String(12))
+    village_code: Mapped[str] = mapped_column(String(12))
+    head_name: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str | None] = mapped_column(String(20))  # 未脱贫 | 已脱贫, as the register says it
+    registered_year: Mapped[int | None] = mapped_column(Integer)
+    member_count: Mapped[int] = mapped_column(Integer, default=0)
+    night: Mapped[date] = mapped_column(Date)  # the published night the copy is of
+
+
+class RegisterMember(Base):
+    """A member of a register household (家庭成员), keyed to clues by `person_key` (a clue's
+    `subject_key`: the linked person, else the member's own row)."""
+
+    __tablename__ = "register_members"
+    __table_args__ = (Index("ix_register_members_household", "household_code"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    household_code: Mapped[str] = mapped_column(String(40))
+    seq: Mapped[int] = mapped_column(Integer)  # the member's order in the register's file
+    person_key: Mapped[str] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(String(64))
+    relation: Mapped[str | None] = mapped_column(String(20))
+    sex: Mapped[str | None] = mapped_column(String(4))
+    birth_year: Mapped[int | None] = mapped_column(Integer)

@@ -19,13 +19,21 @@ from datetime import date, timedelta
 
 import duckdb
 import polars as pl
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from bidui import scope
 from bidui.clues.actions import now
 from bidui.clues.db import Ledger
-from bidui.clues.models import Clue, ClueEvent, Division, EvidenceSnapshot, PublishRun
+from bidui.clues.models import (
+    Clue,
+    ClueEvent,
+    Division,
+    EvidenceSnapshot,
+    PublishRun,
+    RegisterHousehold,
+    RegisterMember,
+)
 from bidui.clues.states import DISPATCHED, NOT_TRUE, OPEN
 from bidui.connectors import warehouse as wh
 from bidui.home import Home
@@ -148,6 +156,75 @@ def _sync_divisions(session: Session, frame: pl.DataFrame) -> None:
             d.name, d.level, d.parent_code, d.rural = row["name"], row["level"], row["parent_code"], rural
 
 
+@dataclass
+class Register:
+    """The register's households and members in force on a night, as the ledger keeps them."""
+
+    households: list[dict]
+    members: list[dict]
+
+
+# A member's person is a clue's subject_key (bidui.rules.views: `ident`, else the member's own row).
+_REGISTER_MEMBERS = """
+SELECT m.household_code, m.source_row AS seq, m.name, m.relation, m.sex,
+       year(coalesce(m.birth_date, CASE WHEN m.id_number_status = 'valid'
+                                        THEN try_strptime(substr(m.id_number, 7, 8), '%Y%m%d')::DATE END)) AS birth_year,
+       coalesce(CASE WHEN l.method <> 'none' THEN l.person_key END,
+                CASE WHEN m.id_number_status = 'valid' AND NOT coalesce(l.id_name_conflict, FALSE) THEN m.id_number END,
+                'R:' || m.household_code || ':' || m.source_row) AS person_key
+FROM ds_register_members m
+LEFT JOIN links l ON l.night = ? AND l.dataset = 'register_members' AND l.source_file = m.source_file
+     AND l.source_row = m.source_row AND l.role = 'member'
+WHERE m.snapshot_date = ? AND m.household_code IS NOT NULL
+ORDER BY m.household_code, m.source_row"""
+
+
+def register_rows(con: duckdb.DuckDBPyConnection, night: date) -> Register | None:
+    """The register in force on a night (None when it has none), read for the ledger."""
+    from bidui.matching.link import LINKS_SCHEMA
+
+    snaps = wh.in_force(con, night)
+    if snaps.get("register_households") is None:
+        return None
+    # One row per household code: a code delivered twice is the first row's (the register's file order).
+    households = wh.query(con, """
+        SELECT household_code, village_code, head_name, status, registered_year FROM (
+            SELECT *, row_number() OVER (PARTITION BY household_code ORDER BY source_file, source_row) AS rn
+            FROM ds_register_households WHERE snapshot_date = ? AND household_code IS NOT NULL) WHERE rn = 1
+          AND village_code IS NOT NULL""", [snaps["register_households"]])
+    members: list[dict] = []
+    if snaps.get("register_members") is not None:
+        con.execute(LINKS_SCHEMA)
+        members = wh.query(con, _REGISTER_MEMBERS, [night, snaps["register_members"]]).to_dicts()
+    known = set(households["household_code"].to_list())
+    members = [m for m in members if m["household_code"] in known]
+    count: dict[str, int] = {}
+    for m in members:
+        count[m["household_code"]] = count.get(m["household_code"], 0) + 1
+    rows = [{"household_code": h["household_code"], "county_code": scope.county_of(h["village_code"]),
+             "township_code": h["village_code"][:9] + "000", "village_code": h["village_code"], "head_name": h["head_name"],
+             "status": h["status"], "registered_year": h["registered_year"],
+             "member_count": count.get(h["household_code"], 0), "night": night}
+            for h in households.to_dicts() if scope.is_code(h["village_code"])]
+    return Register(rows, members)
+
+
+def _replace_register(session: Session, register: Register | None, night: date, again: bool) -> None:
+    """The ledger's copy of the register becomes the night's (a newer night's copy stays)."""
+    if register is None:
+        return
+    kept = session.scalar(select(func.max(RegisterHousehold.night)))
+    if kept is not None and (kept > night or (kept == night and not again)):
+        return
+    conn = session.connection()
+    conn.execute(delete(RegisterMember))
+    conn.execute(delete(RegisterHousehold))
+    if register.households:
+        conn.execute(RegisterHousehold.__table__.insert(), register.households)
+    if register.members:
+        conn.execute(RegisterMember.__table__.insert(), register.members)
+
+
 def _last_record(session, clue_id: int) -> str | None:
     return session.scalar(select(EvidenceSnapshot.record).where(EvidenceSnapshot.clue_id == clue_id)
                           .order_by(EvidenceSnapshot.night.desc(), EvidenceSnapshot.id.desc()).limit(1))
@@ -155,7 +232,8 @@ def _last_record(session, clue_id: int) -> str | None:
 
 def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: date, titles: dict[str, str],
             due_days: int = DUE_DAYS, division_rows: pl.DataFrame | None = None,
-            doubtful: dict[str, set[str]] | None = None, again: bool = False) -> PublishResult:
+            doubtful: dict[str, set[str]] | None = None, again: bool = False,
+            register: Register | None = None) -> PublishResult:
     """Publish the night's hits (`night_hits`); `titles` names each rule (for the clue's reader);
     `doubtful` (`doubtful_by_rule`) the subjects each rule cannot decide on tonight; `again`
     publishes a night already published (its run held a file that a later run took)."""
@@ -172,6 +250,8 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
             return result
         if session.get(PublishRun, night) is not None and not again:
             result.already = True
+            # A ledger upgraded since the night was published gets its register copy now.
+            _replace_register(session, register, night, again)
             return result
         if division_rows is not None and division_rows.height:
             _sync_divisions(session, division_rows)
@@ -297,6 +377,7 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
         session.merge(PublishRun(night=night, published_at=stamp, hits=result.hits, new=result.new, seen=result.seen,
                                  gone=result.gone, reraised=result.reraised, suppressed=result.suppressed,
                                  skipped_rules=",".join(result.skipped_rules) or None))
+        _replace_register(session, register, night, again)
     return result
 
 
@@ -313,12 +394,14 @@ def publish_night(home: Home, night: date, again: bool = False) -> PublishResult
         hits, runs = night_hits(con, night)
         division_rows = divisions(con, night)
         doubtful = doubtful_by_rule(con, night, {r.code: r.reads for r in rules})
+        register = register_rows(con, night)
     finally:
         con.close()
     titles = {r.code: r.title for r in rules}
     due = int(config.load(home.config).get("clues", {}).get("due_days", DUE_DAYS))
     ledger = open_ledger(ledger_url(home.ledger))
     try:
-        return ledger.retrying(lambda: publish(ledger, hits, runs, night, titles, due, division_rows, doubtful, again))
+        return ledger.retrying(lambda: publish(ledger, hits, runs, night, titles, due, division_rows, doubtful, again,
+                                                      register))
     finally:
         ledger.close()
