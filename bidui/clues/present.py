@@ -586,3 +586,74 @@ def parameter_value_text(value: object) -> str:
     if isinstance(value, int | float):
         return f"{value:,}"
     return str(value)
+
+
+# ---------------------------------------------------------------- a clue's history (issue 19)
+# What each event of a clue's history says (the clue page, its print and the household file).
+EVENT_LABELS = {"dispatched": "下发", "verify": "核实签字", "amended": "修改核实结论", "close": "销号", "return": "退回",
+                "evidence_gone": "证据消失", "evidence_back": "证据重现", "evidence_changed": "证据变化",
+                "reraised": "重新下发", "seen": "再次发现",
+                "attachment_added": "上传附件", "attachment_viewed": "查看附件", "attachment_removed": "删除附件"}
+
+
+def event_note(kind: str, payload: dict | None, labels: dict[int, str] | None = None) -> str:
+    """The detail of an event beside its label: the attachment's name, the return's reason, the outcome."""
+    p = payload or {}
+    if kind.startswith("attachment_") and labels:
+        return labels.get(p.get("attachment"), "")
+    if kind == "return":
+        return p.get("reason", "") + (f"（新的截止日期 {p['due_date']}）" if p.get("due_date") else "")
+    return str(p.get("outcome") or p.get("night") or "")
+
+
+# ---------------------------------------------------------------- 数据质量通报 (issue 19, bidui.quality)
+
+# The departments of bidui.datasets (Dataset.department) as the task force names them.
+DEPARTMENT_LABELS = {"statistics": "统计", "poverty alleviation": "乡村振兴", "public security": "公安",
+                     "health": "卫健", "medical security": "医保", "education": "教育", "housing": "住建",
+                     "commerce": "市场监管", "public security (traffic)": "公安交管",
+                     "finance / human resources": "财政人社"}
+# Kinds of bidui.quality.bulletin: rejected values, ID problems, link outcomes, the totals.
+REJECT_KIND_LABELS = {"required_missing": "必填项为空", "bad_date": "日期无法识别", "early_date": "日期过早",
+                      "future_date": "日期晚于比对日（未来日期）", "not_number": "不是数字", "negative": "金额或数量为负",
+                      "over_ceiling": "金额超出合理上限", "not_year": "年度不对", "bad_code": "不是12位区划代码",
+                      "unknown_value": "不在规定的取值范围内", "control_character": "含控制字符",
+                      "too_long": "内容过长", "other": "其他无法识别的值"}
+ID_KIND_LABELS = {"bad_check": "校验位不对", "bad_length": "位数不对", "bad_province": "省份代码不对",
+                  "bad_birth_date": "出生日期不合法", "excel_mangled": "被 Excel 截断（只剩15位）",
+                  "too_few_digits": "被 Excel 改成科学计数法", "missing": "为空", "old_15": "15位旧号码",
+                  "full_width": "用了全角数字"}
+QUALITY_TOTAL_LABELS = {"problem_rows": "问题记录", "rows": "在用记录", "delivered": "本次报送行数",
+                        "rejected_rows": "有拒收值的行", "invalid_ids": "证件号码问题", "name_defects": "姓名问题",
+                        "exact": "精确关联", "fuzzy": "模糊关联", "none": "未关联", "shared_ids": "一号多人",
+                        "empty_required": "必填项为空"}
+
+
+def department_title(code: str) -> str:
+    return DEPARTMENT_LABELS.get(code, "其他部门")
+
+
+def problem_reason(kind: str) -> str:
+    """A problem row's reason (bidui.quality.bulletin.Problem.reason) in words."""
+    group, _, k = kind.partition("_")
+    if group == "reject":
+        return "值无法入库：" + REJECT_KIND_LABELS.get(k, "其他无法识别的值")
+    if group == "id":
+        return "证件号码：" + ID_KIND_LABELS.get(k, "有误")
+    if group == "name":
+        return DEFECT_LABELS.get(k, "姓名不规范")
+    return "其他"
+
+
+def shown_value(value: object, kind: str) -> str:
+    """A delivered value as a bulletin shows it: an ID number or a name masked, any other value
+    masked where it could be personal (bidui.privacy.quote, without its quotes)."""
+    import ast
+    import re
+
+    from bidui.privacy import quote
+
+    if value is None or value == "":
+        return "（空）"
+    shown = str(ast.literal_eval(quote(value, kind)))
+    return re.sub(r"… \(([\d,]+) characters\)$", r"…（共\1字）", shown)

@@ -37,6 +37,8 @@ class NightReport:
     files: list[dict] = field(default_factory=list)  # per file: dataset, status, rows read/loaded/rejected, message
     links: dict[str, int] = field(default_factory=dict)  # by method
     quality: dict[str, dict[str, int]] = field(default_factory=dict)  # by dataset: defects counted (matching.quality)
+    # 数据质量通报 by dataset (bidui.quality.bulletin): kept here so the web page reads it from the ledger
+    bulletin: dict[str, dict] = field(default_factory=dict)
     rules: dict[str, dict] = field(default_factory=dict)  # by rule: status, hits, message
     clues: dict[str, dict[str, int]] = field(default_factory=dict)  # by rule: new, seen, gone, reraised, suppressed
     new_by_township: dict[str, int] = field(default_factory=dict)
@@ -157,15 +159,17 @@ def link_step(home: Home, night: date) -> dict[str, dict]:
     from bidui.matching.dedupe import register_duplicates, store_duplicates
     from bidui.matching.link import Thresholds, link_night
     from bidui.matching.quality import night_defects
+    from bidui.quality.bulletin import night_bulletin
 
     con = warehouse.connect(home.warehouse)
     try:
         result = link_night(con, night, Thresholds.from_config(config.load(home.config)))
         store_duplicates(con, night, register_duplicates(con, night))
         defects = night_defects(con, night)
+        bulletin = night_bulletin(con, night, defects)
     finally:
         con.close()
-    return {"links": result.counts, "quality": defects}
+    return {"links": result.counts, "quality": defects, "bulletin": bulletin}
 
 
 def rules_step(home: Home, night: date) -> dict[str, dict]:
@@ -258,6 +262,7 @@ def apply_step(report: NightReport, step: str, value: object) -> None:
     elif step == "link":
         linked: dict = value  # type: ignore[assignment]
         report.links, report.quality = linked["links"], linked["quality"]
+        report.bulletin = linked.get("bulletin", {})
     elif step == "rules":
         report.rules = value  # type: ignore[assignment]
     elif step == "publish":

@@ -1,0 +1,231 @@
+"""数据质量通报: per department and dataset, what a night's data in force looked like — rows
+delivered and rejected (by reason), invalid ID numbers by kind, names with placeholders or
+annotations, records linked exactly / fuzzily / not at all, ID numbers several persons share,
+empty required values — and the change since the previous and the first night.
+
+Counted in the warehouse after linking (the nightly run keeps the counts in its report, which the
+ledger copies for the web page); the name defects are bidui.matching.quality's, not counted again.
+Counts are stored by code (`bad_check`, `placeholder`) and worded in bidui.clues.present."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+
+import duckdb
+
+from bidui.connectors import warehouse as wh
+from bidui.datasets import BY_CODE, DATASETS, Dataset
+from bidui.names import DEFECT_PATTERNS
+
+# Reject reasons (bidui.connectors.normalise writes them in English for the log) by kind: the
+# first prefix that a reason starts with names it.
+REJECT_KINDS: tuple[tuple[str, str], ...] = (
+    ("required value missing", "required_missing"), ("impossible date", "bad_date"), ("not a date", "bad_date"),
+    ("date before", "early_date"), ("date after", "future_date"), ("not a finite number", "not_number"),
+    ("not a number", "not_number"), ("negative", "negative"), ("over the ceiling", "over_ceiling"),
+    ("not a year", "not_year"), ("not a 12-digit division code", "bad_code"), ("unknown value", "unknown_value"),
+    ("unknown vehicle type", "unknown_value"), ("control character", "control_character"), ("longer than", "too_long"),
+)
+# ID kinds the bulletin counts: the invalid statuses of bidui.ids, and two forms that normalise
+# to a valid number but that a department should not send (the old 15 digits, full-width digits).
+ID_KINDS = ("bad_check", "bad_length", "bad_province", "bad_birth_date", "excel_mangled", "too_few_digits", "missing",
+            "old_15", "full_width")
+LINK_KINDS = ("exact", "fuzzy", "none")
+# Counts summed per department, in the order the bulletin shows them; the first is the headline.
+TOTALS = ("problem_rows", "rows", "delivered", "rejected_rows", "invalid_ids", "name_defects", "exact", "fuzzy",
+          "none", "shared_ids", "empty_required")
+
+
+def _sql_text(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def reject_kind_sql(column: str = "reason") -> str:
+    whens = " ".join(f"WHEN starts_with({column}, {_sql_text(p)}) THEN '{k}'" for p, k in REJECT_KINDS)
+    return f"CASE {whens} ELSE 'other' END"
+
+
+def id_kind_sql(c: str) -> str:
+    """The row's ID problem (NULL: none). 15 digits once stripped and valid: the old form; full-width
+    digits or X: typed on a Chinese input method."""
+    return (f"CASE WHEN {c}_status <> 'valid' THEN {c}_status "
+            f"WHEN length(regexp_replace(coalesce({c}_raw, ''), '[\\s\u3000''\"]', '', 'g')) = 15 THEN 'old_15' "
+            f"WHEN regexp_matches(coalesce({c}_raw, ''), '[０-９Ｘｘ]') THEN 'full_width' END")
+
+
+def _name_defect_sql(n: str) -> str:
+    return " OR ".join(f"regexp_matches(coalesce({n}_raw, ''), {_sql_text(p)})" for p in DEFECT_PATTERNS.values())
+
+
+def _empty(col: str) -> str:
+    return f'"{col}" IS NULL'
+
+
+def _required(ds: Dataset) -> list[str]:
+    return list(ds.required)
+
+
+def _latest_loads(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, dict]:
+    """The night's load log by dataset (the last entry: a held file forced later is what counts)."""
+    rows = con.execute("SELECT dataset, file, status, rows_read, rows_loaded, rows_rejected, message FROM load_log "
+                       "WHERE night = ? AND dataset IS NOT NULL ORDER BY load_id", [night]).fetchall()
+    out: dict[str, dict] = {}
+    for dataset, file, status, read, loaded, rejected, message in rows:
+        out[dataset] = {"file": file or "", "status": status, "delivered": int(read or 0), "loaded": int(loaded or 0),
+                        "rejected_tonight": int(rejected or 0), "message": message or ""}
+    return out
+
+
+def dataset_quality(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, snap: date | None,
+                    defects: dict[str, int]) -> dict:
+    """The counts of one dataset's snapshot in force on the night (empty counts when none is)."""
+    out: dict = {"rows": 0, "rejected_rows": 0, "rejects": {}, "ids": {}, "names": dict(defects), "links": {},
+                 "shared_ids": int(defects.get("shared_ids", 0)), "empty": {}, "problem_rows": 0}
+    out["names"].pop("shared_ids", None)
+    out["names"].pop("second_numbers", None)
+    if snap is None:
+        return out
+    table = wh.table_name(ds)
+    required = _required(ds)
+    problems = ["rejected_columns IS NOT NULL", *(_empty(c) for c in required)]
+    ref = ds.persons[0] if ds.persons else None
+    if ref:
+        problems += [f"({id_kind_sql(ref.id_column)}) IS NOT NULL", _name_defect_sql(ref.name_column)]
+    selects = ["count(*)", "count(*) FILTER (WHERE rejected_columns IS NOT NULL)",
+               "count(*) FILTER (WHERE " + " OR ".join(f"({p})" for p in problems) + ")",
+               *(f"count(*) FILTER (WHERE {_empty(c)})" for c in required)]
+    rows, rejected, problem, *empty = con.execute(f"SELECT {', '.join(selects)} FROM {table} WHERE snapshot_date = ?",
+                                                  [snap]).fetchone()
+    out |= {"rows": int(rows), "rejected_rows": int(rejected), "problem_rows": int(problem),
+            "empty": {c: int(n) for c, n in zip(required, empty, strict=True) if n}}
+    load = con.execute("SELECT load_id FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [ds.code, snap]).fetchone()
+    if load:
+        out["rejects"] = {k: int(n) for k, n in con.execute(
+            f"SELECT {reject_kind_sql()} AS k, count(*) FROM rejects WHERE load_id = ? GROUP BY k ORDER BY k",
+            [load[0]]).fetchall()}
+    if ref:
+        c = ref.id_column
+        out["ids"] = {k: int(n) for k, n in con.execute(
+            f"SELECT k, count(*) FROM (SELECT {id_kind_sql(c)} AS k FROM {table} WHERE snapshot_date = ?) "
+            "WHERE k IS NOT NULL GROUP BY k ORDER BY k", [snap]).fetchall()}
+        out["links"] = {k: int(n) for k, n in con.execute(
+            "SELECT CASE WHEN method IN ('fuzzy', 'review') THEN 'fuzzy' WHEN method = 'none' THEN 'none' "
+            "ELSE 'exact' END AS k, count(*) FROM links WHERE night = ? AND dataset = ? GROUP BY k",
+            [night, ds.code]).fetchall()}
+        if ds.code != "hukou":  # hukou's own is the number two persons hold (bidui.matching.quality)
+            # A valid number under which the linker found records of several persons (a child's
+            # record under a parent's number, one number typed for two people).
+            out["shared_ids"] = int(con.execute(f"""
+                SELECT count(*) FROM (
+                    SELECT d.{c} FROM {table} d JOIN links l ON l.night = ? AND l.dataset = ?
+                         AND l.source_file = d.source_file AND l.source_row = d.source_row
+                    WHERE d.snapshot_date = ? AND d.{c}_status = 'valid' AND l.person_key IS NOT NULL
+                    GROUP BY d.{c} HAVING count(DISTINCT l.person_key) > 1)""", [night, ds.code, snap]).fetchone()[0])
+    return out
+
+
+def _has_links(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'links'").fetchone()[0])
+
+
+def night_bulletin(con: duckdb.DuckDBPyConnection, night: date, defects: dict[str, dict[str, int]]) -> dict[str, dict]:
+    """{dataset: counts} for the night: its delivery (file, outcome, rows read) from the load log and
+    the quality of the snapshot in force. `defects`: bidui.matching.quality.night_defects of the night."""
+    loads = _latest_loads(con, night)
+    snaps = wh.in_force(con, night)
+    if not _has_links(con):  # a warehouse never linked: nothing linked, nothing shared
+        con.execute("CREATE TEMP TABLE IF NOT EXISTS links (night DATE, dataset VARCHAR, source_file VARCHAR, "
+                    "source_row BIGINT, person_key VARCHAR, method VARCHAR)")
+    out: dict[str, dict] = {}
+    for ds in DATASETS:
+        load = loads.get(ds.code)
+        snap = snaps.get(ds.code)
+        if load is None and snap is None:
+            continue
+        entry = {"department": ds.department, "file": "", "status": "none", "delivered": 0, "loaded": 0,
+                 "rejected_tonight": 0, "message": "", **(load or {}), "snapshot": snap.isoformat() if snap else ""}
+        entry |= dataset_quality(con, ds, night, snap, defects.get(ds.code, {}))
+        if entry["status"] == "duplicate":  # the same bytes again: delivered what is in force
+            entry["delivered"] = entry["rows"]
+        out[ds.code] = entry
+    return out
+
+
+def totals(entry: dict) -> dict[str, int]:
+    """One dataset's counts as the flat totals a department's are summed from."""
+    links = entry.get("links", {})
+    return {"problem_rows": entry.get("problem_rows", 0), "rows": entry.get("rows", 0),
+            "delivered": entry.get("delivered", 0), "rejected_rows": entry.get("rejected_rows", 0),
+            "invalid_ids": sum(entry.get("ids", {}).values()), "name_defects": sum(entry.get("names", {}).values()),
+            "exact": links.get("exact", 0), "fuzzy": links.get("fuzzy", 0), "none": links.get("none", 0),
+            "shared_ids": entry.get("shared_ids", 0), "empty_required": sum(entry.get("empty", {}).values())}
+
+
+def by_department(bulletin: dict[str, dict]) -> dict[str, dict[str, int]]:
+    """{department: totals} (departments in the order of bidui.datasets)."""
+    out: dict[str, dict[str, int]] = {}
+    for ds in DATASETS:
+        if ds.code not in bulletin:
+            continue
+        t = out.setdefault(ds.department, dict.fromkeys(TOTALS, 0))
+        for k, v in totals(bulletin[ds.code]).items():
+            t[k] += v
+    return out
+
+
+def departments() -> list[str]:
+    return list(dict.fromkeys(ds.department for ds in DATASETS))
+
+
+def datasets_of(department: str) -> list[Dataset]:
+    return [ds for ds in DATASETS if ds.department == department]
+
+
+@dataclass
+class Problem:
+    """One value a department should correct: where it is and why (the value as delivered; masked
+    only where it is shown)."""
+
+    dataset: str
+    file: str
+    row: int
+    column: str
+    value: str | None
+    reason: str  # a kind: reject_<kind>, id_<kind>, name_<kind>
+
+
+def problems(con: duckdb.DuckDBPyConnection, night: date, department: str) -> Iterable[Problem]:
+    """The department's problem values in the snapshots in force on the night, file by file and
+    row by row: rejected values, ID numbers invalid or in an old or full-width form, names with a
+    placeholder or an annotation (or pinyin, an invisible character)."""
+    snaps = wh.in_force(con, night)
+    for ds in datasets_of(department):
+        snap = snaps.get(ds.code)
+        if snap is None:
+            continue
+        table = wh.table_name(ds)
+        parts = [(f"SELECT r.file, r.source_row, r.column_name, r.value, 'reject_' || {reject_kind_sql('r.reason')} "
+                  "FROM rejects r JOIN snapshots s ON s.load_id = r.load_id WHERE s.dataset = ? AND s.snapshot_date = ?",
+                  [ds.code, snap])]
+        for ref in ds.persons:
+            c, n = ref.id_column, ref.name_column
+            parts.append((f"SELECT source_file, source_row, '{c}', {c}_raw, 'id_' || k FROM "
+                          f"(SELECT *, {id_kind_sql(c)} AS k FROM {table} WHERE snapshot_date = ?) WHERE k IS NOT NULL",
+                          [snap]))
+            for kind, pattern in DEFECT_PATTERNS.items():
+                parts.append((f"SELECT source_file, source_row, '{n}', {n}_raw, 'name_{kind}' FROM {table} "
+                              f"WHERE snapshot_date = ? AND regexp_matches(coalesce({n}_raw, ''), {_sql_text(pattern)})",
+                              [snap]))
+        sql = " UNION ALL ".join(f"({q})" for q, _ in parts) + " ORDER BY 1, 2, 3, 5"
+        args = [a for _, params in parts for a in params]
+        for file, row, column, value, reason in con.execute(sql, args).fetchall():
+            yield Problem(ds.code, file, int(row), column, value, reason)
+
+
+def column_kind(dataset: str, column: str) -> str:
+    ds = BY_CODE.get(dataset)
+    if ds is None:
+        return "text"
+    return next((c.kind for c in ds.columns if c.name == column), "text")
