@@ -85,11 +85,12 @@ def _label(name: str) -> str:
     return f"{label}（{unit}）" if unit else label
 
 
-def parse_value(name: str, text: str, current: Any) -> Any:
+def parse_value(name: str, text: str, current: Any, show_key: bool = True) -> Any:
     """`text` as a value of the parameter's kind (that of its current value); WhatIfError naming
-    the parameter when it is not one."""
+    the parameter when it is not one (by its key as typed on the command line, and its label;
+    `show_key=False`: the label only, for a page)."""
     text = text.strip()
-    where = f"参数 {name}（{_label(name)}）"
+    where = f"参数 {name}（{_label(name)}）" if show_key else f"“{_label(name)}”"
     if isinstance(current, list):
         if text.startswith("["):
             try:
@@ -122,7 +123,7 @@ def parse_value(name: str, text: str, current: Any) -> Any:
     return text
 
 
-def parse_settings(pairs: list[str], parameters: dict[str, Any]) -> dict[str, Any]:
+def parse_settings(pairs: list[str], parameters: dict[str, Any], show_key: bool = True) -> dict[str, Any]:
     """`PARAM=VALUE` strings as {parameter: value}; WhatIfError naming the parameter for an
     unknown one or a bad value."""
     out: dict[str, Any] = {}
@@ -134,7 +135,7 @@ def parse_settings(pairs: list[str], parameters: dict[str, Any]) -> dict[str, An
         if name not in parameters:
             known = "；".join(f"{p}（{_label(p)}）" for p in sorted(parameters))
             raise WhatIfError(f"没有名为 {name} 的规则参数。可设置的参数：{known}")
-        out[name] = parse_value(name, text, parameters[name])
+        out[name] = parse_value(name, text, parameters[name], show_key)
     return out
 
 
@@ -407,7 +408,7 @@ def _worker_main() -> None:
     try:
         cfg = config.load(home.config)
         params = cfg.get("rules", {}).get("parameters", {})
-        changes = parse_settings([f"{k}={v}" for k, v in request.get("set", {}).items()], params)
+        changes = parse_settings([f"{k}={v}" for k, v in request.get("set", {}).items()], params, show_key=False)
         night = date.fromisoformat(request["night"])
         answer = replay(home, night, changes, request.get("scope") or None).to_dict()
     except WarehouseBusy as e:
