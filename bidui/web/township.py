@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from bidui import config, scope, uploads
 from bidui.clues import actions
 from bidui.clues.models import Clue, ClueEvent, EvidenceSnapshot
-from bidui.clues.present import CATEGORY_LABELS, clue_view, division_names
+from bidui.clues.present import CATEGORY_LABELS, EVENT_LABELS, clue_view, event_note
 from bidui.clues.states import (
     ACTIONS,
     DISPATCHED,
@@ -244,19 +244,8 @@ def _clue_or_404(c: Ctx, clue_id: int) -> Clue:
     return clue
 
 
-EVENT_LABELS = {"dispatched": "下发", "verify": "核实签字", "amended": "修改核实结论", "close": "销号", "return": "退回",
-                "evidence_gone": "证据消失", "evidence_back": "证据重现", "evidence_changed": "证据变化",
-                "reraised": "重新下发", "seen": "再次发现",
-                "attachment_added": "上传附件", "attachment_viewed": "查看附件", "attachment_removed": "删除附件"}
-
-
 def _event_note(e: ClueEvent, labels: dict[int, str] | None = None) -> str:
-    p = e.payload or {}
-    if e.kind.startswith("attachment_") and labels:
-        return labels.get(p.get("attachment"), "")
-    if e.kind == "return":
-        return p.get("reason", "") + (f"（新的截止日期 {p['due_date']}）" if p.get("due_date") else "")
-    return str(p.get("outcome") or p.get("night") or "")
+    return event_note(e.kind, e.payload, labels)
 
 
 def clue_record(c: Ctx, clue: Clue, page_names: dict[str, str] | None = None,
@@ -302,26 +291,7 @@ def clue_print(clue_id: int, c: Ctx = Depends(ctx)):  # noqa: B008
     return c.render("clue_print.html", **clue_record(c, _clue_or_404(c, clue_id)))
 
 
-@router.get("/households/{code}/print")
-def household_print(code: str, c: Ctx = Depends(ctx)):  # noqa: B008
-    """A household's clues over time as one paper record (一户一档): each clue's evidence, the
-    verification and its signature, then a signature block. `code` is the register's 户编号, or
-    the 户号 of a household only hukou knows; both are division-coded, never a person's ID."""
-    clues = c.session.scalars(c.scoped(select(Clue).where(or_(Clue.household_code == code, (Clue.household_code == "")
-                                                               & (Clue.hukou_number == code))))
-                              .order_by(Clue.first_seen, Clue.id).limit(500)).all()
-    if not clues:
-        raise HTTPException(404)
-    page_names, all_names = c.division_names(), division_names(clues[0])
-    records = [clue_record(c, clue, page_names, all_names) for clue in clues]
-    members: dict[str, int] = {}
-    for clue in clues:
-        members[clue.subject_name or "（无姓名）"] = members.get(clue.subject_name or "（无姓名）", 0) + 1
-    states: dict[str, int] = {}
-    for clue in clues:
-        states[STATUS_LABELS[clue.status]] = states.get(STATUS_LABELS[clue.status], 0) + 1
-    return c.render("household_print.html", first=clues[0], records=records, members=list(members.items()),
-                    states=list(states.items()), names=page_names)
+# The household's printed file (一户一档) and a village's: bidui.web.inspection.
 
 
 def next_clue(c: Ctx, after: int) -> int | None:
