@@ -172,7 +172,7 @@ def tool_features(task: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]
 def run_bidui(task: Path) -> pl.DataFrame:
     from bidui.matching.link import link_frame
 
-    result = link_frame(pl.read_parquet(task / "left.parquet"), pl.read_parquet(task / "right.parquet"))
+    result = link_frame(task / "left.parquet", task / "right.parquet")  # DuckDB reads the files itself
     return result.links.filter(pl.col("method") != "none").select(pl.col("rec").cast(pl.String), "person_key")
 
 

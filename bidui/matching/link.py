@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -26,9 +27,9 @@ CREATE TABLE IF NOT EXISTS link_runs (night DATE PRIMARY KEY, records BIGINT, ex
 """
 
 
-# How a record was linked: the three that need no score (exact, through a corrected name, through
-# the hukou household), then the scored ones, then none.
-SURE_METHODS = ("exact", "former_name", "household")
+# How a record was linked: the four that need no score (exact, through a corrected name, through
+# the hukou household, through the 15 digits Excel kept of a number), then the scored ones, then none.
+SURE_METHODS = ("exact", "former_name", "household", "excel_cut")
 METHODS = (*SURE_METHODS, "fuzzy", "review", "none")
 
 
@@ -74,79 +75,140 @@ def _first15(ids: pl.Expr) -> pl.Expr:
     return ids.str.slice(0, 15).cast(pl.Int64, strict=False)
 
 
-def candidate_pairs(residue: pl.DataFrame, people: pl.DataFrame) -> pl.DataFrame:
-    """Blocking that survives the real corruptions: each rule catches what another loses. Blocks
-    join narrow key frames by row position; the compared columns are gathered once at the end."""
-    key = pl.col("id_number")
-    k = people.select(
-        pl.int_range(pl.len(), dtype=pl.UInt32).alias("pi"), pl.col("form").alias("k_form"),
-        pl.col("pinyin").alias("k_pinyin"), pl.col("birth_date").alias("k_birth"), pl.col("village").alias("k_village"),
-        pl.col("status_date").alias("k_event"), key.str.slice(0, 6).alias("k_region"), key.str.slice(6, 8).alias("k_birth8"),
-        key.str.slice(0, 15).alias("k_first15"), key.str.slice(6, 4).alias("k_year"), key.str.slice(10, 4).alias("k_mmdd"),
-        key.str.slice(14, 4).alias("k_tail"), _first15(key).alias("k_15"))
-    r = residue.select(
-        pl.int_range(pl.len(), dtype=pl.UInt32).alias("ri"), "form", "pinyin", "birth", "village", "event",
-        pl.col("id").str.slice(0, 6).alias("r_region"),
-        pl.when(pl.col("id").str.len_chars() == 18).then(pl.col("id").str.slice(6, 8)).alias("r_birth8"),
-        pl.when(pl.col("id").str.len_chars() >= 15).then(pl.col("id").str.slice(0, 15)).alias("r_first15"),
-        *[pl.when(pl.col("id").str.len_chars() == 18).then(pl.col("id").str.slice(a, 4)).alias(n)
-          for a, n in ((6, "r_year"), (10, "r_mmdd"), (14, "r_tail"))],
-        pl.when(pl.col("id").str.len_chars() >= 15).then(_first15(pl.col("id"))).alias("r_15"),
-        (pl.col("id_status") != "valid").alias("damaged"), (pl.col("id_status") == "excel_mangled").alias("cut"))
+# A record's valid ID is some hukou person's (the exact step joined it with its holders).
+HELD = "(r.id_status = 'valid' AND r.rec IN (SELECT rec FROM link_exact))"
+# The blocking keys of the residue (`link_residue`: `link_recs r` minus the sure links) and of the
+# spine (`link_spine_keys`), computed once each. Most are parts of the number's first 15 digits
+# taken as an integer, `n15` (null unless they are digits): integer keys join faster than strings.
+# `held`: a valid number some hukou person carries (the exact step found it).
+def _id_keys(col: str, whole: str) -> str:
+    n15 = f"TRY_CAST(substr({col}, 1, 15) AS BIGINT)"
+    return (f"{n15} AS n15, CASE WHEN {whole} THEN {n15} // 1000000000 END AS region, "
+            f"CASE WHEN {whole} THEN {n15} // 10 % 100000000 END AS birth8, "
+            f"CASE WHEN {whole} THEN {n15} // 100000 % 10000 END AS year4, "
+            f"CASE WHEN {whole} THEN {n15} // 10 % 10000 END AS mmdd, "
+            f"CASE WHEN {whole} THEN substr({col}, 15, 4) END AS tail")
 
-    # Numbers with a typo: every invalid 18-character one, and those Excel cut whose 15 digits are
-    # nobody's (almost every cut number is right on the 15 it kept, and there are many).
-    typed = r.filter(pl.col("damaged") & pl.col("r_15").is_not_null()
-                     & (~pl.col("cut") | ~pl.col("r_15").is_in(k["k_15"].drop_nulls().implode())))
 
-    def block(left: list[str], right: list[str], rows: pl.DataFrame = r) -> pl.DataFrame:
-        return rows.select("ri", *left).join(k.select("pi", *right), left_on=left, right_on=right).select("ri", "pi")
+RESIDUE_KEYS_SQL = f"""
+    CREATE OR REPLACE TEMP TABLE link_residue AS
+    SELECT r.*, {HELD} AS id_held,
+           {_id_keys("r.id", "length(r.id) = 18")},
+           r.id_status <> 'valid' AS damaged, r.id_status = 'excel_mangled' AS cut
+    FROM link_recs r ANTI JOIN link_sure s ON s.rec = r.rec"""
+SPINE_KEYS_SQL = f"""
+    CREATE OR REPLACE TEMP TABLE link_spine_keys AS
+    SELECT rowid AS pi, form, pinyin, birth_date AS birth, village, status_date AS event,
+           {_id_keys("id_number", "length(id_number) = 18")}
+    FROM link_spine"""
 
-    blocks = [
-        block(["r_region", "r_birth8"], ["k_region", "k_birth8"]),  # typo after the birth date
-        block(["r_first15"], ["k_first15"]),  # Excel kept 15 digits
+
+def _near(a: str, b: str, width: int, digits: bool = False) -> str:
+    """At most two of the first `width` characters (or of the `width` digits of two integers)
+    differ: what a typo or a swap leaves."""
+    if digits:
+        return " + ".join(f"({a} // {10 ** i} % 10 <> {b} // {10 ** i} % 10)::INT" for i in range(width)) + " <= 2"
+    return " + ".join(f"(substr({a}, {i}, 1) <> substr({b}, {i}, 1))::INT" for i in range(1, width + 1)) + " <= 2"
+
+
+def _masked(col: str, first: int) -> str:
+    """The 15-digit integer with its digit at 0-based position `first` zeroed."""
+    scale = 10 ** (14 - first)
+    return f"({col} - ({col} // {scale} % 10) * {scale})"
+
+
+def _swap_free(col: str) -> str:
+    """The 15-digit integer with its last two digits in ascending order (a swap of them undone)."""
+    return f"({col} - ({col} // 10 % 10) * 10 - {col} % 10 + least({col} // 10 % 10, {col} % 10) * 10 + greatest({col} // 10 % 10, {col} % 10))"
+
+
+def _blocks() -> list[str]:
+    """Blocking that survives the real corruptions: each rule catches what another loses. Each is
+    a join of the residue `r` (or its numbers with a typo, `t`) with the spine's keys `k`."""
+    def on(*cols: str) -> str:
+        return " AND ".join(f"r.{c} = k.{c}" for c in cols)
+
+    def block(cond: str, rows: str = "link_residue r") -> str:
+        return f"SELECT r.rec, k.pi FROM {rows} JOIN link_spine_keys k ON {cond}"
+
+    typed = "typed r"
+    return [
+        # typo after the birth date (in the last four characters; a number another person holds,
+        # whose name the exact step refused, pairs with everyone born that day in the county: the
+        # rest of them are as unlike as any two numbers, and never a link)
+        block(f"{on('region', 'birth8')} AND {_near('r.tail', 'k.tail', 4)}"),
+        block(on("n15")),  # Excel kept 15 digits
         # A typo or swap inside the birth date: one or two of year, month-day and the last four
         # characters survive it, and with pinyin and county they are narrow (pinyin and county
         # alone pair a common name with hundreds of people at 4 M residents).
-        *[block(["pinyin", "r_region", f"r_{g}"], ["k_pinyin", "k_region", f"k_{g}"]) for g in ("year", "mmdd", "tail")],
-        block(["form", "village"], ["k_form", "k_village"], r.filter(pl.col("village").is_not_null())),
-        block(["form", "event"], ["k_form", "k_event"], r.filter(pl.col("event").is_not_null())),
-        block(["pinyin", "birth"], ["k_pinyin", "k_birth"], r.filter(pl.col("birth").is_not_null())),
+        *[block(on("pinyin", "region", g)) for g in ("year4", "mmdd", "tail")],
+        block(on("form", "village")),
+        block(on("form", "event")),
+        block(on("pinyin", "birth")),
         # A typo together with a damaged name (no name key survives) or Excel's cut after a typo:
-        # the person's ID with one of positions 7–15 masked (an integer key per position; only
-        # records whose ID is damaged, so the blocks stay few).
-        *_masked_blocks(typed, k),
+        # the person's number with one of positions 7–15 masked, or with the birth date's last
+        # digit and the sequence's first in order (a swap across them: no other block survives
+        # it). Only numbers with a typo, so the blocks stay few.
+        *[block(f"{_masked('r.n15', p)} = {_masked('k.n15', p)}", typed) for p in range(6, 15)],
+        block(f"{_swap_free('r.n15')} = {_swap_free('k.n15')}", typed),
         # …or a typo or swap anywhere in the birth date: county and the last four characters
         # (not of a number Excel cut: its last three are zeros).
-        block(["r_region", "r_tail"], ["k_region", "k_tail"], typed.filter(~pl.col("cut"))),
+        block(f"{on('region', 'tail')} AND {_near('r.birth8', 'k.birth8', 8, digits=True)}", "typed r"),
     ]
-    pairs = pl.concat(blocks).unique().sort("ri", "pi")
-    return pl.concat([residue.select(PAIR_RECORD)[pairs["ri"]], _keys(people)[pairs["pi"]]], how="horizontal")
 
 
-def _masked_blocks(r: pl.DataFrame, k: pl.DataFrame) -> list[pl.DataFrame]:
-    """The first 15 digits with one position masked (a mistyped digit), or the birth date's last
-    digit and the sequence code's first (a swap across them: no other block survives it; a swap
-    inside the birth date keeps county and the last four characters)."""
-    out = []
-    for first, width in [(p, 1) for p in range(6, 15)] + [(13, 2)]:
-        scale = 10 ** (15 - first - width)  # the place value of the last masked digit
-        span = 10 ** width
+def candidate_pairs(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The residue of the sure links (`link_residue`) paired with the persons its blocks find, one
+    row per (record, person's number): the record's side and the person's side (`_keys`)."""
+    # Numbers with a typo: every invalid 18-character one, and those Excel cut whose 15 digits are
+    # nobody's (almost every cut number is right on the 15 it kept, and there are many).
+    typed = ("SELECT * FROM link_residue WHERE damaged AND n15 IS NOT NULL "
+             "AND (NOT cut OR n15 NOT IN (SELECT n15 FROM link_spine_keys WHERE n15 IS NOT NULL))")
+    union = "\n        UNION\n        ".join(_blocks())
+    return wh.query(con, f"""
+        WITH typed AS ({typed}), pairs AS ({union})
+        SELECT {', '.join(f'r.{c}' for c in PAIR_RECORD)}, {KEY_SQL}, f.n AS k_namesakes
+        FROM pairs p JOIN link_residue r ON r.rec = p.rec JOIN link_spine s ON s.rowid = p.pi
+        LEFT JOIN (SELECT form, count(*) AS n FROM link_spine GROUP BY form) f ON f.form = s.form
+        ORDER BY r.rec, s.person_key, s.id_number""")
 
-        def masked(col: str, scale: int = scale, span: int = span) -> pl.Expr:
-            return pl.col(col) - (pl.col(col) // scale % span) * scale
 
-        out.append(r.select("ri", masked("r_15").alias("m")).join(k.select("pi", masked("k_15").alias("m")), on="m")
-                   .select("ri", "pi"))
-    return out
+# A person's side of a pair, as `_keys` names it, read in SQL from `link_spine s`.
+KEY_SQL = ("s.person_key, s.id_number AS k_id, s.form AS k_form, s.pinyin AS k_pinyin, s.sex AS k_sex, "
+           "s.birth_date AS k_birth, s.village AS k_village, s.relation AS k_relation, s.former_form AS k_former_form, "
+           "s.former_pinyin AS k_former_pinyin")
+PAIR_RECORD_SQL = ", ".join(f"r.{c}" for c in PAIR_RECORD if c != "id_held")
 
 
-def random_pairs(recs: pl.DataFrame, keys: pl.DataFrame, n: int = 200_000, seed: int = 0) -> pl.DataFrame:
-    """Record × person pairs drawn at random: almost all non-matches, for u-probabilities."""
-    n = min(n, recs.height * keys.height)
-    a = recs.sort(STABLE).select(PAIR_RECORD).sample(n, with_replacement=True, seed=seed)
-    b = keys.sort("person_key", "k_id").sample(n, with_replacement=True, seed=seed + 1)
-    return pl.concat([a, b], how="horizontal")
+def random_pairs(con: duckdb.DuckDBPyConnection, seed: int) -> pl.DataFrame:
+    """Record × person pairs drawn at random (almost all non-matches, for u-probabilities): a
+    sample of the records, each dataset its share, beside about as many persons, both chosen and
+    ordered by a hash (the same pairs every run, whatever order the tables are in; no sort of the
+    spine)."""
+    (datasets,), = con.execute("SELECT count(DISTINCT dataset) FROM link_recs").fetchall()
+    (persons,), = con.execute("SELECT count(*) FROM link_spine").fetchall()
+    if not datasets or not persons:
+        return wh.query(con, f"SELECT {PAIR_RECORD_SQL}, TRUE AS id_held, {KEY_SQL} FROM link_recs r, link_spine s LIMIT 0")
+    recs = _sample(con, "SELECT * FROM link_recs", seed, RANDOM_PAIRS // datasets)
+    share = round(min(1.0, 1.05 * RANDOM_PAIRS / persons) * 1e6)
+    return wh.query(con, f"""
+        WITH a AS (SELECT *, row_number() OVER (ORDER BY hash(source_file, source_row, role, {int(seed)})) AS i
+                   FROM ({recs})),
+             b AS (SELECT *, row_number() OVER (ORDER BY h) AS i FROM (
+                   SELECT {KEY_SQL}, hash(s.person_key, s.id_number, {int(seed) + 1}) AS h FROM link_spine s
+                   WHERE hash(s.person_key, s.id_number, {int(seed) + 1}) % 1000000 < {share}))
+        SELECT {PAIR_RECORD_SQL}, {HELD} AS id_held, {', '.join(f'b.{c}' for c in KEY_COLUMNS)}
+        FROM a r JOIN b USING (i) ORDER BY i""").select(*PAIR_RECORD, *KEY_COLUMNS)
+
+
+def positive_pairs(con: duckdb.DuckDBPyConnection, seed: int) -> pl.DataFrame:
+    """The exact links as labelled matches, a sample of each dataset's (numbers only one person
+    carries: a pair per link)."""
+    recs = _sample(con, "SELECT r.* FROM link_recs r SEMI JOIN link_sure l ON l.rec = r.rec AND l.method = 'exact'",
+                   seed, POSITIVES_PER_DATASET)
+    return wh.query(con, f"""
+        SELECT {PAIR_RECORD_SQL}, TRUE AS id_held, {KEY_SQL}
+        FROM ({recs}) r JOIN link_spine s ON s.id_number = r.id AND s.person_key = r.id""").select(*PAIR_RECORD, *KEY_COLUMNS)
 
 
 def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
@@ -198,7 +260,12 @@ def explanation() -> pl.Expr:
 
 
 DIFFERENT_ID_BITS = 3.0  # a number three or more digits from the candidate's weighs at least this much against
-SAMPLE_PER_DATASET = 50_000  # about this many exact links and records per dataset, for estimating m and u
+# Training: about this many exact links per dataset (m), and random pairs in all (u). Tens of
+# thousands of each pin every level's share down far below the floors fs puts on them.
+POSITIVES_PER_DATASET = 10_000
+RANDOM_PAIRS = 200_000
+KEY_COLUMNS = ["person_key", "k_id", "k_form", "k_pinyin", "k_sex", "k_birth", "k_village", "k_relation", "k_former_form",
+               "k_former_pinyin"]
 SPINE_COLUMNS = ["person_key", "id_number", "is_primary", "form", "pinyin", "sex", "birth_date", "village", "status_date",
                  "relation", "hukou_number", "former_form", "former_pinyin"]
 # What linking reads of a record (the raw ID and name stay in the snapshots, for the export).
@@ -217,8 +284,8 @@ def stage_night(con: duckdb.DuckDBPyConnection, night: date) -> list[str]:
     skipped. They stay in DuckDB: only the residue of the exact step reaches Python."""
     snap = spine_snapshot(con, night)
     prepare_spine(con, snap)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE link_spine AS SELECT {', '.join(SPINE_COLUMNS)}, "
-                f"count(*) OVER (PARTITION BY id_number) AS holders FROM ({SPINE_SQL})", [snap, snap])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE link_spine AS SELECT {', '.join(SPINE_COLUMNS)} FROM ({SPINE_SQL})",
+                [snap, snap])
     sql, args, skipped = records_sql(con, night)
     if sql is None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE link_recs ({RECORD_DDL})")
@@ -227,23 +294,38 @@ def stage_night(con: duckdb.DuckDBPyConnection, night: date) -> list[str]:
     return skipped
 
 
-# A record's valid ID is some hukou person's.
-HELD = "(r.id_status = 'valid' AND r.id IN (SELECT id_number FROM link_spine))"
 # The same writing, or the same sound when neither name has an unknown character (`*`: a pinyin
 # key skips it, so `杨皓*` would sound like 杨皓).
 LINK_NAME = ("(r.form = {s}.form OR (r.pinyin = {s}.pinyin AND r.pinyin <> '' AND NOT contains(r.form, '*') "
              "AND NOT contains({s}.form, '*')))")
+# `holders`: how many persons carry the record's number (一号多人 when more than one), counted on
+# the join's rows (grouping a million numbers of the spine, or a window over them, costs more).
 EXACT_SQL = f"""
     CREATE OR REPLACE TEMP TABLE link_exact AS
-    SELECT r.rec, s.person_key, s.holders, {LINK_NAME.format(s='s')} AS agrees,
-           (r.form = s.former_form OR (r.pinyin = s.former_pinyin AND r.pinyin <> '' AND NOT contains(r.form, '*')))
-           AS agrees_former
-    FROM link_recs r JOIN link_spine s ON s.id_number = r.id WHERE r.id_status = 'valid'"""
+    WITH e AS (
+        SELECT r.rec, s.person_key, {LINK_NAME.format(s='s')} AS agrees,
+               (r.form = s.former_form OR (r.pinyin = s.former_pinyin AND r.pinyin <> '' AND NOT contains(r.form, '*')))
+               AS agrees_former
+        FROM link_recs r JOIN link_spine s ON s.id_number = r.id WHERE r.id_status = 'valid'),
+    shared AS (SELECT rec, count(*) AS holders FROM e GROUP BY rec HAVING count(*) > 1)
+    SELECT e.rec, e.person_key, coalesce(shared.holders, 1) AS holders, e.agrees, e.agrees_former
+    FROM e LEFT JOIN shared ON shared.rec = e.rec"""
 # The links no score is needed for, each with its reason: `exact` (explained only when the number
 # is shared), `former_name`, and `household`: the number is a member's of one hukou household and
 # the name another member's (a child's school or insurance record under a parent's ID). Almost
 # every number has one holder whose name agrees: only the rest is aggregated.
-SURE_SQL = ["""
+SURE_SQL = [f"""
+    -- A number Excel cut to 15 significant digits (the last three turned to zeros) whose 15 digits
+    -- are those of exactly one person whose name agrees: region, birth date and the sequence's first
+    -- digit, and the name, as sure as a whole number and its name (appraisals are typed in Excel;
+    -- tens of thousands of such records a night need no score). Two agreeing persons, or none, go
+    -- on to be scored.
+    CREATE OR REPLACE TEMP TABLE link_cut AS
+    SELECT r.rec, any_value(s.person_key) FILTER (WHERE {LINK_NAME.format(s='s')}) AS person_key
+    FROM link_recs r JOIN link_spine_keys k ON k.n15 = TRY_CAST(substr(r.id, 1, 15) AS BIGINT)
+    JOIN link_spine s ON s.rowid = k.pi
+    WHERE r.id_status = 'excel_mangled' AND length(r.id) = 18
+    GROUP BY r.rec HAVING count(DISTINCT s.person_key) FILTER (WHERE {LINK_NAME.format(s='s')}) = 1""", """
     CREATE OR REPLACE TEMP TABLE link_shared AS
     SELECT rec, count(*) FILTER (WHERE agrees) AS now, any_value(person_key) FILTER (WHERE agrees) AS person_key,
            count(*) AS holders, bool_or(agrees IS NULL) AS unnamed
@@ -280,16 +362,18 @@ SURE_SQL = ["""
     UNION ALL
     SELECT rec, person_key, 'former_name', '{{"rule": "former_name"}}' FROM former
     UNION ALL
-    SELECT rec, person_key, 'household', '{{"rule": "household"}}' FROM household"""]
+    SELECT rec, person_key, 'household', '{{"rule": "household"}}' FROM household
+    UNION ALL
+    SELECT rec, person_key, 'excel_cut', '{{"rule": "excel_cut"}}' FROM link_cut"""]
 
 
-def _sample(con: duckdb.DuckDBPyConnection, sql: str, seed: int) -> str:
-    """`sql` cut to about SAMPLE_PER_DATASET rows per dataset, chosen by a hash of the record's
-    stable identity (the same rows every run; no window over millions of rows)."""
+def _sample(con: duckdb.DuckDBPyConnection, sql: str, seed: int, per_dataset: int) -> str:
+    """`sql` cut to about `per_dataset` rows per dataset, chosen by a hash of the record's stable
+    identity (the same rows every run; no window over millions of rows)."""
     counts = con.execute(f"SELECT dataset, count(*) FROM ({sql}) GROUP BY ALL").fetchall()
     if not counts:
         return sql
-    share = " ".join(f"WHEN '{d}' THEN {round(min(1.0, SAMPLE_PER_DATASET / n) * 1e6)}" for d, n in counts)
+    share = " ".join(f"WHEN '{d}' THEN {round(min(1.0, per_dataset / n) * 1e6)}" for d, n in counts)
     return f"SELECT * FROM ({sql}) WHERE hash(source_file, source_row, role, {int(seed)}) % 1000000 < CASE dataset {share} END"
 
 
@@ -308,28 +392,20 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
     # the name of exactly one of the persons carrying that number (one number, two persons:
     # 一号多人), or from the name hukou gave that number before a correction.
     con.execute(EXACT_SQL)
+    con.execute(SPINE_KEYS_SQL)
     for statement in SURE_SQL:
         con.execute(statement)
-    residue = wh.query(con, f"SELECT r.*, {HELD} AS id_held FROM link_recs r ANTI JOIN link_sure s ON s.rec = r.rec "
-                            "ORDER BY r.rec")
-    positives = wh.query(con, _sample(con, "SELECT r.*, TRUE AS id_held FROM link_recs r SEMI JOIN link_sure s "
-                                           "ON s.rec = r.rec AND s.method = 'exact'", seed)).sort(STABLE)
-    samples = wh.query(con, _sample(con, f"SELECT r.*, {HELD} AS id_held FROM link_recs r", seed)).sort(STABLE)
-    people = wh.query(con, "SELECT * FROM link_spine")
+    con.execute(RESIDUE_KEYS_SQL)
     lap("exact")
     result = LinkResult(pl.DataFrame(), None)
     # 2. probabilistic on the residue.
-    pairs = candidate_pairs(residue, people)
+    pairs = candidate_pairs(con)
     fuzzy = pl.DataFrame(schema={"rec": pl.Int64, "person_key": pl.String, "method": pl.String, "score": pl.Float64,
                                  "explanation": pl.String})
     if pairs.height:
         levels = _levels(pairs)
-        k = _keys(people)
-        # The exact links as labelled matches (numbers only one person carries: a pair per link).
-        positive_levels = _levels(positives.select(PAIR_RECORD).join(k.filter(pl.col("person_key") == pl.col("k_id")),
-                                                                     left_on="id", right_on="k_id", how="inner")
-                                  .with_columns(pl.col("id").alias("k_id")))
-        randoms = _levels(random_pairs(samples, k, seed=seed))
+        positive_levels = _levels(positive_pairs(con, seed))
+        randoms = _levels(random_pairs(con, seed))
         model = fit_with_labels(positive_levels, randoms, levels, COMPARED, {"id": cmp.ID_M_PRIOR})
         # The anchors the ID's m comes from include namesakes of one village (same name, same
         # village, another person's number), which make a wholly different number look common
@@ -340,9 +416,9 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
         # appraisals make most anchors), and m alone would say a valid, equal number is rare
         # among true matches: a name typo under the right number would go to review.
         model.m["id"][5] = max(model.m["id"][5], model.u["id"][5] * 2.0 ** model.weight("id", 4))
-        freq = people.group_by("form").len("n").with_columns((pl.col("n") / people.height).alias("tf"))
-        levels = levels.join(freq.select(pl.col("form").alias("k_form"), "tf"), on="k_form", how="left")
-        scored = score(levels, model, COMPARED, name_freq=pl.col("tf").fill_null(1.0 / people.height))
+        (persons,), = con.execute("SELECT count(*) FROM link_spine").fetchall()
+        levels = levels.with_columns((pairs["k_namesakes"].fill_null(1) / persons).alias("tf"))
+        scored = score(levels, model, COMPARED, name_freq=pl.col("tf"))
         lap("fuzzy")
         fuzzy = resolve(scored, thresholds)
         result.model = model
@@ -387,8 +463,8 @@ def resolve(scored: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
 
 
 # An ID–name conflict: the record's number is found in hukou but no name of its holders agrees.
-OUTCOME_SQL = """
-    SELECT r.rec, r.dataset, r.source_file, r.source_row, r.role, coalesce(e.person_key, f.person_key) AS person_key,
+LINK_OUTCOME_SQL = """
+    SELECT r.rec, coalesce(e.person_key, f.person_key) AS person_key,
            coalesce(e.method, f.method, 'none') AS method,
            CASE WHEN e.rec IS NOT NULL THEN 1.0 ELSE f.score END AS score,
            r.rec IN (SELECT rec FROM link_conflict) AS id_name_conflict,
@@ -396,6 +472,8 @@ OUTCOME_SQL = """
     FROM link_recs r
     LEFT JOIN link_sure e ON e.rec = r.rec
     LEFT JOIN link_fuzzy f ON f.rec = r.rec"""
+# …and with the record's stable identity, as stored.
+OUTCOME_SQL = LINK_OUTCOME_SQL.replace("SELECT r.rec,", "SELECT r.rec, r.dataset, r.source_file, r.source_row, r.role,", 1)
 
 
 def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thresholds = Thresholds()) -> LinkResult:
@@ -438,24 +516,29 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
     except Exception:
         wh.rollback(con)
         raise
-    for table in ("link_recs", "link_spine", "link_exact", "link_shared", "link_conflict", "link_sure", "link_fuzzy"):
+    for table in ("link_recs", "link_spine", "link_exact", "link_cut", "link_shared", "link_conflict", "link_sure",
+                  "link_residue", "link_spine_keys", "link_fuzzy"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return result
 
 
-def link_frame(recs: pl.DataFrame, people: pl.DataFrame, thresholds: Thresholds = Thresholds(),
+def link_frame(recs: pl.DataFrame | Path, people: pl.DataFrame | Path, thresholds: Thresholds = Thresholds(),
                seed: int = 0) -> LinkResult:
-    """The cascade on any records (the frame `records()` gives) against any spine (`spine()`),
-    in a private in-memory DuckDB; the result carries the links as a frame."""
+    """The cascade on any records (the frame `records()` gives, or a Parquet file of it) against
+    any spine (`spine()`, or a Parquet file), in a private in-memory DuckDB; the result carries the
+    links as a frame (rec, person_key, method, score, id_name_conflict, explanation)."""
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")
-        con.register("_recs", recs.select(RECORD_COLUMNS))
-        con.register("_people", people.select(SPINE_COLUMNS))
-        con.execute("CREATE TEMP TABLE link_recs AS SELECT * FROM _recs")
-        con.execute("CREATE TEMP TABLE link_spine AS SELECT *, count(*) OVER (PARTITION BY id_number) AS holders FROM _people")
+        for table, source, columns in (("link_recs", recs, RECORD_COLUMNS), ("link_spine", people, SPINE_COLUMNS)):
+            if isinstance(source, pl.DataFrame):
+                con.register("_source", source.select(columns))
+                con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM _source")
+                con.unregister("_source")
+            else:  # read by DuckDB itself, in parallel, with no copy through Python
+                con.execute(f"CREATE TEMP TABLE {table} AS SELECT {', '.join(columns)} FROM read_parquet(?)", [str(source)])
         result = link_staged(con, thresholds, seed)
-        result.links = wh.query(con, OUTCOME_SQL + " ORDER BY r.rec")
+        result.links = wh.query(con, LINK_OUTCOME_SQL + " ORDER BY r.rec")
         counts = result.links.group_by("method").len().to_dict(as_series=False)
         result.counts = dict(zip(counts["method"], counts["len"], strict=True))
         result.records = result.links.height
