@@ -262,8 +262,8 @@ def explanation() -> pl.Expr:
 DIFFERENT_ID_BITS = 3.0  # a number three or more digits from the candidate's weighs at least this much against
 # Training: about this many exact links per dataset (m), and random pairs in all (u). Tens of
 # thousands of each pin every level's share down far below the floors fs puts on them.
-POSITIVES_PER_DATASET = 10_000
-RANDOM_PAIRS = 200_000
+POSITIVES_PER_DATASET = 5_000
+RANDOM_PAIRS = 100_000
 KEY_COLUMNS = ["person_key", "k_id", "k_form", "k_pinyin", "k_sex", "k_birth", "k_village", "k_relation", "k_former_form",
                "k_former_pinyin"]
 SPINE_COLUMNS = ["person_key", "id_number", "is_primary", "form", "pinyin", "sex", "birth_date", "village", "status_date",
