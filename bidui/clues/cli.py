@@ -342,15 +342,25 @@ def report_cmd(ctx: typer.Context,
 
     console = _console()
     by_category = rep.by_category.with_columns(pl.col("category").replace_strict(CATEGORY_LABELS, default=pl.col("category")))
-    for title, frame in (("总体", rep.overall), ("按县", rep.by_county), ("按乡镇", rep.by_township),
-                         ("按疑点", rep.by_rule), ("按类别", by_category), ("错评 / 漏评 / 错退", rep.findings)):
+    def cell(column: str, v: object) -> str:
+        if v is None:
+            return "—" if column in report.DASHED else ""
+        if isinstance(v, float):
+            return f"{v:.1%}" if column.endswith("_rate") else f"{v:g}"
+        return str(v)
+
+    tables = [("总体", rep.overall), ("按县", rep.by_county), ("按乡镇", rep.by_township), ("按疑点", rep.by_rule),
+              ("按类别", by_category), ("错评 / 漏评 / 错退", rep.findings)]
+    if rep.burden is not None:
+        tables.append(("核查负担（每查实一条需核实几条）", rep.burden))
+    for title, frame in tables:
         # A person reads names: the county, township and rule codes stay in the Excel file only.
         frame = frame.drop([c for c in frame.columns if c.endswith("_code")])
         table = Table(title=title)
         for c in frame.columns:
             table.add_column(report.SHEET_LABELS.get(c, c), overflow="fold")
         for row in frame.iter_rows():
-            table.add_row(*("" if v is None else f"{v:.1%}" if isinstance(v, float) else str(v) for v in row))
+            table.add_row(*(cell(c, v) for c, v in zip(frame.columns, row, strict=True)))
         console.print(table)
     console.print(f"逾期未核实：{rep.overdue.height:,} 条")
     if out:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from bidui import scope
 from bidui.clues.models import Clue, Division
-from bidui.clues.states import CLOSED, DISPATCHED, RETURNED, TRUE_OUTCOMES, VERIFIED
+from bidui.clues.states import CLOSED, DISPATCHED, NOT_TRUE, RETURNED, TRUE_OUTCOMES, VERIFIED
 
 COLUMNS = {"issued": "下发", "verified": "已核实", "closed": "已销号", "closure_rate": "整改销号率",
            "on_time_rate": "按时核实率", "overdue": "逾期未核实", "true_rate": "属实率"}
@@ -34,6 +34,7 @@ class Report:
     overdue: pl.DataFrame
     findings: pl.DataFrame  # 错评 / 漏评 / 错退
     scope_name: str = ""  # the division's name (a person reads 黔中州, not 529000000000)
+    burden: pl.DataFrame | None = None  # 核查负担 per rule (see `burden`)
 
 
 def clue_frame(session: Session, scope_code: str | None) -> pl.DataFrame:
@@ -70,6 +71,31 @@ def _figures(frame: pl.DataFrame, by: list[str], today: date, since: date | None
                                 rate("_true", "verified").alias("true_rate")).drop("_on_time", "_true").sort(by or "issued")
 
 
+BURDEN_COLUMNS = {"issued": "下发", "verified": "已核实", "true": "属实", "not_true": "不属实",
+                  "median_days": "核实用时中位数（天）", "visits_per_true": "每查实一条需核实（条）"}
+
+
+def burden(frame: pl.DataFrame) -> pl.DataFrame:
+    """核查负担 per rule: issued, verified, 属实, 不属实, the median days from dispatch (first seen)
+    to the verification, and visits per true finding (verified ÷ 属实; null when none is 属实).
+    A township visits a household for each clue it verifies: a rule with many visits per true
+    finding spends its time for little. The heaviest first: verified with none 属实, then by
+    visits per true finding."""
+    done = pl.col("status").is_in([VERIFIED, CLOSED])
+    days = (pl.col("verified_on") - pl.col("first_seen")).dt.total_days()
+    grouped = frame.group_by("rule_code", "rule_title").agg(
+        pl.len().alias("issued"), done.sum().alias("verified"),
+        (done & pl.col("outcome").is_in(list(TRUE_OUTCOMES))).sum().alias("true"),
+        (done & (pl.col("outcome") == NOT_TRUE)).sum().alias("not_true"),
+        days.filter(done & pl.col("verified_on").is_not_null()).median().alias("median_days"))
+    out = grouped.with_columns(
+        pl.col("median_days").cast(pl.Float64).round(1),
+        pl.when(pl.col("true") > 0).then((pl.col("verified") / pl.col("true")).round(2)).alias("visits_per_true"))
+    heaviest = pl.when((pl.col("true") == 0) & (pl.col("verified") > 0)).then(float("inf")).otherwise(
+        pl.col("visits_per_true").fill_null(0.0))
+    return out.sort([heaviest, pl.col("issued"), pl.col("rule_code")], descending=[True, True, False])
+
+
 def build(session: Session, scope_code: str | None = None, today: date | None = None,
           since: date | None = None) -> Report:
     today = today or date.today()
@@ -98,7 +124,7 @@ def build(session: Session, scope_code: str | None = None, today: date | None = 
                   _figures(named, ["county_code", "county"], today, since),
                   _figures(named, ["county", "township_code", "township"], today, since),
                   _figures(named, ["rule_code", "rule_title"], today, since),
-                  _figures(named, ["category"], today, since), overdue, findings, scope_name)
+                  _figures(named, ["category"], today, since), overdue, findings, scope_name, burden(named))
 
 
 def three_days(session: Session, scope_code: str | None = None, today: date | None = None) -> Report:
@@ -109,7 +135,9 @@ def three_days(session: Session, scope_code: str | None = None, today: date | No
 SHEET_LABELS = {"county_code": "县代码", "county": "县", "township_code": "乡镇代码", "township": "乡镇", "rule_code": "规则",
                 "rule_title": "疑点", "category": "类别", "id": "线索编号", "village": "村", "household_code": "户编号",
                 "subject_name": "对象", "due_date": "截止日期", "days_overdue": "逾期天数", "kind": "类型",
-                "raised": "线索数", "confirmed": "核实属实"} | COLUMNS | WINDOW_COLUMNS
+                "raised": "线索数", "confirmed": "核实属实"} | COLUMNS | WINDOW_COLUMNS | BURDEN_COLUMNS
+# Columns whose empty value means "none to count from": a sheet shows — there, not a blank.
+DASHED = ("visits_per_true", "median_days")
 
 
 # Code columns a sheet leaves out: each has a name column beside it.
@@ -143,6 +171,8 @@ def write_xlsx(report: Report, out: Path) -> None:
     sheets = [("概览", report.overall), ("按县", report.by_county), ("按乡镇", report.by_township),
               ("按规则", report.by_rule), ("按类别", report.by_category), ("错评漏评错退", report.findings),
               ("逾期清单", report.overdue)]
+    if report.burden is not None:
+        sheets.insert(4, ("核查负担", report.burden))
     bold = wb.add_format({"bold": True})
     pct = wb.add_format({"num_format": "0.0%"})
     for name, frame in sheets:
@@ -154,6 +184,8 @@ def write_xlsx(report: Report, out: Path) -> None:
             for c, v in enumerate(row):
                 col = frame.columns[c]
                 if v is None:
+                    if col in DASHED:
+                        ws.write_string(r, c, "—")
                     continue
                 if col.endswith("_rate"):
                     ws.write_number(r, c, v, pct)

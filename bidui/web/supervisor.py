@@ -1,6 +1,7 @@
 """Supervisor pages (county and prefecture): closure rate, on-time rate, overdue; the trend over
 nights up to today (a chart with axes); breakdowns by county (a prefecture's), township and rule,
-with names; 属实率 per rule; every table downloadable as Excel; the three-day report.
+with names; 属实率 per rule; 核查负担 per rule (visits per true finding); every table downloadable
+as Excel; the three-day report.
 
 Every figure comes from the clues under the user's division (report.build filters by
 scope.under, the one scope check)."""
@@ -141,6 +142,8 @@ TABLES = {
         pl.col("category").replace_strict(CATEGORY_LABELS, default=pl.col("category"))),
         ["category", "issued", "closed", "closure_rate", "true_rate", "overdue"]),
     "findings": ("错评漏评错退", lambda r: r.findings, ["kind", "raised", "confirmed"]),
+    "burden": ("核查负担", lambda r: r.burden, ["rule_title", "issued", "verified", "true", "not_true", "median_days",
+                                             "visits_per_true"]),
     "overdue": ("逾期清单", lambda r: r.overdue, ["county", "township", "village", "household_code", "subject_name",
                                                  "rule_title", "due_date", "days_overdue"]),
 }
@@ -206,6 +209,8 @@ def write_table(out: Path, sheet: str, heading: str, columns: list[str], labels:
         for i, col in enumerate(columns):
             v = row.get(col)
             if v is None:
+                if col in report.DASHED:  # nothing to count from: say so, not a blank cell
+                    ws.write_string(r, i, "—")
                 continue
             if col.endswith("_rate"):
                 ws.write_number(r, i, v, pct)
