@@ -1,0 +1,81 @@
+"""数据质量通报 in headless Chromium (issue 19, part 1): the task force's page over three nights (a
+held file on the last), at desktop and phone width, no internal code and nothing wider than the
+phone. With BIDUI_SCREENSHOTS set, its PNGs go there (19-quality-<page>-desktop/-phone.png).
+
+.ci/run installs Debian's chromium and chromium-driver; without them this is skipped."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from bidui.flows import nightly
+from bidui.home import Home
+from bidui.web.app import UVICORN_OPTIONS, create_app
+from tests.present_support import internal_codes
+from tests.test_browser import CHROMIUM, DRIVER, _free_port, browser, shots, sign_in  # noqa: F401
+
+pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")
+PHONE, DESKTOP = (390, 844), (1280, 1000)
+
+
+@pytest.fixture
+def quality_server(published_home, tiny: Path, tmp_path: Path):
+    import uvicorn
+
+    root, _, _ = published_home
+    home = Home(tmp_path / "home")
+    shutil.copytree(root, home.root)
+    for night in ("2026-11-21", "2026-11-22"):
+        nightly.run_night(home, tiny / "inbox" / night)
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(home), host="127.0.0.1", port=port, log_level="warning",
+                                        **UVICORN_OPTIONS))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+def _shoot(driver, folder: Path, page: str, show=None) -> None:
+    """`show`: the element the phone's picture scrolls to (the layout moves when the window narrows)."""
+    from selenium.webdriver.common.by import By
+
+    text = driver.find_element(By.TAG_NAME, "body").text
+    assert internal_codes(text) == [], (page, internal_codes(text))
+    driver.save_screenshot(str(folder / f"19-quality-{page}-desktop.png"))
+    driver.set_window_size(*PHONE)
+    assert driver.execute_script("return document.documentElement.scrollWidth") <= PHONE[0] + 10, page
+    if show is not None:
+        driver.execute_script("arguments[0].scrollIntoView()", show)
+    driver.save_screenshot(str(folder / f"19-quality-{page}-phone.png"))
+    driver.set_window_size(*DESKTOP)
+
+
+def test_the_bulletin_page(quality_server, browser, tmp_path: Path) -> None:  # noqa: F811 - test_browser's fixture
+    from selenium.webdriver.common.by import By
+
+    folder = shots(tmp_path)
+    browser.set_window_size(*DESKTOP)
+    sign_in(browser, quality_server, "pref")
+    browser.get(quality_server + "/quality")
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert f"比对日期 {date(2026, 11, 22)}" in body and "不动产登记（暂缓）" in body
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".quality-chart svg")) >= 10
+    _shoot(browser, folder, "page")
+    # A department's details opened, as the task force reads them before writing to it.
+    housing = browser.find_elements(By.CSS_SELECTOR, ".quality-dept")[6]
+    housing.find_element(By.CSS_SELECTOR, "details summary").click()
+    browser.execute_script("arguments[0].scrollIntoView()", housing)
+    assert "住建" in housing.text and "证件号码：" in housing.text and "沿用 2026-11-20 的数据" in housing.text
+    _shoot(browser, folder, "details", housing)

@@ -1,0 +1,176 @@
+"""数据质量通报 (issue 19, part 1): the counts equal the corruptions of the synthetic prefecture's
+answer key; the workbook sent to a department shows no personal value unmasked and no internal code;
+the page is the task force's only, in words; a night whose file was held says so."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+from python_calamine import CalamineWorkbook
+from typer.testing import CliRunner
+
+from bidui.flows import nightly
+from bidui.home import Home
+from bidui.quality.report import build
+from bidui.web.app import create_app
+from tests.conftest import PASSWORD
+from tests.present_support import internal_codes
+
+FIRST, SECOND, THIRD = date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22)
+
+
+@pytest.fixture(scope="module")
+def three_nights(published_home, tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Home:
+    """The published home (night 1 and its users), with the tiny prefecture's nights 2 (education
+    sends nothing) and 3 (housing's property file cut short: held) run after it."""
+    root, _, _ = published_home
+    home = Home(tmp_path_factory.mktemp("quality") / "home")
+    shutil.copytree(root, home.root)
+    for night in (SECOND, THIRD):
+        nightly.run_night(home, tiny / "inbox" / night.isoformat())
+    return home
+
+
+def _bulletin(home: Home, night: date) -> dict[str, dict]:
+    report = nightly.stored_report(home, night)
+    assert report is not None and report.bulletin, "the nightly run keeps the bulletin in its report"
+    return report.bulletin
+
+
+def test_counts_equal_the_answer_key(three_nights: Home, tiny: Path) -> None:
+    bulletin = _bulletin(three_nights, FIRST)
+    truth = pl.read_parquet(tiny / "truth" / FIRST.isoformat() / "records.parquet")
+    checked = 0
+    for (dataset,), rows in truth.group_by("dataset"):
+        if dataset == "hukou":
+            continue
+        entry = bulletin[dataset]
+        ids, names = entry["ids"], entry["names"]
+        made = dict(rows.group_by("id_corruption").len().iter_rows())
+        named = dict(rows.group_by("name_corruption").len().iter_rows())
+        where = f"{dataset}: {ids} {names} vs {made} {named}"
+        # A mistyped digit or two swapped: the check character or the birth date no longer holds.
+        assert sum(ids.get(k, 0) for k in ("bad_check", "bad_birth_date", "bad_length", "bad_province")) == \
+            made.get("id_digit", 0) + made.get("id_transposition", 0), where
+        assert ids.get("old_15", 0) == made.get("id_15", 0), where
+        assert ids.get("full_width", 0) == made.get("id_fullwidth", 0), where
+        assert ids.get("excel_mangled", 0) + ids.get("too_few_digits", 0) == \
+            made.get("id_excel_numeric", 0) + made.get("id_digit_excel", 0) + made.get("id_excel_text", 0), where
+        assert names.get("placeholder", 0) == named.get("name_placeholder", 0) + named.get("name_star", 0), where
+        assert names.get("annotation", 0) == named.get("name_annotation", 0), where
+        assert names.get("pinyin", 0) == named.get("name_pinyin", 0), where
+        # Spaces are trimmed and NFKC'd before the raw name is kept: the invisible count can only be lower.
+        assert names.get("invisible", 0) <= named.get("name_invisible", 0) + named.get("name_space", 0), where
+        # Every record delivered is counted, and every linked one once.
+        assert entry["rows"] == entry["delivered"] == rows.height, where
+        assert sum(entry["links"].values()) == rows.height, where
+        checked += 1
+    assert checked >= 12
+    # 一号多人 in hukou: the pairs the answer key planted.
+    residents = pl.read_parquet(tiny / "truth" / "residents.parquet")
+    assert bulletin["hukou"]["shared_ids"] == residents.filter(pl.col("shared_id")).select(
+        pl.col("id_number").n_unique()).item()
+    # Plenty of problems in the tiny prefecture: a bulletin of zeros would pass nothing above.
+    assert sum(sum(e["ids"].values()) for e in bulletin.values()) > 50
+
+
+def test_held_file_and_changes(three_nights: Home) -> None:
+    nights = {n: _bulletin(three_nights, n) for n in (FIRST, SECOND, THIRD)}
+    assert nights[SECOND]["students"]["status"] == "missing"
+    held = nights[THIRD]["property"]
+    assert held["status"] == "held" and held["snapshot"] == FIRST.isoformat()
+    b = build(nights, THIRD)
+    assert (b.previous, b.first) == (SECOND, FIRST)
+    housing = next(d for d in b.departments if d.title == "住建")
+    assert [x["title"] for x in housing.not_taken] == ["不动产登记"]
+    assert housing.not_taken[0]["outcome"] == "暂缓" and housing.not_taken[0]["in_force"] == f"沿用 {FIRST} 的数据"
+    for d in b.departments:
+        assert d.change("problem_rows", "previous") == d.now["problem_rows"] - d.previous["problem_rows"]
+        assert [n for n, _ in d.trend] == [FIRST, SECOND, THIRD]
+    # The first night has nothing before it to compare with.
+    assert build(nights, FIRST).departments[0].change("problem_rows", "first") is None
+
+
+def _cells(path: Path) -> dict[str, list[list[str]]]:
+    wb = CalamineWorkbook.from_path(str(path))
+    # Numbers as integers where they are (a share stays a float): no digits of a ratio read as an ID.
+    return {n: [[str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in row]
+                for row in wb.get_sheet_by_name(n).to_python()] for n in wb.sheet_names}
+
+
+def test_department_workbook_is_masked_and_in_words(three_nights: Home, tiny: Path, tmp_path: Path) -> None:
+    from bidui.cli import app
+
+    out = tmp_path / "住建.xlsx"
+    result = CliRunner().invoke(app, ["--home", str(three_nights.root), "quality", "report", "--date",
+                                      THIRD.isoformat(), "--department", "乡村振兴", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not internal_codes(result.output.replace(str(out), ""))
+    sheets = _cells(out)
+    assert list(sheets) == ["汇总", "明细", "问题记录"]
+    problems = sheets["问题记录"][2:]
+    # Every problem record of the department is listed (a record may have two problems).
+    entry = _bulletin(three_nights, THIRD)
+    expected = sum(e["problem_rows"] for e in entry.values() if e["department"] == "poverty alleviation")
+    assert len({(r[0], r[2]) for r in problems}) == expected > 10
+    files = {p.name for p in (tiny / "inbox").glob("*/*")}
+    assert {r[1] for r in problems} <= files  # the department's own file names, as delivered
+    truth = pl.concat([pl.read_parquet(p) for p in (tiny / "truth").glob("*/records.parquet")])
+    personal = {v.strip() for col in ("id_number_raw", "name_raw", "true_id_number", "true_name")
+                for v in truth[col].drop_nulls().to_list() if len(v.strip()) >= 2}
+    for name, rows in sheets.items():
+        for row in rows:
+            text = " ".join(c for i, c in enumerate(row) if not (name == "问题记录" and i == 1))
+            assert not internal_codes(text), (name, row)
+            for cell in row:
+                assert cell not in personal, (name, row)
+                assert re.fullmatch(r"0\.\d+", cell) or not re.search(r"\d{17}[\dXx]|\d{15}", cell), (name, row)
+    assert any("证件号码：" in r[5] for r in problems) and any(r[5].startswith("姓名") for r in problems)
+    assert all("*" in r[4] for r in problems if r[5].startswith("证件号码") and r[4] != "（空）")
+    # Unknown departments are refused, in words.
+    bad = CliRunner().invoke(app, ["--home", str(three_nights.root), "quality", "report", "--date",
+                                   THIRD.isoformat(), "--department", "火星", "--out", str(tmp_path / "x.xlsx")])
+    assert bad.exit_code != 0 and "公安" in bad.output
+
+
+def client_as(home: Home, username: str) -> TestClient:
+    client = TestClient(create_app(home), follow_redirects=False)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+    assert client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": token}
+                       ).status_code == 303
+    return client
+
+
+def _visible(html: str) -> str:
+    html = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", html, flags=re.S)
+    return re.sub(r"<[^>]+>", " ", html)
+
+
+def test_page_for_the_task_force_only(three_nights: Home, tmp_path: Path) -> None:
+    for who in ("pref", "admin"):
+        client = client_as(three_nights, who)
+        page = client.get("/quality")
+        assert page.status_code == 200
+        text = _visible(page.text)
+        assert not internal_codes(text), internal_codes(text)
+        assert f"比对日期 {THIRD}" in text and "住建" in text and "不动产登记（暂缓）" in text
+        assert page.text.count("<svg") >= 10  # a trend per department
+        older = _visible(client.get(f"/quality?night={SECOND}").text)
+        assert f"比对日期 {SECOND}" in older and "学籍（缺失）" in older
+        xlsx = client.get(f"/quality/summary.xlsx?night={THIRD}")
+        assert xlsx.status_code == 200
+        path = tmp_path / f"{who}.xlsx"
+        path.write_bytes(xlsx.content)
+        sheets = _cells(path)
+        assert list(sheets) == ["汇总", "明细"]  # no problem rows (personal values) from the web
+        assert not internal_codes(" ".join(" ".join(r) for rows in sheets.values() for r in rows))
+    for who in ("county", "town"):
+        client = client_as(three_nights, who)
+        assert client.get("/quality").status_code in (403, 404)
+        assert client.get("/quality/summary.xlsx").status_code in (403, 404)
