@@ -170,19 +170,24 @@ def draw(session: Session, county: str, seed: int = 1, per_village: int = HOUSEH
     """The sample of a county (a 12-digit county code) with a seed."""
     today = today or date.today()
     per_village = max(1, per_village)
-    rng = random.Random(f"{county}/{seed}")  # a string seed: the same draw on every machine and Python
+    # String seeds: the same draw on every machine and Python. One generator per stage and place,
+    # so the villages chosen do not depend on how many households are drawn, nor one village's on another's.
+    def rng(*where: str) -> random.Random:
+        return random.Random("/".join((county, str(seed), *where)))
+
     night = session.scalar(select(func.max(RegisterHousehold.night)))
     sample = Sample(county, seed, per_village, today, night)
     towns = session.scalars(select(RegisterHousehold.township_code).where(RegisterHousehold.county_code == county)
                             .distinct().order_by(RegisterHousehold.township_code)).all()
-    chosen = sorted(rng.sample(list(towns), min(TOWNSHIPS, len(towns))))
+    chosen = sorted(rng("townships").sample(list(towns), min(TOWNSHIPS, len(towns))))
     picks: list[tuple[str, str, VillageScore, list[str]]] = []
     for town in chosen:
-        for grade, score in choose_villages(village_scores(session, town), rng):
+        for grade, score in choose_villages(village_scores(session, town), rng("villages", town)):
             codes = session.scalars(select(RegisterHousehold.household_code)
                                     .where(RegisterHousehold.village_code == score.code)
                                     .order_by(RegisterHousehold.household_code)).all()
-            picks.append((town, grade, score, sorted(rng.sample(list(codes), min(per_village, len(codes))))))
+            picks.append((town, grade, score, sorted(rng("households", score.code).sample(
+                list(codes), min(per_village, len(codes))))))
     every = [c for *_, codes in picks for c in codes]
     households = {h.household_code: h for h in session.scalars(
         select(RegisterHousehold).where(RegisterHousehold.household_code.in_(every)))}

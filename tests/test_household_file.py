@@ -1,0 +1,166 @@
+"""一户一档 (issue 19): the register copied into the ledger at publish, the household file on the
+page and from `bidui household print` (HTML that stands alone, PDF), a village at once, scope."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from PIL import Image
+from sqlalchemy import func, inspect, select
+from typer.testing import CliRunner
+
+from bidui.cli import app as cli_app
+from bidui.clues import attachments as store
+from bidui.clues import household_file
+from bidui.clues.db import ledger_url, open_ledger
+from bidui.clues.models import Clue, RegisterHousehold, RegisterMember, User
+from bidui.config import attachment_settings
+from bidui.connectors import warehouse as wh
+from tests.present_support import internal_codes
+from tests.test_web import client_for, login
+from tests.test_web_work import sign
+
+
+def _read(h, fn):
+    ledger = open_ledger(ledger_url(h.ledger))
+    try:
+        with ledger.read() as s:
+            return fn(s)
+    finally:
+        ledger.close()
+
+
+def _text(html: str) -> str:
+    html = re.sub(r"<(style|script)[^>]*>.*?</\1>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def _busiest(h, township: str) -> tuple[str, list[int]]:
+    """The register household of the township with the most clues, and its clue ids."""
+    def q(s):
+        code = s.scalar(select(Clue.household_code).join(
+            RegisterHousehold, RegisterHousehold.household_code == Clue.household_code)
+            .where(Clue.township_code == township).group_by(Clue.household_code)
+            .order_by(func.count().desc(), Clue.household_code).limit(1))
+        return code, list(s.scalars(select(Clue.id).where(Clue.household_code == code).order_by(Clue.id)))
+    return _read(h, q)
+
+
+def test_the_migration_makes_the_register_tables_and_publish_fills_them(published_home) -> None:
+    from bidui.home import Home
+
+    h = Home(published_home[0])
+    ledger = open_ledger(ledger_url(h.ledger))
+    try:
+        tables = set(inspect(ledger.engine).get_table_names())
+        with ledger.read() as s:
+            households = {r.household_code: r for r in s.scalars(select(RegisterHousehold))}
+            members = list(s.scalars(select(RegisterMember)))
+            clues = list(s.scalars(select(Clue).where(Clue.household_code.in_(list(households)))))
+    finally:
+        ledger.close()
+    assert {"register_households", "register_members"} <= tables
+    con = wh.connect(h.warehouse)
+    try:
+        snap = con.execute("SELECT max(snapshot_date) FROM snapshots WHERE dataset = 'register_households'").fetchone()[0]
+        expected = con.execute("SELECT count(DISTINCT household_code) FROM ds_register_households "
+                               "WHERE snapshot_date = ? AND village_code IS NOT NULL", [snap]).fetchone()[0]
+    finally:
+        con.close()
+    assert len(households) == expected > 0
+    assert {r.night for r in households.values()} == {snap}
+    per_household: dict[str, int] = {}
+    for m in members:
+        per_household[m.household_code] = per_household.get(m.household_code, 0) + 1
+    assert all(r.member_count == per_household.get(code, 0) for code, r in households.items())
+    assert all(r.township_code == r.village_code[:9] + "000" for r in households.values())
+    # A clue keys its subject as the register's member does: each clue of a register household names a member.
+    keys = {m.person_key for m in members}
+    assert clues and all(c.subject_key in keys for c in clues)
+
+
+def _attach_photo(h, clue_id: int) -> None:
+    picture = io.BytesIO()
+    Image.new("RGB", (320, 240), (30, 120, 60)).save(picture, "JPEG")
+    prepared = store.prepare("入户照片.jpg", picture.getvalue(), attachment_settings(h.config))
+    ledger = open_ledger(ledger_url(h.ledger))
+    try:
+        with ledger.write() as s:
+            user = s.scalar(select(User).where(User.username == "town"))
+            store.add(s, h, clue_id, user, [prepared], attachment_settings(h.config))
+    finally:
+        ledger.close()
+
+
+def test_the_household_file_holds_every_clue_with_its_signature_and_members(home) -> None:
+    h, town, other = home
+    code, ids = _busiest(h, town)
+    sign(h, ids[0], finding="入户核实，车辆已过户")
+    _attach_photo(h, ids[0])
+    members = _read(h, lambda s: [m.name for m in s.scalars(select(RegisterMember)
+                                                              .where(RegisterMember.household_code == code))])
+    c = client_for(h)
+    login(c, "town")
+    page = c.get(f"/households/{code}/print")
+    assert page.status_code == 200
+    html = page.text
+    assert all(f"线索编号 {i}，" in html for i in ids)
+    assert "王秀兰（扶贫专干）" in html and "入户核实，车辆已过户" in html and 'id="signature-block"' in html
+    assert members and all(name in html for name in members) and "家庭成员" in html
+    assert re.search(r'<img src="/attachments/\d+\?thumb=1"', html) and "入户照片.jpg" in html
+    assert "处理记录" in html and "核实签字" in html and "下发" in html
+    assert internal_codes(_text(html)) == []
+    # Scope: another township's household and village are not there for this user.
+    theirs, _ = _busiest(h, other)
+    assert c.get(f"/households/{theirs}/print").status_code == 404
+    assert c.get("/households/0000000000000000/print").status_code == 404
+    village = _read(h, lambda s: s.get(RegisterHousehold, code).village_code)
+    their_village = _read(h, lambda s: s.get(RegisterHousehold, theirs).village_code)
+    assert c.get(f"/villages/{their_village}/households/print").status_code == 404
+    whole = c.get(f"/villages/{village}/households/print")
+    assert whole.status_code == 200
+    in_village = _read(h, lambda s: list(s.scalars(select(RegisterHousehold.household_code)
+                                                    .where(RegisterHousehold.village_code == village))))
+    assert all(f"户编号 {hh}" in whole.text for hh in in_village)
+    assert whole.text.count("户主（签字）") >= len(in_village)
+    assert f'href="/villages/{village}/households/print"' in html
+    assert internal_codes(_text(whole.text)) == []
+    o = client_for(h)
+    login(o, "other")
+    assert o.get(f"/households/{code}/print").status_code == 404
+
+    # The command's file stands alone: the same record, style inline, the thumbnail as a data: URI.
+    out = h.root / "file.html"
+    res = CliRunner().invoke(cli_app, ["--home", str(h.root), "household", "print", code, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    alone = out.read_text(encoding="utf-8")
+    assert all(f"线索编号 {i}，" in alone for i in ids) and "王秀兰（扶贫专干）" in alone
+    assert "/static/" not in alone and "/attachments/" not in alone and 'src="data:image/jpeg;base64,' in alone
+    assert internal_codes(_text(alone)) == []
+    # Scoped as the other township, the command finds nothing of this household.
+    res = CliRunner().invoke(cli_app, ["--home", str(h.root), "household", "print", code, "--scope", other,
+                                       "--out", str(h.root / "none.html")])
+    assert res.exit_code == 1 and "没有找到这一户" in res.output
+
+
+def test_a_village_prints_as_one_file_and_a_pdf_or_a_clear_error(home, monkeypatch) -> None:
+    h, town, _ = home
+    code, _ = _busiest(h, town)
+    village = _read(h, lambda s: s.get(RegisterHousehold, code).village_code)
+    n = _read(h, lambda s: s.scalar(select(func.count()).where(RegisterHousehold.village_code == village)))
+    out = h.root / "village.html"
+    res = CliRunner().invoke(cli_app, ["--home", str(h.root), "household", "print", "--village", village, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    html = out.read_text(encoding="utf-8")
+    assert html.count('class="hh-file"') >= n and internal_codes(_text(html)) == []
+    if household_file.chromium() is not None:
+        pdf = h.root / "one.pdf"
+        res = CliRunner().invoke(cli_app, ["--home", str(h.root), "household", "print", code, "--out", str(pdf)])
+        assert res.exit_code == 0, res.output
+        assert pdf.read_bytes()[:5] == b"%PDF-"
+    monkeypatch.setattr(household_file, "CHROMIUM", ("/nonexistent/chromium",))
+    monkeypatch.setattr(household_file.shutil, "which", lambda _: None)
+    res = CliRunner().invoke(cli_app, ["--home", str(h.root), "household", "print", code, "--out", str(h.root / "x.pdf")])
+    assert res.exit_code == 1 and "没有安装 Chromium" in res.output and "Traceback" not in res.output
+    assert not (h.root / "x.pdf").exists()
