@@ -111,15 +111,21 @@ def _near(a: str, b: str, width: int, digits: bool = False) -> str:
     return " + ".join(f"(substr({a}, {i}, 1) <> substr({b}, {i}, 1))::INT" for i in range(1, width + 1)) + " <= 2"
 
 
-def _masked(col: str, first: int) -> str:
-    """The 15-digit integer with its digit at 0-based position `first` zeroed."""
-    scale = 10 ** (14 - first)
-    return f"({col} - ({col} // {scale} % 10) * {scale})"
-
-
-def _swap_free(col: str) -> str:
-    """The 15-digit integer with its last two digits in ascending order (a swap of them undone)."""
-    return f"({col} - ({col} // 10 % 10) * 10 - {col} % 10 + least({col} // 10 % 10, {col} % 10) * 10 + greatest({col} // 10 % 10, {col} % 10))"
+def _variants() -> str:
+    """Each residue record's 15 digits as the numbers a blocking compares with the spine's (one join
+    for all): themselves (Excel kept 15 digits), and for the numbers with a typo (`typed`) every
+    number one of positions 7–15 could have been before the typo, and the number with the birth
+    date's last digit and the sequence's first swapped back (no other block survives that swap)."""
+    n = "t.n15"
+    tens, ones = f"({n} // 10 % 10)", f"({n} % 10)"
+    return f"""
+        SELECT rec, n15 AS v FROM link_residue WHERE n15 IS NOT NULL
+        UNION ALL
+        SELECT t.rec, {n} - ({n} // p.scale % 10) * p.scale + d.digit * p.scale
+        FROM typed t, (SELECT unnest({[10 ** e for e in range(9)]}::BIGINT[]) AS scale) p,
+             (SELECT unnest(range(10)) AS digit) d
+        UNION ALL
+        SELECT t.rec, {n} - {tens} * 10 - {ones} + {ones} * 10 + {tens} FROM typed t"""
 
 
 def _blocks() -> list[str]:
@@ -131,13 +137,14 @@ def _blocks() -> list[str]:
     def block(cond: str, rows: str = "link_residue r") -> str:
         return f"SELECT r.rec, k.pi FROM {rows} JOIN link_spine_keys k ON {cond}"
 
-    typed = "typed r"
     return [
         # typo after the birth date (in the last four characters; a number another person holds,
         # whose name the exact step refused, pairs with everyone born that day in the county: the
         # rest of them are as unlike as any two numbers, and never a link)
         block(f"{on('region', 'birth8')} AND {_near('r.tail', 'k.tail', 4)}"),
-        block(on("n15")),  # Excel kept 15 digits
+        # the 15 digits Excel kept, and what a typo in positions 7–15 or a swap across the birth
+        # date's end changed (for a typo together with a damaged name: no name key survives it)
+        "SELECT v.rec, k.pi FROM variants v JOIN link_spine_keys k ON k.n15 = v.v",
         # A typo or swap inside the birth date: one or two of year, month-day and the last four
         # characters survive it, and with pinyin and county they are narrow (pinyin and county
         # alone pair a common name with hundreds of people at 4 M residents).
@@ -145,12 +152,6 @@ def _blocks() -> list[str]:
         block(on("form", "village")),
         block(on("form", "event")),
         block(on("pinyin", "birth")),
-        # A typo together with a damaged name (no name key survives) or Excel's cut after a typo:
-        # the person's number with one of positions 7–15 masked, or with the birth date's last
-        # digit and the sequence's first in order (a swap across them: no other block survives
-        # it). Only numbers with a typo, so the blocks stay few.
-        *[block(f"{_masked('r.n15', p)} = {_masked('k.n15', p)}", typed) for p in range(6, 15)],
-        block(f"{_swap_free('r.n15')} = {_swap_free('k.n15')}", typed),
         # …or a typo or swap anywhere in the birth date: county and the last four characters
         # (not of a number Excel cut: its last three are zeros).
         block(f"{on('region', 'tail')} AND {_near('r.birth8', 'k.birth8', 8, digits=True)}", "typed r"),
@@ -166,7 +167,7 @@ def candidate_pairs(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
              "AND (NOT cut OR n15 NOT IN (SELECT n15 FROM link_spine_keys WHERE n15 IS NOT NULL))")
     union = "\n        UNION\n        ".join(_blocks())
     return wh.query(con, f"""
-        WITH typed AS ({typed}), pairs AS ({union})
+        WITH typed AS ({typed}), variants AS ({_variants()}), pairs AS ({union})
         SELECT {', '.join(f'r.{c}' for c in PAIR_RECORD)}, {KEY_SQL}, f.n AS k_namesakes
         FROM pairs p JOIN link_residue r ON r.rec = p.rec JOIN link_spine s ON s.rowid = p.pi
         LEFT JOIN (SELECT form, count(*) AS n FROM link_spine GROUP BY form) f ON f.form = s.form
