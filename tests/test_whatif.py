@@ -232,3 +232,31 @@ def test_hits_key_is_the_engines(wh_home) -> None:
     con.close()
     keyed = hits.select([pl.col(k).cast(pl.String).fill_null("") for k in KEY])
     assert keyed.height == keyed.unique().height > 0
+
+
+def test_past_truth_rate_of_the_affected_rules(wh_home) -> None:
+    """属实率 of a changed rule's past clues, from verifications made through the real actions;
+    under the scope asked for."""
+    from sqlalchemy import select
+
+    from bidui.clues import actions
+    from bidui.clues.db import ledger_url, open_ledger
+    from bidui.clues.models import Clue, User
+    from bidui.clues.states import NOT_TRUE, TRUE_EXEMPT, Finding
+
+    h, town, other = wh_home
+    ledger = open_ledger(ledger_url(h.ledger))
+    with ledger.write() as s:
+        clerk = s.scalar(select(User).where(User.username == "town"))
+        ids = list(s.scalars(select(Clue.id).where(Clue.rule_code == "DANGEROUS_HOUSE", Clue.township_code == town)
+                             .order_by(Clue.id).limit(3)))
+        assert len(ids) == 3
+        for cid, outcome in zip(ids, (TRUE_EXEMPT, NOT_TRUE, NOT_TRUE), strict=True):
+            actions.verify(s, cid, s.get(Clue, cid).version, clerk, Finding(
+                outcome, None, "入户核实，情况如实记录。", clerk.real_name, "扶贫专干", date.today()))
+    ledger.close()
+    row = replay(h, NIGHT, CHANGES, scope_code=town).by_rule["DANGEROUS_HOUSE"]
+    assert (row["verified"], row["true"], row["true_rate"]) == (3, 1, round(1 / 3, 4))
+    assert replay(h, NIGHT, CHANGES, scope_code=other).by_rule["DANGEROUS_HOUSE"]["verified"] == 0
+    untouched = replay(h, NIGHT, {"split_years": 3}, scope_code=town).by_rule["DANGEROUS_HOUSE"]
+    assert not untouched["affected"] and untouched["verified"] == 0  # shown for the changed rules only

@@ -344,7 +344,7 @@ def replay(home: Home, night: date, changes: dict[str, Any], scope_code: str | N
     removed = before.join(now, on=KEY, how="anti")
     kept = published.filter(~pl.col("rule_code").is_in(list(replayed_set)))
     after = pl.concat([kept, now]) if now.height else kept
-    truth = _past_truth(home, sorted(replayed_set & changed) if changes else [], scope_code)
+    truth = _past_truth(home, sorted(code for code in replayed_set if reads[code] & changed), scope_code)
     from bidui.clues.present import rule_title
 
     pub_rule, after_rule = _counts(published, "rule_code", "n"), _counts(after, "rule_code", "n")
