@@ -164,3 +164,33 @@ def test_a_village_prints_as_one_file_and_a_pdf_or_a_clear_error(home, monkeypat
     res = CliRunner().invoke(cli_app, ["--home", str(h.root), "household", "print", code, "--out", str(h.root / "x.pdf")])
     assert res.exit_code == 1 and "没有安装 Chromium" in res.output and "Traceback" not in res.output
     assert not (h.root / "x.pdf").exists()
+
+
+def test_a_ledger_upgraded_after_its_night_gets_the_register_when_the_night_is_published_again(home) -> None:
+    from datetime import date as day
+
+    from sqlalchemy import delete
+
+    from bidui.clues.publish import Register, _replace_register, publish_night
+
+    h, _, _ = home
+    ledger = open_ledger(ledger_url(h.ledger))
+    try:
+        with ledger.write() as s:
+            before = s.scalar(select(func.count()).select_from(RegisterMember))
+            night = s.scalar(select(func.max(RegisterHousehold.night)))
+            s.execute(delete(RegisterMember))
+            s.execute(delete(RegisterHousehold))
+    finally:
+        ledger.close()
+    result = publish_night(h, night)
+    assert result.already and result.new == 0
+    assert _read(h, lambda s: s.scalar(select(func.count()).select_from(RegisterMember))) == before > 0
+    # An older night's copy never replaces a newer one.
+    ledger = open_ledger(ledger_url(h.ledger))
+    try:
+        with ledger.write() as s:
+            _replace_register(s, Register([], []), day(2000, 1, 1), again=True)
+    finally:
+        ledger.close()
+    assert _read(h, lambda s: s.scalar(select(func.count()).select_from(RegisterMember))) == before
