@@ -330,6 +330,10 @@ def replay(home: Home, night: date, changes: dict[str, Any], scope_code: str | N
                 con.close()
     except RunInProgress:
         raise WarehouseBusy(BUSY_WHATIF if _holder_command(home) == COMMAND else BUSY) from None
+    except duckdb.Error as e:
+        # The night's warehouse lacks something a replay reads without writing (e.g. a hukou
+        # snapshot whose identities were never worked out): said, not a traceback.
+        raise WhatIfError("这一天的比对数据不完整，无法推演（请先完整运行这一天的比对）") from e
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
     failed = [o for o in outcomes if o.status == "failed"]
