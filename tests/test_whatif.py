@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from bidui.cli import app as cli_app
 from bidui.home import Home
-from bidui.rules.whatif import BUSY, WarehouseBusy, WhatIfError, replay
+from bidui.rules.whatif import BUSY, BUSY_WHATIF, COMMAND, WarehouseBusy, WhatIfError, replay
 from bidui.web.app import create_app
 from tests.conftest import PASSWORD
 from tests.present_support import internal_codes
@@ -141,11 +141,11 @@ def test_json_shape(wh_home) -> None:
     assert internal_codes(plain.stdout) == []
 
 
-def hold_lock(h: Home) -> subprocess.Popen:
+def hold_lock(h: Home, command: str = "run") -> subprocess.Popen:
     """Another process holding the home's run lock, as the nightly run does."""
     code = ("import sys, time; from pathlib import Path; from bidui.runlock import run_lock\n"
-            "with run_lock(Path(sys.argv[1]), command='run'):\n    print('held', flush=True); time.sleep(60)")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(h.root)], stdout=subprocess.PIPE, text=True)
+            "with run_lock(Path(sys.argv[1]), command=sys.argv[2]):\n    print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(h.root), command], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -160,6 +160,14 @@ def test_a_run_in_progress_is_said(wh_home) -> None:
     finally:
         proc.kill()
         proc.wait()
+    proc = hold_lock(h, COMMAND)  # another what-if, not the night's run
+    try:
+        with pytest.raises(WarehouseBusy, match=BUSY_WHATIF):
+            replay(h, NIGHT, CHANGES)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert replay(h, NIGHT, {}).added == 0  # and once they are gone, it runs
 
 
 def client_as(h: Home, username: str) -> TestClient:

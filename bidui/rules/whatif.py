@@ -366,7 +366,7 @@ def replay(home: Home, night: date, changes: dict[str, Any], scope_code: str | N
     pub_t, after_t = _counts(published, "township_code", "n"), _counts(after, "township_code", "n")
     add_t, rem_t = _counts(added, "township_code", "n"), _counts(removed, "township_code", "n")
     for town in sorted(set(pub_t) | set(after_t)):
-        result.by_township[town] = {"name": "", "published": pub_t.get(town, 0), "whatif": after_t.get(town, 0),
+        result.by_township[town] = {"name": "", "county": "", "published": pub_t.get(town, 0), "whatif": after_t.get(town, 0),
                                     "added": add_t.get(town, 0), "removed": rem_t.get(town, 0)}
     _name_townships(home, result)
     if not changes and (result.added or result.removed):
@@ -393,9 +393,8 @@ def _name_townships(home: Home, result: WhatIf) -> None:
     finally:
         ledger.close()
     for code, row in result.by_township.items():
-        county = names.get(scope.county_of(code), "") if scope.is_code(code) else ""
         row["name"] = names.get(code) or "（未知乡镇）"
-        row["county"] = county
+        row["county"] = names.get(scope.county_of(code), "") if scope.is_code(code) else ""
 
 
 # ---------------------------------------------------------------- the web app's worker
