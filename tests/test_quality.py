@@ -174,3 +174,45 @@ def test_page_for_the_task_force_only(three_nights: Home, tmp_path: Path) -> Non
         client = client_as(three_nights, who)
         assert client.get("/quality").status_code in (403, 404)
         assert client.get("/quality/summary.xlsx").status_code in (403, 404)
+
+
+def test_every_reject_reason_has_words() -> None:
+    """The reasons ingest writes (in English, for the log) each fall in a kind the bulletin words:
+    a reason reworded in bidui.connectors.normalise would otherwise read as “其他”."""
+    import duckdb
+
+    from bidui.clues.present import REJECT_KIND_LABELS, problem_reason
+    from bidui.connectors import normalise as n
+    from bidui.datasets import BY_CODE
+    from bidui.quality.bulletin import reject_kind_sql
+
+    s = lambda *v: pl.Series(list(v), dtype=pl.String)  # noqa: E731
+    reasons = [*n.parse_dates(s("2099-01-01", "abc", "2026-02-30", "1800-01-01"), date(2026, 11, 20))[1],
+               *n.parse_number(s("abc", "-5", "inf", "1e12"), 1e9)[1], *n.parse_year(s("12"))[1],
+               *n.parse_code(s("12345"))[1], *n.parse_enum(s("火星"), BY_CODE["hukou"].column("status"))[1],
+               *n.parse_vehicle_type(s("飞船"))[1], "required value missing", "control character in a name",
+               f"longer than {n.MAX_ID_CHARS} characters"]
+    reasons = [r for r in reasons if r]
+    assert len(reasons) >= 12
+    con = duckdb.connect()
+    con.execute("CREATE TABLE r (reason VARCHAR)")
+    con.executemany("INSERT INTO r VALUES (?)", [[r] for r in reasons])
+    kinds = dict(con.execute(f"SELECT reason, {reject_kind_sql()} FROM r").fetchall())
+    assert "other" not in kinds.values(), kinds
+    for kind in kinds.values():
+        assert kind in REJECT_KIND_LABELS and not internal_codes(problem_reason("reject_" + kind))
+
+
+def test_workbook_cells_never_run_as_formulas(tmp_path: Path) -> None:
+    from bidui.quality.bulletin import Problem
+    from bidui.quality.report import Bulletin, write_xlsx
+    from bidui.text import FORMULA_LEADS
+
+    hostile = [Problem("vehicles", "=HYPERLINK(\"http://x\").xlsx", 3, "status", "=1+1", "reject_unknown_value"),
+               Problem("vehicles", "-2.xlsx", 4, "owner_name", "@张三", "name_annotation")]
+    out = tmp_path / "x.xlsx"
+    assert write_xlsx(Bulletin(FIRST, None, None, []), out, hostile) == 2
+    rows = _cells(out)["问题记录"][2:]
+    assert [r[1] for r in rows] == ["'=HYPERLINK(\"http://x\").xlsx", "'-2.xlsx"]
+    assert not any(c.startswith(FORMULA_LEADS) for r in rows for c in r)
+    assert rows[1][4] == "'@**" and rows[0][5] == "值无法入库：不在规定的取值范围内"
