@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from bidui import scope
 from bidui.clues.models import Clue, Division, EvidenceSnapshot, RegisterHousehold, RegisterMember
 from bidui.clues.present import clue_evidence_text
-from bidui.clues.states import CLOSED, OPEN, STATUS_LABELS
+from bidui.clues.states import CLOSED, OPEN, STATUS_LABELS, VERIFIED
 
 TOWNSHIPS = 3
 VILLAGES = 3
@@ -158,10 +158,11 @@ def _clue_lines(session: Session, codes: list[str], members: dict[str, list[Regi
     for c in clues:
         by_key = {m.person_key: m.name for m in members.get(c.household_code, [])}
         snap = latest.get(c.id)
+        # Overdue is the township's lateness: a verified clue waits on the county, not on it.
         out.setdefault(c.household_code, []).append(ClueLine(
             c, by_key.get(c.subject_key) or c.subject_name or "",
             clue_evidence_text(c, snap.record if snap else None, snap.night if snap else None, names),
-            c.status in OPEN, c.status in OPEN and c.status != "verified" and c.due_date < today))
+            c.status in OPEN, c.status in OPEN and c.status != VERIFIED and c.due_date < today))
     return out
 
 
