@@ -24,7 +24,7 @@ console = Console(width=None if Console().is_terminal else 200)
 
 # Commands that only read a home: a missing one is a wrong --home, not a fresh start (they would
 # otherwise create an empty ledger or warehouse there and fail further on).
-READS_A_HOME = frozenset({"loads", "link", "links", "publish", "clues", "report", "users", "rules", "serve"})
+READS_A_HOME = frozenset({"loads", "link", "links", "publish", "clues", "report", "users", "rules", "serve", "quality", "inspect", "household"})
 # What main() needs to report a failure after the command's context is gone.
 _invoked: dict[str, object] = {}
 

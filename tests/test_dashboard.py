@@ -23,7 +23,7 @@ from bidui.text import FORMULA_LEADS, neutralise_formula
 from bidui.web.app import create_app
 from tests.conftest import PASSWORD
 
-TABLES = ("trend", "county", "township", "rule", "category", "findings", "overdue")
+TABLES = ("trend", "county", "township", "rule", "category", "findings", "overdue", "burden")
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from bidui import config, scope
 from bidui.clues import approvals, present, users
 from bidui.clues.models import AuditEvent, Division, RunReport
+from bidui.clues.present import parameter_value_text, parameter_words
 from bidui.clues.workbook import CATEGORY_LABELS
 from bidui.datasets import DATASETS
 from bidui.web.deps import Ctx, ctx
@@ -31,24 +32,12 @@ DATASET_TITLES = {ds.code: ds.title for ds in DATASETS}
 FILE_STATUS = {"accepted": "已入库", "forced": "批准入库", "duplicate": "与上期相同", "held": "暂缓入库",
                "refused": "拒收", "missing": "未报送"}
 RUN_STATUS = {"completed": "完成", "partial": "部分完成（有文件仍在写入）", "running": "运行中", "already": "完成"}
-PARAMETER_LABELS = {
-    "vehicle_active_statuses": "计入的车辆状态", "vehicle_counted_types": "计入的车辆类型（GA 802 代码开头）",
-    "vehicle_excluded_uses": "不计入的车辆使用性质", "business_active_statuses": "计入的企业登记状态",
-    "business_not_enterprise": "不按企业计的市场主体", "individual_business_min_capital": "个体工商户注册资本下限（万元）",
-    "property_region": "房产所在区域", "property_counted_types": "计入的房产类型", "school_fee_types": "计入的学校类型",
-    "school_fee_threshold": "年学费上限（元）", "split_min_age": "分户老人年龄下限（岁）", "split_years": "分户年限（年）",
-    "dangerous_grades": "危房等级", "dropout_min_age": "义务教育起始年龄（岁）", "dropout_max_age": "义务教育截止年龄（岁）",
-    "medical_household_threshold": "户医疗自付费用上限（元）", "medical_window_days": "医疗费用统计天数",
-    "missed_dangerous_grades": "漏评危房等级", "missed_medical_threshold": "漏评医疗费用下限（元）",
-}
-def value_text(v: object) -> str:
-    if isinstance(v, list):
-        return "、".join(str(x) for x in v) or "（无）"
-    if isinstance(v, bool):
-        return "是" if v else "否"
-    if isinstance(v, float) and v.is_integer():
-        return f"{int(v):,}"
-    return str(v)
+
+
+def _parameter_label(name: str) -> str:
+    """A rule parameter as the admin page lists it: its label, with its unit (present.py)."""
+    label, unit = parameter_words(name)
+    return f"{label}（{unit}）" if unit else label
 
 
 def audit_text(e: AuditEvent, names: dict[str, str] | None = None) -> str:
@@ -58,7 +47,7 @@ def audit_text(e: AuditEvent, names: dict[str, str] | None = None) -> str:
         return f"{p.get('night', '')} {DATASET_TITLES.get(p.get('dataset') or '', '')}（文件 {p.get('file', '')}）"
     if e.kind in ("rule_disabled", "rule_enabled"):
         return p.get("title", "")
-    named = lambda v: names.get(v, v) if isinstance(v, str) else value_text(v)  # noqa: E731
+    named = lambda v: names.get(v, v) if isinstance(v, str) else parameter_value_text(v)  # noqa: E731
     parts = []
     for k, v in p.items():
         parts.append(f"{k}：" + ("，".join(f"{a} {named(b)}" for a, b in v.items()) if isinstance(v, dict) else named(v)))
@@ -114,7 +103,7 @@ def _rules(c: Ctx) -> list[dict]:
     disabled = set(cfg.get("rules", {}).get("disabled", []))
     return [{"code": r.code, "title": r.title, "category": CATEGORY_LABELS.get(r.category, r.category),
              "inputs": "、".join(DATASET_TITLES.get(i, i) for i in r.inputs),
-             "parameters": [(PARAMETER_LABELS.get(p, p), value_text(params.get(p))) for p in r.parameters],
+             "parameters": [(_parameter_label(p), parameter_value_text(params.get(p))) for p in r.parameters],
              "enabled": r.code not in disabled} for r in load_rules(home.root / "rules")[0]]
 
 
