@@ -108,6 +108,12 @@ class NightReport:
         lines += ["## 关联", "", links_text(self.links), ""]
         if self.quality:
             lines += ["## 数据质量（姓名与证件号码）", "", *[f"- {line}" for line in defects_text(self.quality)], ""]
+        if self.bulletin:
+            from bidui.clues.present import department_title
+            from bidui.quality.bulletin import by_department
+
+            lines += ["## 数据质量通报（问题记录，按部门）", "", "；".join(
+                f"{department_title(d)} {t['problem_rows']:,}" for d, t in by_department(self.bulletin).items()), ""]
         lines += [
                   "## 线索", "", "| 规则 | " + " | ".join(PUBLISH_LABELS[k] for k in counts) + " |",
                   "|---|---|---|---|---|---|---|",
