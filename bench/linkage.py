@@ -20,9 +20,11 @@ other systems write them, shared IDs and second numbers, hukou name corrections,
    medical_claims every record with a phenomenon other than `namesake` plus a fixed-seed sample of
    the rest (namesakes occur in it at their rate), against the hukou spine (one row per person and
    ID number; a prediction is right when it names the record's person). Splink is given bidui's
-   blocking rules (exact ID, county + birth digits, first 15 digits, pinyin + county + year /
-   month-day / last four, characters + village, pinyin + birth date, and for a number with a typo
-   the first 15 digits with one of positions 7–15 or 14–15 masked and county + last four) and the
+   blocking rules (exact ID, county + birth digits with at most two of the last four characters
+   apart, first 15 digits, pinyin + county + year / month-day / last four, characters + village,
+   pinyin + birth date, and for a number with a typo the first 15 digits with one of positions 7–15
+   masked or with positions 14–15 in order, and county + last four with at most two birth digits
+   apart) and the
    comparisons of its documentation: ID by Levenshtein, the name as characters (exact, with
    term-frequency adjustment) then pinyin (exact, Jaro-Winkler: its string distances count UTF-8
    bytes, wrong on Chinese characters), birth date, sex and village; u by random sampling, m by
@@ -52,9 +54,15 @@ TASK_FULL = ("register_members", "students", "dangerous_housing", "vehicles")
 TASK_SAMPLED = ("medical_insurance", "medical_claims")
 KEY = ["dataset", "source_file", "source_row", "role"]
 BAR = 0.998
-# bidui's masked-digit blocks for a mistyped number: one of positions 7–15 masked, or positions
-# 14–15 together (a swap across the birth date's end and the sequence code); 0-based (start, width).
-MASKS = [(p, 1) for p in range(6, 15)] + [(13, 2)]
+# bidui's masked-digit blocks for a mistyped number: one of positions 7–15 masked (0-based start,
+# width); a swap across the birth date's end and the sequence code is the `swap` key (those two
+# digits in order).
+MASKS = [(p, 1) for p in range(6, 15)]
+
+
+def near(a: str, b: str, width: int) -> str:
+    """Splink SQL: at most two of the first `width` characters of l.a and r.b differ."""
+    return " + ".join(f"(substr(l.{a}, {i}, 1) <> substr(r.{b}, {i}, 1))::INT" for i in range(1, width + 1)) + " <= 2"
 
 
 # ---------------------------------------------------------------- steps (each in a child process)
@@ -150,6 +158,8 @@ def features(frame: pl.DataFrame, right: bool, known15: pl.Series | None = None)
                                 for a, n in ((6, "year"), (10, "mmdd"), (14, "tail"))])
     masked = [(pl.col("first15").str.slice(0, p) + "_" * w + pl.col("first15").str.slice(p + w)).alias(f"m{p}_{w}")
               for p, w in MASKS]
+    a, b = pl.col("first15").str.slice(13, 1), pl.col("first15").str.slice(14, 1)
+    masked.append((pl.col("first15").str.slice(0, 13) + pl.when(a <= b).then(a + b).otherwise(b + a)).alias("swap"))
     rt = (pl.col("region") + pl.col("tail")).alias("rt")
     if right:
         return f.with_columns(*masked, rt)
@@ -192,10 +202,10 @@ def run_splink(task: Path) -> pl.DataFrame:
         cll.JaroWinklerLevel("pinyin", 0.92), cll.JaroWinklerLevel("pinyin", 0.88), cll.JaroWinklerLevel("pinyin", 0.7),
         cll.ElseLevel()], output_column_name="name")
     blocking = [
-        block_on("id"), block_on("region", "birth8"), block_on("first15"),
+        block_on("id"), f"l.region = r.region AND l.birth8 = r.birth8 AND {near('tail', 'tail', 4)}", block_on("first15"),
         *[block_on("pinyin", "region", g) for g in ("year", "mmdd", "tail")],
         block_on("form", "village"), block_on("pinyin", "birth"),
-        *[block_on(f"m{p}_{w}") for p, w in MASKS], block_on("rt"),
+        *[block_on(f"m{p}_{w}") for p, w in MASKS], block_on("swap"), f"l.rt = r.rt AND {near('birth8', 'birth8', 8)}",
     ]
     settings = SettingsCreator(
         link_type="link_only",
