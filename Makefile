@@ -50,7 +50,8 @@ demo: setup
 # Every page at desktop and phone width, in the order of a week's work, into docs/screenshots.
 screenshots: setup
 	rm -f docs/screenshots/*.png
-	BIDUI_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_browser_week.py
+	BIDUI_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_browser_week.py \
+		tests/test_browser_quality.py tests/test_browser_inspection.py tests/test_browser_whatif.py
 
 # Every benchmark, one after another, into docs/benchmarks.md (make bench SIZE=large for the goals).
 bench: setup
