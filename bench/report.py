@@ -70,8 +70,8 @@ def goals(size: str, linkage_size: str, fig: dict) -> list[tuple[str, str, str]]
     link = (fig.get("linkage") or {}).get("tools", {})
     if "bidui" in link and "splink" in link:
         ratio = link["splink"]["seconds"] / link["bidui"]["seconds"]
-        ok = ratio >= 5 and link["bidui"]["f1"] >= link["splink"]["f1"]
-        rows.append((f"linkage ≥ 5× faster than Splink at equal or better F1 ({linkage_size})",
+        ok = ratio >= 20 and link["bidui"]["f1"] > link["splink"]["f1"]
+        rows.append((f"linkage on damaged data (issue 15) ≥ 20× faster than Splink at a higher F1 ({linkage_size})",
                      f"{ratio:.1f}× ({link['bidui']['seconds']:.1f} s vs {link['splink']['seconds']:.1f} s), "
                      f"F1 {link['bidui']['f1']:.4f} vs {link['splink']['f1']:.4f}", "met" if ok else "missed"))
     febrl = fig.get("febrl") or {}
