@@ -446,3 +446,50 @@ def test_a_typo_that_sounds_like_a_siblings_name_stays_with_the_numbers_holder(r
     got = nights[NIGHT]["sister_typo"]
     # (Scored against her, how far a village this small lets the model go; never her sister.)
     assert got["method"] != "household" and got["person_key"] in (None, _key(c, "sister")), got
+
+
+def _spine_row(id_number: str, name: str, hukou: str, village: str = "522701101201") -> dict:
+    from bidui.names import form_key, pinyin_key
+
+    return {"person_key": id_number, "id_number": id_number, "is_primary": True, "form": form_key(name),
+            "pinyin": pinyin_key(name), "sex": "女", "birth_date": date(int(id_number[6:10]), int(id_number[10:12]),
+                                                                      int(id_number[12:14])),
+            "village": village, "status_date": None, "relation": "户主", "hukou_number": hukou, "former_form": None,
+            "former_pinyin": None}
+
+
+def test_a_number_excel_cut_is_a_sure_link_only_to_the_one_person_it_and_the_name_fit() -> None:
+    """`excel_cut`: the 15 digits Excel kept belong to exactly one person whose name is the record's.
+    Two persons with those digits and that name, or one with another name, are left to the score."""
+    from bidui.matching.link import link_frame
+    from bidui.names import form_key, pinyin_key
+
+    def pid(region: str, birth: str, seq: int) -> str:
+        body = f"{region}{birth}{seq:03d}"
+        return body + check_char(body)
+
+    people = [_spine_row(pid("522701", f"19{50 + i % 40}0{1 + i % 9}1{i % 9}", 100 + 2 * i + 1), f"赵{'明华强勇军'[i % 5]}{i}",
+                         f"H{i:04d}") for i in range(200)]
+    alone, twin_a, twin_b, other = (pid("522701", "19720909", 161), pid("522701", "19800101", 171),
+                                    pid("522701", "19800101", 173), pid("522701", "19650505", 181))
+    people += [_spine_row(alone, "杨桂兰", "H9001"), _spine_row(twin_a, "孙丽", "H9002"), _spine_row(twin_b, "孙丽", "H9003"),
+               _spine_row(other, "王芳", "H9004")]
+    spine = pl.DataFrame(people, schema_overrides={"former_form": pl.String, "former_pinyin": pl.String,
+                                                   "status_date": pl.Date})
+
+    def rec(i: int, id_: str, name: str, status: str) -> dict:
+        return {"rec": i, "dataset": "dangerous_housing", "source_file": "f.csv", "source_row": i, "role": "head",
+                "id": id_, "id_status": status, "form": form_key(name), "pinyin": pinyin_key(name), "birth": None,
+                "sex": None, "village": "522701101201", "event": None, "is_head": True}
+
+    cut = {"alone": rec(1, alone[:15] + "000", "杨桂兰", "excel_mangled"),
+           "two_fit": rec(2, twin_a[:15] + "000", "孙丽", "excel_mangled"),
+           "other_name": rec(3, other[:15] + "000", "李娜", "excel_mangled")}
+    ordinary = [rec(10 + i, p["id_number"], p["form"], "valid") for i, p in enumerate(people[:150])]
+    records = pl.DataFrame([*cut.values(), *ordinary], schema_overrides={"birth": pl.Date, "sex": pl.String, "event": pl.Date})
+    links = link_frame(records, spine).links
+    method = dict(zip(links["rec"], links["method"], strict=True))
+    person = dict(zip(links["rec"], links["person_key"], strict=True))
+    assert (method[1], person[1]) == ("excel_cut", alone)
+    assert method[2] != "excel_cut" and person[2] is None  # two persons fit alike: no link at all
+    assert method[3] != "excel_cut" and person[3] != other
