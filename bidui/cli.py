@@ -173,8 +173,11 @@ def _night(value: str) -> date:
 def link(
     ctx: typer.Context,
     night: Annotated[str, typer.Option("--date", help="The night whose snapshots in force are linked.")],
+    retrain: Annotated[bool, typer.Option("--retrain", help="Train the model again (it is kept between nights).")] = False,
 ) -> None:
-    """Link every person-bearing record in force to a hukou person: exact ID, then probabilistic."""
+    """Link every person-bearing record in force to a hukou person: exact ID, then probabilistic.
+    The Fellegi–Sunter model of an earlier night is kept unless --retrain, or unless the night's
+    candidates drifted from those it was trained on."""
     from bidui import config
     from bidui.connectors import warehouse
     from bidui.matching.dedupe import register_duplicates, store_duplicates
@@ -187,7 +190,7 @@ def link(
     con = warehouse.connect(home.warehouse)
     with console.status(f"linking {night}…"):
         try:
-            result = link_night(con, _night(night), Thresholds.from_config(config.load(home.config)))
+            result = link_night(con, _night(night), Thresholds.from_config(config.load(home.config)), retrain=retrain)
         except LookupError as e:
             console.print(str(e))
             raise typer.Exit(1) from e
@@ -200,6 +203,10 @@ def link(
     for method in METHODS:
         table.add_row(method, f"{result.counts.get(method, 0):,}")
     console.print(table)
+    if result.model_version is not None:
+        from bidui.clues.present import model_text
+
+        console.print(model_text(result.model_version, result.model_trained_at, result.trained))
     groups = dups["group_key"].n_unique() if dups.height else 0
     console.print(f"register: {groups:,} person(s) listed more than once ({dups.height:,} rows)")
     if result.skipped:

@@ -493,3 +493,45 @@ def test_a_number_excel_cut_is_a_sure_link_only_to_the_one_person_it_and_the_nam
     assert (method[1], person[1]) == ("excel_cut", alone)
     assert method[2] != "excel_cut" and person[2] is None  # two persons fit alike: no link at all
     assert method[3] != "excel_cut" and person[3] != other
+
+
+def test_the_model_is_kept_between_nights_and_trained_again_when_asked_or_when_the_data_drifts(
+        published_home, tiny: Path, tmp_path: Path) -> None:
+    """Night 1 trains version 1; night 2 keeps it (only the share of matches is learnt again);
+    `--retrain` makes version 2; candidates far from those a model was trained on make version 3.
+    The run report says which, in Chinese."""
+    import shutil
+
+    from bidui.clues.present import model_text
+    from bidui.home import Home
+    from bidui.matching.link import stored_model
+    from tests.present_support import internal_codes
+
+    root, _, _ = published_home
+    shutil.copy(Home(root).warehouse, tmp_path / "w.duckdb")
+    night = date(2026, 11, 21)
+    con = wh.connect(tmp_path / "w.duckdb")
+    try:
+        first = stored_model(con)
+        assert first is not None and (first.version, first.reason, first.night) == (1, "first", NIGHT)
+        ingest_night(con, tiny / "inbox" / night.isoformat(), night)
+        kept = link_night(con, night)
+        assert (kept.trained, kept.model_version, kept.model_trained_at) == (None, 1, first.trained_at)
+        asked = link_night(con, night, retrain=True)
+        assert (asked.trained, asked.model_version) == ("asked", 2) and stored_model(con).version == 2
+        # As if version 2 had been trained on candidates whose names were all one character apart.
+        value = json.loads(con.execute("SELECT model FROM link_models WHERE version = 2").fetchall()[0][0])
+        value["shares"]["name"] = [0.0, 1.0, 0.0, 0.0]
+        con.execute("UPDATE link_models SET model = ? WHERE version = 2", [json.dumps(value)])
+        drifted = link_night(con, night)
+        assert (drifted.trained, drifted.model_version) == ("drift:name", 3)
+        assert link_night(con, night).model_version == 3  # and version 3 is kept in turn
+        stored = dict(con.execute("SELECT night, model_version FROM link_runs").fetchall())
+        assert stored[NIGHT] == 1 and stored[night] == 3
+    finally:
+        con.close()
+    said = [model_text(1, first.trained_at, None), model_text(2, first.trained_at, "asked"),
+            model_text(3, first.trained_at, "drift:name")]
+    assert said[0] == f"关联模型：沿用第 1 版（{first.trained_at:%Y-%m-%d} 训练）"
+    assert "按要求重新训练" in said[1] and "数据变化较大（姓名）" in said[2]
+    assert not any(internal_codes(s) for s in said)

@@ -34,6 +34,7 @@ def print_report(report: NightReport) -> None:
         STEP_LABELS,
         defects_text,
         links_text,
+        model_text,
     )
 
     console = _console()
@@ -48,6 +49,8 @@ def print_report(report: NightReport) -> None:
                       escape(f["说明"]))
     console.print(files)
     console.print("身份关联：" + links_text(report.links))
+    if report.model:
+        console.print(model_text(report.model.get("version"), report.model.get("trained_at"), report.model.get("trained")))
     if report.quality:
         console.print("数据质量：" + "；".join(escape(line) for line in defects_text(report.quality)))
     clues = Table(title="线索（按规则）")

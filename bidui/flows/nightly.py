@@ -36,6 +36,8 @@ class NightReport:
     timings: dict[str, float] = field(default_factory=dict)
     files: list[dict] = field(default_factory=list)  # per file: dataset, status, rows read/loaded/rejected, message
     links: dict[str, int] = field(default_factory=dict)  # by method
+    # the linking model: version, trained_at, trained (why it was trained tonight; None: kept)
+    model: dict = field(default_factory=dict)
     quality: dict[str, dict[str, int]] = field(default_factory=dict)  # by dataset: defects counted (matching.quality)
     # 数据质量通报 by dataset (bidui.quality.bulletin): kept here so the web page reads it from the ledger
     bulletin: dict[str, dict] = field(default_factory=dict)
@@ -90,6 +92,7 @@ class NightReport:
             STEP_LABELS,
             defects_text,
             links_text,
+            model_text,
         )
 
         files = self.dataset_rows()
@@ -106,6 +109,8 @@ class NightReport:
             lines += ["**未入库（暂缓、拒收或缺失）：** " + "；".join(
                 f"{f['文件'] or f['数据集']}：{f['说明'] or f['结果']}" for f in held), ""]
         lines += ["## 关联", "", links_text(self.links), ""]
+        if self.model:
+            lines += [model_text(self.model.get("version"), self.model.get("trained_at"), self.model.get("trained")), ""]
         if self.quality:
             lines += ["## 数据质量（姓名与证件号码）", "", *[f"- {line}" for line in defects_text(self.quality)], ""]
         if self.bulletin:
@@ -175,7 +180,9 @@ def link_step(home: Home, night: date) -> dict[str, dict]:
         bulletin = night_bulletin(con, night, defects)
     finally:
         con.close()
-    return {"links": result.counts, "quality": defects, "bulletin": bulletin}
+    model = {"version": result.model_version, "trained": result.trained,
+             "trained_at": result.model_trained_at.isoformat() if result.model_trained_at else None}
+    return {"links": result.counts, "quality": defects, "bulletin": bulletin, "model": model}
 
 
 def rules_step(home: Home, night: date) -> dict[str, dict]:
@@ -268,6 +275,7 @@ def apply_step(report: NightReport, step: str, value: object) -> None:
     elif step == "link":
         linked: dict = value  # type: ignore[assignment]
         report.links, report.quality = linked["links"], linked["quality"]
+        report.model = linked.get("model", {})
         report.bulletin = linked.get("bulletin", {})
     elif step == "rules":
         report.rules = value  # type: ignore[assignment]

@@ -11,6 +11,7 @@ out of a pattern's likelihood.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -103,15 +104,53 @@ def fit_with_labels(positives: pl.DataFrame, randoms: pl.DataFrame, candidates: 
         pseudo = prior_strength * np.asarray(prior) / np.sum(prior)
         mm = np.bincount(values, minlength=k) + pseudo
         model.m[c] = np.clip(mm / mm.sum(), 1e-7, M_MAX)
+    return estimate_prior(model, candidates, comparisons, max_iter, tol)
+
+
+def estimate_prior(model: Model, candidates: pl.DataFrame, comparisons: list[str], max_iter: int = 200,
+                   tol: float = 1e-7) -> Model:
+    """EM for the share of matches among the candidates, m and u held (a model kept between
+    nights learns each night's share of matches, nothing else)."""
     patterns = candidates.group_by(comparisons).len("count")
     counts = patterns["count"].to_numpy().astype(float)
+    if not counts.sum():
+        return model
     _, log_m, log_u = _pattern_logs(patterns, model, comparisons)
+    model.history, model.iterations = [], 0
     for it in range(max_iter):
         g = _match_share(log_m, log_u, model.prior)
         new_prior = min(max(float((counts * g).sum() / counts.sum()), 1e-6), 1 - 1e-6)
         if model.advance(new_prior, abs(new_prior - model.prior), it, tol):
             break
     return model
+
+
+def to_json(model: Model, shares: dict[str, list[float]]) -> str:
+    """A model as stored between nights, with the candidates' level shares it was trained on
+    (what drift is measured against)."""
+    return json.dumps({"m": {c: v.tolist() for c, v in model.m.items()}, "u": {c: v.tolist() for c, v in model.u.items()},
+                       "prior": model.prior, "shares": shares})
+
+
+def from_json(text: str) -> tuple[Model, dict[str, list[float]]]:
+    value = json.loads(text)
+    model = Model({c: np.asarray(v) for c, v in value["m"].items()}, {c: np.asarray(v) for c, v in value["u"].items()},
+                  float(value["prior"]))
+    return model, value.get("shares", {})
+
+
+def drift(candidates: pl.DataFrame, shares: dict[str, list[float]]) -> tuple[float, str]:
+    """How far tonight's candidates are from those a model was trained on: the largest total
+    variation distance between the level shares of one comparison, and that comparison."""
+    worst, where = 0.0, ""
+    for c, before in shares.items():
+        if c not in candidates.columns:
+            continue
+        now = level_shares(candidates, c, floor=0.0, k=len(before))
+        distance = 0.5 * float(np.abs(now - np.asarray(before)).sum())
+        if distance > worst:
+            worst, where = distance, c
+    return worst, where
 
 
 def _match_share(log_m: np.ndarray, log_u: np.ndarray, prior: float) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -13,6 +13,7 @@ import polars as pl
 
 from bidui.connectors import warehouse as wh
 from bidui.matching import compare as cmp
+from bidui.matching import fs
 from bidui.matching.fs import Model, fit_with_labels, score
 from bidui.matching.records import SPINE_SQL, prepare_spine, records_sql, spine_snapshot
 
@@ -57,6 +58,44 @@ class LinkResult:
     skipped: list[str] = field(default_factory=list)
     records: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    # The Fellegi–Sunter model: trained tonight (`trained`: why — first, asked, drift:<comparison>)
+    # or kept from an earlier night (`trained` None); its version and when it was trained.
+    trained: str | None = None
+    shares: dict[str, list[float]] = field(default_factory=dict)
+    model_version: int | None = None
+    model_trained_at: datetime | None = None
+
+
+@dataclass
+class StoredModel:
+    """A model kept between nights (`link_models`)."""
+
+    version: int
+    trained_at: datetime
+    night: date
+    reason: str
+    model: Model
+    shares: dict[str, list[float]]
+
+
+MODELS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS link_models (version INTEGER PRIMARY KEY, trained_at TIMESTAMP, night DATE, reason VARCHAR,
+    model VARCHAR)"""
+# Tonight's candidates this far (total variation distance of one comparison's level shares) from
+# those the kept model was trained on: the data changed under it, and it is trained again.
+DRIFT = 0.10
+
+
+def stored_model(con: duckdb.DuckDBPyConnection) -> StoredModel | None:
+    """The latest model kept between nights, if any."""
+    con.execute(MODELS_SCHEMA)
+    rows = con.execute("SELECT version, trained_at, night, reason, model FROM link_models ORDER BY version DESC LIMIT 1"
+                       ).fetchall()
+    if not rows:
+        return None
+    version, trained_at, night, reason, text = rows[0]
+    model, shares = fs.from_json(text)
+    return StoredModel(version, trained_at, night, reason, model, shares)
 
 
 PAIR_RECORD = ["rec", "id", "id_status", "id_held", "form", "pinyin", "birth", "sex", "village", "is_head"]  # what _levels reads
@@ -378,7 +417,26 @@ def _sample(con: duckdb.DuckDBPyConnection, sql: str, seed: int, per_dataset: in
     return f"SELECT * FROM ({sql}) WHERE hash(source_file, source_row, role, {int(seed)}) % 1000000 < CASE dataset {share} END"
 
 
-def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresholds(), seed: int = 0) -> LinkResult:
+def _train(con: duckdb.DuckDBPyConnection, levels: pl.DataFrame, seed: int) -> Model:
+    """m from a sample of the exact links, u from random pairs, the ID's m from anchor pairs
+    among the candidates (`levels`), EM for the share of matches."""
+    positive_levels = _levels(positive_pairs(con, seed))
+    randoms = _levels(random_pairs(con, seed))
+    model = fit_with_labels(positive_levels, randoms, levels, COMPARED, {"id": cmp.ID_M_PRIOR})
+    # The anchors the ID's m comes from include namesakes of one village (same name, same
+    # village, another person's number), which make a wholly different number look common
+    # among true matches; it never counts for a candidate.
+    model.m["id"][1] = min(model.m["id"][1], model.u["id"][1] * 2.0 ** -DIFFERENT_ID_BITS)
+    # An equal number is no weaker evidence than 15 equal digits. Its pairs in the residue have
+    # a name the exact step refused, so few reach the anchors' bar (the cut numbers of the
+    # appraisals make most anchors), and m alone would say a valid, equal number is rare
+    # among true matches: a name typo under the right number would go to review.
+    model.m["id"][5] = max(model.m["id"][5], model.u["id"][5] * 2.0 ** model.weight("id", 4))
+    return model
+
+
+def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresholds(), seed: int = 0,
+                kept: StoredModel | None = None, retrain: bool = False) -> LinkResult:
     """The cascade on `link_recs` against `link_spine`; the outcome is left in temp tables
     `link_exact` (rec, person_key, agrees, agrees_former: one row per person carrying the record's
     number), `link_sure` (rec, person_key, method, explanation) and `link_fuzzy` (rec, person_key,
@@ -405,18 +463,16 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
                                  "explanation": pl.String})
     if pairs.height:
         levels = _levels(pairs)
-        positive_levels = _levels(positive_pairs(con, seed))
-        randoms = _levels(random_pairs(con, seed))
-        model = fit_with_labels(positive_levels, randoms, levels, COMPARED, {"id": cmp.ID_M_PRIOR})
-        # The anchors the ID's m comes from include namesakes of one village (same name, same
-        # village, another person's number), which make a wholly different number look common
-        # among true matches; it never counts for a candidate.
-        model.m["id"][1] = min(model.m["id"][1], model.u["id"][1] * 2.0 ** -DIFFERENT_ID_BITS)
-        # An equal number is no weaker evidence than 15 equal digits. Its pairs in the residue have
-        # a name the exact step refused, so few reach the anchors' bar (the cut numbers of the
-        # appraisals make most anchors), and m alone would say a valid, equal number is rare
-        # among true matches: a name typo under the right number would go to review.
-        model.m["id"][5] = max(model.m["id"][5], model.u["id"][5] * 2.0 ** model.weight("id", 4))
+        shares = {c: fs.level_shares(levels, c, floor=0.0).tolist() for c in COMPARED}
+        # A kept model is used unless asked otherwise or the candidates drifted from those it
+        # was trained on; it learns only tonight's share of matches.
+        distance, where = fs.drift(levels, kept.shares) if kept is not None else (0.0, "")
+        if kept is not None and not retrain and distance <= DRIFT:
+            model = fs.estimate_prior(kept.model, levels, COMPARED)
+        else:
+            result.trained = "asked" if retrain else "first" if kept is None else f"drift:{where}"
+            result.shares = shares
+            model = _train(con, levels, seed)
         (persons,), = con.execute("SELECT count(*) FROM link_spine").fetchall()
         levels = levels.with_columns((pairs["k_namesakes"].fill_null(1) / persons).alias("tf"))
         scored = score(levels, model, COMPARED, name_freq=pl.col("tf"))
@@ -477,25 +533,33 @@ LINK_OUTCOME_SQL = """
 OUTCOME_SQL = LINK_OUTCOME_SQL.replace("SELECT r.rec,", "SELECT r.rec, r.dataset, r.source_file, r.source_row, r.role,", 1)
 
 
-def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thresholds = Thresholds()) -> LinkResult:
+def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thresholds = Thresholds(),
+               retrain: bool = False) -> LinkResult:
     """Link every person-bearing record in force on the night and store the links (replacing the
-    night's earlier ones, in one transaction)."""
+    night's earlier ones, in one transaction). The model of an earlier night is kept unless
+    `retrain` or the night's candidates drifted from those it was trained on (DRIFT); a model
+    trained tonight is kept as the next version."""
     start = time.perf_counter()
     # Staging and storing copy ten million rows at the large size; order is not needed there
     # (every read of the results sorts), and without it DuckDB writes in parallel.
     con.execute("SET preserve_insertion_order = false")
     try:
-        return _link_and_store(con, night, thresholds, start)
+        return _link_and_store(con, night, thresholds, start, retrain)
     finally:
         con.execute("RESET preserve_insertion_order")
 
 
-def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thresholds, start: float) -> LinkResult:
+def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thresholds, start: float,
+                    retrain: bool) -> LinkResult:
+    kept = stored_model(con)
     skipped = stage_night(con, night)
-    result = link_staged(con, thresholds, seed=night.toordinal())
+    result = link_staged(con, thresholds, seed=night.toordinal(), kept=kept, retrain=retrain)
     result.skipped = skipped
     lap = time.perf_counter()
     con.execute(LINKS_SCHEMA)
+    con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS model_version INTEGER")
+    if kept is not None and result.trained is None:
+        result.model_version, result.model_trained_at = kept.version, kept.trained_at
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM links WHERE night = ?", [night])
@@ -508,11 +572,18 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
         result.records = sum(result.counts.values())
         result.timings["store"] = time.perf_counter() - lap
         result.seconds = time.perf_counter() - start
+        if result.trained is not None and result.model is not None:
+            (last,), = con.execute("SELECT coalesce(max(version), 0) FROM link_models").fetchall()
+            result.model_version, result.model_trained_at = last + 1, datetime.now().replace(microsecond=0)
+            con.execute("INSERT INTO link_models VALUES (?, ?, ?, ?, ?)",
+                        [result.model_version, result.model_trained_at, night, result.trained,
+                         fs.to_json(result.model, result.shares)])
         model = result.model.weights_table().write_json() if result.model else None
-        con.execute("INSERT INTO link_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        con.execute("INSERT INTO link_runs (night, records, exact, fuzzy, review, none, pairs, seconds, model, skipped, "
+                    "model_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [night, result.records, sum(result.counts.get(m, 0) for m in SURE_METHODS),
                      *(result.counts.get(m, 0) for m in ("fuzzy", "review", "none")),
-                     result.pairs, result.seconds, model, ",".join(skipped)])
+                     result.pairs, result.seconds, model, ",".join(skipped), result.model_version])
         con.execute("COMMIT")
     except Exception:
         wh.rollback(con)
