@@ -137,6 +137,7 @@ def test_the_household_file_holds_every_clue_with_its_signature_and_members(home
     alone = out.read_text(encoding="utf-8")
     assert all(f"线索编号 {i}，" in alone for i in ids) and "王秀兰（扶贫专干）" in alone
     assert "/static/" not in alone and "/attachments/" not in alone and 'src="data:image/jpeg;base64,' in alone
+    assert re.search(r"<style>[^<]*\.household[^<]*</style>\s*</head>", alone)  # print.css, inline
     assert internal_codes(_text(alone)) == []
     # Scoped as the other township, the command finds nothing of this household.
     res = CliRunner().invoke(cli_app, ["--home", str(h.root), "household", "print", code, "--scope", other,

@@ -189,9 +189,11 @@ def render_html(home, files: list[HouseholdFile], names: dict[str, str], title: 
     from bidui.web.deps import templates
 
     css = (Path(__file__).parent.parent / "web" / "static" / "print.css").read_text(encoding="utf-8")
-    return templates.env.get_template("household_print.html").render(
-        files=files, names=names, title=title, today=today or date.today(), standalone=True, print_css=css,
+    page = templates.env.get_template("household_print.html").render(
+        files=files, names=names, title=title, today=today or date.today(), standalone=True,
         thumbs=_data_uris(home, files))
+    # The style goes in here, not in the template: the web app's templates carry none (CSP).
+    return page.replace("</head>", f"<style>{css}</style>\n</head>", 1)
 
 
 class PdfError(RuntimeError):
