@@ -11,9 +11,20 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bidui import scope
-from bidui.clues import attachments
-from bidui.clues.models import Clue, ClueEvent, User
-from bidui.clues.states import VERIFIED, Finding, TransitionError, next_status
+from bidui.clues import attachments, link_decisions
+from bidui.clues.models import Clue, ClueEvent, LinkDecision, User
+from bidui.clues.states import (
+    NOT_SELF,
+    NOT_TRUE,
+    TRUE_OUTCOMES,
+    VERIFIED,
+    Finding,
+    TransitionError,
+    next_status,
+)
+
+NOT_ON_A_LINK = "这条线索不是由记录比对得出，不能选“不是本人”"
+CHANGED = "核实结论已修改"
 
 
 class NotFoundError(LookupError):
@@ -59,11 +70,59 @@ def _finding_changes(finding: Finding, today: date) -> tuple[dict, dict]:
     problems = finding.problems(today)
     if problems:
         raise TransitionError("；".join(problems))
-    changes = {"outcome": finding.outcome, "action": finding.action or None, "finding": finding.finding.strip(),
+    changes = {"outcome": finding.outcome, "outcome_detail": finding.detail or None, "action": finding.action or None,
+               "finding": finding.finding.strip(),
                "verifier_name": finding.verifier_name.strip(), "verifier_position": finding.verifier_position.strip(),
                "verified_on": finding.verified_on, "return_reason": None}
     payload = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in changes.items() if k != "return_reason"}
     return changes, payload
+
+
+def _decision_kind(session: Session, clue: Clue, finding: Finding) -> str | None:
+    """What the signed finding teaches the linker about the records the clue stands on: 不是本人
+    → cannot-link; 属实 on a link the linker was unsure of (review, 待确认) → must-link. Refused
+    when 不是本人 is said of a clue that rests on no link (there is no pair to keep apart)."""
+    records = link_decisions.records_of(session, clue)
+    if finding.outcome == NOT_TRUE and finding.detail == NOT_SELF:
+        if not records:
+            raise TransitionError(NOT_ON_A_LINK)
+        return link_decisions.CANNOT
+    if finding.outcome in TRUE_OUTCOMES and clue.link_method == "review" and records:
+        return link_decisions.MUST
+    return None
+
+
+def _outdated(session: Session, clue: Clue, kind: str | None) -> int:
+    """How many of the clue's active decisions the new finding no longer supports."""
+    rows = session.scalars(select(LinkDecision.kind).where(LinkDecision.clue_id == clue.id,
+                                                           LinkDecision.revoked_at.is_(None))).all()
+    return sum(k != kind for k in rows)
+
+
+def _teach(session: Session, clue: Clue, kind: str | None, actor: User, verifier_name: str) -> None:
+    """After the finding is written: revoke what it no longer supports (a re-verification after a
+    return, an amendment), then record what it says."""
+    for other in (link_decisions.CANNOT, link_decisions.MUST):
+        if other != kind:
+            link_decisions.revoke_for_clue(session, clue, other, actor, CHANGED)
+    if kind is not None:
+        link_decisions.decide(session, clue, kind, actor, verifier_name)
+
+
+def _signed_finding(session: Session, clue: Clue, expected_version: int, actor: User, finding: Finding, today: date,
+                    kind: str, payload_extra: dict | None = None) -> Clue:
+    changes, payload = _finding_changes(finding, today)
+    decision = _decision_kind(session, clue, finding)
+    if decision:
+        payload["link_decision"] = decision
+    outdated = _outdated(session, clue, decision)
+    if outdated:
+        payload["link_revoked"] = outdated
+    payload.update(payload_extra or {})
+    clue = _apply(session, clue, expected_version, actor, kind, changes, payload,
+                  event_kind="amended" if kind == "amend" else None)
+    _teach(session, clue, decision, actor, finding.verifier_name.strip())
+    return clue
 
 
 def verify(session: Session, clue_id: int, expected_version: int, actor: User, finding: Finding,
@@ -72,8 +131,7 @@ def verify(session: Session, clue_id: int, expected_version: int, actor: User, f
     [rules.attachments] required, config.attachment_settings)."""
     clue = get_clue(session, clue_id, actor)
     attachments.check_required(session, clue, required_attachments)
-    changes, payload = _finding_changes(finding, today or date.today())
-    return _apply(session, clue, expected_version, actor, "verify", changes, payload)
+    return _signed_finding(session, clue, expected_version, actor, finding, today or date.today(), "verify")
 
 
 def signed_by(session: Session, clue: Clue) -> str | None:
@@ -96,9 +154,10 @@ def amend(session: Session, clue_id: int, expected_version: int, actor: User, fi
     clue = get_clue(session, clue_id, actor)
     if clue.status == VERIFIED and signed_by(session, clue) != actor.username:
         raise TransitionError("只能修改本人签字的核实结论")
-    changes, payload = _finding_changes(finding, today or date.today())
-    payload["before"] = {"outcome": clue.outcome, "action": clue.action, "finding": clue.finding}
-    return _apply(session, clue, expected_version, actor, "amend", changes, payload, event_kind="amended")
+    before = {"outcome": clue.outcome, "outcome_detail": clue.outcome_detail, "action": clue.action,
+              "finding": clue.finding}
+    return _signed_finding(session, clue, expected_version, actor, finding, today or date.today(), "amend",
+                           {"before": before})
 
 
 def close(session: Session, clue_id: int, expected_version: int, actor: User, today: date | None = None) -> Clue:

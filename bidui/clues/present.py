@@ -674,3 +674,29 @@ def shown_value(value: object, kind: str) -> str:
         return "（空）"
     shown = str(ast.literal_eval(quote(value, kind)))
     return re.sub(r"… \(([\d,]+) characters\)$", r"…（共\1字）", shown)
+
+
+# ---------------------------------------------------------------- verdicts that teach the linker (issue 18)
+# A 不属实 verification may say the record is not the person's (states.NOT_SELF); each record↔person
+# pair a verification decided is kept (bidui.clues.link_decisions) and listed for the task force.
+NOT_SELF_CHOICE = "不属实的原因：记录不是本人（比对把别人的记录对到了本人身上）"
+WORKBOOK_NOT_SELF = "不属实（不是本人）"  # the workbook's fourth outcome: 不属实 with 不是本人
+DECISION_NOTES = {"cannot": "记录不是本人：以后的比对不再把这条记录关联到本人",
+                  "must": "已确认是本人：以后的比对直接把这条记录关联到本人，不再打分"}
+DECISION_REVOKED_NOTE = "原先的关联决定已撤销"
+DECISION_AUDIT_LABELS = {"link_decision_made": "记录关联决定", "link_decision_revoked": "撤销关联决定"}
+
+
+def decision_sentence(kind: str, dataset: str | None, revoked: bool = False) -> str:
+    """One decision as the clue page says it: which record, what later nights do with it."""
+    source = dataset_title(dataset) or "比对数据"
+    if revoked:
+        return f"{source}的这条记录：关联决定已由专班撤销，以后的比对照常判断是不是本人"
+    if kind == "cannot":
+        return f"{source}的这条记录不是本人的：以后的比对不再把它关联到本人，这条线索不会因此再次下发"
+    return f"已确认{source}的这条记录是本人的：以后的比对直接把它关联到本人，不再打分"
+
+
+def outcome_text(outcome: str | None, detail: str | None) -> str:
+    """A signed outcome with its reason (不属实（不是本人）)."""
+    return f"{outcome}（{detail}）" if outcome and detail else outcome or ""

@@ -18,6 +18,10 @@ OPEN = (DISPATCHED, RETURNED, VERIFIED)
 TRUE_FIXED, TRUE_EXEMPT, NOT_TRUE = "属实·已整改", "属实·申请豁免", "不属实"
 OUTCOMES = (TRUE_FIXED, TRUE_EXEMPT, NOT_TRUE)
 TRUE_OUTCOMES = (TRUE_FIXED, TRUE_EXEMPT)
+# Why a clue is 不属实, when the reason teaches the linker (issue 18): the record is someone
+# else's, put on this person by the linker; the pair becomes a cannot-link (bidui.clues.link_decisions).
+NOT_SELF = "不是本人"
+NOT_TRUE_DETAILS = (NOT_SELF,)
 # Actions taken (属实·已整改): the ones rules.md names, and what the exit-risk and
 # missed-inclusion rules lead to.
 ACTIONS = ("清退出列", "数据已更正", "标注返贫", "纳入监测", "已落实保障", "新识别纳入", "其他")
@@ -45,6 +49,7 @@ class Finding:
     verifier_name: str
     verifier_position: str
     verified_on: date
+    detail: str | None = None  # 不属实's reason, when it is one of NOT_TRUE_DETAILS
 
     def problems(self, today: date) -> list[str]:
         out = []
@@ -54,6 +59,10 @@ class Finding:
             out.append(f"属实·已整改须选择整改措施（{'、'.join(ACTIONS)}）")
         if self.outcome != TRUE_FIXED and self.action:
             out.append("只有属实·已整改填写整改措施")
+        if self.detail and self.detail not in NOT_TRUE_DETAILS:
+            out.append(f"不属实的原因只能选“{'、'.join(NOT_TRUE_DETAILS)}”")
+        elif self.detail and self.outcome != NOT_TRUE:
+            out.append(f"只有核实结论为不属实时，才能选“{self.detail}”")
         if not self.finding.strip():
             out.append({TRUE_FIXED: "须说明整改情况", TRUE_EXEMPT: "须说明豁免依据", NOT_TRUE: "须说明不属实的依据"}.get(
                 self.outcome, "须填写核实情况说明"))
