@@ -180,6 +180,7 @@ def link(
     candidates drifted from those it was trained on."""
     from bidui import config
     from bidui.connectors import warehouse
+    from bidui.matching import decisions
     from bidui.matching.dedupe import register_duplicates, store_duplicates
     from bidui.matching.link import METHODS, Thresholds, link_night
 
@@ -190,6 +191,7 @@ def link(
     con = warehouse.connect(home.warehouse)
     with console.status(f"linking {night}…"):
         try:
+            decisions.refresh(con, home)  # the townships' verdicts on links, from the ledger
             result = link_night(con, _night(night), Thresholds.from_config(config.load(home.config)), retrain=retrain)
         except LookupError as e:
             console.print(str(e))

@@ -90,6 +90,7 @@ class Clue(Base):
     before_registration: Mapped[bool | None] = mapped_column(Boolean)
     status: Mapped[str] = mapped_column(String(20))  # dispatched | verified | returned | closed
     outcome: Mapped[str | None] = mapped_column(String(20))
+    outcome_detail: Mapped[str | None] = mapped_column(String(20))  # 不属实's reason, when it is 不是本人
     action: Mapped[str | None] = mapped_column(String(40))
     finding: Mapped[str | None] = mapped_column(Text)  # what was found: action taken, exemption or refuting evidence
     verifier_name: Mapped[str | None] = mapped_column(String(64))
@@ -256,3 +257,29 @@ class RegisterMember(Base):
     relation: Mapped[str | None] = mapped_column(String(20))
     sex: Mapped[str | None] = mapped_column(String(4))
     birth_year: Mapped[int | None] = mapped_column(Integer)
+
+
+class LinkDecision(Base):
+    """A township's verdict that teaches the linker (issue 18): `cannot` — the record is not this
+    person (a clue refuted as 不是本人), so no later night links them; `must` — the record is this
+    person (a clue on a link marked 待确认 found 属实), so later nights link them without a score.
+    The record is named by what it says, not by where it sat (a row number changes nightly): its
+    dataset, role, ID number and name as cleaned on ingest. Revoking keeps the row (who, when, why)."""
+
+    __tablename__ = "link_decisions"
+    __table_args__ = (Index("ix_link_decisions_clue", "clue_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(10))  # cannot | must
+    dataset: Mapped[str] = mapped_column(String(40))
+    role: Mapped[str] = mapped_column(String(40))
+    record_id_number: Mapped[str] = mapped_column(String(40))
+    record_name: Mapped[str] = mapped_column(String(64))
+    person_key: Mapped[str] = mapped_column(String(64))
+    clue_id: Mapped[int] = mapped_column(ForeignKey("clues.id"))
+    township_code: Mapped[str] = mapped_column(String(12))  # scope: the clue's township
+    decided_by: Mapped[str] = mapped_column(String(64))  # username of the signer's account
+    verifier_name: Mapped[str] = mapped_column(String(64))  # who signed the verification
+    decided_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(64))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoke_reason: Mapped[str | None] = mapped_column(Text)

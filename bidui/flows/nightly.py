@@ -167,6 +167,7 @@ def ingest_step(home: Home, folder: Path, night: date, force: bool = False) -> l
 
 def link_step(home: Home, night: date) -> dict[str, dict]:
     from bidui.connectors import warehouse
+    from bidui.matching import decisions
     from bidui.matching.dedupe import register_duplicates, store_duplicates
     from bidui.matching.link import Thresholds, link_night
     from bidui.matching.quality import night_defects
@@ -174,6 +175,7 @@ def link_step(home: Home, night: date) -> dict[str, dict]:
 
     con = warehouse.connect(home.warehouse)
     try:
+        decided = decisions.refresh(con, home)  # the townships' verdicts, from the ledger
         result = link_night(con, night, Thresholds.from_config(config.load(home.config)))
         store_duplicates(con, night, register_duplicates(con, night))
         defects = night_defects(con, night)
@@ -182,6 +184,7 @@ def link_step(home: Home, night: date) -> dict[str, dict]:
         con.close()
     model = {"version": result.model_version, "trained": result.trained,
              "trained_at": result.model_trained_at.isoformat() if result.model_trained_at else None}
+    model["decisions"] = decided
     return {"links": result.counts, "quality": defects, "bulletin": bulletin, "model": model}
 
 

@@ -4,6 +4,7 @@ then one-to-one resolution; every fuzzy link keeps its explanation."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ import polars as pl
 from bidui.connectors import warehouse as wh
 from bidui.matching import compare as cmp
 from bidui.matching import fs
+from bidui.matching.decisions import DECIDED_DDL, stage_decided
 from bidui.matching.fs import Model, fit_with_labels, score
 from bidui.matching.records import SPINE_SQL, prepare_spine, records_sql, spine_snapshot
 
@@ -28,9 +30,10 @@ CREATE TABLE IF NOT EXISTS link_runs (night DATE PRIMARY KEY, records BIGINT, ex
 """
 
 
-# How a record was linked: the four that need no score (exact, through a corrected name, through
-# the hukou household, through the 15 digits Excel kept of a number), then the scored ones, then none.
-SURE_METHODS = ("exact", "former_name", "household", "excel_cut")
+# How a record was linked: those that need no score (exact, through a corrected name, through the
+# hukou household, through the 15 digits Excel kept of a number, confirmed by a township's
+# verification), then the scored ones, then none.
+SURE_METHODS = ("exact", "former_name", "household", "excel_cut", "confirmed")
 METHODS = (*SURE_METHODS, "fuzzy", "review", "none")
 
 
@@ -137,7 +140,7 @@ RESIDUE_KEYS_SQL = f"""
     FROM link_recs r ANTI JOIN link_sure s ON s.rec = r.rec"""
 SPINE_KEYS_SQL = f"""
     CREATE OR REPLACE TEMP TABLE link_spine_keys AS
-    SELECT rowid AS pi, form, pinyin, birth_date AS birth, village, status_date AS event,
+    SELECT pi, form, pinyin, birth_date AS birth, village, status_date AS event,
            {_id_keys("id_number", "length(id_number) = 18")}
     FROM link_spine"""
 
@@ -205,12 +208,19 @@ def candidate_pairs(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     typed = ("SELECT * FROM link_residue WHERE damaged AND n15 IS NOT NULL "
              "AND (NOT cut OR n15 NOT IN (SELECT n15 FROM link_spine_keys WHERE n15 IS NOT NULL))")
     union = "\n        UNION\n        ".join(_blocks())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE link_pairs AS WITH typed AS ({typed}), variants AS ({_variants()}) {union}")
+    # How many hukou persons bear each candidate's name (the name-frequency adjustment), counted
+    # only for the names among the candidates (grouping the whole spine by name costs more).
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE link_namesakes AS
+        WITH named AS (SELECT DISTINCT k.form FROM link_pairs p JOIN link_spine_keys k ON k.pi = p.pi)
+        SELECT form, count(*) AS n FROM link_spine_keys SEMI JOIN named USING (form) GROUP BY form""")
+    # Sorted by polars, in parallel (DuckDB sorts these strings on one core).
     return wh.query(con, f"""
-        WITH typed AS ({typed}), variants AS ({_variants()}), pairs AS ({union})
         SELECT {', '.join(f'r.{c}' for c in PAIR_RECORD)}, {KEY_SQL}, f.n AS k_namesakes
-        FROM pairs p JOIN link_residue r ON r.rec = p.rec JOIN link_spine s ON s.rowid = p.pi
-        LEFT JOIN (SELECT form, count(*) AS n FROM link_spine GROUP BY form) f ON f.form = s.form
-        ORDER BY r.rec, s.person_key, s.id_number""")
+        FROM link_pairs p JOIN link_residue r ON r.rec = p.rec JOIN link_spine s ON s.pi = p.pi
+        ANTI JOIN link_cannot b ON b.rec = p.rec AND b.person_key = s.person_key
+        LEFT JOIN link_namesakes f ON f.form = s.form""").sort("rec", "person_key", "k_id")
 
 
 # A person's side of a pair, as `_keys` names it, read in SQL from `link_spine s`.
@@ -220,35 +230,41 @@ KEY_SQL = ("s.person_key, s.id_number AS k_id, s.form AS k_form, s.pinyin AS k_p
 PAIR_RECORD_SQL = ", ".join(f"r.{c}" for c in PAIR_RECORD if c != "id_held")
 
 
-def random_pairs(con: duckdb.DuckDBPyConnection, seed: int) -> pl.DataFrame:
-    """Record × person pairs drawn at random (almost all non-matches, for u-probabilities): a
-    sample of the records, each dataset its share, beside about as many persons, both chosen and
-    ordered by a hash (the same pairs every run, whatever order the tables are in; no sort of the
-    spine)."""
-    (datasets,), = con.execute("SELECT count(DISTINCT dataset) FROM link_recs").fetchall()
+def training_pairs(con: duckdb.DuckDBPyConnection, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The labelled pairs the model is trained on: (positives, randoms).
+
+    Positives: the exact links as labelled matches, about POSITIVES_PER_DATASET of each dataset's
+    (numbers only one person carries: a pair per link). Randoms: record × person pairs drawn at
+    random (almost all non-matches, for u-probabilities), about RANDOM_PAIRS in all, each dataset
+    its share. Every choice and order comes from a hash of the record's
+    stable identity or the person's number: the same pairs every run, whatever order the tables
+    are in, with no window or sort over millions of rows."""
+    counts = con.execute("SELECT dataset, count(*) FROM link_recs GROUP BY ALL").fetchall()
     (persons,), = con.execute("SELECT count(*) FROM link_spine").fetchall()
-    if not datasets or not persons:
-        return wh.query(con, f"SELECT {PAIR_RECORD_SQL}, TRUE AS id_held, {KEY_SQL} FROM link_recs r, link_spine s LIMIT 0")
-    recs = _sample(con, "SELECT * FROM link_recs", seed, RANDOM_PAIRS // datasets)
-    share = round(min(1.0, 1.05 * RANDOM_PAIRS / persons) * 1e6)
-    return wh.query(con, f"""
-        WITH a AS (SELECT *, row_number() OVER (ORDER BY hash(source_file, source_row, role, {int(seed)})) AS i
-                   FROM ({recs})),
-             b AS (SELECT *, row_number() OVER (ORDER BY h) AS i FROM (
-                   SELECT {KEY_SQL}, hash(s.person_key, s.id_number, {int(seed) + 1}) AS h FROM link_spine s
-                   WHERE hash(s.person_key, s.id_number, {int(seed) + 1}) % 1000000 < {share}))
-        SELECT {PAIR_RECORD_SQL}, {HELD} AS id_held, {', '.join(f'b.{c}' for c in KEY_COLUMNS)}
-        FROM a r JOIN b USING (i) ORDER BY i""").select(*PAIR_RECORD, *KEY_COLUMNS)
+    if not counts or not persons:
+        empty = wh.query(con, f"SELECT {PAIR_RECORD_SQL}, TRUE AS id_held, {KEY_SQL} FROM link_recs r, link_spine s LIMIT 0")
+        return empty.select(*PAIR_RECORD, *KEY_COLUMNS), empty.select(*PAIR_RECORD, *KEY_COLUMNS)
+    drawn = f"(hash(source_file, source_row, role, {int(seed)}) % 1000000)::INTEGER"
 
+    def share(per_dataset: float) -> str:
+        return "CASE dataset " + " ".join(f"WHEN '{d}' THEN {round(min(1.0, per_dataset / n) * 1e6)}" for d, n in counts) + " END"
 
-def positive_pairs(con: duckdb.DuckDBPyConnection, seed: int) -> pl.DataFrame:
-    """The exact links as labelled matches, a sample of each dataset's (numbers only one person
-    carries: a pair per link)."""
-    recs = _sample(con, "SELECT r.* FROM link_recs r SEMI JOIN link_sure l ON l.rec = r.rec AND l.method = 'exact'",
-                   seed, POSITIVES_PER_DATASET)
-    return wh.query(con, f"""
+    # Most records are exact links: drawing the positives from all records, at a share raised by
+    # a tenth, leaves about the number asked for once the others are dropped.
+    positives = wh.query(con, f"""
         SELECT {PAIR_RECORD_SQL}, TRUE AS id_held, {KEY_SQL}
-        FROM ({recs}) r JOIN link_spine s ON s.id_number = r.id AND s.person_key = r.id""").select(*PAIR_RECORD, *KEY_COLUMNS)
+        FROM (SELECT * FROM link_recs WHERE {drawn} < {share(POSITIVES_PER_DATASET * 1.1)}) r
+        SEMI JOIN link_sure l ON l.rec = r.rec AND l.method = 'exact'
+        JOIN link_spine s ON s.id_number = r.id AND s.person_key = r.id""").select(*PAIR_RECORD, *KEY_COLUMNS)
+    # Each drawn record beside the persons whose hash falls in its bucket, one bucket per person:
+    # about one person each (no window or sort to number either side).
+    randoms = wh.query(con, f"""
+        SELECT {PAIR_RECORD_SQL}, {HELD} AS id_held, {KEY_SQL}
+        FROM (SELECT *, hash(source_file, source_row, role, {int(seed) + 2}) % {persons} AS bucket
+              FROM link_recs WHERE {drawn} < {share(RANDOM_PAIRS / len(counts))}) r
+        JOIN link_spine s ON hash(s.person_key, s.id_number, {int(seed) + 1}) % {persons} = r.bucket""").select(
+        *PAIR_RECORD, *KEY_COLUMNS)
+    return positives, randoms
 
 
 def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
@@ -324,13 +340,15 @@ def stage_night(con: duckdb.DuckDBPyConnection, night: date) -> list[str]:
     skipped. They stay in DuckDB: only the residue of the exact step reaches Python."""
     snap = spine_snapshot(con, night)
     prepare_spine(con, snap)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE link_spine AS SELECT {', '.join(SPINE_COLUMNS)} FROM ({SPINE_SQL})",
-                [snap, snap])
+    # `pi`: the spine row's number, what the blocking keys (`link_spine_keys`) point back with.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE link_spine AS SELECT row_number() OVER () - 1 AS pi, {', '.join(SPINE_COLUMNS)} "
+                f"FROM ({SPINE_SQL})", [snap, snap])
     sql, args, skipped = records_sql(con, night)
     if sql is None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE link_recs ({RECORD_DDL})")
     else:
         con.execute(f"CREATE OR REPLACE TEMP TABLE link_recs AS SELECT {', '.join(RECORD_COLUMNS)} FROM ({sql})", args)
+    stage_decided(con, wh.in_force(con, night))
     return skipped
 
 
@@ -343,10 +361,12 @@ LINK_NAME = ("(r.form = {s}.form OR (r.pinyin = {s}.pinyin AND r.pinyin <> '' AN
 EXACT_SQL = f"""
     CREATE OR REPLACE TEMP TABLE link_exact AS
     WITH e AS (
-        SELECT r.rec, s.person_key, {LINK_NAME.format(s='s')} AS agrees,
+        SELECT r.rec, s.person_key, {LINK_NAME.format(s='s')} AND b.rec IS NULL AS agrees,
                (r.form = s.former_form OR (r.pinyin = s.former_pinyin AND r.pinyin <> '' AND NOT contains(r.form, '*')))
-               AS agrees_former
-        FROM link_recs r JOIN link_spine s ON s.id_number = r.id WHERE r.id_status = 'valid'),
+               AND b.rec IS NULL AS agrees_former
+        FROM link_recs r JOIN link_spine s ON s.id_number = r.id
+        LEFT JOIN link_cannot b ON b.rec = r.rec AND b.person_key = s.person_key
+        WHERE r.id_status = 'valid'),
     shared AS (SELECT rec, count(*) AS holders FROM e GROUP BY rec HAVING count(*) > 1)
     SELECT e.rec, e.person_key, coalesce(shared.holders, 1) AS holders, e.agrees, e.agrees_former
     FROM e LEFT JOIN shared ON shared.rec = e.rec"""
@@ -363,7 +383,8 @@ SURE_SQL = [f"""
     CREATE OR REPLACE TEMP TABLE link_cut AS
     SELECT r.rec, any_value(s.person_key) FILTER (WHERE {LINK_NAME.format(s='s')}) AS person_key
     FROM link_recs r JOIN link_spine_keys k ON k.n15 = TRY_CAST(substr(r.id, 1, 15) AS BIGINT)
-    JOIN link_spine s ON s.rowid = k.pi
+    JOIN link_spine s ON s.pi = k.pi
+    ANTI JOIN link_cannot b ON b.rec = r.rec AND b.person_key = s.person_key
     WHERE r.id_status = 'excel_mangled' AND length(r.id) = 18
     GROUP BY r.rec HAVING count(DISTINCT s.person_key) FILTER (WHERE {LINK_NAME.format(s='s')}) = 1""", """
     CREATE OR REPLACE TEMP TABLE link_shared AS
@@ -389,6 +410,7 @@ SURE_SQL = [f"""
         JOIN link_spine m ON m.hukou_number = s.hukou_number AND m.person_key <> s.person_key AND m.is_primary
              AND ({LINK_NAME.format(s='m')} OR r.form = m.former_form
                   OR (r.pinyin = m.former_pinyin AND r.pinyin <> '' AND NOT contains(r.form, '*')))
+        ANTI JOIN link_cannot b ON b.rec = r.rec AND b.person_key = m.person_key
         WHERE r.form = m.form OR r.form = m.former_form OR NOT (length(r.form) = length(s.form)
               AND len(list_filter(range(1, length(r.form) + 1), lambda i: substr(r.form, i, 1) <> substr(s.form, i, 1))) = 1)),
     household AS (
@@ -404,24 +426,20 @@ SURE_SQL = [f"""
     UNION ALL
     SELECT rec, person_key, 'household', '{{"rule": "household"}}' FROM household
     UNION ALL
-    SELECT rec, person_key, 'excel_cut', '{{"rule": "excel_cut"}}' FROM link_cut"""]
+    SELECT rec, person_key, 'excel_cut', '{{"rule": "excel_cut"}}' FROM link_cut""", """
+    -- A township confirmed the identity (a must-link): it overrides whatever else was found, while
+    -- the person is in hukou tonight and no other confirmation names the record.
+    CREATE OR REPLACE TEMP TABLE link_must AS
+    SELECT rec, any_value(person_key) AS person_key, any_value(explanation) AS explanation
+    FROM link_decided d SEMI JOIN link_spine s ON s.person_key = d.person_key
+    WHERE d.kind = 'must' GROUP BY rec HAVING count(DISTINCT d.person_key) = 1""",
+    "DELETE FROM link_sure WHERE rec IN (SELECT rec FROM link_must)",
+    "INSERT INTO link_sure SELECT rec, person_key, 'confirmed', explanation FROM link_must"]
 
 
-def _sample(con: duckdb.DuckDBPyConnection, sql: str, seed: int, per_dataset: int) -> str:
-    """`sql` cut to about `per_dataset` rows per dataset, chosen by a hash of the record's stable
-    identity (the same rows every run; no window over millions of rows)."""
-    counts = con.execute(f"SELECT dataset, count(*) FROM ({sql}) GROUP BY ALL").fetchall()
-    if not counts:
-        return sql
-    share = " ".join(f"WHEN '{d}' THEN {round(min(1.0, per_dataset / n) * 1e6)}" for d, n in counts)
-    return f"SELECT * FROM ({sql}) WHERE hash(source_file, source_row, role, {int(seed)}) % 1000000 < CASE dataset {share} END"
-
-
-def _train(con: duckdb.DuckDBPyConnection, levels: pl.DataFrame, seed: int) -> Model:
-    """m from a sample of the exact links, u from random pairs, the ID's m from anchor pairs
-    among the candidates (`levels`), EM for the share of matches."""
-    positive_levels = _levels(positive_pairs(con, seed))
-    randoms = _levels(random_pairs(con, seed))
+def _train(positive_levels: pl.DataFrame, randoms: pl.DataFrame, levels: pl.DataFrame) -> Model:
+    """m from a sample of the exact links (`positive_levels`), u from random pairs (`randoms`),
+    the ID's m from anchor pairs among the candidates (`levels`), EM for the share of matches."""
     model = fit_with_labels(positive_levels, randoms, levels, COMPARED, {"id": cmp.ID_M_PRIOR})
     # The anchors the ID's m comes from include namesakes of one village (same name, same
     # village, another person's number), which make a wholly different number look common
@@ -447,6 +465,10 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
     def lap(step: str) -> None:
         timings[step] = time.perf_counter() - start - sum(timings.values())
 
+    # 0. the townships' verdicts (bidui.matching.decisions): pairs never to link, records to link.
+    con.execute(DECIDED_DDL.replace("CREATE OR REPLACE TEMP TABLE", "CREATE TEMP TABLE IF NOT EXISTS"))
+    con.execute("CREATE OR REPLACE TEMP TABLE link_cannot AS SELECT DISTINCT rec, person_key FROM link_decided "
+                "WHERE kind = 'cannot'")
     # 1. exact: a valid ID found in hukou, and a name that differs at most in form or sound from
     # the name of exactly one of the persons carrying that number (one number, two persons:
     # 一号多人), or from the name hukou gave that number before a correction.
@@ -457,29 +479,38 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
     con.execute(RESIDUE_KEYS_SQL)
     lap("exact")
     result = LinkResult(pl.DataFrame(), None)
-    # 2. probabilistic on the residue.
-    pairs = candidate_pairs(con)
+    # 2. probabilistic on the residue. The training pairs' levels (polars and numpy) are computed
+    # in a thread while DuckDB finds the candidates: the two overlap on two cores.
+    training: Future[tuple[pl.DataFrame, pl.DataFrame]] | None = None
     fuzzy = pl.DataFrame(schema={"rec": pl.Int64, "person_key": pl.String, "method": pl.String, "score": pl.Float64,
                                  "explanation": pl.String})
-    if pairs.height:
-        levels = _levels(pairs)
-        shares = {c: fs.level_shares(levels, c, floor=0.0).tolist() for c in COMPARED}
-        # A kept model is used unless asked otherwise or the candidates drifted from those it
-        # was trained on; it learns only tonight's share of matches.
-        distance, where = fs.drift(levels, kept.shares) if kept is not None else (0.0, "")
-        if kept is not None and not retrain and distance <= DRIFT:
-            model = fs.estimate_prior(kept.model, levels, COMPARED)
-        else:
-            result.trained = "asked" if retrain else "first" if kept is None else f"drift:{where}"
-            result.shares = shares
-            model = _train(con, levels, seed)
-        (persons,), = con.execute("SELECT count(*) FROM link_spine").fetchall()
-        levels = levels.with_columns((pairs["k_namesakes"].fill_null(1) / persons).alias("tf"))
-        scored = score(levels, model, COMPARED, name_freq=pl.col("tf"))
-        lap("fuzzy")
-        fuzzy = resolve(scored, thresholds)
-        result.model = model
-        lap("one-to-one")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        if kept is None or retrain:
+            positives, randoms = training_pairs(con, seed)
+            training = pool.submit(lambda: (_levels(positives), _levels(randoms)))
+        pairs = candidate_pairs(con)
+        if pairs.height:
+            levels = _levels(pairs)
+            shares = {c: fs.level_shares(levels, c, floor=0.0).tolist() for c in COMPARED}
+            # A kept model is used unless asked otherwise or the candidates drifted from those it
+            # was trained on; it learns only tonight's share of matches.
+            distance, where = fs.drift(levels, kept.shares) if kept is not None else (0.0, "")
+            if kept is not None and not retrain and distance <= DRIFT:
+                model = fs.estimate_prior(kept.model, levels, COMPARED)
+            else:
+                result.trained = "asked" if retrain else "first" if kept is None else f"drift:{where}"
+                result.shares = shares
+                if training is None:
+                    positives, randoms = training_pairs(con, seed)
+                    training = pool.submit(lambda: (_levels(positives), _levels(randoms)))
+                model = _train(*training.result(), levels)
+            (persons,), = con.execute("SELECT count(*) FROM link_spine").fetchall()
+            levels = levels.with_columns((pairs["k_namesakes"].fill_null(1) / persons).alias("tf"))
+            scored = score(levels, model, COMPARED, name_freq=pl.col("tf"))
+            lap("fuzzy")
+            fuzzy = resolve(scored, thresholds)
+            result.model = model
+            lap("one-to-one")
     con.register("_fuzzy", fuzzy)
     con.execute("CREATE OR REPLACE TEMP TABLE link_fuzzy AS SELECT * FROM _fuzzy")
     con.unregister("_fuzzy")
@@ -525,10 +556,14 @@ LINK_OUTCOME_SQL = """
            coalesce(e.method, f.method, 'none') AS method,
            CASE WHEN e.rec IS NOT NULL THEN 1.0 ELSE f.score END AS score,
            r.rec IN (SELECT rec FROM link_conflict) AS id_name_conflict,
-           coalesce(e.explanation, f.explanation) AS explanation
+           CASE WHEN e.rec IS NULL AND coalesce(f.method, 'none') = 'none' AND b.rec IS NOT NULL THEN b.explanation
+                ELSE coalesce(e.explanation, f.explanation) END AS explanation
     FROM link_recs r
     LEFT JOIN link_sure e ON e.rec = r.rec
-    LEFT JOIN link_fuzzy f ON f.rec = r.rec"""
+    LEFT JOIN link_fuzzy f ON f.rec = r.rec
+    -- not linked, and a township said the record is not the person it was linked to: say so
+    LEFT JOIN (SELECT rec, min(explanation) AS explanation FROM link_decided WHERE kind = 'cannot' GROUP BY rec) b
+         ON b.rec = r.rec"""
 # …and with the record's stable identity, as stored.
 OUTCOME_SQL = LINK_OUTCOME_SQL.replace("SELECT r.rec,", "SELECT r.rec, r.dataset, r.source_file, r.source_row, r.role,", 1)
 
@@ -588,8 +623,9 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
     except Exception:
         wh.rollback(con)
         raise
-    for table in ("link_recs", "link_spine", "link_exact", "link_cut", "link_shared", "link_conflict", "link_sure",
-                  "link_residue", "link_spine_keys", "link_fuzzy"):
+    for table in ("link_recs", "link_spine", "link_decided", "link_cannot", "link_must", "link_exact", "link_cut",
+                  "link_shared", "link_conflict", "link_sure",
+                  "link_residue", "link_spine_keys", "link_pairs", "link_namesakes", "link_fuzzy"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return result
 
@@ -602,15 +638,14 @@ def link_frame(recs: pl.DataFrame | Path, people: pl.DataFrame | Path, threshold
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")
-        for table, source, columns in (("link_recs", recs, RECORD_COLUMNS), ("link_spine", people, SPINE_COLUMNS)):
-            if isinstance(source, pl.DataFrame):
-                con.register("_source", source.select(columns))
-                con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM _source")
-                con.unregister("_source")
-            else:  # read by DuckDB itself, in parallel, with no copy through Python
-                con.execute(f"CREATE TEMP TABLE {table} AS SELECT {', '.join(columns)} FROM read_parquet(?)", [str(source)])
+        # The frames are scanned where they lie (Arrow, no copy into DuckDB's storage); a file is
+        # read by polars, in parallel, twice as fast as DuckDB copies it into a table.
+        frames = [(source if isinstance(source, pl.DataFrame) else pl.read_parquet(source, columns=columns)).select(columns)
+                  for source, columns in ((recs, RECORD_COLUMNS), (people, SPINE_COLUMNS))]
+        con.register("link_recs", frames[0])
+        con.register("link_spine", frames[1].with_row_index("pi").with_columns(pl.col("pi").cast(pl.Int64)))
         result = link_staged(con, thresholds, seed)
-        result.links = wh.query(con, LINK_OUTCOME_SQL + " ORDER BY r.rec")
+        result.links = wh.query(con, LINK_OUTCOME_SQL).sort("rec")  # polars sorts in parallel
         counts = result.links.group_by("method").len().to_dict(as_series=False)
         result.counts = dict(zip(counts["method"], counts["len"], strict=True))
         result.records = result.links.height
