@@ -31,11 +31,14 @@ PUBLISH_LABELS = {"new": "新增", "seen": "再次发现", "gone": "证据消失
 LINK_LABELS = {"exact": "证件号码一致", "former_name": "证件号码一致（姓名为户籍更正前的原名）",
                "household": "同户成员的证件号码，姓名与本人一致（如子女记录填了父母的证件号）",
                "excel_cut": "证件号码前15位一致（后三位被 Excel 改成了0）",
+               "confirmed": "乡镇核实确认是本人",
                "fuzzy": "模糊匹配", "review": "模糊匹配（身份待当面确认）", "none": "未找到"}
 # Why a link needed no score, said in words (the explanation of an exact, former-name or household link).
 RULE_LABELS = {"shared_id": "该证件号码在户籍中由{holders}人共用（一号多人），按姓名确定为其中一人；核实时请当面确认是本人",
                "former_name": "户籍已更正姓名，记录仍用原名", "household": "证件号码属于同一户籍户的另一成员，按姓名确定本人",
-               "excel_cut": "记录中的证件号码被 Excel 截成15位有效数字，前15位只与户籍中一人相符，姓名也一致"}
+               "excel_cut": "记录中的证件号码被 Excel 截成15位有效数字，前15位只与户籍中一人相符，姓名也一致",
+               "confirmed": "{verifier}于{decided_on}入户核实，确认此记录是本人（线索 {clue}），此后直接关联",
+               "barred": "{verifier}于{decided_on}入户核实，认定此记录不是原先关联的人（线索 {clue}），此后不再与其关联"}
 COMPARISON_LABELS = {"id": "证件号码", "name": "姓名", "birth": "出生日期", "sex": "性别", "village": "村",
                      "head": "户主", "name frequency": "姓名常见程度"}
 # Each level of bidui.matching.compare.COMPARISONS (and the two the explanation adds), for the table of weights.
@@ -332,7 +335,8 @@ def rule_text(explanation: str | None) -> str:
         return ""
     if not isinstance(value, dict) or value.get("rule") not in RULE_LABELS:
         return ""
-    return RULE_LABELS[value["rule"]].format(holders=value.get("holders", 2))
+    return RULE_LABELS[value["rule"]].format(holders=value.get("holders", 2), verifier=value.get("verifier") or "乡镇核实人",
+                                             decided_on=value.get("decided_on") or "", clue=value.get("clue") or "")
 
 
 def confidence(score: float) -> str:
@@ -343,7 +347,7 @@ def confidence(score: float) -> str:
 def link_text(method: str | None, score: float | None, explanation: str | None) -> str:
     """The link alone: how it was made, its probability and its reasons."""
     label = LINK_LABELS.get(method or "none", "未找到")
-    if method in ("exact", "former_name", "household", "excel_cut") and rule_text(explanation):
+    if method in ("exact", "former_name", "household", "excel_cut", "confirmed", "none", None) and rule_text(explanation):
         return f"{label}：{rule_text(explanation)}"
     if method in ("fuzzy", "review") and score is not None:
         why = reasons(explanation)
@@ -556,6 +560,7 @@ def model_text(version: int | None, trained_at: object, trained: str | None) -> 
 def links_text(links: dict[str, int]) -> str:
     """The night's links by method, in words."""
     words = {"exact": "证件号码一致", "former_name": "原名", "household": "同户成员号码", "excel_cut": "前15位一致",
+             "confirmed": "核实确认",
              "fuzzy": "模糊匹配",
              "review": "待确认", "none": "未找到"}
     return " · ".join(f"{words.get(k, '其他')} {v:,}" for k, v in links.items())
