@@ -557,6 +557,13 @@ def model_text(version: int | None, trained_at: object, trained: str | None) -> 
     return f"关联模型：第 {version} 版，今晚训练（{why or '重新训练'}）"
 
 
+def decisions_text(count: int | None) -> str:
+    """How many townships' verdicts on links the night obeyed (issue 18)."""
+    if not count:
+        return ""
+    return f"乡镇核实认定的关联 {count:,} 条已遵从（认定不是本人的不再关联，确认是本人的直接关联）"
+
+
 def links_text(links: dict[str, int]) -> str:
     """The night's links by method, in words."""
     words = {"exact": "证件号码一致", "former_name": "原名", "household": "同户成员号码", "excel_cut": "前15位一致",

@@ -32,6 +32,7 @@ def print_report(report: NightReport) -> None:
         PUBLISH_LABELS,
         RUN_STATUS_LABELS,
         STEP_LABELS,
+        decisions_text,
         defects_text,
         links_text,
         model_text,
@@ -51,6 +52,8 @@ def print_report(report: NightReport) -> None:
     console.print("身份关联：" + links_text(report.links))
     if report.model:
         console.print(model_text(report.model.get("version"), report.model.get("trained_at"), report.model.get("trained")))
+        if decisions_text(report.model.get("decisions")):
+            console.print(decisions_text(report.model.get("decisions")))
     if report.quality:
         console.print("数据质量：" + "；".join(escape(line) for line in defects_text(report.quality)))
     clues = Table(title="线索（按规则）")

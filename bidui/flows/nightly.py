@@ -90,6 +90,7 @@ class NightReport:
             PUBLISH_LABELS,
             RUN_STATUS_LABELS,
             STEP_LABELS,
+            decisions_text,
             defects_text,
             links_text,
             model_text,
@@ -111,6 +112,8 @@ class NightReport:
         lines += ["## 关联", "", links_text(self.links), ""]
         if self.model:
             lines += [model_text(self.model.get("version"), self.model.get("trained_at"), self.model.get("trained")), ""]
+            if decisions_text(self.model.get("decisions")):
+                lines += [decisions_text(self.model.get("decisions")), ""]
         if self.quality:
             lines += ["## 数据质量（姓名与证件号码）", "", *[f"- {line}" for line in defects_text(self.quality)], ""]
         if self.bulletin:
