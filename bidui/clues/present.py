@@ -557,6 +557,14 @@ def model_text(version: int | None, trained_at: object, trained: str | None) -> 
     return f"关联模型：第 {version} 版，今晚训练（{why or '重新训练'}）"
 
 
+def carried_text(carried: int | None, changed: int | None, removed: int | None) -> str:
+    """A delivery against the dataset's last one (bidui.connectors.carry): rows taken as they were,
+    rows new or changed (normalised tonight), rows no longer sent; "—" with nothing to compare."""
+    if carried is None:
+        return "—"
+    return f"沿用 {carried:,} · 新增或变更 {changed or 0:,} · 不再出现 {removed or 0:,}"
+
+
 def decisions_text(count: int | None) -> str:
     """How many townships' verdicts on links the night obeyed (issue 18)."""
     if not count:
@@ -699,11 +707,13 @@ DECISION_REVOKED_NOTE = "原先的关联决定已撤销"
 DECISION_AUDIT_LABELS = {"link_decision_made": "记录关联决定", "link_decision_revoked": "撤销关联决定"}
 
 
-def decision_sentence(kind: str, dataset: str | None, revoked: bool = False) -> str:
-    """One decision as the clue page says it: which record, what later nights do with it."""
+def decision_sentence(kind: str, dataset: str | None, revoked_why: str | None = None) -> str:
+    """One decision as the clue page says it: which record, what later nights do with it;
+    `revoked_why`: the reason it was revoked (a changed finding, the task force's)."""
     source = dataset_title(dataset) or "比对数据"
-    if revoked:
-        return f"{source}的这条记录：关联决定已由专班撤销，以后的比对照常判断是不是本人"
+    if revoked_why is not None:
+        said = "不是本人" if kind == "cannot" else "确认是本人"
+        return f"{source}的这条记录：原先“{said}”的决定已撤销（{revoked_why or '未说明理由'}），以后的比对照常判断是不是本人"
     if kind == "cannot":
         return f"{source}的这条记录不是本人的：以后的比对不再把它关联到本人，这条线索不会因此再次下发"
     return f"已确认{source}的这条记录是本人的：以后的比对直接把它关联到本人，不再打分"

@@ -19,12 +19,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bidui import config, scope
-from bidui.clues import actions
+from bidui.clues import actions, link_decisions
 from bidui.clues.models import Clue, Division, EvidenceSnapshot, User
-from bidui.clues.present import CATEGORY_LABELS, clue_evidence_text, dataset_title, link_sentence, rule_guide
+from bidui.clues.present import (
+    CATEGORY_LABELS,
+    WORKBOOK_NOT_SELF,
+    clue_evidence_text,
+    dataset_title,
+    link_sentence,
+    rule_guide,
+)
 from bidui.clues.states import (
     ACTIONS,
     DISPATCHED,
+    NOT_SELF,
+    NOT_TRUE,
     OUTCOMES,
     RETURNED,
     STATUS_LABELS,
@@ -116,7 +125,15 @@ def write_workbook(session: Session, township: str, out: Path, key: str, issued_
             ws.write_blank(r, len(LOCKED_COLUMNS) + j, None, date_input if INPUT_COLUMNS[j] == "核实日期" else inputs)
     last = max(len(clues), 1)
     first_input = len(LOCKED_COLUMNS)
-    ws.data_validation(1, first_input, last, first_input, {"validate": "list", "source": list(OUTCOMES)})
+    # 不属实（不是本人） is a fourth outcome, offered on the rows that stand on a linked record (as
+    # the web form offers its box): one dropdown per run of alike rows.
+    linked = [bool(link_decisions.records_of(session, c)) for c in clues] or [False]
+    start = 0
+    for i in range(1, len(linked) + 1):
+        if i == len(linked) or linked[i] != linked[start]:
+            choices = [*OUTCOMES, WORKBOOK_NOT_SELF] if linked[start] else list(OUTCOMES)
+            ws.data_validation(1 + start, first_input, i, first_input, {"validate": "list", "source": choices})
+            start = i
     ws.data_validation(1, first_input + 1, last, first_input + 1, {"validate": "list", "source": list(ACTIONS)})
     ws.data_validation(1, first_input + 5, last, first_input + 5, {
         "validate": "date", "criteria": "between", "minimum": date(2000, 1, 1), "maximum": date(2100, 1, 1),
@@ -128,6 +145,8 @@ def write_workbook(session: Session, township: str, out: Path, key: str, issued_
     guide.write_column(0, 0, [neutralise_formula(line) for line in (
         f"乡镇：{names.get(township, township)}，导出 {date.today().isoformat()}，共 {len(clues)} 条待核实线索。",
         "只填写黄色列。核实结论：属实·已整改（须选整改措施并说明）、属实·申请豁免（须说明豁免依据）、不属实（须说明依据）。",
+        f"比对把别人的记录对到了本人身上的，核实结论选“{WORKBOOK_NOT_SELF}”（只有由记录比对得出的线索可选）："
+        "以后的比对不再把这条记录关联到本人，这条线索不会因此再次下发。",
         "每类疑点是什么意思、入户核实什么、结论怎么选、留存哪些佐证：见“规则说明”表。",
         "每条已填写结论的线索都须由核实人签字：填写核实人姓名、职务和核实日期。未填写结论的行不导入。",
         "请勿增删行、修改灰白色列或复制到其他文件：导入时整份文件校验，有一处不符则整份退回并列出问题行。")])
@@ -193,8 +212,11 @@ def apply_workbook(session: Session, filled: Filled, actor: User, name: str, tod
             problems.append((row.row, f"{where}：核实日期缺失或不是日期"))
             continue
         v = row.values
-        finding = Finding(v["核实结论"], v["整改措施"] or None, v["核实情况说明"], v["核实人"], v["职务"], row.verified_on)
+        outcome, detail = (NOT_TRUE, NOT_SELF) if v["核实结论"] == WORKBOOK_NOT_SELF else (v["核实结论"], None)
+        finding = Finding(outcome, v["整改措施"] or None, v["核实情况说明"], v["核实人"], v["职务"], row.verified_on, detail)
         issues = finding.problems(today)
+        if detail and not link_decisions.records_of(session, clue):
+            issues.append(f"这条线索不是由记录比对得出，不能选“{WORKBOOK_NOT_SELF}”")
         if clue.status not in (DISPATCHED, RETURNED):
             issues.append(f"线索当前状态为{STATUS_LABELS[clue.status]}，不能再次核实")
         if issues:

@@ -14,13 +14,13 @@ import json
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form
+from fastapi import APIRouter, Depends, Form, HTTPException
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
 from bidui import config, scope
-from bidui.clues import approvals, present, users
-from bidui.clues.models import AuditEvent, Division, RunReport
+from bidui.clues import approvals, link_decisions, present, users
+from bidui.clues.models import AuditEvent, Clue, Division, LinkDecision, RunReport
 from bidui.clues.present import parameter_value_text, parameter_words
 from bidui.clues.workbook import CATEGORY_LABELS
 from bidui.datasets import DATASETS
@@ -47,11 +47,27 @@ def audit_text(e: AuditEvent, names: dict[str, str] | None = None) -> str:
         return f"{p.get('night', '')} {DATASET_TITLES.get(p.get('dataset') or '', '')}（文件 {p.get('file', '')}）"
     if e.kind in ("rule_disabled", "rule_enabled"):
         return p.get("title", "")
+    if e.kind in present.DECISION_AUDIT_LABELS:
+        said = [link_decisions.KIND_LABELS.get(p.get("kind", ""), ""), f"线索 {p.get('clue_id', '')}",
+                present.dataset_title(p.get("dataset")), f"理由：{p['reason']}" if p.get("reason") else ""]
+        return "，".join(x for x in said if x)
     named = lambda v: names.get(v, v) if isinstance(v, str) else parameter_value_text(v)  # noqa: E731
     parts = []
     for k, v in p.items():
         parts.append(f"{k}：" + ("，".join(f"{a} {named(b)}" for a, b in v.items()) if isinstance(v, dict) else named(v)))
     return "；".join(parts)
+
+
+def audit_label(kind: str) -> str:
+    return users.AUDIT_LABELS.get(kind) or present.DECISION_AUDIT_LABELS.get(kind, "其他操作")
+
+
+def audit_target(e: AuditEvent) -> str:
+    if e.kind in (approvals.APPROVED, approvals.APPLIED):
+        return ""
+    if e.kind in present.DECISION_AUDIT_LABELS:  # target link_decision:<id>
+        return f"关联决定 {(e.target or '').rpartition(':')[2]}"
+    return e.target or ""
 
 
 def device_text(agent: str) -> str:
@@ -140,9 +156,8 @@ def render(c: Ctx, status_code: int = 200, error: str = "", message: str = "", f
     listed = users.listed(c.session, _actor(c))
     names = {d["code"]: d["label"] for d in _divisions(c)}
     rows = [{"u": u, "scope": names.get(u.scope, u.scope), "locked": users.is_locked(u)} for u in listed]
-    audits = [{"at": f"{e.at:%Y-%m-%d %H:%M}", "actor": e.actor, "kind": users.AUDIT_LABELS.get(e.kind, "其他操作"),
-               "target": e.target if e.kind not in (approvals.APPROVED, approvals.APPLIED) else "",
-               "detail": audit_text(e, names)}
+    audits = [{"at": f"{e.at:%Y-%m-%d %H:%M}", "actor": e.actor, "kind": audit_label(e.kind),
+               "target": audit_target(e), "detail": audit_text(e, names)}
               for e in c.session.scalars(select(AuditEvent).where(AuditEvent.kind != "login_failed")
                                          .order_by(AuditEvent.id.desc()).limit(50))]
     runs, held = _runs(c)
@@ -367,3 +382,78 @@ def held_approve(c: Ctx = Depends(ctx), csrf_token: str = Form(""), night: str =
     with c.request.app.state.ledger.write() as s:
         approvals.approve(s, c.user.username, night, file, dataset, folder)
     return _done(c, f"已批准 {row['dataset']}（{night}）入库：下次比对时入库", "#held")
+
+
+# ---------------------------------------------------------------- 不是本人 / 确认是本人 (issue 18)
+# The record↔person decisions townships' verifications made (bidui.clues.link_decisions): the task
+# force (admin, prefecture) lists and may revoke them; a county reads its own. Scoped by the
+# decision's township.
+DECISION_ROLES, REVOKE_ROLES = ("admin", "prefecture", "county"), ("admin", "prefecture")
+DECISIONS_SHOWN = 500
+DECISION_STATES = {"active": "生效", "revoked": "已撤销"}
+
+
+def _decision_rows(c: Ctx, state: str, kind: str) -> tuple[list[dict], int]:
+    from bidui.privacy import mask_id, mask_name
+
+    q = (select(LinkDecision, Clue.subject_name).join(Clue, Clue.id == LinkDecision.clue_id)
+         .where(scope.under(LinkDecision.township_code, c.user.scope)))
+    if state == "active":
+        q = q.where(LinkDecision.revoked_at.is_(None))
+    elif state == "revoked":
+        q = q.where(LinkDecision.revoked_at.is_not(None))
+    if kind in link_decisions.KIND_LABELS:
+        q = q.where(LinkDecision.kind == kind)
+    found = c.session.execute(q.order_by(LinkDecision.decided_at.desc(), LinkDecision.id.desc())
+                              .limit(DECISIONS_SHOWN + 1)).all()
+    names = c.division_names()
+    people = c.people({d.decided_by for d, _ in found} | {d.revoked_by for d, _ in found if d.revoked_by})
+    rows = []
+    for d, subject in found[:DECISIONS_SHOWN]:
+        rows.append({
+            "id": d.id, "kind": d.kind, "label": link_decisions.KIND_LABELS.get(d.kind, "其他"),
+            "source": present.dataset_title(d.dataset) or "其他数据", "record_name": mask_name(d.record_name),
+            "record_id": mask_id(d.record_id_number),
+            # The person: the clue's subject, named as the clue names them; the key is an ID number.
+            "person_name": mask_name(subject or ""), "person_id": mask_id(d.person_key.split("~")[0]),
+            "township": names.get(d.township_code, "其他乡镇"), "verifier": d.verifier_name,
+            "account": people.get(d.decided_by, "已停用的账号"), "day": f"{d.decided_at:%Y-%m-%d}",
+            "clue_id": d.clue_id, "active": d.revoked_at is None,
+            "revoked": None if d.revoked_at is None else {
+                "who": people.get(d.revoked_by or "", "已停用的账号"), "at": f"{d.revoked_at:%Y-%m-%d %H:%M}",
+                "why": d.revoke_reason or ""}})
+    return rows, len(found)
+
+
+def _decisions_page(c: Ctx, state: str = "", kind: str = "", status_code: int = 200, error: str = ""):
+    rows, found = _decision_rows(c, state, kind)
+    return c.render("link_decisions.html", status_code=status_code, rows=rows, more=found > DECISIONS_SHOWN,
+                    shown=DECISIONS_SHOWN, state=state, kind=kind, states=DECISION_STATES,
+                    kinds=link_decisions.KIND_LABELS, can_revoke=c.user.role in REVOKE_ROLES, error=error)
+
+
+@router.get("/admin/link-decisions")
+def decisions(c: Ctx = Depends(ctx), state: str = "", kind: str = ""):  # noqa: B008
+    require_role(c.user, *DECISION_ROLES)
+    return _decisions_page(c, state if state in DECISION_STATES else "", kind)
+
+
+@router.post("/admin/link-decisions/{decision_id}/revoke")
+def revoke_decision(decision_id: int, c: Ctx = Depends(ctx), csrf_token: str = Form(""),  # noqa: B008
+                    reason: str = Form("")):
+    require_role(c.user, *REVOKE_ROLES)
+    check_csrf(c.request, csrf_token)
+    in_scope = (LinkDecision.id == decision_id, scope.under(LinkDecision.township_code, c.user.scope))
+    if c.session.scalar(select(LinkDecision.id).where(*in_scope)) is None:
+        raise HTTPException(404)
+    if not reason.strip():
+        return _decisions_page(c, status_code=400, error="撤销须说明理由（写在要撤销的那一行）")
+    with c.request.app.state.ledger.write() as s:
+        decision = s.scalar(select(LinkDecision).where(*in_scope))
+        if decision is None or decision.revoked_at is not None:
+            c.flash(error="这条决定已经撤销过了")
+            return RedirectResponse("/admin/link-decisions", status_code=303)
+        link_decisions.revoke(s, decision, c.user, reason.strip()[:500])
+        clue_id = decision.clue_id
+    c.flash(message=f"已撤销关联决定（线索 {clue_id}）：以后的比对照常判断这条记录是不是本人")
+    return RedirectResponse("/admin/link-decisions", status_code=303)

@@ -21,12 +21,24 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from bidui import config, scope, uploads
-from bidui.clues import actions
-from bidui.clues.models import Clue, ClueEvent, EvidenceSnapshot
-from bidui.clues.present import CATEGORY_LABELS, EVENT_LABELS, clue_view, event_note
+from bidui.clues import actions, link_decisions
+from bidui.clues.models import Clue, ClueEvent, EvidenceSnapshot, LinkDecision
+from bidui.clues.present import (
+    CATEGORY_LABELS,
+    DECISION_NOTES,
+    DECISION_REVOKED_NOTE,
+    EVENT_LABELS,
+    NOT_SELF_CHOICE,
+    clue_view,
+    decision_sentence,
+    event_note,
+    outcome_text,
+)
 from bidui.clues.states import (
     ACTIONS,
     DISPATCHED,
+    NOT_SELF,
+    NOT_TRUE,
     OPEN,
     OUTCOMES,
     RETURNED,
@@ -245,7 +257,24 @@ def _clue_or_404(c: Ctx, clue_id: int) -> Clue:
 
 
 def _event_note(e: ClueEvent, labels: dict[int, str] | None = None) -> str:
-    return event_note(e.kind, e.payload, labels)
+    note = event_note(e.kind, e.payload, labels)
+    p = e.payload or {}
+    if e.kind in ("verify", "amended"):
+        # What the signature taught the linker, said where the signature is recorded.
+        note = outcome_text(p.get("outcome"), p.get("outcome_detail")) or note
+        if p.get("link_revoked"):
+            note += "；" + DECISION_REVOKED_NOTE
+        if p.get("link_decision") in DECISION_NOTES:
+            note += "；" + DECISION_NOTES[p["link_decision"]]
+    return note
+
+
+def clue_decisions(c: Ctx, clue: Clue) -> list[dict]:
+    """The record↔person decisions the clue's verifications made, as its page says them."""
+    rows = c.session.scalars(select(LinkDecision).where(LinkDecision.clue_id == clue.id).order_by(LinkDecision.id))
+    return [{"kind": d.kind, "active": d.revoked_at is None,
+             "sentence": decision_sentence(d.kind, d.dataset, None if d.revoked_at is None else d.revoke_reason or "")}
+            for d in rows]
 
 
 def clue_record(c: Ctx, clue: Clue, page_names: dict[str, str] | None = None,
@@ -261,7 +290,8 @@ def clue_record(c: Ctx, clue: Clue, page_names: dict[str, str] | None = None,
     history = [{"at": e.at, "who": people.get(e.actor, "已停用的账号"), "what": EVENT_LABELS.get(e.kind, "其他"),
                 "note": _event_note(e, labels)} for e in events]
     return {"clue": clue, "names": c.division_names() if page_names is None else page_names,
-            "view": clue_view(clue, evidence, all_names), "history": history, "attachments": files}
+            "view": clue_view(clue, evidence, all_names), "history": history, "attachments": files,
+            "outcome_shown": outcome_text(clue.outcome, clue.outcome_detail), "decisions": clue_decisions(c, clue)}
 
 
 def _clue_page(c: Ctx, clue: Clue, status_code: int = 200, form: dict | None = None, error: str = "",
@@ -269,15 +299,20 @@ def _clue_page(c: Ctx, clue: Clue, status_code: int = 200, form: dict | None = N
     amendable = actions.can_amend(c.session, clue, c.user)
     if form is None and amendable:  # the signed finding, ready to correct
         form = {"outcome": clue.outcome, "action": clue.action or "", "finding": clue.finding or "",
-                "verified_on": str(clue.verified_on or date.today())}
+                "verified_on": str(clue.verified_on or date.today()), "detail": clue.outcome_detail or ""}
     household = c.session.scalars(c.scoped(select(Clue).where(
         Clue.household_code == clue.household_code, Clue.hukou_number == clue.hukou_number, Clue.id != clue.id))
         .order_by(Clue.id).limit(50)).all()
+    can_verify = c.user.role == "township" and clue.status in (DISPATCHED, RETURNED)
+    # 不是本人 is offered only where the clue stands on a linked record (a pair to keep apart).
+    not_self = (can_verify or amendable) and bool(link_decisions.records_of(c.session, clue))
     return c.render("clue.html", status_code=status_code, **clue_record(c, clue), household=household,
                     outcomes=OUTCOMES, actions=ACTIONS, form=form or {"verified_on": str(date.today())},
-                    can_verify=c.user.role == "township" and clue.status in (DISPATCHED, RETURNED),
-                    can_amend=amendable, can_review=c.user.role == "county" and clue.status == VERIFIED,
-                    review=review or {"due": str(default_due(c))}, error=error)
+                    can_verify=can_verify, can_amend=amendable,
+                    can_review=c.user.role == "county" and clue.status == VERIFIED,
+                    review=review or {"due": str(default_due(c))}, error=error, not_self=not_self,
+                    NOT_SELF=NOT_SELF, NOT_TRUE=NOT_TRUE, not_self_choice=NOT_SELF_CHOICE,
+                    decisions_listed=c.user.role in ("admin", "prefecture", "county"))
 
 
 @router.get("/clues/{clue_id}")
@@ -300,17 +335,21 @@ def next_clue(c: Ctx, after: int) -> int | None:
                             .order_by(urgency(date.today()), Clue.due_date, Clue.id).limit(1))
 
 
-def _signed(c: Ctx, clue: Clue, kind: str, version: int, outcome: str, action: str, finding: str, verified_on: str):
+def _signed(c: Ctx, clue: Clue, kind: str, version: int, outcome: str, action: str, finding: str, verified_on: str,
+            detail: str = ""):
     """Verify or amend: the signature is the signer's stored real name and position (谁核实谁签字),
-    never a typed one. On a refusal the page comes back with what was typed and the reason."""
-    form = {"outcome": outcome, "action": action, "finding": finding, "verified_on": verified_on}
+    never a typed one. On a refusal the page comes back with what was typed and the reason; on
+    success, what the signature taught the linker (a sentence for the flash, or "")."""
+    form = {"outcome": outcome, "action": action, "finding": finding, "verified_on": verified_on, "detail": detail}
     if not (c.user.real_name and c.user.position):
-        return _clue_page(c, clue, 400, form, "签字需要您的真实姓名和职务：请先在“个人信息”中填写")
+        return _clue_page(c, clue, 400, form, "签字需要您的真实姓名和职务：请先在“个人信息”中填写"), ""
     try:
         day = date.fromisoformat(verified_on)
     except ValueError:
-        return _clue_page(c, clue, 400, form, "核实日期格式不对（如 2026-11-25）")
-    signed = Finding(outcome, action or None, finding, c.user.real_name, c.user.position, day)
+        return _clue_page(c, clue, 400, form, "核实日期格式不对（如 2026-11-25）"), ""
+    # The reason belongs to 不属实: the box stays ticked (hidden) when another outcome is chosen after it.
+    reason = detail.strip() or None if outcome == NOT_TRUE else None
+    signed = Finding(outcome, action or None, finding, c.user.real_name, c.user.position, day, reason)
     try:
         with c.request.app.state.ledger.write() as s:
             if kind == "verify":  # a rule may be configured to need a photo or PDF ([rules.attachments])
@@ -318,38 +357,42 @@ def _signed(c: Ctx, clue: Clue, kind: str, version: int, outcome: str, action: s
                     c.request.app.state.home.config).required_rules)
             else:
                 actions.amend(s, clue.id, version, c.user, signed)
+            made = s.scalars(select(LinkDecision.kind).where(LinkDecision.clue_id == clue.id,
+                                                             LinkDecision.revoked_at.is_(None))).first()
     except (TransitionError, actions.ConflictError) as e:
-        return _clue_page(c, clue, 400 if isinstance(e, TransitionError) else 409, form, str(e))
-    return None
+        return _clue_page(c, clue, 400 if isinstance(e, TransitionError) else 409, form, str(e)), ""
+    return None, (f"（{DECISION_NOTES[made]}）" if made else "")
 
 
 @router.post("/clues/{clue_id}/verify")
 def verify(clue_id: int, c: Ctx = Depends(ctx), csrf_token: str = Form(""), version: int = Form(...),  # noqa: B008
-           outcome: str = Form(""), action: str = Form(""), finding: str = Form(""), verified_on: str = Form("")):
+           outcome: str = Form(""), action: str = Form(""), finding: str = Form(""), verified_on: str = Form(""),
+           detail: str = Form("")):
     check_csrf(c.request, csrf_token)
     require_role(c.user, "township")
     clue = _clue_or_404(c, clue_id)
-    refused = _signed(c, clue, "verify", version, outcome, action, finding, verified_on)
+    refused, taught = _signed(c, clue, "verify", version, outcome, action, finding, verified_on, detail)
     if refused is not None:
         return refused
     following = next_clue(c, clue_id)
     if following is None:
-        c.flash(f"线索 {clue_id} 已核实并签字。待核实的线索已全部处理完。")
+        c.flash(f"线索 {clue_id} 已核实并签字{taught}。待核实的线索已全部处理完。")
         return RedirectResponse("/inbox", status_code=303)
-    c.flash(f"线索 {clue_id} 已核实并签字。这是下一条待核实线索。")
+    c.flash(f"线索 {clue_id} 已核实并签字{taught}。这是下一条待核实线索。")
     return RedirectResponse(f"/clues/{following}", status_code=303)
 
 
 @router.post("/clues/{clue_id}/amend")
 def amend(clue_id: int, c: Ctx = Depends(ctx), csrf_token: str = Form(""), version: int = Form(...),  # noqa: B008
-          outcome: str = Form(""), action: str = Form(""), finding: str = Form(""), verified_on: str = Form("")):
+          outcome: str = Form(""), action: str = Form(""), finding: str = Form(""), verified_on: str = Form(""),
+          detail: str = Form("")):
     check_csrf(c.request, csrf_token)
     require_role(c.user, "township")
     clue = _clue_or_404(c, clue_id)
-    refused = _signed(c, clue, "amend", version, outcome, action, finding, verified_on)
+    refused, taught = _signed(c, clue, "amend", version, outcome, action, finding, verified_on, detail)
     if refused is not None:
         return refused
-    c.flash("核实结论已修改并重新签字")
+    c.flash(f"核实结论已修改并重新签字{taught}")
     return RedirectResponse(f"/clues/{clue_id}", status_code=303)
 
 
