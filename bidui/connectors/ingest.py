@@ -24,9 +24,8 @@ import duckdb
 
 from bidui.connectors import inbox
 from bidui.connectors import warehouse as wh
-from bidui.connectors.carry import normalise_carrying
 from bidui.connectors.mapping import RefusedError, map_headers
-from bidui.connectors.normalise import ValueLimits
+from bidui.connectors.normalise import ValueLimits, normalise
 from bidui.connectors.plausibility import Limits, checks, first_reject, profile_snapshot
 from bidui.connectors.readers import NO_FINAL_BREAK, ReadError, read_table
 from bidui.datasets import DATASETS, DatasetNameError, dataset_for_filename
@@ -50,12 +49,6 @@ class FileOutcome:
     message: str = ""
     evidence: str = ""  # why the file was taken as whole: checksum file, night marker, settle time
     incomplete: bool = False  # held because it was still being written: a later run of the night takes it
-    # Rows taken unchanged from the previous delivery's normalising (bidui.connectors.carry), rows
-    # normalised tonight (new or changed), and rows of the previous delivery not sent again;
-    # None where no previous delivery was remembered.
-    rows_carried: int | None = None
-    rows_changed: int | None = None
-    rows_removed: int | None = None
 
 
 def night_of(folder: Path) -> date:
@@ -145,7 +138,6 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
                                        f"(also {others}); send one")
             _log(con, night, e.name, done[e.name])
     todo = [e for e in files if e.name not in done]
-    carry = carry_folder(con)
     deadline = clock() + limits.max_wait_seconds
     pool = _pool(todo, workers)
     try:
@@ -160,7 +152,7 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
                 continue
             batch = sorted((e for e in todo if e.name in ready), key=lambda e: -e.path.stat().st_size)
             todo = [e for e in todo if e.name not in ready]
-            futures = {pool.submit(prepare, e.path, night, e.name, limits.values, carry): e for e in batch}
+            futures = {pool.submit(prepare, e.path, night, e.name, limits.values): e for e in batch}
             # Stored as the workers finish them, so this process writes while they work.
             for future in as_completed(futures) if isinstance(pool, ProcessPoolExecutor) else futures:
                 e = futures[future]
@@ -244,16 +236,11 @@ class Prepared:
     changed: bool = False  # size or modification time moved while it was read
     evidence: str = ""
     checksum: tuple[str, Path] | None = None  # the checksum file beside it: (algorithm, path)
-    carry: Path | None = None  # where the previous deliveries' normalised rows are remembered
-    carried: object = None  # bidui.connectors.carry.Carried
 
 
-def prepare(path: Path, night: date, name: str | None = None, values: ValueLimits = ValueLimits(),
-            carry: Path | None = None) -> Prepared:
-    """The part of ingest that needs no warehouse: safe to run in a worker process. `carry`: the
-    folder where each dataset's last delivery is remembered normalised (only new or changed rows
-    are normalised again)."""
-    p = Prepared(path, night, time.perf_counter(), name or inbox.shown_name(path.name), carry=carry)
+def prepare(path: Path, night: date, name: str | None = None, values: ValueLimits = ValueLimits()) -> Prepared:
+    """The part of ingest that needs no warehouse: safe to run in a worker process."""
+    p = Prepared(path, night, time.perf_counter(), name or inbox.shown_name(path.name))
     before = inbox.Seen.of(path)
     try:
         return _prepare(p, values)
@@ -275,7 +262,7 @@ def _prepare(p: Prepared, values: ValueLimits) -> Prepared:
         p.raw = read_table(path, p.dataset)
         mapping = map_headers(p.dataset, p.raw.header, p.name, p.raw.first_data_row - 1)
         _refuse_numeric_ids(p, mapping)
-        p.result, p.carried = normalise_carrying(p.dataset, mapping, p.raw, p.night, values, p.carry)
+        p.result = normalise(p.dataset, mapping, p.raw, p.night, values)
         p.raw.data = p.raw.data.clear()  # the text columns are not needed any more (nor shipped back)
     except (ReadError, RefusedError) as e:
         # Readers name the file as on disk; an undecodable name must not travel on in messages.
@@ -300,18 +287,7 @@ def _refuse_numeric_ids(p: Prepared, mapping) -> None:
 
 def ingest_file(con: duckdb.DuckDBPyConnection, path: Path, night: date, *, force: bool = False,
                 limits: Limits = Limits()) -> FileOutcome:
-    return store(con, prepare(path, night, values=limits.values, carry=carry_folder(con)), force=force, limits=limits)
-
-
-def carry_folder(con: duckdb.DuckDBPyConnection) -> Path | None:
-    """`carry/` beside the warehouse file (None for a warehouse in memory): the last delivery of
-    each dataset, normalised, so that a night normalises only what changed. BIDUI_CARRY=0 turns it
-    off (every row normalised every night: the from-scratch run the tests compare with)."""
-    if os.environ.get("BIDUI_CARRY") == "0":
-        return None
-    rows = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
-    path = rows[0][0] if rows else None
-    return Path(path).parent / "carry" if path else None
+    return store(con, prepare(path, night, values=limits.values), force=force, limits=limits)
 
 
 def store(con: duckdb.DuckDBPyConnection, p: Prepared, *, force: bool = False, limits: Limits = Limits()) -> FileOutcome:
@@ -340,8 +316,6 @@ def store(con: duckdb.DuckDBPyConnection, p: Prepared, *, force: bool = False, l
     raw, result, sha = p.raw, p.result, p.sha
     rejected = result.rejects["source_row"].n_unique() if result.rejects.height else 0
     o = FileOutcome(name, ds.code, "accepted", result.rows_read, result.rows.height, rejected, evidence=p.evidence)
-    if p.carried is not None and p.carried.used:
-        o.rows_carried, o.rows_changed, o.rows_removed = p.carried.carried, p.carried.normalised, p.carried.removed
     whole = _whole(p)
     last = wh.last_snapshot(con, ds.code, night)
     held = whole + checks(ds, result, lim, (last[0], profile_snapshot(con, ds, last[0])) if last else None, name)

@@ -147,15 +147,13 @@ def parse_vehicle_type(t: pl.Series) -> tuple[pl.Series, pl.Series]:
 
 
 def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None = None,
-              limits: ValueLimits = ValueLimits(), source_rows: pl.Series | None = None) -> Normalised:
+              limits: ValueLimits = ValueLimits()) -> Normalised:
     """Typed canonical rows and the rejects of one delivered table (`night`: the run date, the
-    latest an event date may be, plus the margin). `source_rows`: the rows' numbers in the file,
-    when `raw` holds only some of its rows (bidui.connectors.carry); by default 1, 2, …"""
+    latest an event date may be, plus the margin)."""
     latest = (night or date.today()) + timedelta(days=limits.date_margin_days)
     data = raw.data.rechunk()  # many small chunks make every string kernel slow
     read = data.height
-    source_row = (pl.int_range(1, read + 1, dtype=pl.Int64, eager=True) if source_rows is None
-                  else source_rows.cast(pl.Int64).rename("source_row"))
+    source_row = pl.int_range(1, read + 1, dtype=pl.Int64, eager=True)
     first = _first_of_each_row(data)
     duplicates = 0 if first is None else read - int(first.sum())
     if duplicates:
