@@ -557,14 +557,6 @@ def model_text(version: int | None, trained_at: object, trained: str | None) -> 
     return f"关联模型：第 {version} 版，今晚训练（{why or '重新训练'}）"
 
 
-def carried_text(carried: int | None, changed: int | None, removed: int | None) -> str:
-    """A delivery against the dataset's last one (bidui.connectors.carry): rows taken as they were,
-    rows new or changed (normalised tonight), rows no longer sent; "—" with nothing to compare."""
-    if carried is None:
-        return "—"
-    return f"沿用 {carried:,} · 新增或变更 {changed or 0:,} · 不再出现 {removed or 0:,}"
-
-
 def decisions_text(count: int | None) -> str:
     """How many townships' verdicts on links the night obeyed (issue 18)."""
     if not count:
