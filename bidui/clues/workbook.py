@@ -17,6 +17,7 @@ from pathlib import Path
 import xlsxwriter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from xlsxwriter.utility import xl_range
 
 from bidui import config, scope
 from bidui.clues import actions, link_decisions
@@ -126,14 +127,19 @@ def write_workbook(session: Session, township: str, out: Path, key: str, issued_
     last = max(len(clues), 1)
     first_input = len(LOCKED_COLUMNS)
     # 不属实（不是本人） is a fourth outcome, offered on the rows that stand on a linked record (as
-    # the web form offers its box): one dropdown per run of alike rows.
+    # the web form offers its box): two dropdowns, each over its runs of rows.
     linked = [bool(link_decisions.records_of(session, c)) for c in clues] or [False]
-    start = 0
-    for i in range(1, len(linked) + 1):
-        if i == len(linked) or linked[i] != linked[start]:
-            choices = [*OUTCOMES, WORKBOOK_NOT_SELF] if linked[start] else list(OUTCOMES)
-            ws.data_validation(1 + start, first_input, i, first_input, {"validate": "list", "source": choices})
-            start = i
+    for flag, choices in ((True, [*OUTCOMES, WORKBOOK_NOT_SELF]), (False, list(OUTCOMES))):
+        runs, start = [], None
+        for i, v in enumerate([*linked, not flag]):
+            if v == flag and start is None:
+                start = i
+            elif v != flag and start is not None:
+                runs.append(xl_range(1 + start, first_input, i, first_input))
+                start = None
+        if runs:
+            first = runs[0].split(":")[0]
+            ws.data_validation(first, {"validate": "list", "source": choices, "multi_range": " ".join(runs)})
     ws.data_validation(1, first_input + 1, last, first_input + 1, {"validate": "list", "source": list(ACTIONS)})
     ws.data_validation(1, first_input + 5, last, first_input + 5, {
         "validate": "date", "criteria": "between", "minimum": date(2000, 1, 1), "maximum": date(2100, 1, 1),
