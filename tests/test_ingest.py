@@ -180,6 +180,33 @@ def test_same_bytes_again_is_a_no_op_but_a_return_to_old_bytes_is_not(tmp_path: 
     assert wh.in_force(con, date(2026, 11, 21))["vehicles"] == date(2026, 11, 21)
 
 
+def test_the_bytes_in_force_again_are_not_read_at_all(tmp_path: Path, monkeypatch) -> None:
+    """Most departments resend an unchanged extract: a file with the bytes of the snapshot in force
+    is a duplicate by its hash alone, without being read or normalised (most of a later night's
+    ingest was spent reading such files); other bytes, or the same bytes for another dataset's
+    snapshot, are read as before."""
+    from bidui.connectors import ingest as ingest_module
+
+    con = wh.connect(tmp_path / "w.duckdb")
+    a = CORPUS / "baseline" / "vehicles_20261119.csv"
+    b = CORPUS / "files" / "vehicles_gbk_ok.csv"
+    read: list[str] = []
+    real = ingest_module.read_table
+    monkeypatch.setattr(ingest_module, "read_table", lambda path, ds: read.append(path.name) or real(path, ds))
+    assert ingest_file(con, a, date(2026, 11, 18)).status == "accepted"
+    again = ingest_file(con, a, date(2026, 11, 19))
+    assert again.status == "duplicate" and "the same bytes" in again.message
+    assert read == [a.name]
+    assert ingest_file(con, b, date(2026, 11, 20)).status == "accepted"
+    assert ingest_file(con, a, date(2026, 11, 21)).status == "accepted"  # A is not the snapshot in force: read
+    assert read == [a.name, b.name, a.name]
+    night = tmp_path / "inbox" / "2026-11-22"
+    night.mkdir(parents=True)
+    shutil.copy(a, night / a.name.replace("20261119", "20261122"))
+    outcomes = ingest_night(con, night, date(2026, 11, 22), workers=1)
+    assert [o.status for o in outcomes if o.file] == ["duplicate"] and read == [a.name, b.name, a.name]
+
+
 def test_two_files_for_one_dataset_are_both_refused(tmp_path: Path) -> None:
     night = tmp_path / "inbox" / "2026-11-20"
     night.mkdir(parents=True)

@@ -119,6 +119,15 @@ def current_with_hash(con: duckdb.DuckDBPyConnection, dataset: str, sha256: str,
     return (int(row[0]), row[1]) if row and row[2] == sha256 else None
 
 
+def in_force_hashes(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, str]:
+    """The SHA-256 of each dataset's snapshot in force on the night (what `current_with_hash` compares)."""
+    return dict(con.execute("""
+        SELECT s.dataset, s.sha256 FROM snapshots s
+        JOIN (SELECT dataset, max(snapshot_date) AS d FROM snapshots WHERE snapshot_date <= ? GROUP BY dataset) m
+             ON m.dataset = s.dataset AND m.d = s.snapshot_date
+        WHERE s.sha256 IS NOT NULL""", [night]).fetchall())
+
+
 def last_snapshot(con: duckdb.DuckDBPyConnection, dataset: str, before: date) -> tuple[date, int] | None:
     """The latest accepted snapshot strictly before a night: (date, rows)."""
     row = con.execute("SELECT snapshot_date, rows FROM snapshots WHERE dataset = ? AND snapshot_date < ? "
