@@ -515,7 +515,7 @@ def test_cli_publish_workbook_import_review_export_report(nightly, tmp_path: Pat
         return res.output
 
     run("publish", "--date", "2026-11-20")
-    assert "already published" in run("publish", "--date", "2026-11-20")
+    assert "已发布过，没有变化" in run("publish", "--date", "2026-11-20")
     export = tmp_path / "clues.csv"
     run("clues", "export", "--codes", "--out", str(export))
     frame = pl.read_csv(export, infer_schema=False)

@@ -38,6 +38,20 @@ def _user(ledger, username: str):
             raise typer.Exit(1) from e
 
 
+def unchanged_message(result) -> str:
+    """What the operator reads when a publish changed no clue (`PublishResult`), in Chinese: it is
+    read by the task force's data engineer, who may take an English line for an error."""
+    night = f"{result.night.year}年{result.night.month}月{result.night.day}日"
+    if result.superseded:
+        text = (f"{night}的数据已发布过，没有变化" if result.already
+                else f"已发布更晚一夜的数据，{night}的数据不再改变线索")
+    else:
+        text = f"{night}的数据已发布过，没有变化"
+    if result.register_filled:
+        text += "；已补齐台账中的建档立卡名册副本"
+    return text
+
+
 def publish_cmd(ctx: typer.Context, night: Annotated[str, typer.Option("--date")]) -> None:
     """The night's rule hits become clues: new ones dispatched to townships, known ones seen again,
     vanished ones marked evidence-gone (they stay open). Publishing a night twice changes nothing."""
@@ -50,8 +64,8 @@ def publish_cmd(ctx: typer.Context, night: Annotated[str, typer.Option("--date")
     except LookupError as e:
         _console().print(str(e))
         raise typer.Exit(1) from e
-    if result.already:
-        _console().print(f"{night} was already published: nothing changed")
+    if result.already or result.superseded:
+        _console().print(unchanged_message(result))
         return
     table = Table(title=f"publish {night}: {result.hits:,} hits")
     for col in ("rule", "new", "seen", "gone", "reraised", "suppressed"):

@@ -106,6 +106,7 @@ class PublishResult:
     withheld: int = 0  # new hits not dispatched: the person's row in an input was kept without a rejected value
     already: bool = False
     superseded: bool = False  # a later night is already published: this older one changes nothing
+    register_filled: bool = False  # an already published night still gave the ledger its register copy
     skipped_rules: list[str] = field(default_factory=list)
     by_rule: dict[str, dict[str, int]] = field(default_factory=dict)
     new_by_township: dict[str, int] = field(default_factory=dict)
@@ -209,13 +210,14 @@ def register_rows(con: duckdb.DuckDBPyConnection, night: date) -> Register | Non
     return Register(rows, members)
 
 
-def _replace_register(session: Session, register: Register | None, night: date, again: bool) -> None:
-    """The ledger's copy of the register becomes the night's (a newer night's copy stays)."""
+def _replace_register(session: Session, register: Register | None, night: date, again: bool) -> bool:
+    """The ledger's copy of the register becomes the night's (a newer night's copy stays); True
+    when it was written."""
     if register is None:
-        return
+        return False
     kept = session.scalar(select(func.max(RegisterHousehold.night)))
     if kept is not None and (kept > night or (kept == night and not again)):
-        return
+        return False
     conn = session.connection()
     conn.execute(delete(RegisterMember))
     conn.execute(delete(RegisterHousehold))
@@ -223,6 +225,7 @@ def _replace_register(session: Session, register: Register | None, night: date, 
         conn.execute(RegisterHousehold.__table__.insert(), register.households)
     if register.members:
         conn.execute(RegisterMember.__table__.insert(), register.members)
+    return True
 
 
 def _last_record(session, clue_id: int) -> str | None:
@@ -251,7 +254,7 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
         if session.get(PublishRun, night) is not None and not again:
             result.already = True
             # A ledger upgraded since the night was published gets its register copy now.
-            _replace_register(session, register, night, again)
+            result.register_filled = _replace_register(session, register, night, again)
             return result
         if division_rows is not None and division_rows.height:
             _sync_divisions(session, division_rows)
