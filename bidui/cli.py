@@ -142,11 +142,18 @@ def loads(
         for row in log.iter_rows(named=True):
             print(json.dumps(row, ensure_ascii=False, default=str))
         return
-    table = Table(title="load log")
-    for col in log.columns:
+    from bidui.clues.present import LOAD_STATUS_LABELS, dataset_title, file_message
+
+    # The data engineer reads the table: Chinese headings, dataset names and statuses; the
+    # format, encoding and completeness evidence stay in --json (and the log) for the machine.
+    table = Table(title="入库记录")
+    for col in ("编号", "日期", "文件", "数据", "状态", "读入行数", "入库行数", "拒收行数", "用时（秒）", "说明"):
         table.add_column(col, overflow="fold")
-    for row in log.iter_rows():
-        table.add_row(*["" if v is None else escape(str(v)) for v in row])  # files and messages: not markup
+    for r in log.iter_rows(named=True):
+        table.add_row(str(r["load_id"]), str(r["night"]), escape(r["file"] or ""), dataset_title(r["dataset"]),
+                      LOAD_STATUS_LABELS.get(r["status"], "其他"), f"{r['rows_read'] or 0:,}",
+                      f"{r['rows_loaded'] or 0:,}", f"{r['rows_rejected'] or 0:,}", f"{r['seconds'] or 0:.1f}",
+                      escape(file_message(r["file"], r["status"], r["message"])))  # files and messages: not markup
     console.print(table)
 
 
@@ -255,12 +262,17 @@ def rules_list(ctx: typer.Context) -> None:
     params = cfg.get("rules", {}).get("parameters", {})
     disabled = set(cfg.get("rules", {}).get("disabled", []))
     rules, _ = load_rules(home.root / "rules")
-    table = Table(title="rules")
-    for col in ("code", "title", "category", "inputs", "parameters", "enabled"):
+    from bidui.clues.present import CATEGORY_LABELS, dataset_title
+
+    # The task force reads it: Chinese headings, categories and dataset names. The code and the
+    # parameter names stay as written: they are what bidui.toml and `--rule` take.
+    table = Table(title="比对规则")
+    for col in ("规则代码", "规则名称", "类别", "比对数据", "参数（配置名=值）", "是否启用"):
         table.add_column(col, overflow="fold")
     for r in rules:
-        table.add_row(r.code, r.title, r.category, ", ".join(r.inputs),
-                      "; ".join(f"{p}={params.get(p)}" for p in r.parameters), "no" if r.code in disabled else "yes")
+        table.add_row(r.code, r.title, CATEGORY_LABELS.get(r.category, "其他"),
+                      "、".join(dataset_title(d) or "其他数据" for d in r.inputs),
+                      "; ".join(f"{p}={params.get(p)}" for p in r.parameters), "否" if r.code in disabled else "是")
     console.print(table)
 
 

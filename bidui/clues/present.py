@@ -714,3 +714,8 @@ def decision_sentence(kind: str, dataset: str | None, revoked_why: str | None = 
 def outcome_text(outcome: str | None, detail: str | None) -> str:
     """A signed outcome with its reason (不属实（不是本人）)."""
     return f"{outcome}（{detail}）" if outcome and detail else outcome or ""
+
+
+# ---------------------------------------------------------------- load log (`bidui loads`)
+# A file's load status as the data engineer reads it; a file applied with --force as the admin page says it.
+LOAD_STATUS_LABELS = {**RUN_STATUS_LABELS, "forced": "批准入库"}
