@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse
 from bidui.clues import users
 from bidui.clues.models import User
 from bidui.web.deps import Ctx, ctx
-from bidui.web.security import check_csrf
+from bidui.web.security import check_csrf, check_own_password
 
 router = APIRouter()
 MAX_CHARS = 30
@@ -41,8 +41,9 @@ def password_change(c: Ctx = Depends(ctx), csrf_token: str = Form(""), current: 
             raise users.UserError("两次输入的新密码不一致")
         # The argon2 work (the old password checked, the new one hashed) before the write
         # transaction, which then only stores the hash: a slow hash never holds the write lock.
-        if not users.check_password(c.user, current):
-            raise users.UserError("当前密码不正确")
+        refused = check_own_password(c.request, c.user, current)
+        if refused:
+            raise users.UserError(refused)
         if current == new:
             raise users.UserError("新密码不能与当前密码相同")
         password_hash = users.hash_password(new, c.user.username)

@@ -305,3 +305,29 @@ def require_role(user: User, *roles: str) -> None:
     if user.role not in roles:
         raise HTTPException(404)  # a page one's role has no business with does not exist for it
 
+
+
+# ---------------------------------------------------------------- the current password, signed in
+
+
+def check_own_password(request: Request, user: User, password: str) -> str:
+    """"" when `password` is the signed-in user's own; else the answer, in Chinese. Counted and
+    blocked exactly as a sign-in of that account from this address (the login's throttle): a
+    session left open, or stolen, must not guess the password faster on /profile than the
+    login page allows. Each failure is audited as a failed login (the address, never what was typed)."""
+    ledger, at = request.app.state.ledger, now()
+    name, address = user.username, client_address(request)
+    seen = _look(ledger, name, address, at)
+    if _verify(seen.password_hash, password):
+        return ""
+    for attempt in (1, 2):  # as _record: two first failures of a new pair at once
+        try:
+            with ledger.write() as s:
+                answer = seen.refusal or _count_failure(s, name, address, at)
+                audit(s, name, "login_failed", name, {"地址": address, "原因": {
+                    WRONG: "修改密码时当前密码错误", LATER: "尝试过于频繁", BLOCKED: "该地址已锁定"}[answer]})
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    return "当前密码不正确" if answer == WRONG else answer
