@@ -109,6 +109,26 @@ def _attachment_clue(c: Ctx, attachment_id: int) -> int:
     return row.clue_id
 
 
+def _thumbnails_seen_today(c: Ctx, clue_id: int) -> bool:
+    """Whether this person's thumbnail look at the clue is already in its history today.
+
+    A county reviewer reads the history for who opened which attachment in full (each one
+    recorded) and who saw the household's photos at all: a thumbnail does show the photo, so the
+    first of a day is kept, but the clue page asks for every thumbnail on every visit (no-store),
+    and a row per thumbnail per visit would bury the verification steps under 查看附件."""
+    from datetime import datetime, time
+
+    from sqlalchemy import select
+
+    from bidui.clues.models import ClueEvent
+
+    since = datetime.combine(datetime.now().date(), time())
+    payloads = c.session.scalars(select(ClueEvent.payload).where(
+        ClueEvent.clue_id == clue_id, ClueEvent.actor == c.user.username, ClueEvent.kind == store.VIEWED,
+        ClueEvent.at >= since))
+    return any((p or {}).get("thumbnail") for p in payloads)
+
+
 @router.get("/attachments/{attachment_id}")
 def view(attachment_id: int, c: Ctx = Depends(ctx), thumb: bool = False):  # noqa: B008
     clue, attachment = _served(c, attachment_id)
@@ -118,8 +138,10 @@ def view(attachment_id: int, c: Ctx = Depends(ctx), thumb: bool = False):  # noq
     except store.MissingContentError as e:
         raise HTTPException(410, str(e)) from None
     image = attachment.media_type in (store.JPEG, store.PNG)
-    with c.request.app.state.ledger.write() as s:
-        store.record_view(s, clue, attachment, c.user, thumb=thumb and image)
+    small = thumb and image
+    if not small or not _thumbnails_seen_today(c, clue.id):
+        with c.request.app.state.ledger.write() as s:
+            store.record_view(s, clue, attachment, c.user, thumb=small)
     if thumb and image:
         content, media_type = store.thumbnail(content, attachment.media_type), store.JPEG
     else:
