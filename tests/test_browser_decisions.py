@@ -66,3 +66,9 @@ def test_not_self_on_the_clue_page_and_the_task_forces_list(server, browser, tmp
     table = browser.find_element(By.ID, "decisions")
     assert "不是本人（不再关联）" in table.text and f"线索 {linked}" in table.text
     _shoot(browser, folder, "list")
+    sign_out(browser)
+    sign_in(browser, base, "county")  # the county reads the reason in its review queue
+    browser.get(f"{base}/review")
+    assert "不属实（不是本人）" in browser.find_element(By.TAG_NAME, "main").text
+    assert browser.find_element(By.LINK_TEXT, "记录关联决定").get_attribute("href").endswith("/admin/link-decisions")
+    _shoot(browser, folder, "review", browser.find_element(By.XPATH, "//*[contains(text(), '不属实（不是本人）')]"))

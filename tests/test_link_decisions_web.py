@@ -100,8 +100,12 @@ def test_not_self_on_the_clue_page_makes_the_records_cannot_links(home) -> None:
     assert {(p["kind"], p["id_number"], p["person_key"]) for p in pairs} == {
         (link_decisions.CANNOT, e.id_number, e.person_key) for e in expected}
     # The county closing it changes nothing of the decision.
+    assert "不属实（不是本人）" in page_text(c.get(f"/clues/{linked}/print").text)  # the printed record
+    assert "不属实（不是本人）" in page_text(c.get(f"/households/{clue.household_code}/print").text)  # 一户一档
     county = client_for(h)
     login(county, "county")
+    queue = page_text(county.get("/review").text)
+    assert "不属实（不是本人）" in queue and 'href="/admin/link-decisions"' in county.get("/review").text
     county.post(f"/clues/{linked}/review", data={"csrf_token": csrf(county, f"/clues/{linked}"), "version": 2,
                                                  "decision": "close"})
     assert write(h, lambda s: s.get(Clue, linked).status) == "closed"

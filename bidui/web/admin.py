@@ -216,7 +216,7 @@ def user_page(username: str, c: Ctx = Depends(ctx)):  # noqa: B008
 def _user_render(c: Ctx, u, status_code: int = 200, error: str = "", message: str = "", form: dict | None = None,
                  password: str | None = None):
     names = {d["code"]: d["label"] for d in _divisions(c)}
-    audits = [{"at": f"{e.at:%Y-%m-%d %H:%M}", "actor": e.actor, "kind": users.AUDIT_LABELS.get(e.kind, "其他操作"),
+    audits = [{"at": f"{e.at:%Y-%m-%d %H:%M}", "actor": e.actor, "kind": audit_label(e.kind),
                "detail": audit_text(e, names)}
               for e in c.session.scalars(select(AuditEvent).where(AuditEvent.target == u.username,
                                                                   AuditEvent.kind != "login_failed")

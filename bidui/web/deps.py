@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from bidui import scope
 from bidui.clues.models import Clue, Division, User
+from bidui.clues.present import outcome_text
 from bidui.clues.states import STATUS_LABELS
 from bidui.clues.users import ROLE_LABELS
 from bidui.clues.workbook import CATEGORY_LABELS
@@ -22,7 +23,8 @@ from bidui.web.security import csrf_token, current_user
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.globals.update(STATUS_LABELS=STATUS_LABELS, CATEGORY_LABELS=CATEGORY_LABELS,
-                             DATASET_LABELS={ds.code: ds.title for ds in DATASETS}, ROLE_LABELS=ROLE_LABELS)
+                             DATASET_LABELS={ds.code: ds.title for ds in DATASETS}, ROLE_LABELS=ROLE_LABELS,
+                             outcome_text=outcome_text)
 
 
 def _unnamed_division(code: str) -> str:
