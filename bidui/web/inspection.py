@@ -38,6 +38,15 @@ def _seed(seed: int) -> int:
     return min(max(seed, 0), MAX_SEED)
 
 
+def _sample_or_404(c: Ctx, county: str, seed: int) -> inspection.Sample:
+    """The sample a print or a download is made of. Unlike the page, which shows an empty form,
+    these have nothing to show without a county, hence 404."""
+    code, _ = _county(c, county)
+    if not code:
+        raise HTTPException(404)
+    return inspection.draw(c.session, code, _seed(seed))
+
+
 @router.get("/inspection")
 def inspection_page(c: Ctx = Depends(ctx), county: str = "", seed: int = 1):  # noqa: B008
     """The sample on screen; a GET form chooses the county and the seed (nothing personal in the URL)."""
@@ -51,20 +60,14 @@ def inspection_page(c: Ctx = Depends(ctx), county: str = "", seed: int = 1):  # 
 
 @router.get("/inspection/print")
 def inspection_print(c: Ctx = Depends(ctx), county: str = "", seed: int = 1):  # noqa: B008
-    code, _ = _county(c, county)
-    if not code:
-        raise HTTPException(404)
-    sample = inspection.draw(c.session, code, _seed(seed))
+    sample = _sample_or_404(c, county, seed)
     return c.render("inspection_print.html", sample=sample, measure=inspection.MEASURE,
                     summary=inspection.summary(sample), rate=inspection.rate, sample_title=inspection.title(sample))
 
 
 @router.get("/inspection.xlsx")
 def inspection_download(c: Ctx = Depends(ctx), county: str = "", seed: int = 1):  # noqa: B008
-    code, _ = _county(c, county)
-    if not code:
-        raise HTTPException(404)
-    sample = inspection.draw(c.session, code, _seed(seed))
+    sample = _sample_or_404(c, county, seed)
     tmp = Path(tempfile.mkstemp(suffix=".xlsx")[1])
     inspection.write_xlsx(sample, tmp)
     return FileResponse(tmp, filename=inspection.filename(sample), background=BackgroundTask(tmp.unlink))
