@@ -22,9 +22,9 @@ from bidui.clues.models import RunReport
 from bidui.clues.present import QUALITY_TOTAL_LABELS, file_message
 from bidui.flows.nightly import NightReport
 from bidui.quality.report import NOT_TAKEN, Bulletin, build, signed, write_xlsx
+from bidui.web.charts import gridlines, nice_max
 from bidui.web.deps import Ctx, ctx
 from bidui.web.security import require_role
-from bidui.web.supervisor import _nice_max
 
 router = APIRouter()
 TREND_NIGHTS = 30  # the chart's nights; the first night is read as well, for the change since it
@@ -65,20 +65,14 @@ def trend_chart(points: list[tuple[date, int]], width: int = 320, height: int = 
     left, right, top, bottom = font * 3.6, font * 1.2, font * 1.2, font * 2.4
     w, h = width - left - right, height - top - bottom
     n = len(points)
-    top_value = _nice_max(max((v for _, v in points), default=0))
+    top_value = nice_max(max((v for _, v in points), default=0))
     slot = w / max(n, 1)
     x = lambda i: left + slot * (i + 0.5)  # noqa: E731
     y = lambda v: top + h * (1 - v / top_value)  # noqa: E731
     colour = "#b91c1c"
     parts = [f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="问题记录的趋势" font-size="{font}" '
              f'font-family="inherit">']
-    for k in range(3):
-        frac = k / 2
-        yy = top + h * (1 - frac)
-        parts.append(f'<line x1="{left}" x2="{left + w}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#d9e2ec"/>')
-        parts.append(f'<text x="{left - 4}" y="{yy + font * .35:.1f}" text-anchor="end" fill="#616e7c">'
-                     f'{round(top_value * frac):,}</text>')
-    parts.append(f'<line x1="{left}" x2="{left + w}" y1="{top + h}" y2="{top + h}" stroke="#616e7c"/>')
+    parts += gridlines(left, top, w, h, font, 2, lambda frac: f"{round(top_value * frac):,}", "#616e7c")
     for i, (day, _) in enumerate(points):  # the first and last dates: the rest read from the points' titles
         if i in (0, n - 1):
             anchor = "start" if i == 0 and n > 1 else ("end" if n > 1 else "middle")

@@ -25,6 +25,7 @@ from bidui.clues import report
 from bidui.clues.models import Division, PublishRun
 from bidui.clues.workbook import CATEGORY_LABELS
 from bidui.text import XLSX_OPTIONS, neutralise_formula
+from bidui.web.charts import gridlines, nice_max
 from bidui.web.deps import Ctx, ctx
 from bidui.web.security import require_role
 
@@ -60,18 +61,6 @@ def trend(frame: pl.DataFrame, nights: list[date], today: date) -> list[Point]:
     return out
 
 
-def _nice_max(n: int) -> int:
-    """The open-clue axis' top: 1, 2 or 5 times a power of ten, at least n (and 4 at least)."""
-    top = 4
-    step = 1
-    while top < n:
-        for m in (1, 2, 5):
-            if m * step * 4 >= n:
-                return m * step * 4
-        step *= 10
-    return top
-
-
 def trend_svg(points: list[Point], width: int, height: int, font: int, max_labels: int) -> Markup:
     """The trend as an SVG drawn on the server: 整改销号率 (line, left axis, 0–100%) and 未销号线索
     (bars, right axis), gridlines, labelled axes and a legend. Drawn for a width; the page carries
@@ -80,21 +69,15 @@ def trend_svg(points: list[Point], width: int, height: int, font: int, max_label
     w, h = width - left - right, height - top - bottom
     n = len(points)
     slot = w / max(n, 1)
-    omax = _nice_max(max((p.open for p in points), default=0))
+    omax = nice_max(max((p.open for p in points), default=0))
     x = lambda i: left + slot * (i + 0.5)  # noqa: E731
     y_rate = lambda r: top + h * (1 - r)  # noqa: E731
     y_open = lambda v: top + h * (1 - v / omax)  # noqa: E731
     rate_colour, open_colour = "#1d4ed8", "#f59e0b"
     parts = [f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="整改销号率与未销号线索的趋势" '
              f'font-size="{font}" font-family="inherit">']
-    for k in range(5):  # gridlines and both axes' ticks
-        frac = k / 4
-        yy = top + h * (1 - frac)
-        parts.append(f'<line x1="{left}" x2="{left + w}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#d9e2ec"/>')
-        parts.append(f'<text x="{left - 4}" y="{yy + font * .35:.1f}" text-anchor="end" fill="{rate_colour}">'
-                     f'{frac * 100:.0f}%</text>')
-        parts.append(f'<text x="{left + w + 4}" y="{yy + font * .35:.1f}" fill="#92400e">{round(omax * frac):,}</text>')
-    parts.append(f'<line x1="{left}" x2="{left + w}" y1="{top + h}" y2="{top + h}" stroke="#616e7c"/>')
+    parts += gridlines(left, top, w, h, font, 4, lambda frac: f"{frac * 100:.0f}%", rate_colour,
+                       lambda frac: f"{round(omax * frac):,}", "#92400e")
     bar = min(slot * 0.6, font * 2.5)
     every = max(1, -(-n // max_labels))
     for i, p in enumerate(points):
