@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
@@ -153,28 +154,31 @@ _LINKED = re.compile(r"\b([a-z_]+)_linked\b")
 _SHARED = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP\s+)?(?:TABLE|VIEW)\s+([a-z_]+)\s+AS", re.IGNORECASE)
 
 
-def _shared_reads(shared: list[tuple[str, str, list[str]]]) -> dict[str, set[str]]:
-    """Each shared view's datasets (a view may read another view made before it)."""
+def reads_through(sql: str, pattern: re.Pattern[str], views: dict[str, set[str]]) -> set[str]:
+    """What `sql` reads by `pattern` (its group): named in it, or read by a shared view it names."""
+    found = set(pattern.findall(sql))
+    for view, read in views.items():
+        if re.search(rf"\b{view}\b", sql):
+            found |= read
+    return found
+
+
+def shared_view_reads(texts: Iterable[str], pattern: re.Pattern[str]) -> dict[str, set[str]]:
+    """What each shared view of these files reads by `pattern`. In file order, so that a view that
+    reads another made before it reads what that one reads too. The texts are read as given: a
+    caller that must not count what comments mention strips them first (bidui.rules.whatif)."""
     out: dict[str, set[str]] = {}
-    for text, _, _ in shared:
+    for text in texts:
         parts = _SHARED.split(text)  # [before, name1, body1, name2, body2, …]
         for name, body in zip(parts[1::2], parts[2::2], strict=True):
-            found = set(_LINKED.findall(body))
-            for view, datasets in out.items():
-                if re.search(rf"\b{view}\b", body):
-                    found |= datasets
-            out[name] = found
+            out[name] = reads_through(body, pattern, out)
     return out
 
 
 def _reads(sql: str, views: dict[str, set[str]]) -> list[str]:
     """The datasets a rule's SQL reads: its `<dataset>_linked` views, those of the shared views it
     uses, and always hukou (every link and the members' hukou status come from it)."""
-    found = set(_LINKED.findall(sql)) | {"hukou"}
-    for view, datasets in views.items():
-        if re.search(rf"\b{view}\b", sql):
-            found |= datasets
-    return sorted(found)
+    return sorted(reads_through(sql, _LINKED, views) | {"hukou"})
 
 
 def load_rules(home_rules: Path | None = None) -> tuple[list[Rule], list[tuple[str, str, list[str]]]]:
@@ -199,7 +203,7 @@ def load_rules(home_rules: Path | None = None) -> tuple[list[Rule], list[tuple[s
         rules.append(Rule(head["code"], head["title"], head["category"],
                           [i.strip() for i in head["inputs"].split(",") if i.strip()], params, text, path,
                           head.get("skip_unless"), guide=_guide(text, path), link=link))
-    views = _shared_reads(shared)
+    views = shared_view_reads((text for text, _, _ in shared), _LINKED)
     for rule in rules:
         rule.reads = sorted(set(rule.inputs) | set(_reads(rule.sql, views)))
     return rules, shared

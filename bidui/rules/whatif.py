@@ -149,23 +149,11 @@ def _code_only(sql: str) -> str:
 def rule_parameters(rules: list[engine.Rule], shared: list[tuple[str, str, list[str]]]) -> dict[str, set[str]]:
     """The parameters each rule reads: in its own SQL, and in the shared views it reads (a view
     may read another made before it)."""
-    views: dict[str, set[str]] = {}
-    for text, _, _ in shared:
-        parts = engine._SHARED.split(_code_only(text))  # [before, name1, body1, name2, body2, …]
-        for name, body in zip(parts[1::2], parts[2::2], strict=True):
-            found = set(_PARAM.findall(body))
-            for view, params in views.items():
-                if re.search(rf"\b{view}\b", body):
-                    found |= params
-            views[name] = found
+    views = engine.shared_view_reads((_code_only(text) for text, _, _ in shared), _PARAM)
     out: dict[str, set[str]] = {}
     for rule in rules:
         sql = _code_only(rule.sql) + "\n" + (rule.skip_unless or "")
-        found = set(_PARAM.findall(sql))
-        for view, params in views.items():
-            if re.search(rf"\b{view}\b", sql):
-                found |= params
-        out[rule.code] = found - {"run_date"}
+        out[rule.code] = engine.reads_through(sql, _PARAM, views) - {"run_date"}
     return out
 
 
