@@ -9,6 +9,8 @@ Counts are stored by code (`bad_check`, `placeholder`) and worded in bidui.clues
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -88,28 +90,10 @@ def dataset_quality(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, sn
     if snap is None:
         return out
     table = wh.table_name(ds)
-    required = _required(ds)
-    problems = ["rejected_columns IS NOT NULL", *(_empty(c) for c in required)]
     ref = ds.persons[0] if ds.persons else None
-    if ref:
-        problems += [f"({id_kind_sql(ref.id_column)}) IS NOT NULL", _name_defect_sql(ref.name_column)]
-    selects = ["count(*)", "count(*) FILTER (WHERE rejected_columns IS NOT NULL)",
-               "count(*) FILTER (WHERE " + " OR ".join(f"({p})" for p in problems) + ")",
-               *(f"count(*) FILTER (WHERE {_empty(c)})" for c in required)]
-    rows, rejected, problem, *empty = con.execute(f"SELECT {', '.join(selects)} FROM {table} WHERE snapshot_date = ?",
-                                                  [snap]).fetchone()
-    out |= {"rows": int(rows), "rejected_rows": int(rejected), "problem_rows": int(problem),
-            "empty": {c: int(n) for c, n in zip(required, empty, strict=True) if n}}
-    load = con.execute("SELECT load_id FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [ds.code, snap]).fetchone()
-    if load:
-        out["rejects"] = {k: int(n) for k, n in con.execute(
-            f"SELECT {reject_kind_sql()} AS k, count(*) FROM rejects WHERE load_id = ? GROUP BY k ORDER BY k",
-            [load[0]]).fetchall()}
+    out |= snapshot_counts(con, ds, snap)
     if ref:
         c = ref.id_column
-        out["ids"] = {k: int(n) for k, n in con.execute(
-            f"SELECT k, count(*) FROM (SELECT {id_kind_sql(c)} AS k FROM {table} WHERE snapshot_date = ?) "
-            "WHERE k IS NOT NULL GROUP BY k ORDER BY k", [snap]).fetchall()}
         out["links"] = {k: int(n) for k, n in con.execute(
             "SELECT CASE WHEN method IN ('fuzzy', 'review') THEN 'fuzzy' WHEN method = 'none' THEN 'none' "
             "ELSE 'exact' END AS k, count(*) FROM links WHERE night = ? AND dataset = ? GROUP BY k",
@@ -124,6 +108,57 @@ def dataset_quality(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, sn
                     WHERE d.snapshot_date = ? AND d.{c}_status = 'valid' AND l.person_key IS NOT NULL
                     GROUP BY d.{c} HAVING count(DISTINCT l.person_key) > 1)""", [night, ds.code, snap]).fetchone()[0])
     return out
+
+
+# A snapshot's own counts depend on its rows alone (and on how they are counted). A snapshot still
+# in force on a later night (its dataset's file came again unchanged, or not at all) is not scanned
+# again: its counts are kept by the load that made it (a snapshot replaced the same night is
+# another load) and the digest of the counting SQL (another version of bidui counts again). The
+# scan runs the name and ID patterns over every row: most of the bulletin's time, and at the
+# medium size most of the night's datasets are carried.
+COUNTS_DDL = ("CREATE TABLE IF NOT EXISTS quality_counts (load_id BIGINT NOT NULL, digest VARCHAR NOT NULL, "
+              "counts VARCHAR NOT NULL, PRIMARY KEY (load_id, digest))")
+
+
+def _counts_sql(ds: Dataset) -> str:
+    """One scan of a snapshot: per ID kind (NULL: none), rows, rows with a rejected value, rows with
+    any problem the bulletin counts, and empty required values."""
+    required = _required(ds)
+    ref = ds.persons[0] if ds.persons else None
+    problems = ["rejected_columns IS NOT NULL", *(_empty(c) for c in required)]
+    if ref:
+        problems += ["k IS NOT NULL", _name_defect_sql(ref.name_column)]
+    kind = id_kind_sql(ref.id_column) if ref else "NULL::VARCHAR"
+    selects = ["k", "count(*)", "count(*) FILTER (WHERE rejected_columns IS NOT NULL)",
+               "count(*) FILTER (WHERE " + " OR ".join(f"({p})" for p in problems) + ")",
+               *(f"count(*) FILTER (WHERE {_empty(c)})" for c in required)]
+    return (f"SELECT {', '.join(selects)} FROM (SELECT *, {kind} AS k FROM {wh.table_name(ds)} "
+            "WHERE snapshot_date = ?) GROUP BY k ORDER BY k")
+
+
+def snapshot_counts(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date) -> dict:
+    """rows, rejected_rows, problem_rows, empty {column: n}, rejects {kind: n} and ids {kind: n} of
+    the dataset's snapshot of `snap`, counted once per load."""
+    sql = _counts_sql(ds)
+    rejects_sql = f"SELECT {reject_kind_sql()} AS k, count(*) FROM rejects WHERE load_id = ? GROUP BY k ORDER BY k"
+    digest = hashlib.sha256((sql + rejects_sql).encode()).hexdigest()[:16]
+    load = con.execute("SELECT load_id FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [ds.code, snap]).fetchone()
+    con.execute(COUNTS_DDL)
+    if load:
+        kept = con.execute("SELECT counts FROM quality_counts WHERE load_id = ? AND digest = ?", [load[0], digest]).fetchone()
+        if kept:
+            return json.loads(kept[0])
+    required = _required(ds)
+    groups = con.execute(sql, [snap]).fetchall()
+    column_sums = [sum(int(g[i]) for g in groups) for i in range(1, 4 + len(required))]
+    rows, rejected, problem, *empty = column_sums
+    counts = {"rows": rows, "rejected_rows": rejected, "problem_rows": problem,
+              "empty": {c: n for c, n in zip(required, empty, strict=True) if n},
+              "ids": {g[0]: int(g[1]) for g in groups if g[0] is not None}, "rejects": {}}
+    if load:
+        counts["rejects"] = {k: int(n) for k, n in con.execute(rejects_sql, [load[0]]).fetchall()}
+        con.execute("INSERT OR REPLACE INTO quality_counts VALUES (?, ?, ?)", [load[0], digest, json.dumps(counts)])
+    return counts
 
 
 def _has_links(con: duckdb.DuckDBPyConnection) -> bool:
