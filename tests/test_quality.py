@@ -219,8 +219,9 @@ def test_workbook_cells_never_run_as_formulas(tmp_path: Path) -> None:
 
 
 def test_a_snapshot_carried_to_a_later_night_is_counted_once(three_nights: Home) -> None:
-    """Night 3 keeps property's night-1 snapshot (its file was held): its counts come from what
-    night 1 counted, keyed by the load that made the snapshot, and equal a count from scratch."""
+    """Night 3 keeps property's night-1 snapshot (its file was held): its counts (the bulletin's and
+    the name defects') come from what night 1 counted, keyed by the load that made the snapshot, and
+    equal a count from scratch."""
     import duckdb
 
     from bidui.matching.quality import night_defects
@@ -232,13 +233,14 @@ def test_a_snapshot_carried_to_a_later_night_is_counted_once(three_nights: Home)
         (load,), = con.execute("SELECT load_id FROM snapshots WHERE dataset = 'property' AND snapshot_date = ?",
                                [FIRST]).fetchall()
         kept = dict(con.execute("SELECT load_id, count(*) FROM quality_counts GROUP BY ALL").fetchall())
-        assert kept.get(load) == 1  # counted on night 1, not again on nights 2 and 3
+        assert kept.get(load) == 2  # the bulletin's counts and the name defects, each counted on night 1 only
         con.execute("DROP TABLE quality_counts")
         scratch = night_bulletin(con, THIRD, night_defects(con, THIRD))
         assert scratch == stored  # what night 3 found through the kept counts
         # The kept counts are what a later night reads: a mark put on them shows through…
         con.execute("UPDATE quality_counts SET counts = json_object('rows', 7, 'rejected_rows', 0, 'problem_rows', 0, "
-                    "'empty', json_object(), 'ids', json_object(), 'rejects', json_object())::VARCHAR WHERE load_id = ?", [load])
+                    "'empty', json_object(), 'ids', json_object(), 'rejects', json_object())::VARCHAR "
+                    "WHERE load_id = ? AND counts LIKE '%\"rows\"%'", [load])
         assert night_bulletin(con, THIRD, night_defects(con, THIRD))["property"]["rows"] == 7
         # …and a snapshot another load made (the night's file replaced by a forced one) is counted anew.
         con.execute("UPDATE snapshots SET load_id = load_id + 100000 WHERE dataset = 'property' AND snapshot_date = ?", [FIRST])

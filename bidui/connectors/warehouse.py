@@ -4,8 +4,11 @@ the rejects, and the list of snapshots. Only batch processes open it (one writer
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import warnings
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -134,6 +137,36 @@ def last_snapshot(con: duckdb.DuckDBPyConnection, dataset: str, before: date) ->
                       "ORDER BY snapshot_date DESC LIMIT 1", [dataset, before]).fetchone()
     return (row[0], int(row[1])) if row else None
 
+
+
+def sql_text(s: str) -> str:
+    """A string as an SQL literal (for text built into a statement, such as a pattern)."""
+    return "'" + s.replace("'", "''") + "'"
+
+# Counts that depend on a snapshot's rows alone (the bulletin's, the name defects of the run
+# report) are counted once. A snapshot still in force on a later night (its dataset's file came
+# again unchanged, or not at all) is not scanned again: its counts are kept by the load that made
+# it (a snapshot replaced the same night is another load) and the digest of the counting SQL
+# (another version of bidui counts again). Scanning runs name and ID patterns over every row.
+COUNTS_DDL = ("CREATE TABLE IF NOT EXISTS quality_counts (load_id BIGINT NOT NULL, digest VARCHAR NOT NULL, "
+              "counts VARCHAR NOT NULL, PRIMARY KEY (load_id, digest))")
+
+
+def counted_once(con: duckdb.DuckDBPyConnection, dataset: str, snap: date, how: str,
+                 count: Callable[[], dict]) -> dict:
+    """`count()` for the dataset's snapshot of `snap`, or what it gave for the same load and `how`
+    (the counting SQL) before. JSON round-trips the result: keys are strings."""
+    digest = hashlib.sha256(how.encode()).hexdigest()[:16]
+    load = con.execute("SELECT load_id FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [dataset, snap]).fetchone()
+    if load is None:
+        return count()
+    con.execute(COUNTS_DDL)
+    kept = con.execute("SELECT counts FROM quality_counts WHERE load_id = ? AND digest = ?", [load[0], digest]).fetchone()
+    if kept:
+        return json.loads(kept[0])
+    counts = count()
+    con.execute("INSERT OR REPLACE INTO quality_counts VALUES (?, ?, ?)", [load[0], digest, json.dumps(counts)])
+    return counts
 
 def in_force(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, date]:
     """For each dataset, the date of the snapshot in force on a night (latest accepted ≤ night)."""

@@ -10,27 +10,39 @@ from datetime import date
 import duckdb
 
 from bidui.connectors import warehouse as wh
-from bidui.matching.records import ensure_identity, records_sql
+from bidui.datasets import DATASETS, Dataset
+from bidui.matching.records import ensure_identity
 from bidui.names import DEFECT_PATTERNS
 
 
+def _name_defects_sql(ds: Dataset) -> str:
+    """A snapshot's names with each defect, over every name column of the dataset (a record naming
+    two persons counts twice, as linking sees it)."""
+    counts = ", ".join(f"count(*) FILTER (WHERE regexp_matches(name_raw, {wh.sql_text(p)})) AS {k}"
+                       for k, p in DEFECT_PATTERNS.items())
+    names = " UNION ALL ".join(f"SELECT {ref.name_column}_raw AS name_raw FROM {wh.table_name(ds)} WHERE snapshot_date = ?"
+                               for ref in ds.persons)
+    return f"SELECT {counts} FROM ({names})"
+
+
 def night_defects(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, dict[str, int]]:
-    """{dataset: {count name: n}} for the snapshots in force on the night (only counts above zero)."""
+    """{dataset: {count name: n}} for the snapshots in force on the night (only counts above zero).
+    The name counts depend on a snapshot alone: counted once per load (`counted_once`)."""
     out: dict[str, dict[str, int]] = {}
-    counts = ", ".join(f"count(*) FILTER (WHERE regexp_matches(name_raw, ?)) AS {k}" for k in DEFECT_PATTERNS)
-    patterns = list(DEFECT_PATTERNS.values())
-    sql, args, _ = records_sql(con, night)
-    hukou = wh.in_force(con, night).get("hukou")
-    queries = []
-    if sql is not None:
-        queries.append((f"SELECT dataset, {counts} FROM ({sql}) GROUP BY dataset", [*patterns, *args]))
-    if hukou is not None:
-        queries.append((f"SELECT 'hukou', {counts} FROM ds_hukou WHERE snapshot_date = ?", [*patterns, hukou]))
-    for query, params in queries:
-        for dataset, *found in con.execute(query, params).fetchall():
-            named = {k: int(n) for k, n in zip(DEFECT_PATTERNS, found, strict=True) if n}
-            if named:
-                out[dataset] = named
+    in_force = wh.in_force(con, night)
+    for ds in DATASETS:
+        snap = in_force.get(ds.code)
+        if not ds.persons or snap is None:
+            continue
+        sql = _name_defects_sql(ds)
+
+        def count(sql: str = sql, snap: date = snap, refs: int = len(ds.persons)) -> dict:
+            found = con.execute(sql, [snap] * refs).fetchone()
+            return {k: int(n) for k, n in zip(DEFECT_PATTERNS, found, strict=True) if n}
+        named = wh.counted_once(con, ds.code, snap, sql, count)
+        if named:
+            out[ds.code] = named
+    hukou = in_force.get("hukou")
     if hukou is not None:
         ensure_identity(con, hukou)
         shared, second = con.execute("""

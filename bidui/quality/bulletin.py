@@ -9,8 +9,6 @@ Counts are stored by code (`bad_check`, `placeholder`) and worded in bidui.clues
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -40,12 +38,8 @@ TOTALS = ("problem_rows", "rows", "delivered", "rejected_rows", "invalid_ids", "
           "none", "shared_ids", "empty_required")
 
 
-def _sql_text(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
 def reject_kind_sql(column: str = "reason") -> str:
-    whens = " ".join(f"WHEN starts_with({column}, {_sql_text(p)}) THEN '{k}'" for p, k in REJECT_KINDS)
+    whens = " ".join(f"WHEN starts_with({column}, {wh.sql_text(p)}) THEN '{k}'" for p, k in REJECT_KINDS)
     return f"CASE {whens} ELSE 'other' END"
 
 
@@ -58,7 +52,7 @@ def id_kind_sql(c: str) -> str:
 
 
 def _name_defect_sql(n: str) -> str:
-    return " OR ".join(f"regexp_matches(coalesce({n}_raw, ''), {_sql_text(p)})" for p in DEFECT_PATTERNS.values())
+    return " OR ".join(f"regexp_matches(coalesce({n}_raw, ''), {wh.sql_text(p)})" for p in DEFECT_PATTERNS.values())
 
 
 def _empty(col: str) -> str:
@@ -110,16 +104,6 @@ def dataset_quality(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, sn
     return out
 
 
-# A snapshot's own counts depend on its rows alone (and on how they are counted). A snapshot still
-# in force on a later night (its dataset's file came again unchanged, or not at all) is not scanned
-# again: its counts are kept by the load that made it (a snapshot replaced the same night is
-# another load) and the digest of the counting SQL (another version of bidui counts again). The
-# scan runs the name and ID patterns over every row: most of the bulletin's time, and at the
-# medium size most of the night's datasets are carried.
-COUNTS_DDL = ("CREATE TABLE IF NOT EXISTS quality_counts (load_id BIGINT NOT NULL, digest VARCHAR NOT NULL, "
-              "counts VARCHAR NOT NULL, PRIMARY KEY (load_id, digest))")
-
-
 def _counts_sql(ds: Dataset) -> str:
     """One scan of a snapshot: per ID kind (NULL: none), rows, rows with a rejected value, rows with
     any problem the bulletin counts, and empty required values."""
@@ -138,28 +122,21 @@ def _counts_sql(ds: Dataset) -> str:
 
 def snapshot_counts(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date) -> dict:
     """rows, rejected_rows, problem_rows, empty {column: n}, rejects {kind: n} and ids {kind: n} of
-    the dataset's snapshot of `snap`, counted once per load."""
+    the dataset's snapshot of `snap`, counted once per load (the scan is most of the bulletin's time)."""
     sql = _counts_sql(ds)
     rejects_sql = f"SELECT {reject_kind_sql()} AS k, count(*) FROM rejects WHERE load_id = ? GROUP BY k ORDER BY k"
-    digest = hashlib.sha256((sql + rejects_sql).encode()).hexdigest()[:16]
-    load = con.execute("SELECT load_id FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [ds.code, snap]).fetchone()
-    con.execute(COUNTS_DDL)
-    if load:
-        kept = con.execute("SELECT counts FROM quality_counts WHERE load_id = ? AND digest = ?", [load[0], digest]).fetchone()
-        if kept:
-            return json.loads(kept[0])
-    required = _required(ds)
-    groups = con.execute(sql, [snap]).fetchall()
-    column_sums = [sum(int(g[i]) for g in groups) for i in range(1, 4 + len(required))]
-    rows, rejected, problem, *empty = column_sums
-    counts = {"rows": rows, "rejected_rows": rejected, "problem_rows": problem,
-              "empty": {c: n for c, n in zip(required, empty, strict=True) if n},
-              "ids": {g[0]: int(g[1]) for g in groups if g[0] is not None}, "rejects": {}}
-    if load:
-        counts["rejects"] = {k: int(n) for k, n in con.execute(rejects_sql, [load[0]]).fetchall()}
-        con.execute("INSERT OR REPLACE INTO quality_counts VALUES (?, ?, ?)", [load[0], digest, json.dumps(counts)])
-    return counts
 
+    def count() -> dict:
+        required = _required(ds)
+        groups = con.execute(sql, [snap]).fetchall()
+        rows, rejected, problem, *empty = [sum(int(g[i]) for g in groups) for i in range(1, 4 + len(required))]
+        load = con.execute("SELECT load_id FROM snapshots WHERE dataset = ? AND snapshot_date = ?",
+                           [ds.code, snap]).fetchone()
+        return {"rows": rows, "rejected_rows": rejected, "problem_rows": problem,
+                "empty": {c: n for c, n in zip(required, empty, strict=True) if n},
+                "ids": {g[0]: int(g[1]) for g in groups if g[0] is not None},
+                "rejects": {k: int(n) for k, n in con.execute(rejects_sql, [load[0]]).fetchall()} if load else {}}
+    return wh.counted_once(con, ds.code, snap, sql + rejects_sql, count)
 
 def _has_links(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'links'").fetchone()[0])
@@ -251,7 +228,7 @@ def problems(con: duckdb.DuckDBPyConnection, night: date, department: str) -> It
                           [snap]))
             for kind, pattern in DEFECT_PATTERNS.items():
                 parts.append((f"SELECT source_file, source_row, '{n}', {n}_raw, 'name_{kind}' FROM {table} "
-                              f"WHERE snapshot_date = ? AND regexp_matches(coalesce({n}_raw, ''), {_sql_text(pattern)})",
+                              f"WHERE snapshot_date = ? AND regexp_matches(coalesce({n}_raw, ''), {wh.sql_text(pattern)})",
                               [snap]))
         sql = " UNION ALL ".join(f"({q})" for q, _ in parts) + " ORDER BY 1, 2, 3, 5"
         args = [a for _, params in parts for a in params]
