@@ -161,6 +161,49 @@ def test_amending_to_true_revokes_and_a_review_link_found_true_is_a_must_link(ho
     assert decisions(h, other) == []
 
 
+
+def test_a_returned_finding_stops_teaching_and_another_clues_verdict_stands_on_its_own(home) -> None:
+    """The county returning a 不是本人 finding withdraws its cannot-links until the township signs
+    again; and when two clues say 不是本人 of the same record and person, amending one leaves the
+    other's decision in force."""
+    from bidui.clues.models import EvidenceSnapshot
+
+    h, town, _ = home
+    linked, _ = pick(h, town)
+    town_user = write(h, lambda s: s.scalar(select(User).where(User.username == "town")))
+    county_user = write(h, lambda s: s.scalar(select(User).where(User.username == "county")))
+    write(h, lambda s: actions.verify(s, linked, 1, town_user, finding(NOT_TRUE, NOT_SELF)))
+    assert {p["kind"] for p in write(h, link_decisions.for_linking)} == {link_decisions.CANNOT}
+    write(h, lambda s: actions.send_back(s, linked, 2, county_user, "请入户核对身份证原件"))
+    returned = decisions(h, linked)
+    assert returned and all(d.revoked_at is not None and d.revoke_reason == actions.RETURNED
+                            and d.revoked_by == "county" for d in returned)
+    assert write(h, link_decisions.for_linking) == []  # the next night links as if it had not been said
+    c = client_for(h)
+    login(c, "town")
+    history = page_text(c.get(f"/clues/{linked}").text).rsplit("处理记录", 1)[1]
+    assert "原先的关联决定已撤销" in history and internal_codes(history) == []
+    # Signed again: decided again.
+    write(h, lambda s: actions.verify(s, linked, 3, town_user, finding(NOT_TRUE, NOT_SELF)))
+    assert [d.kind for d in decisions(h, linked) if d.revoked_at is None] == [link_decisions.CANNOT] * len(returned)
+
+    # A second clue standing on the same record and person (another rule's question about it).
+    def twin(s):
+        first = s.get(Clue, linked)
+        other = s.scalar(select(Clue).where(Clue.township_code == town, Clue.id != linked, Clue.status == "dispatched")
+                         .order_by(Clue.id))
+        other.evidence_dataset = first.evidence_dataset
+        evidence = s.scalar(select(EvidenceSnapshot.record).where(EvidenceSnapshot.clue_id == linked)
+                            .order_by(EvidenceSnapshot.id.desc()).limit(1))
+        s.add(EvidenceSnapshot(clue_id=other.id, night=TODAY, evidence_hash="twin", record=evidence))
+        return other.id
+    second = write(h, twin)
+    write(h, lambda s: actions.verify(s, second, 1, town_user, finding(NOT_TRUE, NOT_SELF)))
+    assert len([d for d in decisions(h, second) if d.revoked_at is None]) == len(returned)  # its own rows
+    write(h, lambda s: actions.amend(s, linked, 4, town_user, finding(TRUE_EXEMPT)))
+    pairs = {(p["kind"], p["id_number"], p["person_key"]) for p in write(h, link_decisions.for_linking)}
+    assert pairs == {(link_decisions.CANNOT, d.record_id_number, d.person_key) for d in returned}
+
 def test_the_workbook_says_not_self_as_a_fourth_outcome(home, tmp_path: Path) -> None:
     import zipfile
 

@@ -25,6 +25,7 @@ from bidui.clues.states import (
 
 NOT_ON_A_LINK = "这条线索不是由记录比对得出，不能选“不是本人”"
 CHANGED = "核实结论已修改"
+RETURNED = "核实结论被退回"
 
 
 class NotFoundError(LookupError):
@@ -178,4 +179,12 @@ def send_back(session: Session, clue_id: int, expected_version: int, actor: User
         if due < (today or date.today()):
             raise TransitionError("新的截止日期不能早于今天")
         changes["due_date"], payload["due_date"] = due, due.isoformat()
-    return _apply(session, clue, expected_version, actor, "return", changes, payload)
+    # A returned finding is not accepted: what its signature taught the linker stops applying until
+    # the township signs again (else a township alone could make a clue's record fall off its person).
+    withdrawn = _outdated(session, clue, None)
+    if withdrawn:
+        payload["link_revoked"] = withdrawn
+    clue = _apply(session, clue, expected_version, actor, "return", changes, payload)
+    for kind in (link_decisions.CANNOT, link_decisions.MUST):
+        link_decisions.revoke_for_clue(session, clue, kind, actor, RETURNED)
+    return clue

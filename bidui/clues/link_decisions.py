@@ -84,11 +84,14 @@ def active(session: Session) -> list[LinkDecision]:
 
 
 def decide(session: Session, clue: Clue, kind: str, actor: User, verifier_name: str) -> list[LinkDecision]:
-    """Record the clue's records as `kind` pairs (an identical active decision is kept, not
-    repeated); audited."""
+    """Record the clue's records as `kind` pairs (the clue's own identical active decision is kept,
+    not repeated); audited. Another clue's identical decision does not stand in for this one: each
+    clue's verification may be amended, returned or revoked on its own, and the pair stays decided
+    while any clue still says so."""
     made = []
     for ref in records_of(session, clue):
         existing = session.scalars(select(LinkDecision).where(
+            LinkDecision.clue_id == clue.id,
             LinkDecision.kind == kind, LinkDecision.dataset == ref.dataset, LinkDecision.role == ref.role,
             LinkDecision.record_id_number == ref.id_number, LinkDecision.record_name == ref.name,
             LinkDecision.person_key == ref.person_key, LinkDecision.revoked_at.is_(None))).first()

@@ -317,7 +317,7 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
                 # Refuted, and the evidence changed since: the question is a new one.
                 values |= {k: row[k] for k in CLUE_FIELDS} | {
                     "status": DISPATCHED, "version": clue.version + 1, "evidence_hash": digest, "evidence_gone": False,
-                    "due_date": night + timedelta(days=due_days), "outcome": None, "action": None, "finding": None,
+                    "due_date": night + timedelta(days=due_days), "outcome": None, "outcome_detail": None, "action": None, "finding": None,
                     "verifier_name": None, "verifier_position": None, "verified_on": None, "closed_on": None,
                     "return_reason": None, "updated_at": stamp}
                 events.append(ClueEvent(clue_id=clue.id, at=stamp, actor=SYSTEM, kind="reraised", from_status=clue.status,

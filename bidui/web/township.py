@@ -266,6 +266,8 @@ def _event_note(e: ClueEvent, labels: dict[int, str] | None = None) -> str:
             note += "；" + DECISION_REVOKED_NOTE
         if p.get("link_decision") in DECISION_NOTES:
             note += "；" + DECISION_NOTES[p["link_decision"]]
+    elif e.kind == "return" and p.get("link_revoked"):
+        note += "；" + DECISION_REVOKED_NOTE
     return note
 
 
