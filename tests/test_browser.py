@@ -75,6 +75,26 @@ def shots(tmp_path: Path) -> Path:
     return folder
 
 
+def shoot(driver, path: Path, show=None, desktop_too: bool = True, phone=(390, 844), desktop=(1280, 1000)) -> None:
+    """A page at desktop and phone width (`path` with -desktop.png / -phone.png appended), with no
+    internal code in its text and nothing wider than the phone. `show`: the element the pictures
+    scroll to (the phone's only unless `desktop_too`: the layout moves when the window narrows)."""
+    from selenium.webdriver.common.by import By
+
+    from tests.present_support import internal_codes
+
+    text = driver.find_element(By.TAG_NAME, "body").text
+    assert internal_codes(text) == [], (path.name, internal_codes(text))
+    if show is not None and desktop_too:
+        driver.execute_script("arguments[0].scrollIntoView()", show)
+    driver.save_screenshot(f"{path}-desktop.png")
+    driver.set_window_size(*phone)
+    assert driver.execute_script("return document.documentElement.scrollWidth") <= phone[0] + 10, path.name
+    if show is not None:
+        driver.execute_script("arguments[0].scrollIntoView()", show)
+    driver.save_screenshot(f"{path}-phone.png")
+    driver.set_window_size(*desktop)
+
 def wait_for(driver, url_part: str) -> None:
     """Until the form's redirect has landed (a click returns before the next page loads)."""
     from selenium.webdriver.support.ui import WebDriverWait

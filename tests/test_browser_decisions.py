@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.present_support import internal_codes
-from tests.test_browser import CHROMIUM, DRIVER, browser, server, shots, sign_in, sign_out, wait_for  # noqa: F401
+from tests.test_browser import CHROMIUM, DRIVER, browser, server, shoot, shots, sign_in, sign_out, wait_for  # noqa: F401
 from tests.test_link_decisions_web import pick
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")
@@ -20,20 +19,7 @@ PHONE, DESKTOP = (390, 844), (1280, 1000)
 
 
 def _shoot(driver, folder: Path, page: str, show=None) -> None:
-    """`show`: the element both pictures scroll to (the part of the page this is about)."""
-    from selenium.webdriver.common.by import By
-
-    text = driver.find_element(By.TAG_NAME, "body").text
-    assert internal_codes(text) == [], (page, internal_codes(text))
-    if show is not None:
-        driver.execute_script("arguments[0].scrollIntoView()", show)
-    driver.save_screenshot(str(folder / f"18-decisions-{page}-desktop.png"))
-    driver.set_window_size(*PHONE)
-    assert driver.execute_script("return document.documentElement.scrollWidth") <= PHONE[0] + 10, page
-    if show is not None:
-        driver.execute_script("arguments[0].scrollIntoView()", show)
-    driver.save_screenshot(str(folder / f"18-decisions-{page}-phone.png"))
-    driver.set_window_size(*DESKTOP)
+    shoot(driver, folder / f"18-decisions-{page}", show, desktop_too=True)
 
 
 def test_not_self_on_the_clue_page_and_the_task_forces_list(server, browser, tmp_path: Path) -> None:  # noqa: F811

@@ -17,8 +17,7 @@ import pytest
 from bidui.flows import nightly
 from bidui.home import Home
 from bidui.web.app import UVICORN_OPTIONS, create_app
-from tests.present_support import internal_codes
-from tests.test_browser import CHROMIUM, DRIVER, _free_port, browser, shots, sign_in  # noqa: F401
+from tests.test_browser import CHROMIUM, DRIVER, _free_port, browser, shoot, shots, sign_in  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")
 PHONE, DESKTOP = (390, 844), (1280, 1000)
@@ -48,18 +47,7 @@ def quality_server(published_home, tiny: Path, tmp_path: Path):
 
 
 def _shoot(driver, folder: Path, page: str, show=None) -> None:
-    """`show`: the element the phone's picture scrolls to (the layout moves when the window narrows)."""
-    from selenium.webdriver.common.by import By
-
-    text = driver.find_element(By.TAG_NAME, "body").text
-    assert internal_codes(text) == [], (page, internal_codes(text))
-    driver.save_screenshot(str(folder / f"19-quality-{page}-desktop.png"))
-    driver.set_window_size(*PHONE)
-    assert driver.execute_script("return document.documentElement.scrollWidth") <= PHONE[0] + 10, page
-    if show is not None:
-        driver.execute_script("arguments[0].scrollIntoView()", show)
-    driver.save_screenshot(str(folder / f"19-quality-{page}-phone.png"))
-    driver.set_window_size(*DESKTOP)
+    shoot(driver, folder / f"19-quality-{page}", show, desktop_too=False)
 
 
 def test_the_bulletin_page(quality_server, browser, tmp_path: Path) -> None:  # noqa: F811 - test_browser's fixture
