@@ -138,10 +138,10 @@ def last_snapshot(con: duckdb.DuckDBPyConnection, dataset: str, before: date) ->
     return (row[0], int(row[1])) if row else None
 
 
-
 def sql_text(s: str) -> str:
     """A string as an SQL literal (for text built into a statement, such as a pattern)."""
     return "'" + s.replace("'", "''") + "'"
+
 
 # Counts that depend on a snapshot's rows alone (the bulletin's, the name defects of the run
 # report) are counted once. A snapshot still in force on a later night (its dataset's file came
@@ -153,20 +153,21 @@ COUNTS_DDL = ("CREATE TABLE IF NOT EXISTS quality_counts (load_id BIGINT NOT NUL
 
 
 def counted_once(con: duckdb.DuckDBPyConnection, dataset: str, snap: date, how: str,
-                 count: Callable[[], dict]) -> dict:
-    """`count()` for the dataset's snapshot of `snap`, or what it gave for the same load and `how`
-    (the counting SQL) before. JSON round-trips the result: keys are strings."""
+                 count: Callable[[int | None], dict]) -> dict:
+    """`count(load_id)` for the dataset's snapshot of `snap`, or what it gave for the same load and
+    `how` (the counting SQL) before. JSON round-trips the result: keys are strings."""
     digest = hashlib.sha256(how.encode()).hexdigest()[:16]
     load = con.execute("SELECT load_id FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [dataset, snap]).fetchone()
     if load is None:
-        return count()
+        return count(None)
     con.execute(COUNTS_DDL)
     kept = con.execute("SELECT counts FROM quality_counts WHERE load_id = ? AND digest = ?", [load[0], digest]).fetchone()
     if kept:
         return json.loads(kept[0])
-    counts = count()
+    counts = count(load[0])
     con.execute("INSERT OR REPLACE INTO quality_counts VALUES (?, ?, ?)", [load[0], digest, json.dumps(counts)])
     return counts
+
 
 def in_force(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, date]:
     """For each dataset, the date of the snapshot in force on a night (latest accepted ≤ night)."""

@@ -14,6 +14,7 @@ from datetime import date
 import duckdb
 import polars as pl
 
+from bidui.connectors import warehouse as wh
 from bidui.datasets import DATASETS
 from bidui.home import Home
 
@@ -41,7 +42,7 @@ def store(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> int:
             con.unregister("_decisions")
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        wh.rollback(con)
         raise
     return frame.height
 

@@ -485,9 +485,12 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
     fuzzy = pl.DataFrame(schema={"rec": pl.Int64, "person_key": pl.String, "method": pl.String, "score": pl.Float64,
                                  "explanation": pl.String})
     with ThreadPoolExecutor(max_workers=1) as pool:
-        if kept is None or retrain:
+        def start_training() -> Future[tuple[pl.DataFrame, pl.DataFrame]]:
             positives, randoms = training_pairs(con, seed)
-            training = pool.submit(lambda: (_levels(positives), _levels(randoms)))
+            return pool.submit(lambda: (_levels(positives), _levels(randoms)))
+
+        if kept is None or retrain:
+            training = start_training()
         pairs = candidate_pairs(con)
         if pairs.height:
             levels = _levels(pairs)
@@ -500,10 +503,7 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
             else:
                 result.trained = "asked" if retrain else "first" if kept is None else f"drift:{where}"
                 result.shares = shares
-                if training is None:
-                    positives, randoms = training_pairs(con, seed)
-                    training = pool.submit(lambda: (_levels(positives), _levels(randoms)))
-                model = _train(*training.result(), levels)
+                model = _train(*(training or start_training()).result(), levels)
             (persons,), = con.execute("SELECT count(*) FROM link_spine").fetchall()
             levels = levels.with_columns((pairs["k_namesakes"].fill_null(1) / persons).alias("tf"))
             scored = score(levels, model, COMPARED, name_freq=pl.col("tf"))

@@ -36,7 +36,7 @@ def night_defects(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, dict
             continue
         sql = _name_defects_sql(ds)
 
-        def count(sql: str = sql, snap: date = snap, refs: int = len(ds.persons)) -> dict:
+        def count(_load: int | None, sql: str = sql, snap: date = snap, refs: int = len(ds.persons)) -> dict:
             found = con.execute(sql, [snap] * refs).fetchone()
             return {k: int(n) for k, n in zip(DEFECT_PATTERNS, found, strict=True) if n}
         named = wh.counted_once(con, ds.code, snap, sql, count)

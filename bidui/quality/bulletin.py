@@ -126,17 +126,16 @@ def snapshot_counts(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date) -> 
     sql = _counts_sql(ds)
     rejects_sql = f"SELECT {reject_kind_sql()} AS k, count(*) FROM rejects WHERE load_id = ? GROUP BY k ORDER BY k"
 
-    def count() -> dict:
+    def count(load: int | None) -> dict:
         required = _required(ds)
         groups = con.execute(sql, [snap]).fetchall()
         rows, rejected, problem, *empty = [sum(int(g[i]) for g in groups) for i in range(1, 4 + len(required))]
-        load = con.execute("SELECT load_id FROM snapshots WHERE dataset = ? AND snapshot_date = ?",
-                           [ds.code, snap]).fetchone()
         return {"rows": rows, "rejected_rows": rejected, "problem_rows": problem,
                 "empty": {c: n for c, n in zip(required, empty, strict=True) if n},
                 "ids": {g[0]: int(g[1]) for g in groups if g[0] is not None},
-                "rejects": {k: int(n) for k, n in con.execute(rejects_sql, [load[0]]).fetchall()} if load else {}}
+                "rejects": {k: int(n) for k, n in con.execute(rejects_sql, [load]).fetchall()} if load else {}}
     return wh.counted_once(con, ds.code, snap, sql + rejects_sql, count)
+
 
 def _has_links(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'links'").fetchone()[0])

@@ -33,9 +33,11 @@ import ipaddress
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from fastapi import HTTPException, Request
@@ -66,6 +68,7 @@ HASH_NICE = 10
 WRONG = "用户名或密码错误"
 LATER = "尝试过于频繁，请稍后再试"
 BLOCKED = f"连续输错密码，该账号在本机已锁定 {PAIR_BLOCK.seconds // 60} 分钟，请稍后再试，或请管理员解除锁定"
+T = TypeVar("T")
 UNKNOWN_USER = "未知用户"  # the audit's target when the name typed is nobody's
 
 _hasher = PasswordHasher()
@@ -186,23 +189,38 @@ def _count_failure(s: Session, name: str, address: str, at: datetime) -> str:
     return answer
 
 
-def _record(ledger, seen: _Seen, ok: bool, name: str, address: str, agent: str, at: datetime) -> tuple[str, str]:
-    """The outcome in one short write: (the new session's id or "", the answer when refused)."""
-    for attempt in (1, 2):  # two first failures of a new pair at once: one insert loses; again, it updates
+def _one_write(ledger, work: Callable[[Session], T]) -> T:
+    """`work` in one short write, tried again once: two first failures of a new pair at once, one
+    insert of its throttle rows loses; the second try updates them."""
+    for attempt in (1, 2):
         try:
             with ledger.write() as s:
-                user = s.get(User, seen.user_id) if ok else None
-                if user is not None and user.active:
-                    return _open_session(s, user, name, address, agent, at), ""
-                answer = seen.refusal or _count_failure(s, name, address, at)
-                audit(s, "登录页", "login_failed", name if seen.user_id is not None else UNKNOWN_USER,
-                      {"地址": address, "原因": {WRONG: "用户名或密码错误", LATER: "尝试过于频繁",
-                                                BLOCKED: "该地址已锁定"}[answer]})
-                return "", answer
+                return work(s)
         except IntegrityError:
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def _failed(s: Session, seen: _Seen, name: str, address: str, at: datetime, actor: str, target: str,
+            wrong: str) -> str:
+    """A refused password counted against the throttle and audited (the address, never what was
+    typed); the answer. `wrong`: the audit's reason for a wrong password."""
+    answer = seen.refusal or _count_failure(s, name, address, at)
+    audit(s, actor, "login_failed", target,
+          {"地址": address, "原因": {WRONG: wrong, LATER: "尝试过于频繁", BLOCKED: "该地址已锁定"}[answer]})
+    return answer
+
+
+def _record(ledger, seen: _Seen, ok: bool, name: str, address: str, agent: str, at: datetime) -> tuple[str, str]:
+    """The outcome in one short write: (the new session's id or "", the answer when refused)."""
+    def work(s: Session) -> tuple[str, str]:
+        user = s.get(User, seen.user_id) if ok else None
+        if user is not None and user.active:
+            return _open_session(s, user, name, address, agent, at), ""
+        target = name if seen.user_id is not None else UNKNOWN_USER
+        return "", _failed(s, seen, name, address, at, "登录页", target, "用户名或密码错误")
+    return _one_write(ledger, work)
 
 
 def _open_session(s: Session, user: User, name: str, address: str, agent: str, at: datetime) -> str:
@@ -306,7 +324,6 @@ def require_role(user: User, *roles: str) -> None:
         raise HTTPException(404)  # a page one's role has no business with does not exist for it
 
 
-
 # ---------------------------------------------------------------- the current password, signed in
 
 
@@ -320,14 +337,5 @@ def check_own_password(request: Request, user: User, password: str) -> str:
     seen = _look(ledger, name, address, at)
     if _verify(seen.password_hash, password):
         return ""
-    for attempt in (1, 2):  # as _record: two first failures of a new pair at once
-        try:
-            with ledger.write() as s:
-                answer = seen.refusal or _count_failure(s, name, address, at)
-                audit(s, name, "login_failed", name, {"地址": address, "原因": {
-                    WRONG: "修改密码时当前密码错误", LATER: "尝试过于频繁", BLOCKED: "该地址已锁定"}[answer]})
-            break
-        except IntegrityError:
-            if attempt == 2:
-                raise
+    answer = _one_write(ledger, lambda s: _failed(s, seen, name, address, at, name, name, "修改密码时当前密码错误"))
     return "当前密码不正确" if answer == WRONG else answer
