@@ -56,12 +56,19 @@ class Dataset:
     # Columns without which a row is about nothing (besides the person's ID or name): a row whose key
     # value is unreadable is dropped; any other unreadable value only becomes null.
     keys: tuple[str, ...] = ()
+    # What a row is about, to tell a changed row from a new one between two deliveries (the run
+    # report's 变更): by default its keys, else the person's ID number.
+    identity: tuple[str, ...] = ()
 
     def column(self, name: str) -> Column:
         for col in self.columns:
             if col.name == name:
                 return col
         raise KeyError(f"{self.code} has no column {name}")
+
+    @property
+    def row_identity(self) -> tuple[str, ...]:
+        return self.identity or self.keys or tuple(p.id_column for p in self.persons)
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -112,7 +119,7 @@ DATASETS: tuple[Dataset, ...] = (
                    "镇": "township", "街道": "township", "村": "village", "社区": "village"}),
         _c("parent_code", "上级区划代码", "上级代码", req=True, kind="code"),
         _c("urban_rural", "城乡分类", "城乡属性", kind="enum", values=("城镇", "乡村")),
-    ), "statistics"),
+    ), "statistics", identity=("code",)),
     Dataset("register_households", "建档立卡贫困户", ("贫困户", "建档立卡户", "脱贫户"), (
         _c("household_code", "户编号", "户编码", "家庭编号", req=True),
         _c("village_code", "村代码", "所在村代码", "行政村代码", req=True, kind="code"),
@@ -135,7 +142,8 @@ DATASETS: tuple[Dataset, ...] = (
         _c("sex", "性别", kind="enum", values=YES_NO_SEX),
         _c("birth_date", "出生日期", kind="date"),
         _c("health_status", "健康状况", kind="enum", values=("健康", "长期慢性病", "患有大病", "残疾")),
-    ), "poverty alleviation", (PersonRef("id_number", "name", "member"),), keys=("household_code",)),
+    ), "poverty alleviation", (PersonRef("id_number", "name", "member"),), keys=("household_code",),
+       identity=("household_code", "id_number")),
     Dataset("hukou", "户籍人口", ("户籍", "常住人口", "人口信息"), (
         _c("id_number", "公民身份号码", "身份证号", "证件号码", req=True, kind="id"),
         _c("name", "姓名", req=True, kind="name"),
@@ -156,7 +164,8 @@ DATASETS: tuple[Dataset, ...] = (
         _c("change_date", "变动日期", req=True, kind="date"),
         _c("from_hukou_number", "原户号"),
         _c("to_hukou_number", "现户号", "新户号"),
-    ), "public security", (PersonRef("id_number", "name", "subject"),)),
+    ), "public security", (PersonRef("id_number", "name", "subject"),),
+       identity=("id_number", "change_type", "change_date")),
     Dataset("deaths", "死亡医学证明", ("死亡", "死亡证明"), (
         _c("id_number", "证件号码", "身份证号", req=True, kind="id"),
         _c("name", "姓名", "死者姓名", req=True, kind="name"),
@@ -167,7 +176,7 @@ DATASETS: tuple[Dataset, ...] = (
         _c("name", "姓名", req=True, kind="name"),
         _c("year", "参保年度", req=True, kind="year"),
         _c("status", "参保状态", req=True, kind="enum", values=("参保", "未参保", "中断")),
-    ), "medical security", (PersonRef("id_number", "name", "insured"),)),
+    ), "medical security", (PersonRef("id_number", "name", "insured"),), identity=("id_number", "year")),
     Dataset("medical_claims", "医疗费用结算", ("医疗费用", "结算"), (
         _c("id_number", "证件号码", "身份证号", req=True, kind="id"),
         _c("name", "姓名", "患者姓名", req=True, kind="name"),
@@ -175,7 +184,8 @@ DATASETS: tuple[Dataset, ...] = (
         _c("total_cost", "医疗总费用", "总费用", req=True, kind="money", unit="元"),
         _c("out_of_pocket", "个人自付", "自付金额", req=True, kind="money", unit="元"),
         _c("hospital", "医疗机构"),
-    ), "medical security", (PersonRef("id_number", "name", "patient"),)),
+    ), "medical security", (PersonRef("id_number", "name", "patient"),),
+       identity=("id_number", "settle_date", "hospital")),
     Dataset("students", "学籍", ("学籍", "在校生"), (
         _c("id_number", "身份证号", "证件号码", req=True, kind="id"),
         _c("name", "姓名", "学生姓名", req=True, kind="name"),
@@ -185,7 +195,7 @@ DATASETS: tuple[Dataset, ...] = (
           values=("学前", "小学", "初中", "高中", "中职", "高职", "本科", "研究生")),
         _c("status", "学籍状态", req=True, kind="enum", values=("在读", "休学", "辍学", "毕业", "转出")),
         _c("annual_fee", "年学费", "学费", kind="money", unit="元"),
-    ), "education", (PersonRef("id_number", "name", "student"),)),
+    ), "education", (PersonRef("id_number", "name", "student"),), identity=("id_number", "school_name")),
     Dataset("property", "不动产登记", ("不动产", "房产", "房屋登记"), (
         _c("owner_id_number", "权利人证件号码", "权利人身份证号", req=True, kind="id"),
         _c("owner_name", "权利人", "权利人姓名", req=True, kind="name"),
@@ -196,7 +206,7 @@ DATASETS: tuple[Dataset, ...] = (
         _c("house_type", "房屋性质", req=True, kind="enum", values=("商品房", "自建房", "安置房", "保障房")),
         _c("area", "建筑面积", kind="number", unit="m²"),
         _c("register_date", "登记日期", kind="date"),
-    ), "housing", (PersonRef("owner_id_number", "owner_name", "owner"),)),
+    ), "housing", (PersonRef("owner_id_number", "owner_name", "owner"),), identity=("cert_number",)),
     Dataset("dangerous_housing", "农村危房鉴定", ("危房", "危房鉴定"), (
         _c("owner_id_number", "户主证件号码", "证件号码", "身份证号", req=True, kind="id"),
         _c("owner_name", "户主姓名", "姓名", req=True, kind="name"),
@@ -217,13 +227,15 @@ DATASETS: tuple[Dataset, ...] = (
         _c("registered_capital", "注册资本", "资金数额", kind="money", unit="万元"),
         _c("established_date", "成立日期", kind="date"),
         _c("status", "登记状态", "经营状态", req=True, kind="enum", values=("存续", "在业", "注销", "吊销")),
-    ), "commerce", (PersonRef("legal_rep_id_number", "legal_rep_name", "legal_rep"),)),
+    ), "commerce", (PersonRef("legal_rep_id_number", "legal_rep_name", "legal_rep"),),
+       identity=("credit_code",)),
     Dataset("business_investors", "市场主体投资人", ("投资人", "股东"), (
         _c("credit_code", "统一社会信用代码", req=True),
         _c("investor_name", "投资人", "股东名称", req=True, kind="name"),
         _c("investor_id_number", "投资人证件号码", "股东证件号码", req=True, kind="id"),
         _c("subscribed_capital", "认缴出资额", kind="money", unit="万元"),
-    ), "commerce", (PersonRef("investor_id_number", "investor_name", "investor"),)),
+    ), "commerce", (PersonRef("investor_id_number", "investor_name", "investor"),),
+       identity=("credit_code", "investor_id_number")),
     Dataset("vehicles", "机动车登记", ("机动车", "车辆"), (
         _c("plate", "号牌号码", "车牌号", req=True),
         _c("use_nature", "使用性质"),
@@ -233,13 +245,14 @@ DATASETS: tuple[Dataset, ...] = (
         _c("register_date", "初次登记日期", "登记日期", kind="date"),
         _c("status", "机动车状态", "状态", req=True, kind="enum",
           values=("正常", "转出", "注销", "报废", "查封", "逾期未检验")),
-    ), "public security (traffic)", (PersonRef("owner_id_number", "owner_name", "owner"),)),
+    ), "public security (traffic)", (PersonRef("owner_id_number", "owner_name", "owner"),), identity=("plate",)),
     Dataset("payroll", "财政供养人员", ("财政供养", "工资统发"), (
         _c("id_number", "证件号码", "身份证号", req=True, kind="id"),
         _c("name", "姓名", req=True, kind="name"),
         _c("employer", "工作单位", "单位名称", req=True),
         _c("staff_type", "编制类型", "人员类别"),
-    ), "finance / human resources", (PersonRef("id_number", "name", "staff"),), optional=True),
+    ), "finance / human resources", (PersonRef("id_number", "name", "staff"),), optional=True,
+       identity=("id_number", "employer")),
 )
 
 BY_CODE: dict[str, Dataset] = {d.code: d for d in DATASETS}

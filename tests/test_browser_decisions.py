@@ -24,7 +24,8 @@ def _shoot(driver, folder: Path, page: str, show=None) -> None:
 
 def test_not_self_on_the_clue_page_and_the_task_forces_list(server, browser, tmp_path: Path) -> None:  # noqa: F811
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     base, home, town = server
     linked, _ = pick(home, town)
@@ -39,7 +40,10 @@ def test_not_self_on_the_clue_page_and_the_task_forces_list(server, browser, tmp
     browser.find_element(By.ID, "detail").click()
     browser.find_element(By.ID, "finding").send_keys("入户核实：车辆登记在同名的另一人名下，不是本人")
     _shoot(browser, folder, "clue-form", browser.find_element(By.ID, "verify-form"))
+    page = browser.find_element(By.TAG_NAME, "main")
     browser.find_element(By.ID, "sign").click()
+    # The signed page has the clue's URL too: wait for the form's page to go, not for a URL.
+    WebDriverWait(browser, 10).until(staleness_of(page))
     wait_for(browser, "/clues/")
     assert "不再把这条记录关联到本人" in browser.find_element(By.TAG_NAME, "main").text
     browser.get(f"{base}/clues/{linked}")

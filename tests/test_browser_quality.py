@@ -67,3 +67,29 @@ def test_the_bulletin_page(quality_server, browser, tmp_path: Path) -> None:  # 
     browser.execute_script("arguments[0].scrollIntoView()", housing)
     assert "住建" in housing.text and "证件号码：" in housing.text and "沿用 2026-11-20 的数据" in housing.text
     _shoot(browser, folder, "details", housing)
+
+
+def test_the_run_list_says_what_changed_in_each_dataset(quality_server, browser, tmp_path: Path) -> None:  # noqa: F811
+    """Issue 18, part 5: the administrator's list of runs says, per dataset, the rows new, changed,
+    removed and unchanged since its previous snapshot, and which datasets were carried whole."""
+    from selenium.webdriver.common.by import By
+
+    folder = shots(tmp_path)
+    browser.set_window_size(*DESKTOP)
+    sign_in(browser, quality_server, "admin")
+    browser.get(quality_server + "/admin#runs")
+    runs = browser.find_element(By.ID, "runs")
+    latest = runs.find_elements(By.CSS_SELECTOR, "tbody tr")[0]
+    cell = latest.find_element(By.CSS_SELECTOR, "td[data-label='数据变化']").text
+    assert "户籍人口：新增" in cell and "（与 2026-11-21 的版本相比）" in cell and "本夜无新版本、沿用上一版：" in cell
+    first = runs.find_elements(By.CSS_SELECTOR, "tbody tr")[-1].find_element(By.CSS_SELECTOR, "td[data-label='数据变化']")
+    assert "首次入库" in first.text
+    # The rest of the page lists accounts by their login names: only the runs are checked for codes.
+    from tests.present_support import internal_codes
+
+    assert internal_codes(runs.text) == []
+    for size, name in ((DESKTOP, "desktop"), (PHONE, "phone")):
+        browser.set_window_size(*size)
+        browser.execute_script("arguments[0].scrollIntoView()", runs)
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= size[0] + 10
+        browser.save_screenshot(str(folder / f"18-changes-admin-runs-{name}.png"))

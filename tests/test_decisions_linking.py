@@ -61,6 +61,8 @@ def test_a_record_refuted_as_not_the_person_is_never_linked_to_them_again(home, 
 
     report = nightly.run_night(h, tiny / "inbox" / NIGHT2.isoformat())
     assert report.model.get("decisions") == 1
+    # The run report says the record's link changed because of a township's verdict (part 5).
+    assert report.relinks["datasets"][ref.dataset]["why"]["verdict"] >= 1
     night2 = _links_of_record(h, NIGHT2, ref)
     assert night2, "the record is delivered again on night 2"
     assert all(p != ref.person_key for p, _, _ in night2)

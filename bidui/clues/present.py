@@ -287,6 +287,51 @@ def defects_text(quality: dict[str, dict[str, int]]) -> list[str]:
             for d, found in sorted(quality.items())]
 
 
+def changes_text(changes: dict[str, dict]) -> list[str]:
+    """Each dataset's rows against its previous snapshot, one line each (`户籍人口：新增 12，变更 161，…`);
+    the datasets carried whole in one last line: no file tonight, the same bytes again, or a file held
+    or refused (a snapshot carried is not news that nothing changed, only that nothing new came)."""
+    lines, carried = [], []
+    for d, c in sorted(changes.items(), key=lambda kv: dataset_title(kv[0])):
+        title = dataset_title(d) or "其他数据"
+        if c.get("carried"):
+            carried.append(title)
+        elif c.get("since") is None:
+            lines.append(f"{title}：首次入库 {c.get('rows', 0):,} 行")
+        else:
+            lines.append(f"{title}：新增 {c['new']:,}，变更 {c['changed']:,}，删除 {c['removed']:,}，"
+                         f"未变 {c['unchanged']:,}（与 {c['since']} 的版本相比）")
+    if carried:
+        lines.append("本夜无新版本、沿用上一版：" + "、".join(carried))
+    return lines
+
+
+RELINK_KINDS = {"other_person": "改关联到另一人", "linked": "新关联上", "unlinked": "不再关联"}
+RELINK_WHY = {"verdict": "乡镇核实结论", "hukou": "户籍变化", "model": "模型重新训练", "other": "候选人变化"}
+IDENTITY_EVENTS = {"split": "一号多人新出现（一个号码分为两人）", "merged": "一号多人消除（合为一人）",
+                   "second_found": "一人多号新认定（注销号码并入本人）", "second_gone": "一人多号解除"}
+
+
+def relinks_text(relinks: dict) -> list[str]:
+    """The records whose link changed since the night linked before, by dataset and why; the hukou
+    identities that split or merged (bidui.matching.relinks)."""
+    if not relinks:
+        return []
+    lines = []
+    for d, c in sorted(relinks.get("datasets", {}).items(), key=lambda kv: dataset_title(kv[0])):
+        kinds = "，".join(f"{w} {c[k]:,}" for k, w in RELINK_KINDS.items() if c.get(k))
+        why = "，".join(f"{w} {c['why'][k]:,}" for k, w in RELINK_WHY.items() if c.get("why", {}).get(k))
+        lines.append(f"{dataset_title(d) or '其他数据'}：{kinds}（原因：{why}）")
+    if not lines:
+        lines.append(f"与 {relinks['since']} 相比，没有记录改变关联")
+    events = relinks.get("identities") or {}
+    if any(events.values()):
+        lines.append("户籍身份：" + "，".join(f"{w} {events[k]:,}" for k, w in IDENTITY_EVENTS.items() if events.get(k)))
+    elif events:
+        lines.append("户籍身份：没有拆分或合并")
+    return lines
+
+
 # ---------------------------------------------------------------- links
 
 

@@ -57,7 +57,7 @@ def connect(path: Path) -> duckdb.DuckDBPyConnection:
     for ds in DATASETS:
         cols = ", ".join(f'"{name}" {sql}' for name, sql in table_columns(ds))
         con.execute(f"CREATE TABLE IF NOT EXISTS {table_name(ds)} (snapshot_date DATE NOT NULL, load_id BIGINT NOT NULL, "
-                    f"source_file VARCHAR NOT NULL, {cols})")
+                    f"source_file VARCHAR NOT NULL, {cols}, row_hash UHUGEINT)")
     _rename_raw_json(con)
     _add_new_columns(con)
     return con
@@ -73,7 +73,7 @@ def _add_new_columns(con: duckdb.DuckDBPyConnection) -> None:
     if "evidence" not in have.get("load_log", {"evidence"}):
         con.execute("ALTER TABLE load_log ADD COLUMN evidence VARCHAR")
     for ds in DATASETS:
-        for name, sql in table_columns(ds):
+        for name, sql in [*table_columns(ds), ("row_hash", "UHUGEINT")]:
             if name not in have.get(table_name(ds), {name}):
                 con.execute(f'ALTER TABLE {table_name(ds)} ADD COLUMN "{name}" {sql}')
 
@@ -182,6 +182,25 @@ def log(con: duckdb.DuckDBPyConnection, load_id: int, night: date, file: str, **
                 [load_id, night, file, *fields.values()])
 
 
+# What a row says, as one stable number: the MD5 of its columns as text, in the dataset's order
+# (so the same whatever form the delivery took: CSV or XLSX, encoding, header words, column order).
+# Not its place (file, row number), nor the unmapped columns (`extra_json`: keyed by the header's
+# words) or which values were refused (they follow from the rest). Text forms that no library
+# version changes: dates as ISO, numbers with 17 significant digits. (polars' and DuckDB's own
+# hashes change between versions: a stored hash must not.)
+HASH_EXCLUDED = frozenset({"source_row", "extra_json", "rejected_columns"})
+
+
+def row_hash_sql(ds: Dataset) -> str:
+    """The SQL of a row's `row_hash` (over the dataset table's own column names)."""
+    def text(name: str, sql: str) -> str:
+        value = f"printf('%.17g', \"{name}\")" if sql == "DOUBLE" else f'"{name}"::VARCHAR'
+        return f"coalesce({value}, chr(0))"
+
+    parts = ", ".join(text(n, sql) for n, sql in table_columns(ds) if n not in HASH_EXCLUDED)
+    return f"md5_number(concat_ws(chr(31), {parts}))"
+
+
 def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, load_id: int, file: str, sha256: str,
                    rows: pl.DataFrame) -> None:
     """Replace the dataset's snapshot of this night with these rows (inside the caller's transaction)."""
@@ -193,7 +212,7 @@ def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, loa
     names = ["snapshot_date", "load_id", "source_file", *(n for n, _ in table_columns(ds))]
     frame = frame.select(names)
     quoted = ", ".join(f'"{n}"' for n in names)
-    con.execute(f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM frame")
+    con.execute(f"INSERT INTO {table} ({quoted}, row_hash) SELECT {quoted}, {row_hash_sql(ds)} FROM frame")
     con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)", [ds.code, night, load_id, file, sha256, rows.height])
 
 

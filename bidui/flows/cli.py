@@ -32,10 +32,12 @@ def print_report(report: NightReport) -> None:
         PUBLISH_LABELS,
         RUN_STATUS_LABELS,
         STEP_LABELS,
+        changes_text,
         decisions_text,
         defects_text,
         links_text,
         model_text,
+        relinks_text,
     )
 
     console = _console()
@@ -49,7 +51,11 @@ def print_report(report: NightReport) -> None:
         files.add_row(escape(f["文件"]), f["数据集"], f["结果"], f"{f['读取']:,}", f"{f['入库']:,}", f"{f['拒收']:,}",
                       escape(f["说明"]))
     console.print(files)
+    if report.changes:
+        console.print("数据变化（与上一版相比）：\n" + "\n".join(f"  {line}" for line in changes_text(report.changes)))
     console.print("身份关联：" + links_text(report.links))
+    if report.relinks:
+        console.print("与上一夜相比：\n" + "\n".join(f"  {line}" for line in relinks_text(report.relinks)))
     if report.model:
         console.print(model_text(report.model.get("version"), report.model.get("trained_at"), report.model.get("trained")))
         if decisions_text(report.model.get("decisions")):

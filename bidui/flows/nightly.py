@@ -41,6 +41,12 @@ class NightReport:
     quality: dict[str, dict[str, int]] = field(default_factory=dict)  # by dataset: defects counted (matching.quality)
     # 数据质量通报 by dataset (bidui.quality.bulletin): kept here so the web page reads it from the ledger
     bulletin: dict[str, dict] = field(default_factory=dict)
+    # by dataset: rows new / changed / removed / unchanged against its previous snapshot, or carried
+    # whole (bidui.connectors.changes)
+    changes: dict[str, dict] = field(default_factory=dict)
+    # records whose link changed since the night linked before, by dataset and why; identities that
+    # split or merged (bidui.matching.relinks)
+    relinks: dict = field(default_factory=dict)
     rules: dict[str, dict] = field(default_factory=dict)  # by rule: status, hits, message
     clues: dict[str, dict[str, int]] = field(default_factory=dict)  # by rule: new, seen, gone, reraised, suppressed
     new_by_township: dict[str, int] = field(default_factory=dict)
@@ -90,10 +96,12 @@ class NightReport:
             PUBLISH_LABELS,
             RUN_STATUS_LABELS,
             STEP_LABELS,
+            changes_text,
             decisions_text,
             defects_text,
             links_text,
             model_text,
+            relinks_text,
         )
 
         files = self.dataset_rows()
@@ -109,7 +117,11 @@ class NightReport:
         if held:
             lines += ["**未入库（暂缓、拒收或缺失）：** " + "；".join(
                 f"{f['文件'] or f['数据集']}：{f['说明'] or f['结果']}" for f in held), ""]
+        if self.changes:
+            lines += ["## 数据变化（与上一版相比）", "", *[f"- {line}" for line in changes_text(self.changes)], ""]
         lines += ["## 关联", "", links_text(self.links), ""]
+        if self.relinks:
+            lines += ["与上一夜相比：", "", *[f"- {line}" for line in relinks_text(self.relinks)], ""]
         if self.model:
             lines += [model_text(self.model.get("version"), self.model.get("trained_at"), self.model.get("trained")), ""]
             if decisions_text(self.model.get("decisions")):
@@ -170,25 +182,30 @@ def ingest_step(home: Home, folder: Path, night: date, force: bool = False) -> l
 
 def link_step(home: Home, night: date) -> dict[str, dict]:
     from bidui.connectors import warehouse
+    from bidui.connectors.changes import night_changes
     from bidui.matching import decisions
     from bidui.matching.dedupe import register_duplicates, store_duplicates
     from bidui.matching.link import Thresholds, link_night
     from bidui.matching.quality import night_defects
+    from bidui.matching.relinks import night_relinks
     from bidui.quality.bulletin import night_bulletin
 
     con = warehouse.connect(home.warehouse)
     try:
         decided = decisions.refresh(con, home)  # the townships' verdicts, from the ledger
         result = link_night(con, night, Thresholds.from_config(config.load(home.config)))
+        relinks = night_relinks(con, night)
         store_duplicates(con, night, register_duplicates(con, night))
         defects = night_defects(con, night)
         bulletin = night_bulletin(con, night, defects)
+        changes = night_changes(con, night)
     finally:
         con.close()
     model = {"version": result.model_version, "trained": result.trained,
              "trained_at": result.model_trained_at.isoformat() if result.model_trained_at else None}
     model["decisions"] = decided
-    return {"links": result.counts, "quality": defects, "bulletin": bulletin, "model": model}
+    return {"links": result.counts, "quality": defects, "bulletin": bulletin, "model": model, "changes": changes,
+            "relinks": relinks}
 
 
 def rules_step(home: Home, night: date) -> dict[str, dict]:
@@ -283,6 +300,8 @@ def apply_step(report: NightReport, step: str, value: object) -> None:
         report.links, report.quality = linked["links"], linked["quality"]
         report.model = linked.get("model", {})
         report.bulletin = linked.get("bulletin", {})
+        report.changes = linked.get("changes", {})
+        report.relinks = linked.get("relinks", {})
     elif step == "rules":
         report.rules = value  # type: ignore[assignment]
     elif step == "publish":

@@ -124,7 +124,7 @@ def _rules(c: Ctx) -> list[dict]:
 
 
 def _runs(c: Ctx) -> tuple[list[dict], list[dict]]:
-    from bidui.clues.present import defects_text
+    from bidui.clues.present import changes_text, defects_text, relinks_text
 
     runs, held = [], []
     for r in c.session.scalars(select(RunReport).order_by(RunReport.night.desc()).limit(10)):
@@ -147,6 +147,8 @@ def _runs(c: Ctx) -> tuple[list[dict], list[dict]]:
                                 if f.get("status") == "forced"],
                      "not_in": not_in, "new": sum(v.get("new", 0) for v in report.get("clues", {}).values()),
                      "defects": defects_text(report.get("quality") or {}),
+                     "changes": changes_text(report.get("changes") or {}),
+                     "relinks": relinks_text(report.get("relinks") or {}),
                      "timings": [(present.STEP_LABELS.get(k, "其他"), v) for k, v in report.get("timings", {}).items()]})
     return runs, held
 

@@ -1,0 +1,81 @@
+"""What changed in each dataset since its previous snapshot, row by row (the run report's 新增 /
+变更 / 删除 / 未变): rows are compared by `row_hash` (what the row says, whatever the delivery's
+form), and a row that is not the same is told new or changed by what it is about
+(`Dataset.row_identity`: the person's ID number, a plate, a credit code…).
+
+A dataset whose file did not come tonight, or came again with the same bytes, keeps its snapshot:
+all of its rows are carried, and nothing is counted. A comparison is made once per pair of
+snapshots (`warehouse.counted_once`): a later run of the night reads it."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+
+from bidui.connectors import warehouse as wh
+from bidui.datasets import DATASETS, Dataset
+
+
+def _rows_sql(ds: Dataset, snap: date, columns: tuple[str, ...] | list[str] = ()) -> str:
+    """The snapshot's rows as (h, columns…; by default its identity): the stored hash, or the same
+    hash computed for rows stored before hashes were kept."""
+    cols = ", ".join(f'"{c}"' for c in (columns or ds.row_identity))
+    return (f"SELECT coalesce(row_hash, {wh.row_hash_sql(ds)}) AS h, {cols} "
+            f"FROM {wh.table_name(ds)} WHERE snapshot_date = DATE '{snap.isoformat()}'")
+
+
+def compare_rows_sql(ds: Dataset, before: date, after: date, columns: list[str]) -> str:
+    """The rows (these columns) that went from `before`'s snapshot or came in `after`'s."""
+    cols = ", ".join(f'"{c}"' for c in columns)
+    return f"""
+        WITH a AS ({_rows_sql(ds, before, columns)}), b AS ({_rows_sql(ds, after, columns)})
+        SELECT {cols} FROM a ANTI JOIN b ON a.h = b.h
+        UNION ALL
+        SELECT {cols} FROM b ANTI JOIN a ON a.h = b.h"""
+
+
+def compare_sql(ds: Dataset, before: date, after: date) -> str:
+    """new, changed, removed, unchanged rows of `after`'s snapshot against `before`'s. A row is
+    unchanged when a row of the other snapshot says the same (duplicates count as their content);
+    of the rest, a row is changed when a row the other snapshot lost is about the same thing."""
+    on = " AND ".join(f'x."{c}" = y."{c}"' for c in ds.row_identity)
+    return f"""
+        WITH a AS ({_rows_sql(ds, before)}), b AS ({_rows_sql(ds, after)}),
+        gone AS (SELECT * FROM a ANTI JOIN b ON a.h = b.h),
+        came AS (SELECT * FROM b ANTI JOIN a ON a.h = b.h)
+        SELECT (SELECT count(*) FROM came x ANTI JOIN gone y ON {on}) AS new,
+               (SELECT count(*) FROM came x SEMI JOIN gone y ON {on}) AS changed,
+               (SELECT count(*) FROM gone x ANTI JOIN came y ON {on}) AS removed,
+               (SELECT count(*) FROM b) - (SELECT count(*) FROM came) AS unchanged"""
+
+
+def snapshot_changes(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date) -> dict:
+    """The dataset's rows on the night, against its previous snapshot:
+    {"since": date or None, "rows", "new", "changed", "removed", "unchanged", "carried"}. `carried`:
+    the snapshot in force is an earlier night's (no file tonight, or the same bytes again)."""
+    in_force = wh.in_force(con, night).get(ds.code)
+    if in_force is None:
+        return {}
+    rows = con.execute("SELECT rows FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [ds.code, in_force]).fetchone()[0]
+    if in_force < night:
+        return {"since": in_force.isoformat(), "rows": rows, "carried": True}
+    before = wh.last_snapshot(con, ds.code, night)
+    if before is None:
+        return {"since": None, "rows": rows, "new": rows, "changed": 0, "removed": 0, "unchanged": 0, "carried": False}
+    sql = compare_sql(ds, before[0], night)
+    (before_load,), = con.execute("SELECT load_id FROM snapshots WHERE dataset = ? AND snapshot_date = ?",
+                                  [ds.code, before[0]]).fetchall()
+
+    def count(_load: int | None) -> dict:
+        new, changed, removed, unchanged = con.execute(sql).fetchone()
+        return {"new": int(new), "changed": int(changed), "removed": int(removed), "unchanged": int(unchanged)}
+
+    # Kept by tonight's load; the earlier snapshot's load is part of what was counted.
+    counts = wh.counted_once(con, ds.code, night, f"{sql}\n-- against load {before_load}", count)
+    return {"since": before[0].isoformat(), "rows": rows, **counts, "carried": False}
+
+
+def night_changes(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, dict]:
+    """`snapshot_changes` of every dataset with a snapshot in force on the night."""
+    return {ds.code: found for ds in DATASETS if (found := snapshot_changes(con, ds, night))}

@@ -1,0 +1,141 @@
+"""What changed in the links since the night linked before (issue 18, part 5): records linked to
+another person than the night before, newly linked or no longer linked, each with why; and the
+hukou identities that split or merged.
+
+A record is followed from one night to the next by what it says (`row_hash`, with its role), not by
+its file and row, which change with every delivery; a record that is new tonight is not re-linked,
+it is new. Why, in this order: a township's verdict names it (不是本人 / 确认是本人); hukou changed
+under it (a row with its number, or its person's, or the person it was linked to, came, went or
+changed); the model was trained tonight and the link is scored; else its candidates changed
+(`other`)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+
+from bidui.connectors import warehouse as wh
+from bidui.connectors.changes import compare_rows_sql
+from bidui.datasets import BY_CODE, DATASETS
+
+WHY = ("verdict", "hukou", "model", "other")
+KINDS = ("other_person", "linked", "unlinked")
+
+
+def previous_linked_night(con: duckdb.DuckDBPyConnection, night: date) -> date | None:
+    row = con.execute("SELECT max(night) FROM link_runs WHERE night < ?", [night]).fetchone()
+    return row[0] if row else None
+
+
+def _touched_ids_sql(before: date, after: date) -> str:
+    """The ID numbers of hukou rows that came, went or changed between two snapshots."""
+    return f"""
+        SELECT DISTINCT id_number FROM ({compare_rows_sql(BY_CODE['hukou'], before, after, ['id_number'])})
+        WHERE id_number IS NOT NULL"""
+
+
+def _records_sql(ds_code: str, id_column: str, role: str, night: date, snap: date) -> str:
+    """A night's links of one dataset and role, by what the record says: (h, id, person_key, method);
+    rows that say the same are one (their links are the same)."""
+    return f"""
+        SELECT d.h, any_value(d.id) AS id, min(l.person_key) AS person_key, min(l.method) AS method
+        FROM links l JOIN (SELECT coalesce(row_hash, {wh.row_hash_sql(BY_CODE[ds_code])}) AS h, "{id_column}" AS id,
+                                  source_file, source_row
+                           FROM ds_{ds_code} WHERE snapshot_date = DATE '{snap.isoformat()}') d
+             ON d.source_file = l.source_file AND d.source_row = l.source_row
+        WHERE l.night = DATE '{night.isoformat()}' AND l.dataset = '{ds_code}' AND l.role = '{role}'
+        GROUP BY d.h"""
+
+
+def _moved_sql(ds_code: str, id_column: str, role: str, night: date, before: date, snap: date, then: date) -> str:
+    """The records of one dataset and role whose person differs between the two nights: (id,
+    person_key, method, was, was_method). A snapshot carried from one night to the next holds the
+    same rows in the same places: they are followed by their row, and only the moved ones are read
+    from the snapshot (for their number); a new snapshot's rows are followed by what they say."""
+    if snap == then:
+        def links_of(n: date) -> str:
+            return (f"SELECT source_file, source_row, person_key, method FROM links WHERE night = DATE '{n.isoformat()}' "
+                    f"AND dataset = '{ds_code}' AND role = '{role}'")
+
+        return f"""
+            SELECT d."{id_column}" AS id, m.* EXCLUDE (source_file, source_row)
+            FROM (SELECT a.*, b.person_key AS was, b.method AS was_method
+                  FROM ({links_of(night)}) a JOIN ({links_of(before)}) b USING (source_file, source_row)
+                  WHERE a.person_key IS DISTINCT FROM b.person_key) m
+            JOIN ds_{ds_code} d ON d.snapshot_date = DATE '{snap.isoformat()}' AND d.source_file = m.source_file
+                 AND d.source_row = m.source_row"""
+    return f"""
+        SELECT a.id, a.person_key, a.method, b.person_key AS was, b.method AS was_method
+        FROM ({_records_sql(ds_code, id_column, role, night, snap)}) a
+        JOIN ({_records_sql(ds_code, id_column, role, before, then)}) b ON a.h = b.h
+        WHERE a.person_key IS DISTINCT FROM b.person_key"""
+
+
+def night_relinks(con: duckdb.DuckDBPyConnection, night: date) -> dict:
+    """{"since": the night before, "datasets": {dataset: {"other_person", "linked", "unlinked",
+    "why": {verdict, hukou, model, other}}}, "identities": {split, merged, second_found, second_gone}}
+    — empty when no night was linked before this one."""
+    before = previous_linked_night(con, night)
+    if before is None:
+        return {}
+    now_force, then_force = wh.in_force(con, night), wh.in_force(con, before)
+    trained = con.execute("SELECT count(*) FROM link_models WHERE night = ?", [night]).fetchone()[0] > 0
+    spine_now, spine_then = now_force.get("hukou"), then_force.get("hukou")
+    touched = (_touched_ids_sql(spine_then, spine_now) if spine_now and spine_then and spine_now != spine_then
+               else "SELECT NULL::VARCHAR AS id_number WHERE FALSE")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE relink_touched AS {touched}")
+    con.execute("CREATE TABLE IF NOT EXISTS link_decisions (kind VARCHAR, dataset VARCHAR, role VARCHAR, "
+                "id_number VARCHAR, name VARCHAR, person_key VARCHAR, clue_id BIGINT, verifier_name VARCHAR, "
+                "decided_on DATE)")
+    datasets: dict[str, dict] = {}
+    try:
+        for ds in DATASETS:
+            if not ds.persons or ds.code == "hukou" or ds.code not in now_force or ds.code not in then_force:
+                continue
+            counts = dict.fromkeys(KINDS, 0) | {"why": dict.fromkeys(WHY, 0)}
+            for ref in ds.persons:
+                # Scored tonight or last night, by a model trained tonight.
+                model = "(a.method IN ('fuzzy', 'review') OR a.was_method IN ('fuzzy', 'review'))" if trained else "FALSE"
+                moved = _moved_sql(ds.code, ref.id_column, ref.role, night, before, now_force[ds.code],
+                                   then_force[ds.code])
+                rows = con.execute(f"""
+                    SELECT CASE WHEN a.person_key IS NULL THEN 'unlinked' WHEN a.was IS NULL THEN 'linked'
+                                ELSE 'other_person' END AS kind, CASE
+                        WHEN a.id IN (SELECT id_number FROM link_decisions WHERE dataset = '{ds.code}'
+                                      AND role = '{ref.role}') THEN 'verdict'
+                        WHEN a.id IN (SELECT id_number FROM relink_touched)
+                             OR split_part(a.person_key, '~', 1) IN (SELECT id_number FROM relink_touched)
+                             OR split_part(a.was, '~', 1) IN (SELECT id_number FROM relink_touched) THEN 'hukou'
+                        WHEN {model} THEN 'model'
+                        ELSE 'other' END AS why, count(*)
+                    FROM ({moved}) a GROUP BY ALL""").fetchall()
+                for kind, why, n in rows:
+                    counts[kind] += n
+                    counts["why"][why] += n
+            if any(counts[k] for k in KINDS):
+                datasets[ds.code] = counts
+    finally:
+        con.execute("DROP TABLE IF EXISTS relink_touched")
+    result: dict = {"since": before.isoformat(), "datasets": datasets}
+    if spine_now and spine_then and spine_now != spine_then:
+        result["identities"] = identity_events(con, spine_then, spine_now)
+    return result
+
+
+def identity_events(con: duckdb.DuckDBPyConnection, before: date, after: date) -> dict[str, int]:
+    """Hukou identities that split or merged between two snapshots (`hukou_identity`):
+    `split`: a number two persons now share (一号多人) that one person held before; `merged`: the
+    reverse; `second_found`: a cancelled second number now taken as another number's person
+    (一人多号); `second_gone`: the reverse."""
+    shared = """SELECT DISTINCT split_part(person_key, '~', 1) AS id_number FROM hukou_identity
+                WHERE snapshot_date = ? AND contains(person_key, '~')"""
+    second = """SELECT DISTINCT h.id_number FROM hukou_identity i
+                JOIN ds_hukou h ON h.snapshot_date = i.snapshot_date AND h.source_row = i.source_row
+                WHERE i.snapshot_date = ? AND NOT i.is_primary"""
+    counts = {}
+    for name, sql, a, b in (("split", shared, after, before), ("merged", shared, before, after),
+                            ("second_found", second, after, before), ("second_gone", second, before, after)):
+        (counts[name],), = con.execute(f"SELECT count(*) FROM ({sql}) x ANTI JOIN ({sql}) y USING (id_number)",
+                                       [a, b]).fetchall()
+    return counts

@@ -1,0 +1,80 @@
+"""Issue 18, part 5: the run report says which records' links changed since the night linked
+before, and why; and the hukou identities that split or merged."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+from bidui.clues.present import relinks_text
+from bidui.connectors import warehouse as wh
+from bidui.datasets import BY_CODE
+from bidui.home import Home
+from bidui.matching.link import link_night
+from bidui.matching.relinks import night_relinks
+from tests.present_support import internal_codes
+
+NIGHT1, NIGHT2 = date(2026, 11, 20), date(2026, 11, 21)
+
+
+def _new_hukou_snapshot(con, *edits: str) -> None:
+    """Night 2's hukou: night 1's rows, edited by `edits` (SQL on `_h`), stored as its own snapshot."""
+    hukou = BY_CODE["hukou"]
+    con.execute("CREATE OR REPLACE TEMP TABLE _h AS SELECT * FROM ds_hukou WHERE snapshot_date = ?", [NIGHT1])
+    for edit in edits:
+        con.execute(edit)
+    con.execute(f"UPDATE _h SET snapshot_date = ?, load_id = 999, row_hash = {wh.row_hash_sql(hukou)}", [NIGHT2])
+    con.execute("INSERT INTO ds_hukou SELECT * FROM _h")
+    (rows,), = con.execute("SELECT count(*) FROM _h").fetchall()
+    con.execute("INSERT INTO snapshots VALUES ('hukou', ?, 999, 'hukou_2.csv', 'x', ?)", [NIGHT2, rows])
+
+
+def test_records_whose_person_left_hukou_and_a_number_two_persons_now_share(published_home, tmp_path: Path) -> None:
+    root, _, _ = published_home
+    shutil.copy(Home(root).warehouse, tmp_path / "w.duckdb")
+    con = wh.connect(tmp_path / "w.duckdb")
+    try:
+        # A person with two exact-linked vehicles… and a number one person holds alone.
+        gone, = con.execute("""
+            SELECT l.person_key FROM links l WHERE l.night = ? AND l.dataset = 'vehicles' AND l.method = 'exact'
+            AND NOT contains(l.person_key, '~') GROUP BY ALL HAVING count(*) = 1 ORDER BY 1 LIMIT 1""", [NIGHT1]).fetchone()
+        shared, = con.execute("""
+            SELECT id_number FROM ds_hukou WHERE snapshot_date = ? AND id_number_status = 'valid' AND id_number <> ?
+            GROUP BY ALL HAVING count(*) = 1 ORDER BY 1 LIMIT 1""", [NIGHT1, gone]).fetchone()
+        # Night 2: the first person's hukou row is gone (moved out); a second person, another name and
+        # birth date, is registered under the other's number (一号多人).
+        _new_hukou_snapshot(con, f"DELETE FROM _h WHERE id_number = {wh.sql_text(gone)}", f"""
+            INSERT INTO _h SELECT * REPLACE (name || '甲' AS name, name_raw || '甲' AS name_raw,
+                                             birth_date - 400 AS birth_date, source_row + 100000 AS source_row)
+            FROM _h WHERE id_number = {wh.sql_text(shared)}""")
+        wh.add_name_keys(con, wh.query(con, "SELECT name FROM _h")["name"])
+        link_night(con, NIGHT1)
+        link_night(con, NIGHT2)
+        found = night_relinks(con, NIGHT2)
+    finally:
+        con.close()
+    assert found["since"] == NIGHT1.isoformat()
+    vehicles = found["datasets"]["vehicles"]
+    # The vehicle of the person who left is no longer linked to them, because hukou changed.
+    assert vehicles["unlinked"] + vehicles["other_person"] >= 1
+    assert vehicles["why"]["hukou"] == vehicles["unlinked"] + vehicles["other_person"] + vehicles["linked"]
+    assert found["identities"] == {"split": 1, "merged": 0, "second_found": 0, "second_gone": 0}
+    lines = relinks_text(found)
+    assert any(line.startswith("机动车登记：") and "户籍变化" in line for line in lines)
+    assert "户籍身份：一号多人新出现（一个号码分为两人） 1" in lines
+    assert internal_codes(" ".join(lines)) == []
+
+
+def test_nothing_moved_is_said_so(published_home, tmp_path: Path) -> None:
+    root, _, _ = published_home
+    shutil.copy(Home(root).warehouse, tmp_path / "w.duckdb")
+    con = wh.connect(tmp_path / "w.duckdb")
+    try:
+        assert night_relinks(con, NIGHT1) == {}  # the first night linked: nothing to compare with
+        link_night(con, NIGHT2)  # the same snapshots in force: every link stays
+        found = night_relinks(con, NIGHT2)
+    finally:
+        con.close()
+    assert found == {"since": NIGHT1.isoformat(), "datasets": {}}
+    assert relinks_text(found) == [f"与 {NIGHT1.isoformat()} 相比，没有记录改变关联"]
