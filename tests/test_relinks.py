@@ -78,3 +78,5 @@ def test_nothing_moved_is_said_so(published_home, tmp_path: Path) -> None:
         con.close()
     assert found == {"since": NIGHT1.isoformat(), "datasets": {}}
     assert relinks_text(found) == [f"与 {NIGHT1.isoformat()} 相比，没有记录改变关联"]
+    # The night's step adds how many sure links it carried (bidui.matching.carry).
+    assert relinks_text(found | {"carried": 1234})[0] == "沿用上一夜的确定关联 1,234 条（记录与其户籍均未变，不再重新关联）"

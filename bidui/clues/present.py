@@ -318,11 +318,13 @@ def relinks_text(relinks: dict) -> list[str]:
     if not relinks:
         return []
     lines = []
+    if relinks.get("carried"):
+        lines.append(f"沿用上一夜的确定关联 {relinks['carried']:,} 条（记录与其户籍均未变，不再重新关联）")
     for d, c in sorted(relinks.get("datasets", {}).items(), key=lambda kv: dataset_title(kv[0])):
         kinds = "，".join(f"{w} {c[k]:,}" for k, w in RELINK_KINDS.items() if c.get(k))
         why = "，".join(f"{w} {c['why'][k]:,}" for k, w in RELINK_WHY.items() if c.get("why", {}).get(k))
         lines.append(f"{dataset_title(d) or '其他数据'}：{kinds}（原因：{why}）")
-    if not lines:
+    if not relinks.get("datasets"):
         lines.append(f"与 {relinks['since']} 相比，没有记录改变关联")
     events = relinks.get("identities") or {}
     if any(events.values()):

@@ -195,6 +195,8 @@ def link_step(home: Home, night: date) -> dict[str, dict]:
         decided = decisions.refresh(con, home)  # the townships' verdicts, from the ledger
         result = link_night(con, night, Thresholds.from_config(config.load(home.config)))
         relinks = night_relinks(con, night)
+        if relinks:
+            relinks["carried"] = result.carried
         store_duplicates(con, night, register_duplicates(con, night))
         defects = night_defects(con, night)
         bulletin = night_bulletin(con, night, defects)

@@ -13,6 +13,7 @@ import duckdb
 import polars as pl
 
 from bidui.connectors import warehouse as wh
+from bidui.matching import carry as carry_mod
 from bidui.matching import compare as cmp
 from bidui.matching import fs
 from bidui.matching.decisions import DECIDED_DDL, stage_decided
@@ -67,6 +68,7 @@ class LinkResult:
     shares: dict[str, list[float]] = field(default_factory=dict)
     model_version: int | None = None
     model_trained_at: datetime | None = None
+    carried: int = 0  # sure links carried from the night before (bidui.matching.carry)
 
 
 @dataclass
@@ -335,15 +337,16 @@ EXPORT_COLUMNS = ["dataset", "source_file", "source_row", "id_number_raw", "name
 STABLE = ["dataset", "source_file", "source_row", "role"]  # a record's identity across runs (rec is not)
 
 
-def stage_night(con: duckdb.DuckDBPyConnection, night: date) -> list[str]:
+def stage_night(con: duckdb.DuckDBPyConnection, night: date, restage: list[str] | None = None) -> list[str]:
     """The night's records and spine as temp tables `link_recs` and `link_spine`; the datasets
-    skipped. They stay in DuckDB: only the residue of the exact step reaches Python."""
+    skipped. They stay in DuckDB: only the residue of the exact step reaches Python. Of the
+    datasets in `restage`, only the records `link_restage` lists (`bidui.matching.carry`)."""
     snap = spine_snapshot(con, night)
     prepare_spine(con, snap)
     # `pi`: the spine row's number, what the blocking keys (`link_spine_keys`) point back with.
     con.execute(f"CREATE OR REPLACE TEMP TABLE link_spine AS SELECT row_number() OVER () - 1 AS pi, {', '.join(SPINE_COLUMNS)} "
                 f"FROM ({SPINE_SQL})", [snap, snap])
-    sql, args, skipped = records_sql(con, night)
+    sql, args, skipped = records_sql(con, night, restage=restage or ())
     if sql is None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE link_recs ({RECORD_DDL})")
     else:
@@ -569,7 +572,7 @@ OUTCOME_SQL = LINK_OUTCOME_SQL.replace("SELECT r.rec,", "SELECT r.rec, r.dataset
 
 
 def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thresholds = Thresholds(),
-               retrain: bool = False) -> LinkResult:
+               retrain: bool = False, carry: bool = True) -> LinkResult:
     """Link every person-bearing record in force on the night and store the links (replacing the
     night's earlier ones, in one transaction). The model of an earlier night is kept unless
     `retrain` or the night's candidates drifted from those it was trained on (DRIFT); a model
@@ -579,20 +582,34 @@ def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Threshol
     # (every read of the results sorts), and without it DuckDB writes in parallel.
     con.execute("SET preserve_insertion_order = false")
     try:
-        return _link_and_store(con, night, thresholds, start, retrain)
+        return _link_and_store(con, night, thresholds, start, retrain, carry)
     finally:
         con.execute("RESET preserve_insertion_order")
 
 
+# What makes a sure link: links made by other SQL are not carried (bidui.matching.carry).
+SURE_CODE = carry_mod.code_digest(EXACT_SQL, *SURE_SQL, SPINE_KEYS_SQL)
+
+
 def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thresholds, start: float,
-                    retrain: bool) -> LinkResult:
+                    retrain: bool, carry: bool) -> LinkResult:
     kept = stored_model(con)
-    skipped = stage_night(con, night)
-    result = link_staged(con, thresholds, seed=night.toordinal(), kept=kept, retrain=retrain)
-    result.skipped = skipped
-    lap = time.perf_counter()
     con.execute(LINKS_SCHEMA)
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS model_version INTEGER")
+    con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS code VARCHAR")
+    con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS carried BIGINT")
+    # Training draws from every record: a night that trains (asked, or the first) links them all.
+    plan = carry_mod.plan(con, night, SURE_CODE) if carry and kept is not None and not retrain else carry_mod.Carry()
+    skipped = stage_night(con, night, plan.datasets)
+    result = link_staged(con, thresholds, seed=night.toordinal(), kept=kept, retrain=retrain)
+    if plan.datasets and result.trained is not None:  # the candidates drifted: trained, so all again
+        why, plan = result.trained, carry_mod.Carry()
+        skipped = stage_night(con, night)
+        result = link_staged(con, thresholds, seed=night.toordinal(), kept=kept, retrain=True)
+        result.trained = why
+    result.skipped = skipped
+    result.carried = plan.rows
+    lap = time.perf_counter()
     if kept is not None and result.trained is None:
         result.model_version, result.model_trained_at = kept.version, kept.trained_at
     con.execute("BEGIN TRANSACTION")
@@ -602,6 +619,8 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
         # The raw ID and name are not copied: the export reads them from the snapshots.
         cols = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
         con.execute(f"INSERT INTO links (night, {cols}) SELECT ?::DATE, {cols} FROM ({OUTCOME_SQL})", [night])
+        if plan.rows:
+            con.execute(f"INSERT INTO links (night, {cols}) SELECT ?::DATE, {cols} FROM link_carry", [night])
         counts = dict(con.execute("SELECT method, count(*) FROM links WHERE night = ? GROUP BY ALL", [night]).fetchall())
         result.counts = {str(k): int(v) for k, v in counts.items()}
         result.records = sum(result.counts.values())
@@ -615,10 +634,12 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
                          fs.to_json(result.model, result.shares)])
         model = result.model.weights_table().write_json() if result.model else None
         con.execute("INSERT INTO link_runs (night, records, exact, fuzzy, review, none, pairs, seconds, model, skipped, "
-                    "model_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "model_version, code, carried) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [night, result.records, sum(result.counts.get(m, 0) for m in SURE_METHODS),
                      *(result.counts.get(m, 0) for m in ("fuzzy", "review", "none")),
-                     result.pairs, result.seconds, model, ",".join(skipped), result.model_version])
+                     result.pairs, result.seconds, model, ",".join(skipped), result.model_version, SURE_CODE,
+                     plan.rows])
+        carry_mod.remember_decisions(con, night)
         con.execute("COMMIT")
     except Exception:
         wh.rollback(con)
@@ -627,6 +648,7 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
                   "link_shared", "link_conflict", "link_sure",
                   "link_residue", "link_spine_keys", "link_pairs", "link_namesakes", "link_fuzzy"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
+    carry_mod.drop(con)
     return result
 
 

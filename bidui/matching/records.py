@@ -148,11 +148,18 @@ def linked_datasets() -> list[str]:
 REC_BLOCK = 10**12  # rec = person reference × REC_BLOCK + source row
 
 
-def records_sql(con: duckdb.DuckDBPyConnection, night: date, only: list[str] | None = None
-                ) -> tuple[str | None, list, list[str]]:
+def restaged(dataset: str, role: str) -> str:
+    return (f" AND m.source_row IN (SELECT source_row FROM link_restage WHERE dataset = '{dataset}' "
+            f"AND role = '{role}')")
+
+
+def records_sql(con: duckdb.DuckDBPyConnection, night: date, only: list[str] | None = None,
+                restage: list[str] | tuple[str, ...] = ()) -> tuple[str | None, list, list[str]]:
     """SQL selecting the person-bearing records in force (one row per person reference), its
-    parameters, and the datasets skipped (no snapshot). `only` limits the datasets. `rec` numbers
-    the records: a snapshot is one file, so (person reference, source row) is unique."""
+    parameters, and the datasets skipped (no snapshot). `only` limits the datasets; of those in
+    `restage`, only the rows the temp table `link_restage` (dataset, role, source_row) lists
+    (`bidui.matching.carry`). `rec` numbers the records the same either way: a snapshot is one
+    file, so (person reference, source row) is unique."""
     parts, args, skipped = [], [], []
     in_force = wh.in_force(con, night)
     for ds in DATASETS:
@@ -177,7 +184,7 @@ def records_sql(con: duckdb.DuckDBPyConnection, night: date, only: list[str] | N
                        {'TRUE' if ds.code in HEAD_DATASETS else 'NULL::BOOLEAN'} AS is_head
                 FROM ds_{ds.code} m {join}
                 LEFT JOIN name_keys k ON k.name = m.{ref.name_column}
-                WHERE m.snapshot_date = ?""")
+                WHERE m.snapshot_date = ?{restaged(ds.code, ref.role) if ds.code in restage else ''}""")
             args.append(snap)
     return (" UNION ALL ".join(parts) if parts else None), args, skipped
 

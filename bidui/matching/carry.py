@@ -1,0 +1,139 @@
+"""Sure links carried from the night linked before (issue 18, part 2): a night re-links only what
+could have changed.
+
+A sure link (exact, former_name, household, excel_cut) depends on the record and on the hukou rows
+that share its number, its number's first 15 digits or its holder's hukou household, and on the
+townships' verdicts that name it — never on the model. So a record of a dataset whose snapshot is
+the one linked the night before keeps last night's sure link unless hukou changed under it (a row
+with its number, its 15 digits or its holder's household came, went or changed, or a number's
+person changed: 一号多人, 一人多号) or a verdict names it, tonight or last night. Everything else of
+such a dataset — its scored, unlinked and confirmed records — is linked again, with every record of
+the datasets that came anew; blocking, name frequencies and the model's prior still see the whole
+spine and the whole residue, so the outcome equals linking everything
+(`tests/test_carry.py` compares the two night after night).
+
+Nothing is carried when the model is trained tonight (training draws from every record), when the
+night before was linked by other SQL (`CODE`), or when there is no night before."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date
+
+import duckdb
+
+from bidui.connectors import warehouse as wh
+from bidui.connectors.changes import compare_rows_sql
+from bidui.datasets import BY_CODE
+from bidui.matching import records as rec_sql
+
+SURE = ("exact", "former_name", "household", "excel_cut")
+USED_DDL = ("CREATE TABLE IF NOT EXISTS link_decisions_used (night DATE NOT NULL, dataset VARCHAR NOT NULL, "
+            "role VARCHAR NOT NULL, id_number VARCHAR NOT NULL)")
+
+
+def code_digest(*texts: str) -> str:
+    """What linked a night, as a digest of its SQL: links made by other SQL are not carried."""
+    return hashlib.sha256("\x1f".join((*texts, rec_sql.SPINE_SQL, rec_sql.IDENTITY_SQL, repr(rec_sql.CONTEXT))
+                                      ).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Carry:
+    """What tonight takes from the night before: `datasets` whose sure links are carried (but for
+    the records in the temp table `link_restage`), their rows in the temp table `link_carry`."""
+
+    before: date | None = None
+    datasets: list[str] = field(default_factory=list)
+    rows: int = 0
+
+
+def _touched(con: duckdb.DuckDBPyConnection, then: date, now: date) -> None:
+    """`carry_touched` (id_number): the numbers hukou changed under between two snapshots — rows
+    that came, went or changed; numbers whose person changed; every number of a household one of
+    whose rows changed (a household link reads all of its members)."""
+    changed = compare_rows_sql(BY_CODE["hukou"], then, now, ["id_number", "hukou_number"])
+    person = """SELECT h.id_number, i.person_key, i.is_primary FROM hukou_identity i
+                JOIN ds_hukou h ON h.snapshot_date = i.snapshot_date AND h.source_row = i.source_row
+                WHERE i.snapshot_date = DATE '{}'"""
+    a, b = person.format(then.isoformat()), person.format(now.isoformat())
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE carry_touched AS
+        WITH changed AS ({changed}),
+        households AS (SELECT DISTINCT hukou_number FROM changed WHERE hukou_number IS NOT NULL),
+        persons AS ((({a}) EXCEPT ({b})) UNION (({b}) EXCEPT ({a})))
+        SELECT id_number FROM changed WHERE id_number IS NOT NULL
+        UNION SELECT id_number FROM persons
+        UNION SELECT h.id_number FROM ds_hukou h SEMI JOIN households x ON x.hukou_number = h.hukou_number
+              WHERE h.snapshot_date IN (DATE '{then.isoformat()}', DATE '{now.isoformat()}') AND h.id_number IS NOT NULL""")
+
+
+def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
+    """What can be carried into the night (temp tables `link_carry`, `link_restage`); nothing
+    when there is no night before, it was linked by other SQL, or no dataset kept its snapshot."""
+    con.execute(USED_DDL)
+    row = con.execute("SELECT night, code FROM link_runs WHERE night = (SELECT max(night) FROM link_runs WHERE night < ?)",
+                      [night]).fetchone()
+    if row is None or row[1] != code:
+        return Carry()
+    before = row[0]
+    now_force, then_force = wh.in_force(con, night), wh.in_force(con, before)
+    datasets = [d for d in rec_sql.linked_datasets() if d in now_force and now_force[d] == then_force.get(d)]
+    if not datasets or "hukou" not in now_force or "hukou" not in then_force:
+        return Carry()
+    if now_force["hukou"] == then_force["hukou"]:
+        con.execute("CREATE OR REPLACE TEMP TABLE carry_touched (id_number VARCHAR)")
+    else:
+        _touched(con, then_force["hukou"], now_force["hukou"])
+    # Tonight's verdicts (the warehouse's copy, refreshed before linking) and those of the night before.
+    con.execute("CREATE TABLE IF NOT EXISTS link_decisions (kind VARCHAR, dataset VARCHAR, role VARCHAR, "
+                "id_number VARCHAR, name VARCHAR, person_key VARCHAR, clue_id BIGINT, verifier_name VARCHAR, "
+                "decided_on DATE)")
+    con.execute("""CREATE OR REPLACE TEMP TABLE carry_decided AS
+                   SELECT dataset, role, id_number FROM link_decisions
+                   UNION SELECT dataset, role, id_number FROM link_decisions_used WHERE night = ?""", [before])
+    con.execute("CREATE OR REPLACE TEMP TABLE link_restage (dataset VARCHAR, role VARCHAR, source_row BIGINT)")
+    con.execute("""CREATE OR REPLACE TEMP TABLE link_carry AS SELECT dataset, source_file, source_row, role, person_key,
+                   method, score, id_name_conflict, explanation FROM links WHERE FALSE""")
+    sure = ", ".join(f"'{m}'" for m in SURE)
+    for code_ in datasets:
+        ds = BY_CODE[code_]
+        snap = now_force[code_].isoformat()
+        for ref in ds.persons:
+            where = f"night = DATE '{before.isoformat()}' AND dataset = '{code_}' AND role = '{ref.role}'"
+            # Linked again: what was not surely linked, and what hukou or a verdict changed under.
+            con.execute(f"""
+                INSERT INTO link_restage
+                SELECT '{code_}', '{ref.role}', source_row FROM links WHERE {where} AND method NOT IN ({sure})
+                UNION
+                SELECT '{code_}', '{ref.role}', m.source_row FROM ds_{code_} m
+                WHERE m.snapshot_date = DATE '{snap}' AND (
+                      m.{ref.id_column} IN (SELECT id_number FROM carry_touched)
+                      OR (m.{ref.id_column}_status = 'excel_mangled'
+                          AND substr(m.{ref.id_column}, 1, 15) IN (SELECT substr(id_number, 1, 15) FROM carry_touched))
+                      OR coalesce(m.{ref.id_column}, m.{ref.id_column}_raw) IN (
+                          SELECT id_number FROM carry_decided WHERE dataset = '{code_}' AND role = '{ref.role}'))""")
+            con.execute(f"""
+                INSERT INTO link_carry
+                SELECT dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation
+                FROM links l WHERE {where} AND method IN ({sure})
+                AND NOT EXISTS (SELECT 1 FROM link_restage r WHERE r.dataset = '{code_}' AND r.role = '{ref.role}'
+                                AND r.source_row = l.source_row)""")
+    (rows,), = con.execute("SELECT count(*) FROM link_carry").fetchall()
+    return Carry(before, datasets, rows)
+
+
+def remember_decisions(con: duckdb.DuckDBPyConnection, night: date) -> None:
+    """The verdicts the night was linked with (the next night re-links what they named)."""
+    con.execute(USED_DDL)
+    con.execute("CREATE TABLE IF NOT EXISTS link_decisions (kind VARCHAR, dataset VARCHAR, role VARCHAR, "
+                "id_number VARCHAR, name VARCHAR, person_key VARCHAR, clue_id BIGINT, verifier_name VARCHAR, "
+                "decided_on DATE)")
+    con.execute("DELETE FROM link_decisions_used WHERE night = ?", [night])
+    con.execute("INSERT INTO link_decisions_used SELECT DISTINCT ?, dataset, role, id_number FROM link_decisions", [night])
+
+
+def drop(con: duckdb.DuckDBPyConnection) -> None:
+    for table in ("link_carry", "link_restage", "carry_touched", "carry_decided"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")

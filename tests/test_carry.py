@@ -1,0 +1,132 @@
+"""Issue 18, part 2: sure links carried from the night before give exactly the links of linking
+everything — night after night on the tiny prefecture, and on a night whose hukou changed under
+linked records (a person gone, a number two persons now share, a birth into a household, a name
+corrected) and whose verdicts changed."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from bidui.connectors import warehouse as wh
+from bidui.connectors.ingest import ingest_night
+from bidui.datasets import BY_CODE
+from bidui.home import Home
+from bidui.matching import decisions
+from bidui.matching.link import link_night
+
+LINK_COLUMNS = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
+
+
+def links_of(con, night: date) -> list[tuple]:
+    return con.execute(f"SELECT {LINK_COLUMNS} FROM links WHERE night = ? ORDER BY ALL", [night]).fetchall()
+
+
+@pytest.fixture
+def twins(published_home, tmp_path: Path):
+    """Two copies of the published home's warehouse (night 1 linked): one carries, one links all."""
+    root, _, _ = published_home
+    paths = [tmp_path / "carry.duckdb", tmp_path / "all.duckdb"]
+    for p in paths:
+        shutil.copy(Home(root).warehouse, p)
+    cons = [wh.connect(p) for p in paths]
+    yield cons
+    for con in cons:
+        con.close()
+
+
+def both(twins, night: date) -> tuple[int, list[tuple]]:
+    """Link the night both ways; (links carried, the links) after checking they are the same."""
+    carry, everything = twins
+    carried = link_night(carry, night).carried
+    assert link_night(everything, night, carry=False).carried == 0
+    assert links_of(carry, night) == links_of(everything, night)
+    return carried, links_of(carry, night)
+
+
+def test_carried_links_equal_linking_everything_night_after_night(twins, tiny: Path) -> None:
+    carried = []
+    for night in (date(2026, 11, 21), date(2026, 11, 22)):
+        for con in twins:
+            ingest_night(con, tiny / "inbox" / night.isoformat(), night, workers=1)
+        n, links = both(twins, night)
+        assert links, night
+        carried.append(n)
+    # Not a test that cannot fail: most sure links were carried, not linked again.
+    assert all(n > 0 for n in carried), carried
+
+
+def _edit_hukou(con, night: date, before: date, *edits: str) -> None:
+    """Tonight's hukou: the snapshot of `before`, edited (SQL on `_h`), stored as tonight's."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _h AS SELECT * FROM ds_hukou WHERE snapshot_date = ?", [before])
+    for edit in edits:
+        con.execute(edit)
+    con.execute(f"UPDATE _h SET snapshot_date = ?, load_id = 999, row_hash = {wh.row_hash_sql(BY_CODE['hukou'])}",
+                [night])
+    con.execute("INSERT INTO ds_hukou SELECT * FROM _h")
+    (rows,), = con.execute("SELECT count(*) FROM _h").fetchall()
+    con.execute("INSERT INTO snapshots VALUES ('hukou', ?, 999, 'hukou_edit.csv', 'edit', ?)", [night, rows])
+    wh.add_name_keys(con, wh.query(con, "SELECT name FROM _h")["name"])
+
+
+def test_carried_links_equal_linking_everything_when_hukou_and_verdicts_change(twins) -> None:
+    night1, night2 = date(2026, 11, 20), date(2026, 11, 21)
+    carry, _ = twins
+    # Persons whose numbers records are linked to by their number: one leaves hukou, one's number is
+    # given to a second person (一号多人), one's name is corrected, one's household gets a child
+    # named as a record under a parent's number would be, and one is refuted by a township.
+    linked = [r[0] for r in carry.execute("""
+        SELECT person_key FROM links WHERE night = ? AND method = 'exact' AND NOT contains(person_key, '~')
+        GROUP BY ALL ORDER BY count(*) DESC, 1 LIMIT 5""", [night1]).fetchall()]
+    gone, shared, renamed, parent = (wh.sql_text(k) for k in linked[:4])
+    record = carry.execute("""
+        SELECT l.dataset, l.role FROM links l WHERE l.night = ? AND l.person_key = ? LIMIT 1""",
+                           [night1, linked[4]]).fetchone()
+    # …and a child's record under a parent's number, linked to the child through the household
+    # (the child leaves: only the household tells that the parent's number was touched),
+    # and a cancelled second number linked to its living person (who leaves: the number is its own
+    # person again, though its row did not change).
+    child, = carry.execute("SELECT person_key FROM links WHERE night = ? AND method = 'household' ORDER BY 1 LIMIT 1",
+                           [night1]).fetchone()
+    living, = carry.execute("""
+        SELECT i.person_key FROM hukou_identity i WHERE i.snapshot_date = ? AND NOT i.is_primary
+        AND i.person_key IN (SELECT person_key FROM links WHERE night = ?) ORDER BY 1 LIMIT 1""", [night1, night1]).fetchone()
+    # And a person a record whose number Excel cut was linked to by its 15 digits leaves.
+    cut, = carry.execute("SELECT person_key FROM links WHERE night = ? AND method = 'excel_cut' ORDER BY 1 LIMIT 1",
+                         [night1]).fetchone()
+    edits = (f"DELETE FROM _h WHERE id_number = {wh.sql_text(cut)}",
+             f"DELETE FROM _h WHERE id_number = {wh.sql_text(child)}",
+             f"DELETE FROM _h WHERE id_number = {wh.sql_text(living)} AND status = '正常'",
+             f"DELETE FROM _h WHERE id_number = {gone}",
+             f"""INSERT INTO _h SELECT * REPLACE (name || '甲' AS name, name_raw || '甲' AS name_raw,
+                     birth_date - 400 AS birth_date, source_row + 100000 AS source_row) FROM _h WHERE id_number = {shared}""",
+             f"UPDATE _h SET name = name || '乙', name_raw = name_raw || '乙' WHERE id_number = {renamed}",
+             f"""INSERT INTO _h SELECT * REPLACE ('张小宝' AS name, '张小宝' AS name_raw, source_row + 200000 AS source_row,
+                     '子' AS relation) FROM _h WHERE id_number = {parent}""")
+    for con in twins:
+        _edit_hukou(con, night2, night1, *edits)
+        decisions.store(con, [{"kind": "cannot", "dataset": record[0], "role": record[1], "id_number": linked[4],
+                               "name": con.execute("SELECT name FROM ds_hukou WHERE snapshot_date = ? AND id_number = ?",
+                                                   [night1, linked[4]]).fetchone()[0],
+                               "person_key": linked[4], "clue_id": 1, "verifier_name": "孙丽", "decided_on": night2}])
+    carried, _ = both(twins, night2)
+    assert carried > 0
+    def links_to(person: str, night: date, dataset_role: tuple | None = None) -> int:
+        extra = " AND dataset = ? AND role = ?" if dataset_role else ""
+        return carry.execute(f"SELECT count(*) FROM links WHERE night = ? AND person_key = ?{extra}",
+                             [night, person, *(dataset_role or ())]).fetchone()[0]
+
+    # Not carried: the links to the person who left hukou, and the refuted one.
+    assert links_to(linked[0], night1) > 0 and links_to(linked[0], night2) == 0
+    assert links_to(linked[4], night1, record) > 0 and links_to(linked[4], night2, record) == 0
+    # The night after, the verdict is revoked: the record is linked again, both ways alike.
+    for con in twins:
+        decisions.store(con, [])
+    night3 = date(2026, 11, 22)
+    for con in twins:
+        _edit_hukou(con, night3, night2)
+    carried, _ = both(twins, night3)
+    assert carried > 0
