@@ -42,11 +42,10 @@ def code_digest(*texts: str) -> str:
 @dataclass
 class Carry:
     """What tonight takes from the night before: `datasets` whose sure links are carried (but for
-    the records in the temp table `link_restage`), their rows in the temp table `link_carry`."""
+    the records in the temp table `link_restage`: `carried_sql`)."""
 
     before: date | None = None
     datasets: list[str] = field(default_factory=list)
-    rows: int = 0
 
 
 def _touched(con: duckdb.DuckDBPyConnection, then: date, now: date) -> None:
@@ -70,7 +69,7 @@ def _touched(con: duckdb.DuckDBPyConnection, then: date, now: date) -> None:
 
 
 def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
-    """What can be carried into the night (temp tables `link_carry`, `link_restage`); nothing
+    """What can be carried into the night (temp table `link_restage`); nothing
     when there is no night before, it was linked by other SQL, or no dataset kept its snapshot."""
     con.execute(USED_DDL)
     row = con.execute("SELECT night, code FROM link_runs WHERE night = (SELECT max(night) FROM link_runs WHERE night < ?)",
@@ -93,35 +92,40 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
     con.execute("""CREATE OR REPLACE TEMP TABLE carry_decided AS
                    SELECT dataset, role, id_number FROM link_decisions
                    UNION SELECT dataset, role, id_number FROM link_decisions_used WHERE night = ?""", [before])
-    con.execute("CREATE OR REPLACE TEMP TABLE link_restage (dataset VARCHAR, role VARCHAR, source_row BIGINT)")
-    con.execute("""CREATE OR REPLACE TEMP TABLE link_carry AS SELECT dataset, source_file, source_row, role, person_key,
-                   method, score, id_name_conflict, explanation FROM links WHERE FALSE""")
     sure = ", ".join(f"'{m}'" for m in SURE)
-    for code_ in datasets:
-        ds = BY_CODE[code_]
-        snap = now_force[code_].isoformat()
-        for ref in ds.persons:
-            where = f"night = DATE '{before.isoformat()}' AND dataset = '{code_}' AND role = '{ref.role}'"
-            # Linked again: what was not surely linked, and what hukou or a verdict changed under.
-            con.execute(f"""
-                INSERT INTO link_restage
-                SELECT '{code_}', '{ref.role}', source_row FROM links WHERE {where} AND method NOT IN ({sure})
-                UNION
-                SELECT '{code_}', '{ref.role}', m.source_row FROM ds_{code_} m
-                WHERE m.snapshot_date = DATE '{snap}' AND (
-                      m.{ref.id_column} IN (SELECT id_number FROM carry_touched)
-                      OR (m.{ref.id_column}_status = 'excel_mangled'
-                          AND substr(m.{ref.id_column}, 1, 15) IN (SELECT substr(id_number, 1, 15) FROM carry_touched))
-                      OR coalesce(m.{ref.id_column}, m.{ref.id_column}_raw) IN (
-                          SELECT id_number FROM carry_decided WHERE dataset = '{code_}' AND role = '{ref.role}'))""")
-            con.execute(f"""
-                INSERT INTO link_carry
-                SELECT dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation
-                FROM links l WHERE {where} AND method IN ({sure})
-                AND NOT EXISTS (SELECT 1 FROM link_restage r WHERE r.dataset = '{code_}' AND r.role = '{ref.role}'
-                                AND r.source_row = l.source_row)""")
-    (rows,), = con.execute("SELECT count(*) FROM link_carry").fetchall()
-    return Carry(before, datasets, rows)
+    carried = ", ".join(f"'{d}'" for d in datasets)
+    # Linked again: what was not surely linked (one scan of the night before's links)…
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE link_restage AS
+        SELECT dataset, role, source_row FROM links
+        WHERE night = DATE '{before.isoformat()}' AND dataset IN ({carried}) AND method NOT IN ({sure})""")
+    # …and what hukou or a verdict changed under (a scan of each snapshot's numbers, when any).
+    if con.execute("SELECT (SELECT count(*) FROM carry_touched) + (SELECT count(*) FROM carry_decided)").fetchone()[0]:
+        for code_ in datasets:
+            snap = now_force[code_].isoformat()
+            for ref in BY_CODE[code_].persons:
+                con.execute(f"""
+                    INSERT INTO link_restage
+                    SELECT '{code_}', '{ref.role}', m.source_row FROM ds_{code_} m
+                    WHERE m.snapshot_date = DATE '{snap}' AND (
+                          m.{ref.id_column} IN (SELECT id_number FROM carry_touched)
+                          OR (m.{ref.id_column}_status = 'excel_mangled'
+                              AND substr(m.{ref.id_column}, 1, 15) IN (SELECT substr(id_number, 1, 15) FROM carry_touched))
+                          OR coalesce(m.{ref.id_column}, m.{ref.id_column}_raw) IN (
+                              SELECT id_number FROM carry_decided WHERE dataset = '{code_}' AND role = '{ref.role}'))""")
+    return Carry(before, datasets)
+
+
+def carried_sql(plan: Carry) -> str:
+    """The night before's links that tonight keeps (`plan`'s datasets, sure, not to be linked
+    again), as the links table's columns but the night."""
+    sure = ", ".join(f"'{m}'" for m in SURE)
+    return f"""
+        SELECT l.dataset, l.source_file, l.source_row, l.role, l.person_key, l.method, l.score, l.id_name_conflict,
+               l.explanation
+        FROM links l ANTI JOIN link_restage r ON r.dataset = l.dataset AND r.role = l.role AND r.source_row = l.source_row
+        WHERE l.night = DATE '{plan.before.isoformat()}' AND l.dataset IN ({", ".join(f"'{d}'" for d in plan.datasets)})
+              AND l.method IN ({sure})"""
 
 
 def remember_decisions(con: duckdb.DuckDBPyConnection, night: date) -> None:
@@ -135,5 +139,5 @@ def remember_decisions(con: duckdb.DuckDBPyConnection, night: date) -> None:
 
 
 def drop(con: duckdb.DuckDBPyConnection) -> None:
-    for table in ("link_carry", "link_restage", "carry_touched", "carry_decided"):
+    for table in ("link_restage", "carry_touched", "carry_decided"):
         con.execute(f"DROP TABLE IF EXISTS {table}")

@@ -608,7 +608,6 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
         result = link_staged(con, thresholds, seed=night.toordinal(), kept=kept, retrain=True)
         result.trained = why
     result.skipped = skipped
-    result.carried = plan.rows
     lap = time.perf_counter()
     if kept is not None and result.trained is None:
         result.model_version, result.model_trained_at = kept.version, kept.trained_at
@@ -619,8 +618,9 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
         # The raw ID and name are not copied: the export reads them from the snapshots.
         cols = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
         con.execute(f"INSERT INTO links (night, {cols}) SELECT ?::DATE, {cols} FROM ({OUTCOME_SQL})", [night])
-        if plan.rows:
-            con.execute(f"INSERT INTO links (night, {cols}) SELECT ?::DATE, {cols} FROM link_carry", [night])
+        if plan.datasets:
+            (result.carried,), = con.execute(f"INSERT INTO links (night, {cols}) SELECT ?::DATE, * FROM "
+                                             f"({carry_mod.carried_sql(plan)})", [night]).fetchall()
         counts = dict(con.execute("SELECT method, count(*) FROM links WHERE night = ? GROUP BY ALL", [night]).fetchall())
         result.counts = {str(k): int(v) for k, v in counts.items()}
         result.records = sum(result.counts.values())
@@ -638,7 +638,7 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
                     [night, result.records, sum(result.counts.get(m, 0) for m in SURE_METHODS),
                      *(result.counts.get(m, 0) for m in ("fuzzy", "review", "none")),
                      result.pairs, result.seconds, model, ",".join(skipped), result.model_version, SURE_CODE,
-                     plan.rows])
+                     result.carried])
         carry_mod.remember_decisions(con, night)
         con.execute("COMMIT")
     except Exception:

@@ -1,0 +1,61 @@
+"""Links carried from the night before (issue 18, part 2) against linking everything, on the nights
+a bench home has run (`bench/endtoend.py` leaves one in bench/out/<size>/e2e-home).
+
+For each night after the first: the warehouse is copied, the night is linked again both ways —
+carrying (as the nightly run does) and linking every record — and the two sets of links are
+compared row by row. Prints a table: sure links carried, seconds either way, and whether the links
+are equal.
+
+    python bench/carry.py --size medium
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bidui.connectors import warehouse as wh  # noqa: E402
+from bidui.matching.link import link_night  # noqa: E402
+
+COLUMNS = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="medium")
+    args = ap.parse_args()
+    home = Path("bench/out") / args.size / "e2e-home"
+    source = wh.connect(home / "warehouse.duckdb")
+    nights = [n for n, in source.execute("SELECT night FROM link_runs ORDER BY night").fetchall()]
+    source.close()
+    print(f"links carried against linking everything, {args.size} prefecture ({home})\n")
+    print("| night | records | sure links carried | link s, carrying | link s, everything | links equal |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for night in nights[1:]:
+            results = {}
+            for carry in (True, False):
+                copy = Path(tmp) / f"w-{carry}.duckdb"
+                shutil.copy(home / "warehouse.duckdb", copy)
+                con = wh.connect(copy)
+                try:
+                    start = time.perf_counter()
+                    result = link_night(con, night, carry=carry)
+                    seconds = time.perf_counter() - start
+                    links = con.execute(f"SELECT {COLUMNS} FROM links WHERE night = ? ORDER BY ALL", [night]).fetchall()
+                finally:
+                    con.close()
+                    copy.unlink()
+                results[carry] = (result, seconds, links)
+            (carried, s1, a), (_, s2, b) = results[True], results[False]
+            print(f"| {night} | {len(a):,} | {carried.carried:,} | {s1:.1f} | {s2:.1f} | {'yes' if a == b else 'NO'} |")
+
+
+if __name__ == "__main__":
+    main()
