@@ -59,7 +59,7 @@ def test_carried_links_equal_linking_everything_night_after_night(twins, tiny: P
     assert all(n > 0 for n in carried), carried
 
 
-def _edit_hukou(con, night: date, before: date, *edits: str) -> None:
+def edit_hukou(con, night: date, before: date, *edits: str) -> None:
     """Tonight's hukou: the snapshot of `before`, edited (SQL on `_h`), stored as tonight's."""
     con.execute("CREATE OR REPLACE TEMP TABLE _h AS SELECT * FROM ds_hukou WHERE snapshot_date = ?", [before])
     for edit in edits:
@@ -107,7 +107,7 @@ def test_carried_links_equal_linking_everything_when_hukou_and_verdicts_change(t
              f"""INSERT INTO _h SELECT * REPLACE ('张小宝' AS name, '张小宝' AS name_raw, source_row + 200000 AS source_row,
                      '子' AS relation) FROM _h WHERE id_number = {parent}""")
     for con in twins:
-        _edit_hukou(con, night2, night1, *edits)
+        edit_hukou(con, night2, night1, *edits)
         decisions.store(con, [{"kind": "cannot", "dataset": record[0], "role": record[1], "id_number": linked[4],
                                "name": con.execute("SELECT name FROM ds_hukou WHERE snapshot_date = ? AND id_number = ?",
                                                    [night1, linked[4]]).fetchone()[0],
@@ -127,6 +127,6 @@ def test_carried_links_equal_linking_everything_when_hukou_and_verdicts_change(t
         decisions.store(con, [])
     night3 = date(2026, 11, 22)
     for con in twins:
-        _edit_hukou(con, night3, night2)
+        edit_hukou(con, night3, night2)
     carried, _ = both(twins, night3)
     assert carried > 0

@@ -9,25 +9,13 @@ from pathlib import Path
 
 from bidui.clues.present import relinks_text
 from bidui.connectors import warehouse as wh
-from bidui.datasets import BY_CODE
 from bidui.home import Home
 from bidui.matching.link import link_night
 from bidui.matching.relinks import night_relinks
 from tests.present_support import internal_codes
+from tests.test_carry import edit_hukou
 
 NIGHT1, NIGHT2 = date(2026, 11, 20), date(2026, 11, 21)
-
-
-def _new_hukou_snapshot(con, *edits: str) -> None:
-    """Night 2's hukou: night 1's rows, edited by `edits` (SQL on `_h`), stored as its own snapshot."""
-    hukou = BY_CODE["hukou"]
-    con.execute("CREATE OR REPLACE TEMP TABLE _h AS SELECT * FROM ds_hukou WHERE snapshot_date = ?", [NIGHT1])
-    for edit in edits:
-        con.execute(edit)
-    con.execute(f"UPDATE _h SET snapshot_date = ?, load_id = 999, row_hash = {wh.row_hash_sql(hukou)}", [NIGHT2])
-    con.execute("INSERT INTO ds_hukou SELECT * FROM _h")
-    (rows,), = con.execute("SELECT count(*) FROM _h").fetchall()
-    con.execute("INSERT INTO snapshots VALUES ('hukou', ?, 999, 'hukou_2.csv', 'x', ?)", [NIGHT2, rows])
 
 
 def test_records_whose_person_left_hukou_and_a_number_two_persons_now_share(published_home, tmp_path: Path) -> None:
@@ -44,11 +32,10 @@ def test_records_whose_person_left_hukou_and_a_number_two_persons_now_share(publ
             GROUP BY ALL HAVING count(*) = 1 ORDER BY 1 LIMIT 1""", [NIGHT1, gone]).fetchone()
         # Night 2: the first person's hukou row is gone (moved out); a second person, another name and
         # birth date, is registered under the other's number (一号多人).
-        _new_hukou_snapshot(con, f"DELETE FROM _h WHERE id_number = {wh.sql_text(gone)}", f"""
+        edit_hukou(con, NIGHT2, NIGHT1, f"DELETE FROM _h WHERE id_number = {wh.sql_text(gone)}", f"""
             INSERT INTO _h SELECT * REPLACE (name || '甲' AS name, name_raw || '甲' AS name_raw,
                                              birth_date - 400 AS birth_date, source_row + 100000 AS source_row)
             FROM _h WHERE id_number = {wh.sql_text(shared)}""")
-        wh.add_name_keys(con, wh.query(con, "SELECT name FROM _h")["name"])
         link_night(con, NIGHT1)
         link_night(con, NIGHT2)
         found = night_relinks(con, NIGHT2)

@@ -27,6 +27,8 @@ from bidui.connectors import warehouse as wh
 from bidui.connectors.changes import compare_rows_sql
 from bidui.datasets import BY_CODE
 from bidui.matching import records as rec_sql
+from bidui.matching.decisions import DECISIONS_DDL
+from bidui.matching.relinks import previous_linked_night
 
 SURE = ("exact", "former_name", "household", "excel_cut")
 USED_DDL = ("CREATE TABLE IF NOT EXISTS link_decisions_used (night DATE NOT NULL, dataset VARCHAR NOT NULL, "
@@ -72,11 +74,9 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
     """What can be carried into the night (temp table `link_restage`); nothing
     when there is no night before, it was linked by other SQL, or no dataset kept its snapshot."""
     con.execute(USED_DDL)
-    row = con.execute("SELECT night, code FROM link_runs WHERE night = (SELECT max(night) FROM link_runs WHERE night < ?)",
-                      [night]).fetchone()
-    if row is None or row[1] != code:
+    before = previous_linked_night(con, night)
+    if before is None or con.execute("SELECT code FROM link_runs WHERE night = ?", [before]).fetchone()[0] != code:
         return Carry()
-    before = row[0]
     now_force, then_force = wh.in_force(con, night), wh.in_force(con, before)
     datasets = [d for d in rec_sql.linked_datasets() if d in now_force and now_force[d] == then_force.get(d)]
     if not datasets or "hukou" not in now_force or "hukou" not in then_force:
@@ -86,9 +86,7 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
     else:
         _touched(con, then_force["hukou"], now_force["hukou"])
     # Tonight's verdicts (the warehouse's copy, refreshed before linking) and those of the night before.
-    con.execute("CREATE TABLE IF NOT EXISTS link_decisions (kind VARCHAR, dataset VARCHAR, role VARCHAR, "
-                "id_number VARCHAR, name VARCHAR, person_key VARCHAR, clue_id BIGINT, verifier_name VARCHAR, "
-                "decided_on DATE)")
+    con.execute(DECISIONS_DDL)
     con.execute("""CREATE OR REPLACE TEMP TABLE carry_decided AS
                    SELECT dataset, role, id_number FROM link_decisions
                    UNION SELECT dataset, role, id_number FROM link_decisions_used WHERE night = ?""", [before])
@@ -131,9 +129,7 @@ def carried_sql(plan: Carry) -> str:
 def remember_decisions(con: duckdb.DuckDBPyConnection, night: date) -> None:
     """The verdicts the night was linked with (the next night re-links what they named)."""
     con.execute(USED_DDL)
-    con.execute("CREATE TABLE IF NOT EXISTS link_decisions (kind VARCHAR, dataset VARCHAR, role VARCHAR, "
-                "id_number VARCHAR, name VARCHAR, person_key VARCHAR, clue_id BIGINT, verifier_name VARCHAR, "
-                "decided_on DATE)")
+    con.execute(DECISIONS_DDL)
     con.execute("DELETE FROM link_decisions_used WHERE night = ?", [night])
     con.execute("INSERT INTO link_decisions_used SELECT DISTINCT ?, dataset, role, id_number FROM link_decisions", [night])
 

@@ -18,6 +18,7 @@ import duckdb
 from bidui.connectors import warehouse as wh
 from bidui.connectors.changes import compare_rows_sql
 from bidui.datasets import BY_CODE, DATASETS
+from bidui.matching.decisions import DECISIONS_DDL
 
 WHY = ("verdict", "hukou", "model", "other")
 KINDS = ("other_person", "linked", "unlinked")
@@ -85,9 +86,7 @@ def night_relinks(con: duckdb.DuckDBPyConnection, night: date) -> dict:
     touched = (_touched_ids_sql(spine_then, spine_now) if spine_now and spine_then and spine_now != spine_then
                else "SELECT NULL::VARCHAR AS id_number WHERE FALSE")
     con.execute(f"CREATE OR REPLACE TEMP TABLE relink_touched AS {touched}")
-    con.execute("CREATE TABLE IF NOT EXISTS link_decisions (kind VARCHAR, dataset VARCHAR, role VARCHAR, "
-                "id_number VARCHAR, name VARCHAR, person_key VARCHAR, clue_id BIGINT, verifier_name VARCHAR, "
-                "decided_on DATE)")
+    con.execute(DECISIONS_DDL)
     datasets: dict[str, dict] = {}
     try:
         for ds in DATASETS:
