@@ -195,3 +195,51 @@ def test_a_ledger_upgraded_after_its_night_gets_the_register_when_the_night_is_p
     finally:
         ledger.close()
     assert _read(h, lambda s: s.scalar(select(func.count()).select_from(RegisterMember))) == before
+
+
+def test_publish_writes_only_what_changed_in_the_register_and_the_copy_equals_tonights(home) -> None:
+    """The register copy is diffed, not rewritten: a household gone, one changed, one new, a
+    member gone, one new and one delivered twice leave the ledger holding exactly tonight's
+    register (as a multiset of rows), with the untouched rows kept where they were."""
+    from datetime import timedelta
+
+    from bidui.clues.publish import Register, _replace_register
+
+    h, _, _ = home
+    hh_cols = [c.name for c in RegisterHousehold.__table__.columns]
+    m_cols = [c.name for c in RegisterMember.__table__.columns if c.name != "id"]
+
+    def copy(s):
+        return ([{c: getattr(r, c) for c in hh_cols} for r in s.scalars(select(RegisterHousehold))],
+                [{c: getattr(r, c) for c in m_cols} | {"id": r.id} for r in s.scalars(select(RegisterMember))])
+
+    households, members = _read(h, copy)
+    assert len(households) >= 3 and len(members) >= 3
+    night = households[0]["night"] + timedelta(days=1)
+    gone, changed, *rest = sorted(households, key=lambda r: r["household_code"])
+    tonight_h = [dict(r, night=night) for r in rest]
+    tonight_h.append(dict(changed, head_name="改过的户主", member_count=changed["member_count"] + 1, night=night))
+    tonight_h.append(dict(rest[0], household_code="HH-NEW-0001", night=night))
+    kept_members = [m for m in members if m["household_code"] != gone["household_code"]]
+    dropped, twice, *others = kept_members
+    plain = [{c: m[c] for c in m_cols} for m in [twice, *others]]
+    tonight_m = [*plain, {c: twice[c] for c in m_cols},
+                 {"household_code": changed["household_code"], "seq": 9999, "person_key": "R:new", "name": "新成员",
+                  "relation": "子", "sex": "男", "birth_year": 2020}]
+    ledger = open_ledger(ledger_url(h.ledger))
+    try:
+        with ledger.write() as s:
+            assert _replace_register(s, Register(tonight_h, tonight_m), night, again=False)
+    finally:
+        ledger.close()
+    after_h, after_m = _read(h, copy)
+
+    def bag(rows, cols):
+        return sorted(tuple(str(r[c]) for c in cols) for r in rows)
+
+    assert bag(after_h, hh_cols) == bag(tonight_h, hh_cols)
+    assert bag(after_m, m_cols) == bag(tonight_m, m_cols)
+    # Untouched member rows were kept, not deleted and inserted again.
+    untouched = {m["id"] for m in others}
+    assert untouched <= {m["id"] for m in after_m}
+    assert dropped["id"] not in {m["id"] for m in after_m}
