@@ -210,6 +210,17 @@ def register_rows(con: duckdb.DuckDBPyConnection, night: date) -> Register | Non
     return Register(rows, members)
 
 
+def _driver_rows(conn, sql: str) -> list[tuple]:
+    """A query's rows through the driver's own cursor, in the session's transaction: tuples as the
+    database gives them (SQLAlchemy's Row per row costs more than the comparison they are read for)."""
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(sql)
+        return [tuple(r) for r in cursor.fetchall()]
+    finally:
+        cursor.close()
+
+
 def _replace_register(session: Session, register: Register | None, night: date, again: bool) -> bool:
     """The ledger's copy of the register becomes the night's (a newer night's copy stays); True
     when it was written."""
@@ -225,8 +236,7 @@ def _replace_register(session: Session, register: Register | None, night: date, 
     fields = [c.name for c in households.columns if c.name != "night"]
     assert fields[0] == "household_code"
     tonight = {h["household_code"]: h for h in register.households}
-    # Read through the driver: tuples as the database gives them, without a Row object each.
-    kept_rows = {r[0]: r for r in conn.exec_driver_sql(f"SELECT {', '.join(fields)} FROM {households.name}")}
+    kept_rows = {r[0]: r for r in _driver_rows(conn, f"SELECT {', '.join(fields)} FROM {households.name}")}
     gone = [code for code in kept_rows if code not in tonight]
     changed = [h for code, h in tonight.items()
                if code in kept_rows and kept_rows[code] != tuple(h[f] for f in fields)]
@@ -248,7 +258,7 @@ def _replace_register(session: Session, register: Register | None, night: date, 
         key = tuple(m[c] for c in columns)
         wanted[key] = wanted.get(key, 0) + 1
     stale = []
-    for row in conn.exec_driver_sql(f"SELECT id, {', '.join(columns)} FROM {members.name}"):
+    for row in _driver_rows(conn, f"SELECT id, {', '.join(columns)} FROM {members.name}"):
         key = tuple(row[1:])
         if wanted.get(key, 0) > 0:
             wanted[key] -= 1
