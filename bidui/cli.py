@@ -181,10 +181,13 @@ def link(
     ctx: typer.Context,
     night: Annotated[str, typer.Option("--date", help="The night whose snapshots in force are linked.")],
     retrain: Annotated[bool, typer.Option("--retrain", help="Train the model again (it is kept between nights).")] = False,
+    relink_all: Annotated[bool, typer.Option("--relink-all", help="Link every record again: carry no sure link from "
+                                             "the night before.")] = False,
 ) -> None:
     """Link every person-bearing record in force to a hukou person: exact ID, then probabilistic.
     The Fellegi–Sunter model of an earlier night is kept unless --retrain, or unless the night's
-    candidates drifted from those it was trained on."""
+    candidates drifted from those it was trained on. The night before's sure links are carried
+    where nothing they depend on changed, unless --relink-all."""
     from bidui import config
     from bidui.connectors import warehouse
     from bidui.matching import decisions
@@ -199,7 +202,8 @@ def link(
     with console.status(f"linking {night}…"):
         try:
             decisions.refresh(con, home)  # the townships' verdicts on links, from the ledger
-            result = link_night(con, _night(night), Thresholds.from_config(config.load(home.config)), retrain=retrain)
+            result = link_night(con, _night(night), Thresholds.from_config(config.load(home.config)), retrain=retrain,
+                                carry=not relink_all)
         except LookupError as e:
             console.print(str(e))
             raise typer.Exit(1) from e

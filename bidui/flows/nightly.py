@@ -180,7 +180,8 @@ def ingest_step(home: Home, folder: Path, night: date, force: bool = False) -> l
     return [asdict(o) for o in outcomes]
 
 
-def link_step(home: Home, night: date) -> dict[str, dict]:
+def link_step(home: Home, night: date, relink_all: bool = False) -> dict[str, dict]:
+    """Link the night (`relink_all`: every record again, nothing carried from the night before)."""
     from bidui.connectors import warehouse
     from bidui.connectors.changes import night_changes
     from bidui.matching import decisions
@@ -193,7 +194,7 @@ def link_step(home: Home, night: date) -> dict[str, dict]:
     con = warehouse.connect(home.warehouse)
     try:
         decided = decisions.refresh(con, home)  # the townships' verdicts, from the ledger
-        result = link_night(con, night, Thresholds.from_config(config.load(home.config)))
+        result = link_night(con, night, Thresholds.from_config(config.load(home.config)), carry=not relink_all)
         relinks = night_relinks(con, night)
         if relinks:
             relinks["carried"] = result.carried
@@ -317,8 +318,9 @@ def apply_step(report: NightReport, step: str, value: object) -> None:
 
 
 def plain_steps(home: Home, folder: Path, night: date, again: bool = False,
-                force: bool = False) -> dict[str, Callable[[], object]]:
-    return {"ingest": lambda: ingest_step(home, folder, night, force), "link": lambda: link_step(home, night),
+                force: bool = False, relink_all: bool = False) -> dict[str, Callable[[], object]]:
+    return {"ingest": lambda: ingest_step(home, folder, night, force),
+            "link": lambda: link_step(home, night, relink_all),
             "rules": lambda: rules_step(home, night), "publish": lambda: publish_step(home, night, again)}
 
 
@@ -339,11 +341,13 @@ def approved_since(home: Home, night: date) -> bool:
 
 def run_night(home: Home, folder: Path, night: date | None = None,
               on_step: Callable[[str, str], None] | None = None,
-              steps: dict[str, Callable[[], object]] | None = None, force: bool = False) -> NightReport:
+              steps: dict[str, Callable[[], object]] | None = None, force: bool = False,
+              relink_all: bool = False) -> NightReport:
     """Ingest, link, run the rules and publish one night; `on_step(step, "start"|"done")` is called
     around each step (progress bars, logs, tests); `steps` replaces how each step runs (the Prefect
     flow passes its tasks). A night already completed is returned as it was, unless `force`: then
-    held files are applied (`ingest --force`) and the night is run and published again."""
+    held files are applied (`ingest --force`) and the night is run and published again. `relink_all`
+    links every record again instead of carrying the night before's sure links (`bidui run --relink-all`)."""
     from bidui.connectors.ingest import night_of
 
     night = night or night_of(folder)
@@ -352,7 +356,7 @@ def run_night(home: Home, folder: Path, night: date | None = None,
         done.status = "already"
         return done
     report, started = NightReport(night.isoformat(), str(folder)), datetime.now()
-    steps = steps or plain_steps(home, folder, night, force or resuming_partial(home, night), force)
+    steps = steps or plain_steps(home, folder, night, force or resuming_partial(home, night), force, relink_all)
     for step in STEPS:
         if on_step:
             on_step(step, "start")
