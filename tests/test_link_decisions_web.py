@@ -6,7 +6,7 @@ with a reason, audited."""
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from tests.test_web import client_for, csrf, login
 from tests.test_web_work import write
 
 TODAY = date.today()
+VISITED = TODAY - timedelta(days=2)  # the visit, signed two days before the clerk recorded it
 
 
 def page_text(html: str) -> str:
@@ -82,7 +83,7 @@ def test_not_self_on_the_clue_page_makes_the_records_cannot_links(home) -> None:
     expected = write(h, lambda s: link_decisions.records_of(s, s.get(Clue, linked)))
     r = c.post(f"/clues/{linked}/verify", data={
         "csrf_token": csrf(c, f"/clues/{linked}"), "version": 1, "outcome": NOT_TRUE, "detail": NOT_SELF,
-        "finding": "入户核实，车辆登记在同名他人名下", "verified_on": str(TODAY)})
+        "finding": "入户核实，车辆登记在同名他人名下", "verified_on": str(VISITED)})
     assert r.status_code == 303
     assert "不再把这条记录关联到本人" in c.get(r.headers["location"]).text  # the flash
     made = decisions(h, linked)
@@ -99,6 +100,8 @@ def test_not_self_on_the_clue_page_makes_the_records_cannot_links(home) -> None:
     pairs = write(h, link_decisions.for_linking)
     assert {(p["kind"], p["id_number"], p["person_key"]) for p in pairs} == {
         (link_decisions.CANNOT, e.id_number, e.person_key) for e in expected}
+    # The link explanation says 「…于<date>入户核实」: the day of the visit, not of the recording.
+    assert {p["decided_on"] for p in pairs} == {VISITED}
     # The county closing it changes nothing of the decision.
     assert "不属实（不是本人）" in page_text(c.get(f"/clues/{linked}/print").text)  # the printed record
     assert "不属实（不是本人）" in page_text(c.get(f"/households/{clue.household_code}/print").text)  # 一户一档

@@ -133,7 +133,13 @@ def revoke_for_clue(session: Session, clue: Clue, kind: str, actor: User, reason
 
 
 def for_linking(session: Session) -> list[dict]:
-    """The active decisions as the batch copies them into the warehouse."""
+    """The active decisions as the batch copies them into the warehouse. `decided_on` is the day the
+    household was visited (the clue's signed verification date: a link explanation says 「…于那天入户
+    核实」), else the day the decision was recorded. An active decision is its clue's current
+    verification's: amending the verification revokes it."""
+    decisions = active(session)
+    ids = sorted({d.clue_id for d in decisions if d.clue_id is not None})
+    visited = dict(session.execute(select(Clue.id, Clue.verified_on).where(Clue.id.in_(ids))).all()) if ids else {}
     return [{"kind": d.kind, "dataset": d.dataset, "role": d.role, "id_number": d.record_id_number,
              "name": d.record_name, "person_key": d.person_key, "clue_id": d.clue_id, "verifier_name": d.verifier_name,
-             "decided_on": d.decided_at.date()} for d in active(session)]
+             "decided_on": visited.get(d.clue_id) or d.decided_at.date()} for d in decisions]
