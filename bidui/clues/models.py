@@ -228,7 +228,8 @@ class LoginThrottle(Base):
 class RegisterHousehold(Base):
     """A household of the poor-household register (建档立卡户) as of the latest published night,
     clue or no clue (issue 19: an inspection sample draws from every household of a village).
-    Replaced whole at each publish; only what a township already reads on a clue."""
+    Brought to the night's register at each publish (only what changed is written); only what a
+    township already reads on a clue."""
 
     __tablename__ = "register_households"
     __table_args__ = (Index("ix_register_households_village", "village_code"),)
