@@ -64,8 +64,10 @@ def edit_hukou(con, night: date, before: date, *edits: str) -> None:
     con.execute("CREATE OR REPLACE TEMP TABLE _h AS SELECT * FROM ds_hukou WHERE snapshot_date = ?", [before])
     for edit in edits:
         con.execute(edit)
-    con.execute(f"UPDATE _h SET snapshot_date = ?, load_id = 999, row_hash = {wh.row_hash_sql(BY_CODE['hukou'])}",
-                [night])
+    # An edited row no longer says what was delivered: no fingerprint (a later delivery of the
+    # original row must not take the edited values).
+    con.execute(f"UPDATE _h SET snapshot_date = ?, load_id = 999, row_hash = {wh.row_hash_sql(BY_CODE['hukou'])}, "
+                "raw_hash = NULL", [night])
     con.execute("INSERT INTO ds_hukou SELECT * FROM _h")
     (rows,), = con.execute("SELECT count(*) FROM _h").fetchall()
     con.execute("INSERT INTO snapshots VALUES ('hukou', ?, 999, 'hukou_edit.csv', 'edit', ?)", [night, rows])

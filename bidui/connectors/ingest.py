@@ -21,14 +21,15 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from bidui.connectors import inbox
 from bidui.connectors import warehouse as wh
 from bidui.connectors.mapping import RefusedError, map_headers
-from bidui.connectors.normalise import ValueLimits, normalise
+from bidui.connectors.normalise import Known, ValueLimits, normalise, table_columns
 from bidui.connectors.plausibility import Limits, checks, first_reject, profile_snapshot
 from bidui.connectors.readers import NO_FINAL_BREAK, ReadError, read_table
-from bidui.datasets import DATASETS, DatasetNameError, dataset_for_filename
+from bidui.datasets import BY_CODE, DATASETS, DatasetNameError, dataset_for_filename
 from bidui.errors import EXIT_FILES, EXIT_OK, OK_FILE_STATUSES
 
 __all__ = ["FileOutcome", "Limits", "exit_code", "ingest_file", "ingest_night", "night_of"]
@@ -105,10 +106,12 @@ def _pool(entries: list[inbox.Entry], workers: int) -> Executor:
 def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, force: bool = False,
                  limits: Limits = Limits(), progress: Callable[[str], None] | None = None,
                  workers: int = min(2, os.cpu_count() or 1), clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> list[FileOutcome]:
+                 sleep: Callable[[float], None] = time.sleep, carry: bool = True) -> list[FileOutcome]:
     """Every delivery of the night folder, each all or nothing. Files not yet settled are read
     last, waiting for them up to `limits.max_wait_seconds`; one that changes while it is read is
-    tried again within that time, then held as still being written."""
+    tried again within that time, then held as still being written. A row delivered exactly as in
+    the snapshot in force is not normalised again (its values are that snapshot's), unless not
+    `carry`."""
     found = inbox.entries(folder)
     marker = inbox.night_marker(folder)
     done: dict[str, FileOutcome] = {}
@@ -153,7 +156,8 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
                 continue
             batch = sorted((e for e in todo if e.name in ready), key=lambda e: -e.path.stat().st_size)
             todo = [e for e in todo if e.name not in ready]
-            futures = {pool.submit(prepare, e.path, night, e.name, limits.values, in_force): e for e in batch}
+            futures = {pool.submit(prepare, e.path, night, e.name, limits.values, in_force,
+                                   _known(con, e.name, night, in_force) if carry else None): e for e in batch}
             # Stored as the workers finish them, so this process writes while they work.
             for future in as_completed(futures) if isinstance(pool, ProcessPoolExecutor) else futures:
                 e = futures[future]
@@ -182,6 +186,18 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
         wh.log(con, wh.new_load_id(con), night, "", dataset=ds.code, status="missing", message=msg)
         outcomes.append(outcome)
     return outcomes
+
+
+_POLARS_TYPES = {"VARCHAR": pl.String, "DATE": pl.Date, "DOUBLE": pl.Float64, "INTEGER": pl.Int32, "BIGINT": pl.Int64}
+
+
+def _known(con: duckdb.DuckDBPyConnection, name: str, night: date, in_force: dict[str, str]) -> Known | None:
+    """The fingerprints of the snapshot in force of the file's dataset (none for a file that is
+    not read: its bytes are the snapshot's)."""
+    code = _dataset_code(name)
+    if code is None or code not in BY_CODE:
+        return None
+    return wh.known_rows(con, BY_CODE[code], night)
 
 
 def _evidence(e: inbox.Entry, marker: bool, limits: Limits, clock: Callable[[], float]) -> str | None:
@@ -240,20 +256,21 @@ class Prepared:
 
 
 def prepare(path: Path, night: date, name: str | None = None, values: ValueLimits = ValueLimits(),
-            in_force: dict[str, str] | None = None) -> Prepared:
+            in_force: dict[str, str] | None = None, known: Known | None = None) -> Prepared:
     """The part of ingest that needs no warehouse: safe to run in a worker process. `in_force`:
     the SHA-256 of each dataset's snapshot in force; a file with exactly those bytes is not read
-    (storing it is a duplicate, whatever it holds)."""
+    (storing it is a duplicate, whatever it holds). `known`: the fingerprints of the rows of the
+    dataset's snapshot in force (`warehouse.known_rows`): those rows are not normalised again."""
     p = Prepared(path, night, time.perf_counter(), name or inbox.shown_name(path.name))
     before = inbox.Seen.of(path)
     try:
-        return _prepare(p, values, in_force or {})
+        return _prepare(p, values, in_force or {}, known)
     finally:
         p.changed = inbox.Seen.of(path) != before
         p.seconds = time.perf_counter() - p.start
 
 
-def _prepare(p: Prepared, values: ValueLimits, in_force: dict[str, str]) -> Prepared:
+def _prepare(p: Prepared, values: ValueLimits, in_force: dict[str, str], known: Known | None = None) -> Prepared:
     path = p.path
     try:
         p.dataset = dataset_for_filename(p.name)
@@ -271,7 +288,7 @@ def _prepare(p: Prepared, values: ValueLimits, in_force: dict[str, str]) -> Prep
         p.raw = read_table(path, p.dataset)
         mapping = map_headers(p.dataset, p.raw.header, p.name, p.raw.first_data_row - 1)
         _refuse_numeric_ids(p, mapping)
-        p.result = normalise(p.dataset, mapping, p.raw, p.night, values)
+        p.result = normalise(p.dataset, mapping, p.raw, p.night, values, known)
         p.raw.data = p.raw.data.clear()  # the text columns are not needed any more (nor shipped back)
     except (ReadError, RefusedError) as e:
         # Readers name the file as on disk; an undecodable name must not travel on in messages.
@@ -324,6 +341,20 @@ def store(con: duckdb.DuckDBPyConnection, p: Prepared, *, force: bool = False, l
         _log(con, night, name, o, sha256=p.sha)
         return o
     raw, result, sha = p.raw, p.result, p.sha
+    if result.carried is not None and result.carried_from is not None:
+        # The rows delivered as before take the values they were given then (see normalise.Known).
+        kept = wh.carried_rows(con, ds, result.carried_from, result.carried)
+        if kept.height != result.carried.height:  # the snapshot in force changed under the run
+            o = FileOutcome(name, ds.code, "refused", result.rows_read, 0, 0, time.perf_counter() - start,
+                            f"{name}: the {ds.code} snapshot in force changed while the file was read; run the night "
+                            "again (nothing of it was kept)")
+            _log(con, night, name, o, sha256=sha)
+            return o
+        schema = {n: _POLARS_TYPES.get(t, pl.String) for n, t in table_columns(ds)} | {"raw_hi": pl.UInt64,
+                                                                                        "raw_lo": pl.UInt64}
+        result.rows = pl.concat([result.rows.select(list(schema)).cast(schema), kept.select(list(schema)).cast(schema)]
+                                ).sort("source_row")
+        result.carried = None
     rejected = result.rejects["source_row"].n_unique() if result.rejects.height else 0
     o = FileOutcome(name, ds.code, "accepted", result.rows_read, result.rows.height, rejected, evidence=p.evidence)
     whole = _whole(p)

@@ -52,11 +52,68 @@ _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"  # tab, LF and CR are whites
 
 @dataclass
 class Normalised:
-    rows: pl.DataFrame  # kept rows: source_row, canonical columns, *_raw, *_status, extra_json, rejected_columns
+    rows: pl.DataFrame  # kept rows: source_row, canonical columns, *_raw, *_status, extra_json, rejected_columns,
+    # and raw_hi, raw_lo (the delivered row's fingerprint, `raw_row_hashes`; null for a row with a rejected value)
     rejects: pl.DataFrame  # source_row, column_name, value, reason (reasons never quote the value)
     rows_read: int
     duplicates: int = 0  # exact duplicate rows collapsed
     dropped: int = 0  # rows without usable identity, not kept
+    # Rows delivered exactly as in the snapshot in force, not normalised again (`Known`): their
+    # source_row tonight and fingerprint; ingest takes their values from that snapshot.
+    carried: pl.DataFrame | None = None
+    carried_from: date | None = None
+
+
+@dataclass
+class Known:
+    """The fingerprints (`raw_hi`, `raw_lo`) of the rows of a dataset's snapshot in force (`snapshot`,
+    a night not after tonight's), stored with it: a row delivered again exactly is not normalised
+    again."""
+
+    snapshot: date
+    hashes: pl.DataFrame
+
+
+# What the normaliser's outcome for a row depends on besides the row: this code (and the ID and
+# name cleaning it calls), the dataset's columns and the value limits. Part of every fingerprint,
+# so that a changed normaliser or limit never reuses a row normalised by the one before.
+_NORMALISER_SOURCES = ("bidui.connectors.normalise", "bidui.ids", "bidui.names", "bidui.text", "bidui.datasets")
+
+
+def _normaliser_digest(ds: Dataset, limits: ValueLimits) -> str:
+    import hashlib
+    import importlib
+    import inspect
+
+    h = hashlib.sha256()
+    for name in _NORMALISER_SOURCES:
+        h.update(inspect.getsource(importlib.import_module(name)).encode())
+    h.update(repr((ds.code, [(c.name, c.kind, c.required) for c in ds.columns], limits)).encode())
+    return h.hexdigest()[:32]
+
+
+def raw_row_hashes(ds: Dataset, mapping: Mapping, raw: RawTable, data: pl.DataFrame, limits: ValueLimits) -> pl.DataFrame:
+    """Each delivered row's fingerprint (`raw_hi`, `raw_lo`: the MD5 of its text as the normaliser
+    reads it, in the dataset's column order, unmapped columns under their headers, and the
+    normaliser's digest). The same row in another form (CSV or XLSX, another encoding, columns
+    reordered, a header synonym) has the same fingerprint; MD5, not a library's own row hash, so
+    that it is the same in every version."""
+    import duckdb
+
+    parts = [pl.lit(_normaliser_digest(ds, limits))]
+    for c in ds.columns:
+        pos = mapping.positions.get(c.name)
+        parts.append(pl.col(f"c{pos}").fill_null("\x00") if pos is not None else pl.lit("\x00"))
+    for i in mapping.extra:
+        parts.append(pl.lit(f"{raw.header[i] or ''}\x1e") + pl.col(f"c{i}").fill_null("\x00"))
+    text = data.select(pl.concat_str(parts, separator="\x1f").alias("t"))
+    con = duckdb.connect()
+    try:
+        con.register("t", text.to_arrow(compat_level=pl.CompatLevel.newest()))
+        return con.sql("SELECT (h >> 64)::UBIGINT AS raw_hi, (h & 18446744073709551615)::UBIGINT AS raw_lo "
+                       "FROM (SELECT md5_number(t) AS h FROM t)").pl()
+    finally:
+        con.close()
 
 
 def _clean(s: pl.Series) -> pl.Series:
@@ -147,9 +204,10 @@ def parse_vehicle_type(t: pl.Series) -> tuple[pl.Series, pl.Series]:
 
 
 def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None = None,
-              limits: ValueLimits = ValueLimits()) -> Normalised:
+              limits: ValueLimits = ValueLimits(), known: Known | None = None) -> Normalised:
     """Typed canonical rows and the rejects of one delivered table (`night`: the run date, the
-    latest an event date may be, plus the margin)."""
+    latest an event date may be, plus the margin). Rows whose fingerprint `known` holds are not
+    normalised: they are listed in `carried` (see `Known`)."""
     latest = (night or date.today()) + timedelta(days=limits.date_margin_days)
     data = raw.data.rechunk()  # many small chunks make every string kernel slow
     read = data.height
@@ -158,8 +216,21 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
     duplicates = 0 if first is None else read - int(first.sum())
     if duplicates:
         data, source_row = data.filter(first), source_row.filter(first)
+    hashes = raw_row_hashes(ds, mapping, raw, data, limits)
+    carried = None
+    # A row normalised on an earlier night gives the same values tonight: its outcome depends only
+    # on its text, the normaliser and the limits (in the fingerprint) and on the latest date an
+    # event may have, which only grows night after night (so `Known` is never of a later night),
+    # and a row with a rejected value (the one thing a later date could change) has no fingerprint.
+    if known is not None and known.hashes.height and (night is None or known.snapshot <= night):
+        marked = hashes.with_row_index("_i").join(known.hashes.unique().with_columns(pl.lit(True).alias("_known")),
+                                                   on=["raw_hi", "raw_lo"], how="left")
+        is_known = marked.sort("_i")["_known"].fill_null(False)
+        if is_known.any():
+            carried = pl.DataFrame({"source_row": source_row.filter(is_known)}).hstack(hashes.filter(is_known))
+            data, source_row, hashes = data.filter(~is_known), source_row.filter(~is_known), hashes.filter(~is_known)
     n = data.height
-    cols: dict[str, pl.Series] = {"source_row": source_row}
+    cols: dict[str, pl.Series] = {"source_row": source_row, "raw_hi": hashes["raw_hi"], "raw_lo": hashes["raw_lo"]}
     reasons: list[tuple[str, pl.Series, pl.Series]] = []  # (column, reason, value as delivered)
     nothing = _nulls(n)
     for c in ds.columns:
@@ -237,7 +308,10 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
     dropped = out.height - int(keep.sum())
     if dropped:
         out = out.filter(keep)
-    return Normalised(out, rejects.sort("source_row", maintain_order=True), read, duplicates, dropped)
+    rejected = pl.col("rejected_columns").is_not_null()
+    out = out.with_columns(pl.when(~rejected).then(pl.col(c)).alias(c) for c in ("raw_hi", "raw_lo"))
+    return Normalised(out, rejects.sort("source_row", maintain_order=True), read, duplicates, dropped, carried,
+                      known.snapshot if carried is not None and known is not None else None)
 
 
 def _first_of_each_row(data: pl.DataFrame) -> pl.Series | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from bidui.connectors.normalise import table_columns
+from bidui.connectors.normalise import Known, table_columns
 from bidui.datasets import DATASETS, Dataset
 
 SCHEMA = """
@@ -57,7 +57,7 @@ def connect(path: Path) -> duckdb.DuckDBPyConnection:
     for ds in DATASETS:
         cols = ", ".join(f'"{name}" {sql}' for name, sql in table_columns(ds))
         con.execute(f"CREATE TABLE IF NOT EXISTS {table_name(ds)} (snapshot_date DATE NOT NULL, load_id BIGINT NOT NULL, "
-                    f"source_file VARCHAR NOT NULL, {cols}, row_hash UHUGEINT)")
+                    f"source_file VARCHAR NOT NULL, {cols}, row_hash UHUGEINT, raw_hash UHUGEINT)")
     _rename_raw_json(con)
     _add_new_columns(con)
     return con
@@ -73,7 +73,7 @@ def _add_new_columns(con: duckdb.DuckDBPyConnection) -> None:
     if "evidence" not in have.get("load_log", {"evidence"}):
         con.execute("ALTER TABLE load_log ADD COLUMN evidence VARCHAR")
     for ds in DATASETS:
-        for name, sql in [*table_columns(ds), ("row_hash", "UHUGEINT")]:
+        for name, sql in [*table_columns(ds), ("row_hash", "UHUGEINT"), ("raw_hash", "UHUGEINT")]:
             if name not in have.get(table_name(ds), {name}):
                 con.execute(f'ALTER TABLE {table_name(ds)} ADD COLUMN "{name}" {sql}')
 
@@ -210,10 +210,44 @@ def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, loa
     frame = rows.with_columns(pl.lit(night).alias("snapshot_date"), pl.lit(load_id, pl.Int64).alias("load_id"),
                               pl.lit(file).alias("source_file"))
     names = ["snapshot_date", "load_id", "source_file", *(n for n, _ in table_columns(ds))]
-    frame = frame.select(names)
+    # The delivered row's fingerprint (bidui.connectors.normalise.raw_row_hashes), where it has one.
+    raw = ("(raw_hi::UHUGEINT << 64) | raw_lo::UHUGEINT" if {"raw_hi", "raw_lo"} <= set(frame.columns)
+           else "NULL::UHUGEINT")
+    frame = frame.select(names + [c for c in ("raw_hi", "raw_lo") if c in frame.columns])
     quoted = ", ".join(f'"{n}"' for n in names)
-    con.execute(f"INSERT INTO {table} ({quoted}, row_hash) SELECT {quoted}, {row_hash_sql(ds)} FROM frame")
+    con.execute(f"INSERT INTO {table} ({quoted}, row_hash, raw_hash) SELECT {quoted}, {row_hash_sql(ds)}, {raw} FROM frame")
     con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)", [ds.code, night, load_id, file, sha256, rows.height])
+
+
+# Columns of a snapshot table that are about the row, not what it says: no rule or person reads them.
+HASH_COLUMNS = ("row_hash", "raw_hash")
+
+
+def known_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date) -> Known | None:
+    """The fingerprints of the dataset's snapshot in force on the night (None when it has none or
+    none has fingerprints): what ingest need not normalise again."""
+    snap = in_force(con, night).get(ds.code)
+    if snap is None:
+        return None
+    hashes = query(con, f"SELECT (raw_hash >> 64)::UBIGINT AS raw_hi, (raw_hash & 18446744073709551615)::UBIGINT AS raw_lo "
+                        f"FROM {table_name(ds)} WHERE snapshot_date = ? AND raw_hash IS NOT NULL", [snap])
+    return Known(snap, hashes) if hashes.height else None
+
+
+def carried_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, carried: pl.DataFrame) -> pl.DataFrame:
+    """The rows of the snapshot of `snap` whose fingerprints `carried` (source_row, raw_hi, raw_lo)
+    lists, as the normaliser would give them tonight: its columns, at tonight's source rows."""
+    cols = ", ".join(f'd."{n}"' for n, _ in table_columns(ds) if n != "source_row")
+    # On a cursor of its own: a caller's half-read result on `con` would refuse the registration.
+    cur = con.cursor()
+    try:
+        cur.register("_carried", carried)
+        return query(cur, f"""
+            SELECT c.source_row, {cols}, c.raw_hi, c.raw_lo
+            FROM _carried c JOIN {table_name(ds)} d ON d.snapshot_date = ?
+                 AND d.raw_hash = (c.raw_hi::UHUGEINT << 64) | c.raw_lo::UHUGEINT""", [snap])
+    finally:
+        cur.close()
 
 
 def add_rejects(con: duckdb.DuckDBPyConnection, load_id: int, file: str, rejects: pl.DataFrame) -> None:

@@ -118,8 +118,9 @@ def run_cmd(ctx: typer.Context,
             plain: Annotated[bool, typer.Option("--plain", help="Run the steps without Prefect.")] = False,
             force: Annotated[bool, typer.Option("--force", help="Apply files that would be held, and run and publish "
                                                 "the night again even if it ran.")] = False,
-            relink_all: Annotated[bool, typer.Option("--relink-all", help="Link every record again: carry no sure link "
-                                                     "from the night before.")] = False) -> None:
+            from_scratch: Annotated[bool, typer.Option("--from-scratch", help="Normalise every delivered row and link "
+                                                       "every record again: carry nothing from the night before.")]
+            = False) -> None:
     """Run the nightly comparison for one night: ingest, link, rules, publish, and the report.
     No Prefect server is needed (an ephemeral one is started unless --plain). Exit 0: every file
     accepted; 2: a file was refused or held; 3: another run on this home did not finish within
@@ -144,13 +145,13 @@ def run_cmd(ctx: typer.Context,
                 else:
                     bar.update(tasks[step], completed=1, description=f"{step} ✓")
 
-            report = nightly.run_night(home, folder, day, on_step, force=force, relink_all=relink_all)
+            report = nightly.run_night(home, folder, day, on_step, force=force, from_scratch=from_scratch)
     else:
         from bidui.flows.prefect_flows import nightly_comparison
 
         with _no_tracebacks_on_screen():
             result = nightly_comparison(str(folder), day.isoformat() if day else None, str(home.root), force=force,
-                                        relink_all=relink_all)
+                                        from_scratch=from_scratch)
         report = nightly.NightReport(**result)
     print_report(report)
     raise typer.Exit(night_exit_code(report.files))

@@ -153,7 +153,8 @@ class NightReport:
 # ---------------------------------------------------------------- the steps
 
 
-def ingest_step(home: Home, folder: Path, night: date, force: bool = False) -> list[dict]:
+def ingest_step(home: Home, folder: Path, night: date, force: bool = False, carry: bool = True) -> list[dict]:
+    """Ingest the night's folder (`carry`: rows delivered as before are not normalised again)."""
     from bidui.clues import approvals
     from bidui.connectors import warehouse
     from bidui.connectors.ingest import Limits, ingest_file, ingest_night
@@ -161,7 +162,7 @@ def ingest_step(home: Home, folder: Path, night: date, force: bool = False) -> l
     limits = Limits.from_config(config.load(home.config))
     con = warehouse.connect(home.ensure().warehouse)
     try:
-        outcomes = ingest_night(con, folder, night, force=force, limits=limits)
+        outcomes = ingest_night(con, folder, night, force=force, limits=limits, carry=carry)
         # Held files an administrator approved on the admin page (the web app cannot write the
         # warehouse): stored now as forced, if they are still the bytes that were approved.
         approved = approvals.pending(home, night)
@@ -318,9 +319,9 @@ def apply_step(report: NightReport, step: str, value: object) -> None:
 
 
 def plain_steps(home: Home, folder: Path, night: date, again: bool = False,
-                force: bool = False, relink_all: bool = False) -> dict[str, Callable[[], object]]:
-    return {"ingest": lambda: ingest_step(home, folder, night, force),
-            "link": lambda: link_step(home, night, relink_all),
+                force: bool = False, from_scratch: bool = False) -> dict[str, Callable[[], object]]:
+    return {"ingest": lambda: ingest_step(home, folder, night, force, carry=not from_scratch),
+            "link": lambda: link_step(home, night, from_scratch),
             "rules": lambda: rules_step(home, night), "publish": lambda: publish_step(home, night, again)}
 
 
@@ -342,12 +343,13 @@ def approved_since(home: Home, night: date) -> bool:
 def run_night(home: Home, folder: Path, night: date | None = None,
               on_step: Callable[[str, str], None] | None = None,
               steps: dict[str, Callable[[], object]] | None = None, force: bool = False,
-              relink_all: bool = False) -> NightReport:
+              from_scratch: bool = False) -> NightReport:
     """Ingest, link, run the rules and publish one night; `on_step(step, "start"|"done")` is called
     around each step (progress bars, logs, tests); `steps` replaces how each step runs (the Prefect
     flow passes its tasks). A night already completed is returned as it was, unless `force`: then
-    held files are applied (`ingest --force`) and the night is run and published again. `relink_all`
-    links every record again instead of carrying the night before's sure links (`bidui run --relink-all`)."""
+    held files are applied (`ingest --force`) and the night is run and published again. `from_scratch`
+    normalises every delivered row and links every record again, carrying nothing from the night
+    before (`bidui run --from-scratch`)."""
     from bidui.connectors.ingest import night_of
 
     night = night or night_of(folder)
@@ -356,7 +358,7 @@ def run_night(home: Home, folder: Path, night: date | None = None,
         done.status = "already"
         return done
     report, started = NightReport(night.isoformat(), str(folder)), datetime.now()
-    steps = steps or plain_steps(home, folder, night, force or resuming_partial(home, night), force, relink_all)
+    steps = steps or plain_steps(home, folder, night, force or resuming_partial(home, night), force, from_scratch)
     for step in STEPS:
         if on_step:
             on_step(step, "start")

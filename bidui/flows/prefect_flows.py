@@ -37,10 +37,10 @@ class StillArrivingError(RuntimeError):
 
 
 @task(name="ingest", retries=INGEST_RETRIES, retry_delay_seconds=30)
-def ingest_task(home: str, folder: str, night: date, force: bool = False) -> list[dict]:
+def ingest_task(home: str, folder: str, night: date, force: bool = False, carry: bool = True) -> list[dict]:
     from prefect.runtime import task_run
 
-    files = nightly.ingest_step(Home(Path(home)), Path(folder), night, force)
+    files = nightly.ingest_step(Home(Path(home)), Path(folder), night, force, carry)
     still = [f["file"] for f in files if f.get("incomplete")]
     # Files already stored are not read again by the retry; on the last attempt the file stays
     # held and the night ends partial (its next run takes it).
@@ -96,28 +96,28 @@ def _night_state(report: dict) -> State | dict:
 
 @flow(name="nightly-comparison", log_prints=True)
 def nightly_comparison(night_dir: str, run_date: str | None = None, home: str | None = None,
-                       lock_wait: float | None = None, force: bool = False, relink_all: bool = False) -> dict:
+                       lock_wait: float | None = None, force: bool = False, from_scratch: bool = False) -> dict:
     """Ingest → link → rules → publish for one night folder, with a run report as artifacts.
     Ends Completed, or Completed named "Held" when a file was refused or held; either way the
     call returns the report (a dict). Waits up to `lock_wait` seconds (default [run] lock_wait)
-    for another run on the home, then fails with RunInProgress. `relink_all`: link every record again
-    (nothing carried from the night before)."""
+    for another run on the home, then fails with RunInProgress. `from_scratch`: normalise every row and
+    link every record again (nothing carried from the night before)."""
     h = Home.resolve(Path(home) if home else None).ensure()
     with run_lock(h.root, configured_wait(h.root, lock_wait), command="nightly-comparison"):
-        report = _nightly_comparison(h, Path(night_dir), run_date, force, relink_all)
+        report = _nightly_comparison(h, Path(night_dir), run_date, force, from_scratch)
     return _night_state(report)  # type: ignore[return-value]  # Prefect hands the caller the state's data
 
 
 def _nightly_comparison(h: Home, folder: Path, run_date: str | None, force: bool = False,
-                        relink_all: bool = False) -> dict:
+                        from_scratch: bool = False) -> dict:
     logger = get_run_logger()
     from bidui.connectors.ingest import night_of
 
     night = date.fromisoformat(run_date) if run_date else night_of(folder)
     root = str(h.root)
     again = force or nightly.resuming_partial(h, night)
-    tasks = {"ingest": lambda: ingest_task(root, str(folder), night, force),
-             "link": lambda: link_task(root, night, relink_all),
+    tasks = {"ingest": lambda: ingest_task(root, str(folder), night, force, not from_scratch),
+             "link": lambda: link_task(root, night, from_scratch),
              "rules": lambda: rules_task(root, night), "publish": lambda: publish_task(root, night, again)}
 
     def on_step(step: str, phase: str) -> None:

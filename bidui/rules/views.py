@@ -42,6 +42,7 @@ def _drop(con: duckdb.DuckDBPyConnection, name: str) -> None:
         con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} {name}")
 
 
+HASHES = ", ".join(wh.HASH_COLUMNS)  # what a row is, not what it says: no rule reads them
 ALWAYS_TABLES = {"register_members", "register_households"}  # read by the views below
 # The spine is never linked (its records are the persons): its view only adds `ident`, so reading
 # the snapshot again is cheaper than copying four million rows.
@@ -62,7 +63,7 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
         kind = "VIEW" if ds.code in ALWAYS_VIEWS else "TABLE" if ds.code in ALWAYS_TABLES or uses[ds.code] >= 2 else "VIEW"
         _drop(con, f"{ds.code}_linked")
         if not ds.persons:
-            con.execute(f"CREATE TEMP {kind} {ds.code}_linked AS SELECT d.* EXCLUDE (row_hash) FROM ds_{ds.code} d WHERE {where}")
+            con.execute(f"CREATE TEMP {kind} {ds.code}_linked AS SELECT d.* EXCLUDE ({HASHES}) FROM ds_{ds.code} d WHERE {where}")
             continue
         if ds.code == "hukou":
             # The spine is not linked: each record's person is its identity (bidui.matching.records).
@@ -71,7 +72,7 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
                 ensure_identity(con, snap)
             con.execute(f"""
                 CREATE TEMP {kind} hukou_linked AS
-                SELECT d.* EXCLUDE (row_hash), coalesce(i.person_key, CASE WHEN d.id_number_status = 'valid' THEN d.id_number END) AS ident,
+                SELECT d.* EXCLUDE ({HASHES}), coalesce(i.person_key, CASE WHEN d.id_number_status = 'valid' THEN d.id_number END) AS ident,
                        NULL::VARCHAR AS link_method, NULL::DOUBLE AS link_score, NULL::VARCHAR AS link_explanation,
                        coalesce(i.person_key, CASE WHEN d.id_number_status = 'valid' THEN d.id_number END) AS person_key,
                        coalesce(i.is_primary, TRUE) AS is_primary
@@ -81,7 +82,7 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
         ref = ds.persons[0]
         con.execute(f"""
             CREATE TEMP {kind} {ds.code}_linked AS
-            SELECT d.* EXCLUDE (row_hash), {IDENT.format(id=ref.id_column)} AS ident,
+            SELECT d.* EXCLUDE ({HASHES}), {IDENT.format(id=ref.id_column)} AS ident,
                    CASE WHEN l.method <> 'none' THEN l.method END AS link_method,
                    CASE WHEN l.method <> 'none' THEN l.score END AS link_score,
                    CASE WHEN l.method <> 'none' THEN l.explanation END AS link_explanation,
