@@ -564,4 +564,12 @@ def test_six_nights_incrementally_and_from_scratch_give_the_same_links_hits_and_
         assert not change["carried"] and change["unchanged"] == change["rows"] > 0, (dataset, change)
         assert (change["new"], change["changed"], change["removed"]) == (0, 0, 0), (dataset, change)
         assert [f["status"] for f in report.files if f["dataset"] == dataset] == ["accepted"]
+    # A night already run, run again from scratch (its carried work in doubt): it is run, not
+    # skipped as done, links everything and ends as the scratch home has it.
+    last = NIGHTS[-1]
+    assert carried_links(incremental, last) > 0
+    assert run(incremental, root / "inbox" / last.isoformat(), "--from-scratch") == 0
+    assert carried_links(incremental, last) == 0
+    assert nightly.stored_report(Home(incremental), last).status == "completed"
+    assert warehouse_state(incremental, last) == warehouse_state(scratch, last)
     print(f"six nights both ways in {time.perf_counter() - started:.1f} s; links carried {counts}; {p}")

@@ -39,7 +39,7 @@ from bidui.connectors import warehouse as wh
 from bidui.connectors.ingest import ingest_night
 from bidui.matching.link import link_night
 from bidui.rules.engine import load_rules, run_rules, store_hits
-from tests.ledger_support import BACKENDS, fill_workbook, fresh_ledger, hit, hits_frame
+from tests.ledger_support import BACKENDS, PG_URL, fill_workbook, fresh_ledger, hit, hits_frame
 
 NIGHTS = [date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22)]
 TITLES = {r.code: r.title for r in load_rules()[0]}
@@ -560,3 +560,47 @@ def test_a_shared_number_and_a_household_link_publish_on_every_backend(ledger) -
         clues = sorted(s.scalars(select(Clue)), key=lambda c: c.evidence_key)
     assert result.new == 2 and [c.subject_person_key for c in clues] == [shared, shared[:18] + "~3301020010010000456"]
     assert [c.link_method for c in clues] == ["former_name", "household"]
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs BIDUI_TEST_PG_URL (a township user acting during a publish)")
+def test_a_clue_acted_on_during_a_publish_keeps_the_change_and_its_new_evidence_comes_the_next_night(
+        tmp_path: Path, monkeypatch) -> None:
+    """PostgreSQL: a clerk verifies a clue while the night's publish, which found its evidence
+    changed, is under way. The clerk's change stands; the publish says nothing of that night's
+    evidence (no event, no snapshot), so the next night finds it changed and says so."""
+    import bidui.clues.publish as pub
+
+    old = '{"plate": "浙A12345", "vehicle_type": "K33", "owner": "王伟"}'
+    new = '{"plate": "浙A12345", "vehicle_type": "K11", "owner": "王伟"}'
+    nights = [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)]
+    ledger = fresh_ledger("postgresql", tmp_path)
+    try:
+        publish(ledger, hits_frame([hit(record=old)]), {"VEHICLE": "ran"}, nights[0], {})
+        real = pub._apply_updates
+
+        def racing(session, updates):
+            from sqlalchemy import text
+
+            with ledger.engine.begin() as other:  # the clerk's request, committed meanwhile
+                other.execute(text("UPDATE clues SET status = 'verified', outcome = '属实', version = version + 1"))
+            return real(session, updates)
+
+        monkeypatch.setattr(pub, "_apply_updates", racing)
+        second = publish(ledger, hits_frame([hit(record=new)]), {"VEHICLE": "ran"}, nights[1], {})
+        monkeypatch.setattr(pub, "_apply_updates", real)
+        with ledger.read() as s:
+            clue = s.scalar(select(Clue))
+            assert (clue.status, clue.version, clue.evidence_hash) == ("verified", 2, evidence_hash(old))
+            assert s.scalar(select(func.count()).select_from(EvidenceSnapshot).where(
+                EvidenceSnapshot.night == nights[1])) == 0
+            assert "evidence_changed" not in [e.kind for e in s.scalars(select(ClueEvent))]
+        assert second.changed == 0
+        third = publish(ledger, hits_frame([hit(record=new)]), {"VEHICLE": "ran"}, nights[2], {})
+        assert third.changed == 1
+        with ledger.read() as s:
+            clue = s.scalar(select(Clue))
+            assert (clue.status, clue.version, clue.evidence_hash) == ("verified", 3, evidence_hash(new))
+            assert [e.payload["night"] for e in s.scalars(select(ClueEvent).where(ClueEvent.kind == "evidence_changed"))
+                    ] == [nights[2].isoformat()]
+    finally:
+        ledger.close()

@@ -295,3 +295,27 @@ def test_the_task_forces_list_is_scoped_chinese_and_revokes_with_a_reason(home) 
     # The clue page says it is revoked.
     assert "决定已撤销（复核后确认是本人）" in page_text(town_client.get(f"/clues/{linked}").text)
     assert other_town  # the neighbouring township shares the county (its reviewer sees both)
+
+
+def test_an_amended_not_self_finding_speaks_with_its_new_signature(home) -> None:
+    """Amending a 不是本人 finding keeps the decision (it says the same); the link explanation's
+    「<verifier>于<date>入户核实」 then names the amended signature, not the first one."""
+    h, town, _ = home
+    linked, _ = pick(h, town)
+    first, amended = TODAY - timedelta(days=5), TODAY - timedelta(days=1)
+
+    def act(s):
+        user = s.scalar(select(User).where(User.username == "town"))
+        actions.verify(s, linked, s.get(Clue, linked).version, user,
+                       Finding(NOT_TRUE, None, "入户核实", "王秀兰", "扶贫专干", first, NOT_SELF), today=TODAY)
+        actions.amend(s, linked, s.get(Clue, linked).version, user,
+                      Finding(NOT_TRUE, None, "入户核实，更正日期与签字人", "王秀芝", "扶贫专干", amended, NOT_SELF),
+                      today=TODAY)
+        kept = s.scalars(select(LinkDecision).where(LinkDecision.clue_id == linked,
+                                                    LinkDecision.revoked_at.is_(None))).all()
+        return len(kept), {(p["verifier_name"], p["decided_on"]) for p in link_decisions.for_linking(s)
+                           if p["clue_id"] == linked}
+
+    kept, said = write(h, act)
+    assert kept >= 1
+    assert said == {("王秀芝", amended)}

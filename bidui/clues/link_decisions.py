@@ -133,13 +133,18 @@ def revoke_for_clue(session: Session, clue: Clue, kind: str, actor: User, reason
 
 
 def for_linking(session: Session) -> list[dict]:
-    """The active decisions as the batch copies them into the warehouse. `decided_on` is the day the
-    household was visited (the clue's signed verification date: a link explanation says 「…于那天入户
-    核实」), else the day the decision was recorded. An active decision is its clue's current
-    verification's: amending the verification revokes it."""
+    """The active decisions as the batch copies them into the warehouse. Who visited and when are
+    the clue's signed verification (a link explanation says 「<verifier>于<date>入户核实」): an
+    amended verification that says the same keeps the decision, and its new signature speaks for
+    it. A decision whose clue has no signature left gives its own (who, and the day it was recorded)."""
     decisions = active(session)
     ids = sorted({d.clue_id for d in decisions if d.clue_id is not None})
-    visited = dict(session.execute(select(Clue.id, Clue.verified_on).where(Clue.id.in_(ids))).all()) if ids else {}
-    return [{"kind": d.kind, "dataset": d.dataset, "role": d.role, "id_number": d.record_id_number,
-             "name": d.record_name, "person_key": d.person_key, "clue_id": d.clue_id, "verifier_name": d.verifier_name,
-             "decided_on": visited.get(d.clue_id) or d.decided_at.date()} for d in decisions]
+    signed = {i: (name, on) for i, name, on in session.execute(
+        select(Clue.id, Clue.verifier_name, Clue.verified_on).where(Clue.id.in_(ids)))} if ids else {}
+    out = []
+    for d in decisions:
+        name, on = signed.get(d.clue_id) or (None, None)
+        out.append({"kind": d.kind, "dataset": d.dataset, "role": d.role, "id_number": d.record_id_number,
+                    "name": d.record_name, "person_key": d.person_key, "clue_id": d.clue_id,
+                    "verifier_name": name or d.verifier_name, "decided_on": on or d.decided_at.date()})
+    return out

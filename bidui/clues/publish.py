@@ -283,21 +283,24 @@ _KNOWN = (Clue.id, Clue.rule_code, Clue.subject_key, Clue.evidence_key, Clue.evi
 _IN_CHUNK = 500  # ids per `IN (…)`: well under SQLite's and PostgreSQL's limits on parameters
 
 
-def _apply_updates(session: Session, updates: list[dict]) -> None:
-    """Write the clues' changes. A clue only seen again (most of them, every night) changes its
-    `last_seen` alone: those are one statement per chunk of ids. The rest are grouped by the
-    columns they set (one executemany each); one that moves the version is guarded by it: on
-    PostgreSQL a person may act on the clue meanwhile, and then their change stands (the next
-    night sees the evidence again)."""
+def _apply_updates(session: Session, updates: list[dict]) -> set[int]:
+    """Write the clues' changes; the ids of those a person changed meanwhile (not written). A clue
+    only seen again (most of them, every night) changes its `last_seen` alone: those are one
+    statement per chunk of ids. The rest are grouped by the columns they set (one executemany
+    each); one that moves the version is guarded by it: on PostgreSQL a person may act on the clue
+    meanwhile, and then their change stands."""
     table = Clue.__table__
     conn = session.connection()
     seen_on: dict[date, list[int]] = {}
     shapes: dict[tuple, list[dict]] = {}
+    missed: set[int] = set()
     for u in updates:
         if "version" in u:
-            session.execute(update(Clue).where(Clue.id == u["id"], Clue.version == u["version"] - 1)
-                            .values({k: v for k, v in u.items() if k != "id"})
-                            .execution_options(synchronize_session=False))
+            done = session.execute(update(Clue).where(Clue.id == u["id"], Clue.version == u["version"] - 1)
+                                   .values({k: v for k, v in u.items() if k != "id"})
+                                   .execution_options(synchronize_session=False))
+            if done.rowcount != 1:
+                missed.add(u["id"])
         elif u.keys() == {"id", "last_seen"}:
             seen_on.setdefault(u["last_seen"], []).append(u["id"])
         else:
@@ -309,6 +312,7 @@ def _apply_updates(session: Session, updates: list[dict]) -> None:
         conn.execute(update(table).where(table.c.id == bindparam("_id"))
                      .values({c: bindparam(c) for c in columns if c != "id"}),
                      [{("_id" if k == "id" else k): v for k, v in u.items()} for u in batch])
+    return missed
 
 
 def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: date, titles: dict[str, str],
@@ -347,6 +351,8 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
                                  .alias("_digest")).sort(
             ["rule_code", "subject_key", "evidence_key", "household_code", "_digest"], nulls_last=True)
         new_rows, new_evidence, events, updates = [], {}, [], []
+        # Clues whose version tonight moves (evidence changed, re-raised): what was said of them.
+        moved: dict[int, tuple[str, str, EvidenceSnapshot]] = {}
         seen_ids: set[int] = set()
         reformatted: set[tuple[int, str]] = set()
 
@@ -402,8 +408,9 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
                     "return_reason": None, "updated_at": stamp}
                 events.append(ClueEvent(clue_id=clue.id, at=stamp, actor=SYSTEM, kind="reraised", from_status=clue.status,
                                         to_status=DISPATCHED, payload={"night": night.isoformat(), "previous_outcome": clue.outcome}))
-                session.add(EvidenceSnapshot(clue_id=clue.id, night=night, evidence_hash=digest,
-                                             record=row["evidence_record"] or "null"))
+                moved[clue.id] = ("reraised", row["rule_code"], EvidenceSnapshot(
+                    clue_id=clue.id, night=night, evidence_hash=digest, record=row["evidence_record"] or "null"))
+                session.add(moved[clue.id][2])
                 count(row["rule_code"], "reraised")
             else:
                 count(row["rule_code"], "seen")
@@ -417,8 +424,9 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
                                                                   "updated_at": stamp}
                     events.append(ClueEvent(clue_id=clue.id, at=stamp, actor=SYSTEM, kind="evidence_changed",
                                             payload={"night": night.isoformat()}))
-                    session.add(EvidenceSnapshot(clue_id=clue.id, night=night, evidence_hash=digest,
-                                                 record=row["evidence_record"] or "null"))
+                    moved[clue.id] = ("changed", row["rule_code"], EvidenceSnapshot(
+                        clue_id=clue.id, night=night, evidence_hash=digest, record=row["evidence_record"] or "null"))
+                    session.add(moved[clue.id][2])
                     result.changed += 1
             updates.append({"id": clue.id} | values)
         # Gone: open, its rule ran tonight, not found tonight, and nothing tonight leaves it undecided.
@@ -432,7 +440,20 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
         # Bulk updates by primary key, grouped by the columns they set (one executemany each).
         # One that moves the version is guarded by it: on PostgreSQL a person may act on the clue
         # meanwhile, and then their change stands (the next night sees the evidence again).
-        _apply_updates(session, updates)
+        missed = _apply_updates(session, updates)
+        if missed:
+            # A person acted on these clues meanwhile (PostgreSQL): their change stands, and nothing
+            # is said of tonight's evidence (no event, no snapshot), so the next night finds it changed.
+            events = [e for e in events if e.clue_id not in missed]
+            for clue_id in missed:
+                kind, rule, snapshot = moved[clue_id]
+                if snapshot in session.new:
+                    session.expunge(snapshot)
+                else:
+                    session.delete(snapshot)
+                setattr(result, kind, getattr(result, kind) - 1)
+                if kind == "reraised":
+                    result.by_rule[rule]["reraised"] -= 1
         if new_rows:
             # Core executemany on the tables: the ORM bulk path took about twice as long (large night: 11.4 s vs 6.2 s).
             conn = session.connection()

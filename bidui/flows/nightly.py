@@ -349,16 +349,19 @@ def run_night(home: Home, folder: Path, night: date | None = None,
     flow passes its tasks). A night already completed is returned as it was, unless `force`: then
     held files are applied (`ingest --force`) and the night is run and published again. `from_scratch`
     normalises every delivered row and links every record again, carrying nothing from the night
-    before (`bidui run --from-scratch`)."""
+    before (`bidui run --from-scratch`); on a night already run, it links and publishes it again
+    (the files that night stored stay as stored)."""
     from bidui.connectors.ingest import night_of
 
     night = night or night_of(folder)
-    done = None if force or approved_since(home, night) else stored_report(home, night)
+    # From scratch on a night already run: run it again (its links and clues are what is in doubt).
+    done = None if force or from_scratch or approved_since(home, night) else stored_report(home, night)
     if done is not None:
         done.status = "already"
         return done
     report, started = NightReport(night.isoformat(), str(folder)), datetime.now()
-    steps = steps or plain_steps(home, folder, night, force or resuming_partial(home, night), force, from_scratch)
+    steps = steps or plain_steps(home, folder, night, force or from_scratch or resuming_partial(home, night), force,
+                                 from_scratch)
     for step in STEPS:
         if on_step:
             on_step(step, "start")

@@ -115,7 +115,7 @@ def _nightly_comparison(h: Home, folder: Path, run_date: str | None, force: bool
 
     night = date.fromisoformat(run_date) if run_date else night_of(folder)
     root = str(h.root)
-    again = force or nightly.resuming_partial(h, night)
+    again = force or from_scratch or nightly.resuming_partial(h, night)
     tasks = {"ingest": lambda: ingest_task(root, str(folder), night, force, not from_scratch),
              "link": lambda: link_task(root, night, from_scratch),
              "rules": lambda: rules_task(root, night), "publish": lambda: publish_task(root, night, again)}
@@ -123,7 +123,7 @@ def _nightly_comparison(h: Home, folder: Path, run_date: str | None, force: bool
     def on_step(step: str, phase: str) -> None:
         logger.info("%s %s", step, "started" if phase == "start" else "done")
 
-    report = nightly.run_night(h, folder, night, on_step, tasks, force)
+    report = nightly.run_night(h, folder, night, on_step, tasks, force, from_scratch=from_scratch)
     if report.status == "already":
         logger.info("night %s already completed: nothing to do", night)
     else:
