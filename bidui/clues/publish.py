@@ -437,9 +437,6 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
                 events.append(ClueEvent(clue_id=clue.id, at=stamp, actor=SYSTEM, kind="evidence_gone",
                                         payload={"night": night.isoformat(), "last_seen": clue.last_seen.isoformat()}))
                 count(clue.rule_code, "gone")
-        # Bulk updates by primary key, grouped by the columns they set (one executemany each).
-        # One that moves the version is guarded by it: on PostgreSQL a person may act on the clue
-        # meanwhile, and then their change stands (the next night sees the evidence again).
         missed = _apply_updates(session, updates)
         if missed:
             # A person acted on these clues meanwhile (PostgreSQL): their change stands, and nothing

@@ -157,7 +157,7 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
             batch = sorted((e for e in todo if e.name in ready), key=lambda e: -e.path.stat().st_size)
             todo = [e for e in todo if e.name not in ready]
             futures = {pool.submit(prepare, e.path, night, e.name, limits.values, in_force,
-                                   _known(con, e.name, night, in_force) if carry else None): e for e in batch}
+                                   _known(con, e.name, night) if carry else None): e for e in batch}
             # Stored as the workers finish them, so this process writes while they work.
             for future in as_completed(futures) if isinstance(pool, ProcessPoolExecutor) else futures:
                 e = futures[future]
@@ -191,13 +191,10 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
 _POLARS_TYPES = {"VARCHAR": pl.String, "DATE": pl.Date, "DOUBLE": pl.Float64, "INTEGER": pl.Int32, "BIGINT": pl.Int64}
 
 
-def _known(con: duckdb.DuckDBPyConnection, name: str, night: date, in_force: dict[str, str]) -> Known | None:
-    """The fingerprints of the snapshot in force of the file's dataset (none for a file that is
-    not read: its bytes are the snapshot's)."""
+def _known(con: duckdb.DuckDBPyConnection, name: str, night: date) -> Known | None:
+    """The fingerprints of the snapshot in force of the file's dataset (None for a file named for none)."""
     code = _dataset_code(name)
-    if code is None or code not in BY_CODE:
-        return None
-    return wh.known_rows(con, BY_CODE[code], night)
+    return wh.known_rows(con, BY_CODE[code], night) if code else None
 
 
 def _evidence(e: inbox.Entry, marker: bool, limits: Limits, clock: Callable[[], float]) -> str | None:
@@ -346,8 +343,8 @@ def store(con: duckdb.DuckDBPyConnection, p: Prepared, *, force: bool = False, l
         kept = wh.carried_rows(con, ds, result.carried_from, result.carried)
         if kept.height != result.carried.height:  # the snapshot in force changed under the run
             o = FileOutcome(name, ds.code, "refused", result.rows_read, 0, 0, time.perf_counter() - start,
-                            f"{name}: the {ds.code} snapshot in force changed while the file was read; run the night "
-                            "again (nothing of it was kept)")
+                            f"{name}: could not be stored (the {ds.code} snapshot in force changed while it was read); "
+                            "nothing of it was kept; run the night again")
             _log(con, night, name, o, sha256=sha)
             return o
         schema = {n: _POLARS_TYPES.get(t, pl.String) for n, t in table_columns(ds)} | {"raw_hi": pl.UInt64,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from datetime import date, timedelta
+from functools import cache
 
 import polars as pl
 
@@ -80,7 +81,18 @@ class Known:
 _NORMALISER_SOURCES = ("bidui.connectors.normalise", "bidui.ids", "bidui.names", "bidui.text", "bidui.datasets")
 
 
-def _normaliser_digest(ds: Dataset, limits: ValueLimits) -> str:
+# The fingerprint is stored as one UHUGEINT (`raw_hash`) and handled outside DuckDB as two UBIGINT
+# halves (`raw_hi`, `raw_lo`: polars has no 128-bit unsigned type).
+def raw_halves_sql(h: str) -> str:
+    return f"({h} >> 64)::UBIGINT AS raw_hi, ({h} & 18446744073709551615)::UBIGINT AS raw_lo"
+
+
+def raw_whole_sql(prefix: str = "") -> str:
+    return f"({prefix}raw_hi::UHUGEINT << 64) | {prefix}raw_lo::UHUGEINT"
+
+
+@cache
+def _sources_digest() -> bytes:
     import hashlib
     import importlib
     import inspect
@@ -88,6 +100,13 @@ def _normaliser_digest(ds: Dataset, limits: ValueLimits) -> str:
     h = hashlib.sha256()
     for name in _NORMALISER_SOURCES:
         h.update(inspect.getsource(importlib.import_module(name)).encode())
+    return h.digest()
+
+
+def _normaliser_digest(ds: Dataset, limits: ValueLimits) -> str:
+    import hashlib
+
+    h = hashlib.sha256(_sources_digest())
     h.update(repr((ds.code, [(c.name, c.kind, c.required) for c in ds.columns], limits)).encode())
     return h.hexdigest()[:32]
 
@@ -110,8 +129,7 @@ def raw_row_hashes(ds: Dataset, mapping: Mapping, raw: RawTable, data: pl.DataFr
     con = duckdb.connect()
     try:
         con.register("t", text.to_arrow(compat_level=pl.CompatLevel.newest()))
-        return con.sql("SELECT (h >> 64)::UBIGINT AS raw_hi, (h & 18446744073709551615)::UBIGINT AS raw_lo "
-                       "FROM (SELECT md5_number(t) AS h FROM t)").pl()
+        return con.sql(f"SELECT {raw_halves_sql('md5_number(t)')} FROM t").pl()
     finally:
         con.close()
 
@@ -223,9 +241,8 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
     # event may have, which only grows night after night (so `Known` is never of a later night),
     # and a row with a rejected value (the one thing a later date could change) has no fingerprint.
     if known is not None and known.hashes.height and (night is None or known.snapshot <= night):
-        marked = hashes.with_row_index("_i").join(known.hashes.unique().with_columns(pl.lit(True).alias("_known")),
-                                                   on=["raw_hi", "raw_lo"], how="left")
-        is_known = marked.sort("_i")["_known"].fill_null(False)
+        is_known = hashes.join(known.hashes.unique().with_columns(pl.lit(True).alias("_known")), on=["raw_hi", "raw_lo"],
+                               how="left", maintain_order="left")["_known"].fill_null(False)
         if is_known.any():
             carried = pl.DataFrame({"source_row": source_row.filter(is_known)}).hstack(hashes.filter(is_known))
             data, source_row, hashes = data.filter(~is_known), source_row.filter(~is_known), hashes.filter(~is_known)

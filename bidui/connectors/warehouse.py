@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from bidui.connectors.normalise import Known, table_columns
+from bidui.connectors.normalise import Known, raw_halves_sql, raw_whole_sql, table_columns
 from bidui.datasets import DATASETS, Dataset
 
 SCHEMA = """
@@ -211,8 +211,7 @@ def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, loa
                               pl.lit(file).alias("source_file"))
     names = ["snapshot_date", "load_id", "source_file", *(n for n, _ in table_columns(ds))]
     # The delivered row's fingerprint (bidui.connectors.normalise.raw_row_hashes), where it has one.
-    raw = ("(raw_hi::UHUGEINT << 64) | raw_lo::UHUGEINT" if {"raw_hi", "raw_lo"} <= set(frame.columns)
-           else "NULL::UHUGEINT")
+    raw = raw_whole_sql() if {"raw_hi", "raw_lo"} <= set(frame.columns) else "NULL::UHUGEINT"
     frame = frame.select(names + [c for c in ("raw_hi", "raw_lo") if c in frame.columns])
     quoted = ", ".join(f'"{n}"' for n in names)
     con.execute(f"INSERT INTO {table} ({quoted}, row_hash, raw_hash) SELECT {quoted}, {row_hash_sql(ds)}, {raw} FROM frame")
@@ -229,8 +228,8 @@ def known_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date) -> Know
     snap = in_force(con, night).get(ds.code)
     if snap is None:
         return None
-    hashes = query(con, f"SELECT (raw_hash >> 64)::UBIGINT AS raw_hi, (raw_hash & 18446744073709551615)::UBIGINT AS raw_lo "
-                        f"FROM {table_name(ds)} WHERE snapshot_date = ? AND raw_hash IS NOT NULL", [snap])
+    hashes = query(con, f"SELECT {raw_halves_sql('raw_hash')} FROM {table_name(ds)} "
+                        "WHERE snapshot_date = ? AND raw_hash IS NOT NULL", [snap])
     return Known(snap, hashes) if hashes.height else None
 
 
@@ -245,7 +244,7 @@ def carried_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, carrie
         return query(cur, f"""
             SELECT c.source_row, {cols}, c.raw_hi, c.raw_lo
             FROM _carried c JOIN {table_name(ds)} d ON d.snapshot_date = ?
-                 AND d.raw_hash = (c.raw_hi::UHUGEINT << 64) | c.raw_lo::UHUGEINT""", [snap])
+                 AND d.raw_hash = {raw_whole_sql('c.')}""", [snap])
     finally:
         cur.close()
 
