@@ -26,9 +26,10 @@ import polars as pl
 from bidui.connectors import inbox
 from bidui.connectors import warehouse as wh
 from bidui.connectors.mapping import RefusedError, map_headers
-from bidui.connectors.normalise import Known, ValueLimits, normalise, table_columns
+from bidui.connectors.normalise import ValueLimits, normalise
 from bidui.connectors.plausibility import Limits, checks, first_reject, profile_snapshot
 from bidui.connectors.readers import NO_FINAL_BREAK, ReadError, read_table
+from bidui.connectors.stored import Known, table_columns
 from bidui.datasets import BY_CODE, DATASETS, DatasetNameError, dataset_for_filename
 from bidui.errors import EXIT_FILES, EXIT_OK, OK_FILE_STATUSES
 

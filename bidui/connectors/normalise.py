@@ -20,6 +20,7 @@ import polars as pl
 
 from bidui.connectors.mapping import Mapping
 from bidui.connectors.readers import RawTable
+from bidui.connectors.stored import Known, raw_halves_sql
 from bidui.datasets import VEHICLE_TYPE_NAMES, Column, Dataset
 from bidui.ids import normalise_id_series
 from bidui.names import clean_name_expr
@@ -28,7 +29,6 @@ from bidui.text import nfkc_series
 DATE_FORMS = ("%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%Y年%m月%d日", "%Y.%m.%d")
 _DATE_SHAPE = r"^\d{4}([-/.年])\d{1,2}([-/.月])\d{1,2}日?$|^\d{8}$"
 EXCEL_EPOCH_OFFSET = (date(1970, 1, 1) - date(1899, 12, 30)).days  # Excel day 25569 is 1970-01-01
-SQL_TYPES = {"date": "DATE", "year": "INTEGER", "money": "DOUBLE", "number": "DOUBLE"}
 
 
 @dataclass(frozen=True)
@@ -65,30 +65,10 @@ class Normalised:
     carried_from: date | None = None
 
 
-@dataclass
-class Known:
-    """The fingerprints (`raw_hi`, `raw_lo`) of the rows of a dataset's snapshot in force (`snapshot`,
-    a night not after tonight's), stored with it: a row delivered again exactly is not normalised
-    again."""
-
-    snapshot: date
-    hashes: pl.DataFrame
-
-
 # What the normaliser's outcome for a row depends on besides the row: this code (and the ID and
 # name cleaning it calls), the dataset's columns and the value limits. Part of every fingerprint,
 # so that a changed normaliser or limit never reuses a row normalised by the one before.
 _NORMALISER_SOURCES = ("bidui.connectors.normalise", "bidui.ids", "bidui.names", "bidui.text", "bidui.datasets")
-
-
-# The fingerprint is stored as one UHUGEINT (`raw_hash`) and handled outside DuckDB as two UBIGINT
-# halves (`raw_hi`, `raw_lo`: polars has no 128-bit unsigned type).
-def raw_halves_sql(h: str) -> str:
-    return f"({h} >> 64)::UBIGINT AS raw_hi, ({h} & 18446744073709551615)::UBIGINT AS raw_lo"
-
-
-def raw_whole_sql(prefix: str = "") -> str:
-    return f"({prefix}raw_hi::UHUGEINT << 64) | {prefix}raw_lo::UHUGEINT"
 
 
 @cache
@@ -369,19 +349,3 @@ def _extra_json(raw: RawTable, data: pl.DataFrame, extra: tuple[int, ...]) -> pl
         headers[i] = h if h not in headers.values() else f"{h} (column {i + 1})"
     return data.select(pl.struct([pl.col(f"c{i}").alias(h) for i, h in headers.items()])
                            .struct.json_encode()).to_series()
-
-
-def table_columns(ds: Dataset) -> list[tuple[str, str]]:
-    """The warehouse columns of a dataset table after the common ones, with SQL types."""
-    cols: list[tuple[str, str]] = [("source_row", "BIGINT")]
-    for c in ds.columns:
-        if c.kind == "id":
-            cols += [(f"{c.name}_raw", "VARCHAR"), (c.name, "VARCHAR"), (f"{c.name}_status", "VARCHAR")]
-        elif c.kind == "name":
-            cols += [(f"{c.name}_raw", "VARCHAR"), (c.name, "VARCHAR")]
-        else:
-            if ds.code == "vehicles" and c.name == "vehicle_type":
-                cols.append(("vehicle_type_code", "VARCHAR"))
-            cols.append((c.name, SQL_TYPES.get(c.kind, "VARCHAR")))
-    cols += [("extra_json", "VARCHAR"), ("rejected_columns", "VARCHAR")]
-    return cols

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from bidui.connectors.normalise import Known, raw_halves_sql, raw_whole_sql, table_columns
+from bidui.connectors.stored import Known, raw_halves_sql, raw_whole_sql, table_columns
 from bidui.datasets import DATASETS, Dataset
 
 SCHEMA = """

@@ -1,0 +1,50 @@
+"""How a dataset is kept in the warehouse: its columns with their SQL types, and the fingerprint
+each stored row keeps of the text it was read from. Apart from the normaliser, so that what only
+reads the warehouse (linking, rules, reports) does not load the readers and cleaners."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+from bidui.datasets import Dataset
+
+SQL_TYPES = {"date": "DATE", "year": "INTEGER", "money": "DOUBLE", "number": "DOUBLE"}
+
+
+@dataclass
+class Known:
+    """The fingerprints (`raw_hi`, `raw_lo`) of the rows of a dataset's snapshot in force (`snapshot`,
+    a night not after tonight's), stored with it: a row delivered again exactly is not normalised
+    again."""
+
+    snapshot: date
+    hashes: pl.DataFrame
+
+
+# The fingerprint is stored as one UHUGEINT (`raw_hash`) and handled outside DuckDB as two UBIGINT
+# halves (`raw_hi`, `raw_lo`: polars has no 128-bit unsigned type).
+def raw_halves_sql(h: str) -> str:
+    return f"({h} >> 64)::UBIGINT AS raw_hi, ({h} & 18446744073709551615)::UBIGINT AS raw_lo"
+
+
+def raw_whole_sql(prefix: str = "") -> str:
+    return f"({prefix}raw_hi::UHUGEINT << 64) | {prefix}raw_lo::UHUGEINT"
+
+
+def table_columns(ds: Dataset) -> list[tuple[str, str]]:
+    """The warehouse columns of a dataset table after the common ones, with SQL types."""
+    cols: list[tuple[str, str]] = [("source_row", "BIGINT")]
+    for c in ds.columns:
+        if c.kind == "id":
+            cols += [(f"{c.name}_raw", "VARCHAR"), (c.name, "VARCHAR"), (f"{c.name}_status", "VARCHAR")]
+        elif c.kind == "name":
+            cols += [(f"{c.name}_raw", "VARCHAR"), (c.name, "VARCHAR")]
+        else:
+            if ds.code == "vehicles" and c.name == "vehicle_type":
+                cols.append(("vehicle_type_code", "VARCHAR"))
+            cols.append((c.name, SQL_TYPES.get(c.kind, "VARCHAR")))
+    cols += [("extra_json", "VARCHAR"), ("rejected_columns", "VARCHAR")]
+    return cols
