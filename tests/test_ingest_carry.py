@@ -61,13 +61,13 @@ def test_rows_delivered_again_are_carried_and_the_snapshot_is_the_same(tmp_path:
                      [[r[i] for i in order] for r in [[pid("52900119661010888"), "赵陆", "2026年4月4日"], *SAME[::-1], AHEAD,
                                                       [pid("52900119700101666"), "钱七", "2026年6月1日"]]])
     carried: list[int] = []
-    real = wh.carried_rows
+    real = wh.stage_carried_rows
 
     def spy(con, ds, snap, rows):
         carried.append(rows.height)
         return real(con, ds, snap, rows)
 
-    monkeypatch.setattr(wh, "carried_rows", spy)
+    monkeypatch.setattr(wh, "stage_carried_rows", spy)
     cons = [wh.connect(tmp_path / "carry.duckdb"), wh.connect(tmp_path / "all.duckdb")]
     try:
         for folder, night in ((first, NIGHTS[0]), (second, NIGHTS[1])):
@@ -100,8 +100,8 @@ def test_nothing_is_carried_under_other_limits_or_from_a_later_snapshot(tmp_path
     later = deliver(inbox, NIGHTS[1], HEADER, SAME)
     earlier = deliver(inbox, NIGHTS[0], HEADER, [*SAME, AHEAD])
     carried: list[int] = []
-    real = wh.carried_rows
-    monkeypatch.setattr(wh, "carried_rows", lambda con, ds, snap, rows: carried.append(rows.height) or real(con, ds, snap, rows))
+    real = wh.stage_carried_rows
+    monkeypatch.setattr(wh, "stage_carried_rows", lambda con, ds, snap, rows: carried.append(rows.height) or real(con, ds, snap, rows))
     con = wh.connect(tmp_path / "w.duckdb")
     try:
         if edit == "limits":

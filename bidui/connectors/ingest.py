@@ -21,15 +21,14 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
-import polars as pl
 
 from bidui.connectors import inbox
 from bidui.connectors import warehouse as wh
 from bidui.connectors.mapping import RefusedError, map_headers
 from bidui.connectors.normalise import ValueLimits, normalise
-from bidui.connectors.plausibility import Limits, checks, first_reject, profile_snapshot
+from bidui.connectors.plausibility import Limits, checks, first_reject, profile_query, profile_snapshot
 from bidui.connectors.readers import NO_FINAL_BREAK, ReadError, read_table
-from bidui.connectors.stored import Known, table_columns
+from bidui.connectors.stored import Known
 from bidui.datasets import BY_CODE, DATASETS, DatasetNameError, dataset_for_filename
 from bidui.errors import EXIT_FILES, EXIT_OK, OK_FILE_STATUSES
 
@@ -189,9 +188,6 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
     return outcomes
 
 
-_POLARS_TYPES = {"VARCHAR": pl.String, "DATE": pl.Date, "DOUBLE": pl.Float64, "INTEGER": pl.Int32, "BIGINT": pl.Int64}
-
-
 def _known(con: duckdb.DuckDBPyConnection, name: str, night: date) -> Known | None:
     """The fingerprints of the snapshot in force of the file's dataset (None for a file named for none)."""
     code = _dataset_code(name)
@@ -338,26 +334,36 @@ def store(con: duckdb.DuckDBPyConnection, p: Prepared, *, force: bool = False, l
         o = FileOutcome(name, ds.code, "refused", seconds=time.perf_counter() - start, message=p.refused)
         _log(con, night, name, o, sha256=p.sha)
         return o
-    raw, result, sha = p.raw, p.result, p.sha
+    try:
+        return _store_read(con, p, start, lim, force)
+    finally:
+        wh.drop_carried_rows(con)
+
+
+def _store_read(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: Limits, force: bool) -> FileOutcome:
+    """`store` of a file that was read and normalised."""
+    night, name, ds, raw, result, sha = p.night, p.name, p.dataset, p.raw, p.result, p.sha
+    carried = 0
     if result.carried is not None and result.carried_from is not None:
-        # The rows delivered as before take the values they were given then (see normalise.Known).
-        kept = wh.carried_rows(con, ds, result.carried_from, result.carried)
-        if kept.height != result.carried.height:  # the snapshot in force changed under the run
+        # The rows delivered as before take the values they were given then (see normalise.Known),
+        # copied inside DuckDB: they are counted and stored without coming back to Python.
+        carried = wh.stage_carried_rows(con, ds, result.carried_from, result.carried)
+        if carried != result.carried.height:  # the snapshot in force changed under the run
             o = FileOutcome(name, ds.code, "refused", result.rows_read, 0, 0, time.perf_counter() - start,
                             f"{name}: could not be stored (the {ds.code} snapshot in force changed while it was read); "
                             "nothing of it was kept; run the night again")
             _log(con, night, name, o, sha256=sha)
             return o
-        schema = {n: _POLARS_TYPES.get(t, pl.String) for n, t in table_columns(ds)} | {"raw_hi": pl.UInt64,
-                                                                                        "raw_lo": pl.UInt64}
-        result.rows = pl.concat([result.rows.select(list(schema)).cast(schema), kept.select(list(schema)).cast(schema)]
-                                ).sort("source_row")
-        result.carried = None
     rejected = result.rejects["source_row"].n_unique() if result.rejects.height else 0
-    o = FileOutcome(name, ds.code, "accepted", result.rows_read, result.rows.height, rejected, evidence=p.evidence)
+    o = FileOutcome(name, ds.code, "accepted", result.rows_read, result.rows.height + carried, rejected,
+                    evidence=p.evidence)
     whole = _whole(p)
     last = wh.last_snapshot(con, ds.code, night)
-    held = whole + checks(ds, result, lim, (last[0], profile_snapshot(con, ds, last[0])) if last else None, name)
+    now = None
+    if carried:
+        with wh.registered(con, "_new", result.rows):
+            now = profile_query(con, ds, wh.tonight_rows_sql(ds, carried=True))
+    held = whole + checks(ds, result, lim, (last[0], profile_snapshot(con, ds, last[0])) if last else None, name, now)
     if p.changed:
         o.incomplete = True
     if held and not force:
@@ -375,8 +381,8 @@ def store(con: duckdb.DuckDBPyConnection, p: Prepared, *, force: bool = False, l
     con.execute("BEGIN TRANSACTION")
     try:
         if o.status in ("accepted", "forced"):
-            wh.apply_snapshot(con, ds, night, load_id, name, sha, result.rows)
-            for ref in ds.persons:
+            wh.apply_snapshot(con, ds, night, load_id, name, sha, result.rows, carried)
+            for ref in ds.persons:  # (a carried row's name has its keys since its snapshot was stored)
                 wh.add_name_keys(con, result.rows[ref.name_column])
         wh.add_rejects(con, load_id, name, result.rejects)
         o.seconds = time.perf_counter() - start

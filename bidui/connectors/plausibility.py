@@ -82,6 +82,7 @@ class Profile:
     valid_ids: int  # rows whose (first) person ID is usable: valid, or Excel-mangled
     distinct_ids: int  # distinct usable IDs
     values: dict[str, dict[str, int]] = field(default_factory=dict)  # enumeration column → value → rows
+    filled: dict[str, int] = field(default_factory=dict)  # each person's ID and name column → rows with a value
 
     @property
     def valid_share(self) -> float:
@@ -96,6 +97,10 @@ def _enums(ds: Dataset) -> list[str]:
     return [c.name for c in ds.columns if c.kind == "enum"]
 
 
+def _person_columns(ds: Dataset) -> list[str]:
+    return [col for ref in ds.persons for col in (ref.id_column, ref.name_column)]
+
+
 def profile_rows(ds: Dataset, rows: pl.DataFrame) -> Profile:
     values = {c: {str(v): int(n) for v, n in rows[c].value_counts().iter_rows() if v is not None}
               for c in _enums(ds)} if rows.height else {}
@@ -103,22 +108,32 @@ def profile_rows(ds: Dataset, rows: pl.DataFrame) -> Profile:
         return Profile(rows.height, 0, 0, values)
     ref = ds.persons[0]
     valid = rows.filter(pl.col(f"{ref.id_column}_status").is_in(USABLE_ID))[ref.id_column]
-    return Profile(rows.height, valid.len(), valid.n_unique(), values)
+    filled = {c: int(rows[c].is_not_null().sum()) for c in _person_columns(ds)}
+    return Profile(rows.height, valid.len(), valid.n_unique(), values, filled)
+
+
+def profile_query(con: duckdb.DuckDBPyConnection, ds: Dataset, rows_sql: str, args: list | None = None) -> Profile:
+    """`profile_rows` of the rows a query gives (the dataset table's columns), counted in DuckDB:
+    a stored snapshot, or tonight's rows when most of them were carried without leaving it."""
+    args = args or []
+    values = {c: {str(v): int(n) for v, n in con.execute(
+        f'SELECT "{c}", count(*) FROM ({rows_sql}) WHERE "{c}" IS NOT NULL GROUP BY 1', args).fetchall()}
+        for c in _enums(ds)}
+    if not ds.persons:
+        n = con.execute(f"SELECT count(*) FROM ({rows_sql})", args).fetchone()[0]
+        return Profile(int(n), 0, 0, values)
+    c, cols = ds.persons[0].id_column, _person_columns(ds)
+    n, valid, distinct, *filled = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE {c}_status IN {USABLE_ID}), "
+        f"count(DISTINCT {c}) FILTER (WHERE {c}_status IN {USABLE_ID}), "
+        + ", ".join(f'count("{col}")' for col in cols) + f" FROM ({rows_sql})", args).fetchone()
+    if not n:
+        return Profile(0, 0, 0, {})
+    return Profile(int(n), int(valid), int(distinct), values, dict(zip(cols, map(int, filled), strict=True)))
 
 
 def profile_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, snapshot: date) -> Profile:
-    values = {c: {str(v): int(n) for v, n in con.execute(
-        f'SELECT "{c}", count(*) FROM ds_{ds.code} WHERE snapshot_date = ? AND "{c}" IS NOT NULL GROUP BY 1',
-        [snapshot]).fetchall()} for c in _enums(ds)}
-    if not ds.persons:
-        n = con.execute(f"SELECT count(*) FROM ds_{ds.code} WHERE snapshot_date = ?", [snapshot]).fetchone()[0]
-        return Profile(int(n), 0, 0, values)
-    c = ds.persons[0].id_column
-    n, valid, distinct = con.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE {c}_status IN {USABLE_ID}), "
-        f"count(DISTINCT {c}) FILTER (WHERE {c}_status IN {USABLE_ID}) FROM ds_{ds.code} WHERE snapshot_date = ?",
-        [snapshot]).fetchone()
-    return Profile(int(n), int(valid), int(distinct), values)
+    return profile_query(con, ds, f"SELECT * FROM ds_{ds.code} WHERE snapshot_date = ?", [snapshot])
 
 
 def first_reject(ds: Dataset, rejects: pl.DataFrame) -> tuple[str, str]:
@@ -134,11 +149,12 @@ def _pct(x: float) -> str:
 
 
 def checks(ds: Dataset, result: Normalised, limits: Limits, last: tuple[date, Profile] | None,
-           name: str) -> list[str]:
+           name: str, now: Profile | None = None) -> list[str]:
     """Why the file should be held (empty: plausible). Each reason says what was measured, against
-    what and which setting."""
+    what and which setting. `now`: tonight's rows profiled already (else `result.rows` are)."""
     held: list[str] = []
-    read, rows = result.rows_read, result.rows
+    read = result.rows_read
+    now = now if now is not None else profile_rows(ds, result.rows)
     rejected = result.rejects["source_row"].n_unique() if result.rejects.height else 0
     if read == 0:
         return [f"{name}: a header but no data rows"]
@@ -149,12 +165,9 @@ def checks(ds: Dataset, result: Normalised, limits: Limits, last: tuple[date, Pr
         where, reason = first_reject(ds, result.rejects)
         held.append(f"{name}: {rejected:,} of {read:,} rows rejected ({_pct(rejected / read)}, limit max_reject_share "
                     f"{_pct(limits.max_reject_share)}); first: {where}, {reason}")
-    for ref in ds.persons:
-        for col in (ref.id_column, ref.name_column):
-            filled = rows[col].is_not_null().sum() if rows.height else 0
-            if ds.column(col).required and rows.height and filled == 0:
-                held.append(f"{name}: the required column {col} ({ds.column(col).header}) is empty in every row")
-    now = profile_rows(ds, rows)
+    for col in _person_columns(ds):
+        if ds.column(col).required and now.rows and now.filled.get(col, 0) == 0:
+            held.append(f"{name}: the required column {col} ({ds.column(col).header}) is empty in every row")
     if ds.persons and now.rows and now.valid_share < limits.min_valid_id_share:
         held.append(f"{name}: only {_pct(now.valid_share)} of rows have a valid ID number, or one Excel cut to 15 digits (limit min_valid_id_share "
                     f"{_pct(limits.min_valid_id_share)}); are the ID and name columns swapped, or IDs stored as numbers?")

@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -91,6 +91,20 @@ def query(con: duckdb.DuckDBPyConnection, sql: str, args: list | None = None) ->
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return pl.from_arrow(con.execute(sql, args or []).to_arrow_table())  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> Iterator[None]:
+    """The frame registered on `con` itself while the block runs (a temp table made from it must be
+    on this connection). DuckDB refuses to register or unregister while a result is half-read — a
+    `fetchone()` of a one-row query leaves one — so such a result is finished first."""
+    con.complete()
+    con.register(name, frame)
+    try:
+        yield
+    finally:
+        con.complete()
+        con.unregister(name)
 
 
 def insert_frame(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame, columns: list[str] | None = None) -> None:
@@ -202,8 +216,9 @@ def row_hash_sql(ds: Dataset) -> str:
 
 
 def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, load_id: int, file: str, sha256: str,
-                   rows: pl.DataFrame) -> None:
-    """Replace the dataset's snapshot of this night with these rows (inside the caller's transaction)."""
+                   rows: pl.DataFrame, carried: int = 0) -> None:
+    """Replace the dataset's snapshot of this night with these rows and the `carried` rows staged
+    in CARRIED_ROWS (inside the caller's transaction)."""
     table = table_name(ds)
     con.execute(f"DELETE FROM {table} WHERE snapshot_date = ?", [night])
     con.execute("DELETE FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [ds.code, night])
@@ -215,7 +230,13 @@ def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, loa
     frame = frame.select(names + [c for c in ("raw_hi", "raw_lo") if c in frame.columns])
     quoted = ", ".join(f'"{n}"' for n in names)
     con.execute(f"INSERT INTO {table} ({quoted}, row_hash, raw_hash) SELECT {quoted}, {row_hash_sql(ds)}, {raw} FROM frame")
-    con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)", [ds.code, night, load_id, file, sha256, rows.height])
+    if carried:
+        # Same values, so the same row hash; the fingerprint is of the same text.
+        own = ", ".join(f'"{n}"' for n, _ in table_columns(ds))
+        con.execute(f"INSERT INTO {table} ({quoted}, row_hash, raw_hash) SELECT ?::DATE, ?, ?, {own}, row_hash, raw_hash "
+                    f"FROM {CARRIED_ROWS}", [night, load_id, file])
+    con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
+                [ds.code, night, load_id, file, sha256, rows.height + carried])
 
 
 # Columns of a snapshot table that are about the row, not what it says: no rule or person reads them.
@@ -233,20 +254,38 @@ def known_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date) -> Know
     return Known(snap, hashes) if hashes.height else None
 
 
-def carried_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, carried: pl.DataFrame) -> pl.DataFrame:
+# Tonight's rows delivered as before, with their values from the snapshot they were read for
+# (`stage_carried_rows`), until `apply_snapshot` stores them: they never leave DuckDB.
+CARRIED_ROWS = "_carried_rows"
+
+
+def stage_carried_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, carried: pl.DataFrame) -> int:
     """The rows of the snapshot of `snap` whose fingerprints `carried` (source_row, raw_hi, raw_lo)
-    lists, as the normaliser would give them tonight: its columns, at tonight's source rows."""
+    lists, as the normaliser would give them tonight — its columns, at tonight's source rows, with
+    their row hash and fingerprint — into the temp table CARRIED_ROWS; how many were found (fewer
+    than listed: that snapshot changed since the file was read). Copied before tonight's snapshot
+    replaces anything: `snap` may be tonight's own earlier one."""
     cols = ", ".join(f'd."{n}"' for n, _ in table_columns(ds) if n != "source_row")
-    # On a cursor of its own: a caller's half-read result on `con` would refuse the registration.
-    cur = con.cursor()
-    try:
-        cur.register("_carried", carried)
-        return query(cur, f"""
-            SELECT c.source_row, {cols}, c.raw_hi, c.raw_lo
-            FROM _carried c JOIN {table_name(ds)} d ON d.snapshot_date = ?
-                 AND d.raw_hash = {raw_whole_sql('c.')}""", [snap])
-    finally:
-        cur.close()
+    with registered(con, "_carried", carried):
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {CARRIED_ROWS} AS
+            SELECT c.source_row, {cols}, d.row_hash, d.raw_hash
+            FROM _carried c JOIN {table_name(ds)} d ON d.snapshot_date = ? AND d.raw_hash = {raw_whole_sql('c.')}""",
+                    [snap])
+    (n,), = con.execute(f"SELECT count(*) FROM {CARRIED_ROWS}").fetchall()
+    return int(n)
+
+
+def drop_carried_rows(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"DROP TABLE IF EXISTS {CARRIED_ROWS}")
+
+
+def tonight_rows_sql(ds: Dataset, carried: bool) -> str:
+    """The rows `apply_snapshot` would store, as a query over `_new` (the normalised rows,
+    registered by the caller) and, if `carried`, CARRIED_ROWS: for profiling them in DuckDB."""
+    names = ", ".join(f'"{n}"' for n, _ in table_columns(ds))
+    sql = f"SELECT {names} FROM _new"
+    return f"{sql} UNION ALL SELECT {names} FROM {CARRIED_ROWS}" if carried else sql
 
 
 def add_rejects(con: duckdb.DuckDBPyConnection, load_id: int, file: str, rejects: pl.DataFrame) -> None:
