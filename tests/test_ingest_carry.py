@@ -116,3 +116,46 @@ def test_nothing_is_carried_under_other_limits_or_from_a_later_snapshot(tmp_path
         assert carried == []
     finally:
         con.close()
+
+
+def test_tonights_profile_counted_in_duckdb_is_the_one_counted_in_polars(published_home) -> None:
+    """The plausibility checks count carried rows in DuckDB (`profile_query`) and new ones in
+    polars (`profile_rows`): on every dataset of a real night, the two agree exactly (rows, usable
+    and distinct IDs, each enumeration's values, filled ID and name columns)."""
+    from bidui.connectors.plausibility import profile_query, profile_rows
+    from bidui.datasets import DATASETS
+    from bidui.home import Home
+
+    con = wh.connect(Home(published_home[0]).warehouse)
+    try:
+        checked = 0
+        for ds in DATASETS:
+            snap = wh.in_force(con, NIGHTS[0]).get(ds.code)
+            if snap is None:
+                continue
+            sql = f"SELECT * FROM ds_{ds.code} WHERE snapshot_date = ?"
+            assert profile_query(con, ds, sql, [snap]) == profile_rows(ds, wh.query(con, sql, [snap])), ds.code
+            checked += 1
+        assert checked >= 10
+    finally:
+        con.close()
+
+
+def test_a_cut_file_whose_rows_are_all_carried_is_still_held(tmp_path: Path) -> None:
+    """Carried rows are counted by the checks: a re-delivery holding only the first rows of the
+    last one (every row as before, so every row carried) is held as truncated, and the snapshot
+    before it stays in force."""
+    rows = [[pid(f"52900119600101{i:03d}"), "张王李赵"[i // 10] + "明华强勇军芳丽娜静敏"[i % 10], "2026年3月3日"]
+            for i in range(40)]
+    inbox = tmp_path / "inbox"
+    first, second = deliver(inbox, NIGHTS[0], HEADER, rows), deliver(inbox, NIGHTS[1], HEADER, rows[:10])
+    con = wh.connect(tmp_path / "w.duckdb")
+    try:
+        assert next(o.status for o in ingest_night(con, first, NIGHTS[0], workers=1) if o.dataset == "deaths") == "accepted"
+        outcome = next(o for o in ingest_night(con, second, NIGHTS[1], workers=1) if o.dataset == "deaths")
+        assert outcome.status == "held" and "10 rows" in outcome.message and "40 rows" in outcome.message
+        assert wh.in_force(con, NIGHTS[1])["deaths"] == NIGHTS[0]
+        assert con.execute("SELECT count(*) FROM ds_deaths WHERE snapshot_date = ?", [NIGHTS[1]]).fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM ds_deaths WHERE snapshot_date = ?", [NIGHTS[0]]).fetchone()[0] == 40
+    finally:
+        con.close()
