@@ -351,8 +351,9 @@ def stage_night(con: duckdb.DuckDBPyConnection, night: date, restage: list[str] 
     datasets in `restage`, only the records `link_restage` lists (`bidui.matching.carry`)."""
     snap = spine_snapshot(con, night)
     prepare_spine(con, snap)
-    # `pi`: the spine row's number, what the blocking keys (`link_spine_keys`) point back with.
-    con.execute(f"CREATE OR REPLACE TEMP TABLE link_spine AS SELECT row_number() OVER () - 1 AS pi, {', '.join(SPINE_COLUMNS)} "
+    # `pi`: a spine row's number, what the blocking keys (`link_spine_keys`) point back with: its
+    # hukou row's (numbering the rows with row_number() cost 0.5 s of 1 at the medium size).
+    con.execute(f"CREATE OR REPLACE TEMP TABLE link_spine AS SELECT source_row AS pi, {', '.join(SPINE_COLUMNS)} "
                 f"FROM ({SPINE_SQL})", [snap, snap])
     sql, args, skipped = records_sql(con, night, restage=restage or ())
     if sql is None:

@@ -101,7 +101,8 @@ def remember_names(con: duckdb.DuckDBPyConnection, snap: date) -> None:
     con.execute("DROP TABLE _names_now")
 
 
-# Parameters: the snapshot date, twice.
+# Parameters: the snapshot date, twice. `source_row`: the hukou row each spine row is (unique in
+# the snapshot; `spine()` leaves it out).
 SPINE_SQL = """
     WITH cur AS (
         SELECT coalesce(i.person_key, h.id_number) AS person_key, h.id_number, coalesce(i.is_primary, TRUE) AS is_primary,
@@ -113,7 +114,7 @@ SPINE_SQL = """
     former AS (SELECT n.id_number, k.simplified AS former_form, k.pinyin AS former_pinyin
                FROM hukou_names n JOIN name_keys k ON k.name = n.former
                WHERE n.former IS NOT NULL AND n.changed_on <= ?)
-    SELECT c.* EXCLUDE (source_row), k.simplified AS form, k.pinyin, f.former_form, f.former_pinyin
+    SELECT c.*, k.simplified AS form, k.pinyin, f.former_form, f.former_pinyin
     FROM cur c SEMI JOIN first USING (source_row)
     LEFT JOIN name_keys k ON k.name = c.name
     LEFT JOIN former f ON f.id_number = c.id_number AND c.person_key = c.id_number"""
@@ -133,7 +134,7 @@ def spine(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
     correction. A person listed twice under one number counts once (the first row)."""
     snap = spine_snapshot(con, night)
     prepare_spine(con, snap)
-    return wh.query(con, SPINE_SQL, [snap, snap])
+    return wh.query(con, SPINE_SQL, [snap, snap]).drop("source_row")
 
 
 def prepare_spine(con: duckdb.DuckDBPyConnection, snap: date) -> None:
