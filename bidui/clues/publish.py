@@ -141,8 +141,9 @@ def divisions(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
     snap = wh.in_force(con, night).get("divisions")
     if snap is None:
         return pl.DataFrame()
-    return wh.query(con, "SELECT code, name, level, parent_code, urban_rural FROM ds_divisions WHERE snapshot_date = ?",
-                    [snap])
+    # In the file's order: a code delivered twice takes its last row's name.
+    return wh.query(con, "SELECT code, name, level, parent_code, urban_rural FROM ds_divisions WHERE snapshot_date = ? "
+                         "ORDER BY source_row", [snap])
 
 
 def _sync_divisions(session: Session, frame: pl.DataFrame) -> None:

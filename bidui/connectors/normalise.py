@@ -99,13 +99,19 @@ def raw_row_hashes(ds: Dataset, mapping: Mapping, raw: RawTable, data: pl.DataFr
     that it is the same in every version."""
     import duckdb
 
+    def field(value: pl.Expr) -> pl.Expr:
+        # Length-prefixed, so that no value can pass for a separator: ("a\x1fb", "c") and
+        # ("a", "b\x1fc") are two texts. Null is not the empty string.
+        return pl.when(value.is_null()).then(pl.lit("-")).otherwise(value.str.len_bytes().cast(pl.String) + ":" + value)
+
     parts = [pl.lit(_normaliser_digest(ds, limits))]
     for c in ds.columns:
         pos = mapping.positions.get(c.name)
-        parts.append(pl.col(f"c{pos}").fill_null("\x00") if pos is not None else pl.lit("\x00"))
-    for i in mapping.extra:
-        parts.append(pl.lit(f"{raw.header[i] or ''}\x1e") + pl.col(f"c{i}").fill_null("\x00"))
-    text = data.select(pl.concat_str(parts, separator="\x1f").alias("t"))
+        parts.append(field(pl.col(f"c{pos}") if pos is not None else pl.lit(None, pl.String)))
+    # Unmapped columns under the keys `extra_json` stores them by (a blank header's names its place).
+    for i, key in _extra_keys(raw, mapping.extra).items():
+        parts += [field(pl.lit(key)), field(pl.col(f"c{i}"))]
+    text = data.select(pl.concat_str(parts, separator=" ").alias("t"))
     con = duckdb.connect()
     try:
         con.register("t", text.to_arrow(compat_level=pl.CompatLevel.newest()))
@@ -343,9 +349,15 @@ def _extra_json(raw: RawTable, data: pl.DataFrame, extra: tuple[int, ...]) -> pl
     n = data.height
     if not extra:
         return _nulls(n)
-    headers: dict[int, str] = {}
-    for i in extra:  # two columns may carry one header text (two bare "（万元）"): each its own key
-        h = raw.header[i] or f"column{i + 1}"
-        headers[i] = h if h not in headers.values() else f"{h} (column {i + 1})"
-    return data.select(pl.struct([pl.col(f"c{i}").alias(h) for i, h in headers.items()])
+    return data.select(pl.struct([pl.col(f"c{i}").alias(h) for i, h in _extra_keys(raw, extra).items()])
                            .struct.json_encode()).to_series()
+
+
+def _extra_keys(raw: RawTable, extra: tuple[int, ...]) -> dict[int, str]:
+    """Each unmapped column's key in `extra_json`: its header, or its place when it has none; two
+    columns may carry one header text (two bare "（万元）"): each its own key."""
+    keys: dict[int, str] = {}
+    for i in extra:
+        h = raw.header[i] or f"column{i + 1}"
+        keys[i] = h if h not in keys.values() else f"{h} (column {i + 1})"
+    return keys

@@ -229,12 +229,16 @@ def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, loa
     raw = raw_whole_sql() if {"raw_hi", "raw_lo"} <= set(frame.columns) else "NULL::UHUGEINT"
     frame = frame.select(names + [c for c in ("raw_hi", "raw_lo") if c in frame.columns])
     quoted = ", ".join(f'"{n}"' for n in names)
-    con.execute(f"INSERT INTO {table} ({quoted}, row_hash, raw_hash) SELECT {quoted}, {row_hash_sql(ds)}, {raw} FROM frame")
+    rows_sql, args = f"SELECT {quoted}, {row_hash_sql(ds)} AS row_hash, {raw} AS raw_hash FROM frame", []
     if carried:
-        # Same values, so the same row hash; the fingerprint is of the same text.
+        # Same values, so the same row hash; the fingerprint is of the same text. In row order, as a
+        # file normalised whole is stored: a reader without ORDER BY (the last name delivered for a
+        # division code) sees the rows in the same order either way.
         own = ", ".join(f'"{n}"' for n, _ in table_columns(ds))
-        con.execute(f"INSERT INTO {table} ({quoted}, row_hash, raw_hash) SELECT ?::DATE, ?, ?, {own}, row_hash, raw_hash "
-                    f"FROM {CARRIED_ROWS}", [night, load_id, file])
+        rows_sql = (f"SELECT * FROM ({rows_sql} UNION ALL SELECT ?::DATE, ?, ?, {own}, row_hash, raw_hash "
+                    f"FROM {CARRIED_ROWS}) ORDER BY source_row")
+        args = [night, load_id, file]
+    con.execute(f"INSERT INTO {table} ({quoted}, row_hash, raw_hash) {rows_sql}", args)
     con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
                 [ds.code, night, load_id, file, sha256, rows.height + carried])
 

@@ -65,7 +65,7 @@ IDENTITY_SQL = """
     SELECT source_row, person_key, FALSE FROM second"""
 IDENTITY_DDL = ("CREATE TABLE IF NOT EXISTS hukou_identity (snapshot_date DATE NOT NULL, source_row BIGINT NOT NULL, "
                 "person_key VARCHAR NOT NULL, is_primary BOOLEAN NOT NULL)")
-IDENTITY_RUNS_DDL = "CREATE TABLE IF NOT EXISTS hukou_identity_runs (snapshot_date DATE PRIMARY KEY)"
+IDENTITY_RUNS_DDL = "CREATE TABLE IF NOT EXISTS hukou_identity_runs (snapshot_date DATE PRIMARY KEY, load_id BIGINT)"
 # The name each hukou number carries, and the one it carried before its last correction: a record
 # linked through the old name still finds its person (the register and departments follow a
 # correction late). Numbers two persons share are left out (neither name is a former one).
@@ -74,15 +74,27 @@ NAME_HISTORY_DDL = ("CREATE TABLE IF NOT EXISTS hukou_names (id_number VARCHAR N
 
 
 def ensure_identity(con: duckdb.DuckDBPyConnection, snap: date) -> None:
-    """The identity exceptions of a hukou snapshot, computed once and kept (the linker and the
-    rules read them)."""
+    """The identity exceptions of a hukou snapshot, computed once per load of it and kept (the
+    linker and the rules read them). A night run again with another hukou file has a new load:
+    identities keyed to the rows of the file it replaced would name the wrong rows."""
     con.execute(IDENTITY_DDL)
     con.execute(IDENTITY_RUNS_DDL)
-    if con.execute("SELECT count(*) FROM hukou_identity_runs WHERE snapshot_date = ?", [snap]).fetchone()[0]:
+    # Nothing is written when the load's identities are there: the what-if reads a read-only warehouse.
+    if "load_id" not in {c for c, in con.execute("SELECT column_name FROM information_schema.columns "
+                                                 "WHERE table_name = 'hukou_identity_runs'").fetchall()}:
+        # A warehouse of before: the next nightly run brings it up to date; read-only, it is taken as it is.
+        if con.execute("SELECT current_setting('access_mode')").fetchall()[0][0] == "read_only":
+            return
+        con.execute("ALTER TABLE hukou_identity_runs ADD COLUMN load_id BIGINT")
+    load = con.execute("SELECT max(load_id) FROM snapshots WHERE dataset = 'hukou' AND snapshot_date = ?",
+                       [snap]).fetchall()[0][0]
+    if con.execute("SELECT count(*) FROM hukou_identity_runs WHERE snapshot_date = ? AND load_id IS NOT DISTINCT FROM ?",
+                   [snap, load]).fetchall()[0][0]:
         return
     con.execute("DELETE FROM hukou_identity WHERE snapshot_date = ?", [snap])
+    con.execute("DELETE FROM hukou_identity_runs WHERE snapshot_date = ?", [snap])
     con.execute(f"INSERT INTO hukou_identity SELECT ?::DATE, * FROM ({IDENTITY_SQL})", [snap, snap])
-    con.execute("INSERT INTO hukou_identity_runs VALUES (?)", [snap])
+    con.execute("INSERT INTO hukou_identity_runs (snapshot_date, load_id) VALUES (?, ?)", [snap, load])
 
 
 def remember_names(con: duckdb.DuckDBPyConnection, snap: date) -> None:

@@ -25,6 +25,7 @@ SELECT ident AS subject_key, ident AS subject_person_key, id_number AS subject_i
        id_number_raw AS subject_id_number_raw, name AS subject_name, '' AS household_code, hukou_number,
        substr(address_code, 1, 9) || '000' AS township_code, address_code AS village_code,
        NULL::VARCHAR AS household_status, NULL::INTEGER AS registered_year
-FROM (SELECT c.*, row_number() OVER (PARTITION BY hukou_number ORDER BY relation <> '户主', birth_date, id_number) AS rn
+FROM (SELECT c.*, row_number() OVER (PARTITION BY hukou_number ORDER BY relation <> '户主', birth_date, id_number, name,
+                                                  id_number_raw, ident) AS rn
       FROM missed_candidates c)
 WHERE rn = 1;
