@@ -99,23 +99,22 @@ def raw_row_hashes(ds: Dataset, mapping: Mapping, raw: RawTable, data: pl.DataFr
     that it is the same in every version."""
     import duckdb
 
-    def field(value: pl.Expr) -> pl.Expr:
-        # Length-prefixed, so that no value can pass for a separator: ("a\x1fb", "c") and
-        # ("a", "b\x1fc") are two texts. Null is not the empty string.
-        return pl.when(value.is_null()).then(pl.lit("-")).otherwise(value.str.len_bytes().cast(pl.String) + ":" + value)
-
-    parts = [pl.lit(_normaliser_digest(ds, limits))]
-    for c in ds.columns:
-        pos = mapping.positions.get(c.name)
-        parts.append(field(pl.col(f"c{pos}") if pos is not None else pl.lit(None, pl.String)))
-    # Unmapped columns under the keys `extra_json` stores them by (a blank header's names its place).
-    for i, key in _extra_keys(raw, mapping.extra).items():
-        parts += [field(pl.lit(key)), field(pl.col(f"c{i}"))]
-    text = data.select(pl.concat_str(parts, separator=" ").alias("t"))
+    # As a JSON list (control characters escaped, null apart from ""): no cell can pass for the
+    # boundary between two, as it could with separators. Mapped columns in the dataset's order;
+    # unmapped ones each after the key `extra_json` stores it by (a blank header's names its place).
+    # (The keys and the normaliser's digest travel as columns: no header text is written into SQL.)
+    keys = _extra_keys(raw, mapping.extra)
+    parts = [f'"c{p}"' if (p := mapping.positions.get(c.name)) is not None else "NULL::VARCHAR" for c in ds.columns]
+    for i in keys:
+        parts += [f'"k{i}"', f'"c{i}"']
+    frame = data.select(pl.lit(_normaliser_digest(ds, limits)).alias("digest"), *(pl.col(f"c{i}") for i in keys),
+                        *(pl.lit(key).alias(f"k{i}") for i, key in keys.items()),
+                        *(pl.col(f"c{p}") for c in ds.columns if (p := mapping.positions.get(c.name)) is not None))
     con = duckdb.connect()
     try:
-        con.register("t", text.to_arrow(compat_level=pl.CompatLevel.newest()))
-        return con.sql(f"SELECT {raw_halves_sql('md5_number(t)')} FROM t").pl()
+        con.register("d", frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+        fingerprint = "md5_number(digest || to_json(list_value(" + ", ".join(parts) + ")))"
+        return con.sql(f"SELECT {raw_halves_sql(fingerprint)} FROM d").pl()
     finally:
         con.close()
 
