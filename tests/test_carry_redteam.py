@@ -19,19 +19,11 @@ from bidui.connectors.mapping import map_headers
 from bidui.connectors.readers import read_table
 from bidui.datasets import DATASETS, dataset_for_filename
 from tests.test_ingest_carry import HEADER, LOOSE, NIGHTS, SAME, deliver, pid
+from tests.test_ingest_carry import snapshot as _deaths
 
 N1, N2 = NIGHTS
 ROWS = [*SAME, *([pid(f"52900119600101{i:03d}"), "张王李赵"[i // 10] + "明华强勇军芳丽娜静敏"[i % 10], "2026年3月3日"]
                  for i in range(36))]
-
-
-def _deaths(con, night: date) -> tuple[list[tuple], list[tuple]]:
-    rows = con.execute("SELECT * EXCLUDE (load_id) FROM ds_deaths WHERE snapshot_date = ? ORDER BY source_row",
-                       [night]).fetchall()
-    rejects = con.execute("SELECT r.source_row, column_name, value, reason FROM rejects r JOIN snapshots s "
-                          "ON s.load_id = r.load_id AND s.dataset = 'deaths' AND s.snapshot_date = ? ORDER BY ALL",
-                          [night]).fetchall()
-    return rows, rejects
 
 
 def _staging_left(con) -> list:
