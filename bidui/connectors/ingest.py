@@ -362,7 +362,7 @@ def _store_read(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: 
     now = None
     if carried:
         with wh.registered(con, "_new", result.rows):
-            now = profile_query(con, ds, wh.tonight_rows_sql(ds, carried=True))
+            now = profile_query(con, ds, wh.tonight_rows_sql(ds))
     held = whole + checks(ds, result, lim, (last[0], profile_snapshot(con, ds, last[0])) if last else None, name, now)
     if p.changed:
         o.incomplete = True

@@ -107,9 +107,8 @@ def raw_row_hashes(ds: Dataset, mapping: Mapping, raw: RawTable, data: pl.DataFr
     parts = [f'"c{p}"' if (p := mapping.positions.get(c.name)) is not None else "NULL::VARCHAR" for c in ds.columns]
     for i in keys:
         parts += [f'"k{i}"', f'"c{i}"']
-    frame = data.select(pl.lit(_normaliser_digest(ds, limits)).alias("digest"), *(pl.col(f"c{i}") for i in keys),
-                        *(pl.lit(key).alias(f"k{i}") for i, key in keys.items()),
-                        *(pl.col(f"c{p}") for c in ds.columns if (p := mapping.positions.get(c.name)) is not None))
+    frame = data.with_columns(pl.lit(_normaliser_digest(ds, limits)).alias("digest"),
+                              *(pl.lit(key).alias(f"k{i}") for i, key in keys.items()))
     con = duckdb.connect()
     try:
         con.register("d", frame.to_arrow(compat_level=pl.CompatLevel.newest()))

@@ -111,11 +111,8 @@ def insert_frame(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame, c
     """INSERT a polars frame (registered explicitly: no reliance on DuckDB finding Python locals)."""
     cols = columns or df.columns
     quoted = ", ".join(f'"{c}"' for c in cols)
-    con.register("_incoming", df.select(cols))
-    try:
+    with registered(con, "_incoming", df.select(cols)):
         con.execute(f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM _incoming")
-    finally:
-        con.unregister("_incoming")
 
 
 def rollback(con: duckdb.DuckDBPyConnection) -> None:
@@ -284,12 +281,11 @@ def drop_carried_rows(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"DROP TABLE IF EXISTS {CARRIED_ROWS}")
 
 
-def tonight_rows_sql(ds: Dataset, carried: bool) -> str:
+def tonight_rows_sql(ds: Dataset) -> str:
     """The rows `apply_snapshot` would store, as a query over `_new` (the normalised rows,
-    registered by the caller) and, if `carried`, CARRIED_ROWS: for profiling them in DuckDB."""
+    registered by the caller) and CARRIED_ROWS: for profiling them in DuckDB."""
     names = ", ".join(f'"{n}"' for n, _ in table_columns(ds))
-    sql = f"SELECT {names} FROM _new"
-    return f"{sql} UNION ALL SELECT {names} FROM {CARRIED_ROWS}" if carried else sql
+    return f"SELECT {names} FROM _new UNION ALL SELECT {names} FROM {CARRIED_ROWS}"
 
 
 def add_rejects(con: duckdb.DuckDBPyConnection, load_id: int, file: str, rejects: pl.DataFrame) -> None:
@@ -303,11 +299,8 @@ def add_name_keys(con: duckdb.DuckDBPyConnection, names: pl.Series) -> int:
     """Derived keys for names not seen before (computed once per distinct name)."""
     from bidui.names import name_keys
 
-    con.register("_names", pl.DataFrame({"name": names.drop_nulls().unique()}))
-    try:
+    with registered(con, "_names", pl.DataFrame({"name": names.drop_nulls().unique()})):
         new = query(con, "SELECT f.name FROM _names f ANTI JOIN name_keys k ON f.name = k.name")["name"].to_list()
-    finally:
-        con.unregister("_names")
     if not new:
         return 0
     forms, pinyins = name_keys(new)
