@@ -458,10 +458,9 @@ def _spine_row(id_number: str, name: str, hukou: str, village: str = "5227011012
             "former_pinyin": None}
 
 
-def test_a_number_excel_cut_is_a_sure_link_only_to_the_one_person_it_and_the_name_fit() -> None:
-    """`excel_cut`: the 15 digits Excel kept belong to exactly one person whose name is the record's.
-    Two persons with those digits and that name, or one with another name, are left to the score."""
-    from bidui.matching.link import link_frame
+def _cut_numbers_case() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, str]]:
+    """Records (three with a number Excel cut, 150 ordinary) and a spine of 204 persons, and the
+    numbers of the persons the cut ones are about."""
     from bidui.names import form_key, pinyin_key
 
     def pid(region: str, birth: str, seq: int) -> str:
@@ -487,12 +486,50 @@ def test_a_number_excel_cut_is_a_sure_link_only_to_the_one_person_it_and_the_nam
            "other_name": rec(3, other[:15] + "000", "李娜", "excel_mangled")}
     ordinary = [rec(10 + i, p["id_number"], p["form"], "valid") for i, p in enumerate(people[:150])]
     records = pl.DataFrame([*cut.values(), *ordinary], schema_overrides={"birth": pl.Date, "sex": pl.String, "event": pl.Date})
+    return records, spine, {"alone": alone, "other": other}
+
+
+def test_a_number_excel_cut_is_a_sure_link_only_to_the_one_person_it_and_the_name_fit() -> None:
+    """`excel_cut`: the 15 digits Excel kept belong to exactly one person whose name is the record's.
+    Two persons with those digits and that name, or one with another name, are left to the score."""
+    from bidui.matching.link import link_frame
+
+    records, spine, ids = _cut_numbers_case()
+    alone, other = ids["alone"], ids["other"]
     links = link_frame(records, spine).links
     method = dict(zip(links["rec"], links["method"], strict=True))
     person = dict(zip(links["rec"], links["person_key"], strict=True))
     assert (method[1], person[1]) == ("excel_cut", alone)
     assert method[2] != "excel_cut" and person[2] is None  # two persons fit alike: no link at all
     assert method[3] != "excel_cut" and person[3] != other
+
+
+def test_the_outcome_put_together_in_polars_is_the_outcome_sql() -> None:
+    """`link_frame`'s outcome (assembled in polars, for speed) is row for row what
+    `LINK_OUTCOME_SQL` selects: sure, scored and unlinked records, ID–name conflicts, and the
+    explanation of a record left unlinked because a township refused a person."""
+    import duckdb
+
+    from bidui.matching.link import LINK_OUTCOME_SQL, link_staged, outcome
+
+    records, spine, _ = _cut_numbers_case()
+    first = spine.row(0, named=True)
+    extra = records.head(2).with_columns(rec=pl.Series([900, 901]), source_row=pl.Series([900, 901]),
+                                         id=pl.Series([first["id_number"], None]),
+                                         id_status=pl.Series(["valid", "missing"]),
+                                         form=pl.Series(["钱多多", "钱多多"]), pinyin=pl.Series(["qianduoduo", "qianduoduo"]))
+    records = pl.concat([records, extra])
+    con = duckdb.connect()
+    con.register("link_recs", records.to_arrow())
+    con.register("link_spine", spine.with_row_index("pi").with_columns(pl.col("pi").cast(pl.Int64)).to_arrow())
+    link_staged(con)
+    con.execute("INSERT INTO link_decided VALUES (901, 'cannot', 'someone', '{\"rule\": \"refused\"}')")
+    want = con.sql(LINK_OUTCOME_SQL).pl().sort("rec")
+    got = outcome(con, records["rec"]).sort("rec")
+    assert got.equals(want.select(got.columns)) and got.columns == want.columns
+    assert {"exact", "excel_cut", "none"} <= set(got["method"])
+    assert got.filter(pl.col("rec") == 900)["id_name_conflict"].item()
+    assert got.filter(pl.col("rec") == 901)["explanation"].item() == '{"rule": "refused"}'
 
 
 def test_the_model_is_kept_between_nights_and_trained_again_when_asked_or_when_the_data_drifts(
