@@ -140,15 +140,14 @@ def _id_keys(col: str, whole: str) -> str:
             f"CASE WHEN {whole} THEN substr({col}, 15, 4) END AS tail")
 
 
-def _text_keys(table: str) -> str:
+def _text_keys(table: str, columns: tuple[str, ...] = ("form", "pinyin", "village")) -> str:
     """The name's writing and sound and the village as 64-bit hashes (`form_h`, `pinyin_h`,
     `village_h`; null for null: DuckDB hashes null to a number). The million-row key table copies
     no string, and the blocks join integers (0.06 s less at the medium size). Two names that
     shared a hash would only make a candidate pair more, which its score (on the names
     themselves) refuses, and count together in the name frequency: among four million distinct
     names, a chance of about one in two million a night."""
-    return ", ".join(f"CASE WHEN {table}.{c} IS NOT NULL THEN hash({table}.{c}) END AS {c}_h"
-                     for c in ("form", "pinyin", "village"))
+    return ", ".join(f"CASE WHEN {table}.{c} IS NOT NULL THEN hash({table}.{c}) END AS {c}_h" for c in columns)
 
 
 RESIDUE_KEYS_SQL = f"""
@@ -230,19 +229,22 @@ def candidate_pairs(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
              "WHERE r.damaged AND r.cut AND r.n15 IS NOT NULL")
     union = "\n        UNION\n        ".join(_blocks())
     con.execute(f"CREATE OR REPLACE TEMP TABLE link_pairs AS WITH typed AS ({typed}), variants AS ({_variants()}) {union}")
-    # How many hukou persons bear each candidate's name (the name-frequency adjustment), counted
-    # only for the names among the candidates (grouping the whole spine by name costs more), by
-    # the name's hash (`_text_keys`).
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE link_namesakes AS
-        WITH named AS (SELECT DISTINCT k.form_h FROM link_pairs p JOIN link_spine_keys k ON k.pi = p.pi)
-        SELECT form_h, count(*) AS n FROM link_spine_keys SEMI JOIN named USING (form_h) GROUP BY form_h""")
-    # Sorted by polars, in parallel (DuckDB sorts these strings on one core).
+    # Sorted by polars, in parallel (DuckDB sorts these strings on one core). `form_h`: the
+    # person's name as the keys hash it (`_text_keys`), what `name_frequencies` are counted by.
     return wh.query(con, f"""
-        SELECT {', '.join(f'r.{c}' for c in PAIR_RECORD)}, {KEY_SQL}, f.n AS k_namesakes
+        SELECT {', '.join(f'r.{c}' for c in PAIR_RECORD)}, {KEY_SQL}, {_text_keys("s", ("form",))}
         FROM link_pairs p JOIN link_residue r ON r.rec = p.rec JOIN link_spine s ON s.pi = p.pi
-        ANTI JOIN link_cannot b ON b.rec = p.rec AND b.person_key = s.person_key
-        LEFT JOIN link_namesakes f ON f.form_h = hash(s.form)""").sort("rec", "person_key", "k_id")
+        ANTI JOIN link_cannot b ON b.rec = p.rec AND b.person_key = s.person_key""").sort("rec", "person_key", "k_id")
+
+
+def name_frequencies(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """How many hukou persons bear each candidate's name (`form_h`, `k_namesakes`: the
+    name-frequency adjustment), counted only for the names among the candidates (`link_pairs`;
+    grouping the whole spine by name costs more), by the name's hash."""
+    return wh.query(con, """
+        WITH named AS (SELECT DISTINCT k.form_h FROM link_pairs p JOIN link_spine_keys k ON k.pi = p.pi)
+        SELECT form_h, count(*) AS k_namesakes FROM link_spine_keys SEMI JOIN named USING (form_h)
+        GROUP BY form_h""")
 
 
 # A person's side of a pair, as `_keys` names it, read in SQL from `link_spine s`.
@@ -517,7 +519,12 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
             training = start_training()
         pairs = candidate_pairs(con)
         if pairs.height:
-            levels = _levels(pairs)
+            # The candidates' levels (numpy on one core, mostly) while DuckDB counts their namesakes.
+            comparing = pool.submit(_levels, pairs)
+            namesakes = pairs.select("form_h").join(name_frequencies(con), on="form_h", how="left",
+                                                    maintain_order="left")["k_namesakes"]
+            (persons,), = con.execute("SELECT count(*) FROM link_spine").fetchall()
+            levels = comparing.result()
             shares = {c: fs.level_shares(levels, c, floor=0.0).tolist() for c in COMPARED}
             # A kept model is used unless asked otherwise or the candidates drifted from those it
             # was trained on; it learns only tonight's share of matches.
@@ -528,8 +535,7 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
                 result.trained = "asked" if retrain else "first" if kept is None else f"drift:{where}"
                 result.shares = shares
                 model = _train(*(training or start_training()).result(), levels)
-            (persons,), = con.execute("SELECT count(*) FROM link_spine").fetchall()
-            levels = levels.with_columns((pairs["k_namesakes"].fill_null(1) / persons).alias("tf"))
+            levels = levels.with_columns((namesakes.fill_null(1) / persons).alias("tf"))
             scored = score(levels, model, COMPARED, name_freq=pl.col("tf"))
             lap("fuzzy")
             fuzzy = resolve(scored, thresholds)
@@ -667,7 +673,7 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
         raise
     for table in ("link_recs", "link_spine", "link_decided", "link_cannot", "link_must", "link_exact", "link_cut",
                   "link_shared", "link_conflict", "link_sure",
-                  "link_residue", "link_spine_keys", "link_pairs", "link_namesakes", "link_fuzzy"):
+                  "link_residue", "link_spine_keys", "link_pairs", "link_fuzzy"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     carry_mod.drop(con)
     return result
