@@ -74,7 +74,28 @@ def edit_hukou(con, night: date, before: date, *edits: str) -> None:
     wh.add_name_keys(con, wh.query(con, "SELECT name FROM _h")["name"])
 
 
-def test_carried_links_equal_linking_everything_when_hukou_and_verdicts_change(twins) -> None:
+def redeliver(con, night: date, before: date) -> None:
+    """Every dataset linked to hukou delivered anew tonight: the rows of its snapshot in force the
+    night before, in reverse order, in a file of another name (its links are followed by what each
+    record says, not by its row)."""
+    from bidui.matching.records import linked_datasets
+
+    for code, snap in wh.in_force(con, before).items():
+        if code not in linked_datasets():
+            continue
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _d AS SELECT * FROM ds_{code} WHERE snapshot_date = ?", [snap])
+        (top, rows), = con.execute("SELECT max(source_row), count(*) FROM _d").fetchall()
+        file = f"again_{code}_{night.isoformat()}.csv"
+        con.execute("UPDATE _d SET snapshot_date = ?, load_id = 998, source_file = ?, source_row = ? + 1 - source_row",
+                    [night, file, top])
+        con.execute(f"INSERT INTO ds_{code} SELECT * FROM _d")
+        con.execute("INSERT INTO snapshots VALUES (?, ?, 998, ?, 'again', ?)", [code, night, file, rows])
+
+
+@pytest.mark.parametrize("moved", [False, True], ids=["snapshots kept", "delivered anew"])
+def test_carried_links_equal_linking_everything_when_hukou_and_verdicts_change(twins, moved: bool) -> None:
+    """…whether the departments' snapshots stay as they were or come anew with their rows moved
+    (then links are followed by what each record says)."""
     night1, night2 = date(2026, 11, 20), date(2026, 11, 21)
     carry, _ = twins
     # Persons whose numbers records are linked to by their number: one leaves hukou, one's number is
@@ -110,6 +131,8 @@ def test_carried_links_equal_linking_everything_when_hukou_and_verdicts_change(t
                      '子' AS relation) FROM _h WHERE id_number = {parent}""")
     for con in twins:
         edit_hukou(con, night2, night1, *edits)
+        if moved:
+            redeliver(con, night2, night1)
         decisions.store(con, [{"kind": "cannot", "dataset": record[0], "role": record[1], "id_number": linked[4],
                                "name": con.execute("SELECT name FROM ds_hukou WHERE snapshot_date = ? AND id_number = ?",
                                                    [night1, linked[4]]).fetchone()[0],
@@ -130,5 +153,7 @@ def test_carried_links_equal_linking_everything_when_hukou_and_verdicts_change(t
     night3 = date(2026, 11, 22)
     for con in twins:
         edit_hukou(con, night3, night2)
+        if moved:
+            redeliver(con, night3, night2)
     carried, _ = both(twins, night3)
     assert carried > 0
