@@ -3,17 +3,14 @@ could have changed.
 
 A sure link (exact, former_name, household, excel_cut) depends on the record and on the hukou rows
 that share its number, its number's first 15 digits or its holder's hukou household, and on the
-townships' verdicts that name it — never on the model. So a record keeps last night's sure link
-unless hukou changed under it (a row with its number, its 15 digits or its holder's household came,
-went or changed, or a number's person changed: 一号多人, 一人多号) or a verdict names it, tonight or
-last night. Of a dataset whose snapshot is the one linked the night before, a record is followed by
-its row; of a dataset delivered anew, by what it says (its `row_hash`: tonight's record that says
-what a record of last night's snapshot said takes that record's sure link), so a file that came
-again with a few rows changed, or in another order or form, re-links only what changed. Everything
-else — scored, unlinked and confirmed records, and records that say something new — is linked
-again; blocking, name frequencies and the model's prior still see the whole spine and the whole
-residue, so the outcome equals linking everything (`tests/test_carry.py` compares the two night
-after night, with snapshots kept and delivered anew).
+townships' verdicts that name it — never on the model. So a record of a dataset whose snapshot is
+the one linked the night before keeps last night's sure link unless hukou changed under it (a row
+with its number, its 15 digits or its holder's household came, went or changed, or a number's
+person changed: 一号多人, 一人多号) or a verdict names it, tonight or last night. Everything else of
+such a dataset — its scored, unlinked and confirmed records — is linked again, with every record of
+the datasets that came anew; blocking, name frequencies and the model's prior still see the whole
+spine and the whole residue, so the outcome equals linking everything
+(`tests/test_carry.py` compares the two night after night).
 
 Nothing is carried when the model is trained tonight (training draws from every record), when the
 night before was linked by other SQL (`CODE`), or when there is no night before."""
@@ -47,12 +44,10 @@ def code_digest(*texts: str) -> str:
 @dataclass
 class Carry:
     """What tonight takes from the night before: `datasets` whose sure links are carried (but for
-    the records in the temp table `link_restage`: `carried_sql`). Of those, `moved` came in a new
-    snapshot tonight: their links are followed by what each record says (`carry_moved`)."""
+    the records in the temp table `link_restage`: `carried_sql`)."""
 
     before: date | None = None
     datasets: list[str] = field(default_factory=list)
-    moved: list[str] = field(default_factory=list)
 
 
 def _touched(con: duckdb.DuckDBPyConnection, then: date, now: date) -> None:
@@ -83,8 +78,7 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
     if before is None or con.execute("SELECT code FROM link_runs WHERE night = ?", [before]).fetchone()[0] != code:
         return Carry()
     now_force, then_force = wh.in_force(con, night), wh.in_force(con, before)
-    datasets = [d for d in rec_sql.linked_datasets() if d in now_force and d in then_force]
-    moved = [d for d in datasets if now_force[d] != then_force[d]]
+    datasets = [d for d in rec_sql.linked_datasets() if d in now_force and now_force[d] == then_force.get(d)]
     if not datasets or "hukou" not in now_force or "hukou" not in then_force:
         return Carry()
     if now_force["hukou"] == then_force["hukou"]:
@@ -97,17 +91,12 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
                    SELECT dataset, role, id_number FROM link_decisions
                    UNION SELECT dataset, role, id_number FROM link_decisions_used WHERE night = ?""", [before])
     sure = ", ".join(f"'{m}'" for m in SURE)
-    kept = [d for d in datasets if d not in moved]
-    # Linked again, of a dataset whose snapshot is last night's: what was not surely linked (one
-    # scan of the night before's links)…
+    carried = ", ".join(f"'{d}'" for d in datasets)
+    # Linked again: what was not surely linked (one scan of the night before's links)…
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE link_restage AS
         SELECT dataset, role, source_row FROM links
-        WHERE night = DATE '{before.isoformat()}' AND dataset IN ({", ".join(f"'{d}'" for d in kept) or "NULL"})
-              AND method NOT IN ({sure})""")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE carry_moved ({MOVED_DDL})")
-    for code_ in moved:
-        _follow(con, code_, before, then_force[code_], now_force[code_])
+        WHERE night = DATE '{before.isoformat()}' AND dataset IN ({carried}) AND method NOT IN ({sure})""")
     # …and what hukou or a verdict changed under (a scan of each snapshot's numbers, when any).
     if con.execute("SELECT (SELECT count(*) FROM carry_touched) + (SELECT count(*) FROM carry_decided)").fetchone()[0]:
         for code_ in datasets:
@@ -116,76 +105,25 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
                 con.execute(f"""
                     INSERT INTO link_restage
                     SELECT '{code_}', '{ref.role}', m.source_row FROM ds_{code_} m
-                    WHERE m.snapshot_date = DATE '{snap}' AND ({_changed_under(ref, code_)})""")
-        # A moved record hukou or a verdict changed under is linked again, not followed.
-        con.execute("DELETE FROM carry_moved m USING link_restage r "
-                    "WHERE r.dataset = m.dataset AND r.role = m.role AND r.source_row = m.source_row")
-    return Carry(before, datasets, moved)
-
-
-# A moved record's link, as the links table holds it (but the night).
-MOVED_COLUMNS = (("dataset", "VARCHAR"), ("source_file", "VARCHAR"), ("source_row", "BIGINT"), ("role", "VARCHAR"),
-                 ("person_key", "VARCHAR"), ("method", "VARCHAR"), ("score", "DOUBLE"), ("id_name_conflict", "BOOLEAN"),
-                 ("explanation", "VARCHAR"))
-MOVED_DDL = ", ".join(f"{c} {t}" for c, t in MOVED_COLUMNS)
-
-
-def _changed_under(ref, code: str) -> str:
-    """A record (`m`) whose number hukou changed under (`carry_touched`) or a verdict names."""
-    return f"""
-        m.{ref.id_column} IN (SELECT id_number FROM carry_touched)
-        OR (m.{ref.id_column}_status = 'excel_mangled'
-            AND substr(m.{ref.id_column}, 1, 15) IN (SELECT substr(id_number, 1, 15) FROM carry_touched))
-        OR coalesce(m.{ref.id_column}, m.{ref.id_column}_raw) IN (
-            SELECT id_number FROM carry_decided WHERE dataset = '{code}' AND role = '{ref.role}')"""
-
-
-def _follow(con: duckdb.DuckDBPyConnection, code: str, before: date, then: date, now: date) -> None:
-    """A dataset delivered anew tonight: each of tonight's records that says what a record of the
-    night before said (its `row_hash`: every stored column, the ID and name as delivered and as
-    read) takes that record's sure link (`carry_moved`), and the rest is linked again
-    (`link_restage`). A sure link depends on nothing of a record but what it says, so records that
-    say the same had the same link; should they not have (a link made otherwise), they are linked
-    again."""
-    sure = ", ".join(f"'{m}'" for m in SURE)
-    for ref in BY_CODE[code].persons:
-        con.execute(f"""
-            INSERT INTO carry_moved
-            WITH was AS (
-                SELECT s.row_hash, any_value(l.person_key) AS person_key, any_value(l.method) AS method,
-                       any_value(l.score) AS score, any_value(l.id_name_conflict) AS id_name_conflict,
-                       any_value(l.explanation) AS explanation
-                FROM links l JOIN ds_{code} s ON s.snapshot_date = DATE '{then.isoformat()}'
-                     AND s.source_file = l.source_file AND s.source_row = l.source_row
-                WHERE l.night = DATE '{before.isoformat()}' AND l.dataset = '{code}' AND l.role = '{ref.role}'
-                      AND s.row_hash IS NOT NULL
-                GROUP BY s.row_hash
-                HAVING bool_and(l.method IN ({sure}))
-                       AND count(DISTINCT (l.person_key, l.method, l.score, l.id_name_conflict, l.explanation)) = 1)
-            SELECT '{code}', m.source_file, m.source_row, '{ref.role}', w.person_key, w.method, w.score,
-                   w.id_name_conflict, w.explanation
-            FROM ds_{code} m JOIN was w ON w.row_hash = m.row_hash
-            WHERE m.snapshot_date = DATE '{now.isoformat()}'""")
-        con.execute(f"""
-            INSERT INTO link_restage
-            SELECT '{code}', '{ref.role}', m.source_row FROM ds_{code} m
-            WHERE m.snapshot_date = DATE '{now.isoformat()}' AND m.source_row NOT IN (
-                SELECT source_row FROM carry_moved WHERE dataset = '{code}' AND role = '{ref.role}')""")
+                    WHERE m.snapshot_date = DATE '{snap}' AND (
+                          m.{ref.id_column} IN (SELECT id_number FROM carry_touched)
+                          OR (m.{ref.id_column}_status = 'excel_mangled'
+                              AND substr(m.{ref.id_column}, 1, 15) IN (SELECT substr(id_number, 1, 15) FROM carry_touched))
+                          OR coalesce(m.{ref.id_column}, m.{ref.id_column}_raw) IN (
+                              SELECT id_number FROM carry_decided WHERE dataset = '{code_}' AND role = '{ref.role}'))""")
+    return Carry(before, datasets)
 
 
 def carried_sql(plan: Carry) -> str:
     """The night before's links that tonight keeps (`plan`'s datasets, sure, not to be linked
-    again), as the links table's columns but the night: those of a snapshot kept as they were,
-    those of a snapshot delivered anew under tonight's rows (`carry_moved`)."""
+    again), as the links table's columns but the night."""
     sure = ", ".join(f"'{m}'" for m in SURE)
-    kept = ", ".join(f"'{d}'" for d in plan.datasets if d not in plan.moved) or "NULL"
     return f"""
         SELECT l.dataset, l.source_file, l.source_row, l.role, l.person_key, l.method, l.score, l.id_name_conflict,
                l.explanation
         FROM links l ANTI JOIN link_restage r ON r.dataset = l.dataset AND r.role = l.role AND r.source_row = l.source_row
-        WHERE l.night = DATE '{plan.before.isoformat()}' AND l.dataset IN ({kept}) AND l.method IN ({sure})
-        UNION ALL
-        SELECT {", ".join(c for c, _ in MOVED_COLUMNS)} FROM carry_moved"""
+        WHERE l.night = DATE '{plan.before.isoformat()}' AND l.dataset IN ({", ".join(f"'{d}'" for d in plan.datasets)})
+              AND l.method IN ({sure})"""
 
 
 def remember_decisions(con: duckdb.DuckDBPyConnection, night: date) -> None:
@@ -197,5 +135,5 @@ def remember_decisions(con: duckdb.DuckDBPyConnection, night: date) -> None:
 
 
 def drop(con: duckdb.DuckDBPyConnection) -> None:
-    for table in ("link_restage", "carry_touched", "carry_decided", "carry_moved"):
+    for table in ("link_restage", "carry_touched", "carry_decided"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
