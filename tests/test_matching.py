@@ -532,6 +532,16 @@ def test_the_outcome_put_together_in_polars_is_the_outcome_sql() -> None:
     assert got.filter(pl.col("rec") == 901)["explanation"].item() == '{"rule": "refused"}'
 
 
+def test_records_numbered_with_narrower_integers_link_against_an_empty_spine() -> None:
+    """Nothing to score, and `rec` not Int64: every record comes back, unlinked, as it was numbered."""
+    from bidui.matching.link import link_frame
+
+    records, spine, _ = _cut_numbers_case()
+    links = link_frame(records.with_columns(pl.col("rec").cast(pl.Int32)), spine.clear()).links
+    assert links["rec"].dtype == pl.Int32 and links.height == records.height
+    assert set(links["method"]) == {"none"}
+
+
 def test_the_model_is_kept_between_nights_and_trained_again_when_asked_or_when_the_data_drifts(
         published_home, tiny: Path, tmp_path: Path) -> None:
     """Night 1 trains version 1; night 2 keeps it (only the share of matches is learnt again);

@@ -714,6 +714,8 @@ def outcome(con: duckdb.DuckDBPyConnection, recs: pl.Series) -> pl.DataFrame:
     scored = con.sql("SELECT rec, person_key, method, score, explanation FROM link_fuzzy").pl()
     conflict = con.sql("SELECT rec FROM link_conflict").pl()["rec"]
     refused = con.sql("SELECT rec, min(explanation) AS refused FROM link_decided WHERE kind = 'cannot' GROUP BY rec").pl()
+    # (`rec` as the records have it: the scored links' frame is Int64 even when nothing was scored.)
+    sure, scored = (f.with_columns(pl.col("rec").cast(recs.dtype)) for f in (sure, scored))
     found = pl.concat([sure, scored.join(sure, on="rec", how="anti")])
     nothing = recs.to_frame("rec").join(found, on="rec", how="anti").with_columns(
         person_key=pl.lit(None, pl.String), method=pl.lit("none"), score=pl.lit(None, pl.Float64),
