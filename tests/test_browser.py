@@ -102,6 +102,27 @@ def wait_for(driver, url_part: str) -> None:
     WebDriverWait(driver, 10).until(lambda d: url_part in d.current_url)
 
 
+def wait_gone(driver, element, seconds: float = 10) -> None:
+    """Until a page's element has left the document (the next page has replaced it). selenium's
+    `staleness_of` expects "stale element", but chromedriver, asked while the old page is torn
+    down, may answer "node does not belong to the document" as an unknown error: gone too."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def left(_driver) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+        return False
+
+    WebDriverWait(driver, seconds).until(left)
+
+
 def sign_in(driver, base: str, username: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -11,7 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_browser import CHROMIUM, DRIVER, browser, server, shoot, shots, sign_in, sign_out, wait_for  # noqa: F401
+from tests.test_browser import (  # noqa: F401
+    CHROMIUM,
+    DRIVER,
+    browser,
+    server,
+    shoot,
+    shots,
+    sign_in,
+    sign_out,
+    wait_for,
+    wait_gone,
+)
 from tests.test_link_decisions_web import pick
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")
@@ -24,8 +35,7 @@ def _shoot(driver, folder: Path, page: str, show=None) -> None:
 
 def test_not_self_on_the_clue_page_and_the_task_forces_list(server, browser, tmp_path: Path) -> None:  # noqa: F811
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.expected_conditions import staleness_of
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import Select
 
     base, home, town = server
     linked, _ = pick(home, town)
@@ -43,7 +53,7 @@ def test_not_self_on_the_clue_page_and_the_task_forces_list(server, browser, tmp
     page = browser.find_element(By.TAG_NAME, "main")
     browser.find_element(By.ID, "sign").click()
     # The signed page has the clue's URL too: wait for the form's page to go, not for a URL.
-    WebDriverWait(browser, 10).until(staleness_of(page))
+    wait_gone(browser, page)
     wait_for(browser, "/clues/")
     assert "不再把这条记录关联到本人" in browser.find_element(By.TAG_NAME, "main").text
     browser.get(f"{base}/clues/{linked}")

@@ -22,7 +22,17 @@ from bidui.clues.models import Attachment, Clue, User
 from bidui.rules.engine import load_rules
 from tests.conftest import PASSWORD
 from tests.present_support import internal_codes
-from tests.test_browser import CHROMIUM, DRIVER, browser, server, shots, sign_in, sign_out, wait_for  # noqa: F401
+from tests.test_browser import (  # noqa: F401
+    CHROMIUM,
+    DRIVER,
+    browser,
+    server,
+    shots,
+    sign_in,
+    sign_out,
+    wait_for,
+    wait_gone,
+)
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")
 PHONE, DESKTOP = (390, 844), (1280, 1000)
@@ -85,15 +95,12 @@ def _no_codes(driver, where: str, data: tuple[str, ...] = ()) -> None:
 
 def _wrong_password(driver, base: str, username: str, password: str = "not-the-password") -> str:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-
     driver.get(base + "/login")
     driver.find_element(By.ID, "username").send_keys(username)
     driver.find_element(By.ID, "password").send_keys(password)
     button = driver.find_element(By.ID, "login")
     button.click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(button))  # the answer, not the form sent
+    wait_gone(driver, button, 30)  # the answer, not the form sent
     return driver.find_element(By.TAG_NAME, "body").text
 
 
