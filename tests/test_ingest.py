@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from bidui.cli import app
 from bidui.connectors import warehouse as wh
 from bidui.connectors.ingest import exit_code, ingest_file, ingest_night
+from bidui.datasets import DATASETS
 from bidui.ids import IdStatus, check_char
 from bidui.names import clean_name, form_key
 
@@ -416,6 +417,62 @@ def test_the_writer_lets_a_files_rows_go_once_stored(tiny: Path, tmp_path: Path,
     folder = sorted((tiny / "inbox").iterdir())[0]
     ingest_night(con, folder, date.fromisoformat(folder.name), workers=2)
     assert len(alive) > 5 and set(alive) == {0}, alive
+
+
+def _tables(con) -> dict[str, list]:
+    """Every dataset table's rows (but the load number), in one order."""
+    out = {}
+    for ds in DATASETS:
+        cols = [c for (c,) in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                                          "AND column_name <> 'load_id' ORDER BY ordinal_position",
+                                          [wh.table_name(ds)]).fetchall()]
+        quoted = ", ".join(f'"{c}"' for c in cols)
+        out[ds.code] = con.execute(f"SELECT {quoted} FROM {wh.table_name(ds)} ORDER BY ALL").fetchall()
+    return out
+
+
+def test_worker_processes_hand_their_rows_over_as_files_and_leave_none(tiny: Path, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    """With worker processes, a file's normalised rows reach the writer as an Arrow file beside the
+    warehouse, not pickled through the pool (a result arrives as soon as its worker is done: at the
+    large size a second file's rows arrived while the hukou file was stored). The warehouse is the
+    one a single process makes, and no handed-over file is left behind, even when storing fails."""
+    from bidui.connectors import ingest
+
+    monkeypatch.setattr(ingest, "PARALLEL_BYTES", 0)
+    handed: list[bool] = []
+    real_taken_over = ingest.taken_over
+
+    def taken_over(p):
+        if p.result is not None and p.rows_file is not None:
+            handed.append(p.rows_file.exists() and p.rows_file.parent.parent == tmp_path / "two")
+        elif p.result is not None:
+            handed.append(not p.result.rows.height)  # nothing to hand over
+        return real_taken_over(p)
+
+    monkeypatch.setattr(ingest, "taken_over", taken_over)
+    folder = sorted((tiny / "inbox").iterdir())[0]
+    night = date.fromisoformat(folder.name)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one, two = wh.connect(tmp_path / "one" / "w.duckdb"), wh.connect(tmp_path / "two" / "w.duckdb")
+    ingest_night(one, folder, night, workers=1)
+    assert handed and not any(handed)  # in one process, nothing is handed over
+    handed.clear()
+    outcomes = ingest_night(two, folder, night, workers=2)
+    assert len(handed) > 5 and all(handed), handed
+    assert {o.status for o in outcomes} <= {"accepted", "missing"}, [(o.file, o.status) for o in outcomes]
+    assert _tables(two) == _tables(one)
+    assert not [p for p in (tmp_path / "two").iterdir() if p.name.startswith("bidui-handover-")]
+
+    def failing_store(con, p, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ingest, "store", failing_store)
+    (tmp_path / "three").mkdir()
+    with pytest.raises(OSError):
+        ingest_night(wh.connect(tmp_path / "three" / "w.duckdb"), folder, night, workers=2)
+    assert not [p for p in (tmp_path / "three").iterdir() if p.name.startswith("bidui-handover-")]
 
 
 def test_two_unknown_columns_with_one_header_are_both_kept(tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from bidui.connectors import inbox
 from bidui.connectors import warehouse as wh
@@ -144,7 +147,14 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
     in_force = wh.in_force_hashes(con, night)
     deadline = clock() + limits.max_wait_seconds
     pool = _pool(todo, workers)
+    # Worker processes hand a file's normalised rows over as an Arrow file beside the warehouse
+    # (removed once read, and the folder at the end), not pickled through the pool: a result
+    # arrives in this process as soon as its worker is done, and at the large size a second
+    # file's rows (and their pickled bytes) arrived while the hukou file was being stored.
+    handover = None
     try:
+        if isinstance(pool, ProcessPoolExecutor):
+            handover = tempfile.TemporaryDirectory(prefix="bidui-handover-", dir=_beside_warehouse(con))
         while todo:
             ready = {e.name: ev for e in todo if (ev := _evidence(e, marker, limits, clock)) is not None}
             if not ready:
@@ -156,7 +166,8 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
                 continue
             batch = sorted((e for e in todo if e.name in ready), key=lambda e: -e.path.stat().st_size)
             todo = [e for e in todo if e.name not in ready]
-            futures = {pool.submit(prepare, e.path, night, e.name, limits.values, in_force,
+            futures = {pool.submit(*((prepare,) if handover is None else (prepare_handed, Path(handover.name))),
+                                   e.path, night, e.name, limits.values, in_force,
                                    _known(con, e.name, night) if carry else None): e for e in batch}
             # Stored as the workers finish them, so this process writes while they work. A file's
             # rows are let go once stored (its future is forgotten): a future keeps its result, and
@@ -165,7 +176,7 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
                 e = futures.pop(future)
                 if progress:
                     progress(e.name)
-                p = future.result()
+                p = taken_over(future.result())
                 del future
                 p.evidence = ready[e.name]
                 if p.changed and clock() < deadline:
@@ -175,6 +186,8 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
                 del p
     finally:
         pool.shutdown(cancel_futures=True)
+        if handover is not None:
+            handover.cleanup()
     outcomes = [done[e.name] for e in found if e.name in done]
     delivered = {o.dataset for o in outcomes if o.dataset}
     for ds in DATASETS:
@@ -190,6 +203,33 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
         wh.log(con, wh.new_load_id(con), night, "", dataset=ds.code, status="missing", message=msg)
         outcomes.append(outcome)
     return outcomes
+
+
+def _beside_warehouse(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The warehouse's folder (the handover holds the same data, so it lives where that does); the
+    system's temporary folder for a warehouse in memory."""
+    rows = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
+    return str(Path(rows[0][0]).parent) if rows and rows[0][0] else None
+
+
+def prepare_handed(folder: Path, *args, **kwargs) -> Prepared:
+    """`prepare` in a worker process, its normalised rows written to an Arrow file in `folder`
+    for the writer to read (`taken_over`) when it stores them."""
+    p = prepare(*args, **kwargs)
+    if p.result is not None and p.result.rows.height:
+        path = folder / f"{uuid.uuid4().hex}.arrow"
+        p.result.rows.write_ipc(path, compression="uncompressed")
+        p.result.rows, p.rows_file = p.result.rows.clear(), path
+    return p
+
+
+def taken_over(p: Prepared) -> Prepared:
+    """A prepared file whose rows a worker handed over as a file: the rows read back, the file removed."""
+    if p.rows_file is not None:
+        p.result.rows = pl.read_ipc(p.rows_file)
+        p.rows_file.unlink()
+        p.rows_file = None
+    return p
 
 
 def _known(con: duckdb.DuckDBPyConnection, name: str, night: date) -> Known | None:
@@ -251,6 +291,7 @@ class Prepared:
     changed: bool = False  # size or modification time moved while it was read
     evidence: str = ""
     checksum: tuple[str, Path] | None = None  # the checksum file beside it: (algorithm, path)
+    rows_file: Path | None = None  # the normalised rows, handed over by a worker (`prepare_handed`)
 
 
 def prepare(path: Path, night: date, name: str | None = None, values: ValueLimits = ValueLimits(),
