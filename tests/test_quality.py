@@ -247,3 +247,23 @@ def test_a_snapshot_carried_to_a_later_night_is_counted_once(three_nights: Home)
         assert night_bulletin(con, THIRD, night_defects(con, THIRD))["property"]["rows"] == stored["property"]["rows"]
     finally:
         con.close()
+
+
+def test_a_name_with_any_defect_is_a_problem_row_and_a_clean_name_is_not() -> None:
+    """The bulletin reads every name defect in one pattern: each kind alone must still count, as
+    each pattern alone does (`bidui.names.DEFECT_PATTERNS`), and a clean name must not."""
+    import duckdb
+
+    from bidui.names import DEFECT_PATTERNS
+    from bidui.quality.bulletin import _name_defect_sql
+
+    names = ["王*", "李？", "张三(户主)", "李四（已故）", "王yan", "yan王", "李\u200b四", "王\u3000五", "赵六", "古丽·阿布拉",
+             "", None, "Wang Yan", "(户主)张"]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (name_raw VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?)", [[n] for n in names])
+    each = " OR ".join(f"regexp_matches(coalesce(name_raw, ''), '{p}')" for p in DEFECT_PATTERNS.values())
+    got = con.execute(f"SELECT name_raw, {_name_defect_sql('name')}, {each} FROM t").fetchall()
+    assert [one for _, one, _ in got] == [either for _, _, either in got]
+    assert {n for n, one, _ in got if one} == {"王*", "李？", "张三(户主)", "李四（已故）", "王yan", "yan王", "李\u200b四",
+                                                "王\u3000五", "(户主)张"}
