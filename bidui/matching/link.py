@@ -276,19 +276,26 @@ def training_pairs(con: duckdb.DuckDBPyConnection, seed: int) -> tuple[pl.DataFr
         return "CASE dataset " + " ".join(f"WHEN '{d}' THEN {round(min(1.0, per_dataset / n) * 1e6)}" for d, n in counts) + " END"
 
     # Most records are exact links: drawing the positives from all records, at a share raised by
-    # a tenth, leaves about the number asked for once the others are dropped.
+    # a tenth, leaves about the number asked for once the others are dropped. Each large table
+    # (the sure links, the exact step's rows, the spine) is semi-joined with the few drawn records
+    # first, so that the hash tables are built on those: joined directly, DuckDB built them on the
+    # large side (positives 1.4 -> 0.8 s, randoms 1.1 -> 0.8 s at the large size; the same pairs).
     positives = wh.query(con, f"""
+        WITH drawn AS (SELECT * FROM link_recs WHERE {drawn} < {share(POSITIVES_PER_DATASET * 1.1)}),
+             exact AS (SELECT l.rec FROM link_sure l SEMI JOIN drawn r ON r.rec = l.rec WHERE l.method = 'exact'),
+             r AS (SELECT * FROM drawn r SEMI JOIN exact l ON l.rec = r.rec),
+             s AS (SELECT * FROM link_spine s SEMI JOIN r ON r.id = s.id_number AND r.id = s.person_key)
         SELECT {PAIR_RECORD_SQL}, TRUE AS id_held, {KEY_SQL}
-        FROM (SELECT * FROM link_recs WHERE {drawn} < {share(POSITIVES_PER_DATASET * 1.1)}) r
-        SEMI JOIN link_sure l ON l.rec = r.rec AND l.method = 'exact'
-        JOIN link_spine s ON s.id_number = r.id AND s.person_key = r.id""").select(*PAIR_RECORD, *KEY_COLUMNS)
+        FROM r JOIN s ON s.id_number = r.id AND s.person_key = r.id""").select(*PAIR_RECORD, *KEY_COLUMNS)
     # Each drawn record beside the persons whose hash falls in its bucket, one bucket per person:
-    # about one person each (no window or sort to number either side).
+    # about one person each (no window or sort to number either side). `held` is HELD's subquery
+    # narrowed to the drawn records.
     randoms = wh.query(con, f"""
-        SELECT {PAIR_RECORD_SQL}, {HELD} AS id_held, {KEY_SQL}
-        FROM (SELECT *, hash(source_file, source_row, role, {int(seed) + 2}) % {persons} AS bucket
-              FROM link_recs WHERE {drawn} < {share(RANDOM_PAIRS / len(counts))}) r
-        JOIN link_spine s ON hash(s.person_key, s.id_number, {int(seed) + 1}) % {persons} = r.bucket""").select(
+        WITH r AS (SELECT *, hash(source_file, source_row, role, {int(seed) + 2}) % {persons} AS bucket
+                   FROM link_recs WHERE {drawn} < {share(RANDOM_PAIRS / len(counts))}),
+             held AS (SELECT e.rec FROM link_exact e SEMI JOIN r ON r.rec = e.rec)
+        SELECT {PAIR_RECORD_SQL}, {HELD.replace("FROM link_exact", "FROM held")} AS id_held, {KEY_SQL}
+        FROM r JOIN link_spine s ON hash(s.person_key, s.id_number, {int(seed) + 1}) % {persons} = r.bucket""").select(
         *PAIR_RECORD, *KEY_COLUMNS)
     return positives, randoms
 
