@@ -455,6 +455,9 @@ def test_worker_processes_hand_their_rows_over_as_files_and_leave_none(tiny: Pat
     night = date.fromisoformat(folder.name)
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
+    left = tmp_path / "two" / f"{ingest.HANDOVER_PREFIX}killed"  # a run killed mid-ingest left it
+    left.mkdir()
+    (left / "rows.arrow").write_bytes(b"rows of a run that was killed")
     one, two = wh.connect(tmp_path / "one" / "w.duckdb"), wh.connect(tmp_path / "two" / "w.duckdb")
     ingest_night(one, folder, night, workers=1)
     assert handed and not any(handed)  # in one process, nothing is handed over

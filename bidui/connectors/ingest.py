@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -154,7 +155,7 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
     handover = None
     try:
         if isinstance(pool, ProcessPoolExecutor):
-            handover = tempfile.TemporaryDirectory(prefix="bidui-handover-", dir=_beside_warehouse(con))
+            handover = tempfile.TemporaryDirectory(prefix=HANDOVER_PREFIX, dir=_beside_warehouse(con, sweep=True))
         while todo:
             ready = {e.name: ev for e in todo if (ev := _evidence(e, marker, limits, clock)) is not None}
             if not ready:
@@ -205,11 +206,21 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
     return outcomes
 
 
-def _beside_warehouse(con: duckdb.DuckDBPyConnection) -> str | None:
+HANDOVER_PREFIX = "bidui-handover-"
+
+
+def _beside_warehouse(con: duckdb.DuckDBPyConnection, sweep: bool = False) -> str | None:
     """The warehouse's folder (the handover holds the same data, so it lives where that does); the
-    system's temporary folder for a warehouse in memory."""
+    system's temporary folder for a warehouse in memory. `sweep`: handover folders left there by a
+    run that was killed are removed (only one process can write the warehouse: none is in use)."""
     rows = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
-    return str(Path(rows[0][0]).parent) if rows and rows[0][0] else None
+    if not rows or not rows[0][0]:
+        return None
+    folder = Path(rows[0][0]).parent
+    if sweep:
+        for left in folder.glob(f"{HANDOVER_PREFIX}*"):
+            shutil.rmtree(left, ignore_errors=True)
+    return str(folder)
 
 
 def prepare_handed(folder: Path, *args, **kwargs) -> Prepared:
