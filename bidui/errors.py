@@ -120,7 +120,8 @@ def _one(e: BaseException, home: Path) -> Failure | None:
     if isinstance(e, HomeMissing):
         return Failure(EXIT_NO_HOME, f"no bidui home at {e.root}: check --home (or BIDUI_HOME), or create it with "
                                      "bidui ingest or bidui run", traceback_wanted=False)
-    text = str(e) if (_is_duckdb(e) or _is_sqlite(e)) else ""
+    # An OSError without errno (polars' and Arrow's writers) says what happened only in its text.
+    text = str(e) if (_is_duckdb(e) or _is_sqlite(e) or (isinstance(e, OSError) and e.errno is None)) else ""
     code = e.errno if isinstance(e, OSError) else None
     path = _path_in(e)
     if code in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in text or "database or disk is full" in text:

@@ -60,3 +60,39 @@ def test_disk_full_while_storing_says_so_and_half_stores_nothing(tiny: Path, sma
     o = ingest_file(con, src, NIGHT)
     assert o.status == "accepted" and con.execute("SELECT count(*) FROM ds_hukou").fetchone()[0] == o.rows_loaded
     con.close()
+
+
+def test_a_full_disk_while_a_worker_hands_its_rows_over_says_so_and_stores_nothing(tiny: Path, small_disk: Path | None,
+                                                                                 tmp_path: Path, monkeypatch) -> None:
+    """Worker processes write each file's rows to a handover file beside the warehouse: on a full
+    disk that write fails in polars, whose OSError carries no errno, only its text. It must still
+    read as a full disk (exit code, one line), and nothing be stored or left behind."""
+    import polars as pl
+
+    from bidui.connectors import ingest
+    from bidui.errors import EXIT_DISK_FULL, classify
+
+    if Path("/dev/full").exists():
+        with pytest.raises(OSError) as caught:
+            pl.DataFrame({"a": range(200_000)}).write_ipc("/dev/full", compression="uncompressed")
+        assert caught.value.errno is None  # why the text must be read
+        failure = classify(caught.value, tmp_path)
+        assert failure is not None and failure.code == EXIT_DISK_FULL, failure
+    if small_disk is None:
+        pytest.skip("mounting a small disk needs root")
+    monkeypatch.setattr(ingest, "PARALLEL_BYTES", 0)
+    con = wh.connect(small_disk / "w.duckdb")
+    con.execute("CHECKPOINT")
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 8_000))
+    folder = tiny / "inbox" / NIGHT.isoformat()
+    with pytest.raises(Exception) as caught:
+        ingest.ingest_night(con, folder, NIGHT, workers=2)
+    failure = classify(caught.value, small_disk)
+    assert failure is not None and failure.code == EXIT_DISK_FULL, repr(caught.value)
+    con.close()
+    filler.unlink()
+    assert not [p for p in small_disk.iterdir() if p.name.startswith(ingest.HANDOVER_PREFIX)]
+    con = wh.connect(small_disk / "w.duckdb")
+    assert con.execute("SELECT count(*) FROM snapshots").fetchone()[0] == 0
+    con.close()

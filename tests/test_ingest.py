@@ -445,8 +445,12 @@ def test_worker_processes_hand_their_rows_over_as_files_and_leave_none(tiny: Pat
 
     def taken_over(p):
         if p.result is not None and p.rows_file is not None:
-            handed.append(p.rows_file.exists() and p.rows_file.parent.parent == tmp_path / "two")
-        elif p.result is not None:
+            path = p.rows_file
+            handed.append(path.exists() and path.parent.parent == tmp_path / "two")
+            p = real_taken_over(p)
+            handed.append(not path.exists() and p.result.rows.height > 0)  # read, then removed at once
+            return p
+        if p.result is not None:
             handed.append(not p.result.rows.height)  # nothing to hand over
         return real_taken_over(p)
 

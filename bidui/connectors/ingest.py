@@ -155,7 +155,8 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
     handover = None
     try:
         if isinstance(pool, ProcessPoolExecutor):
-            handover = tempfile.TemporaryDirectory(prefix=HANDOVER_PREFIX, dir=_beside_warehouse(con, sweep=True))
+            handover = tempfile.TemporaryDirectory(prefix=HANDOVER_PREFIX, dir=_beside_warehouse(con, sweep=True),
+                                                   ignore_cleanup_errors=True)
         while todo:
             ready = {e.name: ev for e in todo if (ev := _evidence(e, marker, limits, clock)) is not None}
             if not ready:
