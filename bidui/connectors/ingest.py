@@ -11,6 +11,7 @@ and their settings are in `bidui.connectors.plausibility` and the README's inges
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import shutil
@@ -155,8 +156,9 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
     handover = None
     try:
         if isinstance(pool, ProcessPoolExecutor):
-            handover = tempfile.TemporaryDirectory(prefix=HANDOVER_PREFIX, dir=_beside_warehouse(con, sweep=True),
+            handover = tempfile.TemporaryDirectory(prefix=HANDOVER_PREFIX, dir=_handover_parent(con),
                                                    ignore_cleanup_errors=True)
+        work = prepare if handover is None else functools.partial(prepare_handed, Path(handover.name))
         while todo:
             ready = {e.name: ev for e in todo if (ev := _evidence(e, marker, limits, clock)) is not None}
             if not ready:
@@ -168,8 +170,7 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
                 continue
             batch = sorted((e for e in todo if e.name in ready), key=lambda e: -e.path.stat().st_size)
             todo = [e for e in todo if e.name not in ready]
-            futures = {pool.submit(*((prepare,) if handover is None else (prepare_handed, Path(handover.name))),
-                                   e.path, night, e.name, limits.values, in_force,
+            futures = {pool.submit(work, e.path, night, e.name, limits.values, in_force,
                                    _known(con, e.name, night) if carry else None): e for e in batch}
             # Stored as the workers finish them, so this process writes while they work. A file's
             # rows are let go once stored (its future is forgotten): a future keeps its result, and
@@ -210,17 +211,16 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
 HANDOVER_PREFIX = "bidui-handover-"
 
 
-def _beside_warehouse(con: duckdb.DuckDBPyConnection, sweep: bool = False) -> str | None:
-    """The warehouse's folder (the handover holds the same data, so it lives where that does); the
-    system's temporary folder for a warehouse in memory. `sweep`: handover folders left there by a
-    run that was killed are removed (only one process can write the warehouse: none is in use)."""
+def _handover_parent(con: duckdb.DuckDBPyConnection) -> str | None:
+    """Where the handover folder goes: the warehouse's folder (it holds the same data, so it lives
+    where that does), cleared of handover folders a killed run left (only one process can write the
+    warehouse: none is in use); the system's temporary folder for a warehouse in memory."""
     rows = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
     if not rows or not rows[0][0]:
         return None
     folder = Path(rows[0][0]).parent
-    if sweep:
-        for left in folder.glob(f"{HANDOVER_PREFIX}*"):
-            shutil.rmtree(left, ignore_errors=True)
+    for left in folder.glob(f"{HANDOVER_PREFIX}*"):
+        shutil.rmtree(left, ignore_errors=True)
     return str(folder)
 
 

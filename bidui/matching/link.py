@@ -125,8 +125,10 @@ def _first15(ids: pl.Expr) -> pl.Expr:
     return ids.str.slice(0, 15).cast(pl.Int64, strict=False)
 
 
-# A record's valid ID is some hukou person's (the exact step joined it with its holders).
-HELD = "(r.id_status = 'valid' AND r.rec IN (SELECT rec FROM link_exact))"
+def _held(exact: str = "link_exact") -> str:
+    """A record's valid ID is some hukou person's (the exact step joined it with its holders, in
+    `exact`: its rows, or those of the records at hand)."""
+    return f"(r.id_status = 'valid' AND r.rec IN (SELECT rec FROM {exact}))"
 # The blocking keys of the residue (`link_residue`: `link_recs r` minus the sure links) and of the
 # spine (`link_spine_keys`), computed once each. Most are parts of the number's first 15 digits
 # taken as an integer, `n15` (null unless they are digits): integer keys join faster than strings.
@@ -152,7 +154,7 @@ def _text_keys(table: str, columns: tuple[str, ...] = ("form", "pinyin", "villag
 
 RESIDUE_KEYS_SQL = f"""
     CREATE OR REPLACE TEMP TABLE link_residue AS
-    SELECT r.*, {HELD} AS id_held,
+    SELECT r.*, {_held()} AS id_held,
            {_id_keys("r.id", "length(r.id) = 18")}, {_text_keys("r")},
            r.id_status <> 'valid' AS damaged, r.id_status = 'excel_mangled' AS cut
     FROM link_recs r ANTI JOIN link_sure s ON s.rec = r.rec"""
@@ -288,13 +290,13 @@ def training_pairs(con: duckdb.DuckDBPyConnection, seed: int) -> tuple[pl.DataFr
         SELECT {PAIR_RECORD_SQL}, TRUE AS id_held, {KEY_SQL}
         FROM r JOIN s ON s.id_number = r.id AND s.person_key = r.id""").select(*PAIR_RECORD, *KEY_COLUMNS)
     # Each drawn record beside the persons whose hash falls in its bucket, one bucket per person:
-    # about one person each (no window or sort to number either side). `held` is HELD's subquery
-    # narrowed to the drawn records.
+    # about one person each (no window or sort to number either side). `held`: the exact step's
+    # rows narrowed to the drawn records.
     randoms = wh.query(con, f"""
         WITH r AS (SELECT *, hash(source_file, source_row, role, {int(seed) + 2}) % {persons} AS bucket
                    FROM link_recs WHERE {drawn} < {share(RANDOM_PAIRS / len(counts))}),
              held AS (SELECT e.rec FROM link_exact e SEMI JOIN r ON r.rec = e.rec)
-        SELECT {PAIR_RECORD_SQL}, {HELD.replace("FROM link_exact", "FROM held")} AS id_held, {KEY_SQL}
+        SELECT {PAIR_RECORD_SQL}, {_held("held")} AS id_held, {KEY_SQL}
         FROM r JOIN link_spine s ON hash(s.person_key, s.id_number, {int(seed) + 1}) % {persons} = r.bucket""").select(
         *PAIR_RECORD, *KEY_COLUMNS)
     return positives, randoms
