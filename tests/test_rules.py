@@ -100,6 +100,17 @@ def test_a_rule_without_its_dataset_is_skipped_and_says_so(tiny: Path, tmp_path:
     assert "PUBLIC_PAYROLL" not in set(result.hits["rule_code"].to_list())
 
 
+def test_uninsured_waits_for_this_years_insurance_extract(ruled) -> None:
+    """Run in a year the insurance extract has no rows for, UNINSURED does not run (everyone would
+    look uninsured) and says so; the nights above, with this year's rows, ran it."""
+    con, results, _ = ruled
+    assert next(o for o in results[NIGHTS[0]].outcomes if o.code == "UNINSURED").status == "ran"
+    result = run_rules(con, date(2027, 12, 1), config.load(None))
+    uninsured = next(o for o in result.outcomes if o.code == "UNINSURED")
+    assert uninsured.status == "skipped" and "运行条件未满足" in uninsured.message
+    assert "UNINSURED" not in set(result.hits["rule_code"].to_list())
+
+
 def test_thresholds_and_switches_come_from_config(ruled, tmp_path: Path) -> None:
     con, results, _ = ruled
     day = date.fromisoformat(NIGHTS[2])

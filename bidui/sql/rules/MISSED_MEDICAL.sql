@@ -13,14 +13,24 @@
 -- 留存佐证：入户调查表、医疗费用结算单。
 -- A candidate household's members' out-of-pocket costs in the window sum to the threshold or more.
 -- The evidence lists the bills behind the total (date, patient, hospital, amounts) and the window's length.
-WITH totals AS (
-    SELECT c.hukou_number, sum(m.out_of_pocket) AS total,
-           list(struct_pack(settle_date := m.settle_date, name := m.name, hospital := m.hospital,
-                            total_cost := round(m.total_cost, 2), out_of_pocket := round(m.out_of_pocket, 2))
-                ORDER BY m.settle_date, m.name, m.source_row) AS bills
+-- The bills are listed only for the households that reach the threshold (a list for every
+-- household with a bill cost 2 s of the large night's rules).
+WITH bills AS (
+    SELECT c.hukou_number, m.settle_date, m.name, m.hospital, m.total_cost, m.out_of_pocket, m.source_row
     FROM medical_claims_linked m JOIN missed_candidates c ON c.ident = m.ident
     WHERE m.settle_date > $run_date::DATE - to_days($medical_window_days) AND m.settle_date <= $run_date::DATE
-    GROUP BY c.hukou_number HAVING sum(m.out_of_pocket) >= $missed_medical_threshold - 1e-6
+),
+reached AS (
+    SELECT hukou_number, sum(out_of_pocket) AS total FROM bills GROUP BY hukou_number
+    HAVING sum(out_of_pocket) >= $missed_medical_threshold - 1e-6
+),
+totals AS (
+    SELECT r.hukou_number, any_value(r.total) AS total,
+           list(struct_pack(settle_date := b.settle_date, name := b.name, hospital := b.hospital,
+                            total_cost := round(b.total_cost, 2), out_of_pocket := round(b.out_of_pocket, 2))
+                ORDER BY b.settle_date, b.name, b.source_row) AS bills
+    FROM bills b JOIN reached r ON r.hukou_number = b.hukou_number
+    GROUP BY r.hukou_number
 )
 SELECT s.*, 'medical_claims' AS evidence_dataset, CAST(year($run_date::DATE) AS VARCHAR) AS evidence_key,
        NULL::DATE AS evidence_date, json_object('household_total', round(t.total, 2), 'window_days', $medical_window_days,

@@ -3,7 +3,7 @@
 -- category: exit_risk
 -- inputs: register_members, medical_insurance
 -- parameters:
--- skip_unless: SELECT count(*) > 0 FROM medical_insurance_linked WHERE year = year($run_date::DATE)
+-- skip_unless: SELECT count(*) > 0 FROM (SELECT 1 FROM medical_insurance_linked WHERE year = year($run_date::DATE) LIMIT 1)
 -- link: member
 -- 规则含义：医保参保数据中没有该成员本年度状态为“参保”的记录。
 -- 入户核实要点：是否在外地或以职工医保参保；是否新生儿或已去世；还是确实没有参保。
