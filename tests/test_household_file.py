@@ -243,3 +243,49 @@ def test_publish_writes_only_what_changed_in_the_register_and_the_copy_equals_to
     untouched = {m["id"] for m in others}
     assert untouched <= {m["id"] for m in after_m}
     assert dropped["id"] not in {m["id"] for m in after_m}
+
+
+def test_a_register_the_same_as_the_copys_is_not_read_again_and_a_changed_one_is(home, monkeypatch) -> None:
+    """A quiet night's publish takes the register copy as it is when the rows it would be made from
+    digest the same (only its night moves); a member renamed in the register, or linked to another
+    person, makes the digest differ and reaches the copy."""
+    from bidui.clues import publish as pub
+
+    h, _, _ = home
+    m_cols = [c.name for c in RegisterMember.__table__.columns if c.name != "id"]
+
+    def members(s):
+        return sorted(tuple(str(getattr(r, c)) for c in m_cols) for r in s.scalars(select(RegisterMember)))
+
+    night = _read(h, lambda s: s.scalar(select(func.max(RegisterHousehold.night))))
+    first = _read(h, pub.kept_register_digest)
+    before = _read(h, members)
+    assert first and len(before) > 10
+    reads: list[str] = []
+    query = wh.query
+    monkeypatch.setattr(wh, "query", lambda con, sql, *a: reads.append(sql) or query(con, sql, *a))
+    pub.publish_night(h, night, again=True)
+    assert pub._REGISTER_MEMBERS not in reads and pub._REGISTER_HOUSEHOLDS not in reads
+    assert _read(h, members) == before and _read(h, pub.kept_register_digest) == first
+
+    con = wh.connect(h.warehouse)
+    try:
+        (snap, renamed), = con.execute("SELECT snapshot_date, min(source_row) FROM ds_register_members "
+                                       "WHERE snapshot_date = (SELECT max(snapshot_date) FROM ds_register_members) "
+                                       "GROUP BY ALL").fetchall()
+        con.execute("UPDATE ds_register_members SET name = '改过名' WHERE snapshot_date = ? AND source_row = ?",
+                    [snap, renamed])
+        (relinked,), = con.execute("SELECT max(source_row) FROM links WHERE night = ? AND dataset = 'register_members' "
+                                   "AND method <> 'none'", [night]).fetchall()
+        con.execute("UPDATE links SET person_key = '520000000000000000' WHERE night = ? AND dataset = 'register_members' "
+                    "AND source_row = ?", [night, relinked])
+    finally:
+        con.close()
+    reads.clear()
+    pub.publish_night(h, night, again=True)
+    assert pub._REGISTER_MEMBERS in reads
+    after = _read(h, members)
+    assert after != before and len(after) == len(before)
+    assert any(r[m_cols.index("name")] == "改过名" for r in after)
+    assert any(r[m_cols.index("person_key")] == "520000000000000000" for r in after)
+    assert _read(h, pub.kept_register_digest) not in (None, first)

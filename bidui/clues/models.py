@@ -144,6 +144,8 @@ class PublishRun(Base):
     reraised: Mapped[int] = mapped_column(Integer)
     suppressed: Mapped[int] = mapped_column(Integer)
     skipped_rules: Mapped[str | None] = mapped_column(Text)
+    # What the register copy was made from, if this night wrote it (bidui.clues.publish.register_rows).
+    register_digest: Mapped[str | None] = mapped_column(String(64))
 
 
 class RunReport(Base):
