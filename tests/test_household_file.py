@@ -245,10 +245,13 @@ def test_publish_writes_only_what_changed_in_the_register_and_the_copy_equals_to
     assert dropped["id"] not in {m["id"] for m in after_m}
 
 
-def test_a_register_the_same_as_the_copys_is_not_read_again_and_a_changed_one_is(home, monkeypatch) -> None:
+def test_a_register_the_same_as_the_copys_is_not_read_again_and_a_changed_or_damaged_one_is(home) -> None:
     """A quiet night's publish takes the register copy as it is when the rows it would be made from
     digest the same (only its night moves); a member renamed in the register, or linked to another
-    person, makes the digest differ and reaches the copy."""
+    person, makes the digest differ and reaches the copy; a copy that lost rows is compared row by
+    row again, and publishing its night again repairs it."""
+    from datetime import timedelta
+
     from bidui.clues import publish as pub
 
     h, _, _ = home
@@ -257,16 +260,19 @@ def test_a_register_the_same_as_the_copys_is_not_read_again_and_a_changed_one_is
     def members(s):
         return sorted(tuple(str(getattr(r, c)) for c in m_cols) for r in s.scalars(select(RegisterMember)))
 
+    def rows_tonight(night):
+        con = wh.connect(h.warehouse)
+        try:
+            return pub.register_rows(con, night, _read(h, pub.kept_register_digest))
+        finally:
+            con.close()
+
     night = _read(h, lambda s: s.scalar(select(func.max(RegisterHousehold.night))))
     first = _read(h, pub.kept_register_digest)
     before = _read(h, members)
     assert first and len(before) > 10
-    reads: list[str] = []
-    query = wh.query
-    monkeypatch.setattr(wh, "query", lambda con, sql, *a: reads.append(sql) or query(con, sql, *a))
-    pub.publish_night(h, night, again=True)
-    assert pub._REGISTER_MEMBERS not in reads and pub._REGISTER_HOUSEHOLDS not in reads
-    assert _read(h, members) == before and _read(h, pub.kept_register_digest) == first
+    quiet = rows_tonight(night)
+    assert quiet.unchanged and quiet.digest == first and quiet.members == [] and quiet.households == []
 
     con = wh.connect(h.warehouse)
     try:
@@ -281,11 +287,46 @@ def test_a_register_the_same_as_the_copys_is_not_read_again_and_a_changed_one_is
                     "AND source_row = ?", [night, relinked])
     finally:
         con.close()
-    reads.clear()
+    changed = rows_tonight(night)
+    assert not changed.unchanged and changed.digest not in (None, first) and len(changed.members) == len(before)
     pub.publish_night(h, night, again=True)
-    assert pub._REGISTER_MEMBERS in reads
     after = _read(h, members)
     assert after != before and len(after) == len(before)
     assert any(r[m_cols.index("name")] == "改过名" for r in after)
     assert any(r[m_cols.index("person_key")] == "520000000000000000" for r in after)
-    assert _read(h, pub.kept_register_digest) not in (None, first)
+    assert _read(h, pub.kept_register_digest) == changed.digest
+
+    # A copy that lost rows (a partial restore, a hand edit) is not taken as the register's.
+    ledger = open_ledger(ledger_url(h.ledger))
+    try:
+        with ledger.write() as s:
+            lost = list(s.scalars(select(RegisterMember.id).order_by(RegisterMember.id).limit(3)))
+            s.execute(RegisterMember.__table__.delete().where(RegisterMember.id.in_(lost)))
+    finally:
+        ledger.close()
+    assert _read(h, pub.kept_register_digest) is None
+    assert not rows_tonight(night).unchanged
+    pub.publish_night(h, night, again=True)
+    assert _read(h, members) == after and _read(h, pub.kept_register_digest) == changed.digest
+    # A copy altered without losing a row still digests as made; publishing its night again reads
+    # the register and repairs it.
+    ledger = open_ledger(ledger_url(h.ledger))
+    try:
+        with ledger.write() as s:
+            s.execute(RegisterMember.__table__.update().where(RegisterMember.id == lost[-1] + 1).values(name="手改"))
+    finally:
+        ledger.close()
+    assert _read(h, pub.kept_register_digest) == changed.digest and _read(h, members) != after
+    pub.publish_night(h, night, again=True)
+    assert _read(h, members) == after
+    # The next night, the same register: the copy's night moves, its rows stay.
+    quiet = rows_tonight(night)
+    assert quiet.unchanged
+    ledger = open_ledger(ledger_url(h.ledger))
+    try:
+        with ledger.write() as s:
+            assert pub._replace_register(s, quiet, night + timedelta(days=1), again=False)
+    finally:
+        ledger.close()
+    assert _read(h, members) == after
+    assert _read(h, lambda s: set(s.scalars(select(RegisterHousehold.night)))) == {night + timedelta(days=1)}

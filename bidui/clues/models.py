@@ -144,8 +144,9 @@ class PublishRun(Base):
     reraised: Mapped[int] = mapped_column(Integer)
     suppressed: Mapped[int] = mapped_column(Integer)
     skipped_rules: Mapped[str | None] = mapped_column(Text)
-    # What the register copy was made from, if this night wrote it (bidui.clues.publish.register_rows).
-    register_digest: Mapped[str | None] = mapped_column(String(64))
+    # What the register copy was made from and its size, "digest/households:members", if this
+    # night wrote it (bidui.clues.publish.register_rows).
+    register_digest: Mapped[str | None] = mapped_column(String(100))
 
 
 class RunReport(Base):

@@ -200,7 +200,7 @@ def _copy_code() -> str | None:
     """The code that makes the copy from the rows (a copy another version made is compared row by
     row once); None when the source cannot be read (then no copy is taken as unchanged)."""
     try:
-        parts = [inspect.getsource(f) for f in (register_rows, scope.county_of, scope.is_code)]
+        parts = [inspect.getsource(x) for x in (register_rows, _replace_register, scope)]
     except (OSError, TypeError):
         return None
     columns = [c.name for t in (RegisterHousehold.__table__, RegisterMember.__table__) for c in t.columns]
@@ -256,11 +256,26 @@ def register_rows(con: duckdb.DuckDBPyConnection, night: date, kept: str | None 
     return Register(rows, members, digest)
 
 
+def _copy_size(session: Session) -> str:
+    """How many households and members the ledger's copy holds, as kept beside its digest."""
+    return ":".join(str(session.scalar(select(func.count()).select_from(t))) for t in (RegisterHousehold, RegisterMember))
+
+
 def kept_register_digest(session: Session) -> str | None:
-    """The digest the ledger's copy of the register was made from (None: no copy, or one made
-    before digests were kept)."""
+    """The digest the ledger's copy of the register was made from; None when there is no copy, it
+    was made before digests were kept, or it no longer holds as many rows as it was made with (a
+    copy damaged or partly restored is compared row by row again)."""
     kept = session.scalar(select(func.max(RegisterHousehold.night)))
-    return None if kept is None else session.scalar(select(PublishRun.register_digest).where(PublishRun.night == kept))
+    stored = None if kept is None else session.scalar(select(PublishRun.register_digest).where(PublishRun.night == kept))
+    if stored is None:
+        return None
+    digest, _, size = stored.partition("/")
+    return digest if size == _copy_size(session) else None
+
+
+def _stored_digest(session: Session, register: Register) -> str | None:
+    """What a publish that wrote the copy keeps of it: the digest and the copy's size."""
+    return None if register.digest is None else f"{register.digest}/{_copy_size(session)}"
 
 
 def _driver_rows(conn, sql: str) -> list[tuple]:
@@ -399,7 +414,7 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
             # A ledger upgraded since the night was published gets its register copy now.
             result.register_filled = _replace_register(session, register, night, again)
             if result.register_filled and register is not None:
-                session.get(PublishRun, night).register_digest = register.digest
+                session.get(PublishRun, night).register_digest = _stored_digest(session, register)
             return result
         if division_rows is not None and division_rows.height:
             _sync_divisions(session, division_rows)
@@ -535,7 +550,7 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
         session.merge(PublishRun(night=night, published_at=stamp, hits=result.hits, new=result.new, seen=result.seen,
                                  gone=result.gone, reraised=result.reraised, suppressed=result.suppressed,
                                  skipped_rules=",".join(result.skipped_rules) or None,
-                                 register_digest=register.digest if written and register is not None
+                                 register_digest=_stored_digest(session, register) if written and register is not None
                                  else kept.register_digest if kept is not None else None))
     return result
 
@@ -550,9 +565,13 @@ def publish_night(home: Home, night: date, again: bool = False) -> PublishResult
     rules = load_rules(home.root / "rules")[0]
     ledger = open_ledger(ledger_url(home.ledger))
     try:
-        # A register the same as the copy's is not read (a third of a quiet large night's publish).
-        with ledger.read() as session:
-            kept = kept_register_digest(session)
+        # A register the same as the copy's is not read (a third of a quiet large night's publish);
+        # asked to publish the night again, it is read and compared row by row (a copy damaged in
+        # a way its size does not show is repaired so).
+        kept = None
+        if not again:
+            with ledger.read() as session:
+                kept = kept_register_digest(session)
         con = wh.connect(home.warehouse)
         try:
             hits, runs = night_hits(con, night)

@@ -16,7 +16,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table('publish_runs') as batch:
-        batch.add_column(sa.Column('register_digest', sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column('register_digest', sa.String(length=100), nullable=True))
 
 
 def downgrade() -> None:
