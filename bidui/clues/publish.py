@@ -221,7 +221,10 @@ def _register_digest(con: duckdb.DuckDBPyConnection, households: list, members: 
         if args is None:
             digest.update(b"\x1e-")
             continue
-        (n, total), = con.execute(f"SELECT count(*), coalesce(sum(hash(x)::HUGEINT), 0) FROM ({sql}) x", args).fetchall()
+        # hash(hash(row)): a row's hash XORs its last column's in, so two rows trading that value
+        # could sum alike; hashing the hash again mixes it.
+        (n, total), = con.execute(f"SELECT count(*), coalesce(sum(hash(hash(x))::HUGEINT), 0) FROM ({sql}) x",
+                                  args).fetchall()
         digest.update(f"\x1e{n}:{total}".encode())
     return digest.hexdigest()
 
