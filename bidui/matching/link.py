@@ -698,9 +698,6 @@ def link_frame(recs: pl.DataFrame | Path, people: pl.DataFrame | Path, threshold
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")
-        # As `link_night`: no temp table's order is read (every read that needs one sorts), and
-        # without it DuckDB writes them in parallel (about 5% of the whole at the medium size).
-        con.execute("SET preserve_insertion_order = false")
         # The frames are scanned where they lie (Arrow, no copy into DuckDB's storage); a file is
         # read by polars, in parallel, twice as fast as DuckDB copies it into a table.
         frames = [(source if isinstance(source, pl.DataFrame) else pl.read_parquet(source, columns=columns)).select(columns)
