@@ -276,9 +276,9 @@ def kept_register_digest(session: Session) -> str | None:
     return digest if size == _copy_size(session) else None
 
 
-def _stored_digest(session: Session, register: Register) -> str | None:
+def _stored_digest(session: Session, register: Register | None) -> str | None:
     """What a publish that wrote the copy keeps of it: the digest and the copy's size."""
-    return None if register.digest is None else f"{register.digest}/{_copy_size(session)}"
+    return None if register is None or register.digest is None else f"{register.digest}/{_copy_size(session)}"
 
 
 def _driver_rows(conn, sql: str) -> list[tuple]:
@@ -416,7 +416,7 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
             result.already = True
             # A ledger upgraded since the night was published gets its register copy now.
             result.register_filled = _replace_register(session, register, night, again)
-            if result.register_filled and register is not None:
+            if result.register_filled:
                 session.get(PublishRun, night).register_digest = _stored_digest(session, register)
             return result
         if division_rows is not None and division_rows.height:
@@ -547,14 +547,12 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
                                                       "due_date": r["due_date"].isoformat()}}
                 for k, r in zip(new_evidence, new_rows, strict=True)])
         session.add_all(events)
-        # The copy first: it compares its digest with the run that made it, which may be tonight's.
-        written = _replace_register(session, register, night, again)
-        kept = session.get(PublishRun, night)
-        session.merge(PublishRun(night=night, published_at=stamp, hits=result.hits, new=result.new, seen=result.seen,
-                                 gone=result.gone, reraised=result.reraised, suppressed=result.suppressed,
-                                 skipped_rules=",".join(result.skipped_rules) or None,
-                                 register_digest=_stored_digest(session, register) if written and register is not None
-                                 else kept.register_digest if kept is not None else None))
+        # (`register_digest` is not set here: a run published again keeps its own unless the copy is written.)
+        run = session.merge(PublishRun(night=night, published_at=stamp, hits=result.hits, new=result.new, seen=result.seen,
+                                       gone=result.gone, reraised=result.reraised, suppressed=result.suppressed,
+                                       skipped_rules=",".join(result.skipped_rules) or None))
+        if _replace_register(session, register, night, again):
+            run.register_digest = _stored_digest(session, register)
     return result
 
 
