@@ -614,3 +614,23 @@ def test_the_model_is_kept_between_nights_and_trained_again_when_asked_or_when_t
     assert said[0] == f"关联模型：沿用第 1 版（{first.trained_at:%Y-%m-%d} 训练）"
     assert "按要求重新训练" in said[1] and "数据变化较大（姓名）" in said[2]
     assert not any(internal_codes(s) for s in said)
+
+
+def test_name_edits_skip_pairs_without_both_names_and_agree_with_comparing_every_pair() -> None:
+    """A missing name is neither one character apart nor equal but for unknown characters; the
+    pairs with both names come out as when every pair is compared (most candidates compare with a
+    former name almost nobody has, so only those with one are compared)."""
+    from bidui.matching.compare import name_edits
+
+    forms = pl.Series(["王思琪", "王思西", "卢*", "张三", None, "李四", "王*琪"])
+    keys = pl.Series(["王思西", None, "卢伟", None, "张三", "李五", "王思琪"])
+    one_apart, but_unknown = name_edits(forms, keys)
+    assert one_apart.tolist() == [True, False, True, False, False, True, True]
+    # `卢*` beside 卢伟: only one known character agrees, not enough to be equal but for unknown
+    # characters (both are one character apart); `王*琪` beside 王思琪 is.
+    assert but_unknown.tolist() == [False, False, False, False, False, False, True]
+    both = [0, 5, 6]
+    sub = name_edits(forms.gather(both), keys.gather(both))
+    assert [a.tolist() for a in sub] == [one_apart[both].tolist(), but_unknown[both].tolist()]
+    none = name_edits(forms, pl.Series([None] * len(forms), dtype=pl.String))
+    assert not none[0].any() and not none[1].any()

@@ -53,7 +53,17 @@ UNKNOWN = ord("*")  # bidui.names writes every placeholder (□ ? 〓 ＊ …) a
 def name_edits(a: pl.Series, b: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """Per pair, on the first 8 characters: same length and exactly one character different (a
     typo, a look-alike); and same length and equal wherever neither has an unknown character
-    (a system that could not write one character put a placeholder there)."""
+    (a system that could not write one character put a placeholder there). A pair with a name
+    missing is neither."""
+    both = a.is_not_null() & b.is_not_null()
+    if not both.all():
+        # Only the pairs with both names are compared: most pairs compare with a former name
+        # that almost no one has (its comparison cost a fifth of the candidates' levels).
+        one_apart, but_unknown = np.zeros(len(a), dtype=bool), np.zeros(len(a), dtype=bool)
+        if both.any():
+            rows = both.arg_true()
+            one_apart[rows.to_numpy()], but_unknown[rows.to_numpy()] = name_edits(a.gather(rows), b.gather(rows))
+        return one_apart, but_unknown
     same_len = (a.str.len_chars() == b.str.len_chars()).fill_null(False).to_numpy()
     x, y = char_matrix(a, 8), char_matrix(b, 8)
     differs = x != y
