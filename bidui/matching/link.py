@@ -231,14 +231,14 @@ def candidate_pairs(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
              "WHERE r.damaged AND r.cut AND r.n15 IS NOT NULL")
     union = "\n        UNION\n        ".join(_blocks())
     con.execute(f"CREATE OR REPLACE TEMP TABLE link_pairs AS WITH typed AS ({typed}), variants AS ({_variants()}) {union}")
-    # Sorted by DuckDB, within its memory cap: polars' sort gathered every column again, which at
-    # the large size (1.8 M pairs) raised the link step's peak by about 0.9 GB. `form_h`: the
+    # In no order: everything after is row by row or sorts what it needs (`resolve`); sorting the
+    # pairs here took 0.7–1.0 s of the 1.7 s this query cost at the large size (1.8 M pairs), and
+    # sorting them in polars gathered every column again (0.9 GB more at the peak). `form_h`: the
     # person's name as the keys hash it (`_text_keys`), what `name_frequencies` are counted by.
     return wh.query(con, f"""
         SELECT {', '.join(f'r.{c}' for c in PAIR_RECORD)}, {KEY_SQL}, {_text_keys("s", ("form",))}
         FROM link_pairs p JOIN link_residue r ON r.rec = p.rec JOIN link_spine s ON s.pi = p.pi
-        ANTI JOIN link_cannot b ON b.rec = p.rec AND b.person_key = s.person_key
-        ORDER BY r.rec, s.person_key, s.id_number""")
+        ANTI JOIN link_cannot b ON b.rec = p.rec AND b.person_key = s.person_key""")
 
 
 def name_frequencies(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
@@ -325,7 +325,7 @@ def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
         cmp.sex_level(pl.col("sex"), pl.col("k_sex")).alias("sex"),
         cmp.village_level(pl.col("village"), pl.col("k_village")).alias("village"),
         cmp.head_level(pl.col("is_head"), pl.col("k_relation")).alias("head"),
-        pl.col("k_form"),
+        pl.col("k_form"), pl.col("k_id"),
     )
 
 
@@ -521,7 +521,7 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
     training: Future[tuple[pl.DataFrame, pl.DataFrame]] | None = None
     fuzzy = pl.DataFrame(schema={"rec": pl.Int64, "person_key": pl.String, "method": pl.String, "score": pl.Float64,
                                  "explanation": pl.String})
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:
         def start_training() -> Future[tuple[pl.DataFrame, pl.DataFrame]]:
             positives, randoms = training_pairs(con, seed)
             return pool.submit(lambda: (_levels(positives), _levels(randoms)))
@@ -530,12 +530,15 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
             training = start_training()
         pairs = candidate_pairs(con)
         if pairs.height:
-            # The candidates' levels (numpy on one core, mostly) while DuckDB counts their namesakes.
-            comparing = pool.submit(_levels, pairs)
+            # The candidates' levels while DuckDB counts their namesakes: numpy holds one core per
+            # call, so the pairs are compared in two halves, one a thread (1.5 → 0.9 s at the large
+            # size; row by row, so the same levels).
+            half = (pairs.height + 1) // 2
+            comparing = [pool.submit(_levels, pairs.slice(0, half)), pool.submit(_levels, pairs.slice(half))]
             namesakes = pairs.select("form_h").join(name_frequencies(con), on="form_h", how="left",
                                                     maintain_order="left")["k_namesakes"]
             (persons,), = con.execute("SELECT count(*) FROM link_spine").fetchall()
-            levels = comparing.result()
+            levels = pl.concat([c.result() for c in comparing])
             shares = {c: fs.level_shares(levels, c, floor=0.0).tolist() for c in COMPARED}
             # A kept model is used unless asked otherwise or the candidates drifted from those it
             # was trained on; it learns only tonight's share of matches.
@@ -571,8 +574,11 @@ def resolve(scored: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
     # the number before: a child's record under a parent's number, or a number typed from the
     # wrong card, is not the holder's; a birth date and a village do not make a namesake).
     # A person with a second (cancelled) number is one candidate, at its best comparison.
+    # (The person's number last: the pairs come in no order, and of a person's two numbers at one
+    # weight the explanation is that of the first.)
     possible = (pl.col("id") != 0) & (pl.col("name") != 0)
-    ranked = scored.filter(possible).sort(["rec", "weight", "person_key"], descending=[False, True, False]).unique(
+    ranked = scored.filter(possible).sort(["rec", "weight", "person_key", "k_id"],
+                                          descending=[False, True, False, False]).unique(
         ["rec", "person_key"], keep="first", maintain_order=True)
     best = ranked.group_by("rec", maintain_order=True).head(2).with_columns(
         pl.col("probability").shift(-1).over("rec").alias("second"),
