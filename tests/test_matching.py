@@ -634,3 +634,34 @@ def test_name_edits_skip_pairs_without_both_names_and_agree_with_comparing_every
     assert [a.tolist() for a in sub] == [one_apart[both].tolist(), but_unknown[both].tolist()]
     none = name_edits(forms, pl.Series([None] * len(forms), dtype=pl.String))
     assert not none[0].any() and not none[1].any()
+
+
+def test_the_exact_step_counts_a_shared_numbers_holders_alike_on_either_side() -> None:
+    """The exact step counts how many persons carry a record's number on the smaller side (the
+    records, or the spine's numbers): both statements give the same rows, a number two persons
+    carry (一号多人) has two holders, and the choice follows the counts."""
+    import duckdb
+
+    from bidui.matching.link import EXACT_BY_NUMBER_SQL, EXACT_BY_RECORD_SQL, exact_sql
+
+    records, spine, ids = _cut_numbers_case()
+    shared = spine.filter(pl.col("id_number") == ids["other"]).with_columns(
+        person_key=pl.lit(ids["other"] + "~2"), form=pl.lit("王丽"), pinyin=pl.lit("wangli"))
+    spine = pl.concat([spine, shared])
+    extra = records.head(1).with_columns(rec=pl.lit(999, pl.Int64), id=pl.lit(ids["other"]), id_status=pl.lit("valid"))
+    con = duckdb.connect()
+    con.register("link_spine", spine.to_arrow())
+    con.execute("CREATE TABLE link_cannot (rec BIGINT, person_key VARCHAR)")
+    rows = {}
+    for many in (False, True):
+        recs = pl.concat([records, extra] + ([records.with_columns(pl.col("rec") + 1000 * (k + 1)) for k in range(2)]
+                                             if many else []))
+        con.register("link_recs", recs.to_arrow())
+        assert exact_sql(con) == (EXACT_BY_NUMBER_SQL if many else EXACT_BY_RECORD_SQL)
+        for name, sql in (("record", EXACT_BY_RECORD_SQL), ("number", EXACT_BY_NUMBER_SQL)):
+            con.execute(sql)
+            rows[many, name] = con.sql("SELECT * FROM link_exact").pl().sort("rec", "person_key")
+        assert rows[many, "record"].equals(rows[many, "number"])
+        holders = rows[many, "record"].filter(pl.col("rec") == 999)
+        assert holders["holders"].to_list() == [2, 2] and holders["person_key"].n_unique() == 2
+        assert set(rows[many, "record"].filter(pl.col("rec") != 999)["holders"]) == {1}
