@@ -87,6 +87,31 @@ def test_the_same_bytes_again_are_carried_and_a_comparison_is_made_once(tmp_path
     assert night_changes(con, N2)["vehicles"]["changed"] == 7
 
 
+def test_changed_rows_are_compared_once_per_pair_of_loads_and_again_for_a_new_delivery(tmp_path: Path) -> None:
+    """The carry plan and the links-changed report share one comparison of two snapshots on a
+    connection; a night delivered again (a new load) is compared again, not read from the first."""
+    from bidui.connectors.changes import changed_rows
+
+    con = wh.connect(tmp_path / "w.duckdb")
+    rows = [vehicle(i) for i in range(10)]
+    ingest_file(con, write_csv(tmp_path / "vehicles_1.csv", rows), N1)
+    ingest_file(con, write_csv(tmp_path / "vehicles_2.csv", rows[:9]), N2)  # the last plate gone
+    cols = ["plate", "owner_id_number"]
+
+    def plates(table: str) -> set[str]:
+        return {p for p, in con.execute(f"SELECT plate FROM {table}").fetchall()}
+
+    first = changed_rows(con, BY_CODE["vehicles"], N1, N2, cols)
+    assert plates(first) == {rows[9][0]}
+    # Asked again: the same table, not compared again (a mark put in it shows through).
+    con.execute(f"INSERT INTO {first} VALUES ('mark', NULL)")
+    assert changed_rows(con, BY_CODE["vehicles"], N1, N2, cols) == first and "mark" in plates(first)
+    # Night 2 delivered again with another plate gone: compared anew.
+    assert ingest_file(con, write_csv(tmp_path / "vehicles_2b.csv", rows[1:]), N2).status == "accepted"
+    again = changed_rows(con, BY_CODE["vehicles"], N1, N2, cols)
+    assert again != first and plates(again) == {rows[0][0]}
+
+
 def test_a_row_hash_is_the_md5_of_its_text_not_a_library_hash(tmp_path: Path) -> None:
     """The stored hash must survive upgrades of DuckDB and polars (their own hashes change between
     versions): it is the MD5 of the row's values as text, in the dataset's column order, which this

@@ -16,7 +16,7 @@ from datetime import date
 import duckdb
 
 from bidui.connectors import warehouse as wh
-from bidui.connectors.changes import compare_rows_sql
+from bidui.connectors.changes import changed_rows
 from bidui.datasets import BY_CODE, DATASETS
 from bidui.matching.decisions import DECISIONS_DDL
 
@@ -29,11 +29,11 @@ def previous_linked_night(con: duckdb.DuckDBPyConnection, night: date) -> date |
     return row[0] if row else None
 
 
-def _touched_ids_sql(before: date, after: date) -> str:
-    """The ID numbers of hukou rows that came, went or changed between two snapshots."""
-    return f"""
-        SELECT DISTINCT id_number FROM ({compare_rows_sql(BY_CODE['hukou'], before, after, ['id_number'])})
-        WHERE id_number IS NOT NULL"""
+def _touched_ids_sql(con: duckdb.DuckDBPyConnection, before: date, after: date) -> str:
+    """The ID numbers of hukou rows that came, went or changed between two snapshots (the rows the
+    carry plan compared, when it did: `changed_rows`)."""
+    rows = changed_rows(con, BY_CODE["hukou"], before, after, ["id_number", "hukou_number"])
+    return f"SELECT DISTINCT id_number FROM {rows} WHERE id_number IS NOT NULL"
 
 
 def _records_sql(ds_code: str, id_column: str, role: str, night: date, snap: date) -> str:
@@ -85,7 +85,7 @@ def night_relinks(con: duckdb.DuckDBPyConnection, night: date) -> dict:
     now_force, then_force = wh.in_force(con, night), wh.in_force(con, before)
     trained = con.execute("SELECT count(*) FROM link_models WHERE night = ?", [night]).fetchone()[0] > 0
     spine_now, spine_then = now_force.get("hukou"), then_force.get("hukou")
-    touched = (_touched_ids_sql(spine_then, spine_now) if spine_now and spine_then and spine_now != spine_then
+    touched = (_touched_ids_sql(con, spine_then, spine_now) if spine_now and spine_then and spine_now != spine_then
                else "SELECT NULL::VARCHAR AS id_number WHERE FALSE")
     con.execute(f"CREATE OR REPLACE TEMP TABLE relink_touched AS {touched}")
     con.execute(DECISIONS_DDL)
