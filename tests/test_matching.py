@@ -665,3 +665,25 @@ def test_the_exact_step_counts_a_shared_numbers_holders_alike_on_either_side() -
         holders = rows[many, "record"].filter(pl.col("rec") == 999)
         assert holders["holders"].to_list() == [2, 2] and holders["person_key"].n_unique() == 2
         assert set(rows[many, "record"].filter(pl.col("rec") != 999)["holders"]) == {1}
+
+
+def test_the_share_of_matches_is_the_same_to_the_last_bit_whatever_the_order_of_the_candidates() -> None:
+    """EM sums over the candidates' patterns in one order: the same candidates in another order
+    give the same share of matches, bit for bit (so the same scores, run after run)."""
+    import numpy as np
+
+    from bidui.matching import fs
+    from bidui.matching.compare import COMPARISONS
+
+    rng = np.random.default_rng(15)
+    compared = ["id", "name", "birth", "sex", "village"]
+    n = 200_000
+    levels = pl.DataFrame({c: rng.integers(-1, len(COMPARISONS[c]), n).astype(np.int8) for c in compared})
+    m = {c: np.full(len(COMPARISONS[c]), 1 / len(COMPARISONS[c])) for c in compared}
+    u = {c: rng.dirichlet(np.ones(len(COMPARISONS[c]))) for c in compared}
+    for c in compared:
+        m[c][-1] += 1.0
+        m[c] /= m[c].sum()
+    priors = {fs.estimate_prior(fs.Model(dict(m), dict(u), 0.3), levels.sample(fraction=1.0, shuffle=True, seed=s),
+                                compared).prior for s in range(6)}
+    assert len(priors) == 1

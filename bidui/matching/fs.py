@@ -111,7 +111,7 @@ def estimate_prior(model: Model, candidates: pl.DataFrame, comparisons: list[str
                    tol: float = 1e-7) -> Model:
     """EM for the share of matches among the candidates, m and u held (a model kept between
     nights learns each night's share of matches, nothing else)."""
-    patterns = candidates.group_by(comparisons).len("count")
+    patterns = candidates.group_by(comparisons).len("count").sort(comparisons)  # sums in one order: the same bits every run
     counts = patterns["count"].to_numpy().astype(float)
     if not counts.sum():
         return model
@@ -183,7 +183,7 @@ def fit_em(candidates: pl.DataFrame, randoms: pl.DataFrame, levels: dict[str, tu
         start[-1] = 0.9 if k > 1 else 1.0
         m[c] = start / start.sum()
     model = Model(m, u, prior, levels=levels)
-    patterns = candidates.group_by(comparisons).len("count")
+    patterns = candidates.group_by(comparisons).len("count").sort(comparisons)  # sums in one order: the same bits every run
     counts = patterns["count"].to_numpy().astype(float)
     for it in range(max_iter):
         lv, log_m, log_u = _pattern_logs(patterns, model, comparisons)

@@ -125,10 +125,16 @@ def _first15(ids: pl.Expr) -> pl.Expr:
     return ids.str.slice(0, 15).cast(pl.Int64, strict=False)
 
 
-def _held(exact: str) -> str:
-    """A record's valid ID is some hukou person's (the exact step joined it with its holders, in
-    `exact`: its rows, or those of the records at hand)."""
-    return f"(r.id_status = 'valid' AND r.rec IN (SELECT rec FROM {exact}))"
+def _held(records: str) -> str:
+    """A record's valid ID is some hukou person's: `records` (an alias of `link_recs` rows, or of
+    some of them) narrowed to those whose number the spine has, as a CTE's body. (What the exact
+    step joined, asked of the spine directly: the exact step's ten million rows at the large size
+    are dropped once the sure links are made.)"""
+    return f"SELECT x.rec FROM {records} x SEMI JOIN link_spine s ON s.id_number = x.id"
+
+
+def _held_in(held: str) -> str:
+    return f"(r.id_status = 'valid' AND r.rec IN (SELECT rec FROM {held}))"
 # The blocking keys of the residue (`link_residue`: `link_recs r` minus the sure links) and of the
 # spine (`link_spine_keys`), computed once each. Most are parts of the number's first 15 digits
 # taken as an integer, `n15` (null unless they are digits): integer keys join faster than strings.
@@ -152,13 +158,13 @@ def _text_keys(table: str, columns: tuple[str, ...] = ("form", "pinyin", "villag
     return ", ".join(f"CASE WHEN {table}.{c} IS NOT NULL THEN hash({table}.{c}) END AS {c}_h" for c in columns)
 
 
-# (The exact step's rows are narrowed to the residue before `held` looks in them: looked up whole,
-# DuckDB hashed all of them, ten million at the large size, for a residue of 170,000; 1.25 → 0.91 s.)
+# (`held` is asked of the residue's own records: looked up in the exact step's rows, DuckDB hashed
+# all of them, ten million at the large size, for a residue of 170,000; 1.25 → 0.91 s.)
 RESIDUE_KEYS_SQL = f"""
     CREATE OR REPLACE TEMP TABLE link_residue AS
     WITH res AS (SELECT r.* FROM link_recs r ANTI JOIN link_sure s ON s.rec = r.rec),
-         held AS (SELECT e.rec FROM link_exact e SEMI JOIN res r ON r.rec = e.rec)
-    SELECT r.*, {_held("held")} AS id_held,
+         held AS ({_held("res")})
+    SELECT r.*, {_held_in("held")} AS id_held,
            {_id_keys("r.id", "length(r.id) = 18")}, {_text_keys("r")},
            r.id_status <> 'valid' AS damaged, r.id_status = 'excel_mangled' AS cut
     FROM res r"""
@@ -299,8 +305,8 @@ def training_pairs(con: duckdb.DuckDBPyConnection, seed: int) -> tuple[pl.DataFr
     randoms = wh.query(con, f"""
         WITH r AS (SELECT *, hash(source_file, source_row, role, {int(seed) + 2}) % {persons} AS bucket
                    FROM link_recs WHERE {drawn} < {share(RANDOM_PAIRS / len(counts))}),
-             held AS (SELECT e.rec FROM link_exact e SEMI JOIN r ON r.rec = e.rec)
-        SELECT {PAIR_RECORD_SQL}, {_held("held")} AS id_held, {KEY_SQL}
+             held AS ({_held("r")})
+        SELECT {PAIR_RECORD_SQL}, {_held_in("held")} AS id_held, {KEY_SQL}
         FROM r JOIN link_spine s ON hash(s.person_key, s.id_number, {int(seed) + 1}) % {persons} = r.bucket""").select(
         *PAIR_RECORD, *KEY_COLUMNS)
     return positives, randoms
@@ -517,9 +523,8 @@ def _train(positive_levels: pl.DataFrame, randoms: pl.DataFrame, levels: pl.Data
 def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresholds(), seed: int = 0,
                 kept: StoredModel | None = None, retrain: bool = False) -> LinkResult:
     """The cascade on `link_recs` against `link_spine`; the outcome is left in temp tables
-    `link_exact` (rec, person_key, agrees, agrees_former: one row per person carrying the record's
-    number), `link_sure` (rec, person_key, method, explanation) and `link_fuzzy` (rec, person_key,
-    method, score, explanation)."""
+    `link_sure` (rec, person_key, method, explanation), `link_fuzzy` (rec, person_key, method,
+    score, explanation) and `link_conflict` (rec: a number found in hukou, no holder's name)."""
     start = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -538,6 +543,10 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
     for statement in SURE_SQL:
         con.execute(statement)
     con.execute(RESIDUE_KEYS_SQL)
+    # What made the sure links is not read again: at the large size the exact step's rows alone
+    # are ten million, which the scoring and the storing below would hold at their peak.
+    for table in ("link_exact", "link_cut", "link_shared"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
     lap("exact")
     result = LinkResult(pl.DataFrame(), None)
     # 2. probabilistic on the residue. The training pairs' levels (polars and numpy) are computed
@@ -561,6 +570,8 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
             comparing = [pool.submit(_levels, pairs.slice(0, half)), pool.submit(_levels, pairs.slice(half))]
             namesakes = pairs.select("form_h").join(name_frequencies(con), on="form_h", how="left",
                                                     maintain_order="left")["k_namesakes"]
+            for table in ("link_pairs", "link_residue", "link_spine_keys"):  # blocking is done
+                con.execute(f"DROP TABLE IF EXISTS {table}")
             (persons,), = con.execute("SELECT count(*) FROM link_spine").fetchall()
             levels = pl.concat([c.result() for c in comparing])
             shares = {c: fs.level_shares(levels, c, floor=0.0).tolist() for c in COMPARED}
