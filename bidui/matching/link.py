@@ -125,15 +125,9 @@ def _first15(ids: pl.Expr) -> pl.Expr:
     return ids.str.slice(0, 15).cast(pl.Int64, strict=False)
 
 
-def _held(records: str) -> str:
-    """A record's valid ID is some hukou person's: `records` (an alias of `link_recs` rows, or of
-    some of them) narrowed to those whose number the spine has, as a CTE's body. (What the exact
-    step joined, asked of the spine directly: the exact step's ten million rows at the large size
-    are dropped once the sure links are made.)"""
-    return f"SELECT x.rec FROM {records} x SEMI JOIN link_spine s ON s.id_number = x.id"
-
-
 def _held_in(held: str) -> str:
+    """A record's valid ID is some hukou person's: its `rec` is among `held` (records the exact step
+    joined with a holder)."""
     return f"(r.id_status = 'valid' AND r.rec IN (SELECT rec FROM {held}))"
 # The blocking keys of the residue (`link_residue`: `link_recs r` minus the sure links) and of the
 # spine (`link_spine_keys`), computed once each. Most are parts of the number's first 15 digits
@@ -158,12 +152,12 @@ def _text_keys(table: str, columns: tuple[str, ...] = ("form", "pinyin", "villag
     return ", ".join(f"CASE WHEN {table}.{c} IS NOT NULL THEN hash({table}.{c}) END AS {c}_h" for c in columns)
 
 
-# (`held` is asked of the residue's own records: looked up in the exact step's rows, DuckDB hashed
-# all of them, ten million at the large size, for a residue of 170,000; 1.25 → 0.91 s.)
+# (The exact step's rows are narrowed to the residue before `held` looks in them: looked up whole,
+# DuckDB hashed all of them, ten million at the large size, for a residue of 170,000; 1.25 → 0.91 s.)
 RESIDUE_KEYS_SQL = f"""
     CREATE OR REPLACE TEMP TABLE link_residue AS
     WITH res AS (SELECT r.* FROM link_recs r ANTI JOIN link_sure s ON s.rec = r.rec),
-         held AS ({_held("res")})
+         held AS (SELECT e.rec FROM link_exact e SEMI JOIN res r ON r.rec = e.rec)
     SELECT r.*, {_held_in("held")} AS id_held,
            {_id_keys("r.id", "length(r.id) = 18")}, {_text_keys("r")},
            r.id_status <> 'valid' AS damaged, r.id_status = 'excel_mangled' AS cut
@@ -305,7 +299,7 @@ def training_pairs(con: duckdb.DuckDBPyConnection, seed: int) -> tuple[pl.DataFr
     randoms = wh.query(con, f"""
         WITH r AS (SELECT *, hash(source_file, source_row, role, {int(seed) + 2}) % {persons} AS bucket
                    FROM link_recs WHERE {drawn} < {share(RANDOM_PAIRS / len(counts))}),
-             held AS ({_held("r")})
+             held AS (SELECT e.rec FROM link_held e SEMI JOIN r ON r.rec = e.rec)
         SELECT {PAIR_RECORD_SQL}, {_held_in("held")} AS id_held, {KEY_SQL}
         FROM r JOIN link_spine s ON hash(s.person_key, s.id_number, {int(seed) + 1}) % {persons} = r.bucket""").select(
         *PAIR_RECORD, *KEY_COLUMNS)
@@ -544,7 +538,10 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
         con.execute(statement)
     con.execute(RESIDUE_KEYS_SQL)
     # What made the sure links is not read again: at the large size the exact step's rows alone
-    # are ten million, which the scoring and the storing below would hold at their peak.
+    # are ten million, which the scoring and the storing below would hold at their peak. Training
+    # (now, or after the candidates are scored when a kept model drifted) needs only which records
+    # the exact step joined (`link_held`: a column of integers).
+    con.execute("CREATE OR REPLACE TEMP TABLE link_held AS SELECT rec FROM link_exact")
     for table in ("link_exact", "link_cut", "link_shared"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     lap("exact")
@@ -723,7 +720,7 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
     except Exception:
         wh.rollback(con)
         raise
-    for table in ("link_recs", "link_spine", "link_decided", "link_cannot", "link_must", "link_exact", "link_cut",
+    for table in ("link_recs", "link_spine", "link_decided", "link_cannot", "link_must", "link_exact", "link_held", "link_cut",
                   "link_shared", "link_conflict", "link_sure",
                   "link_residue", "link_spine_keys", "link_pairs", "link_fuzzy"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
