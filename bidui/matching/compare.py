@@ -61,8 +61,8 @@ def name_edits(a: pl.Series, b: pl.Series) -> tuple[np.ndarray, np.ndarray]:
         # that almost no one has (its comparison cost a fifth of the candidates' levels).
         one_apart, but_unknown = np.zeros(len(a), dtype=bool), np.zeros(len(a), dtype=bool)
         if both.any():
-            rows = both.arg_true()
-            one_apart[rows.to_numpy()], but_unknown[rows.to_numpy()] = name_edits(a.gather(rows), b.gather(rows))
+            rows = both.arg_true().to_numpy()
+            one_apart[rows], but_unknown[rows] = name_edits(a.gather(rows), b.gather(rows))
         return one_apart, but_unknown
     same_len = (a.str.len_chars() == b.str.len_chars()).fill_null(False).to_numpy()
     x, y = char_matrix(a, 8), char_matrix(b, 8)

@@ -111,7 +111,7 @@ def estimate_prior(model: Model, candidates: pl.DataFrame, comparisons: list[str
                    tol: float = 1e-7) -> Model:
     """EM for the share of matches among the candidates, m and u held (a model kept between
     nights learns each night's share of matches, nothing else)."""
-    patterns = candidates.group_by(comparisons).len("count").sort(comparisons)  # sums in one order: the same bits every run
+    patterns = _patterns(candidates, comparisons)
     counts = patterns["count"].to_numpy().astype(float)
     if not counts.sum():
         return model
@@ -153,6 +153,12 @@ def drift(candidates: pl.DataFrame, shares: dict[str, list[float]]) -> tuple[flo
     return worst, where
 
 
+def _patterns(candidates: pl.DataFrame, comparisons: list[str]) -> pl.DataFrame:
+    """The candidates' distinct patterns with their counts, in one order (polars' group order
+    varies, and EM's sums over the patterns would differ in their last bits from run to run)."""
+    return candidates.group_by(comparisons).len("count").sort(comparisons)
+
+
 def _match_share(log_m: np.ndarray, log_u: np.ndarray, prior: float) -> np.ndarray:
     """The E step: each pattern's probability of being a match."""
     return 1.0 / (1.0 + np.exp(np.clip(np.log1p(-prior) + log_u - np.log(prior) - log_m, -700, 700)))
@@ -183,7 +189,7 @@ def fit_em(candidates: pl.DataFrame, randoms: pl.DataFrame, levels: dict[str, tu
         start[-1] = 0.9 if k > 1 else 1.0
         m[c] = start / start.sum()
     model = Model(m, u, prior, levels=levels)
-    patterns = candidates.group_by(comparisons).len("count").sort(comparisons)  # sums in one order: the same bits every run
+    patterns = _patterns(candidates, comparisons)
     counts = patterns["count"].to_numpy().astype(float)
     for it in range(max_iter):
         lv, log_m, log_u = _pattern_logs(patterns, model, comparisons)

@@ -514,6 +514,11 @@ def _train(positive_levels: pl.DataFrame, randoms: pl.DataFrame, levels: pl.Data
     return model
 
 
+def _drop(con: duckdb.DuckDBPyConnection, *tables: str) -> None:
+    for table in tables:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
 def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresholds(), seed: int = 0,
                 kept: StoredModel | None = None, retrain: bool = False) -> LinkResult:
     """The cascade on `link_recs` against `link_spine`; the outcome is left in temp tables
@@ -542,8 +547,7 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
     # (now, or after the candidates are scored when a kept model drifted) needs only which records
     # the exact step joined (`link_held`: a column of integers).
     con.execute("CREATE OR REPLACE TEMP TABLE link_held AS SELECT rec FROM link_exact")
-    for table in ("link_exact", "link_cut", "link_shared"):
-        con.execute(f"DROP TABLE IF EXISTS {table}")
+    _drop(con, "link_exact", "link_cut", "link_shared")
     lap("exact")
     result = LinkResult(pl.DataFrame(), None)
     # 2. probabilistic on the residue. The training pairs' levels (polars and numpy) are computed
@@ -567,8 +571,7 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
             comparing = [pool.submit(_levels, pairs.slice(0, half)), pool.submit(_levels, pairs.slice(half))]
             namesakes = pairs.select("form_h").join(name_frequencies(con), on="form_h", how="left",
                                                     maintain_order="left")["k_namesakes"]
-            for table in ("link_pairs", "link_residue", "link_spine_keys"):  # blocking is done
-                con.execute(f"DROP TABLE IF EXISTS {table}")
+            _drop(con, "link_pairs", "link_residue", "link_spine_keys")  # blocking is done
             (persons,), = con.execute("SELECT count(*) FROM link_spine").fetchall()
             levels = pl.concat([c.result() for c in comparing])
             shares = {c: fs.level_shares(levels, c, floor=0.0).tolist() for c in COMPARED}
@@ -720,10 +723,8 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
     except Exception:
         wh.rollback(con)
         raise
-    for table in ("link_recs", "link_spine", "link_decided", "link_cannot", "link_must", "link_exact", "link_held", "link_cut",
-                  "link_shared", "link_conflict", "link_sure",
-                  "link_residue", "link_spine_keys", "link_pairs", "link_fuzzy"):
-        con.execute(f"DROP TABLE IF EXISTS {table}")
+    _drop(con, "link_recs", "link_spine", "link_decided", "link_cannot", "link_must", "link_exact", "link_held", "link_cut",
+          "link_shared", "link_conflict", "link_sure", "link_residue", "link_spine_keys", "link_pairs", "link_fuzzy")
     carry_mod.drop(con)
     return result
 
