@@ -117,6 +117,51 @@ def test_the_migrations_create_exactly_the_models(tmp_path: Path) -> None:
     assert diff == []
 
 
+def test_insert_many_writes_what_sqlalchemys_insert_writes(ledger) -> None:
+    """The publish's fast insert against Core's, on the types it carries: dates, times, JSON (None
+    too), booleans, NULLs, and a column left to its default."""
+    from datetime import datetime
+
+    from sqlalchemy import text
+
+    from bidui.clues.db import insert_many
+
+    stamp = datetime(2026, 11, 20, 23, 5, 7)  # no microseconds: SQLite's own adapter would drop them
+    rows = [hit(subject=f"33010219900101{i:04d}", evidence_key=f"浙A{i:05d}") for i in range(3)]
+    clues = [{k: v for k, v in r.items() if k in Clue.__table__.c} | {
+        "rule_title": "车辆", "county_code": TOWNSHIP[:6], "township_code": TOWNSHIP,
+        "status": DISPATCHED, "first_seen": NIGHTS[0], "last_seen": NIGHTS[0], "due_date": NIGHTS[0] + timedelta(days=i),
+        "updated_at": stamp, "evidence_hash": f"h{i}", "before_registration": [True, False, None][i],
+        "evidence_date": [NIGHTS[0], None, NIGHTS[1]][i]} for i, r in enumerate(rows)]
+    for c in clues:
+        c.pop("version", None)  # left to its default
+    fast, core = ([dict(c, evidence_key=f"{c['evidence_key']}-{way}") for c in clues] for way in ("fast", "core"))
+    with ledger.write() as session:
+        conn = session.connection()
+        insert_many(conn, Clue.__table__, fast)
+        conn.execute(Clue.__table__.insert(), core)
+        ids = dict(session.execute(select(Clue.evidence_key, Clue.id)).all())
+        events = [[{"clue_id": ids[c["evidence_key"]], "at": stamp, "actor": "system", "kind": "dispatched",
+                    "from_status": None, "to_status": DISPATCHED, "payload": p}
+                   for c, p in zip(batch, [{"night": "2026-11-20", "名": "王伟"}, None, {"n": [1, 2]}], strict=True)]
+                  for batch in (fast, core)]
+        insert_many(conn, ClueEvent.__table__, events[0])
+        conn.execute(ClueEvent.__table__.insert(), events[1])
+    assert insert_many(ledger.engine.connect(), ClueEvent.__table__, []) is None  # nothing to write, no statement
+    with ledger.read() as session:
+        def stored(table: str, way: str) -> list[tuple]:
+            # as the database holds them (text for SQLite's dates), the ids and the way left out
+            keyed = "evidence_key" if table == "clues" else "(SELECT evidence_key FROM clues c WHERE c.id = t.clue_id)"
+            rows = session.execute(text(f"SELECT * FROM {table} t WHERE {keyed} LIKE :way ORDER BY {keyed}"),
+                                   {"way": f"%-{way}"}).mappings().all()
+            return [tuple(v.replace(f"-{way}", "") if isinstance(v, str) else v for k, v in r.items()
+                          if k not in ("id", "clue_id")) for r in rows]
+
+        for table in ("clues", "clue_events"):
+            assert stored(table, "fast") == stored(table, "core") and len(stored(table, "fast")) == 3
+        assert [c.version for c in session.scalars(select(Clue))] == [1] * 6
+
+
 # ---------------------------------------------------------------- publish
 
 
