@@ -267,3 +267,39 @@ def test_a_name_with_any_defect_is_a_problem_row_and_a_clean_name_is_not() -> No
     assert [one for _, one, _ in got] == [either for _, _, either in got]
     assert {n for n, one, _ in got if one} == {"王*", "李？", "张三(户主)", "李四（已故）", "王yan", "yan王", "李\u200b四",
                                                 "王\u3000五", "(户主)张"}
+
+
+def test_shared_numbers_are_counted_again_whenever_a_records_person_changes(tmp_path: Path) -> None:
+    """The bulletin's shared numbers of a dataset are kept from an earlier count of the same
+    snapshot only while every record links to the same person: a record linked elsewhere tonight
+    (and back the night after) changes the count each time."""
+    from bidui.connectors import warehouse as wh
+    from bidui.datasets import BY_CODE
+    from bidui.matching.link import LINKS_SCHEMA
+    from bidui.quality.bulletin import dataset_quality
+
+    con = wh.connect(tmp_path / "warehouse.duckdb")
+    con.execute(LINKS_SCHEMA)
+    ds = BY_CODE["vehicles"]
+    c = ds.persons[0].id_column
+    number = "330102199001011236"
+    con.execute("INSERT INTO snapshots VALUES ('vehicles', ?, 7, 'v.csv', 'x', 3)", [FIRST])
+    for row, status in ((1, "valid"), (2, "valid"), (3, "valid")):
+        con.execute(f"INSERT INTO ds_vehicles (snapshot_date, load_id, source_file, source_row, {c}, {c}_status) "
+                    "VALUES (?, 7, 'v.csv', ?, ?, ?)", [FIRST, row, number if row < 3 else "110101199003070018", status])
+
+    def night(day: date, persons: list[str | None]) -> int:
+        for row, person in enumerate(persons, start=1):
+            con.execute("INSERT INTO links VALUES (?, 'vehicles', 'v.csv', ?, 'owner', ?, ?, 1.0, FALSE, NULL)",
+                        [day, row, person, "exact" if person else "none"])
+        return dataset_quality(con, ds, day, FIRST, {})["shared_ids"]
+
+    # Two persons under one number: shared. The same links the next night: the same count.
+    assert night(FIRST, ["P1", "P2", "P3"]) == 1
+    assert night(SECOND, ["P1", "P2", "P3"]) == 1
+    # One of the two records now links to the other's person, or to nobody: not shared.
+    assert night(THIRD, ["P1", "P1", "P3"]) == 0
+    assert night(date(2026, 11, 23), ["P1", None, "P3"]) == 0
+    # And back again.
+    assert night(date(2026, 11, 24), ["P1", "P2", "P3"]) == 1
+    con.close()

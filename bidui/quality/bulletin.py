@@ -86,25 +86,37 @@ def dataset_quality(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, sn
     out["names"].pop("second_numbers", None)
     if snap is None:
         return out
-    table = wh.table_name(ds)
     ref = ds.persons[0] if ds.persons else None
     out |= snapshot_counts(con, ds, snap)
     if ref:
-        c = ref.id_column
         out["links"] = {k: int(n) for k, n in con.execute(
             "SELECT CASE WHEN method IN ('fuzzy', 'review') THEN 'fuzzy' WHEN method = 'none' THEN 'none' "
             "ELSE 'exact' END AS k, count(*) FROM links WHERE night = ? AND dataset = ? GROUP BY k",
             [night, ds.code]).fetchall()}
         if ds.code != "hukou":  # hukou's own is the number two persons hold (bidui.matching.quality)
-            # A valid number under which the linker found records of several persons (a child's
-            # record under a parent's number, one number typed for two people).
-            out["shared_ids"] = int(con.execute(f"""
-                SELECT count(*) FROM (
-                    SELECT d.{c} FROM {table} d JOIN links l ON l.night = ? AND l.dataset = ?
-                         AND l.source_file = d.source_file AND l.source_row = d.source_row
-                    WHERE d.snapshot_date = ? AND d.{c}_status = 'valid' AND l.person_key IS NOT NULL
-                    GROUP BY d.{c} HAVING count(DISTINCT l.person_key) > 1)""", [night, ds.code, snap]).fetchone()[0])
+            out["shared_ids"] = _shared_ids(con, ds, night, snap)
     return out
+
+
+def _shared_ids(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, snap: date) -> int:
+    """Valid numbers under which the linker found records of several persons (a child's record
+    under a parent's number, one number typed for two people). Counted again only when the
+    snapshot or its records' persons changed: joining the snapshot with the night's links took
+    3 s a night at the large size, and a later night carries most links as they were; a digest of
+    the links (each record and its person, as a multiset) costs a tenth of that."""
+    c = ds.persons[0].id_column
+    sql = f"""
+        SELECT count(*) FROM (
+            SELECT d.{c} FROM {wh.table_name(ds)} d JOIN links l ON l.night = ? AND l.dataset = ?
+                 AND l.source_file = d.source_file AND l.source_row = d.source_row
+            WHERE d.snapshot_date = ? AND d.{c}_status = 'valid' AND l.person_key IS NOT NULL
+            GROUP BY d.{c} HAVING count(DISTINCT l.person_key) > 1)"""
+    # hash(hash(row)), as the register's digest: a row's hash XORs its last column's in.
+    (n, total), = con.execute("SELECT count(*), coalesce(sum(hash(hash(source_file, source_row, person_key))::HUGEINT), 0) "
+                              "FROM links WHERE night = ? AND dataset = ?", [night, ds.code]).fetchall()
+    counted = wh.counted_once(con, ds.code, snap, f"{sql}\x1elinks {n}:{total}",
+                              lambda _load: {"shared_ids": int(con.execute(sql, [night, ds.code, snap]).fetchone()[0])})
+    return int(counted["shared_ids"])
 
 
 def _counts_sql(ds: Dataset) -> str:
