@@ -30,7 +30,8 @@ COMPARED = ["id", "name", "birth", "sex", "village", "head"]
 LINKS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS links (
     night DATE NOT NULL, dataset VARCHAR NOT NULL, source_file VARCHAR NOT NULL, source_row BIGINT NOT NULL,
-    role VARCHAR, person_key VARCHAR, method VARCHAR NOT NULL, score DOUBLE, id_name_conflict BOOLEAN, explanation VARCHAR
+    role VARCHAR, person_key VARCHAR, method VARCHAR NOT NULL, score DOUBLE, id_name_conflict BOOLEAN, explanation VARCHAR,
+    carried BOOLEAN
 );
 CREATE TABLE IF NOT EXISTS link_runs (night DATE PRIMARY KEY, records BIGINT, exact BIGINT, fuzzy BIGINT, review BIGINT,
     none BIGINT, pairs BIGINT, seconds DOUBLE, model VARCHAR, skipped VARCHAR);
@@ -677,6 +678,8 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS model_version INTEGER")
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS code VARCHAR")
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS carried BIGINT")
+    # A link copied from the night before (`carry`): the report's links changed need not compare it.
+    con.execute("ALTER TABLE links ADD COLUMN IF NOT EXISTS carried BOOLEAN")
     # Training draws from every record: a night that trains (asked, or the first) links them all.
     plan = carry_mod.plan(con, night, SURE_CODE) if carry and kept is not None and not retrain else carry_mod.Carry()
     skipped = stage_night(con, night, plan.datasets)
@@ -696,9 +699,9 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
         con.execute("DELETE FROM link_runs WHERE night = ?", [night])
         # The raw ID and name are not copied: the export reads them from the snapshots.
         cols = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
-        con.execute(f"INSERT INTO links (night, {cols}) SELECT ?::DATE, {cols} FROM ({OUTCOME_SQL})", [night])
+        con.execute(f"INSERT INTO links (night, {cols}, carried) SELECT ?::DATE, {cols}, FALSE FROM ({OUTCOME_SQL})", [night])
         if plan.datasets:
-            (result.carried,), = con.execute(f"INSERT INTO links (night, {cols}) SELECT ?::DATE, * FROM "
+            (result.carried,), = con.execute(f"INSERT INTO links (night, {cols}, carried) SELECT ?::DATE, *, TRUE FROM "
                                              f"({carry_mod.carried_sql(plan)})", [night]).fetchall()
         counts = dict(con.execute("SELECT method, count(*) FROM links WHERE night = ? GROUP BY ALL", [night]).fetchall())
         result.counts = {str(k): int(v) for k, v in counts.items()}
