@@ -145,7 +145,8 @@ def test_insert_many_writes_what_sqlalchemys_insert_writes(ledger) -> None:
                     "from_status": None, "to_status": DISPATCHED, "payload": p}
                    for c, p in zip(batch, [{"night": "2026-11-20", "名": "王伟"}, None, {"n": [1, 2]}], strict=True)]
                   for batch in (fast, core)]
-        insert_many(conn, ClueEvent.__table__, events[0])
+        fields = list(events[0][0])  # the events as tuples of these columns, the clues as dicts
+        insert_many(conn, ClueEvent.__table__, [tuple(e[f] for f in fields) for e in events[0]], fields)
         conn.execute(ClueEvent.__table__.insert(), events[1])
     assert insert_many(ledger.engine.connect(), ClueEvent.__table__, []) is None  # nothing to write, no statement
     with ledger.read() as session:

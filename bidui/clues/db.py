@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,33 +87,38 @@ class Ledger:
         self.engine.dispose()
 
 
-def insert_many(conn: Connection, table: Table, rows: list[dict]) -> None:
+def insert_many(conn: Connection, table: Table, rows: Sequence[dict] | Sequence[tuple],
+                columns: Sequence[str] | None = None) -> None:
     """`conn.execute(table.insert(), rows)`, with the values turned for the driver column by column
     on SQLite. SQLAlchemy builds each row's parameters one at a time; on a large first night's
     publish (660 k register, clue, evidence and event rows) that was more than the inserting
-    itself. Every row has the first row's keys; a column they leave out takes its scalar default.
-    Elsewhere (PostgreSQL) SQLAlchemy's own path stays: it batches rows into multi-row VALUES."""
+    itself. Rows are dicts with the first row's keys, or tuples of `columns`; a column they leave
+    out takes its scalar default. Elsewhere (PostgreSQL) SQLAlchemy's own path stays: it batches
+    rows into multi-row VALUES."""
     if not rows:
         return
-    keys = list(rows[0])
-    left_out = [c for c in table.columns if c.name not in rows[0] and c.default is not None]
+    keys = list(columns if columns is not None else rows[0])
+    at: dict = {k: i for i, k in enumerate(keys)} if columns is not None else {k: k for k in keys}
+    left_out = [c for c in table.columns if c.name not in at and c.default is not None]
     if conn.dialect.paramstyle != "qmark" or any(not c.default.is_scalar for c in left_out):
-        conn.execute(table.insert(), rows)
+        conn.execute(table.insert(), rows if columns is None else [dict(zip(keys, r, strict=True)) for r in rows])
         return
     compiled = table.insert().compile(dialect=conn.dialect, column_keys=keys + [c.name for c in left_out])
     values = []
     for name in compiled.positiontup:
         column = table.c[name]
         process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-        if name in rows[0] and process is not None and isinstance(column.type, Date | DateTime):
-            # a night's rows share a few dates: each turned to text once (0.4 s of 400 k at the large size)
-            texts: dict = {}
-            values.append([texts[v] if v in texts else texts.setdefault(v, process(v)) for v in (r[name] for r in rows)])
-        elif name in rows[0]:
-            values.append([r[name] for r in rows] if process is None else [process(r[name]) for r in rows])
-        else:
+        if name not in at:
             default = column.default.arg if process is None else process(column.default.arg)
             values.append([default] * len(rows))
+            continue
+        i = at[name]
+        if process is not None and isinstance(column.type, Date | DateTime):
+            # a night's rows share a few dates: each turned to text once (0.4 s of 400 k at the large size)
+            texts: dict = {}
+            values.append([texts[v] if v in texts else texts.setdefault(v, process(v)) for v in (r[i] for r in rows)])
+        else:
+            values.append([r[i] for r in rows] if process is None else [process(r[i]) for r in rows])
     conn.exec_driver_sql(compiled.string, list(zip(*values, strict=True)))
 
 

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import inspect
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -167,11 +168,13 @@ class Register:
     copy was made from (the rows are then not read: only the copy's night moves)."""
 
     households: list[dict]
-    members: list[dict]
+    members: list[tuple]  # in MEMBER_FIELDS' order
     digest: str | None = None
     unchanged: bool = False
 
 
+# A register member's row as the ledger's copy holds it (but its id).
+MEMBER_FIELDS = tuple(c.name for c in RegisterMember.__table__.columns if c.name != "id")
 # A member's person is a clue's subject_key (bidui.rules.views: `ident`, else the member's own row).
 _REGISTER_MEMBERS = """
 SELECT m.household_code, m.source_row AS seq, m.name, m.relation, m.sex,
@@ -245,12 +248,13 @@ def register_rows(con: duckdb.DuckDBPyConnection, night: date, kept: str | None 
     if digest is not None and digest == kept:
         return Register([], [], digest, unchanged=True)
     households = wh.query(con, _REGISTER_HOUSEHOLDS, [snaps["register_households"]])
-    members: list[dict] = wh.query(con, _REGISTER_MEMBERS, member_args).to_dicts() if member_args else []
-    known = set(households["household_code"].to_list())
-    members = [m for m in members if m["household_code"] in known]
-    count: dict[str, int] = {}
-    for m in members:
-        count[m["household_code"]] = count.get(m["household_code"], 0) + 1
+    # Members as tuples, counted in polars: a dict per member was a second of a large first night.
+    members, count = [], {}
+    if member_args:
+        frame = wh.query(con, _REGISTER_MEMBERS, member_args).filter(
+            pl.col("household_code").is_in(households["household_code"].implode()))
+        members = frame.select(MEMBER_FIELDS).rows()
+        count = dict(frame.group_by("household_code").len().iter_rows())
     rows = [{"household_code": h["household_code"], "county_code": scope.county_of(h["village_code"]),
              "township_code": h["village_code"][:9] + "000", "village_code": h["village_code"], "head_name": h["head_name"],
              "status": h["status"], "registered_year": h["registered_year"],
@@ -331,11 +335,8 @@ def _replace_register(session: Session, register: Register | None, night: date, 
         insert_many(conn, households, new)
     # Members have no key of their own (a row number moves when a row above it comes or goes):
     # a member row is kept when one exactly like it is delivered tonight, as many times as it is.
-    columns = [c.name for c in members.columns if c.name != "id"]
-    wanted: dict[tuple, int] = {}
-    for m in register.members:
-        key = tuple(m[c] for c in columns)
-        wanted[key] = wanted.get(key, 0) + 1
+    columns = list(MEMBER_FIELDS)
+    wanted = Counter(register.members)
     stale = []
     for row in _driver_rows(conn, f"SELECT id, {', '.join(columns)} FROM {members.name}"):
         key = tuple(row[1:])
@@ -345,9 +346,9 @@ def _replace_register(session: Session, register: Register | None, night: date, 
             stale.append(row[0])
     for i in range(0, len(stale), _IN_CHUNK):
         conn.execute(delete(members).where(members.c.id.in_(stale[i:i + _IN_CHUNK])))
-    added = [dict(zip(columns, key, strict=True)) for key, n in wanted.items() for _ in range(n)]
+    added = [key for key, n in wanted.items() for _ in range(n)]
     if added:
-        insert_many(conn, members, added)
+        insert_many(conn, members, added, columns)
     return True
 
 
