@@ -687,3 +687,42 @@ def test_the_share_of_matches_is_the_same_to_the_last_bit_whatever_the_order_of_
     priors = {fs.estimate_prior(fs.Model(dict(m), dict(u), 0.3), levels.sample(fraction=1.0, shuffle=True, seed=s),
                                 compared).prior for s in range(6)}
     assert len(priors) == 1
+
+
+def test_the_name_history_brought_up_from_the_rows_that_changed_equals_one_read_whole(tmp_path: Path) -> None:
+    """Each night the name history reads only the numbers of hukou rows that changed since the
+    snapshot it was last brought up to; over corrections, a new number, a number two names now
+    share and one that is gone, it ends as one brought up from each snapshot read whole."""
+    from bidui.matching.records import remember_names
+
+    night = [date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22), date(2026, 11, 23)]
+    a, b, c, d, e = (f"3301021990010{i}123X" for i in range(1, 6))
+    snapshots = [  # (number, name) rows of each night's hukou
+        [(a, "张三"), (b, "李四"), (c, "王五"), (c, "王五"), (d, "赵六")],
+        [(a, "张三丰"), (b, "李四"), (c, "王五"), (c, "王五"), (d, "赵六"), (e, "周八")],
+        [(a, "张三丰"), (b, "李斯"), (d, "赵六"), (d, "赵七"), (e, "周八")],
+        [(a, "张三"), (b, "李斯"), (d, "赵七"), (e, "周八")],
+    ]
+
+    def history(incremental: bool) -> list[tuple]:
+        con = wh.connect(tmp_path / f"w{incremental}.duckdb")
+        for load, (day, rows) in enumerate(zip(night, snapshots, strict=True), start=1):
+            con.execute("INSERT INTO snapshots VALUES ('hukou', ?, ?, 'h.csv', 'x', ?)", [day, load, len(rows)])
+            for row, (number, name) in enumerate(rows, start=1):
+                con.execute("INSERT INTO ds_hukou (snapshot_date, load_id, source_file, source_row, id_number, "
+                            "id_number_status, name) VALUES (?, ?, 'h.csv', ?, ?, 'valid', ?)", [day, load, row, number, name])
+            if not incremental:
+                con.execute("DROP TABLE IF EXISTS hukou_names_at")
+            remember_names(con, day)
+        rows = con.execute("SELECT * FROM hukou_names ORDER BY ALL").fetchall()
+        con.close()
+        return rows
+
+    whole = history(False)
+    assert history(True) == whole
+    kept = {r[0]: r[1:] for r in whole}
+    assert kept[a] == ("张三", "张三丰", night[3])  # corrected, then back
+    assert kept[b] == ("李斯", "李四", night[2])
+    assert kept[c] == ("王五", None, None)  # gone from hukou: kept as it was
+    assert kept[d] == ("赵七", "赵六", night[3])  # two names on night 3: left as it was until one remained
+    assert kept[e] == ("周八", None, None)

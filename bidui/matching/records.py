@@ -9,7 +9,8 @@ import duckdb
 import polars as pl
 
 from bidui.connectors import warehouse as wh
-from bidui.datasets import DATASETS
+from bidui.connectors.changes import changed_rows
+from bidui.datasets import BY_CODE, DATASETS
 
 # Datasets whose person is the head of a household (户主): the spec's 户主证件号码 / 户主姓名.
 HEAD_DATASETS = ("dangerous_housing", "register_households")
@@ -97,20 +98,48 @@ def ensure_identity(con: duckdb.DuckDBPyConnection, snap: date) -> None:
     con.execute("INSERT INTO hukou_identity_runs (snapshot_date, load_id) VALUES (?, ?)", [snap, load])
 
 
+# The hukou snapshot (and its load) the name history was last brought up to.
+NAMES_AT_DDL = "CREATE TABLE IF NOT EXISTS hukou_names_at (snapshot_date DATE NOT NULL, load_id BIGINT)"
+
+
 def remember_names(con: duckdb.DuckDBPyConnection, snap: date) -> None:
-    """Bring the name history up to the snapshot: a number whose name changed keeps the old one."""
+    """Bring the name history up to the snapshot: a number whose name changed keeps the old one.
+    Only the numbers of rows that changed since the snapshot it was last brought up to are read
+    again (grouping the whole hukou by number was 1.3 s a night at the large size; the rows that
+    changed are the ones the carry plan compared, `changed_rows`); all of them the first time, or
+    when that snapshot is gone or was loaded again."""
     con.execute(NAME_HISTORY_DDL)
-    con.execute("""
+    con.execute(NAMES_AT_DDL)
+    load = con.execute("SELECT max(load_id) FROM snapshots WHERE dataset = 'hukou' AND snapshot_date = ?",
+                       [snap]).fetchone()[0]
+    last = con.execute("SELECT a.snapshot_date, a.load_id = s.load_id FROM hukou_names_at a "
+                       "LEFT JOIN snapshots s ON s.dataset = 'hukou' AND s.snapshot_date = a.snapshot_date").fetchone()
+    if last is not None and last[0] == snap and last[1]:
+        return  # brought up to this very load already
+    only = ""
+    if last is not None and last[1]:
+        changed = changed_rows(con, BY_CODE["hukou"], last[0], snap, ["id_number", "hukou_number"])
+        only = f" AND id_number IN (SELECT id_number FROM {changed} WHERE id_number IS NOT NULL)"
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _names_now AS
         SELECT id_number, min(name) AS name FROM ds_hukou
-        WHERE snapshot_date = ? AND id_number_status = 'valid' AND name IS NOT NULL AND name <> ''
+        WHERE snapshot_date = ? AND id_number_status = 'valid' AND name IS NOT NULL AND name <> ''{only}
         GROUP BY id_number HAVING min(name) = max(name)""", [snap])
+    # A corrected number's row is replaced, not updated: DuckDB's UPDATE of a few hundred names
+    # rewrote the whole four-million-row table's columns (0.55 s, against 0.07 s).
     con.execute("""
-        UPDATE hukou_names SET former = hukou_names.name, name = c.name, changed_on = ?
-        FROM _names_now c WHERE c.id_number = hukou_names.id_number AND c.name <> hukou_names.name""", [snap])
+        CREATE OR REPLACE TEMP TABLE _names_moved AS
+        SELECT n.id_number, c.name, n.name AS former, ?::DATE AS changed_on
+        FROM _names_now c JOIN hukou_names n ON n.id_number = c.id_number WHERE c.name <> n.name""", [snap])
+    con.execute("DELETE FROM hukou_names WHERE id_number IN (SELECT id_number FROM _names_moved)")
+    con.execute("INSERT INTO hukou_names SELECT id_number, name, former, changed_on FROM _names_moved")
     con.execute("INSERT INTO hukou_names SELECT c.id_number, c.name, NULL, NULL FROM _names_now c "
                 "ANTI JOIN hukou_names n ON n.id_number = c.id_number")
     con.execute("DROP TABLE _names_now")
+    con.execute("DROP TABLE _names_moved")
+    # Last, so that a run stopped before it brings the history up again from where it was.
+    con.execute("DELETE FROM hukou_names_at")
+    con.execute("INSERT INTO hukou_names_at VALUES (?, ?)", [snap, load])
 
 
 # Parameters: the snapshot date, twice. `source_row`: the hukou row each spine row is (unique in
