@@ -316,7 +316,9 @@ def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
     was_one_apart, was_but_unknown = cmp.name_edits(pairs["form"], pairs["k_former_form"])
     edits = pl.DataFrame({"_apart": apart, "_swapped": swapped, "_apart15": apart15, "_one_apart": one_apart,
                           "_but_unknown": but_unknown, "_was_one_apart": was_one_apart, "_was_but_unknown": was_but_unknown})
-    return pl.concat([pairs, edits], how="horizontal").select(
+    # Lazy, for its common subexpressions: eager, each comparison recomputed its inputs wherever
+    # they recur (the birth dates' digits twenty times; 225 → 118 ms per 100,000 pairs).
+    return pl.concat([pairs, edits], how="horizontal").lazy().select(
         "rec", "person_key",
         cmp.id_level(pl.col("id"), pl.col("id_status"), pl.col("k_id"), pl.col("_apart"), pl.col("_swapped"),
                      pl.col("_apart15"), pl.col("id_held")).alias("id"),
@@ -331,7 +333,7 @@ def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
         cmp.village_level(pl.col("village"), pl.col("k_village")).alias("village"),
         cmp.head_level(pl.col("is_head"), pl.col("k_relation")).alias("head"),
         pl.col("k_form"), pl.col("k_id"),
-    )
+    ).collect()
 
 
 def explanation() -> pl.Expr:
