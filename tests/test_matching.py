@@ -726,3 +726,35 @@ def test_the_name_history_brought_up_from_the_rows_that_changed_equals_one_read_
     assert kept[c] == ("王五", None, None)  # gone from hukou: kept as it was
     assert kept[d] == ("赵七", "赵六", night[3])  # two names on night 3: left as it was until one remained
     assert kept[e] == ("周八", None, None)
+
+
+def test_one_to_one_takes_a_records_best_candidate_and_refuses_a_runner_up_of_its_own_only():
+    """`resolve`: a record's runner-up within the margin makes a tie (no link); the next record's
+    candidate, however close in weight, is not a runner-up; a person met twice (two numbers) is
+    one candidate at its best; impossible candidates (a valid number another person holds, a name
+    that shares nothing) are never chosen."""
+    from bidui.matching.link import Thresholds, resolve
+
+    def pair(rec: int, person: str, weight: float, id_level: int = 3, name: int = 3, k_id: str = "a") -> dict:
+        return {"rec": rec, "person_key": person, "id": id_level, "name": name, "birth": 2, "sex": 1, "village": 2,
+                "head": -1, "k_form": "张三", "k_id": k_id, "tf": 1.0, "w_id": 1.0, "w_name": 1.0, "w_birth": 1.0,
+                "w_sex": 1.0, "w_village": 1.0, "w_head": 0.0, "w_tf": 0.0, "weight": weight,
+                "probability": 1.0 / (1.0 + 2.0 ** -weight)}
+
+    scored = pl.DataFrame([
+        pair(1, "p1", 20.0), pair(2, "p2", 19.0),                    # two records, one candidate each
+        pair(3, "p3", 20.0), pair(3, "p4", 18.0),                    # a tie: the runner-up is close
+        pair(4, "p5", 20.0), pair(4, "p6", 2.0),                     # a runner-up far below
+        pair(5, "p7", 20.0, k_id="b"), pair(5, "p7", 20.0, k_id="a"),  # one person, two numbers
+        pair(6, "p8", 30.0, id_level=0), pair(6, "p9", 20.0),        # another person's valid number
+        pair(7, "p10", 30.0, name=0),                                # a name that shares nothing
+    ]).sample(fraction=1.0, shuffle=True, seed=7)
+    got = {r["rec"]: r for r in resolve(scored, Thresholds()).iter_rows(named=True)}
+    assert set(got) == {1, 2, 3, 4, 5, 6}
+    assert (got[1]["person_key"], got[1]["method"]) == ("p1", "fuzzy")
+    assert (got[2]["person_key"], got[2]["method"]) == ("p2", "fuzzy")
+    assert (got[3]["person_key"], got[3]["method"]) == (None, "none")
+    assert (got[4]["person_key"], got[4]["method"]) == ("p5", "fuzzy")
+    assert (got[5]["person_key"], got[5]["method"]) == ("p7", "fuzzy")
+    assert (got[6]["person_key"], got[6]["method"]) == ("p9", "fuzzy")
+    assert json.loads(got[1]["explanation"])["total"] == 20.0
