@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -225,9 +225,9 @@ def _blocks() -> list[str]:
     ]
 
 
-def candidate_pairs(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """The residue of the sure links (`link_residue`) paired with the persons its blocks find, one
-    row per (record, person's number): the record's side and the person's side (`_keys`)."""
+def block_residue(con: duckdb.DuckDBPyConnection) -> None:
+    """The residue of the sure links (`link_residue`) paired with the persons its blocks find:
+    `link_pairs` (rec, pi), one row per record and person's number."""
     # Numbers with a typo: every invalid 18-character one, and those Excel cut whose 15 digits are
     # nobody's (almost every cut number is right on the 15 it kept, and there are many).
     # (An anti join, not NOT IN: that would hash the spine's million numbers for a few hundred.)
@@ -236,14 +236,57 @@ def candidate_pairs(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
              "WHERE r.damaged AND r.cut AND r.n15 IS NOT NULL")
     union = "\n        UNION\n        ".join(_blocks())
     con.execute(f"CREATE OR REPLACE TEMP TABLE link_pairs AS WITH typed AS ({typed}), variants AS ({_variants()}) {union}")
+
+
+@dataclass
+class Compared:
+    """The pairs whose levels are computed, each with the record's side (`PAIR_RECORD`) and the
+    person's (`KEY_COLUMNS`): the residue's candidates (`candidates`, with `form_h`, the person's
+    name as the keys hash it: what `name_frequencies` are counted by) and the training's labelled
+    pairs (`positives`, `randoms`; see `training_sql`)."""
+
+    candidates: pl.DataFrame
+    positives: pl.DataFrame
+    randoms: pl.DataFrame
+
+
+CANDIDATE, POSITIVE, RANDOM = 0, 1, 2  # what a compared pair is (`kind`)
+
+
+def compared_pairs(con: duckdb.DuckDBPyConnection, seed: int | None, candidates: bool = True) -> Compared:
+    """The candidates (`link_pairs`, when `candidates`) and, when `seed` is given, the training
+    pairs, read in one pass over the records and one over the spine: each pass reads every row of
+    its table's wide columns (the spine's names and numbers), so reading them once per kind of pair
+    cost three spine scans and two of the records (at the medium size 0.3 s of CPU more)."""
+    parts, ctes = [], []
+    if candidates:
+        parts.append(f"SELECT p.rec, p.pi, {CANDIDATE} AS kind, r.id_held FROM link_pairs p JOIN link_residue r ON r.rec = p.rec")
+    training = training_sql(con, seed) if seed is not None else None
+    if training is not None:
+        ctes.append(training)
+        parts += [f"SELECT rec, pi, {POSITIVE} AS kind, TRUE AS id_held FROM positives",
+                  f"SELECT rec, pi, {RANDOM} AS kind, id_held FROM randoms"]
+    if not parts:
+        parts.append(f"SELECT NULL::BIGINT AS rec, NULL::BIGINT AS pi, {CANDIDATE} AS kind, NULL::BOOLEAN AS id_held LIMIT 0")
+    wanted = "\n        UNION ALL ".join(parts)
+    # Training reads every record's side (the random pairs are any records); candidates alone only
+    # the residue's, a few per cent of the records.
+    records = "link_recs" if training is not None else "link_residue"
     # In no order: everything after is row by row or sorts what it needs (`resolve`); sorting the
     # pairs here took 0.7–1.0 s of the 1.7 s this query cost at the large size (1.8 M pairs), and
-    # sorting them in polars gathered every column again (0.9 GB more at the peak). `form_h`: the
-    # person's name as the keys hash it (`_text_keys`), what `name_frequencies` are counted by.
-    return wh.query(con, f"""
-        SELECT {', '.join(f'r.{c}' for c in PAIR_RECORD)}, {KEY_SQL}, {_text_keys("s", ("form",))}
-        FROM link_pairs p JOIN link_residue r ON r.rec = p.rec JOIN link_spine s ON s.pi = p.pi
-        ANTI JOIN link_cannot b ON b.rec = p.rec AND b.person_key = s.person_key""")
+    # sorting them in polars gathered every column again (0.9 GB more at the peak).
+    # The pairs are a table first: as a subquery, DuckDB guessed them many and built its hash table
+    # on every record's columns instead (0.16 s more at the medium size).
+    con.execute(f"CREATE OR REPLACE TEMP TABLE link_wanted AS WITH {''.join(c + ', ' for c in ctes)}wanted AS ({wanted}) "
+                "SELECT * FROM wanted")
+    rows = wh.query(con, f"""
+        SELECT w.kind, {PAIR_RECORD_SQL}, w.id_held, {KEY_SQL}, {_text_keys("s", ("form",))}
+        FROM link_wanted w JOIN {records} r ON r.rec = w.rec JOIN link_spine s ON s.pi = w.pi
+        ANTI JOIN link_cannot b ON b.rec = w.rec AND b.person_key = s.person_key AND w.kind = {CANDIDATE}""")
+    _drop(con, "link_wanted")
+    pair = [*PAIR_RECORD, *KEY_COLUMNS]
+    return Compared(*(rows.filter(pl.col("kind") == kind).select(*pair, *(["form_h"] if kind == CANDIDATE else []))
+                      for kind in (CANDIDATE, POSITIVE, RANDOM)))
 
 
 def name_frequencies(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
@@ -263,8 +306,9 @@ KEY_SQL = ("s.person_key, s.id_number AS k_id, s.form AS k_form, s.pinyin AS k_p
 PAIR_RECORD_SQL = ", ".join(f"r.{c}" for c in PAIR_RECORD if c != "id_held")
 
 
-def training_pairs(con: duckdb.DuckDBPyConnection, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The labelled pairs the model is trained on: (positives, randoms).
+def training_sql(con: duckdb.DuckDBPyConnection, seed: int) -> str | None:
+    """CTEs `positives` and `randoms` (rec, pi; `randoms` with `id_held`): the labelled pairs the
+    model is trained on (None when there are no records or no persons).
 
     Positives: the exact links as labelled matches, about POSITIVES_PER_DATASET of each dataset's
     (numbers only one person carries: a pair per link). Randoms: record × person pairs drawn at
@@ -275,8 +319,7 @@ def training_pairs(con: duckdb.DuckDBPyConnection, seed: int) -> tuple[pl.DataFr
     counts = con.execute("SELECT dataset, count(*) FROM link_recs GROUP BY ALL").fetchall()
     (persons,), = con.execute("SELECT count(*) FROM link_spine").fetchall()
     if not counts or not persons:
-        empty = wh.query(con, f"SELECT {PAIR_RECORD_SQL}, TRUE AS id_held, {KEY_SQL} FROM link_recs r, link_spine s LIMIT 0")
-        return empty.select(*PAIR_RECORD, *KEY_COLUMNS), empty.select(*PAIR_RECORD, *KEY_COLUMNS)
+        return None
     drawn = f"(hash(source_file, source_row, role, {int(seed)}) % 1000000)::INTEGER"
 
     def share(per_dataset: float) -> str:
@@ -284,27 +327,29 @@ def training_pairs(con: duckdb.DuckDBPyConnection, seed: int) -> tuple[pl.DataFr
 
     # Most records are exact links: drawing the positives from all records, at a share raised by
     # a tenth, leaves about the number asked for once the others are dropped. Each large table
-    # (the sure links, the exact step's rows, the spine) is semi-joined with the few drawn records
-    # first, so that the hash tables are built on those: joined directly, DuckDB built them on the
-    # large side (positives 1.4 -> 0.8 s, randoms 1.1 -> 0.8 s at the large size; the same pairs).
-    positives = wh.query(con, f"""
-        WITH drawn AS (SELECT * FROM link_recs WHERE {drawn} < {share(POSITIVES_PER_DATASET * 1.1)}),
-             exact AS (SELECT l.rec FROM link_sure l SEMI JOIN drawn r ON r.rec = l.rec WHERE l.method = 'exact'),
-             r AS (SELECT * FROM drawn r SEMI JOIN exact l ON l.rec = r.rec),
-             s AS (SELECT * FROM link_spine s SEMI JOIN r ON r.id = s.id_number AND r.id = s.person_key)
-        SELECT {PAIR_RECORD_SQL}, TRUE AS id_held, {KEY_SQL}
-        FROM r JOIN s ON s.id_number = r.id AND s.person_key = r.id""").select(*PAIR_RECORD, *KEY_COLUMNS)
-    # Each drawn record beside the persons whose hash falls in its bucket, one bucket per person:
-    # about one person each (no window or sort to number either side). `held`: the exact step's
-    # rows narrowed to the drawn records.
-    randoms = wh.query(con, f"""
-        WITH r AS (SELECT *, hash(source_file, source_row, role, {int(seed) + 2}) % {persons} AS bucket
-                   FROM link_recs WHERE {drawn} < {share(RANDOM_PAIRS / len(counts))}),
-             held AS (SELECT e.rec FROM link_held e SEMI JOIN r ON r.rec = e.rec)
-        SELECT {PAIR_RECORD_SQL}, {_held_in("held")} AS id_held, {KEY_SQL}
-        FROM r JOIN link_spine s ON hash(s.person_key, s.id_number, {int(seed) + 1}) % {persons} = r.bucket""").select(
-        *PAIR_RECORD, *KEY_COLUMNS)
-    return positives, randoms
+    # (the sure links, the exact step's rows) is semi-joined with the few drawn records first, so
+    # that the hash tables are built on those: joined directly, DuckDB built them on the large side
+    # (positives 1.4 -> 0.8 s, randoms 1.1 -> 0.8 s at the large size; the same pairs). Only the
+    # keys are read here (`compared_pairs` reads the rest once for all pairs).
+    # Each drawn record is set beside the persons whose hash falls in its bucket, one bucket per
+    # person: about one person each (no window or sort to number either side). `held`: the exact
+    # step's rows narrowed to the drawn records.
+    return f"""
+        drawn AS (SELECT rec, id FROM link_recs WHERE {drawn} < {share(POSITIVES_PER_DATASET * 1.1)}),
+        exact AS (SELECT l.rec FROM link_sure l SEMI JOIN drawn r ON r.rec = l.rec WHERE l.method = 'exact'),
+        positives AS (SELECT r.rec, s.pi FROM (SELECT * FROM drawn r SEMI JOIN exact l ON l.rec = r.rec) r
+                      JOIN link_spine s ON s.id_number = r.id AND s.person_key = r.id),
+        drawn_u AS (SELECT rec, id_status, hash(source_file, source_row, role, {int(seed) + 2}) % {persons} AS bucket
+                    FROM link_recs WHERE {drawn} < {share(RANDOM_PAIRS / len(counts))}),
+        held AS (SELECT e.rec FROM link_held e SEMI JOIN drawn_u r ON r.rec = e.rec),
+        randoms AS (SELECT r.rec, s.pi, {_held_in("held")} AS id_held
+                    FROM drawn_u r JOIN link_spine s ON hash(s.person_key, s.id_number, {int(seed) + 1}) % {persons} = r.bucket)"""
+
+
+def training_pairs(con: duckdb.DuckDBPyConnection, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The labelled pairs the model is trained on (`training_sql`): (positives, randoms)."""
+    pairs = compared_pairs(con, seed, candidates=False)
+    return pairs.positives, pairs.randoms
 
 
 def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
@@ -553,46 +598,47 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
     _drop(con, "link_exact", "link_cut", "link_shared")
     lap("exact")
     result = LinkResult(pl.DataFrame(), None)
-    # 2. probabilistic on the residue. The training pairs' levels (polars and numpy) are computed
-    # in a thread while DuckDB finds the candidates: the two overlap on two cores.
-    training: Future[tuple[pl.DataFrame, pl.DataFrame]] | None = None
+    # 2. probabilistic on the residue: the candidates and (when the model is trained tonight) the
+    # training pairs are read together, and their levels computed by polars and numpy in two
+    # halves, one a thread (numpy holds one core per call), while DuckDB counts the candidates'
+    # namesakes; row by row, so the same levels as whole.
     fuzzy = pl.DataFrame(schema={"rec": pl.Int64, "person_key": pl.String, "method": pl.String, "score": pl.Float64,
                                  "explanation": pl.String})
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        def start_training() -> Future[tuple[pl.DataFrame, pl.DataFrame]]:
-            positives, randoms = training_pairs(con, seed)
-            return pool.submit(lambda: (_levels(positives), _levels(randoms)))
-
-        if kept is None or retrain:
-            training = start_training()
-        pairs = candidate_pairs(con)
-        if pairs.height:
-            # The candidates' levels while DuckDB counts their namesakes: numpy holds one core per
-            # call, so the pairs are compared in two halves, one a thread (1.5 → 0.9 s at the large
-            # size; row by row, so the same levels).
-            half = (pairs.height + 1) // 2
-            comparing = [pool.submit(_levels, pairs.slice(0, half)), pool.submit(_levels, pairs.slice(half))]
+    block_residue(con)
+    train_now = kept is None or retrain
+    compared = compared_pairs(con, seed if train_now else None)
+    pairs = compared.candidates
+    if pairs.height:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            kinds = [compared.candidates.drop("form_h"), compared.positives, compared.randoms]
+            every = pl.concat(kinds)
+            half = (every.height + 1) // 2
+            comparing = [pool.submit(_levels, every.slice(0, half)), pool.submit(_levels, every.slice(half))]
             namesakes = pairs.select("form_h").join(name_frequencies(con), on="form_h", how="left",
                                                     maintain_order="left")["k_namesakes"]
             _drop(con, "link_pairs", "link_residue", "link_spine_keys")  # blocking is done
             (persons,), = con.execute("SELECT count(*) FROM link_spine").fetchall()
-            levels = pl.concat([c.result() for c in comparing])
-            shares = {c: fs.level_shares(levels, c, floor=0.0).tolist() for c in COMPARED}
-            # A kept model is used unless asked otherwise or the candidates drifted from those it
-            # was trained on; it learns only tonight's share of matches.
-            distance, where = fs.drift(levels, kept.shares) if kept is not None else (0.0, "")
-            if kept is not None and not retrain and distance <= DRIFT:
-                model = fs.estimate_prior(kept.model, levels, COMPARED)
-            else:
-                result.trained = "asked" if retrain else "first" if kept is None else f"drift:{where}"
-                result.shares = shares
-                model = _train(*(training or start_training()).result(), levels)
-            levels = levels.with_columns((namesakes.fill_null(1) / persons).alias("tf"))
-            scored = score(levels, model, COMPARED, name_freq=pl.col("tf"))
-            lap("fuzzy")
-            fuzzy = resolve(scored, thresholds)
-            result.model = model
-            lap("one-to-one")
+            compared_levels = pl.concat([c.result() for c in comparing])
+        ends = itertools.accumulate((k.height for k in kinds), initial=0)
+        levels, *training = (compared_levels.slice(a, b - a) for a, b in itertools.pairwise(ends))
+        shares = {c: fs.level_shares(levels, c, floor=0.0).tolist() for c in COMPARED}
+        # A kept model is used unless asked otherwise or the candidates drifted from those it
+        # was trained on; it learns only tonight's share of matches.
+        distance, where = fs.drift(levels, kept.shares) if kept is not None else (0.0, "")
+        if kept is not None and not retrain and distance <= DRIFT:
+            model = fs.estimate_prior(kept.model, levels, COMPARED)
+        else:
+            result.trained = "asked" if retrain else "first" if kept is None else f"drift:{where}"
+            result.shares = shares
+            if not train_now:  # drifted: tonight's training pairs are read now
+                training = [_levels(t) for t in training_pairs(con, seed)]
+            model = _train(*training, levels)
+        levels = levels.with_columns((namesakes.fill_null(1) / persons).alias("tf"))
+        scored = score(levels, model, COMPARED, name_freq=pl.col("tf"))
+        lap("fuzzy")
+        fuzzy = resolve(scored, thresholds)
+        result.model = model
+        lap("one-to-one")
     con.register("_fuzzy", fuzzy)
     con.execute("CREATE OR REPLACE TEMP TABLE link_fuzzy AS SELECT * FROM _fuzzy")
     con.unregister("_fuzzy")
