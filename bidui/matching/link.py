@@ -571,7 +571,8 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
                 kept: StoredModel | None = None, retrain: bool = False) -> LinkResult:
     """The cascade on `link_recs` against `link_spine`; the outcome is left in temp tables
     `link_sure` (rec, person_key, method, explanation), `link_fuzzy` (rec, person_key, method,
-    score, explanation) and `link_conflict` (rec: a number found in hukou, no holder's name)."""
+    score, explanation; every other record, method `none` where no block found a candidate) and
+    `link_conflict` (rec: a number found in hukou, no holder's name)."""
     start = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -605,6 +606,8 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
     fuzzy = pl.DataFrame(schema={"rec": pl.Int64, "person_key": pl.String, "method": pl.String, "score": pl.Float64,
                                  "explanation": pl.String})
     block_residue(con)
+    # Every record of the residue has a row in `link_fuzzy`: those no block found, linked to nobody.
+    residue = con.sql("SELECT rec FROM link_residue").pl()
     train_now = kept is None or retrain
     compared = compared_pairs(con, seed if train_now else None)
     pairs = compared.candidates
@@ -639,6 +642,9 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
         fuzzy = resolve(scored, thresholds)
         result.model = model
         lap("one-to-one")
+    fuzzy = pl.concat([fuzzy, residue.join(fuzzy, on="rec", how="anti").select(
+        pl.col("rec").cast(pl.Int64), person_key=pl.lit(None, pl.String), method=pl.lit("none"),
+        score=pl.lit(None, pl.Float64), explanation=pl.lit(None, pl.String))])
     con.register("_fuzzy", fuzzy)
     con.execute("CREATE OR REPLACE TEMP TABLE link_fuzzy AS SELECT * FROM _fuzzy")
     con.unregister("_fuzzy")
@@ -818,12 +824,8 @@ def outcome(con: duckdb.DuckDBPyConnection, recs: pl.Series) -> pl.DataFrame:
     conflict = con.sql("SELECT rec FROM link_conflict").pl()["rec"]
     refused = con.sql("SELECT rec, min(explanation) AS refused FROM link_decided WHERE kind = 'cannot' GROUP BY rec").pl()
     # (`rec` as the records have it: the scored links' frame is Int64 even when nothing was scored.)
-    sure, scored = (f.with_columns(pl.col("rec").cast(recs.dtype)) for f in (sure, scored))
-    found = pl.concat([sure, scored.join(sure, on="rec", how="anti")])
-    nothing = recs.to_frame("rec").join(found, on="rec", how="anti").with_columns(
-        person_key=pl.lit(None, pl.String), method=pl.lit("none"), score=pl.lit(None, pl.Float64),
-        explanation=pl.lit(None, pl.String))
-    links = pl.concat([found, nothing])
+    # Every record is in one of the two (`link_staged`): the sure links and the residue.
+    links = pl.concat([f.with_columns(pl.col("rec").cast(recs.dtype)) for f in (sure, scored)])
     if refused.height:
         # not linked, and a township said the record is not the person it was linked to: say so
         links = links.join(refused, on="rec", how="left").with_columns(
