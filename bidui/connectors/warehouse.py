@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -87,10 +86,12 @@ def _rename_raw_json(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def query(con: duckdb.DuckDBPyConnection, sql: str, args: list | None = None) -> pl.DataFrame:
-    """A query's result as a polars frame (one Arrow copy: results here are small or one-off)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return pl.from_arrow(con.execute(sql, args or []).to_arrow_table())  # type: ignore[return-value]
+    """A query's result as a polars frame (one Arrow copy: results here are small or one-off). As a
+    relation: a DB-API result (`execute`) copies its rows once more on the way to Arrow. (A
+    half-read result of `execute` is finished first, as `execute` would have: a relation refuses to
+    run beside one.)"""
+    con.complete()
+    return pl.from_arrow(con.sql(sql, params=args or None).to_arrow_table())  # type: ignore[return-value]
 
 
 @contextlib.contextmanager

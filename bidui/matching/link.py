@@ -334,13 +334,18 @@ def training_sql(con: duckdb.DuckDBPyConnection, seed: int) -> str | None:
     # Each drawn record is set beside the persons whose hash falls in its bucket, one bucket per
     # person: about one person each (no window or sort to number either side). `held`: the exact
     # step's rows narrowed to the drawn records.
+    # (Both kinds from one draw: each record's hash is computed once, in one pass over the records.)
     return f"""
-        drawn AS (SELECT rec, id FROM link_recs WHERE {drawn} < {share(POSITIVES_PER_DATASET * 1.1)}),
+        draws AS MATERIALIZED (
+            SELECT rec, id, id_status, source_file, source_row, role, {drawn} AS d,
+                   {share(POSITIVES_PER_DATASET * 1.1)} AS positive, {share(RANDOM_PAIRS / len(counts))} AS random
+            FROM link_recs WHERE d < greatest(positive, random)),
+        drawn AS (SELECT rec, id FROM draws WHERE d < positive),
         exact AS (SELECT l.rec FROM link_sure l SEMI JOIN drawn r ON r.rec = l.rec WHERE l.method = 'exact'),
         positives AS (SELECT r.rec, s.pi FROM (SELECT * FROM drawn r SEMI JOIN exact l ON l.rec = r.rec) r
                       JOIN link_spine s ON s.id_number = r.id AND s.person_key = r.id),
         drawn_u AS (SELECT rec, id_status, hash(source_file, source_row, role, {int(seed) + 2}) % {persons} AS bucket
-                    FROM link_recs WHERE {drawn} < {share(RANDOM_PAIRS / len(counts))}),
+                    FROM draws WHERE d < random),
         held AS (SELECT e.rec FROM link_held e SEMI JOIN drawn_u r ON r.rec = e.rec),
         randoms AS (SELECT r.rec, s.pi, {_held_in("held")} AS id_held
                     FROM drawn_u r JOIN link_spine s ON hash(s.person_key, s.id_number, {int(seed) + 1}) % {persons} = r.bucket)"""
@@ -796,6 +801,7 @@ def link_frame(recs: pl.DataFrame | Path, people: pl.DataFrame | Path, threshold
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")
+        con.execute("SET preserve_insertion_order = false")  # as `link_night`: nothing here needs it
         # The frames are scanned where they lie (Arrow, no copy into DuckDB's storage); a file is
         # read by polars, in parallel, twice as fast as DuckDB copies it into a table.
         frames = [(source if isinstance(source, pl.DataFrame) else pl.read_parquet(source, columns=columns)).select(columns)
