@@ -238,26 +238,19 @@ def block_residue(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CREATE OR REPLACE TEMP TABLE link_pairs AS WITH typed AS ({typed}), variants AS ({_variants()}) {union}")
 
 
-@dataclass
-class Compared:
-    """The pairs whose levels are computed, each with the record's side (`PAIR_RECORD`) and the
-    person's (`KEY_COLUMNS`): the residue's candidates (`candidates`, with `form_h`, the person's
-    name as the keys hash it: what `name_frequencies` are counted by) and the training's labelled
-    pairs (`positives`, `randoms`; see `training_sql`)."""
-
-    candidates: pl.DataFrame
-    positives: pl.DataFrame
-    randoms: pl.DataFrame
-
-
 CANDIDATE, POSITIVE, RANDOM = 0, 1, 2  # what a compared pair is (`kind`)
 
 
-def compared_pairs(con: duckdb.DuckDBPyConnection, seed: int | None, candidates: bool = True) -> Compared:
-    """The candidates (`link_pairs`, when `candidates`) and, when `seed` is given, the training
-    pairs, read in one pass over the records and one over the spine: each pass reads every row of
-    its table's wide columns (the spine's names and numbers), so reading them once per kind of pair
-    cost three spine scans and two of the records (at the medium size 0.3 s of CPU more)."""
+def compared_pairs(con: duckdb.DuckDBPyConnection, seed: int | None, candidates: bool = True) -> pl.DataFrame:
+    """The pairs whose levels are computed, each with its `kind`, the record's side (`PAIR_RECORD`)
+    and the person's (`KEY_COLUMNS`, and `form_h`: the name as the keys hash it, what
+    `name_frequencies` are counted by): the residue's candidates (`link_pairs`, when
+    `candidates`) and, when `seed` is given, the training's labelled pairs (`training_sql`).
+    They are read in one pass over the records and one over the spine: each pass reads every row
+    of its table's wide columns (the spine's names and numbers), so reading them once per kind of
+    pair cost three spine scans and two of the records (at the medium size 0.3 s of CPU more).
+    One frame, not one per kind: at the large size the candidates alone are 1.8 M rows, and
+    splitting would copy them."""
     parts, ctes = [], []
     if candidates:
         parts.append(f"SELECT p.rec, p.pi, {CANDIDATE} AS kind, r.id_held FROM link_pairs p JOIN link_residue r ON r.rec = p.rec")
@@ -284,9 +277,7 @@ def compared_pairs(con: duckdb.DuckDBPyConnection, seed: int | None, candidates:
         FROM link_wanted w JOIN {records} r ON r.rec = w.rec JOIN link_spine s ON s.pi = w.pi
         ANTI JOIN link_cannot b ON b.rec = w.rec AND b.person_key = s.person_key AND w.kind = {CANDIDATE}""")
     _drop(con, "link_wanted")
-    pair = [*PAIR_RECORD, *KEY_COLUMNS]
-    return Compared(*(rows.filter(pl.col("kind") == kind).select(*pair, *(["form_h"] if kind == CANDIDATE else []))
-                      for kind in (CANDIDATE, POSITIVE, RANDOM)))
+    return rows
 
 
 def name_frequencies(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
@@ -354,7 +345,7 @@ def training_sql(con: duckdb.DuckDBPyConnection, seed: int) -> str | None:
 def training_pairs(con: duckdb.DuckDBPyConnection, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The labelled pairs the model is trained on (`training_sql`): (positives, randoms)."""
     pairs = compared_pairs(con, seed, candidates=False)
-    return pairs.positives, pairs.randoms
+    return pairs.filter(pl.col("kind") == POSITIVE), pairs.filter(pl.col("kind") == RANDOM)
 
 
 def _levels(pairs: pl.DataFrame) -> pl.DataFrame:
@@ -615,20 +606,20 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
     residue = con.sql("SELECT rec FROM link_residue").pl()
     train_now = kept is None or retrain
     compared = compared_pairs(con, seed if train_now else None)
-    pairs = compared.candidates
-    if pairs.height:
+    kind = compared["kind"]
+    result.pairs = int((kind == CANDIDATE).sum())
+    if result.pairs:
         with ThreadPoolExecutor(max_workers=2) as pool:
-            kinds = [compared.candidates.drop("form_h"), compared.positives, compared.randoms]
-            every = pl.concat(kinds)
-            half = (every.height + 1) // 2
-            comparing = [pool.submit(_levels, every.slice(0, half)), pool.submit(_levels, every.slice(half))]
-            namesakes = pairs.select("form_h").join(name_frequencies(con), on="form_h", how="left",
-                                                    maintain_order="left")["k_namesakes"]
+            half = (compared.height + 1) // 2
+            comparing = [pool.submit(_levels, compared.slice(0, half)), pool.submit(_levels, compared.slice(half))]
+            namesakes = compared.filter(kind == CANDIDATE).select("form_h").join(
+                name_frequencies(con), on="form_h", how="left", maintain_order="left")["k_namesakes"]
             _drop(con, "link_pairs", "link_residue", "link_spine_keys")  # blocking is done
             (persons,), = con.execute("SELECT count(*) FROM link_spine").fetchall()
-            compared_levels = pl.concat([c.result() for c in comparing])
-        ends = itertools.accumulate((k.height for k in kinds), initial=0)
-        levels, *training = (compared_levels.slice(a, b - a) for a, b in itertools.pairwise(ends))
+            compared_levels = pl.concat([c.result() for c in comparing]).with_columns(kind)
+        del compared  # the pairs' columns, before their levels are split by kind (copied)
+        levels, *training = (compared_levels.filter(pl.col("kind") == k).drop("kind") for k in (CANDIDATE, POSITIVE, RANDOM))
+        del compared_levels
         shares = {c: fs.level_shares(levels, c, floor=0.0).tolist() for c in COMPARED}
         # A kept model is used unless asked otherwise or the candidates drifted from those it
         # was trained on; it learns only tonight's share of matches.
@@ -653,7 +644,6 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
     con.register("_fuzzy", fuzzy)
     con.execute("CREATE OR REPLACE TEMP TABLE link_fuzzy AS SELECT * FROM _fuzzy")
     con.unregister("_fuzzy")
-    result.pairs = pairs.height
     result.timings = timings
     result.seconds = time.perf_counter() - start
     return result
