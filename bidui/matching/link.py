@@ -638,9 +638,8 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
         fuzzy = resolve(scored, thresholds)
         result.model = model
         lap("one-to-one")
-    fuzzy = pl.concat([fuzzy, residue.join(fuzzy, on="rec", how="anti").select(
-        pl.col("rec").cast(pl.Int64), person_key=pl.lit(None, pl.String), method=pl.lit("none"),
-        score=pl.lit(None, pl.Float64), explanation=pl.lit(None, pl.String))])
+    unmatched = residue.join(fuzzy, on="rec", how="anti").with_columns(method=pl.lit("none"))
+    fuzzy = pl.concat([fuzzy, unmatched], how="diagonal_relaxed")  # the rest of their columns null
     con.register("_fuzzy", fuzzy)
     con.execute("CREATE OR REPLACE TEMP TABLE link_fuzzy AS SELECT * FROM _fuzzy")
     con.unregister("_fuzzy")
