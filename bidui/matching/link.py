@@ -156,7 +156,7 @@ def _text_keys(table: str, columns: tuple[str, ...] = ("form", "pinyin", "villag
 # What is read of a residue record: the blocks' columns and the comparisons' (`PAIR_RECORD`), not
 # where it came from (in `link_frame` its file is a long string converted from Arrow for every
 # record, whether in the residue or not: the statement 0.11 → 0.085 s at the medium size).
-RESIDUE_COLUMNS = ["rec", "id", "id_status", "form", "pinyin", "birth", "sex", "village", "event", "is_head"]
+RESIDUE_COLUMNS = [*(c for c in PAIR_RECORD if c != "id_held"), "event"]  # `id_held` is computed below
 # (The exact step's rows are narrowed to the residue before `held` looks in them: looked up whole,
 # DuckDB hashed all of them, ten million at the large size, for a residue of 170,000; 1.25 → 0.91 s.)
 RESIDUE_KEYS_SQL = f"""
