@@ -758,3 +758,27 @@ def test_one_to_one_takes_a_records_best_candidate_and_refuses_a_runner_up_of_it
     assert (got[5]["person_key"], got[5]["method"]) == ("p7", "fuzzy")
     assert (got[6]["person_key"], got[6]["method"]) == ("p9", "fuzzy")
     assert json.loads(got[1]["explanation"])["total"] == 20.0
+
+
+def test_training_draws_the_same_pairs_whatever_order_the_staged_tables_hold(linked) -> None:
+    """The random pairs are drawn by the spine row a record's hash names (`pi`, the hukou row's
+    place in its file), the positives by the record's stable identity: the same pairs whichever
+    order DuckDB holds the records, the spine and the sure links in; another seed draws others."""
+    from bidui.matching.link import POSITIVE, RANDOM, link_staged, stage_night, training_pairs
+
+    con, _, _ = linked
+    stage_night(con, NIGHT)
+    link_staged(con)
+
+    def drawn(seed: int) -> pl.DataFrame:
+        positives, randoms = training_pairs(con, seed)
+        return pl.concat([positives, randoms]).select("kind", "rec", "person_key", "k_id", "id_held").sort(pl.all())
+
+    before = drawn(0)
+    spine = set(con.sql("SELECT person_key FROM link_spine").pl()["person_key"])
+    kinds = before["kind"].value_counts().sort("kind")["kind"].to_list()
+    assert kinds == [POSITIVE, RANDOM] and set(before["person_key"]) <= spine
+    for table, key in (("link_recs", "rec"), ("link_spine", "pi"), ("link_sure", "rec")):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {table} ORDER BY hash({key}, 7)")
+    assert drawn(0).equals(before)
+    assert not drawn(1).equals(before)
