@@ -306,7 +306,7 @@ def training_sql(con: duckdb.DuckDBPyConnection, seed: int) -> str | None:
     model is trained on (None when there are no records or no persons).
 
     Positives: the exact links as labelled matches, about POSITIVES_PER_DATASET of each dataset's
-    (numbers only one person carries: a pair per link). Randoms: record × person pairs drawn at
+    (numbers only one person carries: a pair per link). Randoms: record × spine row pairs drawn at
     random (almost all non-matches, for u-probabilities), about RANDOM_PAIRS in all, each dataset
     its share. Every choice and order comes from a hash of the record's
     stable identity: the same pairs every run, whatever order the tables are in, with no window
@@ -330,7 +330,8 @@ def training_sql(con: duckdb.DuckDBPyConnection, seed: int) -> str | None:
     # where the row is in the delivered file, whatever order the tables are in), so no string of
     # the million spine rows is hashed to draw (0.115 of the statement's 0.24 CPU seconds at the
     # medium size); a number that names no spine row (a hukou row that is no person's) draws
-    # nobody. `held`: the exact step's rows narrowed to the drawn records.
+    # nobody: `compared_pairs` joins the spine by `pi` and drops it. `held`: the exact step's rows
+    # narrowed to the drawn records.
     # (Both kinds from one draw: each record's hash is computed once, in one pass over the records.)
     return f"""
         draws AS MATERIALIZED (
@@ -344,7 +345,7 @@ def training_sql(con: duckdb.DuckDBPyConnection, seed: int) -> str | None:
         drawn_u AS (SELECT rec, id_status, (hash(source_file, source_row, role, {int(seed) + 2}) % {rows})::BIGINT AS pi
                     FROM draws WHERE d < random),
         held AS (SELECT e.rec FROM link_held e SEMI JOIN drawn_u r ON r.rec = e.rec),
-        randoms AS (SELECT r.rec, r.pi, {_held_in("held")} AS id_held FROM drawn_u r SEMI JOIN link_spine s ON s.pi = r.pi)"""
+        randoms AS (SELECT r.rec, r.pi, {_held_in("held")} AS id_held FROM drawn_u r)"""
 
 
 def training_pairs(con: duckdb.DuckDBPyConnection, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
