@@ -141,6 +141,47 @@ def test_tonights_profile_counted_in_duckdb_is_the_one_counted_in_polars(publish
         con.close()
 
 
+def _kept_profile_is_the_count(con, ds, snap: date) -> None:
+    """The snapshot's profile was kept when it was stored, and it is what counting its rows gives."""
+    import hashlib
+
+    from bidui.connectors.plausibility import SNAPSHOT_ROWS, _profile_how, profile_query, profile_snapshot
+
+    (load,), = con.execute("SELECT load_id FROM snapshots WHERE dataset = ? AND snapshot_date = ?",
+                           [ds.code, snap]).fetchall()
+    digest = hashlib.sha256(_profile_how(ds).encode()).hexdigest()[:16]
+    assert con.execute("SELECT count(*) FROM quality_counts WHERE load_id = ? AND digest = ?",
+                       [load, digest]).fetchone()[0] == 1, ds.code
+    assert profile_snapshot(con, ds, snap) == profile_query(con, ds, SNAPSHOT_ROWS.format(code=ds.code), [snap]), ds.code
+
+
+def test_a_snapshot_keeps_the_profile_it_was_checked_with(published_home, tmp_path: Path) -> None:
+    """Tomorrow's checks compare with the snapshot in force: its profile is kept when it is stored
+    (not counted again from four million rows each night), and is exactly the count of the stored
+    rows — for rows normalised (every dataset of a real night) and for rows carried."""
+    from bidui.datasets import BY_CODE, DATASETS
+    from bidui.home import Home
+
+    con = wh.connect(Home(published_home[0]).warehouse)
+    try:
+        snaps = {ds.code: snap for ds in DATASETS if (snap := wh.in_force(con, NIGHTS[0]).get(ds.code))}
+        assert len(snaps) >= 10
+        for code, snap in snaps.items():
+            _kept_profile_is_the_count(con, BY_CODE[code], snap)
+    finally:
+        con.close()
+    inbox = tmp_path / "inbox"
+    first = deliver(inbox, NIGHTS[0], HEADER, SAME)
+    second = deliver(inbox, NIGHTS[1], HEADER, [*SAME, [pid("52900119700101666"), "钱七", "2026年6月1日"]])
+    con = wh.connect(tmp_path / "w.duckdb")
+    try:
+        for folder, night in ((first, NIGHTS[0]), (second, NIGHTS[1])):
+            ingest_night(con, folder, night, workers=1, limits=LOOSE)
+            _kept_profile_is_the_count(con, BY_CODE["deaths"], night)
+    finally:
+        con.close()
+
+
 def test_a_cut_file_whose_rows_are_all_carried_is_still_held(tmp_path: Path) -> None:
     """Carried rows are counted by the checks: a re-delivery holding only the first rows of the
     last one (every row as before, so every row carried) is held as truncated, and the snapshot

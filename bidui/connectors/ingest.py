@@ -31,7 +31,15 @@ from bidui.connectors import inbox
 from bidui.connectors import warehouse as wh
 from bidui.connectors.mapping import RefusedError, map_headers
 from bidui.connectors.normalise import ValueLimits, normalise
-from bidui.connectors.plausibility import Limits, checks, first_reject, profile_query, profile_snapshot
+from bidui.connectors.plausibility import (
+    Limits,
+    checks,
+    first_reject,
+    profile_query,
+    profile_rows,
+    profile_snapshot,
+    remember_profile,
+)
 from bidui.connectors.readers import NO_FINAL_BREAK, ReadError, read_table
 from bidui.connectors.stored import Known
 from bidui.datasets import BY_CODE, DATASETS, DatasetNameError, dataset_for_filename
@@ -416,10 +424,11 @@ def _store_read(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: 
                     evidence=p.evidence)
     whole = _whole(p)
     last = wh.last_snapshot(con, ds.code, night)
-    now = None
     if carried:
         with wh.registered(con, "_new", result.rows):
             now = profile_query(con, ds, wh.tonight_rows_sql(ds))
+    else:
+        now = profile_rows(ds, result.rows)
     held = whole + checks(ds, result, lim, (last[0], profile_snapshot(con, ds, last[0])) if last else None, name, now)
     if p.changed:
         o.incomplete = True
@@ -439,6 +448,7 @@ def _store_read(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: 
     try:
         if o.status in ("accepted", "forced"):
             wh.apply_snapshot(con, ds, night, load_id, name, sha, result.rows, carried)
+            remember_profile(con, ds, load_id, now)  # tomorrow's checks compare with it
             for ref in ds.persons:  # (a carried row's name has its keys since its snapshot was stored)
                 wh.add_name_keys(con, result.rows[ref.name_column])
         wh.add_rejects(con, load_id, name, result.rejects)

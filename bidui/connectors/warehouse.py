@@ -177,8 +177,15 @@ def counted_once(con: duckdb.DuckDBPyConnection, dataset: str, snap: date, how: 
     if kept:
         return json.loads(kept[0])
     counts = count(load[0])
-    con.execute("INSERT OR REPLACE INTO quality_counts VALUES (?, ?, ?)", [load[0], digest, json.dumps(counts)])
+    remember_counts(con, load[0], how, counts)
     return counts
+
+
+def remember_counts(con: duckdb.DuckDBPyConnection, load_id: int, how: str, counts: dict) -> None:
+    """Keep what `counted_once` would count for this load and `how` (counted while it was stored)."""
+    con.execute(COUNTS_DDL)
+    con.execute("INSERT OR REPLACE INTO quality_counts VALUES (?, ?, ?)",
+                [load_id, hashlib.sha256(how.encode()).hexdigest()[:16], json.dumps(counts)])
 
 
 def in_force(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, date]:
@@ -227,7 +234,7 @@ def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, loa
     raw = raw_whole_sql() if {"raw_hi", "raw_lo"} <= set(frame.columns) else "NULL::UHUGEINT"
     frame = frame.select(names + [c for c in ("raw_hi", "raw_lo") if c in frame.columns])
     quoted = ", ".join(f'"{n}"' for n in names)
-    rows_sql, args = f"SELECT {quoted}, {row_hash_sql(ds)} AS row_hash, {raw} AS raw_hash FROM frame", []
+    rows_sql, args = f"SELECT {quoted}, {row_hash_sql(ds)} AS row_hash, {raw} AS raw_hash FROM _snapshot_rows", []
     if carried:
         # Same values, so the same row hash; the fingerprint is of the same text. In row order, as a
         # file normalised whole is stored: a reader without ORDER BY (the last name delivered for a
@@ -236,7 +243,8 @@ def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, loa
         rows_sql = (f"SELECT * FROM ({rows_sql} UNION ALL SELECT ?::DATE, ?, ?, {own}, row_hash, raw_hash "
                     f"FROM {CARRIED_ROWS}) ORDER BY source_row")
         args = [night, load_id, file]
-    con.execute(f"INSERT INTO {table} ({quoted}, row_hash, raw_hash) {rows_sql}", args)
+    with registered(con, "_snapshot_rows", frame):  # not found by DuckDB among the caller's locals
+        con.execute(f"INSERT INTO {table} ({quoted}, row_hash, raw_hash) {rows_sql}", args)
     con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
                 [ds.code, night, load_id, file, sha256, rows.height + carried])
 

@@ -24,7 +24,7 @@ from datetime import date
 import duckdb
 
 from bidui.connectors import warehouse as wh
-from bidui.connectors.changes import changed_rows
+from bidui.connectors.changes import COMPARED_COLUMNS, changed_rows
 from bidui.datasets import BY_CODE
 from bidui.matching import records as rec_sql
 from bidui.matching.decisions import DECISIONS_DDL
@@ -54,7 +54,7 @@ def _touched(con: duckdb.DuckDBPyConnection, then: date, now: date) -> None:
     """`carry_touched` (id_number): the numbers hukou changed under between two snapshots — rows
     that came, went or changed; numbers whose person changed; every number of a household one of
     whose rows changed (a household link reads all of its members)."""
-    changed = f"SELECT * FROM {changed_rows(con, BY_CODE['hukou'], then, now, ['id_number', 'hukou_number'])}"
+    changed = f"SELECT * FROM {changed_rows(con, BY_CODE['hukou'], then, now, COMPARED_COLUMNS['hukou'])}"
     person = """SELECT h.id_number, i.person_key, i.is_primary FROM hukou_identity i
                 JOIN ds_hukou h ON h.snapshot_date = i.snapshot_date AND h.source_row = i.source_row
                 WHERE i.snapshot_date = DATE '{}'"""

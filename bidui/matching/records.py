@@ -9,7 +9,7 @@ import duckdb
 import polars as pl
 
 from bidui.connectors import warehouse as wh
-from bidui.connectors.changes import changed_rows
+from bidui.connectors.changes import COMPARED_COLUMNS, changed_rows
 from bidui.datasets import BY_CODE, DATASETS
 
 # Datasets whose person is the head of a household (户主): the spec's 户主证件号码 / 户主姓名.
@@ -118,7 +118,7 @@ def remember_names(con: duckdb.DuckDBPyConnection, snap: date) -> None:
         return  # brought up to this very load already
     only = ""
     if last is not None and last[1]:
-        changed = changed_rows(con, BY_CODE["hukou"], last[0], snap, ["id_number", "hukou_number"])
+        changed = changed_rows(con, BY_CODE["hukou"], last[0], snap, COMPARED_COLUMNS["hukou"])
         only = f" AND id_number IN (SELECT id_number FROM {changed} WHERE id_number IS NOT NULL)"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _names_now AS

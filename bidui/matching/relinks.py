@@ -16,7 +16,7 @@ from datetime import date
 import duckdb
 
 from bidui.connectors import warehouse as wh
-from bidui.connectors.changes import changed_rows
+from bidui.connectors.changes import COMPARED_COLUMNS, changed_rows
 from bidui.datasets import BY_CODE, DATASETS
 from bidui.matching.decisions import DECISIONS_DDL
 
@@ -32,7 +32,7 @@ def previous_linked_night(con: duckdb.DuckDBPyConnection, night: date) -> date |
 def _touched_ids_sql(con: duckdb.DuckDBPyConnection, before: date, after: date) -> str:
     """The ID numbers of hukou rows that came, went or changed between two snapshots (the rows the
     carry plan compared, when it did: `changed_rows`)."""
-    rows = changed_rows(con, BY_CODE["hukou"], before, after, ["id_number", "hukou_number"])
+    rows = changed_rows(con, BY_CODE["hukou"], before, after, COMPARED_COLUMNS["hukou"])
     return f"SELECT DISTINCT id_number FROM {rows} WHERE id_number IS NOT NULL"
 
 
