@@ -145,7 +145,7 @@ SNAPSHOT_ROWS = "SELECT * FROM ds_{code} WHERE snapshot_date = ?"
 def _profile_how(ds: Dataset) -> str:
     """What a stored profile was counted by (another version of the counting counts again)."""
     enums, counts = _profile_sqls(ds, SNAPSHOT_ROWS.format(code=ds.code))
-    return "\n".join(["profile", *(sql for _, sql in enums), counts])
+    return "\n".join(["profile " + ",".join(f.name for f in fields(Profile)), *(sql for _, sql in enums), counts])
 
 
 def profile_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, snapshot: date) -> Profile:
