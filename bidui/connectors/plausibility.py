@@ -13,6 +13,7 @@ from functools import lru_cache
 import duckdb
 import polars as pl
 
+from bidui.connectors import warehouse as wh
 from bidui.connectors.normalise import Normalised, ValueLimits
 from bidui.datasets import Dataset
 from bidui.privacy import quote
@@ -151,20 +152,16 @@ def _profile_how(ds: Dataset) -> str:
 def profile_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, snapshot: date) -> Profile:
     """The profile of a stored snapshot: kept with its load when it was stored (`remember_profile`),
     so the next night's checks do not scan it again (4 million rows of hukou: 1.7 s), or counted."""
-    from bidui.connectors.warehouse import counted_once
-
     def count(_load: int | None) -> dict:
         return asdict(profile_query(con, ds, SNAPSHOT_ROWS.format(code=ds.code), [snapshot]))
 
-    return Profile(**counted_once(con, ds.code, snapshot, _profile_how(ds), count))
+    return Profile(**wh.counted_once(con, ds.code, snapshot, _profile_how(ds), count))
 
 
 def remember_profile(con: duckdb.DuckDBPyConnection, ds: Dataset, load_id: int, profile: Profile) -> None:
     """Keep the profile of the snapshot a load stores (the rows profiled before storing are the
     rows stored: the same counts)."""
-    from bidui.connectors.warehouse import remember_counts
-
-    remember_counts(con, load_id, _profile_how(ds), asdict(profile))
+    wh.remember_counts(con, load_id, _profile_how(ds), asdict(profile))
 
 
 def first_reject(ds: Dataset, rejects: pl.DataFrame) -> tuple[str, str]:

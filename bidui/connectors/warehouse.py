@@ -168,7 +168,7 @@ def counted_once(con: duckdb.DuckDBPyConnection, dataset: str, snap: date, how: 
                  count: Callable[[int | None], dict]) -> dict:
     """`count(load_id)` for the dataset's snapshot of `snap`, or what it gave for the same load and
     `how` (the counting SQL) before. JSON round-trips the result: keys are strings."""
-    digest = hashlib.sha256(how.encode()).hexdigest()[:16]
+    digest = _digest(how)
     load = con.execute("SELECT load_id FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [dataset, snap]).fetchone()
     if load is None:
         return count(None)
@@ -185,7 +185,11 @@ def remember_counts(con: duckdb.DuckDBPyConnection, load_id: int, how: str, coun
     """Keep what `counted_once` would count for this load and `how` (counted while it was stored)."""
     con.execute(COUNTS_DDL)
     con.execute("INSERT OR REPLACE INTO quality_counts VALUES (?, ?, ?)",
-                [load_id, hashlib.sha256(how.encode()).hexdigest()[:16], json.dumps(counts)])
+                [load_id, _digest(how), json.dumps(counts)])
+
+
+def _digest(how: str) -> str:
+    return hashlib.sha256(how.encode()).hexdigest()[:16]
 
 
 def in_force(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, date]:
