@@ -5,6 +5,13 @@ ingest workers together), for each night of a synthetic prefecture in one fresh 
 
 The run is `bidui run --plain` (no Prefect: its ephemeral server's start-up is not the system's
 work) in a child process; RSS is sampled from /proc every 0.2 s over the child's process tree.
+
+Then (unless --no-compare) the same nights run from scratch (`bidui run --plain --from-scratch`:
+every row normalised, every record linked, nothing carried) in a second home, and the two homes
+are compared night by night (bidui.flows.same_results: links, rule hits, rule runs, doubtful
+persons, register duplicates, every dataset's stored snapshot and rejects, each counted and
+checksummed) and, after the last night, ledger against ledger (clues, their events and evidence,
+publish runs, link decisions). The table says which parts differ, if any.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ def tree_rss_mb(root: int) -> float:
     return total / 2**20
 
 
-def child(home: Path, folder: Path) -> None:
+def child(home: Path, folder: Path, from_scratch: bool = False) -> None:
     from bidui.flows.nightly import run_night
     from bidui.home import Home
 
@@ -68,7 +75,7 @@ def child(home: Path, folder: Path) -> None:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     start = time.perf_counter()
-    report = run_night(Home(home), folder, on_step=on_step)
+    report = run_night(Home(home), folder, on_step=on_step, from_scratch=from_scratch)
     wall = time.perf_counter() - start
     stop.set()
     sampler.join()
@@ -92,28 +99,21 @@ def main() -> None:
     ap.add_argument("--nights", type=int, default=2, help="at most this many nights (those already built are used)")
     ap.add_argument("--repeat", type=int, default=1, help="runs from a fresh home; medians are shown")
     ap.add_argument("--json", type=Path, help="also write the figures here")
-    ap.add_argument(CHILD_FLAG, nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--no-compare", action="store_true", help="do not run the nights from scratch to compare")
+    ap.add_argument(CHILD_FLAG, nargs="+", help=argparse.SUPPRESS)  # home, folder[, "scratch"]
     args = ap.parse_args()
     if args.child:
-        child(Path(args.child[0]), Path(args.child[1]))
+        child(Path(args.child[0]), Path(args.child[1]), args.child[2:] == ["scratch"])
         return
     out = Path("bench/out") / args.size
     inbox = out / "inbox"
     if not inbox.exists():
         subprocess.run([sys.executable, "-m", "bidui.cli", "synth", "--out", str(out), "--size", args.size,
                         "--seed", str(args.seed), "--nights", str(args.nights)], check=True)
+    folders = sorted(inbox.iterdir())[: args.nights]
     runs: list[list[dict]] = []
     for _ in range(args.repeat):
-        home = out / "e2e-home"
-        shutil.rmtree(home, ignore_errors=True)
-        nights = []
-        for folder in sorted(inbox.iterdir())[: args.nights]:
-            res = subprocess.run([sys.executable, __file__, CHILD_FLAG, str(home), str(folder)], capture_output=True,
-                                 text=True)
-            if res.returncode:
-                sys.exit(f"the run of {folder.name} failed:\n{res.stderr[-3000:]}")
-            nights.append(json.loads(res.stdout.strip().splitlines()[-1]))
-        runs.append(nights)
+        runs.append(run_nights(out / "e2e-home", folders))
     # Per night and step, the median over the runs (each from a fresh home).
     nights = [median_night([run[i] for run in runs]) for i in range(len(runs[0]))]
     print(f"nightly run end to end, {args.size} prefecture, fresh home, `bidui run --plain`; median of "
@@ -127,8 +127,62 @@ def main() -> None:
         print(f"| {n['night']} | **whole night**{spread} | **{n['wall']:.1f}** | **{max(n['peaks'].values()):,.0f}** |")
     print("\n" + "; ".join(f"{n['night']}: {n['rows']:,} rows read, {n['links']:,} records linked, {n['new_clues']:,} new clues"
                            for n in nights))
+    if not args.no_compare:
+        # (each night's figures get its comparison; the last night's also the ledger's)
+        *per_night, ledger = compare(out / "e2e-home", out / "e2e-scratch", folders)
+        for n, c in zip(nights, per_night, strict=True):
+            n["from_scratch"] = c
+        nights[-1]["ledger_from_scratch"] = ledger
     if args.json:
         args.json.write_text(json.dumps(nights, indent=1))
+
+
+def run_nights(home: Path, folders: list[Path], *flags: str) -> list[dict]:
+    """Each night in order in a fresh home, each in a child process; their figures."""
+    shutil.rmtree(home, ignore_errors=True)
+    nights = []
+    for folder in folders:
+        res = subprocess.run([sys.executable, __file__, CHILD_FLAG, str(home), str(folder), *flags], capture_output=True,
+                             text=True)
+        if res.returncode:
+            sys.exit(f"the run of {folder.name} failed:\n{res.stderr[-3000:]}")
+        nights.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    return nights
+
+
+def compare(home: Path, scratch: Path, folders: list[Path]) -> list[dict]:
+    """The nights run again from scratch in `scratch`; both homes compared part by part."""
+    from datetime import date
+
+    from bidui.connectors import warehouse as wh
+    from bidui.flows import same_results
+    from bidui.home import Home
+
+    again = run_nights(scratch, folders, "scratch")
+    cons = [wh.connect(Home(h).warehouse) for h in (home, scratch)]
+    rows = []
+    try:
+        for folder, night in zip(folders, again, strict=True):
+            day = date.fromisoformat(folder.name)
+            ours, theirs = (same_results.warehouse_checksums(c, day) for c in cons)
+            rows.append({"night": folder.name, "wall": night["wall"], "parts": len(ours),
+                         "rows": sum(n for n, _ in ours.values()),
+                         "differ": [p for p in ours if ours[p] != theirs[p]]})
+    finally:
+        for c in cons:
+            c.close()
+    ours, theirs = (same_results.ledger_checksums(Home(h).ledger) for h in (home, scratch))
+    ledger = {"parts": len(ours), "rows": sum(n for n, _ in ours.values()), "differ": [p for p in ours if ours[p] != theirs[p]]}
+    print("\nthe same nights from scratch (`bidui run --plain --from-scratch`) in a second home, compared with the "
+          "incremental home (bidui.flows.same_results: each part counted and checksummed)\n")
+    print("| night | from scratch, seconds | parts compared | rows compared | equal |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['night']} | {r['wall']:.1f} | {r['parts']} | {r['rows']:,} | "
+              f"{'**yes**' if not r['differ'] else 'no: ' + ', '.join(r['differ'])} |")
+    print(f"| ledger after {folders[-1].name} | | {ledger['parts']} | {ledger['rows']:,} | "
+          f"{'**yes**' if not ledger['differ'] else 'no: ' + ', '.join(ledger['differ'])} |")
+    return [*rows, {"night": "ledger", **ledger}]
 
 
 if __name__ == "__main__":

@@ -43,8 +43,9 @@ from bidui.cli import app
 from bidui.connectors import warehouse as wh
 from bidui.connectors.mapping import map_headers
 from bidui.connectors.readers import read_table
-from bidui.datasets import BY_CODE, DATASETS
-from bidui.flows import nightly
+from bidui.datasets import BY_CODE
+from bidui.flows import nightly, same_results
+from bidui.flows.same_results import LINK_COLUMNS
 from bidui.home import Home
 from bidui.ids import check_char, normalise_id
 from bidui.synth.config import SynthConfig
@@ -54,7 +55,6 @@ from bidui.text import XLSX_OPTIONS
 
 NIGHTS = [date(2026, 11, 20) + timedelta(days=i) for i in range(6)]
 SURE = ("exact", "former_name", "household", "excel_cut", "confirmed")
-LINK_COLUMNS = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
 
 
 # ---------------------------------------------------------------- a delivered file, edited
@@ -333,49 +333,14 @@ def run(home: Path, folder: Path, *flags: str) -> int:
 def warehouse_state(home: Path, night: date) -> dict[str, list[tuple]]:
     con = wh.connect(Home(home).warehouse)
     try:
-        return {
-            "links": con.execute(f"SELECT {LINK_COLUMNS} FROM links WHERE night = ? ORDER BY ALL", [night]).fetchall(),
-            "rule_hits": con.execute("SELECT * EXCLUDE (night) FROM rule_hits WHERE night = ? ORDER BY ALL",
-                                     [night]).fetchall(),
-            "rule_runs": con.execute("SELECT rule_code, status, hits, message FROM rule_runs WHERE night = ? ORDER BY ALL",
-                                     [night]).fetchall(),
-            "doubtful": con.execute("SELECT dataset, subject_key FROM doubtful_persons WHERE night = ? ORDER BY ALL",
-                                    [night]).fetchall(),
-            "duplicates": con.execute("SELECT * EXCLUDE (night) FROM register_duplicates WHERE night = ? ORDER BY ALL",
-                                      [night]).fetchall(),
-            # What ingest stored tonight (rows delivered as before were not normalised again in
-            # the incremental home) and the values it rejected.
-            **{f"ds_{ds.code}": con.execute(f"SELECT * EXCLUDE (load_id) FROM ds_{ds.code} WHERE snapshot_date = ? "
-                                            "ORDER BY ALL", [night]).fetchall() for ds in DATASETS},
-            "rejects": con.execute("SELECT s.dataset, r.* EXCLUDE (load_id) FROM rejects r JOIN snapshots s "
-                                   "ON s.load_id = r.load_id WHERE s.snapshot_date = ? ORDER BY ALL", [night]).fetchall(),
-        }
+        return same_results.warehouse_rows(con, night)
     finally:
         con.close()
 
 
 def ledger_state(home: Path) -> dict[str, list[tuple]]:
     """The ledger without its surrogate ids and clock times: each clue by (rule, subject, evidence)."""
-    con = sqlite3.connect(f"file:{Home(home).ledger}?mode=ro", uri=True)
-    try:
-        clue = "c.rule_code, c.subject_key, c.evidence_key"
-        cols = [d[1] for d in con.execute("PRAGMA table_info(clues)") if d[1] not in ("id", "updated_at")]
-        decided = [d[1] for d in con.execute("PRAGMA table_info(link_decisions)")
-                   if d[1] not in ("id", "clue_id", "decided_at", "revoked_at")]
-        every = lambda n: ", ".join(str(k) for k in range(1, n + 1))  # noqa: E731
-        return {
-            "clues": con.execute(f"SELECT {', '.join(cols)} FROM clues ORDER BY {every(len(cols))}").fetchall(),
-            "events": con.execute(f"""SELECT {clue}, e.kind, e.from_status, e.to_status, e.actor, e.payload
-                                      FROM clue_events e JOIN clues c ON c.id = e.clue_id ORDER BY {every(8)}""").fetchall(),
-            "evidence": con.execute(f"""SELECT {clue}, s.night, s.evidence_hash, s.record FROM evidence_snapshots s
-                                        JOIN clues c ON c.id = s.clue_id ORDER BY {every(6)}""").fetchall(),
-            "publish_runs": con.execute("SELECT night, hits, new, seen, gone, reraised, suppressed, skipped_rules "
-                                        "FROM publish_runs ORDER BY night").fetchall(),
-            "link_decisions": con.execute(f"SELECT {', '.join(decided)} FROM link_decisions ORDER BY "
-                                          f"{every(len(decided))}").fetchall(),
-        }
-    finally:
-        con.close()
+    return same_results.ledger_rows(Home(home).ledger)
 
 
 def links_of(home: Path, night: date, dataset: str, id_number: str) -> list[tuple[str, str | None, str]]:

@@ -1,0 +1,70 @@
+"""The checksums the large bench compares incremental and from-scratch homes by
+(bidui.flows.same_results): the same rows in another order agree; one value changed, one row
+more or one row twice do not; and what is left out (load ids, clock times) does not count."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import date, datetime
+from pathlib import Path
+
+import polars as pl
+
+from bidui.clues.db import ledger_url, open_ledger
+from bidui.connectors import warehouse as wh
+from bidui.flows import same_results
+from bidui.matching.dedupe import store_duplicates
+from bidui.matching.link import LINKS_SCHEMA
+from bidui.rules.engine import HITS_SCHEMA
+
+NIGHT = date(2026, 11, 21)
+LINKS = [("students", "students_20261121.csv", r, "student", f"P{r}", "exact", 1.0, False, "身份证号与姓名一致")
+         for r in range(1, 6)]
+
+
+def warehouse(path: Path, links: list[tuple], load_id: int = 1) -> dict[str, tuple[int, int]]:
+    con = wh.connect(path)
+    try:
+        con.execute(LINKS_SCHEMA)  # (and the tables the rules step makes, empty)
+        con.execute(HITS_SCHEMA)
+        store_duplicates(con, NIGHT, pl.DataFrame())
+        con.execute("ALTER TABLE links ADD COLUMN IF NOT EXISTS carried BOOLEAN")
+        for row in links:
+            con.execute(f"INSERT INTO links (night, {same_results.LINK_COLUMNS}, carried) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+                        "?, ?, FALSE)", [NIGHT, *row])
+        con.execute("INSERT INTO ds_deaths (snapshot_date, load_id, source_file, source_row) VALUES (?, ?, 'd.csv', 1)",
+                    [NIGHT, load_id])
+        assert same_results.warehouse_rows(con, NIGHT)["links"] == sorted(links)
+        return same_results.warehouse_checksums(con, NIGHT)
+    finally:
+        con.close()
+
+
+def test_warehouse_checksums_see_rows_not_their_order(tmp_path: Path) -> None:
+    base = warehouse(tmp_path / "a.duckdb", LINKS)
+    assert base["links"][0] == 5 and base["ds_deaths"][0] == 1
+    # the same rows written in another order, with another load id: the same
+    assert warehouse(tmp_path / "b.duckdb", LINKS[::-1], load_id=7) == base
+    # one link to another person, one more link, one link twice: each differs in the links only
+    other = [(*LINKS[0][:4], "P99", *LINKS[0][5:]), *LINKS[1:]]
+    for i, links in enumerate([other, [*LINKS, (*LINKS[0][:2], 9, *LINKS[0][3:])], [*LINKS, LINKS[0]]]):
+        sums = warehouse(tmp_path / f"c{i}.duckdb", links)
+        assert sums["links"] != base["links"], i
+        assert {k: v for k, v in sums.items() if k != "links"} == {k: v for k, v in base.items() if k != "links"}
+
+
+def ledger(path: Path, hits: int, published: datetime) -> dict[str, tuple[int, int]]:
+    open_ledger(ledger_url(path)).close()  # the ledger's tables
+    con = sqlite3.connect(path)
+    con.execute("INSERT INTO publish_runs (night, published_at, hits, new, seen, gone, reraised, suppressed) "
+                "VALUES (?, ?, ?, 0, 0, 0, 0, 0)", [NIGHT.isoformat(), published.isoformat(), hits])
+    con.commit()
+    con.close()
+    return same_results.ledger_checksums(path)
+
+
+def test_ledger_checksums_see_what_was_published_not_when(tmp_path: Path) -> None:
+    base = ledger(tmp_path / "a.sqlite", 3, datetime(2026, 11, 21, 2, 0))
+    assert base["publish_runs"][0] == 1 and base["clues"][0] == 0
+    assert ledger(tmp_path / "b.sqlite", 3, datetime(2026, 11, 21, 3, 30)) == base
+    assert ledger(tmp_path / "c.sqlite", 4, datetime(2026, 11, 21, 2, 0))["publish_runs"] != base["publish_runs"]
