@@ -22,7 +22,8 @@ LINKS = [("students", "students_20261121.csv", r, "student", f"P{r}", "exact", 1
          for r in range(1, 6)]
 
 
-def warehouse(path: Path, links: list[tuple], load_id: int = 1) -> dict[str, tuple[int, int]]:
+def warehouse(path: Path, links: list[tuple], load_id: int = 1, evidence: str = '{"load_id":1,"plate":"贵J75153"}'
+              ) -> dict[str, tuple[int, int]]:
     con = wh.connect(path)
     try:
         con.execute(LINKS_SCHEMA)  # (and the tables the rules step makes, empty)
@@ -34,6 +35,8 @@ def warehouse(path: Path, links: list[tuple], load_id: int = 1) -> dict[str, tup
                         "?, ?, FALSE)", [NIGHT, *row])
         con.execute("INSERT INTO ds_deaths (snapshot_date, load_id, source_file, source_row) VALUES (?, ?, 'd.csv', 1)",
                     [NIGHT, load_id])
+        con.execute("INSERT INTO rule_hits (night, rule_code, category, subject_key, evidence_record) "
+                    "VALUES (?, 'VEHICLE', 'mis_inclusion', 'P1', ?)", [NIGHT, evidence])
         assert same_results.warehouse_rows(con, NIGHT)["links"] == sorted(links)
         return same_results.warehouse_checksums(con, NIGHT)
     finally:
@@ -68,3 +71,12 @@ def test_ledger_checksums_see_what_was_published_not_when(tmp_path: Path) -> Non
     assert base["publish_runs"][0] == 1 and base["clues"][0] == 0
     assert ledger(tmp_path / "b.sqlite", 3, datetime(2026, 11, 21, 3, 30)) == base
     assert ledger(tmp_path / "c.sqlite", 4, datetime(2026, 11, 21, 2, 0))["publish_runs"] != base["publish_runs"]
+
+
+def test_a_rule_hits_evidence_is_compared_but_for_the_load_that_stored_it(tmp_path: Path) -> None:
+    """Two runs of one night number its loads in the order their files were read: a rule hit's
+    evidence record, which quotes the stored row, differs in that number only."""
+    base = warehouse(tmp_path / "a.duckdb", LINKS)
+    assert warehouse(tmp_path / "b.duckdb", LINKS, load_id=8, evidence='{"load_id":8,"plate":"贵J75153"}') == base
+    other = warehouse(tmp_path / "c.duckdb", LINKS, evidence='{"load_id":1,"plate":"贵J75154"}')
+    assert [p for p in base if base[p] != other[p]] == ["rule_hits"]

@@ -12,6 +12,7 @@ says when or in which order something was written (surrogate ids, load ids, cloc
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 from datetime import date
 from pathlib import Path
@@ -21,13 +22,18 @@ import duckdb
 from bidui.datasets import DATASETS
 
 LINK_COLUMNS = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
+# A load's id numbers the night's files in the order their workers finished reading them: two runs
+# of one night number them differently. It is left out of the stored rows, and in the evidence
+# records (a rule hit's, a clue's evidence snapshot) which quote a stored row whole, its value.
+LOAD_ID = r'"load_id":\s*-?\d+'
 
 
 def warehouse_parts() -> dict[str, str]:
     """Each part of a night in the warehouse as a query with one parameter, the night (no order)."""
     return {
         "links": f"SELECT {LINK_COLUMNS} FROM links WHERE night = $night",
-        "rule_hits": "SELECT * EXCLUDE (night) FROM rule_hits WHERE night = $night",
+        "rule_hits": f"SELECT * EXCLUDE (night, evidence_record), regexp_replace(evidence_record, '{LOAD_ID}', "
+                     "'\"load_id\":_', 'g') AS evidence_record FROM rule_hits WHERE night = $night",
         "rule_runs": "SELECT rule_code, status, hits, message FROM rule_runs WHERE night = $night",
         "doubtful": "SELECT dataset, subject_key FROM doubtful_persons WHERE night = $night",
         "duplicates": "SELECT * EXCLUDE (night) FROM register_duplicates WHERE night = $night",
@@ -80,9 +86,13 @@ def ledger_rows(ledger: Path) -> dict[str, list[tuple]]:
     """Every part of a SQLite ledger, sorted (opened read-only)."""
     con = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
     try:
-        return {part: con.execute(sql).fetchall() for part, sql in _ledger_parts(con).items()}
+        parts = {part: con.execute(sql).fetchall() for part, sql in _ledger_parts(con).items()}
     finally:
         con.close()
+    # (the record is the evidence row's last column; sorted again, as the load id may have ordered it)
+    parts["evidence"] = sorted(((*r[:-1], r[-1] and re.sub(LOAD_ID, '"load_id":_', r[-1])) for r in parts["evidence"]),
+                               key=repr)
+    return parts
 
 
 def ledger_checksums(ledger: Path) -> dict[str, tuple[int, int]]:
