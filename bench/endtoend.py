@@ -165,7 +165,7 @@ def compare(home: Path, scratch: Path, folders: list[Path]) -> list[dict]:
         for folder, night in zip(folders, again, strict=True):
             day = date.fromisoformat(folder.name)
             ours, theirs = (same_results.warehouse_checksums(c, day) for c in cons)
-            rows.append({"night": folder.name, "wall": night["wall"], "parts": len(ours),
+            rows.append({"night": folder.name, "wall": night["wall"], "timings": night["timings"], "parts": len(ours),
                          "rows": sum(n for n, _ in ours.values()),
                          "differ": [p for p in ours if ours[p] != theirs[p]]})
     finally:
@@ -175,12 +175,13 @@ def compare(home: Path, scratch: Path, folders: list[Path]) -> list[dict]:
     ledger = {"parts": len(ours), "rows": sum(n for n, _ in ours.values()), "differ": [p for p in ours if ours[p] != theirs[p]]}
     print("\nthe same nights from scratch (`bidui run --plain --from-scratch`) in a second home, compared with the "
           "incremental home (bidui.flows.same_results: each part counted and checksummed)\n")
-    print("| night | from scratch, seconds | parts compared | rows compared | equal |")
-    print("|---|---|---|---|---|")
+    print("| night | from scratch, seconds | ingest / link / rules / publish | parts compared | rows compared | equal |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['night']} | {r['wall']:.1f} | {r['parts']} | {r['rows']:,} | "
+        steps = " / ".join(f"{v:.1f}" for v in r["timings"].values())
+        print(f"| {r['night']} | {r['wall']:.1f} | {steps} | {r['parts']} | {r['rows']:,} | "
               f"{'**yes**' if not r['differ'] else 'no: ' + ', '.join(r['differ'])} |")
-    print(f"| ledger after {folders[-1].name} | | {ledger['parts']} | {ledger['rows']:,} | "
+    print(f"| ledger after {folders[-1].name} | | | {ledger['parts']} | {ledger['rows']:,} | "
           f"{'**yes**' if not ledger['differ'] else 'no: ' + ', '.join(ledger['differ'])} |")
     return [*rows, {"night": "ledger", **ledger}]
 
