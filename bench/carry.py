@@ -21,9 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bidui.connectors import warehouse as wh
+from bidui.flows.same_results import LINK_COLUMNS as COLUMNS
 from bidui.matching.link import link_night
-
-COLUMNS = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
 
 
 def main() -> None:

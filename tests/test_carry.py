@@ -14,11 +14,10 @@ import pytest
 from bidui.connectors import warehouse as wh
 from bidui.connectors.ingest import ingest_night
 from bidui.datasets import BY_CODE
+from bidui.flows.same_results import LINK_COLUMNS
 from bidui.home import Home
 from bidui.matching import decisions
 from bidui.matching.link import link_night
-
-LINK_COLUMNS = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
 
 
 def links_of(con, night: date) -> list[tuple]:
