@@ -200,3 +200,19 @@ def test_a_cut_file_whose_rows_are_all_carried_is_still_held(tmp_path: Path) -> 
         assert con.execute("SELECT count(*) FROM ds_deaths WHERE snapshot_date = ?", [NIGHTS[0]]).fetchone()[0] == 40
     finally:
         con.close()
+
+
+def test_known_mask_marks_exactly_the_rows_whose_fingerprint_is_known() -> None:
+    """The halves must both agree; a fingerprint known twice marks its rows once; rows without a
+    fingerprint are never known; nothing known, nothing marked."""
+    import polars as pl
+
+    from bidui.connectors.normalise import known_mask
+
+    u64 = pl.UInt64
+    hashes = pl.DataFrame({"raw_hi": [1, 1, 2, 3, None, 1], "raw_lo": [10, 11, 10, 30, 10, 10]},
+                          schema={"raw_hi": u64, "raw_lo": u64})
+    known = pl.DataFrame({"raw_hi": [1, 1, 3, 9], "raw_lo": [10, 10, 30, 10]}, schema={"raw_hi": u64, "raw_lo": u64})
+    assert known_mask(hashes, known).to_list() == [True, False, False, True, False, True]
+    assert known_mask(hashes, known.clear()).to_list() == [False] * 6
+    assert known_mask(hashes.clear(), known).to_list() == []

@@ -205,6 +205,22 @@ def parse_vehicle_type(t: pl.Series) -> tuple[pl.Series, pl.Series]:
     return code, _reason(t.is_not_null() & code.is_null(), "unknown vehicle type (GA 802 code or name)")
 
 
+def known_mask(hashes: pl.DataFrame, known: pl.DataFrame) -> pl.Series:
+    """True for each row of `hashes` whose fingerprint (`raw_hi`, `raw_lo`) `known` holds (its
+    repeats allowed). DuckDB's semi join, by row number: a polars left join on the two halves
+    took three times the CPU for the four million rows of a hukou file delivered again."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.register("h", hashes.select("raw_hi", "raw_lo").with_row_index("i").to_arrow())
+        con.register("k", known.select("raw_hi", "raw_lo").to_arrow())
+        found = con.sql("SELECT i FROM h SEMI JOIN k USING (raw_hi, raw_lo)").pl()["i"]
+    finally:
+        con.close()
+    return pl.repeat(False, hashes.height, dtype=pl.Boolean, eager=True).scatter(found, True)
+
+
 def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None = None,
               limits: ValueLimits = ValueLimits(), known: Known | None = None) -> Normalised:
     """Typed canonical rows and the rejects of one delivered table (`night`: the run date, the
@@ -225,8 +241,7 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
     # event may have, which only grows night after night (so `Known` is never of a later night),
     # and a row with a rejected value (the one thing a later date could change) has no fingerprint.
     if known is not None and known.hashes.height and (night is None or known.snapshot <= night):
-        is_known = hashes.join(known.hashes.unique().with_columns(pl.lit(True).alias("_known")), on=["raw_hi", "raw_lo"],
-                               how="left", maintain_order="left")["_known"].fill_null(False)
+        is_known = known_mask(hashes, known.hashes)
         if is_known.any():
             carried = pl.DataFrame({"source_row": source_row.filter(is_known)}).hstack(hashes.filter(is_known))
             data, source_row, hashes = data.filter(~is_known), source_row.filter(~is_known), hashes.filter(~is_known)
