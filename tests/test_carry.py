@@ -156,3 +156,28 @@ def test_carried_links_equal_linking_everything_when_hukou_and_verdicts_change(t
             redeliver(con, night3, night2)
     carried, _ = both(twins, night3)
     assert carried == 0 if moved else carried > 0
+
+
+def test_links_made_on_another_snapshot_are_not_carried_when_a_night_folder_comes_late(twins, tiny: Path,
+                                                                                      tmp_path: Path) -> None:
+    """Night 3 has no vehicles file and runs before night 2's folder arrives: it is linked with night
+    1's vehicles. Night 2 then stores its own vehicles (dated before night 3, under the same file
+    name). Night 4, with no new files, has night 2's vehicles in force — which night 3, worked out
+    again now, seems to have had too — but night 3's vehicle links were made on night 1's rows, by
+    row number: they must not be carried onto night 2's (a car would go to another owner)."""
+    n2, n3, n4 = date(2026, 11, 21), date(2026, 11, 22), date(2026, 11, 23)
+    inbox = tmp_path / "inbox"
+    for night in (n2, n3):
+        shutil.copytree(tiny / "inbox" / night.isoformat(), inbox / night.isoformat())
+    for p in (inbox / n3.isoformat()).glob("机动车登记信息*"):
+        p.unlink()
+    (inbox / n4.isoformat()).mkdir()
+    for night in (n3, n2, n4):  # night 2's folder late
+        for con in twins:
+            ingest_night(con, inbox / night.isoformat(), night, workers=1)
+        both(twins, night)
+    carry, _ = twins
+    assert wh.in_force(carry, n4)["vehicles"] == n2
+    # The vehicles of night 2 differ from night 1's (cars bought, scrapped): rows moved.
+    assert carry.execute("SELECT count(*) FROM snapshots WHERE dataset = 'vehicles' AND snapshot_date IN (?, ?)",
+                         [date(2026, 11, 20), n2]).fetchone()[0] == 2

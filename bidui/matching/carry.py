@@ -33,6 +33,12 @@ from bidui.matching.relinks import previous_linked_night
 SURE = ("exact", "former_name", "household", "excel_cut")
 USED_DDL = ("CREATE TABLE IF NOT EXISTS link_decisions_used (night DATE NOT NULL, dataset VARCHAR NOT NULL, "
             "role VARCHAR NOT NULL, id_number VARCHAR NOT NULL)")
+# The snapshot (its load) of each dataset a night was linked with. The snapshots in force on that
+# night, worked out again later, may be others: a held file applied when an older night is run
+# again, or a night folder that came late, stores a snapshot dated on or before a night already
+# linked. Links made on other rows must not be carried onto these (they are matched by row).
+LOADS_DDL = ("CREATE TABLE IF NOT EXISTS link_loads (night DATE NOT NULL, dataset VARCHAR NOT NULL, "
+             "snapshot_date DATE NOT NULL, load_id BIGINT NOT NULL)")
 
 
 def code_digest(*texts: str) -> str:
@@ -78,8 +84,13 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
     if before is None or con.execute("SELECT code FROM link_runs WHERE night = ?", [before]).fetchone()[0] != code:
         return Carry()
     now_force, then_force = wh.in_force(con, night), wh.in_force(con, before)
-    datasets = [d for d in rec_sql.linked_datasets() if d in now_force and now_force[d] == then_force.get(d)]
-    if not datasets or "hukou" not in now_force or "hukou" not in then_force:
+    now_loads, then_loads, linked = in_force_loads(con, night), in_force_loads(con, before), linked_loads(con, before)
+    # Carried: a dataset whose snapshot tonight is the very one the night before was linked with.
+    datasets = [d for d in rec_sql.linked_datasets() if d in now_loads and now_loads[d] == linked.get(d)]
+    # Hukou's changes are counted from the snapshot in force the night before: it must still be the
+    # one that night was linked with.
+    if (not datasets or "hukou" not in now_force or "hukou" not in then_force
+            or then_loads.get("hukou") != linked.get("hukou")):
         return Carry()
     if now_force["hukou"] == then_force["hukou"]:
         con.execute("CREATE OR REPLACE TEMP TABLE carry_touched (id_number VARCHAR)")
@@ -124,6 +135,32 @@ def carried_sql(plan: Carry) -> str:
         FROM links l ANTI JOIN link_restage r ON r.dataset = l.dataset AND r.role = l.role AND r.source_row = l.source_row
         WHERE l.night = DATE '{plan.before.isoformat()}' AND l.dataset IN ({", ".join(f"'{d}'" for d in plan.datasets)})
               AND l.method IN ({sure})"""
+
+
+def in_force_loads(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, tuple[date, int]]:
+    """Each dataset's snapshot in force on a night, as the warehouse holds them now: (its date, the
+    load that stored it)."""
+    rows = con.execute("""SELECT s.dataset, s.snapshot_date, s.load_id FROM snapshots s
+                          JOIN (SELECT dataset, max(snapshot_date) AS d FROM snapshots WHERE snapshot_date <= ?
+                                GROUP BY dataset) f ON f.dataset = s.dataset AND f.d = s.snapshot_date""",
+                       [night]).fetchall()
+    return {d: (snap, int(load)) for d, snap, load in rows}
+
+
+def linked_loads(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, tuple[date, int]]:
+    """The loads a night was linked with (`remember_loads`); none for a night linked before they
+    were kept, so that nothing is carried from it."""
+    con.execute(LOADS_DDL)
+    return {d: (snap, int(load)) for d, snap, load in con.execute(
+        "SELECT dataset, snapshot_date, load_id FROM link_loads WHERE night = ?", [night]).fetchall()}
+
+
+def remember_loads(con: duckdb.DuckDBPyConnection, night: date) -> None:
+    """The snapshots (loads) the night is being linked with (inside the caller's transaction)."""
+    con.execute(LOADS_DDL)
+    con.execute("DELETE FROM link_loads WHERE night = ?", [night])
+    for dataset, (snap, load) in in_force_loads(con, night).items():
+        con.execute("INSERT INTO link_loads VALUES (?, ?, ?, ?)", [night, dataset, snap, load])
 
 
 def remember_decisions(con: duckdb.DuckDBPyConnection, night: date) -> None:

@@ -781,6 +781,7 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
                      result.pairs, result.seconds, model, ",".join(skipped), result.model_version, SURE_CODE,
                      result.carried])
         carry_mod.remember_decisions(con, night)
+        carry_mod.remember_loads(con, night)
         con.execute("COMMIT")
     except Exception:
         wh.rollback(con)
