@@ -138,3 +138,41 @@ def test_a_confirmed_identity_is_linked_without_a_score_and_a_barred_scored_link
     assert "确认此记录是本人" in said and "孙丽" in said and not internal_codes(said)
     person, method, _ = out[(id2, name2)]
     assert person != p2 and method != "confirmed"
+
+
+def test_a_member_refuted_as_not_the_person_does_not_get_the_same_clue_again_under_another_key(home, tiny) -> None:
+    """不是本人 on a clue that stands on the register member's own link (an invalid ID whose probable
+    correct number was that person's): the member is unlinked from then on, so the rule finds them
+    under another subject key. It is the question the township answered, not a new clue: the
+    refuted clue stays seen and answered, and no new clue of its rule, household and evidence comes."""
+    h, _, _ = home
+    ledger = open_ledger(ledger_url(h.ledger))
+    with ledger.write() as s:
+        clue = next(c for c in s.scalars(select(Clue).where(Clue.status == DISPATCHED, Clue.rule_code == "ID_INVALID",
+                                                            Clue.link_method == "fuzzy").order_by(Clue.id))
+                    if (refs := records_of(s, c)) and refs[0].dataset == "register_members")
+        clue_id, household, evidence, subject = clue.id, clue.household_code, clue.evidence_key, clue.subject_key
+        clerk = add_user(s, "verdict", "核实乡镇", "township", clue.township_code, "sunli-signs-2026", "扶贫专干")
+        clerk.real_name = "孙丽"
+        s.flush()
+        actions.verify(s, clue_id, clue.version, clerk, Finding(NOT_TRUE, None, "系统给出的号码不是本人的，本人号码待户籍核对",
+                                                                "孙丽", "扶贫专干", NIGHT1, detail=NOT_SELF), today=NIGHT1)
+    report = nightly.run_night(h, tiny / "inbox" / NIGHT2.isoformat())
+    with ledger.read() as s:
+        refuted = s.get(Clue, clue_id)
+        assert refuted.last_seen == NIGHT2 and not refuted.evidence_gone  # still found, under its answer
+        assert refuted.status != DISPATCHED and refuted.outcome == NOT_TRUE and refuted.outcome_detail == NOT_SELF
+        new = s.scalars(select(Clue).where(Clue.rule_code == "ID_INVALID", Clue.first_seen == NIGHT2,
+                                           Clue.household_code == household, Clue.evidence_key == evidence)).all()
+        assert new == []
+        # Not a test that cannot fail: the member is found tonight under another subject key.
+        con = wh.connect(h.warehouse)
+        try:
+            keys = {k for k, in con.execute("SELECT subject_key FROM rule_hits WHERE night = ? AND rule_code = 'ID_INVALID' "
+                                            "AND household_code = ? AND evidence_key = ?",
+                                            [NIGHT2, household, evidence]).fetchall()}
+        finally:
+            con.close()
+        assert keys and subject not in keys
+    assert "new" not in report.clues["ID_INVALID"]
+    ledger.close()

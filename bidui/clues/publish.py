@@ -33,6 +33,7 @@ from bidui.clues.models import (
     ClueEvent,
     Division,
     EvidenceSnapshot,
+    LinkDecision,
     PublishRun,
     RegisterHousehold,
     RegisterMember,
@@ -395,6 +396,22 @@ def _apply_updates(session: Session, updates: list[dict]) -> set[int]:
     return missed
 
 
+def _answered_as_not_self(session: Session) -> dict[tuple, tuple]:
+    """Clues refuted as 不是本人 on the register member's own link, by what else they are about
+    (rule, household, evidence, the member's name), to their key. The member is not linked to that
+    hukou person from then on, so a rule that still finds the member (an invalid ID, say) finds
+    them under another subject key: the same question, already answered (its evidence is compared
+    with what was answered, as for any refuted clue), not a new clue for the township."""
+    from bidui.clues.link_decisions import CANNOT, SUBJECT_DATASET
+
+    rows = session.execute(
+        select(Clue.rule_code, Clue.household_code, Clue.evidence_key, Clue.subject_name, Clue.subject_key)
+        .join(LinkDecision, LinkDecision.clue_id == Clue.id)
+        .where(LinkDecision.revoked_at.is_(None), LinkDecision.kind == CANNOT, LinkDecision.dataset == SUBJECT_DATASET))
+    return {(rule, household or "", evidence or "", name): (rule, subject, evidence)
+            for rule, household, evidence, name, subject in rows}
+
+
 def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: date, titles: dict[str, str],
             due_days: int = DUE_DAYS, division_rows: pl.DataFrame | None = None,
             doubtful: dict[str, set[str]] | None = None, again: bool = False,
@@ -425,6 +442,7 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
         # What the comparison reads of each clue, as plain rows: loading tens of thousands of clues as
         # ORM objects cost more than the rest of a quiet night's publish.
         existing = {(c.rule_code, c.subject_key, c.evidence_key): c for c in session.execute(select(*_KNOWN))}
+        answered = _answered_as_not_self(session)
         # Sorted, so that when one clue has several evidence rows tonight the same one speaks for
         # it every night (else its evidence would seem to change from night to night).
         hits = hits.with_columns(pl.col("evidence_key").fill_null(""), pl.col("household_code").fill_null(""),
@@ -447,6 +465,9 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
             key = (row["rule_code"], row["subject_key"], row["evidence_key"])
             digest = row["_digest"]
             clue = existing.get(key)
+            if clue is None and (was := answered.get((row["rule_code"], row["household_code"], row["evidence_key"],
+                                                      row["subject_name"]))) is not None:
+                clue = existing.get(was)
             if clue is None:
                 if key in new_evidence:  # the same clue twice in one night's hits: once
                     continue
