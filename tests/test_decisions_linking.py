@@ -14,7 +14,7 @@ from bidui.clues import actions
 from bidui.clues.db import ledger_url, open_ledger
 from bidui.clues.link_decisions import active, records_of, revoke
 from bidui.clues.models import Clue, User
-from bidui.clues.present import link_text
+from bidui.clues.present import link_sentence, link_text
 from bidui.clues.states import DISPATCHED, NOT_SELF, NOT_TRUE, Finding
 from bidui.clues.users import add_user
 from bidui.connectors import warehouse as wh
@@ -175,4 +175,11 @@ def test_a_member_refuted_as_not_the_person_does_not_get_the_same_clue_again_und
             con.close()
         assert keys and subject not in keys
     assert "new" not in report.clues["ID_INVALID"]
+    # The member is not found in hukou now: that clue says why, in words (the township's verdict).
+    with ledger.read() as s:
+        missing = s.scalars(select(Clue).where(Clue.rule_code == "NOT_IN_HUKOU", Clue.first_seen == NIGHT2,
+                                               Clue.household_code == household)).all()
+        assert missing
+        said = [link_sentence(c) for c in missing]
+        assert any("不再与其关联" in t and "孙丽" in t for t in said) and not any(internal_codes(t) for t in said)
     ledger.close()

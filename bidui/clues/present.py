@@ -446,8 +446,10 @@ def link_sentence(clue: Any, record: str | None = None) -> str:
         why = reasons(explanation, *compared)
         label = f"{LINK_LABELS[method]}，{confidence(score)}" + (f"：{why}" if why else "") if score is not None \
             else LINK_LABELS[method]
+    # Unlinked because a township found the record is not the person it was linked to: said.
+    verdict = f"{rule_text(explanation)}。" if not method and rule_text(explanation) else ""
     if clue.rule_code == "NOT_IN_HUKOU":
-        return "户籍中没有找到此人（按证件号码、姓名和出生日期比对）。"
+        return "户籍中没有找到此人（按证件号码、姓名和出生日期比对）。" + verdict
     if clue.evidence_dataset == "hukou":
         return "证据是本人的户籍记录" + (f"（成员与户籍：{label}）" if label else "") + "。"
     title = dataset_title(clue.evidence_dataset) or "部门"
@@ -455,7 +457,7 @@ def link_sentence(clue: Any, record: str | None = None) -> str:
         head = "对象是户籍户的成员（该户不在建档立卡名单中）"
         return f"{head}；{title}记录与该户成员：{label or '证件号码一致'}。"
     if kind == "member":
-        return f"成员与户籍：{label}。" if method else "该成员在户籍中没有找到，按名单上的证件号码比对。"
+        return f"成员与户籍：{label}。" if method else "该成员在户籍中没有找到，按名单上的证件号码比对。" + verdict
     return f"{title}记录与本人：{label or '未找到'}。"
 
 

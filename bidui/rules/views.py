@@ -85,7 +85,10 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
             SELECT d.* EXCLUDE ({HASHES}), {IDENT.format(id=ref.id_column)} AS ident,
                    CASE WHEN l.method <> 'none' THEN l.method END AS link_method,
                    CASE WHEN l.method <> 'none' THEN l.score END AS link_score,
-                   CASE WHEN l.method <> 'none' THEN l.explanation END AS link_explanation,
+                   -- unlinked, the reason is kept when it is a township's verdict (不是本人): a clue
+                   -- on the record then says why it is no longer tied to that person
+                   CASE WHEN l.method <> 'none' OR contains(l.explanation, '"rule":"barred"') THEN l.explanation
+                   END AS link_explanation,
                    CASE WHEN l.method <> 'none' THEN l.person_key END AS person_key
             FROM ds_{ds.code} d
             LEFT JOIN links l ON l.night = DATE '{night}' AND l.dataset = '{ds.code}' AND l.source_file = d.source_file
