@@ -157,11 +157,14 @@ def test_a_member_refuted_as_not_the_person_does_not_get_the_same_clue_again_und
         s.flush()
         actions.verify(s, clue_id, clue.version, clerk, Finding(NOT_TRUE, None, "系统给出的号码不是本人的，本人号码待户籍核对",
                                                                 "孙丽", "扶贫专干", NIGHT1, detail=NOT_SELF), today=NIGHT1)
+        version = s.get(Clue, clue_id).version
     report = nightly.run_night(h, tiny / "inbox" / NIGHT2.isoformat())
     with ledger.read() as s:
         refuted = s.get(Clue, clue_id)
         assert refuted.last_seen == NIGHT2 and not refuted.evidence_gone  # still found, under its answer
         assert refuted.status != DISPATCHED and refuted.outcome == NOT_TRUE and refuted.outcome_detail == NOT_SELF
+        # …as it was answered: its subject and the link it refuted (a corrected finding can still say 不是本人).
+        assert refuted.subject_key == subject and refuted.version == version and records_of(s, refuted)
         new = s.scalars(select(Clue).where(Clue.rule_code == "ID_INVALID", Clue.first_seen == NIGHT2,
                                            Clue.household_code == household, Clue.evidence_key == evidence)).all()
         assert new == []

@@ -465,9 +465,14 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
             key = (row["rule_code"], row["subject_key"], row["evidence_key"])
             digest = row["_digest"]
             clue = existing.get(key)
+            answered_here = False
             if clue is None and (was := answered.get((row["rule_code"], row["household_code"], row["evidence_key"],
                                                       row["subject_name"]))) is not None:
                 clue = existing.get(was)
+                # What changed is the verdict's own doing (the member unlinked): the clue stays as
+                # it was answered — its subject, link and evidence — so that its verdict (and the
+                # 不是本人 a corrected finding may keep) still reads against the link it refuted.
+                answered_here = clue is not None
             if clue is None:
                 if key in new_evidence:  # the same clue twice in one night's hits: once
                     continue
@@ -487,7 +492,7 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
             if clue.id in seen_ids:
                 continue
             seen_ids.add(clue.id)
-            changed = digest != clue.evidence_hash
+            changed = digest != clue.evidence_hash and not answered_here
             values: dict = {"last_seen": max(clue.last_seen, night)}
             if changed and not says_more(row["evidence_record"], _last_record(session, clue.id)):
                 # The same fact in another form: kept as the clue's evidence from now on, quietly.
