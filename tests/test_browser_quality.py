@@ -58,7 +58,7 @@ def test_the_bulletin_page(quality_server, browser, tmp_path: Path) -> None:  # 
     sign_in(browser, quality_server, "pref")
     browser.get(quality_server + "/quality")
     body = browser.find_element(By.TAG_NAME, "body").text
-    assert f"比对日期 {date(2026, 11, 22)}" in body and "不动产登记（暂缓）" in body
+    assert f"比对日期 {date(2026, 11, 22)}" in body and "不动产登记（暂缓入库）" in body
     assert len(browser.find_elements(By.CSS_SELECTOR, ".quality-chart svg")) >= 10
     _shoot(browser, folder, "page")
     # A department's details opened, as the task force reads them before writing to it.

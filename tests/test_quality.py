@@ -89,7 +89,7 @@ def test_held_file_and_changes(three_nights: Home) -> None:
     assert (b.previous, b.first) == (SECOND, FIRST)
     housing = next(d for d in b.departments if d.title == "住建")
     assert [x["title"] for x in housing.not_taken] == ["不动产登记"]
-    assert housing.not_taken[0]["outcome"] == "暂缓" and housing.not_taken[0]["in_force"] == f"沿用 {FIRST} 的数据"
+    assert housing.not_taken[0]["outcome"] == "暂缓入库" and housing.not_taken[0]["in_force"] == f"沿用 {FIRST} 的数据"
     for d in b.departments:
         assert d.change("problem_rows", "previous") == d.now["problem_rows"] - d.previous["problem_rows"]
         assert [n for n, _ in d.trend] == [FIRST, SECOND, THIRD]
@@ -159,10 +159,10 @@ def test_page_for_the_task_force_only(three_nights: Home, tmp_path: Path) -> Non
         assert page.status_code == 200
         text = _visible(page.text)
         assert not internal_codes(text), internal_codes(text)
-        assert f"比对日期 {THIRD}" in text and "住建" in text and "不动产登记（暂缓）" in text
+        assert f"比对日期 {THIRD}" in text and "住建" in text and "不动产登记（暂缓入库）" in text
         assert page.text.count("<svg") >= 10  # a trend per department
         older = _visible(client.get(f"/quality?night={SECOND}").text)
-        assert f"比对日期 {SECOND}" in older and "学籍（缺失）" in older
+        assert f"比对日期 {SECOND}" in older and "学籍（未报送）" in older
         xlsx = client.get(f"/quality/summary.xlsx?night={THIRD}")
         assert xlsx.status_code == 200
         path = tmp_path / f"{who}.xlsx"

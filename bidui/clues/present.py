@@ -20,10 +20,14 @@ from bidui.clues.states import STATUS_LABELS
 
 CATEGORY_LABELS = {"mis_inclusion": "错评疑点", "natural_change": "自然变化", "data_quality": "数据质量",
                    "exit_risk": "错退/返贫风险", "missed_inclusion": "漏评疑点"}
+# What became of a delivered file (ingest outcomes): one wording for the run report, the CLI, the
+# quality page and the admin page.
+FILE_STATUS_LABELS = {"accepted": "已入库", "forced": "批准入库", "duplicate": "与上期相同", "held": "暂缓入库",
+                      "refused": "拒收", "missing": "未报送"}
 # A night's rule and file outcomes (bidui.rules.engine RuleOutcome.status, ingest outcomes).
 RUN_STATUS_LABELS = {"ran": "已运行", "skipped": "未运行", "disabled": "已停用", "failed": "出错",
-                     "accepted": "已入库", "held": "暂缓", "refused": "拒收", "missing": "缺失", "duplicate": "已入库过",
-                     "completed": "完成", "partial": "部分完成（有文件暂缓）", "already": "已运行过", "running": "运行中"}
+                     **{k: v for k, v in FILE_STATUS_LABELS.items() if k != "forced"},
+                     "completed": "完成", "partial": "部分完成（有文件暂缓入库）", "already": "已运行过", "running": "运行中"}
 STEP_LABELS = {"ingest": "接收入库", "link": "身份关联", "rules": "规则比对", "publish": "发布线索"}
 PUBLISH_LABELS = {"new": "新增", "seen": "再次发现", "gone": "证据消失", "reraised": "重新下发", "suppressed": "不再下发",
                   "withheld": "数据存疑暂不下发"}
@@ -767,4 +771,4 @@ def outcome_text(outcome: str | None, detail: str | None) -> str:
 
 # ---------------------------------------------------------------- load log (`bidui loads`)
 # A file's load status as the data engineer reads it; a file applied with --force as the admin page says it.
-LOAD_STATUS_LABELS = {**RUN_STATUS_LABELS, "forced": "批准入库"}
+LOAD_STATUS_LABELS = {**RUN_STATUS_LABELS, **FILE_STATUS_LABELS}

@@ -59,8 +59,6 @@ def _outcome(entry: dict) -> str:
     status = entry.get("status", "none")
     if status == "none":
         return "本夜未报送"
-    if status == "duplicate":
-        return "与上次相同"
     return RUN_STATUS_LABELS.get(status, "其他")
 
 

@@ -29,8 +29,7 @@ from bidui.web.security import check_csrf, require_role
 
 router = APIRouter()
 DATASET_TITLES = {ds.code: ds.title for ds in DATASETS}
-FILE_STATUS = {"accepted": "已入库", "forced": "批准入库", "duplicate": "与上期相同", "held": "暂缓入库",
-               "refused": "拒收", "missing": "未报送"}
+FILE_STATUS = present.FILE_STATUS_LABELS
 RUN_STATUS = {"completed": "完成", "partial": "部分完成（有文件仍在写入）", "running": "运行中", "already": "完成"}
 
 
