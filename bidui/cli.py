@@ -219,7 +219,7 @@ def link(
     if result.model_version is not None:
         from bidui.clues.present import model_text
 
-        console.print(model_text(result.model_version, result.model_trained_at, result.trained))
+        console.print(model_text(result.model_version, result.model_trained_at, result.trained, result.model_night))
     groups = dups["group_key"].n_unique() if dups.height else 0
     console.print(f"register: {groups:,} person(s) listed more than once ({dups.height:,} rows)")
     if result.skipped:

@@ -595,7 +595,7 @@ def test_the_model_is_kept_between_nights_and_trained_again_when_asked_or_when_t
         assert first is not None and (first.version, first.reason, first.night) == (1, "first", NIGHT)
         ingest_night(con, tiny / "inbox" / night.isoformat(), night)
         kept = link_night(con, night)
-        assert (kept.trained, kept.model_version, kept.model_trained_at) == (None, 1, first.trained_at)
+        assert (kept.trained, kept.model_version, kept.model_trained_at, kept.model_night) == (None, 1, first.trained_at, NIGHT)
         asked = link_night(con, night, retrain=True)
         assert (asked.trained, asked.model_version) == ("asked", 2) and stored_model(con).version == 2
         # As if version 2 had been trained on candidates whose names were all one character apart.
@@ -611,7 +611,9 @@ def test_the_model_is_kept_between_nights_and_trained_again_when_asked_or_when_t
         con.close()
     said = [model_text(1, first.trained_at, None), model_text(2, first.trained_at, "asked"),
             model_text(3, first.trained_at, "drift:name")]
-    assert said[0] == f"关联模型：沿用第 1 版（{first.trained_at:%Y-%m-%d} 训练）"
+    assert said[0] == f"关联模型：沿用第 1 版（{first.trained_at:%Y-%m-%d} 训练）"  # a report that kept no night
+    # The night it was trained on, not the day the run happened to train it (a night run late).
+    assert model_text(1, first.trained_at, None, NIGHT) == f"关联模型：沿用第 1 版（{NIGHT} 的比对中训练）"
     assert "按要求重新训练" in said[1] and "数据变化较大（姓名）" in said[2]
     assert not any(internal_codes(s) for s in said)
 

@@ -596,14 +596,15 @@ def rule_title(code: str) -> str:
     return rule.title if rule else code
 
 
-def model_text(version: int | None, trained_at: object, trained: str | None) -> str:
-    """The linking model of a night, as the run report says it: its version and training date,
-    and why it was trained tonight (first night, asked for, the data drifted from it)."""
+def model_text(version: int | None, trained_at: object, trained: str | None, night: object = None) -> str:
+    """The linking model of a night, as the run report says it: its version and the night it was
+    trained on (else, in a report written before that was kept, the day it was trained), and why it
+    was trained tonight (first night, asked for, the data drifted from it)."""
     if version is None:
         return "关联模型：本夜无需打分（全部精确关联或无记录）"
-    day = str(trained_at)[:10]
     if trained is None:
-        return f"关联模型：沿用第 {version} 版（{day} 训练）"
+        when = f"{str(night)[:10]} 的比对中训练" if night else f"{str(trained_at)[:10]} 训练"
+        return f"关联模型：沿用第 {version} 版（{when}）"
     why = {"first": "首次训练", "asked": "按要求重新训练"}.get(trained)
     if why is None and trained.startswith("drift:"):
         why = f"数据变化较大（{COMPARISON_LABELS.get(trained[6:], '比对项')}），重新训练"

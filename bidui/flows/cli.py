@@ -57,7 +57,8 @@ def print_report(report: NightReport) -> None:
     if report.relinks:
         console.print("与上一夜相比：\n" + "\n".join(f"  {line}" for line in relinks_text(report.relinks)))
     if report.model:
-        console.print(model_text(report.model.get("version"), report.model.get("trained_at"), report.model.get("trained")))
+        console.print(model_text(report.model.get("version"), report.model.get("trained_at"), report.model.get("trained"),
+                                 report.model.get("trained_night")))
         if decisions_text(report.model.get("decisions")):
             console.print(decisions_text(report.model.get("decisions")))
     if report.quality:

@@ -123,7 +123,8 @@ class NightReport:
         if self.relinks:
             lines += ["与上一夜相比：", "", *[f"- {line}" for line in relinks_text(self.relinks)], ""]
         if self.model:
-            lines += [model_text(self.model.get("version"), self.model.get("trained_at"), self.model.get("trained")), ""]
+            lines += [model_text(self.model.get("version"), self.model.get("trained_at"), self.model.get("trained"),
+                                 self.model.get("trained_night")), ""]
             if decisions_text(self.model.get("decisions")):
                 lines += [decisions_text(self.model.get("decisions")), ""]
         if self.quality:
@@ -206,7 +207,8 @@ def link_step(home: Home, night: date, relink_all: bool = False) -> dict[str, di
     finally:
         con.close()
     model = {"version": result.model_version, "trained": result.trained,
-             "trained_at": result.model_trained_at.isoformat() if result.model_trained_at else None}
+             "trained_at": result.model_trained_at.isoformat() if result.model_trained_at else None,
+             "trained_night": result.model_night.isoformat() if result.model_night else None}
     model["decisions"] = decided
     return {"links": result.counts, "quality": defects, "bulletin": bulletin, "model": model, "changes": changes,
             "relinks": relinks}

@@ -75,6 +75,7 @@ class LinkResult:
     shares: dict[str, list[float]] = field(default_factory=dict)
     model_version: int | None = None
     model_trained_at: datetime | None = None
+    model_night: date | None = None  # the night the model was trained on
     carried: int = 0  # sure links carried from the night before (bidui.matching.carry)
 
 
@@ -751,7 +752,7 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
     result.skipped = skipped
     lap = time.perf_counter()
     if kept is not None and result.trained is None:
-        result.model_version, result.model_trained_at = kept.version, kept.trained_at
+        result.model_version, result.model_trained_at, result.model_night = kept.version, kept.trained_at, kept.night
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM links WHERE night = ?", [night])
@@ -770,6 +771,7 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
         if result.trained is not None and result.model is not None:
             (last,), = con.execute("SELECT coalesce(max(version), 0) FROM link_models").fetchall()
             result.model_version, result.model_trained_at = last + 1, datetime.now().replace(microsecond=0)
+            result.model_night = night
             con.execute("INSERT INTO link_models VALUES (?, ?, ?, ?, ?)",
                         [result.model_version, result.model_trained_at, night, result.trained,
                          fs.to_json(result.model, result.shares)])
