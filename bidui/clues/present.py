@@ -451,7 +451,8 @@ def link_sentence(clue: Any, record: str | None = None) -> str:
         label = f"{LINK_LABELS[method]}，{confidence(score)}" + (f"：{why}" if why else "") if score is not None \
             else LINK_LABELS[method]
     # Unlinked because a township found the record is not the person it was linked to: said.
-    verdict = f"{rule_text(explanation)}。" if not method and rule_text(explanation) else ""
+    barred = "" if method else rule_text(explanation)
+    verdict = f"{barred}。" if barred else ""
     if clue.rule_code == "NOT_IN_HUKOU":
         return "户籍中没有找到此人（按证件号码、姓名和出生日期比对）。" + verdict
     if clue.evidence_dataset == "hukou":

@@ -194,9 +194,17 @@ def _digest(how: str) -> str:
 
 def in_force(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, date]:
     """For each dataset, the date of the snapshot in force on a night (latest accepted ≤ night)."""
-    rows = con.execute("SELECT dataset, max(snapshot_date) FROM snapshots WHERE snapshot_date <= ? GROUP BY dataset",
+    return {d: snap for d, (snap, _) in in_force_loads(con, night).items()}
+
+
+def in_force_loads(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, tuple[date, int]]:
+    """For each dataset, the snapshot in force on a night as the warehouse holds it now: its date
+    and the load that stored it (a snapshot of a date may be stored again, by another load)."""
+    rows = con.execute("""SELECT s.dataset, s.snapshot_date, s.load_id FROM snapshots s
+                          JOIN (SELECT dataset, max(snapshot_date) AS d FROM snapshots WHERE snapshot_date <= ?
+                                GROUP BY dataset) f ON f.dataset = s.dataset AND f.d = s.snapshot_date""",
                        [night]).fetchall()
-    return {d: s for d, s in rows}
+    return {d: (snap, int(load)) for d, snap, load in rows}
 
 
 def log(con: duckdb.DuckDBPyConnection, load_id: int, night: date, file: str, **fields: object) -> None:

@@ -83,19 +83,19 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
     before = previous_linked_night(con, night)
     if before is None or con.execute("SELECT code FROM link_runs WHERE night = ?", [before]).fetchone()[0] != code:
         return Carry()
-    now_force, then_force = wh.in_force(con, night), wh.in_force(con, before)
-    now_loads, then_loads, linked = in_force_loads(con, night), in_force_loads(con, before), linked_loads(con, before)
+    # (date, load) of each dataset's snapshot in force tonight and the night before, and of those
+    # the night before was linked with.
+    now, then, linked = wh.in_force_loads(con, night), wh.in_force_loads(con, before), linked_loads(con, before)
     # Carried: a dataset whose snapshot tonight is the very one the night before was linked with.
-    datasets = [d for d in rec_sql.linked_datasets() if d in now_loads and now_loads[d] == linked.get(d)]
+    datasets = [d for d in rec_sql.linked_datasets() if d in now and now[d] == linked.get(d)]
     # Hukou's changes are counted from the snapshot in force the night before: it must still be the
     # one that night was linked with.
-    if (not datasets or "hukou" not in now_force or "hukou" not in then_force
-            or then_loads.get("hukou") != linked.get("hukou")):
+    if not datasets or "hukou" not in now or "hukou" not in then or then["hukou"] != linked.get("hukou"):
         return Carry()
-    if now_force["hukou"] == then_force["hukou"]:
+    if now["hukou"] == then["hukou"]:
         con.execute("CREATE OR REPLACE TEMP TABLE carry_touched (id_number VARCHAR)")
     else:
-        _touched(con, then_force["hukou"], now_force["hukou"])
+        _touched(con, then["hukou"][0], now["hukou"][0])
     # Tonight's verdicts (the warehouse's copy, refreshed before linking) and those of the night before.
     con.execute(DECISIONS_DDL)
     con.execute("""CREATE OR REPLACE TEMP TABLE carry_decided AS
@@ -111,7 +111,7 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
     # …and what hukou or a verdict changed under (a scan of each snapshot's numbers, when any).
     if con.execute("SELECT (SELECT count(*) FROM carry_touched) + (SELECT count(*) FROM carry_decided)").fetchone()[0]:
         for code_ in datasets:
-            snap = now_force[code_].isoformat()
+            snap = now[code_][0].isoformat()
             for ref in BY_CODE[code_].persons:
                 con.execute(f"""
                     INSERT INTO link_restage
@@ -137,16 +137,6 @@ def carried_sql(plan: Carry) -> str:
               AND l.method IN ({sure})"""
 
 
-def in_force_loads(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, tuple[date, int]]:
-    """Each dataset's snapshot in force on a night, as the warehouse holds them now: (its date, the
-    load that stored it)."""
-    rows = con.execute("""SELECT s.dataset, s.snapshot_date, s.load_id FROM snapshots s
-                          JOIN (SELECT dataset, max(snapshot_date) AS d FROM snapshots WHERE snapshot_date <= ?
-                                GROUP BY dataset) f ON f.dataset = s.dataset AND f.d = s.snapshot_date""",
-                       [night]).fetchall()
-    return {d: (snap, int(load)) for d, snap, load in rows}
-
-
 def linked_loads(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, tuple[date, int]]:
     """The loads a night was linked with (`remember_loads`); none for a night linked before they
     were kept, so that nothing is carried from it."""
@@ -159,7 +149,7 @@ def remember_loads(con: duckdb.DuckDBPyConnection, night: date) -> None:
     """The snapshots (loads) the night is being linked with (inside the caller's transaction)."""
     con.execute(LOADS_DDL)
     con.execute("DELETE FROM link_loads WHERE night = ?", [night])
-    for dataset, (snap, load) in in_force_loads(con, night).items():
+    for dataset, (snap, load) in wh.in_force_loads(con, night).items():
         con.execute("INSERT INTO link_loads VALUES (?, ?, ?, ?)", [night, dataset, snap, load])
 
 

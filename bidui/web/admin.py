@@ -29,7 +29,6 @@ from bidui.web.security import check_csrf, require_role
 
 router = APIRouter()
 DATASET_TITLES = {ds.code: ds.title for ds in DATASETS}
-FILE_STATUS = present.FILE_STATUS_LABELS
 RUN_STATUS = {"completed": "完成", "partial": "部分完成（有文件仍在写入）", "running": "运行中", "already": "完成"}
 
 
@@ -135,7 +134,7 @@ def _runs(c: Ctx) -> tuple[list[dict], list[dict]]:
             if f.get("status") not in ("held", "refused", "missing"):
                 continue
             row = {"file": f.get("file") or "", "dataset": DATASET_TITLES.get(f.get("dataset") or "", "未识别的数据集"),
-                   "status": FILE_STATUS.get(f["status"], "未入库"), "message": present.file_message(f.get("file"), f["status"], f.get("message"))}
+                   "status": present.FILE_STATUS_LABELS.get(f["status"], "未入库"), "message": present.file_message(f.get("file"), f["status"], f.get("message"))}
             not_in.append(row)
             if f["status"] == "held" and not f.get("incomplete") and f.get("file"):
                 held.append(row | {"night": r.night.isoformat(), "approved": f["file"] in pending})
