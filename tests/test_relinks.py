@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bidui.clues.present import relinks_text
 from bidui.connectors import warehouse as wh
+from bidui.connectors.ingest import ingest_night
 from bidui.home import Home
 from bidui.matching.link import link_night
 from bidui.matching.relinks import night_relinks
@@ -67,3 +68,60 @@ def test_nothing_moved_is_said_so(published_home, tmp_path: Path) -> None:
     assert relinks_text(found) == [f"与 {NIGHT1.isoformat()} 相比，没有记录改变关联"]
     # The night's step adds how many sure links it carried (bidui.matching.carry).
     assert relinks_text(found | {"carried": 1234})[0] == "沿用上一夜的确定关联 1,234 条（记录与其户籍均未变，不再重新关联）"
+
+
+def test_a_night_folder_that_comes_late_is_compared_with_the_rows_each_night_was_linked_with(
+        published_home, tiny: Path, tmp_path: Path) -> None:
+    """Night 3 has no vehicles file and is linked before night 2's folder arrives: with night 1's
+    vehicles. Night 2's vehicles, stored late, are in force on night 4. Night 3's links were made on
+    night 1's rows: the links that moved from night 3 to night 4 are found by what each record
+    says, not by setting night 3's links beside night 2's rows by row number."""
+    root, _, _ = published_home
+    shutil.copy(Home(root).warehouse, tmp_path / "w.duckdb")
+    n1, n2, n3, n4 = (date(2026, 11, d) for d in (20, 21, 22, 23))
+    inbox = tmp_path / "inbox"
+    for night in (n2, n3):
+        shutil.copytree(tiny / "inbox" / night.isoformat(), inbox / night.isoformat())
+    for p in (inbox / n3.isoformat()).glob("机动车登记信息*"):
+        p.unlink()
+    (inbox / n4.isoformat()).mkdir()
+    con = wh.connect(tmp_path / "w.duckdb")
+    try:
+        for night in (n3, n2, n4):  # night 2's folder late
+            ingest_night(con, inbox / night.isoformat(), night, workers=1)
+            if night == n4:
+                # On night 4 the owner of a car both vehicle files list leaves hukou: that car moves.
+                owner, = con.execute("""
+                    SELECT l.person_key FROM links l JOIN ds_vehicles d ON d.snapshot_date = ?
+                        AND d.source_file = l.source_file AND d.source_row = l.source_row
+                    WHERE l.night = ? AND l.dataset = 'vehicles' AND l.method = 'exact' AND NOT contains(l.person_key, '~')
+                          AND d.row_hash IN (SELECT row_hash FROM ds_vehicles WHERE snapshot_date = ?)
+                    ORDER BY 1 LIMIT 1""", [n1, n3, n2]).fetchone()
+                edit_hukou(con, n4, wh.in_force(con, n4)["hukou"], f"DELETE FROM _h WHERE id_number = {wh.sql_text(owner)}")
+            link_night(con, night)
+        assert wh.in_force(con, n3)["vehicles"] == n2  # as the snapshots stand now; night 3 was linked with n1's
+        # What moved, by each record's fingerprint: night 3's links on night 1's rows, night 4's on night 2's.
+        (expected,), = con.execute("""
+            WITH a AS (SELECT d.row_hash AS h, l.person_key FROM links l JOIN ds_vehicles d ON d.snapshot_date = ?
+                           AND d.source_file = l.source_file AND d.source_row = l.source_row
+                       WHERE l.night = ? AND l.dataset = 'vehicles'),
+                 b AS (SELECT d.row_hash AS h, l.person_key FROM links l JOIN ds_vehicles d ON d.snapshot_date = ?
+                           AND d.source_file = l.source_file AND d.source_row = l.source_row
+                       WHERE l.night = ? AND l.dataset = 'vehicles')
+            SELECT count(DISTINCT a.h) FROM a JOIN b USING (h) WHERE a.person_key IS DISTINCT FROM b.person_key""",
+                                   [n2, n4, n1, n3]).fetchall()
+        found = night_relinks(con, n4)
+        vehicles = found["datasets"].get("vehicles", dict.fromkeys(("other_person", "linked", "unlinked"), 0))
+        assert found["since"] == n3.isoformat() and "not_compared" not in found
+        assert expected >= 1 and vehicles["other_person"] + vehicles["linked"] + vehicles["unlinked"] == expected
+        assert vehicles["why"]["hukou"] >= 1
+        # Night 1's vehicles stored again since night 3 was linked (another load of that date): night
+        # 3's links name rows that are gone, and the report says the dataset was not compared.
+        con.execute("UPDATE snapshots SET load_id = load_id + 1000 WHERE dataset = 'vehicles' AND snapshot_date = ?", [n1])
+        again = night_relinks(con, n4)
+    finally:
+        con.close()
+    assert again["not_compared"] == ["vehicles"] and "vehicles" not in again["datasets"]
+    lines = relinks_text(again)
+    assert "未比较：机动车登记（两夜所用的版本之一后来被重新入库）" in lines
+    assert internal_codes(" ".join(lines)) == []

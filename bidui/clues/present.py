@@ -328,8 +328,11 @@ def relinks_text(relinks: dict) -> list[str]:
         kinds = "，".join(f"{w} {c[k]:,}" for k, w in RELINK_KINDS.items() if c.get(k))
         why = "，".join(f"{w} {c['why'][k]:,}" for k, w in RELINK_WHY.items() if c.get("why", {}).get(k))
         lines.append(f"{dataset_title(d) or '其他数据'}：{kinds}（原因：{why}）")
+    if relinks.get("not_compared"):
+        lines.append("未比较：" + "、".join(dataset_title(d) or "其他数据" for d in relinks["not_compared"])
+                     + "（两夜所用的版本之一后来被重新入库）")
     if not relinks.get("datasets"):
-        lines.append(f"与 {relinks['since']} 相比，没有记录改变关联")
+        lines.append(f"与 {relinks['since']} 相比，{'其他数据' if relinks.get('not_compared') else ''}没有记录改变关联")
     events = relinks.get("identities") or {}
     if any(events.values()):
         lines.append("户籍身份：" + "，".join(f"{w} {events[k]:,}" for k, w in IDENTITY_EVENTS.items() if events.get(k)))

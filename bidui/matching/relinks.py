@@ -77,14 +77,36 @@ def _moved_sql(ds_code: str, id_column: str, role: str, night: date, before: dat
         WHERE a.person_key IS DISTINCT FROM b.person_key"""
 
 
+def _compared_snapshots(con: duckdb.DuckDBPyConnection, night: date, before: date
+                        ) -> tuple[dict[str, date], dict[str, date], list[str]]:
+    """The snapshot dates each night was linked with (`link_loads`; for a night linked before they
+    were kept, those in force now), and the datasets whose snapshot of either night is no longer
+    stored as it was linked with (`gone`: a snapshot of that date stored again, by another load),
+    left out of both. Worked out now from the snapshots table instead, a night folder that came late
+    would set the night before's links beside rows they were never made on."""
+    from bidui.matching.carry import linked_loads  # (carry reads this module's previous_linked_night)
+
+    stored = {(d, snap): int(load) for d, snap, load in
+              con.execute("SELECT dataset, snapshot_date, load_id FROM snapshots").fetchall()}
+    nights = [linked_loads(con, n) or wh.in_force_loads(con, n) for n in (night, before)]
+    gone = sorted({d for loads in nights for d, (snap, load) in loads.items() if stored.get((d, snap)) != load})
+    now, then = ({d: snap for d, (snap, _) in loads.items() if d not in gone} for loads in nights)
+    return now, then, gone
+
+
 def night_relinks(con: duckdb.DuckDBPyConnection, night: date) -> dict:
     """{"since": the night before, "datasets": {dataset: {"other_person", "linked", "unlinked",
-    "why": {verdict, hukou, model, other}}}, "identities": {split, merged, second_found, second_gone}}
-    — empty when no night was linked before this one."""
+    "why": {verdict, hukou, model, other}}}, "identities": {split, merged, second_found, second_gone},
+    "not_compared": [datasets whose snapshot of either night was stored again since]} — empty when
+    no night was linked before this one."""
     before = previous_linked_night(con, night)
     if before is None:
         return {}
-    now_force, then_force = wh.in_force(con, night), wh.in_force(con, before)
+    now_force, then_force, gone = _compared_snapshots(con, night, before)
+    if "hukou" in gone:  # why a link moved is told by hukou's changes: without them, nothing is compared
+        gone += [d for d in now_force if d in then_force]
+        now_force, then_force = {}, {}
+    gone = sorted(d for d in set(gone) if d in BY_CODE and BY_CODE[d].persons)
     trained = con.execute("SELECT count(*) FROM link_models WHERE night = ?", [night]).fetchone()[0] > 0
     spine_now, spine_then = now_force.get("hukou"), then_force.get("hukou")
     touched = (_touched_ids_sql(con, spine_then, spine_now) if spine_now and spine_then and spine_now != spine_then
@@ -122,6 +144,8 @@ def night_relinks(con: duckdb.DuckDBPyConnection, night: date) -> dict:
     finally:
         con.execute("DROP TABLE IF EXISTS relink_touched")
     result: dict = {"since": before.isoformat(), "datasets": datasets}
+    if gone:
+        result["not_compared"] = gone
     if spine_now and spine_then and spine_now != spine_then:
         result["identities"] = identity_events(con, spine_then, spine_now)
     return result
