@@ -244,6 +244,9 @@ def test_rule_switch(home) -> None:
     assert tomllib.loads(text)["rules"]["disabled"] == ["VEHICLE"] and "# rules off for now" in text
     assert ("admin", "rule_disabled", "VEHICLE") in audits(h)
     assert "已停用" in admin.get("/admin").text.split('id="rules"')[1]
+    # The audit log names the rule by its title, never its code (the event's target).
+    audit_log = re.sub(r"<[^>]+>", "", admin.get("/admin").text.split('id="audit"')[1])
+    assert "停用规则" in audit_log and "家庭成员拥有机动车" in audit_log and "VEHICLE" not in audit_log
     admin.post("/admin/rules/switch", data={"csrf_token": t, "code": "VEHICLE", "enabled": "1", "confirmed": "1"})
     assert tomllib.loads(h.config.read_text(encoding="utf-8"))["rules"]["disabled"] == []
     assert ("admin", "rule_enabled", "VEHICLE") in audits(h)
@@ -284,6 +287,7 @@ def test_a_held_file_approved_on_the_page_is_applied_by_the_next_run(tiny: Path,
     seen = re.sub(r"<[^>]+>", "", page.split('id="held"')[1].split('<div class="card" id="rules"')[0])
     assert "暂缓入库" in seen and not re.search(r"[A-Za-z_]{4,}", seen.replace(students.name, "")), seen
     assert not re.search(r"\d{2}:\d{2}:\d{2}", seen) and "[" not in seen
+    assert "关联模型：第 1 版，今晚训练（首次训练）" in seen  # the run list says which model linked the night
     t = token(admin)
     ask = admin.post("/admin/held/approve", data={"csrf_token": t, "night": "2026-11-21", "file": students.name})
     assert ask.status_code == 200 and "请确认" in ask.text

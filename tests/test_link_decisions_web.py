@@ -255,6 +255,7 @@ def test_the_task_forces_list_is_scoped_chinese_and_revokes_with_a_reason(home) 
     assert internal_codes(text) == [], internal_codes(text)
     assert "不是本人（不再关联）" in text and f"线索 {linked}" in text and "生效" in text and "王秀兰" in text
     assert first.record_id_number not in page.text and first.record_name not in text  # masked
+    assert f"编号 {first.id}" in text  # the number the audit log calls it by
     county = client_for(h)
     login(county, "county")
     assert f'href="/clues/{linked}"' in county.get("/admin/link-decisions").text
@@ -290,7 +291,9 @@ def test_the_task_forces_list_is_scoped_chinese_and_revokes_with_a_reason(home) 
     login(admin, "admin")
     audit_view = page_text(admin.get("/admin").text).split("操作记录（最近")[1]
     assert "撤销关联决定" in audit_view and "复核后确认是本人" in audit_view
-    assert set(internal_codes(audit_view)) <= {"pref", "town"}  # the view names accounts by their login names
+    assert set(internal_codes(audit_view)) <= {"pref", "town"}  # accounts under their people, by login name
+    assert "陈静" in audit_view and "账号 pref" in audit_view  # who: the person first
+    assert f'href="/admin/link-decisions#decision-{first.id}"' in admin.get("/admin").text
     assert 'href="/admin/link-decisions"' in admin.get("/admin").text
     # The clue page says it is revoked.
     assert "决定已撤销（复核后确认是本人）" in page_text(town_client.get(f"/clues/{linked}").text)

@@ -60,12 +60,23 @@ def audit_label(kind: str) -> str:
     return users.AUDIT_LABELS.get(kind) or present.DECISION_AUDIT_LABELS.get(kind, "其他操作")
 
 
-def audit_target(e: AuditEvent) -> str:
-    if e.kind in (approvals.APPROVED, approvals.APPLIED):
-        return ""
+def audit_target(e: AuditEvent, people: dict[str, str] | None = None) -> dict[str, str]:
+    """What an audit event acted on, as the audit log shows it: `text`, and `account` (a user
+    account's login name, under the person's name) or `href` (the decision, on its list)."""
+    if e.kind in (approvals.APPROVED, approvals.APPLIED) or e.kind in ("rule_disabled", "rule_enabled"):
+        return {"text": ""}  # the file or the rule is named in the details (a rule's target is its code)
     if e.kind in present.DECISION_AUDIT_LABELS:  # target link_decision:<id>
-        return f"关联决定 {(e.target or '').rpartition(':')[2]}"
-    return e.target or ""
+        number = (e.target or "").rpartition(":")[2]
+        return {"text": f"关联决定 {number}", "href": f"/admin/link-decisions#decision-{number}"}
+    return _account(e.target or "", people or {})
+
+
+def _account(username: str, people: dict[str, str]) -> dict[str, str]:
+    """An account as the audit log names it: the person (their name and position), then the login
+    name an administrator manages it by; a name that is no account (命令行, 系统) as it is."""
+    if username in people and username != "system":
+        return {"text": people[username], "account": username}
+    return {"text": people.get(username, username)}
 
 
 def device_text(agent: str) -> str:
@@ -147,8 +158,18 @@ def _runs(c: Ctx) -> tuple[list[dict], list[dict]]:
                      "defects": defects_text(report.get("quality") or {}),
                      "changes": changes_text(report.get("changes") or {}),
                      "relinks": relinks_text(report.get("relinks") or {}),
+                     "model": _model_lines(report.get("model") or {}),
                      "timings": [(present.STEP_LABELS.get(k, "其他"), v) for k, v in report.get("timings", {}).items()]})
     return runs, held
+
+
+def _model_lines(model: dict) -> list[str]:
+    """The linking model a night used and the verdicts it obeyed, as the run report says them."""
+    if not model:
+        return []
+    lines = [present.model_text(model.get("version"), model.get("trained_at"), model.get("trained"),
+                                model.get("trained_night"))]
+    return lines + ([present.decisions_text(model.get("decisions"))] if model.get("decisions") else [])
 
 
 def render(c: Ctx, status_code: int = 200, error: str = "", message: str = "", form: dict | None = None,
@@ -156,10 +177,11 @@ def render(c: Ctx, status_code: int = 200, error: str = "", message: str = "", f
     listed = users.listed(c.session, _actor(c))
     names = {d["code"]: d["label"] for d in _divisions(c)}
     rows = [{"u": u, "scope": names.get(u.scope, u.scope), "locked": users.is_locked(u)} for u in listed]
-    audits = [{"at": f"{e.at:%Y-%m-%d %H:%M}", "actor": e.actor, "kind": audit_label(e.kind),
-               "target": audit_target(e), "detail": audit_text(e, names)}
-              for e in c.session.scalars(select(AuditEvent).where(AuditEvent.kind != "login_failed")
-                                         .order_by(AuditEvent.id.desc()).limit(50))]
+    events = list(c.session.scalars(select(AuditEvent).where(AuditEvent.kind != "login_failed")
+                                    .order_by(AuditEvent.id.desc()).limit(50)))
+    people = c.people({e.actor for e in events} | {e.target for e in events if e.target})
+    audits = [{"at": f"{e.at:%Y-%m-%d %H:%M}", "actor": _account(e.actor, people), "kind": audit_label(e.kind),
+               "target": audit_target(e, people), "detail": audit_text(e, names)} for e in events]
     runs, held = _runs(c)
     return c.render("admin.html", status_code=status_code, error=error, message=message, users=rows,
                     divisions=_divisions(c), form=form or {}, password=password, rules=_rules(c), runs=runs,
@@ -216,11 +238,12 @@ def user_page(username: str, c: Ctx = Depends(ctx)):  # noqa: B008
 def _user_render(c: Ctx, u, status_code: int = 200, error: str = "", message: str = "", form: dict | None = None,
                  password: str | None = None):
     names = {d["code"]: d["label"] for d in _divisions(c)}
-    audits = [{"at": f"{e.at:%Y-%m-%d %H:%M}", "actor": e.actor, "kind": audit_label(e.kind),
-               "detail": audit_text(e, names)}
-              for e in c.session.scalars(select(AuditEvent).where(AuditEvent.target == u.username,
-                                                                  AuditEvent.kind != "login_failed")
-                                         .order_by(AuditEvent.id.desc()).limit(20))]
+    events = list(c.session.scalars(select(AuditEvent).where(AuditEvent.target == u.username,
+                                                             AuditEvent.kind != "login_failed")
+                                    .order_by(AuditEvent.id.desc()).limit(20)))
+    people = c.people({e.actor for e in events})
+    audits = [{"at": f"{e.at:%Y-%m-%d %H:%M}", "actor": _account(e.actor, people), "kind": audit_label(e.kind),
+               "detail": audit_text(e, names)} for e in events]
     sessions, (failed, failed_from) = _sessions(c, u)
     return c.render("admin_user.html", status_code=status_code, error=error, message=message, u=u,
                     locked=users.is_locked(u), divisions=_divisions(c), roles=users.ROLE_LABELS,
@@ -416,6 +439,8 @@ def _decision_rows(c: Ctx, state: str, kind: str) -> tuple[list[dict], int]:
             "record_id": mask_id(d.record_id_number),
             # The person: the clue's subject, named as the clue names them; the key is an ID number.
             "person_name": mask_name(subject or ""), "person_id": mask_id(d.person_key.split("~")[0]),
+            # Masked, a record and its person often read alike: say when they are alike unmasked.
+            "same": d.record_name == subject and d.record_id_number == d.person_key.split("~")[0],
             "township": names.get(d.township_code, "其他乡镇"), "verifier": d.verifier_name,
             "account": people.get(d.decided_by, "已停用的账号"), "day": f"{d.decided_at:%Y-%m-%d}",
             "clue_id": d.clue_id, "active": d.revoked_at is None,
