@@ -3,21 +3,23 @@
 -- counted vehicle, a counted business, urban commercial property, or public payroll.
 -- parameters:
 
--- Only the columns the missed-inclusion rules read: this holds most of the hukou.
+-- Only the columns the missed-inclusion rules read: this holds most of the hukou. (The households
+-- with a disqualified member are found from hukou's ident and household number alone: the living
+-- rows with all their columns, read twice, were a copy of most of the hukou, 0.3 s at the large size.)
 CREATE OR REPLACE TEMP TABLE missed_candidates AS
-WITH living AS (SELECT h.ident, h.hukou_number, h.address_code, h.id_number, h.id_number_raw, h.name, h.relation,
-                       h.birth_date FROM hukou h WHERE h.status = '正常'),
-disqualified AS (
+WITH disqualified AS (
     SELECT ident FROM member_subjects WHERE ident IS NOT NULL
     UNION SELECT ident FROM counted_vehicles WHERE ident IS NOT NULL
     UNION SELECT ident FROM counted_business_people WHERE ident IS NOT NULL
     UNION SELECT ident FROM counted_property WHERE ident IS NOT NULL
     UNION SELECT ident FROM payroll_linked WHERE ident IS NOT NULL
 ),
-bad AS (SELECT DISTINCT l.hukou_number FROM living l SEMI JOIN disqualified d ON d.ident = l.ident)
-SELECT l.* FROM living l
-SEMI JOIN divisions_linked v ON v.code = l.address_code AND v.urban_rural = '乡村'
-ANTI JOIN bad b ON b.hukou_number = l.hukou_number;
+bad AS (SELECT DISTINCT h.hukou_number FROM hukou h SEMI JOIN disqualified d ON d.ident = h.ident WHERE h.status = '正常')
+SELECT h.ident, h.hukou_number, h.address_code, h.id_number, h.id_number_raw, h.name, h.relation, h.birth_date
+FROM hukou h
+SEMI JOIN divisions_linked v ON v.code = h.address_code AND v.urban_rural = '乡村'
+ANTI JOIN bad b ON b.hukou_number = h.hukou_number
+WHERE h.status = '正常';
 
 -- The subject of a missed household: its head (户主), else its eldest member.
 CREATE OR REPLACE TEMP TABLE missed_subjects AS
