@@ -119,9 +119,49 @@ def test_a_night_folder_that_comes_late_is_compared_with_the_rows_each_night_was
         # 3's links name rows that are gone, and the report says the dataset was not compared.
         con.execute("UPDATE snapshots SET load_id = load_id + 1000 WHERE dataset = 'vehicles' AND snapshot_date = ?", [n1])
         again = night_relinks(con, n4)
+        # Hukou's snapshot stored again: why anything moved cannot be told; nothing is compared, and
+        # the report says hukou was stored again (not every dataset).
+        con.execute("UPDATE snapshots SET load_id = load_id + 1000 WHERE dataset = 'hukou' AND snapshot_date = ?",
+                    [wh.in_force(con, n4)["hukou"]])
+        restored = night_relinks(con, n4)
     finally:
         con.close()
     assert again["not_compared"] == ["vehicles"] and "vehicles" not in again["datasets"]
     lines = relinks_text(again)
     assert "未比较：机动车登记（两夜所用的版本之一后来被重新入库）" in lines
     assert internal_codes(" ".join(lines)) == []
+    assert restored == {"since": n3.isoformat(), "datasets": {}, "not_compared": ["hukou"]}
+    assert relinks_text(restored) == [f"户籍人口在 {n3.isoformat()} 或本夜所用的版本后来被重新入库，本夜不比较关联变化"]
+
+
+def test_a_row_sent_twice_is_one_record_when_the_file_is_the_same_both_nights(published_home, tmp_path: Path) -> None:
+    """A vehicle row a department sent twice (the same row twice in the file) whose owner leaves
+    hukou: one record moved, whether the file came again or not (rows that say the same are one)."""
+    root, _, _ = published_home
+    shutil.copy(Home(root).warehouse, tmp_path / "w.duckdb")
+    con = wh.connect(tmp_path / "w.duckdb")
+    try:
+        owner, row = con.execute("""
+            SELECT l.person_key, l.source_row FROM links l WHERE l.night = ? AND l.dataset = 'vehicles'
+            AND l.method = 'exact' AND NOT contains(l.person_key, '~')
+            AND l.person_key IN (SELECT person_key FROM links WHERE night = ? AND dataset = 'vehicles'
+                                 GROUP BY ALL HAVING count(*) = 1) ORDER BY 1 LIMIT 1""", [NIGHT1, NIGHT1]).fetchone()
+        (top,), = con.execute("SELECT max(source_row) FROM ds_vehicles WHERE snapshot_date = ?", [NIGHT1]).fetchall()
+        con.execute("INSERT INTO ds_vehicles SELECT * REPLACE (? AS source_row) FROM ds_vehicles "
+                    "WHERE snapshot_date = ? AND source_row = ?", [top + 1, NIGHT1, row])
+        con.execute("INSERT INTO links SELECT * REPLACE (? AS source_row) FROM links "
+                    "WHERE night = ? AND dataset = 'vehicles' AND source_row = ?", [top + 1, NIGHT1, row])
+        edit_hukou(con, NIGHT2, NIGHT1, f"DELETE FROM _h WHERE id_number = {wh.sql_text(owner)}")
+        link_night(con, NIGHT1)
+        link_night(con, NIGHT2)
+        assert wh.in_force(con, NIGHT2)["vehicles"] == NIGHT1  # one vehicles snapshot for both nights
+        (moved_rows,), = con.execute("""
+            SELECT count(*) FROM links a JOIN links b USING (dataset, source_file, source_row, role)
+            WHERE a.night = ? AND b.night = ? AND a.dataset = 'vehicles'
+                  AND a.person_key IS DISTINCT FROM b.person_key""", [NIGHT2, NIGHT1]).fetchall()
+        found = night_relinks(con, NIGHT2)
+    finally:
+        con.close()
+    vehicles = found["datasets"]["vehicles"]
+    assert moved_rows == 2  # the two rows of the one record
+    assert vehicles["unlinked"] + vehicles["other_person"] + vehicles["linked"] == 1

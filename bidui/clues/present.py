@@ -328,6 +328,8 @@ def relinks_text(relinks: dict) -> list[str]:
         kinds = "，".join(f"{w} {c[k]:,}" for k, w in RELINK_KINDS.items() if c.get(k))
         why = "，".join(f"{w} {c['why'][k]:,}" for k, w in RELINK_WHY.items() if c.get("why", {}).get(k))
         lines.append(f"{dataset_title(d) or '其他数据'}：{kinds}（原因：{why}）")
+    if "hukou" in relinks.get("not_compared", []):
+        return [*lines, f"户籍人口在 {relinks['since']} 或本夜所用的版本后来被重新入库，本夜不比较关联变化"]
     if relinks.get("not_compared"):
         lines.append("未比较：" + "、".join(dataset_title(d) or "其他数据" for d in relinks["not_compared"])
                      + "（两夜所用的版本之一后来被重新入库）")
