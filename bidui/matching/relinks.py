@@ -6,7 +6,7 @@ A record is followed from one night to the next by what it says (`row_hash`, wit
 its file and row, which change with every delivery; a record that is new tonight is not re-linked,
 it is new. Why, in this order: a township's verdict names it (不是本人 / 确认是本人); hukou changed
 under it (a row with its number, or its person's, or the person it was linked to, came, went or
-changed); the model was trained tonight and the link is scored; else its candidates changed
+changed); the two nights were linked with different versions of the model and the link is scored; else its candidates changed
 (`other`)."""
 
 from __future__ import annotations
