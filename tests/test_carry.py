@@ -158,6 +158,19 @@ def test_carried_links_equal_linking_everything_when_hukou_and_verdicts_change(t
     assert carried == 0 if moved else carried > 0
 
 
+def late_folder_inbox(tiny: Path, tmp_path: Path) -> Path:
+    """Nights 2–4 of the tiny prefecture with no vehicles file on night 3 and an empty night 4 (to be
+    run 3, 2, 4: night 2's folder late)."""
+    n2, n3, n4 = date(2026, 11, 21), date(2026, 11, 22), date(2026, 11, 23)
+    inbox = tmp_path / "inbox"
+    for night in (n2, n3):
+        shutil.copytree(tiny / "inbox" / night.isoformat(), inbox / night.isoformat())
+    for p in (inbox / n3.isoformat()).glob("机动车登记信息*"):
+        p.unlink()
+    (inbox / n4.isoformat()).mkdir()
+    return inbox
+
+
 def test_links_made_on_another_snapshot_are_not_carried_when_a_night_folder_comes_late(twins, tiny: Path,
                                                                                       tmp_path: Path) -> None:
     """Night 3 has no vehicles file and runs before night 2's folder arrives: it is linked with night
@@ -166,12 +179,7 @@ def test_links_made_on_another_snapshot_are_not_carried_when_a_night_folder_come
     again now, seems to have had too — but night 3's vehicle links were made on night 1's rows, by
     row number: they must not be carried onto night 2's (a car would go to another owner)."""
     n2, n3, n4 = date(2026, 11, 21), date(2026, 11, 22), date(2026, 11, 23)
-    inbox = tmp_path / "inbox"
-    for night in (n2, n3):
-        shutil.copytree(tiny / "inbox" / night.isoformat(), inbox / night.isoformat())
-    for p in (inbox / n3.isoformat()).glob("机动车登记信息*"):
-        p.unlink()
-    (inbox / n4.isoformat()).mkdir()
+    inbox = late_folder_inbox(tiny, tmp_path)
     for night in (n3, n2, n4):  # night 2's folder late
         for con in twins:
             ingest_night(con, inbox / night.isoformat(), night, workers=1)

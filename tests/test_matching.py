@@ -783,3 +783,45 @@ def test_training_draws_the_same_pairs_whatever_order_the_staged_tables_hold(lin
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {table} ORDER BY hash({key}, 7)")
     assert drawn(0).equals(before)
     assert not drawn(1).equals(before)
+
+
+def test_the_name_history_of_a_night_folder_that_comes_late_is_that_of_its_own_snapshot(tmp_path: Path) -> None:
+    """Night 3's hukou arrives after night 4 was linked: linked late, night 3 gets the history its
+    own snapshot has in date order (a correction on night 3 is one, not undone by night 4's name
+    read first), and night 4 linked again gets night 4's, as if the folders had come in order."""
+    from bidui.matching.records import remember_names
+
+    night = [date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22), date(2026, 11, 23)]
+    a, b = "330102199001011234", "33010219900102123X"
+    snapshots = {night[0]: [(a, "韦敏"), (b, "李四")], night[1]: [(a, "韦敏"), (b, "李四")],
+                 night[2]: [(a, "韦嘉敏"), (b, "李四")], night[3]: [(a, "韦嘉敏"), (b, "李斯")]}
+
+    def store(con, day: date, load: int) -> None:
+        rows = snapshots[day]
+        con.execute("INSERT INTO snapshots VALUES ('hukou', ?, ?, 'h.csv', 'x', ?)", [day, load, len(rows)])
+        for row, (number, name) in enumerate(rows, start=1):
+            con.execute("INSERT INTO ds_hukou (snapshot_date, load_id, source_file, source_row, id_number, "
+                        "id_number_status, name) VALUES (?, ?, 'h.csv', ?, ?, 'valid', ?)", [day, load, row, number, name])
+
+    def names(con) -> dict:
+        return {r[0]: r[1:] for r in con.execute("SELECT * FROM hukou_names").fetchall()}
+
+    ordered = wh.connect(tmp_path / "ordered.duckdb")
+    at = {}
+    for load, day in enumerate(night, start=1):
+        store(ordered, day, load)
+        remember_names(ordered, day)
+        at[day] = names(ordered)
+    ordered.close()
+    assert at[night[2]][a] == ("韦嘉敏", "韦敏", night[2]) and at[night[3]][b] == ("李斯", "李四", night[3])
+
+    late = wh.connect(tmp_path / "late.duckdb")
+    for load, day in enumerate((night[0], night[1], night[3]), start=1):  # night 3's folder not there yet
+        store(late, day, load)
+        remember_names(late, day)
+    store(late, night[2], 4)  # night 3 arrives
+    remember_names(late, night[2])
+    assert names(late) == at[night[2]]
+    remember_names(late, night[3])  # night 4 again
+    assert names(late) == at[night[3]]
+    late.close()

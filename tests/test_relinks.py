@@ -14,7 +14,7 @@ from bidui.home import Home
 from bidui.matching.link import link_night
 from bidui.matching.relinks import night_relinks
 from tests.present_support import internal_codes
-from tests.test_carry import edit_hukou
+from tests.test_carry import edit_hukou, late_folder_inbox
 
 NIGHT1, NIGHT2 = date(2026, 11, 20), date(2026, 11, 21)
 
@@ -79,12 +79,7 @@ def test_a_night_folder_that_comes_late_is_compared_with_the_rows_each_night_was
     root, _, _ = published_home
     shutil.copy(Home(root).warehouse, tmp_path / "w.duckdb")
     n1, n2, n3, n4 = (date(2026, 11, d) for d in (20, 21, 22, 23))
-    inbox = tmp_path / "inbox"
-    for night in (n2, n3):
-        shutil.copytree(tiny / "inbox" / night.isoformat(), inbox / night.isoformat())
-    for p in (inbox / n3.isoformat()).glob("机动车登记信息*"):
-        p.unlink()
-    (inbox / n4.isoformat()).mkdir()
+    inbox = late_folder_inbox(tiny, tmp_path)
     con = wh.connect(tmp_path / "w.duckdb")
     try:
         for night in (n3, n2, n4):  # night 2's folder late

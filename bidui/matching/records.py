@@ -104,21 +104,39 @@ NAMES_AT_DDL = "CREATE TABLE IF NOT EXISTS hukou_names_at (snapshot_date DATE NO
 
 def remember_names(con: duckdb.DuckDBPyConnection, snap: date) -> None:
     """Bring the name history up to the snapshot: a number whose name changed keeps the old one.
-    Only the numbers of rows that changed since the snapshot it was last brought up to are read
-    again (grouping the whole hukou by number was 1.3 s a night at the large size; the rows that
-    changed are the ones the carry plan compared, `changed_rows`); all of them the first time, or
-    when that snapshot is gone or was loaded again."""
+    The history is what reading every stored hukou snapshot up to this one in date order gives:
+    it is brought up through each snapshot since the one it was last brought up to, and read
+    again from the first when it is ahead of this one (a night folder that came late, an older
+    night run again) or that snapshot is gone or was loaded again (else a late night would take
+    names from a later snapshot for former ones, and say a correction was undone)."""
     con.execute(NAME_HISTORY_DDL)
     con.execute(NAMES_AT_DDL)
-    load = con.execute("SELECT max(load_id) FROM snapshots WHERE dataset = 'hukou' AND snapshot_date = ?",
-                       [snap]).fetchone()[0]
     last = con.execute("SELECT a.snapshot_date, a.load_id = s.load_id FROM hukou_names_at a "
                        "LEFT JOIN snapshots s ON s.dataset = 'hukou' AND s.snapshot_date = a.snapshot_date").fetchone()
     if last is not None and last[0] == snap and last[1]:
         return  # brought up to this very load already
+    since = last[0] if last is not None and last[1] and last[0] < snap else None
+    if since is None:
+        con.execute("DELETE FROM hukou_names")
+        con.execute("DELETE FROM hukou_names_at")
+    days = [d for d, in con.execute("SELECT DISTINCT snapshot_date FROM snapshots WHERE dataset = 'hukou' AND "
+                                    "snapshot_date <= ? AND snapshot_date > coalesce(?::DATE, DATE '0001-01-01') "
+                                    "ORDER BY 1", [snap, since]).fetchall()]
+    for day in days:
+        _bring_names_up(con, day, since)
+        since = day
+
+
+def _bring_names_up(con: duckdb.DuckDBPyConnection, snap: date, last: date | None) -> None:
+    """One step of the name history: from the snapshot `last` it was brought up to, only the
+    numbers of rows that changed since are read again (grouping the whole hukou by number was
+    1.3 s a night at the large size; the rows that changed are the ones the carry plan compared,
+    `changed_rows`); all of them the first time."""
+    load = con.execute("SELECT max(load_id) FROM snapshots WHERE dataset = 'hukou' AND snapshot_date = ?",
+                       [snap]).fetchone()[0]
     only = ""
-    if last is not None and last[1]:
-        changed = changed_rows(con, BY_CODE["hukou"], last[0], snap, COMPARED_COLUMNS["hukou"])
+    if last is not None:
+        changed = changed_rows(con, BY_CODE["hukou"], last, snap, COMPARED_COLUMNS["hukou"])
         only = f" AND id_number IN (SELECT id_number FROM {changed} WHERE id_number IS NOT NULL)"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _names_now AS
