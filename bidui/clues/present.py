@@ -617,6 +617,15 @@ def model_text(version: int | None, trained_at: object, trained: str | None, nig
     return f"关联模型：第 {version} 版，今晚训练（{why or '重新训练'}）"
 
 
+def model_lines(model: dict) -> list[str]:
+    """The linking model a night used and the verdicts it obeyed (a run report's `model`), as the
+    CLI, the run report and the admin page's run list say them."""
+    if not model:
+        return []
+    lines = [model_text(model.get("version"), model.get("trained_at"), model.get("trained"), model.get("trained_night"))]
+    return lines + ([decisions_text(model.get("decisions"))] if model.get("decisions") else [])
+
+
 def decisions_text(count: int | None) -> str:
     """How many townships' verdicts on links the night obeyed (issue 18)."""
     if not count:

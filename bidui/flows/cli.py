@@ -33,10 +33,9 @@ def print_report(report: NightReport) -> None:
         RUN_STATUS_LABELS,
         STEP_LABELS,
         changes_text,
-        decisions_text,
         defects_text,
         links_text,
-        model_text,
+        model_lines,
         relinks_text,
     )
 
@@ -56,11 +55,8 @@ def print_report(report: NightReport) -> None:
     console.print("身份关联：" + links_text(report.links))
     if report.relinks:
         console.print("与上一夜相比：\n" + "\n".join(f"  {line}" for line in relinks_text(report.relinks)))
-    if report.model:
-        console.print(model_text(report.model.get("version"), report.model.get("trained_at"), report.model.get("trained"),
-                                 report.model.get("trained_night")))
-        if decisions_text(report.model.get("decisions")):
-            console.print(decisions_text(report.model.get("decisions")))
+    for line in model_lines(report.model):
+        console.print(line)
     if report.quality:
         console.print("数据质量：" + "；".join(escape(line) for line in defects_text(report.quality)))
     clues = Table(title="线索（按规则）")

@@ -97,10 +97,9 @@ class NightReport:
             RUN_STATUS_LABELS,
             STEP_LABELS,
             changes_text,
-            decisions_text,
             defects_text,
             links_text,
-            model_text,
+            model_lines,
             relinks_text,
         )
 
@@ -122,11 +121,8 @@ class NightReport:
         lines += ["## 关联", "", links_text(self.links), ""]
         if self.relinks:
             lines += ["与上一夜相比：", "", *[f"- {line}" for line in relinks_text(self.relinks)], ""]
-        if self.model:
-            lines += [model_text(self.model.get("version"), self.model.get("trained_at"), self.model.get("trained"),
-                                 self.model.get("trained_night")), ""]
-            if decisions_text(self.model.get("decisions")):
-                lines += [decisions_text(self.model.get("decisions")), ""]
+        for line in model_lines(self.model):
+            lines += [line, ""]
         if self.quality:
             lines += ["## 数据质量（姓名与证件号码）", "", *[f"- {line}" for line in defects_text(self.quality)], ""]
         if self.bulletin:

@@ -36,12 +36,17 @@ def _touched_ids_sql(con: duckdb.DuckDBPyConnection, before: date, after: date) 
     return f"SELECT DISTINCT id_number FROM {rows} WHERE id_number IS NOT NULL"
 
 
+def _fingerprint(ds_code: str) -> str:
+    """What a stored row says, as SQL: its fingerprint (computed for rows stored before it was kept)."""
+    return f"coalesce(row_hash, {wh.row_hash_sql(BY_CODE[ds_code])})"
+
+
 def _records_sql(ds_code: str, id_column: str, role: str, night: date, snap: date) -> str:
     """A night's links of one dataset and role, by what the record says: (h, id, person_key, method);
     rows that say the same are one (their links are the same)."""
     return f"""
         SELECT d.h, any_value(d.id) AS id, min(l.person_key) AS person_key, min(l.method) AS method
-        FROM links l JOIN (SELECT coalesce(row_hash, {wh.row_hash_sql(BY_CODE[ds_code])}) AS h, "{id_column}" AS id,
+        FROM links l JOIN (SELECT {_fingerprint(ds_code)} AS h, "{id_column}" AS id,
                                   source_file, source_row
                            FROM ds_{ds_code} WHERE snapshot_date = DATE '{snap.isoformat()}') d
              ON d.source_file = l.source_file AND d.source_row = l.source_row
@@ -71,7 +76,7 @@ def _moved_sql(ds_code: str, id_column: str, role: str, night: date, before: dat
                   FROM ({links_of(night, carried=False)}) a JOIN ({links_of(before)}) b USING (source_row)
                   WHERE a.person_key IS DISTINCT FROM b.person_key) m
             JOIN (SELECT source_file, source_row, "{id_column}" AS id,
-                         coalesce(row_hash, {wh.row_hash_sql(BY_CODE[ds_code])}) AS h
+                         {_fingerprint(ds_code)} AS h
                   FROM ds_{ds_code} WHERE snapshot_date = DATE '{snap.isoformat()}') d
                  ON d.source_file = m.source_file AND d.source_row = m.source_row
             GROUP BY d.h"""

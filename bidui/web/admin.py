@@ -158,18 +158,9 @@ def _runs(c: Ctx) -> tuple[list[dict], list[dict]]:
                      "defects": defects_text(report.get("quality") or {}),
                      "changes": changes_text(report.get("changes") or {}),
                      "relinks": relinks_text(report.get("relinks") or {}),
-                     "model": _model_lines(report.get("model") or {}),
+                     "model": present.model_lines(report.get("model") or {}),
                      "timings": [(present.STEP_LABELS.get(k, "其他"), v) for k, v in report.get("timings", {}).items()]})
     return runs, held
-
-
-def _model_lines(model: dict) -> list[str]:
-    """The linking model a night used and the verdicts it obeyed, as the run report says them."""
-    if not model:
-        return []
-    lines = [present.model_text(model.get("version"), model.get("trained_at"), model.get("trained"),
-                                model.get("trained_night"))]
-    return lines + ([present.decisions_text(model.get("decisions"))] if model.get("decisions") else [])
 
 
 def render(c: Ctx, status_code: int = 200, error: str = "", message: str = "", form: dict | None = None,
@@ -433,14 +424,15 @@ def _decision_rows(c: Ctx, state: str, kind: str) -> tuple[list[dict], int]:
     people = c.people({d.decided_by for d, _ in found} | {d.revoked_by for d, _ in found if d.revoked_by})
     rows = []
     for d, subject in found[:DECISIONS_SHOWN]:
+        person_id = d.person_key.split("~")[0]
         rows.append({
             "id": d.id, "kind": d.kind, "label": link_decisions.KIND_LABELS.get(d.kind, "其他"),
             "source": present.dataset_title(d.dataset) or "其他数据", "record_name": mask_name(d.record_name),
             "record_id": mask_id(d.record_id_number),
             # The person: the clue's subject, named as the clue names them; the key is an ID number.
-            "person_name": mask_name(subject or ""), "person_id": mask_id(d.person_key.split("~")[0]),
+            "person_name": mask_name(subject or ""), "person_id": mask_id(person_id),
             # Masked, a record and its person often read alike: say when they are alike unmasked.
-            "same": d.record_name == subject and d.record_id_number == d.person_key.split("~")[0],
+            "same": d.record_name == subject and d.record_id_number == person_id,
             "township": names.get(d.township_code, "其他乡镇"), "verifier": d.verifier_name,
             "account": people.get(d.decided_by, "已停用的账号"), "day": f"{d.decided_at:%Y-%m-%d}",
             "clue_id": d.clue_id, "active": d.revoked_at is None,
