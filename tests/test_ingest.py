@@ -374,6 +374,37 @@ def test_a_workbook_is_read_in_chunks_with_rows_and_number_cells_where_excel_has
     assert moved.header == ["", "号牌号码", "所有人证件号码", "初次登记日期"] and moved.data.height == 25
 
 
+def test_a_workbook_column_of_mixed_cells_reads_each_cell_as_excel_shows_it(tmp_path: Path, monkeypatch) -> None:
+    """A column polars cannot build as text in one call (numbers, dates, booleans among the text)
+    is formatted cell by cell, in whichever chunk those cells fall; empty cells are no value."""
+    from datetime import datetime
+
+    import xlsxwriter
+
+    from bidui.connectors import readers
+
+    path = tmp_path / "mixed.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet()
+    dated = wb.add_format({"num_format": "yyyy-mm-dd"})
+    ws.write_row(0, 0, ["号牌号码", "备注"])
+    for i in range(1, 11):
+        ws.write_string(i, 0, f"贵J{i:05d}")
+    ws.write_string(1, 1, "  文字  ")
+    ws.write_number(2, 1, 1234.5)
+    ws.write_boolean(3, 1, True)
+    ws.write_datetime(6, 1, datetime(2020, 1, 5), dated)
+    ws.write_number(9, 1, 522701198001011234)
+    ws.write_string(10, 1, "")
+    wb.close()
+    monkeypatch.setattr(readers, "XLSX_CHUNK_ROWS", 3)
+    got = readers.read_xlsx(path)
+    assert got.data["c1"].to_list() == ["  文字  ", "1234.5", "True", None, None, "2020-01-05", None, None,
+                                        "5.22701198001011E+17", None]
+    assert got.numeric_cells == {(1, 1), (8, 1)}  # numbers only: not the boolean, not the date
+    assert got.data["c0"].null_count() == 0
+
+
 def test_worker_processes_load_what_one_process_loads(tiny: Path, loaded, tmp_path: Path, monkeypatch) -> None:
     """Large nights are prepared in worker processes and stored as they finish: same outcomes, in
     file order, and the same rows as the in-process path."""

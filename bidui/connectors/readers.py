@@ -15,7 +15,9 @@ file (IDs and names): header texts only.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gc
 import io
 import re
 from collections.abc import Iterator, Sequence
@@ -411,13 +413,16 @@ def _cell_text(v: object) -> str | None:
     return str(v)
 
 
-def _column_text(values: tuple, column: int, numeric: set[tuple[int, int]], first_row: int = 0) -> list[str | None]:
-    """Cells as text; a column of strings (the usual case) skips the per-cell formatting.
-    Cells stored as numbers are noted in `numeric` as (row, column)."""
-    if all(type(v) is str for v in values):
-        return [v or None for v in values]
-    numeric.update((first_row + r, column) for r, v in enumerate(values) if type(v) in (float, int))
-    return [_cell_text(v) for v in values]
+def _column_text(values: tuple, column: int, numeric: set[tuple[int, int]], first_row: int = 0) -> pl.Series:
+    """Cells as text (empty ones null). A column of strings, the usual case, is built by polars in
+    one call, which refuses any other type; a column that holds numbers, dates or booleans formats
+    those cells alone (`_cell_text`) and notes the number cells in `numeric` as (row, column)."""
+    try:
+        series = pl.Series(values, dtype=pl.String, strict=True)
+    except TypeError:
+        numeric.update((first_row + r, column) for r, v in enumerate(values) if type(v) in (float, int))
+        series = pl.Series([v if type(v) is str else _cell_text(v) for v in values], dtype=pl.String)
+    return series
 
 
 XLSX_CHUNK_ROWS = 50_000  # rows held as Python objects at once; each chunk becomes text columns
@@ -433,8 +438,9 @@ def _sheet_rows(sheet) -> Iterator[list]:
 def _chunk_frame(chunk: list[list], width: int, numeric: set[tuple[int, int]], first_row: int) -> pl.DataFrame:
     body = [row if len(row) == width else (list(row) + [None] * width)[:width] for row in chunk]
     columns = list(zip(*body, strict=True)) if body else [() for _ in range(width)]
-    return pl.DataFrame({f"c{i}": pl.Series(_column_text(col, i, numeric, first_row), dtype=pl.String)
-                         for i, col in enumerate(columns)})
+    frame = pl.DataFrame({f"c{i}": _column_text(col, i, numeric, first_row) for i, col in enumerate(columns)})
+    # An empty cell is no value, whichever form calamine gave it ("" or None).
+    return frame.with_columns(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in frame.columns)
 
 
 def _texts(row: Sequence[object]) -> list[str]:
@@ -583,25 +589,38 @@ def _choose_sheet(wb, name: str, ds: Dataset | None) -> tuple[str, Iterator[list
     return pick, rows, head, _locate_header([_texts(r) for r in head], ds, f"{name}: sheet {pick!r}: ")
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """CPython's cycle collector paused: reading a sheet makes millions of row lists and cells, none
+    in a cycle (refcounts free them), which the collector would otherwise walk again and again
+    (1.2 of 6.9 s on the large vehicles workbook)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def read_xlsx(path: Path, dataset: Dataset | None = None) -> RawTable:
     from python_calamine import CalamineWorkbook
 
     _check_zip(path)
     try:
-        wb = CalamineWorkbook.from_path(str(path))
-        _, rows, head, k = _choose_sheet(wb, path.name, dataset)
-        first = head[k]
-        width = len(first)
-        header = [str(c).strip() if c is not None else "" for c in first]
-        numeric: set[tuple[int, int]] = set()
-        frames, chunk, done = [], [], 0
-        for row in chain(head[k + 1:], rows):
-            chunk.append(row)
-            if len(chunk) == XLSX_CHUNK_ROWS:
+        with _collector_paused():
+            wb = CalamineWorkbook.from_path(str(path))
+            _, rows, head, k = _choose_sheet(wb, path.name, dataset)
+            first = head[k]
+            width = len(first)
+            header = [str(c).strip() if c is not None else "" for c in first]
+            numeric: set[tuple[int, int]] = set()
+            frames, done, body = [], 0, chain(head[k + 1:], rows)
+            while chunk := list(islice(body, XLSX_CHUNK_ROWS)):
                 frames.append(_chunk_frame(chunk, width, numeric, done))
                 done += len(chunk)
-                chunk = []
-        frames.append(_chunk_frame(chunk, width, numeric, done))
+            if not frames:  # a header without rows: its columns, empty
+                frames.append(_chunk_frame([], width, numeric, 0))
     except ReadError:
         raise
     except Exception as e:  # calamine raises several types for broken zips and XML
