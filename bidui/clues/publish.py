@@ -25,7 +25,7 @@ import polars as pl
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from bidui import scope
+from bidui import collector, scope
 from bidui.clues.actions import now
 from bidui.clues.db import Ledger, insert_many
 from bidui.clues.models import (
@@ -593,24 +593,25 @@ def publish_night(home: Home, night: date, again: bool = False) -> PublishResult
     rules = load_rules(home.root / "rules")[0]
     ledger = open_ledger(ledger_url(home.ledger))
     try:
-        # A register the same as the copy's is not read (a third of a quiet large night's publish);
-        # asked to publish the night again, it is read and compared row by row (a copy damaged in
-        # a way its size does not show is repaired so).
-        kept = None
-        if not again:
-            with ledger.read() as session:
-                kept = kept_register_digest(session)
-        con = wh.connect(home.warehouse)
-        try:
-            hits, runs = night_hits(con, night)
-            division_rows = divisions(con, night)
-            doubtful = doubtful_by_rule(con, night, {r.code: r.reads for r in rules})
-            register = register_rows(con, night, kept)
-        finally:
-            con.close()
-        titles = {r.code: r.title for r in rules}
-        due = int(config.load(home.config).get("clues", {}).get("due_days", DUE_DAYS))
-        return ledger.retrying(lambda: publish(ledger, hits, runs, night, titles, due, division_rows, doubtful, again,
-                                                      register))
+        with collector.paused():  # a tuple per ledger row (bidui.collector)
+            # A register the same as the copy's is not read (a third of a quiet large night's publish);
+            # asked to publish the night again, it is read and compared row by row (a copy damaged in
+            # a way its size does not show is repaired so).
+            kept = None
+            if not again:
+                with ledger.read() as session:
+                    kept = kept_register_digest(session)
+            con = wh.connect(home.warehouse)
+            try:
+                hits, runs = night_hits(con, night)
+                division_rows = divisions(con, night)
+                doubtful = doubtful_by_rule(con, night, {r.code: r.reads for r in rules})
+                register = register_rows(con, night, kept)
+            finally:
+                con.close()
+            titles = {r.code: r.title for r in rules}
+            due = int(config.load(home.config).get("clues", {}).get("due_days", DUE_DAYS))
+            return ledger.retrying(lambda: publish(ledger, hits, runs, night, titles, due, division_rows, doubtful, again,
+                                                          register))
     finally:
         ledger.close()

@@ -15,9 +15,7 @@ file (IDs and names): header texts only.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import gc
 import io
 import re
 from collections.abc import Iterator, Sequence
@@ -29,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from bidui import collector
 from bidui.connectors.mapping import known_header_keys, missing_required
 from bidui.datasets import Dataset, header_key
 from bidui.uploads import ZipLimits, ZipRefused, check_zip
@@ -589,26 +588,12 @@ def _choose_sheet(wb, name: str, ds: Dataset | None) -> tuple[str, Iterator[list
     return pick, rows, head, _locate_header([_texts(r) for r in head], ds, f"{name}: sheet {pick!r}: ")
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """CPython's cycle collector paused: reading a sheet makes millions of row lists and cells, none
-    in a cycle (refcounts free them), which the collector would otherwise walk again and again
-    (1.2 of 6.9 s on the large vehicles workbook)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def read_xlsx(path: Path, dataset: Dataset | None = None) -> RawTable:
     from python_calamine import CalamineWorkbook
 
     _check_zip(path)
     try:
-        with _collector_paused():
+        with collector.paused():
             wb = CalamineWorkbook.from_path(str(path))
             _, rows, head, k = _choose_sheet(wb, path.name, dataset)
             first = head[k]
