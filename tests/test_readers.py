@@ -299,3 +299,45 @@ def test_a_parquet_file_that_would_decode_to_gigabytes_is_refused_first(tmp_path
     assert path.stat().st_size < 100_000
     with pytest.raises(ReadError, match="declares 3,000,000 rows"):
         read_table(path)
+
+
+def test_a_cell_holding_an_error_value_calamine_cannot_read_is_named_and_nothing_is_stored(tmp_path: Path) -> None:
+    """Excel 365's newer error values (#SPILL! of a dynamic array) make calamine refuse the whole
+    workbook naming the value alone: the refusal names the sheet and cell, in the run report too,
+    and the file stores nothing."""
+    import zipfile
+    from datetime import date
+
+    from bidui.clues.present import file_message
+    from bidui.connectors import warehouse as wh
+    from bidui.connectors.ingest import ingest_file
+
+    made = tmp_path / "made.xlsx"
+    wb = xlsxwriter.Workbook(str(made))
+    notes = wb.add_worksheet("填表说明")
+    notes.write_string(0, 0, "说明")
+    notes.write_formula(3, 1, "=SEQUENCE(3)", None, "PLACEHOLDER")
+    data = wb.add_worksheet("车辆")
+    for r, values in enumerate([HEADER, row(1), row(2)]):
+        data.write_row(r, 0, values)
+    wb.close()
+    path = tmp_path / "vehicles_20261120.xlsx"
+    with zipfile.ZipFile(made) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            body = src.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                # A dynamic array (cm="1"), as Excel 365 saves one that could not spill.
+                cell = b'<c r="B4" cm="1" t="str"><f t="array" ref="B4">_xlfn.SEQUENCE(3)</f><v>PLACEHOLDER</v>'
+                assert cell in body
+                body = body.replace(cell, cell.replace(b't="str"', b't="e"').replace(b"PLACEHOLDER", b"#SPILL!"))
+            dst.writestr(item, body)
+    with pytest.raises(ReadError, match=r"sheet '填表说明' cell B4 holds the Excel error value #SPILL!"):
+        read_table(path, VEHICLES)
+    con = wh.connect(tmp_path / "w.duckdb")
+    outcome = ingest_file(con, path, date(2026, 11, 20))
+    assert outcome.status == "refused"
+    assert con.execute("SELECT count(*) FROM ds_vehicles").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM snapshots").fetchone()[0] == 0
+    assert con.execute("SELECT status FROM load_log").fetchall() == [("refused",)]
+    said = file_message(path.name, "refused", outcome.message)
+    assert "工作表“填表说明”的 B4 单元格是 Excel 错误值 #SPILL!" in said and "运行日志" not in said

@@ -548,6 +548,8 @@ _REASONS: list[tuple[str, str]] = [
     (r"checksum .*does not match", "校验值与文件不符：可能仍在传输或已损坏"),
     (r"the last record is cut", "最后一行不完整：传输可能中断，请部门重新报送"),
     (r"could not be stored", "无法保存，未入库"),
+    (r"""sheet ['"](.*?)['"] cell (\S+) holds the Excel error value (\S+),""",
+     "工作表“{0}”的 {1} 单元格是 Excel 错误值 {2}（公式的结果），无法读取：请部门把公式转为数值后重新报送"),
 ]
 
 

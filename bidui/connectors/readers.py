@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from bidui import collector
+from bidui.connectors import xlsx_errors
 from bidui.connectors.mapping import known_header_keys, missing_required
 from bidui.datasets import Dataset, header_key
 from bidui.uploads import ZipLimits, ZipRefused, check_zip
@@ -609,12 +610,28 @@ def read_xlsx(path: Path, dataset: Dataset | None = None) -> RawTable:
     except ReadError:
         raise
     except Exception as e:  # calamine raises several types for broken zips and XML
-        raise ReadError(f"{path.name}: not a readable XLSX workbook ({type(e).__name__}: {e})") from e
+        raise _unreadable(path, e) from e
     data = pl.concat(frames).rechunk()
     # Trailing rows Excel keeps formatted but empty are not data; blank rows between data rows stay
     # (as rows without values) so that every later row keeps its number.
     return RawTable(header, _drop_trailing_blank(data), "xlsx", numeric_cells=frozenset(numeric),
                     first_data_row=k + 2)
+
+
+# calamine refuses a workbook whose cells hold an error value it does not know (Excel 365's #SPILL!…).
+_UNKNOWN_ERROR_VALUE = re.compile(r"Unsupported cell error value '([^']{1,40})'")
+
+
+def _unreadable(path: Path, e: Exception) -> ReadError:
+    """Why calamine could not read the workbook, naming the sheet and cell where it can."""
+    m = _UNKNOWN_ERROR_VALUE.search(str(e))
+    where = xlsx_errors.locate(path, m.group(1)) if m else None
+    if m and where:
+        sheet, cell = where
+        return ReadError(f"{path.name}: sheet {sheet!r} cell {cell or '(no reference)'} holds the Excel error value "
+                         f"{m.group(1)}, which cannot be read (a formula's result); ask the department to send "
+                         "the sheet with values instead of formulas")
+    return ReadError(f"{path.name}: not a readable XLSX workbook ({type(e).__name__}: {e})")
 
 
 def _check_parquet_expansion(path: Path) -> None:
