@@ -161,8 +161,14 @@ def test_page_for_the_task_force_only(three_nights: Home, tmp_path: Path) -> Non
         assert not internal_codes(text), internal_codes(text)
         assert f"比对日期 {THIRD}" in text and "住建" in text and "不动产登记（暂缓入库）" in text
         assert page.text.count("<svg") >= 10  # a trend per department
-        older = _visible(client.get(f"/quality?night={SECOND}").text)
+        older_page = client.get(f"/quality?night={SECOND}").text
+        older = _visible(older_page)
         assert f"比对日期 {SECOND}" in older and "学籍（未报送）" in older
+        # Each file not taken says once which data stay in use (the run report's words say it
+        # already; before, the page added 沿用 … after 继续使用 …).
+        not_taken = dict(re.findall(r"<li><strong>[^<]*· ([^<]*)</strong>：([^<]*)</li>", older_page + page.text))
+        for line in (not_taken["学籍（未报送）"], not_taken["不动产登记（暂缓入库）"]):
+            assert line.count(f"{FIRST} 的数据") == 1 and f"继续使用 {FIRST} 的数据" in line, line
         xlsx = client.get(f"/quality/summary.xlsx?night={THIRD}")
         assert xlsx.status_code == 200
         path = tmp_path / f"{who}.xlsx"

@@ -101,12 +101,17 @@ def quality_page(c: Ctx = Depends(ctx), night: str | None = None):  # noqa: B008
             departments.append({"view": d, "chart": trend_chart(d.trend),
                                 "since_previous": signed(d.change("problem_rows", "previous")),
                                 "since_first": signed(d.change("problem_rows", "first"))})
-    # Why each file not taken tonight was not (the run report's words for it).
+    # Why each file not taken tonight was not (the run report's words for it), then which data stay
+    # in use, unless those words say so already (a missing file's: 继续使用 … 的数据).
     reasons: dict[str, str] = {}
     if bulletin:
-        for code, entry in nights.get(bulletin.night, {}).items():
-            if entry.get("status") in NOT_TAKEN:
-                reasons[code] = file_message(entry.get("file"), entry["status"], entry.get("message"))
+        said = {code: file_message(entry.get("file"), entry["status"], entry.get("message"))
+                for code, entry in nights.get(bulletin.night, {}).items() if entry.get("status") in NOT_TAKEN}
+        for d in bulletin.departments:
+            for x in d.not_taken:
+                reason, kept = said.get(x["code"], ""), x["in_force"]
+                snapshot = kept.removeprefix("沿用 ").removesuffix(" 的数据")
+                reasons[x["code"]] = "；".join(t for t in (reason, "" if snapshot and snapshot in reason else kept) if t)
     return c.render("quality.html", bulletin=bulletin, departments=departments, labels=QUALITY_TOTAL_LABELS,
                     reasons=reasons, nights=sorted(nights, reverse=True))
 
