@@ -197,7 +197,7 @@ def test_every_reject_reason_has_words() -> None:
                *n.parse_number(s("abc", "-5", "inf", "1e12"), 1e9)[1], *n.parse_year(s("12"))[1],
                *n.parse_code(s("12345"))[1], *n.parse_enum(s("火星"), BY_CODE["hukou"].column("status"))[1],
                *n.parse_vehicle_type(s("飞船"))[1], "required value missing", "control character in a name",
-               f"longer than {n.MAX_ID_CHARS} characters"]
+               f"longer than {n.MAX_ID_CHARS} characters", n.EXCEL_ERROR]
     reasons = [r for r in reasons if r]
     assert len(reasons) >= 12
     con = duckdb.connect()

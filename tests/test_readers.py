@@ -341,3 +341,52 @@ def test_a_cell_holding_an_error_value_calamine_cannot_read_is_named_and_nothing
     assert con.execute("SELECT status FROM load_log").fetchall() == [("refused",)]
     said = file_message(path.name, "refused", outcome.message)
     assert "工作表“填表说明”的 B4 单元格是 Excel 错误值 #SPILL!" in said and "运行日志" not in said
+
+
+def test_a_cell_holding_an_excel_error_value_is_a_rejected_value_named_by_row_and_column(tmp_path: Path) -> None:
+    """#N/A of a failed lookup, #DIV/0!: calamine reads an error cell as empty, which it is not.
+    Ingest rejects the value by row and column (the row kept with it empty, as any rejected value),
+    so the rules take the person as doubtful instead of as having no such value; and a row stored
+    on an earlier night with that cell truly empty is not taken for it."""
+    from datetime import date
+
+    from bidui.connectors import warehouse as wh
+    from bidui.connectors.ingest import ingest_file
+    from bidui.connectors.normalise import EXCEL_ERROR
+    from bidui.ids import check_char
+
+    def deliver(folder: str, errors: bool) -> Path:
+        path = tmp_path / folder / "vehicles_20261120.xlsx"
+        path.parent.mkdir()
+        wb = xlsxwriter.Workbook(str(path))
+        ws = wb.add_worksheet("车辆")
+        ws.write_row(0, 0, HEADER)
+        for i in range(1, 61):
+            values = row(i)
+            values[4] = values[4][:17] + check_char(values[4][:17])  # valid: the file is not held for its IDs
+            ws.write_row(i, 0, values)
+        for r, c in ((5, 4), (7, 5)):  # Excel rows 6 and 8: ID number, registration date
+            if errors:
+                ws.write_formula(r, c, "=VLOOKUP(A2,Sheet2!A:B,2,0)" if c == 4 else "=1/0", None,
+                                 "#N/A" if c == 4 else "#DIV/0!")
+            else:
+                ws.write_blank(r, c, None)
+        wb.close()
+        return path
+
+    got = read_table(deliver("errors", True), VEHICLES)
+    assert got.error_cells == {(4, 4): "#N/A", (6, 5): "#DIV/0!"}
+    assert got.data["c4"][4] is None  # as before: no value
+    con = wh.connect(tmp_path / "w.duckdb")
+    # Night 1: the same rows with those two cells truly empty (a missing ID is a rejected required value).
+    assert ingest_file(con, deliver("blank", False), date(2026, 11, 19)).status == "accepted"
+    outcome = ingest_file(con, tmp_path / "errors" / "vehicles_20261120.xlsx", date(2026, 11, 20))
+    assert outcome.status == "accepted"
+    rejects = con.execute("SELECT source_row, column_name, value, reason FROM rejects WHERE load_id = "
+                          "(SELECT max(load_id) FROM load_log) ORDER BY source_row").fetchall()
+    assert rejects == [(5, "owner_id_number", "#N/A", EXCEL_ERROR), (7, "register_date", "#DIV/0!", EXCEL_ERROR)]
+    stored = dict(con.execute("SELECT source_row, rejected_columns FROM ds_vehicles WHERE snapshot_date = '2026-11-20' "
+                              "AND rejected_columns IS NOT NULL").fetchall())
+    assert stored == {5: "owner_id_number", 7: "register_date"}
+    (plates,), = con.execute("SELECT count(*) FROM ds_vehicles WHERE snapshot_date = '2026-11-20'").fetchall()
+    assert plates == 60

@@ -718,7 +718,7 @@ REJECT_KIND_LABELS = {"required_missing": "必填项为空", "bad_date": "日期
                       "future_date": "日期晚于比对日（未来日期）", "not_number": "不是数字", "negative": "金额或数量为负",
                       "over_ceiling": "金额超出合理上限", "not_year": "年度不对", "bad_code": "不是12位区划代码",
                       "unknown_value": "不在规定的取值范围内", "control_character": "含控制字符",
-                      "too_long": "内容过长", "other": "其他无法识别的值"}
+                      "too_long": "内容过长", "excel_error": "Excel 错误值（公式出错，如 #N/A）", "other": "其他无法识别的值"}
 ID_KIND_LABELS = {"bad_check": "校验位不对", "bad_length": "位数不对", "bad_province": "省份代码不对",
                   "bad_birth_date": "出生日期不合法", "excel_mangled": "被 Excel 截断（只剩15位）",
                   "too_few_digits": "被 Excel 改成科学计数法", "missing": "为空", "old_15": "15位旧号码",

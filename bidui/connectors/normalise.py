@@ -235,6 +235,7 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
     if duplicates:
         data, source_row = data.filter(first), source_row.filter(first)
     hashes = raw_row_hashes(ds, mapping, raw, data, limits)
+    errors = _error_cells(raw)
     carried = None
     # A row normalised on an earlier night gives the same values tonight: its outcome depends only
     # on its text, the normaliser and the limits (in the fingerprint) and on the latest date an
@@ -242,6 +243,8 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
     # and a row with a rejected value (the one thing a later date could change) has no fingerprint.
     if known is not None and known.hashes.height and (night is None or known.snapshot <= night):
         is_known = known_mask(hashes, known.hashes)
+        if errors is not None:  # an error cell reads as empty: the row is not the one stored with it empty
+            is_known = is_known & ~source_row.is_in(errors["source_row"].implode())
         if is_known.any():
             carried = pl.DataFrame({"source_row": source_row.filter(is_known)}).hstack(hashes.filter(is_known))
             data, source_row, hashes = data.filter(~is_known), source_row.filter(~is_known), hashes.filter(~is_known)
@@ -252,6 +255,8 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
     for c in ds.columns:
         pos = mapping.positions.get(c.name)
         src = data[f"c{pos}"] if pos is not None else nothing
+        # The Excel error value (#N/A…) a cell held, where it held one: rejected, not read as empty.
+        error = _column_errors(errors, pos, source_row)
         if c.kind == "id":
             # No ID number is longer than 18 characters with its spaces; control characters are
             # not typing. Such a value is rejected, not kept as an "invalid ID" to match on.
@@ -260,6 +265,8 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
             if bad.null_count() < n:
                 src = src.set(bad.is_not_null(), None)
                 reasons.append((c.name, bad, nothing))  # the value is not worth keeping
+            if error is not None:
+                reasons.append((c.name, _reason(error.is_not_null(), EXCEL_ERROR), error))
             norm, status = normalise_id_series(src)
             cols[f"{c.name}_raw"] = src.str.strip_chars()
             cols[c.name] = norm.set(norm == "", None)
@@ -295,6 +302,10 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
         if c.required:
             missing = _reason(t.is_null(), "required value missing")
             reason = missing if reason is None else missing.fill_null(reason)
+        if error is not None:
+            shown = _reason(error.is_not_null(), EXCEL_ERROR)
+            reason = shown if reason is None else shown.fill_null(reason)
+            t = error.fill_null(t)  # the value as delivered, in the rejects
         if reason is not None and reason.null_count() < n:
             bad = reason.is_not_null()
             cols[c.name] = value.set(bad, None)
@@ -328,6 +339,29 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
     out = out.with_columns(pl.when(~rejected).then(pl.col(c)).alias(c) for c in ("raw_hi", "raw_lo"))
     return Normalised(out, rejects.sort("source_row", maintain_order=True), read, duplicates, dropped, carried,
                       known.snapshot if carried is not None and known is not None else None)
+
+
+EXCEL_ERROR = "Excel error value (a formula's result)"
+
+
+def _error_cells(raw: RawTable) -> pl.DataFrame | None:
+    """The delivery's error cells (`RawTable.error_cells`) as (source_row, column, value); None when none."""
+    if not raw.error_cells:
+        return None
+    (rows, columns), values = zip(*raw.error_cells, strict=True), list(raw.error_cells.values())
+    return pl.DataFrame({"source_row": [r + 1 for r in rows], "column": list(columns), "value": values},
+                        schema={"source_row": pl.Int64, "column": pl.Int64, "value": pl.String})
+
+
+def _column_errors(errors: pl.DataFrame | None, pos: int | None, source_row: pl.Series) -> pl.Series | None:
+    """The error values of one delivered column at these rows (null elsewhere); None when it has none."""
+    if errors is None or pos is None:
+        return None
+    mine = errors.filter(pl.col("column") == pos).select("source_row", "value")
+    if mine.is_empty():
+        return None
+    at = pl.DataFrame({"source_row": source_row}).join(mine, on="source_row", how="left", maintain_order="left")["value"]
+    return at if at.null_count() < len(at) else None
 
 
 def _first_of_each_row(data: pl.DataFrame) -> pl.Series | None:

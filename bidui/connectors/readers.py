@@ -19,7 +19,7 @@ import csv
 import io
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import chain, islice
 from pathlib import Path
@@ -52,6 +52,9 @@ class RawTable:
     encoding: str | None = None
     delimiter: str | None = None
     numeric_cells: frozenset[tuple[int, int]] = frozenset()  # (row, column) stored as numbers in XLSX
+    # XLSX cells holding an Excel error value (#N/A, #DIV/0!…): (row, column) → the value. They are
+    # empty in `data`; ingest rejects them by row and column (bidui.connectors.normalise).
+    error_cells: dict[tuple[int, int], str] = field(default_factory=dict)
     column_types: tuple[str, ...] = ()  # each column's type as delivered, for typed formats (Parquet)
     # The file's row (1-based, as a spreadsheet shows it: a CSV record with line breaks inside
     # quotes is one row) that holds data row 1: 2, unless title rows sit above the header. Data
@@ -435,10 +438,15 @@ def _sheet_rows(sheet) -> Iterator[list]:
     return iter(sheet.to_python(skip_empty_area=False))
 
 
-def _chunk_frame(chunk: list[list], width: int, numeric: set[tuple[int, int]], first_row: int) -> pl.DataFrame:
+def _chunk_frame(chunk: list[list], width: int, numeric: set[tuple[int, int]], first_row: int,
+                 blanks: list[bool] | None = None) -> pl.DataFrame:
+    """A chunk of rows as text columns; `blanks` gets True when a cell came as "" (how calamine
+    gives an empty text cell, and an Excel error value)."""
     body = [row if len(row) == width else (list(row) + [None] * width)[:width] for row in chunk]
     columns = list(zip(*body, strict=True)) if body else [() for _ in range(width)]
     frame = pl.DataFrame({f"c{i}": _column_text(col, i, numeric, first_row) for i, col in enumerate(columns)})
+    if blanks is not None and width and frame.height:
+        blanks.append(bool(frame.select(pl.any_horizontal(pl.all() == "").any()).item()))
     # An empty cell is no value, whichever form calamine gave it ("" or None).
     return frame.with_columns(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in frame.columns)
 
@@ -596,17 +604,19 @@ def read_xlsx(path: Path, dataset: Dataset | None = None) -> RawTable:
     try:
         with collector.paused():
             wb = CalamineWorkbook.from_path(str(path))
-            _, rows, head, k = _choose_sheet(wb, path.name, dataset)
+            sheet, rows, head, k = _choose_sheet(wb, path.name, dataset)
             first = head[k]
             width = len(first)
             header = [str(c).strip() if c is not None else "" for c in first]
             numeric: set[tuple[int, int]] = set()
+            blanks: list[bool] = []
             frames, done, body = [], 0, chain(head[k + 1:], rows)
             while chunk := list(islice(body, XLSX_CHUNK_ROWS)):
-                frames.append(_chunk_frame(chunk, width, numeric, done))
+                frames.append(_chunk_frame(chunk, width, numeric, done, blanks))
                 done += len(chunk)
             if not frames:  # a header without rows: its columns, empty
                 frames.append(_chunk_frame([], width, numeric, 0))
+            errors = _error_cells(path, sheet, k + 2, width) if any(blanks) else {}
     except ReadError:
         raise
     except Exception as e:  # calamine raises several types for broken zips and XML
@@ -615,7 +625,15 @@ def read_xlsx(path: Path, dataset: Dataset | None = None) -> RawTable:
     # Trailing rows Excel keeps formatted but empty are not data; blank rows between data rows stay
     # (as rows without values) so that every later row keeps its number.
     return RawTable(header, _drop_trailing_blank(data), "xlsx", numeric_cells=frozenset(numeric),
-                    first_data_row=k + 2)
+                    first_data_row=k + 2, error_cells=errors)
+
+
+def _error_cells(path: Path, sheet: str, first_data_row: int, width: int) -> dict[tuple[int, int], str]:
+    """The data cells holding an Excel error value, as (data row from 0, column) → the value: calamine
+    read them as empty, which they are not (a formula failed: #N/A of a lookup, #DIV/0!…). Looked for
+    only when some cell came empty, as every error cell does."""
+    return {(row - first_data_row, column): value for (row, column), value in xlsx_errors.cells(path, sheet).items()
+            if row >= first_data_row and column < width}
 
 
 # calamine refuses a workbook whose cells hold an error value it does not know (Excel 365's #SPILL!…).

@@ -1,9 +1,11 @@
-"""Where in a workbook the Excel error value that calamine cannot read is.
+"""Excel error values in a workbook's cells (`t="e"`: #N/A, #DIV/0!, #SPILL!…, the cached results
+of formulas), found in the sheet's own XML.
 
-calamine refuses a whole workbook when one cell holds an error value it does not know (the newer
-ones of Excel 365 and WPS: #SPILL!, #CALC!, #GETTING_DATA…, cached results of formulas), saying
-only the value. The department needs the sheet and the cell to fix it, so the sheet parts are
-scanned for the first cell of type error (`t="e"`) holding that value. The parts were already
+calamine gives a cell holding an error it knows as an empty string, and refuses the whole workbook
+for one it does not know (the newer ones of Excel 365 and WPS: #SPILL!, #CALC!, #GETTING_DATA…),
+saying only the value. Neither tells where the cell is. `locate` finds the first cell holding a
+value (for the refusal's message); `cells` lists every error cell of a sheet, so that ingest
+rejects those values by row and column instead of reading them as empty. The parts were already
 checked against the zip limits (`readers._check_expansion`) and are read in blocks.
 """
 
@@ -60,6 +62,54 @@ def _first_cell(z: zipfile.ZipFile, part: str, value: bytes) -> str | None:
                     return _attribute(opened.group(1), b"r") or ""
             tail = text[-_OVERLAP:]
     return None
+
+
+_ERROR_TYPE = re.compile(rb"""\bt\s*=\s*["']e["']""")
+_CELL_TAG = re.compile(rb"<(?:\w+:)?c\b")
+_VALUE = re.compile(rb"<(?:\w+:)?v>([^<]{0,64})</(?:\w+:)?v>")
+_REF = re.compile(r"^([A-Z]{1,3})([0-9]{1,7})$")
+
+
+def _position(ref: str) -> tuple[int, int] | None:
+    """A1-style reference as (row, column), row from 1 and column from 0 (A)."""
+    m = _REF.match(ref)
+    if not m:
+        return None
+    column = 0
+    for ch in m.group(1):
+        column = column * 26 + ord(ch) - 64
+    return int(m.group(2)), column - 1
+
+
+def cells(path: Path, sheet: str) -> dict[tuple[int, int], str]:
+    """Every error cell of the sheet: (row from 1, column from 0) → its value as Excel shows it. A
+    cell without a reference cannot be placed and is left out; {} when the parts do not say."""
+    found: dict[tuple[int, int], str] = {}
+    with zipfile.ZipFile(path) as z:
+        part = dict(_sheets(z)).get(sheet)
+        if part is None or part not in z.namelist():
+            return found
+        tail = b""
+        with z.open(part) as f:
+            while block := f.read(_BLOCK):
+                # A cell cut by the block's end is read whole with the next block (the overlap);
+                # one read twice is the same key.
+                text = tail + block
+                tail = text[-_OVERLAP:]
+                if b'"e"' not in text and b"'e'" not in text:  # the usual block: no error cell (a fast scan)
+                    continue
+                for m in _ERROR_TYPE.finditer(text):
+                    opened = text.rfind(b"<", 0, m.start())
+                    end = text.find(b">", m.end())
+                    close = _CELL_CLOSE.search(text, end) if end >= 0 else None
+                    if opened < 0 or close is None or not _CELL_TAG.match(text, opened):
+                        continue
+                    ref = _attribute(text[opened:end], b"r")
+                    place = _position(ref) if ref else None
+                    if place is not None:
+                        value = _VALUE.search(text, end, close.start())
+                        found[place] = html.unescape(value.group(1).decode("utf-8", "replace")).strip() if value else ""
+    return found
 
 
 def locate(path: Path, value: str) -> tuple[str, str] | None:

@@ -27,6 +27,7 @@ REJECT_KINDS: tuple[tuple[str, str], ...] = (
     ("not a number", "not_number"), ("negative", "negative"), ("over the ceiling", "over_ceiling"),
     ("not a year", "not_year"), ("not a 12-digit division code", "bad_code"), ("unknown value", "unknown_value"),
     ("unknown vehicle type", "unknown_value"), ("control character", "control_character"), ("longer than", "too_long"),
+    ("Excel error value", "excel_error"),
 )
 # ID kinds the bulletin counts: the invalid statuses of bidui.ids, and two forms that normalise
 # to a valid number but that a department should not send (the old 15 digits, full-width digits).
