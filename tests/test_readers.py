@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 import xlsxwriter
 
@@ -390,3 +391,62 @@ def test_a_cell_holding_an_excel_error_value_is_a_rejected_value_named_by_row_an
     assert stored == {5: "owner_id_number", 7: "register_date"}
     (plates,), = con.execute("SELECT count(*) FROM ds_vehicles WHERE snapshot_date = '2026-11-20'").fetchall()
     assert plates == 60
+
+
+def _sheet_zip(path: Path, cells: str, sheet: str = "车辆", quote: str = '"') -> Path:
+    """A workbook's parts that name its sheet, and the sheet's rows as given (for the error-cell scan)."""
+    import zipfile
+
+    q = quote
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("xl/workbook.xml", f'<workbook xmlns:r="r"><sheets><sheet name={q}{sheet}{q} sheetId={q}1{q} '
+                                      f'r:id={q}rId1{q}/></sheets></workbook>')
+        z.writestr("xl/_rels/workbook.xml.rels", f'<Relationships><Relationship Id={q}rId1{q} '
+                                                 f'Target={q}worksheets/sheet1.xml{q}/></Relationships>')
+        z.writestr("xl/worksheets/sheet1.xml", f"<worksheet><sheetData>{cells}</sheetData></worksheet>")
+    return path
+
+
+def test_error_cells_are_found_in_every_form_a_sheet_may_write_them(tmp_path: Path, monkeypatch) -> None:
+    """Self-closing (no value: not the next cell's), single quotes, a namespace prefix, a lower-case
+    reference, and a cell with a long formula cut by the scan's block."""
+    from bidui.connectors import xlsx_errors
+
+    formula = "IF(A1=1," * 900 + "1" + ")" * 900  # 8 KB: longer than a block below
+    cells = ('<row r="2"><c r="F2" t="e"/><c r="G2"><v>7</v></c></row>'
+             "<row r='3'><c r='E3' t='e'><v>#N/A</v></c></row>"
+             '<row r="4"><x:c r="b4" t="e"><x:v>#DIV/0!</x:v></x:c></row>'
+             f'<row r="5"><c r="C5" t="str"><v>t="e"</v></c><c r="D5" t="e"><f>{formula}</f><v>#REF!</v></c></row>')
+    path = _sheet_zip(tmp_path / "a.xlsx", cells)
+    expected = {(2, 5): "", (3, 4): "#N/A", (4, 1): "#DIV/0!", (5, 3): "#REF!"}
+    assert xlsx_errors.cells(path, "车辆") == expected
+    for block in (64, 1000, 4096):
+        monkeypatch.setattr(xlsx_errors, "_BLOCK", block)
+        assert xlsx_errors.cells(path, "车辆") == expected, block
+    assert xlsx_errors.cells(_sheet_zip(tmp_path / "b.xlsx", cells, "R&amp;D '车辆'", quote='"'), "R&D '车辆'") == expected
+    assert xlsx_errors.locate(path, "#REF!") == ("车辆", "D5")
+
+
+def test_rows_that_differ_only_by_an_error_cell_are_not_duplicates(tmp_path: Path) -> None:
+    """An error reads as empty: a row with #N/A where another has nothing is not a repeat of it, and an
+    error-only row after the data is not padding."""
+    from bidui.connectors.mapping import map_headers
+    from bidui.connectors.normalise import EXCEL_ERROR, normalise
+
+    path = tmp_path / "v.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet("车辆")
+    ws.write_row(0, 0, HEADER)
+    for r in (1, 2, 3):
+        ws.write_row(r, 0, row(1))
+    ws.write_blank(1, 5, None)
+    ws.write_formula(2, 5, "=1/0", None, "#DIV/0!")
+    ws.write_formula(3, 5, "=NA()", None, "#N/A")
+    ws.write_formula(5, 5, "=NA()", None, "#N/A")  # Excel row 6, after a blank row
+    wb.close()
+    raw = read_table(path, VEHICLES)
+    assert raw.data.height == 5 and raw.error_cells == {(1, 5): "#DIV/0!", (2, 5): "#N/A", (4, 5): "#N/A"}
+    out = normalise(VEHICLES, map_headers(VEHICLES, raw.header, path.name), raw)
+    assert out.duplicates == 0
+    assert [(r["source_row"], r["value"]) for r in out.rejects.filter(pl.col("reason") == EXCEL_ERROR).to_dicts()] == [
+        (2, "#DIV/0!"), (3, "#N/A"), (5, "#N/A")]

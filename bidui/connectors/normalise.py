@@ -230,7 +230,8 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
     data = raw.data.rechunk()  # many small chunks make every string kernel slow
     read = data.height
     source_row = pl.int_range(1, read + 1, dtype=pl.Int64, eager=True)
-    first = _first_of_each_row(data)
+    # Rows are the same when their cells are, error values included (an error reads as empty).
+    first = _first_of_each_row(data if not raw.error_cells else data.with_columns(_row_errors(raw, read)))
     duplicates = 0 if first is None else read - int(first.sum())
     if duplicates:
         data, source_row = data.filter(first), source_row.filter(first)
@@ -351,6 +352,18 @@ def _error_cells(raw: RawTable) -> pl.DataFrame | None:
     (rows, columns), values = zip(*raw.error_cells, strict=True), list(raw.error_cells.values())
     return pl.DataFrame({"source_row": [r + 1 for r in rows], "column": list(columns), "value": values},
                         schema={"source_row": pl.Int64, "column": pl.Int64, "value": pl.String})
+
+
+def _row_errors(raw: RawTable, height: int) -> pl.Series:
+    """Each data row's error cells as one text (null for a row without any), to compare rows by."""
+    by_row: dict[int, list[str]] = {}
+    for (row, column), value in sorted(raw.error_cells.items()):
+        by_row.setdefault(row, []).append(f"{column}:{value}")
+    texts: list[str | None] = [None] * height
+    for row, parts in by_row.items():
+        if row < height:
+            texts[row] = "\x1f".join(parts)
+    return pl.Series("_errors", texts, dtype=pl.String)
 
 
 def _column_errors(errors: pl.DataFrame | None, pos: int | None, source_row: pl.Series) -> pl.Series | None:

@@ -322,9 +322,13 @@ def _diagnose(text: str, sep: str, skip: int = 0) -> str:
     return f"not a well-formed {kind}-separated table"
 
 
-def _drop_trailing_blank(data: pl.DataFrame) -> pl.DataFrame:
-    """Without the trailing rows whose every cell is empty or spaces (an export's padding). Only the
-    end is looked at, growing from the last rows, so a big table is not scanned whole."""
+def _drop_trailing_blank(data: pl.DataFrame, min_rows: int = 0) -> pl.DataFrame:
+    """Without the trailing rows whose every cell is empty or spaces (an export's padding), keeping at
+    least `min_rows`. Only the end is looked at, growing from the last rows, so a big table is not
+    scanned whole."""
+    if min_rows:
+        return pl.concat([data.head(min_rows), _drop_trailing_blank(data.slice(min_rows))]) if data.height > min_rows \
+            else data
     if data.width == 0 or data.height == 0:
         return data
     blank = pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in data.columns])
@@ -624,8 +628,9 @@ def read_xlsx(path: Path, dataset: Dataset | None = None) -> RawTable:
     data = pl.concat(frames).rechunk()
     # Trailing rows Excel keeps formatted but empty are not data; blank rows between data rows stay
     # (as rows without values) so that every later row keeps its number.
-    return RawTable(header, _drop_trailing_blank(data), "xlsx", numeric_cells=frozenset(numeric),
-                    first_data_row=k + 2, error_cells=errors)
+    # A row whose only value is an error cell is not padding.
+    kept = _drop_trailing_blank(data, min_rows=max((r + 1 for r, _ in errors), default=0))
+    return RawTable(header, kept, "xlsx", numeric_cells=frozenset(numeric), first_data_row=k + 2, error_cells=errors)
 
 
 def _error_cells(path: Path, sheet: str, first_data_row: int, width: int) -> dict[tuple[int, int], str]:

@@ -17,7 +17,9 @@ import zipfile
 from pathlib import Path
 
 _BLOCK = 8 * 2**20
-_OVERLAP = 4096  # longer than any cell's opening tag and value: a match across two blocks is found
+# Longer than any cell (Excel's longest formula is 8,192 characters, up to six bytes each escaped):
+# a cell cut by a block's end is found whole in the next block.
+_OVERLAP = 64 * 1024
 _SHEET = re.compile(rb"<(?:\w+:)?sheet\b([^>]*)/?>")
 _RELATION = re.compile(rb"<(?:\w+:)?Relationship\b([^>]*)/?>")
 _CELL_OPEN = re.compile(rb"<(?:\w+:)?c\b([^>]*)>")
@@ -25,8 +27,8 @@ _CELL_CLOSE = re.compile(rb"</(?:\w+:)?c>")
 
 
 def _attribute(attributes: bytes, name: bytes) -> str | None:
-    m = re.search(rb"(?:^|\s)(?:\w+:)?" + name + rb'\s*=\s*"([^"]*)"', attributes)
-    return html.unescape(m.group(1).decode("utf-8", "replace")) if m else None
+    m = re.search(rb"(?:^|\s)(?:\w+:)?" + name + rb"""\s*=\s*(["'])(.*?)\1""", attributes, re.DOTALL)
+    return html.unescape(m.group(2).decode("utf-8", "replace")) if m else None
 
 
 def _sheets(z: zipfile.ZipFile) -> list[tuple[str, str]]:
@@ -72,7 +74,7 @@ _REF = re.compile(r"^([A-Z]{1,3})([0-9]{1,7})$")
 
 def _position(ref: str) -> tuple[int, int] | None:
     """A1-style reference as (row, column), row from 1 and column from 0 (A)."""
-    m = _REF.match(ref)
+    m = _REF.match(ref.upper())
     if not m:
         return None
     column = 0
@@ -101,14 +103,20 @@ def cells(path: Path, sheet: str) -> dict[tuple[int, int], str]:
                 for m in _ERROR_TYPE.finditer(text):
                     opened = text.rfind(b"<", 0, m.start())
                     end = text.find(b">", m.end())
-                    close = _CELL_CLOSE.search(text, end) if end >= 0 else None
-                    if opened < 0 or close is None or not _CELL_TAG.match(text, opened):
+                    if opened < 0 or end < 0 or not _CELL_TAG.match(text, opened):
                         continue
                     ref = _attribute(text[opened:end], b"r")
                     place = _position(ref) if ref else None
-                    if place is not None:
-                        value = _VALUE.search(text, end, close.start())
-                        found[place] = html.unescape(value.group(1).decode("utf-8", "replace")).strip() if value else ""
+                    if place is None:
+                        continue
+                    if text[end - 1:end] == b"/":  # <c r="F3" t="e"/>: an error without its value
+                        found[place] = ""
+                        continue
+                    close = _CELL_CLOSE.search(text, end)
+                    if close is None:
+                        continue  # cut by the block's end: read with the next block
+                    value = _VALUE.search(text, end, close.start())
+                    found[place] = html.unescape(value.group(1).decode("utf-8", "replace")).strip() if value else ""
     return found
 
 
