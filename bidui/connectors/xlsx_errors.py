@@ -86,6 +86,13 @@ def _position(ref: str) -> tuple[int, int] | None:
 def cells(path: Path, sheet: str) -> dict[tuple[int, int], str]:
     """Every error cell of the sheet: (row from 1, column from 0) → its value as Excel shows it. A
     cell without a reference cannot be placed and is left out; {} when the parts do not say."""
+    try:
+        return _cells(path, sheet)
+    except (OSError, KeyError, zipfile.BadZipFile, RuntimeError, ValueError, EOFError):
+        return {}  # parts calamine read but this scan cannot: the cells read as empty, as calamine gives them
+
+
+def _cells(path: Path, sheet: str) -> dict[tuple[int, int], str]:
     found: dict[tuple[int, int], str] = {}
     with zipfile.ZipFile(path) as z:
         part = dict(_sheets(z)).get(sheet)
