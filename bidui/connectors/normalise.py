@@ -230,13 +230,13 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
     data = raw.data.rechunk()  # many small chunks make every string kernel slow
     read = data.height
     source_row = pl.int_range(1, read + 1, dtype=pl.Int64, eager=True)
+    errors = _error_cells(raw)
     # Rows are the same when their cells are, error values included (an error reads as empty).
-    first = _first_of_each_row(data if not raw.error_cells else data.with_columns(_row_errors(raw, read)))
+    first = _first_of_each_row(data if errors is None else data.with_columns(_row_errors(errors, source_row)))
     duplicates = 0 if first is None else read - int(first.sum())
     if duplicates:
         data, source_row = data.filter(first), source_row.filter(first)
     hashes = raw_row_hashes(ds, mapping, raw, data, limits)
-    errors = _error_cells(raw)
     carried = None
     # A row normalised on an earlier night gives the same values tonight: its outcome depends only
     # on its text, the normaliser and the limits (in the fingerprint) and on the latest date an
@@ -354,16 +354,12 @@ def _error_cells(raw: RawTable) -> pl.DataFrame | None:
                         schema={"source_row": pl.Int64, "column": pl.Int64, "value": pl.String})
 
 
-def _row_errors(raw: RawTable, height: int) -> pl.Series:
-    """Each data row's error cells as one text (null for a row without any), to compare rows by."""
-    by_row: dict[int, list[str]] = {}
-    for (row, column), value in sorted(raw.error_cells.items()):
-        by_row.setdefault(row, []).append(f"{column}:{value}")
-    texts: list[str | None] = [None] * height
-    for row, parts in by_row.items():
-        if row < height:
-            texts[row] = "\x1f".join(parts)
-    return pl.Series("_errors", texts, dtype=pl.String)
+def _row_errors(errors: pl.DataFrame, source_row: pl.Series) -> pl.Series:
+    """Each row's error cells as one text (null for a row without any), to compare rows by."""
+    by_row = errors.group_by("source_row").agg(
+        pl.format("{}:{}", "column", "value").sort_by("column").str.join("\x1f").alias("_errors"))
+    return pl.DataFrame({"source_row": source_row}).join(by_row, on="source_row", how="left",
+                                                         maintain_order="left")["_errors"]
 
 
 def _column_errors(errors: pl.DataFrame | None, pos: int | None, source_row: pl.Series) -> pl.Series | None:

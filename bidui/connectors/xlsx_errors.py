@@ -3,9 +3,9 @@ of formulas), found in the sheet's own XML.
 
 calamine gives a cell holding an error it knows as an empty string, and refuses the whole workbook
 for one it does not know (the newer ones of Excel 365 and WPS: #SPILL!, #CALC!, #GETTING_DATA…),
-saying only the value. Neither tells where the cell is. `locate` finds the first cell holding a
-value (for the refusal's message); `cells` lists every error cell of a sheet, so that ingest
-rejects those values by row and column instead of reading them as empty. The parts were already
+saying only the value. Neither tells where the cell is. One scan of a sheet's part finds its error
+cells: `locate` takes the first holding a value (for the refusal's message); `cells` lists them
+all, so that ingest rejects those values by row and column instead of reading them as empty. The parts were already
 checked against the zip limits (`readers._check_expansion`) and are read in blocks.
 """
 
@@ -14,15 +14,16 @@ from __future__ import annotations
 import html
 import re
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
+_UNREADABLE = (OSError, KeyError, zipfile.BadZipFile, RuntimeError, ValueError, EOFError)
 _BLOCK = 8 * 2**20
 # Longer than any cell (Excel's longest formula is 8,192 characters, up to six bytes each escaped):
 # a cell cut by a block's end is found whole in the next block.
 _OVERLAP = 64 * 1024
 _SHEET = re.compile(rb"<(?:\w+:)?sheet\b([^>]*)/?>")
 _RELATION = re.compile(rb"<(?:\w+:)?Relationship\b([^>]*)/?>")
-_CELL_OPEN = re.compile(rb"<(?:\w+:)?c\b([^>]*)>")
 _CELL_CLOSE = re.compile(rb"</(?:\w+:)?c>")
 
 
@@ -46,26 +47,6 @@ def _sheets(z: zipfile.ZipFile) -> list[tuple[str, str]]:
     return out
 
 
-def _first_cell(z: zipfile.ZipFile, part: str, value: bytes) -> str | None:
-    """The reference (e.g. D17) of the first error cell in the part holding `value`; "" when the
-    cell has none (a reference is optional); None when no cell holds it."""
-    found = re.compile(rb"<(?:\w+:)?v>\s*" + re.escape(value) + rb"\s*</(?:\w+:)?v>")
-    tail = b""
-    with z.open(part) as f:
-        while block := f.read(_BLOCK):
-            text = tail + block
-            for m in found.finditer(text):
-                # The value's own cell: the last cell opened before it and not closed since (a
-                # formula's <f> may sit between the two).
-                before = text[max(0, m.start() - _OVERLAP):m.start()]
-                opened = next(reversed(list(_CELL_OPEN.finditer(before))), None)
-                if (opened is not None and not _CELL_CLOSE.search(before, opened.end())
-                        and _attribute(opened.group(1), b"t") == "e"):
-                    return _attribute(opened.group(1), b"r") or ""
-            tail = text[-_OVERLAP:]
-    return None
-
-
 _ERROR_TYPE = re.compile(rb"""\bt\s*=\s*["']e["']""")
 _CELL_TAG = re.compile(rb"<(?:\w+:)?c\b")
 _VALUE = re.compile(rb"<(?:\w+:)?v>([^<]{0,64})</(?:\w+:)?v>")
@@ -83,60 +64,59 @@ def _position(ref: str) -> tuple[int, int] | None:
     return int(m.group(2)), column - 1
 
 
+def _error_cells(z: zipfile.ZipFile, part: str) -> Iterator[tuple[str | None, str]]:
+    """The part's error cells in order, as (reference or None, value); a cell cut by a block's end
+    is read whole with the next block (the overlap), so one may come twice."""
+    tail = b""
+    with z.open(part) as f:
+        while block := f.read(_BLOCK):
+            text = tail + block
+            tail = text[-_OVERLAP:]
+            if b'"e"' not in text and b"'e'" not in text:  # the usual block: no error cell (a fast scan)
+                continue
+            for m in _ERROR_TYPE.finditer(text):
+                opened = text.rfind(b"<", 0, m.start())
+                end = text.find(b">", m.end())
+                if opened < 0 or end < 0 or not _CELL_TAG.match(text, opened):
+                    continue
+                ref = _attribute(text[opened:end], b"r")
+                if text[end - 1:end] == b"/":  # <c r="F3" t="e"/>: an error without its value
+                    yield ref, ""
+                    continue
+                close = _CELL_CLOSE.search(text, end)
+                if close is None:
+                    continue  # cut by the block's end: read with the next block
+                value = _VALUE.search(text, end, close.start())
+                yield ref, html.unescape(value.group(1).decode("utf-8", "replace")).strip() if value else ""
+
+
 def cells(path: Path, sheet: str) -> dict[tuple[int, int], str]:
     """Every error cell of the sheet: (row from 1, column from 0) → its value as Excel shows it. A
     cell without a reference cannot be placed and is left out; {} when the parts do not say."""
-    try:
-        return _cells(path, sheet)
-    except (OSError, KeyError, zipfile.BadZipFile, RuntimeError, ValueError, EOFError):
-        return {}  # parts calamine read but this scan cannot: the cells read as empty, as calamine gives them
-
-
-def _cells(path: Path, sheet: str) -> dict[tuple[int, int], str]:
     found: dict[tuple[int, int], str] = {}
-    with zipfile.ZipFile(path) as z:
-        part = dict(_sheets(z)).get(sheet)
-        if part is None or part not in z.namelist():
-            return found
-        tail = b""
-        with z.open(part) as f:
-            while block := f.read(_BLOCK):
-                # A cell cut by the block's end is read whole with the next block (the overlap);
-                # one read twice is the same key.
-                text = tail + block
-                tail = text[-_OVERLAP:]
-                if b'"e"' not in text and b"'e'" not in text:  # the usual block: no error cell (a fast scan)
-                    continue
-                for m in _ERROR_TYPE.finditer(text):
-                    opened = text.rfind(b"<", 0, m.start())
-                    end = text.find(b">", m.end())
-                    if opened < 0 or end < 0 or not _CELL_TAG.match(text, opened):
-                        continue
-                    ref = _attribute(text[opened:end], b"r")
+    try:
+        with zipfile.ZipFile(path) as z:
+            part = dict(_sheets(z)).get(sheet)
+            if part is not None and part in z.namelist():
+                for ref, value in _error_cells(z, part):
                     place = _position(ref) if ref else None
-                    if place is None:
-                        continue
-                    if text[end - 1:end] == b"/":  # <c r="F3" t="e"/>: an error without its value
-                        found[place] = ""
-                        continue
-                    close = _CELL_CLOSE.search(text, end)
-                    if close is None:
-                        continue  # cut by the block's end: read with the next block
-                    value = _VALUE.search(text, end, close.start())
-                    found[place] = html.unescape(value.group(1).decode("utf-8", "replace")).strip() if value else ""
+                    if place is not None:
+                        found[place] = value
+    except _UNREADABLE:
+        return {}  # parts calamine read but this scan cannot: the cells read as empty, as calamine gives them
     return found
 
 
 def locate(path: Path, value: str) -> tuple[str, str] | None:
-    """(sheet name, cell reference) of the first cell holding the error `value`; None when it cannot
-    be found (the message then names the value alone)."""
+    """(sheet name, cell reference, "" when the cell has none) of the first cell holding the error
+    `value`; None when it cannot be found (the message then names the value alone)."""
     try:
         with zipfile.ZipFile(path) as z:
             for sheet, part in _sheets(z):
                 if part in z.namelist():
-                    cell = _first_cell(z, part, html.escape(value, quote=False).encode())
-                    if cell is not None:
-                        return sheet, cell
-    except (OSError, KeyError, zipfile.BadZipFile, RuntimeError, ValueError):
+                    for ref, held in _error_cells(z, part):
+                        if held == value:
+                            return sheet, ref or ""
+    except _UNREADABLE:
         return None
     return None

@@ -77,6 +77,7 @@ def dataset_details(entry: dict, night: date) -> dict:
     snapshot = entry.get("snapshot", "")
     return {"code": entry.get("code", ""), "title": dataset_title(entry.get("code")) or "其他数据",
             "status_code": entry.get("status", "none"), "outcome": _outcome(entry),
+            "snapshot": snapshot,
             "in_force": "" if not snapshot or snapshot == night.isoformat() else f"沿用 {snapshot} 的数据",
             "totals": totals(entry), "counts": counts,
             "complete": 1 - sum(entry.get("empty", {}).values()) / (rows * max(len(ds.required), 1)) if ds and rows else 1.0,

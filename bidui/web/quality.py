@@ -109,9 +109,9 @@ def quality_page(c: Ctx = Depends(ctx), night: str | None = None):  # noqa: B008
                 for code, entry in nights.get(bulletin.night, {}).items() if entry.get("status") in NOT_TAKEN}
         for d in bulletin.departments:
             for x in d.not_taken:
-                reason, kept = said.get(x["code"], ""), x["in_force"]
-                snapshot = kept.removeprefix("沿用 ").removesuffix(" 的数据")
-                reasons[x["code"]] = "；".join(t for t in (reason, "" if snapshot and snapshot in reason else kept) if t)
+                reason = said.get(x["code"], "")
+                kept = "" if x["snapshot"] and x["snapshot"] in reason else x["in_force"]
+                reasons[x["code"]] = "；".join(t for t in (reason, kept) if t)
     return c.render("quality.html", bulletin=bulletin, departments=departments, labels=QUALITY_TOTAL_LABELS,
                     reasons=reasons, nights=sorted(nights, reverse=True))
 
