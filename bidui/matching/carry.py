@@ -1,16 +1,20 @@
-"""Sure links carried from the night linked before (issue 18, part 2): a night re-links only what
+"""Sure links carried from the night before (issue 18, part 2): a night re-links only what
 could have changed.
 
-A sure link (exact, former_name, household, excel_cut) depends on the record and on the hukou rows
-that share its number, its number's first 15 digits or its holder's hukou household, and on the
-townships' verdicts that name it — never on the model. So a record of a dataset whose snapshot is
-the one linked the night before keeps last night's sure link unless hukou changed under it (a row
-with its number, its 15 digits or its holder's household came, went or changed, or a number's
-person changed: 一号多人, 一人多号) or a verdict names it, tonight or last night. Everything else of
-such a dataset — its scored, unlinked and confirmed records — is linked again, with every record of
-the datasets that came anew; blocking, name frequencies and the model's prior still see the whole
-spine and the whole residue, so the outcome equals linking everything
-(`tests/test_carry.py` compares the two night after night).
+A sure link (exact, former_name, household, excel_cut) depends on what the record says (its number,
+its status and its name's keys) and on the hukou rows that share its number, its number's first 15
+digits or its holder's hukou household, and on the townships' verdicts that name it — never on the
+model, its row or the other rows of its file. So a record keeps last night's sure link unless hukou
+changed under it (a row with its number, its 15 digits or its holder's household came, went or
+changed, or a number's person changed: 一号多人, 一人多号) or a verdict names it, tonight or last night:
+- in a dataset whose snapshot is the one linked the night before, by its row (`Carry.whole`);
+- in a dataset delivered anew, by what it says: a row whose `row_hash` is that of a row of the
+  snapshot the night before was linked with takes that row's sure link (`Carry.by_row`), whatever
+  its place in tonight's file. Only the rows that are new or changed are linked again.
+Everything else — scored, unlinked and confirmed records, and rows no row said before — is linked
+again, with every record of the datasets that came anew with no snapshot to compare; blocking, name
+frequencies and the model's prior still see the whole spine and the whole residue, so the outcome
+equals linking everything (`tests/test_carry.py` compares the two night after night).
 
 Nothing is carried when the model is trained tonight (training draws from every record), when the
 night before was linked by other SQL (`CODE`), or when there is no night before."""
@@ -50,10 +54,17 @@ def code_digest(*texts: str) -> str:
 @dataclass
 class Carry:
     """What tonight takes from the night before: `datasets` whose sure links are carried (but for
-    the records in the temp table `link_restage`: `carried_sql`)."""
+    the records in the temp table `link_restage`: `carried_sql`) — by row when the snapshot is the
+    one the night before was linked with, by what the row says (`by_row`: tonight's snapshot date
+    and the one linked the night before, the temp table `link_rowmap`) when it came anew."""
 
     before: date | None = None
     datasets: list[str] = field(default_factory=list)
+    by_row: dict[str, tuple[date, date]] = field(default_factory=dict)
+
+    @property
+    def whole(self) -> list[str]:
+        return [d for d in self.datasets if d not in self.by_row]
 
 
 def _touched(con: duckdb.DuckDBPyConnection, then: date, now: date) -> None:
@@ -86,8 +97,16 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
     # (date, load) of each dataset's snapshot in force tonight and the night before, and of those
     # the night before was linked with.
     now, then, linked = wh.in_force_loads(con, night), wh.in_force_loads(con, before), linked_loads(con, before)
-    # Carried: a dataset whose snapshot tonight is the very one the night before was linked with.
-    datasets = [d for d in rec_sql.linked_datasets() if d in now and now[d] == linked.get(d)]
+    # Carried by row: a dataset whose snapshot tonight is the very one the night before was linked
+    # with. By what its rows say: one delivered anew since, while the snapshot the night before was
+    # linked with is still stored as it was (a night stored again by another load replaced it).
+    stored = {(d, snap): int(load) for d, snap, load in
+              con.execute("SELECT dataset, snapshot_date, load_id FROM snapshots").fetchall()}
+    whole = [d for d in rec_sql.linked_datasets() if d in now and now[d] == linked.get(d)]
+    by_row = {d: (now[d][0], linked[d][0]) for d in rec_sql.linked_datasets()
+              if d in now and d in linked and now[d] != linked[d] and stored.get((d, linked[d][0])) == linked[d][1]
+              and now[d][0] != linked[d][0]}
+    datasets = whole + list(by_row)
     # Hukou's changes are counted from the snapshot in force the night before: it must still be the
     # one that night was linked with.
     if not datasets or "hukou" not in now or "hukou" not in then or then["hukou"] != linked.get("hukou"):
@@ -102,12 +121,14 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
                    SELECT dataset, role, id_number FROM link_decisions
                    UNION SELECT dataset, role, id_number FROM link_decisions_used WHERE night = ?""", [before])
     sure = ", ".join(f"'{m}'" for m in SURE)
-    carried = ", ".join(f"'{d}'" for d in datasets)
+    carried = ", ".join(f"'{d}'" for d in whole) or "NULL"
     # Linked again: what was not surely linked (one scan of the night before's links)…
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE link_restage AS
         SELECT dataset, role, source_row FROM links
         WHERE night = DATE '{before.isoformat()}' AND dataset IN ({carried}) AND method NOT IN ({sure})""")
+    # …of a dataset delivered anew, every row but those that say what a surely linked row said…
+    _map_rows(con, before, by_row)
     # …and what hukou or a verdict changed under (a scan of each snapshot's numbers, when any).
     if con.execute("SELECT (SELECT count(*) FROM carry_touched) + (SELECT count(*) FROM carry_decided)").fetchone()[0]:
         for code_ in datasets:
@@ -122,19 +143,60 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
                               AND substr(m.{ref.id_column}, 1, 15) IN (SELECT substr(id_number, 1, 15) FROM carry_touched))
                           OR coalesce(m.{ref.id_column}, m.{ref.id_column}_raw) IN (
                               SELECT id_number FROM carry_decided WHERE dataset = '{code_}' AND role = '{ref.role}'))""")
-    return Carry(before, datasets)
+    return Carry(before, datasets, by_row)
+
+
+def _map_rows(con: duckdb.DuckDBPyConnection, before: date, by_row: dict[str, tuple[date, date]]) -> None:
+    """`link_rowmap` (dataset, source_row, source_file, before_row): each row of a dataset delivered
+    anew that says what a row of the snapshot the night before was linked with said (rows that say
+    the same are linked alike: the first of them); and into `link_restage`, every other row of it and
+    every row whose row the night before did not surely link, for each of its person references."""
+    con.execute("CREATE OR REPLACE TEMP TABLE link_rowmap (dataset VARCHAR, source_row BIGINT, source_file VARCHAR, "
+                "before_row BIGINT)")
+    sure = ", ".join(f"'{m}'" for m in SURE)
+    for code, (snap, then) in by_row.items():
+        table = f"ds_{code}"
+        con.execute(f"""
+            INSERT INTO link_rowmap
+            SELECT '{code}', n.source_row, n.source_file, b.before_row
+            FROM {table} n JOIN (SELECT row_hash, min(source_row) AS before_row FROM {table}
+                                 WHERE snapshot_date = DATE '{then.isoformat()}' AND row_hash IS NOT NULL
+                                 GROUP BY row_hash) b ON b.row_hash = n.row_hash
+            WHERE n.snapshot_date = DATE '{snap.isoformat()}'""")
+        for ref in BY_CODE[code].persons:
+            con.execute(f"""
+                INSERT INTO link_restage
+                SELECT '{code}', '{ref.role}', n.source_row FROM {table} n
+                ANTI JOIN (SELECT m.source_row FROM link_rowmap m
+                           SEMI JOIN (SELECT source_row FROM links
+                                      WHERE night = DATE '{before.isoformat()}' AND dataset = '{code}'
+                                            AND role = '{ref.role}' AND method IN ({sure})) l
+                                ON l.source_row = m.before_row
+                           WHERE m.dataset = '{code}') k ON k.source_row = n.source_row
+                WHERE n.snapshot_date = DATE '{snap.isoformat()}'""")
 
 
 def carried_sql(plan: Carry) -> str:
     """The night before's links that tonight keeps (`plan`'s datasets, sure, not to be linked
-    again), as the links table's columns but the night."""
+    again), as the links table's columns but the night: by row, or, for a dataset delivered anew,
+    at tonight's rows that say what their rows said."""
     sure = ", ".join(f"'{m}'" for m in SURE)
-    return f"""
+    night = f"DATE '{plan.before.isoformat()}'"
+    parts = []
+    if plan.whole:
+        parts.append(f"""
         SELECT l.dataset, l.source_file, l.source_row, l.role, l.person_key, l.method, l.score, l.id_name_conflict,
                l.explanation
         FROM links l ANTI JOIN link_restage r ON r.dataset = l.dataset AND r.role = l.role AND r.source_row = l.source_row
-        WHERE l.night = DATE '{plan.before.isoformat()}' AND l.dataset IN ({", ".join(f"'{d}'" for d in plan.datasets)})
-              AND l.method IN ({sure})"""
+        WHERE l.night = {night} AND l.dataset IN ({", ".join(f"'{d}'" for d in plan.whole)}) AND l.method IN ({sure})""")
+    if plan.by_row:
+        parts.append(f"""
+        SELECT l.dataset, m.source_file, m.source_row, l.role, l.person_key, l.method, l.score, l.id_name_conflict,
+               l.explanation
+        FROM links l JOIN link_rowmap m ON m.dataset = l.dataset AND m.before_row = l.source_row
+             ANTI JOIN link_restage r ON r.dataset = m.dataset AND r.role = l.role AND r.source_row = m.source_row
+        WHERE l.night = {night} AND l.dataset IN ({", ".join(f"'{d}'" for d in plan.by_row)}) AND l.method IN ({sure})""")
+    return " UNION ALL ".join(parts)
 
 
 def linked_loads(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, tuple[date, int]]:
@@ -162,5 +224,5 @@ def remember_decisions(con: duckdb.DuckDBPyConnection, night: date) -> None:
 
 
 def drop(con: duckdb.DuckDBPyConnection) -> None:
-    for table in ("link_restage", "carry_touched", "carry_decided"):
+    for table in ("link_restage", "link_rowmap", "carry_touched", "carry_decided"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
