@@ -238,3 +238,77 @@ def test_a_dataset_delivered_anew_keeps_the_links_of_the_rows_that_say_the_same(
     (kept,), = carry.execute("SELECT count(*) FROM links WHERE night = ? AND dataset = 'vehicles' AND carried",
                              [night2]).fetchall()
     assert kept > 0
+
+
+def test_hukou_sent_again_in_another_order_keeps_the_household_a_link_read(twins) -> None:
+    """A person listed twice under one number, in two households: the spine takes one of the rows
+    by what they say, not by their place, so hukou sent again in reverse order changes no household
+    link (the plan sees no hukou row change and carries the link)."""
+    night1, night2, night3 = date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22)
+    carry, _ = twins
+    code, row = carry.execute("SELECT dataset, source_row FROM links WHERE night = ? AND method = 'household' "
+                              "ORDER BY 1, 2 LIMIT 1", [night1]).fetchone()
+    ref = BY_CODE[code].persons[0]
+    snap = wh.in_force(carry, night1)[code]
+    number, = carry.execute(f"SELECT {ref.id_column} FROM ds_{code} WHERE snapshot_date = ? AND source_row = ?",
+                            [snap, row]).fetchone()
+    other, = carry.execute("""SELECT min(hukou_number) FROM ds_hukou WHERE snapshot_date = ? AND hukou_number <>
+                              (SELECT min(hukou_number) FROM ds_hukou WHERE snapshot_date = ? AND id_number = ?)""",
+                           [night1, night1, number]).fetchone()
+    for con in twins:  # listed a second time, in another household, after every other row
+        edit_hukou(con, night2, night1, f"""INSERT INTO _h SELECT * REPLACE ({wh.sql_text(other)} AS hukou_number,
+                   source_row + 500000 AS source_row) FROM _h WHERE id_number = {wh.sql_text(number)}""")
+    both(twins, night2)
+    for con in twins:  # the same rows, in reverse order: the second listing now comes first
+        (top,), = con.execute("SELECT max(source_row) FROM ds_hukou WHERE snapshot_date = ?", [night2]).fetchall()
+        edit_hukou(con, night3, night2, f"UPDATE _h SET source_row = {top} + 1 - source_row")
+    carried, _ = both(twins, night3)
+    assert carried > 0
+
+
+def test_a_verdict_naming_a_record_by_its_number_as_typed_is_not_carried_past(twins) -> None:
+    """A 不是本人 verdict whose number is the record's ID as typed (15 digits, cleaned to 18 on
+    ingest), as linking reads it: the plan links that record again instead of carrying its link."""
+    night1, night2 = date(2026, 11, 20), date(2026, 11, 21)
+    carry, _ = twins
+    row, person = carry.execute("""
+        SELECT source_row, person_key FROM links WHERE night = ? AND dataset = 'payroll' AND method = 'exact'
+        AND NOT contains(person_key, '~') AND substr(person_key, 7, 2) = '19' ORDER BY 1 LIMIT 1""", [night1]).fetchone()
+    snap = wh.in_force(carry, night1)["payroll"]
+    number, name = carry.execute("SELECT id_number, name FROM ds_payroll WHERE snapshot_date = ? AND source_row = ?",
+                                 [snap, row]).fetchone()
+    typed = number[:6] + number[8:17]
+    for con in twins:
+        con.execute("UPDATE ds_payroll SET id_number_raw = ? WHERE snapshot_date = ? AND source_row = ?",
+                    [f" {typed} ", snap, row])
+        link_night(con, night1, carry=False)  # night 1 linked on the rows as typed
+        decisions.store(con, [{"kind": "cannot", "dataset": "payroll", "role": "staff", "id_number": typed,
+                               "name": name, "person_key": person, "clue_id": 1, "verifier_name": "孙丽",
+                               "decided_on": night2}])
+    carried, _ = both(twins, night2)
+    assert carried > 0
+    assert carry.execute("SELECT person_key FROM links WHERE night = ? AND dataset = 'payroll' AND source_row = ?",
+                         [night2, row]).fetchone()[0] is None
+
+
+def test_a_late_hukou_folder_that_rewrites_a_former_name_is_not_carried_past(twins) -> None:
+    """Night 3 is linked first, with a person renamed (a record saying the old name links as
+    former_name); night 2's hukou comes late with a third name, and reading the name history again
+    from the first gives the person another former name. Night 4 has no new hukou: no hukou row
+    changed since night 3, but its former-name and household links are made again."""
+    n1, n2, n3, n4 = (date(2026, 11, d) for d in (20, 21, 22, 23))
+    carry, _ = twins
+    person, = carry.execute("""SELECT person_key FROM links WHERE night = ? AND dataset = 'students'
+                               AND method = 'exact' AND NOT contains(person_key, '~') ORDER BY 1 LIMIT 1""",
+                            [n1]).fetchone()
+    x = wh.sql_text(person)
+    for con in twins:
+        edit_hukou(con, n3, n1, f"UPDATE _h SET name = name || '乙', name_raw = name_raw || '乙' WHERE id_number = {x}")
+    both(twins, n3)
+    assert carry.execute("SELECT count(*) FROM links WHERE night = ? AND person_key = ? AND method = 'former_name'",
+                         [n3, person]).fetchone()[0] > 0
+    for con in twins:
+        edit_hukou(con, n2, n1, f"UPDATE _h SET name = name || '丙', name_raw = name_raw || '丙' WHERE id_number = {x}")
+    both(twins, n2)
+    carried, _ = both(twins, n4)
+    assert carried > 0

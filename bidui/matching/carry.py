@@ -31,7 +31,7 @@ from bidui.connectors import warehouse as wh
 from bidui.connectors.changes import COMPARED_COLUMNS, changed_rows
 from bidui.datasets import BY_CODE
 from bidui.matching import records as rec_sql
-from bidui.matching.decisions import DECISIONS_DDL
+from bidui.matching.decisions import DECISIONS_DDL, named_by_decision
 from bidui.matching.relinks import previous_linked_night
 
 SURE = ("exact", "former_name", "household", "excel_cut")
@@ -61,6 +61,7 @@ class Carry:
     before: date | None = None
     datasets: list[str] = field(default_factory=list)
     by_row: dict[str, tuple[date, date]] = field(default_factory=dict)
+    methods: tuple[str, ...] = SURE  # the sure links carried (`plan`: fewer when the name history was read again)
 
     @property
     def whole(self) -> list[str]:
@@ -92,8 +93,16 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
     when there is no night before, it was linked by other SQL, or no dataset kept its snapshot."""
     con.execute(USED_DDL)
     before = previous_linked_night(con, night)
-    if before is None or con.execute("SELECT code FROM link_runs WHERE night = ?", [before]).fetchone()[0] != code:
+    if before is None:
         return Carry()
+    code_before, epoch_before = con.execute("SELECT code, names_epoch FROM link_runs WHERE night = ?", [before]).fetchone()
+    if code_before != code:
+        return Carry()
+    # Former-name and household links read the hukou name history (a household link, its members'
+    # former names). Read again from the first since the night before was linked (a night folder
+    # that came late, an older hukou file loaded again), it may give other former names to numbers
+    # whose rows did not change: those links are made again. Tonight's reading: `prepare_spine` ran.
+    methods = SURE if epoch_before == rec_sql.names_epoch(con) else tuple(m for m in SURE if m in ("exact", "excel_cut"))
     # (date, load) of each dataset's snapshot in force tonight and the night before, and of those
     # the night before was linked with.
     now, then, linked = wh.in_force_loads(con, night), wh.in_force_loads(con, before), linked_loads(con, before)
@@ -120,7 +129,7 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
     con.execute("""CREATE OR REPLACE TEMP TABLE carry_decided AS
                    SELECT dataset, role, id_number FROM link_decisions
                    UNION SELECT dataset, role, id_number FROM link_decisions_used WHERE night = ?""", [before])
-    sure = ", ".join(f"'{m}'" for m in SURE)
+    sure = ", ".join(f"'{m}'" for m in methods)
     carried = ", ".join(f"'{d}'" for d in whole) or "NULL"
     # Linked again: what was not surely linked (one scan of the night before's links)…
     con.execute(f"""
@@ -128,7 +137,7 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
         SELECT dataset, role, source_row FROM links
         WHERE night = DATE '{before.isoformat()}' AND dataset IN ({carried}) AND method NOT IN ({sure})""")
     # …of a dataset delivered anew, every row but those that say what a surely linked row said…
-    _map_rows(con, before, by_row)
+    _map_rows(con, before, by_row, methods)
     # …and what hukou or a verdict changed under (a scan of each snapshot's numbers, when any).
     if con.execute("SELECT (SELECT count(*) FROM carry_touched) + (SELECT count(*) FROM carry_decided)").fetchone()[0]:
         for code_ in datasets:
@@ -141,19 +150,19 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
                           m.{ref.id_column} IN (SELECT id_number FROM carry_touched)
                           OR (m.{ref.id_column}_status = 'excel_mangled'
                               AND substr(m.{ref.id_column}, 1, 15) IN (SELECT substr(id_number, 1, 15) FROM carry_touched))
-                          OR coalesce(m.{ref.id_column}, m.{ref.id_column}_raw) IN (
-                              SELECT id_number FROM carry_decided WHERE dataset = '{code_}' AND role = '{ref.role}'))""")
-    return Carry(before, datasets, by_row)
+                          OR {named_by_decision(ref, "m", f"(SELECT id_number FROM carry_decided WHERE dataset = '{code_}' AND role = '{ref.role}')")})""")
+    return Carry(before, datasets, by_row, methods)
 
 
-def _map_rows(con: duckdb.DuckDBPyConnection, before: date, by_row: dict[str, tuple[date, date]]) -> None:
+def _map_rows(con: duckdb.DuckDBPyConnection, before: date, by_row: dict[str, tuple[date, date]],
+              methods: tuple[str, ...]) -> None:
     """`link_rowmap` (dataset, source_row, source_file, before_row): each row of a dataset delivered
     anew that says what a row of the snapshot the night before was linked with said (rows that say
     the same are linked alike: the first of them); and into `link_restage`, every other row of it and
     every row whose row the night before did not surely link, for each of its person references."""
     con.execute("CREATE OR REPLACE TEMP TABLE link_rowmap (dataset VARCHAR, source_row BIGINT, source_file VARCHAR, "
                 "before_row BIGINT)")
-    sure = ", ".join(f"'{m}'" for m in SURE)
+    sure = ", ".join(f"'{m}'" for m in methods)
     for code, (snap, then) in by_row.items():
         table = f"ds_{code}"
         con.execute(f"""
@@ -180,7 +189,7 @@ def carried_sql(plan: Carry) -> str:
     """The night before's links that tonight keeps (`plan`'s datasets, sure, not to be linked
     again), as the links table's columns but the night: by row, or, for a dataset delivered anew,
     at tonight's rows that say what their rows said."""
-    sure = ", ".join(f"'{m}'" for m in SURE)
+    sure = ", ".join(f"'{m}'" for m in plan.methods)
     night = f"DATE '{plan.before.isoformat()}'"
     parts = []
     if plan.whole:

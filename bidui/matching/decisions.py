@@ -15,7 +15,7 @@ import duckdb
 import polars as pl
 
 from bidui.connectors import warehouse as wh
-from bidui.datasets import DATASETS
+from bidui.datasets import DATASETS, PersonRef
 from bidui.home import Home
 
 DECISIONS_DDL = """
@@ -72,6 +72,14 @@ def refresh(con: duckdb.DuckDBPyConnection, home: Home) -> int:
     return copy_from_ledger(con, url)
 
 
+def named_by_decision(ref: PersonRef, row: str, numbers: str) -> str:
+    """SQL: the row `row` of a dataset is named, by the number, by a decision whose number is in
+    `numbers` (a parenthesised list or subquery): its ID as cleaned on ingest or as typed. The one
+    test linking (`stage_decided`) and the carry plan (`bidui.matching.carry`) use: a record a
+    verdict names is never carried past it."""
+    return f"({row}.{ref.id_column} IN {numbers} OR trim({row}.{ref.id_column}_raw) IN {numbers})"
+
+
 def stage_decided(con: duckdb.DuckDBPyConnection, in_force: dict[str, date]) -> None:
     """`link_decided`: the staged records (`link_recs`) a decision names, with its kind, person
     and explanation. A record is named by what it says: its ID as cleaned on ingest (or as typed,
@@ -94,7 +102,7 @@ def stage_decided(con: duckdb.DuckDBPyConnection, in_force: dict[str, date]) -> 
                                'clue', d.clue_id)
             FROM ds_{code} m
             JOIN link_decisions d ON d.dataset = ? AND d.role = ? AND d.name = m.{ref.name_column}
-                 AND (d.id_number = m.{ref.id_column} OR d.id_number = trim(m.{ref.id_column}_raw))
+                 AND {named_by_decision(ref, "m", "(d.id_number)")}
             JOIN link_recs l ON l.dataset = ? AND l.role = ? AND l.source_file = m.source_file
                  AND l.source_row = m.source_row
             WHERE m.snapshot_date = ?""", [code, role, code, role, snap])

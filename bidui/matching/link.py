@@ -21,7 +21,7 @@ from bidui.matching import compare as cmp
 from bidui.matching import fs
 from bidui.matching.decisions import DECIDED_DDL, stage_decided
 from bidui.matching.fs import Model, fit_with_labels, score
-from bidui.matching.records import SPINE_SQL, prepare_spine, records_sql, spine_snapshot
+from bidui.matching.records import SPINE_SQL, names_epoch, prepare_spine, records_sql, spine_snapshot
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -738,9 +738,11 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS model_version INTEGER")
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS code VARCHAR")
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS carried BIGINT")
+    con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS names_epoch BIGINT")
     # A link copied from the night before (`carry`): the report's links changed need not compare it.
     con.execute("ALTER TABLE links ADD COLUMN IF NOT EXISTS carried BOOLEAN")
     # Training draws from every record: a night that trains (asked, or the first) links them all.
+    prepare_spine(con, spine_snapshot(con, night))  # the name history as tonight reads it, before the plan compares it
     plan = carry_mod.plan(con, night, SURE_CODE) if carry and kept is not None and not retrain else carry_mod.Carry()
     skipped = stage_night(con, night, plan.datasets)
     result = link_staged(con, thresholds, seed=night.toordinal(), kept=kept, retrain=retrain)
@@ -777,11 +779,11 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
                          fs.to_json(result.model, result.shares)])
         model = result.model.weights_table().write_json() if result.model else None
         con.execute("INSERT INTO link_runs (night, records, exact, fuzzy, review, none, pairs, seconds, model, skipped, "
-                    "model_version, code, carried) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "model_version, code, carried, names_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [night, result.records, sum(result.counts.get(m, 0) for m in SURE_METHODS),
                      *(result.counts.get(m, 0) for m in ("fuzzy", "review", "none")),
                      result.pairs, result.seconds, model, ",".join(skipped), result.model_version, SURE_CODE,
-                     result.carried])
+                     result.carried, names_epoch(con)])
         carry_mod.remember_decisions(con, night)
         carry_mod.remember_loads(con, night)
         con.execute("COMMIT")

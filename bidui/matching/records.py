@@ -100,6 +100,15 @@ def ensure_identity(con: duckdb.DuckDBPyConnection, snap: date) -> None:
 
 # The hukou snapshot (and its load) the name history was last brought up to.
 NAMES_AT_DDL = "CREATE TABLE IF NOT EXISTS hukou_names_at (snapshot_date DATE NOT NULL, load_id BIGINT)"
+# How many times the history was read again from the first: a night linked with another reading
+# may have taken other former names for numbers whose rows did not change (`names_epoch`).
+NAMES_EPOCH_DDL = "CREATE TABLE IF NOT EXISTS hukou_names_epoch (epoch BIGINT NOT NULL)"
+
+
+def names_epoch(con: duckdb.DuckDBPyConnection) -> int:
+    """The reading of the name history now (the carry plan compares it with the night before's)."""
+    con.execute(NAMES_EPOCH_DDL)
+    return int(con.execute("SELECT coalesce(max(epoch), 0) FROM hukou_names_epoch").fetchone()[0])
 
 
 def remember_names(con: duckdb.DuckDBPyConnection, snap: date) -> None:
@@ -119,6 +128,9 @@ def remember_names(con: duckdb.DuckDBPyConnection, snap: date) -> None:
     if since is None:
         con.execute("DELETE FROM hukou_names")
         con.execute("DELETE FROM hukou_names_at")
+        epoch = names_epoch(con) + 1
+        con.execute("DELETE FROM hukou_names_epoch")
+        con.execute("INSERT INTO hukou_names_epoch VALUES (?)", [epoch])
     days = [d for d, in con.execute("SELECT DISTINCT snapshot_date FROM snapshots WHERE dataset = 'hukou' AND "
                                     "snapshot_date <= ? AND snapshot_date > coalesce(?::DATE, DATE '0001-01-01') "
                                     "ORDER BY 1", [snap, since]).fetchall()]
@@ -169,7 +181,19 @@ SPINE_SQL = """
                h.relation, h.source_row
         FROM ds_hukou h LEFT JOIN hukou_identity i ON i.snapshot_date = h.snapshot_date AND i.source_row = h.source_row
         WHERE h.snapshot_date = ? AND h.id_number_status = 'valid'),
-    first AS (SELECT min(source_row) AS source_row FROM cur GROUP BY person_key, id_number),
+    -- A person listed twice under one number is one spine row: the first by what the rows say
+    -- (a living row before a cancelled one, then by household…), not by their place in the file,
+    -- so that hukou sent again in another order gives the same spine (a household link reads the
+    -- row's household) and links carried from the night before stay what linking them would give.
+    firsts AS (SELECT person_key, id_number, min(source_row) AS source_row, count(*) AS n FROM cur GROUP BY ALL),
+    first AS (
+        SELECT source_row FROM firsts WHERE n = 1
+        UNION ALL
+        SELECT arg_min(c.source_row, (c.status IS DISTINCT FROM '正常', coalesce(c.hukou_number, ''),
+                       coalesce(c.relation, ''), coalesce(c.village, ''), coalesce(c.status_date, DATE '0001-01-01'),
+                       coalesce(c.sex, ''), coalesce(c.birth_date, DATE '0001-01-01'), coalesce(c.name, ''), c.source_row))
+        FROM cur c SEMI JOIN (SELECT person_key, id_number FROM firsts WHERE n > 1) d USING (person_key, id_number)
+        GROUP BY c.person_key, c.id_number),
     former AS (SELECT n.id_number, k.simplified AS former_form, k.pinyin AS former_pinyin
                FROM hukou_names n JOIN name_keys k ON k.name = n.former
                WHERE n.former IS NOT NULL AND n.changed_on <= ?)
@@ -190,7 +214,8 @@ def spine(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
     """Hukou records in force, one row per person and ID number: `person_key` is the person
     (records are linked to it), `id_number` the number this row carries (a person with a second,
     cancelled number has two rows); `former_form`, the name this number carried before a
-    correction. A person listed twice under one number counts once (the first row)."""
+    correction. A person listed twice under one number counts once (the first row by what the rows
+    say, whatever their order)."""
     snap = spine_snapshot(con, night)
     prepare_spine(con, snap)
     return wh.query(con, SPINE_SQL, [snap, snap]).drop("source_row")
