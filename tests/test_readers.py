@@ -427,6 +427,95 @@ def test_error_cells_are_found_in_every_form_a_sheet_may_write_them(tmp_path: Pa
     assert xlsx_errors.locate(path, "#REF!") == ("车辆", "D5")
 
 
+def _without_references(made: Path, path: Path, rows_too: bool) -> Path:
+    """The workbook with its first sheet's cell references left out (and its rows' numbers, if
+    `rows_too`), as some writers save a sheet."""
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(made) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            body = src.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                body = re.sub(rb'<c r="[A-Z]+[0-9]+"', b"<c", body)
+                if rows_too:
+                    body = re.sub(rb'<row r="[0-9]+"', b"<row", body)
+                # xlsxwriter writes a value it does not know as an error as text
+                body = body.replace(b't="str"><f>NA()</f><v>#SPILL!', b't="e"><f>NA()</f><v>#SPILL!')
+            dst.writestr(item, body)
+    return path
+
+
+@pytest.mark.parametrize("rows_too", [False, True])
+def test_error_cells_of_a_sheet_without_references_are_placed_as_calamine_places_them(tmp_path: Path,
+                                                                                       rows_too: bool) -> None:
+    """A sheet whose cells carry no reference: each cell is the one after the cell before it. Its
+    error cells are rejected values at the place calamine reads them from, not empty values (which
+    is what they were before: a #N/A where the ID number is read as a row without an ID)."""
+    from bidui.connectors import xlsx_errors
+    from bidui.connectors.normalise import EXCEL_ERROR, normalise
+
+    made = tmp_path / "made.xlsx"
+    wb = xlsxwriter.Workbook(str(made))
+    ws = wb.add_worksheet("车辆")
+    ws.write_row(0, 0, HEADER)
+    for r in range(1, 6):
+        ws.write_row(r, 0, row(r))
+    ws.write_formula(2, 4, "=VLOOKUP(A3,Sheet2!A:B,2,0)", None, "#N/A")  # Excel row 3, the ID number
+    ws.write_formula(4, 5, "=1/0", None, "#DIV/0!")  # Excel row 5, the registration date
+    wb.close()
+    path = _without_references(made, tmp_path / "vehicles_20261120.xlsx", rows_too)
+    assert xlsx_errors.cells(path, "车辆") == {(3, 4): "#N/A", (5, 5): "#DIV/0!"}
+    raw = read_table(path, VEHICLES)
+    assert raw.error_cells == {(1, 4): "#N/A", (3, 5): "#DIV/0!"}
+    assert raw.data["c4"][1] is None and raw.data["c4"][0] == row(1)[4]  # calamine's own places
+    out = normalise(VEHICLES, map_headers(VEHICLES, raw.header, path.name), raw)
+    assert [(r["source_row"], r["column_name"], r["value"]) for r in
+            out.rejects.filter(pl.col("reason") == EXCEL_ERROR).to_dicts()] == [
+        (2, "owner_id_number", "#N/A"), (4, "register_date", "#DIV/0!")]  # data rows (Excel 3 and 5)
+
+
+def test_counting_cells_without_references_expands_no_entity_bomb(tmp_path: Path) -> None:
+    """The second, ordered read parses XML: a sheet declaring nested entities (a billion laughs) with
+    an error cell without reference is refused by the parser at once, and the scan says nothing."""
+    import time
+    import zipfile
+
+    from bidui.connectors import xlsx_errors
+
+    path = _sheet_zip(tmp_path / "a.xlsx", '<row><c t="e"><v>&i;</v></c></row>')
+    laughs = "".join(f'<!ENTITY {b} "{("&" + a + ";") * 10}">' for a, b in zip("abcdefgh", "bcdefghi", strict=True))
+    with zipfile.ZipFile(path) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    sheet = parts["xl/worksheets/sheet1.xml"].decode()
+    parts["xl/worksheets/sheet1.xml"] = f'<!DOCTYPE worksheet [<!ENTITY a "aaaaaaaaaa">{laughs}]>{sheet}'.encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for n, body in parts.items():
+            z.writestr(n, body)
+    start = time.perf_counter()
+    assert xlsx_errors.cells(path, "车辆") == {}
+    assert time.perf_counter() - start < 5
+
+
+def test_an_unreadable_error_value_in_a_sheet_without_references_is_named_by_its_cell(tmp_path: Path) -> None:
+    from bidui.connectors import xlsx_errors
+
+    made = tmp_path / "made.xlsx"
+    wb = xlsxwriter.Workbook(str(made))
+    ws = wb.add_worksheet("车辆")
+    ws.write_row(0, 0, HEADER)
+    ws.write_row(1, 0, row(1))
+    ws.write_formula(2, 3, "=NA()", None, "#N/A")
+    ws.write_formula(2, 6, "=NA()", None, "#SPILL!")
+    wb.close()
+    path = _without_references(made, tmp_path / "vehicles_20261120.xlsx", True)
+    # Without references the two cells of row 3 are its first two (A3, B3), as calamine reads them.
+    assert xlsx_errors.locate(path, "#SPILL!") == ("车辆", "B3")
+    assert xlsx_errors.locate(path, "#N/A") == ("车辆", "A3")
+    with pytest.raises(ReadError, match=r"sheet '车辆' cell B3 holds the Excel error value #SPILL!"):
+        read_table(path, VEHICLES)
+
+
 def test_rows_that_differ_only_by_an_error_cell_are_not_duplicates(tmp_path: Path) -> None:
     """An error reads as empty: a row with #N/A where another has nothing is not a repeat of it, and an
     error-only row after the data is not padding."""

@@ -7,6 +7,10 @@ saying only the value. Neither tells where the cell is. One scan of a sheet's pa
 cells: `locate` takes the first holding a value (for the refusal's message); `cells` lists them
 all, so that ingest rejects those values by row and column instead of reading them as empty. The parts were already
 checked against the zip limits (`readers._check_expansion`) and are read in blocks.
+
+A sheet may leave out cell references (`<c t="e">` without `r`; some writers leave out the rows'
+numbers too): each such cell is the one after the cell before it, as calamine places it. When an
+error cell has no reference, the sheet is read once more in order, counting, to place it.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
-_UNREADABLE = (OSError, KeyError, zipfile.BadZipFile, RuntimeError, ValueError, EOFError)
+_UNREADABLE = (OSError, KeyError, zipfile.BadZipFile, RuntimeError, ValueError, EOFError, ElementTree.ParseError)
 _BLOCK = 8 * 2**20
 # Longer than any cell (Excel's longest formula is 8,192 characters, up to six bytes each escaped):
 # a cell cut by a block's end is found whole in the next block.
@@ -90,9 +95,46 @@ def _error_cells(z: zipfile.ZipFile, part: str) -> Iterator[tuple[str | None, st
                 yield ref, html.unescape(value.group(1).decode("utf-8", "replace")).strip() if value else ""
 
 
+def _in_order(z: zipfile.ZipFile, part: str) -> dict[tuple[int, int], str]:
+    """Every error cell of the part, placed as calamine places cells: by its reference, else the
+    cell after the one before it in its row (a row without a number is the row after the one
+    before). Only for sheets that leave references out: it parses every cell (expat, which expands
+    no external entity and caps internal ones)."""
+    found: dict[tuple[int, int], str] = {}
+    row, column = 0, -1
+    root = None
+    with z.open(part) as f:
+        for event, el in ElementTree.iterparse(f, events=("start", "end")):
+            if root is None:
+                root = el
+            tag = el.tag.rsplit("}", 1)[-1]
+            if event == "start":
+                if tag == "row":
+                    number = el.get("r") or ""
+                    row, column = (int(number) if number.isdigit() else row + 1), -1
+                elif tag == "c":
+                    place = _position(el.get("r") or "")
+                    row, column = place if place is not None else (row, column + 1)
+            elif tag == "c" and el.get("t") == "e":
+                value = next((v.text or "" for v in el if v.tag.rsplit("}", 1)[-1] == "v"), "")
+                found[(row, column)] = value.strip()  # (expat has unescaped it)
+            elif tag == "row":
+                root.clear()  # the rows read so far: a large sheet is not held whole
+    return found
+
+
+def _reference(row: int, column: int) -> str:
+    letters = ""
+    column += 1
+    while column:
+        column, rest = divmod(column - 1, 26)
+        letters = chr(65 + rest) + letters
+    return f"{letters}{row}"
+
+
 def cells(path: Path, sheet: str) -> dict[tuple[int, int], str]:
-    """Every error cell of the sheet: (row from 1, column from 0) → its value as Excel shows it. A
-    cell without a reference cannot be placed and is left out; {} when the parts do not say."""
+    """Every error cell of the sheet: (row from 1, column from 0) → its value as Excel shows it;
+    {} when the parts do not say."""
     found: dict[tuple[int, int], str] = {}
     try:
         with zipfile.ZipFile(path) as z:
@@ -100,23 +142,27 @@ def cells(path: Path, sheet: str) -> dict[tuple[int, int], str]:
             if part is not None and part in z.namelist():
                 for ref, value in _error_cells(z, part):
                     place = _position(ref) if ref else None
-                    if place is not None:
-                        found[place] = value
+                    if place is None:
+                        return _in_order(z, part)
+                    found[place] = value
     except _UNREADABLE:
         return {}  # parts calamine read but this scan cannot: the cells read as empty, as calamine gives them
     return found
 
 
 def locate(path: Path, value: str) -> tuple[str, str] | None:
-    """(sheet name, cell reference, "" when the cell has none) of the first cell holding the error
+    """(sheet name, cell reference, "" when it cannot be placed) of the first cell holding the error
     `value`; None when it cannot be found (the message then names the value alone)."""
     try:
         with zipfile.ZipFile(path) as z:
             for sheet, part in _sheets(z):
                 if part in z.namelist():
                     for ref, held in _error_cells(z, part):
+                        if held == value and ref:
+                            return sheet, ref
                         if held == value:
-                            return sheet, ref or ""
+                            place = next((p for p, v in _in_order(z, part).items() if v == value), None)
+                            return sheet, _reference(*place) if place else ""
     except _UNREADABLE:
         return None
     return None
