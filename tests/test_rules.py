@@ -137,6 +137,31 @@ def test_adding_a_rule_is_adding_a_file(ruled, tmp_path: Path) -> None:
     assert [o.status for o in result.outcomes] == ["ran"] and result.outcomes[0].hits >= 0
 
 
+def test_which_evidence_row_a_hit_keeps_does_not_depend_on_load_ids(ruled, tmp_path: Path) -> None:
+    """Two evidence rows of one hit (a hukou death and a death certificate of the same date): the one
+    kept was the one whose record sorted first, and a record quoting its row whole begins with the
+    load id, which numbers the night's files in the order their workers finished. Two runs of one
+    night kept different rows (the large bench's from-scratch run differed in 1,016 DECEASED hits)."""
+    con, _, _ = ruled
+    kept = []
+    for hukou_load, deaths_load in ((5, 7), (7, 5)):
+        rules_dir = tmp_path / f"rules{hukou_load}"
+        rules_dir.mkdir()
+        (rules_dir / "TWO_ROWS.sql").write_text(
+            "-- code: TWO_ROWS\n-- title: 两条佐证\n-- category: natural_change\n-- inputs: register_members\n"
+            "-- parameters:\n"
+            "SELECT s.*, x.ds AS evidence_dataset, '2025-01-01' AS evidence_key, DATE '2025-01-01' AS evidence_date,\n"
+            "       x.rec AS evidence_record, NULL AS link_method, NULL AS link_score, NULL AS link_explanation\n"
+            "FROM (SELECT * FROM subjects ORDER BY subject_key LIMIT 3) s,\n"
+            f"     (VALUES ('hukou', '{{\"snapshot_date\":\"2026-11-20\",\"load_id\":{hukou_load},\"status\":\"死亡\"}}'),\n"
+            f"             ('deaths', '{{\"snapshot_date\":\"2026-11-20\",\"load_id\":{deaths_load},\"death\":1}}')) x(ds, rec)\n",
+            encoding="utf-8")
+        result = run_rules(con, date.fromisoformat(NIGHTS[0]), config.load(None), rules_dir, only=["TWO_ROWS"])
+        assert result.hits.height == 3
+        kept.append(result.hits.select("subject_key", "evidence_dataset").sort("subject_key").rows())
+    assert kept[0] == kept[1]
+
+
 def test_cli_rules(tiny: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     home = str(tmp_path / "home")

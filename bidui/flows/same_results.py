@@ -20,12 +20,12 @@ from pathlib import Path
 import duckdb
 
 from bidui.datasets import DATASETS
+from bidui.rules.engine import LOAD_ID_IN_RECORD
 
 LINK_COLUMNS = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
-# A load's id numbers the night's files in the order their workers finished reading them: two runs
-# of one night number them differently. It is left out of the stored rows, and in the evidence
-# records (a rule hit's, a clue's evidence snapshot) which quote a stored row whole, its value.
-LOAD_ID = r'"load_id":\s*-?\d+'
+# A load's id (see LOAD_ID_IN_RECORD) is left out of the stored rows, and in the evidence records (a
+# rule hit's, a clue's evidence snapshot) which quote a stored row whole, its value.
+LOAD_ID = LOAD_ID_IN_RECORD
 
 
 def warehouse_parts() -> dict[str, str]:

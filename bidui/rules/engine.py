@@ -28,6 +28,10 @@ CLUE_COLUMNS = ("subject_key", "subject_person_key", "subject_id_number", "subje
                 "hukou_number", "township_code", "village_code", "household_status", "registered_year",
                 "evidence_dataset", "evidence_key", "evidence_date", "evidence_record", "link_method", "link_score",
                 "link_explanation")
+# A stored row quoted whole as evidence (`to_json`) carries the id of the load that stored it. Load
+# ids number a night's files in the order their workers finished reading them, so two runs of one
+# night number them differently: nothing may be chosen or compared by it.
+LOAD_ID_IN_RECORD = r'"load_id":\s*-?\d+'
 _HEADER = re.compile(r"^--\s*([a-z_]+):\s*(.*)$")
 # The guide a rule file carries for the people who verify its clues, in plain Chinese: what it
 # means, what to check at the household, which outcome fits which finding (one line per outcome of
@@ -292,9 +296,11 @@ def run_rules(con: duckdb.DuckDBPyConnection, night: date, cfg: dict, home_rules
         before = (pl.col("evidence_date").dt.year() < pl.col("registered_year")) if rule.category == "mis_inclusion" \
             else pl.lit(None, pl.Boolean)
         # Sorted first: which of several evidence rows of one hit is kept must not depend on the
-        # order DuckDB returned them in.
+        # order DuckDB returned them in, nor on the load ids the records quote (a hukou death and a
+        # death certificate of one date: the one whose file finished reading first was kept).
         frame = frame.with_columns(before.alias("before_registration")).sort(
-            ["subject_key", "household_code", "evidence_key", "evidence_record"], nulls_last=True).unique(
+            [pl.col("subject_key"), pl.col("household_code"), pl.col("evidence_key"), pl.col("evidence_dataset"),
+             pl.col("evidence_record").str.replace_all(LOAD_ID_IN_RECORD, "")], nulls_last=True).unique(
             ["rule_code", "subject_key", "household_code", "evidence_key"], keep="first", maintain_order=True)
         frames.append(frame)
         outcomes.append(RuleOutcome(rule.code, "ran", frame.height, time.perf_counter() - start))
