@@ -140,6 +140,37 @@ def test_a_confirmed_identity_is_linked_without_a_score_and_a_barred_scored_link
     assert person != p2 and method != "confirmed"
 
 
+def test_two_confirmations_of_one_pair_give_one_explanation_whatever_their_order(published_home, tmp_path) -> None:
+    """Two clues may each confirm the same record as the same person (是本人): the link names one of
+    them, the same one whichever order the decisions were copied in (DuckDB's `any_value` chose by it)."""
+    import shutil
+
+    from bidui.home import Home
+    from bidui.matching import decisions
+    from bidui.matching.link import link_night
+
+    root, _, _ = published_home
+    shutil.copy(Home(root).warehouse, tmp_path / "w.duckdb")
+    con = wh.connect(tmp_path / "w.duckdb")
+    try:
+        (row, ds, role, number, name, person), = con.execute("""
+            SELECT l.source_row, l.dataset, l.role, m.id_number, m.name, l.person_key FROM links l
+            JOIN ds_students m ON m.source_file = l.source_file AND m.source_row = l.source_row
+            WHERE l.night = ? AND l.dataset = 'students' AND l.method = 'exact'
+            ORDER BY l.source_row LIMIT 1""", [NIGHT1]).fetchall()
+        both = [{"kind": "must", "dataset": ds, "role": role, "id_number": number, "name": name, "person_key": person,
+                 "clue_id": clue, "verifier_name": who, "decided_on": NIGHT1} for clue, who in ((1, "孙丽"), (2, "王芳"))]
+        said = []
+        for order in (both, both[::-1]):
+            decisions.store(con, order)
+            link_night(con, NIGHT1, carry=False)
+            said.append(con.execute("SELECT method, explanation FROM links WHERE night = ? AND dataset = 'students' "
+                                    "AND source_row = ?", [NIGHT1, row]).fetchone())
+    finally:
+        con.close()
+    assert said[0][0] == "confirmed" and said[0] == said[1]
+
+
 def test_a_member_refuted_as_not_the_person_does_not_get_the_same_clue_again_under_another_key(home, tiny) -> None:
     """不是本人 on a clue that stands on the register member's own link (an invalid ID whose probable
     correct number was that person's): the member is unlinked from then on, so the rule finds them

@@ -160,6 +160,7 @@ def test_which_evidence_row_a_hit_keeps_does_not_depend_on_load_ids(ruled, tmp_p
         assert result.hits.height == 3
         kept.append(result.hits.select("subject_key", "evidence_dataset").sort("subject_key").rows())
     assert kept[0] == kept[1]
+    assert {dataset for _, dataset in kept[0]} == {"hukou"}  # the person's own record before a linked one
 
 
 def test_cli_rules(tiny: Path, tmp_path: Path) -> None:

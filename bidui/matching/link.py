@@ -545,7 +545,9 @@ SURE_SQL = [f"""
     -- A township confirmed the identity (a must-link): it overrides whatever else was found, while
     -- the person is in hukou tonight and no other confirmation names the record.
     CREATE OR REPLACE TEMP TABLE link_must AS
-    SELECT rec, any_value(person_key) AS person_key, any_value(explanation) AS explanation
+    -- (min: several clues may each hold a confirmation of the pair; which one the explanation names
+    -- must not be DuckDB's choice)
+    SELECT rec, any_value(person_key) AS person_key, min(explanation) AS explanation
     FROM link_decided d SEMI JOIN link_spine s ON s.person_key = d.person_key
     WHERE d.kind = 'must' GROUP BY rec HAVING count(DISTINCT d.person_key) = 1""",
     "DELETE FROM link_sure WHERE rec IN (SELECT rec FROM link_must)",

@@ -297,9 +297,12 @@ def run_rules(con: duckdb.DuckDBPyConnection, night: date, cfg: dict, home_rules
             else pl.lit(None, pl.Boolean)
         # Sorted first: which of several evidence rows of one hit is kept must not depend on the
         # order DuckDB returned them in, nor on the load ids the records quote (a hukou death and a
-        # death certificate of one date: the one whose file finished reading first was kept).
+        # death certificate of one date: the one whose file finished reading first was kept). The
+        # person's own hukou record comes first (no linking stands between it and the person), then
+        # the other datasets by name.
         frame = frame.with_columns(before.alias("before_registration")).sort(
-            [pl.col("subject_key"), pl.col("household_code"), pl.col("evidence_key"), pl.col("evidence_dataset"),
+            [pl.col("subject_key"), pl.col("household_code"), pl.col("evidence_key"),
+             pl.col("evidence_dataset") != "hukou", pl.col("evidence_dataset"),
              pl.col("evidence_record").str.replace_all(LOAD_ID_IN_RECORD, "")], nulls_last=True).unique(
             ["rule_code", "subject_key", "household_code", "evidence_key"], keep="first", maintain_order=True)
         frames.append(frame)

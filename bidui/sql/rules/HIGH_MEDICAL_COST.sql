@@ -19,7 +19,9 @@ WITH bills AS (
     WHERE c.settle_date > $run_date::DATE - to_days($medical_window_days) AND c.settle_date <= $run_date::DATE
       AND c.ident IS NOT NULL
 ),
-claims AS (SELECT ident, sum(out_of_pocket) AS oop FROM bills GROUP BY ident),
+-- Summed exactly (to the cent and below): a sum of doubles depends on how DuckDB's threads split
+-- it, and two members with equal totals would then be told apart by the last bit.
+claims AS (SELECT ident, sum(out_of_pocket::DECIMAL(38, 6)) AS oop FROM bills GROUP BY ident),
 per_member AS (
     SELECT m.*, c.oop FROM member_subjects m JOIN claims c ON c.ident = m.ident
 ),
@@ -39,7 +41,7 @@ household_bills AS (
 )
 SELECT * EXCLUDE (rn, oop, total) FROM (
     SELECT p.*, h.total, 'medical_claims' AS evidence_dataset, CAST(year($run_date::DATE) AS VARCHAR) AS evidence_key,
-           NULL::DATE AS evidence_date, json_object('household_total', round(h.total, 2), 'member_share', round(p.oop, 2),
+           NULL::DATE AS evidence_date, json_object('household_total', round(h.total::DOUBLE, 2), 'member_share', round(p.oop::DOUBLE, 2),
                                           'window_days', $medical_window_days, 'bills', hb.bills) AS evidence_record, p.subject_link_method AS link_method, p.subject_link_score AS link_score,
            p.subject_link_explanation AS link_explanation,
            row_number() OVER (PARTITION BY p.household_code ORDER BY p.oop DESC, p.source_row) AS rn

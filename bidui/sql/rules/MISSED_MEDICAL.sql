@@ -21,8 +21,9 @@ WITH bills AS (
     WHERE m.settle_date > $run_date::DATE - to_days($medical_window_days) AND m.settle_date <= $run_date::DATE
 ),
 reached AS (
-    SELECT hukou_number, sum(out_of_pocket) AS total FROM bills GROUP BY hukou_number
-    HAVING sum(out_of_pocket) >= $missed_medical_threshold - 1e-6
+    -- summed exactly, as HIGH_MEDICAL_COST does
+    SELECT hukou_number, sum(out_of_pocket::DECIMAL(38, 6)) AS total FROM bills GROUP BY hukou_number
+    HAVING sum(out_of_pocket::DECIMAL(38, 6)) >= $missed_medical_threshold - 1e-6
 ),
 totals AS (
     SELECT r.hukou_number, any_value(r.total) AS total,
@@ -33,7 +34,7 @@ totals AS (
     GROUP BY r.hukou_number
 )
 SELECT s.*, 'medical_claims' AS evidence_dataset, CAST(year($run_date::DATE) AS VARCHAR) AS evidence_key,
-       NULL::DATE AS evidence_date, json_object('household_total', round(t.total, 2), 'window_days', $medical_window_days,
+       NULL::DATE AS evidence_date, json_object('household_total', round(t.total::DOUBLE, 2), 'window_days', $medical_window_days,
                                             'bills', t.bills) AS evidence_record,
        NULL AS link_method, NULL::DOUBLE AS link_score, NULL AS link_explanation
 FROM totals t JOIN missed_subjects s ON s.hukou_number = t.hukou_number
