@@ -163,6 +163,52 @@ def test_which_evidence_row_a_hit_keeps_does_not_depend_on_load_ids(ruled, tmp_p
     assert {dataset for _, dataset in kept[0]} == {"hukou"}  # the person's own record before a linked one
 
 
+def test_a_member_hukou_lists_twice_under_one_number_is_one_member(published_home, tmp_path: Path) -> None:
+    """Hukou lists a registered member a second time under the same number, in another household (a
+    public-security defect): the member is still one member row. Joined to both hukou rows, the member
+    came out twice, DUPLICATE_MEMBER said the register listed them twice in their household, and
+    which hukou household the clues named followed the rows' order in the file."""
+    from bidui.datasets import BY_CODE
+    from bidui.home import Home
+
+    night1, night2 = date(2026, 11, 20), date(2026, 11, 21)
+    root, _, _ = published_home
+    hits = []
+    for twin_first in (False, True):
+        path = tmp_path / f"w{int(twin_first)}.duckdb"
+        shutil.copy(Home(root).warehouse, path)
+        con = wh.connect(path)
+        try:
+            person, = con.execute("""
+                SELECT min(l.person_key) FROM links l WHERE l.night = ? AND l.dataset = 'register_members'
+                AND l.method = 'exact' AND l.person_key IN (SELECT id_number FROM ds_hukou WHERE snapshot_date = ?
+                    AND status = '正常' AND relation <> '户主' GROUP BY id_number HAVING count(*) = 1)""",
+                                  [night1, night1]).fetchone()
+            (top,), = con.execute("SELECT max(source_row) FROM ds_hukou WHERE snapshot_date = ?", [night1]).fetchall()
+            shift, place = (1, 1) if twin_first else (0, top + 1)
+            con.execute(f"""
+                CREATE TEMP TABLE _h AS
+                SELECT * REPLACE (source_row + {shift} AS source_row) FROM ds_hukou WHERE snapshot_date = ?
+                UNION ALL
+                SELECT * REPLACE ({place} AS source_row, '其他' AS relation, (SELECT min(hukou_number) FROM ds_hukou
+                    WHERE snapshot_date = ? AND hukou_number <> h.hukou_number) AS hukou_number)
+                FROM ds_hukou h WHERE snapshot_date = ? AND id_number = ?""", [night1, night1, night1, person])
+            con.execute(f"UPDATE _h SET snapshot_date = ?, load_id = 999, row_hash = {wh.row_hash_sql(BY_CODE['hukou'])}, "
+                        "raw_hash = NULL", [night2])
+            con.execute("INSERT INTO ds_hukou SELECT * FROM _h")
+            con.execute("INSERT INTO snapshots VALUES ('hukou', ?, 999, 'hukou_edit.csv', 'edit', "
+                        "(SELECT count(*) FROM _h))", [night2])
+            link_night(con, night2)
+            result = run_rules(con, night2, config.load(None))
+        finally:
+            con.close()
+        mine = result.hits.filter(pl.col("subject_key") == person)
+        assert "DUPLICATE_MEMBER" not in mine["rule_code"].to_list()
+        hits.append(result.hits.select("rule_code", "subject_key", "household_code", "hukou_number", "evidence_key")
+                    .sort(pl.all()).rows())
+    assert hits[0] == hits[1]
+
+
 def test_cli_rules(tiny: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     home = str(tmp_path / "home")

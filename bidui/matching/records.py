@@ -172,6 +172,14 @@ def _bring_names_up(con: duckdb.DuckDBPyConnection, snap: date, last: date | Non
     con.execute("INSERT INTO hukou_names_at VALUES (?, ?)", [snap, load])
 
 
+# Which of the rows of a person listed twice under one number stands for the person: by what the
+# rows say (a living row before a cancelled one, then by household…), not by their place in the
+# file. An expression over a hukou row whose address column is `{village}`; the least is chosen.
+# The spine chooses by it, and so do the rules' views (`bidui.rules.views`: hukou_person).
+PERSON_ROW_KEY = ("(status IS DISTINCT FROM '正常', coalesce(hukou_number, ''), coalesce(relation, ''), "
+                  "coalesce({village}, ''), coalesce(status_date, DATE '0001-01-01'), coalesce(sex, ''), "
+                  "coalesce(birth_date, DATE '0001-01-01'), coalesce(name, ''), source_row)")
+
 # Parameters: the snapshot date, twice. `source_row`: the hukou row each spine row is (unique in
 # the snapshot; `spine()` leaves it out).
 SPINE_SQL = """
@@ -189,9 +197,7 @@ SPINE_SQL = """
     first AS (
         SELECT source_row FROM firsts WHERE n = 1
         UNION ALL
-        SELECT arg_min(c.source_row, (c.status IS DISTINCT FROM '正常', coalesce(c.hukou_number, ''),
-                       coalesce(c.relation, ''), coalesce(c.village, ''), coalesce(c.status_date, DATE '0001-01-01'),
-                       coalesce(c.sex, ''), coalesce(c.birth_date, DATE '0001-01-01'), coalesce(c.name, ''), c.source_row))
+        SELECT arg_min(c.source_row, """ + PERSON_ROW_KEY.format(village="village") + """)
         FROM cur c SEMI JOIN (SELECT person_key, id_number FROM firsts WHERE n > 1) d USING (person_key, id_number)
         GROUP BY c.person_key, c.id_number),
     former AS (SELECT n.id_number, k.simplified AS former_form, k.pinyin AS former_pinyin

@@ -11,6 +11,8 @@ view: materialising it would only add a copy.
 - `hukou`: the hukou snapshot in force, with `ident` (the person: its ID number, or ID~hukou number
   when two persons share the number, 一号多人) and `is_primary` (false for a cancelled second number
   of a person who has a living record under another, 一人多号: that row is not a second person).
+- `hukou_person`: `hukou` with one row per person and number (a person listed twice under one
+  number: the row the spine chose).
 - `<dataset>_linked` for every other dataset in force: its rows with `ident`, link method, score
   and explanation.
 """
@@ -24,7 +26,7 @@ import duckdb
 from bidui.connectors import warehouse as wh
 from bidui.datasets import DATASETS
 from bidui.matching.link import LINKS_SCHEMA
-from bidui.matching.records import IDENTITY_DDL, ensure_identity
+from bidui.matching.records import IDENTITY_DDL, PERSON_ROW_KEY, ensure_identity
 
 # The person a record is about: its link; unlinked, its own valid ID number (an outsider's records
 # still meet each other), unless that number is a hukou person's whose name the record does not
@@ -95,6 +97,21 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
                  AND l.source_row = d.source_row AND l.role = '{ref.role}'
             WHERE {where}""")
     con.execute("CREATE OR REPLACE TEMP VIEW hukou AS SELECT * FROM hukou_linked")
+    # One hukou row per person and number: a person listed twice under one number (in two
+    # households, a public-security defect) made every member row of theirs two, and a rule
+    # counting a member's rows saw the member twice (a false DUPLICATE_MEMBER). The row chosen is
+    # the one the spine chose. Only the persons listed twice are sorted.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE hukou_not_first AS
+        WITH twice AS (
+            SELECT ident, id_number, arg_min(source_row, {PERSON_ROW_KEY.format(village="address_code")}) AS first
+            FROM hukou_linked h
+            SEMI JOIN (SELECT ident, id_number FROM hukou_linked WHERE ident IS NOT NULL
+                       GROUP BY ALL HAVING count(*) > 1) d USING (ident, id_number)
+            GROUP BY ALL)
+        SELECT h.source_row FROM hukou_linked h JOIN twice t USING (ident, id_number) WHERE h.source_row <> t.first""")
+    con.execute("CREATE OR REPLACE TEMP VIEW hukou_person AS SELECT * FROM hukou WHERE ident IS NOT NULL "
+                "AND source_row NOT IN (SELECT source_row FROM hukou_not_first)")
     con.execute("""
         CREATE OR REPLACE TEMP VIEW members AS
         SELECT m.household_code, m.source_file, m.source_row, m.name, m.name_raw, m.id_number, m.id_number_raw,
@@ -109,7 +126,7 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
                CASE WHEN m.id_number_status = 'valid' THEN m.id_number ELSE trim(m.id_number_raw) END AS subject_id_number
         FROM register_members_linked m
         LEFT JOIN register_households_linked h ON h.household_code = m.household_code
-        LEFT JOIN hukou k ON k.ident = m.person_key AND k.is_primary
+        LEFT JOIN hukou_person k ON k.ident = m.person_key AND k.is_primary
     """)
     con.execute("""
         CREATE OR REPLACE TEMP VIEW members_aged AS

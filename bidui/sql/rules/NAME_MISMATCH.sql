@@ -17,7 +17,8 @@ SELECT * EXCLUDE (rn) FROM (
            row_number() OVER (PARTITION BY m.subject_key, h.name ORDER BY m.household_code, m.source_row) AS rn
     FROM member_subjects m
     JOIN register_members_linked r ON r.household_code = m.household_code AND r.source_row = m.source_row
-    JOIN hukou h ON h.id_number = r.id_number AND h.ident = r.ident  -- that person's record with that number
+    -- that person's record with that number (one, if hukou lists the person twice under it)
+    JOIN hukou_person h ON h.id_number = r.id_number AND h.ident = r.ident
     LEFT JOIN name_keys km ON km.name = r.name
     LEFT JOIN name_keys kh ON kh.name = h.name
     WHERE r.id_number_status = 'valid' AND coalesce(km.simplified, r.name) <> coalesce(kh.simplified, h.name))
