@@ -123,13 +123,18 @@ def _in_order(z: zipfile.ZipFile, part: str) -> dict[tuple[int, int], str]:
     return found
 
 
-def _reference(row: int, column: int) -> str:
+def column_letters(column: int) -> str:
+    """A column's letters in an A1 reference, from 0 (A); the synthetic workbooks write by it too."""
     letters = ""
     column += 1
     while column:
         column, rest = divmod(column - 1, 26)
         letters = chr(65 + rest) + letters
-    return f"{letters}{row}"
+    return letters
+
+
+def _reference(row: int, column: int) -> str:
+    return f"{column_letters(column)}{row}"
 
 
 def cells(path: Path, sheet: str) -> dict[tuple[int, int], str]:

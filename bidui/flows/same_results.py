@@ -25,14 +25,13 @@ from bidui.rules.engine import LOAD_ID_IN_RECORD
 LINK_COLUMNS = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
 # A load's id (see LOAD_ID_IN_RECORD) is left out of the stored rows, and in the evidence records (a
 # rule hit's, a clue's evidence snapshot) which quote a stored row whole, its value.
-LOAD_ID = LOAD_ID_IN_RECORD
 
 
 def warehouse_parts() -> dict[str, str]:
     """Each part of a night in the warehouse as a query with one parameter, the night (no order)."""
     return {
         "links": f"SELECT {LINK_COLUMNS} FROM links WHERE night = $night",
-        "rule_hits": f"SELECT * EXCLUDE (night, evidence_record), regexp_replace(evidence_record, '{LOAD_ID}', "
+        "rule_hits": f"SELECT * EXCLUDE (night, evidence_record), regexp_replace(evidence_record, '{LOAD_ID_IN_RECORD}', "
                      "'\"load_id\":_', 'g') AS evidence_record FROM rule_hits WHERE night = $night",
         "rule_runs": "SELECT rule_code, status, hits, message FROM rule_runs WHERE night = $night",
         "doubtful": "SELECT dataset, subject_key FROM doubtful_persons WHERE night = $night",
@@ -90,7 +89,7 @@ def ledger_rows(ledger: Path) -> dict[str, list[tuple]]:
     finally:
         con.close()
     # (the record is the evidence row's last column; sorted again, as the load id may have ordered it)
-    parts["evidence"] = sorted(((*r[:-1], r[-1] and re.sub(LOAD_ID, '"load_id":_', r[-1])) for r in parts["evidence"]),
+    parts["evidence"] = sorted(((*r[:-1], r[-1] and re.sub(LOAD_ID_IN_RECORD, '"load_id":_', r[-1])) for r in parts["evidence"]),
                                key=repr)
     return parts
 

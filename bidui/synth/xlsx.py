@@ -17,6 +17,8 @@ from xml.sax.saxutils import escape
 
 import polars as pl
 
+from bidui.connectors.xlsx_errors import column_letters
+
 _CONTENT_TYPES = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">
 <Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>
@@ -47,15 +49,6 @@ _STYLES = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <cellXfs count="2"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/><xf numFmtId="14" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/></cellXfs>
 </styleSheet>"""
 _EXCEL_EPOCH = date(1899, 12, 30).toordinal()
-
-
-def _col(i: int) -> str:
-    s = ""
-    i += 1
-    while i:
-        i, r = divmod(i - 1, 26)
-        s = chr(65 + r) + s
-    return s
 
 
 def _cell(ref: str, value: object) -> str:
@@ -89,7 +82,7 @@ def write_frame(path: Path, header: Sequence[str], df: pl.DataFrame, numeric: di
     """Write a table of text columns; `numeric[col]` marks cells stored as numbers (their text
     is the number), `serial_dates` columns hold Excel day serials written as typed date cells."""
     numeric = numeric or {}
-    letters = [_col(i) for i in range(len(header))]
+    letters = [column_letters(i) for i in range(len(header))]
     frame = df.select([pl.col(c).cast(pl.String) for c in df.columns]).with_columns(
         [s.alias(f"__num_{c}") for c, s in numeric.items()]
     ).with_columns(pl.int_range(2, pl.len() + 2).cast(pl.String).alias("__r"))
