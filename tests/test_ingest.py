@@ -193,7 +193,7 @@ def test_the_bytes_in_force_again_are_not_read_at_all(tmp_path: Path, monkeypatc
     b = CORPUS / "files" / "vehicles_gbk_ok.csv"
     read: list[str] = []
     real = ingest_module.read_table
-    monkeypatch.setattr(ingest_module, "read_table", lambda path, ds: read.append(path.name) or real(path, ds))
+    monkeypatch.setattr(ingest_module, "read_table", lambda path, ds, *data: read.append(path.name) or real(path, ds, *data))
     assert ingest_file(con, a, date(2026, 11, 18)).status == "accepted"
     again = ingest_file(con, a, date(2026, 11, 19))
     assert again.status == "duplicate" and "the same bytes" in again.message

@@ -27,7 +27,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from bidui.connectors import inbox
+from bidui.connectors import csv_lines, inbox
 from bidui.connectors import warehouse as wh
 from bidui.connectors.mapping import RefusedError, map_headers
 from bidui.connectors.normalise import ValueLimits, normalise
@@ -344,10 +344,26 @@ def _prepare(p: Prepared, values: ValueLimits, in_force: dict[str, str], known: 
         # the cost of a later night.
         return p
     try:
-        p.raw = read_table(path, p.dataset)
+        lines = None
+        if path.suffix.lower() in (".csv", ".tsv", ".txt"):
+            data = path.read_bytes()
+            if known is not None and known.lines is not None:
+                # Delivered again in the same form: only the lines not seen before are read.
+                found = csv_lines.read_changed(data, path.name, p.dataset, known, values, p.night)
+                if found is not None:
+                    p.raw, p.result = found
+                    p.raw.data = p.raw.data.clear()
+                    return p
+            p.raw = read_table(path, p.dataset, data)
+            lines = csv_lines.line_frame(data, p.raw)
+            del data  # (a file of hundreds of MB, not held while it is normalised)
+        else:
+            p.raw = read_table(path, p.dataset)
         mapping = map_headers(p.dataset, p.raw.header, p.name, p.raw.first_data_row - 1)
         _refuse_numeric_ids(p, mapping)
         p.result = normalise(p.dataset, mapping, p.raw, p.night, values, known)
+        if lines is not None:  # each row keeps its line's fingerprint, for the next night
+            csv_lines.attach(p.result, lines, csv_lines.form(p.dataset, p.raw, mapping, values))
         p.raw.data = p.raw.data.clear()  # the text columns are not needed any more (nor shipped back)
     except (ReadError, RefusedError) as e:
         # Readers name the file as on disk; an undecodable name must not travel on in messages.
@@ -447,7 +463,7 @@ def _store_read(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: 
     con.execute("BEGIN TRANSACTION")
     try:
         if o.status in ("accepted", "forced"):
-            wh.apply_snapshot(con, ds, night, load_id, name, sha, result.rows, carried)
+            wh.apply_snapshot(con, ds, night, load_id, name, sha, result.rows, carried, result.line_form)
             remember_profile(con, ds, load_id, now)  # tomorrow's checks compare with it
             for ref in ds.persons:  # (a carried row's name has its keys since its snapshot was stored)
                 wh.add_name_keys(con, result.rows[ref.name_column])

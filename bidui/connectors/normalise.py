@@ -63,6 +63,9 @@ class Normalised:
     # source_row tonight and fingerprint; ingest takes their values from that snapshot.
     carried: pl.DataFrame | None = None
     carried_from: date | None = None
+    # The file's form when its rows carry the fingerprints of their lines (`line_hi`, `line_lo`;
+    # bidui.connectors.csv_lines), else None.
+    line_form: str | None = None
 
 
 # What the normaliser's outcome for a row depends on besides the row: this code (and the ID and
@@ -222,18 +225,23 @@ def known_mask(hashes: pl.DataFrame, known: pl.DataFrame) -> pl.Series:
 
 
 def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None = None,
-              limits: ValueLimits = ValueLimits(), known: Known | None = None) -> Normalised:
+              limits: ValueLimits = ValueLimits(), known: Known | None = None,
+              rows_of: tuple[pl.Series, int] | None = None) -> Normalised:
     """Typed canonical rows and the rejects of one delivered table (`night`: the run date, the
     latest an event date may be, plus the margin). Rows whose fingerprint `known` holds are not
-    normalised: they are listed in `carried` (see `Known`)."""
+    normalised: they are listed in `carried` (see `Known`). `rows_of`: the table holds some rows
+    of a file (`csv_lines`): their data row numbers in it, and how many rows it has."""
     latest = (night or date.today()) + timedelta(days=limits.date_margin_days)
     data = raw.data.rechunk()  # many small chunks make every string kernel slow
-    read = data.height
-    source_row = pl.int_range(1, read + 1, dtype=pl.Int64, eager=True)
+    if rows_of is None:
+        read = data.height
+        source_row = pl.int_range(1, read + 1, dtype=pl.Int64, eager=True)
+    else:
+        source_row, read = rows_of[0].cast(pl.Int64), rows_of[1]
     errors = _error_cells(raw)
     # Rows are the same when their cells are, error values included (an error reads as empty).
     first = _first_of_each_row(data if errors is None else data.with_columns(_row_errors(errors, source_row)))
-    duplicates = 0 if first is None else read - int(first.sum())
+    duplicates = 0 if first is None else data.height - int(first.sum())
     if duplicates:
         data, source_row = data.filter(first), source_row.filter(first)
     hashes = raw_row_hashes(ds, mapping, raw, data, limits)

@@ -223,18 +223,37 @@ def _binary(head: bytes) -> bool:
 
 
 def read_csv(path: Path, dataset: Dataset | None = None) -> RawTable:
-    raw = path.read_bytes()
+    return read_csv_bytes(path.read_bytes(), path.name, dataset)
+
+
+def _decode_as(raw: bytes, encoding: str, name: str) -> tuple[str, str]:
+    """(encoding, text) of bytes in an encoding already known (`csv_lines`: the lines that changed
+    in a file whose other lines were read before in that encoding)."""
+    try:
+        return encoding, (raw[3:] if encoding == "utf-8-sig" else raw).decode(
+            "utf-8" if encoding == "utf-8-sig" else encoding)
+    except UnicodeDecodeError as e:
+        raise ReadError(f"{name}: not {encoding} at byte {e.start}") from e
+
+
+def read_csv_bytes(raw: bytes, name: str, dataset: Dataset | None = None, encoding: str | None = None) -> RawTable:
+    """A CSV file's bytes as a table; `encoding`, when given, is not detected but required."""
     wide = _wide_encoding(raw[:4096])
     if wide:
-        raise ReadError(f"{path.name}: {wide} text; save it as UTF-8 (in Excel: CSV UTF-8)")
+        raise ReadError(f"{name}: {wide} text; save it as UTF-8 (in Excel: CSV UTF-8)")
     if _binary(raw[:4096]):
-        raise ReadError(f"{path.name}: binary data, not a text table")
+        raise ReadError(f"{name}: binary data, not a text table")
     raw = _lf_line_breaks(raw)
-    encoding, text = detect_encoding(raw, path.name)
+    if encoding is None:
+        encoding, text = detect_encoding(raw, name)
+    else:
+        encoding, text = _decode_as(raw, encoding, name)
+        if encoding == "gb18030" and _known_cells(text[:HEAD_BYTES]) == 0 and _big5_headers(raw):
+            raise ReadError(f"{name}: {BIG5_MESSAGE}")  # as `detect_encoding` would have said
     if not text or text.isspace():  # (no stripped or split copies of a file of hundreds of MB)
-        raise ReadError(f"{path.name}: empty file")
+        raise ReadError(f"{name}: empty file")
     sep = _first_delimiter(text)
-    skip = _locate_header(_head_records(text, sep), dataset, f"{path.name}: ")
+    skip = _locate_header(_head_records(text, sep), dataset, f"{name}: ")
     # UTF-8 as delivered goes to the parser as it is (decoding above only checked it).
     body = raw[3:] if encoding == "utf-8-sig" else raw if encoding == "utf-8" else text.encode("utf-8")
     cut, whole = _cut(body)
@@ -244,9 +263,9 @@ def read_csv(path: Path, dataset: Dataset | None = None) -> RawTable:
         df = pl.read_csv(io.BytesIO(body), separator=sep, infer_schema=False, has_header=False,
                          quote_char='"', truncate_ragged_lines=False, skip_rows=skip)
     except pl.exceptions.PolarsError as e:
-        raise ReadError(f"{path.name}: {_diagnose(text, sep, skip)}") from e
+        raise ReadError(f"{name}: {_diagnose(text, sep, skip)}") from e
     if df.height == 0:
-        raise ReadError(f"{path.name}: empty file")
+        raise ReadError(f"{name}: empty file")
     header = [str(v or "").strip() for v in df.row(0)]
     data = df.slice(1)
     data.columns = [f"c{i}" for i in range(len(header))]
@@ -696,13 +715,13 @@ def read_parquet(path: Path) -> RawTable:
     return RawTable(header, out, "parquet", column_types=tuple(str(t).lower() for t in df.dtypes))
 
 
-def read_table(path: Path, dataset: Dataset | None = None) -> RawTable:
+def read_table(path: Path, dataset: Dataset | None = None, data: bytes | None = None) -> RawTable:
     """Read a file as text columns. With the file's dataset, a workbook's sheet and a header below a
     title are chosen by whether the header holds the dataset's required columns; without, by
-    whether it holds headers known to any dataset."""
+    whether it holds headers known to any dataset. `data`: a CSV file's bytes, already read."""
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv", ".txt"):
-        return read_csv(path, dataset)
+        return read_csv(path, dataset) if data is None else read_csv_bytes(data, path.name, dataset)
     if suffix == ".xlsx":
         return read_xlsx(path, dataset)
     if suffix == ".parquet":

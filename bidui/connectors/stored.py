@@ -22,16 +22,21 @@ class Known:
 
     snapshot: date
     hashes: pl.DataFrame
+    # Of a snapshot read from a CSV file whose every line is a row (bidui.connectors.csv_lines): its
+    # rows' line fingerprints with their row fingerprints (`line_hi`, `line_lo`, `raw_hi`, `raw_lo`)
+    # and the file's form; a line delivered again in the same form is not even parsed.
+    lines: pl.DataFrame | None = None
+    line_form: str | None = None
 
 
-# The fingerprint is stored as one UHUGEINT (`raw_hash`) and handled outside DuckDB as two UBIGINT
-# halves (`raw_hi`, `raw_lo`: polars has no 128-bit unsigned type).
-def raw_halves_sql(h: str) -> str:
-    return f"({h} >> 64)::UBIGINT AS raw_hi, ({h} & 18446744073709551615)::UBIGINT AS raw_lo"
+# A fingerprint is stored as one UHUGEINT (`raw_hash`, `line_hash`) and handled outside DuckDB as
+# two UBIGINT halves (`raw_hi`, `raw_lo`: polars has no 128-bit unsigned type).
+def raw_halves_sql(h: str, kind: str = "raw") -> str:
+    return f"({h} >> 64)::UBIGINT AS {kind}_hi, ({h} & 18446744073709551615)::UBIGINT AS {kind}_lo"
 
 
-def raw_whole_sql(prefix: str = "") -> str:
-    return f"({prefix}raw_hi::UHUGEINT << 64) | {prefix}raw_lo::UHUGEINT"
+def raw_whole_sql(prefix: str = "", kind: str = "raw") -> str:
+    return f"({prefix}{kind}_hi::UHUGEINT << 64) | {prefix}{kind}_lo::UHUGEINT"
 
 
 def table_columns(ds: Dataset) -> list[tuple[str, str]]:

@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS snapshots (
     sha256 VARCHAR NOT NULL, rows BIGINT NOT NULL, PRIMARY KEY (dataset, snapshot_date)
 );
 CREATE TABLE IF NOT EXISTS name_keys (name VARCHAR PRIMARY KEY, simplified VARCHAR, pinyin VARCHAR);
+-- the form of a CSV file whose rows keep their lines' fingerprints (bidui.connectors.csv_lines)
+CREATE TABLE IF NOT EXISTS line_forms (load_id BIGINT PRIMARY KEY, form VARCHAR NOT NULL);
 """
 
 
@@ -56,7 +58,7 @@ def connect(path: Path) -> duckdb.DuckDBPyConnection:
     for ds in DATASETS:
         cols = ", ".join(f'"{name}" {sql}' for name, sql in table_columns(ds))
         con.execute(f"CREATE TABLE IF NOT EXISTS {table_name(ds)} (snapshot_date DATE NOT NULL, load_id BIGINT NOT NULL, "
-                    f"source_file VARCHAR NOT NULL, {cols}, row_hash UHUGEINT, raw_hash UHUGEINT)")
+                    f"source_file VARCHAR NOT NULL, {cols}, row_hash UHUGEINT, raw_hash UHUGEINT, line_hash UHUGEINT)")
     _rename_raw_json(con)
     _add_new_columns(con)
     return con
@@ -72,7 +74,7 @@ def _add_new_columns(con: duckdb.DuckDBPyConnection) -> None:
     if "evidence" not in have.get("load_log", {"evidence"}):
         con.execute("ALTER TABLE load_log ADD COLUMN evidence VARCHAR")
     for ds in DATASETS:
-        for name, sql in [*table_columns(ds), ("row_hash", "UHUGEINT"), ("raw_hash", "UHUGEINT")]:
+        for name, sql in [*table_columns(ds), *((h, "UHUGEINT") for h in HASH_COLUMNS)]:
             if name not in have.get(table_name(ds), {name}):
                 con.execute(f'ALTER TABLE {table_name(ds)} ADD COLUMN "{name}" {sql}')
 
@@ -233,9 +235,10 @@ def row_hash_sql(ds: Dataset) -> str:
 
 
 def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, load_id: int, file: str, sha256: str,
-                   rows: pl.DataFrame, carried: int = 0) -> None:
+                   rows: pl.DataFrame, carried: int = 0, line_form: str | None = None) -> None:
     """Replace the dataset's snapshot of this night with these rows and the `carried` rows staged
-    in CARRIED_ROWS (inside the caller's transaction)."""
+    in CARRIED_ROWS (inside the caller's transaction); `line_form`: the file's form, when its rows
+    carry their lines' fingerprints (`line_hi`, `line_lo`)."""
     table = table_name(ds)
     con.execute(f"DELETE FROM {table} WHERE snapshot_date = ?", [night])
     con.execute("DELETE FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [ds.code, night])
@@ -244,36 +247,49 @@ def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, loa
     names = ["snapshot_date", "load_id", "source_file", *(n for n, _ in table_columns(ds))]
     # The delivered row's fingerprint (bidui.connectors.normalise.raw_row_hashes), where it has one.
     raw = raw_whole_sql() if {"raw_hi", "raw_lo"} <= set(frame.columns) else "NULL::UHUGEINT"
-    frame = frame.select(names + [c for c in ("raw_hi", "raw_lo") if c in frame.columns])
+    line = raw_whole_sql(kind="line") if line_form and {"line_hi", "line_lo"} <= set(frame.columns) else "NULL::UHUGEINT"
+    frame = frame.select(names + [c for c in ("raw_hi", "raw_lo", "line_hi", "line_lo") if c in frame.columns])
     quoted = ", ".join(f'"{n}"' for n in names)
-    rows_sql, args = f"SELECT {quoted}, {row_hash_sql(ds)} AS row_hash, {raw} AS raw_hash FROM _snapshot_rows", []
+    rows_sql, args = (f"SELECT {quoted}, {row_hash_sql(ds)} AS row_hash, {raw} AS raw_hash, {line} AS line_hash "
+                      "FROM _snapshot_rows"), []
     if carried:
         # Same values, so the same row hash; the fingerprint is of the same text. In row order, as a
         # file normalised whole is stored: a reader without ORDER BY (the last name delivered for a
         # division code) sees the rows in the same order either way.
         own = ", ".join(f'"{n}"' for n, _ in table_columns(ds))
-        rows_sql = (f"SELECT * FROM ({rows_sql} UNION ALL SELECT ?::DATE, ?, ?, {own}, row_hash, raw_hash "
+        carried_line = "line_hash" if line_form else "NULL::UHUGEINT"
+        rows_sql = (f"SELECT * FROM ({rows_sql} UNION ALL SELECT ?::DATE, ?, ?, {own}, row_hash, raw_hash, {carried_line} "
                     f"FROM {CARRIED_ROWS}) ORDER BY source_row")
         args = [night, load_id, file]
     with registered(con, "_snapshot_rows", frame):  # not found by DuckDB among the caller's locals
-        con.execute(f"INSERT INTO {table} ({quoted}, row_hash, raw_hash) {rows_sql}", args)
+        con.execute(f"INSERT INTO {table} ({quoted}, row_hash, raw_hash, line_hash) {rows_sql}", args)
     con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
                 [ds.code, night, load_id, file, sha256, rows.height + carried])
+    if line_form:
+        con.execute("INSERT OR REPLACE INTO line_forms VALUES (?, ?)", [load_id, line_form])
 
 
 # Columns of a snapshot table that are about the row, not what it says: no rule or person reads them.
-HASH_COLUMNS = ("row_hash", "raw_hash")
+HASH_COLUMNS = ("row_hash", "raw_hash", "line_hash")
 
 
 def known_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date) -> Known | None:
     """The fingerprints of the dataset's snapshot in force on the night (None when it has none or
     none has fingerprints): what ingest need not normalise again."""
-    snap = in_force(con, night).get(ds.code)
-    if snap is None:
+    found = in_force_loads(con, night).get(ds.code)
+    if found is None:
         return None
-    hashes = query(con, f"SELECT {raw_halves_sql('raw_hash')} FROM {table_name(ds)} "
+    snap, load = found
+    form = con.execute("SELECT form FROM line_forms WHERE load_id = ?", [load]).fetchone()
+    lines = f", {raw_halves_sql('line_hash', 'line')}" if form else ""
+    hashes = query(con, f"SELECT {raw_halves_sql('raw_hash')}{lines} FROM {table_name(ds)} "
                         "WHERE snapshot_date = ? AND raw_hash IS NOT NULL", [snap])
-    return Known(snap, hashes) if hashes.height else None
+    if not hashes.height:
+        return None
+    if not form:
+        return Known(snap, hashes)
+    return Known(snap, hashes.select("raw_hi", "raw_lo"),
+                 hashes.filter(pl.col("line_hi").is_not_null()).select("line_hi", "line_lo", "raw_hi", "raw_lo"), form[0])
 
 
 # Tonight's rows delivered as before, with their values from the snapshot they were read for
@@ -282,16 +298,19 @@ CARRIED_ROWS = "_carried_rows"
 
 
 def stage_carried_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, carried: pl.DataFrame) -> int:
-    """The rows of the snapshot of `snap` whose fingerprints `carried` (source_row, raw_hi, raw_lo)
-    lists, as the normaliser would give them tonight — its columns, at tonight's source rows, with
-    their row hash and fingerprint — into the temp table CARRIED_ROWS; how many were found (fewer
-    than listed: that snapshot changed since the file was read). Copied before tonight's snapshot
-    replaces anything: `snap` may be tonight's own earlier one."""
+    """The rows of the snapshot of `snap` whose fingerprints `carried` (source_row, raw_hi, raw_lo;
+    and line_hi, line_lo: tonight's lines' own) lists, as the normaliser would give them tonight —
+    its columns, at tonight's source rows, with their row hash and fingerprint — into the temp table
+    CARRIED_ROWS; how many were found (fewer than listed: that snapshot changed since the file was
+    read). Copied before tonight's snapshot replaces anything: `snap` may be tonight's own earlier one.
+    A row's line fingerprint is always tonight's: the row carried may have been read from a line in
+    another form."""
     cols = ", ".join(f'd."{n}"' for n, _ in table_columns(ds) if n != "source_row")
+    line = raw_whole_sql("c.", "line") if {"line_hi", "line_lo"} <= set(carried.columns) else "NULL::UHUGEINT"
     with registered(con, "_carried", carried):
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {CARRIED_ROWS} AS
-            SELECT c.source_row, {cols}, d.row_hash, d.raw_hash
+            SELECT c.source_row, {cols}, d.row_hash, d.raw_hash, {line} AS line_hash
             FROM _carried c JOIN {table_name(ds)} d ON d.snapshot_date = ? AND d.raw_hash = {raw_whole_sql('c.')}""",
                     [snap])
     (n,), = con.execute(f"SELECT count(*) FROM {CARRIED_ROWS}").fetchall()

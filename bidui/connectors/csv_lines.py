@@ -1,0 +1,193 @@
+"""A CSV file delivered again, read by its lines (issue 18): most of a department's nightly
+extract is the night before's, line for line. When every line of a file is one of its rows, each
+row keeps the MD5 of its line's bytes (`line_hash`) and the snapshot keeps the file's form (its
+encoding, separator, header, how the header maps, the reader and normaliser versions). The next
+file in the same form is then split into lines and only the lines not seen in the snapshot in force
+are decoded and parsed; a line seen there is that row, whose row fingerprint (`raw_hash`) says the
+rest (`normalise.Known`). The hukou file of the large prefecture: 12.5 s to read whole, about 2 s
+this way.
+
+The outcome is the one reading the whole file gives — the same rows, rejects, duplicates, source
+rows and fingerprints — or the file is read whole: whenever a line may not be a row (a quote
+anywhere: a quoted field may hold a line break; a CR not before an LF; an empty line; no final
+line break), the form differs, most lines are new, or anything about the lines read is unusual
+(a trailing blank row, a duplicate across read and unread lines, an error)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import polars as pl
+
+from bidui.connectors.mapping import Mapping, map_headers
+from bidui.connectors.normalise import Normalised, ValueLimits, _normaliser_digest, _sources_digest, normalise
+from bidui.connectors.readers import (
+    HEADER_SEARCH_ROWS,
+    RawTable,
+    ReadError,
+    _binary,
+    _wide_encoding,
+    read_csv_bytes,
+)
+from bidui.connectors.stored import Known
+from bidui.datasets import Dataset
+
+# Read whole past this share of new lines: one parse of everything is then as quick.
+MOST_NEW = 0.5
+# The lines where the header is looked for (and the one after it): always parsed, so that the
+# header is found as reading the whole file finds it.
+HEAD_LINES = HEADER_SEARCH_ROWS + 2
+
+
+@dataclass
+class Lines:
+    """Where each line of a file starts; line i is bytes starts[i]:starts[i + 1] (its LF included)."""
+
+    starts: np.ndarray  # int64, one more than there are lines (the last is the file's length)
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+
+def split(raw: bytes) -> Lines | None:
+    """The file's lines, when every line is one row: no quote anywhere, a CR only before an LF, an
+    LF at the end and no empty line; else None."""
+    if not raw.endswith(b"\n") or b'"' in raw:
+        return None
+    crs = raw.count(b"\r")
+    if crs and crs != raw.count(b"\r\n"):
+        return None
+    arr = np.frombuffer(raw, np.uint8)
+    lf = np.flatnonzero(arr == 0x0A)
+    starts = np.concatenate(([0], lf + 1)).astype(np.int64)
+    length = np.diff(starts) - 1  # without the LF
+    if crs:
+        length -= arr[np.maximum(lf - 1, 0)] == 0x0D  # (every CR is followed by its LF here)
+    if (length <= 0).any():
+        return None
+    return Lines(starts)
+
+
+def fingerprints(raw: bytes, lines: Lines) -> pl.DataFrame:
+    """`line_hi`, `line_lo`: the MD5 of each line's bytes (line break included), in order. DuckDB
+    hashes the file's own buffer, viewed as one binary value per line: nothing is copied."""
+    import duckdb
+    import pyarrow as pa
+
+    values = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(lines),
+                                             [None, pa.py_buffer(lines.starts), pa.py_buffer(raw)])
+    con = duckdb.connect()
+    try:
+        con.register("lines", pa.table({"b": values}))
+        return con.sql("SELECT (md5_number(b) >> 64)::UBIGINT AS line_hi, "
+                       "(md5_number(b) & 18446744073709551615)::UBIGINT AS line_lo FROM lines").pl()
+    finally:
+        con.close()
+
+
+def form(ds: Dataset, table: RawTable, mapping: Mapping, limits: ValueLimits) -> str:
+    """What a line's bytes mean in this file, as one digest: the same line in two files of the same
+    form is the same row. The reader's and polars' versions are in it: they turn lines into cells."""
+    h = hashlib.sha256(_sources_digest())
+    h.update(_reader_digest())
+    h.update(repr(("lines-1", pl.__version__, _normaliser_digest(ds, limits), table.encoding, table.delimiter,
+                   table.first_data_row, table.header, sorted(mapping.positions.items()), mapping.extra)).encode())
+    return h.hexdigest()[:32]
+
+
+def _reader_digest() -> bytes:
+    import inspect
+
+    from bidui.connectors import readers
+
+    return hashlib.sha256(inspect.getsource(readers).encode() + inspect.getsource(split).encode()).digest()
+
+
+def line_frame(raw: bytes, table: RawTable) -> pl.DataFrame | None:
+    """The line fingerprints of a file read whole, one row per data row (in order), when each of its
+    lines is one row; else None."""
+    lines = split(raw)
+    if lines is None or table.fmt != "csv" or table.cut is not None:
+        return None
+    header_line = table.first_data_row - 2
+    if len(lines) - header_line - 1 != table.data.height:
+        return None  # a blank row at the end (dropped), or lines that are not rows
+    return fingerprints(raw, lines).slice(header_line + 1)
+
+
+def attach(result: Normalised, lines: pl.DataFrame, shape: str) -> Normalised:
+    """The rows (and the rows carried) with their lines' fingerprints, and the file's form."""
+    def add(frame: pl.DataFrame) -> pl.DataFrame:
+        at = frame["source_row"] - 1
+        return frame.with_columns(lines["line_hi"].gather(at), lines["line_lo"].gather(at))
+
+    result.rows = add(result.rows)
+    if result.carried is not None:
+        result.carried = add(result.carried)
+    result.line_form = shape
+    return result
+
+
+def _encoding(raw: bytes) -> str:
+    """The encoding `readers.detect_encoding` would find for the whole file, given that every line
+    not read tonight was read before in the file's form (so decodes in it)."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    try:
+        raw.decode("utf-8")  # a GB18030 file fails at its first Chinese character
+    except UnicodeDecodeError:
+        return "gb18030"
+    return "utf-8"
+
+
+def read_changed(raw: bytes, name: str, ds: Dataset, known: Known, limits: ValueLimits,
+                 night: date) -> tuple[RawTable, Normalised] | None:
+    """The file read by its lines against the snapshot in force (`known`, with its lines): the new
+    lines parsed and normalised, the others carried. None when it must be read whole."""
+    if known.lines is None or known.line_form is None or known.snapshot > night:
+        return None
+    if _wide_encoding(raw[:4096]) or _binary(raw[:4096]):
+        return None  # refused when read whole, which says why
+    lines = split(raw)
+    if lines is None or len(lines) <= HEAD_LINES + 1:
+        return None
+    prints = fingerprints(raw, lines).with_row_index("i")
+    body = prints.slice(HEAD_LINES, len(lines) - HEAD_LINES - 1)  # not the head, nor the last line
+    seen = known.lines.unique(["line_hi", "line_lo"], keep="first")
+    matched = body.join(seen, on=["line_hi", "line_lo"], how="inner").sort("i")
+    if body.height - matched.height > MOST_NEW * len(lines):
+        return None
+    read = np.setdiff1d(np.arange(len(lines), dtype=np.int64), matched["i"].to_numpy(), assume_unique=True)
+    starts = lines.starts
+    subset = b"".join(raw[starts[i]:starts[i + 1]] for i in read.tolist())
+    try:
+        table = read_csv_bytes(subset, name, ds, encoding=_encoding(raw))
+        mapping = map_headers(ds, table.header, name, table.first_data_row - 1)
+    except (ReadError, ValueError):
+        return None  # (RefusedError is a ValueError) read whole, which says why
+    header_line = table.first_data_row - 2
+    data_lines = read[read > header_line]
+    shape = form(ds, table, mapping, limits)
+    if table.cut is not None or shape != known.line_form or table.data.height != len(data_lines):
+        return None
+    rows_read = len(lines) - header_line - 1
+    try:
+        result = normalise(ds, mapping, table, night, limits, Known(known.snapshot, known.hashes),
+                           rows_of=(pl.Series(data_lines - header_line), rows_read))
+    except Exception:
+        return None
+    # The lines carried unread, each row once (the first of two lines saying the same).
+    carried = matched.select((pl.col("i") - header_line).alias("source_row"), "raw_hi", "raw_lo", "line_hi", "line_lo")
+    once = carried.unique(["raw_hi", "raw_lo"], keep="first", maintain_order=True)
+    if result.carried is not None and result.carried.join(once, on=["raw_hi", "raw_lo"], how="semi").height:
+        return None  # a line read tonight says what an unread one says: which comes first decides
+    per_row = prints.slice(header_line + 1).drop("i")
+    attach(result, per_row, shape)
+    result.carried = pl.concat([once, *([result.carried] if result.carried is not None else [])],
+                               how="diagonal_relaxed").sort("source_row")
+    result.carried_from = known.snapshot
+    result.duplicates += carried.height - once.height
+    return table, result
