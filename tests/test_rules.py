@@ -376,3 +376,26 @@ def test_a_member_under_another_persons_number_is_not_that_person(defects) -> No
     assert _hits(hits, "UNINSURED", p["ghost"]).height == 1, "the father's insurance is not his"
     for rule in ("NAME_MISMATCH", "DUPLICATE_MEMBER"):
         assert _hits(hits, rule, p["ghost"]).is_empty() and _hits(hits, rule, p["father"]).is_empty(), rule
+
+
+def test_a_missed_household_is_named_by_its_head_else_its_eldest_member() -> None:
+    """`missed_subjects`: the one head of a household; of two heads, the elder; with no head, the
+    eldest member (ties by number, then name)."""
+    import duckdb
+
+    text = (Path(__file__).parents[1] / "bidui/sql/rules/_missed_households.sql").read_text()
+    statement = next(s for s in text.split(";") if "TEMP TABLE missed_subjects" in s)
+    con = duckdb.connect()
+    con.execute("CREATE TEMP TABLE missed_candidates (ident VARCHAR, hukou_number VARCHAR, address_code VARCHAR, "
+                "id_number VARCHAR, id_number_raw VARCHAR, name VARCHAR, relation VARCHAR, birth_date DATE)")
+    rows = [("one-head", "H1", "户主", "1980-01-01"), ("h1-child", "H1", "子", "1950-01-01"),
+            ("two-heads-young", "H2", "户主", "1990-01-01"), ("two-heads-old", "H2", "户主", "1960-01-01"),
+            ("h2-elder", "H2", "父亲", "1930-01-01"),
+            ("no-head-young", "H3", "子", "2001-01-01"), ("no-head-old", "H3", "妻", "1970-01-01"),
+            ("no-head-undated", "H3", None, None), ("tie-b", "H4", "子", "2000-01-01"), ("tie-a", "H4", "女", "2000-01-01")]
+    for ident, household, relation, born in rows:
+        con.execute("INSERT INTO missed_candidates VALUES (?, ?, '522701001001', ?, ?, '某', ?, ?)",
+                    [ident, household, ident, ident, relation, born])
+    con.execute(statement)
+    chosen = con.execute("SELECT hukou_number, subject_key FROM missed_subjects ORDER BY ALL").fetchall()
+    assert chosen == [("H1", "one-head"), ("H2", "two-heads-old"), ("H3", "no-head-old"), ("H4", "tie-a")]
