@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 
 import numpy as np
 import polars as pl
@@ -32,7 +33,7 @@ from bidui.connectors.readers import (
     _wide_encoding,
     read_csv_bytes,
 )
-from bidui.connectors.stored import Known
+from bidui.connectors.stored import Known, raw_halves_sql
 from bidui.datasets import Dataset
 
 # Read whole past this share of new lines: one parse of everything is then as quick.
@@ -82,8 +83,7 @@ def fingerprints(raw: bytes, lines: Lines) -> pl.DataFrame:
     con = duckdb.connect()
     try:
         con.register("lines", pa.table({"b": values}))
-        return con.sql("SELECT (md5_number(b) >> 64)::UBIGINT AS line_hi, "
-                       "(md5_number(b) & 18446744073709551615)::UBIGINT AS line_lo FROM lines").pl()
+        return con.sql(f"SELECT {raw_halves_sql('md5_number(b)', 'line')} FROM lines").pl()
     finally:
         con.close()
 
@@ -98,12 +98,15 @@ def form(ds: Dataset, table: RawTable, mapping: Mapping, limits: ValueLimits) ->
     return h.hexdigest()[:32]
 
 
+@cache
 def _reader_digest() -> bytes:
+    """The sources that turn a file's lines into cells: the reader and this module."""
     import inspect
+    import sys
 
     from bidui.connectors import readers
 
-    return hashlib.sha256(inspect.getsource(readers).encode() + inspect.getsource(split).encode()).digest()
+    return hashlib.sha256(inspect.getsource(readers).encode() + inspect.getsource(sys.modules[__name__]).encode()).digest()
 
 
 def line_frame(raw: bytes, table: RawTable) -> pl.DataFrame | None:

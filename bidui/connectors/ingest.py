@@ -347,7 +347,7 @@ def _prepare(p: Prepared, values: ValueLimits, in_force: dict[str, str], known: 
         lines = None
         if path.suffix.lower() in (".csv", ".tsv", ".txt"):
             data = path.read_bytes()
-            if known is not None and known.lines is not None:
+            if known is not None:
                 # Delivered again in the same form: only the lines not seen before are read.
                 found = csv_lines.read_changed(data, path.name, p.dataset, known, values, p.night)
                 if found is not None:
