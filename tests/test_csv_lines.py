@@ -140,3 +140,14 @@ def test_split_takes_only_files_whose_every_line_is_a_row() -> None:
     assert len(csv_lines.split(b"a,b\r\n1,2\r\n")) == 2
     for bad in (b"a,b\n1,2", b'a,b\n"1",2\n', b"a,b\n\n1,2\n", b"a,b\r1,2\r\n", b"a,b\n\r\n1,2\n"):
         assert csv_lines.split(bad) is None, bad
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 5, 7, 1 << 24])
+def test_split_searched_by_pieces_finds_every_line_where_it_starts(monkeypatch, piece: int) -> None:
+    body = text(ROWS, end="\r\n").encode("gb18030")
+    monkeypatch.setattr(csv_lines, "SPLIT_PIECE", piece)
+    lines = csv_lines.split(body)
+    expected = [0]
+    for part in body.split(b"\n")[:-1]:
+        expected.append(expected[-1] + len(part) + 1)
+    assert lines is not None and lines.starts.tolist() == expected

@@ -41,6 +41,7 @@ MOST_NEW = 0.5
 # The lines where the header is looked for (and the one after it): always parsed, so that the
 # header is found as reading the whole file finds it.
 HEAD_LINES = HEADER_SEARCH_ROWS + 2
+SPLIT_PIECE = 1 << 24  # bytes searched for line breaks at a time
 
 
 @dataclass
@@ -62,7 +63,10 @@ def split(raw: bytes) -> Lines | None:
     if crs and crs != raw.count(b"\r\n"):
         return None
     arr = np.frombuffer(raw, np.uint8)
-    lf = np.flatnonzero(arr == 0x0A)
+    # By pieces: `arr == 0x0A` at once is a Boolean array the file's size, fresh memory the kernel
+    # must hand over page by page (the hukou file: 0.3–2.0 s against 0.1–0.2 s).
+    lf = np.concatenate([np.flatnonzero(arr[a:a + SPLIT_PIECE] == 0x0A) + a for a in range(0, len(arr), SPLIT_PIECE)]
+                        or [np.zeros(0, np.int64)])
     starts = np.concatenate(([0], lf + 1)).astype(np.int64)
     length = np.diff(starts) - 1  # without the LF
     if crs:

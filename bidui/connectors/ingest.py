@@ -234,11 +234,13 @@ def _handover_parent(con: duckdb.DuckDBPyConnection) -> str | None:
 
 def prepare_handed(folder: Path, *args, **kwargs) -> Prepared:
     """`prepare` in a worker process, its normalised rows written to an Arrow file in `folder`
-    for the writer to read (`taken_over`) when it stores them."""
+    for the writer to read (`taken_over`) when it stores them. LZ4-compressed: writing the large
+    night's files uncompressed cost the kernel more than LZ4 costs the workers (system time
+    33–48 s against 26–29 s in a 50–60 s ingest), and the writer reads a third of the bytes."""
     p = prepare(*args, **kwargs)
     if p.result is not None and p.result.rows.height:
         path = folder / f"{uuid.uuid4().hex}.arrow"
-        p.result.rows.write_ipc(path, compression="uncompressed")
+        p.result.rows.write_ipc(path, compression="lz4")
         p.result.rows, p.rows_file = p.result.rows.clear(), path
     return p
 

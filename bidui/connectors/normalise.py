@@ -124,19 +124,29 @@ def raw_row_hashes(ds: Dataset, mapping: Mapping, raw: RawTable, data: pl.DataFr
 def _clean(s: pl.Series) -> pl.Series:
     """NFKC, trimmed, empty → null."""
     t = nfkc_series(s).str.strip_chars()
-    return t.set((t == "").fill_null(False), None)
+    return _blank(t, t == "")
 
 
 def _nulls(n: int) -> pl.Series:
     return pl.repeat(None, n, dtype=pl.String, eager=True)
 
 
+# `Series.set(mask, value)` builds its result element by element: on a hukou file's four million
+# rows it took 0.04–0.56 s a call, 2.6 s of the file's 15 s in all; `when` takes a few milliseconds.
+def _put(s: pl.Series, mask: pl.Series, value: str | None) -> pl.Series:
+    """`s` with `value` where `mask` is true (a null in `mask` keeps what `s` holds)."""
+    return pl.select(pl.when(pl.lit(mask)).then(pl.lit(value, s.dtype)).otherwise(pl.lit(s))).to_series().alias(s.name)
+
+
+def _blank(s: pl.Series, mask: pl.Series) -> pl.Series:
+    """`s` with null where `mask` is true."""
+    return _put(s, mask, None)
+
+
 def _reason(mask: pl.Series, text: str | pl.Series) -> pl.Series:
     """`text` where mask is true, else null."""
-    mask = mask.fill_null(False)
-    if isinstance(text, str):
-        return _nulls(len(mask)).set(mask, text)
-    return text.set(~mask, None)
+    then = pl.lit(text, pl.String) if isinstance(text, str) else pl.lit(text)
+    return pl.select(pl.when(pl.lit(mask)).then(then)).to_series().alias("literal")
 
 
 def parse_dates(t: pl.Series, latest: date = date(2100, 12, 31)) -> tuple[pl.Series, pl.Series]:
@@ -156,7 +166,7 @@ def parse_dates(t: pl.Series, latest: date = date(2100, 12, 31)) -> tuple[pl.Ser
         # An Excel serial (a date cell read as its number): 1 … 2958465, with or without ".0".
         part = t.gather(todo)
         serial = part.str.extract(r"^(\d{1,7})(?:\.0+)?$", 1).cast(pl.Int64, strict=False)
-        serial = serial.set((~serial.is_between(1, 2958465) | part.str.contains(r"^\d{8}$")).fill_null(True), None)
+        serial = _blank(serial, (~serial.is_between(1, 2958465) | part.str.contains(r"^\d{8}$")).fill_null(True))
         as_date = (serial - EXCEL_EPOCH_OFFSET).cast(pl.Int32).cast(pl.Date)
         value = value.scatter(todo, as_date)
     failed = value.is_null() & t.is_not_null()
@@ -164,10 +174,10 @@ def parse_dates(t: pl.Series, latest: date = date(2100, 12, 31)) -> tuple[pl.Ser
     idx = failed.arg_true()
     if len(idx):
         shaped = t.gather(idx).str.contains(_DATE_SHAPE)
-        why = pl.Series(["not a date in an accepted form"] * len(idx), dtype=pl.String).set(shaped, "impossible date")
+        why = _put(pl.Series(["not a date in an accepted form"] * len(idx), dtype=pl.String), shaped, "impossible date")
         reason = reason.scatter(idx, why)
-    reason = reason.set((value < EARLIEST_EVENT).fill_null(False), f"date before {EARLIEST_EVENT.year}")
-    reason = reason.set((value > latest).fill_null(False), f"date after {latest.isoformat()} (in the future)")
+    reason = _put(reason, value < EARLIEST_EVENT, f"date before {EARLIEST_EVENT.year}")
+    reason = _put(reason, value > latest, f"date after {latest.isoformat()} (in the future)")
     return value, reason
 
 
@@ -179,7 +189,7 @@ def parse_number(t: pl.Series, ceiling: float = math.inf) -> tuple[pl.Series, pl
     reason = reason.fill_null(_reason(value.is_nan() | value.is_infinite(), "not a finite number"))
     reason = reason.fill_null(_reason(value < 0, "negative"))
     reason = reason.fill_null(_reason(value > ceiling, f"over the ceiling of {ceiling:,.0f}"))
-    return value.set(reason.is_not_null(), None), reason
+    return _blank(value, reason.is_not_null()), reason
 
 
 def parse_year(t: pl.Series, latest: int = 2100) -> tuple[pl.Series, pl.Series]:
@@ -272,13 +282,13 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
             bad = _reason(src.str.contains(_CONTROL), "control character in an ID number").fill_null(
                 _reason(src.str.len_chars() > MAX_ID_CHARS, f"longer than {MAX_ID_CHARS} characters"))
             if bad.null_count() < n:
-                src = src.set(bad.is_not_null(), None)
+                src = _blank(src, bad.is_not_null())
                 reasons.append((c.name, bad, nothing))  # the value is not worth keeping
             if error is not None:
                 reasons.append((c.name, _reason(error.is_not_null(), EXCEL_ERROR), error))
             norm, status = normalise_id_series(src)
             cols[f"{c.name}_raw"] = src.str.strip_chars()
-            cols[c.name] = norm.set(norm == "", None)
+            cols[c.name] = _blank(norm, norm == "")
             cols[f"{c.name}_status"] = status
             continue
         t = _clean(src)
@@ -286,7 +296,7 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
         if c.kind == "name":
             value = pl.select(clean_name_expr(pl.lit(t))).to_series()
             cols[f"{c.name}_raw"] = t
-            value = value.set(value == "", None)
+            value = _blank(value, value == "")
             reason = _reason(t.str.contains(_CONTROL), "control character in a name")
             reason = reason.fill_null(_reason(value.str.len_chars() > limits.max_name_chars,
                                               f"longer than {limits.max_name_chars} characters"))
@@ -317,11 +327,11 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
             t = error.fill_null(t)  # the value as delivered, in the rejects
         if reason is not None and reason.null_count() < n:
             bad = reason.is_not_null()
-            cols[c.name] = value.set(bad, None)
+            cols[c.name] = _blank(value, bad)
             if c.name == "vehicle_type":
-                cols["vehicle_type_code"] = cols["vehicle_type_code"].set(bad, None)
+                cols["vehicle_type_code"] = _blank(cols["vehicle_type_code"], bad)
             if c.kind == "name":
-                cols[f"{c.name}_raw"] = cols[f"{c.name}_raw"].set(bad, None)  # a NUL or 3 M characters kept nowhere
+                cols[f"{c.name}_raw"] = _blank(cols[f"{c.name}_raw"], bad)  # a NUL or 3 M characters kept nowhere
             reasons.append((c.name, reason, t))
         else:
             cols[c.name] = value
