@@ -103,6 +103,12 @@ def _is_duckdb(e: BaseException) -> bool:
     return type(e).__module__.split(".")[0] in ("duckdb", "_duckdb")
 
 
+def _is_polars_io(e: BaseException) -> bool:
+    """A polars error that wraps a system I/O error (Rust's "(os error N)"); not one about a
+    file's content, whose text may quote that content."""
+    return type(e).__module__.split(".")[0] == "polars" and "(os error " in str(e)
+
+
 def _is_sqlite(e: BaseException) -> bool:
     return type(e).__module__ == "sqlite3"
 
@@ -120,8 +126,10 @@ def _one(e: BaseException, home: Path) -> Failure | None:
     if isinstance(e, HomeMissing):
         return Failure(EXIT_NO_HOME, f"no bidui home at {e.root}: check --home (or BIDUI_HOME), or create it with "
                                      "bidui ingest or bidui run", traceback_wanted=False)
-    # An OSError without errno (polars' and Arrow's writers) says what happened only in its text.
-    text = str(e) if (_is_duckdb(e) or _is_sqlite(e) or (isinstance(e, OSError) and e.errno is None)) else ""
+    # An OSError without errno (polars' and Arrow's writers) says what happened only in its text, and
+    # so does polars' Parquet writer, whose error carries the system's one ("… (os error 28)").
+    text = str(e) if (_is_duckdb(e) or _is_sqlite(e) or (isinstance(e, OSError) and e.errno is None)
+                      or _is_polars_io(e)) else ""
     code = e.errno if isinstance(e, OSError) else None
     path = _path_in(e)
     if code in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in text or "database or disk is full" in text:

@@ -464,44 +464,55 @@ def _tables(con) -> dict[str, list]:
 
 def test_worker_processes_hand_their_rows_over_as_files_and_leave_none(tiny: Path, tmp_path: Path,
                                                                        monkeypatch) -> None:
-    """With worker processes, a file's normalised rows reach the writer as an Arrow file beside the
+    """With worker processes, a file's normalised rows reach the writer as a Parquet file beside the
     warehouse, not pickled through the pool (a result arrives as soon as its worker is done: at the
-    large size a second file's rows arrived while the hukou file was stored). The warehouse is the
-    one a single process makes, and no handed-over file is left behind, even when storing fails."""
+    large size a second file's rows arrived while the hukou file was stored), and DuckDB stores them
+    from that file without the writer reading them. The warehouse is the one a single process makes,
+    and no handed-over file is left behind, even when storing fails."""
     from bidui.connectors import ingest
 
     monkeypatch.setattr(ingest, "PARALLEL_BYTES", 0)
     handed: list[bool] = []
-    real_taken_over = ingest.taken_over
+    real_store = ingest.store
 
-    def taken_over(p):
+    def store(con, p, **kwargs):
         if p.result is not None and p.rows_file is not None:
             path = p.rows_file
-            handed.append(path.exists() and path.parent.parent == tmp_path / "two")
-            p = real_taken_over(p)
-            handed.append(not path.exists() and p.result.rows.height > 0)  # read, then removed at once
-            return p
+            # beside the warehouse, read where it lies: the writer's frame stays empty
+            handed.append(path.exists() and path.parent.parent == tmp_path / "two" and p.result.rows.height == 0
+                          and p.rows_count > 0)
+            o = real_store(con, p, **kwargs)
+            handed.append(o.rows_loaded >= p.rows_count > 0)
+            return o
         if p.result is not None:
-            handed.append(not p.result.rows.height)  # nothing to hand over
-        return real_taken_over(p)
+            handed.append(not p.result.rows.height or p.rows_count == p.result.rows.height)  # nothing handed over
+        return real_store(con, p, **kwargs)
 
-    monkeypatch.setattr(ingest, "taken_over", taken_over)
+    monkeypatch.setattr(ingest, "store", store)
     folder = sorted((tiny / "inbox").iterdir())[0]
     night = date.fromisoformat(folder.name)
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
     left = tmp_path / "two" / f"{ingest.HANDOVER_PREFIX}killed"  # a run killed mid-ingest left it
     left.mkdir()
-    (left / "rows.arrow").write_bytes(b"rows of a run that was killed")
+    (left / "rows.parquet").write_bytes(b"rows of a run that was killed")
     one, two = wh.connect(tmp_path / "one" / "w.duckdb"), wh.connect(tmp_path / "two" / "w.duckdb")
     ingest_night(one, folder, night, workers=1)
-    assert handed and not any(handed)  # in one process, nothing is handed over
+    assert handed and all(handed)  # in one process, nothing is handed over
     handed.clear()
     outcomes = ingest_night(two, folder, night, workers=2)
-    assert len(handed) > 5 and all(handed), handed
+    assert len(handed) > 10 and all(handed), handed
     assert {o.status for o in outcomes} <= {"accepted", "missing"}, [(o.file, o.status) for o in outcomes]
     assert _tables(two) == _tables(one)
     assert not [p for p in (tmp_path / "two").iterdir() if p.name.startswith("bidui-handover-")]
+    # the same stored profiles (tomorrow's plausibility checks compare with them) and name keys
+    def profiles(con) -> list:
+        return sorted((d, json.dumps(json.loads(c), sort_keys=True))
+                      for d, c in con.execute("SELECT digest, counts FROM quality_counts").fetchall())
+
+    assert len(profiles(one)) > 10 and profiles(two) == profiles(one)
+    sql = "SELECT * FROM name_keys ORDER BY ALL"
+    assert two.execute(sql).fetchall() == one.execute(sql).fetchall()
 
     def failing_store(con, p, **kwargs):
         raise OSError(28, "No space left on device")

@@ -11,6 +11,7 @@ and their settings are in `bidui.connectors.plausibility` and the README's inges
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
 import os
@@ -18,7 +19,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import date
@@ -33,6 +34,7 @@ from bidui.connectors.mapping import RefusedError, map_headers
 from bidui.connectors.normalise import ValueLimits, normalise
 from bidui.connectors.plausibility import (
     Limits,
+    Profile,
     checks,
     first_reject,
     profile_query,
@@ -187,13 +189,16 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
                 e = futures.pop(future)
                 if progress:
                     progress(e.name)
-                p = taken_over(future.result())
+                p = future.result()
                 del future
-                p.evidence = ready[e.name]
-                if p.changed and clock() < deadline:
-                    todo.append(e)  # it grew while being read: again once it has settled
-                    continue
-                done[e.name] = store(con, p, force=force, limits=limits)
+                try:
+                    p.evidence = ready[e.name]
+                    if p.changed and clock() < deadline:
+                        todo.append(e)  # it grew while being read: again once it has settled
+                        continue
+                    done[e.name] = store(con, p, force=force, limits=limits)
+                finally:
+                    let_go(p)
                 del p
     finally:
         pool.shutdown(cancel_futures=True)
@@ -233,25 +238,42 @@ def _handover_parent(con: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def prepare_handed(folder: Path, *args, **kwargs) -> Prepared:
-    """`prepare` in a worker process, its normalised rows written to an Arrow file in `folder`
-    for the writer to read (`taken_over`) when it stores them. LZ4-compressed: writing the large
-    night's files uncompressed cost the kernel more than LZ4 costs the workers (system time
-    33–48 s against 26–29 s in a 50–60 s ingest), and the writer reads a third of the bytes."""
+    """`prepare` in a worker process, its normalised rows written to a Parquet file in `folder`,
+    which the writer's DuckDB reads where it lies when it stores them (`store`). Not read back
+    into the writer's memory: at the large size reading the hukou file's rows back, handing them
+    to DuckDB and storing them cost the writer 6.8–8.5 s of its critical path (12–15 CPU
+    seconds), DuckDB storing them from this file 3.6 s (6.8); a Parquet file costs the worker what
+    an LZ4 Arrow file did (1.6–1.7 s). LZ4 inside: uncompressed, the kernel's copying of the pages
+    cost more than LZ4 costs the worker."""
     p = prepare(*args, **kwargs)
     if p.result is not None and p.result.rows.height:
-        path = folder / f"{uuid.uuid4().hex}.arrow"
-        p.result.rows.write_ipc(path, compression="lz4")
+        path = folder / f"{uuid.uuid4().hex}.parquet"
+        p.result.rows.write_parquet(path, compression="lz4", statistics=False)
         p.result.rows, p.rows_file = p.result.rows.clear(), path
     return p
 
 
-def taken_over(p: Prepared) -> Prepared:
-    """A prepared file whose rows a worker handed over as a file: the rows read back, the file removed."""
+def let_go(p: Prepared) -> None:
+    """The worker's handover file of a prepared file removed, once stored (or not to be)."""
     if p.rows_file is not None:
-        p.result.rows = pl.read_ipc(p.rows_file)
-        p.rows_file.unlink()
+        p.rows_file.unlink(missing_ok=True)
         p.rows_file = None
-    return p
+
+
+@contextlib.contextmanager
+def new_rows(con: duckdb.DuckDBPyConnection, p: Prepared) -> Iterator[None]:
+    """Tonight's normalised rows of the file as the relation `wh.NEW_ROWS` while the block runs:
+    a view over the worker's handover file, or the frame of a file prepared in this process."""
+    if p.rows_file is None:
+        with wh.registered(con, wh.NEW_ROWS, p.result.rows):
+            yield
+        return
+    path = str(p.rows_file).replace("'", "''")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {wh.NEW_ROWS} AS SELECT * FROM read_parquet('{path}')")
+    try:
+        yield
+    finally:
+        con.execute(f"DROP VIEW IF EXISTS {wh.NEW_ROWS}")
 
 
 def _known(con: duckdb.DuckDBPyConnection, name: str, night: date) -> Known | None:
@@ -314,6 +336,11 @@ class Prepared:
     evidence: str = ""
     checksum: tuple[str, Path] | None = None  # the checksum file beside it: (algorithm, path)
     rows_file: Path | None = None  # the normalised rows, handed over by a worker (`prepare_handed`)
+    # Worked out where the rows were normalised (a worker, when there are several), not by the
+    # writer, whose storing of one file after another is the night's ingest's critical path:
+    rows_count: int = 0  # how many normalised rows (the frame itself may have been handed over)
+    profile: Profile | None = None  # the plausibility profile of the rows, when none were carried
+    names: dict[str, pl.Series] | None = None  # each person's name column's distinct names
 
 
 def prepare(path: Path, night: date, name: str | None = None, values: ValueLimits = ValueLimits(),
@@ -325,10 +352,22 @@ def prepare(path: Path, night: date, name: str | None = None, values: ValueLimit
     p = Prepared(path, night, time.perf_counter(), name or inbox.shown_name(path.name))
     before = inbox.Seen.of(path)
     try:
-        return _prepare(p, values, in_force or {}, known)
+        return _summarise(_prepare(p, values, in_force or {}, known))
     finally:
         p.changed = inbox.Seen.of(path) != before
         p.seconds = time.perf_counter() - p.start
+
+
+def _summarise(p: Prepared) -> Prepared:
+    """What the writer needs of the normalised rows besides storing them (see Prepared)."""
+    r = p.result
+    if r is None or p.refused:
+        return p
+    p.rows_count = r.rows.height
+    if r.carried is None or not r.carried.height:  # with carried rows, DuckDB profiles all of them
+        p.profile = profile_rows(p.dataset, r.rows)
+    p.names = {ref.name_column: r.rows[ref.name_column].drop_nulls().unique() for ref in p.dataset.persons}
+    return p
 
 
 def _prepare(p: Prepared, values: ValueLimits, in_force: dict[str, str], known: Known | None = None) -> Prepared:
@@ -425,7 +464,7 @@ def store(con: duckdb.DuckDBPyConnection, p: Prepared, *, force: bool = False, l
 
 def _store_read(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: Limits, force: bool) -> FileOutcome:
     """`store` of a file that was read and normalised."""
-    night, name, ds, raw, result, sha = p.night, p.name, p.dataset, p.raw, p.result, p.sha
+    night, name, ds, result, sha = p.night, p.name, p.dataset, p.result, p.sha
     carried = 0
     if result.carried is not None and result.carried_from is not None:
         # The rows delivered as before take the values they were given then (see normalise.Known),
@@ -437,16 +476,20 @@ def _store_read(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: 
                             "nothing of it was kept; run the night again")
             _log(con, night, name, o, sha256=sha)
             return o
+    with new_rows(con, p):
+        return _store_rows(con, p, start, lim, force, carried)
+
+
+def _store_rows(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: Limits, force: bool,
+                carried: int) -> FileOutcome:
+    """`store` of a file read and normalised, its rows being `wh.NEW_ROWS` and CARRIED_ROWS."""
+    night, name, ds, raw, result, sha = p.night, p.name, p.dataset, p.raw, p.result, p.sha
     rejected = result.rejects["source_row"].n_unique() if result.rejects.height else 0
-    o = FileOutcome(name, ds.code, "accepted", result.rows_read, result.rows.height + carried, rejected,
+    o = FileOutcome(name, ds.code, "accepted", result.rows_read, p.rows_count + carried, rejected,
                     evidence=p.evidence)
     whole = _whole(p)
     last = wh.last_snapshot(con, ds.code, night)
-    if carried:
-        with wh.registered(con, "_new", result.rows):
-            now = profile_query(con, ds, wh.tonight_rows_sql(ds))
-    else:
-        now = profile_rows(ds, result.rows)
+    now = profile_query(con, ds, wh.tonight_rows_sql(ds)) if carried or p.profile is None else p.profile
     held = whole + checks(ds, result, lim, (last[0], profile_snapshot(con, ds, last[0])) if last else None, name, now)
     if p.changed:
         o.incomplete = True
@@ -465,10 +508,11 @@ def _store_read(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: 
     con.execute("BEGIN TRANSACTION")
     try:
         if o.status in ("accepted", "forced"):
-            wh.apply_snapshot(con, ds, night, load_id, name, sha, result.rows, carried, result.line_form)
+            wh.apply_snapshot(con, ds, night, load_id, name, sha, wh.NEW_ROWS, p.rows_count, carried,
+                              result.line_form)
             remember_profile(con, ds, load_id, now)  # tomorrow's checks compare with it
-            for ref in ds.persons:  # (a carried row's name has its keys since its snapshot was stored)
-                wh.add_name_keys(con, result.rows[ref.name_column])
+            for names in (p.names or {}).values():  # (a carried row's name has its keys since its snapshot was stored)
+                wh.add_name_keys(con, names)
         wh.add_rejects(con, load_id, name, result.rejects)
         o.seconds = time.perf_counter() - start
         _log(con, night, name, o, load_id, sha256=sha, fmt=raw.fmt, encoding=raw.encoding,

@@ -235,36 +235,33 @@ def row_hash_sql(ds: Dataset) -> str:
 
 
 def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, load_id: int, file: str, sha256: str,
-                   rows: pl.DataFrame, carried: int = 0, line_form: str | None = None) -> None:
-    """Replace the dataset's snapshot of this night with these rows and the `carried` rows staged
-    in CARRIED_ROWS (inside the caller's transaction); `line_form`: the file's form, when its rows
-    carry their lines' fingerprints (`line_hi`, `line_lo`)."""
+                   rows: str, count: int, carried: int = 0, line_form: str | None = None) -> None:
+    """Replace the dataset's snapshot of this night with the `count` rows of the relation `rows`
+    (tonight's normalised rows: a registered frame, or a view over a worker's handover file) and
+    the `carried` rows staged in CARRIED_ROWS (inside the caller's transaction); `line_form`: the
+    file's form, when its rows carry their lines' fingerprints (`line_hi`, `line_lo`)."""
     table = table_name(ds)
     con.execute(f"DELETE FROM {table} WHERE snapshot_date = ?", [night])
     con.execute("DELETE FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [ds.code, night])
-    frame = rows.with_columns(pl.lit(night).alias("snapshot_date"), pl.lit(load_id, pl.Int64).alias("load_id"),
-                              pl.lit(file).alias("source_file"))
-    names = ["snapshot_date", "load_id", "source_file", *(n for n, _ in table_columns(ds))]
+    have = {d[0] for d in con.execute(f"SELECT * FROM {rows} LIMIT 0").description}
     # The delivered row's fingerprint (bidui.connectors.normalise.raw_row_hashes), where it has one.
-    raw = raw_whole_sql() if {"raw_hi", "raw_lo"} <= set(frame.columns) else "NULL::UHUGEINT"
-    line = raw_whole_sql(kind="line") if line_form and {"line_hi", "line_lo"} <= set(frame.columns) else "NULL::UHUGEINT"
-    frame = frame.select(names + [c for c in ("raw_hi", "raw_lo", "line_hi", "line_lo") if c in frame.columns])
-    quoted = ", ".join(f'"{n}"' for n in names)
-    rows_sql, args = (f"SELECT {quoted}, {row_hash_sql(ds)} AS row_hash, {raw} AS raw_hash, {line} AS line_hash "
-                      "FROM _snapshot_rows"), []
+    raw = raw_whole_sql() if {"raw_hi", "raw_lo"} <= have else "NULL::UHUGEINT"
+    line = raw_whole_sql(kind="line") if line_form and {"line_hi", "line_lo"} <= have else "NULL::UHUGEINT"
+    own = ", ".join(f'"{n}"' for n, _ in table_columns(ds))
+    # The night, load and file are constants of the statement, not columns added to the rows.
+    rows_sql = f"SELECT ?::DATE, ?::BIGINT, ?::VARCHAR, {own}, {row_hash_sql(ds)}, {raw}, {line} FROM {rows}"
+    args: list = [night, load_id, file]
     if carried:
         # Same values, so the same row hash; the fingerprint is of the same text. In row order, as a
         # file normalised whole is stored: a reader without ORDER BY (the last name delivered for a
         # division code) sees the rows in the same order either way.
-        own = ", ".join(f'"{n}"' for n, _ in table_columns(ds))
         carried_line = "line_hash" if line_form else "NULL::UHUGEINT"
-        rows_sql = (f"SELECT * FROM ({rows_sql} UNION ALL SELECT ?::DATE, ?, ?, {own}, row_hash, raw_hash, {carried_line} "
-                    f"FROM {CARRIED_ROWS}) ORDER BY source_row")
-        args = [night, load_id, file]
-    with registered(con, "_snapshot_rows", frame):  # not found by DuckDB among the caller's locals
-        con.execute(f"INSERT INTO {table} ({quoted}, row_hash, raw_hash, line_hash) {rows_sql}", args)
-    con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
-                [ds.code, night, load_id, file, sha256, rows.height + carried])
+        rows_sql = (f"SELECT * FROM ({rows_sql} UNION ALL SELECT ?::DATE, ?::BIGINT, ?::VARCHAR, {own}, row_hash, raw_hash, "
+                    f"{carried_line} FROM {CARRIED_ROWS}) ORDER BY source_row")
+        args += [night, load_id, file]
+    con.execute(f"INSERT INTO {table} (snapshot_date, load_id, source_file, {own}, row_hash, raw_hash, line_hash) "
+                f"{rows_sql}", args)
+    con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)", [ds.code, night, load_id, file, sha256, count + carried])
     if line_form:
         con.execute("INSERT OR REPLACE INTO line_forms VALUES (?, ?)", [load_id, line_form])
 
@@ -321,11 +318,15 @@ def drop_carried_rows(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"DROP TABLE IF EXISTS {CARRIED_ROWS}")
 
 
+# Tonight's normalised rows of the file being stored, as DuckDB reads them (bidui.connectors.ingest).
+NEW_ROWS = "_new"
+
+
 def tonight_rows_sql(ds: Dataset) -> str:
-    """The rows `apply_snapshot` would store, as a query over `_new` (the normalised rows,
-    registered by the caller) and CARRIED_ROWS: for profiling them in DuckDB."""
+    """The rows `apply_snapshot` would store, as a query over NEW_ROWS and CARRIED_ROWS: for
+    profiling them in DuckDB."""
     names = ", ".join(f'"{n}"' for n, _ in table_columns(ds))
-    return f"SELECT {names} FROM _new UNION ALL SELECT {names} FROM {CARRIED_ROWS}"
+    return f"SELECT {names} FROM {NEW_ROWS} UNION ALL SELECT {names} FROM {CARRIED_ROWS}"
 
 
 def add_rejects(con: duckdb.DuckDBPyConnection, load_id: int, file: str, rejects: pl.DataFrame) -> None:
