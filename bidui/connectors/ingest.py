@@ -159,8 +159,8 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
     in_force = wh.in_force_hashes(con, night)
     deadline = clock() + limits.max_wait_seconds
     pool = _pool(todo, workers)
-    # Worker processes hand a file's normalised rows over as an Arrow file beside the warehouse
-    # (removed once read, and the folder at the end), not pickled through the pool: a result
+    # Worker processes hand a file's normalised rows over as a Parquet file beside the warehouse
+    # (removed once stored, and the folder at the end), not pickled through the pool: a result
     # arrives in this process as soon as its worker is done, and at the large size a second
     # file's rows (and their pickled bytes) arrived while the hukou file was being stored.
     handover = None
