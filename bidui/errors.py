@@ -103,10 +103,19 @@ def _is_duckdb(e: BaseException) -> bool:
     return type(e).__module__.split(".")[0] in ("duckdb", "_duckdb")
 
 
-def _is_polars_io(e: BaseException) -> bool:
-    """A polars error that wraps a system I/O error (Rust's "(os error N)"); not one about a
-    file's content, whose text may quote that content."""
-    return type(e).__module__.split(".")[0] == "polars" and "(os error " in str(e)
+# How polars ends an error that wraps a failed system call (its Parquet writer on a full disk:
+# "… underlying IO error: No space left on device (os error 28)").
+_POLARS_IO = re.compile(r"IO error: [^\n\"\]]* \(os error (\d+)\)$")
+
+
+def _polars_io_errno(e: BaseException) -> int | None:
+    """The errno of a polars error that wraps a system I/O error, which it gives only in its text;
+    None for any other, notably one about a file's content, which may quote that content (a quoted
+    value ends in its quote or bracket, not in the system's "(os error N)")."""
+    if type(e).__module__.split(".")[0] != "polars":
+        return None
+    found = _POLARS_IO.search(str(e))
+    return int(found.group(1)) if found else None
 
 
 def _is_sqlite(e: BaseException) -> bool:
@@ -126,11 +135,9 @@ def _one(e: BaseException, home: Path) -> Failure | None:
     if isinstance(e, HomeMissing):
         return Failure(EXIT_NO_HOME, f"no bidui home at {e.root}: check --home (or BIDUI_HOME), or create it with "
                                      "bidui ingest or bidui run", traceback_wanted=False)
-    # An OSError without errno (polars' and Arrow's writers) says what happened only in its text, and
-    # so does polars' Parquet writer, whose error carries the system's one ("… (os error 28)").
-    text = str(e) if (_is_duckdb(e) or _is_sqlite(e) or (isinstance(e, OSError) and e.errno is None)
-                      or _is_polars_io(e)) else ""
-    code = e.errno if isinstance(e, OSError) else None
+    # An OSError without errno (polars' and Arrow's writers) says what happened only in its text.
+    text = str(e) if (_is_duckdb(e) or _is_sqlite(e) or (isinstance(e, OSError) and e.errno is None)) else ""
+    code = e.errno if isinstance(e, OSError) else _polars_io_errno(e)
     path = _path_in(e)
     if code in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in text or "database or disk is full" in text:
         where = path or (str(home / "ledger.sqlite") if _is_sqlite(e) else str(home))
