@@ -312,3 +312,39 @@ def test_a_late_hukou_folder_that_rewrites_a_former_name_is_not_carried_past(twi
     both(twins, n2)
     carried, _ = both(twins, n4)
     assert carried > 0
+
+
+def test_the_spine_keeps_one_row_per_person_the_one_what_its_rows_say_chooses(twins) -> None:
+    """A person listed three times under one number (living and cancelled, in other households) is
+    one spine row: the least by PERSON_ROW_KEY, as the rules' `hukou_person` chooses. Checked
+    against a choice made here in Python over every row of the snapshot."""
+    from bidui.matching.records import PERSON_ROW_KEY, SPINE_SQL, prepare_spine
+
+    night1, night2 = date(2026, 11, 20), date(2026, 11, 21)
+    con, _ = twins
+    number, = con.execute("SELECT min(id_number) FROM ds_hukou WHERE snapshot_date = ? AND status = '正常' "
+                          "AND id_number_status = 'valid'", [night1]).fetchone()
+    n = wh.sql_text(number)
+    edit_hukou(con, night2, night1,
+               f"INSERT INTO _h SELECT * REPLACE ('注销' AS status, 'H9' AS hukou_number, source_row + 500000 AS "
+               f"source_row) FROM _h WHERE id_number = {n}",
+               f"INSERT INTO _h SELECT * REPLACE ('00' AS hukou_number, source_row + 600000 AS source_row) "
+               f"FROM _h WHERE id_number = {n} AND status = '正常'")
+    prepare_spine(con, night2)
+    spine = {row for row, in con.execute(f"SELECT source_row FROM ({SPINE_SQL})", [night2, night2]).fetchall()}
+    key = PERSON_ROW_KEY.format(village="address_code")
+    rows = con.execute(f"""SELECT person, id_number, {key}, source_row FROM (
+                               SELECT h.*, coalesce(i.person_key, h.id_number) AS person FROM ds_hukou h
+                               LEFT JOIN hukou_identity i ON i.snapshot_date = h.snapshot_date AND i.source_row = h.source_row
+                               WHERE h.snapshot_date = ? AND h.id_number_status = 'valid')""", [night2]).fetchall()
+    best: dict[tuple, tuple] = {}
+    for person, id_number, struct, row in rows:
+        order = tuple(struct)  # the key's fields in order (none is NULL: each is coalesced)
+        if (person, id_number) not in best or order < best[(person, id_number)][0]:
+            best[(person, id_number)] = (order, row)
+    assert spine == {row for _, row in best.values()}
+    listed = {row for p, i, _, row in rows if i == number}
+    assert len(listed) >= 3 and len(listed & spine) == 1  # the person's living row in household 00, listed last
+    chosen, = listed & spine
+    assert con.execute("SELECT status, hukou_number FROM ds_hukou WHERE snapshot_date = ? AND source_row = ?",
+                       [night2, chosen]).fetchone() == ("正常", "00")

@@ -193,18 +193,20 @@ SPINE_SQL = """
     -- (a living row before a cancelled one, then by household…), not by their place in the file,
     -- so that hukou sent again in another order gives the same spine (a household link reads the
     -- row's household) and links carried from the night before stay what linking them would give.
-    firsts AS (SELECT person_key, id_number, min(source_row) AS source_row, count(*) AS n FROM cur GROUP BY ALL),
-    first AS (
-        SELECT source_row FROM firsts WHERE n = 1
-        UNION ALL
+    -- The few rows that are not their person's first are found and left out, rather than every
+    -- first row found and kept: a semi join on four million rows cost 1 s of the spine's 2.3–4.5.
+    twice AS (SELECT person_key, id_number FROM cur GROUP BY ALL HAVING count(*) > 1),
+    not_first AS (
+        SELECT c.source_row FROM cur c SEMI JOIN twice USING (person_key, id_number)
+        EXCEPT
         SELECT arg_min(c.source_row, """ + PERSON_ROW_KEY.format(village="village") + """)
-        FROM cur c SEMI JOIN (SELECT person_key, id_number FROM firsts WHERE n > 1) d USING (person_key, id_number)
+        FROM cur c SEMI JOIN twice USING (person_key, id_number)
         GROUP BY c.person_key, c.id_number),
     former AS (SELECT n.id_number, k.simplified AS former_form, k.pinyin AS former_pinyin
                FROM hukou_names n JOIN name_keys k ON k.name = n.former
                WHERE n.former IS NOT NULL AND n.changed_on <= ?)
     SELECT c.*, k.simplified AS form, k.pinyin, f.former_form, f.former_pinyin
-    FROM cur c SEMI JOIN first USING (source_row)
+    FROM cur c ANTI JOIN not_first USING (source_row)
     LEFT JOIN name_keys k ON k.name = c.name
     LEFT JOIN former f ON f.id_number = c.id_number AND c.person_key = c.id_number"""
 
