@@ -485,7 +485,7 @@ def test_worker_processes_hand_their_rows_over_as_files_and_leave_none(tiny: Pat
             handed.append(o.rows_loaded >= p.rows_count > 0)
             return o
         if p.result is not None:
-            handed.append(not p.result.rows.height or p.rows_count == p.result.rows.height)  # nothing handed over
+            handed.append(p.rows_file is None and p.rows == p.result.rows.height)  # nothing handed over
         return real_store(con, p, **kwargs)
 
     monkeypatch.setattr(ingest, "store", store)

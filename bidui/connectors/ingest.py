@@ -249,6 +249,7 @@ def prepare_handed(folder: Path, *args, **kwargs) -> Prepared:
     if p.result is not None and p.result.rows.height:
         path = folder / f"{uuid.uuid4().hex}.parquet"
         p.result.rows.write_parquet(path, compression="lz4", statistics=False)
+        p.rows_count = p.result.rows.height
         p.result.rows, p.rows_file = p.result.rows.clear(), path
     return p
 
@@ -338,9 +339,14 @@ class Prepared:
     rows_file: Path | None = None  # the normalised rows, handed over by a worker (`prepare_handed`)
     # Worked out where the rows were normalised (a worker, when there are several), not by the
     # writer, whose storing of one file after another is the night's ingest's critical path:
-    rows_count: int = 0  # how many normalised rows (the frame itself may have been handed over)
+    rows_count: int = 0  # how many rows were handed over (see `rows`)
     profile: Profile | None = None  # the plausibility profile of the rows, when none were carried
     names: dict[str, pl.Series] | None = None  # each person's name column's distinct names
+
+    @property
+    def rows(self) -> int:
+        """How many normalised rows: the frame's, or the handover file's when it was handed over."""
+        return self.rows_count if self.rows_file is not None else self.result.rows.height
 
 
 def prepare(path: Path, night: date, name: str | None = None, values: ValueLimits = ValueLimits(),
@@ -363,7 +369,6 @@ def _summarise(p: Prepared) -> Prepared:
     r = p.result
     if r is None or p.refused:
         return p
-    p.rows_count = r.rows.height
     if r.carried is None or not r.carried.height:  # with carried rows, DuckDB profiles all of them
         p.profile = profile_rows(p.dataset, r.rows)
     p.names = {ref.name_column: r.rows[ref.name_column].drop_nulls().unique() for ref in p.dataset.persons}
@@ -485,7 +490,7 @@ def _store_rows(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: 
     """`store` of a file read and normalised, its rows being `wh.NEW_ROWS` and CARRIED_ROWS."""
     night, name, ds, raw, result, sha = p.night, p.name, p.dataset, p.raw, p.result, p.sha
     rejected = result.rejects["source_row"].n_unique() if result.rejects.height else 0
-    o = FileOutcome(name, ds.code, "accepted", result.rows_read, p.rows_count + carried, rejected,
+    o = FileOutcome(name, ds.code, "accepted", result.rows_read, p.rows + carried, rejected,
                     evidence=p.evidence)
     whole = _whole(p)
     last = wh.last_snapshot(con, ds.code, night)
@@ -508,11 +513,12 @@ def _store_rows(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: 
     con.execute("BEGIN TRANSACTION")
     try:
         if o.status in ("accepted", "forced"):
-            wh.apply_snapshot(con, ds, night, load_id, name, sha, wh.NEW_ROWS, p.rows_count, carried,
-                              result.line_form)
+            wh.apply_snapshot(con, ds, night, load_id, name, sha, wh.NEW_ROWS, p.rows, carried, result.line_form)
             remember_profile(con, ds, load_id, now)  # tomorrow's checks compare with it
-            for names in (p.names or {}).values():  # (a carried row's name has its keys since its snapshot was stored)
-                wh.add_name_keys(con, names)
+            # (a carried row's name has its keys since its snapshot was stored)
+            names = p.names if p.names is not None else {r.name_column: result.rows[r.name_column] for r in ds.persons}
+            for distinct in names.values():
+                wh.add_name_keys(con, distinct)
         wh.add_rejects(con, load_id, name, result.rejects)
         o.seconds = time.perf_counter() - start
         _log(con, night, name, o, load_id, sha256=sha, fmt=raw.fmt, encoding=raw.encoding,
