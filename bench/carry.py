@@ -75,7 +75,7 @@ def main() -> None:
                     start = time.perf_counter()
                     result = link_night(con, night, carry=carry)
                     seconds = time.perf_counter() - start
-                    links = con.execute(f"SELECT {COLUMNS} FROM links WHERE night = ? ORDER BY ALL", [night]).fetchall()
+                    links = con.execute(f"SELECT {COLUMNS} FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) ORDER BY ALL", [night]).fetchall()
                 finally:
                     con.close()
                     copy.unlink()

@@ -21,7 +21,7 @@ from bidui.matching.link import link_night
 
 
 def links_of(con, night: date) -> list[tuple]:
-    return con.execute(f"SELECT {LINK_COLUMNS} FROM links WHERE night = ? ORDER BY ALL", [night]).fetchall()
+    return con.execute(f"SELECT {LINK_COLUMNS} FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) ORDER BY ALL", [night]).fetchall()
 
 
 @pytest.fixture
@@ -102,23 +102,23 @@ def test_carried_links_equal_linking_everything_when_hukou_and_verdicts_change(t
     # given to a second person (一号多人), one's name is corrected, one's household gets a child
     # named as a record under a parent's number would be, and one is refuted by a township.
     linked = [r[0] for r in carry.execute("""
-        SELECT person_key FROM links WHERE night = ? AND method = 'exact' AND NOT contains(person_key, '~')
+        SELECT person_key FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND method = 'exact' AND NOT contains(person_key, '~')
         GROUP BY ALL ORDER BY count(*) DESC, 1 LIMIT 5""", [night1]).fetchall()]
     gone, shared, renamed, parent = (wh.sql_text(k) for k in linked[:4])
     record = carry.execute("""
-        SELECT l.dataset, l.role FROM links l WHERE l.night = ? AND l.person_key = ? LIMIT 1""",
+        SELECT l.dataset, l.role FROM links l WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.person_key = ? LIMIT 1""",
                            [night1, linked[4]]).fetchone()
     # …and a child's record under a parent's number, linked to the child through the household
     # (the child leaves: only the household tells that the parent's number was touched),
     # and a cancelled second number linked to its living person (who leaves: the number is its own
     # person again, though its row did not change).
-    child, = carry.execute("SELECT person_key FROM links WHERE night = ? AND method = 'household' ORDER BY 1 LIMIT 1",
+    child, = carry.execute("SELECT person_key FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND method = 'household' ORDER BY 1 LIMIT 1",
                            [night1]).fetchone()
     living, = carry.execute("""
         SELECT i.person_key FROM hukou_identity i WHERE i.snapshot_date = ? AND NOT i.is_primary
-        AND i.person_key IN (SELECT person_key FROM links WHERE night = ?) ORDER BY 1 LIMIT 1""", [night1, night1]).fetchone()
+        AND i.person_key IN (SELECT person_key FROM links WHERE ? BETWEEN night AND coalesce(last_night, night)) ORDER BY 1 LIMIT 1""", [night1, night1]).fetchone()
     # And a person a record whose number Excel cut was linked to by its 15 digits leaves.
-    cut, = carry.execute("SELECT person_key FROM links WHERE night = ? AND method = 'excel_cut' ORDER BY 1 LIMIT 1",
+    cut, = carry.execute("SELECT person_key FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND method = 'excel_cut' ORDER BY 1 LIMIT 1",
                          [night1]).fetchone()
     edits = (f"DELETE FROM _h WHERE id_number = {wh.sql_text(cut)}",
              f"DELETE FROM _h WHERE id_number = {wh.sql_text(child)}",
@@ -143,7 +143,7 @@ def test_carried_links_equal_linking_everything_when_hukou_and_verdicts_change(t
     assert carried > 0
     def links_to(person: str, night: date, dataset_role: tuple | None = None) -> int:
         extra = " AND dataset = ? AND role = ?" if dataset_role else ""
-        return carry.execute(f"SELECT count(*) FROM links WHERE night = ? AND person_key = ?{extra}",
+        return carry.execute(f"SELECT count(*) FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND person_key = ?{extra}",
                              [night, person, *(dataset_role or ())]).fetchone()[0]
 
     # Not carried: the links to the person who left hukou, and the refuted one.
@@ -203,7 +203,7 @@ def test_a_dataset_delivered_anew_keeps_the_links_of_the_rows_that_say_the_same(
     carry, _ = twins
     (a_row, _), (b_row, b_person), (c_row, _), (d_row, _) = carry.execute("""
         SELECT source_row, person_key FROM links
-        WHERE night = ? AND dataset = 'vehicles' AND method = 'exact' AND NOT contains(person_key, '~')
+        WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'vehicles' AND method = 'exact' AND NOT contains(person_key, '~')
         ORDER BY source_row LIMIT 4""", [night1]).fetchall()
     hashed = wh.row_hash_sql(BY_CODE["vehicles"])
     for con in twins:
@@ -227,7 +227,7 @@ def test_a_dataset_delivered_anew_keeps_the_links_of_the_rows_that_say_the_same(
     assert carried > 0
 
     def tonight(r: int) -> tuple[str | None, str | None]:
-        found = carry.execute("SELECT person_key, method FROM links WHERE night = ? AND dataset = 'vehicles' "
+        found = carry.execute("SELECT person_key, method FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'vehicles' "
                               "AND source_row = ?", [night2, r]).fetchone()
         return found or (None, None)
 
@@ -235,7 +235,7 @@ def test_a_dataset_delivered_anew_keeps_the_links_of_the_rows_that_say_the_same(
     assert tonight(row[c_row])[0] is None or tonight(row[c_row])[1] != "exact"
     assert tonight(row[b_row]) == tonight(top + 1) == (b_person, "exact")  # sent twice: both carried
     assert tonight(row[d_row]) == (None, None)  # gone
-    (kept,), = carry.execute("SELECT count(*) FROM links WHERE night = ? AND dataset = 'vehicles' AND carried",
+    (kept,), = carry.execute("SELECT count(*) FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'vehicles' AND carried",
                              [night2]).fetchall()
     assert kept > 0
 
@@ -246,7 +246,7 @@ def test_hukou_sent_again_in_another_order_keeps_the_household_a_link_read(twins
     link (the plan sees no hukou row change and carries the link)."""
     night1, night2, night3 = date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22)
     carry, _ = twins
-    code, row = carry.execute("SELECT dataset, source_row FROM links WHERE night = ? AND method = 'household' "
+    code, row = carry.execute("SELECT dataset, source_row FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND method = 'household' "
                               "ORDER BY 1, 2 LIMIT 1", [night1]).fetchone()
     ref = BY_CODE[code].persons[0]
     snap = wh.in_force(carry, night1)[code]
@@ -272,7 +272,7 @@ def test_a_verdict_naming_a_record_by_its_number_as_typed_is_not_carried_past(tw
     night1, night2 = date(2026, 11, 20), date(2026, 11, 21)
     carry, _ = twins
     row, person = carry.execute("""
-        SELECT source_row, person_key FROM links WHERE night = ? AND dataset = 'payroll' AND method = 'exact'
+        SELECT source_row, person_key FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'payroll' AND method = 'exact'
         AND NOT contains(person_key, '~') AND substr(person_key, 7, 2) = '19' ORDER BY 1 LIMIT 1""", [night1]).fetchone()
     snap = wh.in_force(carry, night1)["payroll"]
     number, name = carry.execute("SELECT id_number, name FROM ds_payroll WHERE snapshot_date = ? AND source_row = ?",
@@ -287,7 +287,7 @@ def test_a_verdict_naming_a_record_by_its_number_as_typed_is_not_carried_past(tw
                                "decided_on": night2}])
     carried, _ = both(twins, night2)
     assert carried > 0
-    assert carry.execute("SELECT person_key FROM links WHERE night = ? AND dataset = 'payroll' AND source_row = ?",
+    assert carry.execute("SELECT person_key FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'payroll' AND source_row = ?",
                          [night2, row]).fetchone()[0] is None
 
 
@@ -298,14 +298,14 @@ def test_a_late_hukou_folder_that_rewrites_a_former_name_is_not_carried_past(twi
     changed since night 3, but its former-name and household links are made again."""
     n1, n2, n3, n4 = (date(2026, 11, d) for d in (20, 21, 22, 23))
     carry, _ = twins
-    person, = carry.execute("""SELECT person_key FROM links WHERE night = ? AND dataset = 'students'
+    person, = carry.execute("""SELECT person_key FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'students'
                                AND method = 'exact' AND NOT contains(person_key, '~') ORDER BY 1 LIMIT 1""",
                             [n1]).fetchone()
     x = wh.sql_text(person)
     for con in twins:
         edit_hukou(con, n3, n1, f"UPDATE _h SET name = name || '乙', name_raw = name_raw || '乙' WHERE id_number = {x}")
     both(twins, n3)
-    assert carry.execute("SELECT count(*) FROM links WHERE night = ? AND person_key = ? AND method = 'former_name'",
+    assert carry.execute("SELECT count(*) FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND person_key = ? AND method = 'former_name'",
                          [n3, person]).fetchone()[0] > 0
     for con in twins:
         edit_hukou(con, n2, n1, f"UPDATE _h SET name = name || '丙', name_raw = name_raw || '丙' WHERE id_number = {x}")

@@ -34,7 +34,7 @@ def _links_of_record(home, night: date, ref) -> list[tuple]:
         snap = wh.in_force(con, night)[ref.dataset]
         return con.execute(f"""
             SELECT l.person_key, l.method, l.explanation FROM ds_{ref.dataset} m
-            JOIN links l ON l.night = ? AND l.dataset = ? AND l.role = ? AND l.source_file = m.source_file
+            JOIN links l ON ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = ? AND l.role = ? AND l.source_file = m.source_file
                  AND l.source_row = m.source_row
             WHERE m.snapshot_date = ? AND m.{person.id_column} = ? AND m.{person.name_column} = ?""",
                            [night, ref.dataset, ref.role, snap, ref.id_number, ref.name]).fetchall()
@@ -114,7 +114,7 @@ def test_a_confirmed_identity_is_linked_without_a_score_and_a_barred_scored_link
         rows = con.execute("""
             SELECT l.dataset, l.role, m.id_number, m.name, l.person_key FROM links l
             JOIN ds_students m ON m.source_file = l.source_file AND m.source_row = l.source_row
-            WHERE l.night = ? AND l.dataset = 'students' AND l.method = 'fuzzy' AND m.id_number IS NOT NULL
+            WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'students' AND l.method = 'fuzzy' AND m.id_number IS NOT NULL
             ORDER BY l.source_row LIMIT 2""", [NIGHT1]).fetchall()
         assert len(rows) == 2
         (ds, role, id1, name1, p1), (_, _, id2, name2, p2) = rows
@@ -129,7 +129,7 @@ def test_a_confirmed_identity_is_linked_without_a_score_and_a_barred_scored_link
         out = dict(((i, n), (p, m, e)) for i, n, p, m, e in con.execute("""
             SELECT m.id_number, m.name, l.person_key, l.method, l.explanation FROM links l
             JOIN ds_students m ON m.source_file = l.source_file AND m.source_row = l.source_row
-            WHERE l.night = ? AND l.dataset = 'students' AND m.id_number IN (?, ?)""", [NIGHT1, id1, id2]).fetchall())
+            WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'students' AND m.id_number IN (?, ?)""", [NIGHT1, id1, id2]).fetchall())
     finally:
         con.close()
     person, method, explanation = out[(id1, name1)]
@@ -156,7 +156,7 @@ def test_two_confirmations_of_one_pair_give_one_explanation_whatever_their_order
         (row, ds, role, number, name, person), = con.execute("""
             SELECT l.source_row, l.dataset, l.role, m.id_number, m.name, l.person_key FROM links l
             JOIN ds_students m ON m.source_file = l.source_file AND m.source_row = l.source_row
-            WHERE l.night = ? AND l.dataset = 'students' AND l.method = 'exact'
+            WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'students' AND l.method = 'exact'
             ORDER BY l.source_row LIMIT 1""", [NIGHT1]).fetchall()
         both = [{"kind": "must", "dataset": ds, "role": role, "id_number": number, "name": name, "person_key": person,
                  "clue_id": clue, "verifier_name": who, "decided_on": NIGHT1} for clue, who in ((1, "孙丽"), (2, "王芳"))]
@@ -164,7 +164,7 @@ def test_two_confirmations_of_one_pair_give_one_explanation_whatever_their_order
         for order in (both, both[::-1]):
             decisions.store(con, order)
             link_night(con, NIGHT1, carry=False)
-            said.append(con.execute("SELECT method, explanation FROM links WHERE night = ? AND dataset = 'students' "
+            said.append(con.execute("SELECT method, explanation FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'students' "
                                     "AND source_row = ?", [NIGHT1, row]).fetchone())
     finally:
         con.close()

@@ -350,7 +350,7 @@ def links_of(home: Path, night: date, dataset: str, id_number: str) -> list[tupl
         snap = wh.in_force(con, night)[dataset]
         return [row for ref in BY_CODE[dataset].persons for row in con.execute(f"""
             SELECT m.{ref.name_column}, l.person_key, l.method FROM ds_{dataset} m
-            JOIN links l ON l.night = ? AND l.dataset = ? AND l.role = ? AND l.source_file = m.source_file
+            JOIN links l ON ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = ? AND l.role = ? AND l.source_file = m.source_file
                  AND l.source_row = m.source_row
             WHERE m.snapshot_date = ? AND m.{ref.id_column} = ?""", [night, dataset, ref.role, snap, id_number]).fetchall()]
     finally:
@@ -469,13 +469,13 @@ def test_six_nights_incrementally_and_from_scratch_give_the_same_links_hits_and_
     # register's records under the new number are surely linked to it.
     con = wh.connect(Home(incremental).warehouse)
     try:
-        olds = [con.execute("SELECT count(*) FROM links WHERE night = ? AND person_key = ?", [n, p.old_id]).fetchone()[0]
+        olds = [con.execute("SELECT count(*) FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND person_key = ?", [n, p.old_id]).fetchone()[0]
                 for n in NIGHTS]
         births = [con.execute("SELECT count(*) FROM ds_hukou WHERE snapshot_date = ? AND id_number = ?",
                               [n, p.baby]).fetchone()[0] for n in NIGHTS]
         hits = {(r, n): k for r, n, k in con.execute(
             "SELECT rule_code, night, count(*) FROM rule_hits GROUP BY ALL").fetchall()}
-        former = [con.execute("SELECT count(*) FROM links WHERE night = ? AND method = 'former_name'", [n]).fetchone()[0]
+        former = [con.execute("SELECT count(*) FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND method = 'former_name'", [n]).fetchone()[0]
                   for n in NIGHTS]
         moved = con.execute("SELECT count(*) FROM rule_hits WHERE night = ? AND rule_code = 'MOVED_OUT' "
                             "AND subject_person_key = ?", [NIGHTS[3], p.moved_out]).fetchone()[0]

@@ -26,7 +26,7 @@ def test_records_whose_person_left_hukou_and_a_number_two_persons_now_share(publ
     try:
         # A person with two exact-linked vehicles… and a number one person holds alone.
         gone, = con.execute("""
-            SELECT l.person_key FROM links l WHERE l.night = ? AND l.dataset = 'vehicles' AND l.method = 'exact'
+            SELECT l.person_key FROM links l WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'vehicles' AND l.method = 'exact'
             AND NOT contains(l.person_key, '~') GROUP BY ALL HAVING count(*) = 1 ORDER BY 1 LIMIT 1""", [NIGHT1]).fetchone()
         shared, = con.execute("""
             SELECT id_number FROM ds_hukou WHERE snapshot_date = ? AND id_number_status = 'valid' AND id_number <> ?
@@ -89,7 +89,7 @@ def test_a_night_folder_that_comes_late_is_compared_with_the_rows_each_night_was
                 owner, = con.execute("""
                     SELECT l.person_key FROM links l JOIN ds_vehicles d ON d.snapshot_date = ?
                         AND d.source_file = l.source_file AND d.source_row = l.source_row
-                    WHERE l.night = ? AND l.dataset = 'vehicles' AND l.method = 'exact' AND NOT contains(l.person_key, '~')
+                    WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'vehicles' AND l.method = 'exact' AND NOT contains(l.person_key, '~')
                           AND d.row_hash IN (SELECT row_hash FROM ds_vehicles WHERE snapshot_date = ?)
                     ORDER BY 1 LIMIT 1""", [n1, n3, n2]).fetchone()
                 edit_hukou(con, n4, wh.in_force(con, n4)["hukou"], f"DELETE FROM _h WHERE id_number = {wh.sql_text(owner)}")
@@ -99,10 +99,10 @@ def test_a_night_folder_that_comes_late_is_compared_with_the_rows_each_night_was
         (expected,), = con.execute("""
             WITH a AS (SELECT d.row_hash AS h, l.person_key FROM links l JOIN ds_vehicles d ON d.snapshot_date = ?
                            AND d.source_file = l.source_file AND d.source_row = l.source_row
-                       WHERE l.night = ? AND l.dataset = 'vehicles'),
+                       WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'vehicles'),
                  b AS (SELECT d.row_hash AS h, l.person_key FROM links l JOIN ds_vehicles d ON d.snapshot_date = ?
                            AND d.source_file = l.source_file AND d.source_row = l.source_row
-                       WHERE l.night = ? AND l.dataset = 'vehicles')
+                       WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'vehicles')
             SELECT count(DISTINCT a.h) FROM a JOIN b USING (h) WHERE a.person_key IS DISTINCT FROM b.person_key""",
                                    [n2, n4, n1, n3]).fetchall()
         found = night_relinks(con, n4)
@@ -137,22 +137,22 @@ def test_a_row_sent_twice_is_one_record_when_the_file_is_the_same_both_nights(pu
     con = wh.connect(tmp_path / "w.duckdb")
     try:
         owner, row = con.execute("""
-            SELECT l.person_key, l.source_row FROM links l WHERE l.night = ? AND l.dataset = 'vehicles'
+            SELECT l.person_key, l.source_row FROM links l WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'vehicles'
             AND l.method = 'exact' AND NOT contains(l.person_key, '~')
-            AND l.person_key IN (SELECT person_key FROM links WHERE night = ? AND dataset = 'vehicles'
+            AND l.person_key IN (SELECT person_key FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'vehicles'
                                  GROUP BY ALL HAVING count(*) = 1) ORDER BY 1 LIMIT 1""", [NIGHT1, NIGHT1]).fetchone()
         (top,), = con.execute("SELECT max(source_row) FROM ds_vehicles WHERE snapshot_date = ?", [NIGHT1]).fetchall()
         con.execute("INSERT INTO ds_vehicles SELECT * REPLACE (? AS source_row) FROM ds_vehicles "
                     "WHERE snapshot_date = ? AND source_row = ?", [top + 1, NIGHT1, row])
         con.execute("INSERT INTO links SELECT * REPLACE (? AS source_row) FROM links "
-                    "WHERE night = ? AND dataset = 'vehicles' AND source_row = ?", [top + 1, NIGHT1, row])
+                    "WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'vehicles' AND source_row = ?", [top + 1, NIGHT1, row])
         edit_hukou(con, NIGHT2, NIGHT1, f"DELETE FROM _h WHERE id_number = {wh.sql_text(owner)}")
         link_night(con, NIGHT1)
         link_night(con, NIGHT2)
         assert wh.in_force(con, NIGHT2)["vehicles"] == NIGHT1  # one vehicles snapshot for both nights
         (moved_rows,), = con.execute("""
             SELECT count(*) FROM links a JOIN links b USING (dataset, source_file, source_row, role)
-            WHERE a.night = ? AND b.night = ? AND a.dataset = 'vehicles'
+            WHERE ? BETWEEN a.night AND coalesce(a.last_night, a.night) AND ? BETWEEN b.night AND coalesce(b.last_night, b.night) AND a.dataset = 'vehicles'
                   AND a.person_key IS DISTINCT FROM b.person_key""", [NIGHT2, NIGHT1]).fetchall()
         found = night_relinks(con, NIGHT2)
     finally:

@@ -180,7 +180,7 @@ def test_a_member_hukou_lists_twice_under_one_number_is_one_member(published_hom
         con = wh.connect(path)
         try:
             person, = con.execute("""
-                SELECT min(l.person_key) FROM links l WHERE l.night = ? AND l.dataset = 'register_members'
+                SELECT min(l.person_key) FROM links l WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'register_members'
                 AND l.method = 'exact' AND l.person_key IN (SELECT id_number FROM ds_hukou WHERE snapshot_date = ?
                     AND status = '正常' AND relation <> '户主' GROUP BY id_number HAVING count(*) = 1)""",
                                   [night1, night1]).fetchone()

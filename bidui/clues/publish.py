@@ -41,6 +41,7 @@ from bidui.clues.models import (
 from bidui.clues.states import DISPATCHED, NOT_TRUE, OPEN
 from bidui.connectors import warehouse as wh
 from bidui.home import Home
+from bidui.matching.link_nights import on_night
 
 DUE_DAYS = 15
 SYSTEM = "system"
@@ -177,7 +178,7 @@ class Register:
 # A register member's row as the ledger's copy holds it (but its id).
 MEMBER_FIELDS = tuple(c.name for c in RegisterMember.__table__.columns if c.name != "id")
 # A member's person is a clue's subject_key (bidui.rules.views: `ident`, else the member's own row).
-_REGISTER_MEMBERS = """
+_REGISTER_MEMBERS = f"""
 SELECT m.household_code, m.source_row AS seq, m.name, m.relation, m.sex,
        year(coalesce(m.birth_date, CASE WHEN m.id_number_status = 'valid'
                                         THEN try_strptime(substr(m.id_number, 7, 8), '%Y%m%d')::DATE END)) AS birth_year,
@@ -185,7 +186,7 @@ SELECT m.household_code, m.source_row AS seq, m.name, m.relation, m.sex,
                 CASE WHEN m.id_number_status = 'valid' AND NOT coalesce(l.id_name_conflict, FALSE) THEN m.id_number END,
                 'R:' || m.household_code || ':' || m.source_row) AS person_key
 FROM ds_register_members m
-LEFT JOIN links l ON l.night = ? AND l.dataset = 'register_members' AND l.source_file = m.source_file
+LEFT JOIN links l ON {on_night('?::DATE', 'l.')} AND l.dataset = 'register_members' AND l.source_file = m.source_file
      AND l.source_row = m.source_row AND l.role = 'member'
 WHERE m.snapshot_date = ? AND m.household_code IS NOT NULL
 ORDER BY m.household_code, m.source_row"""

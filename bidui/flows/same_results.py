@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from bidui.datasets import DATASETS
+from bidui.matching.link_nights import on_night
 from bidui.rules.engine import LOAD_ID_IN_RECORD
 
 LINK_COLUMNS = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
@@ -30,7 +31,7 @@ LINK_COLUMNS = "dataset, source_file, source_row, role, person_key, method, scor
 def warehouse_parts() -> dict[str, str]:
     """Each part of a night in the warehouse as a query with one parameter, the night (no order)."""
     return {
-        "links": f"SELECT {LINK_COLUMNS} FROM links WHERE night = $night",
+        "links": f"SELECT {LINK_COLUMNS} FROM links WHERE {on_night('$night::DATE')}",
         "rule_hits": f"SELECT * EXCLUDE (night, evidence_record), regexp_replace(evidence_record, '{LOAD_ID_IN_RECORD}', "
                      "'\"load_id\":_', 'g') AS evidence_record FROM rule_hits WHERE night = $night",
         "rule_runs": "SELECT rule_code, status, hits, message FROM rule_runs WHERE night = $night",

@@ -30,6 +30,7 @@ import duckdb
 from bidui.connectors import warehouse as wh
 from bidui.connectors.changes import COMPARED_COLUMNS, changed_rows
 from bidui.datasets import BY_CODE
+from bidui.matching import link_nights
 from bidui.matching import records as rec_sql
 from bidui.matching.decisions import DECISIONS_DDL, named_by_decision
 from bidui.matching.relinks import previous_linked_night
@@ -135,7 +136,7 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE link_restage AS
         SELECT dataset, role, source_row FROM links
-        WHERE night = DATE '{before.isoformat()}' AND dataset IN ({carried}) AND method NOT IN ({sure})""")
+        WHERE {link_nights.on_night(link_nights.literal(before))} AND dataset IN ({carried}) AND method NOT IN ({sure})""")
     # …of a dataset delivered anew, every row but those that say what a surely linked row said…
     _map_rows(con, before, by_row, methods)
     # …and what hukou or a verdict changed under (a scan of each snapshot's numbers, when any).
@@ -178,34 +179,43 @@ def _map_rows(con: duckdb.DuckDBPyConnection, before: date, by_row: dict[str, tu
                 SELECT '{code}', '{ref.role}', n.source_row FROM {table} n
                 ANTI JOIN (SELECT m.source_row FROM link_rowmap m
                            SEMI JOIN (SELECT source_row FROM links
-                                      WHERE night = DATE '{before.isoformat()}' AND dataset = '{code}'
+                                      WHERE {link_nights.on_night(link_nights.literal(before))} AND dataset = '{code}'
                                             AND role = '{ref.role}' AND method IN ({sure})) l
                                 ON l.source_row = m.before_row
                            WHERE m.dataset = '{code}') k ON k.source_row = n.source_row
                 WHERE n.snapshot_date = DATE '{snap.isoformat()}'""")
 
 
-def carried_sql(plan: Carry) -> str:
-    """The night before's links that tonight keeps (`plan`'s datasets, sure, not to be linked
-    again), as the links table's columns but the night: by row, or, for a dataset delivered anew,
-    at tonight's rows that say what their rows said."""
+def keep_whole(con: duckdb.DuckDBPyConnection, plan: Carry, night: date) -> int:
+    """The night before's links that tonight keeps of the datasets whose snapshot did not change
+    (`plan.whole`: sure, not to be linked again) made to hold on `night` too, in place (inside the
+    caller's transaction, after `link_nights.forget`); how many."""
+    if not plan.whole:
+        return 0
     sure = ", ".join(f"'{m}'" for m in plan.methods)
-    night = f"DATE '{plan.before.isoformat()}'"
-    parts = []
-    if plan.whole:
-        parts.append(f"""
-        SELECT l.dataset, l.source_file, l.source_row, l.role, l.person_key, l.method, l.score, l.id_name_conflict,
-               l.explanation
-        FROM links l ANTI JOIN link_restage r ON r.dataset = l.dataset AND r.role = l.role AND r.source_row = l.source_row
-        WHERE l.night = {night} AND l.dataset IN ({", ".join(f"'{d}'" for d in plan.whole)}) AND l.method IN ({sure})""")
-    if plan.by_row:
-        parts.append(f"""
+    (n,), = con.execute(f"""
+        UPDATE links SET last_night = {link_nights.literal(night)}
+        WHERE {link_nights.on_night(link_nights.literal(plan.before))}
+              AND dataset IN ({", ".join(f"'{d}'" for d in plan.whole)}) AND method IN ({sure})
+              AND NOT EXISTS (SELECT 1 FROM link_restage r WHERE r.dataset = links.dataset AND r.role = links.role
+                                                              AND r.source_row = links.source_row)""").fetchall()
+    return int(n)
+
+
+def carried_sql(plan: Carry) -> str | None:
+    """The night before's links that tonight keeps of the datasets delivered anew (`plan.by_row`:
+    sure, not to be linked again), at tonight's rows that say what their rows said, as the links
+    table's columns but the night; None when there are none (see `keep_whole` for the others)."""
+    if not plan.by_row:
+        return None
+    sure = ", ".join(f"'{m}'" for m in plan.methods)
+    return f"""
         SELECT l.dataset, m.source_file, m.source_row, l.role, l.person_key, l.method, l.score, l.id_name_conflict,
                l.explanation
         FROM links l JOIN link_rowmap m ON m.dataset = l.dataset AND m.before_row = l.source_row
              ANTI JOIN link_restage r ON r.dataset = m.dataset AND r.role = l.role AND r.source_row = m.source_row
-        WHERE l.night = {night} AND l.dataset IN ({", ".join(f"'{d}'" for d in plan.by_row)}) AND l.method IN ({sure})""")
-    return " UNION ALL ".join(parts)
+        WHERE {link_nights.on_night(link_nights.literal(plan.before), "l.")}
+              AND l.dataset IN ({", ".join(f"'{d}'" for d in plan.by_row)}) AND l.method IN ({sure})"""
 
 
 def linked_loads(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, tuple[date, int]]:

@@ -12,6 +12,7 @@ import duckdb
 import polars as pl
 
 from bidui.connectors import warehouse as wh
+from bidui.matching.link_nights import on_night
 
 
 def register_duplicates(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
@@ -24,7 +25,7 @@ def register_duplicates(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataF
         SELECT m.source_file, m.source_row, m.household_code, m.id_number, m.id_number_status, m.name, k.simplified AS form,
                m.birth_date
         FROM ds_register_members m LEFT JOIN name_keys k ON k.name = m.name WHERE m.snapshot_date = ?""", [snap])
-    linked = wh.query(con, "SELECT source_file, source_row, person_key FROM links WHERE night = ? "
+    linked = wh.query(con, f"SELECT source_file, source_row, person_key FROM links WHERE {on_night('?::DATE')} "
                            "AND dataset = 'register_members' AND method <> 'none'", [night])
     m = members.join(linked, on=["source_file", "source_row"], how="left")
     key = (pl.when(pl.col("person_key").is_not_null()).then(pl.lit("P:") + pl.col("person_key"))

@@ -18,7 +18,7 @@ import polars as pl
 from bidui.connectors import warehouse as wh
 from bidui.matching import carry as carry_mod
 from bidui.matching import compare as cmp
-from bidui.matching import fs
+from bidui.matching import fs, link_nights
 from bidui.matching.decisions import DECIDED_DDL, stage_decided
 from bidui.matching.fs import Model, fit_with_labels, score
 from bidui.matching.records import SPINE_SQL, names_epoch, prepare_spine, records_sql, spine_snapshot
@@ -31,7 +31,7 @@ LINKS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS links (
     night DATE NOT NULL, dataset VARCHAR NOT NULL, source_file VARCHAR NOT NULL, source_row BIGINT NOT NULL,
     role VARCHAR, person_key VARCHAR, method VARCHAR NOT NULL, score DOUBLE, id_name_conflict BOOLEAN, explanation VARCHAR,
-    carried BOOLEAN
+    carried BOOLEAN, last_night DATE  -- bidui.matching.link_nights: the nights it holds for
 );
 CREATE TABLE IF NOT EXISTS link_runs (night DATE PRIMARY KEY, records BIGINT, exact BIGINT, fuzzy BIGINT, review BIGINT,
     none BIGINT, pairs BIGINT, seconds DOUBLE, model VARCHAR, skipped VARCHAR);
@@ -741,8 +741,9 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS code VARCHAR")
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS carried BIGINT")
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS names_epoch BIGINT")
-    # A link copied from the night before (`carry`): the report's links changed need not compare it.
-    con.execute("ALTER TABLE links ADD COLUMN IF NOT EXISTS carried BOOLEAN")
+    # A link copied from the night before (`carry`): the report's links changed need not compare it;
+    # one kept in place holds on later nights (`last_night`).
+    link_nights.ensure(con)
     # Training draws from every record: a night that trains (asked, or the first) links them all.
     prepare_spine(con, spine_snapshot(con, night))  # the name history as tonight reads it, before the plan compares it
     plan = carry_mod.plan(con, night, SURE_CODE) if carry and kept is not None and not retrain else carry_mod.Carry()
@@ -759,15 +760,21 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
         result.model_version, result.model_trained_at, result.model_night = kept.version, kept.trained_at, kept.night
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute("DELETE FROM links WHERE night = ?", [night])
+        link_nights.forget(con, night)
         con.execute("DELETE FROM link_runs WHERE night = ?", [night])
         # The raw ID and name are not copied: the export reads them from the snapshots.
         cols = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
         con.execute(f"INSERT INTO links (night, {cols}, carried) SELECT ?::DATE, {cols}, FALSE FROM ({OUTCOME_SQL})", [night])
         if plan.datasets:
-            (result.carried,), = con.execute(f"INSERT INTO links (night, {cols}, carried) SELECT ?::DATE, *, TRUE FROM "
-                                             f"({carry_mod.carried_sql(plan)})", [night]).fetchall()
-        counts = dict(con.execute("SELECT method, count(*) FROM links WHERE night = ? GROUP BY ALL", [night]).fetchall())
+            # Kept where they lie (a date moved on), or at tonight's rows for a dataset delivered anew.
+            result.carried = carry_mod.keep_whole(con, plan, night)
+            moved = carry_mod.carried_sql(plan)
+            if moved is not None:
+                (n,), = con.execute(f"INSERT INTO links (night, {cols}, carried) SELECT ?::DATE, *, TRUE FROM ({moved})",
+                                    [night]).fetchall()
+                result.carried += int(n)
+        counts = dict(con.execute(f"SELECT method, count(*) FROM links WHERE {link_nights.on_night('?')} GROUP BY ALL",
+                                  [night]).fetchall())
         result.counts = {str(k): int(v) for k, v in counts.items()}
         result.records = sum(result.counts.values())
         result.timings["store"] = time.perf_counter() - lap
@@ -862,12 +869,17 @@ def _numbered(table: pa.Table) -> pa.Table:
 def links_of(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
     """The stored links of a night, as a frame."""
     con.execute(LINKS_SCHEMA)
-    return wh.query(con, "SELECT * FROM links WHERE night = ?", [night])
+    link_nights.ensure(con)
+    # As stored for that night: a link kept from a night before is a carried one.
+    return wh.query(con, f"SELECT ?::DATE AS night, * EXCLUDE (night, last_night, carried), "
+                         f"(carried OR night < ?::DATE) AS carried FROM links WHERE {link_nights.on_night('?::DATE')}",
+                    [night, night, night])
 
 
 def export(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
     """One row per person-bearing record in force on the night, with its link."""
     con.execute(LINKS_SCHEMA)
+    link_nights.ensure(con)
     sql, args, _ = records_sql(con, night)
     if sql is None:
         return pl.DataFrame(schema=dict.fromkeys(EXPORT_COLUMNS, pl.String))
@@ -875,6 +887,7 @@ def export(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
         SELECT r.dataset, r.source_file, r.source_row, r.id_raw AS id_number_raw, r.name_raw, l.person_key,
                CASE WHEN l.method = 'none' THEN NULL ELSE split_part(l.person_key, '~', 1) END AS hukou_id_number,
                coalesce(l.method, 'none') AS method, l.score
-        FROM ({sql}) r LEFT JOIN links l ON l.night = ? AND l.dataset = r.dataset AND l.source_file = r.source_file
+        FROM ({sql}) r LEFT JOIN links l ON {link_nights.on_night('?::DATE', 'l.')} AND l.dataset = r.dataset
+             AND l.source_file = r.source_file
              AND l.source_row = r.source_row AND l.role = r.role
         ORDER BY r.dataset, r.source_file, r.source_row""", [*args, night])

@@ -17,6 +17,7 @@ import duckdb
 
 from bidui.connectors import warehouse as wh
 from bidui.datasets import BY_CODE, DATASETS, Dataset
+from bidui.matching.link_nights import on_night
 from bidui.names import DEFECT_PATTERNS
 
 # Reject reasons (bidui.connectors.normalise writes them in English for the log) by kind: the
@@ -92,7 +93,7 @@ def dataset_quality(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, sn
     if ref:
         out["links"] = {k: int(n) for k, n in con.execute(
             "SELECT CASE WHEN method IN ('fuzzy', 'review') THEN 'fuzzy' WHEN method = 'none' THEN 'none' "
-            "ELSE 'exact' END AS k, count(*) FROM links WHERE night = ? AND dataset = ? GROUP BY k",
+            f"ELSE 'exact' END AS k, count(*) FROM links WHERE {on_night('?::DATE')} AND dataset = ? GROUP BY k",
             [night, ds.code]).fetchall()}
         if ds.code != "hukou":  # hukou's own is the number two persons hold (bidui.matching.quality)
             out["shared_ids"] = _shared_ids(con, ds, night, snap)
@@ -108,13 +109,13 @@ def _shared_ids(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, snap: 
     c = ds.persons[0].id_column
     sql = f"""
         SELECT count(*) FROM (
-            SELECT d.{c} FROM {wh.table_name(ds)} d JOIN links l ON l.night = ? AND l.dataset = ?
+            SELECT d.{c} FROM {wh.table_name(ds)} d JOIN links l ON {on_night('?::DATE', 'l.')} AND l.dataset = ?
                  AND l.source_file = d.source_file AND l.source_row = d.source_row
             WHERE d.snapshot_date = ? AND d.{c}_status = 'valid' AND l.person_key IS NOT NULL
             GROUP BY d.{c} HAVING count(DISTINCT l.person_key) > 1)"""
     # hash(hash(row)), as the register's digest: a row's hash XORs its last column's in.
     (n, total), = con.execute("SELECT count(*), coalesce(sum(hash(hash(source_file, source_row, person_key))::HUGEINT), 0) "
-                              "FROM links WHERE night = ? AND dataset = ?", [night, ds.code]).fetchall()
+                              f"FROM links WHERE {on_night('?::DATE')} AND dataset = ?", [night, ds.code]).fetchall()
     counted = wh.counted_once(con, ds.code, snap, f"{sql}\x1elinks {n}:{total}",
                               lambda _load: {"shared_ids": int(con.execute(sql, [night, ds.code, snap]).fetchone()[0])})
     return int(counted["shared_ids"])

@@ -26,6 +26,7 @@ import duckdb
 from bidui.connectors import warehouse as wh
 from bidui.datasets import DATASETS
 from bidui.matching.link import LINKS_SCHEMA
+from bidui.matching.link_nights import on_night
 from bidui.matching.records import IDENTITY_DDL, PERSON_ROW_KEY, ensure_identity
 
 # The person a record is about: its link; unlinked, its own valid ID number (an outsider's records
@@ -93,7 +94,7 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
                    END AS link_explanation,
                    CASE WHEN l.method <> 'none' THEN l.person_key END AS person_key
             FROM ds_{ds.code} d
-            LEFT JOIN links l ON l.night = DATE '{night}' AND l.dataset = '{ds.code}' AND l.source_file = d.source_file
+            LEFT JOIN links l ON {on_night(f"DATE '{night}'", 'l.')} AND l.dataset = '{ds.code}' AND l.source_file = d.source_file
                  AND l.source_row = d.source_row AND l.role = '{ref.role}'
             WHERE {where}""")
     con.execute("CREATE OR REPLACE TEMP VIEW hukou AS SELECT * FROM hukou_linked")

@@ -1,0 +1,54 @@
+"""The nights a stored link holds for (issue 18, part 2).
+
+A link row is made on one night (`night`) and holds through `last_night` (NULL: that night only).
+A sure link a later night keeps, of a dataset whose snapshot did not change, is not copied: its
+`last_night` is moved on (`extend`), so a night that keeps ten million links writes one date on
+each instead of the rows again (2.5–4.5 s a night at the large size). Every reader asks for the
+links of a night with `on_night`; nothing reads `links.night` alone.
+
+Nights are linked in order, but one may be linked again, or a night folder that came late may be
+linked after later ones: `forget` first takes the night out of every range that spans it (the
+links of the nights around it stay as they were)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+
+
+def on_night(night: str, alias: str = "") -> str:
+    """SQL: the link row (`alias`: its table's alias with its dot, or "") holds on `night` (an SQL
+    date expression: a literal, a parameter, a column)."""
+    return f"({night} BETWEEN {alias}night AND coalesce({alias}last_night, {alias}night))"
+
+
+def literal(night: date) -> str:
+    return f"DATE '{night.isoformat()}'"
+
+
+def ensure(con: duckdb.DuckDBPyConnection) -> None:
+    """Links stored by an earlier version hold for their own night only."""
+    con.execute("ALTER TABLE links ADD COLUMN IF NOT EXISTS last_night DATE")
+    con.execute("ALTER TABLE links ADD COLUMN IF NOT EXISTS carried BOOLEAN")
+
+
+def forget(con: duckdb.DuckDBPyConnection, night: date) -> None:
+    """No link holds on `night` any more; those of the other nights stay (inside the caller's
+    transaction, before the night's links are stored again). A link carried through it into later
+    nights holds again from the next night linked; one carried into it from before holds until the
+    night linked before it."""
+    n = literal(night)
+    before, after = con.execute("SELECT max(night) FILTER (WHERE night < ?), min(night) FILTER (WHERE night > ?) "
+                                "FROM link_runs", [night, night]).fetchone()
+    if after is not None:
+        a = literal(after)
+        # Made before the night and carried past it: the part after it, from the next night linked.
+        con.execute(f"INSERT INTO links SELECT * REPLACE ({a} AS night) FROM links WHERE night < {n} AND last_night > {n}")
+        # Made on the night and carried past it: from the next night linked.
+        con.execute(f"UPDATE links SET night = {a} WHERE night = {n} AND last_night > {n}")
+    if before is not None:
+        con.execute(f"UPDATE links SET last_night = {literal(before)} WHERE night < {n} AND last_night >= {n}")
+    else:  # (no night linked before it, nothing carried into it: only rows a test stored by hand)
+        con.execute(f"UPDATE links SET last_night = NULL WHERE night < {n} AND last_night >= {n}")
+    con.execute(f"DELETE FROM links WHERE night = {n}")

@@ -1,0 +1,81 @@
+"""Links kept in place across nights (bidui.matching.link_nights): a sure link a later night keeps
+is not copied, it holds on that night too; linking a night again, in the middle of others, leaves
+every other night's links as they were."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from bidui.connectors.ingest import ingest_night
+from bidui.flows.same_results import LINK_COLUMNS
+from bidui.matching import link_nights
+from bidui.matching.link import LINKS_SCHEMA, link_night
+from tests.test_carry import twins  # noqa: F401  (the fixture)
+
+N1, N2, N3, N4 = date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22), date(2026, 11, 23)
+
+
+def on(con, night: date) -> list[tuple]:
+    return con.execute(f"SELECT {LINK_COLUMNS} FROM links WHERE {link_nights.on_night('?::DATE')} ORDER BY ALL",
+                       [night]).fetchall()
+
+
+def _table() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(LINKS_SCHEMA)
+    for n in (N1, N2, N3, N4):
+        con.execute("INSERT INTO link_runs (night) VALUES (?)", [n])
+
+    def link(row: int, person: str, first: date, last: date | None) -> None:
+        con.execute("INSERT INTO links (night, dataset, source_file, source_row, role, person_key, method, last_night) "
+                    "VALUES (?, 'vehicles', 'v.csv', ?, 'owner', ?, 'exact', ?)", [first, row, person, last])
+
+    link(1, "a", N1, N4)  # kept from the first night through the last
+    link(2, "b", N1, N2)  # kept into the night forgotten, linked otherwise after it
+    link(2, "c", N3, None)
+    link(3, "d", N2, N3)  # made on the night forgotten, kept into the next
+    link(4, "e", N2, None)  # made on the night forgotten only
+    link(5, "f", N3, N4)  # after it
+    return con
+
+
+def test_forgetting_a_night_leaves_every_other_night_as_it_was() -> None:
+    con = _table()
+    before = {n: on(con, n) for n in (N1, N3, N4)}
+    assert [r[4] for r in on(con, N2)] == ["a", "b", "d", "e"]
+    link_nights.forget(con, N2)
+    assert on(con, N2) == []
+    assert {n: on(con, n) for n in (N1, N3, N4)} == before
+    # Nothing holds on a night it was not linked on: the ranges no longer span the night forgotten.
+    spans = con.execute("SELECT count(*) FROM links WHERE night < ? AND coalesce(last_night, night) >= ?",
+                        [N2, N2]).fetchone()[0]
+    assert spans == 0
+
+
+def test_forgetting_the_last_night_takes_back_what_was_carried_into_it() -> None:
+    con = _table()
+    before = {n: on(con, n) for n in (N1, N2, N3)}
+    link_nights.forget(con, N4)
+    assert on(con, N4) == []
+    assert {n: on(con, n) for n in (N1, N2, N3)} == before
+
+
+def test_kept_links_are_not_copied_and_a_night_linked_again_changes_no_other(twins, tiny: Path) -> None:  # noqa: F811
+    carry, everything = twins
+    for night in (N2, N3):
+        for con in twins:
+            ingest_night(con, tiny / "inbox" / night.isoformat(), night, workers=1)
+        assert link_night(carry, night).carried > 0
+        link_night(everything, night, carry=False)
+    nights = {n: on(carry, n) for n in (N1, N2, N3)}
+    assert nights == {n: on(everything, n) for n in (N1, N2, N3)}
+    # Each night's links are all there, but those kept were not written again.
+    stored, = carry.execute("SELECT count(*) FROM links").fetchone()
+    assert stored < sum(len(v) for v in nights.values())
+    assert stored == carry.execute("SELECT count(*) FROM links WHERE last_night IS NULL OR last_night >= night"
+                                   ).fetchone()[0]
+    link_night(carry, N2)  # the middle night again, after the last
+    assert {n: on(carry, n) for n in (N1, N2, N3)} == nights
