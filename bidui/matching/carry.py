@@ -193,13 +193,29 @@ def keep_whole(con: duckdb.DuckDBPyConnection, plan: Carry, night: date) -> int:
     if not plan.whole:
         return 0
     sure = ", ".join(f"'{m}'" for m in plan.methods)
+    if plan.before is None or (night - plan.before).days != 1:
+        # Nights not linked lie between (a folder that has not come): a range would hold on them
+        # too. Copied at tonight's date instead, as before links were kept in place.
+        (n,), = con.execute(f"""
+            INSERT INTO links (night, {LINK_COLUMNS}, carried)
+            SELECT {link_nights.literal(night)}, {LINK_COLUMNS}, TRUE FROM links
+            WHERE {_kept_whole(plan, sure)}""").fetchall()
+        return int(n)
     (n,), = con.execute(f"""
         UPDATE links SET last_night = {link_nights.literal(night)}
-        WHERE {link_nights.on_night(link_nights.literal(plan.before))}
+        WHERE {_kept_whole(plan, sure)}""").fetchall()
+    return int(n)
+
+
+LINK_COLUMNS = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
+
+
+def _kept_whole(plan: Carry, sure: str) -> str:
+    """SQL: a link of the night before that `keep_whole` keeps."""
+    return f"""{link_nights.on_night(link_nights.literal(plan.before))}
               AND dataset IN ({", ".join(f"'{d}'" for d in plan.whole)}) AND method IN ({sure})
               AND NOT EXISTS (SELECT 1 FROM link_restage r WHERE r.dataset = links.dataset AND r.role = links.role
-                                                              AND r.source_row = links.source_row)""").fetchall()
-    return int(n)
+                                                              AND r.source_row = links.source_row)"""
 
 
 def carried_sql(plan: Carry) -> str | None:

@@ -44,9 +44,11 @@ def forget(con: duckdb.DuckDBPyConnection, night: date) -> None:
     if after is not None:
         a = literal(after)
         # Made before the night and carried past it: the part after it, from the next night linked.
-        con.execute(f"INSERT INTO links SELECT * REPLACE ({a} AS night) FROM links WHERE night < {n} AND last_night > {n}")
+        # (Carried, on that night: the night before it was linked with them.)
+        con.execute(f"INSERT INTO links SELECT * REPLACE ({a} AS night, TRUE AS carried) FROM links "
+                    f"WHERE night < {n} AND last_night > {n}")
         # Made on the night and carried past it: from the next night linked.
-        con.execute(f"UPDATE links SET night = {a} WHERE night = {n} AND last_night > {n}")
+        con.execute(f"UPDATE links SET night = {a}, carried = TRUE WHERE night = {n} AND last_night > {n}")
     if before is not None:
         con.execute(f"UPDATE links SET last_night = {literal(before)} WHERE night < {n} AND last_night >= {n}")
     else:  # (no night linked before it, nothing carried into it: only rows a test stored by hand)
