@@ -73,8 +73,8 @@ def _add_new_columns(con: duckdb.DuckDBPyConnection) -> None:
         have.setdefault(table, set()).add(column)
     if "evidence" not in have.get("load_log", {"evidence"}):
         con.execute("ALTER TABLE load_log ADD COLUMN evidence VARCHAR")
-    # Links stored before a kept link held on later nights (bidui.matching.link_nights): every
-    # reader asks for `last_night`, a read-only one (what-if) too.
+    # Links stored before a kept link held on later nights (bidui.matching.link_nights), or before
+    # carried ones were marked: every reader asks for `last_night`, a read-only one (what-if) too.
     for column, sql in (("carried", "BOOLEAN"), ("last_night", "DATE")):
         if column not in have.get("links", {column}):
             con.execute(f"ALTER TABLE links ADD COLUMN {column} {sql}")

@@ -20,10 +20,9 @@ from pathlib import Path
 import duckdb
 
 from bidui.datasets import DATASETS
-from bidui.matching.link_nights import on_night
+from bidui.matching.link_nights import LINK_COLUMNS, on_night
 from bidui.rules.engine import LOAD_ID_IN_RECORD
 
-LINK_COLUMNS = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
 # A load's id (see LOAD_ID_IN_RECORD) is left out of the stored rows, and in the evidence records (a
 # rule hit's, a clue's evidence snapshot) which quote a stored row whole, its value.
 

@@ -197,17 +197,14 @@ def keep_whole(con: duckdb.DuckDBPyConnection, plan: Carry, night: date) -> int:
         # Nights not linked lie between (a folder that has not come): a range would hold on them
         # too. Copied at tonight's date instead, as before links were kept in place.
         (n,), = con.execute(f"""
-            INSERT INTO links (night, {LINK_COLUMNS}, carried)
-            SELECT {link_nights.literal(night)}, {LINK_COLUMNS}, TRUE FROM links
+            INSERT INTO links (night, {link_nights.LINK_COLUMNS}, carried)
+            SELECT {link_nights.literal(night)}, {link_nights.LINK_COLUMNS}, TRUE FROM links
             WHERE {_kept_whole(plan, sure)}""").fetchall()
         return int(n)
     (n,), = con.execute(f"""
         UPDATE links SET last_night = {link_nights.literal(night)}
         WHERE {_kept_whole(plan, sure)}""").fetchall()
     return int(n)
-
-
-LINK_COLUMNS = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
 
 
 def _kept_whole(plan: Carry, sure: str) -> str:

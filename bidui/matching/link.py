@@ -741,9 +741,6 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS code VARCHAR")
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS carried BIGINT")
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS names_epoch BIGINT")
-    # A link copied from the night before (`carry`): the report's links changed need not compare it;
-    # one kept in place holds on later nights (`last_night`).
-    link_nights.ensure(con)
     # Training draws from every record: a night that trains (asked, or the first) links them all.
     prepare_spine(con, spine_snapshot(con, night))  # the name history as tonight reads it, before the plan compares it
     plan = carry_mod.plan(con, night, SURE_CODE) if carry and kept is not None and not retrain else carry_mod.Carry()
@@ -763,7 +760,7 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
         link_nights.forget(con, night)
         con.execute("DELETE FROM link_runs WHERE night = ?", [night])
         # The raw ID and name are not copied: the export reads them from the snapshots.
-        cols = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
+        cols = link_nights.LINK_COLUMNS
         con.execute(f"INSERT INTO links (night, {cols}, carried) SELECT ?::DATE, {cols}, FALSE FROM ({OUTCOME_SQL})", [night])
         if plan.datasets:
             # Kept where they lie (a date moved on), or at tonight's rows for a dataset delivered anew.
@@ -869,7 +866,6 @@ def _numbered(table: pa.Table) -> pa.Table:
 def links_of(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
     """The stored links of a night, as a frame."""
     con.execute(LINKS_SCHEMA)
-    link_nights.ensure(con)
     # As stored for that night: a link kept from a night before is a carried one.
     return wh.query(con, f"SELECT ?::DATE AS night, * EXCLUDE (night, last_night, carried), "
                          f"(carried OR night < ?::DATE) AS carried FROM links WHERE {link_nights.on_night('?::DATE')}",
@@ -879,7 +875,6 @@ def links_of(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
 def export(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
     """One row per person-bearing record in force on the night, with its link."""
     con.execute(LINKS_SCHEMA)
-    link_nights.ensure(con)
     sql, args, _ = records_sql(con, night)
     if sql is None:
         return pl.DataFrame(schema=dict.fromkeys(EXPORT_COLUMNS, pl.String))

@@ -2,7 +2,7 @@
 
 A link row is made on one night (`night`) and holds through `last_night` (NULL: that night only).
 A sure link a later night keeps, of a dataset whose snapshot did not change, is not copied: its
-`last_night` is moved on (`extend`), so a night that keeps ten million links writes one date on
+`last_night` is moved on (`bidui.matching.carry.keep_whole`), so a night that keeps ten million links writes one date on
 each instead of the rows again (2.5–4.5 s a night at the large size). Every reader asks for the
 links of a night with `on_night`; nothing reads `links.night` alone.
 
@@ -27,10 +27,8 @@ def literal(night: date) -> str:
     return f"DATE '{night.isoformat()}'"
 
 
-def ensure(con: duckdb.DuckDBPyConnection) -> None:
-    """Links stored by an earlier version hold for their own night only."""
-    con.execute("ALTER TABLE links ADD COLUMN IF NOT EXISTS last_night DATE")
-    con.execute("ALTER TABLE links ADD COLUMN IF NOT EXISTS carried BOOLEAN")
+# A link as stored, but its nights and whether it was carried.
+LINK_COLUMNS = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
 
 
 def forget(con: duckdb.DuckDBPyConnection, night: date) -> None:
@@ -49,8 +47,6 @@ def forget(con: duckdb.DuckDBPyConnection, night: date) -> None:
                     f"WHERE night < {n} AND last_night > {n}")
         # Made on the night and carried past it: from the next night linked.
         con.execute(f"UPDATE links SET night = {a}, carried = TRUE WHERE night = {n} AND last_night > {n}")
-    if before is not None:
-        con.execute(f"UPDATE links SET last_night = {literal(before)} WHERE night < {n} AND last_night >= {n}")
-    else:  # (no night linked before it, nothing carried into it: only rows a test stored by hand)
-        con.execute(f"UPDATE links SET last_night = NULL WHERE night < {n} AND last_night >= {n}")
+    # Carried into it: until the night linked before it (none: only rows a test stored by hand).
+    con.execute(f"UPDATE links SET last_night = ? WHERE night < {n} AND last_night >= {n}", [before])
     con.execute(f"DELETE FROM links WHERE night = {n}")
