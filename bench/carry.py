@@ -40,12 +40,11 @@ def deliver_anew(con, night) -> None:
             continue
         snap = loads[code][0]
         (load,), = con.execute("SELECT max(load_id) + 1 FROM snapshots").fetchall()
-        (top, rows), = con.execute(f"SELECT max(source_row), count(*) FROM ds_{code} WHERE snapshot_date = ?",
-                                   [snap]).fetchall()
+        (top, rows), = con.execute(f"SELECT max(source_row), count(*) FROM ds_{code}_at(?)", [snap]).fetchall()
         file = f"again_{code}_{night.isoformat()}.csv"
-        con.execute(f"""INSERT INTO ds_{code} SELECT * REPLACE (DATE '{night.isoformat()}' AS snapshot_date,
+        con.execute(f"""INSERT INTO ds_{code} BY NAME SELECT * REPLACE (DATE '{night.isoformat()}' AS snapshot_date,
                             {load} AS load_id, '{file}' AS source_file, {top} + 1 - source_row AS source_row)
-                        FROM ds_{code} WHERE snapshot_date = ? ORDER BY source_row DESC""", [snap])
+                        FROM ds_{code}_at(?) ORDER BY source_row DESC""", [snap])
         con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, 'again', ?)", [code, night, load, file, rows])
 
 

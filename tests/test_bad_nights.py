@@ -408,11 +408,11 @@ def check(recipe: Recipe, ref: Reference, personal: Personal, home: Path, run: R
         if outcome[0] in NOT_TAKEN and recipe.dataset:
             snaps = scalar(con, "SELECT count(*) FROM snapshots WHERE dataset = ? AND snapshot_date = ?",
                            [recipe.dataset, NIGHT2])
-            stored = scalar(con, f"SELECT count(*) FROM ds_{recipe.dataset} WHERE snapshot_date = ?", [NIGHT2])
+            stored = scalar(con, f"SELECT count(*) FROM ds_{recipe.dataset}_at(?)", [NIGHT2])
             if snaps or stored:
                 problems.append(f"half-loaded: {snaps} snapshot(s) of {recipe.dataset} dated night 2, {stored} rows")
         if recipe.not_stored and recipe.dataset:
-            bad = scalar(con, f"SELECT count(*) FROM ds_{recipe.dataset} WHERE snapshot_date = ? AND "
+            bad = scalar(con, f"SELECT count(*) FROM ds_{recipe.dataset}_at(?) WHERE "
                               f"({recipe.not_stored})", [NIGHT2])
             if bad:
                 problems.append(f"{bad} row(s) of ds_{recipe.dataset} stored with {recipe.not_stored}")

@@ -60,14 +60,14 @@ def test_carried_links_equal_linking_everything_night_after_night(twins, tiny: P
 
 def edit_hukou(con, night: date, before: date, *edits: str) -> None:
     """Tonight's hukou: the snapshot of `before`, edited (SQL on `_h`), stored as tonight's."""
-    con.execute("CREATE OR REPLACE TEMP TABLE _h AS SELECT * FROM ds_hukou WHERE snapshot_date = ?", [before])
+    con.execute("CREATE OR REPLACE TEMP TABLE _h AS SELECT * FROM ds_hukou_at(?)", [before])
     for edit in edits:
         con.execute(edit)
     # An edited row no longer says what was delivered: no fingerprint (a later delivery of the
     # original row must not take the edited values).
     con.execute(f"UPDATE _h SET snapshot_date = ?, load_id = 999, row_hash = {wh.row_hash_sql(BY_CODE['hukou'])}, "
                 "raw_hash = NULL", [night])
-    con.execute("INSERT INTO ds_hukou SELECT * FROM _h")
+    con.execute("INSERT INTO ds_hukou BY NAME SELECT * FROM _h")
     (rows,), = con.execute("SELECT count(*) FROM _h").fetchall()
     con.execute("INSERT INTO snapshots VALUES ('hukou', ?, 999, 'hukou_edit.csv', 'edit', ?)", [night, rows])
     wh.add_name_keys(con, wh.query(con, "SELECT name FROM _h")["name"])
@@ -82,12 +82,12 @@ def redeliver(con, night: date, before: date) -> None:
     for code, snap in wh.in_force(con, before).items():
         if code not in linked_datasets():
             continue
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _d AS SELECT * FROM ds_{code} WHERE snapshot_date = ?", [snap])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _d AS SELECT * FROM ds_{code}_at(?)", [snap])
         (top, rows), = con.execute("SELECT max(source_row), count(*) FROM _d").fetchall()
         file = f"again_{code}_{night.isoformat()}.csv"
         con.execute("UPDATE _d SET snapshot_date = ?, load_id = 998, source_file = ?, source_row = ? + 1 - source_row",
                     [night, file, top])
-        con.execute(f"INSERT INTO ds_{code} SELECT * FROM _d")
+        con.execute(f"INSERT INTO ds_{code} BY NAME SELECT * FROM _d")
         con.execute("INSERT INTO snapshots VALUES (?, ?, 998, ?, 'again', ?)", [code, night, file, rows])
 
 
@@ -134,7 +134,7 @@ def test_carried_links_equal_linking_everything_when_hukou_and_verdicts_change(t
         if moved:
             redeliver(con, night2, night1)
         decisions.store(con, [{"kind": "cannot", "dataset": record[0], "role": record[1], "id_number": linked[4],
-                               "name": con.execute("SELECT name FROM ds_hukou WHERE snapshot_date = ? AND id_number = ?",
+                               "name": con.execute("SELECT name FROM ds_hukou_at(?) WHERE id_number = ?",
                                                    [night1, linked[4]]).fetchone()[0],
                                "person_key": linked[4], "clue_id": 1, "verifier_name": "孙丽", "decided_on": night2}])
     carried, _ = both(twins, night2)
@@ -208,7 +208,7 @@ def test_a_dataset_delivered_anew_keeps_the_links_of_the_rows_that_say_the_same(
     hashed = wh.row_hash_sql(BY_CODE["vehicles"])
     for con in twins:
         redeliver(con, night2, night1)
-        (top,), = con.execute("SELECT max(source_row) FROM ds_vehicles WHERE snapshot_date = ?", [night2]).fetchall()
+        (top,), = con.execute("SELECT max(source_row) FROM ds_vehicles_at(?)", [night2]).fetchall()
         where = "snapshot_date = DATE '2026-11-21' AND source_row = {}"
         row = {r: top + 1 - r for r in (a_row, b_row, c_row, d_row)}  # their places tonight (reversed)
         b_name, = con.execute(f"SELECT owner_name FROM ds_vehicles WHERE {where.format(row[b_row])}").fetchone()
@@ -250,17 +250,17 @@ def test_hukou_sent_again_in_another_order_keeps_the_household_a_link_read(twins
                               "ORDER BY 1, 2 LIMIT 1", [night1]).fetchone()
     ref = BY_CODE[code].persons[0]
     snap = wh.in_force(carry, night1)[code]
-    number, = carry.execute(f"SELECT {ref.id_column} FROM ds_{code} WHERE snapshot_date = ? AND source_row = ?",
+    number, = carry.execute(f"SELECT {ref.id_column} FROM ds_{code}_at(?) WHERE source_row = ?",
                             [snap, row]).fetchone()
-    other, = carry.execute("""SELECT min(hukou_number) FROM ds_hukou WHERE snapshot_date = ? AND hukou_number <>
-                              (SELECT min(hukou_number) FROM ds_hukou WHERE snapshot_date = ? AND id_number = ?)""",
+    other, = carry.execute("""SELECT min(hukou_number) FROM ds_hukou_at(?) WHERE hukou_number <>
+                              (SELECT min(hukou_number) FROM ds_hukou_at(?) WHERE id_number = ?)""",
                            [night1, night1, number]).fetchone()
     for con in twins:  # listed a second time, in another household, after every other row
         edit_hukou(con, night2, night1, f"""INSERT INTO _h SELECT * REPLACE ({wh.sql_text(other)} AS hukou_number,
                    source_row + 500000 AS source_row) FROM _h WHERE id_number = {wh.sql_text(number)}""")
     both(twins, night2)
     for con in twins:  # the same rows, in reverse order: the second listing now comes first
-        (top,), = con.execute("SELECT max(source_row) FROM ds_hukou WHERE snapshot_date = ?", [night2]).fetchall()
+        (top,), = con.execute("SELECT max(source_row) FROM ds_hukou_at(?)", [night2]).fetchall()
         edit_hukou(con, night3, night2, f"UPDATE _h SET source_row = {top} + 1 - source_row")
     carried, _ = both(twins, night3)
     assert carried > 0
@@ -275,7 +275,7 @@ def test_a_verdict_naming_a_record_by_its_number_as_typed_is_not_carried_past(tw
         SELECT source_row, person_key FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'payroll' AND method = 'exact'
         AND NOT contains(person_key, '~') AND substr(person_key, 7, 2) = '19' ORDER BY 1 LIMIT 1""", [night1]).fetchone()
     snap = wh.in_force(carry, night1)["payroll"]
-    number, name = carry.execute("SELECT id_number, name FROM ds_payroll WHERE snapshot_date = ? AND source_row = ?",
+    number, name = carry.execute("SELECT id_number, name FROM ds_payroll_at(?) WHERE source_row = ?",
                                  [snap, row]).fetchone()
     typed = number[:6] + number[8:17]
     for con in twins:
@@ -322,7 +322,7 @@ def test_the_spine_keeps_one_row_per_person_the_one_what_its_rows_say_chooses(tw
 
     night1, night2 = date(2026, 11, 20), date(2026, 11, 21)
     con, _ = twins
-    number, = con.execute("SELECT min(id_number) FROM ds_hukou WHERE snapshot_date = ? AND status = '正常' "
+    number, = con.execute("SELECT min(id_number) FROM ds_hukou_at(?) WHERE status = '正常' "
                           "AND id_number_status = 'valid'", [night1]).fetchone()
     n = wh.sql_text(number)
     edit_hukou(con, night2, night1,
@@ -334,9 +334,9 @@ def test_the_spine_keeps_one_row_per_person_the_one_what_its_rows_say_chooses(tw
     spine = {row for row, in con.execute(f"SELECT source_row FROM ({SPINE_SQL})", [night2, night2]).fetchall()}
     key = PERSON_ROW_KEY.format(village="address_code")
     rows = con.execute(f"""SELECT person, id_number, {key}, source_row FROM (
-                               SELECT h.*, coalesce(i.person_key, h.id_number) AS person FROM ds_hukou h
+                               SELECT h.*, coalesce(i.person_key, h.id_number) AS person FROM ds_hukou_at(?) h
                                LEFT JOIN hukou_identity i ON i.snapshot_date = h.snapshot_date AND i.source_row = h.source_row
-                               WHERE h.snapshot_date = ? AND h.id_number_status = 'valid')""", [night2]).fetchall()
+                               WHERE h.id_number_status = 'valid')""", [night2]).fetchall()
     best: dict[tuple, tuple] = {}
     for person, id_number, struct, row in rows:
         order = tuple(struct)  # the key's fields in order (none is NULL: each is coalesced)
@@ -346,5 +346,5 @@ def test_the_spine_keeps_one_row_per_person_the_one_what_its_rows_say_chooses(tw
     listed = {row for p, i, _, row in rows if i == number}
     assert len(listed) >= 3 and len(listed & spine) == 1  # the person's living row in household 00, listed last
     chosen, = listed & spine
-    assert con.execute("SELECT status, hukou_number FROM ds_hukou WHERE snapshot_date = ? AND source_row = ?",
+    assert con.execute("SELECT status, hukou_number FROM ds_hukou_at(?) WHERE source_row = ?",
                        [night2, chosen]).fetchone() == ("正常", "00")

@@ -43,7 +43,7 @@ def deliver(root: Path, night: date, body: bytes) -> Path:
 
 
 def state(con, night: date) -> tuple:
-    rows = con.execute("SELECT * EXCLUDE (load_id) FROM ds_deaths WHERE snapshot_date = ? ORDER BY source_row",
+    rows = con.execute("SELECT * EXCLUDE (load_id) FROM ds_deaths_at(?) ORDER BY source_row",
                        [night]).fetchall()
     rejects = con.execute("SELECT r.source_row, column_name, value, reason FROM rejects r JOIN load_log l "
                           "ON l.load_id = r.load_id AND l.night = ? ORDER BY ALL", [night]).fetchall()
@@ -115,7 +115,7 @@ def test_a_file_read_by_its_lines_is_stored_as_if_read_whole(tmp_path: Path, mon
         if by_lines:
             assert 0 < read[0] <= 16, read  # the head's lines and the new ones, not 40
         if by_lines:  # every row keeps its line's fingerprint for the next night
-            assert cons[0].execute("SELECT count(*) FROM ds_deaths WHERE snapshot_date = ? AND line_hash IS NULL",
+            assert cons[0].execute("SELECT count(*) FROM ds_deaths_at(?) WHERE line_hash IS NULL",
                                    [NIGHTS[1]]).fetchone()[0] == 0
     finally:
         for con in cons:

@@ -64,8 +64,8 @@ def test_the_migration_makes_the_register_tables_and_publish_fills_them(publishe
     con = wh.connect(h.warehouse)
     try:
         snap = con.execute("SELECT max(snapshot_date) FROM snapshots WHERE dataset = 'register_households'").fetchone()[0]
-        expected = con.execute("SELECT count(DISTINCT household_code) FROM ds_register_households "
-                               "WHERE snapshot_date = ? AND village_code IS NOT NULL", [snap]).fetchone()[0]
+        expected = con.execute("SELECT count(DISTINCT household_code) FROM ds_register_households_at(?) "
+                               "WHERE village_code IS NOT NULL", [snap]).fetchone()[0]
     finally:
         con.close()
     assert len(households) == expected > 0

@@ -349,10 +349,10 @@ def links_of(home: Path, night: date, dataset: str, id_number: str) -> list[tupl
     try:
         snap = wh.in_force(con, night)[dataset]
         return [row for ref in BY_CODE[dataset].persons for row in con.execute(f"""
-            SELECT m.{ref.name_column}, l.person_key, l.method FROM ds_{dataset} m
+            SELECT m.{ref.name_column}, l.person_key, l.method FROM ds_{dataset}_at(?) m
             JOIN links l ON ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = ? AND l.role = ? AND l.source_file = m.source_file
                  AND l.source_row = m.source_row
-            WHERE m.snapshot_date = ? AND m.{ref.id_column} = ?""", [night, dataset, ref.role, snap, id_number]).fetchall()]
+            WHERE m.{ref.id_column} = ?""", [snap, night, dataset, ref.role, id_number]).fetchall()]
     finally:
         con.close()
 
@@ -471,7 +471,7 @@ def test_six_nights_incrementally_and_from_scratch_give_the_same_links_hits_and_
     try:
         olds = [con.execute("SELECT count(*) FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND person_key = ?", [n, p.old_id]).fetchone()[0]
                 for n in NIGHTS]
-        births = [con.execute("SELECT count(*) FROM ds_hukou WHERE snapshot_date = ? AND id_number = ?",
+        births = [con.execute("SELECT count(*) FROM ds_hukou_at(?) WHERE id_number = ?",
                               [n, p.baby]).fetchone()[0] for n in NIGHTS]
         hits = {(r, n): k for r, n, k in con.execute(
             "SELECT rule_code, night, count(*) FROM rule_hits GROUP BY ALL").fetchall()}

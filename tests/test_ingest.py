@@ -264,7 +264,7 @@ def test_normalised_values_agree_with_the_truth(tiny: Path, loaded) -> None:
                                       ("dangerous_housing", "owner_id_number", "owner_name"),
                                       ("register_members", "id_number", "name"), ("medical_claims", "id_number", "name")):
         got = wh.query(con, f"SELECT source_file, source_row, {id_col} AS id, {id_col}_status AS status, {name_col} AS name "
-                            f"FROM ds_{dataset} WHERE snapshot_date = ?", [date.fromisoformat(night)])
+                            f"FROM ds_{dataset}_at(?)", [date.fromisoformat(night)])
         j = got.join(truth, on=["source_file", "source_row"], how="inner")
         assert j.height == got.height > 0, dataset
         for row in j.iter_rows(named=True):

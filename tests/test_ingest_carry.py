@@ -43,7 +43,7 @@ def deliver(root: Path, night: date, header: list[str], rows: list[list[str]]) -
 
 
 def snapshot(con, night: date) -> tuple[list[tuple], list[tuple]]:
-    rows = con.execute("SELECT * EXCLUDE (load_id) FROM ds_deaths WHERE snapshot_date = ? ORDER BY source_row",
+    rows = con.execute("SELECT * EXCLUDE (load_id) FROM ds_deaths_at(?) ORDER BY source_row",
                        [night]).fetchall()
     rejects = con.execute("SELECT r.source_row, column_name, value, reason FROM rejects r JOIN snapshots s "
                           "ON s.load_id = r.load_id AND s.dataset = 'deaths' AND s.snapshot_date = ? ORDER BY ALL",
@@ -82,10 +82,10 @@ def test_rows_delivered_again_are_carried_and_the_snapshot_is_the_same(tmp_path:
         _, rejects = snapshot(cons[0], NIGHTS[0])
         assert [r[-1] for r in rejects] and all("死亡日期" not in r[-1] for r in rejects)  # reasons are the engine's
         assert len(rejects) == 1 and rejects[0][1] == "death_date"
-        row = cons[0].execute("SELECT death_date, raw_hash IS NULL FROM ds_deaths WHERE snapshot_date = ? "
-                              "AND id_number = ?", [NIGHTS[1], AHEAD[0]]).fetchone()
+        row = cons[0].execute("SELECT death_date, raw_hash IS NULL FROM ds_deaths_at(?) WHERE "
+                              "id_number = ?", [NIGHTS[1], AHEAD[0]]).fetchone()
         assert row == (date(2026, 11, 28), False)  # readable on night 2, and carried from now on
-        assert cons[0].execute("SELECT count(*) FROM ds_deaths WHERE snapshot_date = ? AND raw_hash IS NULL",
+        assert cons[0].execute("SELECT count(*) FROM ds_deaths_at(?) WHERE raw_hash IS NULL",
                                [NIGHTS[0]]).fetchone()[0] == 1  # night 1: the rejected row has none
     finally:
         for con in cons:
@@ -133,7 +133,7 @@ def test_tonights_profile_counted_in_duckdb_is_the_one_counted_in_polars(publish
             snap = wh.in_force(con, NIGHTS[0]).get(ds.code)
             if snap is None:
                 continue
-            sql = f"SELECT * FROM ds_{ds.code} WHERE snapshot_date = ?"
+            sql = f"SELECT * FROM ds_{ds.code}_at(?)"
             assert profile_query(con, ds, sql, [snap]) == profile_rows(ds, wh.query(con, sql, [snap])), ds.code
             checked += 1
         assert checked >= 10
@@ -196,8 +196,8 @@ def test_a_cut_file_whose_rows_are_all_carried_is_still_held(tmp_path: Path) -> 
         outcome = next(o for o in ingest_night(con, second, NIGHTS[1], workers=1) if o.dataset == "deaths")
         assert outcome.status == "held" and "10 rows" in outcome.message and "40 rows" in outcome.message
         assert wh.in_force(con, NIGHTS[1])["deaths"] == NIGHTS[0]
-        assert con.execute("SELECT count(*) FROM ds_deaths WHERE snapshot_date = ?", [NIGHTS[1]]).fetchone()[0] == 0
-        assert con.execute("SELECT count(*) FROM ds_deaths WHERE snapshot_date = ?", [NIGHTS[0]]).fetchone()[0] == 40
+        assert con.execute("SELECT count(*) FROM ds_deaths_at(?)", [NIGHTS[1]]).fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM ds_deaths_at(?)", [NIGHTS[0]]).fetchone()[0] == 40
     finally:
         con.close()
 

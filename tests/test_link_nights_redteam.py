@@ -10,6 +10,7 @@ import shutil
 from datetime import date
 from pathlib import Path
 
+from bidui.connectors import snapshot_rows
 from bidui.connectors import warehouse as wh
 from bidui.connectors.ingest import ingest_night
 from bidui.flows.same_results import LINK_COLUMNS
@@ -144,7 +145,7 @@ def test_a_verdict_on_a_middle_night(twins, tiny: Path, tmp_path: Path) -> None:
     assert found is not None
     dataset, role, person = found
     for con in twins:
-        name, = con.execute("SELECT name FROM ds_hukou WHERE snapshot_date = ? AND id_number = ?",
+        name, = con.execute("SELECT name FROM ds_hukou_at(?) WHERE id_number = ?",
                             [wh.in_force(con, N3)["hukou"], person]).fetchone()
         decisions.store(con, [{"kind": "cannot", "dataset": dataset, "role": role, "id_number": person, "name": name,
                                "person_key": person, "clue_id": 1, "verifier_name": "孙丽", "decided_on": N3}])
@@ -221,7 +222,7 @@ def test_a_snapshot_withdrawn_returns_to_the_load_before(twins, tiny: Path, tmp_
     _, nights = linked_2_to_4(twins, tiny, tmp_path)
     for con in twins:
         assert wh.in_force(con, N3)["vehicles"] == N3
-        con.execute("DELETE FROM ds_vehicles WHERE snapshot_date = ?", [N3])
+        snapshot_rows.forget(con, "vehicles", N3)  # as a snapshot withdrawn goes (rows kept past it stay)
         con.execute("DELETE FROM snapshots WHERE dataset = 'vehicles' AND snapshot_date = ?", [N3])
         assert wh.in_force(con, N4)["vehicles"] < N3
     both(twins, N4)  # linked with night 3's vehicles: not carried from it

@@ -386,10 +386,10 @@ def test_a_cell_holding_an_excel_error_value_is_a_rejected_value_named_by_row_an
     rejects = con.execute("SELECT source_row, column_name, value, reason FROM rejects WHERE load_id = "
                           "(SELECT max(load_id) FROM load_log) ORDER BY source_row").fetchall()
     assert rejects == [(5, "owner_id_number", "#N/A", EXCEL_ERROR), (7, "register_date", "#DIV/0!", EXCEL_ERROR)]
-    stored = dict(con.execute("SELECT source_row, rejected_columns FROM ds_vehicles WHERE snapshot_date = '2026-11-20' "
-                              "AND rejected_columns IS NOT NULL").fetchall())
+    stored = dict(con.execute("SELECT source_row, rejected_columns FROM ds_vehicles_at('2026-11-20') WHERE "
+                              "rejected_columns IS NOT NULL").fetchall())
     assert stored == {5: "owner_id_number", 7: "register_date"}
-    (plates,), = con.execute("SELECT count(*) FROM ds_vehicles WHERE snapshot_date = '2026-11-20'").fetchall()
+    (plates,), = con.execute("SELECT count(*) FROM ds_vehicles_at('2026-11-20')").fetchall()
     assert plates == 60
 
 

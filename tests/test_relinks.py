@@ -29,7 +29,7 @@ def test_records_whose_person_left_hukou_and_a_number_two_persons_now_share(publ
             SELECT l.person_key FROM links l WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'vehicles' AND l.method = 'exact'
             AND NOT contains(l.person_key, '~') GROUP BY ALL HAVING count(*) = 1 ORDER BY 1 LIMIT 1""", [NIGHT1]).fetchone()
         shared, = con.execute("""
-            SELECT id_number FROM ds_hukou WHERE snapshot_date = ? AND id_number_status = 'valid' AND id_number <> ?
+            SELECT id_number FROM ds_hukou_at(?) WHERE id_number_status = 'valid' AND id_number <> ?
             GROUP BY ALL HAVING count(*) = 1 ORDER BY 1 LIMIT 1""", [NIGHT1, gone]).fetchone()
         # Night 2: the first person's hukou row is gone (moved out); a second person, another name and
         # birth date, is registered under the other's number (一号多人).
@@ -87,21 +87,21 @@ def test_a_night_folder_that_comes_late_is_compared_with_the_rows_each_night_was
             if night == n4:
                 # On night 4 the owner of a car both vehicle files list leaves hukou: that car moves.
                 owner, = con.execute("""
-                    SELECT l.person_key FROM links l JOIN ds_vehicles d ON d.snapshot_date = ?
-                        AND d.source_file = l.source_file AND d.source_row = l.source_row
+                    SELECT l.person_key FROM links l JOIN ds_vehicles_at(?) d
+                        ON d.source_file = l.source_file AND d.source_row = l.source_row
                     WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'vehicles' AND l.method = 'exact' AND NOT contains(l.person_key, '~')
-                          AND d.row_hash IN (SELECT row_hash FROM ds_vehicles WHERE snapshot_date = ?)
+                          AND d.row_hash IN (SELECT row_hash FROM ds_vehicles_at(?))
                     ORDER BY 1 LIMIT 1""", [n1, n3, n2]).fetchone()
                 edit_hukou(con, n4, wh.in_force(con, n4)["hukou"], f"DELETE FROM _h WHERE id_number = {wh.sql_text(owner)}")
             link_night(con, night)
         assert wh.in_force(con, n3)["vehicles"] == n2  # as the snapshots stand now; night 3 was linked with n1's
         # What moved, by each record's fingerprint: night 3's links on night 1's rows, night 4's on night 2's.
         (expected,), = con.execute("""
-            WITH a AS (SELECT d.row_hash AS h, l.person_key FROM links l JOIN ds_vehicles d ON d.snapshot_date = ?
-                           AND d.source_file = l.source_file AND d.source_row = l.source_row
+            WITH a AS (SELECT d.row_hash AS h, l.person_key FROM links l JOIN ds_vehicles_at(?) d
+                           ON d.source_file = l.source_file AND d.source_row = l.source_row
                        WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'vehicles'),
-                 b AS (SELECT d.row_hash AS h, l.person_key FROM links l JOIN ds_vehicles d ON d.snapshot_date = ?
-                           AND d.source_file = l.source_file AND d.source_row = l.source_row
+                 b AS (SELECT d.row_hash AS h, l.person_key FROM links l JOIN ds_vehicles_at(?) d
+                           ON d.source_file = l.source_file AND d.source_row = l.source_row
                        WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'vehicles')
             SELECT count(DISTINCT a.h) FROM a JOIN b USING (h) WHERE a.person_key IS DISTINCT FROM b.person_key""",
                                    [n2, n4, n1, n3]).fetchall()
@@ -141,7 +141,7 @@ def test_a_row_sent_twice_is_one_record_when_the_file_is_the_same_both_nights(pu
             AND l.method = 'exact' AND NOT contains(l.person_key, '~')
             AND l.person_key IN (SELECT person_key FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'vehicles'
                                  GROUP BY ALL HAVING count(*) = 1) ORDER BY 1 LIMIT 1""", [NIGHT1, NIGHT1]).fetchone()
-        (top,), = con.execute("SELECT max(source_row) FROM ds_vehicles WHERE snapshot_date = ?", [NIGHT1]).fetchall()
+        (top,), = con.execute("SELECT max(source_row) FROM ds_vehicles_at(?)", [NIGHT1]).fetchall()
         con.execute("INSERT INTO ds_vehicles SELECT * REPLACE (? AS source_row) FROM ds_vehicles "
                     "WHERE snapshot_date = ? AND source_row = ?", [top + 1, NIGHT1, row])
         con.execute("INSERT INTO links SELECT * REPLACE (? AS source_row) FROM links "

@@ -181,21 +181,21 @@ def test_a_member_hukou_lists_twice_under_one_number_is_one_member(published_hom
         try:
             person, = con.execute("""
                 SELECT min(l.person_key) FROM links l WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'register_members'
-                AND l.method = 'exact' AND l.person_key IN (SELECT id_number FROM ds_hukou WHERE snapshot_date = ?
+                AND l.method = 'exact' AND l.person_key IN (SELECT id_number FROM ds_hukou_at(?) WHERE TRUE
                     AND status = '正常' AND relation <> '户主' GROUP BY id_number HAVING count(*) = 1)""",
                                   [night1, night1]).fetchone()
-            (top,), = con.execute("SELECT max(source_row) FROM ds_hukou WHERE snapshot_date = ?", [night1]).fetchall()
+            (top,), = con.execute("SELECT max(source_row) FROM ds_hukou_at(?)", [night1]).fetchall()
             shift, place = (1, 1) if twin_first else (0, top + 1)
             con.execute(f"""
                 CREATE TEMP TABLE _h AS
-                SELECT * REPLACE (source_row + {shift} AS source_row) FROM ds_hukou WHERE snapshot_date = ?
+                SELECT * REPLACE (source_row + {shift} AS source_row) FROM ds_hukou_at(?)
                 UNION ALL
                 SELECT * REPLACE ({place} AS source_row, '其他' AS relation, (SELECT min(hukou_number) FROM ds_hukou
                     WHERE snapshot_date = ? AND hukou_number <> h.hukou_number) AS hukou_number)
-                FROM ds_hukou h WHERE snapshot_date = ? AND id_number = ?""", [night1, night1, night1, person])
+                FROM ds_hukou_at(?) h WHERE id_number = ?""", [night1, night1, night1, person])
             con.execute(f"UPDATE _h SET snapshot_date = ?, load_id = 999, row_hash = {wh.row_hash_sql(BY_CODE['hukou'])}, "
                         "raw_hash = NULL", [night2])
-            con.execute("INSERT INTO ds_hukou SELECT * FROM _h")
+            con.execute("INSERT INTO ds_hukou BY NAME SELECT * FROM _h")
             con.execute("INSERT INTO snapshots VALUES ('hukou', ?, 999, 'hukou_edit.csv', 'edit', "
                         "(SELECT count(*) FROM _h))", [night2])
             link_night(con, night2)

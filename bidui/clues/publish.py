@@ -147,7 +147,7 @@ def divisions(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
     if snap is None:
         return pl.DataFrame()
     # In the file's order: a code delivered twice takes its last row's name.
-    return wh.query(con, "SELECT code, name, level, parent_code, urban_rural FROM ds_divisions WHERE snapshot_date = ? "
+    return wh.query(con, "SELECT code, name, level, parent_code, urban_rural FROM ds_divisions_at(?) "
                          "ORDER BY source_row", [snap])
 
 
@@ -185,10 +185,10 @@ SELECT m.household_code, m.source_row AS seq, m.name, m.relation, m.sex,
        coalesce(CASE WHEN l.method <> 'none' THEN l.person_key END,
                 CASE WHEN m.id_number_status = 'valid' AND NOT coalesce(l.id_name_conflict, FALSE) THEN m.id_number END,
                 'R:' || m.household_code || ':' || m.source_row) AS person_key
-FROM ds_register_members m
+FROM ds_register_members_at(?) m
 LEFT JOIN links l ON {on_night('?::DATE', 'l.')} AND l.dataset = 'register_members' AND l.source_file = m.source_file
      AND l.source_row = m.source_row AND l.role = 'member'
-WHERE m.snapshot_date = ? AND m.household_code IS NOT NULL
+WHERE m.household_code IS NOT NULL
 ORDER BY m.household_code, m.source_row"""
 
 
@@ -196,7 +196,7 @@ ORDER BY m.household_code, m.source_row"""
 _REGISTER_HOUSEHOLDS = """
 SELECT household_code, village_code, head_name, status, registered_year FROM (
     SELECT *, row_number() OVER (PARTITION BY household_code ORDER BY source_file, source_row) AS rn
-    FROM ds_register_households WHERE snapshot_date = ? AND household_code IS NOT NULL) WHERE rn = 1
+    FROM ds_register_households_at(?) WHERE household_code IS NOT NULL) WHERE rn = 1
   AND village_code IS NOT NULL"""
 
 
@@ -245,7 +245,7 @@ def register_rows(con: duckdb.DuckDBPyConnection, night: date, kept: str | None 
     member_args = None
     if snaps.get("register_members") is not None:
         con.execute(LINKS_SCHEMA)
-        member_args = [night, snaps["register_members"]]
+        member_args = [snaps["register_members"], night]
     digest = _register_digest(con, [snaps["register_households"]], member_args)
     if digest is not None and digest == kept:
         return Register([], [], digest, unchanged=True)

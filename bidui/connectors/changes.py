@@ -22,7 +22,7 @@ def _rows_sql(ds: Dataset, snap: date, columns: tuple[str, ...] | list[str] = ()
     hash computed for rows stored before hashes were kept."""
     cols = ", ".join(f'"{c}"' for c in (columns or ds.row_identity))
     return (f"SELECT coalesce(row_hash, {wh.row_hash_sql(ds)}) AS h, {cols} "
-            f"FROM {wh.table_name(ds)} WHERE snapshot_date = DATE '{snap.isoformat()}'")
+            f"FROM ds_{ds.code}_at(DATE '{snap.isoformat()}')")
 
 
 def compare_rows_sql(ds: Dataset, before: date, after: date, columns: list[str]) -> str:

@@ -513,7 +513,8 @@ def _store_rows(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: 
     con.execute("BEGIN TRANSACTION")
     try:
         if o.status in ("accepted", "forced"):
-            wh.apply_snapshot(con, ds, night, load_id, name, sha, wh.NEW_ROWS, p.rows, carried, result.line_form)
+            wh.apply_snapshot(con, ds, night, load_id, name, sha, wh.NEW_ROWS, p.rows, carried, result.line_form,
+                              result.carried_from)
             remember_profile(con, ds, load_id, now)  # tomorrow's checks compare with it
             # (a carried row's name has its keys since its snapshot was stored)
             names = p.names if p.names is not None else {r.name_column: result.rows[r.name_column] for r in ds.persons}

@@ -140,7 +140,7 @@ def profile_query(con: duckdb.DuckDBPyConnection, ds: Dataset, rows_sql: str, ar
                    dict(zip(_person_columns(ds), map(int, filled), strict=True)))
 
 
-SNAPSHOT_ROWS = "SELECT * FROM ds_{code} WHERE snapshot_date = ?"
+SNAPSHOT_ROWS = "SELECT * FROM ds_{code}_at(?)"
 
 
 def _profile_how(ds: Dataset) -> str:

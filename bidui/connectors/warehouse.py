@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from bidui.connectors import snapshot_rows
 from bidui.connectors.stored import Known, raw_halves_sql, raw_whole_sql, table_columns
 from bidui.datasets import DATASETS, Dataset
 
@@ -58,9 +59,11 @@ def connect(path: Path) -> duckdb.DuckDBPyConnection:
     for ds in DATASETS:
         cols = ", ".join(f'"{name}" {sql}' for name, sql in table_columns(ds))
         con.execute(f"CREATE TABLE IF NOT EXISTS {table_name(ds)} (snapshot_date DATE NOT NULL, load_id BIGINT NOT NULL, "
-                    f"source_file VARCHAR NOT NULL, {cols}, row_hash UHUGEINT, raw_hash UHUGEINT, line_hash UHUGEINT)")
+                    f"source_file VARCHAR NOT NULL, {cols}, row_hash UHUGEINT, raw_hash UHUGEINT, line_hash UHUGEINT, "
+                    "last_date DATE)")
     _rename_raw_json(con)
     _add_new_columns(con)
+    snapshot_rows.create_macros(con)
     return con
 
 
@@ -79,7 +82,8 @@ def _add_new_columns(con: duckdb.DuckDBPyConnection) -> None:
         if column not in have.get("links", {column}):
             con.execute(f"ALTER TABLE links ADD COLUMN {column} {sql}")
     for ds in DATASETS:
-        for name, sql in [*table_columns(ds), *((h, "UHUGEINT") for h in HASH_COLUMNS)]:
+        # last_date: rows kept on later snapshots (bidui.connectors.snapshot_rows)
+        for name, sql in [*table_columns(ds), *((h, "UHUGEINT") for h in HASH_COLUMNS), ("last_date", "DATE")]:
             if name not in have.get(table_name(ds), {name}):
                 con.execute(f'ALTER TABLE {table_name(ds)} ADD COLUMN "{name}" {sql}')
 
@@ -240,13 +244,17 @@ def row_hash_sql(ds: Dataset) -> str:
 
 
 def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, load_id: int, file: str, sha256: str,
-                   rows: str, count: int, carried: int = 0, line_form: str | None = None) -> None:
+                   rows: str, count: int, carried: int = 0, line_form: str | None = None,
+                   carried_from: date | None = None) -> None:
     """Replace the dataset's snapshot of this night with the `count` rows of the relation `rows`
     (tonight's normalised rows: a registered frame, or a view over a worker's handover file) and
-    the `carried` rows staged in CARRIED_ROWS (inside the caller's transaction); `line_form`: the
-    file's form, when its rows carry their lines' fingerprints (`line_hi`, `line_lo`)."""
+    the `carried` rows staged in CARRIED_ROWS from the snapshot of `carried_from` (inside the
+    caller's transaction); `line_form`: the file's form, when its rows carry their lines'
+    fingerprints (`line_hi`, `line_lo`). A carried row at the same place in the file as in that
+    snapshot, when it is the dataset's last, is kept there rather than stored again
+    (bidui.connectors.snapshot_rows)."""
     table = table_name(ds)
-    con.execute(f"DELETE FROM {table} WHERE snapshot_date = ?", [night])
+    snapshot_rows.forget(con, ds.code, night)
     con.execute("DELETE FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [ds.code, night])
     have = {d[0] for d in con.execute(f"SELECT * FROM {rows} LIMIT 0").description}
     # The delivered row's fingerprint (bidui.connectors.normalise.raw_row_hashes), where it has one.
@@ -256,16 +264,22 @@ def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, loa
     # The night, load and file are constants of the statement, not columns added to the rows.
     rows_sql = f"SELECT ?::DATE, ?::BIGINT, ?::VARCHAR, {own}, {row_hash_sql(ds)}, {raw}, {line} FROM {rows}"
     args: list = [night, load_id, file]
+    kept = None
     if carried:
         # Same values, so the same row hash; the fingerprint is of the same text. In row order, as a
-        # file normalised whole is stored: a reader without ORDER BY (the last name delivered for a
-        # division code) sees the rows in the same order either way.
+        # file normalised whole is stored.
         carried_line = "line_hash" if line_form else "NULL::UHUGEINT"
+        if carried_from is not None:
+            kept = snapshot_rows.keep(con, ds.code, night, carried_from,
+                                      f"(SELECT source_row, raw_hash, {carried_line} AS line_hash FROM {CARRIED_ROWS})")
+        rest = f"{CARRIED_ROWS} ANTI JOIN {kept} USING (source_row)" if kept else CARRIED_ROWS
         rows_sql = (f"SELECT * FROM ({rows_sql} UNION ALL SELECT ?::DATE, ?::BIGINT, ?::VARCHAR, {own}, row_hash, raw_hash, "
-                    f"{carried_line} FROM {CARRIED_ROWS}) ORDER BY source_row")
+                    f"{carried_line} FROM {rest}) ORDER BY source_row")
         args += [night, load_id, file]
     con.execute(f"INSERT INTO {table} (snapshot_date, load_id, source_file, {own}, row_hash, raw_hash, line_hash) "
                 f"{rows_sql}", args)
+    if kept:
+        con.execute(f"DROP TABLE {kept}")
     con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)", [ds.code, night, load_id, file, sha256, count + carried])
     if line_form:
         con.execute("INSERT OR REPLACE INTO line_forms VALUES (?, ?)", [load_id, line_form])
@@ -284,8 +298,8 @@ def known_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date) -> Know
     snap, load = found
     form = con.execute("SELECT form FROM line_forms WHERE load_id = ?", [load]).fetchone()
     lines = f", {raw_halves_sql('line_hash', 'line')}" if form else ""
-    hashes = query(con, f"SELECT {raw_halves_sql('raw_hash')}{lines} FROM {table_name(ds)} "
-                        "WHERE snapshot_date = ? AND raw_hash IS NOT NULL", [snap])
+    hashes = query(con, f"SELECT {raw_halves_sql('raw_hash')}{lines} FROM {snapshot_rows.at(ds.code, '?')} "
+                        "WHERE raw_hash IS NOT NULL", [snap])
     if not hashes.height:
         return None
     if not form:
@@ -313,7 +327,7 @@ def stage_carried_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, 
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {CARRIED_ROWS} AS
             SELECT c.source_row, {cols}, d.row_hash, d.raw_hash, {line} AS line_hash
-            FROM _carried c JOIN {table_name(ds)} d ON d.snapshot_date = ? AND d.raw_hash = {raw_whole_sql('c.')}""",
+            FROM _carried c JOIN {snapshot_rows.at(ds.code, '?')} d ON d.raw_hash = {raw_whole_sql('c.')}""",
                     [snap])
     (n,), = con.execute(f"SELECT count(*) FROM {CARRIED_ROWS}").fetchall()
     return int(n)

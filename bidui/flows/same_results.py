@@ -38,7 +38,8 @@ def warehouse_parts() -> dict[str, str]:
         "duplicates": "SELECT * EXCLUDE (night) FROM register_duplicates WHERE night = $night",
         # What ingest stored tonight (rows delivered as before were not normalised again in an
         # incremental home) and the values it rejected.
-        **{f"ds_{ds.code}": f"SELECT * EXCLUDE (load_id) FROM ds_{ds.code} WHERE snapshot_date = $night"
+        # (as every reader sees it, whether a row was stored again or kept: bidui.connectors.snapshot_rows)
+        **{f"ds_{ds.code}": f"SELECT * EXCLUDE (load_id) FROM ds_{ds.code}_at($night)"
            for ds in DATASETS},
         "rejects": "SELECT s.dataset, r.* EXCLUDE (load_id) FROM rejects r JOIN snapshots s "
                    "ON s.load_id = r.load_id WHERE s.snapshot_date = $night",

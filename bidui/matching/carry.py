@@ -74,9 +74,8 @@ def _touched(con: duckdb.DuckDBPyConnection, then: date, now: date) -> None:
     that came, went or changed; numbers whose person changed; every number of a household one of
     whose rows changed (a household link reads all of its members)."""
     changed = f"SELECT * FROM {changed_rows(con, BY_CODE['hukou'], then, now, COMPARED_COLUMNS['hukou'])}"
-    person = """SELECT h.id_number, i.person_key, i.is_primary FROM hukou_identity i
-                JOIN ds_hukou h ON h.snapshot_date = i.snapshot_date AND h.source_row = i.source_row
-                WHERE i.snapshot_date = DATE '{}'"""
+    person = """SELECT h.id_number, i.person_key, i.is_primary FROM ds_hukou_at(DATE '{}') h
+                JOIN hukou_identity i ON i.snapshot_date = h.snapshot_date AND i.source_row = h.source_row"""
     a, b = person.format(then.isoformat()), person.format(now.isoformat())
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE carry_touched AS
@@ -85,8 +84,9 @@ def _touched(con: duckdb.DuckDBPyConnection, then: date, now: date) -> None:
         persons AS ((({a}) EXCEPT ({b})) UNION (({b}) EXCEPT ({a})))
         SELECT id_number FROM changed WHERE id_number IS NOT NULL
         UNION SELECT id_number FROM persons
-        UNION SELECT h.id_number FROM ds_hukou h SEMI JOIN households x ON x.hukou_number = h.hukou_number
-              WHERE h.snapshot_date IN (DATE '{then.isoformat()}', DATE '{now.isoformat()}') AND h.id_number IS NOT NULL""")
+        UNION SELECT h.id_number FROM (SELECT id_number, hukou_number FROM ds_hukou_at(DATE '{then.isoformat()}')
+                                       UNION ALL SELECT id_number, hukou_number FROM ds_hukou_at(DATE '{now.isoformat()}')) h
+              SEMI JOIN households x ON x.hukou_number = h.hukou_number WHERE h.id_number IS NOT NULL""")
 
 
 def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
@@ -146,8 +146,8 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
             for ref in BY_CODE[code_].persons:
                 con.execute(f"""
                     INSERT INTO link_restage
-                    SELECT '{code_}', '{ref.role}', m.source_row FROM ds_{code_} m
-                    WHERE m.snapshot_date = DATE '{snap}' AND (
+                    SELECT '{code_}', '{ref.role}', m.source_row FROM ds_{code_}_at(DATE '{snap}') m
+                    WHERE (
                           m.{ref.id_column} IN (SELECT id_number FROM carry_touched)
                           OR (m.{ref.id_column}_status = 'excel_mangled'
                               AND substr(m.{ref.id_column}, 1, 15) IN (SELECT substr(id_number, 1, 15) FROM carry_touched))
@@ -165,14 +165,13 @@ def _map_rows(con: duckdb.DuckDBPyConnection, before: date, by_row: dict[str, tu
                 "before_row BIGINT)")
     sure = ", ".join(f"'{m}'" for m in methods)
     for code, (snap, then) in by_row.items():
-        table = f"ds_{code}"
+        table, table_then = (f"ds_{code}_at(DATE '{d.isoformat()}')" for d in (snap, then))
         con.execute(f"""
             INSERT INTO link_rowmap
             SELECT '{code}', n.source_row, n.source_file, b.before_row
-            FROM {table} n JOIN (SELECT row_hash, min(source_row) AS before_row FROM {table}
-                                 WHERE snapshot_date = DATE '{then.isoformat()}' AND row_hash IS NOT NULL
-                                 GROUP BY row_hash) b ON b.row_hash = n.row_hash
-            WHERE n.snapshot_date = DATE '{snap.isoformat()}'""")
+            FROM {table} n JOIN (SELECT row_hash, min(source_row) AS before_row FROM {table_then}
+                                 WHERE row_hash IS NOT NULL
+                                 GROUP BY row_hash) b ON b.row_hash = n.row_hash""")
         for ref in BY_CODE[code].persons:
             con.execute(f"""
                 INSERT INTO link_restage
@@ -182,8 +181,7 @@ def _map_rows(con: duckdb.DuckDBPyConnection, before: date, by_row: dict[str, tu
                                       WHERE {link_nights.on_night(link_nights.literal(before))} AND dataset = '{code}'
                                             AND role = '{ref.role}' AND method IN ({sure})) l
                                 ON l.source_row = m.before_row
-                           WHERE m.dataset = '{code}') k ON k.source_row = n.source_row
-                WHERE n.snapshot_date = DATE '{snap.isoformat()}'""")
+                           WHERE m.dataset = '{code}') k ON k.source_row = n.source_row""")
 
 
 def keep_whole(con: duckdb.DuckDBPyConnection, plan: Carry, night: date) -> int:

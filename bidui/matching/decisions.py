@@ -100,10 +100,9 @@ def stage_decided(con: duckdb.DuckDBPyConnection, in_force: dict[str, date]) -> 
                    json_object('rule', CASE d.kind WHEN 'must' THEN 'confirmed' ELSE 'barred' END,
                                'verifier', d.verifier_name, 'decided_on', strftime(d.decided_on, '%Y-%m-%d'),
                                'clue', d.clue_id)
-            FROM ds_{code} m
+            FROM ds_{code}_at(?) m
             JOIN link_decisions d ON d.dataset = ? AND d.role = ? AND d.name = m.{ref.name_column}
                  AND {named_by_decision(ref, "m", "(d.id_number)")}
             JOIN link_recs l ON l.dataset = ? AND l.role = ? AND l.source_file = m.source_file
-                 AND l.source_row = m.source_row
-            WHERE m.snapshot_date = ?""", [code, role, code, role, snap])
+                 AND l.source_row = m.source_row""", [snap, code, role, code, role])
 

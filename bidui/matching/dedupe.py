@@ -24,7 +24,7 @@ def register_duplicates(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataF
     members = wh.query(con, """
         SELECT m.source_file, m.source_row, m.household_code, m.id_number, m.id_number_status, m.name, k.simplified AS form,
                m.birth_date
-        FROM ds_register_members m LEFT JOIN name_keys k ON k.name = m.name WHERE m.snapshot_date = ?""", [snap])
+        FROM ds_register_members_at(?) m LEFT JOIN name_keys k ON k.name = m.name""", [snap])
     linked = wh.query(con, f"SELECT source_file, source_row, person_key FROM links WHERE {on_night('?::DATE')} "
                            "AND dataset = 'register_members' AND method <> 'none'", [night])
     m = members.join(linked, on=["source_file", "source_row"], how="left")

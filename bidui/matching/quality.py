@@ -9,6 +9,7 @@ from datetime import date
 
 import duckdb
 
+from bidui.connectors import snapshot_rows
 from bidui.connectors import warehouse as wh
 from bidui.datasets import DATASETS, Dataset
 from bidui.matching.records import ensure_identity
@@ -20,7 +21,7 @@ def _name_defects_sql(ds: Dataset) -> str:
     two persons counts twice, as linking sees it)."""
     counts = ", ".join(f"count(*) FILTER (WHERE regexp_matches(name_raw, {wh.sql_text(p)})) AS {k}"
                        for k, p in DEFECT_PATTERNS.items())
-    names = " UNION ALL ".join(f"SELECT {ref.name_column}_raw AS name_raw FROM {wh.table_name(ds)} WHERE snapshot_date = ?"
+    names = " UNION ALL ".join(f"SELECT {ref.name_column}_raw AS name_raw FROM {snapshot_rows.at(ds.code, '?')}"
                                for ref in ds.persons)
     return f"SELECT {counts} FROM ({names})"
 

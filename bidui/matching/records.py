@@ -39,7 +39,7 @@ IDENTITY_SQL = """
     WITH h AS (
         SELECT source_row, id_number, name, hukou_number, status, sex, substr(address_code, 1, 6) AS county,
                coalesce(birth_date, try_strptime(substr(id_number, 7, 8), '%Y%m%d')::DATE) AS born
-        FROM ds_hukou WHERE snapshot_date = ? AND id_number_status = 'valid'),
+        FROM ds_hukou_at(?) WHERE id_number_status = 'valid'),
     repeated AS (SELECT h.* FROM h SEMI JOIN (SELECT id_number FROM h GROUP BY id_number HAVING count(*) > 1) x
                  ON x.id_number = h.id_number),
     shared AS (SELECT id_number FROM repeated GROUP BY id_number
@@ -152,8 +152,8 @@ def _bring_names_up(con: duckdb.DuckDBPyConnection, snap: date, last: date | Non
         only = f" AND id_number IN (SELECT id_number FROM {changed} WHERE id_number IS NOT NULL)"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _names_now AS
-        SELECT id_number, min(name) AS name FROM ds_hukou
-        WHERE snapshot_date = ? AND id_number_status = 'valid' AND name IS NOT NULL AND name <> ''{only}
+        SELECT id_number, min(name) AS name FROM ds_hukou_at(?)
+        WHERE id_number_status = 'valid' AND name IS NOT NULL AND name <> ''{only}
         GROUP BY id_number HAVING min(name) = max(name)""", [snap])
     # A corrected number's row is replaced, not updated: DuckDB's UPDATE of a few hundred names
     # rewrote the whole four-million-row table's columns (0.55 s, against 0.07 s).
@@ -187,8 +187,8 @@ SPINE_SQL = """
         SELECT coalesce(i.person_key, h.id_number) AS person_key, h.id_number, coalesce(i.is_primary, TRUE) AS is_primary,
                h.name, h.sex, h.birth_date, h.address_code AS village, h.status, h.status_date, h.hukou_number,
                h.relation, h.source_row
-        FROM ds_hukou h LEFT JOIN hukou_identity i ON i.snapshot_date = h.snapshot_date AND i.source_row = h.source_row
-        WHERE h.snapshot_date = ? AND h.id_number_status = 'valid'),
+        FROM ds_hukou_at(?) h LEFT JOIN hukou_identity i ON i.snapshot_date = h.snapshot_date AND i.source_row = h.source_row
+        WHERE h.id_number_status = 'valid'),
     -- A person listed twice under one number is one spine row: the first by what the rows say
     -- (a living row before a cancelled one, then by household…), not by their place in the file,
     -- so that hukou sent again in another order gives the same spine (a household link reads the
@@ -264,10 +264,9 @@ def records_sql(con: duckdb.DuckDBPyConnection, night: date, only: list[str] | N
             continue
         for ref in ds.persons:
             ctx = CONTEXT.get(ds.code, {})
-            join = ("LEFT JOIN ds_register_households h ON h.household_code = m.household_code "
-                    "AND h.snapshot_date = (SELECT max(snapshot_date) FROM snapshots WHERE dataset = 'register_households' "
-                    "AND snapshot_date <= ?)") if "h." in " ".join(ctx.values()) else ""
-            args += [night] if join else []
+            join = ("LEFT JOIN ds_register_households_at(?) h ON h.household_code = m.household_code"
+                    if "h." in " ".join(ctx.values()) else "")
+            args += [snap] + ([in_force.get("register_households")] if join else [])
             parts.append(f"""
                 SELECT {len(parts)} * {REC_BLOCK} + m.source_row AS rec, '{ds.code}' AS dataset, m.source_file, m.source_row, '{ref.role}' AS role,
                        m.{ref.id_column}_raw AS id_raw, m.{ref.id_column} AS id, m.{ref.id_column}_status AS id_status,
@@ -275,10 +274,9 @@ def records_sql(con: duckdb.DuckDBPyConnection, night: date, only: list[str] | N
                        {ctx.get('birth', 'NULL::DATE')} AS birth, {ctx.get('sex', 'NULL::VARCHAR')} AS sex,
                        {ctx.get('village', 'NULL::VARCHAR')} AS village, {ctx.get('event', 'NULL::DATE')} AS event,
                        {'TRUE' if ds.code in HEAD_DATASETS else 'NULL::BOOLEAN'} AS is_head
-                FROM ds_{ds.code} m {join}
+                FROM ds_{ds.code}_at(?) m {join}
                 LEFT JOIN name_keys k ON k.name = m.{ref.name_column}
-                WHERE m.snapshot_date = ?{restaged(ds.code, ref.role) if ds.code in restage else ''}""")
-            args.append(snap)
+                WHERE TRUE{restaged(ds.code, ref.role) if ds.code in restage else ''}""")
     return (" UNION ALL ".join(parts) if parts else None), args, skipped
 
 

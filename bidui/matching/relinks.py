@@ -49,7 +49,7 @@ def _records_sql(ds_code: str, id_column: str, role: str, night: date, snap: dat
         SELECT d.h, any_value(d.id) AS id, min(l.person_key) AS person_key, min(l.method) AS method
         FROM links l JOIN (SELECT {_fingerprint(ds_code)} AS h, "{id_column}" AS id,
                                   source_file, source_row
-                           FROM ds_{ds_code} WHERE snapshot_date = DATE '{snap.isoformat()}') d
+                           FROM ds_{ds_code}_at({literal(snap)})) d
              ON d.source_file = l.source_file AND d.source_row = l.source_row
         WHERE {on_night(literal(night), 'l.')} AND l.dataset = '{ds_code}' AND l.role = '{role}'
         GROUP BY d.h"""
@@ -80,7 +80,7 @@ def _moved_sql(ds_code: str, id_column: str, role: str, night: date, before: dat
                   WHERE a.person_key IS DISTINCT FROM b.person_key) m
             JOIN (SELECT source_file, source_row, "{id_column}" AS id,
                          {_fingerprint(ds_code)} AS h
-                  FROM ds_{ds_code} WHERE snapshot_date = DATE '{snap.isoformat()}') d
+                  FROM ds_{ds_code}_at({literal(snap)})) d
                  ON d.source_file = m.source_file AND d.source_row = m.source_row
             GROUP BY d.h"""
     return f"""
@@ -175,9 +175,9 @@ def identity_events(con: duckdb.DuckDBPyConnection, before: date, after: date) -
     (一人多号); `second_gone`: the reverse."""
     shared = """SELECT DISTINCT split_part(person_key, '~', 1) AS id_number FROM hukou_identity
                 WHERE snapshot_date = ? AND contains(person_key, '~')"""
-    second = """SELECT DISTINCT h.id_number FROM hukou_identity i
-                JOIN ds_hukou h ON h.snapshot_date = i.snapshot_date AND h.source_row = i.source_row
-                WHERE i.snapshot_date = ? AND NOT i.is_primary"""
+    second = """SELECT DISTINCT h.id_number FROM ds_hukou_at(?) h
+                JOIN hukou_identity i ON i.snapshot_date = h.snapshot_date AND i.source_row = h.source_row
+                WHERE NOT i.is_primary"""
     counts = {}
     for name, sql, a, b in (("split", shared, after, before), ("merged", shared, before, after),
                             ("second_found", second, after, before), ("second_gone", second, before, after)):

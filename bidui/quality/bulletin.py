@@ -15,6 +15,7 @@ from datetime import date
 
 import duckdb
 
+from bidui.connectors import snapshot_rows
 from bidui.connectors import warehouse as wh
 from bidui.datasets import BY_CODE, DATASETS, Dataset
 from bidui.matching.link_nights import on_night
@@ -109,15 +110,15 @@ def _shared_ids(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, snap: 
     c = ds.persons[0].id_column
     sql = f"""
         SELECT count(*) FROM (
-            SELECT d.{c} FROM {wh.table_name(ds)} d JOIN links l ON {on_night('?::DATE', 'l.')} AND l.dataset = ?
+            SELECT d.{c} FROM {snapshot_rows.at(ds.code, '?')} d JOIN links l ON {on_night('?::DATE', 'l.')} AND l.dataset = ?
                  AND l.source_file = d.source_file AND l.source_row = d.source_row
-            WHERE d.snapshot_date = ? AND d.{c}_status = 'valid' AND l.person_key IS NOT NULL
+            WHERE d.{c}_status = 'valid' AND l.person_key IS NOT NULL
             GROUP BY d.{c} HAVING count(DISTINCT l.person_key) > 1)"""
     # hash(hash(row)), as the register's digest: a row's hash XORs its last column's in.
     (n, total), = con.execute("SELECT count(*), coalesce(sum(hash(hash(source_file, source_row, person_key))::HUGEINT), 0) "
                               f"FROM links WHERE {on_night('?::DATE')} AND dataset = ?", [night, ds.code]).fetchall()
     counted = wh.counted_once(con, ds.code, snap, f"{sql}\x1elinks {n}:{total}",
-                              lambda _load: {"shared_ids": int(con.execute(sql, [night, ds.code, snap]).fetchone()[0])})
+                              lambda _load: {"shared_ids": int(con.execute(sql, [snap, night, ds.code]).fetchone()[0])})
     return int(counted["shared_ids"])
 
 
@@ -133,8 +134,8 @@ def _counts_sql(ds: Dataset) -> str:
     selects = ["k", "count(*)", "count(*) FILTER (WHERE rejected_columns IS NOT NULL)",
                "count(*) FILTER (WHERE " + " OR ".join(f"({p})" for p in problems) + ")",
                *(f"count(*) FILTER (WHERE {_empty(c)})" for c in required)]
-    return (f"SELECT {', '.join(selects)} FROM (SELECT *, {kind} AS k FROM {wh.table_name(ds)} "
-            "WHERE snapshot_date = ?) GROUP BY k ORDER BY k")
+    return (f"SELECT {', '.join(selects)} FROM (SELECT *, {kind} AS k FROM {snapshot_rows.at(ds.code, '?')}) "
+            "GROUP BY k ORDER BY k")
 
 
 def snapshot_counts(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date) -> dict:
@@ -233,18 +234,18 @@ def problems(con: duckdb.DuckDBPyConnection, night: date, department: str) -> It
         snap = snaps.get(ds.code)
         if snap is None:
             continue
-        table = wh.table_name(ds)
+        table = snapshot_rows.at(ds.code, "?")
         parts = [(f"SELECT r.file, r.source_row, r.column_name, r.value, 'reject_' || {reject_kind_sql('r.reason')} "
                   "FROM rejects r JOIN snapshots s ON s.load_id = r.load_id WHERE s.dataset = ? AND s.snapshot_date = ?",
                   [ds.code, snap])]
         for ref in ds.persons:
             c, n = ref.id_column, ref.name_column
             parts.append((f"SELECT source_file, source_row, '{c}', {c}_raw, 'id_' || k FROM "
-                          f"(SELECT *, {id_kind_sql(c)} AS k FROM {table} WHERE snapshot_date = ?) WHERE k IS NOT NULL",
+                          f"(SELECT *, {id_kind_sql(c)} AS k FROM {table}) WHERE k IS NOT NULL",
                           [snap]))
             for kind, pattern in DEFECT_PATTERNS.items():
                 parts.append((f"SELECT source_file, source_row, '{n}', {n}_raw, 'name_{kind}' FROM {table} "
-                              f"WHERE snapshot_date = ? AND regexp_matches(coalesce({n}_raw, ''), {wh.sql_text(pattern)})",
+                              f"WHERE regexp_matches(coalesce({n}_raw, ''), {wh.sql_text(pattern)})",
                               [snap]))
         sql = " UNION ALL ".join(f"({q})" for q, _ in parts) + " ORDER BY 1, 2, 3, 5"
         args = [a for _, params in parts for a in params]

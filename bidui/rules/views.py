@@ -23,6 +23,7 @@ from datetime import date
 
 import duckdb
 
+from bidui.connectors import snapshot_rows
 from bidui.connectors import warehouse as wh
 from bidui.datasets import DATASETS
 from bidui.matching.link import LINKS_SCHEMA
@@ -62,11 +63,12 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
     con.execute(LINKS_SCHEMA)
     for ds in DATASETS:
         snap = in_force.get(ds.code)
-        where = f"d.snapshot_date = DATE '{snap}'" if snap else "FALSE"
+        # No snapshot in force: NULL, no rows (bidui.connectors.snapshot_rows)
+        rows = snapshot_rows.at(ds.code, f"DATE '{snap}'" if snap else "NULL::DATE")
         kind = "VIEW" if ds.code in ALWAYS_VIEWS else "TABLE" if ds.code in ALWAYS_TABLES or uses[ds.code] >= 2 else "VIEW"
         _drop(con, f"{ds.code}_linked")
         if not ds.persons:
-            con.execute(f"CREATE TEMP {kind} {ds.code}_linked AS SELECT d.* EXCLUDE ({HASHES}) FROM ds_{ds.code} d WHERE {where}")
+            con.execute(f"CREATE TEMP {kind} {ds.code}_linked AS SELECT d.* EXCLUDE ({HASHES}) FROM {rows} d")
             continue
         if ds.code == "hukou":
             # The spine is not linked: each record's person is its identity (bidui.matching.records).
@@ -79,8 +81,7 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
                        NULL::VARCHAR AS link_method, NULL::DOUBLE AS link_score, NULL::VARCHAR AS link_explanation,
                        coalesce(i.person_key, CASE WHEN d.id_number_status = 'valid' THEN d.id_number END) AS person_key,
                        coalesce(i.is_primary, TRUE) AS is_primary
-                FROM ds_hukou d LEFT JOIN hukou_identity i ON i.snapshot_date = d.snapshot_date AND i.source_row = d.source_row
-                WHERE {where}""")
+                FROM {rows} d LEFT JOIN hukou_identity i ON i.snapshot_date = d.snapshot_date AND i.source_row = d.source_row""")
             continue
         ref = ds.persons[0]
         con.execute(f"""
@@ -93,10 +94,9 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
                    CASE WHEN l.method <> 'none' OR contains(l.explanation, '"rule":"barred"') THEN l.explanation
                    END AS link_explanation,
                    CASE WHEN l.method <> 'none' THEN l.person_key END AS person_key
-            FROM ds_{ds.code} d
+            FROM {rows} d
             LEFT JOIN links l ON {on_night(f"DATE '{night}'", 'l.')} AND l.dataset = '{ds.code}' AND l.source_file = d.source_file
-                 AND l.source_row = d.source_row AND l.role = '{ref.role}'
-            WHERE {where}""")
+                 AND l.source_row = d.source_row AND l.role = '{ref.role}'""")
     con.execute("CREATE OR REPLACE TEMP VIEW hukou AS SELECT * FROM hukou_linked")
     # One hukou row per person and number: a person listed twice under one number (in two
     # households, a public-security defect) made every member row of theirs two, and a rule

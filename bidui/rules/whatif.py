@@ -210,6 +210,9 @@ def _open(home: Home, temp_dir: str) -> duckdb.DuckDBPyConnection:
             raise WarehouseBusy(BUSY) from None
         raise
     con.execute("SET enable_progress_bar = false")
+    from bidui.connectors import snapshot_rows
+
+    snapshot_rows.create_macros(con, temporary=True)  # as this code reads (the stored ones may be older)
     return con
 
 

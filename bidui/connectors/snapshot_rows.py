@@ -1,0 +1,95 @@
+"""A dataset's snapshot as readers see it: `ds_<code>_at(night)`, a table macro.
+
+A row of a snapshot table (ds_<code>) is stored for the night it was delivered (`snapshot_date`)
+and may hold on later snapshots of its dataset, through `last_date`, when it came again at the same
+row of the file with the same content (NULL: that snapshot only). Every reader asks for one
+snapshot through the macro, never `WHERE snapshot_date = ...`: the macro gives each row as the
+snapshot of that night would have stored it — its night, load and file are that snapshot's — so
+what a reader sees does not depend on whether a row was stored again or kept.
+
+A night with no snapshot of the dataset has no rows: a kept row shows on the nights of the
+dataset's snapshots (the snapshots table), not on the nights between them.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+
+from bidui.datasets import DATASETS
+
+
+def at(code: str, night_sql: str) -> str:
+    """The table expression of dataset `code`'s snapshot of `night_sql` (a SQL date: a literal, `?`
+    or a column of an outer query is not allowed — a table macro takes a constant or a parameter)."""
+    return f"ds_{code}_at({night_sql})"
+
+
+def create_macros(con: duckdb.DuckDBPyConnection, *, temporary: bool = False) -> None:
+    """The macros of every dataset: stored in the warehouse, replaced on each opening (so they
+    match the code that reads through them, and any connection to the file has them); `temporary`,
+    on this connection only (a read-only one)."""
+    for ds in DATASETS:
+        table = f"ds_{ds.code}"
+        con.execute(f"""
+            CREATE OR REPLACE {'TEMP ' if temporary else ''}MACRO {table}_at(night) AS TABLE
+            SELECT * EXCLUDE (last_date) FROM {table} WHERE snapshot_date = night
+            UNION ALL BY NAME
+            SELECT night::DATE AS snapshot_date, s.load_id, s.file AS source_file,
+                   d.* EXCLUDE (snapshot_date, load_id, source_file, last_date)
+            FROM {table} d, (SELECT load_id, file FROM snapshots WHERE dataset = '{ds.code}' AND snapshot_date = night) s
+            WHERE d.snapshot_date < night AND night <= d.last_date""")
+
+
+def _literal(night: date) -> str:
+    return f"DATE '{night.isoformat()}'"
+
+
+def forget(con: duckdb.DuckDBPyConnection, code: str, night: date) -> None:
+    """Dataset `code` has no rows on `night` any more; its other snapshots keep theirs (inside the
+    caller's transaction, before the night's snapshot is stored again or its row in the snapshots
+    table goes). A row kept through the night onto later snapshots holds again from the next one
+    (as stored there: that snapshot's night, load and file); one kept into it holds until the
+    snapshot before it."""
+    table, n = f"ds_{code}", _literal(night)
+    before, after = con.execute(
+        "SELECT max(snapshot_date) FILTER (WHERE snapshot_date < ?), min(snapshot_date) FILTER (WHERE snapshot_date > ?) "
+        "FROM snapshots WHERE dataset = ?", [night, night, code]).fetchone()
+    if after is not None:
+        a = _literal(after)
+        load, file = con.execute("SELECT load_id, file FROM snapshots WHERE dataset = ? AND snapshot_date = ?",
+                                 [code, after]).fetchone()
+        # Stored before the night and kept past it: the part after it, stored as of the next snapshot.
+        con.execute(f"INSERT INTO {table} SELECT * REPLACE ({a} AS snapshot_date, ?::BIGINT AS load_id, "
+                    f"?::VARCHAR AS source_file) FROM {table} WHERE snapshot_date < {n} AND last_date > {n}",
+                    [load, file])
+        # Stored on the night and kept past it: as of the next snapshot.
+        con.execute(f"UPDATE {table} SET snapshot_date = {a}, load_id = ?, source_file = ? "
+                    f"WHERE snapshot_date = {n} AND last_date > {n}", [load, file])
+    # Kept into it: until the snapshot before it.
+    con.execute(f"UPDATE {table} SET last_date = ? WHERE snapshot_date < {n} AND last_date >= {n}", [before])
+    con.execute(f"DELETE FROM {table} WHERE snapshot_date = {n}")
+
+
+def keep(con: duckdb.DuckDBPyConnection, code: str, night: date, before: date, carried: str) -> str | None:
+    """Keep on `night` the rows of the dataset's snapshot of `before` that tonight's file delivered
+    again at the same row with the same content and line (`carried`: a relation of tonight's rows
+    delivered as before, with source_row, raw_hash, line_hash), instead of storing them again:
+    their `last_date` moves on (inside the caller's transaction). Only when `before` is the
+    dataset's last snapshot and earlier than the night; then the name of a temp table of the
+    source rows kept (tonight's other rows are stored as before), else None."""
+    last = con.execute("SELECT max(snapshot_date) FROM snapshots WHERE dataset = ?", [code]).fetchone()[0]
+    if last is None or last != before or before >= night:
+        return None
+    table, b = f"ds_{code}", _literal(before)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _kept_rows AS
+        SELECT c.source_row FROM {carried} c JOIN {at(code, b)} d
+            ON d.source_row = c.source_row AND d.raw_hash = c.raw_hash AND d.line_hash IS NOT DISTINCT FROM c.line_hash""")
+    # Every row of the last snapshot ends on it: the ones kept end on the night now.
+    con.execute(f"""
+        UPDATE {table} SET last_date = {_literal(night)}
+        WHERE snapshot_date <= {b} AND coalesce(last_date, snapshot_date) = {b}
+          AND source_row IN (SELECT source_row FROM _kept_rows)""")
+    return "_kept_rows"

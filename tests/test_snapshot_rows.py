@@ -1,0 +1,109 @@
+"""Snapshot rows kept in place (issue 18; bidui.connectors.snapshot_rows): a row a department
+delivers again at the same place in its file, saying the same, is not stored again — its
+`last_date` moves on — and every reader, through `ds_<code>_at(night)`, sees each night's snapshot
+exactly as storing every row would have stored it: when a middle night is run again with another
+file, and when a snapshot is withdrawn."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from bidui.connectors import snapshot_rows
+from bidui.connectors import warehouse as wh
+from bidui.connectors.ingest import ingest_night
+from tests.test_ingest_carry import HEADER, LOOSE, deliver, pid
+
+N1 = date(2026, 11, 20)
+N1, N2, N3, N4 = (N1 + timedelta(days=i) for i in range(4))
+ROWS = [[pid(f"52900119600101{i:03d}"), "张王李赵"[i // 10] + "明华强勇军芳丽娜静敏"[i % 10], "2026年3月3日"]
+        for i in range(40)]
+
+
+def _renamed(rows: list[list[str]], *places: int) -> list[list[str]]:
+    return [[r[0], r[1] + "某", r[2]] if i in places else r for i, r in enumerate(rows)]
+
+
+ADDED = [pid("52900119700202123"), "钱多多", "2026年4月4日"]
+NIGHT2 = [*_renamed(ROWS, 5), ADDED]  # one row changed, one added at the end
+NIGHT3 = _renamed(NIGHT2, 10)  # one more changed: the rest as night 2
+NIGHT4 = NIGHT3[::-1]  # every row at another place but the middle one
+NIGHT2_AGAIN = _renamed(ROWS, 7)  # night 2 run again with another file
+
+
+@pytest.fixture
+def homes(tmp_path: Path):
+    cons = [wh.connect(tmp_path / "kept.duckdb"), wh.connect(tmp_path / "whole.duckdb")]
+    yield cons
+    for con in cons:
+        con.close()
+
+
+def _ingest(homes, folder: Path, night: date) -> None:
+    for con, carry in zip(homes, (True, False), strict=True):
+        outcomes = ingest_night(con, folder, night, workers=1, carry=carry, limits=LOOSE)
+        assert [o.status for o in outcomes if o.dataset == "deaths"] == ["accepted"], outcomes
+
+
+def _seen(con, night: date) -> list[tuple]:
+    return con.execute("SELECT * EXCLUDE (load_id) FROM ds_deaths_at(?) ORDER BY source_row", [night]).fetchall()
+
+
+def _stored(con) -> dict[date, int]:
+    return dict(con.execute("SELECT snapshot_date, count(*) FROM ds_deaths GROUP BY 1").fetchall())
+
+
+def _same(homes, nights=(N1, N2, N3, N4)) -> None:
+    for night in nights:
+        kept, whole = (_seen(con, night) for con in homes)
+        assert kept == whole, night
+
+
+def test_rows_delivered_again_in_place_are_kept_and_read_as_if_stored(homes, tmp_path: Path) -> None:
+    for night, rows in ((N1, ROWS), (N2, NIGHT2), (N3, NIGHT3), (N4, NIGHT4)):
+        _ingest(homes, deliver(tmp_path / "in", night, HEADER, rows), night)
+    _same(homes)
+    names = [n for n, in homes[0].execute("SELECT name FROM ds_deaths_at(?) ORDER BY source_row", [N3]).fetchall()]
+    assert names == [r[1] for r in NIGHT3]
+    # Stored: night 2 its changed and added rows; night 3 its one changed row; night 4 every row
+    # but the middle one, which stayed in place.
+    assert _stored(homes[0]) == {N1: 40, N2: 2, N3: 1, N4: 40}
+    assert _stored(homes[1]) == {N1: 40, N2: 41, N3: 41, N4: 41}
+    # A row kept shows the night's own file and night, as stored whole.
+    (files,), = homes[0].execute("SELECT list(DISTINCT source_file) FROM ds_deaths_at(?)", [N3]).fetchall()
+    assert files == [f"死亡医学证明_{N3:%m%d}.csv"]
+
+
+def test_a_middle_night_run_again_or_withdrawn_leaves_the_other_nights_as_they_were(homes, tmp_path: Path) -> None:
+    for night, rows in ((N1, ROWS), (N2, NIGHT2), (N3, NIGHT3), (N4, NIGHT4)):
+        _ingest(homes, deliver(tmp_path / "in", night, HEADER, rows), night)
+    before = {night: _seen(homes[1], night) for night in (N1, N3, N4)}
+    # Night 2 again with another file: the rows kept from night 1 through night 2 into night 3 are
+    # cut around it; night 2 is stored whole (its rows come from its own earlier snapshot).
+    _ingest(homes, deliver(tmp_path / "again", N2, HEADER, NIGHT2_AGAIN), N2)
+    _same(homes)
+    assert {n: _seen(homes[0], n) for n in (N1, N3, N4)} == before
+    assert [n for n, in homes[0].execute("SELECT name FROM ds_deaths_at(?) ORDER BY source_row", [N2]).fetchall()] \
+        == [r[1] for r in NIGHT2_AGAIN]
+    # Night 3's snapshot withdrawn: nights 1, 2 and 4 as they were, none on night 3.
+    for con in homes:
+        snapshot_rows.forget(con, "deaths", N3)
+        con.execute("DELETE FROM snapshots WHERE dataset = 'deaths' AND snapshot_date = ?", [N3])
+    _same(homes)
+    assert _seen(homes[0], N3) == [] and _seen(homes[0], N4) == before[N4]
+    # No row is stored twice for a night, and every row's nights end on a snapshot of its dataset.
+    assert homes[0].execute("""
+        SELECT count(*) FROM ds_deaths d WHERE coalesce(d.last_date, d.snapshot_date) NOT IN
+            (SELECT snapshot_date FROM snapshots WHERE dataset = 'deaths')""").fetchone() == (0,)
+
+
+def test_a_night_not_after_the_last_snapshot_stores_every_row(homes, tmp_path: Path) -> None:
+    """A folder that came late (night 2 after night 3): its rows are stored whole, not kept (a
+    range may only grow from the dataset's last snapshot)."""
+    _ingest(homes, deliver(tmp_path / "in", N1, HEADER, ROWS), N1)
+    _ingest(homes, deliver(tmp_path / "in", N3, HEADER, NIGHT3), N3)
+    _ingest(homes, deliver(tmp_path / "in", N2, HEADER, NIGHT2), N2)
+    _same(homes)
+    assert _stored(homes[0])[N2] == 41
