@@ -40,9 +40,9 @@ def _spy(monkeypatch) -> list[tuple[date, int]]:
     staged: list[tuple[date, int]] = []
     real = wh.stage_carried_rows
 
-    def spy(con, ds, snap, rows):
+    def spy(con, ds, snap, rows, *rest):
         staged.append((snap, rows.height))
-        return real(con, ds, snap, rows)
+        return real(con, ds, snap, rows, *rest)
 
     monkeypatch.setattr(wh, "stage_carried_rows", spy)
     return staged

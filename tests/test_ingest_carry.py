@@ -63,9 +63,9 @@ def test_rows_delivered_again_are_carried_and_the_snapshot_is_the_same(tmp_path:
     carried: list[int] = []
     real = wh.stage_carried_rows
 
-    def spy(con, ds, snap, rows):
+    def spy(con, ds, snap, rows, *rest):
         carried.append(rows.height)
-        return real(con, ds, snap, rows)
+        return real(con, ds, snap, rows, *rest)
 
     monkeypatch.setattr(wh, "stage_carried_rows", spy)
     cons = [wh.connect(tmp_path / "carry.duckdb"), wh.connect(tmp_path / "all.duckdb")]
@@ -101,7 +101,7 @@ def test_nothing_is_carried_under_other_limits_or_from_a_later_snapshot(tmp_path
     earlier = deliver(inbox, NIGHTS[0], HEADER, [*SAME, AHEAD])
     carried: list[int] = []
     real = wh.stage_carried_rows
-    monkeypatch.setattr(wh, "stage_carried_rows", lambda con, ds, snap, rows: carried.append(rows.height) or real(con, ds, snap, rows))
+    monkeypatch.setattr(wh, "stage_carried_rows", lambda con, ds, snap, rows, *rest: carried.append(rows.height) or real(con, ds, snap, rows, *rest))
     con = wh.connect(tmp_path / "w.duckdb")
     try:
         if edit == "limits":

@@ -474,7 +474,7 @@ def _store_read(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: 
     if result.carried is not None and result.carried_from is not None:
         # The rows delivered as before take the values they were given then (see normalise.Known),
         # copied inside DuckDB: they are counted and stored without coming back to Python.
-        carried = wh.stage_carried_rows(con, ds, result.carried_from, result.carried)
+        carried = wh.stage_carried_rows(con, ds, result.carried_from, result.carried, night)
         if carried != result.carried.height:  # the snapshot in force changed under the run
             o = FileOutcome(name, ds.code, "refused", result.rows_read, 0, 0, time.perf_counter() - start,
                             f"{name}: could not be stored (the {ds.code} snapshot in force changed while it was read); "
@@ -494,7 +494,7 @@ def _store_rows(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: 
                     evidence=p.evidence)
     whole = _whole(p)
     last = wh.last_snapshot(con, ds.code, night)
-    now = profile_query(con, ds, wh.tonight_rows_sql(ds)) if carried or p.profile is None else p.profile
+    now = profile_query(con, ds, wh.tonight_rows_sql(con, ds)) if carried or p.profile is None else p.profile
     held = whole + checks(ds, result, lim, (last[0], profile_snapshot(con, ds, last[0])) if last else None, name, now)
     if p.changed:
         o.incomplete = True

@@ -30,8 +30,17 @@ def create_macros(con: duckdb.DuckDBPyConnection, *, temporary: bool = False) ->
     """The macros of every dataset: stored in the warehouse, replaced on each opening (so they
     match the code that reads through them, and any connection to the file has them); `temporary`,
     on this connection only (a read-only one)."""
+    columns = con.execute("SELECT table_name, bool_or(column_name = 'last_date') FROM duckdb_columns() "
+                          "WHERE table_name LIKE 'ds\\_%' ESCAPE '\\' GROUP BY ALL").fetchall()
+    kept = dict(columns)
     for ds in DATASETS:
         table = f"ds_{ds.code}"
+        if table not in kept:  # (a dataset added since a read-only warehouse was made: read as before, it fails)
+            continue
+        if not kept[table]:  # a warehouse of an earlier version, read-only (what-if): every row is its night's
+            con.execute(f"CREATE OR REPLACE {'TEMP ' if temporary else ''}MACRO {table}_at(night) AS TABLE "
+                        f"SELECT * FROM {table} WHERE snapshot_date = night")
+            continue
         con.execute(f"""
             CREATE OR REPLACE {'TEMP ' if temporary else ''}MACRO {table}_at(night) AS TABLE
             SELECT * EXCLUDE (last_date) FROM {table} WHERE snapshot_date = night
@@ -72,24 +81,19 @@ def forget(con: duckdb.DuckDBPyConnection, code: str, night: date) -> None:
     con.execute(f"DELETE FROM {table} WHERE snapshot_date = {n}")
 
 
-def keep(con: duckdb.DuckDBPyConnection, code: str, night: date, before: date, carried: str) -> str | None:
+def keep(con: duckdb.DuckDBPyConnection, code: str, night: date, before: date, in_place: str) -> bool:
     """Keep on `night` the rows of the dataset's snapshot of `before` that tonight's file delivered
-    again at the same row with the same content and line (`carried`: a relation of tonight's rows
-    delivered as before, with source_row, raw_hash, line_hash), instead of storing them again:
-    their `last_date` moves on (inside the caller's transaction). Only when `before` is the
-    dataset's last snapshot and earlier than the night; then the name of a temp table of the
-    source rows kept (tonight's other rows are stored as before), else None."""
+    again at the same row with the same content and line (`in_place`: a table of their source
+    rows), instead of storing them again: their `last_date` moves on (inside the caller's
+    transaction). Only when `before` is the dataset's last snapshot and earlier than the night
+    (whether it was kept)."""
     last = con.execute("SELECT max(snapshot_date) FROM snapshots WHERE dataset = ?", [code]).fetchone()[0]
     if last is None or last != before or before >= night:
-        return None
-    table, b = f"ds_{code}", _literal(before)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _kept_rows AS
-        SELECT c.source_row FROM {carried} c JOIN {at(code, b)} d
-            ON d.source_row = c.source_row AND d.raw_hash = c.raw_hash AND d.line_hash IS NOT DISTINCT FROM c.line_hash""")
+        return False
+    b = _literal(before)
     # Every row of the last snapshot ends on it: the ones kept end on the night now.
     con.execute(f"""
-        UPDATE {table} SET last_date = {_literal(night)}
+        UPDATE ds_{code} SET last_date = {_literal(night)}
         WHERE snapshot_date <= {b} AND coalesce(last_date, snapshot_date) = {b}
-          AND source_row IN (SELECT source_row FROM _kept_rows)""")
-    return "_kept_rows"
+          AND source_row IN (SELECT source_row FROM {in_place})""")
+    return True

@@ -264,22 +264,24 @@ def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, loa
     # The night, load and file are constants of the statement, not columns added to the rows.
     rows_sql = f"SELECT ?::DATE, ?::BIGINT, ?::VARCHAR, {own}, {row_hash_sql(ds)}, {raw}, {line} FROM {rows}"
     args: list = [night, load_id, file]
-    kept = None
     if carried:
         # Same values, so the same row hash; the fingerprint is of the same text. In row order, as a
         # file normalised whole is stored.
         carried_line = "line_hash" if line_form else "NULL::UHUGEINT"
-        if carried_from is not None:
-            kept = snapshot_rows.keep(con, ds.code, night, carried_from,
-                                      f"(SELECT source_row, raw_hash, {carried_line} AS line_hash FROM {CARRIED_ROWS})")
-        rest = f"{CARRIED_ROWS} ANTI JOIN {kept} USING (source_row)" if kept else CARRIED_ROWS
+        in_place = _in_place(con)
+        # (Without a form, a row stored whole has no line fingerprint: one that has one is not the same.)
+        same_lines = line_form or not con.execute(f"SELECT count(line_hash) FROM {IN_PLACE}").fetchone()[0] \
+            if in_place else False
+        kept = bool(in_place and same_lines and carried_from is not None
+                    and snapshot_rows.keep(con, ds.code, night, carried_from, IN_PLACE))
+        rest = f"SELECT * FROM {CARRIED_ROWS}"
+        if in_place and not kept:
+            rest += f" UNION ALL BY NAME SELECT * FROM {IN_PLACE_ROWS}"
         rows_sql = (f"SELECT * FROM ({rows_sql} UNION ALL SELECT ?::DATE, ?::BIGINT, ?::VARCHAR, {own}, row_hash, raw_hash, "
-                    f"{carried_line} FROM {rest}) ORDER BY source_row")
+                    f"{carried_line} FROM ({rest})) ORDER BY source_row")
         args += [night, load_id, file]
     con.execute(f"INSERT INTO {table} (snapshot_date, load_id, source_file, {own}, row_hash, raw_hash, line_hash) "
                 f"{rows_sql}", args)
-    if kept:
-        con.execute(f"DROP TABLE {kept}")
     con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)", [ds.code, night, load_id, file, sha256, count + carried])
     if line_form:
         con.execute("INSERT OR REPLACE INTO line_forms VALUES (?, ?)", [load_id, line_form])
@@ -309,43 +311,72 @@ def known_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date) -> Know
 
 
 # Tonight's rows delivered as before, with their values from the snapshot they were read for
-# (`stage_carried_rows`), until `apply_snapshot` stores them: they never leave DuckDB.
+# (`stage_carried_rows`), until `apply_snapshot` stores them: they never leave DuckDB. Those at the
+# same place in that snapshot, with the same fingerprints (most of a file sent again), are only
+# listed (IN_PLACE: source_row, line_hash) and read from it where they lie (IN_PLACE_ROWS, a view):
+# they are usually kept there (bidui.connectors.snapshot_rows), not written anywhere.
 CARRIED_ROWS = "_carried_rows"
+IN_PLACE = "_carried_in_place"
+IN_PLACE_ROWS = "_carried_in_place_rows"
 
 
-def stage_carried_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, carried: pl.DataFrame) -> int:
+def stage_carried_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, carried: pl.DataFrame,
+                       night: date | None = None) -> int:
     """The rows of the snapshot of `snap` whose fingerprints `carried` (source_row, raw_hi, raw_lo;
     and line_hi, line_lo: tonight's lines' own) lists, as the normaliser would give them tonight —
-    its columns, at tonight's source rows, with their row hash and fingerprint — into the temp table
-    CARRIED_ROWS; how many were found (fewer than listed: that snapshot changed since the file was
-    read). Copied before tonight's snapshot replaces anything: `snap` may be tonight's own earlier one.
-    A row's line fingerprint is always tonight's: the row carried may have been read from a line in
-    another form."""
+    its columns, at tonight's source rows, with their row hash and fingerprint — staged as
+    CARRIED_ROWS and, for a snapshot before `night`, IN_PLACE_ROWS; how many were found (fewer
+    than listed: that snapshot changed since the file was read). Copied before tonight's snapshot
+    replaces anything when `snap` may be tonight's own earlier one (`night` not given, or not after
+    it). A row's line fingerprint is always tonight's: the row carried may have been read from a
+    line in another form."""
     cols = ", ".join(f'd."{n}"' for n, _ in table_columns(ds) if n != "source_row")
     line = raw_whole_sql("c.", "line") if {"line_hi", "line_lo"} <= set(carried.columns) else "NULL::UHUGEINT"
+    at = snapshot_rows.at(ds.code, f"DATE '{snap.isoformat()}'")
+    drop_carried_rows(con)
     with registered(con, "_carried", carried):
+        source = "_carried"
+        if night is not None and snap < night:
+            con.execute(f"""
+                CREATE TEMP TABLE {IN_PLACE} AS
+                SELECT c.source_row, {line} AS line_hash
+                FROM _carried c JOIN (SELECT source_row, raw_hash, line_hash FROM {at}) d
+                     ON d.source_row = c.source_row AND d.raw_hash = {raw_whole_sql('c.')}
+                        AND d.line_hash IS NOT DISTINCT FROM {line}""")
+            con.execute(f"CREATE TEMP VIEW {IN_PLACE_ROWS} AS SELECT d.source_row, {cols}, d.row_hash, d.raw_hash, "
+                        f"c.line_hash FROM {at} d JOIN {IN_PLACE} c USING (source_row)")
+            source = f"(SELECT * FROM _carried ANTI JOIN {IN_PLACE} USING (source_row))"
         con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {CARRIED_ROWS} AS
+            CREATE TEMP TABLE {CARRIED_ROWS} AS
             SELECT c.source_row, {cols}, d.row_hash, d.raw_hash, {line} AS line_hash
-            FROM _carried c JOIN {snapshot_rows.at(ds.code, '?')} d ON d.raw_hash = {raw_whole_sql('c.')}""",
-                    [snap])
+            FROM {source} c JOIN {at} d ON d.raw_hash = {raw_whole_sql('c.')}""")
     (n,), = con.execute(f"SELECT count(*) FROM {CARRIED_ROWS}").fetchall()
-    return int(n)
+    return int(n) + (_in_place(con) or 0)
+
+
+def _in_place(con: duckdb.DuckDBPyConnection) -> int | None:
+    """How many rows IN_PLACE lists (None: none was staged)."""
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [IN_PLACE]).fetchone()[0]:
+        return None
+    return int(con.execute(f"SELECT count(*) FROM {IN_PLACE}").fetchone()[0])
 
 
 def drop_carried_rows(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(f"DROP TABLE IF EXISTS {CARRIED_ROWS}")
+    con.execute(f"DROP VIEW IF EXISTS {IN_PLACE_ROWS}")
+    for table in (IN_PLACE, CARRIED_ROWS):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 # Tonight's normalised rows of the file being stored, as DuckDB reads them (bidui.connectors.ingest).
 NEW_ROWS = "_new"
 
 
-def tonight_rows_sql(ds: Dataset) -> str:
-    """The rows `apply_snapshot` would store, as a query over NEW_ROWS and CARRIED_ROWS: for
-    profiling them in DuckDB."""
+def tonight_rows_sql(con: duckdb.DuckDBPyConnection, ds: Dataset) -> str:
+    """The rows `apply_snapshot` would store, as a query over NEW_ROWS and the carried rows staged:
+    for profiling them in DuckDB."""
     names = ", ".join(f'"{n}"' for n, _ in table_columns(ds))
-    return f"SELECT {names} FROM {NEW_ROWS} UNION ALL SELECT {names} FROM {CARRIED_ROWS}"
+    sql = f"SELECT {names} FROM {NEW_ROWS} UNION ALL SELECT {names} FROM {CARRIED_ROWS}"
+    return sql + (f" UNION ALL SELECT {names} FROM {IN_PLACE_ROWS}" if _in_place(con) is not None else "")
 
 
 def add_rejects(con: duckdb.DuckDBPyConnection, load_id: int, file: str, rejects: pl.DataFrame) -> None:
