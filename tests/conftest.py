@@ -88,3 +88,15 @@ def home(published_home, tmp_path: Path):
     copy = tmp_path / "home"
     shutil.copytree(root, copy)
     return Home(copy), town, other
+
+
+@pytest.fixture
+def homes(tmp_path: Path):
+    """Two warehouses for the same nights: the first carries and keeps what it can, the second is
+    given every row (`carry=False`), the reference."""
+    from bidui.connectors import warehouse as wh
+
+    cons = [wh.connect(tmp_path / "kept.duckdb"), wh.connect(tmp_path / "whole.duckdb")]
+    yield cons
+    for con in cons:
+        con.close()

@@ -48,13 +48,6 @@ def _spy(monkeypatch) -> list[tuple[date, int]]:
     return staged
 
 
-@pytest.fixture
-def homes(tmp_path: Path):
-    cons = [wh.connect(tmp_path / "carry.duckdb"), wh.connect(tmp_path / "scratch.duckdb")]
-    yield cons
-    for con in cons:
-        con.close()
-
 
 def test_a_night_run_again_with_another_file_keeps_every_row(tmp_path: Path, homes, monkeypatch) -> None:
     """The rows carried come from tonight's own snapshot, which the new file replaces: every row

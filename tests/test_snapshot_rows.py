@@ -9,10 +9,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
-import pytest
-
 from bidui.connectors import snapshot_rows
-from bidui.connectors import warehouse as wh
 from bidui.connectors.ingest import ingest_night
 from tests.test_ingest_carry import HEADER, LOOSE, deliver, pid
 
@@ -32,13 +29,6 @@ NIGHT3 = _renamed(NIGHT2, 10)  # one more changed: the rest as night 2
 NIGHT4 = NIGHT3[::-1]  # every row at another place but the middle one
 NIGHT2_AGAIN = _renamed(ROWS, 7)  # night 2 run again with another file
 
-
-@pytest.fixture
-def homes(tmp_path: Path):
-    cons = [wh.connect(tmp_path / "kept.duckdb"), wh.connect(tmp_path / "whole.duckdb")]
-    yield cons
-    for con in cons:
-        con.close()
 
 
 def _ingest(homes, folder: Path, night: date) -> None:

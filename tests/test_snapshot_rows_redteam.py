@@ -81,13 +81,6 @@ def empty(root: Path, night: date) -> Path:
 # ---------------------------------------------------------------- the two homes
 
 
-@pytest.fixture
-def homes(tmp_path: Path):
-    cons = [wh.connect(tmp_path / "kept.duckdb"), wh.connect(tmp_path / "whole.duckdb")]
-    yield cons
-    for con in cons:
-        con.close()
-
 
 def both(homes, folder: Path, night: date, *, force: bool = False, want: str | None = "accepted") -> str | None:
     """Ingest the folder in both homes (one keeping rows, one storing every row); the deaths
