@@ -30,7 +30,6 @@ NIGHT4 = NIGHT3[::-1]  # every row at another place but the middle one
 NIGHT2_AGAIN = _renamed(ROWS, 7)  # night 2 run again with another file
 
 
-
 def _ingest(homes, folder: Path, night: date) -> None:
     for con, carry in zip(homes, (True, False), strict=True):
         outcomes = ingest_night(con, folder, night, workers=1, carry=carry, limits=LOOSE)
