@@ -96,3 +96,30 @@ def test_a_night_not_after_the_last_snapshot_stores_every_row(homes, tmp_path: P
     _ingest(homes, deliver(tmp_path / "in", N2, HEADER, NIGHT2), N2)
     _same(homes)
     assert _stored(homes[0])[N2] == 41
+
+
+def test_rows_that_changed_are_found_among_the_rows_not_kept(homes, tmp_path: Path) -> None:
+    """The run report's and the carry plan's comparison of two snapshots one after the other reads
+    only the rows not kept (`compare_kept_sql`) and finds what comparing both whole finds — with a
+    row that says what a kept row says (its date written another way) coming and going."""
+    from bidui.connectors.changes import compare_kept_sql, compare_rows_sql
+    from bidui.datasets import BY_CODE
+
+    same_as_first = [ROWS[0][0], ROWS[0][1], "2026-03-03"]
+    nights = ((N1, ROWS), (N2, NIGHT2), (N3, [*NIGHT3, same_as_first]), (N4, NIGHT4))
+    for night, rows in nights:
+        _ingest(homes, deliver(tmp_path / "in", night, HEADER, rows), night)
+    (twice,), = homes[0].execute("SELECT count(*) - count(DISTINCT row_hash) FROM ds_deaths_at(?)", [N3]).fetchall()
+    assert twice == 1
+    ds, columns = BY_CODE["deaths"], ["id_number", "name"]
+    # Rows stored before row hashes were kept have none: their hash is computed.
+    homes[1].execute("UPDATE ds_deaths SET row_hash = NULL WHERE source_row % 3 = 0")
+    found = []
+    for before, after in ((N1, N2), (N2, N3), (N3, N4)):
+        for con in homes:
+            whole = sorted(con.execute(compare_rows_sql(ds, before, after, columns)).fetchall())
+            assert sorted(con.execute(compare_kept_sql(ds, before, after, columns)).fetchall()) == whole, (before, con)
+        found.append(whole)
+    # Night 2: one row changed (went and came), one added; night 3: one changed (the row saying
+    # what a kept row says came with nothing new); night 4: nothing, though every row moved.
+    assert [len(f) for f in found] == [3, 2, 0], found

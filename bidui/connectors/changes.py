@@ -36,6 +36,36 @@ def compare_rows_sql(ds: Dataset, before: date, after: date, columns: list[str])
         SELECT {cols}, TRUE FROM b ANTI JOIN a ON a.h = b.h"""
 
 
+def compare_kept_sql(ds: Dataset, before: date, after: date, columns: list[str]) -> str:
+    """`compare_rows_sql` of two snapshots of the dataset with none between them, read by the rows
+    each does not share with the other: a row kept from one to the next (bidui.connectors.
+    snapshot_rows) says the same on both sides, so only the rows of `before` not kept and the rows
+    stored for `after` can have gone or come (645 rows of hukou's 4.1 M on a night, instead of
+    joining both snapshots whole). A row that did is still looked for among all the other
+    snapshot's rows, as `compare_rows_sql` does (another row may say the same)."""
+    cols = ", ".join(f'"{c}"' for c in columns)
+    h = f"coalesce(row_hash, {wh.row_hash_sql(ds)})"
+    b_, a_, table = f"DATE '{before.isoformat()}'", f"DATE '{after.isoformat()}'", f"ds_{ds.code}"
+
+    def hashes(night: str, of: str) -> str:
+        # Filters a scan can apply and a narrow read: a row's hash is computed from its columns
+        # only where it has none stored (rows of an early version).
+        return (f"SELECT row_hash AS h FROM {table}_at({night}) WHERE row_hash IN (SELECT h FROM {of}) "
+                f"UNION ALL SELECT h FROM (SELECT {h} AS h FROM {table}_at({night}) WHERE row_hash IS NULL) "
+                f"WHERE h IN (SELECT h FROM {of})")
+
+    return f"""
+        WITH a AS (SELECT {h} AS h, {cols} FROM {table} WHERE snapshot_date = {b_} AND last_date IS NULL
+                   UNION ALL
+                   SELECT {h} AS h, {cols} FROM {table} WHERE snapshot_date <= {b_} AND last_date = {b_}),
+             b AS (SELECT {h} AS h, {cols} FROM {table} WHERE snapshot_date = {a_}),
+             a_all AS ({hashes(b_, 'b')}),
+             b_all AS ({hashes(a_, 'a')})
+        SELECT {cols}, FALSE AS came FROM a ANTI JOIN b_all ON a.h = b_all.h
+        UNION ALL
+        SELECT {cols}, TRUE FROM b ANTI JOIN a_all ON a_all.h = b.h"""
+
+
 # What the linking steps read of hukou's changed rows (bidui.matching.carry, relinks, records): the
 # run report's counts ask for the same columns, so that one comparison serves them all.
 COMPARED_COLUMNS = {"hukou": ["id_number", "hukou_number"]}
@@ -56,7 +86,10 @@ def changed_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, before: date, afte
                          [ds.code, d]).fetchone()[0] for d in (before, after)]
     name = "_".join(["changed", ds.code, f"{before:%Y%m%d}", str(loads[0]), f"{after:%Y%m%d}", str(loads[1]), *columns])
     if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]).fetchone()[0]:
-        con.execute(f'CREATE TEMP TABLE "{name}" AS {compare_rows_sql(ds, before, after, columns)}')
+        (between,), = con.execute("SELECT count(*) FROM snapshots WHERE dataset = ? AND snapshot_date > ? "
+                                  "AND snapshot_date < ?", [ds.code, before, after]).fetchall()
+        compare = compare_kept_sql if before < after and not between else compare_rows_sql
+        con.execute(f'CREATE TEMP TABLE "{name}" AS {compare(ds, before, after, columns)}')
     return f'"{name}"'
 
 
