@@ -15,6 +15,7 @@ import duckdb
 
 from bidui.connectors import warehouse as wh
 from bidui.datasets import DATASETS, Dataset
+from bidui.matching.link_nights import literal
 
 
 def _rows_sql(ds: Dataset, snap: date, columns: tuple[str, ...] | list[str] = ()) -> str:
@@ -45,7 +46,7 @@ def compare_kept_sql(ds: Dataset, before: date, after: date, columns: list[str])
     snapshot's rows, as `compare_rows_sql` does (another row may say the same)."""
     cols = ", ".join(f'"{c}"' for c in columns)
     h = f"coalesce(row_hash, {wh.row_hash_sql(ds)})"
-    b_, a_, table = f"DATE '{before.isoformat()}'", f"DATE '{after.isoformat()}'", f"ds_{ds.code}"
+    b_, a_, table = literal(before), literal(after), f"ds_{ds.code}"
 
     def hashes(night: str, of: str) -> str:
         # Filters a scan can apply and a narrow read: a row's hash is computed from its columns

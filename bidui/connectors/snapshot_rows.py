@@ -18,6 +18,7 @@ from datetime import date
 import duckdb
 
 from bidui.datasets import DATASETS
+from bidui.matching.link_nights import literal
 
 
 def at(code: str, night_sql: str) -> str:
@@ -32,12 +33,12 @@ def create_macros(con: duckdb.DuckDBPyConnection, *, temporary: bool = False) ->
     on this connection only (a read-only one)."""
     columns = con.execute("SELECT table_name, bool_or(column_name = 'last_date') FROM duckdb_columns() "
                           "WHERE table_name LIKE 'ds\\_%' ESCAPE '\\' GROUP BY ALL").fetchall()
-    kept = dict(columns)
+    ranged = dict(columns)  # table: whether it has last_date
     for ds in DATASETS:
         table = f"ds_{ds.code}"
-        if table not in kept:  # (a dataset added since a read-only warehouse was made: read as before, it fails)
+        if table not in ranged:  # (a dataset added since a read-only warehouse was made: read as before, it fails)
             continue
-        if not kept[table]:  # a warehouse of an earlier version, read-only (what-if): every row is its night's
+        if not ranged[table]:  # a warehouse of an earlier version, read-only (what-if): every row is its night's
             con.execute(f"CREATE OR REPLACE {'TEMP ' if temporary else ''}MACRO {table}_at(night) AS TABLE "
                         f"SELECT * FROM {table} WHERE snapshot_date = night")
             continue
@@ -51,22 +52,18 @@ def create_macros(con: duckdb.DuckDBPyConnection, *, temporary: bool = False) ->
             WHERE d.snapshot_date < night AND night <= d.last_date""")
 
 
-def _literal(night: date) -> str:
-    return f"DATE '{night.isoformat()}'"
-
-
 def forget(con: duckdb.DuckDBPyConnection, code: str, night: date) -> None:
     """Dataset `code` has no rows on `night` any more; its other snapshots keep theirs (inside the
     caller's transaction, before the night's snapshot is stored again or its row in the snapshots
     table goes). A row kept through the night onto later snapshots holds again from the next one
     (as stored there: that snapshot's night, load and file); one kept into it holds until the
     snapshot before it."""
-    table, n = f"ds_{code}", _literal(night)
+    table, n = f"ds_{code}", literal(night)
     before, after = con.execute(
         "SELECT max(snapshot_date) FILTER (WHERE snapshot_date < ?), min(snapshot_date) FILTER (WHERE snapshot_date > ?) "
         "FROM snapshots WHERE dataset = ?", [night, night, code]).fetchone()
     if after is not None:
-        a = _literal(after)
+        a = literal(after)
         load, file = con.execute("SELECT load_id, file FROM snapshots WHERE dataset = ? AND snapshot_date = ?",
                                  [code, after]).fetchone()
         # Stored before the night and kept past it: the part after it, stored as of the next snapshot.
@@ -90,10 +87,10 @@ def keep(con: duckdb.DuckDBPyConnection, code: str, night: date, before: date, i
     last = con.execute("SELECT max(snapshot_date) FROM snapshots WHERE dataset = ?", [code]).fetchone()[0]
     if last is None or last != before or before >= night:
         return False
-    b = _literal(before)
+    b = literal(before)
     # Every row of the last snapshot ends on it: the ones kept end on the night now.
     con.execute(f"""
-        UPDATE ds_{code} SET last_date = {_literal(night)}
+        UPDATE ds_{code} SET last_date = {literal(night)}
         WHERE snapshot_date <= {b} AND coalesce(last_date, snapshot_date) = {b}
           AND source_row IN (SELECT source_row FROM {in_place})""")
     return True

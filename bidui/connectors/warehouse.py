@@ -17,6 +17,7 @@ import polars as pl
 from bidui.connectors import snapshot_rows
 from bidui.connectors.stored import Known, raw_halves_sql, raw_whole_sql, table_columns
 from bidui.datasets import DATASETS, Dataset
+from bidui.matching.link_nights import literal
 
 SCHEMA = """
 CREATE SEQUENCE IF NOT EXISTS load_ids START 1;
@@ -268,12 +269,11 @@ def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, loa
         # Same values, so the same row hash; the fingerprint is of the same text. In row order, as a
         # file normalised whole is stored.
         carried_line = "line_hash" if line_form else "NULL::UHUGEINT"
-        in_place = _in_place(con)
-        # (Without a form, a row stored whole has no line fingerprint: one that has one is not the same.)
-        same_lines = line_form or not con.execute(f"SELECT count(line_hash) FROM {IN_PLACE}").fetchone()[0] \
-            if in_place else False
-        kept = bool(in_place and same_lines and carried_from is not None
-                    and snapshot_rows.keep(con, ds.code, night, carried_from, IN_PLACE))
+        in_place, kept = _in_place(con), False
+        if in_place and carried_from is not None:
+            # Without a form a row stored whole has no line fingerprint: one listed with one is not that row.
+            same_lines = line_form or not con.execute(f"SELECT count(line_hash) FROM {IN_PLACE}").fetchone()[0]
+            kept = bool(same_lines) and snapshot_rows.keep(con, ds.code, night, carried_from, IN_PLACE)
         rest = f"SELECT * FROM {CARRIED_ROWS}"
         if in_place and not kept:
             rest += f" UNION ALL BY NAME SELECT * FROM {IN_PLACE_ROWS}"
@@ -332,7 +332,7 @@ def stage_carried_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, 
     line in another form."""
     cols = ", ".join(f'd."{n}"' for n, _ in table_columns(ds) if n != "source_row")
     line = raw_whole_sql("c.", "line") if {"line_hi", "line_lo"} <= set(carried.columns) else "NULL::UHUGEINT"
-    at = snapshot_rows.at(ds.code, f"DATE '{snap.isoformat()}'")
+    at = snapshot_rows.at(ds.code, literal(snap))
     drop_carried_rows(con)
     with registered(con, "_carried", carried):
         source = "_carried"
