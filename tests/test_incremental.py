@@ -48,6 +48,7 @@ from bidui.flows import nightly, same_results
 from bidui.flows.same_results import LINK_COLUMNS
 from bidui.home import Home
 from bidui.ids import check_char, normalise_id
+from bidui.matching.relinks import night_relinks
 from bidui.synth.config import SynthConfig
 from bidui.synth.generate import generate
 from bidui.synth.writers import file_name
@@ -429,6 +430,7 @@ def test_six_nights_incrementally_and_from_scratch_give_the_same_links_hits_and_
     p = plant(root)
     incremental, scratch = tmp_path / "incremental", tmp_path / "scratch"
     counts: list[int] = []
+    relinked: list[int] = []  # records whose link moved, each night
 
     for i, night in enumerate(NIGHTS):
         folder = root / "inbox" / night.isoformat()
@@ -452,6 +454,20 @@ def test_six_nights_incrementally_and_from_scratch_give_the_same_links_hits_and_
         for what in ours:
             assert ours[what] == theirs[what], (night, what, diff(ours[what], theirs[what]))
 
+        # What moved since the night before is told alike: the incremental home follows only the
+        # links made tonight, the scratch home (nothing carried) every link; and every link of
+        # both nights compared on the incremental home tells the same.
+        moved = [dict(nightly.stored_report(Home(h), night).relinks) for h in (incremental, scratch)]
+        for m in moved:
+            m.pop("carried", None)
+        assert moved[0] == moved[1], (night, moved)
+        con = wh.connect(Home(incremental).warehouse)
+        try:
+            assert night_relinks(con, night, every=True) == moved[0], night
+        finally:
+            con.close()
+        relinked.append(sum(n for d in moved[0].get("datasets", {}).values() for k, n in d.items() if k != "why"))
+
         # Incremental really was: from night 2 on most links were carried (hukou changed by a few rows).
         carried = [carried_links(h, night) for h in (incremental, scratch)]
         hukou = nightly.stored_report(Home(incremental), night).changes["hukou"]
@@ -460,6 +476,8 @@ def test_six_nights_incrementally_and_from_scratch_give_the_same_links_hits_and_
             assert carried[0] > 0, (night, carried, len(ours_state["links"]))
         assert carried[1] == 0, night
         counts.append(carried[0])
+
+    assert sum(1 for n in relinked if n) >= 2, relinked  # links moved (births, corrections, moves…)
 
     # ---- the events happened (checked on the incremental home; the scratch one is the same)
     def linked(night: int, dataset: str, id_number: str) -> list[tuple]:

@@ -42,25 +42,32 @@ def _fingerprint(ds_code: str) -> str:
     return f"coalesce(row_hash, {wh.row_hash_sql(BY_CODE[ds_code])})"
 
 
-def _records_sql(ds_code: str, id_column: str, role: str, night: date, snap: date) -> str:
+def _records_sql(ds_code: str, id_column: str, role: str, night: date, snap: date, made: bool = False,
+                 said: str | None = None) -> str:
     """A night's links of one dataset and role, by what the record says: (h, id, person_key, method);
-    rows that say the same are one (their links are the same)."""
+    rows that say the same are one (their links are the same). `made`: only the links made that
+    night (not carried); `said`: only the rows whose fingerprint this query gives."""
+    when = f"l.night = {literal(night)} AND l.carried IS NOT TRUE" if made else on_night(literal(night), "l.")
     return f"""
         SELECT d.h, any_value(d.id) AS id, min(l.person_key) AS person_key, min(l.method) AS method
         FROM links l JOIN (SELECT {_fingerprint(ds_code)} AS h, "{id_column}" AS id,
                                   source_file, source_row
-                           FROM ds_{ds_code}_at({literal(snap)})) d
+                           FROM ds_{ds_code}_at({literal(snap)})
+                           {f"WHERE {_fingerprint(ds_code)} IN ({said})" if said else ""}) d
              ON d.source_file = l.source_file AND d.source_row = l.source_row
-        WHERE {on_night(literal(night), 'l.')} AND l.dataset = '{ds_code}' AND l.role = '{role}'
+        WHERE {when} AND l.dataset = '{ds_code}' AND l.role = '{role}'
         GROUP BY d.h"""
 
 
-def _moved_sql(ds_code: str, id_column: str, role: str, night: date, before: date, snap: date, then: date) -> str:
+def _moved_sql(ds_code: str, id_column: str, role: str, night: date, before: date, snap: date, then: date,
+               every: bool = False) -> str:
     """The records of one dataset and role whose person differs between the two nights: (id,
     person_key, method, was, was_method). A snapshot carried from one night to the next holds the
     same rows in the same places: they are followed by their row, and only the moved ones are read
-    from the snapshot (for their number); a new snapshot's rows are followed by what they say."""
-    if snap == then:
+    from the snapshot (for their number); a new snapshot's rows are followed by what they say.
+    `every`: every link of both nights compared, none taken as unmoved (what the shortcuts must
+    equal; tests compare the two)."""
+    if snap == then and not every:
         def links_of(n: date, carried: bool = True) -> str:
             # Made that night and not carried (a link kept from a night before was made then).
             when = on_night(literal(n)) if carried else f"night = {literal(n)} AND carried IS NOT TRUE"
@@ -83,10 +90,21 @@ def _moved_sql(ds_code: str, id_column: str, role: str, night: date, before: dat
                   FROM ds_{ds_code}_at({literal(snap)})) d
                  ON d.source_file = m.source_file AND d.source_row = m.source_row
             GROUP BY d.h"""
+    if every:
+        return f"""
+            SELECT a.id, a.person_key, a.method, b.person_key AS was, b.method AS was_method
+            FROM ({_records_sql(ds_code, id_column, role, night, snap)}) a
+            JOIN ({_records_sql(ds_code, id_column, role, before, then)}) b ON a.h = b.h
+            WHERE a.person_key IS DISTINCT FROM b.person_key"""
+    # A link carried to a row of a snapshot delivered anew is the link of a row that said the same
+    # the night before (bidui.matching.carry): it cannot have moved. Only the links made tonight
+    # are followed, and the night before's rows read are those that say what they say (the
+    # hukou changes' and vehicles' every link of both nights, joined by fingerprint, cost 2.8 s of
+    # a large night's 3.1).
     return f"""
+        WITH a AS ({_records_sql(ds_code, id_column, role, night, snap, made=True)})
         SELECT a.id, a.person_key, a.method, b.person_key AS was, b.method AS was_method
-        FROM ({_records_sql(ds_code, id_column, role, night, snap)}) a
-        JOIN ({_records_sql(ds_code, id_column, role, before, then)}) b ON a.h = b.h
+        FROM a JOIN ({_records_sql(ds_code, id_column, role, before, then, said="SELECT h FROM a")}) b ON a.h = b.h
         WHERE a.person_key IS DISTINCT FROM b.person_key"""
 
 
@@ -107,11 +125,11 @@ def _compared_snapshots(con: duckdb.DuckDBPyConnection, night: date, before: dat
     return now, then, gone
 
 
-def night_relinks(con: duckdb.DuckDBPyConnection, night: date) -> dict:
+def night_relinks(con: duckdb.DuckDBPyConnection, night: date, every: bool = False) -> dict:
     """{"since": the night before, "datasets": {dataset: {"other_person", "linked", "unlinked",
     "why": {verdict, hukou, model, other}}}, "identities": {split, merged, second_found, second_gone},
     "not_compared": [datasets whose snapshot of either night was stored again since]} — empty when
-    no night was linked before this one."""
+    no night was linked before this one. `every`: see `_moved_sql`."""
     before = previous_linked_night(con, night)
     if before is None:
         return {}
@@ -141,7 +159,7 @@ def night_relinks(con: duckdb.DuckDBPyConnection, night: date) -> dict:
                 # Scored tonight or last night, by another version of the model.
                 model = "(a.method IN ('fuzzy', 'review') OR a.was_method IN ('fuzzy', 'review'))" if trained else "FALSE"
                 moved = _moved_sql(ds.code, ref.id_column, ref.role, night, before, now_force[ds.code],
-                                   then_force[ds.code])
+                                   then_force[ds.code], every)
                 rows = con.execute(f"""
                     SELECT CASE WHEN a.person_key IS NULL THEN 'unlinked' WHEN a.was IS NULL THEN 'linked'
                                 ELSE 'other_person' END AS kind, CASE
