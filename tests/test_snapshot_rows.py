@@ -123,3 +123,54 @@ def test_rows_that_changed_are_found_among_the_rows_not_kept(homes, tmp_path: Pa
     # Night 2: one row changed (went and came), one added; night 3: one changed (the row saying
     # what a kept row says came with nothing new); night 4: nothing, though every row moved.
     assert [len(f) for f in found] == [3, 2, 0], found
+
+
+def test_a_snapshots_counts_are_its_predecessors_less_the_rows_gone_plus_the_rows_stored(
+        homes, tmp_path: Path, monkeypatch) -> None:
+    """The bulletin's and the name-defect counts of a snapshot that kept most rows in place are
+    counted from the snapshot before's (`warehouse.counted_once` with `by_rows`): the same counts
+    as counting every row of the home given every row, night after night — with defects coming and
+    going, a middle night run again, a night withdrawn and a file sent in another order (counted
+    whole)."""
+    from bidui.connectors import warehouse as wh
+    from bidui.datasets import BY_CODE
+    from bidui.matching.quality import night_defects
+    from bidui.quality.bulletin import snapshot_counts
+
+    ds = BY_CODE["deaths"]
+    bad = [r[:] for r in ROWS]
+    bad[3][1], bad[4][0], bad[6][1], bad[8][2] = "张？", bad[4][0][:-1] + "0", "", "2026年13月1日"
+    night2 = [*_renamed(bad, 5), [ADDED[0], "LI Ming", ADDED[2]]]
+    night3 = [r if i != 3 else [r[0], "张明", r[2]] for i, r in enumerate(night2)]  # a defect mended
+    night3[9] = [night3[9][0], "王（已故）", night3[9][2]]  # another comes
+    delta: list[int] = []
+    real = wh._counted_from_before
+
+    def spied(*args):
+        found = real(*args)
+        delta.append(found is not None)
+        return found
+
+    monkeypatch.setattr(wh, "_counted_from_before", spied)
+
+    def counts(night: date) -> list:
+        return [[snapshot_counts(con, ds, night), night_defects(con, night).get("deaths")] for con in homes]
+
+    seen = []
+    for night, rows in ((N1, bad), (N2, night2), (N3, night3), (N4, night3[::-1])):
+        _ingest(homes, deliver(tmp_path / "in", night, HEADER, rows), night)
+        kept, whole = counts(night)
+        assert kept == whole, night
+        seen.append(kept)
+    assert seen[0][1] and seen[0][1] != seen[2][1] and seen[0][0]["ids"] and seen[0][0]["rejected_rows"], seen
+    # Nights 2 and 3 were counted from the night before in the home that keeps (both counts); night
+    # 4 (every row moved) and every night of the other home, whole.
+    assert delta == [False] * 4 + [True, True, False, False] * 2 + [False] * 4, delta
+    # Night 2 run again with another file, then night 3 withdrawn: every night counts as the other home.
+    _ingest(homes, deliver(tmp_path / "again", N2, HEADER, _renamed(night2, 12)), N2)
+    for con in homes:
+        snapshot_rows.forget(con, "deaths", N3)
+        con.execute("DELETE FROM snapshots WHERE dataset = 'deaths' AND snapshot_date = ?", [N3])
+    for night in (N1, N2, N4):
+        kept, whole = counts(night)
+        assert kept == whole, night

@@ -16,19 +16,24 @@ from bidui.matching.records import ensure_identity
 from bidui.names import DEFECT_PATTERNS
 
 
-def _name_defects_sql(ds: Dataset) -> str:
-    """A snapshot's names with each defect, over every name column of the dataset (a record naming
-    two persons counts twice, as linking sees it)."""
+def _name_defects_sql(ds: Dataset, rows: str | None = None) -> str:
+    """A snapshot's (or `rows'`, a table expression's) names with each defect, over every name
+    column of the dataset (a record naming two persons counts twice, as linking sees it)."""
     counts = ", ".join(f"count(*) FILTER (WHERE regexp_matches(name_raw, {wh.sql_text(p)})) AS {k}"
                        for k, p in DEFECT_PATTERNS.items())
-    names = " UNION ALL ".join(f"SELECT {ref.name_column}_raw AS name_raw FROM {snapshot_rows.at(ds.code, '?')}"
+    names = " UNION ALL ".join(f"SELECT {ref.name_column}_raw AS name_raw FROM {rows or snapshot_rows.at(ds.code, '?')}"
                                for ref in ds.persons)
     return f"SELECT {counts} FROM ({names})"
 
 
+def _found(row: tuple) -> dict[str, int]:
+    return {k: int(n) for k, n in zip(DEFECT_PATTERNS, row, strict=True) if n}
+
+
 def night_defects(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, dict[str, int]]:
     """{dataset: {count name: n}} for the snapshots in force on the night (only counts above zero).
-    The name counts depend on a snapshot alone: counted once per load (`counted_once`)."""
+    The name counts depend on a snapshot alone: counted once per load (`counted_once`), from the
+    snapshot before's when it was counted (they add up over rows)."""
     out: dict[str, dict[str, int]] = {}
     in_force = wh.in_force(con, night)
     for ds in DATASETS:
@@ -38,9 +43,13 @@ def night_defects(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, dict
         sql = _name_defects_sql(ds)
 
         def count(_load: int | None, sql: str = sql, snap: date = snap, refs: int = len(ds.persons)) -> dict:
-            found = con.execute(sql, [snap] * refs).fetchone()
-            return {k: int(n) for k, n in zip(DEFECT_PATTERNS, found, strict=True) if n}
-        named = wh.counted_once(con, ds.code, snap, sql, count)
+            return _found(con.execute(sql, [snap] * refs).fetchone())
+
+        def by_rows(rows: str, ds: Dataset = ds) -> dict:
+            return _found(con.execute(_name_defects_sql(ds, rows)).fetchone())
+
+        named = wh.counted_once(con, ds.code, snap, sql, count, by_rows=by_rows,
+                                shape=lambda c: {k: c[k] for k in DEFECT_PATTERNS if c.get(k)})
         if named:
             out[ds.code] = named
     hukou = in_force.get("hukou")

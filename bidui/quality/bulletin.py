@@ -122,9 +122,9 @@ def _shared_ids(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, snap: 
     return int(counted["shared_ids"])
 
 
-def _counts_sql(ds: Dataset) -> str:
-    """One scan of a snapshot: per ID kind (NULL: none), rows, rows with a rejected value, rows with
-    any problem the bulletin counts, and empty required values."""
+def _counts_sql(ds: Dataset, rows: str | None = None) -> str:
+    """One scan of a snapshot (or of `rows`, a table expression): per ID kind (NULL: none), rows,
+    rows with a rejected value, rows with any problem the bulletin counts, and empty required values."""
     required = _required(ds)
     ref = ds.persons[0] if ds.persons else None
     problems = ["rejected_columns IS NOT NULL", *(_empty(c) for c in required)]
@@ -134,25 +134,39 @@ def _counts_sql(ds: Dataset) -> str:
     selects = ["k", "count(*)", "count(*) FILTER (WHERE rejected_columns IS NOT NULL)",
                "count(*) FILTER (WHERE " + " OR ".join(f"({p})" for p in problems) + ")",
                *(f"count(*) FILTER (WHERE {_empty(c)})" for c in required)]
-    return (f"SELECT {', '.join(selects)} FROM (SELECT *, {kind} AS k FROM {snapshot_rows.at(ds.code, '?')}) "
+    return (f"SELECT {', '.join(selects)} FROM (SELECT *, {kind} AS k FROM {rows or snapshot_rows.at(ds.code, '?')}) "
             "GROUP BY k ORDER BY k")
 
 
 def snapshot_counts(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date) -> dict:
     """rows, rejected_rows, problem_rows, empty {column: n}, rejects {kind: n} and ids {kind: n} of
-    the dataset's snapshot of `snap`, counted once per load (the scan is most of the bulletin's time)."""
+    the dataset's snapshot of `snap`, counted once per load (the scan is most of the bulletin's time),
+    from the snapshot before's when it was counted (they add up over rows; `rejects`, read from the
+    load's rejects, is read again)."""
     sql = _counts_sql(ds)
+    required = _required(ds)
     rejects_sql = f"SELECT {reject_kind_sql()} AS k, count(*) FROM rejects WHERE load_id = ? GROUP BY k ORDER BY k"
 
-    def count(load: int | None) -> dict:
-        required = _required(ds)
-        groups = con.execute(sql, [snap]).fetchall()
+    def rows_of(groups: list[tuple]) -> dict:
         rows, rejected, problem, *empty = [sum(int(g[i]) for g in groups) for i in range(1, 4 + len(required))]
         return {"rows": rows, "rejected_rows": rejected, "problem_rows": problem,
                 "empty": {c: n for c, n in zip(required, empty, strict=True) if n},
-                "ids": {g[0]: int(g[1]) for g in groups if g[0] is not None},
-                "rejects": {k: int(n) for k, n in con.execute(rejects_sql, [load]).fetchall()} if load else {}}
-    return wh.counted_once(con, ds.code, snap, sql + rejects_sql, count)
+                "ids": {g[0]: int(g[1]) for g in groups if g[0] is not None}}
+
+    def rejects(load: int | None) -> dict:
+        return {k: int(n) for k, n in con.execute(rejects_sql, [load]).fetchall()} if load else {}
+
+    def count(load: int | None) -> dict:
+        return rows_of(con.execute(sql, [snap]).fetchall()) | {"rejects": rejects(load)}
+
+    def shape(counts: dict) -> dict:
+        (load,), = con.execute("SELECT load_id FROM snapshots WHERE dataset = ? AND snapshot_date = ?",
+                               [ds.code, snap]).fetchall()
+        return counts | {"empty": {c: counts["empty"][c] for c in required if counts["empty"].get(c)},
+                         "ids": {k: n for k, n in sorted(counts["ids"].items()) if n}, "rejects": rejects(load)}
+
+    return wh.counted_once(con, ds.code, snap, sql + rejects_sql, count,
+                           by_rows=lambda rows: rows_of(con.execute(_counts_sql(ds, rows)).fetchall()), shape=shape)
 
 
 def _has_links(con: duckdb.DuckDBPyConnection) -> bool:
