@@ -113,27 +113,29 @@ def profile_rows(ds: Dataset, rows: pl.DataFrame) -> Profile:
     return Profile(rows.height, valid.len(), valid.n_unique(), values, filled)
 
 
-def _profile_sqls(ds: Dataset, rows_sql: str) -> tuple[list[tuple[str, str]], str]:
-    """The statements `profile_query` runs: one per enumeration column, then the counts."""
-    values = [(c, f'SELECT "{c}", count(*) FROM ({rows_sql}) WHERE "{c}" IS NOT NULL GROUP BY 1') for c in _enums(ds)]
-    if not ds.persons:
-        return values, f"SELECT count(*) FROM ({rows_sql})"
-    c, cols = ds.persons[0].id_column, _person_columns(ds)
-    return values, (f"SELECT count(*), count(*) FILTER (WHERE {c}_status IN {USABLE_ID}), "
-                    f"count(DISTINCT {c}) FILTER (WHERE {c}_status IN {USABLE_ID}), "
-                    + ", ".join(f'count("{col}")' for col in cols) + f" FROM ({rows_sql})")
+def _profile_sql(ds: Dataset, rows_sql: str) -> str:
+    """The one statement `profile_query` runs: the counts, then each enumeration column's values
+    (a histogram: one scan of the rows for all, where a query per column read tonight's rows,
+    joined to the snapshot they are kept from, four times for hukou)."""
+    values = [f'histogram("{c}") FILTER (WHERE "{c}" IS NOT NULL)' for c in _enums(ds)]
+    counts = ["count(*)"]
+    if ds.persons:
+        c, cols = ds.persons[0].id_column, _person_columns(ds)
+        counts += [f"count(*) FILTER (WHERE {c}_status IN {USABLE_ID})",
+                   f"count(DISTINCT {c}) FILTER (WHERE {c}_status IN {USABLE_ID})", *(f'count("{col}")' for col in cols)]
+    return f"SELECT {', '.join(counts + values)} FROM ({rows_sql})"
 
 
 def profile_query(con: duckdb.DuckDBPyConnection, ds: Dataset, rows_sql: str, args: list | None = None) -> Profile:
     """`profile_rows` of the rows a query gives (the dataset table's columns), counted in DuckDB:
     a stored snapshot, or tonight's rows when most of them were carried without leaving it."""
-    args = args or []
-    enums, counts = _profile_sqls(ds, rows_sql)
-    values = {c: {str(v): int(n) for v, n in con.execute(sql, args).fetchall()} for c, sql in enums}
+    found = con.execute(_profile_sql(ds, rows_sql), args or []).fetchone()
+    enums = _enums(ds)
+    counts, hists = found[:len(found) - len(enums)], found[len(found) - len(enums):]
+    values = {c: {str(v): int(n) for v, n in (h or {}).items()} for c, h in zip(enums, hists, strict=True)}
     if not ds.persons:
-        n = con.execute(counts, args).fetchone()[0]
-        return Profile(int(n), 0, 0, values)
-    n, valid, distinct, *filled = con.execute(counts, args).fetchone()
+        return Profile(int(counts[0]), 0, 0, values)
+    n, valid, distinct, *filled = counts
     if not n:
         return Profile(0, 0, 0, {})
     return Profile(int(n), int(valid), int(distinct), values,
@@ -145,8 +147,8 @@ SNAPSHOT_ROWS = "SELECT * FROM ds_{code}_at(?)"
 
 def _profile_how(ds: Dataset) -> str:
     """What a stored profile was counted by (another version of the counting counts again)."""
-    enums, counts = _profile_sqls(ds, SNAPSHOT_ROWS.format(code=ds.code))
-    return "\n".join(["profile " + ",".join(f.name for f in fields(Profile)), *(sql for _, sql in enums), counts])
+    return "\n".join(["profile " + ",".join(f.name for f in fields(Profile)),
+                      _profile_sql(ds, SNAPSHOT_ROWS.format(code=ds.code))])
 
 
 def profile_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, snapshot: date) -> Profile:
