@@ -18,10 +18,10 @@ import polars as pl
 from bidui.connectors import warehouse as wh
 from bidui.matching import carry as carry_mod
 from bidui.matching import compare as cmp
-from bidui.matching import fs, link_nights
+from bidui.matching import fs, link_nights, spine_store
 from bidui.matching.decisions import DECIDED_DDL, stage_decided
 from bidui.matching.fs import Model, fit_with_labels, score
-from bidui.matching.records import SPINE_SQL, names_epoch, prepare_spine, records_sql, spine_snapshot
+from bidui.matching.records import names_epoch, prepare_spine, records_sql, spine_snapshot
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -428,16 +428,18 @@ EXPORT_COLUMNS = ["dataset", "source_file", "source_row", "id_number_raw", "name
 STABLE = ["dataset", "source_file", "source_row", "role"]  # a record's identity across runs (rec is not)
 
 
-def stage_night(con: duckdb.DuckDBPyConnection, night: date, restage: list[str] | None = None) -> list[str]:
-    """The night's records and spine as temp tables `link_recs` and `link_spine`; the datasets
-    skipped. They stay in DuckDB: only the residue of the exact step reaches Python. Of the
-    datasets in `restage`, only the records `link_restage` lists (`bidui.matching.carry`)."""
+def stage_night(con: duckdb.DuckDBPyConnection, night: date, restage: list[str] | None = None,
+                whole_spine: bool = False) -> list[str]:
+    """The night's records as the temp table `link_recs`, and the spine as `link_spine` (a view of
+    the spine kept across nights, `bidui.matching.spine_store`; built whole when `whole_spine`);
+    the datasets skipped. They stay
+    in DuckDB: only the residue of the exact step reaches Python. Of the datasets in `restage`,
+    only the records `link_restage` lists (`bidui.matching.carry`)."""
     snap = spine_snapshot(con, night)
     prepare_spine(con, snap)
     # `pi`: a spine row's number, what the blocking keys (`link_spine_keys`) point back with: its
     # hukou row's (numbering the rows with row_number() cost 0.5 s of 1 at the medium size).
-    con.execute(f"CREATE OR REPLACE TEMP TABLE link_spine AS SELECT source_row AS pi, {', '.join(SPINE_COLUMNS)} "
-                f"FROM ({SPINE_SQL})", [snap, snap])
+    spine_store.stage(con, snap, SPINE_COLUMNS, whole=whole_spine)
     sql, args, skipped = records_sql(con, night, restage=restage or ())
     if sql is None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE link_recs ({RECORD_DDL})")
@@ -571,8 +573,10 @@ def _train(positive_levels: pl.DataFrame, randoms: pl.DataFrame, levels: pl.Data
 
 
 def _drop(con: duckdb.DuckDBPyConnection, *tables: str) -> None:
+    """Drop these temp tables or views (the spine and its keys are views of the stored spine)."""
+    views = {v for v, in con.execute("SELECT view_name FROM duckdb_views() WHERE temporary").fetchall()}
     for table in tables:
-        con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute(f"DROP {'VIEW' if table in views else 'TABLE'} IF EXISTS {table}")
 
 
 def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresholds(), seed: int = 0,
@@ -744,11 +748,11 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
     # Training draws from every record: a night that trains (asked, or the first) links them all.
     prepare_spine(con, spine_snapshot(con, night))  # the name history as tonight reads it, before the plan compares it
     plan = carry_mod.plan(con, night, SURE_CODE) if carry and kept is not None and not retrain else carry_mod.Carry()
-    skipped = stage_night(con, night, plan.datasets)
+    skipped = stage_night(con, night, plan.datasets, whole_spine=not carry)
     result = link_staged(con, thresholds, seed=night.toordinal(), kept=kept, retrain=retrain)
     if plan.datasets and result.trained is not None:  # the candidates drifted: trained, so all again
         why, plan = result.trained, carry_mod.Carry()
-        skipped = stage_night(con, night)
+        skipped = stage_night(con, night, whole_spine=not carry)
         result = link_staged(con, thresholds, seed=night.toordinal(), kept=kept, retrain=True)
         result.trained = why
     result.skipped = skipped
