@@ -47,6 +47,9 @@ def both(twins, night: date) -> tuple[int, list[tuple]]:
     # The spine kept across nights (bidui.matching.spine_store) is the spine built whole.
     assert carry.execute("SELECT * FROM spine_rows ORDER BY ALL").fetchall() == \
         everything.execute("SELECT * FROM spine_rows ORDER BY ALL").fetchall(), night
+    # …and so are the hukou identity exceptions, brought from the snapshot before's (records.ensure_identity).
+    identities = "SELECT * FROM hukou_identity WHERE snapshot_date = (SELECT snapshot_date FROM spine_state) ORDER BY ALL"
+    assert carry.execute(identities).fetchall() == everything.execute(identities).fetchall(), night
     assert everything.execute("SELECT how FROM spine_state").fetchall() == [("built",)]
     return carried, links_of(carry, night)
 
@@ -368,3 +371,25 @@ def test_the_spine_keeps_one_row_per_person_the_one_what_its_rows_say_chooses(tw
     chosen, = listed & spine
     assert con.execute("SELECT status, hukou_number FROM ds_hukou_at(?) WHERE source_row = ?",
                        [night2, chosen]).fetchone() == ("正常", "00")
+
+
+def test_a_number_shared_tonight_moves_the_cancelled_number_that_was_its_second(twins) -> None:
+    """一人多号 meets 一号多人: a cancelled number is the second number of a living person; tonight a
+    second person is registered under the living person's number, whose key becomes number~hukou
+    number. The cancelled number's exception follows, though neither its row nor any row of its
+    name, birth date and county changed: the identities brought from the night before's equal those
+    computed whole (`both`), and name the new key."""
+    night1, night2 = date(2026, 11, 20), date(2026, 11, 21)
+    carry, _ = twins
+    living, = carry.execute("""SELECT person_key FROM hukou_identity WHERE snapshot_date = ? AND NOT is_primary
+                               AND NOT contains(person_key, '~') ORDER BY 1 LIMIT 1""", [night1]).fetchone()
+    for con in twins:
+        edit_hukou(con, night2, night1, f"""
+            INSERT INTO _h SELECT * REPLACE (name || '甲' AS name, name_raw || '甲' AS name_raw,
+                                            birth_date - 400 AS birth_date, source_row + 100000 AS source_row)
+            FROM _h WHERE id_number = {wh.sql_text(living)} AND status = '正常'""")
+    both(twins, night2)
+    assert spine_staged(twins) == "updated"
+    seconds = [k for k, in carry.execute("SELECT person_key FROM hukou_identity WHERE snapshot_date = ? AND NOT is_primary "
+                                         "AND split_part(person_key, '~', 1) = ?", [night2, living]).fetchall()]
+    assert seconds and all(k.startswith(f"{living}~") for k in seconds), seconds

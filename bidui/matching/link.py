@@ -746,7 +746,9 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS carried BIGINT")
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS names_epoch BIGINT")
     # Training draws from every record: a night that trains (asked, or the first) links them all.
-    prepare_spine(con, spine_snapshot(con, night))  # the name history as tonight reads it, before the plan compares it
+    # The name history as tonight reads it, before the plan compares it (and the identities: all of
+    # them computed again from scratch, as the spine).
+    prepare_spine(con, spine_snapshot(con, night), whole=not carry)
     plan = carry_mod.plan(con, night, SURE_CODE) if carry and kept is not None and not retrain else carry_mod.Carry()
     skipped = stage_night(con, night, plan.datasets, whole_spine=not carry)
     result = link_staged(con, thresholds, seed=night.toordinal(), kept=kept, retrain=retrain)

@@ -8,9 +8,11 @@ from datetime import date
 import duckdb
 import polars as pl
 
+from bidui.connectors import snapshot_rows
 from bidui.connectors import warehouse as wh
 from bidui.connectors.changes import COMPARED_COLUMNS, changed_rows
 from bidui.datasets import BY_CODE, DATASETS
+from bidui.matching.link_nights import literal
 
 # Datasets whose person is the head of a household (户主): the spec's 户主证件号码 / 户主姓名.
 HEAD_DATASETS = ("dangerous_housing", "register_households")
@@ -74,10 +76,11 @@ NAME_HISTORY_DDL = ("CREATE TABLE IF NOT EXISTS hukou_names (id_number VARCHAR N
                     "former VARCHAR, changed_on DATE)")
 
 
-def ensure_identity(con: duckdb.DuckDBPyConnection, snap: date) -> None:
+def ensure_identity(con: duckdb.DuckDBPyConnection, snap: date, whole: bool = False) -> None:
     """The identity exceptions of a hukou snapshot, computed once per load of it and kept (the
-    linker and the rules read them). A night run again with another hukou file has a new load:
-    identities keyed to the rows of the file it replaced would name the wrong rows."""
+    linker and the rules read them), from the snapshot before's where they can be (`whole`: not).
+    A night run again with another hukou file has a new load: identities keyed to the rows of the
+    file it replaced would name the wrong rows."""
     con.execute(IDENTITY_DDL)
     con.execute(IDENTITY_RUNS_DDL)
     # Nothing is written when the load's identities are there: the what-if reads a read-only warehouse.
@@ -94,8 +97,69 @@ def ensure_identity(con: duckdb.DuckDBPyConnection, snap: date) -> None:
         return
     con.execute("DELETE FROM hukou_identity WHERE snapshot_date = ?", [snap])
     con.execute("DELETE FROM hukou_identity_runs WHERE snapshot_date = ?", [snap])
-    con.execute(f"INSERT INTO hukou_identity SELECT ?::DATE, * FROM ({IDENTITY_SQL})", [snap, snap])
+    if whole or not _identity_from_before(con, snap):
+        con.execute(f"INSERT INTO hukou_identity SELECT ?::DATE, * FROM ({IDENTITY_SQL})", [snap, snap])
     con.execute("INSERT INTO hukou_identity_runs (snapshot_date, load_id) VALUES (?, ?)", [snap, load])
+
+
+# How IDENTITY_SQL reads a hukou row's birth date and county (the persons a cancelled number may be).
+_BORN = "coalesce(birth_date, try_strptime(substr(id_number, 7, 8), '%Y%m%d')::DATE)"
+_COUNTY = "substr(address_code, 1, 6)"
+_IDENTITY_ROWS = "FROM ds_hukou_at(?) WHERE id_number_status = 'valid')"
+assert _BORN in IDENTITY_SQL and _COUNTY in IDENTITY_SQL and IDENTITY_SQL.count(_IDENTITY_ROWS) == 1
+
+
+def _identity_from_before(con: duckdb.DuckDBPyConnection, snap: date) -> bool:
+    """The identity exceptions of a hukou snapshot from those of the snapshot just before (when
+    they were computed for its load and most of its rows were kept in place): computed again only
+    for the rows a change can reach, copied for the others (inside `ensure_identity`); False when
+    they must be computed whole. An exception depends on the rows sharing the number (一号多人) and,
+    for a cancelled number, on the living rows with its name, birth date and county and on their
+    own numbers' rows (一人多号). So the rows computed again are those whose number a row that
+    went or came had, and those of the name groups of every row under such a number; they are
+    computed from every row of their numbers, and nothing outside them can change (1.26 s → about
+    0.3 s at the large size)."""
+    diff = snapshot_rows.difference(con, "hukou", snap)
+    if diff is None:
+        return False
+    before, gone, came = diff
+    (done,), = con.execute("SELECT count(*) FROM hukou_identity_runs r JOIN snapshots s ON s.dataset = 'hukou' "
+                           "AND s.snapshot_date = r.snapshot_date AND s.load_id = r.load_id WHERE r.snapshot_date = ?",
+                           [before]).fetchall()
+    (stored,), = con.execute(f"SELECT count(*) FROM {came}").fetchall()
+    (rows,), = con.execute("SELECT rows FROM snapshots WHERE dataset = 'hukou' AND snapshot_date = ?", [snap]).fetchall()
+    if not done or stored * 2 > rows:
+        return False
+    b, t = literal(before), literal(snap)
+    valid = "id_number_status = 'valid'"
+    group = f"name, {_BORN} AS born, {_COUNTY} AS county"
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _identity_ids AS
+                    SELECT id_number FROM {gone} WHERE id_number IS NOT NULL
+                    UNION SELECT id_number FROM {came} WHERE id_number IS NOT NULL""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _identity_groups AS
+        SELECT {group} FROM {gone} WHERE {valid} UNION SELECT {group} FROM {came} WHERE {valid}
+        UNION SELECT {group} FROM ds_hukou_at({t}) WHERE {valid} AND id_number IN (SELECT id_number FROM _identity_ids)
+        UNION SELECT {group} FROM ds_hukou_at({b}) WHERE {valid} AND id_number IN (SELECT id_number FROM _identity_ids)""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _identity_redo AS
+        WITH h AS (SELECT source_row, id_number, {group} FROM ds_hukou_at({t}) WHERE {valid})
+        SELECT source_row, id_number FROM h WHERE id_number IN (SELECT id_number FROM _identity_ids)
+        UNION SELECT h.source_row, h.id_number FROM h SEMI JOIN _identity_groups g
+              ON g.name = h.name AND g.born = h.born AND g.county = h.county""")
+    # Computed from every row of the numbers of the rows computed again; kept for those rows only.
+    only = IDENTITY_SQL.replace(_IDENTITY_ROWS, f"FROM ds_hukou_at(?) WHERE {valid} AND id_number IN "
+                                                "(SELECT id_number FROM _identity_redo))")
+    con.execute(f"INSERT INTO hukou_identity SELECT ?::DATE, * FROM ({only}) "
+                "WHERE source_row IN (SELECT source_row FROM _identity_redo)", [snap, snap])
+    # The others: the rows kept in place keep their row, and their exception.
+    con.execute(f"""
+        INSERT INTO hukou_identity SELECT {t}, source_row, person_key, is_primary FROM hukou_identity
+        WHERE snapshot_date = {b} AND source_row NOT IN (SELECT source_row FROM _identity_redo)
+          AND source_row NOT IN (SELECT source_row FROM {gone})""")
+    for table in ("_identity_ids", "_identity_groups", "_identity_redo"):
+        con.execute(f"DROP TABLE {table}")
+    return True
 
 
 # The hukou snapshot (and its load) the name history was last brought up to.
@@ -229,8 +293,8 @@ def spine(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
     return wh.query(con, SPINE_SQL, [snap, snap]).drop("source_row")
 
 
-def prepare_spine(con: duckdb.DuckDBPyConnection, snap: date) -> None:
-    ensure_identity(con, snap)
+def prepare_spine(con: duckdb.DuckDBPyConnection, snap: date, whole: bool = False) -> None:
+    ensure_identity(con, snap, whole)
     remember_names(con, snap)
 
 
