@@ -100,8 +100,10 @@ def difference(con: duckdb.DuckDBPyConnection, code: str, snap: date) -> tuple[d
     """(before, gone, came): the dataset's snapshot just before `snap`'s, the rows of that snapshot
     not kept into `snap`'s and the rows stored for `snap`'s (table expressions; the rows as stored:
     their night, load and file are not those the macro gives). A count that adds up over rows is
-    the one of `before` less `gone`'s plus `came`'s. None when no snapshot came before (or the
-    table keeps no rows in place: a warehouse of an earlier version, read-only)."""
+    the one of `before` less `gone`'s plus `came`'s. None when no snapshot came before, when most
+    of `snap`'s was stored anew (a file sent in another order: reading it whole is cheaper than
+    the difference), or when the table keeps no rows in place (a warehouse of an earlier version,
+    read-only)."""
     before = con.execute("SELECT max(snapshot_date) FROM snapshots WHERE dataset = ? AND snapshot_date < ?",
                          [code, snap]).fetchone()[0]
     ranged = con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = ? AND column_name = 'last_date'",
@@ -112,4 +114,6 @@ def difference(con: duckdb.DuckDBPyConnection, code: str, snap: date) -> tuple[d
     # The rows in force on `before` end on it unless they were kept into the next snapshot, `snap`'s.
     gone = f"(SELECT * EXCLUDE (last_date) FROM ds_{code} WHERE snapshot_date <= {b} AND coalesce(last_date, snapshot_date) = {b})"
     came = f"(SELECT * EXCLUDE (last_date) FROM ds_{code} WHERE snapshot_date = {literal(snap)})"
-    return before, gone, came
+    (stored,), = con.execute(f"SELECT count(*) FROM {came}").fetchall()
+    (rows,), = con.execute("SELECT rows FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [code, snap]).fetchall()
+    return None if stored * 2 > rows else (before, gone, came)

@@ -178,15 +178,15 @@ COUNTS_DDL = ("CREATE TABLE IF NOT EXISTS quality_counts (load_id BIGINT NOT NUL
 
 def counted_once(con: duckdb.DuckDBPyConnection, dataset: str, snap: date, how: str,
                  count: Callable[[int | None], dict], by_rows: Callable[[str], dict] | None = None,
-                 shape: Callable[[dict], dict] = lambda c: c) -> dict:
+                 shape: Callable[[dict, int], dict] = lambda c, _load: c) -> dict:
     """`count(load_id)` for the dataset's snapshot of `snap`, or what it gave for the same load and
     `how` (the counting SQL) before. JSON round-trips the result: keys are strings.
 
     `by_rows(rows)`: the same counts over a table expression of rows, when they add up over rows
     (every number in the dict, nested dicts too, a sum over the rows). Then a snapshot whose
     previous one was counted is counted from it: its counts less those of the rows not kept, plus
-    those of the rows stored (`snapshot_rows.difference`), `shape`d as `count` gives them (which
-    keys are left out when zero, in which order): four million hukou rows are not scanned again
+    those of the rows stored (`snapshot_rows.difference`), `shape`d as `count` gives them for the
+    load (which keys are left out when zero, in which order): four million hukou rows are not scanned again
     for a few hundred that changed."""
     digest = _digest(how)
     load = con.execute("SELECT load_id FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [dataset, snap]).fetchone()
@@ -196,30 +196,25 @@ def counted_once(con: duckdb.DuckDBPyConnection, dataset: str, snap: date, how: 
     kept = con.execute("SELECT counts FROM quality_counts WHERE load_id = ? AND digest = ?", [load[0], digest]).fetchone()
     if kept:
         return json.loads(kept[0])
-    counts = _counted_from_before(con, dataset, snap, digest, by_rows, shape) if by_rows is not None else None
+    counts = _counted_from_before(con, dataset, snap, load[0], digest, by_rows, shape) if by_rows is not None else None
     if counts is None:
         counts = count(load[0])
     remember_counts(con, load[0], how, counts)
     return counts
 
 
-def _counted_from_before(con: duckdb.DuckDBPyConnection, dataset: str, snap: date, digest: str,
-                         by_rows: Callable[[str], dict], shape: Callable[[dict], dict]) -> dict | None:
+def _counted_from_before(con: duckdb.DuckDBPyConnection, dataset: str, snap: date, load: int, digest: str,
+                         by_rows: Callable[[str], dict], shape: Callable[[dict, int], dict]) -> dict | None:
     """`counted_once`'s counts from the previous snapshot's, or None when it was not counted."""
     diff = snapshot_rows.difference(con, dataset, snap)
     if diff is None:
         return None
     before, gone, came = diff
-    # Most of the snapshot stored anew (a file sent in another order): counting it whole is cheaper.
-    (stored,), = con.execute(f"SELECT count(*) FROM {came}").fetchall()
-    (rows,), = con.execute("SELECT rows FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [dataset, snap]).fetchall()
-    if stored * 2 > rows:
-        return None
     prev = con.execute("SELECT q.counts FROM quality_counts q JOIN snapshots s ON s.load_id = q.load_id "
                        "WHERE s.dataset = ? AND s.snapshot_date = ? AND q.digest = ?", [dataset, before, digest]).fetchone()
     if prev is None:
         return None
-    return shape(_added(json.loads(prev[0]), by_rows(gone), by_rows(came)))
+    return shape(_added(json.loads(prev[0]), by_rows(gone), by_rows(came)), load)
 
 
 def _added(prev: dict, gone: dict, came: dict) -> dict:
@@ -232,6 +227,15 @@ def _added(prev: dict, gone: dict, came: dict) -> dict:
         else:
             out[k] = (a or 0) - (g or 0) + (c or 0)
     return out
+
+
+def drop_temp(con: duckdb.DuckDBPyConnection, *names: str) -> None:
+    """Drop the temp tables or views of these names, whichever kind each is (a night's run may
+    have made it the other kind; the spine is a view of the stored spine)."""
+    for name in names:
+        for (kind,) in con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ? "
+                                   "AND table_schema = 'main' AND table_catalog = 'temp'", [name]).fetchall():
+            con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} {name}")
 
 
 def remember_counts(con: duckdb.DuckDBPyConnection, load_id: int, how: str, counts: dict) -> None:

@@ -432,9 +432,8 @@ def stage_night(con: duckdb.DuckDBPyConnection, night: date, restage: list[str] 
                 whole_spine: bool = False) -> list[str]:
     """The night's records as the temp table `link_recs`, and the spine as `link_spine` (a view of
     the spine kept across nights, `bidui.matching.spine_store`; built whole when `whole_spine`);
-    the datasets skipped. They stay
-    in DuckDB: only the residue of the exact step reaches Python. Of the datasets in `restage`,
-    only the records `link_restage` lists (`bidui.matching.carry`)."""
+    the datasets skipped. They stay in DuckDB: only the residue of the exact step reaches Python.
+    Of the datasets in `restage`, only the records `link_restage` lists (`bidui.matching.carry`)."""
     snap = spine_snapshot(con, night)
     prepare_spine(con, snap)
     # `pi`: a spine row's number, what the blocking keys (`link_spine_keys`) point back with: its
@@ -573,10 +572,7 @@ def _train(positive_levels: pl.DataFrame, randoms: pl.DataFrame, levels: pl.Data
 
 
 def _drop(con: duckdb.DuckDBPyConnection, *tables: str) -> None:
-    """Drop these temp tables or views (the spine and its keys are views of the stored spine)."""
-    views = {v for v, in con.execute("SELECT view_name FROM duckdb_views() WHERE temporary").fetchall()}
-    for table in tables:
-        con.execute(f"DROP {'VIEW' if table in views else 'TABLE'} IF EXISTS {table}")
+    wh.drop_temp(con, *tables)
 
 
 def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresholds(), seed: int = 0,

@@ -49,7 +49,7 @@ def night_defects(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, dict
             return _found(con.execute(_name_defects_sql(ds, rows)).fetchone())
 
         named = wh.counted_once(con, ds.code, snap, sql, count, by_rows=by_rows,
-                                shape=lambda c: {k: c[k] for k in DEFECT_PATTERNS if c.get(k)})
+                                shape=lambda c, _load: {k: c[k] for k in DEFECT_PATTERNS if c.get(k)})
         if named:
             out[ds.code] = named
     hukou = in_force.get("hukou")

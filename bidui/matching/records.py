@@ -126,9 +126,7 @@ def _identity_from_before(con: duckdb.DuckDBPyConnection, snap: date) -> bool:
     (done,), = con.execute("SELECT count(*) FROM hukou_identity_runs r JOIN snapshots s ON s.dataset = 'hukou' "
                            "AND s.snapshot_date = r.snapshot_date AND s.load_id = r.load_id WHERE r.snapshot_date = ?",
                            [before]).fetchall()
-    (stored,), = con.execute(f"SELECT count(*) FROM {came}").fetchall()
-    (rows,), = con.execute("SELECT rows FROM snapshots WHERE dataset = 'hukou' AND snapshot_date = ?", [snap]).fetchall()
-    if not done or stored * 2 > rows:
+    if not done:
         return False
     b, t = literal(before), literal(snap)
     valid = "id_number_status = 'valid'"

@@ -18,8 +18,8 @@ are built again: their rows are deleted and built from tonight's snapshot restri
 Built whole instead when the stored spine is of another snapshot than the one just before, was
 built by other SQL, the name history was read again from the first (its epoch), most of the
 snapshot was stored anew, or when asked (`bidui run --from-scratch`: the reference the
-incremental nights are compared with). `tests/test_spine_store.py` compares the stored spine with
-one built whole night after night."""
+incremental nights are compared with). `tests/test_carry.py` compares the stored spine with one
+built whole night after night."""
 
 from __future__ import annotations
 
@@ -76,13 +76,9 @@ def stage(con: duckdb.DuckDBPyConnection, snap: date, columns: list[str], whole:
     except Exception:
         wh.rollback(con)
         raise
-    con.execute("DROP TABLE IF EXISTS link_spine" if _is_table(con, "link_spine") else "DROP VIEW IF EXISTS link_spine")
+    wh.drop_temp(con, "link_spine")
     con.execute(f"CREATE TEMP VIEW link_spine AS SELECT * FROM {SPINE_TABLE}")
     return how
-
-
-def _is_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]).fetchone()[0])
 
 
 def _spine_sql(columns: list[str], only: str | None = None) -> str:
@@ -102,10 +98,6 @@ def _update(con: duckdb.DuckDBPyConnection, built: date, built_load: int, snap: 
     if diff is None or diff[0] != built or _load(con, built) != built_load or snap <= built:
         return False
     _, gone, came = diff
-    (stored,), = con.execute(f"SELECT count(*) FROM {came}").fetchall()
-    (rows,), = con.execute("SELECT rows FROM snapshots WHERE dataset = 'hukou' AND snapshot_date = ?", [snap]).fetchall()
-    if stored * 2 > rows:
-        return False
     con.execute(IDENTITY_DDL)
     b, s = literal(built), literal(snap)
     then, now = (f"SELECT source_row, person_key, is_primary FROM hukou_identity WHERE snapshot_date = {d}" for d in (b, s))

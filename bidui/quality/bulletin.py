@@ -159,9 +159,7 @@ def snapshot_counts(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date) -> 
     def count(load: int | None) -> dict:
         return rows_of(con.execute(sql, [snap]).fetchall()) | {"rejects": rejects(load)}
 
-    def shape(counts: dict) -> dict:
-        (load,), = con.execute("SELECT load_id FROM snapshots WHERE dataset = ? AND snapshot_date = ?",
-                               [ds.code, snap]).fetchall()
+    def shape(counts: dict, load: int) -> dict:
         return counts | {"empty": {c: counts["empty"][c] for c in required if counts["empty"].get(c)},
                          "ids": {k: n for k, n in sorted(counts["ids"].items()) if n}, "rejects": rejects(load)}
 

@@ -39,13 +39,6 @@ IDENT = ("coalesce(CASE WHEN l.method <> 'none' THEN l.person_key END, "
          "CASE WHEN d.{id}_status = 'valid' AND NOT coalesce(l.id_name_conflict, FALSE) THEN d.{id} END)")
 
 
-def _drop(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """Drop a temp table or view of that name (last night's run may have made it the other kind)."""
-    for (kind,) in con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ? "
-                               "AND table_schema = 'main' AND table_catalog = 'temp'", [name]).fetchall():
-        con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} {name}")
-
-
 HASHES = ", ".join(wh.HASH_COLUMNS)  # what a row is, not what it says: no rule reads them
 ALWAYS_TABLES = {"register_members", "register_households"}  # read by the views below
 # The spine is never linked (its records are the persons): its view only adds `ident`, so reading
@@ -66,7 +59,7 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
         # No snapshot in force: NULL, no rows (bidui.connectors.snapshot_rows)
         rows = snapshot_rows.at(ds.code, f"DATE '{snap}'" if snap else "NULL::DATE")
         kind = "VIEW" if ds.code in ALWAYS_VIEWS else "TABLE" if ds.code in ALWAYS_TABLES or uses[ds.code] >= 2 else "VIEW"
-        _drop(con, f"{ds.code}_linked")
+        wh.drop_temp(con, f"{ds.code}_linked")
         if not ds.persons:
             con.execute(f"CREATE TEMP {kind} {ds.code}_linked AS SELECT d.* EXCLUDE ({HASHES}) FROM {rows} d")
             continue
