@@ -91,6 +91,8 @@ def edit_hukou(con, night: date, before: date, *edits: str) -> None:
     snapshot_rows.forget(con, "hukou", night)  # a night between two stored ones: their kept rows are cut around it
     if snapshot_rows.keep(con, "hukou", night, before, "_same"):
         con.execute("DELETE FROM _h WHERE source_row IN (SELECT source_row FROM _same)")
+    else:
+        snapshot_rows.close(con, "hukou", night)
     con.execute("INSERT INTO ds_hukou BY NAME SELECT * FROM _h")
     con.execute("INSERT INTO snapshots VALUES ('hukou', ?, 999, 'hukou_edit.csv', 'edit', ?)", [night, rows])
     wh.add_name_keys(con, wh.query(con, "SELECT name FROM _h")["name"])
@@ -110,6 +112,7 @@ def redeliver(con, night: date, before: date) -> None:
         file = f"again_{code}_{night.isoformat()}.csv"
         con.execute("UPDATE _d SET snapshot_date = ?, load_id = 998, source_file = ?, source_row = ? + 1 - source_row",
                     [night, file, top])
+        snapshot_rows.close(con, code, night)  # stored whole: the rows open before end
         con.execute(f"INSERT INTO ds_{code} BY NAME SELECT * FROM _d")
         con.execute("INSERT INTO snapshots VALUES (?, ?, 998, ?, 'again', ?)", [code, night, file, rows])
 

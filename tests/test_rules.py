@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from bidui import config
 from bidui.cli import app
+from bidui.connectors import snapshot_rows
 from bidui.connectors import warehouse as wh
 from bidui.connectors.ingest import ingest_night
 from bidui.matching.link import link_night
@@ -195,6 +196,7 @@ def test_a_member_hukou_lists_twice_under_one_number_is_one_member(published_hom
                 FROM ds_hukou_at(?) h WHERE id_number = ?""", [night1, night1, night1, person])
             con.execute(f"UPDATE _h SET snapshot_date = ?, load_id = 999, row_hash = {wh.row_hash_sql(BY_CODE['hukou'])}, "
                         "raw_hash = NULL", [night2])
+            snapshot_rows.close(con, "hukou", night2)  # stored whole: the rows open before end
             con.execute("INSERT INTO ds_hukou BY NAME SELECT * FROM _h")
             con.execute("INSERT INTO snapshots VALUES ('hukou', ?, 999, 'hukou_edit.csv', 'edit', "
                         "(SELECT count(*) FROM _h))", [night2])

@@ -63,6 +63,13 @@ def test_rows_delivered_again_in_place_are_kept_and_read_as_if_stored(homes, tmp
     # A row kept shows the night's own file and night, as stored whole.
     (files,), = homes[0].execute("SELECT list(DISTINCT source_file) FROM ds_deaths_at(?)", [N3]).fetchall()
     assert files == [f"死亡医学证明_{N3:%m%d}.csv"]
+    # The rows of the last snapshot are open (held on by the next night without being written);
+    # those that went end on the night they were last delivered.
+    for con in homes:
+        ends = dict(con.execute("SELECT coalesce(last_date, snapshot_date), count(*) FROM ds_deaths GROUP BY 1").fetchall())
+        assert ends[snapshot_rows.OPEN] == 41, ends
+    ends = dict(homes[0].execute("SELECT coalesce(last_date, snapshot_date), count(*) FROM ds_deaths GROUP BY 1").fetchall())
+    assert ends == {N1: 1, N2: 1, N3: 40, snapshot_rows.OPEN: 41}, ends
 
 
 def test_a_middle_night_run_again_or_withdrawn_leaves_the_other_nights_as_they_were(homes, tmp_path: Path) -> None:
@@ -84,7 +91,8 @@ def test_a_middle_night_run_again_or_withdrawn_leaves_the_other_nights_as_they_w
     assert _seen(homes[0], N3) == [] and _seen(homes[0], N4) == before[N4]
     # No row is stored twice for a night, and every row's nights end on a snapshot of its dataset.
     assert homes[0].execute("""
-        SELECT count(*) FROM ds_deaths d WHERE coalesce(d.last_date, d.snapshot_date) NOT IN
+        SELECT count(*) FROM ds_deaths d WHERE coalesce(d.last_date, d.snapshot_date) <> DATE '9999-12-31'
+            AND coalesce(d.last_date, d.snapshot_date) NOT IN
             (SELECT snapshot_date FROM snapshots WHERE dataset = 'deaths')""").fetchone() == (0,)
 
 

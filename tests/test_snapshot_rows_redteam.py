@@ -129,7 +129,8 @@ def check(homes, nights=NIGHTS, codes=("deaths",)) -> None:
             bad = con.execute(f"""
                 SELECT snapshot_date, last_date, source_row FROM ds_{code} d
                 WHERE d.snapshot_date NOT IN (SELECT snapshot_date FROM snapshots WHERE dataset = '{code}')
-                   OR coalesce(d.last_date, d.snapshot_date) NOT IN (SELECT snapshot_date FROM snapshots WHERE dataset = '{code}')
+                   OR (coalesce(d.last_date, d.snapshot_date) <> DATE '9999-12-31'
+                       AND coalesce(d.last_date, d.snapshot_date) NOT IN (SELECT snapshot_date FROM snapshots WHERE dataset = '{code}'))
                    OR d.last_date < d.snapshot_date
                 ORDER BY ALL LIMIT 10""").fetchall()
             assert bad == [], (code, bad)
@@ -477,7 +478,8 @@ def _flow_shape(home) -> None:
             bad = con.execute(f"""
                 SELECT snapshot_date, last_date, count(*) FROM ds_{ds.code} d
                 WHERE d.snapshot_date NOT IN (SELECT snapshot_date FROM snapshots WHERE dataset = '{ds.code}')
-                   OR coalesce(d.last_date, d.snapshot_date) NOT IN (SELECT snapshot_date FROM snapshots WHERE dataset = '{ds.code}')
+                   OR (coalesce(d.last_date, d.snapshot_date) <> DATE '9999-12-31'
+                       AND coalesce(d.last_date, d.snapshot_date) NOT IN (SELECT snapshot_date FROM snapshots WHERE dataset = '{ds.code}'))
                 GROUP BY ALL""").fetchall()
             assert bad == [], (ds.code, bad)
             for (night,) in con.execute("SELECT snapshot_date FROM snapshots WHERE dataset = ?", [ds.code]).fetchall():

@@ -2,10 +2,14 @@
 
 A row of a snapshot table (ds_<code>) is stored for the night it was delivered (`snapshot_date`)
 and may hold on later snapshots of its dataset, through `last_date`, when it came again at the same
-row of the file with the same content (NULL: that snapshot only). Every reader asks for one
-snapshot through the macro, never `WHERE snapshot_date = ...`: the macro gives each row as the
-snapshot of that night would have stored it — its night, load and file are that snapshot's — so
-what a reader sees does not depend on whether a row was stored again or kept.
+row of the file with the same content: NULL, that snapshot only; a date, through the snapshot of
+that date; OPEN, through every later snapshot until one does not deliver it again. A row stored
+for the dataset's last snapshot is open, so that a night that delivers most rows again writes only
+the rows that went (`keep` closes them) and the rows that came — not a new `last_date` for every
+row kept (4.1 M hukou rows: 1 s, and their commit). Every reader asks for one snapshot through the
+macro, never `WHERE snapshot_date = ...`: the macro gives each row as the snapshot of that night
+would have stored it — its night, load and file are that snapshot's — so what a reader sees does
+not depend on whether a row was stored again or kept.
 
 A night with no snapshot of the dataset has no rows: a kept row shows on the nights of the
 dataset's snapshots (the snapshots table), not on the nights between them.
@@ -19,6 +23,10 @@ import duckdb
 
 from bidui.datasets import DATASETS
 from bidui.matching.link_nights import literal
+
+# The `last_date` of a row that holds on every later snapshot of its dataset until one does not
+# deliver it again (a real date: a reader that fetches it gets a date).
+OPEN = date(9999, 12, 31)
 
 
 def at(code: str, night_sql: str) -> str:
@@ -73,24 +81,47 @@ def forget(con: duckdb.DuckDBPyConnection, code: str, night: date) -> None:
         # Stored on the night and kept past it: as of the next snapshot.
         con.execute(f"UPDATE {table} SET snapshot_date = {a}, load_id = ?, source_file = ? "
                     f"WHERE snapshot_date = {n} AND last_date > {n}", [load, file])
-    # Kept into it: until the snapshot before it.
-    con.execute(f"UPDATE {table} SET last_date = ? WHERE snapshot_date < {n} AND last_date >= {n}", [before])
+    # Kept into it: until the snapshot before it — open again when that one is the last now.
+    con.execute(f"UPDATE {table} SET last_date = ? WHERE snapshot_date < {n} AND last_date >= {n}",
+                [before if after is not None else OPEN])
     con.execute(f"DELETE FROM {table} WHERE snapshot_date = {n}")
+
+
+def close(con: duckdb.DuckDBPyConnection, code: str, night: date) -> None:
+    """The rows open before `night` end on the snapshot before it: the dataset's next snapshot is
+    stored whole on `night` (inside the caller's transaction; after `forget`)."""
+    before = con.execute("SELECT max(snapshot_date) FROM snapshots WHERE dataset = ? AND snapshot_date < ?",
+                         [code, night]).fetchone()[0]
+    if before is not None:
+        con.execute(f"UPDATE ds_{code} SET last_date = ? WHERE last_date = ? AND snapshot_date < ?", [before, OPEN, night])
+
+
+def stored_until(con: duckdb.DuckDBPyConnection, code: str, night: date) -> date | None:
+    """The `last_date` of the rows stored for `night`: open when it is the dataset's last snapshot
+    (none after it), else that snapshot only."""
+    later = con.execute("SELECT count(*) FROM snapshots WHERE dataset = ? AND snapshot_date > ?", [code, night]).fetchone()[0]
+    return None if later else OPEN
 
 
 def keep(con: duckdb.DuckDBPyConnection, code: str, night: date, before: date, in_place: str) -> bool:
     """Keep on `night` the rows of the dataset's snapshot of `before` that tonight's file delivered
     again at the same row with the same content and line (`in_place`: a table of their source
-    rows), instead of storing them again: their `last_date` moves on (inside the caller's
-    transaction). Only when `before` is the dataset's last snapshot and earlier than the night
-    (whether it was kept)."""
+    rows), instead of storing them again; the other rows of `before` end on it (inside the
+    caller's transaction). Only when `before` is the dataset's last snapshot and earlier than the
+    night (whether it was kept)."""
     last = con.execute("SELECT max(snapshot_date) FROM snapshots WHERE dataset = ?", [code]).fetchone()[0]
     if last is None or last != before or before >= night:
         return False
     b = literal(before)
-    # Every row of the last snapshot ends on it: the ones kept end on the night now.
+    # The rows open on the last snapshot hold on: those not delivered again end on it (a few
+    # hundred rows written, not every row kept).
     con.execute(f"""
-        UPDATE ds_{code} SET last_date = {literal(night)}
+        UPDATE ds_{code} SET last_date = {b}
+        WHERE last_date = {literal(OPEN)} AND source_row NOT IN (SELECT source_row FROM {in_place})""")
+    # Rows of the last snapshot that end on it (stored by an earlier version, or before a night
+    # after it was withdrawn) but were delivered again: open now.
+    con.execute(f"""
+        UPDATE ds_{code} SET last_date = {literal(OPEN)}
         WHERE snapshot_date <= {b} AND coalesce(last_date, snapshot_date) = {b}
           AND source_row IN (SELECT source_row FROM {in_place})""")
     return True

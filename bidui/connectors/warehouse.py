@@ -310,11 +310,12 @@ def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, loa
     # The night, load and file are constants of the statement, not columns added to the rows.
     rows_sql = f"SELECT ?::DATE, ?::BIGINT, ?::VARCHAR, {own}, {row_hash_sql(ds)}, {raw}, {line} FROM {rows}"
     args: list = [night, load_id, file]
+    kept = False
     if carried:
         # Same values, so the same row hash; the fingerprint is of the same text. In row order, as a
         # file normalised whole is stored.
         carried_line = "line_hash" if line_form else "NULL::UHUGEINT"
-        in_place, kept = _in_place(con), False
+        in_place = _in_place(con)
         if in_place and carried_from is not None:
             # Without a form a row stored whole has no line fingerprint: one listed with one is not that row.
             same_lines = line_form or not con.execute(f"SELECT count(line_hash) FROM {IN_PLACE}").fetchone()[0]
@@ -325,8 +326,11 @@ def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, loa
         rows_sql = (f"SELECT * FROM ({rows_sql} UNION ALL SELECT ?::DATE, ?::BIGINT, ?::VARCHAR, {own}, row_hash, raw_hash, "
                     f"{carried_line} FROM ({rest})) ORDER BY source_row")
         args += [night, load_id, file]
-    con.execute(f"INSERT INTO {table} (snapshot_date, load_id, source_file, {own}, row_hash, raw_hash, line_hash) "
-                f"{rows_sql}", args)
+    if not kept:
+        snapshot_rows.close(con, ds.code, night)
+    until = snapshot_rows.stored_until(con, ds.code, night)
+    con.execute(f"INSERT INTO {table} (snapshot_date, load_id, source_file, {own}, row_hash, raw_hash, line_hash, "
+                f"last_date) SELECT *, {literal(until) if until else 'NULL'}::DATE FROM ({rows_sql})", args)
     con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)", [ds.code, night, load_id, file, sha256, count + carried])
     if line_form:
         con.execute("INSERT OR REPLACE INTO line_forms VALUES (?, ?)", [load_id, line_form])
