@@ -182,3 +182,54 @@ def test_a_snapshots_counts_are_its_predecessors_less_the_rows_gone_plus_the_row
     for night in (N1, N2, N4):
         kept, whole = counts(night)
         assert kept == whole, night
+
+
+def test_a_kept_snapshots_profile_is_its_predecessors_less_the_rows_left_plus_the_rows_added(
+        homes, tmp_path: Path, monkeypatch) -> None:
+    """The plausibility profile of a night that keeps most rows in place is worked out from the
+    snapshot before's (bidui.connectors.plausibility.profile_tonight) without reading the rows in
+    place: it equals the snapshot counted whole — with IDs two rows share (one of them changed,
+    both changed, one added under an ID a row in place bears) and an enumeration value the night
+    no longer has."""
+    from bidui.connectors import plausibility
+    from bidui.datasets import BY_CODE
+    from tests.test_snapshot_rows_redteam import profiles_as_counted
+
+    header = ["证件号码", "姓名", "参保年度", "参保状态"]
+    ids = [pid(f"52900119600101{i:03d}") for i in range(30)]
+    # Rows 2k and 2k+1 share an ID; one row only is 中断.
+    night1 = [[ids[i // 2], "张王李赵"[i % 4] + "明华强勇军"[i % 5], "2026", "中断" if i == 9 else "参保"]
+              for i in range(40)]
+    night2 = [list(r) for r in night1]
+    night2[9][3] = "参保"  # the only 中断 row: the value is gone
+    night2[10][0] = ids[25]  # one row of a shared ID changed to another one's (its ID stays: row 11)
+    night2[12][0], night2[13][0] = ids[26], ids[27]  # both rows of a shared ID changed (gone)
+    night2[14][0] = pid("52900119900101001")  # to a new ID
+    night2.append([ids[3], "钱多多", "2026", "未参保"])  # added under an ID in place
+
+    def deliver_insurance(night: date, rows: list[list[str]]) -> Path:
+        folder = tmp_path / "in" / night.isoformat()
+        folder.mkdir(parents=True)
+        text = "\n".join(",".join(r) for r in [header, *rows]) + "\n"
+        (folder / f"medical_insurance_{night:%m%d}.csv").write_text(text, encoding="utf-8-sig")
+        (folder / "_SUCCESS").touch()
+        return folder
+
+    read: list[str] = []
+    counted = plausibility.profile_query
+    monkeypatch.setattr(plausibility, "profile_query", lambda con, ds, sql, *a: read.append(sql) or counted(con, ds, sql, *a))
+    for night, rows in ((N1, night1), (N2, night2)):
+        folder = deliver_insurance(night, rows)
+        for con, carry in zip(homes, (True, False), strict=True):
+            read.clear()
+            outcomes = ingest_night(con, folder, night, workers=1, carry=carry, limits=LOOSE)
+            assert [o.status for o in outcomes if o.dataset == "medical_insurance"] == ["accepted"], outcomes
+            if night == N2 and carry:  # kept in place: the rows in place are not read to profile it
+                assert read and not any("_carried_in_place_rows" in sql for sql in read), read
+    ds = BY_CODE["medical_insurance"]
+    kept, whole = (plausibility.profile_snapshot(con, ds, N2) for con in homes)
+    assert kept == whole
+    # 20 IDs on night 1: one gone (both its rows changed), three others and a new one came.
+    assert kept.values["status"] == {"参保": 40, "未参保": 1} and kept.distinct_ids == 23, kept
+    for con in homes:
+        profiles_as_counted(con)

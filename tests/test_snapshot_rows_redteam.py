@@ -18,7 +18,7 @@ import duckdb
 import pytest
 import xlsxwriter
 
-from bidui.connectors import snapshot_rows
+from bidui.connectors import plausibility, snapshot_rows
 from bidui.connectors import warehouse as wh
 from bidui.connectors.ingest import ingest_night
 from bidui.connectors.plausibility import Limits
@@ -134,6 +134,18 @@ def check(homes, nights=NIGHTS, codes=("deaths",)) -> None:
                    OR d.last_date < d.snapshot_date
                 ORDER BY ALL LIMIT 10""").fetchall()
             assert bad == [], (code, bad)
+    for con in homes:
+        profiles_as_counted(con)
+
+
+def profiles_as_counted(con) -> None:
+    """The profile kept with each snapshot's load (the next night's checks compare with it; a night
+    that keeps most rows in place works it out from the snapshot before's) is the snapshot's,
+    counted whole."""
+    for ds in DATASETS:
+        for (snap,) in con.execute("SELECT snapshot_date FROM snapshots WHERE dataset = ?", [ds.code]).fetchall():
+            whole = plausibility.profile_query(con, ds, plausibility.SNAPSHOT_ROWS.format(code=ds.code), [snap])
+            assert plausibility.profile_snapshot(con, ds, snap) == whole, (ds.code, snap)
 
 
 def stored(con, code: str = "deaths") -> dict[date, int]:
@@ -486,6 +498,7 @@ def _flow_shape(home) -> None:
                 twice = con.execute(f"SELECT count(*) FROM (SELECT source_row FROM ds_{ds.code}_at(?) GROUP BY 1 "
                                     "HAVING count(*) > 1)", [night]).fetchone()[0]
                 assert twice == 0, (ds.code, night)
+        profiles_as_counted(con)
     finally:
         con.close()
 

@@ -37,9 +37,9 @@ from bidui.connectors.plausibility import (
     Profile,
     checks,
     first_reject,
-    profile_query,
     profile_rows,
     profile_snapshot,
+    profile_tonight,
     remember_profile,
 )
 from bidui.connectors.readers import NO_FINAL_BREAK, ReadError, read_table
@@ -507,7 +507,7 @@ def _store_rows(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: 
                     evidence=p.evidence)
     whole = _whole(p)
     last = wh.last_snapshot(con, ds.code, night)
-    now = profile_query(con, ds, wh.tonight_rows_sql(con, ds)) if carried or p.profile is None else p.profile
+    now = profile_tonight(con, ds, result.carried_from) if carried or p.profile is None else p.profile
     held = whole + checks(ds, result, lim, (last[0], profile_snapshot(con, ds, last[0])) if last else None, name, now)
     if p.changed:
         o.incomplete = True

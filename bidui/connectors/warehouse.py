@@ -420,12 +420,17 @@ def drop_carried_rows(con: duckdb.DuckDBPyConnection) -> None:
 NEW_ROWS = "_new"
 
 
-def tonight_rows_sql(con: duckdb.DuckDBPyConnection, ds: Dataset) -> str:
-    """The rows `apply_snapshot` would store, as a query over NEW_ROWS and the carried rows staged:
-    for profiling them in DuckDB."""
+def tonight_rows_sql(con: duckdb.DuckDBPyConnection, ds: Dataset, in_place: bool = True) -> str:
+    """The rows `apply_snapshot` would store, as a query over NEW_ROWS and the carried rows staged
+    (but those in place, unless `in_place`): for profiling them in DuckDB."""
     names = ", ".join(f'"{n}"' for n, _ in table_columns(ds))
     sql = f"SELECT {names} FROM {NEW_ROWS} UNION ALL SELECT {names} FROM {CARRIED_ROWS}"
-    return sql + (f" UNION ALL SELECT {names} FROM {IN_PLACE_ROWS}" if _in_place(con) is not None else "")
+    return sql + (f" UNION ALL SELECT {names} FROM {IN_PLACE_ROWS}" if in_place and _in_place(con) is not None else "")
+
+
+def in_place_count(con: duckdb.DuckDBPyConnection) -> int:
+    """How many of tonight's rows are staged in place (IN_PLACE; 0 when none was staged)."""
+    return _in_place(con) or 0
 
 
 def add_rejects(con: duckdb.DuckDBPyConnection, load_id: int, file: str, rejects: pl.DataFrame) -> None:
