@@ -576,7 +576,7 @@ def test_records_numbered_with_narrower_integers_link_against_an_empty_spine() -
 
 def test_the_model_is_kept_between_nights_and_trained_again_when_asked_or_when_the_data_drifts(
         published_home, tiny: Path, tmp_path: Path) -> None:
-    """Night 1 trains version 1; night 2 keeps it (only the share of matches is learnt again);
+    """Night 1 trains version 1; night 2 keeps it as it is (its share of matches and name frequencies too);
     `--retrain` makes version 2; candidates far from those a model was trained on make version 3.
     The run report says which, in Chinese."""
     import shutil

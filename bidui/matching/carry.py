@@ -11,10 +11,14 @@ changed, or a number's person changed: 一号多人, 一人多号) or a verdict 
 - in a dataset delivered anew, by what it says: a row whose `row_hash` is that of a row of the
   snapshot the night before was linked with takes that row's sure link (`Carry.by_row`), whatever
   its place in tonight's file. Only the rows that are new or changed are linked again.
-Everything else — scored, unlinked and confirmed records, and rows no row said before — is linked
-again, with every record of the datasets that came anew with no snapshot to compare; blocking, name
-frequencies and the model's prior still see the whole spine and the whole residue, so the outcome
-equals linking everything (`tests/test_carry.py` compares the two night after night).
+Everything else — scored, unlinked and confirmed records, and rows no row said before — is staged
+again, with every record of the datasets that came anew with no snapshot to compare. Of the scored
+and unlinked records, those whose row said the same the night before, that nothing above reached
+and that no changed hukou person pairs with in a block keep the model's outcome of the night
+before (`may_hold`, `bidui.matching.link.hold_scored`: the model, its share of matches and its
+name frequencies are fixed between nights); the rest are scored again, blocking against the whole
+spine, so the outcome equals linking everything (`tests/test_carry.py` and
+`tests/test_incremental.py` compare the two night after night).
 
 Nothing is carried when the model is trained tonight (training draws from every record), when the
 night before was linked by other SQL (`CODE`), or when there is no night before."""
@@ -30,12 +34,13 @@ import duckdb
 from bidui.connectors import warehouse as wh
 from bidui.connectors.changes import COMPARED_COLUMNS, changed_rows
 from bidui.datasets import BY_CODE
-from bidui.matching import link_nights
+from bidui.matching import link_nights, spine_store
 from bidui.matching import records as rec_sql
 from bidui.matching.decisions import DECISIONS_DDL, named_by_decision
 from bidui.matching.relinks import previous_linked_night
 
 SURE = ("exact", "former_name", "household", "excel_cut")
+SCORED = ("fuzzy", "review", "none")  # what the model gives (bidui.matching.link.hold_scored)
 USED_DDL = ("CREATE TABLE IF NOT EXISTS link_decisions_used (night DATE NOT NULL, dataset VARCHAR NOT NULL, "
             "role VARCHAR NOT NULL, id_number VARCHAR NOT NULL)")
 # The snapshot (its load) of each dataset a night was linked with. The snapshots in force on that
@@ -139,19 +144,22 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
         WHERE {link_nights.on_night(link_nights.literal(before))} AND dataset IN ({carried}) AND method NOT IN ({sure})""")
     # …of a dataset delivered anew, every row but those that say what a surely linked row said…
     _map_rows(con, before, by_row, methods)
-    # …and what hukou or a verdict changed under (a scan of each snapshot's numbers, when any).
+    # …and what hukou or a verdict changed under (a scan of each snapshot's numbers, when any):
+    # `carry_fresh`, records whose outcome of the night before tells nothing.
+    con.execute("CREATE OR REPLACE TEMP TABLE carry_fresh (dataset VARCHAR, role VARCHAR, source_row BIGINT)")
     if con.execute("SELECT (SELECT count(*) FROM carry_touched) + (SELECT count(*) FROM carry_decided)").fetchone()[0]:
         for code_ in datasets:
             snap = now[code_][0].isoformat()
             for ref in BY_CODE[code_].persons:
                 con.execute(f"""
-                    INSERT INTO link_restage
+                    INSERT INTO carry_fresh
                     SELECT '{code_}', '{ref.role}', m.source_row FROM ds_{code_}_at(DATE '{snap}') m
                     WHERE (
                           m.{ref.id_column} IN (SELECT id_number FROM carry_touched)
                           OR (m.{ref.id_column}_status = 'excel_mangled'
                               AND substr(m.{ref.id_column}, 1, 15) IN (SELECT substr(id_number, 1, 15) FROM carry_touched))
                           OR {named_by_decision(ref, "m", f"(SELECT id_number FROM carry_decided WHERE dataset = '{code_}' AND role = '{ref.role}')")})""")
+        con.execute("INSERT INTO link_restage SELECT * FROM carry_fresh")
     return Carry(before, datasets, by_row, methods)
 
 
@@ -229,6 +237,58 @@ def carried_sql(plan: Carry) -> str | None:
               AND l.dataset IN ({", ".join(f"'{d}'" for d in plan.by_row)}) AND l.method IN ({sure})"""
 
 
+def may_hold(con: duckdb.DuckDBPyConnection, plan: Carry, night: date, version: int, scored_code: str) -> bool:
+    """`link_may_hold` (rec, person_key, method, score, explanation): the staged records that may
+    keep the outcome the model gave them the night before (`link.hold_scored` says which do) —
+    records of a dataset carried, whose row said the same then (the same row of the same snapshot,
+    or `link_rowmap`'s), that no change of hukou under their number or verdict reached
+    (`carry_fresh`), scored or left unlinked that night by the same version of the model and the
+    same scoring (`scored_code`); False when none may (the spine was built whole, so what changed
+    in hukou is not known, or another model or scoring linked the night before)."""
+    if plan.before is None or not plan.datasets:
+        return False
+    row = con.execute("SELECT model_version, scored_code FROM link_runs WHERE night = ?", [plan.before]).fetchone()
+    if row is None or tuple(row) != (version, scored_code):
+        return False
+    since = con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
+                        [spine_store.SINCE]).fetchone()[0]
+    linked = linked_loads(con, plan.before)
+    if not since or "hukou" not in linked or \
+            con.execute(f"SELECT snapshot_date FROM {spine_store.SINCE}").fetchone()[0] != linked["hukou"][0]:
+        return False
+    # A record that reads another dataset (a member's village is its household's): only while that
+    # dataset's snapshot is the one the night before was linked with.
+    now = wh.in_force_loads(con, night)
+    datasets = [d for d in plan.datasets
+                if "h." not in " ".join(rec_sql.CONTEXT.get(d, {}).values()) or now.get("register_households") == linked.get(
+                    "register_households")]
+    if not datasets:
+        return False
+    moved = ", ".join(f"'{d}'" for d in plan.by_row) or "NULL"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE link_may_hold AS
+        SELECT r.rec, l.person_key, l.method, l.score, l.explanation
+        FROM link_recs r
+        LEFT JOIN link_rowmap m ON m.dataset = r.dataset AND m.source_row = r.source_row
+        JOIN links l ON {link_nights.on_night(link_nights.literal(plan.before), "l.")} AND l.dataset = r.dataset
+             AND l.role = r.role AND l.method IN ({", ".join(f"'{m}'" for m in SCORED)})
+             AND l.source_row = CASE WHEN r.dataset IN ({moved}) THEN m.before_row ELSE r.source_row END
+        ANTI JOIN carry_fresh f ON f.dataset = r.dataset AND f.role = r.role AND f.source_row = r.source_row
+        WHERE r.dataset IN ({", ".join(f"'{d}'" for d in datasets)})""")
+    return True
+
+
+def release_held(con: duckdb.DuckDBPyConnection, plan: Carry) -> None:
+    """The records `link.hold_scored` kept (`link_kept_scored`) are carried as the sure links are
+    (`keep_whole`, `carried_sql`): out of `link_restage` and `link_recs` (not stored again)."""
+    con.execute("""
+        DELETE FROM link_restage WHERE EXISTS (
+            SELECT 1 FROM link_recs r JOIN link_kept_scored k ON k.rec = r.rec
+            WHERE r.dataset = link_restage.dataset AND r.role = link_restage.role AND r.source_row = link_restage.source_row)""")
+    con.execute("DELETE FROM link_recs WHERE rec IN (SELECT rec FROM link_kept_scored)")
+    plan.methods = (*plan.methods, *(m for m in SCORED if m not in plan.methods))
+
+
 def linked_loads(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, tuple[date, int]]:
     """The loads a night was linked with (`remember_loads`); none for a night linked before they
     were kept, so that nothing is carried from it."""
@@ -254,5 +314,6 @@ def remember_decisions(con: duckdb.DuckDBPyConnection, night: date) -> None:
 
 
 def drop(con: duckdb.DuckDBPyConnection) -> None:
-    for table in ("link_restage", "link_rowmap", "carry_touched", "carry_decided"):
+    for table in ("link_restage", "link_rowmap", "carry_touched", "carry_decided", "carry_fresh", "link_may_hold",
+                  "link_kept_scored"):
         con.execute(f"DROP TABLE IF EXISTS {table}")

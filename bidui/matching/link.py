@@ -3,6 +3,7 @@ then one-to-one resolution; every fuzzy link keeps its explanation."""
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -76,7 +77,9 @@ class LinkResult:
     model_version: int | None = None
     model_trained_at: datetime | None = None
     model_night: date | None = None  # the night the model was trained on
-    carried: int = 0  # sure links carried from the night before (bidui.matching.carry)
+    carried: int = 0  # links carried from the night before (bidui.matching.carry)
+    held: int = 0  # of them, scored (or unlinked) records no change could reach (`hold_scored`)
+    persons: int | None = None  # the hukou persons a model trained tonight counts names among (`model_names`)
 
 
 @dataclass
@@ -93,10 +96,22 @@ class StoredModel:
 
 MODELS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS link_models (version INTEGER PRIMARY KEY, trained_at TIMESTAMP, night DATE, reason VARCHAR,
-    model VARCHAR)"""
+    model VARCHAR);
+ALTER TABLE link_models ADD COLUMN IF NOT EXISTS persons BIGINT;
+CREATE TABLE IF NOT EXISTS link_model_names (version INTEGER NOT NULL, form_h UBIGINT NOT NULL, k BIGINT NOT NULL)"""
+# A model is fixed between nights (issue 18, part 2): its share of matches and the name frequencies
+# it scores with (how many hukou persons bear each name, `link_model_names`, of the spine's
+# `persons`) are those of the night it was trained. Learnt again each night, they moved every
+# record's score a little with any birth or death anywhere, and no scored link could be carried.
 # Tonight's candidates this far (total variation distance of one comparison's level shares) from
 # those the kept model was trained on: the data changed under it, and it is trained again.
 DRIFT = 0.10
+# Drift is watched on the candidates of every DRIFT_SAMPLE-th record of the residue (by a hash of
+# its number, so the same records however the night is linked) once the residue has
+# DRIFT_SAMPLE_FROM records; of all of them below that. Those records are scored every night; the
+# others may keep last night's outcome (`hold_scored`). At the large size an eighth of 170,000
+# records is about 200,000 candidate pairs: shares to a few thousandths, against a drift of 0.10.
+DRIFT_SAMPLE, DRIFT_SAMPLE_FROM = 8, 40_000
 
 
 def stored_model(con: duckdb.DuckDBPyConnection) -> StoredModel | None:
@@ -109,6 +124,32 @@ def stored_model(con: duckdb.DuckDBPyConnection) -> StoredModel | None:
     version, trained_at, night, reason, text = rows[0]
     model, shares = fs.from_json(text)
     return StoredModel(version, trained_at, night, reason, model, shares)
+
+
+def model_names(con: duckdb.DuckDBPyConnection, version: int | None) -> int:
+    """`link_names` (form_h, k): how many hukou persons bear each name, as the model of `version`
+    scores with, or (None) as tonight's spine has them (`link_spine_keys`: a model trained tonight
+    keeps them with its version when it is stored); the persons counted. A model stored before it
+    kept them takes tonight's, once."""
+    if version is not None:
+        (persons,), = con.execute("SELECT persons FROM link_models WHERE version = ?", [version]).fetchall()
+        if persons is not None:
+            con.execute("CREATE OR REPLACE TEMP TABLE link_names AS SELECT form_h, k FROM link_model_names "
+                        "WHERE version = ?", [version])
+            return int(persons)
+    con.execute("CREATE OR REPLACE TEMP TABLE link_names AS SELECT form_h, count(*) AS k FROM link_spine_keys "
+                "WHERE form_h IS NOT NULL GROUP BY form_h")
+    (persons,), = con.execute("SELECT count(*) FROM link_spine").fetchall()
+    if version is not None:
+        keep_names(con, version, int(persons))
+    return int(persons)
+
+
+def keep_names(con: duckdb.DuckDBPyConnection, version: int, persons: int) -> None:
+    """The name frequencies of `link_names` kept with the model of `version`."""
+    con.execute("DELETE FROM link_model_names WHERE version = ?", [version])
+    con.execute("INSERT INTO link_model_names SELECT ?, form_h, k FROM link_names", [version])
+    con.execute("UPDATE link_models SET persons = ? WHERE version = ?", [persons, version])
 
 
 PAIR_RECORD = ["rec", "id", "id_status", "id_held", "form", "pinyin", "birth", "sex", "village", "is_head"]  # what _levels reads
@@ -183,7 +224,7 @@ def _near(a: str, b: str, width: int, digits: bool = False) -> str:
     return " + ".join(f"(substr({a}, {i}, 1) <> substr({b}, {i}, 1))::INT" for i in range(1, width + 1)) + " <= 2"
 
 
-def _variants() -> str:
+def _variants(residue: str = "link_residue") -> str:
     """Each residue record's 15 digits as the numbers a blocking compares with the spine's (one join
     for all): themselves (Excel kept 15 digits), and for the numbers with a typo (`typed`) every
     number one of positions 7–15 could have been before the typo, and the number with the birth
@@ -191,7 +232,7 @@ def _variants() -> str:
     n = "t.n15"
     tens, ones = f"({n} // 10 % 10)", f"({n} % 10)"
     return f"""
-        SELECT rec, n15 AS v FROM link_residue WHERE n15 IS NOT NULL
+        SELECT rec, n15 AS v FROM {residue} WHERE n15 IS NOT NULL
         UNION ALL
         SELECT t.rec, {n} - ({n} // p.scale % 10) * p.scale + d.digit * p.scale
         FROM typed t, (SELECT unnest({[10 ** e for e in range(9)]}::BIGINT[]) AS scale) p,
@@ -200,14 +241,14 @@ def _variants() -> str:
         SELECT t.rec, {n} - {tens} * 10 - {ones} + {ones} * 10 + {tens} FROM typed t"""
 
 
-def _blocks() -> list[str]:
+def _blocks(keys: str = "link_spine_keys", residue: str = "link_residue") -> list[str]:
     """Blocking that survives the real corruptions: each rule catches what another loses. Each is
     a join of the residue `r` (or its numbers with a typo, `t`) with the spine's keys `k`."""
     def on(*cols: str) -> str:
         return " AND ".join(f"r.{c} = k.{c}" for c in cols)
 
-    def block(cond: str, rows: str = "link_residue r") -> str:
-        return f"SELECT r.rec, k.pi FROM {rows} JOIN link_spine_keys k ON {cond}"
+    def block(cond: str, rows: str = f"{residue} r") -> str:
+        return f"SELECT r.rec, k.pi FROM {rows} JOIN {keys} k ON {cond}"
 
     return [
         # typo after the birth date (in the last four characters; a number another person holds,
@@ -216,7 +257,7 @@ def _blocks() -> list[str]:
         block(f"{on('region', 'birth8')} AND {_near('r.tail', 'k.tail', 4)}"),
         # the 15 digits Excel kept, and what a typo in positions 7–15 or a swap across the birth
         # date's end changed (for a typo together with a damaged name: no name key survives it)
-        "SELECT v.rec, k.pi FROM variants v JOIN link_spine_keys k ON k.n15 = v.v",
+        f"SELECT v.rec, k.pi FROM variants v JOIN {keys} k ON k.n15 = v.v",
         # A typo or swap inside the birth date: one or two of year, month-day and the last four
         # characters survive it, and with pinyin and county they are narrow (pinyin and county
         # alone pair a common name with hundreds of people at 4 M residents).
@@ -230,17 +271,45 @@ def _blocks() -> list[str]:
     ]
 
 
-def block_residue(con: duckdb.DuckDBPyConnection) -> None:
+def block_residue(con: duckdb.DuckDBPyConnection, residue: str = "link_residue", keys: str = "link_spine_keys",
+                  into: str = "link_pairs") -> None:
     """The residue of the sure links (`link_residue`) paired with the persons its blocks find:
-    `link_pairs` (rec, pi), one row per record and person's number."""
+    `link_pairs` (rec, pi), one row per record and person's number. (Other residue rows, other
+    persons' keys: `hold_scored`.)"""
     # Numbers with a typo: every invalid 18-character one, and those Excel cut whose 15 digits are
-    # nobody's (almost every cut number is right on the 15 it kept, and there are many).
+    # nobody's in the whole spine (almost every cut number is right on the 15 it kept, and there are many).
     # (An anti join, not NOT IN: that would hash the spine's million numbers for a few hundred.)
-    typed = ("SELECT * FROM link_residue WHERE damaged AND n15 IS NOT NULL AND NOT cut UNION ALL "
-             "SELECT r.* FROM link_residue r ANTI JOIN link_spine_keys k ON k.n15 = r.n15 "
+    typed = (f"SELECT * FROM {residue} WHERE damaged AND n15 IS NOT NULL AND NOT cut UNION ALL "
+             f"SELECT r.* FROM {residue} r ANTI JOIN link_spine_keys k ON k.n15 = r.n15 "
              "WHERE r.damaged AND r.cut AND r.n15 IS NOT NULL")
-    union = "\n        UNION\n        ".join(_blocks())
-    con.execute(f"CREATE OR REPLACE TEMP TABLE link_pairs AS WITH typed AS ({typed}), variants AS ({_variants()}) {union}")
+    union = "\n        UNION\n        ".join(_blocks(keys, residue))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {into} AS WITH typed AS ({typed}), variants AS ({_variants(residue)}) {union}")
+
+
+def hold_scored(con: duckdb.DuckDBPyConnection, watched: str) -> int:
+    """Of the residue, the records that keep the outcome the model gave them the night before
+    (`link_may_hold`: rec, person_key, method, score, explanation — the records whose row says
+    what it said then and which no verdict or change of hukou under their number reached,
+    `bidui.matching.link._link_and_store`), into `link_kept_scored` and out of `link_residue`;
+    how many. A scored outcome depends on the record, its candidates and the model, which is
+    fixed between nights (`model_names`): so a record keeps it unless a hukou person changed since
+    (`spine_store.CHANGED`: as the person was, `WAS`, or is) pairs with it in a block — a new
+    candidate, one gone, or one that says something else — or it is `watched` (drift is measured
+    on those: scored every night)."""
+    changed = (f"SELECT * FROM {spine_store.WAS} UNION ALL BY NAME SELECT * FROM link_spine "
+               f"WHERE id_number IN (SELECT id_number FROM {spine_store.CHANGED})")
+    con.execute(SPINE_KEYS_SQL.replace("link_spine_keys", "link_changed_keys").replace(
+        "FROM link_spine s", f"FROM ({changed}) s"))
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE link_hold_residue AS
+                    SELECT * FROM link_residue WHERE rec IN (SELECT rec FROM link_may_hold) AND NOT ({watched})""")
+    block_residue(con, "link_hold_residue", "link_changed_keys", "link_hold_pairs")
+    con.execute("""CREATE OR REPLACE TEMP TABLE link_kept_scored AS
+                   SELECT h.* FROM link_may_hold h SEMI JOIN link_hold_residue r ON r.rec = h.rec
+                   ANTI JOIN link_hold_pairs p ON p.rec = h.rec""")
+    con.execute("DELETE FROM link_residue WHERE rec IN (SELECT rec FROM link_kept_scored)")
+    _drop(con, "link_changed_keys", "link_hold_residue", "link_hold_pairs")
+    (n,), = con.execute("SELECT count(*) FROM link_kept_scored").fetchall()
+    return int(n)
 
 
 CANDIDATE, POSITIVE, RANDOM = 0, 1, 2  # what a compared pair is (`kind`)
@@ -249,7 +318,7 @@ CANDIDATE, POSITIVE, RANDOM = 0, 1, 2  # what a compared pair is (`kind`)
 def compared_pairs(con: duckdb.DuckDBPyConnection, seed: int | None, candidates: bool = True) -> pl.DataFrame:
     """The pairs whose levels are computed, each with its `kind`, the record's side (`PAIR_RECORD`)
     and the person's (`KEY_COLUMNS`, and `form_h`: the name as the keys hash it, what
-    `name_frequencies` are counted by): the residue's candidates (`link_pairs`, when
+    name frequencies are counted by, `model_names`): the residue's candidates (`link_pairs`, when
     `candidates`) and, when `seed` is given, the training's labelled pairs (`training_sql`).
     They are read in one pass over the records and one over the spine: each pass reads every row
     of its table's wide columns (the spine's names and numbers), so reading them once per kind of
@@ -283,16 +352,6 @@ def compared_pairs(con: duckdb.DuckDBPyConnection, seed: int | None, candidates:
         ANTI JOIN link_cannot b ON b.rec = w.rec AND b.person_key = s.person_key AND w.kind = {CANDIDATE}""")
     _drop(con, "link_wanted")
     return rows
-
-
-def name_frequencies(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """How many hukou persons bear each candidate's name (`form_h`, `k_namesakes`: the
-    name-frequency adjustment), counted only for the names among the candidates (`link_pairs`;
-    grouping the whole spine by name costs more), by the name's hash."""
-    return wh.query(con, """
-        WITH named AS (SELECT DISTINCT k.form_h FROM link_pairs p JOIN link_spine_keys k ON k.pi = p.pi)
-        SELECT form_h, count(*) AS k_namesakes FROM link_spine_keys SEMI JOIN named USING (form_h)
-        GROUP BY form_h""")
 
 
 # A person's side of a pair, as `_keys` names it, read in SQL from `link_spine s`.
@@ -576,11 +635,13 @@ def _drop(con: duckdb.DuckDBPyConnection, *tables: str) -> None:
 
 
 def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresholds(), seed: int = 0,
-                kept: StoredModel | None = None, retrain: bool = False) -> LinkResult:
+                kept: StoredModel | None = None, retrain: bool = False, hold: bool = False) -> LinkResult:
     """The cascade on `link_recs` against `link_spine`; the outcome is left in temp tables
     `link_sure` (rec, person_key, method, explanation), `link_fuzzy` (rec, person_key, method,
     score, explanation; every other record, method `none` where no block found a candidate) and
-    `link_conflict` (rec: a number found in hukou, no holder's name)."""
+    `link_conflict` (rec: a number found in hukou, no holder's name). `hold`: the records of
+    `link_may_hold` no change reached keep last night's outcome (`hold_scored`: `link_kept_scored`,
+    not in `link_fuzzy`)."""
     start = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -613,9 +674,15 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
     # namesakes; row by row, so the same levels as whole.
     fuzzy = pl.DataFrame(schema={"rec": pl.Int64, "person_key": pl.String, "method": pl.String, "score": pl.Float64,
                                  "explanation": pl.String})
+    # Drift is watched on a share of the residue (DRIFT_SAMPLE): those records are always scored.
+    (size,), = con.execute("SELECT count(*) FROM link_residue").fetchall()
+    watched = f"hash(rec) % {DRIFT_SAMPLE if size >= DRIFT_SAMPLE_FROM else 1} = 0"
+    if hold:
+        result.held = hold_scored(con, watched)
     block_residue(con)
     # Every record of the residue has a row in `link_fuzzy`: those no block found, linked to nobody.
     residue = con.sql("SELECT rec FROM link_residue").pl()
+    probe = con.sql(f"SELECT rec FROM link_residue WHERE {watched}").pl()["rec"]
     train_now = kept is None or retrain
     compared = compared_pairs(con, seed if train_now else None)
     kind = compared["kind"]
@@ -624,26 +691,29 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
         with ThreadPoolExecutor(max_workers=2) as pool:
             half = (compared.height + 1) // 2
             comparing = [pool.submit(_levels, compared.slice(0, half)), pool.submit(_levels, compared.slice(half))]
-            namesakes = compared.filter(kind == CANDIDATE).select("form_h").join(
-                name_frequencies(con), on="form_h", how="left", maintain_order="left")["k_namesakes"]
-            _drop(con, "link_pairs", "link_residue", "link_spine_keys")  # blocking is done
-            (persons,), = con.execute("SELECT count(*) FROM link_spine").fetchall()
+            _drop(con, "link_pairs", "link_residue")  # blocking is done
             compared_levels = pl.concat([c.result() for c in comparing]).with_columns(kind)
+        names = compared.filter(kind == CANDIDATE).select("form_h")
         del compared  # the pairs' columns, before their levels are split by kind (copied)
         levels, *training = (compared_levels.filter(pl.col("kind") == k).drop("kind") for k in (CANDIDATE, POSITIVE, RANDOM))
         del compared_levels
-        shares = {c: fs.level_shares(levels, c, floor=0.0).tolist() for c in COMPARED}
-        # A kept model is used unless asked otherwise or the candidates drifted from those it
-        # was trained on; it learns only tonight's share of matches.
-        distance, where = fs.drift(levels, kept.shares) if kept is not None else (0.0, "")
+        seen = levels.filter(pl.col("rec").is_in(probe.implode()))
+        shares = {c: fs.level_shares(seen, c, floor=0.0).tolist() for c in COMPARED}
+        # A kept model is used as it is unless asked otherwise or the candidates drifted from
+        # those it was trained on.
+        distance, where = fs.drift(seen, kept.shares) if kept is not None else (0.0, "")
         if kept is not None and not retrain and distance <= DRIFT:
-            model = fs.estimate_prior(kept.model, levels, COMPARED)
+            model = kept.model
+            persons = model_names(con, kept.version)
         else:
             result.trained = "asked" if retrain else "first" if kept is None else f"drift:{where}"
             result.shares = shares
             if not train_now:  # drifted: tonight's training pairs are read now
                 training = [_levels(t) for t in training_pairs(con, seed)]
             model = _train(*training, levels)
+            persons = result.persons = model_names(con, None)
+        namesakes = names.join(con.sql("SELECT form_h, k FROM link_names").pl(), on="form_h", how="left",
+                               maintain_order="left")["k"]
         levels = levels.with_columns((namesakes.fill_null(1) / persons).alias("tf"))
         scored = score(levels, model, COMPARED, name_freq=pl.col("tf"))
         lap("fuzzy")
@@ -733,6 +803,15 @@ def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Threshol
 SURE_CODE = carry_mod.code_digest(EXACT_BY_RECORD_SQL, EXACT_BY_NUMBER_SQL, *SURE_SQL, SPINE_KEYS_SQL)
 
 
+def scored_code(thresholds: Thresholds) -> str:
+    """What makes a scored outcome besides the model: the blocking, the comparisons, the scoring
+    and the one-to-one resolution with its thresholds (an outcome made by other code or thresholds
+    is not kept: `hold_scored`)."""
+    return carry_mod.code_digest(RESIDUE_KEYS_SQL, *_blocks(), inspect.getsource(cmp), inspect.getsource(fs),
+                                 inspect.getsource(_levels), inspect.getsource(resolve), inspect.getsource(explanation),
+                                 inspect.getsource(compared_pairs), repr(thresholds))
+
+
 def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thresholds, start: float,
                     retrain: bool, carry: bool) -> LinkResult:
     kept = stored_model(con)
@@ -741,13 +820,19 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS code VARCHAR")
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS carried BIGINT")
     con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS names_epoch BIGINT")
+    con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS scored_code VARCHAR")
+    con.execute("ALTER TABLE link_runs ADD COLUMN IF NOT EXISTS held BIGINT")
+    scoring = scored_code(thresholds)
     # Training draws from every record: a night that trains (asked, or the first) links them all.
     # The name history as tonight reads it, before the plan compares it (and the identities: all of
     # them computed again from scratch, as the spine).
     prepare_spine(con, spine_snapshot(con, night), whole=not carry)
     plan = carry_mod.plan(con, night, SURE_CODE) if carry and kept is not None and not retrain else carry_mod.Carry()
     skipped = stage_night(con, night, plan.datasets, whole_spine=not carry)
-    result = link_staged(con, thresholds, seed=night.toordinal(), kept=kept, retrain=retrain)
+    hold = kept is not None and carry_mod.may_hold(con, plan, night, kept.version, scoring)
+    result = link_staged(con, thresholds, seed=night.toordinal(), kept=kept, retrain=retrain, hold=hold)
+    if hold and result.trained is None:
+        carry_mod.release_held(con, plan)
     if plan.datasets and result.trained is not None:  # the candidates drifted: trained, so all again
         why, plan = result.trained, carry_mod.Carry()
         skipped = stage_night(con, night, whole_spine=not carry)
@@ -782,16 +867,17 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
             (last,), = con.execute("SELECT coalesce(max(version), 0) FROM link_models").fetchall()
             result.model_version, result.model_trained_at = last + 1, datetime.now().replace(microsecond=0)
             result.model_night = night
-            con.execute("INSERT INTO link_models VALUES (?, ?, ?, ?, ?)",
+            con.execute("INSERT INTO link_models (version, trained_at, night, reason, model) VALUES (?, ?, ?, ?, ?)",
                         [result.model_version, result.model_trained_at, night, result.trained,
                          fs.to_json(result.model, result.shares)])
+            keep_names(con, result.model_version, result.persons)
         model = result.model.weights_table().write_json() if result.model else None
         con.execute("INSERT INTO link_runs (night, records, exact, fuzzy, review, none, pairs, seconds, model, skipped, "
-                    "model_version, code, carried, names_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "model_version, code, carried, names_epoch, scored_code, held) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [night, result.records, sum(result.counts.get(m, 0) for m in SURE_METHODS),
                      *(result.counts.get(m, 0) for m in ("fuzzy", "review", "none")),
                      result.pairs, result.seconds, model, ",".join(skipped), result.model_version, SURE_CODE,
-                     result.carried, names_epoch(con)])
+                     result.carried, names_epoch(con), scoring, result.held])
         carry_mod.remember_decisions(con, night)
         carry_mod.remember_loads(con, night)
         con.execute("COMMIT")
@@ -799,7 +885,8 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
         wh.rollback(con)
         raise
     _drop(con, "link_recs", "link_spine", "link_decided", "link_cannot", "link_must", "link_exact", "link_held", "link_cut",
-          "link_shared", "link_conflict", "link_sure", "link_residue", "link_spine_keys", "link_pairs", "link_fuzzy")
+          "link_shared", "link_conflict", "link_sure", "link_residue", "link_spine_keys", "link_pairs", "link_fuzzy",
+          "link_names")
     carry_mod.drop(con)
     return result
 

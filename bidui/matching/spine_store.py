@@ -19,7 +19,13 @@ Built whole instead when the stored spine is of another snapshot than the one ju
 built by other SQL, the name history was read again from the first (its epoch), most of the
 snapshot was stored anew, or when asked (`bidui run --from-scratch`: the reference the
 incremental nights are compared with). `tests/test_carry.py` compares the stored spine with one
-built whole night after night."""
+built whole night after night.
+
+What changed is left for the linker to read (`CHANGED`, `WAS`, `SINCE`: temp tables): the numbers
+built again, their rows as they were before, and the snapshot the stored spine was of — a scored
+link carried from the night before is one no changed person could pair with
+(bidui.matching.link). None of them is left when the spine was built whole (what changed is not
+known)."""
 
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ from bidui.matching.link_nights import literal
 from bidui.matching.records import IDENTITY_DDL, SPINE_SQL, names_epoch
 
 SPINE_TABLE = "spine_rows"
+CHANGED, WAS, SINCE = "spine_changed", "spine_was", "spine_since"  # temp tables: see the module's text
 # The snapshot (and load) the stored spine is of, the name history's epoch and the SQL it was
 # built with; `how` it was last staged (kept, updated, built: for the engineer and the tests).
 STATE_DDL = ("CREATE TABLE IF NOT EXISTS spine_state (snapshot_date DATE NOT NULL, load_id BIGINT NOT NULL, "
@@ -60,15 +67,20 @@ def stage(con: duckdb.DuckDBPyConnection, snap: date, columns: list[str], whole:
     stored = con.execute("SELECT count(*) FROM duckdb_tables() WHERE NOT temporary AND table_name = ?",
                          [SPINE_TABLE]).fetchone()[0]
     how = "built"
+    wh.drop_temp(con, CHANGED, WAS, SINCE)
     con.execute("BEGIN TRANSACTION")
     try:
         if not whole and state is not None and stored and state[2:] == (epoch, code):
             if state[:2] == (snap, load):
                 how = "kept"
+                con.execute(f"CREATE TEMP TABLE {CHANGED} (id_number VARCHAR)")
+                con.execute(f"CREATE TEMP TABLE {WAS} AS SELECT * FROM {SPINE_TABLE} LIMIT 0")
             elif _update(con, state[0], state[1], snap, columns):
                 how = "updated"
         if how == "built":
             con.execute(f"CREATE OR REPLACE TABLE {SPINE_TABLE} AS {_spine_sql(columns)}", [snap, snap])
+        else:
+            con.execute(f"CREATE TEMP TABLE {SINCE} AS SELECT ?::DATE AS snapshot_date", [state[0]])
         # In the same transaction as the rows: a run stopped half way leaves both as they were.
         con.execute("DELETE FROM spine_state")
         con.execute("INSERT INTO spine_state VALUES (?, ?, ?, ?, ?)", [snap, load, epoch, code, how])
@@ -113,7 +125,8 @@ def _update(con: duckdb.DuckDBPyConnection, built: date, built_load: int, snap: 
         UNION SELECT h.id_number FROM ds_hukou_at({s}) h SEMI JOIN moved x ON x.source_row = h.source_row
         UNION SELECT id_number FROM hukou_names WHERE changed_on > {b} AND changed_on <= {s}""")
     con.execute("DELETE FROM spine_touched WHERE id_number IS NULL")
+    con.execute(f"CREATE TEMP TABLE {WAS} AS SELECT * FROM {SPINE_TABLE} WHERE id_number IN (SELECT id_number FROM spine_touched)")
     con.execute(f"DELETE FROM {SPINE_TABLE} WHERE id_number IN (SELECT id_number FROM spine_touched)")
     con.execute(f"INSERT INTO {SPINE_TABLE} {_spine_sql(columns, 'SELECT id_number FROM spine_touched')}", [snap, snap])
-    con.execute("DROP TABLE spine_touched")
+    con.execute(f"ALTER TABLE spine_touched RENAME TO {CHANGED}")
     return True
