@@ -264,17 +264,28 @@ def may_hold(con: duckdb.DuckDBPyConnection, plan: Carry, night: date, version: 
                     "register_households")]
     if not datasets:
         return False
-    moved = ", ".join(f"'{d}'" for d in plan.by_row) or "NULL"
+    def listed(codes: list[str]) -> str:
+        return ", ".join(f"'{d}'" for d in codes) or "NULL"
+
+    # The night before's outcomes, then the staged records that said the same: at the same row of
+    # a snapshot kept, through `link_rowmap` in one delivered anew (two equality joins: one join
+    # choosing its row by the dataset ran for a minute at the large size).
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE link_may_hold AS
-        SELECT r.rec, l.person_key, l.method, l.score, l.explanation
-        FROM link_recs r
-        LEFT JOIN link_rowmap m ON m.dataset = r.dataset AND m.source_row = r.source_row
-        JOIN links l ON {link_nights.on_night(link_nights.literal(plan.before), "l.")} AND l.dataset = r.dataset
-             AND l.role = r.role AND l.method IN ({", ".join(f"'{m}'" for m in SCORED)})
-             AND l.source_row = CASE WHEN r.dataset IN ({moved}) THEN m.before_row ELSE r.source_row END
-        ANTI JOIN carry_fresh f ON f.dataset = r.dataset AND f.role = r.role AND f.source_row = r.source_row
-        WHERE r.dataset IN ({", ".join(f"'{d}'" for d in datasets)})""")
+        WITH before AS (
+            SELECT dataset, role, source_row, person_key, method, score, explanation FROM links
+            WHERE {link_nights.on_night(link_nights.literal(plan.before))} AND dataset IN ({listed(datasets)})
+                  AND method IN ({", ".join(f"'{m}'" for m in SCORED)})),
+        said AS (
+            SELECT r.rec, r.dataset, r.role, r.source_row, b.person_key, b.method, b.score, b.explanation
+            FROM link_recs r JOIN before b ON b.dataset = r.dataset AND b.role = r.role AND b.source_row = r.source_row
+            WHERE {f"r.dataset NOT IN ({listed(list(plan.by_row))})" if plan.by_row else "TRUE"}
+            UNION ALL
+            SELECT r.rec, r.dataset, r.role, r.source_row, b.person_key, b.method, b.score, b.explanation
+            FROM link_recs r JOIN link_rowmap m ON m.dataset = r.dataset AND m.source_row = r.source_row
+                 JOIN before b ON b.dataset = m.dataset AND b.role = r.role AND b.source_row = m.before_row)
+        SELECT s.rec, s.person_key, s.method, s.score, s.explanation FROM said s
+        ANTI JOIN carry_fresh f ON f.dataset = s.dataset AND f.role = s.role AND f.source_row = s.source_row""")
     return True
 
 
