@@ -80,9 +80,33 @@ def _latest_loads(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, dict
     return out
 
 
+# A night's links per dataset: how many of each kind, and a digest of them (each record and its
+# person, as a multiset: hash(hash(row)), as the register's digest — a row's hash XORs its last
+# column's in) that says whether they changed.
+_LINK_KINDS_SQL = f"""
+    SELECT dataset, CASE WHEN method IN ('fuzzy', 'review') THEN 'fuzzy' WHEN method = 'none' THEN 'none'
+                         ELSE 'exact' END AS k, count(*),
+           coalesce(sum(hash(hash(source_file, source_row, person_key))::HUGEINT), 0)
+    FROM links WHERE {on_night('?::DATE')} {{only}} GROUP BY ALL"""
+
+
+def night_links(con: duckdb.DuckDBPyConnection, night: date, dataset: str | None = None) -> dict[str, dict]:
+    """{dataset: {"kinds": {exact, fuzzy, none: links}, "digest": (links, sum of their hashes)}} of
+    the night (of one dataset): one scan of the links for every dataset, not two per dataset."""
+    out: dict[str, dict] = {}
+    rows = con.execute(_LINK_KINDS_SQL.format(only="AND dataset = ?" if dataset else ""),
+                       [night, *([dataset] if dataset else [])]).fetchall()
+    for code, kind, n, total in rows:
+        entry = out.setdefault(code, {"kinds": {}, "digest": (0, 0)})
+        entry["kinds"][kind] = int(n)
+        entry["digest"] = (entry["digest"][0] + int(n), entry["digest"][1] + int(total))
+    return out
+
+
 def dataset_quality(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, snap: date | None,
-                    defects: dict[str, int]) -> dict:
-    """The counts of one dataset's snapshot in force on the night (empty counts when none is)."""
+                    defects: dict[str, int], links: dict[str, dict] | None = None) -> dict:
+    """The counts of one dataset's snapshot in force on the night (empty counts when none is).
+    `links`: `night_links` of the night (read here when not given)."""
     out: dict = {"rows": 0, "rejected_rows": 0, "rejects": {}, "ids": {}, "names": dict(defects), "links": {},
                  "shared_ids": int(defects.get("shared_ids", 0)), "empty": {}, "problem_rows": 0}
     out["names"].pop("shared_ids", None)
@@ -92,16 +116,15 @@ def dataset_quality(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, sn
     ref = ds.persons[0] if ds.persons else None
     out |= snapshot_counts(con, ds, snap)
     if ref:
-        out["links"] = {k: int(n) for k, n in con.execute(
-            "SELECT CASE WHEN method IN ('fuzzy', 'review') THEN 'fuzzy' WHEN method = 'none' THEN 'none' "
-            f"ELSE 'exact' END AS k, count(*) FROM links WHERE {on_night('?::DATE')} AND dataset = ? GROUP BY k",
-            [night, ds.code]).fetchall()}
+        mine = (links if links is not None else night_links(con, night, ds.code)).get(
+            ds.code, {"kinds": {}, "digest": (0, 0)})
+        out["links"] = dict(mine["kinds"])
         if ds.code != "hukou":  # hukou's own is the number two persons hold (bidui.matching.quality)
-            out["shared_ids"] = _shared_ids(con, ds, night, snap)
+            out["shared_ids"] = _shared_ids(con, ds, night, snap, mine["digest"])
     return out
 
 
-def _shared_ids(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, snap: date) -> int:
+def _shared_ids(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, snap: date, digest: tuple[int, int]) -> int:
     """Valid numbers under which the linker found records of several persons (a child's record
     under a parent's number, one number typed for two people). Counted again only when the
     snapshot or its records' persons changed: joining the snapshot with the night's links took
@@ -114,9 +137,7 @@ def _shared_ids(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, snap: 
                  AND l.source_file = d.source_file AND l.source_row = d.source_row
             WHERE d.{c}_status = 'valid' AND l.person_key IS NOT NULL
             GROUP BY d.{c} HAVING count(DISTINCT l.person_key) > 1)"""
-    # hash(hash(row)), as the register's digest: a row's hash XORs its last column's in.
-    (n, total), = con.execute("SELECT count(*), coalesce(sum(hash(hash(source_file, source_row, person_key))::HUGEINT), 0) "
-                              f"FROM links WHERE {on_night('?::DATE')} AND dataset = ?", [night, ds.code]).fetchall()
+    n, total = digest
     counted = wh.counted_once(con, ds.code, snap, f"{sql}\x1elinks {n}:{total}",
                               lambda _load: {"shared_ids": int(con.execute(sql, [snap, night, ds.code]).fetchone()[0])})
     return int(counted["shared_ids"])
@@ -178,8 +199,9 @@ def night_bulletin(con: duckdb.DuckDBPyConnection, night: date, defects: dict[st
     snaps = wh.in_force(con, night)
     if not _has_links(con):  # a warehouse never linked: nothing linked, nothing shared
         con.execute("CREATE TEMP TABLE IF NOT EXISTS links (night DATE, dataset VARCHAR, source_file VARCHAR, "
-                    "source_row BIGINT, person_key VARCHAR, method VARCHAR)")
+                    "source_row BIGINT, person_key VARCHAR, method VARCHAR, last_night DATE)")
     out: dict[str, dict] = {}
+    links = night_links(con, night)
     for ds in DATASETS:
         load = loads.get(ds.code)
         snap = snaps.get(ds.code)
@@ -187,7 +209,7 @@ def night_bulletin(con: duckdb.DuckDBPyConnection, night: date, defects: dict[st
             continue
         entry = {"department": ds.department, "file": "", "status": "none", "delivered": 0, "loaded": 0,
                  "rejected_tonight": 0, "message": "", **(load or {}), "snapshot": snap.isoformat() if snap else ""}
-        entry |= dataset_quality(con, ds, night, snap, defects.get(ds.code, {}))
+        entry |= dataset_quality(con, ds, night, snap, defects.get(ds.code, {}), links)
         if entry["status"] == "duplicate":  # the same bytes again: delivered what is in force
             entry["delivered"] = entry["rows"]
         out[ds.code] = entry
