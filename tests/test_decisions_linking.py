@@ -64,7 +64,7 @@ def test_a_record_refuted_as_not_the_person_is_never_linked_to_them_again(home, 
     # The run report says the record's link changed because of a township's verdict (part 5).
     assert report.relinks["datasets"][ref.dataset]["why"]["verdict"] >= 1
     text = report.markdown()
-    assert "## 数据变化（与上一版相比）" in text and "乡镇核实结论" in text and "沿用上一夜的确定关联" in text
+    assert "## 数据变化（与上一版相比）" in text and "乡镇核实结论" in text and "沿用上一夜的关联" in text
     assert internal_codes(text.split("## 数据变化")[1].split("## 线索")[0]) == []
     night2 = _links_of_record(h, NIGHT2, ref)
     assert night2, "the record is delivered again on night 2"

@@ -67,7 +67,9 @@ def test_nothing_moved_is_said_so(published_home, tmp_path: Path) -> None:
     assert found == {"since": NIGHT1.isoformat(), "datasets": {}}
     assert relinks_text(found) == [f"与 {NIGHT1.isoformat()} 相比，没有记录改变关联"]
     # The night's step adds how many sure links it carried (bidui.matching.carry).
-    assert relinks_text(found | {"carried": 1234})[0] == "沿用上一夜的确定关联 1,234 条（记录与其户籍均未变，不再重新关联）"
+    assert relinks_text(found | {"carried": 1234})[0] == "沿用上一夜的关联 1,234 条：记录及其户籍都没有变化，不再重新关联"
+    assert relinks_text(found | {"carried": 1234, "held": 56})[0] == \
+        "沿用上一夜的关联 1,234 条（其中模型评分 56 条）：记录及其户籍、候选人都没有变化，不再重新关联"
 
 
 def test_a_night_folder_that_comes_late_is_compared_with_the_rows_each_night_was_linked_with(

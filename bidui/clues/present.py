@@ -323,7 +323,10 @@ def relinks_text(relinks: dict) -> list[str]:
         return []
     lines = []
     if relinks.get("carried"):
-        lines.append(f"沿用上一夜的确定关联 {relinks['carried']:,} 条（记录与其户籍均未变，不再重新关联）")
+        held = relinks.get("held") or 0
+        lines.append(f"沿用上一夜的关联 {relinks['carried']:,} 条" + (
+            f"（其中模型评分 {held:,} 条）：记录及其户籍、候选人都没有变化，不再重新关联" if held
+            else "：记录及其户籍都没有变化，不再重新关联"))
     for d, c in sorted(relinks.get("datasets", {}).items(), key=lambda kv: dataset_title(kv[0])):
         kinds = "，".join(f"{w} {c[k]:,}" for k, w in RELINK_KINDS.items() if c.get(k))
         why = "，".join(f"{w} {c['why'][k]:,}" for k, w in RELINK_WHY.items() if c.get("why", {}).get(k))

@@ -195,7 +195,7 @@ def link_step(home: Home, night: date, relink_all: bool = False) -> dict[str, di
         result = link_night(con, night, Thresholds.from_config(config.load(home.config)), carry=not relink_all)
         relinks = night_relinks(con, night)
         if relinks:
-            relinks["carried"] = result.carried
+            relinks["carried"], relinks["held"] = result.carried, result.held
         store_duplicates(con, night, register_duplicates(con, night))
         defects = night_defects(con, night)
         bulletin = night_bulletin(con, night, defects)
