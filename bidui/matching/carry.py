@@ -196,32 +196,20 @@ def keep_whole(con: duckdb.DuckDBPyConnection, plan: Carry, night: date) -> int:
     """The night before's links that tonight keeps of the datasets whose snapshot did not change
     (`plan.whole`: sure, not to be linked again) made to hold on `night` too, in place (inside the
     caller's transaction, after `link_nights.forget`); how many."""
-    until = link_nights.made_until(con, night)
     if not plan.whole:
-        if until is not None:
-            link_nights.close(con, night)
         return 0
     sure = ", ".join(f"'{m}'" for m in plan.methods)
-    kept = _kept_whole(plan, sure)
     if plan.before is None or (night - plan.before).days != 1:
         # Nights not linked lie between (a folder that has not come): a range would hold on them
         # too. Copied at tonight's date instead, as before links were kept in place.
-        if until is not None:
-            link_nights.close(con, night)
         (n,), = con.execute(f"""
-            INSERT INTO links (night, {link_nights.LINK_COLUMNS}, carried, last_night)
-            SELECT {link_nights.literal(night)}, {link_nights.LINK_COLUMNS}, TRUE, ?::DATE FROM links
-            WHERE {kept}""", [until]).fetchall()
+            INSERT INTO links (night, {link_nights.LINK_COLUMNS}, carried)
+            SELECT {link_nights.literal(night)}, {link_nights.LINK_COLUMNS}, TRUE FROM links
+            WHERE {_kept_whole(plan, sure)}""").fetchall()
         return int(n)
-    if until is None:  # a night before others linked already: the links it keeps hold through it
-        (n,), = con.execute(f"UPDATE links SET last_night = {link_nights.literal(night)} WHERE {kept}").fetchall()
-        return int(n)
-    # The last night linked: the links it keeps stay open (those of the night before closed on
-    # it, by an earlier version or a night withdrawn, open again); the others end.
-    link_nights.close(con, night, but=kept)
-    con.execute(f"UPDATE links SET last_night = {link_nights.literal(link_nights.OPEN)} "
-                f"WHERE {kept} AND last_night IS DISTINCT FROM {link_nights.literal(link_nights.OPEN)}")
-    (n,), = con.execute(f"SELECT count(*) FROM links WHERE {kept}").fetchall()
+    (n,), = con.execute(f"""
+        UPDATE links SET last_night = {link_nights.literal(night)}
+        WHERE {_kept_whole(plan, sure)}""").fetchall()
     return int(n)
 
 

@@ -846,20 +846,16 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
     try:
         link_nights.forget(con, night)
         con.execute("DELETE FROM link_runs WHERE night = ?", [night])
-        until = link_nights.made_until(con, night)
-        if not plan.datasets and until is not None:
-            link_nights.close(con, night)  # nothing kept: the links of the night before end on it
         # The raw ID and name are not copied: the export reads them from the snapshots.
         cols = link_nights.LINK_COLUMNS
-        con.execute(f"INSERT INTO links (night, {cols}, carried, last_night) SELECT ?::DATE, {cols}, FALSE, ?::DATE "
-                    f"FROM ({OUTCOME_SQL})", [night, until])
+        con.execute(f"INSERT INTO links (night, {cols}, carried) SELECT ?::DATE, {cols}, FALSE FROM ({OUTCOME_SQL})", [night])
         if plan.datasets:
-            # Kept where they lie (open, or a date moved on), or at tonight's rows for a dataset delivered anew.
+            # Kept where they lie (a date moved on), or at tonight's rows for a dataset delivered anew.
             result.carried = carry_mod.keep_whole(con, plan, night)
             moved = carry_mod.carried_sql(plan)
             if moved is not None:
-                (n,), = con.execute(f"INSERT INTO links (night, {cols}, carried, last_night) SELECT ?::DATE, *, TRUE, "
-                                    f"?::DATE FROM ({moved})", [night, until]).fetchall()
+                (n,), = con.execute(f"INSERT INTO links (night, {cols}, carried) SELECT ?::DATE, *, TRUE FROM ({moved})",
+                                    [night]).fetchall()
                 result.carried += int(n)
         counts = dict(con.execute(f"SELECT method, count(*) FROM links WHERE {link_nights.on_night('?')} GROUP BY ALL",
                                   [night]).fetchall())

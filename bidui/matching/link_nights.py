@@ -1,13 +1,10 @@
 """The nights a stored link holds for (issue 18, part 2).
 
-A link row is made on one night (`night`) and holds through `last_night` (NULL: that night only;
-OPEN: every later night, until a night does not keep it). A link a later night keeps, of a dataset
-whose snapshot did not change, is not copied (`bidui.matching.carry.keep_whole`): made on the last
-night linked, it is open, and the next night writes only the links it does not keep (`close`) —
-not a date on each of the ten million it keeps (0.3 s and most of a second's commit at the large
-size), nor the rows again (2.5–4.5 s). Every reader asks for the links of a night with `on_night`;
-nothing reads `links.night` alone. Links are read on the nights that were linked: an open link
-shows on a night not linked yet too.
+A link row is made on one night (`night`) and holds through `last_night` (NULL: that night only).
+A sure link a later night keeps, of a dataset whose snapshot did not change, is not copied: its
+`last_night` is moved on (`bidui.matching.carry.keep_whole`), so a night that keeps ten million links writes one date on
+each instead of the rows again (2.5–4.5 s a night at the large size). Every reader asks for the
+links of a night with `on_night`; nothing reads `links.night` alone.
 
 Nights are linked in order, but one may be linked again, or a night folder that came late may be
 linked after later ones: `forget` first takes the night out of every range that spans it (the
@@ -30,26 +27,6 @@ def literal(night: date) -> str:
     return f"DATE '{night.isoformat()}'"
 
 
-OPEN = date(9999, 12, 31)  # the `last_night` of a link that holds until a night does not keep it
-
-
-def made_until(con: duckdb.DuckDBPyConnection, night: date) -> date | None:
-    """The `last_night` of a link made on `night`: open when it is the last night linked (none
-    after it in `link_runs`), else that night only."""
-    (later,), = con.execute("SELECT count(*) FROM link_runs WHERE night > ?", [night]).fetchall()
-    return None if later else OPEN
-
-
-def close(con: duckdb.DuckDBPyConnection, night: date, but: str | None = None) -> None:
-    """The links open before `night` end on the night linked before it, but those the SQL
-    condition `but` keeps (inside the caller's transaction, after `forget`)."""
-    (before,), = con.execute("SELECT max(night) FROM link_runs WHERE night < ?", [night]).fetchall()
-    if before is None:
-        return
-    con.execute(f"UPDATE links SET last_night = ? WHERE last_night = {literal(OPEN)} AND night < {literal(night)}"
-                + (f" AND NOT ({but})" if but else ""), [before])
-
-
 # A link as stored, but its nights and whether it was carried.
 LINK_COLUMNS = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
 
@@ -70,8 +47,6 @@ def forget(con: duckdb.DuckDBPyConnection, night: date) -> None:
                     f"WHERE night < {n} AND last_night > {n}")
         # Made on the night and carried past it: from the next night linked.
         con.execute(f"UPDATE links SET night = {a}, carried = TRUE WHERE night = {n} AND last_night > {n}")
-    # Carried into it: until the night linked before it (none: only rows a test stored by hand) —
-    # open again when that one is the last now.
-    con.execute(f"UPDATE links SET last_night = ? WHERE night < {n} AND last_night >= {n}",
-                [before if after is not None or before is None else OPEN])
+    # Carried into it: until the night linked before it (none: only rows a test stored by hand).
+    con.execute(f"UPDATE links SET last_night = ? WHERE night < {n} AND last_night >= {n}", [before])
     con.execute(f"DELETE FROM links WHERE night = {n}")
