@@ -14,12 +14,14 @@
 WITH changes AS (
     SELECT c.ident, strftime(c.change_date, '%Y-%m-%d') AS key, c.change_date, to_json(c) AS rec, c.link_method,
            c.link_score, c.link_explanation, 'hukou_changes' AS ds
-    FROM hukou_changes_linked c WHERE c.change_type = '农转非'
+    -- only the members' records are quoted (JSON of every 农转非 change, or of the 270,000 非农业
+    -- hukou rows at the large size, cost more than the rule)
+    FROM hukou_changes_linked c SEMI JOIN subjects s ON s.ident = c.ident WHERE c.change_type = '农转非'
 ),
 types AS (
     SELECT h.ident, '' AS key, NULL::DATE AS change_date, to_json(h) AS rec, h.link_method, h.link_score,
            h.link_explanation, 'hukou' AS ds
-    FROM hukou h WHERE h.hukou_type = '非农业' AND h.is_primary AND h.ident NOT IN (SELECT ident FROM changes WHERE ident IS NOT NULL)
+    FROM hukou h SEMI JOIN subjects s ON s.ident = h.ident WHERE h.hukou_type = '非农业' AND h.is_primary AND h.ident NOT IN (SELECT ident FROM changes WHERE ident IS NOT NULL)
 )
 SELECT s.*, x.ds AS evidence_dataset, x.key AS evidence_key, x.change_date AS evidence_date, x.rec AS evidence_record,
        -- the member's own hukou record: the link is the member's to hukou
