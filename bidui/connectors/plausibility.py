@@ -175,7 +175,7 @@ def profile_tonight(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date | No
     if in_place * 2 < before.rows:
         return profile_query(con, ds, wh.tonight_rows_sql(con, ds))
     at = wh.snapshot_rows.at(ds.code, literal(snap))
-    left = f"SELECT * FROM {at} d ANTI JOIN {wh.IN_PLACE} USING (source_row)"
+    left = f"SELECT * FROM {at} d SEMI JOIN {wh.NOT_IN_PLACE} USING (source_row)"
     added = wh.tonight_rows_sql(con, ds, in_place=False)
     gone, came = (profile_query(con, ds, rows) for rows in (left, added))
     distinct = before.distinct_ids
@@ -185,7 +185,7 @@ def profile_tonight(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date | No
         (g, n), = con.execute(f"""
             WITH g AS (SELECT DISTINCT {c} AS id FROM ({left}) WHERE {usable}),
                  n AS (SELECT DISTINCT {c} AS id FROM ({added}) WHERE {usable}),
-                 kept AS (SELECT DISTINCT d.{c} AS id FROM {at} d SEMI JOIN {wh.IN_PLACE} USING (source_row)
+                 kept AS (SELECT DISTINCT d.{c} AS id FROM {at} d ANTI JOIN {wh.NOT_IN_PLACE} USING (source_row)
                           WHERE d.{usable} AND d.{c} IN (SELECT id FROM g UNION SELECT id FROM n))
             SELECT (SELECT count(*) FROM g ANTI JOIN kept USING (id)), (SELECT count(*) FROM n ANTI JOIN kept USING (id))
             """).fetchall()

@@ -103,21 +103,22 @@ def stored_until(con: duckdb.DuckDBPyConnection, code: str, night: date) -> date
     return None if later else OPEN
 
 
-def keep(con: duckdb.DuckDBPyConnection, code: str, night: date, before: date, in_place: str) -> bool:
+def keep(con: duckdb.DuckDBPyConnection, code: str, night: date, before: date, in_place: str,
+         not_in_place: str | None = None) -> bool:
     """Keep on `night` the rows of the dataset's snapshot of `before` that tonight's file delivered
     again at the same row with the same content and line (`in_place`: a table of their source
-    rows), instead of storing them again; the other rows of `before` end on it (inside the
-    caller's transaction). Only when `before` is the dataset's last snapshot and earlier than the
-    night (whether it was kept)."""
+    rows; `not_in_place`, when given, the table of the others), instead of storing them again; the
+    other rows of `before` end on it (inside the caller's transaction). Only when `before` is the
+    dataset's last snapshot and earlier than the night (whether it was kept)."""
     last = con.execute("SELECT max(snapshot_date) FROM snapshots WHERE dataset = ?", [code]).fetchone()[0]
     if last is None or last != before or before >= night:
         return False
     b = literal(before)
     # The rows open on the last snapshot hold on: those not delivered again end on it (a few
     # hundred rows written, not every row kept).
-    con.execute(f"""
-        UPDATE ds_{code} SET last_date = {b}
-        WHERE last_date = {literal(OPEN)} AND source_row NOT IN (SELECT source_row FROM {in_place})""")
+    # (The open rows are those of `before`: its rows not in place are the ones to end.)
+    gone = f"IN (SELECT source_row FROM {not_in_place})" if not_in_place else f"NOT IN (SELECT source_row FROM {in_place})"
+    con.execute(f"UPDATE ds_{code} SET last_date = {b} WHERE last_date = {literal(OPEN)} AND source_row {gone}")
     # Rows of the last snapshot that end on it (stored by an earlier version, or before a night
     # after it was withdrawn) but were delivered again: open now.
     con.execute(f"""
