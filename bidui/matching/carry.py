@@ -260,8 +260,7 @@ def may_hold(con: duckdb.DuckDBPyConnection, plan: Carry, night: date, version: 
     # dataset's snapshot is the one the night before was linked with.
     now = wh.in_force_loads(con, night)
     datasets = [d for d in plan.datasets
-                if "h." not in " ".join(rec_sql.CONTEXT.get(d, {}).values()) or now.get("register_households") == linked.get(
-                    "register_households")]
+                if not rec_sql.reads_households(d) or now.get("register_households") == linked.get("register_households")]
     if not datasets:
         return False
     def listed(codes: list[str]) -> str:
@@ -326,5 +325,5 @@ def remember_decisions(con: duckdb.DuckDBPyConnection, night: date) -> None:
 
 def drop(con: duckdb.DuckDBPyConnection) -> None:
     for table in ("link_restage", "link_rowmap", "carry_touched", "carry_decided", "carry_fresh", "link_may_hold",
-                  "link_kept_scored"):
+                  "link_kept_scored", spine_store.CHANGED, spine_store.WAS, spine_store.SINCE):
         con.execute(f"DROP TABLE IF EXISTS {table}")

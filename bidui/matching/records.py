@@ -25,6 +25,12 @@ CONTEXT = {
 }
 
 
+def reads_households(dataset: str) -> bool:
+    """Does a record of the dataset take context from its register household (`h.`, joined by
+    `records_sql`): a member's village is its household's."""
+    return any(sql.startswith("h.") for sql in CONTEXT.get(dataset, {}).values())
+
+
 def _snapshot(con: duckdb.DuckDBPyConnection, dataset: str, night: date) -> date | None:
     return wh.in_force(con, night).get(dataset)
 
@@ -327,7 +333,7 @@ def records_sql(con: duckdb.DuckDBPyConnection, night: date, only: list[str] | N
         for ref in ds.persons:
             ctx = CONTEXT.get(ds.code, {})
             join = ("LEFT JOIN ds_register_households_at(?) h ON h.household_code = m.household_code"
-                    if "h." in " ".join(ctx.values()) else "")
+                    if reads_households(ds.code) else "")
             args += [snap] + ([in_force.get("register_households")] if join else [])
             parts.append(f"""
                 SELECT {len(parts)} * {REC_BLOCK} + m.source_row AS rec, '{ds.code}' AS dataset, m.source_file, m.source_row, '{ref.role}' AS role,
