@@ -462,3 +462,46 @@ def test_scored_outcomes_are_kept_only_where_nothing_they_depend_on_changed(twin
     # Not a test that cannot fail: each change moved what it reached.
     assert scored(p2, night2) == [] and scored(p3, night2) != scored(p3, night1)
     assert (d1, r1) not in {(d, r) for d, r, *_ in scored(p1, night2)}
+
+
+def test_a_member_whose_household_moved_village_is_scored_again(twins) -> None:
+    """A register member reads its village from its household (`records.reads_households`): when
+    the households' snapshot changes, no member keeps a scored outcome (`carry.may_hold`). Here a
+    household with a scored member moves to a village of another township: the member's village no
+    longer agrees with its person's, its score moves, and it is scored again as linking everything
+    scores it."""
+    night1, night2 = date(2026, 11, 20), date(2026, 11, 21)
+    carry, _ = twins
+    found = carry.execute("""
+        SELECT m.household_code, l.person_key, h.village_code FROM links l
+        JOIN ds_register_members_at(?) m ON m.source_file = l.source_file AND m.source_row = l.source_row
+        JOIN ds_register_households_at(?) h ON h.household_code = m.household_code
+        WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'register_members'
+              AND l.method IN ('fuzzy', 'review') AND NOT contains(l.person_key, '~')
+        ORDER BY l.score, m.household_code LIMIT 1""", [night1, night1, night1]).fetchall()
+    assert found, "the tiny prefecture has a member linked by score"
+    (household, person, village), = found
+    (elsewhere,), = carry.execute("SELECT min(code) FROM ds_divisions_at(?) WHERE level = 'village' AND "
+                                  "substr(code, 1, 9) <> substr(?, 1, 9)", [night1, village]).fetchall()
+    for con in twins:
+        edit_hukou(con, night2, night1)  # hukou as it was: only the household moved
+        con.execute("CREATE OR REPLACE TEMP TABLE _rh AS SELECT * FROM ds_register_households_at(?)", [night1])
+        con.execute("UPDATE _rh SET snapshot_date = ?, load_id = 997, village_code = ?, raw_hash = NULL "
+                    "WHERE household_code = ?", [night2, elsewhere, household])
+        con.execute(f"UPDATE _rh SET snapshot_date = ?, load_id = 997, row_hash = {wh.row_hash_sql(BY_CODE['register_households'])}",
+                    [night2])
+        (rows,), = con.execute("SELECT count(*) FROM _rh").fetchall()
+        snapshot_rows.close(con, "register_households", night2)
+        con.execute("INSERT INTO ds_register_households BY NAME SELECT * FROM _rh")
+        con.execute("INSERT INTO snapshots VALUES ('register_households', ?, 997, 'households_moved.csv', 'moved', ?)",
+                    [night2, rows])
+    before = len(HELD)
+    both(twins, night2)  # the same links as linking everything
+    assert HELD[before] > 0, HELD  # other datasets' scored outcomes were kept
+
+    def scored(night: date) -> list[tuple]:
+        return carry.execute("SELECT method, score FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) "
+                             "AND dataset = 'register_members' AND person_key = ? ORDER BY ALL", [night, person]).fetchall()
+
+    # Not a test that cannot fail: the move changed the member's outcome, which a kept one would not show.
+    assert scored(night2) != scored(night1)
