@@ -17,6 +17,7 @@ from bidui.connectors import warehouse as wh
 from bidui.connectors.ingest import ingest_night
 from bidui.connectors.mapping import map_headers
 from bidui.connectors.readers import read_table
+from bidui.connectors.stored import run_rows
 from bidui.datasets import DATASETS, dataset_for_filename
 from tests.test_ingest_carry import HEADER, LOOSE, NIGHTS, SAME, deliver, pid
 from tests.test_ingest_carry import snapshot as _deaths
@@ -41,7 +42,8 @@ def _spy(monkeypatch) -> list[tuple[date, int]]:
     real = wh.stage_carried_rows
 
     def spy(con, ds, snap, rows, *rest):
-        staged.append((snap, rows.height))
+        # (rows listed, and rows in place, handed over as runs of rows)
+        staged.append((snap, rows.height + run_rows(rest[1] if len(rest) > 1 else None)))
         return real(con, ds, snap, rows, *rest)
 
     monkeypatch.setattr(wh, "stage_carried_rows", spy)

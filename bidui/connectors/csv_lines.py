@@ -140,7 +140,7 @@ def attach(result: Normalised, lines: pl.DataFrame, shape: str) -> Normalised:
 
 def _seen(body: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame | None:
     """The lines of `body` (i, line_hi, line_lo) that the snapshot's lines hold, in order, with
-    their rows' fingerprints; None if the snapshot holds a line twice (a snapshot holds each row
+    their rows' fingerprints and rows there (`known_row`); None if the snapshot holds a line twice (a snapshot holds each row
     once, and two rows from one line would be one row: not a snapshot this module stored). DuckDB
     joins: polars took twice as long on the four million lines of a hukou file."""
     import duckdb
@@ -149,12 +149,20 @@ def _seen(body: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame | None:
     try:
         con.register("b", body.to_arrow())
         con.register("k", known.to_arrow())
-        matched = con.sql("SELECT b.i, k.raw_hi, k.raw_lo, b.line_hi, b.line_lo FROM b JOIN k USING (line_hi, line_lo) "
-                          "ORDER BY b.i").pl()
+        matched = con.sql("SELECT b.i, k.raw_hi, k.raw_lo, b.line_hi, b.line_lo, k.source_row AS known_row "
+                          "FROM b JOIN k USING (line_hi, line_lo) ORDER BY b.i").pl()
     finally:
         con.close()
     i = matched["i"]
     return matched if i.len() < 2 or bool((i.diff().drop_nulls() > 0).all()) else None
+
+
+def runs(rows: pl.Series) -> pl.DataFrame:
+    """Sorted distinct row numbers as runs of consecutive ones (`first_row`, `last_row`)."""
+    starts = (rows.diff() != 1).fill_null(True)
+    frame = pl.DataFrame({"source_row": rows, "run": starts.cum_sum()})
+    return frame.group_by("run", maintain_order=True).agg(pl.col("source_row").first().alias("first_row"),
+                                                          pl.col("source_row").last().alias("last_row")).drop("run")
 
 
 def _encoding(raw: bytes) -> str:
@@ -205,16 +213,35 @@ def read_changed(raw: bytes, name: str, ds: Dataset, known: Known, limits: Value
     except Exception:
         return None
     # The lines carried unread, each row once (the first of two lines saying the same).
-    carried = matched.select((pl.col("i") - header_line).alias("source_row"), "raw_hi", "raw_lo", "line_hi", "line_lo")
+    carried = matched.select((pl.col("i") - header_line).alias("source_row"), "raw_hi", "raw_lo", "line_hi", "line_lo",
+                             "known_row")
     # (Lines that differ have different halves, mostly: the full comparison only when some repeat.)
     repeats = carried["line_hi"].n_unique() < carried.height
     once = carried.unique(["raw_hi", "raw_lo"], keep="first", maintain_order=True) if repeats else carried
     if result.carried is not None and once.join(result.carried, on=["raw_hi", "raw_lo"], how="semi").height:
         return None  # a line read tonight says what an unread one says: which comes first decides
+    result.duplicates += carried.height - once.height
     per_row = prints.slice(header_line + 1).drop("i")
     attach(result, per_row, shape)
-    result.carried = pl.concat([once, *([result.carried] if result.carried is not None else [])],
+    # A line at the row it was in the snapshot is that row in place (its text, hence its values and
+    # fingerprints, are the same): handed over as runs of rows, not one by one.
+    # (Only against a night before: a night run again carries its own snapshot's rows, which the
+    # next file stored for it replaces.)
+    read = result.carried
+    if known.load is not None and known.snapshot < night:
+        here = once["source_row"] == once["known_row"]
+        in_place = once["source_row"].filter(here)
+        once = once.filter(~here)
+        if read is not None:
+            # Rows read tonight and carried (the head's lines are always read): in place when the
+            # snapshot has their line at their row.
+            at = known.lines.filter(pl.col("source_row").is_in(read["source_row"].implode()))
+            same = ["source_row", "line_hi", "line_lo", "raw_hi", "raw_lo"]
+            placed = read.join(at.select(same), on=same, how="semi")
+            read = read.join(placed.select("source_row"), on="source_row", how="anti")
+            in_place = pl.concat([in_place.cast(pl.Int64), placed["source_row"].cast(pl.Int64)]).sort()
+        result.in_place, result.carried_load = runs(in_place), known.load
+    result.carried = pl.concat([once.drop("known_row"), *([read] if read is not None else [])],
                                how="diagonal_relaxed").sort("source_row")
     result.carried_from = known.snapshot
-    result.duplicates += carried.height - once.height
     return table, result

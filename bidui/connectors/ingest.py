@@ -43,7 +43,7 @@ from bidui.connectors.plausibility import (
     remember_profile,
 )
 from bidui.connectors.readers import NO_FINAL_BREAK, ReadError, read_table
-from bidui.connectors.stored import Known
+from bidui.connectors.stored import Known, run_rows
 from bidui.datasets import BY_CODE, DATASETS, DatasetNameError, dataset_for_filename
 from bidui.errors import EXIT_FILES, EXIT_OK, OK_FILE_STATUSES
 
@@ -382,7 +382,7 @@ def _summarise(p: Prepared) -> Prepared:
     r = p.result
     if r is None or p.refused:
         return p
-    if r.carried is None or not r.carried.height:  # with carried rows, DuckDB profiles all of them
+    if (r.carried is None or not r.carried.height) and r.in_place is None:  # with carried rows, DuckDB profiles them
         p.profile = profile_rows(p.dataset, r.rows)
     p.names = {ref.name_column: r.rows[ref.name_column].drop_nulls().unique() for ref in p.dataset.persons}
     return p
@@ -487,8 +487,9 @@ def _store_read(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: 
     if result.carried is not None and result.carried_from is not None:
         # The rows delivered as before take the values they were given then (see normalise.Known),
         # copied inside DuckDB: they are counted and stored without coming back to Python.
-        carried = wh.stage_carried_rows(con, ds, result.carried_from, result.carried, night)
-        if carried != result.carried.height:  # the snapshot in force changed under the run
+        carried = wh.stage_carried_rows(con, ds, result.carried_from, result.carried, night, result.in_place,
+                                        result.carried_load)
+        if carried != result.carried.height + run_rows(result.in_place):  # the snapshot in force changed under the run
             o = FileOutcome(name, ds.code, "refused", result.rows_read, 0, 0, time.perf_counter() - start,
                             f"{name}: could not be stored (the {ds.code} snapshot in force changed while it was read); "
                             "nothing of it was kept; run the night again")

@@ -63,6 +63,13 @@ class Normalised:
     # source_row tonight and fingerprint; ingest takes their values from that snapshot.
     carried: pl.DataFrame | None = None
     carried_from: date | None = None
+    # Of the rows carried, those at the same row as in that snapshot, read from the same line (most
+    # of a file sent again; bidui.connectors.csv_lines): not listed in `carried` but as runs of
+    # source rows (`first_row`, `last_row`), and the load that stored the snapshot. Four million
+    # hukou rows listed one by one cost a second to hand from a worker to the writer and another
+    # for the writer to find where they are.
+    in_place: pl.DataFrame | None = None
+    carried_load: int | None = None
     # The file's form when its rows carry the fingerprints of their lines (`line_hi`, `line_lo`;
     # bidui.connectors.csv_lines), else None.
     line_form: str | None = None

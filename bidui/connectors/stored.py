@@ -23,10 +23,17 @@ class Known:
     snapshot: date
     hashes: pl.DataFrame
     # Of a snapshot read from a CSV file whose every line is a row (bidui.connectors.csv_lines): its
-    # rows' line fingerprints with their row fingerprints (`line_hi`, `line_lo`, `raw_hi`, `raw_lo`)
-    # and the file's form; a line delivered again in the same form is not even parsed.
+    # rows' line fingerprints with their row fingerprints and rows (`line_hi`, `line_lo`, `raw_hi`,
+    # `raw_lo`, `source_row`) and the file's form; a line delivered again in the same form is not
+    # even parsed, and one at its row of the snapshot is known to be in place there.
     lines: pl.DataFrame | None = None
     line_form: str | None = None
+    load: int | None = None  # the load that stored the snapshot (its rows do not change while it is in force)
+
+
+def run_rows(runs: pl.DataFrame | None) -> int:
+    """How many rows runs of rows (`first_row`, `last_row`: `normalise.Normalised.in_place`) hold."""
+    return int((runs["last_row"] - runs["first_row"] + 1).sum()) if runs is not None and runs.height else 0
 
 
 # A fingerprint is stored as one UHUGEINT (`raw_hash`, `line_hash`) and handled outside DuckDB as
