@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bidui.connectors import csv_lines
 from bidui.connectors import warehouse as wh
 from bidui.connectors.ingest import ingest_night
 from bidui.connectors.mapping import map_headers
@@ -90,6 +91,40 @@ def test_a_held_file_then_forced_stores_what_scratch_stores(tmp_path: Path, home
         assert _deaths(homes[0], night) == _deaths(homes[1], night)
     assert len(_deaths(homes[0], N2)[0]) == 10 and len(_deaths(homes[0], N1)[0]) == 40
     assert _staging_left(homes[0]) == []
+
+
+@pytest.mark.parametrize("how", ["a row in place went", "another load"])
+def test_a_snapshot_moved_under_rows_in_place_keeps_nothing(tmp_path: Path, homes, how: str) -> None:
+    """Rows delivered again in place are handed over as runs of rows (`Normalised.in_place`), not
+    looked up one by one: a snapshot that lost one of them, or was stored again, between reading
+    and storing is seen all the same — the file is refused and nothing of it stored."""
+    inbox = tmp_path / "inbox"
+    first = deliver(inbox, N1, HEADER, ROWS)
+    second = deliver(inbox, N2, HEADER, [*ROWS[:20], [ROWS[20][0], "刘苓", ROWS[20][2]], *ROWS[21:]])
+    con = homes[0]
+    ingest_night(con, first, N1, workers=1)
+    read: list = []
+    real = csv_lines.read_changed
+
+    def spy(*args, **kwargs):
+        found = real(*args, **kwargs)
+        read.append(found)
+        return found
+
+    def move(_name: str) -> None:  # after the file was read, before it is stored
+        if how == "another load":
+            con.execute("UPDATE snapshots SET load_id = load_id + 100 WHERE dataset = 'deaths' AND snapshot_date = ?", [N1])
+        else:
+            con.execute("DELETE FROM ds_deaths WHERE snapshot_date = ? AND source_row = 30", [N1])
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(csv_lines, "read_changed", spy)
+        status, loaded, message = _status(ingest_night(con, second, N2, workers=1, progress=move))
+    assert run_rows(read[0][1].in_place) >= 30  # read by its lines, most of them in place
+    assert (status, loaded) == ("refused", 0) and "changed while it was read" in message
+    assert con.execute("SELECT count(*) FROM ds_deaths WHERE snapshot_date = ?", [N2]).fetchone() == (0,)
+    assert wh.in_force(con, N2)["deaths"] == N1
+    assert _staging_left(con) == []
 
 
 def test_a_snapshot_moved_under_the_run_keeps_nothing(tmp_path: Path, homes) -> None:
