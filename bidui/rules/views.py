@@ -120,7 +120,10 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
                CASE WHEN m.id_number_status = 'valid' THEN m.id_number ELSE trim(m.id_number_raw) END AS subject_id_number
         FROM register_members_linked m
         LEFT JOIN register_households_linked h ON h.household_code = m.household_code
-        LEFT JOIN hukou_person k ON k.ident = m.person_key AND k.is_primary
+        -- (the members' persons alone: joined whole, the four million hukou rows were the join's
+        -- table, 0.6 s against 0.45 s at the large size)
+        LEFT JOIN (SELECT * FROM hukou_person WHERE is_primary AND ident IN (SELECT person_key FROM register_members_linked)) k
+             ON k.ident = m.person_key
     """)
     con.execute("""
         CREATE OR REPLACE TEMP VIEW members_aged AS
