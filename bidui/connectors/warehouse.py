@@ -437,8 +437,10 @@ def _stage_runs(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, at: str
     with registered(con, "_runs", runs.select(pl.col("first_row").cast(pl.Int64), pl.col("last_row").cast(pl.Int64))):
         con.execute(f"CREATE TEMP TABLE {IN_PLACE} AS SELECT unnest(range(first_row, last_row + 1)) AS source_row FROM _runs")
     (top,), = con.execute(f"SELECT coalesce(max(source_row), 0) FROM {at}").fetchall()
-    # Runs of rows of the snapshot (they are its rows), apart: +1 where one starts, -1 after it ends.
-    edges = np.zeros(int(top) + 2, dtype=np.int64)
+    # Runs of rows of the snapshot as it was read, apart (+1 where one starts, -1 after it ends): a
+    # run may now reach past its last row, if that row went since (then refused, by the count).
+    end = max(int(top), int(runs["last_row"].max() or 0)) if runs.height else int(top)
+    edges = np.zeros(end + 2, dtype=np.int64)
     np.add.at(edges, runs["first_row"].to_numpy(), 1)
     np.add.at(edges, runs["last_row"].to_numpy() + 1, -1)
     gaps = pl.DataFrame({"source_row": np.flatnonzero(np.cumsum(edges)[1:int(top) + 1] == 0) + 1})
