@@ -33,7 +33,7 @@ from bidui.connectors.readers import (
     _wide_encoding,
     read_csv_bytes,
 )
-from bidui.connectors.stored import Known, raw_halves_sql
+from bidui.connectors.stored import Known, raw_halves_sql, runs
 from bidui.datasets import Dataset
 
 # Read whole past this share of new lines: one parse of everything is then as quick.
@@ -155,14 +155,6 @@ def _seen(body: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame | None:
         con.close()
     i = matched["i"]
     return matched if i.len() < 2 or bool((i.diff().drop_nulls() > 0).all()) else None
-
-
-def runs(rows: pl.Series) -> pl.DataFrame:
-    """Sorted distinct row numbers as runs of consecutive ones (`first_row`, `last_row`)."""
-    starts = (rows.diff() != 1).fill_null(True)
-    frame = pl.DataFrame({"source_row": rows, "run": starts.cum_sum()})
-    return frame.group_by("run", maintain_order=True).agg(pl.col("source_row").first().alias("first_row"),
-                                                          pl.col("source_row").last().alias("last_row")).drop("run")
 
 
 def _encoding(raw: bytes) -> str:

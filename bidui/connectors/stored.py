@@ -31,9 +31,17 @@ class Known:
     load: int | None = None  # the load that stored the snapshot (its rows do not change while it is in force)
 
 
-def run_rows(runs: pl.DataFrame | None) -> int:
-    """How many rows runs of rows (`first_row`, `last_row`: `normalise.Normalised.in_place`) hold."""
-    return int((runs["last_row"] - runs["first_row"] + 1).sum()) if runs is not None and runs.height else 0
+def runs(rows: pl.Series) -> pl.DataFrame:
+    """Sorted distinct row numbers as runs of consecutive ones (`first_row`, `last_row`)."""
+    starts = (rows.diff() != 1).fill_null(True)
+    frame = pl.DataFrame({"source_row": rows, "run": starts.cum_sum()})
+    return frame.group_by("run", maintain_order=True).agg(pl.col("source_row").first().alias("first_row"),
+                                                          pl.col("source_row").last().alias("last_row")).drop("run")
+
+
+def run_rows(frame: pl.DataFrame | None) -> int:
+    """How many rows runs of rows (`runs`; `normalise.Normalised.in_place`) hold."""
+    return int((frame["last_row"] - frame["first_row"] + 1).sum()) if frame is not None and frame.height else 0
 
 
 # A fingerprint is stored as one UHUGEINT (`raw_hash`, `line_hash`) and handled outside DuckDB as
