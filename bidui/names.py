@@ -55,6 +55,11 @@ DEFECT_PATTERNS: dict[str, str] = {
 }
 
 
+def any_defect_pattern() -> str:
+    """One pattern for a name with any of the defects (one pass of RE2 instead of one per defect)."""
+    return "|".join(f"(?:{p})" for p in DEFECT_PATTERNS.values())
+
+
 def clean_name(raw: object) -> str:
     """Trimmed, NFKC, no inner whitespace or invisible characters, no bracketed annotation, one
     middle dot for all its variants, one placeholder (`*`) for every character a system could not

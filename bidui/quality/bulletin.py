@@ -19,7 +19,7 @@ from bidui.connectors import snapshot_rows
 from bidui.connectors import warehouse as wh
 from bidui.datasets import BY_CODE, DATASETS, Dataset
 from bidui.matching.link_nights import on_night
-from bidui.names import DEFECT_PATTERNS
+from bidui.names import DEFECT_PATTERNS, any_defect_pattern
 
 # Reject reasons (bidui.connectors.normalise writes them in English for the log) by kind: the
 # first prefix that a reason starts with names it.
@@ -48,8 +48,10 @@ def reject_kind_sql(column: str = "reason") -> str:
 
 def id_kind_sql(c: str) -> str:
     """The row's ID problem (NULL: none). 15 digits once stripped and valid: the old form; full-width
-    digits or X: typed on a Chinese input method."""
-    return (f"CASE WHEN {c}_status <> 'valid' THEN {c}_status "
+    digits or X: typed on a Chinese input method. A valid number written as it is kept (18 ASCII
+    characters) has neither, and is most rows: told by one comparison, not by the two patterns
+    (0.50 → 0.13 s over the large prefecture's 4.1 M hukou rows)."""
+    return (f"CASE WHEN {c}_status <> 'valid' THEN {c}_status WHEN {c}_raw = {c} THEN NULL "
             f"WHEN length(regexp_replace(coalesce({c}_raw, ''), '[\\s\u3000''\"]', '', 'g')) = 15 THEN 'old_15' "
             f"WHEN regexp_matches(coalesce({c}_raw, ''), '[０-９Ｘｘ]') THEN 'full_width' END")
 
@@ -57,8 +59,7 @@ def id_kind_sql(c: str) -> str:
 def _name_defect_sql(n: str) -> str:
     """Any of the name defects, as one pattern: one pass of RE2 over each name, not one per defect
     (0.8 s against 1.2 s for the counts of the large prefecture's 4.1 M hukou rows)."""
-    either = "|".join(f"(?:{p})" for p in DEFECT_PATTERNS.values())
-    return f"regexp_matches(coalesce({n}_raw, ''), {wh.sql_text(either)})"
+    return f"regexp_matches(coalesce({n}_raw, ''), {wh.sql_text(any_defect_pattern())})"
 
 
 def _empty(col: str) -> str:
