@@ -132,12 +132,18 @@ def _shared_ids(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, snap: 
     3 s a night at the large size, and a later night carries most links as they were; a digest of
     the links (each record and its person, as a multiset) costs a tenth of that."""
     c = ds.persons[0].id_column
+    # Of two persons under one number at most one is the number itself: only the numbers with a
+    # record linked to someone else (few) are grouped (1.17 → 0.51 s for the large prefecture's
+    # 4.1 M medical-insurance rows).
     sql = f"""
-        SELECT count(*) FROM (
-            SELECT d.{c} FROM {snapshot_rows.at(ds.code, '?')} d JOIN links l ON {on_night('?::DATE', 'l.')} AND l.dataset = ?
+        WITH pairs AS MATERIALIZED (
+            SELECT d.{c} AS id, l.person_key FROM {snapshot_rows.at(ds.code, '?')} d
+            JOIN links l ON {on_night('?::DATE', 'l.')} AND l.dataset = ?
                  AND l.source_file = d.source_file AND l.source_row = d.source_row
-            WHERE d.{c}_status = 'valid' AND l.person_key IS NOT NULL
-            GROUP BY d.{c} HAVING count(DISTINCT l.person_key) > 1)"""
+            WHERE d.{c}_status = 'valid' AND l.person_key IS NOT NULL)
+        SELECT count(*) FROM (
+            SELECT id FROM pairs SEMI JOIN (SELECT DISTINCT id FROM pairs WHERE person_key <> id) o USING (id)
+            GROUP BY id HAVING count(DISTINCT person_key) > 1)"""
     n, total = digest
     counted = wh.counted_once(con, ds.code, snap, f"{sql}\x1elinks {n}:{total}",
                               lambda _load: {"shared_ids": int(con.execute(sql, [snap, night, ds.code]).fetchone()[0])})
