@@ -9,9 +9,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 import xlsxwriter
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bidui.connectors.mapping import RefusedError, map_headers
-from bidui.connectors.readers import HEAD_BYTES, ReadError, read_table
+from bidui.connectors.readers import HEAD_BYTES, ReadError, _utf8_head, read_table, utf8_valid
 from bidui.datasets import DATASETS
 
 VEHICLES = next(d for d in DATASETS if d.code == "vehicles")
@@ -539,3 +541,50 @@ def test_rows_that_differ_only_by_an_error_cell_are_not_duplicates(tmp_path: Pat
     assert out.duplicates == 0
     assert [(r["source_row"], r["value"]) for r in out.rejects.filter(pl.col("reason") == EXCEL_ERROR).to_dicts()] == [
         (2, "#DIV/0!"), (3, "#N/A"), (5, "#N/A")]
+
+
+# UTF-8 is checked by Arrow and only its head decoded: both must say what Python's decoder says.
+_UTF8_PIECES = st.lists(st.one_of(st.binary(max_size=6), st.text(max_size=4).map(lambda t: t.encode("utf-8", "surrogatepass")),
+                                  st.sampled_from([b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90\x80\x80", b"\xef\xbb\xbf",
+                                                   "\u4e2d".encode()[:2]])), max_size=12)
+
+
+@given(_UTF8_PIECES)
+def test_utf8_validity_is_what_pythons_decoder_says(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    try:
+        data.decode("utf-8")
+        python = True
+    except UnicodeDecodeError:
+        python = False
+    assert utf8_valid(data) is python
+
+
+@given(st.text(alphabet=st.sampled_from("ab,\n中文𠀀é"), max_size=40), st.integers(min_value=0, max_value=3))
+def test_the_head_of_utf8_text_is_its_first_characters(text: str, pad: int) -> None:
+    # Long texts whose cut falls inside a character of every width.
+    long = "x" * pad + text * (4 * (HEAD_BYTES + 1) // max(1, len(text.encode())) + 2)
+    head = _utf8_head(long.encode())
+    assert long.startswith(head)
+    assert len(head) > HEAD_BYTES or head == long
+
+
+def test_a_large_utf8_file_read_by_its_head_reads_as_when_decoded_whole(tmp_path: Path) -> None:
+    # Past the head: a header found, an empty file told, a broken row named as before.
+    body = "身份证号码,姓名\n" + "".join(f"1101011990010{i % 10}0011,张{i}\n" for i in range(30_000))
+    f = tmp_path / "hukou_20261120.csv"
+    f.write_bytes(body.encode())
+    table = read_table(f)
+    assert table.data.height == 30_000 and table.encoding == "utf-8"
+    blank = tmp_path / "blank.csv"
+    blank.write_bytes(b" \n" * (3 * HEAD_BYTES) + b"\t")
+    with pytest.raises(ReadError, match="empty file"):
+        read_table(blank)
+    blank.write_bytes(b" \n" * (3 * HEAD_BYTES) + body.encode())  # blank for longer than the head, then a table
+    with pytest.raises(ReadError) as e:
+        read_table(blank)
+    assert "empty file" not in str(e.value)
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes((body + "1,2,3\n").encode())
+    with pytest.raises(ReadError, match="data row 30001 has 3 fields"):
+        read_table(broken)

@@ -32,6 +32,7 @@ from bidui.connectors.readers import (
     _binary,
     _wide_encoding,
     read_csv_bytes,
+    utf8_valid,
 )
 from bidui.connectors.stored import Known, raw_halves_sql, runs
 from bidui.datasets import Dataset
@@ -162,11 +163,7 @@ def _encoding(raw: bytes) -> str:
     not read tonight was read before in the file's form (so decodes in it)."""
     if raw.startswith(b"\xef\xbb\xbf"):
         return "utf-8-sig"
-    try:
-        raw.decode("utf-8")  # a GB18030 file fails at its first Chinese character
-    except UnicodeDecodeError:
-        return "gb18030"
-    return "utf-8"
+    return "utf-8" if utf8_valid(raw) else "gb18030"  # a GB18030 file fails at its first Chinese character
 
 
 def read_changed(raw: bytes, name: str, ds: Dataset, known: Known, limits: ValueLimits,
