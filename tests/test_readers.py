@@ -564,9 +564,10 @@ def test_utf8_validity_is_what_pythons_decoder_says(pieces: list[bytes]) -> None
 def test_the_head_of_utf8_text_is_its_first_characters(text: str, pad: int) -> None:
     # Long texts whose cut falls inside a character of every width.
     long = "x" * pad + text * (4 * (HEAD_BYTES + 1) // max(1, len(text.encode())) + 2)
-    head = _utf8_head(long.encode())
-    assert long.startswith(head)
-    assert len(head) > HEAD_BYTES or head == long
+    for data, start in ((long.encode(), 0), ("\ufeff".encode() + long.encode(), 3)):
+        head = _utf8_head(data, start)
+        assert long.startswith(head)
+        assert len(head) > HEAD_BYTES or head == long
 
 
 def test_a_large_utf8_file_read_by_its_head_reads_as_when_decoded_whole(tmp_path: Path) -> None:

@@ -127,13 +127,14 @@ def utf8_valid(data: bytes) -> bool:
     return True
 
 
-def _utf8_head(data: bytes) -> str:
-    """The text of the first HEAD_BYTES + 1 characters (or fewer, all there are) of valid UTF-8:
-    as many bytes as that many characters can take, cut back to the start of a character."""
-    end = min(len(data), 4 * (HEAD_BYTES + 1))
+def _utf8_head(data: bytes, start: int = 0) -> str:
+    """The text of the first HEAD_BYTES + 1 characters (or fewer, all there are) of valid UTF-8
+    from byte `start`: as many bytes as that many characters can take, cut back to the start of a
+    character (only those bytes are copied)."""
+    end = min(len(data), start + 4 * (HEAD_BYTES + 1))
     while end < len(data) and data[end] & 0xC0 == 0x80:  # a continuation byte: inside a character
         end -= 1
-    return data[:end].decode("utf-8")
+    return data[start:end].decode("utf-8")
 
 
 def detect_encoding(raw: bytes, name: str, head: bool = False) -> tuple[str, str]:
@@ -141,8 +142,8 @@ def detect_encoding(raw: bytes, name: str, head: bool = False) -> tuple[str, str
     of a UTF-8 file only the text of its head (`_utf8_head`; the rest is checked, not decoded)."""
     bom = raw.startswith(b"\xef\xbb\xbf")
     if utf8_valid(raw):
-        body = raw[3:] if bom else raw
-        return ("utf-8-sig" if bom else "utf-8"), (_utf8_head(body) if head else body.decode("utf-8"))
+        return ("utf-8-sig" if bom else "utf-8"), (_utf8_head(raw, 3 if bom else 0) if head
+                                                   else raw[3 if bom else 0:].decode("utf-8"))
     if bom:
         try:
             raw[3:].decode("utf-8")
