@@ -94,16 +94,20 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
     # One hukou row per person and number: a person listed twice under one number (in two
     # households, a public-security defect) made every member row of theirs two, and a rule
     # counting a member's rows saw the member twice (a false DUPLICATE_MEMBER). The row chosen is
-    # the one the spine chose. Only the persons listed twice are sorted.
+    # the one the spine chose. Only the persons listed twice are sorted, and only the rows of a
+    # number listed twice are grouped by person (one column grouped over the four million rows,
+    # not two: 0.93 → 0.47 s at the large size).
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE hukou_not_first AS
-        WITH twice AS (
+        WITH listed AS (
+            SELECT * FROM hukou_linked
+            SEMI JOIN (SELECT id_number FROM hukou_linked WHERE ident IS NOT NULL
+                       GROUP BY id_number HAVING count(*) > 1) d USING (id_number)
+            WHERE ident IS NOT NULL),
+        twice AS (
             SELECT ident, id_number, arg_min(source_row, {PERSON_ROW_KEY.format(village="address_code")}) AS first
-            FROM hukou_linked h
-            SEMI JOIN (SELECT ident, id_number FROM hukou_linked WHERE ident IS NOT NULL
-                       GROUP BY ALL HAVING count(*) > 1) d USING (ident, id_number)
-            GROUP BY ALL)
-        SELECT h.source_row FROM hukou_linked h JOIN twice t USING (ident, id_number) WHERE h.source_row <> t.first""")
+            FROM listed GROUP BY ALL HAVING count(*) > 1)
+        SELECT h.source_row FROM listed h JOIN twice t USING (ident, id_number) WHERE h.source_row <> t.first""")
     con.execute("CREATE OR REPLACE TEMP VIEW hukou_person AS SELECT * FROM hukou WHERE ident IS NOT NULL "
                 "AND source_row NOT IN (SELECT source_row FROM hukou_not_first)")
     con.execute("""
