@@ -127,6 +127,10 @@ def main() -> None:
         print(f"| {n['night']} | **whole night**{spread} | **{n['wall']:.1f}** | **{max(n['peaks'].values()):,.0f}** |")
     print("\n" + "; ".join(f"{n['night']}: {n['rows']:,} rows read, {n['links']:,} records linked, {n['new_clues']:,} new clues"
                            for n in nights))
+    # Issue 18's bar: a later night costs what changed, at most a tenth of the first.
+    for n in nights[1:]:
+        print(f"{n['night']}: {n['wall']:.1f} s, {n['wall'] / nights[0]['wall']:.0%} of the first night's "
+              f"{nights[0]['wall']:.1f} s (the bar: at most 10%)")
     if not args.no_compare:
         # (each night's figures get its comparison; the last night's also the ledger's)
         *per_night, ledger = compare(out / "e2e-home", out / "e2e-scratch", folders)
