@@ -123,6 +123,31 @@ def wait_gone(driver, element, seconds: float = 10) -> None:
     WebDriverWait(driver, seconds).until(left)
 
 
+def wait_text(driver, element_id: str, text: str, seconds: float = 30) -> None:
+    """Until the element with this id holds the text, the page perhaps reloading under the wait: an
+    element read while its page is torn down (stale, or chromedriver's "node does not belong to the
+    document", as in `wait_gone`) does not hold it yet."""
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def holds(d) -> bool:
+        try:
+            return text in d.find_element(By.ID, element_id).text
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e):
+                return False
+            raise
+
+    WebDriverWait(driver, seconds).until(holds)
+
+
 def sign_in(driver, base: str, username: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -32,6 +32,7 @@ from tests.test_browser import (  # noqa: F401
     sign_out,
     wait_for,
     wait_gone,
+    wait_text,
 )
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")
@@ -105,7 +106,6 @@ def _wrong_password(driver, base: str, username: str, password: str = "not-the-p
 
 
 def test_a_week_of_every_role(server, browser, tmp_path: Path) -> None:  # noqa: F811 - the fixtures of test_browser
-    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -188,8 +188,7 @@ def test_a_week_of_every_role(server, browser, tmp_path: Path) -> None:  # noqa:
     wait_for(browser, f"/clues/{second}")
     browser.find_element(By.ID, "att-files").send_keys(str(_pdf(tmp_path / "在读证明.pdf")))
     browser.find_element(By.ID, "att-upload").click()
-    WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(  # the page reloads under it
-        lambda d: "在读证明" in d.find_element(By.ID, "attachments").text)
+    wait_text(browser, "attachments", "在读证明")  # the page reloads under it
     Select(browser.find_element(By.ID, "outcome")).select_by_visible_text("不属实")
     browser.find_element(By.ID, "finding").send_keys("已补充学校在读证明（见附件）")
     browser.find_element(By.ID, "sign").click()
