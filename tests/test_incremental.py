@@ -3,7 +3,7 @@ deaths, name and ID corrections, moves, a household split, new register members,
 verdict and files re-delivered in another form — run through `bidui run --plain` twice, in two
 homes: incrementally (rows delivered as before not normalised again, sure links carried from the
 night before) and from scratch (`--from-scratch`). After every night both homes hold the same links, the same rule hits and the
-same ledger; the incremental home did carry links, and every planted event did happen.
+same ledger; the incremental home did carry links and rule hits, and every planted event did happen.
 
 What the tiny prefecture brings by itself (bidui/synth/README.md): deaths with certificates and
 死亡注销 (at least one register member a night), hukou name corrections from night 2, cars
@@ -49,6 +49,7 @@ from bidui.flows.same_results import LINK_COLUMNS
 from bidui.home import Home
 from bidui.ids import check_char, normalise_id
 from bidui.matching.relinks import night_relinks
+from bidui.rules import changed
 from bidui.synth.config import SynthConfig
 from bidui.synth.generate import generate
 from bidui.synth.writers import file_name
@@ -413,6 +414,19 @@ def carried_links(home: Path, night: date) -> tuple[int, int]:
         con.close()
 
 
+def rules_scope(home: Path, night: date) -> tuple[date | None, int | None, int]:
+    """(the night whose hits the rules carried, the register households they looked at again, of
+    how many): nothing carried when they were evaluated whole."""
+    con = wh.connect(Home(home).warehouse)
+    try:
+        before, households = con.execute("SELECT before, households FROM rule_states WHERE night = ?", [night]).fetchone()
+        total = con.execute("SELECT count(*) FROM ds_register_households_at(?)",
+                            [wh.in_force(con, night)["register_households"]]).fetchone()[0]
+        return before, households, total
+    finally:
+        con.close()
+
+
 def diff(a: list[tuple], b: list[tuple]) -> list[tuple]:
     """What one side holds and the other does not (the first few, for the failure message); for
     links, those linked to another person or by another method before those scored otherwise."""
@@ -434,6 +448,9 @@ def test_six_nights_incrementally_and_from_scratch_give_the_same_links_hits_and_
     monkeypatch.setattr(link, "DRIFT_SAMPLE_FROM", 0)
     monkeypatch.setattr(link, "DRIFT_SAMPLE", 3)
     monkeypatch.setattr(link, "DRIFT", 0.5)
+    # Rules looked at again where something changed however much did (a tiny register: a few changes
+    # reach a third of it, where the rules would otherwise be evaluated whole).
+    monkeypatch.setattr(changed, "MOST", 1.0)
     started = time.perf_counter()
     root = tmp_path / "prefecture"
     generate(root, SynthConfig(size="tiny", seed=11, nights=len(NIGHTS)))
@@ -442,6 +459,7 @@ def test_six_nights_incrementally_and_from_scratch_give_the_same_links_hits_and_
     counts: list[int] = []
     relinked: list[int] = []  # records whose link moved, each night
     kept: list[int] = []  # scored outcomes kept, each night
+    scopes: list[tuple[date | None, int | None, int]] = []  # what the rules carried, each night
 
     for i, night in enumerate(NIGHTS):
         folder = root / "inbox" / night.isoformat()
@@ -489,8 +507,14 @@ def test_six_nights_incrementally_and_from_scratch_give_the_same_links_hits_and_
         assert carried[1] == (0, 0), night
         counts.append(carried[0][0])
         kept.append(carried[0][1])
+        # The rules too: evaluated only where something changed, the night before's hits carried
+        # for the rest (bidui.rules.changed); from scratch, evaluated whole.
+        scopes.append(rules_scope(incremental, night))
+        assert rules_scope(scratch, night)[0] is None, night
 
     assert sum(1 for n in relinked if n) >= 2, relinked  # links moved (births, corrections, moves…)
+    # (each later night carries from the one before, looking again at part of the register only)
+    assert scopes[0][0] is None and all(b == NIGHTS[i] and h < t for i, (b, h, t) in enumerate(scopes[1:])), scopes
     assert sum(1 for n in kept if n) >= 3, kept  # scored outcomes kept on most nights
 
     # ---- the events happened (checked on the incremental home; the scratch one is the same)

@@ -210,13 +210,15 @@ def link_step(home: Home, night: date, relink_all: bool = False) -> dict[str, di
             "relinks": relinks}
 
 
-def rules_step(home: Home, night: date) -> dict[str, dict]:
+def rules_step(home: Home, night: date, whole: bool = False) -> dict[str, dict]:
+    """Run the rules on the night: only where something changed since the night they last ran, when
+    it can be (bidui.rules.changed); `whole`: on everything."""
     from bidui.connectors import warehouse
     from bidui.rules.engine import run_rules, store_hits
 
     con = warehouse.connect(home.warehouse)
     try:
-        result = run_rules(con, night, config.load(home.config), home.root / "rules")
+        result = run_rules(con, night, config.load(home.config), home.root / "rules", incremental=not whole)
         failed = [o for o in result.outcomes if o.status == "failed"]
         if failed:  # a broken rule file must not silently drop its clues (nor mark them gone)
             raise RuntimeError("; ".join(o.message for o in failed))
@@ -320,7 +322,7 @@ def plain_steps(home: Home, folder: Path, night: date, again: bool = False,
                 force: bool = False, from_scratch: bool = False) -> dict[str, Callable[[], object]]:
     return {"ingest": lambda: ingest_step(home, folder, night, force, carry=not from_scratch),
             "link": lambda: link_step(home, night, from_scratch),
-            "rules": lambda: rules_step(home, night), "publish": lambda: publish_step(home, night, again)}
+            "rules": lambda: rules_step(home, night, from_scratch), "publish": lambda: publish_step(home, night, again)}
 
 
 def resuming_partial(home: Home, night: date) -> bool:

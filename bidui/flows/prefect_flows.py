@@ -55,8 +55,8 @@ def link_task(home: str, night: date, relink_all: bool = False) -> dict[str, dic
 
 
 @task(name="rules")
-def rules_task(home: str, night: date) -> dict[str, dict]:
-    return nightly.rules_step(Home(Path(home)), night)
+def rules_task(home: str, night: date, whole: bool = False) -> dict[str, dict]:
+    return nightly.rules_step(Home(Path(home)), night, whole)
 
 
 @task(name="publish", retries=3, retry_delay_seconds=20)
@@ -118,7 +118,7 @@ def _nightly_comparison(h: Home, folder: Path, run_date: str | None, force: bool
     again = force or from_scratch or nightly.resuming_partial(h, night)
     tasks = {"ingest": lambda: ingest_task(root, str(folder), night, force, not from_scratch),
              "link": lambda: link_task(root, night, from_scratch),
-             "rules": lambda: rules_task(root, night), "publish": lambda: publish_task(root, night, again)}
+             "rules": lambda: rules_task(root, night, from_scratch), "publish": lambda: publish_task(root, night, again)}
 
     def on_step(step: str, phase: str) -> None:
         logger.info("%s %s", step, "started" if phase == "start" else "done")

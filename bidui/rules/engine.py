@@ -1,8 +1,9 @@
 """Load the rule files, bind their parameters, run them on a night, check and store the hits.
 
 A rule file is `sql/rules/<CODE>.sql`: a header of `-- key: value` lines (code, title, category,
-inputs, parameters, optionally skip_unless and link), its guide for people (`-- 规则含义：…` lines,
-see `GUIDE_KEYS`) and one SELECT over the views of `bidui.rules.views`.
+inputs, parameters, optionally skip_unless, link and dated — what it compares with the run date,
+bidui.rules.changed), its guide for people (`-- 规则含义：…` lines, see `GUIDE_KEYS`) and one
+SELECT over the views of `bidui.rules.views`.
 Files whose name starts with `_` define shared views. `<home>/rules/*.sql` are added to (or
 replace) the packaged ones, so a task force can add a rule without touching the package.
 """
@@ -21,7 +22,7 @@ import duckdb
 import polars as pl
 
 from bidui.connectors import warehouse as wh
-from bidui.rules import views
+from bidui.rules import changed, views
 
 CATEGORIES = ("mis_inclusion", "natural_change", "data_quality", "exit_risk", "missed_inclusion")
 CLUE_COLUMNS = ("subject_key", "subject_person_key", "subject_id_number", "subject_name", "household_code",
@@ -71,6 +72,8 @@ class Rule:
     reads: list[str] = field(default_factory=list)  # every dataset its SQL reads, through shared views too
     guide: RuleGuide | None = None
     link: str = "record"  # see LINK_KINDS
+    # the dated columns it compares with the run date (`-- dated:`, bidui.rules.changed); None: undeclared
+    dated: list[changed.Dated] | None = None
 
 
 @dataclass
@@ -89,18 +92,25 @@ class RunResult:
     # (dataset, subject_key) of persons with a row whose value was rejected tonight: the rules cannot
     # tell what that row says, so publish neither dispatches nor retires their clues on its evidence.
     doubtful: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=DOUBTFUL_SCHEMA))
+    # Evaluated only where something changed since `plan.before` (bidui.rules.changed): the hits
+    # of that night hold for the rest, and `store_hits` carries them. None: evaluated whole.
+    plan: changed.Plan | None = None
+    fingerprint: str = ""
+    whole_because: str = ""
 
 
 DOUBTFUL_SCHEMA = {"dataset": pl.String, "subject_key": pl.String}
 
 
-def doubtful_persons(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+def doubtful_persons(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
     """Persons (by `ident`, the key rules name subjects by) with a row kept without a rejected value
-    in a snapshot in force (needs the views of `views.create`)."""
+    in a snapshot in force (every such row, whatever the rules' views were narrowed to)."""
     from bidui.datasets import DATASETS
 
-    parts = [f"SELECT DISTINCT '{ds.code}' AS dataset, ident AS subject_key FROM {ds.code}_linked "
-             "WHERE rejected_columns IS NOT NULL AND ident IS NOT NULL" for ds in DATASETS if ds.persons]
+    in_force = wh.in_force(con, night)
+    parts = [f"SELECT DISTINCT '{ds.code}' AS dataset, ident AS subject_key FROM "
+             f"({views.linked_select(ds, night, in_force.get(ds.code), 'd.rejected_columns IS NOT NULL')}) "
+             "WHERE ident IS NOT NULL" for ds in DATASETS if ds.persons]
     frame = wh.query(con, " UNION ALL ".join(parts))
     return frame.cast(DOUBTFUL_SCHEMA) if frame.height else pl.DataFrame(schema=DOUBTFUL_SCHEMA)
 
@@ -206,7 +216,8 @@ def load_rules(home_rules: Path | None = None) -> tuple[list[Rule], list[tuple[s
             raise RuleError(f"{path}: link {link!r} is not one of {', '.join(LINK_KINDS)}")
         rules.append(Rule(head["code"], head["title"], head["category"],
                           [i.strip() for i in head["inputs"].split(",") if i.strip()], params, text, path,
-                          head.get("skip_unless"), guide=_guide(text, path), link=link))
+                          head.get("skip_unless"), guide=_guide(text, path), link=link,
+                          dated=changed.dated(head.get("dated"), path)))
     views = shared_view_reads((text for text, _, _ in shared), _LINKED)
     for rule in rules:
         rule.reads = sorted(set(rule.inputs) | set(_reads(rule.sql, views)))
@@ -247,37 +258,88 @@ def _inline(sql: str, parameters: dict, night: date, path: str) -> str:
     return re.sub(r"\$([a-z_]+)", lambda m: literal(bound[m.group(1)]), sql)
 
 
-def run_rules(con: duckdb.DuckDBPyConnection, night: date, cfg: dict, home_rules: Path | None = None,
-              only: list[str] | None = None) -> RunResult:
-    rules, shared = load_rules(home_rules)
-    parameters = cfg.get("rules", {}).get("parameters", {})
-    disabled = set(cfg.get("rules", {}).get("disabled", []))
-    enabled = [r for r in rules if r.code not in disabled and (not only or r.code in only)]
-    in_force = views.create(con, night, [r.sql for r in enabled] + [text for text, _, _ in shared])
-    for text, path, _ in shared:
-        for statement in [s for s in text.split(";") if s.strip() and not all(
-                line.strip().startswith("--") or not line.strip() for line in s.splitlines())]:
-            con.execute(_inline(statement, parameters, night, path))
-    frames, outcomes = [], []
+def _body(sql: str) -> str:
+    return "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+
+
+def _statuses(con: duckdb.DuckDBPyConnection, rules: list[Rule], night: date, parameters: dict, disabled: set[str],
+              only: list[str] | None) -> tuple[dict[str, RuleOutcome], dict[str, date]]:
+    """Each rule's outcome when it does not run tonight (disabled, an input not in force, its
+    condition not met), decided before the views are made: on the whole data, through views that
+    join nothing until read (a condition reads a row or two)."""
+    in_force = views.create_lazy(con, night)
+    out: dict[str, RuleOutcome] = {}
     for rule in rules:
         if only and rule.code not in only:
             continue
         if rule.code in disabled:
-            outcomes.append(RuleOutcome(rule.code, "disabled", message="已在配置中停用"))
+            out[rule.code] = RuleOutcome(rule.code, "disabled", message="已在配置中停用")
             continue
         missing = [i for i in rule.inputs if i not in in_force]
         if missing:
-            outcomes.append(RuleOutcome(rule.code, "skipped", message=f"没有已入库的{'、'.join(_titles(missing))}数据，"
-                                        "本规则未运行（不是“没有疑点”）"))
+            out[rule.code] = RuleOutcome(rule.code, "skipped", message=f"没有已入库的{'、'.join(_titles(missing))}数据，"
+                                         "本规则未运行（不是“没有疑点”）")
             continue
-        start = time.perf_counter()
         if rule.skip_unless:
             ok = con.execute(rule.skip_unless, _bind(rule.skip_unless, parameters, night, rule.path)).fetchone()[0]
             if not ok:
-                outcomes.append(RuleOutcome(rule.code, "skipped", message="运行条件未满足（如输入数据中没有"
-                                            "本年度的记录），本规则未运行（不是“没有疑点”）"))
-                continue
-        body = "\n".join(line for line in rule.sql.splitlines() if not line.strip().startswith("--"))
+                out[rule.code] = RuleOutcome(rule.code, "skipped", message="运行条件未满足（如输入数据中没有"
+                                             "本年度的记录），本规则未运行（不是“没有疑点”）")
+    return out, in_force
+
+
+def _whole_because(rules: list[Rule], enabled: list[Rule], home_rules: Path | None, only: list[str] | None) -> str:
+    """Why tonight's rules cannot be evaluated only where something changed, whatever changed."""
+    if only:
+        return "some rules only"
+    if home_rules and home_rules.is_dir() and any(home_rules.glob("*.sql")):
+        return "the home has rules of its own"
+    for rule in enabled:
+        if "$run_date" in _body(rule.sql) and rule.dated is None:
+            return f"{rule.code} compares the run date and does not declare how (-- dated:)"
+    return ""
+
+
+def run_rules(con: duckdb.DuckDBPyConnection, night: date, cfg: dict, home_rules: Path | None = None,
+              only: list[str] | None = None, incremental: bool = False) -> RunResult:
+    """Run the rules on a night. `incremental`: only on the households something reached since the
+    night they last ran, that night's hits holding for the others (bidui.rules.changed), when it
+    can be; else (and by default) on everything."""
+    rules, shared = load_rules(home_rules)
+    parameters = cfg.get("rules", {}).get("parameters", {})
+    disabled = set(cfg.get("rules", {}).get("disabled", []))
+    enabled = [r for r in rules if r.code not in disabled and (not only or r.code in only)]
+    decided, _ = _statuses(con, rules, night, parameters, disabled, only)
+    statuses = {r.code: decided[r.code].status if r.code in decided else "ran" for r in rules
+                if not only or r.code in only}
+    fp = changed.fingerprint([r.sql for r in rules] + [text for text, _, _ in shared], parameters,
+                             [r.code for r in enabled])
+    plan, because = None, "evaluated whole on request"
+    if incremental:
+        because = _whole_because(rules, enabled, home_rules, only)
+        if not because:
+            plan, because = changed.plan(con, night, fp, statuses, {r.code: r.dated or [] for r in enabled
+                                                                     if statuses[r.code] == "ran"}, parameters)
+    views.create(con, night, [r.sql for r in enabled] + [text for text, _, _ in shared], scoped=plan is not None)
+    for text, path, _ in shared:
+        for statement in [s for s in text.split(";") if s.strip() and not all(
+                line.strip().startswith("--") or not line.strip() for line in s.splitlines())]:
+            con.execute(_inline(statement, parameters, night, path))
+    carried = {}
+    if plan is not None:
+        carried = dict(con.execute(f"SELECT rule_code, count(*) FROM rule_hits WHERE night = ? AND NOT ({changed.in_scope()}) "
+                                   "GROUP BY rule_code", [plan.before]).fetchall())
+        households, hukou = (set(r[0] for r in con.execute(f"SELECT * FROM {t}").fetchall())
+                             for t in ("rules_households", "rules_hukou"))
+    frames, outcomes = [], []
+    for rule in rules:
+        if only and rule.code not in only:
+            continue
+        if rule.code in decided:
+            outcomes.append(decided[rule.code])
+            continue
+        start = time.perf_counter()
+        body = _body(rule.sql)
         try:
             frame = wh.query(con, body, _bind(body, parameters, night, rule.path))  # type: ignore[arg-type]
         except duckdb.Error as e:
@@ -305,10 +367,16 @@ def run_rules(con: duckdb.DuckDBPyConnection, night: date, cfg: dict, home_rules
              pl.col("evidence_dataset") != "hukou", pl.col("evidence_dataset"),
              pl.col("evidence_record").str.replace_all(LOAD_ID_IN_RECORD, "")], nulls_last=True).unique(
             ["rule_code", "subject_key", "household_code", "evidence_key"], keep="first", maintain_order=True)
+        if plan is not None:
+            # Only the households in scope were read whole: a hit about another (a hukou household a
+            # person in scope belongs to, read in part) is the night before's, carried.
+            frame = frame.filter(pl.when(pl.col("household_code").fill_null("") != "")
+                                 .then(pl.col("household_code").is_in(list(households)))
+                                 .otherwise(pl.col("hukou_number").is_in(list(hukou)).fill_null(False)))
         frames.append(frame)
-        outcomes.append(RuleOutcome(rule.code, "ran", frame.height, time.perf_counter() - start))
+        outcomes.append(RuleOutcome(rule.code, "ran", frame.height + carried.get(rule.code, 0), time.perf_counter() - start))
     hits = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
-    return RunResult(hits, outcomes, doubtful_persons(con))
+    return RunResult(hits, outcomes, doubtful_persons(con, night), plan, fp, because)
 
 
 HITS_SCHEMA = """
@@ -339,6 +407,12 @@ def store_hits(con: duckdb.DuckDBPyConnection, night: date, result: RunResult) -
         if result.hits.height:
             cols = ["night", "rule_code", "category", *CLUE_COLUMNS, "before_registration"]
             wh.insert_frame(con, "rule_hits", result.hits.with_columns(pl.lit(night).alias("night")), cols)
+        if result.plan is not None:
+            # The hits of the night before about the households nothing reached since.
+            ran = [o.code for o in result.outcomes if o.status == "ran"]
+            con.execute(changed.carry_sql(ran), [night, result.plan.before])
+        changed.remember(con, night, result.fingerprint, {o.code: o.status for o in result.outcomes}, result.plan,
+                         result.whole_because)
         for o in result.outcomes:
             con.execute("INSERT INTO rule_runs VALUES (?, ?, ?, ?, ?, ?)", [night, o.code, o.status, o.hits, o.seconds,
                                                                             o.message])

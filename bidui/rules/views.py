@@ -25,7 +25,7 @@ import duckdb
 
 from bidui.connectors import snapshot_rows
 from bidui.connectors import warehouse as wh
-from bidui.datasets import DATASETS
+from bidui.datasets import BY_CODE, DATASETS, Dataset
 from bidui.matching.link import LINKS_SCHEMA
 from bidui.matching.link_nights import on_night
 from bidui.matching.records import IDENTITY_DDL, PERSON_ROW_KEY, ensure_identity
@@ -46,50 +46,125 @@ ALWAYS_TABLES = {"register_members", "register_households"}  # read by the views
 ALWAYS_VIEWS = {"hukou", "divisions"}
 
 
-def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | None = None) -> dict[str, date]:
+# A member's birth date: from the person's number when linked, else from the member's own valid one.
+BIRTH_SQL = ("coalesce(try_strptime(substr(m.person_key, 7, 8), '%Y%m%d'), CASE WHEN m.id_number_status = 'valid' "
+             "THEN try_strptime(substr(m.id_number, 7, 8), '%Y%m%d') END)::DATE")
+
+
+def age_sql(birth: str, on: str) -> str:
+    """SQL: the age on `on` (an SQL date) of a person born on `birth` (the one formula of the
+    members' view and of what changed for the rules)."""
+    return (f"date_diff('year', {birth}, {on}) - CASE WHEN strftime({birth}, '%m%d') > strftime({on}, '%m%d') "
+            "THEN 1 ELSE 0 END")
+
+
+def linked_select(ds: Dataset, night: date, snap: date | None, where: str = "") -> str:
+    """The SELECT of `<ds>_linked` on a night: the snapshot's rows (those matching `where`, an SQL
+    condition on the row `d`, when given) with `ident`, the link's method, score and explanation. The
+    one place that says which person a row of a dataset is about, for the rules' views, the persons
+    with a doubtful row and what changed for the rules since their last night (bidui.rules.changed)."""
+    rows = snapshot_rows.at(ds.code, f"DATE '{snap}'" if snap else "NULL::DATE")
+    rows = f"(SELECT * FROM {rows} d WHERE {where})" if where else rows
+    if not ds.persons:
+        return f"SELECT d.* EXCLUDE ({HASHES}) FROM {rows} d"
+    if ds.code == "hukou":
+        # The spine is not linked: each record's person is its identity (bidui.matching.records).
+        return f"""
+            SELECT d.* EXCLUDE ({HASHES}), coalesce(i.person_key, CASE WHEN d.id_number_status = 'valid' THEN d.id_number END) AS ident,
+                   NULL::VARCHAR AS link_method, NULL::DOUBLE AS link_score, NULL::VARCHAR AS link_explanation,
+                   coalesce(i.person_key, CASE WHEN d.id_number_status = 'valid' THEN d.id_number END) AS person_key,
+                   coalesce(i.is_primary, TRUE) AS is_primary
+            FROM {rows} d LEFT JOIN hukou_identity i ON i.snapshot_date = d.snapshot_date AND i.source_row = d.source_row"""
+    ref = ds.persons[0]
+    return f"""
+        SELECT d.* EXCLUDE ({HASHES}), {IDENT.format(id=ref.id_column)} AS ident,
+               CASE WHEN l.method <> 'none' THEN l.method END AS link_method,
+               CASE WHEN l.method <> 'none' THEN l.score END AS link_score,
+               -- unlinked, the reason is kept when it is a township's verdict (不是本人): a clue
+               -- on the record then says why it is no longer tied to that person
+               CASE WHEN l.method <> 'none' OR contains(l.explanation, '"rule":"barred"') THEN l.explanation
+               END AS link_explanation,
+               CASE WHEN l.method <> 'none' THEN l.person_key END AS person_key
+        FROM {rows} d
+        LEFT JOIN links l ON {on_night(f"DATE '{night}'", 'l.')} AND l.dataset = '{ds.code}' AND l.source_file = d.source_file
+             AND l.source_row = d.source_row AND l.role = '{ref.role}'"""
+
+
+# In a night evaluated only where something changed (bidui.rules.changed), the rows each dataset
+# keeps: those of the persons, register households and hukou households in scope (temp tables
+# rules_persons, rules_households and rules_hukou). A row is about a person in scope only if its
+# link or, unlinked, its own ID names one: rows are first narrowed by those two (cheap), then
+# joined to their links.
+def _in_scope(ds: Dataset, snap: date, file: str) -> str:
+    if not ds.persons:
+        return ""
+    if ds.code == "hukou":
+        return ("(d.hukou_number IN (SELECT hukou_number FROM rules_hukou) OR d.id_number IN (SELECT ident FROM rules_persons) "
+                f"OR d.source_row IN (SELECT source_row FROM hukou_identity i WHERE i.snapshot_date = DATE '{snap}' "
+                "AND i.person_key IN (SELECT ident FROM rules_persons)))")
+    if ds.code in ("register_members", "register_households"):
+        return "d.household_code IN (SELECT household_code FROM rules_households)"
+    ref = ds.persons[0]
+    # (an investor's clue reads the enterprise's row, by its credit code: rules_credit)
+    credit = " OR d.credit_code IN (SELECT credit_code FROM rules_credit)" if ds.code == "businesses" else ""
+    file = file.replace("'", "''")
+    return (f"(d.{ref.id_column} IN (SELECT ident FROM rules_persons) OR d.source_row IN ("
+            f"SELECT l.source_row FROM rules_scope_links l WHERE l.dataset = '{ds.code}' "
+            f"AND l.role = '{ref.role}' AND l.source_file = '{file}'){credit})")
+
+
+def create_lazy(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, date]:
+    """`<ds>_linked` for every dataset as views over the whole snapshots in force (nothing is joined
+    until read: what a rule's run condition reads); the snapshot date in force per dataset."""
+    in_force = wh.in_force(con, night)
+    con.execute(LINKS_SCHEMA)
+    con.execute(IDENTITY_DDL)
+    for ds in DATASETS:
+        snap = in_force.get(ds.code)
+        if ds.code == "hukou" and snap:
+            ensure_identity(con, snap)
+        wh.drop_temp(con, f"{ds.code}_linked")
+        con.execute(f"CREATE TEMP VIEW {ds.code}_linked AS {linked_select(ds, night, snap)}")
+    return in_force
+
+
+def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | None = None,
+           scoped: bool = False) -> dict[str, date]:
     """Create the views for a night; return the snapshot date in force per dataset. `readers` are
     the SQL texts that will read them: a dataset read by one of them is a view (the one reader
-    pays for the join once), by several a table (joined once for all)."""
+    pays for the join once), by several a table (joined once for all). `scoped`: only the rows in
+    the scope of tonight's changes (`_in_scope`), each a table."""
     uses = {ds.code: sum(f"{ds.code}_linked" in text for text in readers) if readers is not None else 2
             for ds in DATASETS}
     in_force = wh.in_force(con, night)
     con.execute(LINKS_SCHEMA)
+    con.execute(IDENTITY_DDL)
+    if scoped:  # the links of tonight to the persons in scope, for `_in_scope` (one scan of the links)
+        holds = on_night(f"DATE '{night}'", "l.")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE rules_scope_links AS SELECT dataset, role, source_file, source_row "
+                    f"FROM links l WHERE {holds} AND l.person_key IN (SELECT ident FROM rules_persons)")
     for ds in DATASETS:
         snap = in_force.get(ds.code)
-        # No snapshot in force: NULL, no rows (bidui.connectors.snapshot_rows)
-        rows = snapshot_rows.at(ds.code, f"DATE '{snap}'" if snap else "NULL::DATE")
+        if ds.code == "hukou" and snap:
+            ensure_identity(con, snap)
         kind = "VIEW" if ds.code in ALWAYS_VIEWS else "TABLE" if ds.code in ALWAYS_TABLES or uses[ds.code] >= 2 else "VIEW"
+        where = ""
+        if scoped and snap:  # (a snapshot's rows all name its file)
+            file = con.execute("SELECT file FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [ds.code, snap]).fetchone()
+            where = _in_scope(ds, snap, file[0])
+        if where:
+            kind = "TABLE"
         wh.drop_temp(con, f"{ds.code}_linked")
-        if not ds.persons:
-            con.execute(f"CREATE TEMP {kind} {ds.code}_linked AS SELECT d.* EXCLUDE ({HASHES}) FROM {rows} d")
-            continue
-        if ds.code == "hukou":
-            # The spine is not linked: each record's person is its identity (bidui.matching.records).
-            con.execute(IDENTITY_DDL)
-            if snap:
-                ensure_identity(con, snap)
-            con.execute(f"""
-                CREATE TEMP {kind} hukou_linked AS
-                SELECT d.* EXCLUDE ({HASHES}), coalesce(i.person_key, CASE WHEN d.id_number_status = 'valid' THEN d.id_number END) AS ident,
-                       NULL::VARCHAR AS link_method, NULL::DOUBLE AS link_score, NULL::VARCHAR AS link_explanation,
-                       coalesce(i.person_key, CASE WHEN d.id_number_status = 'valid' THEN d.id_number END) AS person_key,
-                       coalesce(i.is_primary, TRUE) AS is_primary
-                FROM {rows} d LEFT JOIN hukou_identity i ON i.snapshot_date = d.snapshot_date AND i.source_row = d.source_row""")
-            continue
-        ref = ds.persons[0]
-        con.execute(f"""
-            CREATE TEMP {kind} {ds.code}_linked AS
-            SELECT d.* EXCLUDE ({HASHES}), {IDENT.format(id=ref.id_column)} AS ident,
-                   CASE WHEN l.method <> 'none' THEN l.method END AS link_method,
-                   CASE WHEN l.method <> 'none' THEN l.score END AS link_score,
-                   -- unlinked, the reason is kept when it is a township's verdict (不是本人): a clue
-                   -- on the record then says why it is no longer tied to that person
-                   CASE WHEN l.method <> 'none' OR contains(l.explanation, '"rule":"barred"') THEN l.explanation
-                   END AS link_explanation,
-                   CASE WHEN l.method <> 'none' THEN l.person_key END AS person_key
-            FROM {rows} d
-            LEFT JOIN links l ON {on_night(f"DATE '{night}'", 'l.')} AND l.dataset = '{ds.code}' AND l.source_file = d.source_file
-                 AND l.source_row = d.source_row AND l.role = '{ref.role}'""")
+        con.execute(f"CREATE TEMP {kind} {ds.code}_linked AS {linked_select(ds, night, snap, where)}")
+    # Who is registered, over the whole register whatever the views were narrowed to: a hukou
+    # household with a member on the register is not a missed one, and a household split off one
+    # that is registered is no clue (their clues read other households than their own).
+    members = "rules_register" if scoped else "register_members_linked"  # (bidui.rules.changed: the whole register)
+    hukou = f"({linked_select(BY_CODE['hukou'], night, in_force.get('hukou'))})" if scoped else "hukou_linked"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE registered_persons AS SELECT DISTINCT ident, person_key FROM {members} "
+                "WHERE ident IS NOT NULL")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE registered_hukou AS SELECT DISTINCT hukou_number FROM {hukou} "
+                "WHERE status = '正常' AND ident IN (SELECT person_key FROM registered_persons)")
     con.execute("CREATE OR REPLACE TEMP VIEW hukou AS SELECT * FROM hukou_linked")
     # One hukou row per person and number: a person listed twice under one number (in two
     # households, a public-security defect) made every member row of theirs two, and a rule
@@ -110,7 +185,7 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
         SELECT h.source_row FROM listed h JOIN twice t USING (ident, id_number) WHERE h.source_row <> t.first""")
     con.execute("CREATE OR REPLACE TEMP VIEW hukou_person AS SELECT * FROM hukou WHERE ident IS NOT NULL "
                 "AND source_row NOT IN (SELECT source_row FROM hukou_not_first)")
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TEMP VIEW members AS
         SELECT m.household_code, m.source_file, m.source_row, m.name, m.name_raw, m.id_number, m.id_number_raw,
                m.id_number_status, m.relation, m.ident, m.person_key, m.link_method, m.link_score, m.link_explanation,
@@ -118,9 +193,7 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
                h.registered_year, h.head_id_number,
                k.name AS hukou_name, k.status AS hukou_status, k.status_date AS hukou_status_date, k.hukou_type,
                k.hukou_number,
-               coalesce(try_strptime(substr(m.person_key, 7, 8), '%Y%m%d'),
-                        CASE WHEN m.id_number_status = 'valid' THEN try_strptime(substr(m.id_number, 7, 8), '%Y%m%d') END
-               )::DATE AS birth,
+               {BIRTH_SQL} AS birth,
                CASE WHEN m.id_number_status = 'valid' THEN m.id_number ELSE trim(m.id_number_raw) END AS subject_id_number
         FROM register_members_linked m
         LEFT JOIN register_households_linked h ON h.household_code = m.household_code
@@ -129,12 +202,8 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
         LEFT JOIN (SELECT * FROM hukou_person WHERE is_primary AND ident IN (SELECT person_key FROM register_members_linked)) k
              ON k.ident = m.person_key
     """)
-    con.execute("""
-        CREATE OR REPLACE TEMP VIEW members_aged AS
-        SELECT *, date_diff('year', birth, $run_date::DATE)
-                  - CASE WHEN strftime(birth, '%m%d') > strftime($run_date::DATE, '%m%d') THEN 1 ELSE 0 END AS age
-        FROM members
-    """.replace("$run_date", f"DATE '{night}'"))
+    age = age_sql("birth", f"DATE '{night}'")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW members_aged AS SELECT *, {age} AS age FROM members")
     # Every member row as a clue subject, and one row per person (the lowest household code).
     con.execute("""
         CREATE OR REPLACE TEMP TABLE member_subjects AS

@@ -3,6 +3,7 @@
 -- category: natural_change
 -- inputs: register_members, hukou
 -- parameters:
+-- dated: hukou.status_date, deaths.death_date
 -- 规则含义：户籍登记为死亡，或死亡医学证明上是该成员，死亡日期在比对日之前，但他仍在建档立卡名单中。
 -- 入户核实要点：向家属和村委会确认是否去世、去世日期。
 -- 属实·已整改：确已去世，已按自然减少办理（数据已更正）。

@@ -3,6 +3,7 @@
 -- category: exit_risk
 -- inputs: register_members, medical_claims
 -- parameters: medical_household_threshold, medical_window_days
+-- dated: medical_claims.settle_date within medical_window_days days, year
 -- link: member
 -- 规则含义：该户成员在比对日前一年内（默认 365 天）结算的医疗费用中，个人自付合计达到门槛（按本地政策，默认 1
 --    万元），有因病返贫的风险。

@@ -3,6 +3,7 @@
 -- category: mis_inclusion
 -- inputs: register_members, hukou, hukou_changes
 -- parameters: split_min_age, split_years
+-- dated: hukou_changes.change_date within split_years years
 -- 规则含义：该户全部成员年龄都在门槛以上（按本地政策，默认 60 岁），近几年内（默认 5
 --    年）有成员从一个不在建档立卡名单中的户籍户分户出来：可能是老人单独立户以享受政策（分户争贫）。
 -- 入户核实要点：老人的子女是谁、住在哪里、是否有赡养能力并尽到赡养义务；分户的时间和原因；老人是否独立生活。
@@ -17,10 +18,7 @@ WITH all_old AS (
     SELECT household_code FROM member_subjects GROUP BY household_code
     HAVING bool_and(coalesce(age, -1) >= $split_min_age)
 ),
-registered_hukou AS (
-    SELECT DISTINCT h.hukou_number FROM hukou h JOIN member_subjects m ON m.subject_person_key = h.ident
-    WHERE h.status = '正常'
-),
+-- (registered_hukou, of bidui.rules.views: the hukou households with a register member's living record)
 splits AS (
     SELECT c.* FROM hukou_changes_linked c
     WHERE c.change_type = '分户' AND c.change_date > $run_date::DATE - to_years($split_years)

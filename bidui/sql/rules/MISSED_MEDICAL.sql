@@ -3,6 +3,7 @@
 -- category: missed_inclusion
 -- inputs: hukou, divisions, medical_claims, vehicles, businesses, property
 -- parameters: missed_medical_threshold, medical_window_days
+-- dated: medical_claims.settle_date within medical_window_days days, year
 -- link: member
 -- 规则含义：一个不在建档立卡名单中的农村户籍户，成员在比对日前一年内结算的医疗费用中个人自付合计达到门槛（按本地政策，默认 2
 --    万元），疑似漏评。这户不在名单里：请按户籍户号和户主姓名找人。

@@ -3,6 +3,7 @@
 -- category: exit_risk
 -- inputs: register_members, medical_insurance
 -- parameters:
+-- dated: year
 -- skip_unless: SELECT count(*) > 0 FROM (SELECT 1 FROM medical_insurance_linked WHERE year = year($run_date::DATE) LIMIT 1)
 -- link: member
 -- 规则含义：医保参保数据中没有该成员本年度状态为“参保”的记录。

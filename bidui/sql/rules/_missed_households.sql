@@ -8,7 +8,7 @@
 -- rows with all their columns, read twice, were a copy of most of the hukou, 0.3 s at the large size.)
 CREATE OR REPLACE TEMP TABLE missed_candidates AS
 WITH disqualified AS (
-    SELECT ident FROM member_subjects WHERE ident IS NOT NULL
+    SELECT ident FROM registered_persons
     UNION SELECT ident FROM counted_vehicles WHERE ident IS NOT NULL
     UNION SELECT ident FROM counted_business_people WHERE ident IS NOT NULL
     UNION SELECT ident FROM counted_property WHERE ident IS NOT NULL
