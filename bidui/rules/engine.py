@@ -263,11 +263,11 @@ def _body(sql: str) -> str:
 
 
 def _statuses(con: duckdb.DuckDBPyConnection, rules: list[Rule], night: date, parameters: dict, disabled: set[str],
-              only: list[str] | None) -> tuple[dict[str, RuleOutcome], dict[str, date]]:
+              only: list[str] | None, lazy: bool) -> dict[str, RuleOutcome]:
     """Each rule's outcome when it does not run tonight (disabled, an input not in force, its
-    condition not met), decided before the views are made: on the whole data, through views that
-    join nothing until read (a condition reads a row or two)."""
-    in_force = views.create_lazy(con, night)
+    condition not met), on the whole data: through the views made (`lazy`: through views made
+    now that join nothing until read, before the views the rules read are narrowed)."""
+    in_force = views.create_lazy(con, night) if lazy else wh.in_force(con, night)
     out: dict[str, RuleOutcome] = {}
     for rule in rules:
         if only and rule.code not in only:
@@ -285,7 +285,7 @@ def _statuses(con: duckdb.DuckDBPyConnection, rules: list[Rule], night: date, pa
             if not ok:
                 out[rule.code] = RuleOutcome(rule.code, "skipped", message="运行条件未满足（如输入数据中没有"
                                              "本年度的记录），本规则未运行（不是“没有疑点”）")
-    return out, in_force
+    return out
 
 
 def _whole_because(rules: list[Rule], enabled: list[Rule], home_rules: Path | None, only: list[str] | None) -> str:
@@ -309,18 +309,19 @@ def run_rules(con: duckdb.DuckDBPyConnection, night: date, cfg: dict, home_rules
     parameters = cfg.get("rules", {}).get("parameters", {})
     disabled = set(cfg.get("rules", {}).get("disabled", []))
     enabled = [r for r in rules if r.code not in disabled and (not only or r.code in only)]
-    decided, _ = _statuses(con, rules, night, parameters, disabled, only)
-    statuses = {r.code: decided[r.code].status if r.code in decided else "ran" for r in rules
-                if not only or r.code in only}
     fp = changed.fingerprint([r.sql for r in rules] + [text for text, _, _ in shared], parameters,
                              [r.code for r in enabled])
-    plan, because = None, "evaluated whole on request"
-    if incremental:
-        because = _whole_because(rules, enabled, home_rules, only)
-        if not because:
-            plan, because = changed.plan(con, night, fp, statuses, {r.code: r.dated or [] for r in enabled
-                                                                     if statuses[r.code] == "ran"}, parameters)
-    views.create(con, night, [r.sql for r in enabled] + [text for text, _, _ in shared], scoped=plan is not None)
+    readers = [r.sql for r in enabled] + [text for text, _, _ in shared]
+    plan, decided = None, None
+    because = _whole_because(rules, enabled, home_rules, only) if incremental else "evaluated whole on request"
+    if not because:
+        decided = _statuses(con, rules, night, parameters, disabled, only, lazy=True)
+        statuses = {r.code: decided[r.code].status if r.code in decided else "ran" for r in rules}
+        plan, because = changed.plan(con, night, fp, statuses, {r.code: r.dated or [] for r in enabled
+                                                                 if statuses[r.code] == "ran"}, parameters)
+    views.create(con, night, readers, scoped=plan is not None)
+    if decided is None:
+        decided = _statuses(con, rules, night, parameters, disabled, only, lazy=False)
     for text, path, _ in shared:
         for statement in [s for s in text.split(";") if s.strip() and not all(
                 line.strip().startswith("--") or not line.strip() for line in s.splitlines())]:

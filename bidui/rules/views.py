@@ -58,12 +58,13 @@ def age_sql(birth: str, on: str) -> str:
             "THEN 1 ELSE 0 END")
 
 
-def linked_select(ds: Dataset, night: date, snap: date | None, where: str = "") -> str:
+def linked_select(ds: Dataset, night: date, snap: date | None, where: str = "", rows: str | None = None) -> str:
     """The SELECT of `<ds>_linked` on a night: the snapshot's rows (those matching `where`, an SQL
-    condition on the row `d`, when given) with `ident`, the link's method, score and explanation. The
-    one place that says which person a row of a dataset is about, for the rules' views, the persons
-    with a doubtful row and what changed for the rules since their last night (bidui.rules.changed)."""
-    rows = snapshot_rows.at(ds.code, f"DATE '{snap}'" if snap else "NULL::DATE")
+    condition on the row `d`, when given; those of the table `rows`, when given) with `ident`, the
+    link's method, score and explanation. The one place that says which person a row of a dataset
+    is about, for the rules' views, the persons with a doubtful row and what changed for the rules
+    since their last night (bidui.rules.changed)."""
+    rows = rows or snapshot_rows.at(ds.code, f"DATE '{snap}'" if snap else "NULL::DATE")
     rows = f"(SELECT * FROM {rows} d WHERE {where})" if where else rows
     if not ds.persons:
         return f"SELECT d.* EXCLUDE ({HASHES}) FROM {rows} d"
@@ -148,14 +149,17 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
         if ds.code == "hukou" and snap:
             ensure_identity(con, snap)
         kind = "VIEW" if ds.code in ALWAYS_VIEWS else "TABLE" if ds.code in ALWAYS_TABLES or uses[ds.code] >= 2 else "VIEW"
-        where = ""
-        if scoped and snap:  # (a snapshot's rows all name its file)
-            file = con.execute("SELECT file FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [ds.code, snap]).fetchone()
-            where = _in_scope(ds, snap, file[0])
-        if where:
-            kind = "TABLE"
         wh.drop_temp(con, f"{ds.code}_linked")
-        con.execute(f"CREATE TEMP {kind} {ds.code}_linked AS {linked_select(ds, night, snap, where)}")
+        if scoped and snap and ds.persons:  # (a snapshot's rows all name its file)
+            file = con.execute("SELECT file FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [ds.code, snap]).fetchone()
+            # The rows in scope first, then joined to their links: joined at once, the links of the
+            # whole snapshot were the join's table (4 million for medical insurance).
+            at = snapshot_rows.at(ds.code, f"DATE '{snap}'")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE rules_rows AS SELECT * FROM {at} d WHERE {_in_scope(ds, snap, file[0])}")
+            con.execute(f"CREATE TEMP TABLE {ds.code}_linked AS {linked_select(ds, night, snap, rows='rules_rows')}")
+            wh.drop_temp(con, "rules_rows")
+            continue
+        con.execute(f"CREATE TEMP {kind} {ds.code}_linked AS {linked_select(ds, night, snap)}")
     # Who is registered, over the whole register whatever the views were narrowed to: a hukou
     # household with a member on the register is not a missed one, and a household split off one
     # that is registered is no clue (their clues read other households than their own).
