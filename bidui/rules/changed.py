@@ -9,7 +9,8 @@ every dataset to. The rules' SQL is not changed: the same files run on fewer row
 A household is in scope when, since `before`:
 - a row of a dataset in force changed what it says or the person it is linked to (rows compared
   by their content hash with their link, wherever they stand in the file: a row that only moved is
-  not a change), or, for the datasets whose rows' places a rule reads (`BY_PLACE`), moved;
+  not a change, as no rule chooses between records by their place — `engine.PLACE_IN_RECORD` — nor
+  lists them in file order), or, for the datasets whose rows' places a rule reads (`BY_PLACE`), moved;
 - the identity of a hukou row changed (一号多人 / 一人多号);
 - one of its hits quotes a dataset whose snapshot changed (a quoted record names its night and file);
 - a member's age changed, or a record's date crossed the edge of a window a rule declares
@@ -19,8 +20,9 @@ household's persons and every person's hukou households, and the hukou numbers a
 (分户, 迁移) names — a household split's clue depends on whether its former household is registered.
 
 The rules are evaluated whole instead (`plan` gives None and why) on a first night, after a
-change of any rule file, parameter or bidui version (`fingerprint`), when a rule ran then and not
-now or the other way round, at a new year, when a dataset without persons (divisions) changed, a
+change of any rule file, parameter or of the code that makes hits (`fingerprint`), when that night
+was linked again since its rules ran, when a rule ran then and not now or the other way round, at
+a new year, when a dataset without persons (divisions) changed, a
 dataset came or went, a snapshot of `before` was stored again since, a rule of the home's own is
 enabled or a rule compares the run date without declaring how, and when the scope is most of the
 register (evaluating it whole is then cheaper).
@@ -61,8 +63,21 @@ MOST = 0.5
 STATE_DDL = """
 CREATE TABLE IF NOT EXISTS rule_states (
     night DATE PRIMARY KEY, fingerprint VARCHAR NOT NULL, loads VARCHAR NOT NULL, statuses VARCHAR NOT NULL,
-    before DATE, households BIGINT, hukou_households BIGINT, persons BIGINT, seconds DOUBLE, reason VARCHAR
+    before DATE, households BIGINT, hukou_households BIGINT, persons BIGINT, seconds DOUBLE, reason VARCHAR,
+    link_run VARCHAR
 )"""
+
+
+def _ensure_state(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(STATE_DDL)
+    con.execute("ALTER TABLE rule_states ADD COLUMN IF NOT EXISTS link_run VARCHAR")
+
+
+def link_run(con: duckdb.DuckDBPyConnection, night: date) -> str:
+    """The night's link run as stored (a night linked again since its rules ran has another)."""
+    con.execute(LINKS_SCHEMA)
+    row = con.execute("SELECT * FROM link_runs WHERE night = ?", [night]).fetchone()
+    return json.dumps(row, default=str)
 SCOPE_TABLES = ("rules_persons", "rules_households", "rules_hukou", "rules_credit")
 
 _DATED = re.compile(r"^([a-z_]+)\.([a-z_]+)(?:\s+within\s+([a-z_]+)\s+(days|years))?$")
@@ -101,9 +116,28 @@ def dated(header: str | None, path: str) -> list[Dated] | None:
     return out
 
 
+# The code that makes a night's hits besides the rule files: another version of it may make
+# other hits from the same data, so a night's hits made by it are not carried by another.
+HIT_MAKING_MODULES = ("bidui.rules.engine", "bidui.rules.views", "bidui.rules.changed", "bidui.names",
+                      "bidui.connectors.snapshot_rows", "bidui.matching.records")
+
+
+def code_digest() -> str:
+    import importlib
+    import inspect
+
+    import bidui
+
+    h = hashlib.sha256(getattr(bidui, "__version__", "").encode())
+    for name in HIT_MAKING_MODULES:
+        h.update(inspect.getsource(importlib.import_module(name)).encode())
+    return h.hexdigest()
+
+
 def fingerprint(texts: list[str], parameters: dict, enabled: list[str]) -> str:
-    """What tonight's hits are computed by: the rule files, the parameters, the rules enabled."""
-    h = hashlib.sha256(VERSION.encode())
+    """What tonight's hits are computed by: the rule files, the parameters, the rules enabled and
+    the code that runs them (`code_digest`)."""
+    h = hashlib.sha256((VERSION + code_digest()).encode())
     for text in texts:
         h.update(b"\0" + text.encode())
     h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
@@ -118,13 +152,13 @@ def loads_json(loads: dict[str, tuple[date, int]]) -> str:
 def remember(con: duckdb.DuckDBPyConnection, night: date, fp: str, statuses: dict[str, str], plan: Plan | None,
              reason: str) -> None:
     """The night's state, for the next night to carry from (inside the hits' transaction)."""
-    con.execute(STATE_DDL)
+    _ensure_state(con)
     con.execute("DELETE FROM rule_states WHERE night = ?", [night])
-    con.execute("INSERT INTO rule_states VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    con.execute("INSERT INTO rule_states VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [night, fp, loads_json(wh.in_force_loads(con, night)), json.dumps(statuses, sort_keys=True),
                  plan.before if plan else None, plan.households if plan else None,
                  plan.hukou_households if plan else None, plan.persons if plan else None,
-                 plan.seconds if plan else None, reason])
+                 plan.seconds if plan else None, reason, link_run(con, night)])
 
 
 def plan(con: duckdb.DuckDBPyConnection, night: date, fp: str, statuses: dict[str, str],
@@ -132,17 +166,19 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, fp: str, statuses: dict[st
     """The scope of tonight's changes (its temp tables made), or None and why the rules must be
     evaluated whole."""
     start = time.perf_counter()
-    con.execute(STATE_DDL)
+    _ensure_state(con)
     con.execute(LINKS_SCHEMA)
     con.execute(IDENTITY_DDL)
     later = con.execute("SELECT count(*) FROM rule_states WHERE night > ?", [night]).fetchone()[0]
     if later:
         return None, "a later night's rules have run"
-    row = con.execute("SELECT night, fingerprint, loads, statuses FROM rule_states WHERE night < ? ORDER BY night DESC "
-                      "LIMIT 1", [night]).fetchone()
+    row = con.execute("SELECT night, fingerprint, loads, statuses, link_run FROM rule_states WHERE night < ? "
+                      "ORDER BY night DESC LIMIT 1", [night]).fetchone()
     if row is None:
         return None, "no night before"
-    before, fp_before, loads_before, statuses_before = row
+    before, fp_before, loads_before, statuses_before, linked_before = row
+    if linked_before != link_run(con, before):
+        return None, "that night was linked again since its rules ran"
     if fp_before != fp:
         return None, "the rules, their parameters or bidui changed"
     if json.loads(statuses_before) != statuses:
@@ -236,10 +272,14 @@ def _seed_changed_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, before: date
     cols = "".join(f", r.{c}" for c in extra)
     table = f"ds_{ds.code}"
     if ds.code == "hukou":
-        # The spine is not linked: a row that came or went is the change; its person and hukou
-        # household are its ID and number (identities: `_seed_identities`).
-        changed = (f"SELECT r.id_number AS person, NULL::VARCHAR AS own{cols} FROM {table} r "
-                   f"WHERE {_in(snap_now, 'r.')} <> {_in(snap_before, 'r.')}")
+        # The spine is not linked: a row that came or went is the change; its persons are its ID
+        # and its identity on that side's snapshot (a number two persons share: N~<hukou number>),
+        # its hukou household its number (identities that changed alone: `_seed_identities`).
+        changed = " UNION ALL ".join(
+            f"SELECT r.id_number AS person, i.person_key AS own{cols} FROM {table} r "
+            f"LEFT JOIN hukou_identity i ON i.snapshot_date = {literal(snap)} AND i.source_row = r.source_row "
+            f"WHERE {_in(snap, 'r.')} AND NOT {_in(other, 'r.')}"
+            for snap, other in ((snap_now, snap_before), (snap_before, snap_now)))
     else:
         ref = ds.persons[0]
         files = {s: con.execute("SELECT file FROM snapshots WHERE dataset = ? AND snapshot_date = ?",

@@ -33,6 +33,13 @@ CLUE_COLUMNS = ("subject_key", "subject_person_key", "subject_id_number", "subje
 # ids number a night's files in the order their workers finished reading them, so two runs of one
 # night number them differently: nothing may be chosen or compared by it.
 LOAD_ID_IN_RECORD = r'"load_id":\s*-?\d+'
+# Where a quoted record stands: its snapshot's night, load and file, and its row (what `to_json` of
+# a snapshot row begins with). Which of several records of one hit is kept is chosen by what they
+# say, this left out: a record of a file that came tonight must not win over one of a file that
+# came yesterday by its date, nor a row by its place (a file sent in another order). Two records
+# that say the same are rows alike in every cell, which ingest keeps once.
+PLACE_IN_RECORD = (r'^\{"snapshot_date":"[^"]*","load_id":-?[0-9]+,"source_file":"(?:[^"\\]|\\.)*",'
+                   r'"source_row":-?[0-9]+,')
 _HEADER = re.compile(r"^--\s*([a-z_]+):\s*(.*)$")
 # The guide a rule file carries for the people who verify its clues, in plain Chinese: what it
 # means, what to check at the household, which outcome fits which finding (one line per outcome of
@@ -359,13 +366,15 @@ def run_rules(con: duckdb.DuckDBPyConnection, night: date, cfg: dict, home_rules
         before = (pl.col("evidence_date").dt.year() < pl.col("registered_year")) if rule.category == "mis_inclusion" \
             else pl.lit(None, pl.Boolean)
         # Sorted first: which of several evidence rows of one hit is kept must not depend on the
-        # order DuckDB returned them in, nor on the load ids the records quote (a hukou death and a
-        # death certificate of one date: the one whose file finished reading first was kept). The
+        # order DuckDB returned them in, nor on where the records stand (PLACE_IN_RECORD: a hukou
+        # death and a death certificate of one date, the one whose file finished reading first was
+        # kept; a company's legal representative and investor, the file that came last lost). The
         # person's own hukou record comes first (no linking stands between it and the person), then
-        # the other datasets by name.
+        # the other datasets by name, then what the records say, then their place.
         frame = frame.with_columns(before.alias("before_registration")).sort(
             [pl.col("subject_key"), pl.col("household_code"), pl.col("evidence_key"),
              pl.col("evidence_dataset") != "hukou", pl.col("evidence_dataset"),
+             pl.col("evidence_record").str.replace(PLACE_IN_RECORD, "{"),
              pl.col("evidence_record").str.replace_all(LOAD_ID_IN_RECORD, "")], nulls_last=True).unique(
             ["rule_code", "subject_key", "household_code", "evidence_key"], keep="first", maintain_order=True)
         if plan is not None:

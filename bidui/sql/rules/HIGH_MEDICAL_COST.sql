@@ -34,7 +34,7 @@ household_bills AS (
     SELECT m.household_code,
            list(struct_pack(settle_date := b.settle_date, name := b.name, hospital := b.hospital,
                             total_cost := round(b.total_cost, 2), out_of_pocket := round(b.out_of_pocket, 2))
-                ORDER BY b.settle_date, b.name, b.source_row) AS bills
+                ORDER BY b.settle_date, b.name, b.hospital, b.total_cost, b.out_of_pocket) AS bills
     -- only the households that reach the threshold: a list for every household with a bill cost more
     FROM (SELECT DISTINCT p.household_code, p.ident FROM per_member p SEMI JOIN households h ON h.household_code = p.household_code) m
     JOIN bills b ON b.ident = m.ident

@@ -30,7 +30,7 @@ totals AS (
     SELECT r.hukou_number, any_value(r.total) AS total,
            list(struct_pack(settle_date := b.settle_date, name := b.name, hospital := b.hospital,
                             total_cost := round(b.total_cost, 2), out_of_pocket := round(b.out_of_pocket, 2))
-                ORDER BY b.settle_date, b.name, b.source_row) AS bills
+                ORDER BY b.settle_date, b.name, b.hospital, b.total_cost, b.out_of_pocket) AS bills
     FROM bills b JOIN reached r ON r.hukou_number = b.hukou_number
     GROUP BY r.hukou_number
 )
