@@ -200,6 +200,7 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, fp: str, statuses: dict[st
     con.execute("CREATE TEMP TABLE rules_persons (ident VARCHAR)")
     con.execute("CREATE TEMP TABLE rules_households (household_code VARCHAR)")
     con.execute("CREATE TEMP TABLE rules_hukou (hukou_number VARCHAR)")
+    con.execute("CREATE OR REPLACE TEMP TABLE rules_credit_changed (credit_code VARCHAR)")
     # what a record quoted in a carried hit, of a snapshot that changed, says of tonight's (`carry_sql`)
     con.execute("CREATE TEMP TABLE rules_requote (old_load BIGINT, snapshot_date DATE, load_id BIGINT, file VARCHAR)")
     for ds in changed:
@@ -216,10 +217,9 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, fp: str, statuses: dict[st
                     f"FROM ({members})")
     for ds in DATASETS:
         if ds.persons and ds.code in now:
-            _seed_changed_rows(con, ds, before, night, was[ds.code][0], now[ds.code][0])
+            _seed_changed_rows(con, ds, was[ds.code][0], now[ds.code][0])
     wh.drop_temp(con, "rules_links_changed")
-    if "business_investors" in now and con.execute("SELECT count(*) FROM information_schema.tables WHERE "
-                                                   "table_name = 'rules_credit_changed'").fetchone()[0]:
+    if "business_investors" in now:  # an enterprise that changed: its investors' clues read it
         investors = linked_select(BY_CODE["business_investors"], night, now["business_investors"][0],
                                   "d.credit_code IN (SELECT credit_code FROM rules_credit_changed)")
         _add(con, "rules_persons", "ident", f"SELECT ident FROM ({investors})")
@@ -260,9 +260,8 @@ def _links_changed(con: duckdb.DuckDBPyConnection, before: date, night: date) ->
         FROM links WHERE {on_night(n)} <> {on_night(b)}""")
 
 
-def _seed_changed_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, before: date, night: date, snap_before: date,
-                       snap_now: date) -> None:
-    """Persons (households, hukou households) of the rows that came or went since `before`, or
+def _seed_changed_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap_before: date, snap_now: date) -> None:
+    """Persons (households, hukou households) of the rows that came or went between the two snapshots, or
     whose link did, less those that only moved: each row that came is matched with one that went
     by what it says and the link it has (and, for `BY_PLACE`, its place)."""
     names = {col.name for col in ds.columns}
@@ -285,7 +284,7 @@ def _seed_changed_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, before: date
         files = {s: con.execute("SELECT file FROM snapshots WHERE dataset = ? AND snapshot_date = ?",
                                 [ds.code, s]).fetchone()[0] for s in (snap_now, snap_before)}
 
-        def side(snap: date, other_snap: date, n: date, sign: int, tonight: bool) -> str:
+        def side(snap: date, other_snap: date, sign: int, tonight: bool) -> str:
             file = files[snap].replace("'", "''")
             what = (f"{sign} AS side, r.row_hash AS h, r.{ref.id_column} AS own, "
                     f"l.person_key AS person, l.method, l.score, l.id_name_conflict, l.explanation, r.source_row{cols}")
@@ -309,18 +308,15 @@ def _seed_changed_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, before: date
         place = ", source_row" if ds.code in BY_PLACE else ""
         keys = f"h, own, person, method, score, id_name_conflict, explanation{place}{''.join(', ' + c for c in extra)}"
         changed = f"""
-            SELECT {keys} FROM ({side(snap_now, snap_before, night, 1, True)} UNION ALL
-                                {side(snap_before, snap_now, before, -1, False)})
+            SELECT {keys} FROM ({side(snap_now, snap_before, 1, True)} UNION ALL
+                                {side(snap_before, snap_now, -1, False)})
             GROUP BY ALL HAVING sum(side) <> 0"""
     con.execute(f"CREATE OR REPLACE TEMP TABLE rules_changed_rows AS {changed}")
     _add(con, "rules_persons", "person", "SELECT person FROM rules_changed_rows")
     _add(con, "rules_persons", "own", "SELECT own FROM rules_changed_rows")
     for c in extra:
-        if c == "credit_code":  # an enterprise that changed: its investors' clues read it
-            con.execute("CREATE OR REPLACE TEMP TABLE rules_credit_changed AS SELECT DISTINCT credit_code "
-                        "FROM rules_changed_rows WHERE credit_code IS NOT NULL")
-            continue
-        _add(con, "rules_households" if c == "household_code" else "rules_hukou", c, f"SELECT {c} FROM rules_changed_rows")
+        target = {"household_code": "rules_households", "credit_code": "rules_credit_changed"}.get(c, "rules_hukou")
+        _add(con, target, c, f"SELECT {c} FROM rules_changed_rows")
     wh.drop_temp(con, "rules_changed_rows")
 
 
