@@ -245,3 +245,44 @@ def test_a_shared_number_members_hukou_row_moves_out(prefecture, tmp_path, monke
         write_csv(path, h, "gb18030", ",")
     both_ways_alike(root, tmp_path / "home")
 
+
+
+def test_records_that_only_moved_are_quoted_from_their_new_rows(prefecture: Path, tmp_path: Path,
+                                                                monkeypatch) -> None:
+    """Night 2's vehicles workbook lists night 1's rows in reverse order: every record moved and
+    none changed. The households of the car clues are not looked at again — as many households are
+    in scope as when the rows stay in place — and each carried clue quotes its car from its new
+    row, as evaluating whole quotes it."""
+    monkeypatch.setattr(changed, "MOST", 1.0)
+    root = tmp_path / "prefecture"
+    shutil.copytree(prefecture, root)
+    first = next(folder(root, 0).glob("机动车登记信息*"))
+    second = next(folder(root, 1).glob("机动车登记信息*"))
+    t = read(first, "vehicles")
+    write_xlsx(first, t)
+    night_1 = tmp_path / "night-1"
+    run_night(night_1, folder(root, 0))
+    in_scope, quoted = {}, {}
+    for order in ("in place", "reversed"):
+        if order == "reversed":
+            t.rows.reverse()
+        write_xlsx(second, t)
+        home = tmp_path / order
+        shutil.copytree(night_1, home)
+        run_night(home, folder(root, 1))
+        before, in_scope[order], reason = scope(home, NIGHTS[1])
+        assert before == NIGHTS[0] and reason == "", (order, before, reason)
+        stored, whole = stored_and_whole(home, NIGHTS[1])
+        assert stored.equals(whole), (order, stored.join(whole, on=stored.columns, how="anti", nulls_equal=True),
+                                      whole.join(stored, on=stored.columns, how="anti", nulls_equal=True))
+        con = wh.connect(Home(home).warehouse)
+        try:
+            quoted[order] = con.execute(
+                "SELECT night, subject_key, regexp_extract(evidence_record, '\"source_row\":([0-9]+)', 1) FROM rule_hits "
+                "WHERE rule_code = 'VEHICLE' ORDER BY ALL").fetchall()
+        finally:
+            con.close()
+    moved = {(s, r) for n, s, r in quoted["reversed"] if n == NIGHTS[1]} - {(s, r) for n, s, r in quoted["reversed"]
+                                                                            if n == NIGHTS[0]}
+    assert moved and len(moved) == sum(n == NIGHTS[1] for n, _, _ in quoted["reversed"]), quoted["reversed"]
+    assert in_scope["reversed"] == in_scope["in place"], in_scope

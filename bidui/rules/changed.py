@@ -195,7 +195,7 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, fp: str, statuses: dict[st
         return None, "the divisions changed"
     if any(con.execute(f"SELECT count(*) FROM ds_{ds.code} WHERE row_hash IS NULL").fetchone()[0] for ds in changed):
         return None, "rows stored before their content was hashed"
-    for name in (*SCOPE_TABLES, "rules_requote", "rules_register"):
+    for name in (*SCOPE_TABLES, "rules_requote", REQUOTED_ROWS, "rules_register"):
         wh.drop_temp(con, name)
     con.execute("CREATE TEMP TABLE rules_persons (ident VARCHAR)")
     con.execute("CREATE TEMP TABLE rules_households (household_code VARCHAR)")
@@ -226,7 +226,7 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, fp: str, statuses: dict[st
     wh.drop_temp(con, "rules_credit_changed")
     if "hukou" in now:
         _seed_identities(con, was["hukou"][0], now["hukou"][0])
-    _seed_quoting(con, before, changed, was, now)
+    _seed_quoting(con, before, night, changed, was, now)
     _seed_ages(con, before, night, now)
     for d in sorted({d for columns in declared.values() for d in columns}, key=str):
         if d.dataset in now:
@@ -361,16 +361,21 @@ def _quoted(before: date) -> str:
             f"FROM rule_hits WHERE night = {literal(before)} AND contains(evidence_record, '\"source_row\":')")
 
 
-def _seed_quoting(con: duckdb.DuckDBPyConnection, before: date, changed: list[Dataset], was: dict, now: dict) -> None:
+def _seed_quoting(con: duckdb.DuckDBPyConnection, before: date, night: date, changed: list[Dataset], was: dict,
+                  now: dict) -> None:
     """The households of the hits of `before` that quote a record of a dataset whose snapshot changed
     and that is not kept in place there (the rule would quote it from another row, or not at all),
-    or a record this cannot place."""
+    or a record this cannot place — unless the record only moved (`_moved_records`: quoted from its
+    new row by `carry_sql`)."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE rules_quoting AS SELECT household_code, hukou_number, quoted_load, "
                 f"quoted_row FROM ({_quoted(before)})")
     kept = " UNION ALL ".join(
         f"SELECT q.quoted_load, q.quoted_row FROM rules_quoting q WHERE q.quoted_load = {was[ds.code][1]} AND EXISTS ("
         f"SELECT 1 FROM ds_{ds.code} r WHERE r.source_row = q.quoted_row AND {_in(was[ds.code][0], 'r.')} "
         f"AND {_in(now[ds.code][0], 'r.')})" for ds in changed)
+    _moved_records(con, before, night, [ds for ds in changed if ds.code not in BY_PLACE and ds.persons], was, now)
+    if kept:
+        kept += f" UNION ALL SELECT old_load, old_row FROM {REQUOTED_ROWS}"
     changed_loads = ", ".join(str(was[ds.code][1]) for ds in changed) or "NULL"
     moved = (f"SELECT household_code, hukou_number FROM rules_quoting q WHERE q.quoted_load IS NULL OR q.quoted_row IS NULL "
              f"OR (q.quoted_load IN ({changed_loads})"
@@ -381,21 +386,76 @@ def _seed_quoting(con: duckdb.DuckDBPyConnection, before: date, changed: list[Da
     wh.drop_temp(con, "rules_moved", "rules_quoting")
 
 
+# The records quoted in carried hits that only moved in their file: (old_load, old_row) → new_row.
+REQUOTED_ROWS = "rules_requoted_rows"
+
+
+def _moved_records(con: duckdb.DuckDBPyConnection, before: date, night: date, datasets: list[Dataset],
+                   was: dict, now: dict) -> None:
+    """REQUOTED_ROWS: of the records the hits of `before` quote (rules_quoting), those of `datasets`
+    not in tonight's snapshot at their row but at another, alone in saying what they say (row hash
+    and the delivered row's fingerprint: its unmapped cells and rejects too, which the quoted
+    record shows) on each night, and linked to the same person in the same way. A whole evaluation
+    would find the same record for the same person and quote it from its new row: the rules read
+    no dataset's places but those of BY_PLACE (vehicles, businesses and hukou changes come in
+    another order every night; their hits' households were all looked at again for it)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {REQUOTED_ROWS} (old_load BIGINT, old_row BIGINT, new_row BIGINT)")
+    for ds in datasets:
+        (snap_was, load_was), snap_now = was[ds.code], now[ds.code][0]
+        quoted = f" AND r.source_row IN (SELECT quoted_row FROM rules_quoting WHERE quoted_load = {load_was})"
+        con.execute(f"""
+            INSERT INTO {REQUOTED_ROWS}
+            WITH went AS ({_rows_apart(con, ds, snap_was, snap_now, before, quoted)}),
+                 came AS (SELECT * FROM ({_rows_apart(con, ds, snap_now, snap_was, night)}) c
+                          SEMI JOIN went w USING (row_hash, raw_hash)),
+                 unique_came AS (SELECT * FROM came QUALIFY count(*) OVER (PARTITION BY row_hash, raw_hash) = 1),
+                 unique_went AS (SELECT * FROM ({_rows_apart(con, ds, snap_was, snap_now, before)}) w
+                                 SEMI JOIN came c USING (row_hash, raw_hash)
+                                 QUALIFY count(*) OVER (PARTITION BY row_hash, raw_hash) = 1)
+            SELECT {load_was}, w.source_row, c.source_row
+            FROM unique_went w JOIN unique_came c USING (row_hash, raw_hash)
+            WHERE w.source_row IN (SELECT source_row FROM went)
+              AND w.person_key IS NOT DISTINCT FROM c.person_key AND w.method IS NOT DISTINCT FROM c.method
+              AND w.score IS NOT DISTINCT FROM c.score AND w.id_name_conflict IS NOT DISTINCT FROM c.id_name_conflict
+              AND w.explanation IS NOT DISTINCT FROM c.explanation""")
+
+
+def _rows_apart(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, other: date, linked: date,
+                where: str = "") -> str:
+    """SQL: the rows of dataset `ds`'s snapshot of `snap` not in that of `other`, with what they say
+    (row_hash, raw_hash) and their link on the night `linked`."""
+    ref = ds.persons[0]
+    file = con.execute("SELECT file FROM snapshots WHERE dataset = ? AND snapshot_date = ?",
+                       [ds.code, snap]).fetchone()[0].replace("'", "''")
+    # a row stored after the other snapshot (its row groups are skipped otherwise)
+    after = f"r.snapshot_date > {literal(other)} AND " if snap > other else ""
+    return f"""
+        SELECT r.source_row, r.row_hash, r.raw_hash, l.person_key, l.method, l.score, l.id_name_conflict, l.explanation
+        FROM ds_{ds.code} r LEFT JOIN links l ON l.dataset = '{ds.code}' AND l.role = '{ref.role}'
+             AND l.source_file = '{file}' AND l.source_row = r.source_row AND {on_night(literal(linked), 'l.')}
+        WHERE {after}{_in(snap, 'r.')} AND NOT {_in(other, 'r.')} AND r.raw_hash IS NOT NULL{where}"""
+
+
 def carry_sql(ran: list[str]) -> str:
     """INSERT of the hits of the night before (parameters: tonight, that night) about the households
     out of scope, of the rules that ran: a quoted record of a dataset whose snapshot changed (kept
-    in place, or the household would be in scope) is quoted as of tonight's snapshot."""
+    in place, or only moved: REQUOTED_ROWS; else the household would be in scope) is quoted as of
+    tonight's snapshot, from its row there."""
     codes = ", ".join(f"'{c}'" for c in ran) or "NULL"
+    # what follows the place (which ends with the comma after the row)
+    rest = f"regexp_replace(h.evidence_record, '{QUOTED_PLACE}', '')"
     requoted = ("'{\"snapshot_date\":' || to_json(q.snapshot_date) || ',\"load_id\":' || q.load_id || "
-                "',\"source_file\":' || to_json(q.file) || ',' || "
-                "substr(h.evidence_record, strpos(h.evidence_record, '\"source_row\":'))")
+                "',\"source_file\":' || to_json(q.file) || ',\"source_row\":' || coalesce(m.new_row, h.quoted_row) || ',' || "
+                + rest)
     return f"""
         INSERT INTO rule_hits
         SELECT h.* EXCLUDE (quoted_load, quoted_row) REPLACE (
                    ?::DATE AS night, CASE WHEN q.old_load IS NOT NULL THEN {requoted} ELSE h.evidence_record END AS evidence_record)
         FROM (SELECT *, TRY_CAST(regexp_extract(evidence_record, '{QUOTED_PLACE}', 1) AS BIGINT) AS quoted_load,
-                     NULL AS quoted_row FROM rule_hits WHERE night = ?) h
+                     TRY_CAST(regexp_extract(evidence_record, '{QUOTED_PLACE}', 2) AS BIGINT) AS quoted_row
+              FROM rule_hits WHERE night = ?) h
         LEFT JOIN rules_requote q ON q.old_load = h.quoted_load
+        LEFT JOIN {REQUOTED_ROWS} m ON m.old_load = h.quoted_load AND m.old_row = h.quoted_row
         WHERE h.rule_code IN ({codes}) AND NOT ({in_scope('h.')})"""
 
 
