@@ -337,8 +337,6 @@ def run_rules(con: duckdb.DuckDBPyConnection, night: date, cfg: dict, home_rules
     if plan is not None:
         carried = dict(con.execute(f"SELECT rule_code, count(*) FROM rule_hits WHERE night = ? AND NOT ({changed.in_scope()}) "
                                    "GROUP BY rule_code", [plan.before]).fetchall())
-        households, hukou = (set(r[0] for r in con.execute(f"SELECT * FROM {t}").fetchall())
-                             for t in ("rules_households", "rules_hukou"))
     frames, outcomes = [], []
     for rule in rules:
         if only and rule.code not in only:
@@ -380,9 +378,9 @@ def run_rules(con: duckdb.DuckDBPyConnection, night: date, cfg: dict, home_rules
         if plan is not None:
             # Only the households in scope were read whole: a hit about another (a hukou household a
             # person in scope belongs to, read in part) is the night before's, carried.
-            frame = frame.filter(pl.when(pl.col("household_code").fill_null("") != "")
-                                 .then(pl.col("household_code").is_in(list(households)))
-                                 .otherwise(pl.col("hukou_number").is_in(list(hukou)).fill_null(False)))
+            # (the scope as the carried hits are kept out of it: one definition, changed.in_scope)
+            with wh.registered(con, "_rule_frame", frame):
+                frame = wh.query(con, f"SELECT * FROM _rule_frame WHERE {changed.in_scope()}")
         frames.append(frame)
         outcomes.append(RuleOutcome(rule.code, "ran", frame.height + carried.get(rule.code, 0), time.perf_counter() - start))
     hits = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
