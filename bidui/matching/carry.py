@@ -147,18 +147,25 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
     # …and what hukou or a verdict changed under (a scan of each snapshot's numbers, when any):
     # `carry_fresh`, records whose outcome of the night before tells nothing.
     con.execute("CREATE OR REPLACE TEMP TABLE carry_fresh (dataset VARCHAR, role VARCHAR, source_row BIGINT)")
-    if con.execute("SELECT (SELECT count(*) FROM carry_touched) + (SELECT count(*) FROM carry_decided)").fetchone()[0]:
+    touched, decided_any = con.execute("SELECT (SELECT count(*) FROM carry_touched), (SELECT count(*) FROM carry_decided)"
+                                       ).fetchone()
+    if touched or decided_any:
         for code_ in datasets:
             snap = now[code_][0].isoformat()
             for ref in BY_CODE[code_].persons:
+                # Three semi joins, not one scan testing three conditions: the conditions OR'd were
+                # each a mark join over the whole snapshot (0.76 s over the datasets on a large night).
+                rows = f"SELECT m.source_row FROM ds_{code_}_at(DATE '{snap}') m"
+                decided = f"(SELECT id_number FROM carry_decided WHERE dataset = '{code_}' AND role = '{ref.role}')"
                 con.execute(f"""
                     INSERT INTO carry_fresh
-                    SELECT '{code_}', '{ref.role}', m.source_row FROM ds_{code_}_at(DATE '{snap}') m
-                    WHERE (
-                          m.{ref.id_column} IN (SELECT id_number FROM carry_touched)
-                          OR (m.{ref.id_column}_status = 'excel_mangled'
-                              AND substr(m.{ref.id_column}, 1, 15) IN (SELECT substr(id_number, 1, 15) FROM carry_touched))
-                          OR {named_by_decision(ref, "m", f"(SELECT id_number FROM carry_decided WHERE dataset = '{code_}' AND role = '{ref.role}')")})""")
+                    SELECT DISTINCT '{code_}', '{ref.role}', source_row FROM (
+                        {rows} SEMI JOIN carry_touched t ON t.id_number = m.{ref.id_column}
+                        UNION ALL
+                        {rows} SEMI JOIN (SELECT DISTINCT substr(id_number, 1, 15) AS n15 FROM carry_touched) t
+                            ON t.n15 = substr(m.{ref.id_column}, 1, 15)
+                        WHERE m.{ref.id_column}_status = 'excel_mangled'
+                        {f"UNION ALL {rows} WHERE {named_by_decision(ref, 'm', decided)}" if decided_any else ""})""")
         con.execute("INSERT INTO link_restage SELECT * FROM carry_fresh")
     return Carry(before, datasets, by_row, methods)
 
