@@ -12,7 +12,9 @@ A household is in scope when, since `before`:
   not a change, as no rule chooses between records by their place — `engine.PLACE_IN_RECORD` — nor
   lists them in file order), or, for the datasets whose rows' places a rule reads (`BY_PLACE`), moved;
 - the identity of a hukou row changed (一号多人 / 一人多号);
-- one of its hits quotes a dataset whose snapshot changed (a quoted record names its night and file);
+- one of its hits quotes a record of a dataset whose snapshot changed that is neither kept in
+  place nor only moved (`_moved_records`; a carried hit quotes either as of tonight's snapshot and
+  row, as a rule would: a quoted record names its night, file and row);
 - a member's age changed, or a record's date crossed the edge of a window a rule declares
   (`-- dated:` in its header: `<dataset>.<column> [within <parameter> days|years]`, `year`).
 Then closed over what ties households together: a person's households (一人多户), a hukou
