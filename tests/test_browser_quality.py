@@ -84,6 +84,9 @@ def test_the_run_list_says_what_changed_in_each_dataset(quality_server, browser,
     assert "户籍人口：新增" in cell and "（与 2026-11-21 的版本相比）" in cell and "本夜无新版本、沿用上一版：" in cell
     first = runs.find_elements(By.CSS_SELECTOR, "tbody tr")[-1].find_element(By.CSS_SELECTOR, "td[data-label='数据变化']")
     assert "首次入库" in first.text
+    # and what the rules looked at again, or why all of it (issue 18)
+    assert "规则只重新核查了 2026-11-21 以来有变化的" in cell or "规则全部重新计算：" in cell, cell
+    assert "规则全部重新计算：此前没有运行过规则" in first.text, first.text
     # The rest of the page lists accounts by their login names: only the runs are checked for codes.
     from tests.present_support import internal_codes
 
@@ -93,3 +96,7 @@ def test_the_run_list_says_what_changed_in_each_dataset(quality_server, browser,
         browser.execute_script("arguments[0].scrollIntoView()", runs)
         assert browser.execute_script("return document.documentElement.scrollWidth") <= size[0] + 10
         browser.save_screenshot(str(folder / f"18-changes-admin-runs-{name}.png"))
+        said = runs.find_elements(By.CSS_SELECTOR, "tbody tr")[0].find_elements(
+            By.CSS_SELECTOR, "td[data-label='数据变化'] div")[-1]
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", said)
+        browser.save_screenshot(str(folder / f"18-rules-scope-admin-runs-{name}.png"))

@@ -106,6 +106,10 @@ def test_the_rules_are_evaluated_whole_after_a_parameter_changed(prefecture: Pat
     assert scope(home, NIGHTS[1]) == (None, None, "the rules, their parameters or bidui changed")
     stored, whole = stored_and_whole(home, NIGHTS[1])
     assert stored.equals(whole)
+    # the run report says so, in Chinese
+    said = [nightly.stored_report(Home(home), n).markdown() for n in NIGHTS]
+    assert "规则全部重新计算：此前没有运行过规则" in said[0]
+    assert "规则全部重新计算：规则、参数或比对程序有变化" in said[1]
 
 
 def folder(root: Path, i: int) -> Path:
@@ -272,6 +276,10 @@ def test_records_that_only_moved_are_quoted_from_their_new_rows(prefecture: Path
         run_night(home, folder(root, 1))
         before, in_scope[order], reason = scope(home, NIGHTS[1])
         assert before == NIGHTS[0] and reason == "", (order, before, reason)
+        report = nightly.stored_report(Home(home), NIGHTS[1])
+        assert report.rules_scope["households"] == in_scope[order], report.rules_scope
+        assert (f"规则只重新核查了 {NIGHTS[0]} 以来有变化的 {in_scope[order]:,} 户（共 {report.rules_scope['of']:,} 户）"
+                in report.markdown()), report.markdown()
         stored, whole = stored_and_whole(home, NIGHTS[1])
         assert stored.equals(whole), (order, stored.join(whole, on=stored.columns, how="anti", nulls_equal=True),
                                       whole.join(stored, on=stored.columns, how="anti", nulls_equal=True))
@@ -286,3 +294,23 @@ def test_records_that_only_moved_are_quoted_from_their_new_rows(prefecture: Path
                                                                             if n == NIGHTS[0]}
     assert moved and len(moved) == sum(n == NIGHTS[1] for n, _, _ in quoted["reversed"]), quoted["reversed"]
     assert in_scope["reversed"] == in_scope["in place"], in_scope
+
+
+def test_every_reason_to_evaluate_whole_reads_in_chinese() -> None:
+    """Each reason the plan or the engine can give (read from their source) is worded in Chinese
+    in the run report: a reason added without its words would reach the task force in English."""
+    import inspect
+    import re
+
+    from bidui.clues.present import rules_scope_text
+
+    reasons = re.findall(r'return None, f?"([^"]+)"', inspect.getsource(changed.plan))
+    reasons += re.findall(r'return f?"([^"]+)"', inspect.getsource(engine._whole_because))
+    reasons += re.findall(r'if incremental else "([^"]+)"', inspect.getsource(engine.run_rules))
+    assert len(reasons) >= 14, reasons
+    examples = {"{households} of {total} households in scope": "60 of 100 households in scope",
+                "{rule.code} compares the run date and does not declare how (-- dated:)":
+                    "UNINSURED compares the run date and does not declare how (-- dated:)"}
+    for reason in reasons:
+        text = rules_scope_text({"whole": examples.get(reason, reason)})
+        assert text.startswith("规则全部重新计算：") and not re.search(r"[A-Za-z]", text), (reason, text)

@@ -9,6 +9,7 @@ Labels, units and code translations of a dataset's columns live with the columns
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
@@ -344,6 +345,47 @@ def relinks_text(relinks: dict) -> list[str]:
     elif events:
         lines.append("户籍身份：没有拆分或合并")
     return lines
+
+
+# Why the rules were evaluated whole (bidui.rules.changed.plan, bidui.rules.engine), as the run
+# report says it.
+RULES_WHOLE_WHY = {
+    "evaluated whole on request": "按要求从头运行",
+    "no night before": "此前没有运行过规则",
+    "a later night's rules have run": "更晚一夜的规则已经运行过",
+    "that night was linked again since its rules ran": "上一次运行规则的那一夜后来重新关联过",
+    "the rules, their parameters or bidui changed": "规则、参数或比对程序有变化",
+    "a rule ran then and not now, or the other way round": "有规则上次运行而本夜未运行，或相反",
+    "a new year": "进入新的年度",
+    "a snapshot of that night was stored again since": "上一次运行规则所用的数据后来重新入库",
+    "a dataset came or went": "有数据集新到或不再提供",
+    "the divisions changed": "行政区划有变化",
+    "rows stored before their content was hashed": "有早期版本入库、没有内容指纹的数据",
+    "some rules only": "只运行了部分规则",
+    "the home has rules of its own": "本地有自定义规则",
+}
+
+
+def rules_scope_text(scope: dict) -> str:
+    """What the rules looked at again tonight, or why they were evaluated whole, in a sentence
+    (empty for a report made before it was kept)."""
+    if not scope:
+        return ""
+    if "whole" not in scope:
+        return (f"规则只重新核查了 {scope['before']} 以来有变化的 {scope['households']:,} 户"
+                + (f"（共 {scope['of']:,} 户）" if scope.get("of") else "")
+                + (f"和 {scope['hukou_households']:,} 个户籍户" if scope.get("hukou_households") else "")
+                + "，其余沿用上一次的结果")
+    why = scope["whole"]
+    most = re.fullmatch(r"(\d+) of (\d+) households in scope", why)
+    undeclared = re.fullmatch(r"(\w+) compares the run date and does not declare how .*", why)
+    if most:
+        text = f"有变化的户数超过一半（{int(most[1]):,} / {int(most[2]):,} 户）"
+    elif undeclared:
+        text = f"规则「{rule_title(undeclared[1])}」比较运行日期但没有声明比较的字段"
+    else:
+        text = RULES_WHOLE_WHY.get(why, "")
+    return "规则全部重新计算" + (f"：{text}" if text else "")
 
 
 # ---------------------------------------------------------------- links

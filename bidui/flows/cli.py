@@ -37,6 +37,7 @@ def print_report(report: NightReport) -> None:
         links_text,
         model_lines,
         relinks_text,
+        rules_scope_text,
     )
 
     console = _console()
@@ -66,6 +67,8 @@ def print_report(report: NightReport) -> None:
     for r in report.clue_rows():
         clues.add_row(r["规则"], r["状态"], *(f"{r[k]:,}" for k in counts))
     console.print(clues)
+    if scope := rules_scope_text(report.rules_scope):
+        console.print(scope)
     for title, status, why in report.skipped_rules():
         console.print(f"{title}：{status}（{why}）" if why else f"{title}：{status}")
     if report.withheld:

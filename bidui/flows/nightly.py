@@ -48,6 +48,9 @@ class NightReport:
     # split or merged (bidui.matching.relinks)
     relinks: dict = field(default_factory=dict)
     rules: dict[str, dict] = field(default_factory=dict)  # by rule: status, hits, message
+    # what the rules looked at again (bidui.rules.changed): the night carried from and the households,
+    # or why they were evaluated whole
+    rules_scope: dict = field(default_factory=dict)
     clues: dict[str, dict[str, int]] = field(default_factory=dict)  # by rule: new, seen, gone, reraised, suppressed
     new_by_township: dict[str, int] = field(default_factory=dict)
     published_already: bool = False
@@ -101,6 +104,7 @@ class NightReport:
             links_text,
             model_lines,
             relinks_text,
+            rules_scope_text,
         )
 
         files = self.dataset_rows()
@@ -131,8 +135,10 @@ class NightReport:
 
             lines += ["## 数据质量通报（问题记录，按部门）", "", "；".join(
                 f"{department_title(d)} {t['problem_rows']:,}" for d, t in by_department(self.bulletin).items()), ""]
+        scope = rules_scope_text(self.rules_scope)
         lines += [
-                  "## 线索", "", "| 规则 | " + " | ".join(PUBLISH_LABELS[k] for k in counts) + " |",
+                  "## 线索", "", *([scope, ""] if scope else []),
+                  "| 规则 | " + " | ".join(PUBLISH_LABELS[k] for k in counts) + " |",
                   "|---|---|---|---|---|---|---|",
                   *["| " + " | ".join([r["规则"], *(f"{r[k]:,}" for k in counts)]) + " |" for r in self.clue_rows()], "",
                   "## 新增线索（按乡镇）", "", "| 乡镇 | 新增 |", "|---|---|",
@@ -225,7 +231,12 @@ def rules_step(home: Home, night: date, whole: bool = False) -> dict[str, dict]:
         store_hits(con, night, result)
     finally:
         con.close()
-    return {o.code: {"status": o.status, "hits": o.hits, "message": o.message} for o in result.outcomes}
+    plan = result.plan
+    # What the rules looked at again, for the run report (bidui.clues.present.rules_scope_text words it).
+    scope = ({"before": plan.before.isoformat(), "households": plan.households, "of": plan.of,
+              "hukou_households": plan.hukou_households} if plan is not None else {"whole": result.whole_because})
+    return {"by_rule": {o.code: {"status": o.status, "hits": o.hits, "message": o.message} for o in result.outcomes},
+            "scope": scope}
 
 
 def publish_step(home: Home, night: date, again: bool = False) -> dict:
@@ -307,7 +318,9 @@ def apply_step(report: NightReport, step: str, value: object) -> None:
         report.changes = linked.get("changes", {})
         report.relinks = linked.get("relinks", {})
     elif step == "rules":
-        report.rules = value  # type: ignore[assignment]
+        ran: dict = value  # type: ignore[assignment]
+        # (a step's result of an earlier version, by rule alone, has no scope)
+        report.rules, report.rules_scope = (ran["by_rule"], ran["scope"]) if "by_rule" in ran else (ran, {})
     elif step == "publish":
         v: dict = value  # type: ignore[assignment]
         report.published_already = v["already"]

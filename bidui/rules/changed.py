@@ -100,6 +100,7 @@ class Plan:
     hukou_households: int
     persons: int
     seconds: float
+    of: int = 0  # the register households in force tonight
 
 
 def dated(header: str | None, path: str) -> list[Dated] | None:
@@ -239,7 +240,7 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, fp: str, statuses: dict[st
     if total and households > MOST * total:
         return None, f"{households} of {total} households in scope"
     hukou, persons = (con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("rules_hukou", "rules_persons"))
-    return Plan(before, households, hukou, persons, time.perf_counter() - start), ""
+    return Plan(before, households, hukou, persons, time.perf_counter() - start, total), ""
 
 
 def _add(con: duckdb.DuckDBPyConnection, table: str, column: str, select: str) -> None:

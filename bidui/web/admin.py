@@ -133,7 +133,7 @@ def _rules(c: Ctx) -> list[dict]:
 
 
 def _runs(c: Ctx) -> tuple[list[dict], list[dict]]:
-    from bidui.clues.present import changes_text, defects_text, relinks_text
+    from bidui.clues.present import changes_text, defects_text, relinks_text, rules_scope_text
 
     runs, held = [], []
     for r in c.session.scalars(select(RunReport).order_by(RunReport.night.desc()).limit(10)):
@@ -158,6 +158,7 @@ def _runs(c: Ctx) -> tuple[list[dict], list[dict]]:
                      "defects": defects_text(report.get("quality") or {}),
                      "changes": changes_text(report.get("changes") or {}),
                      "relinks": relinks_text(report.get("relinks") or {}),
+                     "rules_scope": rules_scope_text(report.get("rules_scope") or {}),
                      "model": present.model_lines(report.get("model") or {}),
                      "timings": [(present.STEP_LABELS.get(k, "其他"), v) for k, v in report.get("timings", {}).items()]})
     return runs, held
