@@ -95,23 +95,27 @@ def linked_select(ds: Dataset, night: date, snap: date | None, where: str = "", 
 # keeps: those of the persons, register households and hukou households in scope (temp tables
 # rules_persons, rules_households and rules_hukou). A row is about a person in scope only if its
 # link or, unlinked, its own ID names one: rows are first narrowed by those two (cheap), then
-# joined to their links.
-def _in_scope(ds: Dataset, snap: date, file: str) -> str:
-    if not ds.persons:
-        return ""
-    if ds.code == "hukou":
-        return ("(d.hukou_number IN (SELECT hukou_number FROM rules_hukou) OR d.id_number IN (SELECT ident FROM rules_persons) "
-                f"OR d.source_row IN (SELECT source_row FROM hukou_identity i WHERE i.snapshot_date = DATE '{snap}' "
-                "AND i.person_key IN (SELECT ident FROM rules_persons)))")
+# joined to their links. The rows are found by their source rows, each way by a semi join, and
+# then read once: one scan testing the ways OR'd made each a mark join over the whole snapshot
+# (1.36 against 0.97 s over the datasets of a large night 2).
+def _rows_in_scope(ds: Dataset, at: str, snap: date, file: str) -> str:
+    """SQL: the rows of dataset `ds`'s snapshot `at` (of `snap`, stored from `file`) in scope."""
     if ds.code in ("register_members", "register_households"):
-        return "d.household_code IN (SELECT household_code FROM rules_households)"
-    ref = ds.persons[0]
-    # (an investor's clue reads the enterprise's row, by its credit code: rules_credit)
-    credit = " OR d.credit_code IN (SELECT credit_code FROM rules_credit)" if ds.code == "businesses" else ""
-    file = file.replace("'", "''")
-    return (f"(d.{ref.id_column} IN (SELECT ident FROM rules_persons) OR d.source_row IN ("
-            f"SELECT l.source_row FROM rules_scope_links l WHERE l.dataset = '{ds.code}' "
-            f"AND l.role = '{ref.role}' AND l.source_file = '{file}'){credit})")
+        return f"SELECT * FROM {at} d WHERE d.household_code IN (SELECT household_code FROM rules_households)"
+    if ds.code == "hukou":
+        ways = [f"SELECT d.source_row FROM {at} d SEMI JOIN rules_hukou h ON h.hukou_number = d.hukou_number",
+                f"SELECT d.source_row FROM {at} d SEMI JOIN rules_persons p ON p.ident = d.id_number",
+                f"SELECT i.source_row FROM hukou_identity i SEMI JOIN rules_persons p ON p.ident = i.person_key "
+                f"WHERE i.snapshot_date = DATE '{snap}'"]
+    else:
+        ref = ds.persons[0]
+        file = file.replace("'", "''")
+        ways = [f"SELECT d.source_row FROM {at} d SEMI JOIN rules_persons p ON p.ident = d.{ref.id_column}",
+                f"SELECT l.source_row FROM rules_scope_links l WHERE l.dataset = '{ds.code}' AND l.role = '{ref.role}' "
+                f"AND l.source_file = '{file}'"]
+        if ds.code == "businesses":  # an investor's clue reads the enterprise's row, by its credit code
+            ways.append(f"SELECT d.source_row FROM {at} d SEMI JOIN rules_credit c ON c.credit_code = d.credit_code")
+    return f"SELECT * FROM {at} d SEMI JOIN ({' UNION '.join(ways)}) k USING (source_row)"
 
 
 def create_lazy(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, date]:
@@ -134,13 +138,13 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
     """Create the views for a night; return the snapshot date in force per dataset. `readers` are
     the SQL texts that will read them: a dataset read by one of them is a view (the one reader
     pays for the join once), by several a table (joined once for all). `scoped`: only the rows in
-    the scope of tonight's changes (`_in_scope`), each a table."""
+    the scope of tonight's changes (`_rows_in_scope`), each a table."""
     uses = {ds.code: sum(f"{ds.code}_linked" in text for text in readers) if readers is not None else 2
             for ds in DATASETS}
     in_force = wh.in_force(con, night)
     con.execute(LINKS_SCHEMA)
     con.execute(IDENTITY_DDL)
-    if scoped:  # the links of tonight to the persons in scope, for `_in_scope` (one scan of the links)
+    if scoped:  # the links of tonight to the persons in scope, for `_rows_in_scope` (one scan of the links)
         holds = on_night(f"DATE '{night}'", "l.")
         con.execute(f"CREATE OR REPLACE TEMP TABLE rules_scope_links AS SELECT dataset, role, source_file, source_row "
                     f"FROM links l WHERE {holds} AND l.person_key IN (SELECT ident FROM rules_persons)")
@@ -155,7 +159,7 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
             # The rows in scope first, then joined to their links: joined at once, the links of the
             # whole snapshot were the join's table (4 million for medical insurance).
             at = snapshot_rows.at(ds.code, f"DATE '{snap}'")
-            con.execute(f"CREATE OR REPLACE TEMP TABLE rules_rows AS SELECT * FROM {at} d WHERE {_in_scope(ds, snap, file[0])}")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE rules_rows AS {_rows_in_scope(ds, at, snap, file[0])}")
             con.execute(f"CREATE TEMP TABLE {ds.code}_linked AS {linked_select(ds, night, snap, rows='rules_rows')}")
             wh.drop_temp(con, "rules_rows")
             continue
