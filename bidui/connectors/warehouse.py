@@ -250,6 +250,12 @@ def _digest(how: str) -> str:
     return hashlib.sha256(how.encode()).hexdigest()[:16]
 
 
+def snapshot_file(con: duckdb.DuckDBPyConnection, code: str, snap: date) -> str:
+    """The file dataset `code`'s snapshot of `snap` was stored from (every row a reader gets of it
+    names that file)."""
+    return con.execute("SELECT file FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [code, snap]).fetchone()[0]
+
+
 def in_force(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, date]:
     """For each dataset, the date of the snapshot in force on a night (latest accepted ≤ night)."""
     return {d: snap for d, (snap, _) in in_force_loads(con, night).items()}

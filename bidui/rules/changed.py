@@ -284,8 +284,7 @@ def _seed_changed_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap_before:
             for snap, other in ((snap_now, snap_before), (snap_before, snap_now)))
     else:
         ref = ds.persons[0]
-        files = {s: con.execute("SELECT file FROM snapshots WHERE dataset = ? AND snapshot_date = ?",
-                                [ds.code, s]).fetchone()[0] for s in (snap_now, snap_before)}
+        files = {s: wh.snapshot_file(con, ds.code, s) for s in (snap_now, snap_before)}
 
         def side(snap: date, other_snap: date, sign: int, tonight: bool) -> str:
             file = files[snap].replace("'", "''")
@@ -409,6 +408,8 @@ def _moved_records(con: duckdb.DuckDBPyConnection, before: date, night: date, da
         con.execute(f"""
             INSERT INTO {REQUOTED_ROWS}
             WITH went AS ({_rows_apart(con, ds, snap_was, snap_now, before, quoted)}),
+                 -- (narrowed to what the quoted records say before counting: counted over all that
+                 -- came, a million vehicle and hukou-change rows cost 1.1 s instead of 0.18)
                  came AS (SELECT * FROM ({_rows_apart(con, ds, snap_now, snap_was, night)}) c
                           SEMI JOIN went w USING (row_hash, raw_hash)),
                  unique_came AS (SELECT * FROM came QUALIFY count(*) OVER (PARTITION BY row_hash, raw_hash) = 1),
@@ -428,8 +429,7 @@ def _rows_apart(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, other: 
     """SQL: the rows of dataset `ds`'s snapshot of `snap` not in that of `other`, with what they say
     (row_hash, raw_hash) and their link on the night `linked`."""
     ref = ds.persons[0]
-    file = con.execute("SELECT file FROM snapshots WHERE dataset = ? AND snapshot_date = ?",
-                       [ds.code, snap]).fetchone()[0].replace("'", "''")
+    file = wh.snapshot_file(con, ds.code, snap).replace("'", "''")
     # a row stored after the other snapshot (its row groups are skipped otherwise)
     after = f"r.snapshot_date > {literal(other)} AND " if snap > other else ""
     return f"""

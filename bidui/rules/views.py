@@ -155,11 +155,11 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
         kind = "VIEW" if ds.code in ALWAYS_VIEWS else "TABLE" if ds.code in ALWAYS_TABLES or uses[ds.code] >= 2 else "VIEW"
         wh.drop_temp(con, f"{ds.code}_linked")
         if scoped and snap and ds.persons:  # (a snapshot's rows all name its file)
-            file = con.execute("SELECT file FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [ds.code, snap]).fetchone()
+            file = wh.snapshot_file(con, ds.code, snap)
             # The rows in scope first, then joined to their links: joined at once, the links of the
             # whole snapshot were the join's table (4 million for medical insurance).
             at = snapshot_rows.at(ds.code, f"DATE '{snap}'")
-            con.execute(f"CREATE OR REPLACE TEMP TABLE rules_rows AS {_rows_in_scope(ds, at, snap, file[0])}")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE rules_rows AS {_rows_in_scope(ds, at, snap, file)}")
             con.execute(f"CREATE TEMP TABLE {ds.code}_linked AS {linked_select(ds, night, snap, rows='rules_rows')}")
             wh.drop_temp(con, "rules_rows")
             continue
