@@ -395,12 +395,13 @@ REQUOTED_ROWS = "rules_requoted_rows"
 def _moved_records(con: duckdb.DuckDBPyConnection, before: date, night: date, datasets: list[Dataset],
                    was: dict, now: dict) -> None:
     """REQUOTED_ROWS: of the records the hits of `before` quote (rules_quoting), those of `datasets`
-    not in tonight's snapshot at their row but at another, alone in saying what they say (row hash
-    and the delivered row's fingerprint: its unmapped cells and rejects too, which the quoted
-    record shows) on each night, and linked to the same person in the same way. A whole evaluation
-    would find the same record for the same person and quote it from its new row: the rules read
-    no dataset's places but those of BY_PLACE (vehicles, businesses and hukou changes come in
-    another order every night; their hits' households were all looked at again for it)."""
+    not in tonight's snapshot at their row but at another, alone in saying what they say on each
+    night (the row hash, among every row in force; and the delivered row's fingerprint: its
+    unmapped cells and rejects too, which the quoted record shows), and linked to the same person
+    in the same way. A whole evaluation would find the same record for the same person and quote it
+    from its new row: the rules read no dataset's places but those of BY_PLACE (vehicles, businesses
+    and hukou changes come in another order every night; their hits' households were all looked at
+    again for it)."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {REQUOTED_ROWS} (old_load BIGINT, old_row BIGINT, new_row BIGINT)")
     for ds in datasets:
         (snap_was, load_was), snap_now = was[ds.code], now[ds.code][0]
@@ -415,13 +416,25 @@ def _moved_records(con: duckdb.DuckDBPyConnection, before: date, night: date, da
                  unique_came AS (SELECT * FROM came QUALIFY count(*) OVER (PARTITION BY row_hash, raw_hash) = 1),
                  unique_went AS (SELECT * FROM ({_rows_apart(con, ds, snap_was, snap_now, before)}) w
                                  SEMI JOIN came c USING (row_hash, raw_hash)
-                                 QUALIFY count(*) OVER (PARTITION BY row_hash, raw_hash) = 1)
-            SELECT {load_was}, w.source_row, c.source_row
-            FROM unique_went w JOIN unique_came c USING (row_hash, raw_hash)
-            WHERE w.source_row IN (SELECT source_row FROM went)
-              AND w.person_key IS NOT DISTINCT FROM c.person_key AND w.method IS NOT DISTINCT FROM c.method
-              AND w.score IS NOT DISTINCT FROM c.score AND w.id_name_conflict IS NOT DISTINCT FROM c.id_name_conflict
-              AND w.explanation IS NOT DISTINCT FROM c.explanation""")
+                                 QUALIFY count(*) OVER (PARTITION BY row_hash, raw_hash) = 1),
+                 pairs AS (
+                     SELECT w.source_row AS old_row, c.source_row AS new_row, row_hash
+                     FROM unique_went w JOIN unique_came c USING (row_hash, raw_hash)
+                     WHERE w.source_row IN (SELECT source_row FROM went)
+                       AND w.person_key IS NOT DISTINCT FROM c.person_key AND w.method IS NOT DISTINCT FROM c.method
+                       AND w.score IS NOT DISTINCT FROM c.score AND w.id_name_conflict IS NOT DISTINCT FROM c.id_name_conflict
+                       AND w.explanation IS NOT DISTINCT FROM c.explanation),
+                 -- Records that say the same (one row hash; a date written two ways) are quoted
+                 -- alike but for their place, which then chooses between them (engine.PLACE_IN_RECORD):
+                 -- one is requoted only when no other row in force on either night says what it says.
+                 -- (Those among the rows that came or went are not enough: a twin may stay in place.)
+                 alone AS (
+                     SELECT row_hash FROM ds_{ds.code} r SEMI JOIN pairs USING (row_hash)
+                     WHERE {_in(snap_was, 'r.')} OR {_in(snap_now, 'r.')}
+                     GROUP BY row_hash
+                     HAVING count(*) FILTER (WHERE {_in(snap_was, 'r.')}) = 1
+                        AND count(*) FILTER (WHERE {_in(snap_now, 'r.')}) = 1)
+            SELECT {load_was}, old_row, new_row FROM pairs SEMI JOIN alone USING (row_hash)""")
 
 
 def _rows_apart(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, other: date, linked: date,

@@ -37,7 +37,9 @@ LOAD_ID_IN_RECORD = r'"load_id":\s*-?\d+'
 # a snapshot row begins with). Which of several records of one hit is kept is chosen by what they
 # say, this left out: a record of a file that came tonight must not win over one of a file that
 # came yesterday by its date, nor a row by its place (a file sent in another order). Two records
-# that say the same are rows alike in every cell, which ingest keeps once.
+# that say the same (alike in every stored value, as rows alike in every cell are, which ingest
+# keeps once, or two rows writing one date two ways, which it keeps both) are told apart by their
+# place alone: `changed._moved_records` must not carry such a choice to another night.
 PLACE_IN_RECORD = (r'^\{"snapshot_date":"[^"]*","load_id":-?[0-9]+,"source_file":"(?:[^"\\]|\\.)*",'
                    r'"source_row":-?[0-9]+,')
 _HEADER = re.compile(r"^--\s*([a-z_]+):\s*(.*)$")
