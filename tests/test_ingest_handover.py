@@ -16,6 +16,7 @@ import pytest
 from bidui.connectors import ingest
 from bidui.connectors import warehouse as wh
 from bidui.connectors.plausibility import Limits
+from bidui.connectors.stored import KnownFile
 from bidui.datasets import DATASETS
 
 NIGHT = date(2026, 11, 20)
@@ -79,11 +80,24 @@ def test_nights_with_carried_and_held_files_store_the_same_with_worker_processes
     file must be gone once its file is stored (or held), and the folder at the end. The warehouse
     lies in a folder whose name has a single quote and spaces (the view's SQL quotes the path)."""
     monkeypatch.setattr(ingest, "PARALLEL_BYTES", 0)
+    # The snapshot's fingerprints go to a worker as a file too (KnownFile), which the worker removes
+    # once it has read it, or found the file the same bytes as the snapshot in force.
+    made: dict[str, Path] = {}
+    real_known = ingest._known
+
+    def known(con, name, night, handover=None):
+        k = real_known(con, name, night, handover)
+        if isinstance(k, KnownFile):
+            made[name] = k.path
+        return k
+
+    monkeypatch.setattr(ingest, "_known", known)
     real_store = ingest.store
     seen: list[tuple[Path, bool, str]] = []
 
     def store(con, p, **kwargs):
         assert not [f for f, _, _ in seen if f.exists()], "a handover file outlived its file's storing"
+        assert p.name not in made or not made[p.name].exists(), "a worker left the snapshot's fingerprints behind"
         o = real_store(con, p, **kwargs)
         if p.rows_file is not None:
             seen.append((p.rows_file, p.result.carried is not None and p.result.carried.height > 0, o.status))
@@ -107,6 +121,8 @@ def test_nights_with_carried_and_held_files_store_the_same_with_worker_processes
             assert any(carried for _, carried, _ in seen), "no handed-over file had carried rows"
         if night == date(2026, 11, 22):
             assert any(carried and status == "held" for _, carried, status in seen), seen
+        assert (len(made) > 5) == (night > NIGHT), made  # (none on the first night: no snapshot yet)
+        made.clear()
         seen.clear()
     assert _state(two) == _state(one)
 

@@ -43,7 +43,7 @@ from bidui.connectors.plausibility import (
     remember_profile,
 )
 from bidui.connectors.readers import NO_FINAL_BREAK, ReadError, read_table
-from bidui.connectors.stored import Known, run_rows
+from bidui.connectors.stored import Known, KnownFile, run_rows
 from bidui.datasets import BY_CODE, DATASETS, DatasetNameError, dataset_for_filename
 from bidui.errors import EXIT_FILES, EXIT_OK, OK_FILE_STATUSES
 
@@ -181,7 +181,7 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
             batch = sorted((e for e in todo if e.name in ready), key=lambda e: -_reading_cost(e.path))
             todo = [e for e in todo if e.name not in ready]
             futures = {pool.submit(work, e.path, night, e.name, limits.values, in_force,
-                                   _known(con, e.name, night) if carry else None): e for e in batch}
+                                   _known(con, e.name, night, handover) if carry else None): e for e in batch}
             # Stored as the workers finish them, so this process writes while they work. A file's
             # rows are let go once stored (its future is forgotten): a future keeps its result, and
             # the night's every file held at once made the writer's peak (6.1 GB at the large size).
@@ -290,10 +290,16 @@ def new_rows(con: duckdb.DuckDBPyConnection, p: Prepared) -> Iterator[None]:
         con.execute(f"DROP VIEW IF EXISTS {wh.NEW_ROWS}")
 
 
-def _known(con: duckdb.DuckDBPyConnection, name: str, night: date) -> Known | None:
-    """The fingerprints of the snapshot in force of the file's dataset (None for a file named for none)."""
+def _known(con: duckdb.DuckDBPyConnection, name: str, night: date,
+           handover: tempfile.TemporaryDirectory | None = None) -> Known | KnownFile | None:
+    """The fingerprints of the snapshot in force of the file's dataset (None for a file named for
+    none); for a worker process (`handover`: its folder), as a file there."""
     code = _dataset_code(name)
-    return wh.known_rows(con, BY_CODE[code], night) if code else None
+    if code is None:
+        return None
+    if handover is not None:
+        return wh.known_rows_file(con, BY_CODE[code], night, Path(handover.name))
+    return wh.known_rows(con, BY_CODE[code], night)
 
 
 def _evidence(e: inbox.Entry, marker: bool, limits: Limits, clock: Callable[[], float]) -> str | None:
@@ -363,16 +369,19 @@ class Prepared:
 
 
 def prepare(path: Path, night: date, name: str | None = None, values: ValueLimits = ValueLimits(),
-            in_force: dict[str, str] | None = None, known: Known | None = None) -> Prepared:
+            in_force: dict[str, str] | None = None, known: Known | KnownFile | None = None) -> Prepared:
     """The part of ingest that needs no warehouse: safe to run in a worker process. `in_force`:
     the SHA-256 of each dataset's snapshot in force; a file with exactly those bytes is not read
     (storing it is a duplicate, whatever it holds). `known`: the fingerprints of the rows of the
-    dataset's snapshot in force (`warehouse.known_rows`): those rows are not normalised again."""
+    dataset's snapshot in force (`warehouse.known_rows`; in a worker process `known_rows_file`, read
+    only when the file is): those rows are not normalised again."""
     p = Prepared(path, night, time.perf_counter(), name or inbox.shown_name(path.name))
     before = inbox.Seen.of(path)
     try:
         return _summarise(_prepare(p, values, in_force or {}, known))
     finally:
+        if isinstance(known, KnownFile):
+            known.path.unlink(missing_ok=True)
         p.changed = inbox.Seen.of(path) != before
         p.seconds = time.perf_counter() - p.start
 
@@ -388,7 +397,8 @@ def _summarise(p: Prepared) -> Prepared:
     return p
 
 
-def _prepare(p: Prepared, values: ValueLimits, in_force: dict[str, str], known: Known | None = None) -> Prepared:
+def _prepare(p: Prepared, values: ValueLimits, in_force: dict[str, str],
+             known: Known | KnownFile | None = None) -> Prepared:
     path = p.path
     try:
         p.dataset = dataset_for_filename(p.name)
@@ -402,6 +412,8 @@ def _prepare(p: Prepared, values: ValueLimits, in_force: dict[str, str], known: 
         # `store` finds it a duplicate by the hash alone; reading and normalising it was most of
         # the cost of a later night.
         return p
+    if isinstance(known, KnownFile):
+        known = known.read()
     try:
         lines = None
         if path.suffix.lower() in (".csv", ".tsv", ".txt"):

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from bidui.connectors import snapshot_rows
-from bidui.connectors.stored import Known, raw_halves_sql, raw_whole_sql, table_columns
+from bidui.connectors.stored import Known, KnownFile, raw_halves_sql, raw_whole_sql, table_columns
 from bidui.datasets import DATASETS, Dataset
 from bidui.matching.link_nights import literal
 
@@ -347,24 +348,48 @@ def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, loa
 HASH_COLUMNS = ("row_hash", "raw_hash", "line_hash")
 
 
-def known_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date) -> Known | None:
-    """The fingerprints of the dataset's snapshot in force on the night (None when it has none or
-    none has fingerprints): what ingest need not normalise again."""
+def _known_sql(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date) -> tuple[str, date, int, str | None] | None:
+    """The SQL of the fingerprints of the dataset's snapshot in force on the night (`Known.of`), with
+    that snapshot, its load and its line form; None when it has none."""
     found = in_force_loads(con, night).get(ds.code)
     if found is None:
         return None
     snap, load = found
     form = con.execute("SELECT form FROM line_forms WHERE load_id = ?", [load]).fetchone()
-    lines = f", {raw_halves_sql('line_hash', 'line')}" if form else ""
-    hashes = query(con, f"SELECT {raw_halves_sql('raw_hash')}{lines}{', source_row' if form else ''} "
-                        f"FROM {snapshot_rows.at(ds.code, '?')} WHERE raw_hash IS NOT NULL", [snap])
-    if not hashes.height:
+    lines = f", {raw_halves_sql('line_hash', 'line')}, source_row" if form else ""
+    sql = (f"SELECT {raw_halves_sql('raw_hash')}{lines} FROM {snapshot_rows.at(ds.code, literal(snap))} "
+           "WHERE raw_hash IS NOT NULL")
+    return sql, snap, load, form[0] if form else None
+
+
+def known_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date) -> Known | None:
+    """The fingerprints of the dataset's snapshot in force on the night (None when it has none or
+    none has fingerprints): what ingest need not normalise again."""
+    found = _known_sql(con, ds, night)
+    if found is None:
         return None
-    if not form:
-        return Known(snap, hashes, load=load)
-    return Known(snap, hashes.select("raw_hi", "raw_lo"),
-                 hashes.filter(pl.col("line_hi").is_not_null()).select("line_hi", "line_lo", "raw_hi", "raw_lo", "source_row"),
-                 form[0], load)
+    sql, snap, load, form = found
+    prints = query(con, sql)
+    return Known.of(snap, prints, form, load) if prints.height else None
+
+
+def known_rows_file(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, folder: Path) -> KnownFile | None:
+    """`known_rows` written to a Parquet file in `folder` (a worker's handover folder) by DuckDB,
+    for a worker process to read if it needs them."""
+    found = _known_sql(con, ds, night)
+    if found is None:
+        return None
+    sql, snap, load, form = found
+    path = folder / f"known-{uuid.uuid4().hex}.parquet"
+    (rows,), = con.execute(f"COPY ({sql}) TO '{_quoted_path(path)}' (FORMAT parquet, COMPRESSION uncompressed)").fetchall()
+    if not rows:
+        path.unlink(missing_ok=True)
+        return None
+    return KnownFile(snap, path, form, load)
+
+
+def _quoted_path(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 # Tonight's rows delivered as before, with their values from the snapshot they were read for
