@@ -88,14 +88,15 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         e = e.__cause__ or e.__context__
 
 
-_QUOTED = re.compile(r'"(/[^"]+)"')
+# DuckDB quotes the file it failed on; inside its JSON-shaped errors (an async write's) as \"…\".
+_QUOTED = re.compile(r'\\?"(/[^"]+?)\\?"')
 _PID = re.compile(r"\(PID (\d+)\)")
 
 
 def _path_in(e: BaseException) -> str | None:
     if isinstance(e, OSError) and e.filename:
         return str(e.filename)
-    m = _QUOTED.search(str(e))  # DuckDB quotes the file it failed on
+    m = _QUOTED.search(str(e))
     return m.group(1) if m else None
 
 

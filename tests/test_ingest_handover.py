@@ -269,3 +269,21 @@ def test_a_worker_over_its_disk_quota_is_a_full_disk(tmp_path: Path) -> None:
     failure = classify(e, tmp_path)
     assert failure is not None and failure.code == EXIT_DISK_FULL, (str(e), failure)
     assert is_operational(e)
+
+
+def test_a_full_disk_while_the_writer_hands_a_worker_its_fingerprints_is_a_full_disk(tmp_path: Path) -> None:
+    """The snapshot's fingerprints go to a worker as a file DuckDB writes (`known_rows_file`); its
+    error on a full disk is shaped like JSON, the file's name quoted as \\"…\\": still a full disk,
+    and the file named without the escape."""
+    from bidui.errors import EXIT_DISK_FULL, classify, is_operational
+
+    con = wh.connect(tmp_path / "w.duckdb")
+    try:
+        with pytest.raises(Exception) as caught:  # (/dev/full: every write fails with ENOSPC)
+            con.execute("COPY (SELECT range AS raw_hi FROM range(100000)) TO '/dev/full' (FORMAT parquet)")
+    finally:
+        con.close()
+    failure = classify(caught.value, tmp_path)
+    assert failure is not None and failure.code == EXIT_DISK_FULL, (str(caught.value), failure)
+    assert "/dev/full" in failure.line and "/dev/full\\" not in failure.line, failure.line
+    assert is_operational(caught.value)

@@ -168,7 +168,8 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
         if isinstance(pool, ProcessPoolExecutor):
             handover = tempfile.TemporaryDirectory(prefix=HANDOVER_PREFIX, dir=_handover_parent(con),
                                                    ignore_cleanup_errors=True)
-        work = prepare if handover is None else functools.partial(prepare_handed, Path(handover.name))
+        handed = None if handover is None else Path(handover.name)
+        work = prepare if handed is None else functools.partial(prepare_handed, handed)
         while todo:
             ready = {e.name: ev for e in todo if (ev := _evidence(e, marker, limits, clock)) is not None}
             if not ready:
@@ -181,7 +182,7 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
             batch = sorted((e for e in todo if e.name in ready), key=lambda e: -_reading_cost(e.path))
             todo = [e for e in todo if e.name not in ready]
             futures = {pool.submit(work, e.path, night, e.name, limits.values, in_force,
-                                   _known(con, e.name, night, handover) if carry else None): e for e in batch}
+                                   _known(con, e.name, night, handed) if carry else None): e for e in batch}
             # Stored as the workers finish them, so this process writes while they work. A file's
             # rows are let go once stored (its future is forgotten): a future keeps its result, and
             # the night's every file held at once made the writer's peak (6.1 GB at the large size).
@@ -282,8 +283,7 @@ def new_rows(con: duckdb.DuckDBPyConnection, p: Prepared) -> Iterator[None]:
         with wh.registered(con, wh.NEW_ROWS, p.result.rows):
             yield
         return
-    path = str(p.rows_file).replace("'", "''")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {wh.NEW_ROWS} AS SELECT * FROM read_parquet('{path}')")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {wh.NEW_ROWS} AS SELECT * FROM read_parquet({wh.sql_text(str(p.rows_file))})")
     try:
         yield
     finally:
@@ -291,14 +291,14 @@ def new_rows(con: duckdb.DuckDBPyConnection, p: Prepared) -> Iterator[None]:
 
 
 def _known(con: duckdb.DuckDBPyConnection, name: str, night: date,
-           handover: tempfile.TemporaryDirectory | None = None) -> Known | KnownFile | None:
+           handover: Path | None = None) -> Known | KnownFile | None:
     """The fingerprints of the snapshot in force of the file's dataset (None for a file named for
     none); for a worker process (`handover`: its folder), as a file there."""
     code = _dataset_code(name)
     if code is None:
         return None
     if handover is not None:
-        return wh.known_rows_file(con, BY_CODE[code], night, Path(handover.name))
+        return wh.known_rows_file(con, BY_CODE[code], night, handover)
     return wh.known_rows(con, BY_CODE[code], night)
 
 

@@ -381,15 +381,13 @@ def known_rows_file(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, fo
         return None
     sql, snap, load, form = found
     path = folder / f"known-{uuid.uuid4().hex}.parquet"
-    (rows,), = con.execute(f"COPY ({sql}) TO '{_quoted_path(path)}' (FORMAT parquet, COMPRESSION uncompressed)").fetchall()
+    # (uncompressed: the fingerprints are random)
+    (rows,), = con.execute(f"COPY ({sql}) TO {sql_text(str(path))} (FORMAT parquet, COMPRESSION uncompressed)").fetchall()
     if not rows:
         path.unlink(missing_ok=True)
         return None
     return KnownFile(snap, path, form, load)
 
-
-def _quoted_path(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 # Tonight's rows delivered as before, with their values from the snapshot they were read for

@@ -9,12 +9,14 @@ every dataset to. The rules' SQL is not changed: the same files run on fewer row
 A household is in scope when, since `before`:
 - a row of a dataset in force changed what it says or the person it is linked to (rows compared
   by their content hash with their link, wherever they stand in the file: a row that only moved is
-  not a change, as no rule chooses between records by their place — `engine.PLACE_IN_RECORD` — nor
-  lists them in file order), or, for the datasets whose rows' places a rule reads (`BY_PLACE`), moved;
+  not a change, as no rule chooses between records by their place — `engine.PLACE_IN_RECORD` —
+  unless they say the same, nor lists them in file order), or, for the datasets whose rows' places
+  a rule reads (`BY_PLACE`), moved;
 - the identity of a hukou row changed (一号多人 / 一人多号);
 - one of its hits quotes a record of a dataset whose snapshot changed that is neither kept in
   place nor only moved (`_moved_records`; a carried hit quotes either as of tonight's snapshot and
-  row, as a rule would: a quoted record names its night, file and row);
+  row, as a rule would: a quoted record names its night, file and row), or that another record
+  saying the same could now be chosen over (`_kept_in_place`, `_moved_records`: by its place);
 - a member's age changed, or a record's date crossed the edge of a window a rule declares
   (`-- dated:` in its header: `<dataset>.<column> [within <parameter> days|years]`, `year`).
 Then closed over what ties households together: a person's households (一人多户), a hukou
@@ -371,10 +373,7 @@ def _seed_quoting(con: duckdb.DuckDBPyConnection, before: date, night: date, cha
     new row by `carry_sql`)."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE rules_quoting AS SELECT household_code, hukou_number, quoted_load, "
                 f"quoted_row FROM ({_quoted(before)})")
-    kept = " UNION ALL ".join(
-        f"SELECT q.quoted_load, q.quoted_row FROM rules_quoting q WHERE q.quoted_load = {was[ds.code][1]} AND EXISTS ("
-        f"SELECT 1 FROM ds_{ds.code} r WHERE r.source_row = q.quoted_row AND {_in(was[ds.code][0], 'r.')} "
-        f"AND {_in(now[ds.code][0], 'r.')})" for ds in changed)
+    kept = " UNION ALL ".join(_kept_in_place(ds, was[ds.code], now[ds.code][0]) for ds in changed)
     _moved_records(con, before, night, [ds for ds in changed if ds.code not in BY_PLACE and ds.persons], was, now)
     if kept:
         kept += f" UNION ALL SELECT old_load, old_row FROM {REQUOTED_ROWS}"
@@ -386,6 +385,21 @@ def _seed_quoting(con: duckdb.DuckDBPyConnection, before: date, night: date, cha
     _add(con, "rules_households", "household_code", "SELECT household_code FROM rules_moved WHERE household_code <> ''")
     _add(con, "rules_hukou", "hukou_number", "SELECT hukou_number FROM rules_moved WHERE coalesce(household_code, '') = ''")
     wh.drop_temp(con, "rules_moved", "rules_quoting")
+
+
+def _kept_in_place(ds: Dataset, was: tuple[date, int], snap_now: date) -> str:
+    """SQL: the records quoted (rules_quoting) of the dataset's snapshot `was` (night, load) still at
+    their row in that of `snap_now`. Outside BY_PLACE, not one with a row saying what it says (its
+    row hash) that came or went: the rules choose between records that say the same by their place,
+    so a twin that moved ahead of it, or came there, would be quoted instead. (In BY_PLACE such a
+    twin is a change of its own, by its place: `_seed_changed_rows`.)"""
+    snap_was, load = was
+    at_row = (f"SELECT q.quoted_load, q.quoted_row FROM rules_quoting q JOIN ds_{ds.code} r ON r.source_row = q.quoted_row "
+              f"AND {_in(snap_was, 'r.')} AND {_in(snap_now, 'r.')} WHERE q.quoted_load = {load}")
+    if ds.code in BY_PLACE:
+        return at_row
+    return (f"{at_row} AND r.row_hash NOT IN (SELECT row_hash FROM ds_{ds.code} t WHERE t.row_hash IS NOT NULL "
+            f"AND {_in(snap_was, 't.')} <> {_in(snap_now, 't.')})")
 
 
 # The records quoted in carried hits that only moved in their file: (old_load, old_row) → new_row.
