@@ -389,7 +389,6 @@ def known_rows_file(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, fo
     return KnownFile(snap, path, form, load)
 
 
-
 # Tonight's rows delivered as before, with their values from the snapshot they were read for
 # (`stage_carried_rows`), until `apply_snapshot` stores them: they never leave DuckDB. Those at the
 # same place in that snapshot, with the same fingerprints (most of a file sent again), are only
