@@ -73,7 +73,7 @@ class Ledger:
             try:
                 return work()
             except DBAPIError as e:
-                if wait is None or not (e.connection_invalidated or isinstance(e, OperationalError)):
+                if wait is None or not (e.connection_invalidated or isinstance(e, OperationalError)) or _no_wait_helps(e):
                     raise
                 self.engine.dispose()  # drop pooled connections to the old server
                 time.sleep(wait)
@@ -85,6 +85,15 @@ class Ledger:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _no_wait_helps(e: DBAPIError) -> bool:
+    """A full disk, a read-only home or a ledger locked past its busy timeout: SQLite says so with
+    an OperationalError, as it says a lost connection, but trying again seconds later only delays
+    the one line that tells the operator (a full disk during publish was tried five times, 15 s)."""
+    from bidui.errors import is_operational
+
+    return not e.connection_invalidated and is_operational(e)
 
 
 def insert_many(conn: Connection, table: Table, rows: Sequence[dict] | Sequence[tuple],
