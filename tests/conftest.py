@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -15,6 +16,13 @@ import pytest
 
 from bidui.synth.config import SynthConfig
 from bidui.synth.generate import generate
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The private Prefect home made above goes with the test run (each run left one behind)."""
+    made = Path(os.environ.get("PREFECT_HOME", ""))
+    if made.name.startswith("bidui-prefect-") and made.parent == Path(tempfile.gettempdir()):
+        shutil.rmtree(made, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
