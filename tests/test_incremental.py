@@ -340,6 +340,18 @@ def warehouse_state(home: Path, night: date) -> dict[str, list[tuple]]:
         con.close()
 
 
+def stale_digests(home: Path, night: date) -> int:
+    """How many of the night's hits carry an evidence digest other than their record's."""
+    from bidui.evidence import evidence_hash
+
+    con = wh.connect(Home(home).warehouse)
+    try:
+        rows = con.execute("SELECT evidence_record, evidence_digest FROM rule_hits WHERE night = ?", [night]).fetchall()
+    finally:
+        con.close()
+    return sum(1 for record, digest in rows if digest != evidence_hash(record or ""))
+
+
 def ledger_state(home: Path) -> dict[str, list[tuple]]:
     """The ledger without its surrogate ids and clock times: each clue by (rule, subject, evidence)."""
     return same_results.ledger_rows(Home(home).ledger)
@@ -479,6 +491,9 @@ def test_six_nights_incrementally_and_from_scratch_give_the_same_links_hits_and_
         for what in ours_state:
             assert ours_state[what] == theirs[what], (night, what, diff(ours_state[what], theirs[what]))
         assert ours_state["links"] and ours_state["rule_hits"]
+        # Each hit's evidence digest is that of what its record says: a carried hit keeps its own
+        # (requoted, not computed again), and publishing compares clues by it.
+        assert stale_digests(incremental, night) == 0, night
         ours, theirs = ledger_state(incremental), ledger_state(scratch)
         for what in ours:
             assert ours[what] == theirs[what], (night, what, diff(ours[what], theirs[what]))

@@ -21,7 +21,7 @@ from bidui import config
 from bidui.cli import app
 from bidui.clues import actions, report
 from bidui.clues.models import Clue, ClueEvent, EvidenceSnapshot, PublishRun, User
-from bidui.clues.publish import divisions, evidence_hash, night_hits, publish
+from bidui.clues.publish import divisions, night_hits, publish
 from bidui.clues.states import (
     ACTIONS,
     CLOSED,
@@ -37,6 +37,7 @@ from bidui.clues.users import add_user
 from bidui.clues.workbook import WorkbookError, import_workbook, write_workbook
 from bidui.connectors import warehouse as wh
 from bidui.connectors.ingest import ingest_night
+from bidui.evidence import evidence_hash
 from bidui.matching.link import link_night
 from bidui.rules.engine import load_rules, run_rules, store_hits
 from tests.ledger_support import BACKENDS, PG_URL, fill_workbook, fresh_ledger, hit, hits_frame

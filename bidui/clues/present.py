@@ -16,8 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from bidui.clues.publish import is_delivery_detail
 from bidui.clues.states import STATUS_LABELS
+from bidui.evidence import is_delivery_detail
 
 CATEGORY_LABELS = {"mis_inclusion": "错评疑点", "natural_change": "自然变化", "data_quality": "数据质量",
                    "exit_risk": "错退/返贫风险", "missed_inclusion": "漏评疑点"}

@@ -40,34 +40,25 @@ from bidui.clues.models import (
 )
 from bidui.clues.states import DISPATCHED, NOT_TRUE, OPEN
 from bidui.connectors import warehouse as wh
+from bidui.evidence import evidence_hash, is_delivery_detail
 from bidui.home import Home
 from bidui.matching.link_nights import on_night
 
 DUE_DAYS = 15
 SYSTEM = "system"
-# Keys of an evidence record that describe the delivery, not the fact: a new file name, row
-# number or link score on another night is the same evidence.
-VOLATILE = {"snapshot_date", "load_id", "source_file", "source_row", "ident", "person_key", "link_method", "link_score",
-            "link_explanation", "raw_json", "extra_json"}  # and every `<column>_raw`: the value as typed, not the fact
-
-
-def is_delivery_detail(key: str) -> bool:
-    return key in VOLATILE or key.endswith("_raw")
 CLUE_FIELDS = ("rule_code", "category", "subject_key", "subject_person_key", "subject_id_number", "subject_name",
                "household_code", "hukou_number", "township_code", "village_code", "household_status",
                "registered_year", "evidence_dataset", "evidence_key", "evidence_date", "link_method", "link_score",
                "link_explanation", "before_registration")
 
 
-def evidence_hash(record: str | None) -> str:
-    """A fingerprint of what the evidence says (volatile delivery details left out)."""
-    try:
-        value = json.loads(record) if record else None
-    except json.JSONDecodeError:
-        value = record
-    if isinstance(value, dict):
-        value = {k: v for k, v in value.items() if not is_delivery_detail(k)}
-    return hashlib.sha256(json.dumps(value, ensure_ascii=False, sort_keys=True, default=str).encode()).hexdigest()
+def _digests(hits: pl.DataFrame) -> pl.Series:
+    """Each hit's evidence digest: the one the rules step stored with it (`evidence_digest`), else
+    computed here."""
+    stored = hits["evidence_digest"] if "evidence_digest" in hits.columns else pl.Series([None] * hits.height,
+                                                                                           dtype=pl.String)
+    return pl.Series([d if d is not None else evidence_hash(r or "")
+                      for d, r in zip(stored, hits["evidence_record"], strict=True)], dtype=pl.String)
 
 
 def _facts(record: str | None) -> object:
@@ -125,7 +116,12 @@ def night_hits(con: duckdb.DuckDBPyConnection, night: date) -> tuple[pl.DataFram
     runs = dict(con.execute("SELECT rule_code, status FROM rule_runs WHERE night = ?", [night]).fetchall())
     if not runs:
         raise LookupError(f"no rule run for {night}: run `bidui rules run --date {night}` first")
-    hits = wh.query(con, f"SELECT {', '.join(CLUE_FIELDS)}, evidence_record FROM rule_hits WHERE night = ?", [night])
+    # (the digest stored by the rules step; none in a warehouse whose rules last ran under an earlier version)
+    stored = con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'rule_hits' "
+                         "AND column_name = 'evidence_digest'").fetchone()[0]
+    digest = "evidence_digest" if stored else "NULL::VARCHAR AS evidence_digest"
+    hits = wh.query(con, f"SELECT {', '.join(CLUE_FIELDS)}, evidence_record, {digest} FROM rule_hits WHERE night = ?",
+                    [night])
     return hits, runs
 
 
@@ -447,9 +443,7 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
         # Sorted, so that when one clue has several evidence rows tonight the same one speaks for
         # it every night (else its evidence would seem to change from night to night).
         hits = hits.with_columns(pl.col("evidence_key").fill_null(""), pl.col("household_code").fill_null(""),
-                                 pl.col("hukou_number").fill_null(""),
-                                 pl.col("evidence_record").fill_null("").map_elements(evidence_hash, return_dtype=pl.String)
-                                 .alias("_digest")).sort(
+                                 pl.col("hukou_number").fill_null(""), _digests(hits).alias("_digest")).sort(
             ["rule_code", "subject_key", "evidence_key", "household_code", "_digest"], nulls_last=True)
         new_rows, new_evidence, events, updates = [], {}, [], []
         # Clues whose version tonight moves (evidence changed, re-raised): what was said of them.

@@ -396,7 +396,8 @@ CREATE TABLE IF NOT EXISTS rule_hits (
     hukou_number VARCHAR, township_code VARCHAR, village_code VARCHAR, household_status VARCHAR,
     registered_year INTEGER, evidence_dataset VARCHAR, evidence_key VARCHAR, evidence_date DATE,
     evidence_record VARCHAR, link_method VARCHAR, link_score DOUBLE, link_explanation VARCHAR,
-    before_registration BOOLEAN
+    before_registration BOOLEAN,
+    evidence_digest VARCHAR  -- bidui.evidence.evidence_hash of evidence_record (store_hits)
 );
 CREATE TABLE IF NOT EXISTS rule_runs (night DATE, rule_code VARCHAR, status VARCHAR, hits BIGINT, seconds DOUBLE,
     message VARCHAR);
@@ -406,6 +407,7 @@ CREATE TABLE IF NOT EXISTS doubtful_persons (night DATE NOT NULL, dataset VARCHA
 
 def store_hits(con: duckdb.DuckDBPyConnection, night: date, result: RunResult) -> None:
     con.execute(HITS_SCHEMA)
+    con.execute("ALTER TABLE rule_hits ADD COLUMN IF NOT EXISTS evidence_digest VARCHAR")  # (an earlier version's)
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM rule_hits WHERE night = ?", [night])
@@ -421,6 +423,7 @@ def store_hits(con: duckdb.DuckDBPyConnection, night: date, result: RunResult) -
             # The hits of the night before about the households nothing reached since.
             ran = [o.code for o in result.outcomes if o.status == "ran"]
             con.execute(changed.carry_sql(ran), [night, result.plan.before])
+        _digest_evidence(con, night)
         changed.remember(con, night, result.fingerprint, {o.code: o.status for o in result.outcomes}, result.plan,
                          result.whole_because)
         for o in result.outcomes:
@@ -430,6 +433,24 @@ def store_hits(con: duckdb.DuckDBPyConnection, night: date, result: RunResult) -
     except Exception:
         wh.rollback(con)
         raise
+
+
+def _digest_evidence(con: duckdb.DuckDBPyConnection, night: date) -> None:
+    """The evidence digest of the night's hits evaluated tonight, once per record; a carried hit
+    keeps its own (requoting changes only where its record stands, which the digest leaves out).
+    Publishing compared tens of thousands of hits a night by it: computed there for every hit, it
+    cost a quiet large night's publish a second."""
+    from bidui.evidence import evidence_hash
+
+    records = wh.query(con, "SELECT DISTINCT coalesce(evidence_record, '') AS record FROM rule_hits "
+                            "WHERE night = ? AND evidence_digest IS NULL", [night])
+    if not records.height:
+        return
+    digests = records.with_columns(pl.col("record").map_elements(evidence_hash, return_dtype=pl.String).alias("digest"))
+    with wh.registered(con, "_digests", digests):
+        con.execute("UPDATE rule_hits SET evidence_digest = d.digest FROM _digests d "
+                    "WHERE rule_hits.night = ? AND rule_hits.evidence_digest IS NULL "
+                    "AND coalesce(rule_hits.evidence_record, '') = d.record", [night])
 
 
 EXPORT_COLUMNS = ("rule_code", "category", "subject_id_number", "subject_name", "household_code", "hukou_number",
