@@ -7,7 +7,8 @@ from pathlib import Path
 
 # Prefect, before anything imports it: a private home, no analytics, no block registration, and
 # time for the ephemeral server to start on a loaded CI machine.
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="bidui-prefect-"))
+if not os.environ.get("PREFECT_HOME"):  # (made here, and removed when the run ends: pytest_unconfigure)
+    os.environ["PREFECT_HOME"] = os.environ["BIDUI_TEST_PREFECT_HOME"] = tempfile.mkdtemp(prefix="bidui-prefect-")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_API_BLOCKS_REGISTER_ON_START", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")
@@ -19,9 +20,10 @@ from bidui.synth.generate import generate
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """The private Prefect home made above goes with the test run (each run left one behind)."""
-    made = Path(os.environ.get("PREFECT_HOME", ""))
-    if made.name.startswith("bidui-prefect-") and made.parent == Path(tempfile.gettempdir()):
+    """The private Prefect home made above goes with the test run (each run left one behind); one
+    the caller set is left alone."""
+    made = os.environ.get("BIDUI_TEST_PREFECT_HOME")
+    if made and made == os.environ.get("PREFECT_HOME"):
         shutil.rmtree(made, ignore_errors=True)
 
 

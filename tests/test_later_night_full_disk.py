@@ -4,9 +4,9 @@ before it as they were, and, run again once there is room, holds what a clean ru
 A later night is where the incremental writes are: rows kept in place (a range of nights moved on,
 `last_date`), rows that ended, links whose `last_night` moved on, rule hits carried and the ledger's
 clues seen again. Each step's transaction must take all of it back when the disk fills at its end.
-The disk is full where the step's last write inside its transaction happens (simulated: each step
-is cut there, after its writes, with the error the database gives; a real full tmpfs is in
-tests/test_operations.py and tests/test_disk_full.py for a first night)."""
+Each step is cut inside its transaction, after its incremental writes, with the error the database
+gives on a full disk (simulated; a real full tmpfs is in tests/test_operations.py and
+tests/test_disk_full.py, for a first night)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def _duckdb_full(home: Path) -> BaseException:
 def _sqlite_full(home: Path) -> BaseException:
     # as SQLAlchemy raises SQLite's own error on a full disk: wrapped, caused by it
     orig = sqlite3.OperationalError("database or disk is full")
-    e = OperationalError("UPDATE clues SET last_seen=?", {}, orig)
+    e = OperationalError("INSERT INTO register_members …", {}, orig)
     e.__cause__ = orig
     return e
 
@@ -91,7 +91,7 @@ def _publishing():
     return publish
 
 
-# step, where its transaction is cut, for which call
+# step, where inside its transaction it is cut (after that call), for which call
 CASES = {
     # rows kept in place (the CSV read by its lines): ranges moved on, rows ended
     "ingest, the hukou file": ("ingest", lambda: ingest, "remember_profile", _dataset_is("hukou"), _duckdb_full),

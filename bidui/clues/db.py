@@ -88,12 +88,14 @@ class Ledger:
 
 
 def _no_wait_helps(e: DBAPIError) -> bool:
-    """A full disk, a read-only home or a ledger locked past its busy timeout: SQLite says so with
-    an OperationalError, as it says a lost connection, but trying again seconds later only delays
-    the one line that tells the operator (a full disk during publish was tried five times, 15 s)."""
-    from bidui.errors import is_operational
+    """A full disk or a read-only home: SQLite says so with an OperationalError, as it says a lost
+    connection, but trying again seconds later only delays the one line that tells the operator (a
+    full disk during publish was tried five times, 15 s). (A ledger locked by another process is
+    tried again: the other may be done by then.)"""
+    from bidui.errors import EXIT_DISK_FULL, EXIT_READ_ONLY, classify
 
-    return not e.connection_invalidated and is_operational(e)
+    found = None if e.connection_invalidated else classify(e, Path("."))
+    return found is not None and found.code in (EXIT_DISK_FULL, EXIT_READ_ONLY)
 
 
 def insert_many(conn: Connection, table: Table, rows: Sequence[dict] | Sequence[tuple],

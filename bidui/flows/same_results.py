@@ -31,7 +31,9 @@ def warehouse_parts() -> dict[str, str]:
     """Each part of a night in the warehouse as a query with one parameter, the night (no order)."""
     return {
         "links": f"SELECT {LINK_COLUMNS} FROM links WHERE {on_night('$night::DATE')}",
-        "rule_hits": f"SELECT * EXCLUDE (night, evidence_record), regexp_replace(evidence_record, '{LOAD_ID_IN_RECORD}', "
+        # (the evidence digest is the record's, and absent from nights ruled by an earlier version)
+        "rule_hits": "SELECT COLUMNS(lambda c: c NOT IN ('night', 'evidence_record', 'evidence_digest')), "
+                     f"regexp_replace(evidence_record, '{LOAD_ID_IN_RECORD}', "
                      "'\"load_id\":_', 'g') AS evidence_record FROM rule_hits WHERE night = $night",
         "rule_runs": "SELECT rule_code, status, hits, message FROM rule_runs WHERE night = $night",
         "doubtful": "SELECT dataset, subject_key FROM doubtful_persons WHERE night = $night",
