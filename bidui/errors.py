@@ -140,6 +140,9 @@ def _one(e: BaseException, home: Path) -> Failure | None:
     text = str(e) if (_is_duckdb(e) or _is_sqlite(e) or (isinstance(e, OSError) and e.errno is None)) else ""
     code = e.errno if isinstance(e, OSError) else _polars_io_errno(e)
     path = _path_in(e)
+    if getattr(e, "sqlstate", None) == "53100":  # PostgreSQL's disk_full: the ledger's server, not this home
+        return Failure(EXIT_DISK_FULL, "the disk of the ledger's PostgreSQL server is full (no space left on device): "
+                                       "free some space there and run again")
     if code in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in text or "database or disk is full" in text:
         where = path or (str(home / "ledger.sqlite") if _is_sqlite(e) else str(home))
         return Failure(EXIT_DISK_FULL, f"the disk holding {where} is full (no space left on device): free some space "

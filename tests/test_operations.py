@@ -485,6 +485,48 @@ def test_is_operational_tells_the_file_from_the_machine(tmp_path: Path) -> None:
     assert not errors.is_operational(OSError(errno.ENOENT, "No such file or directory", "/x"))
 
 
+def _wrapped(orig: Exception) -> Exception:
+    """A driver's error as SQLAlchemy raises it: wrapped, caused by it."""
+    from sqlalchemy.exc import OperationalError
+
+    e = OperationalError("INSERT INTO clues …", {}, orig)
+    e.__cause__ = orig
+    return e
+
+
+@pytest.mark.parametrize("orig", ["sqlite", "postgresql"])
+def test_a_ledger_on_a_full_disk_is_said_at_once_and_a_lost_connection_is_tried_again(tmp_path: Path, orig) -> None:
+    """The ledger's retry (a publish is one transaction, tried again after a lost connection) does
+    not try a full disk again: the one line that says so would come 15 s later."""
+    import sqlite3
+
+    import psycopg.errors
+
+    from bidui.clues.db import ledger_url, open_ledger
+
+    full = _wrapped(sqlite3.OperationalError("database or disk is full") if orig == "sqlite" else
+                    psycopg.errors.DiskFull('could not extend file "base/5/16384": No space left on device'))
+    failure = errors.classify(full, tmp_path)
+    assert failure is not None and failure.code == errors.EXIT_DISK_FULL, failure
+    assert ("PostgreSQL" in failure.line) == (orig == "postgresql"), failure.line
+    lost = _wrapped(psycopg.errors.AdminShutdown("terminating connection due to administrator command"))
+    assert errors.classify(lost, tmp_path) is None
+    ledger = open_ledger(ledger_url(tmp_path / "ledger.sqlite"))
+    try:
+        for error, tries in ((full, 1), (lost, 3)):
+            calls = []
+
+            def work(error=error, calls=calls):
+                calls.append(1)
+                raise error
+
+            with pytest.raises(type(error)):
+                ledger.retrying(work, waits=(0.0, 0.0))
+            assert len(calls) == tries, (orig, error, len(calls))
+    finally:
+        ledger.close()
+
+
 # ---------------------------------------------------------------- workers die with their parent
 
 
