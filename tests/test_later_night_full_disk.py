@@ -19,6 +19,7 @@ import duckdb
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from bidui.clues import publish
 from bidui.connectors import ingest
 from bidui.connectors import warehouse as wh
 from bidui.errors import EXIT_DISK_FULL
@@ -85,25 +86,19 @@ def _dataset_is(code: str):
     return lambda con, ds, *a, **k: ds.code == code
 
 
-def _publishing():
-    from bidui.clues import publish
-
-    return publish
-
-
 # step, where inside its transaction it is cut (after that call), for which call
 CASES = {
     # rows kept in place (the CSV read by its lines): ranges moved on, rows ended
-    "ingest, the hukou file": ("ingest", lambda: ingest, "remember_profile", _dataset_is("hukou"), _duckdb_full),
+    "ingest, the hukou file": ("ingest", ingest, "remember_profile", _dataset_is("hukou"), _duckdb_full),
     # a workbook in another order: every row stored again, the rows before ended
-    "ingest, the vehicles workbook": ("ingest", lambda: ingest, "remember_profile", _dataset_is("vehicles"),
+    "ingest, the vehicles workbook": ("ingest", ingest, "remember_profile", _dataset_is("vehicles"),
                                       _duckdb_full),
     # links carried (last_night moved on), links of tonight's rows stored
-    "link": ("link", lambda: carry, "remember_loads", lambda *a, **k: True, _duckdb_full),
+    "link": ("link", carry, "remember_loads", lambda *a, **k: True, _duckdb_full),
     # hits carried from the night before, the rules' state
-    "rules": ("rules", lambda: changed, "remember", lambda *a, **k: True, _duckdb_full),
+    "rules": ("rules", changed, "remember", lambda *a, **k: True, _duckdb_full),
     # clues seen again, new ones, gone ones, the register's copy
-    "publish": ("publish", _publishing, "_replace_register", lambda *a, **k: True, _sqlite_full),
+    "publish": ("publish", publish, "_replace_register", lambda *a, **k: True, _sqlite_full),
 }
 
 
@@ -116,7 +111,7 @@ def test_a_full_disk_in_a_later_nights_step_keeps_nothing_of_it_and_the_night_ru
     shutil.copytree(first, home)
     night_1, ledger_1 = warehouse_state(first, NIGHTS[0]), ledger_state(first)
 
-    cuts = _cut(monkeypatch, module(), name, failure(home), when)
+    cuts = _cut(monkeypatch, module, name, failure(home), when)
     code, lines = main_in_process(monkeypatch, capsys, "--home", home, "run", "--plain", folder(root, 1))
     assert code == EXIT_DISK_FULL, (case, lines)
     assert any("is full (no space left on device)" in line for line in lines), (case, lines)

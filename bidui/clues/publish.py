@@ -55,8 +55,7 @@ CLUE_FIELDS = ("rule_code", "category", "subject_key", "subject_person_key", "su
 def _digests(hits: pl.DataFrame) -> pl.Series:
     """Each hit's evidence digest: the one the rules step stored with it (`evidence_digest`), else
     computed here."""
-    stored = hits["evidence_digest"] if "evidence_digest" in hits.columns else pl.Series([None] * hits.height,
-                                                                                           dtype=pl.String)
+    stored = hits.get_column("evidence_digest", default=pl.Series([None] * hits.height, dtype=pl.String))
     return pl.Series([d if d is not None else evidence_hash(r or "")
                       for d, r in zip(stored, hits["evidence_record"], strict=True)], dtype=pl.String)
 
@@ -110,18 +109,14 @@ class PublishResult:
 
 def night_hits(con: duckdb.DuckDBPyConnection, night: date) -> tuple[pl.DataFrame, dict[str, str]]:
     """The night's hits and each rule's run status; LookupError when rules have not run."""
-    from bidui.rules.engine import HITS_SCHEMA
+    from bidui.rules.engine import ensure_hits_tables
 
-    con.execute(HITS_SCHEMA)
+    ensure_hits_tables(con)  # (a warehouse whose rules last ran under an earlier version: no digests stored)
     runs = dict(con.execute("SELECT rule_code, status FROM rule_runs WHERE night = ?", [night]).fetchall())
     if not runs:
         raise LookupError(f"no rule run for {night}: run `bidui rules run --date {night}` first")
-    # (the digest stored by the rules step; none in a warehouse whose rules last ran under an earlier version)
-    stored = con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'rule_hits' "
-                         "AND column_name = 'evidence_digest'").fetchone()[0]
-    digest = "evidence_digest" if stored else "NULL::VARCHAR AS evidence_digest"
-    hits = wh.query(con, f"SELECT {', '.join(CLUE_FIELDS)}, evidence_record, {digest} FROM rule_hits WHERE night = ?",
-                    [night])
+    hits = wh.query(con, f"SELECT {', '.join(CLUE_FIELDS)}, evidence_record, evidence_digest FROM rule_hits "
+                         "WHERE night = ?", [night])
     return hits, runs
 
 

@@ -22,6 +22,7 @@ import duckdb
 import polars as pl
 
 from bidui.connectors import warehouse as wh
+from bidui.evidence import evidence_hash
 from bidui.rules import changed, views
 
 CATEGORIES = ("mis_inclusion", "natural_change", "data_quality", "exit_risk", "missed_inclusion")
@@ -405,9 +406,14 @@ CREATE TABLE IF NOT EXISTS doubtful_persons (night DATE NOT NULL, dataset VARCHA
 """
 
 
-def store_hits(con: duckdb.DuckDBPyConnection, night: date, result: RunResult) -> None:
+def ensure_hits_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The hits' tables, as this version keeps them (columns added since an earlier version's)."""
     con.execute(HITS_SCHEMA)
-    con.execute("ALTER TABLE rule_hits ADD COLUMN IF NOT EXISTS evidence_digest VARCHAR")  # (an earlier version's)
+    con.execute("ALTER TABLE rule_hits ADD COLUMN IF NOT EXISTS evidence_digest VARCHAR")
+
+
+def store_hits(con: duckdb.DuckDBPyConnection, night: date, result: RunResult) -> None:
+    ensure_hits_tables(con)
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM rule_hits WHERE night = ?", [night])
@@ -440,8 +446,6 @@ def _digest_evidence(con: duckdb.DuckDBPyConnection, night: date) -> None:
     keeps its own (requoting changes only where its record stands, which the digest leaves out).
     Publishing compared tens of thousands of hits a night by it: computed there for every hit, it
     cost a quiet large night's publish a second."""
-    from bidui.evidence import evidence_hash
-
     records = wh.query(con, "SELECT DISTINCT coalesce(evidence_record, '') AS record FROM rule_hits "
                             "WHERE night = ? AND evidence_digest IS NULL", [night])
     if not records.height:
