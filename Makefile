@@ -29,12 +29,17 @@ setup: $(VENV)/.installed
 lint: setup
 	$(BIN)/ruff check .
 
+# Tests run in parallel, one pytest-xdist worker per core (at most four): most of them run whole
+# nights of a small prefecture, mostly in one Python thread. TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= auto
+XDIST := -n $(TEST_WORKERS) --maxprocesses=4
+
 test: setup lint
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" $(XDIST)
 
 # Slow suites (marked `slow`); pytest's "no tests collected" (exit 5) is not a failure.
 test-slow: setup
-	$(BIN)/pytest -m slow; rc=$$?; [ $$rc -eq 5 ] && exit 0 || exit $$rc
+	$(BIN)/pytest -m slow $(XDIST); rc=$$?; [ $$rc -eq 5 ] && exit 0 || exit $$rc
 
 test-all: test test-slow
 
