@@ -337,11 +337,41 @@ def test_a_warehouse_from_before_extra_json_is_carried_over(tmp_path: Path) -> N
     wh.connect(db).close()
     old = duckdb.connect(str(db))
     old.execute("ALTER TABLE ds_vehicles RENAME COLUMN extra_json TO raw_json")
+    old.execute("DROP TABLE warehouse_setup")  # (an earlier version did not record its set-up)
     old.close()
     con = wh.connect(db)
     assert ingest_file(con, CORPUS / "baseline" / "vehicles_20261119.csv", NIGHT).status == "accepted"
     cols = {r[0] for r in con.execute("DESCRIBE ds_vehicles").fetchall()}
     assert "extra_json" in cols and "raw_json" not in cols
+
+
+def test_a_warehouse_set_up_by_this_version_is_not_set_up_again_and_one_by_another_is(tmp_path: Path) -> None:
+    """Opening sets the warehouse up (tables, columns added since, macros) only when the code that
+    does it differs from what set it up last (seven openings a night each paid for it)."""
+    import duckdb
+
+    db = tmp_path / "w.duckdb"
+    wh.connect(db).close()
+
+    def macros() -> int:
+        con = duckdb.connect(str(db))
+        try:
+            return con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name LIKE 'ds_%_at'").fetchone()[0]
+        finally:
+            con.close()
+
+    every = macros()
+    assert every == len(DATASETS)
+    raw = duckdb.connect(str(db))
+    raw.execute("DROP MACRO TABLE ds_vehicles_at")
+    raw.close()
+    wh.connect(db).close()
+    assert macros() == every - 1  # set up by this code: not again
+    raw = duckdb.connect(str(db))
+    raw.execute("UPDATE warehouse_setup SET signature = 'an earlier version'")
+    raw.close()
+    wh.connect(db).close()
+    assert macros() == every  # set up by other code: again
 
 
 def test_a_workbook_is_read_in_chunks_with_rows_and_number_cells_where_excel_has_them(tmp_path: Path, monkeypatch) -> None:
