@@ -36,9 +36,10 @@ def at(code: str, night_sql: str) -> str:
 
 
 def create_macros(con: duckdb.DuckDBPyConnection, *, temporary: bool = False) -> None:
-    """The macros of every dataset: stored in the warehouse, replaced on each opening (so they
-    match the code that reads through them, and any connection to the file has them); `temporary`,
-    on this connection only (a read-only one)."""
+    """The macros of every dataset: stored in the warehouse, replaced when the warehouse is set up
+    by other code than last time (`warehouse.connect`: so they match the code that reads through
+    them, and any connection to the file has them); `temporary`, on this connection only (a
+    read-only one)."""
     columns = con.execute("SELECT table_name, bool_or(column_name = 'last_date') FROM duckdb_columns() "
                           "WHERE table_name LIKE 'ds\\_%' ESCAPE '\\' GROUP BY ALL").fetchall()
     ranged = dict(columns)  # table: whether it has last_date
