@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -61,12 +62,23 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000", "--lang=zh-CN"):
+    profile = Path(tempfile.mkdtemp(prefix="bidui-chromium-"))
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000", "--lang=zh-CN",
+                f"--user-data-dir={profile}"):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    # Chromium keeps its singleton socket in a folder of its own under /tmp, linked from the
+    # profile, and leaves it behind when the driver ends it: one folder a test, without this.
+    socket_link = profile / "SingletonSocket"
+    socket_folder = Path(os.readlink(socket_link)).parent if socket_link.is_symlink() else None
     driver.implicitly_wait(5)
-    yield driver
-    driver.quit()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        if socket_folder is not None and socket_folder.name.startswith("org.chromium.Chromium."):
+            shutil.rmtree(socket_folder, ignore_errors=True)
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 def shots(tmp_path: Path) -> Path:
