@@ -8,11 +8,15 @@ from pathlib import Path
 # Prefect, before anything imports it: a private home, no analytics, no block registration, and
 # time for the ephemeral server to start on a loaded CI machine.
 # Each pytest-xdist worker gets its own (it inherits the controller's, and two ephemeral servers on
-# one Prefect database lock each other out).
-if not os.environ.get("PREFECT_HOME") or (os.environ.get("PYTEST_XDIST_WORKER")
-                                          and os.environ["PREFECT_HOME"] == os.environ.get("BIDUI_TEST_PREFECT_HOME")):
+# one Prefect database lock each other out); a process a worker starts, which may import this file
+# again, keeps its worker's (it would never remove one of its own).
+if not os.environ.get("PREFECT_HOME") or (
+        os.environ.get("PYTEST_XDIST_WORKER")
+        and os.environ["PREFECT_HOME"] == os.environ.get("BIDUI_TEST_PREFECT_HOME")
+        and os.environ.get("BIDUI_TEST_PREFECT_WORKER") != os.environ["PYTEST_XDIST_WORKER"]):
     # (made here, and removed when the run ends: pytest_unconfigure)
     os.environ["PREFECT_HOME"] = os.environ["BIDUI_TEST_PREFECT_HOME"] = tempfile.mkdtemp(prefix="bidui-prefect-")
+    os.environ["BIDUI_TEST_PREFECT_WORKER"] = os.environ.get("PYTEST_XDIST_WORKER", "")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_API_BLOCKS_REGISTER_ON_START", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")
