@@ -102,16 +102,15 @@ def _setup_signature() -> str | None:
         code = [inspect.getsource(m) for m in (sys.modules[__name__], snapshot_rows, stored)]
     except (OSError, TypeError):
         return None
-    parts = [duckdb.__version__, SCHEMA, *_dataset_tables(), *code]
+    parts = [duckdb.__version__, *_dataset_tables(), *code]  # (the tables: their columns come from bidui.datasets)
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
 def _stored_signature(con: duckdb.DuckDBPyConnection) -> str | None:
     try:
-        row = con.execute("SELECT max(signature) FROM warehouse_setup").fetchone()
+        return con.execute("SELECT max(signature) FROM warehouse_setup").fetchone()[0]
     except duckdb.CatalogException:
         return None
-    return row[0] if row else None
 
 
 def _add_new_columns(con: duckdb.DuckDBPyConnection) -> None:
