@@ -117,6 +117,30 @@ def test_a_bad_setting_is_a_clear_error(wh_home, setting: str, named: str) -> No
     assert re.search(r"[\u4e00-\u9fff]", res.output)  # said in Chinese
 
 
+@pytest.mark.parametrize(("fields", "said"), [
+    # A vehicle type's name where its GA 802 code's start is compared: every car clue would vanish.
+    ({"p_vehicle_counted_types": "小型汽车"}, "不是 GA 802 车辆类型代码的开头"),
+    ({"p_dangerous_grades": "E、X"}, "可取：A、B、C、D"),
+    ({"p_vehicle_active_statuses": "正常、扣押"}, "扣押 不是可能的取值"),
+    ({"p_dropout_min_age": "16", "p_dropout_max_age": "7"}, "大于"),
+    ({"p_dropout_min_age": "16"}, "大于"),  # past the current end of the range
+])
+def test_a_value_no_record_can_have_is_refused_not_replayed(wh_home, fields: dict[str, str], said: str) -> None:
+    """The page refuses, in Chinese, a value the rules' records never hold, instead of showing its
+    clues all removed as if the parameter had done it; the command line too."""
+    h, _, _ = wh_home
+    client = client_as(h, "admin")
+    token = csrf(client.get("/whatif").text)
+    res = client.post("/whatif", data={"csrf_token": token, "night": NIGHT.isoformat(), **fields})
+    assert res.status_code == 400 and said in text_of(res.text), text_of(res.text)[:400]
+    assert "推演结果" not in text_of(res.text) and internal_codes(text_of(res.text)) == []
+    out = cli(h, *[a for k, v in fields.items() for a in ("--set", f"{k[2:]}={v}")])
+    assert out.exit_code == 2 and said in out.output, out.output
+    ok = client.post("/whatif", data={"csrf_token": token, "night": NIGHT.isoformat(),
+                                      "p_vehicle_counted_types": "K、H1", "p_dangerous_grades": "B、C、D"})
+    assert ok.status_code == 200 and "推演结果" in text_of(ok.text)
+
+
 def test_unknown_night_is_an_error(wh_home) -> None:
     h, _, _ = wh_home
     with pytest.raises(WhatIfError, match="没有比对结果"):
@@ -268,3 +292,14 @@ def test_past_truth_rate_of_the_affected_rules(wh_home) -> None:
     assert replay(h, NIGHT, CHANGES, scope_code=other).by_rule["DANGEROUS_HOUSE"]["verified"] == 0
     untouched = replay(h, NIGHT, {"split_years": 3}, scope_code=town).by_rule["DANGEROUS_HOUSE"]
     assert not untouched["affected"] and untouched["verified"] == 0  # shown for the changed rules only
+
+
+def test_the_default_parameters_are_within_their_domains() -> None:
+    """Every default value is one the records can hold (and every domain names a real column)."""
+    import tomllib
+
+    from bidui.rules.whatif import PARAMETER_DOMAINS, check_domains
+
+    defaults = tomllib.loads((Path(__file__).parents[1] / "bidui" / "defaults.toml").read_text())["rules"]["parameters"]
+    assert set(PARAMETER_DOMAINS) <= set(defaults)
+    check_domains(defaults, list(defaults))

@@ -136,7 +136,56 @@ def parse_settings(pairs: list[str], parameters: dict[str, Any], show_key: bool 
             known = "；".join(f"{p}（{_label(p)}）" for p in sorted(parameters))
             raise WhatIfError(f"没有名为 {name} 的规则参数。可设置的参数：{known}")
         out[name] = parse_value(name, text, parameters[name], show_key)
+    check_domains(parameters | out, list(out), show_key)
     return out
+
+
+# What the rules compare a parameter's values with: an enumerated column of a dataset (a value that
+# is none of its values matches no record, and the rule would silently raise nothing).
+PARAMETER_DOMAINS: dict[str, tuple[str, str]] = {
+    "vehicle_active_statuses": ("vehicles", "status"),
+    "business_active_statuses": ("businesses", "status"),
+    "business_not_enterprise": ("businesses", "entity_type"),
+    "property_region": ("property", "region_type"),
+    "property_counted_types": ("property", "house_type"),
+    "school_fee_types": ("students", "school_type"),
+    "dangerous_grades": ("dangerous_housing", "grade"),
+    "missed_dangerous_grades": ("dangerous_housing", "grade"),
+}
+# The rules compare a vehicle's GA 802 code (a letter and two digits, K33) by its first one or two
+# characters (`_disqualifiers.sql`).
+VEHICLE_CODE_START = re.compile(r"^[A-Z][0-9]?$")
+# (lower, upper) pairs of one range: a lower bound above its upper makes the range empty.
+PARAMETER_RANGES = (("dropout_min_age", "dropout_max_age"),)
+
+
+def check_domains(values: dict[str, Any], changed: list[str], show_key: bool = True) -> None:
+    """WhatIfError for a changed value no record can have (a vehicle type name where the code's
+    start is compared, a grade that is not one, a range whose start is past its end): the replay
+    would show every such clue as removed, as if the parameter had done it."""
+    from bidui.datasets import BY_CODE
+
+    def where(name: str) -> str:
+        return f"参数 {name}（{_label(name)}）" if show_key else f"“{_label(name)}”"
+
+    for name in changed:
+        value = values[name]
+        items = value if isinstance(value, list) else [value]
+        if name == "vehicle_counted_types":
+            bad = [v for v in items if not VEHICLE_CODE_START.match(str(v))]
+            if bad:
+                raise WhatIfError(f"{where(name)} 中的 {'、'.join(map(str, bad))} 不是 GA 802 车辆类型代码的开头："
+                                  "须为一个字母或一个字母加一位数字，如 K、H1（不是车辆类型的名称）")
+        if name in PARAMETER_DOMAINS:
+            code, column = PARAMETER_DOMAINS[name]
+            allowed = next(c.values for c in BY_CODE[code].columns if c.name == column)
+            bad = [v for v in items if v not in allowed]
+            if bad:
+                raise WhatIfError(f"{where(name)} 中的 {'、'.join(map(str, bad))} 不是可能的取值；"
+                                  f"可取：{'、'.join(allowed)}")
+    for low, high in PARAMETER_RANGES:
+        if (low in changed or high in changed) and low in values and high in values and values[low] > values[high]:
+            raise WhatIfError(f"{where(low)}（{values[low]}）大于{where(high)}（{values[high]}），这样没有人在范围内")
 
 
 _PARAM = re.compile(r"\$([a-z_]+)")
