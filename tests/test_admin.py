@@ -93,6 +93,9 @@ def test_admin_manages_users_on_the_page(home) -> None:
                                                 "position": "扶贫专干", "role": "township",
                                                 "scope_code": town[:6] + "000000", "password": NEW_PASSWORD})
     assert bad.status_code == 400 and "乡镇核实员的管辖范围应是乡镇" in bad.text
+    # The division it is said to be is named as the list names it, not by its code.
+    said = re.search(r"管辖范围应是乡镇，(.+?) 是县（区）", bad.text)
+    assert said and not re.search(r"\d", said.group(1)), said
     assert 'value="赵敏"' in bad.text and 'value="zhao"' in bad.text and NEW_PASSWORD not in bad.text
     short = admin.post("/admin/users/add", data={"csrf_token": t, "username": "zhao", "real_name": "赵敏",
                                                   "role": "township", "scope_code": town, "password": "short"})
@@ -353,3 +356,23 @@ def test_cli_refuses_a_missing_home(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                             capture_output=True, text=True, timeout=120)
     assert helped.returncode == 0 and "Usage" in helped.stdout, helped.stderr
     assert not (tmp_path / "none").exists()
+
+
+def test_a_users_page_lists_what_the_user_did_and_what_was_done_to_the_account(home) -> None:
+    """该用户的操作记录: the user's own audited actions (a township's decision on a record), beside
+    what an administrator did to the account; another user's actions are not listed."""
+    from bidui.clues import users
+
+    h, _, _ = home
+    ledger = open_ledger(ledger_url(h.ledger))
+    with ledger.write() as s:
+        users.audit(s, "town", "link_decision_made", "link_decision:7", {})
+        users.audit(s, "other", "link_decision_made", "link_decision:8", {})
+    ledger.close()
+    admin = client_for(h)
+    login(admin, "admin")
+    admin.post("/admin/users/town/reset", data={"csrf_token": token(admin), "confirmed": "1"})
+    page = admin.get("/admin/users/town").text
+    mine = page.split("该用户的操作记录", 1)[1]
+    assert "记录关联决定" in mine and "关联决定 7" in mine and "关联决定 8" not in mine
+    assert "重置密码" in mine  # what was done to the account is still there

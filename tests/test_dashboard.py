@@ -141,3 +141,21 @@ def test_neutralise_formula() -> None:
     assert neutralise_formula("=1+1") == "'=1+1" and neutralise_formula("-2") == "'-2"
     assert neutralise_formula("@SUM(A1)") == "'@SUM(A1)" and neutralise_formula("王芳") == "王芳"
     assert date.today()  # the dashboard's 今天 is the server's date
+
+
+def test_the_trend_legend_never_runs_into_itself() -> None:
+    """Side by side on the wide chart; on the phone's chart, where the two would overlap, one below
+    the other (both start at the plot's left edge there)."""
+    from bidui.web.supervisor import Point, trend_svg
+
+    points = [Point("11-20", date(2026, 11, 20), 10, 2), Point("今天", date(2026, 11, 21), 12, 5)]
+
+    def legends(svg: str) -> list[tuple[float, float, str]]:
+        return [(float(x), float(y), t) for x, y, t in
+                re.findall(r'<text x="([\d.]+)" y="([\d.]+)"[^>]*>([━▮][^<]*)</text>', svg)]
+
+    wide = legends(trend_svg(points, 760, 300, 12, 16))
+    narrow = legends(trend_svg(points, 340, 270, 12, 5))
+    assert len(wide) == len(narrow) == 2
+    assert wide[0][1] == wide[1][1] and wide[1][0] > wide[0][0]  # one line
+    assert narrow[1][1] >= narrow[0][1] + 12 and narrow[0][0] == narrow[1][0]  # two lines

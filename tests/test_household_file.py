@@ -331,3 +331,23 @@ def test_a_register_the_same_as_the_copys_is_not_read_again_and_a_changed_or_dam
         ledger.close()
     assert _read(h, members) == after
     assert _read(h, lambda s: set(s.scalars(select(RegisterHousehold.night)))) == {night + timedelta(days=1)}
+
+
+def test_on_paper_the_link_weights_are_printed_open() -> None:
+    """A printed clue or household file cannot be clicked: the weights of a scored link are open
+    there (a closed heading with nothing under it was printed), and folded on the screen."""
+    from types import SimpleNamespace
+
+    from bidui.web.deps import templates
+
+    env = templates.env
+    view = SimpleNamespace(records=[], link="按姓名和出生日期比对", waterfall=[
+        SimpleNamespace(comparison="姓名", level="相同", weight=13.3)])
+    clue = SimpleNamespace(link_method="fuzzy")
+    evidence = env.get_template("_evidence.html")
+    screen = evidence.render(view=view, clue=clue)
+    assert "<details>" in screen and "<details open>" not in screen
+    for page in ("clue_print.html", "household_print.html"):
+        source = env.loader.get_source(env, page)[0]
+        assert "paper = true" in source, page  # every paper record sets it before the evidence
+    assert "<details open>" in evidence.render(view=view, clue=clue, paper=True)

@@ -256,6 +256,8 @@ def test_the_task_forces_list_is_scoped_chinese_and_revokes_with_a_reason(home) 
     assert "不是本人（不再关联）" in text and f"线索 {linked}" in text and "生效" in text and "王秀兰" in text
     assert first.record_id_number not in page.text and first.record_name not in text  # masked
     assert f"编号 {first.id}" in text  # the number the audit log calls it by
+    # Whose account signed (the person it belongs to: a page for people names no login).
+    assert re.search(r"用.+?的账号签字", text) and "签字账号：" not in text
     county = client_for(h)
     login(county, "county")
     assert f'href="/clues/{linked}"' in county.get("/admin/link-decisions").text

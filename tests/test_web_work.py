@@ -119,6 +119,8 @@ def test_a_too_long_search_comes_back_with_what_was_typed(home) -> None:
     typed = "王" * 50
     r = c.post("/inbox/search", data={"csrf_token": csrf(c, "/inbox"), "q": typed})
     assert r.status_code == 400 and f'value="{typed}"' in r.text and "太长" in r.text
+    # The search did not run: the heading does not say it found anything by it.
+    assert "查找“" not in r.text and 'maxlength="40"' in r.text
 
 
 def test_signing_leads_to_the_next_clue_and_uses_the_stored_signature(home) -> None:

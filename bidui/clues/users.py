@@ -99,14 +99,16 @@ def hash_password(password: str, username: str) -> str:
     return _hasher.hash(password)
 
 
-def _check_scope(role: str, scope_code: str, actor: Actor) -> None:
+def _check_scope(role: str, scope_code: str, actor: Actor, session: Session | None = None) -> None:
     if role not in ROLES:
         raise UserError("角色应为：" + "、".join(f"{ROLE_LABELS[r]}（{r}）" for r in ROLES))
     if not scope.is_code(scope_code):
         raise UserError("管辖范围应为 12 位行政区划代码")
     if scope.level(scope_code) != ROLE_LEVEL[role]:
+        # Named as the page's list names it (a code means nothing to the person who picked it).
+        shown = division_name(session, scope_code) if session is not None else scope_code
         raise UserError(f"{ROLE_LABELS[role]}的管辖范围应是{LEVEL_LABELS[ROLE_LEVEL[role]]}，"
-                        f"{scope_code} 是{LEVEL_LABELS[scope.level(scope_code)]}")
+                        f"{shown} 是{LEVEL_LABELS[scope.level(scope_code)]}")
     if actor.scope is not None and not scope.covers(actor.scope, scope_code):
         raise UserError("该管辖范围不在您的管理范围内")
 
@@ -117,7 +119,7 @@ def add_user(session: Session, username: str, display_name: str, role: str, scop
     seed users without one."""
     username = username.strip()
     check_username(username)
-    _check_scope(role, scope_code, actor or CLI)
+    _check_scope(role, scope_code, actor or CLI, session)
     check_password_policy(password, username)
     if session.scalar(select(User).where(User.username == username)) is not None:
         raise UserError(f"用户名 {username} 已存在")
@@ -269,7 +271,7 @@ def failed_logins_since(session: Session, username: str, since: datetime) -> tup
 
 def rescope(session: Session, username: str, role: str, scope_code: str, actor: Actor) -> User:
     user = managed(session, username, actor)
-    _check_scope(role, scope_code, actor)
+    _check_scope(role, scope_code, actor, session)
     if user.username == actor.name and role != user.role:
         raise UserError("不能修改自己的角色")
     before = {"角色": ROLE_LABELS.get(user.role, user.role), "范围": user.scope}
@@ -307,5 +309,7 @@ def is_locked(user: User) -> bool:
 
 
 def division_name(session: Session, code: str) -> str:
+    """A division as people call it: its name, 全市 for the prefecture (not itself a row of the
+    divisions), else its code."""
     row = session.get(Division, code)
-    return row.name if row else code
+    return row.name if row else ("全市" if scope.is_code(code) and scope.level(code) == "prefecture" else code)

@@ -230,12 +230,14 @@ def user_page(username: str, c: Ctx = Depends(ctx)):  # noqa: B008
 def _user_render(c: Ctx, u, status_code: int = 200, error: str = "", message: str = "", form: dict | None = None,
                  password: str | None = None):
     names = {d["code"]: d["label"] for d in _divisions(c)}
-    events = list(c.session.scalars(select(AuditEvent).where(AuditEvent.target == u.username,
-                                                             AuditEvent.kind != "login_failed")
-                                    .order_by(AuditEvent.id.desc()).limit(20)))
-    people = c.people({e.actor for e in events})
+    # What the user did and what was done to the account (the page said 该用户的操作记录 and listed
+    # only the second).
+    events = list(c.session.scalars(select(AuditEvent).where(
+        (AuditEvent.target == u.username) | (AuditEvent.actor == u.username), AuditEvent.kind != "login_failed")
+        .order_by(AuditEvent.id.desc()).limit(20)))
+    people = c.people({e.actor for e in events} | {e.target for e in events if e.target})
     audits = [{"at": f"{e.at:%Y-%m-%d %H:%M}", "actor": _account(e.actor, people), "kind": audit_label(e.kind),
-               "detail": audit_text(e, names)} for e in events]
+               "target": audit_target(e, people), "detail": audit_text(e, names)} for e in events]
     sessions, (failed, failed_from) = _sessions(c, u)
     return c.render("admin_user.html", status_code=status_code, error=error, message=message, u=u,
                     locked=users.is_locked(u), divisions=_divisions(c), roles=users.ROLE_LABELS,
@@ -435,7 +437,9 @@ def _decision_rows(c: Ctx, state: str, kind: str) -> tuple[list[dict], int]:
             # Masked, a record and its person often read alike: say when they are alike unmasked.
             "same": d.record_name == subject and d.record_id_number == person_id,
             "township": names.get(d.township_code, "其他乡镇"), "verifier": d.verifier_name,
-            "account": people.get(d.decided_by, "已停用的账号"), "day": f"{d.decided_at:%Y-%m-%d}",
+            # The account signed in when it was signed: its login, and the person it belongs to.
+            "account": people.get(d.decided_by, "已停用的账号"),
+            "login": d.decided_by if d.decided_by in people else "", "day": f"{d.decided_at:%Y-%m-%d}",
             "clue_id": d.clue_id, "active": d.revoked_at is None,
             "revoked": None if d.revoked_at is None else {
                 "who": people.get(d.revoked_by or "", "已停用的账号"), "at": f"{d.revoked_at:%Y-%m-%d %H:%M}",

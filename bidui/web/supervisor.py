@@ -98,9 +98,14 @@ def trend_svg(points: list[Point], width: int, height: int, font: int, max_label
         parts.append(f'<text x="{x(n - 1):.1f}" y="{y_rate(last.rate) - font * .7:.1f}" text-anchor="middle" '
                      f'fill="{rate_colour}" font-weight="600">{last.rate:.0%}</text>')
     # Axis titles and the legend.
-    parts.append(f'<text x="{left}" y="{font * 1.2:.1f}" fill="{rate_colour}">━ 整改销号率（左轴）</text>')
-    parts.append(f'<text x="{left + w}" y="{font * 1.2:.1f}" text-anchor="end" fill="#92400e">'
-                 f'▮ 未销号线索（条，右轴）</text>')
+    rate_legend, open_legend = "━ 整改销号率（左轴）", "▮ 未销号线索（条，右轴）"
+    parts.append(f'<text x="{left}" y="{font * 1.2:.1f}" fill="{rate_colour}">{rate_legend}</text>')
+    # Side by side where both fit (every character about a font's width), else the second below
+    # the first: on a phone they ran into each other.
+    if (len(rate_legend) + len(open_legend) + 2) * font <= w:
+        parts.append(f'<text x="{left + w}" y="{font * 1.2:.1f}" text-anchor="end" fill="#92400e">{open_legend}</text>')
+    else:
+        parts.append(f'<text x="{left}" y="{font * 2.4:.1f}" fill="#92400e">{open_legend}</text>')
     parts.append(f'<text x="{left + w / 2:.1f}" y="{height - font * .4:.1f}" text-anchor="middle" fill="#616e7c">'
                  f'比对日期</text>')
     parts.append("</svg>")

@@ -181,7 +181,7 @@ def _render_inbox(c: Ctx, filters: dict, term: str, status_code: int = 200, erro
     grouped = villages_by_township(villages)
     return c.render("inbox.html", status_code=status_code, rows=rows, names=c.division_names(), total=total, page=page,
                     pages=(total + PAGE - 1) // PAGE, rules=rules, villages=grouped, townships=list(grouped),
-                    filters=filters, term=typed or term, url=lambda **ch: _inbox_url(filters, **ch), error=error,
+                    filters=filters, term=term, typed=typed or term, max_term=MAX_TERM, url=lambda **ch: _inbox_url(filters, **ch), error=error,
                     download=_inbox_url(filters, page=1).replace("/inbox", "/inbox.xlsx", 1))
 
 
