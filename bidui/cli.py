@@ -127,16 +127,16 @@ def loads(
 ) -> None:
     """Print the load log."""
     import json
-    from datetime import date
 
     from bidui.connectors import warehouse
 
     home: Home = ctx.obj
+    day = _night(night) if night else None
     if not home.warehouse.exists():
         console.print(f"no warehouse at {home.warehouse} yet: run bidui ingest first")
         raise typer.Exit(1)
     con = warehouse.connect(home.warehouse)
-    log = warehouse.load_log(con, date.fromisoformat(night) if night else None)
+    log = warehouse.load_log(con, day)
     con.close()
     if as_json:
         for row in log.iter_rows(named=True):
@@ -169,10 +169,9 @@ def _write_csv(frame, out: Path) -> None:
 
 
 def _night(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError as e:
-        raise typer.BadParameter(f"not a date (YYYY-MM-DD): {value}", param_hint="--date") from e
+    from bidui.clitools import cli_date
+
+    return cli_date(value)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""What the commands that write a night's state share: the home's run lock and its `--wait`."""
+"""What the commands share: the home's run lock and its `--wait`, and a date typed as an option."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import inspect
 import sys
 import typing
 from collections.abc import Callable
+from datetime import date
 from typing import Annotated, Any, TypeVar
 
 import click
@@ -61,3 +62,11 @@ def locked_command(create_home: bool = False) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def cli_date(value: str, option: str = "--date") -> date:
+    """A date typed as an option (YYYY-MM-DD); a clear error naming the option, never a traceback."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError as e:
+        raise typer.BadParameter(f"not a date (YYYY-MM-DD): {value}", param_hint=option) from e

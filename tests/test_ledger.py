@@ -548,6 +548,16 @@ def test_report_figures(ledger) -> None:
     assert (row["issued"], row["verified"], row["closed"], row["overdue"]) == (4, 2, 1, 2)
     assert row["closure_rate"] == 0.25 and row["on_time_rate"] == 0.5 and row["true_rate"] == 0.5
     assert rep.overdue.height == 2 and other.overall.row(0, named=True)["issued"] == 0
+    # As of a past day (a 三天一报 made again): what was verified or closed after it is not yet so.
+    with ledger.read() as s:
+        then = report.build(s, "330102000000", today=date(2026, 11, 30))
+        window = report.three_days(s, "330102000000", today=date(2026, 11, 26))  # verified on 11-25
+        before = report.build(s, "330102000000", today=NIGHTS[0] - timedelta(days=1))
+    row = then.overall.row(0, named=True)
+    assert (row["issued"], row["verified"], row["closed"], row["true_rate"]) == (4, 1, 0, 1.0)
+    w = window.overall.row(0, named=True)
+    assert (w["new_in_window"], w["verified_in_window"], w["closed_in_window"]) == (0, 1, 0)
+    assert before.overall.row(0, named=True)["issued"] == 0
 
 
 def test_cli_publish_workbook_import_review_export_report(nightly, tmp_path: Path, monkeypatch) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from bidui.clitools import cli_date
 from bidui.home import Home
 
 clues_app = typer.Typer(help="The clue ledger: township workbooks, review, export.", no_args_is_help=True)
@@ -340,8 +341,8 @@ def report_cmd(ctx: typer.Context,
     from bidui.clues.models import Division
 
     home: Home = ctx.obj
+    day = cli_date(today, "--today") if today else date.today()
     ledger = _ledger(home)
-    day = date.fromisoformat(today) if today else date.today()
     with ledger.read() as s:
         # A name, or a code the ledger knows (a prefecture's code need not be among the divisions):
         # an unknown one is said, not reported as zeros.

@@ -96,10 +96,26 @@ def burden(frame: pl.DataFrame) -> pl.DataFrame:
     return out.sort([heaviest, pl.col("issued"), pl.col("rule_code")], descending=[True, True, False])
 
 
+def as_of(frame: pl.DataFrame, day: date) -> pl.DataFrame:
+    """The clues as they stood at the end of `day` (a report of a past day, a 三天一报 made again):
+    those first seen by then, a verification or a closing after it undone (not yet verified: its
+    outcome unknown; verified, not yet closed). As the trend reads the ledger, by the latest dates
+    it keeps: a clue verified, returned and verified again counts from its last verification. A
+    day that is today changes nothing."""
+    later = lambda c: (pl.col(c) > day).fill_null(False)  # noqa: E731
+    return frame.filter((pl.col("first_seen") <= day).fill_null(True)).with_columns(
+        pl.when(pl.col("status").is_in([VERIFIED, CLOSED]) & later("verified_on")).then(pl.lit(DISPATCHED))
+        .when((pl.col("status") == CLOSED) & later("closed_on")).then(pl.lit(VERIFIED))
+        .otherwise(pl.col("status")).alias("status"),
+        pl.when(later("verified_on")).then(None).otherwise(pl.col("outcome")).alias("outcome"),
+        pl.when(later("verified_on")).then(None).otherwise(pl.col("verified_on")).alias("verified_on"),
+        pl.when(later("closed_on")).then(None).otherwise(pl.col("closed_on")).alias("closed_on"))
+
+
 def build(session: Session, scope_code: str | None = None, today: date | None = None,
           since: date | None = None) -> Report:
     today = today or date.today()
-    frame = clue_frame(session, scope_code)
+    frame = as_of(clue_frame(session, scope_code), today)
     names = {d.code: d.name for d in session.scalars(select(Division))}
     named = frame.with_columns(
         pl.col("county_code").replace_strict(names, default=pl.col("county_code")).alias("county"),

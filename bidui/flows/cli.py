@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bidui.clitools import locked_command
+from bidui.clitools import cli_date, locked_command
 from bidui.errors import night_exit_code
 from bidui.flows.nightly import NightReport
 from bidui.home import Home
@@ -125,14 +125,13 @@ def run_cmd(ctx: typer.Context,
     No Prefect server is needed (an ephemeral one is started unless --plain). Exit 0: every file
     accepted; 2: a file was refused or held; 3: another run on this home did not finish within
     --wait (codes 4-7: see `bidui.errors`)."""
-    from datetime import date
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from bidui.flows import nightly
 
     home: Home = ctx.obj
-    day = date.fromisoformat(night) if night else None
+    day = cli_date(night) if night else None
     if plain:
         console = _console()
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
