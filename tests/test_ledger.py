@@ -587,11 +587,24 @@ def test_cli_publish_workbook_import_review_export_report(nightly, tmp_path: Pat
     run("clues", "workbook", "--township", township, "--out", str(wb))
     ids = frame.filter(pl.col("township_code") == township)["clue_id"].cast(pl.Int64).sort().to_list()
     filled = tmp_path / "filled.xlsx"
-    fill_workbook(wb, filled, {ids[0]: GOOD | {"核实日期": date.today()}})  # the CLI checks against today
-    assert "1 条线索已核实并签字" in run("clues", "import", str(filled), "--as", "town")
+    signed = GOOD | {"核实日期": date.today()}  # the CLI checks against today
+    fill_workbook(wb, filled, {ids[0]: signed, ids[1]: signed})
+    assert "2 条线索已核实并签字" in run("clues", "import", str(filled), "--as", "town")
     run("clues", "import", str(filled), "--as", "town", code=2)  # stale now: refused
-    run("clues", "review", str(ids[0]), "--return", "--reason", "", "--as", "county", code=2)
+    later = (date.today() + timedelta(days=10)).isoformat()
+    run("clues", "review", str(ids[0]), "--return", "--reason", "", "--due", later, "--as", "county", code=2)
+    # A return names the township's new due date, as the review page asks (today or later).
+    assert "--due" in run("clues", "review", str(ids[0]), "--return", "--reason", "说明不充分", "--as", "county",
+                          code=1)
+    assert "不能早于今天" in run("clues", "review", str(ids[0]), "--return", "--reason", "说明不充分",
+                              "--due", "2020-01-01", "--as", "county", code=2)
     assert "已销号" in run("clues", "review", str(ids[0]), "--close", "--as", "county")
+    assert "已退回" in run("clues", "review", str(ids[1]), "--return", "--reason", "说明不充分", "--due", later,
+                        "--as", "county")
+    returned = tmp_path / "returned.csv"
+    run("clues", "export", "--codes", "--out", str(returned))
+    back = pl.read_csv(returned, infer_schema=False).filter(pl.col("clue_id") == str(ids[1])).row(0, named=True)
+    assert (back["status"], back["due_date"]) == ("returned", later)
     out = tmp_path / "report.xlsx"
     text = run("report", "--scope", township, "--out", str(out), "--today", "2026-12-31")
     assert out.exists() and "整改销号率" in text

@@ -185,6 +185,10 @@ def test_cli_link_and_export(tiny: Path, tmp_path: Path) -> None:
     assert none["hukou_id_number"].is_null().all()
     business = frame.filter(pl.col("dataset") == "businesses")
     assert business["source_row"].cast(pl.Int64).is_unique().all()  # one row per business: its legal rep
+    # A night that was not linked has no links to export (its records are an earlier night's).
+    later = tmp_path / "later.csv"
+    res = runner.invoke(app, ["--home", home, "links", "export", "--date", "2026-11-25", "--out", str(later)])
+    assert res.exit_code == 1 and "no links for 2026-11-25" in res.output and not later.exists()
 
 
 def test_register_duplicates_are_found(tiny: Path, linked) -> None:

@@ -155,14 +155,22 @@ def clues_review(ctx: typer.Context, clue_id: Annotated[int, typer.Argument()],
                  as_user: Annotated[str, typer.Option("--as")],
                  close: Annotated[bool, typer.Option("--close", help="Close (销号) the verified clue.")] = False,
                  send_back: Annotated[bool, typer.Option("--return", help="Return it to the township.")] = False,
-                 reason: Annotated[str, typer.Option("--reason")] = "") -> None:
-    """A county reviewer closes a verified clue, or returns it with a reason."""
+                 reason: Annotated[str, typer.Option("--reason")] = "",
+                 due: Annotated[str | None, typer.Option(
+                     "--due", help="With --return: the township's new due date (YYYY-MM-DD, today or later).")]
+                 = None) -> None:
+    """A county reviewer closes a verified clue, or returns it with a reason and a new due date
+    (as the review page asks: the old one has usually passed, and the clue would come back overdue)."""
     from bidui.clues import actions
     from bidui.clues.states import TransitionError
 
     if close == send_back:
         _console().print("请给出 --close（销号）或 --return（退回）其中之一")
         raise typer.Exit(1)
+    if send_back and not due:
+        _console().print("退回须给出新的截止日期：--due YYYY-MM-DD（不早于今天）")
+        raise typer.Exit(1)
+    new_due = cli_date(due, "--due") if send_back and due else None
     home: Home = ctx.obj
     ledger = _ledger(home)
     user = _user(ledger, as_user)
@@ -172,7 +180,7 @@ def clues_review(ctx: typer.Context, clue_id: Annotated[int, typer.Argument()],
             if close:
                 clue = actions.close(s, clue_id, clue.version, user)
             else:
-                clue = actions.send_back(s, clue_id, clue.version, user, reason)
+                clue = actions.send_back(s, clue_id, clue.version, user, reason, new_due)
     except (actions.NotFoundError, actions.ConflictError, TransitionError) as e:
         _console().print(str(e))
         raise typer.Exit(2) from e

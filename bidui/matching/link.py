@@ -962,9 +962,11 @@ def links_of(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
 
 
 def export(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
-    """One row per person-bearing record in force on the night, with its link."""
+    """One row per person-bearing record in force on the night, with its link; none for a night
+    that was not linked (its records are a snapshot of an earlier night, and no link holds for it)."""
     con.execute(LINKS_SCHEMA)
-    sql, args, _ = records_sql(con, night)
+    (linked,), = con.execute("SELECT count(*) FROM link_runs WHERE night = ?", [night]).fetchall()
+    sql, args, _ = records_sql(con, night) if linked else (None, [], [])
     if sql is None:
         return pl.DataFrame(schema=dict.fromkeys(EXPORT_COLUMNS, pl.String))
     return wh.query(con, f"""
