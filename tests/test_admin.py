@@ -205,8 +205,9 @@ def test_users_cli(home) -> None:
 
     listed = run("list")
     assert "town" in listed and "乡镇核实员" in listed and "正常" in listed
-    run("add", "--name", "sun", "--role", "township", "--scope", town, "--password", NEW_PASSWORD,
-        "--real-name", "孙丽", "--position", "扶贫专干")
+    added = run("add", "--name", "sun", "--role", "township", "--scope", town, "--password", NEW_PASSWORD,
+                "--real-name", "孙丽", "--position", "扶贫专干")
+    assert town not in added and "已添加用户 sun（乡镇核实员，" in added  # the township by its name
     assert "管辖范围应是乡镇" in run("add", "--name", "bad", "--role", "township", "--scope", town[:6] + "000000",
                                  "--password", NEW_PASSWORD, code=1)
     run("disable", "sun")
@@ -220,6 +221,7 @@ def test_users_cli(home) -> None:
     temp = re.search(r"临时密码.*：(\S+)", run("reset-password", "sun")).group(1)
     assert signed_in(client_for(h), "sun", temp)
     run("rescope", "sun", "--role", "county", "--scope", town[:6] + "000000")
+    assert "没有要修改的内容" in run("edit", "sun", code=1)  # nothing said updated when nothing was
     run("edit", "sun", "--position", "审核员")
     assert (user(h, "sun").role, user(h, "sun").position) == ("county", "审核员")
     assert "没有用户 nobody" in run("disable", "nobody", code=1)

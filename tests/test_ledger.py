@@ -584,6 +584,8 @@ def test_cli_publish_workbook_import_review_export_report(nightly, tmp_path: Pat
     run("users", "add", "--name", "bad", "--role", "township", "--scope", township[:6] + "000000", "--password", "x" * 9,
         code=1)
     wb = tmp_path / "wb.xlsx"
+    assert "没有在用的用户 nosuch" in run("clues", "workbook", "--township", township, "--out", str(wb), "--as", "nosuch",
+                                 code=1) and not wb.exists()
     run("clues", "workbook", "--township", township, "--out", str(wb))
     ids = frame.filter(pl.col("township_code") == township)["clue_id"].cast(pl.Int64).sort().to_list()
     filled = tmp_path / "filled.xlsx"

@@ -106,19 +106,24 @@ def _division(session, text: str, level: str | None = None) -> tuple[str, str]:
 def clues_workbook(ctx: typer.Context,
                    township: Annotated[str, typer.Option("--township", help="The township's name or code.")],
                    out: Annotated[Path | None, typer.Option("--out", help="Default: 核实工作簿_<乡镇>_<日期>.xlsx")] = None,
-                   as_user: Annotated[str, typer.Option("--as", help="Who issues it (recorded in the token).")] = "admin"
-                   ) -> None:
+                   as_user: Annotated[str | None, typer.Option(
+                       "--as", help="Who issues it, recorded in the token (default: 命令行, as the command line).")]
+                   = None) -> None:
     """The township's open clues as an Excel workbook to fill in on visits."""
+    from bidui.clues import users
     from bidui.clues.workbook import WorkbookError, workbook_filename, write_workbook
     from bidui.signing import secret_key
 
     home: Home = ctx.obj
     ledger = _ledger(home)
+    if as_user is not None:
+        _user(ledger, as_user)  # the token names who issued it: an account that exists
+    issuer = as_user or users.CLI.name
     try:
         with ledger.read() as s:
             code, name = _division(s, township, "township")
             out = out or Path(workbook_filename(s, code))
-            n = write_workbook(s, code, out, secret_key(home.root), as_user)
+            n = write_workbook(s, code, out, secret_key(home.root), issuer)
     except WorkbookError as e:
         _console().print(str(e))
         raise typer.Exit(1) from e
@@ -270,9 +275,10 @@ def users_add(ctx: typer.Context, username: Annotated[str, typer.Option("--name"
     common one; stored hashed with argon2. Audited."""
     from bidui.clues import users
 
-    _users_do(ctx, lambda s: users.add_user(s, username, display or real_name or username, role, scope_code, password,
-                                            position, real_name=real_name, actor=users.CLI))
-    _console().print(f"已添加用户 {username}（{users.ROLE_LABELS[role]}，{scope_code}）")
+    where = _users_do(ctx, lambda s: (users.add_user(s, username, display or real_name or username, role, scope_code,
+                                                     password, position, real_name=real_name, actor=users.CLI),
+                                      users.division_name(s, scope_code))[1])
+    _console().print(f"已添加用户 {username}（{users.ROLE_LABELS[role]}，{where}）")
 
 
 @users_app.command("disable")
@@ -320,8 +326,9 @@ def users_rescope(ctx: typer.Context, username: Annotated[str, typer.Argument(he
     """Change a user's role and scope (a township user's scope is a township, and so on). Audited."""
     from bidui.clues import users
 
-    _users_do(ctx, lambda s: users.rescope(s, username, role, scope_code, users.CLI))
-    _console().print(f"用户 {username} 现为{users.ROLE_LABELS[role]}，管辖范围 {scope_code}")
+    where = _users_do(ctx, lambda s: (users.rescope(s, username, role, scope_code, users.CLI),
+                                      users.division_name(s, scope_code))[1])
+    _console().print(f"用户 {username} 现为{users.ROLE_LABELS[role]}，管辖范围 {where}")
 
 
 @users_app.command("edit")
@@ -332,6 +339,9 @@ def users_edit(ctx: typer.Context, username: Annotated[str, typer.Argument(help=
     """Change a user's real name, position or display name. Audited."""
     from bidui.clues import users
 
+    if real_name is None and position is None and display is None:
+        _console().print("没有要修改的内容：请给出 --real-name、--position 或 --display-name")
+        raise typer.Exit(1)
     _users_do(ctx, lambda s: users.edit_profile(s, username, users.CLI, real_name, position, display))
     _console().print(f"已更新用户 {username}")
 

@@ -20,7 +20,7 @@ def sample_cmd(ctx: typer.Context,
                out: Annotated[Path, typer.Option("--out", help="The Excel file to write (.xlsx).")],
                seed: Annotated[int, typer.Option("--seed", help="The random seed: the same seed, the same sample.")] = 1,
                households: Annotated[int, typer.Option(
-                   "--households", help="Households drawn per village at least (all when fewer).")] = 43) -> None:
+                   "--households", min=1, help="Households drawn per village at least (all when fewer).")] = 43) -> None:
     """3 townships of the county, a good, a middling and a poor village of each (by the stated
     measure), at least N households per village, their members, every clue with its state and
     verification, and what is still open; written as Excel."""
