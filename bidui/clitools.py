@@ -8,6 +8,7 @@ import sys
 import typing
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import click
@@ -70,3 +71,11 @@ def cli_date(value: str, option: str = "--date") -> date:
         return date.fromisoformat(value)
     except ValueError as e:
         raise typer.BadParameter(f"not a date (YYYY-MM-DD): {value}", param_hint=option) from e
+
+
+def out_file(path: Path, *suffixes: str) -> Path:
+    """A file to write whose name says what it holds (an Excel workbook under x.csv would not open
+    as the operator expects); a clear error naming the option otherwise."""
+    if path.suffix.lower() not in suffixes:
+        raise typer.BadParameter(f"write to a file ending {' or '.join(suffixes)}: {path.name}", param_hint="--out")
+    return path

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bidui.clitools import cli_date
+from bidui.clitools import cli_date, out_file
 from bidui.home import Home
 
 clues_app = typer.Typer(help="The clue ledger: township workbooks, review, export.", no_args_is_help=True)
@@ -209,6 +209,7 @@ def clues_export(ctx: typer.Context, out: Annotated[Path, typer.Option("--out", 
     from bidui.cli import _night, _write_csv
     from bidui.clues.export import export_frame, people_frame
 
+    out_file(out, ".csv", ".xlsx")
     home: Home = ctx.obj
     ledger = _ledger(home)
     try:

@@ -135,7 +135,7 @@ def build(session: Session, scope_code: str | None = None, today: date | None = 
         (pl.lit(today) - pl.col("due_date")).dt.total_days().alias("days_overdue")).sort("days_overdue", descending=True)
     # A prefecture's own code may not be among the divisions delivered (counties, townships, villages).
     scope_name = names.get(scope_code) or {"prefecture": "全市（州）", "county": "全县（区）"}.get(
-        scope.level(scope_code), scope_code) if scope_code else "全部"
+        scope.level(scope_code), scope_code) if scope_code else "全市（州）"
     return Report(today, scope_code, since, _figures(named, [], today, since),
                   _figures(named, ["county_code", "county"], today, since),
                   _figures(named, ["county", "township_code", "township"], today, since),
@@ -174,7 +174,7 @@ def title(report: Report) -> str:
     """The heading of every sheet: which report, which window, whose division, as of when."""
     name = "三天一报" if report.since else "线索核查进展"
     window = f"（{report.since.isoformat()} 至 {report.today.isoformat()}）" if report.since else ""
-    return f"{name}{window} 范围：{report.scope_name or report.scope or '全部'} 生成：{report.today.isoformat()}"
+    return f"{name}{window} 范围：{report.scope_name or report.scope or '全市（州）'} 生成：{report.today.isoformat()}"
 
 
 def write_xlsx(report: Report, out: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 import duckdb
 import typer
 
-from bidui.clitools import locked_command
+from bidui.clitools import cli_date, locked_command, out_file
 from bidui.home import Home
 
 quality_app = typer.Typer(help="数据质量通报：各部门报送数据的质量（按夜、按部门）。", no_args_is_help=True)
@@ -57,10 +57,8 @@ def report_cmd(ctx: typer.Context,
     from bidui.quality.bulletin import problems
     from bidui.quality.report import build, write_xlsx
 
-    try:
-        day = date.fromisoformat(night)
-    except ValueError as e:
-        raise typer.BadParameter(f"不是日期（YYYY-MM-DD）：{night}", param_hint="--date") from e
+    day = cli_date(night)
+    out_file(out, ".xlsx")
     code = department_code(department) if department else None
     home: Home = ctx.obj
     con = warehouse.connect(home.warehouse)
