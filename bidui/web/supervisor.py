@@ -128,7 +128,7 @@ TABLES = {
                                             "true_rate", "overdue"]),
     "category": ("按类别", lambda r: r.by_category.with_columns(
         pl.col("category").replace_strict(CATEGORY_LABELS, default=pl.col("category"))),
-        ["category", "issued", "closed", "closure_rate", "true_rate", "overdue"]),
+        ["category", "issued", "verified", "closed", "closure_rate", "on_time_rate", "true_rate", "overdue"]),
     "findings": ("错评漏评错退", lambda r: r.findings, ["kind", "raised", "confirmed"]),
     "burden": ("核查负担", lambda r: r.burden, ["rule_title", "issued", "verified", "true", "not_true", "median_days",
                                              "visits_per_true"]),
