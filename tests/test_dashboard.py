@@ -94,6 +94,12 @@ def test_breakdowns_with_names(home) -> None:
     by_rule = re.sub(r"<[^>]+>", " ", pref.split('id="by-rule"')[1].split('id="findings"')[0])
     assert "属实率" in by_rule and not re.search(r"\b[A-Z][A-Z_]{3,}\b", by_rule)  # titles, not codes
     assert not re.search(r"\b\d{12}\b", re.sub(r"<[^>]+>", " ", pref))  # no division code anywhere
+    # By category, as the download and the command's report have it: its names, not its codes.
+    from bidui.clues.present import CATEGORY_LABELS
+
+    by_category = re.sub(r"<[^>]+>", " ", pref.split('id="by-category"')[1].split('id="burden"')[0])
+    assert any(label in by_category for label in CATEGORY_LABELS.values()) and "按时核实率" in by_category
+    assert not any(code in by_category for code in CATEGORY_LABELS)
     # A county user: no by-county section, only its own county's townships.
     county = client_as(h, "county").get("/dashboard").text
     assert 'id="by-county"' not in county
