@@ -276,10 +276,12 @@ def users_add(ctx: typer.Context, username: Annotated[str, typer.Option("--name"
     common one; stored hashed with argon2. Audited."""
     from bidui.clues import users
 
-    where = _users_do(ctx, lambda s: (users.add_user(s, username, display or real_name or username, role, scope_code,
-                                                     password, position, real_name=real_name, actor=users.CLI),
-                                      users.division_name(s, scope_code))[1])
-    _console().print(f"已添加用户 {username}（{users.ROLE_LABELS[role]}，{where}）")
+    def add(s) -> str:
+        users.add_user(s, username, display or real_name or username, role, scope_code, password, position,
+                       real_name=real_name, actor=users.CLI)
+        return users.division_name(s, scope_code)
+
+    _console().print(f"已添加用户 {username}（{users.ROLE_LABELS[role]}，{_users_do(ctx, add)}）")
 
 
 @users_app.command("disable")
@@ -327,9 +329,11 @@ def users_rescope(ctx: typer.Context, username: Annotated[str, typer.Argument(he
     """Change a user's role and scope (a township user's scope is a township, and so on). Audited."""
     from bidui.clues import users
 
-    where = _users_do(ctx, lambda s: (users.rescope(s, username, role, scope_code, users.CLI),
-                                      users.division_name(s, scope_code))[1])
-    _console().print(f"用户 {username} 现为{users.ROLE_LABELS[role]}，管辖范围 {where}")
+    def rescope(s) -> str:
+        users.rescope(s, username, role, scope_code, users.CLI)
+        return users.division_name(s, scope_code)
+
+    _console().print(f"用户 {username} 现为{users.ROLE_LABELS[role]}，管辖范围 {_users_do(ctx, rescope)}")
 
 
 @users_app.command("edit")

@@ -85,12 +85,18 @@ def _label(name: str) -> str:
     return f"{label}（{unit}）" if unit else label
 
 
+def _where(name: str, show_key: bool) -> str:
+    """A parameter as an error names it: by its key as typed on the command line and its label, or
+    (`show_key=False`, a page) by its label alone."""
+    return f"参数 {name}（{_label(name)}）" if show_key else f"“{_label(name)}”"
+
+
 def parse_value(name: str, text: str, current: Any, show_key: bool = True) -> Any:
     """`text` as a value of the parameter's kind (that of its current value); WhatIfError naming
     the parameter when it is not one (by its key as typed on the command line, and its label;
     `show_key=False`: the label only, for a page)."""
     text = text.strip()
-    where = f"参数 {name}（{_label(name)}）" if show_key else f"“{_label(name)}”"
+    where = _where(name, show_key)
     if isinstance(current, list):
         if text.startswith("["):
             try:
@@ -165,27 +171,24 @@ def check_domains(values: dict[str, Any], changed: list[str], show_key: bool = T
     would show every such clue as removed, as if the parameter had done it."""
     from bidui.datasets import BY_CODE
 
-    def where(name: str) -> str:
-        return f"参数 {name}（{_label(name)}）" if show_key else f"“{_label(name)}”"
-
     for name in changed:
         value = values[name]
         items = value if isinstance(value, list) else [value]
         if name == "vehicle_counted_types":
             bad = [v for v in items if not VEHICLE_CODE_START.match(str(v))]
             if bad:
-                raise WhatIfError(f"{where(name)} 中的 {'、'.join(map(str, bad))} 不是 GA 802 车辆类型代码的开头："
+                raise WhatIfError(f"{_where(name, show_key)} 中的 {'、'.join(map(str, bad))} 不是 GA 802 车辆类型代码的开头："
                                   "须为一个字母或一个字母加一位数字，如 K、H1（不是车辆类型的名称）")
         if name in PARAMETER_DOMAINS:
             code, column = PARAMETER_DOMAINS[name]
             allowed = next(c.values for c in BY_CODE[code].columns if c.name == column)
             bad = [v for v in items if v not in allowed]
             if bad:
-                raise WhatIfError(f"{where(name)} 中的 {'、'.join(map(str, bad))} 不是可能的取值；"
+                raise WhatIfError(f"{_where(name, show_key)} 中的 {'、'.join(map(str, bad))} 不是可能的取值；"
                                   f"可取：{'、'.join(allowed)}")
     for low, high in PARAMETER_RANGES:
         if (low in changed or high in changed) and low in values and high in values and values[low] > values[high]:
-            raise WhatIfError(f"{where(low)}（{values[low]}）大于{where(high)}（{values[high]}），这样没有人在范围内")
+            raise WhatIfError(f"{_where(low, show_key)}（{values[low]}）大于{_where(high, show_key)}（{values[high]}），这样没有人在范围内")
 
 
 _PARAM = re.compile(r"\$([a-z_]+)")
