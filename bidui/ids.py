@@ -170,12 +170,59 @@ def _check_of_int(first17: pl.Expr) -> pl.Expr:
     return pl.lit(CHECK_CHARS).str.slice(total % 11, 1)
 
 
+# A number as most departments deliver it: 17 ASCII digits and a digit or X, nothing to clean
+# (NFKC, the dropped characters and upper-casing leave it as it is). `[0-9]`, not `\d`: polars'
+# `\d` is Unicode's and takes full-width digits, which NFKC must turn into ASCII first.
+_PLAIN_18 = r"^[0-9]{17}[0-9X]$"
+
+
 def normalise_id_series(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
     """(normalised text, status) for a column of IDs as text; see `normalise_id`.
 
-    Staged (each intermediate materialised once): the cleaned text feeds a dozen tests, and
-    recomputing it inside every branch made this 7× slower.
+    The numbers delivered plain (`_PLAIN_18`, 95% of a department's column) are their own
+    normalised text and need only the province, birth-date and check tests (`_plain_status`);
+    the rest go through every form `normalise_id` knows (`_normalise_any`). All of them through
+    that took 3.3 s for the large prefecture's four million medical-insurance numbers, split 0.7 s.
     """
+    raw = raw.cast(pl.String)
+    plain = raw.str.contains(_PLAIN_18).fill_null(False)
+    if not plain.any():
+        return _normalise_any(raw)
+    status = _plain_status(raw.filter(plain))
+    if plain.all():
+        return raw, status
+    norm_rest, status_rest = _normalise_any(raw.filter(~plain))
+    at_plain, at_rest = plain.arg_true(), (~plain).arg_true()
+    norm = raw.scatter(at_rest, norm_rest)
+    full = pl.repeat("", len(raw), dtype=pl.String, eager=True).scatter(at_plain, status).scatter(at_rest, status_rest)
+    return norm, full
+
+
+def _plain_status(t: pl.Series) -> pl.Series:
+    """The status of numbers all of the form `_PLAIN_18` (as `_normalise_any` gives it them)."""
+    c = pl.col
+    # (the 17 digits as a column first: inside the check's expression, they were parsed once per digit)
+    df = pl.DataFrame({"t": t}).with_columns(c("t").str.slice(0, 17).str.to_integer().alias("n17"))
+    df = df.with_columns(
+        c("t").str.slice(0, 2).is_in(sorted(PROVINCE_CODES)).alias("province_ok"),
+        _birth_in_range(c("t").str.slice(6, 8).str.to_date("%Y%m%d", strict=False)).alias("birth_ok"),
+        (_check_of_int(c("n17")) == c("t").str.slice(17, 1)).alias("check_ok"))
+    return df.select(
+        pl.when(~c("province_ok")).then(pl.lit(IdStatus.BAD_PROVINCE.value))
+        .when(~c("birth_ok")).then(pl.lit(IdStatus.BAD_BIRTH_DATE.value))
+        .when(~c("check_ok") & c("t").str.ends_with("000")).then(pl.lit(IdStatus.EXCEL_MANGLED.value))
+        .when(~c("check_ok")).then(pl.lit(IdStatus.BAD_CHECK.value))
+        .otherwise(pl.lit(IdStatus.VALID.value)).alias("status")).to_series()
+
+
+def _birth_in_range(born: pl.Expr) -> pl.Expr:
+    return born.is_not_null() & (born >= date(1880, 1, 1)) & (born <= date(2100, 1, 1))
+
+
+def _normalise_any(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """`normalise_id_series` for IDs in any form. Staged (each intermediate materialised once):
+    the cleaned text feeds a dozen tests, and recomputing it inside every branch made this 7×
+    slower."""
     c = pl.col
     df = pl.DataFrame({"t": nfkc_series(raw)}).with_columns(
         c("t").str.replace_all("[" + re.escape(_DROP_CHARS) + "]", "").str.to_uppercase().fill_null(""))
@@ -197,11 +244,12 @@ def normalise_id_series(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
         (c("mantissa").str.len_chars() < MIN_SCIENTIFIC_DIGITS).fill_null(False).alias("sci_short"),
         ((c("n15") // 10**9) * 10**11 + 19 * 10**9 + c("n15") % 10**9).alias("up17"),
         pl.when(c("n15").is_not_null()).then(19_000_000 + (c("n15") // 1000) % 10**6)
-        .otherwise((c("n17") // 1000) % 10**8).cast(pl.String).str.to_date("%Y%m%d", strict=False).alias("born"),
+        .otherwise((c("n17") // 1000) % 10**8).cast(pl.String).str.zfill(8)  # (a year before 1000 keeps its zeros)
+        .str.to_date("%Y%m%d", strict=False).alias("born"),
         (_check_of_int(c("n17")) == c("t").str.slice(17, 1)).alias("check_ok"),
     )
     df = df.with_columns(
-        (c("born").is_not_null() & (c("born") >= date(1880, 1, 1)) & (c("born") <= date(2100, 1, 1))).alias("birth_ok"),
+        _birth_in_range(c("born")).alias("birth_ok"),
         c("n15").is_not_null().alias("is15"),
     )
     out = df.select(

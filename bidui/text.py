@@ -5,20 +5,32 @@ from __future__ import annotations
 import polars as pl
 
 
+# Text NFKC leaves as it is: ASCII and the CJK Unified Ideographs (U+4E00–U+9FFF) have no
+# decomposition, and no two of them compose (the compatibility ideographs, U+F900–U+FAFF, and the
+# radicals, U+2E80–U+2FDF, which NFKC does change, lie outside). Almost every name and address.
+NFKC_STABLE = r"^[\x00-\x7F\u4E00-\u9FFF]*$"
+
+
 def nfkc_series(s: pl.Series) -> pl.Series:
-    """NFKC of a text column, computed only where it can change something (non-ASCII values):
-    a third of the cost of ID normalisation otherwise, for IDs that are almost all ASCII."""
+    """NFKC of a text column, computed only where it can change something (values not all
+    `NFKC_STABLE`): a third of the cost of ID normalisation otherwise, for IDs that are almost all
+    ASCII; the large hukou file's names 0.67 → 0.16 s, where testing for ASCII alone sent every
+    name to NFKC."""
     s = s.cast(pl.String)
     # Judged on a sample: counting the distinct values of a whole column costs as much as NFKC.
     if len(s) > 1000 and s.head(20_000).n_unique() * 4 < min(len(s), 20_000):
         # A column that repeats (enumerations, dates, places): NFKC each distinct value once.
         distinct = s.unique().drop_nulls()
         return s.replace_strict(distinct, nfkc_series(distinct), default=None)
-    non_ascii = (s.str.len_bytes() != s.str.len_chars()).fill_null(False)  # ASCII is its own NFKC
-    idx = non_ascii.arg_true()
+    # ASCII first (the cheaper test: most ID numbers and codes), then the rest by `NFKC_STABLE`
+    idx = (s.str.len_bytes() != s.str.len_chars()).fill_null(False).arg_true()
     if len(idx) == 0:
         return s
-    return s.scatter(idx, s.gather(idx).str.normalize("NFKC"))
+    rest = s.gather(idx)
+    changes = ~rest.str.contains(NFKC_STABLE)
+    if not changes.any():
+        return s
+    return s.scatter(idx.filter(changes), rest.filter(changes).str.normalize("NFKC"))
 
 
 # A cell whose text begins with one of these is read as a formula by Excel, WPS or LibreOffice

@@ -105,3 +105,12 @@ def test_scientific_notation_is_excel_mangled_only_with_excels_digits(raw: str, 
     assert (series_norm[0], series_status[0]) == (norm, got.value)
     if status is IdStatus.TOO_FEW_DIGITS:
         assert norm == raw  # kept as delivered: nothing padded with invented zeros
+
+
+@pytest.mark.parametrize("raw", ["529002020311170787", " 529002020311170787", "52900202031117078x", "529002020311170000"])
+def test_a_birth_year_before_1000_is_a_bad_birth_date_in_both_normalisations(raw: str) -> None:
+    """Read as an integer, the birth digits 02031117 lost their leading zero and the vectorised
+    normaliser took them for 2031-11-17 (a valid date): a bad check where the scalar one says a
+    bad birth date. A number delivered plain and one that needs cleaning take different paths."""
+    assert normalise_id(raw)[1] is IdStatus.BAD_BIRTH_DATE
+    assert _vectorised([raw, VALID]) == [(normalise_id(raw)[0], "bad_birth_date"), (VALID, "valid")]

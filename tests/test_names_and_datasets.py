@@ -101,3 +101,25 @@ def test_pinyin_written_for_a_character_reads_as_its_sound() -> None:
     assert pinyin_key("王yan") == pinyin_key("王燕") == "wangyan"
     assert pinyin_key("王Yan") == "wangyan"
     assert pinyin_key("李*兰") == "lilan"  # a placeholder has no sound
+
+
+def test_text_nfkc_leaves_as_it_is_is_each_its_own_nfkc() -> None:
+    """`nfkc_series` skips the values of ASCII and CJK Unified Ideographs alone: each of those
+    characters must be its own NFKC (the compatibility ideographs and radicals are not)."""
+    import unicodedata
+
+    changed = [hex(c) for c in (*range(0x80), *range(0x4E00, 0xA000)) if unicodedata.normalize("NFKC", chr(c)) != chr(c)]
+    assert changed == []
+    assert unicodedata.normalize("NFKC", "\uf900") != "\uf900" and unicodedata.normalize("NFKC", "\u2f00") != "\u2f00"
+
+
+@given(st.lists(st.one_of(st.text(max_size=6), st.text(alphabet="王李Aa1 ·\u0301\u3000Ｘ\uf900\u2f00\u4e00\u9fff\x00é", max_size=6)),
+                min_size=1, max_size=30))
+def test_vectorised_nfkc_agrees_with_pythons(values: list[str]) -> None:
+    import unicodedata
+
+    import polars as pl
+
+    from bidui.text import nfkc_series
+
+    assert nfkc_series(pl.Series(values, dtype=pl.String)).to_list() == [unicodedata.normalize("NFKC", v) for v in values]
