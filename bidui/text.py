@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import polars as pl
 
-
 # Text NFKC leaves as it is: ASCII and the CJK Unified Ideographs (U+4E00–U+9FFF) have no
 # decomposition, and no two of them compose (the compatibility ideographs, U+F900–U+FAFF, and the
 # radicals, U+2E80–U+2FDF, which NFKC does change, lie outside). Almost every name and address.
