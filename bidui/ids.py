@@ -42,7 +42,7 @@ class IdStatus(StrEnum):
     TOO_FEW_DIGITS = "too_few_digits"
 
 
-_SCIENTIFIC = re.compile(r"^(\d)(?:\.(\d+))?E\+(\d+)$")
+_SCIENTIFIC = re.compile(r"^([0-9])(?:\.([0-9]+))?E\+([0-9]+)$")
 # Excel keeps 15 significant digits; its scientific text drops trailing zeros, so its own
 # truncation shows 15, 14 or 13 digits (a 15th, or 14th and 15th, that are 0: 1 in 10, 1 in 100).
 # Fewer is a cell's display rounded for a narrow column (`5.32504E+17`): its digits are not the ID's.
@@ -62,6 +62,12 @@ def upgrade_15(id15: str) -> str:
     """An old 15-digit number (two-digit year, no check) as its 18-digit form."""
     first17 = id15[:6] + "19" + id15[6:]
     return first17 + check_char(first17)
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: Python's `isdigit` also takes other scripts' digits (٠١٢…), which no ID
+    number has and the vectorised twin, like NFKC, does not read as digits."""
+    return text.isascii() and text.isdigit()
 
 
 def _birth_ok(digits8: str) -> bool:
@@ -112,15 +118,15 @@ def normalise_id(raw: object) -> tuple[str, IdStatus]:
         if len(text.split("E")[0].replace(".", "")) < MIN_SCIENTIFIC_DIGITS:  # the mantissa's digits
             return text, IdStatus.TOO_FEW_DIGITS
         return sci, IdStatus.EXCEL_MANGLED
-    if text.endswith(".0") and text[:-2].isdigit():
+    if text.endswith(".0") and _digits(text[:-2]):
         return text[:-2], IdStatus.EXCEL_MANGLED
-    if len(text) == 15 and text.isdigit():
+    if len(text) == 15 and _digits(text):
         if text[:2] not in PROVINCE_CODES:
             return text, IdStatus.BAD_PROVINCE
         if not _birth_ok("19" + text[6:12]):
             return text, IdStatus.BAD_BIRTH_DATE
         return upgrade_15(text), IdStatus.VALID
-    if len(text) != 18 or not text[:17].isdigit() or not (text[17].isdigit() or text[17] == "X"):
+    if len(text) != 18 or not _digits(text[:17]) or not (_digits(text[17]) or text[17] == "X"):
         return text, IdStatus.BAD_LENGTH
     if text[:2] not in PROVINCE_CODES:
         return text, IdStatus.BAD_PROVINCE
@@ -227,15 +233,15 @@ def _normalise_any(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
     df = pl.DataFrame({"t": nfkc_series(raw)}).with_columns(
         c("t").str.replace_all("[" + re.escape(_DROP_CHARS) + "]", "").str.to_uppercase().fill_null(""))
     df = df.with_columns(c("t").str.len_chars().alias("len"),
-                         c("t").str.extract_groups(r"^(\d)(?:\.(\d+))?E\+(\d+)$").alias("sci"))
+                         c("t").str.extract_groups(_SCIENTIFIC.pattern).alias("sci"))
     df = df.with_columns(
         # Excel's forms: scientific notation, or a ".0" float suffix.
         (c("sci").struct.field("1") + c("sci").struct.field("2").fill_null("")).alias("mantissa"),
         c("sci").struct.field("3").cast(pl.Int64, strict=False).alias("exponent"),
-        (c("t").str.ends_with(".0") & c("t").str.slice(0, c("len") - 2).str.contains(r"^\d+$")).alias("dot0"),
+        (c("t").str.ends_with(".0") & c("t").str.slice(0, c("len") - 2).str.contains(r"^[0-9]+$")).alias("dot0"),
         # 15 digits: region(6) yymmdd(6) seq(3); 18: 17 digits and a digit or X.
-        pl.when(c("len") == 15).then(c("t").str.to_integer(strict=False)).alias("n15"),
-        pl.when((c("len") == 18) & c("t").str.contains(r"^\d{17}[\dX]$"))
+        pl.when(c("t").str.contains(r"^[0-9]{15}$")).then(c("t").str.to_integer(strict=False)).alias("n15"),
+        pl.when((c("len") == 18) & c("t").str.contains(_PLAIN_18))
         .then(c("t").str.slice(0, 17).str.to_integer(strict=False)).alias("n17"),
         c("t").str.slice(0, 2).is_in(sorted(PROVINCE_CODES)).alias("province_ok"),
     )

@@ -69,7 +69,7 @@ def test_normalise_never_raises(text: str) -> None:
     assert isinstance(norm, str) and isinstance(status, IdStatus)
 
 
-ID_ALPHABET = "0123456789Xx ０１２３４５６７８９Ｘ.E+'\t-"
+ID_ALPHABET = "0123456789Xx ０１２３４５６７８９Ｘ.E+'\t-٠١٧"  # (٠١٧: digits of another script)
 
 
 def _vectorised(values: list[str]) -> list[tuple[str, str]]:
@@ -114,3 +114,14 @@ def test_a_birth_year_before_1000_is_a_bad_birth_date_in_both_normalisations(raw
     bad birth date. A number delivered plain and one that needs cleaning take different paths."""
     assert normalise_id(raw)[1] is IdStatus.BAD_BIRTH_DATE
     assert _vectorised([raw, VALID]) == [(normalise_id(raw)[0], "bad_birth_date"), (VALID, "valid")]
+
+
+@pytest.mark.parametrize(("raw", "status"), [("11٠١٠٥١٩٤٩١٢٣١٠٠٢X", IdStatus.BAD_LENGTH), ("+11010549123100", IdStatus.BAD_LENGTH),
+                                             ("-11010549123100", IdStatus.BAD_LENGTH),
+                                             ("1.10105194912310E+١٧", IdStatus.BAD_LENGTH)])
+def test_digits_are_ascii_digits_in_both_normalisations(raw: str, status: IdStatus) -> None:
+    """Python's `isdigit` takes Arabic-Indic digits and the scalar normaliser called such a number
+    valid where ingest's vectorised one said bad_length; a signed 15-character value was a number
+    with a bad province to one and text of a bad length to the other."""
+    assert normalise_id(raw)[1] is status
+    assert _vectorised([raw]) == [(normalise_id(raw)[0], status.value)]

@@ -113,7 +113,9 @@ def test_text_nfkc_leaves_as_it_is_is_each_its_own_nfkc() -> None:
     assert unicodedata.normalize("NFKC", "\uf900") != "\uf900" and unicodedata.normalize("NFKC", "\u2f00") != "\u2f00"
 
 
-@given(st.lists(st.one_of(st.text(max_size=6), st.text(alphabet="王李Aa1 ·\u0301\u3000Ｘ\uf900\u2f00\u4e00\u9fff\x00é", max_size=6)),
+# (characters this Python's Unicode assigns: polars' NFKC knows a later version, 99 code points more)
+@given(st.lists(st.one_of(st.text(st.characters(exclude_categories=("Cs", "Cn")), max_size=6),
+                          st.text(alphabet="王李Aa1 ·\u0301\u3000Ｘ\uf900\u2f00\u4e00\u9fff\x00é", max_size=6)),
                 min_size=1, max_size=30))
 def test_vectorised_nfkc_agrees_with_pythons(values: list[str]) -> None:
     import unicodedata
