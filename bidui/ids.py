@@ -188,7 +188,8 @@ def normalise_id_series(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
     The numbers delivered plain (`_PLAIN_18`, 95% of a department's column) are their own
     normalised text and need only the province, birth-date and check tests (`_plain_status`);
     the rest go through every form `normalise_id` knows (`_normalise_any`). All of them through
-    that took 3.3 s for the large prefecture's four million medical-insurance numbers, split 0.7 s.
+    that took 3.0–3.4 s for the large prefecture's four million medical-insurance numbers, split
+    1.35–1.5 s.
     """
     raw = raw.cast(pl.String)
     plain = raw.str.contains(_PLAIN_18).fill_null(False)
@@ -213,12 +214,19 @@ def _plain_status(t: pl.Series) -> pl.Series:
         c("t").str.slice(0, 2).is_in(sorted(PROVINCE_CODES)).alias("province_ok"),
         _birth_in_range(c("t").str.slice(6, 8).str.to_date("%Y%m%d", strict=False)).alias("birth_ok"),
         (_check_of_int(c("n17")) == c("t").str.slice(17, 1)).alias("check_ok"))
-    return df.select(
-        pl.when(~c("province_ok")).then(pl.lit(IdStatus.BAD_PROVINCE.value))
-        .when(~c("birth_ok")).then(pl.lit(IdStatus.BAD_BIRTH_DATE.value))
-        .when(~c("check_ok") & c("t").str.ends_with("000")).then(pl.lit(IdStatus.EXCEL_MANGLED.value))
-        .when(~c("check_ok")).then(pl.lit(IdStatus.BAD_CHECK.value))
-        .otherwise(pl.lit(IdStatus.VALID.value)).alias("status")).to_series()
+    return df.select(_status_18().alias("status")).to_series()
+
+
+def _status_18() -> pl.Expr:
+    """The status of an 18-character number of 17 digits and a digit or X, from the columns `t`,
+    `province_ok`, `birth_ok` and `check_ok` (the order of `normalise_id`'s tests): one expression
+    for both paths of `normalise_id_series`."""
+    c = pl.col
+    return (pl.when(~c("province_ok")).then(pl.lit(IdStatus.BAD_PROVINCE.value))
+            .when(~c("birth_ok")).then(pl.lit(IdStatus.BAD_BIRTH_DATE.value))
+            .when(~c("check_ok") & c("t").str.ends_with("000")).then(pl.lit(IdStatus.EXCEL_MANGLED.value))
+            .when(~c("check_ok")).then(pl.lit(IdStatus.BAD_CHECK.value))
+            .otherwise(pl.lit(IdStatus.VALID.value)))
 
 
 def _birth_in_range(born: pl.Expr) -> pl.Expr:
@@ -273,10 +281,6 @@ def _normalise_any(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
         .when(c("is15") & ~c("birth_ok")).then(pl.lit(IdStatus.BAD_BIRTH_DATE.value))
         .when(c("is15")).then(pl.lit(IdStatus.VALID.value))
         .when(c("n17").is_null()).then(pl.lit(IdStatus.BAD_LENGTH.value))
-        .when(~c("province_ok")).then(pl.lit(IdStatus.BAD_PROVINCE.value))
-        .when(~c("birth_ok")).then(pl.lit(IdStatus.BAD_BIRTH_DATE.value))
-        .when(~c("check_ok") & c("t").str.ends_with("000")).then(pl.lit(IdStatus.EXCEL_MANGLED.value))
-        .when(~c("check_ok")).then(pl.lit(IdStatus.BAD_CHECK.value))
-        .otherwise(pl.lit(IdStatus.VALID.value)).alias("status"),
+        .otherwise(_status_18()).alias("status"),
     )
     return out["norm"], out["status"]
