@@ -32,6 +32,7 @@ from bidui.clues.states import (
     TRUE_FIXED,
     VERIFIED,
     Finding,
+    TransitionError,
 )
 from bidui.clues.users import add_user
 from bidui.clues.workbook import WorkbookError, import_workbook, write_workbook
@@ -342,6 +343,28 @@ def test_verify_needs_a_complete_signed_finding(ledger) -> None:
     assert clue.verifier_name == "张三" and clue.verifier_position == "扶贫专干" and clue.status == VERIFIED
 
 
+def test_a_verification_dated_before_the_clue_was_found_is_refused(ledger) -> None:
+    """A date years back went through and made the on-time rate and the days to verify wrong (a
+    clerk's browser walk, 2026-12-06): no one verifies a clue before it is found."""
+    users = _users(ledger)
+    clue_id = _one_clue(ledger)
+    with ledger.read() as s:
+        found = s.get(Clue, clue_id).first_seen
+    for day in (date(2019, 1, 1), found - timedelta(days=1)):
+        with pytest.raises(TransitionError, match=f"核实日期不能早于线索首次发现的日期（{found.isoformat()}）"), \
+                ledger.write() as s:
+            actions.verify(s, clue_id, 1, users["town"], _finding(verified_on=day), date(2026, 11, 30))
+    with ledger.read() as s:
+        clue = s.get(Clue, clue_id)
+        assert (clue.status, clue.version, clue.verified_on) == (DISPATCHED, 1, None)
+        assert s.scalar(select(func.count()).where(ClueEvent.clue_id == clue_id, ClueEvent.kind == "verify")) == 0
+    with ledger.write() as s:  # the day it was found is a day it may have been verified
+        clue = actions.verify(s, clue_id, 1, users["town"], _finding(verified_on=found), date(2026, 11, 30))
+    assert clue.verified_on == found and clue.status == VERIFIED
+    with pytest.raises(TransitionError, match="不能早于线索首次发现"), ledger.write() as s:  # nor amended to before it
+        actions.amend(s, clue_id, 2, users["town"], _finding(verified_on=date(2019, 1, 1)), date(2026, 11, 30))
+
+
 def test_out_of_scope_actors_are_refused_as_if_the_clue_did_not_exist(ledger) -> None:
     users = _users(ledger)
     clue_id = _one_clue(ledger)
@@ -428,6 +451,18 @@ def test_workbook_round_trip_applies_the_filled_rows(published, tmp_path: Path) 
     assert [c.status for c in done] == [VERIFIED, VERIFIED] and done[1].action == ACTIONS[0]
     assert done[0].verifier_name == "李四" and done[0].verified_on == date(2026, 11, 24)
     assert {e.actor for e in events} == {"town"} and len(events) == 2
+
+
+def test_a_workbook_row_dated_before_its_clue_was_found_refuses_the_workbook(published, tmp_path: Path) -> None:
+    ledger, township = published
+    src, ids = _workbook(ledger, township, tmp_path)
+    filled = tmp_path / "filled.xlsx"
+    fill_workbook(src, filled, {ids[0]: GOOD, ids[1]: GOOD | {"核实日期": date(2019, 1, 1)}})
+    with pytest.raises(WorkbookError) as refused, ledger.write() as s:
+        import_workbook(s, filled, _user(ledger, "town"), KEY, date(2026, 11, 30))
+    assert "核实日期不能早于线索首次发现的日期" in str(refused.value) + "".join(refused.value.problems)
+    with ledger.read() as s:  # the good row is not applied either: the workbook is refused whole
+        assert [s.get(Clue, i).status for i in ids[:2]] == [DISPATCHED, DISPATCHED]
 
 
 def test_the_workbook_is_locked_but_for_the_inputs_with_dropdowns_and_a_hidden_token(published, tmp_path: Path) -> None:

@@ -67,8 +67,8 @@ def _apply(session: Session, clue: Clue, expected_version: int, actor: User, kin
     return clue
 
 
-def _finding_changes(finding: Finding, today: date) -> tuple[dict, dict]:
-    problems = finding.problems(today)
+def _finding_changes(finding: Finding, today: date, first_seen: date) -> tuple[dict, dict]:
+    problems = finding.problems(today, first_seen)
     if problems:
         raise TransitionError("；".join(problems))
     changes = {"outcome": finding.outcome, "outcome_detail": finding.detail or None, "action": finding.action or None,
@@ -112,7 +112,7 @@ def _teach(session: Session, clue: Clue, kind: str | None, actor: User, verifier
 
 def _signed_finding(session: Session, clue: Clue, expected_version: int, actor: User, finding: Finding, today: date,
                     kind: str, payload_extra: dict | None = None) -> Clue:
-    changes, payload = _finding_changes(finding, today)
+    changes, payload = _finding_changes(finding, today, clue.first_seen)
     decision = _decision_kind(session, clue, finding)
     if decision:
         payload["link_decision"] = decision

@@ -51,7 +51,10 @@ class Finding:
     verified_on: date
     detail: str | None = None  # 不属实's reason, when it is one of NOT_TRUE_DETAILS
 
-    def problems(self, today: date) -> list[str]:
+    def problems(self, today: date, first_seen: date | None = None) -> list[str]:
+        """What is wrong with the finding (in Chinese); `first_seen`: the day the clue was first
+        found, before which nobody can have verified it (a date years back went through and made
+        the on-time rate and the days to verify wrong)."""
         out = []
         if self.outcome not in OUTCOMES:
             out.append(f"核实结论须为 {' / '.join(OUTCOMES)} 之一")
@@ -72,6 +75,8 @@ class Finding:
             out.append("须填写核实人职务")
         if self.verified_on > today:
             out.append("核实日期不能晚于今天")
+        elif first_seen is not None and self.verified_on < first_seen:
+            out.append(f"核实日期不能早于线索首次发现的日期（{first_seen.isoformat()}）")
         return out
 
 

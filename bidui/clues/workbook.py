@@ -220,7 +220,7 @@ def apply_workbook(session: Session, filled: Filled, actor: User, name: str, tod
         v = row.values
         outcome, detail = (NOT_TRUE, NOT_SELF) if v["核实结论"] == WORKBOOK_NOT_SELF else (v["核实结论"], None)
         finding = Finding(outcome, v["整改措施"] or None, v["核实情况说明"], v["核实人"], v["职务"], row.verified_on, detail)
-        issues = finding.problems(today)
+        issues = finding.problems(today, clue.first_seen)
         if detail and not link_decisions.records_of(session, clue):
             issues.append(f"这条线索不是由记录比对得出，不能选“{WORKBOOK_NOT_SELF}”")
         if clue.status not in (DISPATCHED, RETURNED):
