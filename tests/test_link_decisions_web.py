@@ -324,3 +324,64 @@ def test_an_amended_not_self_finding_speaks_with_its_new_signature(home) -> None
     kept, said = write(h, act)
     assert kept >= 1
     assert said == {("王秀芝", amended)}
+
+
+def _linked_clues(h, town: str, n: int) -> list[int]:
+    """`n` open clues of the township standing on linked department records."""
+    def find(s):
+        return [c.id for c in s.scalars(select(Clue).where(Clue.township_code == town, Clue.status == "dispatched")
+                                         .order_by(Clue.id))
+                if c.evidence_dataset not in ("hukou", "register_members") and link_decisions.records_of(s, c)][:n]
+    found = write(h, find)
+    assert len(found) == n
+    return found
+
+
+def test_a_revoked_verdict_sends_its_finding_back_and_a_closed_clues_history_says_so(home) -> None:
+    """The task force revokes a 不是本人 decision (a clerk's browser walk, 2026-12-06: the clue stayed
+    已核实待审核 on an overturned verdict, with nothing in its history, and the county could close
+    it). A finding awaiting review goes back to the township, with a fresh due date; a closed clue
+    stays closed and its history says what was revoked and why."""
+    h, town, _ = home
+    waiting, closed = _linked_clues(h, town, 2)
+
+    def sign(s):
+        town_user = s.scalar(select(User).where(User.username == "town"))
+        for clue_id in (waiting, closed):
+            actions.verify(s, clue_id, s.get(Clue, clue_id).version, town_user, finding(NOT_TRUE, NOT_SELF))
+        actions.close(s, closed, s.get(Clue, closed).version, s.scalar(select(User).where(User.username == "county")))
+        return {i: (s.get(Clue, i).due_date - s.get(Clue, i).first_seen) for i in (waiting, closed)}
+    windows = write(h, sign)
+    pref = client_for(h)
+    login(pref, "pref")
+    token = csrf(pref, "/admin/link-decisions")
+    for clue_id, said in ((waiting, "已退回乡镇重新核实"), (closed, None)):
+        decision = next(d for d in decisions(h, clue_id) if d.revoked_at is None)
+        r = pref.post(f"/admin/link-decisions/{decision.id}/revoke", data={"csrf_token": token, "reason": "复核后确认是本人"})
+        assert r.status_code == 303
+        flash = pref.get(r.headers["location"]).text
+        assert (said in flash) if said else ("已退回" not in flash), flash
+    state = write(h, lambda s: {i: (s.get(Clue, i).status, s.get(Clue, i).return_reason, s.get(Clue, i).due_date)
+                                for i in (waiting, closed)})
+    status, reason, due = state[waiting]
+    assert status == "returned" and "复核后确认是本人" in reason and "请重新核实" in reason
+    assert due >= TODAY + windows[waiting]  # as long to verify again as it first had
+    assert all(d.revoked_at is not None for d in decisions(h, waiting))
+    assert state[closed][0] == "closed"
+
+    def close_again(s):
+        actions.close(s, waiting, s.get(Clue, waiting).version, s.scalar(select(User).where(User.username == "county")))
+    with pytest.raises(TransitionError):  # not on the overturned verdict
+        write(h, close_again)
+    town_client = client_for(h)
+    login(town_client, "town")
+    page = page_text(town_client.get(f"/clues/{waiting}").text)
+    assert "已退回" in page and "“不是本人（不再关联）”的认定已被撤销（理由：复核后确认是本人），请重新核实" in page
+    assert "陈静" in page  # who sent it back: the task force's person, in its history
+    assert internal_codes(page) == [], internal_codes(page)
+    history = page_text(town_client.get(f"/clues/{closed}").text)
+    assert "撤销关联认定" in history and "“不是本人（不再关联）”的认定已撤销（理由：复核后确认是本人）" in history
+    assert internal_codes(history) == [], internal_codes(history)
+    # The verification form is open again for the returned clue, not for the closed one.
+    assert 'name="verified_on"' in town_client.get(f"/clues/{waiting}").text
+    assert 'name="verified_on"' not in town_client.get(f"/clues/{closed}").text

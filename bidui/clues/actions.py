@@ -22,6 +22,7 @@ from bidui.clues.states import (
     TransitionError,
     next_status,
 )
+from bidui.clues.states import RETURNED as RETURNED_STATUS
 
 NOT_ON_A_LINK = "这条线索不是由记录比对得出，不能选“不是本人”"
 CHANGED = "核实结论已修改"
@@ -187,4 +188,42 @@ def send_back(session: Session, clue_id: int, expected_version: int, actor: User
     clue = _apply(session, clue, expected_version, actor, "return", changes, payload)
     for kind in (link_decisions.CANNOT, link_decisions.MUST):
         link_decisions.revoke_for_clue(session, clue, kind, actor, RETURNED)
+    return clue
+
+
+def decision_revoked(session: Session, decision: LinkDecision, actor: User, today: date | None = None) -> Clue | None:
+    """The clue whose finding made `decision`, after the task force revoked it
+    (`link_decisions.revoke`; inside the caller's transaction). A finding still awaiting the
+    county's review rests on what was overturned: it goes back to the township to be verified
+    again, with a due date as far off as the clue's first one was (else the county could close it
+    on a verdict no longer held, and nothing on the clue said so). A clue in another state keeps
+    it; its history says what was revoked and why. None when the decision has no clue."""
+    clue = session.get(Clue, decision.clue_id) if decision.clue_id is not None else None
+    if clue is None:
+        return None
+    today = today or date.today()
+    why = decision.revoke_reason or ""
+    stamp = now()
+    if clue.status != VERIFIED:
+        session.add(ClueEvent(clue_id=clue.id, at=stamp, actor=actor.username, kind="decision_revoked",
+                              from_status=clue.status, to_status=clue.status,
+                              payload={"decision": decision.kind, "reason": why}))
+        session.flush()
+        return clue
+    due = max(clue.due_date, today + (clue.due_date - clue.first_seen))
+    reason = f"“{link_decisions.KIND_LABELS[decision.kind]}”的认定已被撤销（理由：{why}），请重新核实"
+    result = session.execute(
+        update(Clue).where(Clue.id == clue.id, Clue.version == clue.version)
+        .values(status=RETURNED_STATUS, version=clue.version + 1, updated_at=stamp, return_reason=reason, due_date=due)
+        .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        raise ConflictError(f"线索 {clue.id} 已被他人修改，请刷新后重试")
+    session.add(ClueEvent(clue_id=clue.id, at=stamp, actor=actor.username, kind="return", from_status=VERIFIED,
+                          to_status=RETURNED_STATUS,
+                          payload={"reason": reason, "due_date": due.isoformat(), "decision_revoked": decision.kind}))
+    # As any return: what the finding taught the linker stops applying until the township signs again.
+    for kind in (link_decisions.CANNOT, link_decisions.MUST):
+        link_decisions.revoke_for_clue(session, clue, kind, actor, RETURNED)
+    session.flush()
+    session.refresh(clue)
     return clue

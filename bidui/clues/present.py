@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from bidui.clues.link_decisions import KIND_LABELS
 from bidui.clues.states import STATUS_LABELS
 from bidui.evidence import is_delivery_detail
 
@@ -737,7 +738,7 @@ def parameter_value_text(value: object) -> str:
 # What each event of a clue's history says (the clue page, its print and the household file).
 EVENT_LABELS = {"dispatched": "下发", "verify": "核实签字", "amended": "修改核实结论", "close": "销号", "return": "退回",
                 "evidence_gone": "证据消失", "evidence_back": "证据重现", "evidence_changed": "证据变化",
-                "reraised": "重新下发", "seen": "再次发现",
+                "reraised": "重新下发", "seen": "再次发现", "decision_revoked": "撤销关联认定",
                 "attachment_added": "上传附件", "attachment_viewed": "查看附件", "attachment_removed": "删除附件"}
 
 
@@ -748,6 +749,9 @@ def event_note(kind: str, payload: dict | None, labels: dict[int, str] | None = 
         return labels.get(p.get("attachment"), "")
     if kind == "return":
         return p.get("reason", "") + (f"（新的截止日期 {p['due_date']}）" if p.get("due_date") else "")
+    if kind == "decision_revoked":
+        said = KIND_LABELS.get(p.get("decision", ""), "关联")
+        return f"“{said}”的认定已撤销" + (f"（理由：{p['reason']}）" if p.get("reason") else "")
     return str(p.get("outcome") or p.get("night") or "")
 
 

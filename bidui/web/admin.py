@@ -19,9 +19,10 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
 from bidui import config, scope
-from bidui.clues import approvals, link_decisions, present, users
+from bidui.clues import actions, approvals, link_decisions, present, users
 from bidui.clues.models import AuditEvent, Clue, Division, LinkDecision, RunReport
 from bidui.clues.present import parameter_value_text, parameter_words
+from bidui.clues.states import RETURNED
 from bidui.clues.workbook import CATEGORY_LABELS
 from bidui.datasets import DATASETS
 from bidui.web.deps import Ctx, ctx
@@ -476,6 +477,8 @@ def revoke_decision(decision_id: int, c: Ctx = Depends(ctx), csrf_token: str = F
             c.flash(error="这条决定已经撤销过了")
             return RedirectResponse("/admin/link-decisions", status_code=303)
         link_decisions.revoke(s, decision, c.user, reason.strip()[:500])
-        clue_id = decision.clue_id
-    c.flash(message=f"已撤销关联决定（线索 {clue_id}）：以后的比对照常判断这条记录是不是本人")
+        clue = actions.decision_revoked(s, decision, c.user)
+        clue_id, returned = decision.clue_id, clue is not None and clue.status == RETURNED
+    c.flash(message=f"已撤销关联决定（线索 {clue_id}）：以后的比对照常判断这条记录是不是本人"
+                    + ("；这条线索的核实结论依据的就是这项认定，已退回乡镇重新核实" if returned else ""))
     return RedirectResponse("/admin/link-decisions", status_code=303)
