@@ -7,6 +7,7 @@ docs/screenshots/ when BIDUI_SCREENSHOTS names that folder).
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
@@ -243,3 +244,40 @@ def test_the_inbox_works_on_a_phone(server, browser, tmp_path: Path) -> None:
     assert browser.execute_script("return document.documentElement.scrollWidth") <= 400
     assert table.find_element(By.CSS_SELECTOR, "td[data-label]").is_displayed()
     browser.save_screenshot(str(shots(tmp_path) / "08-township-inbox-phone.png"))
+
+
+def test_signing_with_a_file_chosen_but_not_uploaded_asks_first(server, browser, tmp_path: Path) -> None:
+    """A clerk picked a photo, did not press 上传 and signed: the clue was saved and the photo lost
+    without a word (a browser walk, 2026-12-06). Signing now asks; 取消 keeps the page as it was."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    base, home, _ = server
+    photo = tmp_path / "入户照片.png"
+    photo.write_bytes(base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="))
+    sign_in(browser, base, "town")
+    browser.find_element(By.CSS_SELECTOR, "table.inbox td a").click()
+    clue_id = int(browser.current_url.rsplit("/", 1)[1])
+    Select(browser.find_element(By.ID, "outcome")).select_by_visible_text("不属实")
+    browser.find_element(By.ID, "finding").send_keys("入户核实，车辆已过户")
+    browser.find_element(By.ID, "att-files").send_keys(str(photo))
+    browser.find_element(By.ID, "sign").click()
+    alert = WebDriverWait(browser, 10).until(lambda d: d.switch_to.alert)
+    assert "还没有点“上传”" in alert.text and "附件不会保存" in alert.text
+    alert.dismiss()
+    assert browser.current_url.endswith(f"/clues/{clue_id}")
+    ledger = open_ledger(ledger_url(home.ledger))
+    try:
+        with ledger.read() as s:
+            assert s.get(Clue, clue_id).status == "dispatched"  # nothing signed
+        browser.find_element(By.ID, "att-upload").click()  # uploaded first, then signed: no question
+        WebDriverWait(browser, 10).until(lambda d: "入户照片.png" in d.find_element(By.ID, "attachments").text)
+        Select(browser.find_element(By.ID, "outcome")).select_by_visible_text("不属实")
+        browser.find_element(By.ID, "finding").send_keys("入户核实，车辆已过户")
+        browser.find_element(By.ID, "sign").click()
+        WebDriverWait(browser, 10).until(lambda d: not d.current_url.endswith(f"/clues/{clue_id}"))
+        with ledger.read() as s:
+            assert s.get(Clue, clue_id).status == "verified"
+    finally:
+        ledger.close()

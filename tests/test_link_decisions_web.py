@@ -382,6 +382,9 @@ def test_a_revoked_verdict_sends_its_finding_back_and_a_closed_clues_history_say
     history = page_text(town_client.get(f"/clues/{closed}").text)
     assert "撤销关联认定" in history and "“不是本人（不再关联）”的认定已撤销（理由：复核后确认是本人）" in history
     assert internal_codes(history) == [], internal_codes(history)
-    # The verification form is open again for the returned clue, not for the closed one.
-    assert 'name="verified_on"' in town_client.get(f"/clues/{waiting}").text
+    # The verification form is open again for the returned clue, its finding as signed but not the
+    # overturned 不是本人; not for the closed one.
+    form = town_client.get(f"/clues/{waiting}").text.split('id="verify-form"', 1)[1].split("</form>", 1)[0]
+    assert ">入户核实</textarea>" in form
+    assert re.search(r'<input type="checkbox" id="detail" name="detail" value="不是本人"\s*>', form), form
     assert 'name="verified_on"' not in town_client.get(f"/clues/{closed}").text

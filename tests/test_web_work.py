@@ -306,7 +306,31 @@ def test_a_return_needs_a_reason_sets_a_new_due_date_and_keeps_what_was_typed(ho
     t = client_for(h)
     login(t, "town")
     assert order_on_page(t.get("/inbox").text)[0] == a
-    assert f"{new_due}" in t.get(f"/clues/{a}").text
+    returned = t.get(f"/clues/{a}").text
+    assert f"{new_due}" in returned
+    # The form comes back with the finding as signed, to add what the county asked for (a clerk's
+    # browser walk, 2026-12-06: it came back empty and everything was typed again), dated today.
+    form = returned.split('id="verify-form"', 1)[1].split("</form>", 1)[0]
+    assert "<option class=\"not-true\" selected>不属实</option>" in form
+    assert ">入户核实，车辆已过户</textarea>" in form and f'value="{date.today()}"' in form
+
+
+def test_a_single_clue_is_closed_by_its_own_form_which_asks_first(home) -> None:
+    """On the clue page the close button asked nothing and sat above the return's reason, so a
+    reviewer who typed a reason and pressed the first button closed the clue (a browser walk,
+    2026-12-06): closing is now its own form, asked about once more; returning is the other."""
+    h, town, _ = home
+    a = clue_ids(h, town)[0]
+    sign(h, a)
+    c = client_for(h)
+    login(c, "county")
+    page = c.get(f"/clues/{a}").text
+    forms = re.findall(rf'<form method="post" action="/clues/{a}/review"[^>]*>.*?</form>', page, re.S)
+    assert len(forms) == 2
+    closing, returning = forms
+    assert 'data-confirm="销号后乡镇不能再修改核实结论。确定销号吗？"' in closing and 'value="close"' in closing
+    assert 'name="reason"' not in closing and 'value="return"' not in closing
+    assert 'name="reason"' in returning and 'value="return"' in returning and 'value="close"' not in returning
 
 
 def test_a_clue_prints_as_a_record_with_a_signature_block(home) -> None:

@@ -227,3 +227,11 @@ def decision_revoked(session: Session, decision: LinkDecision, actor: User, toda
     session.flush()
     session.refresh(clue)
     return clue
+
+
+def returned_for_revoked_decision(session: Session, clue: Clue) -> bool:
+    """Was the clue last sent back because the task force revoked what its finding taught the
+    linker (`decision_revoked`)?"""
+    payload = session.scalar(select(ClueEvent.payload).where(ClueEvent.clue_id == clue.id, ClueEvent.kind == "return")
+                             .order_by(ClueEvent.id.desc()).limit(1))
+    return bool(payload and payload.get("decision_revoked"))

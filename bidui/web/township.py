@@ -302,6 +302,12 @@ def _clue_page(c: Ctx, clue: Clue, status_code: int = 200, form: dict | None = N
     if form is None and amendable:  # the signed finding, ready to correct
         form = {"outcome": clue.outcome, "action": clue.action or "", "finding": clue.finding or "",
                 "verified_on": str(clue.verified_on or date.today()), "detail": clue.outcome_detail or ""}
+    elif form is None and clue.status == RETURNED and clue.outcome and c.user.role == "township":
+        # Returned for more: the finding as signed, to add what the county asked for (retyping it
+        # all was the clerk's lot), dated today. Not 不是本人 when that verdict was overturned.
+        form = {"outcome": clue.outcome, "action": clue.action or "", "finding": clue.finding or "",
+                "verified_on": str(date.today()),
+                "detail": "" if actions.returned_for_revoked_decision(c.session, clue) else clue.outcome_detail or ""}
     household = c.session.scalars(c.scoped(select(Clue).where(
         Clue.household_code == clue.household_code, Clue.hukou_number == clue.hukou_number, Clue.id != clue.id))
         .order_by(Clue.id).limit(50)).all()

@@ -47,5 +47,15 @@
       send.disabled = !files.length || !!problem;
     };
     form.addEventListener('change', check);
+    // Signing sends the finding only: a file chosen but not uploaded was lost without a word.
+    var verify = document.getElementById('verify-form');
+    if (verify) {
+      verify.addEventListener('submit', function (event) {
+        var chosen = 0;
+        form.querySelectorAll('input[type=file]').forEach(function (i) { chosen += i.files.length; });
+        if (chosen && !window.confirm('您选了 ' + chosen + ' 个附件，但还没有点“上传”。现在签字，附件不会保存。\n' +
+                                      '要先上传附件，请点“取消”，再点附件旁的“上传”。')) event.preventDefault();
+      });
+    }
   }
 })();
