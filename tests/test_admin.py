@@ -136,6 +136,9 @@ def test_admin_manages_users_on_the_page(home) -> None:
     # Reset: a temporary password shown once, the old one gone.
     reset = admin.post("/admin/users/other/reset", data={"csrf_token": t, "confirmed": "1"})
     temp = re.search(r"临时密码：<strong[^>]*>([^<]+)</strong>", reset.text).group(1)
+    # Its history, on the same page, has the reset (it was drawn before the reset was saved: a
+    # browser walk, 2026-12-06).
+    assert '<td data-label="操作">重置密码</td>' in reset.text.split("最近 20 条", 1)[1]
     assert not signed_in(client_for(h), "other") and signed_in(client_for(h), "other", temp)
     assert temp not in admin.get("/admin/users/other").text
 

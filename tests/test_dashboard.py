@@ -167,3 +167,13 @@ def test_the_trend_legend_never_runs_into_itself() -> None:
     assert len(wide) == len(narrow) == 2
     assert wide[0][1] == wide[1][1] and wide[1][0] > wide[0][0]  # one line
     assert narrow[1][1] >= narrow[0][1] + 12 and narrow[0][0] == narrow[1][0]  # two lines
+
+
+def test_the_trend_says_todays_closure_rate_as_the_tile_does() -> None:
+    """The chart labelled today 0% while the tile above it said 整改销号率 0.3% (a supervisor's
+    browser walk, 2026-12-06): one decimal, as the tile."""
+    from bidui.web.supervisor import Point, trend_svg
+
+    svg = trend_svg([Point("11-20", date(2026, 11, 20), 1000, 0), Point("今天", date(2026, 11, 21), 1000, 3)],
+                    760, 300, 12, 16)
+    assert re.findall(r'font-weight="600">([^<]*%)</text>', svg) == ["0.3%"]

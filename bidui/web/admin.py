@@ -345,7 +345,10 @@ def user_action(username: str, action: str, c: Ctx = Depends(ctx), csrf_token: s
     except users.UserError as e:
         return _user_render(c, u, 400, error=str(e))
     if action == "reset":
-        c.session.refresh(u)
+        # The request's own session began before the reset was written: ended, so that the page
+        # drawn now (its history too) reads what was written, not the snapshot before it.
+        c.session.rollback()
+        u = _managed_or_404(c, username)
         # Shown once, on this response only: never in a URL, a log or the audit trail.
         return _user_render(c, u, message="已重置密码", password=password)
     done = {"disable": "已停用", "enable": "已恢复", "unlock": "已解除锁定，可以立即登录"}[action]

@@ -96,7 +96,7 @@ def trend_svg(points: list[Point], width: int, height: int, font: int, max_label
     last = points[-1] if points else None
     if last:
         parts.append(f'<text x="{x(n - 1):.1f}" y="{y_rate(last.rate) - font * .7:.1f}" text-anchor="middle" '
-                     f'fill="{rate_colour}" font-weight="600">{last.rate:.0%}</text>')
+                     f'fill="{rate_colour}" font-weight="600">{last.rate:.1%}</text>')  # as the tile above says it
     # Axis titles and the legend.
     rate_legend, open_legend = "━ 整改销号率（左轴）", "▮ 未销号线索（条，右轴）"
     parts.append(f'<text x="{left}" y="{font * 1.2:.1f}" fill="{rate_colour}">{rate_legend}</text>')
