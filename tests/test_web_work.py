@@ -418,3 +418,17 @@ def test_the_list_downloads_as_it_is_filtered_with_names_and_words(home) -> None
     login(t, "town")
     mine = CalamineWorkbook.from_filelike(BytesIO(t.get("/inbox.xlsx?status=").content)).get_sheet_by_name("线索").to_python()
     assert 0 < len(mine) < len(rows)  # scoped: the township's own only
+
+
+def test_the_review_queue_cuts_evidence_between_items_never_inside_one() -> None:
+    """The queue showed "自付 1…" for a bill of 自付 15000 元 (a reviewer's browser walk, 2026-12-06)."""
+    from bidui.web.county import EVIDENCE_CHARS, excerpt
+
+    bills = ("全户自付合计：20000 元；统计期间：2025-11-21 至 2026-11-20（比对日前 365 天）；结算明细：2026-09-11，许欢，"
+             "黔中州人民医院，总费用 15000 元，自付 5000 元；2026-10-11，白立新，黔中州人民医院，总费用 45000 元，自付 15000 元")
+    cut = excerpt(bills)
+    assert cut.endswith("…（详见线索页）") and len(cut) <= EVIDENCE_CHARS + len("…（详见线索页）")
+    shown = cut.removesuffix("…（详见线索页）")
+    assert bills.startswith(shown) and bills[len(shown)] in "；，"  # up to a whole item
+    assert excerpt("车牌 贵A12345") == "车牌 贵A12345"
+    assert excerpt("字" * 300) == "字" * EVIDENCE_CHARS + "…（详见线索页）"  # no separator: cut where it must be

@@ -25,6 +25,16 @@ AGES = (3, 7, 15, 30)  # "waiting at least N days since verified" choices
 EVIDENCE_CHARS = 120  # the queue's evidence excerpt; the clue page has it whole
 
 
+def excerpt(text: str, chars: int = EVIDENCE_CHARS) -> str:
+    """The evidence cut for the queue at the end of a whole item (after a "；" or "，"), never in
+    the middle of one: cut by characters, "自付 15000 元" read "自付 1…" (a reviewer's browser walk,
+    2026-12-06)."""
+    if len(text) <= chars:
+        return text
+    cut = max(text.rfind("；", 0, chars + 1), text.rfind("，", 0, chars + 1))
+    return (text[:cut] if cut >= chars // 2 else text[:chars]) + "…（详见线索页）"
+
+
 def _filters(township: str = "", rule: str = "", category: str = "", age: int = 0, page: int = 1) -> dict:
     # Only the waiting times the page offers (a made-up one of a million years is no date).
     return {"township": township, "rule": rule, "category": category, "age": age if age in AGES else 0, "page": page}
@@ -62,14 +72,14 @@ def _render(c: Ctx, filters: dict, status_code: int = 200, error: str = "", form
         latest.setdefault(snap.clue_id, snap.record)
     by_id = {q.id: q for q in queue}
     names = c.division_names()
-    evidence = {i: clue_evidence_text(clue, latest.get(i), names=names) for i, clue in by_id.items()}
+    evidence = {i: excerpt(clue_evidence_text(clue, latest.get(i), names=names)) for i, clue in by_id.items()}
     overdue = c.session.execute(c.scoped(select(Clue.township_code, func.count()).where(
         Clue.status.in_((DISPATCHED, RETURNED)), Clue.due_date < date.today())).group_by(Clue.township_code)
         .order_by(func.count().desc())).all()
     townships = c.session.scalars(c.scoped(select(Clue.township_code)).distinct().order_by(Clue.township_code)).all()
     rules = c.session.execute(c.scoped(select(Clue.rule_code, Clue.rule_title)).distinct().order_by(Clue.rule_code)).all()
     return c.render("review.html", status_code=status_code, queue=queue, total=total, page=page,
-                    pages=(total + PAGE - 1) // PAGE, evidence=evidence, excerpt=EVIDENCE_CHARS,
+                    pages=(total + PAGE - 1) // PAGE, evidence=evidence,
                     attachments=attachments_for(c, ids), overdue=overdue, names=c.division_names(),
                     townships=townships, rules=rules, ages=AGES, filters=filters,
                     url=lambda **ch: _url(filters, **ch), error=error,
