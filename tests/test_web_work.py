@@ -107,7 +107,16 @@ def test_search_finds_every_form_of_a_number_and_never_puts_it_in_the_url(home) 
         assert f'value="{term}"' in page, label  # the box still shows what was searched
     # Something nobody has finds nothing; an unknown token says the search expired.
     r = c.post("/inbox/search", data={"csrf_token": token, "q": "999999999999"})
-    assert "没有符合条件的线索" in c.get(r.headers["location"]).text
+    nothing = c.get(r.headers["location"]).text
+    assert "没有符合条件的线索" in nothing and "其他状态" not in nothing
+    # A person whose clues are all closed: 未销号 (the default) finds none, and says where they are
+    # (a clerk's browser walk, 2026-12-06: "共 0 条" and nothing else).
+    write(h, lambda s: s.execute(update(Clue).where(Clue.subject_name == old.subject_name).values(status="closed")))
+    r = c.post("/inbox/search", data={"csrf_token": token, "q": old.subject_name})
+    closed = c.get(r.headers["location"]).text
+    assert "没有符合条件的线索" in closed and re.search(r"其他状态（如已销号）中有 \d+ 条", closed)
+    everywhere = re.search(r'<a href="([^"]+)" id="all-statuses">', closed).group(1).replace("&amp;", "&")
+    assert old.subject_name not in everywhere and f'href="/clues/{old.id}"' in c.get(everywhere).text
     assert "已过期" in c.get("/inbox?s=forged").text
     assert c.post("/inbox/search", data={"q": n}).status_code == 403  # CSRF
 

@@ -179,7 +179,14 @@ def _render_inbox(c: Ctx, filters: dict, term: str, status_code: int = 200, erro
                              .offset((page - 1) * PAGE).limit(PAGE)).all()
     rules, villages = filter_choices(c)
     grouped = villages_by_township(villages)
+    # Nothing found under a status (the default is 未销号): say whether other statuses hold some,
+    # else a closed clue looked as if it did not exist (a clerk's browser walk, 2026-12-06).
+    elsewhere = 0
+    if total == 0 and filters["status"] != "":
+        anywhere = _inbox_query(c, filters | {"status": ""}, term)
+        elsewhere = c.session.scalar(select(func.count()).select_from(anywhere.subquery()))
     return c.render("inbox.html", status_code=status_code, rows=rows, names=c.division_names(), total=total, page=page,
+                    elsewhere=elsewhere,
                     pages=(total + PAGE - 1) // PAGE, rules=rules, villages=grouped, townships=list(grouped),
                     filters=filters, term=term, typed=typed or term, max_term=MAX_TERM, url=lambda **ch: _inbox_url(filters, **ch), error=error,
                     download=_inbox_url(filters, page=1).replace("/inbox", "/inbox.xlsx", 1))
@@ -423,7 +430,7 @@ def workbook_form(settings: UploadSettings) -> uploads.FormLimits:
         too_big=lambda name: f"{name}: 文件超过 {mb} MB，不是本系统导出的核实工作簿（一个乡镇的工作簿只有几 MB）。"
                              "请在“下载核实工作簿”重新下载，填写后再上传",
         too_much=f"上传的文件超过 {mb} MB，不是本系统导出的核实工作簿。请在“下载核实工作簿”重新下载，填写后再上传",
-        too_many="每次只能上传一份工作簿", wrong_form="上传格式不对，请在“待核实线索”页面选择工作簿后上传",
+        too_many="每次只能上传一份工作簿", wrong_form="上传格式不对，请在“未销号线索”页面选择工作簿后上传",
         incomplete="上传的内容不完整（可能没有传完），请重新选择工作簿上传")
 
 
