@@ -441,3 +441,18 @@ def test_the_review_queue_cuts_evidence_between_items_never_inside_one() -> None
     assert bills.startswith(shown) and bills[len(shown)] in "；，"  # up to a whole item
     assert excerpt("车牌 贵A12345") == "车牌 贵A12345"
     assert excerpt("字" * 300) == "字" * EVIDENCE_CHARS + "…（详见线索页）"  # no separator: cut where it must be
+
+
+def test_the_inbox_marks_the_latest_nights_new_clues(home) -> None:
+    """A clerk could not tell last night's new clues from the rest (a browser walk, 2026-12-06)."""
+    h, town, _ = home
+    ids = clue_ids(h, town)
+    newest = write(h, lambda s: s.scalar(select(func.max(Clue.first_seen))))
+    older = newest - timedelta(days=1)
+    write(h, lambda s: s.execute(update(Clue).where(Clue.id.in_(ids[1:])).values(first_seen=older)))
+    write(h, lambda s: s.execute(update(Clue).where(Clue.id == ids[0]).values(first_seen=newest)))
+    c = client_for(h)
+    login(c, "town")
+    page = c.get("/inbox?status=").text
+    marked = re.findall(r'<a href="/clues/(\d+)">[^<]*</a> <span class="tag new" title="([^"]+)">新</span>', page)
+    assert marked == [(str(ids[0]), f"{newest} 的比对新发现")]

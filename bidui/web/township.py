@@ -58,7 +58,7 @@ router = APIRouter()
 log = logging.getLogger("bidui.web")
 INBOX_COLUMNS = (Clue.id, Clue.subject_name, Clue.rule_title, Clue.category, Clue.status, Clue.due_date,
                  Clue.evidence_gone, Clue.village_code, Clue.township_code, Clue.household_code, Clue.hukou_number,
-                 Clue.household_status, Clue.return_reason)
+                 Clue.household_status, Clue.return_reason, Clue.first_seen)
 CHOICES_SECONDS = 60  # the filter lists change only when a night is published
 _choices: dict[str, tuple[float, list, list]] = {}
 
@@ -185,8 +185,10 @@ def _render_inbox(c: Ctx, filters: dict, term: str, status_code: int = 200, erro
     if total == 0 and filters["status"] != "":
         anywhere = _inbox_query(c, filters | {"status": ""}, term)
         elsewhere = c.session.scalar(select(func.count()).select_from(anywhere.subquery()))
+    # The latest night's new clues are marked 新: a clerk could not tell last night's from the rest.
+    newest = c.session.scalar(c.clues().with_only_columns(func.max(Clue.first_seen)))
     return c.render("inbox.html", status_code=status_code, rows=rows, names=c.division_names(), total=total, page=page,
-                    elsewhere=elsewhere,
+                    elsewhere=elsewhere, newest=newest,
                     pages=(total + PAGE - 1) // PAGE, rules=rules, villages=grouped, townships=list(grouped),
                     filters=filters, term=term, typed=typed or term, max_term=MAX_TERM, url=lambda **ch: _inbox_url(filters, **ch), error=error,
                     download=_inbox_url(filters, page=1).replace("/inbox", "/inbox.xlsx", 1))
