@@ -456,3 +456,18 @@ def test_the_inbox_marks_the_latest_nights_new_clues(home) -> None:
     page = c.get("/inbox?status=").text
     marked = re.findall(r'<a href="/clues/(\d+)">[^<]*</a> <span class="tag new" title="([^"]+)">新</span>', page)
     assert marked == [(str(ids[0]), f"{newest} 的比对新发现")]
+
+
+def test_a_clue_whose_evidence_is_gone_says_what_that_means_and_what_to_do(home) -> None:
+    """"之后的比对中证据已消失" alone left a clerk unsure whether to still visit (a browser walk,
+    2026-12-06)."""
+    h, town, _ = home
+    a, b = clue_ids(h, town)[:2]
+    write(h, lambda s: s.execute(update(Clue).where(Clue.id.in_((a, b))).values(evidence_gone=True)))
+    sign(h, b)
+    c = client_for(h)
+    login(c, "town")
+    page = c.get(f"/clues/{a}").text
+    said = re.search(r'<p class="reason" id="evidence-gone">([^<]+)</p>', page).group(1)
+    assert "不会因此自动销号" in said and "仍须核实" in said and "入户核实要点" in said
+    assert 'id="evidence-gone"' not in c.get(f"/clues/{b}").text  # signed: nothing left to tell the clerk
