@@ -97,6 +97,10 @@ def test_the_tiny_prefectures_sample_follows_the_stated_measure_and_reads_in_chi
                 assert measured[0][:2] <= by_code[chosen["中"]] <= measured[-1][:2]
             for v in t.villages:
                 assert len(v.households) == min(3, v.score.households)
+                # The village's clues on households not on the register (漏评) are counted apart:
+                # none of them is among the households drawn.
+                assert v.score.off_register == s.scalar(select(func.count()).where(
+                    Clue.village_code == v.score.code, func.coalesce(Clue.household_code, "") == ""))
                 for hh in v.households:
                     assert [c.clue.id for c in hh.clues] == list(s.scalars(
                         select(Clue.id).where(Clue.household_code == hh.household.household_code)

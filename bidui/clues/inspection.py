@@ -40,6 +40,10 @@ class VillageScore:
     clues: int
     open: int
     closed: int
+    # Of `clues`, those on households not on the register (漏评: a hukou household): counted with
+    # the village, never among the households drawn — said beside the counts, else they did not
+    # add up to what the sample shows (a browser walk, 2026-12-06).
+    off_register: int = 0
 
     @property
     def open_per_household(self) -> float:
@@ -129,11 +133,12 @@ def village_scores(session: Session, township: str) -> list[VillageScore]:
     households = dict(session.execute(select(RegisterHousehold.village_code, func.count())
                                       .where(RegisterHousehold.township_code == township)
                                       .group_by(RegisterHousehold.village_code)).all())
-    counts = {v: (n, o, c) for v, n, o, c in session.execute(
+    counts = {v: (n, o, c, off) for v, n, o, c, off in session.execute(
         select(Clue.village_code, func.count(), func.sum(case((Clue.status.in_(OPEN), 1), else_=0)),
-               func.sum(case((Clue.status == CLOSED, 1), else_=0)))
+               func.sum(case((Clue.status == CLOSED, 1), else_=0)),
+               func.sum(case((func.coalesce(Clue.household_code, "") == "", 1), else_=0)))
         .where(Clue.village_code.in_(list(households))).group_by(Clue.village_code))}
-    return [VillageScore(v, n, *(int(x or 0) for x in counts.get(v, (0, 0, 0))))
+    return [VillageScore(v, n, *(int(x or 0) for x in counts.get(v, (0, 0, 0, 0))))
             for v, n in sorted(households.items())]
 
 
@@ -269,10 +274,12 @@ def write_xlsx(sample: Sample, out: Path) -> None:
              ["抽中", f"{s['townships']} 个乡镇、{s['villages']} 个村、{s['households']} 户、{s['members']} 人"],
              ["线索", f"共 {s['clues']} 条，未办结 {s['open']} 条，其中逾期未核实 {s['overdue']} 条"]]
     sheet("说明", ["项目", "内容"], about, [16, 100])
-    sheet("抽中的村", ["乡镇", "村", "评判", "建档立卡户数", "线索条数", "未办结", "已销号", "户均未办结", "销号率", "抽取户数"],
-          [[names.get(t.code, ""), names.get(v.score.code, ""), v.grade, v.score.households, v.score.clues, v.score.open,
-            v.score.closed, round(v.score.open_per_household, 2), rate(v.score.closure_rate), len(v.households)]
-           for t in sample.townships for v in t.villages], [14, 14, 8, 12, 10, 10, 10, 10, 10, 10])
+    sheet("抽中的村", ["乡镇", "村", "评判", "建档立卡户数", "线索条数", "其中未建档户（疑似漏评）", "未办结", "已销号", "户均未办结",
+                     "销号率", "抽取户数"],
+          [[names.get(t.code, ""), names.get(v.score.code, ""), v.grade, v.score.households, v.score.clues,
+            v.score.off_register, v.score.open, v.score.closed, round(v.score.open_per_household, 2),
+            rate(v.score.closure_rate), len(v.households)]
+           for t in sample.townships for v in t.villages], [14, 14, 8, 12, 10, 14, 10, 10, 10, 10, 10])
     sheet("样本户及成员", ["乡镇", "村", "评判", "户编号", "户主", "脱贫状态", "识别年度", "成员", "与户主关系", "性别", "出生年份",
                      "线索条数", "未办结"],
           [[names.get(t.code, ""), names.get(v.score.code, ""), v.grade, h.household.household_code, h.household.head_name,
