@@ -299,11 +299,26 @@ def test_a_held_file_approved_on_the_page_is_applied_by_the_next_run(tiny: Path,
     t = token(admin)
     ask = admin.post("/admin/held/approve", data={"csrf_token": t, "night": "2026-11-21", "file": students.name})
     assert ask.status_code == 200 and "请确认" in ask.text
+    # What approving means for what the file lacks (a browser walk, 2026-12-06: a cut file's
+    # confirmation said only 按原样).
+    assert "这份文件没有的记录都按已删除处理" in ask.text and "证据已消失" in ask.text and "撤回批准" in ask.text
     assert nightly.run_night(h, inbox / "2026-11-21").status == "already"  # not approved yet: nothing reruns
-    admin.post("/admin/held/approve", data={"csrf_token": t, "night": "2026-11-21", "file": students.name,
-                                            "confirmed": "1"})
-    assert "下次比对时入库" in admin.get("/admin").text.split('id="held"')[1]
+    approve = {"csrf_token": t, "night": "2026-11-21", "file": students.name, "confirmed": "1"}
+    admin.post("/admin/held/approve", data=approve)
+    shown = admin.get("/admin").text.split('id="held"')[1]
+    assert "下次比对时入库" in shown and re.search(r"陈静（数据专班） 于 \d{4}-\d\d-\d\d \d\d:\d\d 批准", shown)
     assert ("admin", "held_file_approved", f"2026-11-21/{students.name}") in audits(h)
+    # Withdrawn before the run: the file stays held and the night is not run again.
+    withdraw = {"csrf_token": t, "night": "2026-11-21", "file": students.name}
+    assert "请确认" in admin.post("/admin/held/withdraw", data=withdraw).text
+    assert admin.post("/admin/held/withdraw", data=withdraw | {"confirmed": "1"}).status_code == 303
+    shown = admin.get("/admin").text.split('id="held"')[1]
+    assert "已批准，下次比对时入库" not in shown and "批准入库…" in shown
+    assert ("admin", "held_file_withdrawn", f"2026-11-21/{students.name}") in audits(h)
+    assert "撤回入库批准" in admin.get("/admin").text.split("操作记录")[-1]
+    assert nightly.run_night(h, inbox / "2026-11-21").status == "already"
+    assert admin.post("/admin/held/withdraw", data=withdraw | {"confirmed": "1"}).status_code == 303  # nothing to withdraw
+    admin.post("/admin/held/approve", data=approve)  # approved again
     assert [p.name for p in nightly.unprocessed_nights(h, inbox)] == ["2026-11-21"]
 
     again = nightly.run_night(h, inbox / "2026-11-21")

@@ -4,7 +4,8 @@ The web app never opens the warehouse, so the decision is recorded in the ledger
 (`held_file_approved`: night, file, the file's SHA-256 when the web app could read it) and the
 next run of that night honours it: the nightly flow runs the night again, stores that file as
 `forced`, and records `held_file_applied`. An approval is for those bytes: a file replaced since
-is held again and needs a new decision."""
+is held again and needs a new decision. Until the run applies it, the administrator may withdraw
+it (`held_file_withdrawn`): the file stays held."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from bidui.clues.models import AuditEvent
 from bidui.clues.users import audit
 from bidui.home import Home
 
-APPROVED, APPLIED = "held_file_approved", "held_file_applied"
+APPROVED, APPLIED, WITHDRAWN = "held_file_approved", "held_file_applied", "held_file_withdrawn"
 
 
 def target(night: date | str, file: str) -> str:
@@ -44,19 +45,28 @@ def approve(session: Session, actor: str, night: date | str, file: str, dataset:
                  {"night": str(night), "file": file, "dataset": dataset, "sha256": sha})
 
 
-def pending_in(session: Session, night: date | str) -> dict[str, str | None]:
-    """{file: sha256 or None} approved for the night and not applied since."""
-    out: dict[str, str | None] = {}
-    for e in session.scalars(select(AuditEvent).where(AuditEvent.kind.in_([APPROVED, APPLIED]),
+def withdraw(session: Session, actor: str, night: date | str, file: str, dataset: str | None) -> AuditEvent:
+    return audit(session, actor, WITHDRAWN, target(night, file), {"night": str(night), "file": file, "dataset": dataset})
+
+
+def approvals_in(session: Session, night: date | str) -> dict[str, AuditEvent]:
+    """{file: its approval} for the night, neither applied nor withdrawn since (who approved, when)."""
+    out: dict[str, AuditEvent] = {}
+    for e in session.scalars(select(AuditEvent).where(AuditEvent.kind.in_([APPROVED, APPLIED, WITHDRAWN]),
                                                       AuditEvent.target.like(f"{night}/%")).order_by(AuditEvent.id)):
         file = (e.payload or {}).get("file")
         if not file:
             continue
         if e.kind == APPROVED:
-            out[file] = (e.payload or {}).get("sha256")
+            out[file] = e
         else:
             out.pop(file, None)
     return out
+
+
+def pending_in(session: Session, night: date | str) -> dict[str, str | None]:
+    """{file: sha256 or None} approved for the night, neither applied nor withdrawn since."""
+    return {file: (e.payload or {}).get("sha256") for file, e in approvals_in(session, night).items()}
 
 
 def _ledger(home: Home):

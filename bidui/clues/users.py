@@ -37,7 +37,7 @@ AUDIT_LABELS = {
     "user_added": "添加用户", "user_disabled": "停用用户", "user_enabled": "恢复用户", "password_reset": "重置密码",
     "user_unlocked": "解除锁定", "user_rescoped": "调整角色与范围", "user_profile": "修改姓名职务",
     "rule_disabled": "停用规则", "rule_enabled": "启用规则",
-    "held_file_approved": "批准暂缓文件入库", "held_file_applied": "暂缓文件已入库",
+    "held_file_approved": "批准暂缓文件入库", "held_file_applied": "暂缓文件已入库", "held_file_withdrawn": "撤回入库批准",
     "login_failed": "登录失败", "password_changed": "修改密码", "sessions_ended": "结束登录会话",
 }
 # Why a web session ended early (web_sessions.revoked_why), as the admin page says it.

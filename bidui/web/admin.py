@@ -42,7 +42,7 @@ def _parameter_label(name: str) -> str:
 def audit_text(e: AuditEvent, names: dict[str, str] | None = None) -> str:
     """An audit event's details as a person reads them (division codes by their names)."""
     p, names = e.payload or {}, names or {}
-    if e.kind in (approvals.APPROVED, approvals.APPLIED):
+    if e.kind in (approvals.APPROVED, approvals.APPLIED, approvals.WITHDRAWN):
         return f"{p.get('night', '')} {DATASET_TITLES.get(p.get('dataset') or '', '')}（文件 {p.get('file', '')}）"
     if e.kind in ("rule_disabled", "rule_enabled"):
         return p.get("title", "")
@@ -64,7 +64,7 @@ def audit_label(kind: str) -> str:
 def audit_target(e: AuditEvent, people: dict[str, str] | None = None) -> dict[str, str]:
     """What an audit event acted on, as the audit log shows it: `text`, and `account` (a user
     account's login name, under the person's name) or `href` (the decision, on its list)."""
-    if e.kind in (approvals.APPROVED, approvals.APPLIED) or e.kind in ("rule_disabled", "rule_enabled"):
+    if e.kind in (approvals.APPROVED, approvals.APPLIED, approvals.WITHDRAWN) or e.kind in ("rule_disabled", "rule_enabled"):
         return {"text": ""}  # the file or the rule is named in the details (a rule's target is its code)
     if e.kind in present.DECISION_AUDIT_LABELS:  # target link_decision:<id>
         number = (e.target or "").rpartition(":")[2]
@@ -139,7 +139,7 @@ def _runs(c: Ctx) -> tuple[list[dict], list[dict]]:
     runs, held = [], []
     for r in c.session.scalars(select(RunReport).order_by(RunReport.night.desc()).limit(10)):
         report = json.loads(r.report)
-        pending = approvals.pending_in(c.session, r.night)
+        pending = approvals.approvals_in(c.session, r.night)
         files = report.get("files", [])
         not_in = []
         for f in files:
@@ -149,7 +149,9 @@ def _runs(c: Ctx) -> tuple[list[dict], list[dict]]:
                    "status": present.FILE_STATUS_LABELS.get(f["status"], "未入库"), "message": present.file_message(f.get("file"), f["status"], f.get("message"))}
             not_in.append(row)
             if f["status"] == "held" and not f.get("incomplete") and f.get("file"):
-                held.append(row | {"night": r.night.isoformat(), "approved": f["file"] in pending})
+                approval = pending.get(f["file"])
+                held.append(row | {"night": r.night.isoformat(), "approved": approval is not None,
+                                   "approved_by": approval and (approval.actor, f"{approval.at:%Y-%m-%d %H:%M}")})
         runs.append({"night": r.night, "finished": f"{r.finished_at:%Y-%m-%d %H:%M}",
                      "status": RUN_STATUS.get(report.get("status", ""), ""),
                      "taken": sum(f.get("status") in ("accepted", "forced", "duplicate") for f in files),
@@ -162,6 +164,10 @@ def _runs(c: Ctx) -> tuple[list[dict], list[dict]]:
                      "rules_scope": rules_scope_text(report.get("rules_scope") or {}),
                      "model": present.model_lines(report.get("model") or {}),
                      "timings": [(present.STEP_LABELS.get(k, "其他"), v) for k, v in report.get("timings", {}).items()]})
+    who = c.people({h["approved_by"][0] for h in held if h["approved_by"]})
+    for h in held:  # the person who approved, not the account
+        if h["approved_by"]:
+            h["approved_by"] = (who.get(h["approved_by"][0], "已停用的账号"), h["approved_by"][1])
     return runs, held
 
 
@@ -394,7 +400,11 @@ def held_approve(c: Ctx = Depends(ctx), csrf_token: str = Form(""), night: str =
     if confirmed != "1":
         return confirm(c, "/admin/held/approve", f"批准入库：{row['dataset']}（{night}）",
                        [f"文件：{file}", f"暂缓原因：{row['message']}",
-                        "批准后，下次比对时按原样入库，并重新比对、下发这一夜的线索。请先与报送部门核实数据无误。"],
+                        "批准后，下次比对时按原样入库，并重新比对、下发这一夜的线索。请先与报送部门核实数据无误。",
+                        # (a delivery is the dataset's whole extract: what it lacks counts as gone)
+                        "入库后，这份文件就是该数据集的全部数据：上一版有、这份文件没有的记录都按已删除处理，"
+                        "依据这些记录的线索会标记为“证据已消失”。如果文件不完整（行数明显变少），请让报送部门重新报送，不要批准。",
+                        "下次比对前，可以在本页撤回批准。"],
                        {"night": night, "file": file})
     report = c.session.get(RunReport, datetime.fromisoformat(night).date())
     folder = json.loads(report.report).get("folder") if report else None
@@ -403,6 +413,28 @@ def held_approve(c: Ctx = Depends(ctx), csrf_token: str = Form(""), night: str =
     with c.request.app.state.ledger.write() as s:
         approvals.approve(s, c.user.username, night, file, dataset, folder)
     return _done(c, f"已批准 {row['dataset']}（{night}）入库：下次比对时入库", "#held")
+
+
+@router.post("/admin/held/withdraw")
+def held_withdraw(c: Ctx = Depends(ctx), csrf_token: str = Form(""), night: str = Form(""),  # noqa: B008
+                  file: str = Form(""), confirmed: str = Form("")):
+    """Withdraw an approval the next run has not applied yet: the file stays held. Confirmed, audited."""
+    require_role(c.user, "admin")
+    check_csrf(c.request, csrf_token)
+    _, held = _runs(c)
+    row = next((h for h in held if h["night"] == night and h["file"] == file), None)
+    if row is None or not row["approved"]:
+        return _done(c, "这个文件没有待入库的批准（可能已入库或已撤回）", "#held")
+    if confirmed != "1":
+        return confirm(c, "/admin/held/withdraw", f"撤回入库批准：{row['dataset']}（{night}）",
+                       [f"文件：{file}", "撤回后，这份文件继续暂缓、不入库，沿用上一期数据。"],
+                       {"night": night, "file": file}, danger=False)
+    report = c.session.get(RunReport, datetime.fromisoformat(night).date())
+    dataset = next((f.get("dataset") for f in json.loads(report.report).get("files", []) if f.get("file") == file),
+                   None) if report else None
+    with c.request.app.state.ledger.write() as s:
+        approvals.withdraw(s, c.user.username, night, file, dataset)
+    return _done(c, f"已撤回 {row['dataset']}（{night}）的入库批准：文件继续暂缓", "#held")
 
 
 # ---------------------------------------------------------------- 不是本人 / 确认是本人 (issue 18)
