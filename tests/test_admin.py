@@ -262,7 +262,7 @@ def test_rule_switch(home) -> None:
                                                    "confirmed": "1"}).status_code == 400
 
 
-def test_a_held_file_approved_on_the_page_is_applied_by_the_next_run(tiny: Path, tmp_path: Path) -> None:
+def test_a_held_file_approved_on_the_page_is_applied_by_the_next_run(tiny: Path, tmp_path: Path, monkeypatch) -> None:
     """Night 2's hukou changes with every name blank are held; the admin approves the file (the
     page says it goes in at the next comparison); the next run of night 2 stores it as forced, once."""
     import duckdb
@@ -319,6 +319,24 @@ def test_a_held_file_approved_on_the_page_is_applied_by_the_next_run(tiny: Path,
     assert nightly.run_night(h, inbox / "2026-11-21").status == "already"
     assert admin.post("/admin/held/withdraw", data=withdraw | {"confirmed": "1"}).status_code == 303  # nothing to withdraw
     admin.post("/admin/held/approve", data=approve)  # approved again
+    # Withdrawn while the night is being read (between the run reading the approvals and storing
+    # the file): the file stays held.
+    from bidui.clues import approvals
+
+    real_sha = approvals.file_sha
+
+    def withdrawn_meanwhile(path):
+        ledger = open_ledger(ledger_url(h.ledger))
+        with ledger.write() as s:
+            approvals.withdraw(s, "admin", "2026-11-21", students.name, "hukou_changes")
+        ledger.close()
+        return real_sha(path)
+    monkeypatch.setattr(approvals, "file_sha", withdrawn_meanwhile)
+    meanwhile = nightly.run_night(h, inbox / "2026-11-21")
+    monkeypatch.setattr(approvals, "file_sha", real_sha)
+    assert [f["status"] for f in meanwhile.files if f["file"] == students.name] == ["held"]
+    assert ("系统", "held_file_applied", f"2026-11-21/{students.name}") not in audits(h)
+    admin.post("/admin/held/approve", data=approve)  # and approved once more, for the run below
     assert [p.name for p in nightly.unprocessed_nights(h, inbox)] == ["2026-11-21"]
 
     again = nightly.run_night(h, inbox / "2026-11-21")

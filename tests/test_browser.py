@@ -276,7 +276,8 @@ def test_signing_with_a_file_chosen_but_not_uploaded_asks_first(server, browser,
         Select(browser.find_element(By.ID, "outcome")).select_by_visible_text("不属实")
         browser.find_element(By.ID, "finding").send_keys("入户核实，车辆已过户")
         browser.find_element(By.ID, "sign").click()
-        WebDriverWait(browser, 10).until(lambda d: not d.current_url.endswith(f"/clues/{clue_id}"))
+        # (the upload left the page at /clues/<id>#attachments: wait for the signing's own answer)
+        WebDriverWait(browser, 10).until(lambda d: "已核实并签字" in d.page_source)
         with ledger.read() as s:
             assert s.get(Clue, clue_id).status == "verified"
     finally:

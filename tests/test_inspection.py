@@ -99,12 +99,15 @@ def test_the_tiny_prefectures_sample_follows_the_stated_measure_and_reads_in_chi
                 assert len(v.households) == min(3, v.score.households)
                 # The village's clues on households not on the register (漏评) are counted apart:
                 # none of them is among the households drawn.
-                assert v.score.off_register == s.scalar(select(func.count()).where(
-                    Clue.village_code == v.score.code, func.coalesce(Clue.household_code, "") == ""))
+                registered = set(s.scalars(select(RegisterHousehold.household_code)))
+                assert v.score.off_register == sum(
+                    code not in registered for code in s.scalars(select(Clue.household_code).where(
+                        Clue.village_code == v.score.code)))
                 for hh in v.households:
                     assert [c.clue.id for c in hh.clues] == list(s.scalars(
                         select(Clue.id).where(Clue.household_code == hh.household.household_code)
                         .order_by(Clue.first_seen, Clue.id)))
+        assert any(v.score.off_register for t in sample.townships for v in t.villages)  # (not 0 == 0)
     ledger.close()
     assert {t.code for t in sample.townships} == towns and len(towns) <= 3  # fewer than three: all
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 
 from bidui.clues import actions
 from bidui.clues.db import ledger_url, open_ledger
-from bidui.clues.models import Clue, ClueEvent, User
+from bidui.clues.models import Clue, ClueEvent, PublishRun, User
 from bidui.clues.states import Finding
 from bidui.clues.users import add_user
 from bidui.ids import upgrade_15
@@ -447,7 +447,7 @@ def test_the_inbox_marks_the_latest_nights_new_clues(home) -> None:
     """A clerk could not tell last night's new clues from the rest (a browser walk, 2026-12-06)."""
     h, town, _ = home
     ids = clue_ids(h, town)
-    newest = write(h, lambda s: s.scalar(select(func.max(Clue.first_seen))))
+    newest = write(h, lambda s: s.scalar(select(func.max(PublishRun.night))))  # the latest published night
     older = newest - timedelta(days=1)
     write(h, lambda s: s.execute(update(Clue).where(Clue.id.in_(ids[1:])).values(first_seen=older)))
     write(h, lambda s: s.execute(update(Clue).where(Clue.id == ids[0]).values(first_seen=newest)))

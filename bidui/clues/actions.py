@@ -191,17 +191,18 @@ def send_back(session: Session, clue_id: int, expected_version: int, actor: User
     return clue
 
 
-def decision_revoked(session: Session, decision: LinkDecision, actor: User, today: date | None = None) -> Clue | None:
+def decision_revoked(session: Session, decision: LinkDecision, actor: User, due: date) -> Clue | None:
     """The clue whose finding made `decision`, after the task force revoked it
     (`link_decisions.revoke`; inside the caller's transaction). A finding still awaiting the
     county's review rests on what was overturned: it goes back to the township to be verified
-    again, with a due date as far off as the clue's first one was (else the county could close it
-    on a verdict no longer held, and nothing on the clue said so). A clue in another state keeps
-    it; its history says what was revoked and why. None when the decision has no clue."""
-    clue = session.get(Clue, decision.clue_id) if decision.clue_id is not None else None
+    again by `due` (what a county's return gives by default: else the county could close it on a
+    verdict no longer held, and nothing on the clue said so). A clue in another state keeps it; its
+    history says what was revoked and why. None when the decision has no clue; ConflictError when
+    someone changed the clue meanwhile."""
+    clue = session.scalar(select(Clue).where(Clue.id == decision.clue_id).with_for_update()) \
+        if decision.clue_id is not None else None
     if clue is None:
         return None
-    today = today or date.today()
     why = decision.revoke_reason or ""
     stamp = now()
     if clue.status != VERIFIED:
@@ -210,7 +211,6 @@ def decision_revoked(session: Session, decision: LinkDecision, actor: User, toda
                               payload={"decision": decision.kind, "reason": why}))
         session.flush()
         return clue
-    due = max(clue.due_date, today + (clue.due_date - clue.first_seen))
     reason = f"“{link_decisions.KIND_LABELS[decision.kind]}”的认定已被撤销（理由：{why}），请重新核实"
     result = session.execute(
         update(Clue).where(Clue.id == clue.id, Clue.version == clue.version)
@@ -218,12 +218,14 @@ def decision_revoked(session: Session, decision: LinkDecision, actor: User, toda
         .execution_options(synchronize_session=False))
     if result.rowcount != 1:
         raise ConflictError(f"线索 {clue.id} 已被他人修改，请刷新后重试")
-    session.add(ClueEvent(clue_id=clue.id, at=stamp, actor=actor.username, kind="return", from_status=VERIFIED,
-                          to_status=RETURNED_STATUS,
-                          payload={"reason": reason, "due_date": due.isoformat(), "decision_revoked": decision.kind}))
     # As any return: what the finding taught the linker stops applying until the township signs again.
-    for kind in (link_decisions.CANNOT, link_decisions.MUST):
-        link_decisions.revoke_for_clue(session, clue, kind, actor, RETURNED)
+    others = sum(link_decisions.revoke_for_clue(session, clue, kind, actor, RETURNED)
+                 for kind in (link_decisions.CANNOT, link_decisions.MUST))
+    payload = {"reason": reason, "due_date": due.isoformat(), "decision_revoked": decision.kind}
+    if others:
+        payload["link_revoked"] = others
+    session.add(ClueEvent(clue_id=clue.id, at=stamp, actor=actor.username, kind="return", from_status=VERIFIED,
+                          to_status=RETURNED_STATUS, payload=payload))
     session.flush()
     session.refresh(clue)
     return clue

@@ -175,6 +175,8 @@ def ingest_step(home: Home, folder: Path, night: date, force: bool = False, carr
                 continue
             if approved[o.file] and approvals.file_sha(folder / o.file) != approved[o.file]:
                 continue  # replaced since it was approved: held again, for a new decision
+            if o.file not in approvals.pending(home, night):
+                continue  # withdrawn on the admin page while the night was being read
             outcomes[i] = ingest_file(con, folder / o.file, night, force=True, limits=limits)
             if outcomes[i].status == "forced":
                 taken.append(asdict(outcomes[i]))

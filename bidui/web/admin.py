@@ -22,10 +22,10 @@ from bidui import config, scope
 from bidui.clues import actions, approvals, link_decisions, present, users
 from bidui.clues.models import AuditEvent, Clue, Division, LinkDecision, RunReport
 from bidui.clues.present import parameter_value_text, parameter_words
-from bidui.clues.states import RETURNED
+from bidui.clues.states import CLOSED, RETURNED
 from bidui.clues.workbook import CATEGORY_LABELS
 from bidui.datasets import DATASETS
-from bidui.web.deps import Ctx, ctx
+from bidui.web.deps import Ctx, ctx, default_due
 from bidui.web.security import check_csrf, require_role
 
 router = APIRouter()
@@ -427,7 +427,8 @@ def held_withdraw(c: Ctx = Depends(ctx), csrf_token: str = Form(""), night: str 
         return _done(c, "这个文件没有待入库的批准（可能已入库或已撤回）", "#held")
     if confirmed != "1":
         return confirm(c, "/admin/held/withdraw", f"撤回入库批准：{row['dataset']}（{night}）",
-                       [f"文件：{file}", "撤回后，这份文件继续暂缓、不入库，沿用上一期数据。"],
+                       [f"文件：{file}", "撤回后，这份文件继续暂缓、不入库，沿用上一期数据。",
+                        "如果这一夜的比对此刻正在把它入库，撤回就来不及了：比对运行记录和操作记录会写明已入库。"],
                        {"night": night, "file": file}, danger=False)
     report = c.session.get(RunReport, datetime.fromisoformat(night).date())
     dataset = next((f.get("dataset") for f in json.loads(report.report).get("files", []) if f.get("file") == file),
@@ -506,14 +507,20 @@ def revoke_decision(decision_id: int, c: Ctx = Depends(ctx), csrf_token: str = F
         raise HTTPException(404)
     if not reason.strip():
         return _decisions_page(c, status_code=400, error="撤销须说明理由（写在要撤销的那一行）")
-    with c.request.app.state.ledger.write() as s:
-        decision = s.scalar(select(LinkDecision).where(*in_scope))
-        if decision is None or decision.revoked_at is not None:
-            c.flash(error="这条决定已经撤销过了")
-            return RedirectResponse("/admin/link-decisions", status_code=303)
-        link_decisions.revoke(s, decision, c.user, reason.strip()[:500])
-        clue = actions.decision_revoked(s, decision, c.user)
-        clue_id, returned = decision.clue_id, clue is not None and clue.status == RETURNED
-    c.flash(message=f"已撤销关联决定（线索 {clue_id}）：以后的比对照常判断这条记录是不是本人"
-                    + ("；这条线索的核实结论依据的就是这项认定，已退回乡镇重新核实" if returned else ""))
+    try:
+        with c.request.app.state.ledger.write() as s:
+            decision = s.scalar(select(LinkDecision).where(*in_scope))
+            if decision is None or decision.revoked_at is not None:
+                c.flash(error="这条决定已经撤销过了")
+                return RedirectResponse("/admin/link-decisions", status_code=303)
+            link_decisions.revoke(s, decision, c.user, reason.strip()[:500])
+            clue = actions.decision_revoked(s, decision, c.user, default_due(c))
+            clue_id = decision.clue_id
+            state = clue.status if clue is not None else None
+    except actions.ConflictError:  # the county or the nightly run changed the clue meanwhile: nothing revoked
+        c.flash(error="这条线索刚被他人修改，没有撤销：请刷新后重试")
+        return RedirectResponse("/admin/link-decisions", status_code=303)
+    said = {RETURNED: "；这条线索的核实结论依据的就是这项认定，已退回乡镇重新核实",
+            CLOSED: "；这条线索已销号，保持销号（处理记录中已注明撤销）"}.get(state, "")
+    c.flash(message=f"已撤销关联决定（线索 {clue_id}）：以后的比对照常判断这条记录是不是本人{said}")
     return RedirectResponse("/admin/link-decisions", status_code=303)

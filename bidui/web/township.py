@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bidui import config, scope, uploads
 from bidui.clues import actions, link_decisions
-from bidui.clues.models import Clue, ClueEvent, EvidenceSnapshot, LinkDecision
+from bidui.clues.models import Clue, ClueEvent, EvidenceSnapshot, LinkDecision, PublishRun
 from bidui.clues.present import (
     CATEGORY_LABELS,
     DECISION_NOTES,
@@ -185,8 +185,9 @@ def _render_inbox(c: Ctx, filters: dict, term: str, status_code: int = 200, erro
     if total == 0 and filters["status"] != "":
         anywhere = _inbox_query(c, filters | {"status": ""}, term)
         elsewhere = c.session.scalar(select(func.count()).select_from(anywhere.subquery()))
-    # The latest night's new clues are marked 新: a clerk could not tell last night's from the rest.
-    newest = c.session.scalar(c.clues().with_only_columns(func.max(Clue.first_seen)))
+    # The latest published night's new clues are marked 新: a clerk could not tell last night's
+    # from the rest. (That night's, not the township's latest: a quiet night marks nothing.)
+    newest = c.session.scalar(select(func.max(PublishRun.night)))
     return c.render("inbox.html", status_code=status_code, rows=rows, names=c.division_names(), total=total, page=page,
                     elsewhere=elsewhere, newest=newest,
                     pages=(total + PAGE - 1) // PAGE, rules=rules, villages=grouped, townships=list(grouped),
@@ -313,10 +314,12 @@ def _clue_page(c: Ctx, clue: Clue, status_code: int = 200, form: dict | None = N
                 "verified_on": str(clue.verified_on or date.today()), "detail": clue.outcome_detail or ""}
     elif form is None and clue.status == RETURNED and clue.outcome and c.user.role == "township":
         # Returned for more: the finding as signed, to add what the county asked for (retyping it
-        # all was the clerk's lot), dated today. Not 不是本人 when that verdict was overturned.
-        form = {"outcome": clue.outcome, "action": clue.action or "", "finding": clue.finding or "",
-                "verified_on": str(date.today()),
-                "detail": "" if actions.returned_for_revoked_decision(c.session, clue) else clue.outcome_detail or ""}
+        # all was the clerk's lot), dated today. Only its text when its verdict was overturned (the
+        # task force revoked what it taught the linker): the conclusion is to be drawn again.
+        overturned = actions.returned_for_revoked_decision(c.session, clue)
+        form = {"outcome": "" if overturned else clue.outcome, "action": "" if overturned else clue.action or "",
+                "finding": clue.finding or "", "verified_on": str(date.today()),
+                "detail": "" if overturned else clue.outcome_detail or ""}
     household = c.session.scalars(c.scoped(select(Clue).where(
         Clue.household_code == clue.household_code, Clue.hukou_number == clue.hukou_number, Clue.id != clue.id))
         .order_by(Clue.id).limit(50)).all()
