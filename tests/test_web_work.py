@@ -151,13 +151,18 @@ def test_signing_leads_to_the_next_clue_and_uses_the_stored_signature(home) -> N
     assert (clue.verifier_name, clue.verifier_position) == ("王秀兰", "扶贫专干")
 
 
-def test_the_header_and_the_history_show_people_not_accounts(home) -> None:
-    h, town, _ = home
+def signed_clue_as_county(h, town: str) -> tuple[int, str]:
+    """A clue of the township signed by its clerk, and its page as the county reviewer reads it."""
     first = clue_ids(h, town)[0]
     sign(h, first)
     c = client_for(h)
     login(c, "county")
-    page = c.get(f"/clues/{first}").text
+    return first, c.get(f"/clues/{first}").text
+
+
+def test_the_header_and_the_history_show_people_not_accounts(home) -> None:
+    h, town, _ = home
+    _, page = signed_clue_as_county(h, town)
     header = page.split("</header>")[0]
     assert "赵志刚" in header and "县审核" not in header and "县级审核员（县级审核员）" not in header
     history = page.split("处理记录")[1]
@@ -329,11 +334,7 @@ def test_a_single_clue_is_closed_by_its_own_form_which_asks_first(home) -> None:
     reviewer who typed a reason and pressed the first button closed the clue (a browser walk,
     2026-12-06): closing is now its own form, asked about once more; returning is the other."""
     h, town, _ = home
-    a = clue_ids(h, town)[0]
-    sign(h, a)
-    c = client_for(h)
-    login(c, "county")
-    page = c.get(f"/clues/{a}").text
+    a, page = signed_clue_as_county(h, town)
     forms = re.findall(rf'<form method="post" action="/clues/{a}/review"[^>]*>.*?</form>', page, re.S)
     assert len(forms) == 2
     closing, returning = forms

@@ -386,13 +386,27 @@ def rule_switch(c: Ctx = Depends(ctx), csrf_token: str = Form(""), code: str = F
     return _done(c, f"已{'启用' if on else '停用'}规则“{rule['title']}”，下次比对时生效", "#rules")
 
 
-@router.post("/admin/held/approve")
-def held_approve(c: Ctx = Depends(ctx), csrf_token: str = Form(""), night: str = Form(""),  # noqa: B008
-                 file: str = Form(""), confirmed: str = Form("")):
+def _held_row(c: Ctx, csrf_token: str, night: str, file: str) -> dict | None:
+    """The held file of the night the admin acts on (`_runs`' row), once the request is checked."""
     require_role(c.user, "admin")
     check_csrf(c.request, csrf_token)
     _, held = _runs(c)
-    row = next((h for h in held if h["night"] == night and h["file"] == file), None)
+    return next((h for h in held if h["night"] == night and h["file"] == file), None)
+
+
+def _delivered(c: Ctx, night: str, file: str) -> tuple[str | None, str | None]:
+    """(the night's folder, the file's dataset) as the night's run report has them."""
+    report = c.session.get(RunReport, datetime.fromisoformat(night).date())
+    if report is None:
+        return None, None
+    said = json.loads(report.report)
+    return said.get("folder"), next((f.get("dataset") for f in said.get("files", []) if f.get("file") == file), None)
+
+
+@router.post("/admin/held/approve")
+def held_approve(c: Ctx = Depends(ctx), csrf_token: str = Form(""), night: str = Form(""),  # noqa: B008
+                 file: str = Form(""), confirmed: str = Form("")):
+    row = _held_row(c, csrf_token, night, file)
     if row is None:
         return render(c, 400, error="没有这个暂缓入库的文件（可能已处理）")
     if row["approved"]:
@@ -406,10 +420,7 @@ def held_approve(c: Ctx = Depends(ctx), csrf_token: str = Form(""), night: str =
                         "依据这些记录的线索会标记为“证据已消失”。如果文件不完整（行数明显变少），请让报送部门重新报送，不要批准。",
                         "下次比对前，可以在本页撤回批准。"],
                        {"night": night, "file": file})
-    report = c.session.get(RunReport, datetime.fromisoformat(night).date())
-    folder = json.loads(report.report).get("folder") if report else None
-    dataset = next((f.get("dataset") for f in json.loads(report.report).get("files", []) if f.get("file") == file),
-                   None) if report else None
+    folder, dataset = _delivered(c, night, file)
     with c.request.app.state.ledger.write() as s:
         approvals.approve(s, c.user.username, night, file, dataset, folder)
     return _done(c, f"已批准 {row['dataset']}（{night}）入库：下次比对时入库", "#held")
@@ -419,10 +430,7 @@ def held_approve(c: Ctx = Depends(ctx), csrf_token: str = Form(""), night: str =
 def held_withdraw(c: Ctx = Depends(ctx), csrf_token: str = Form(""), night: str = Form(""),  # noqa: B008
                   file: str = Form(""), confirmed: str = Form("")):
     """Withdraw an approval the next run has not applied yet: the file stays held. Confirmed, audited."""
-    require_role(c.user, "admin")
-    check_csrf(c.request, csrf_token)
-    _, held = _runs(c)
-    row = next((h for h in held if h["night"] == night and h["file"] == file), None)
+    row = _held_row(c, csrf_token, night, file)
     if row is None or not row["approved"]:
         return _done(c, "这个文件没有待入库的批准（可能已入库或已撤回）", "#held")
     if confirmed != "1":
@@ -430,9 +438,7 @@ def held_withdraw(c: Ctx = Depends(ctx), csrf_token: str = Form(""), night: str 
                        [f"文件：{file}", "撤回后，这份文件继续暂缓、不入库，沿用上一期数据。",
                         "如果这一夜的比对此刻正在把它入库，撤回就来不及了：比对运行记录和操作记录会写明已入库。"],
                        {"night": night, "file": file}, danger=False)
-    report = c.session.get(RunReport, datetime.fromisoformat(night).date())
-    dataset = next((f.get("dataset") for f in json.loads(report.report).get("files", []) if f.get("file") == file),
-                   None) if report else None
+    _, dataset = _delivered(c, night, file)
     with c.request.app.state.ledger.write() as s:
         approvals.withdraw(s, c.user.username, night, file, dataset)
     return _done(c, f"已撤回 {row['dataset']}（{night}）的入库批准：文件继续暂缓", "#held")
