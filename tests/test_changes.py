@@ -153,3 +153,11 @@ def test_the_report_says_it_in_chinese_without_codes() -> None:
     assert "死亡医学证明：首次入库 12 行" in lines
     assert lines[-1] == "本夜无新版本、沿用上一版：户籍人口、财政供养人员"
     assert not any(code in " ".join(lines) for code in ("vehicles", "deaths", "hukou", "payroll", "carried"))
+    # With the night's files: one sent again unchanged and one held are not said alike (one line
+    # lumped them, and read as if the held file had come unchanged: a browser walk, 2026-12-06).
+    told = changes_text({"hukou": {"since": "2026-11-18", "rows": 9, "carried": True},
+                         "payroll": {"since": "2026-11-17", "rows": 4, "carried": True},
+                         "property": {"since": "2026-11-17", "rows": 7, "carried": True}},
+                        [{"dataset": "hukou", "status": "duplicate"}, {"dataset": "payroll", "status": "held"},
+                         {"dataset": "property", "status": "missing"}])
+    assert told == ["今晚报送的文件与上一版相同：户籍人口", "今晚未入库（原因见未入库一栏），沿用上一版：不动产登记、财政供养人员"]

@@ -293,22 +293,31 @@ def defects_text(quality: dict[str, dict[str, int]]) -> list[str]:
             for d, found in sorted(quality.items())]
 
 
-def changes_text(changes: dict[str, dict]) -> list[str]:
+def changes_text(changes: dict[str, dict], files: list[dict] | None = None) -> list[str]:
     """Each dataset's rows against its previous snapshot, one line each (`户籍人口：新增 12，变更 161，…`);
-    the datasets carried whole in one last line: no file tonight, the same bytes again, or a file held
-    or refused (a snapshot carried is not news that nothing changed, only that nothing new came)."""
-    lines, carried = [], []
+    the datasets carried whole in a last line: no file tonight, the same bytes again, or a file held
+    or refused (a snapshot carried is not news that nothing changed, only that nothing new came).
+    With the night's `files` (the run report's), those not loaded tonight (held, refused, missing:
+    the report lists why) are told apart from those sent again unchanged, which one line lumped
+    together (an admin read it as saying the held files had come unchanged)."""
+    not_in = {f.get("dataset") for f in files or [] if f.get("status") in ("held", "refused", "missing")}
+    lines, carried, kept = [], [], []
     for d, c in sorted(changes.items(), key=lambda kv: dataset_title(kv[0])):
         title = dataset_title(d) or "其他数据"
-        if c.get("carried"):
+        if c.get("carried") and files is not None and d not in not_in:
+            kept.append(title)
+        elif c.get("carried"):
             carried.append(title)
         elif c.get("since") is None:
             lines.append(f"{title}：首次入库 {c.get('rows', 0):,} 行")
         else:
             lines.append(f"{title}：新增 {c['new']:,}，变更 {c['changed']:,}，删除 {c['removed']:,}，"
                          f"未变 {c['unchanged']:,}（与 {c['since']} 的版本相比）")
+    if kept:
+        lines.append("今晚报送的文件与上一版相同：" + "、".join(kept))
     if carried:
-        lines.append("本夜无新版本、沿用上一版：" + "、".join(carried))
+        lines.append(("今晚未入库（原因见未入库一栏），沿用上一版：" if files is not None else "本夜无新版本、沿用上一版：")
+                     + "、".join(carried))
     return lines
 
 

@@ -52,7 +52,7 @@ def print_report(report: NightReport) -> None:
                       escape(f["说明"]))
     console.print(files)
     if report.changes:
-        console.print("数据变化（与上一版相比）：\n" + "\n".join(f"  {line}" for line in changes_text(report.changes)))
+        console.print("数据变化（与上一版相比）：\n" + "\n".join(f"  {line}" for line in changes_text(report.changes, report.files)))
     console.print("身份关联：" + links_text(report.links))
     if report.relinks:
         console.print("与上一夜相比：\n" + "\n".join(f"  {line}" for line in relinks_text(report.relinks)))

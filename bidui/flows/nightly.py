@@ -121,7 +121,7 @@ class NightReport:
             lines += ["**未入库（暂缓、拒收或缺失）：** " + "；".join(
                 f"{f['文件'] or f['数据集']}：{f['说明'] or f['结果']}" for f in held), ""]
         if self.changes:
-            lines += ["## 数据变化（与上一版相比）", "", *[f"- {line}" for line in changes_text(self.changes)], ""]
+            lines += ["## 数据变化（与上一版相比）", "", *[f"- {line}" for line in changes_text(self.changes, self.files)], ""]
         lines += ["## 关联", "", links_text(self.links), ""]
         if self.relinks:
             lines += ["与上一夜相比：", "", *[f"- {line}" for line in relinks_text(self.relinks)], ""]

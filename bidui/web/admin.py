@@ -159,7 +159,7 @@ def _runs(c: Ctx) -> tuple[list[dict], list[dict]]:
                                 if f.get("status") == "forced"],
                      "not_in": not_in, "new": sum(v.get("new", 0) for v in report.get("clues", {}).values()),
                      "defects": defects_text(report.get("quality") or {}),
-                     "changes": changes_text(report.get("changes") or {}),
+                     "changes": changes_text(report.get("changes") or {}, files),
                      "relinks": relinks_text(report.get("relinks") or {}),
                      "rules_scope": rules_scope_text(report.get("rules_scope") or {}),
                      "model": present.model_lines(report.get("model") or {}),
