@@ -52,7 +52,13 @@ def _apply(session: Session, clue: Clue, expected_version: int, actor: User, kin
            payload: dict, event_kind: str | None = None) -> Clue:
     if clue.version != expected_version:
         raise ConflictError(f"线索 {clue.id} 已被他人修改（您看到的是第 {expected_version} 版，当前为第 {clue.version} 版），请刷新后重试")
-    target = next_status(kind, clue.status, actor.role)
+    return _write(session, clue, expected_version, actor, next_status(kind, clue.status, actor.role), changes,
+                  payload, event_kind or kind)
+
+
+def _write(session: Session, clue: Clue, expected_version: int, actor: User, target: str, changes: dict,
+           payload: dict, event_kind: str) -> Clue:
+    """The clue moved to `target` with `changes` and its event, if still at the version seen."""
     stamp = now()
     # The WHERE on the version makes the check and the write one step, even between processes.
     result = session.execute(
@@ -61,7 +67,7 @@ def _apply(session: Session, clue: Clue, expected_version: int, actor: User, kin
         .execution_options(synchronize_session=False))
     if result.rowcount != 1:
         raise ConflictError(f"线索 {clue.id} 已被他人修改，请刷新后重试")
-    session.add(ClueEvent(clue_id=clue.id, at=stamp, actor=actor.username, kind=event_kind or kind, from_status=clue.status,
+    session.add(ClueEvent(clue_id=clue.id, at=stamp, actor=actor.username, kind=event_kind, from_status=clue.status,
                           to_status=target, payload=payload))
     session.flush()
     session.refresh(clue)
@@ -204,31 +210,21 @@ def decision_revoked(session: Session, decision: LinkDecision, actor: User, due:
     if clue is None:
         return None
     why = decision.revoke_reason or ""
-    stamp = now()
     if clue.status != VERIFIED:
-        session.add(ClueEvent(clue_id=clue.id, at=stamp, actor=actor.username, kind="decision_revoked",
+        session.add(ClueEvent(clue_id=clue.id, at=now(), actor=actor.username, kind="decision_revoked",
                               from_status=clue.status, to_status=clue.status,
                               payload={"decision": decision.kind, "reason": why}))
         session.flush()
         return clue
-    reason = f"“{link_decisions.KIND_LABELS[decision.kind]}”的认定已被撤销（理由：{why}），请重新核实"
-    result = session.execute(
-        update(Clue).where(Clue.id == clue.id, Clue.version == clue.version)
-        .values(status=RETURNED_STATUS, version=clue.version + 1, updated_at=stamp, return_reason=reason, due_date=due)
-        .execution_options(synchronize_session=False))
-    if result.rowcount != 1:
-        raise ConflictError(f"线索 {clue.id} 已被他人修改，请刷新后重试")
     # As any return: what the finding taught the linker stops applying until the township signs again.
     others = sum(link_decisions.revoke_for_clue(session, clue, kind, actor, RETURNED)
                  for kind in (link_decisions.CANNOT, link_decisions.MUST))
+    reason = f"“{link_decisions.KIND_LABELS[decision.kind]}”的认定已被撤销（理由：{why}），请重新核实"
     payload = {"reason": reason, "due_date": due.isoformat(), "decision_revoked": decision.kind}
     if others:
         payload["link_revoked"] = others
-    session.add(ClueEvent(clue_id=clue.id, at=stamp, actor=actor.username, kind="return", from_status=VERIFIED,
-                          to_status=RETURNED_STATUS, payload=payload))
-    session.flush()
-    session.refresh(clue)
-    return clue
+    return _write(session, clue, clue.version, actor, RETURNED_STATUS, {"return_reason": reason, "due_date": due},
+                  payload, "return")
 
 
 def returned_for_revoked_decision(session: Session, clue: Clue) -> bool:
