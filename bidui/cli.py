@@ -13,12 +13,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bidui.clitools import locked_command
+from bidui.clitools import (
+    Group,
+    check_night_folder,
+    checked_first,
+    folder_night,
+    locked_command,
+    use_bidui_classes,
+)
 from bidui.errors import HomeMissing, require_home
 from bidui.home import Home
 
+# Group: a usage error exits 1 (bad input), not click's 2 (README: What a scheduler can act on).
 app = typer.Typer(help="比对 bidui: nightly comparison of department extracts with the poverty register.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, cls=Group)
 # Off a terminal (CI logs, pipes) tables get room rather than folding every cell.
 console = Console(width=None if Console().is_terminal else 200)
 
@@ -71,28 +79,23 @@ def synth(
 
 
 @app.command()
-@locked_command(create_home=True)
+@locked_command(create_home=True, check=check_night_folder)
 def ingest(
     ctx: typer.Context,
     folder: Annotated[Path, typer.Argument(help="The night's inbox folder, inbox/YYYY-MM-DD.", exists=True, file_okay=False)],
     night: Annotated[str | None, typer.Option("--date", help="The night (default: the folder's name).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Apply files that would be held.")] = False,
 ) -> None:
-    """Load a night's extracts into the warehouse. Exit 0: all accepted; 2: any refused or held;
-    3: another run on this home did not finish within --wait."""
-    from datetime import date
-
+    """Load a night's extracts into the warehouse. Exit 0: all accepted; 1: bad input; 2: any
+    refused or held; 3: another run on this home did not finish within --wait."""
     from rich.progress import BarColumn, Progress, TextColumn
 
     from bidui import config
     from bidui.connectors import warehouse
-    from bidui.connectors.ingest import Limits, exit_code, ingest_night, night_of
+    from bidui.connectors.ingest import Limits, exit_code, ingest_night
 
     home: Home = ctx.obj
-    try:
-        day = date.fromisoformat(night) if night else night_of(folder)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--date") from e
+    day = folder_night(folder, night)
     limits = Limits.from_config(config.load(home.config))
     con = warehouse.connect(home.warehouse)
     files = [p for p in folder.iterdir() if p.is_file()]
@@ -142,7 +145,8 @@ def loads(
         for row in log.iter_rows(named=True):
             print(json.dumps(row, ensure_ascii=False, default=str))
         return
-    from bidui.clues.present import LOAD_STATUS_LABELS, dataset_title, file_message
+    from bidui.clues.load_messages import file_message
+    from bidui.clues.present import LOAD_STATUS_LABELS, dataset_title
 
     # The data engineer reads the table: Chinese headings, dataset names and statuses; the
     # format, encoding and completeness evidence stay in --json (and the log) for the machine.
@@ -194,6 +198,7 @@ def link(
     from bidui.matching.link import METHODS, Thresholds, link_night
 
     home: Home = ctx.obj
+    day = _night(night)
     if not home.warehouse.exists():
         console.print(f"no warehouse at {home.warehouse}: run bidui ingest first")
         raise typer.Exit(1)
@@ -201,13 +206,13 @@ def link(
     with console.status(f"linking {night}…"):
         try:
             decisions.refresh(con, home)  # the townships' verdicts on links, from the ledger
-            result = link_night(con, _night(night), Thresholds.from_config(config.load(home.config)), retrain=retrain,
+            result = link_night(con, day, Thresholds.from_config(config.load(home.config)), retrain=retrain,
                                 carry=not relink_all)
         except LookupError as e:
             console.print(str(e))
             raise typer.Exit(1) from e
-        dups = register_duplicates(con, _night(night))
-        store_duplicates(con, _night(night), dups)
+        dups = register_duplicates(con, day)
+        store_duplicates(con, day, dups)
     con.close()
     table = Table(title=f"links {night} ({result.seconds:.1f} s)")
     table.add_column("method")
@@ -288,9 +293,10 @@ def rules_run(ctx: typer.Context, night: Annotated[str, typer.Option("--date")])
     from bidui.rules.engine import run_rules, store_hits
 
     home: Home = ctx.obj
+    day = _night(night)
     con = warehouse.connect(home.warehouse)
-    result = run_rules(con, _night(night), config.load(home.config), home.root / "rules")
-    store_hits(con, _night(night), result)
+    result = run_rules(con, day, config.load(home.config), home.root / "rules")
+    store_hits(con, day, result)
     con.close()
     table = Table(title=f"rules {night}")
     for col in ("rule", "status", "hits", "s", "message"):
@@ -311,9 +317,19 @@ def rules_export(ctx: typer.Context, night: Annotated[str, typer.Option("--date"
 
     home: Home = ctx.obj
     require_home(home.root)
+    day = _night(night)
+    if not home.warehouse.exists():
+        console.print(f"no rules run for {night}: run bidui rules run --date {night} first")
+        raise typer.Exit(1)
     con = warehouse.connect(home.warehouse)
-    frame = export(con, _night(night))
-    con.close()
+    try:
+        frame = export(con, day)
+        ran = con.execute("SELECT count(*) FROM rule_runs WHERE night = ?", [day]).fetchone()[0]
+    finally:
+        con.close()
+    if not ran:  # a night whose rules ran and found nothing is an empty file; one never run is not
+        console.print(f"no rules run for {night}: run bidui rules run --date {night} first")
+        raise typer.Exit(1)
     _write_csv(frame, out)
     console.print(f"{frame.height:,} hits → {out}")
 
@@ -330,10 +346,44 @@ def _register_commands() -> None:
     quality_commands(app)  # quality report
     inspection_commands(app)  # inspect sample, household print
     whatif_commands(rules_app)  # rules whatif
-    # publish lives with the ledger's commands; it writes the night's state like the others.
     for info in app.registered_commands:
+        # publish lives with the ledger's commands; it writes the night's state like the others.
         if info.name == "publish" and info.callback is not None:
             info.callback = locked_command()(info.callback)
+        # run (bidui.flows.cli) checks its night and the home's rule files before it makes or locks
+        # the home; and says what its exit codes mean, here rather than in a module's name.
+        if info.name == "run" and info.callback is not None:
+            info.callback = checked_first(_run_can_start)(info.callback)
+            info.help = _RUN_HELP
+    use_bidui_classes(app)
+
+
+# Typer keeps the line breaks of the help's later paragraphs: one line each.
+_RUN_HELP = "\n".join((
+    "Run the nightly comparison for one night: ingest, link, rules, publish, and the report.",
+    "",
+    "No Prefect server is needed (an ephemeral one is started unless --plain).",
+    "",
+    'Exit codes (README: "What a scheduler can act on"):',
+    "0: every file accepted;",
+    "1: bad input (no such folder, a bad --date, a broken rule file in <home>/rules);",
+    "2: a file was refused or held;",
+    "3: another run on this home did not finish within --wait;",
+    "4: the warehouse or the ledger is locked by another process;",
+    "5: the home cannot be written (read-only, permission denied);",
+    "6: the disk is full."))
+
+
+def _run_can_start(kwargs: dict) -> None:
+    """Before `bidui run` makes or locks the home: its night, and every rule file it would run. A
+    rule file of the home that is not one (bidui.rules.engine.RuleError) stops the run before it
+    starts, in one line (bidui.errors.BadInput): no clue is published from a rule half read."""
+    from bidui.rules.engine import load_rules
+
+    check_night_folder(kwargs)
+    ctx = kwargs.get("ctx")
+    if ctx is not None and isinstance(ctx.obj, Home):
+        load_rules(ctx.obj.root / "rules")
 
 
 _register_commands()

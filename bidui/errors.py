@@ -9,9 +9,10 @@ writing, ID numbers included.
 
 Exit codes (`bidui`):
   0  done; every file accepted (or a duplicate, or no file for a dataset)
-  1  nothing to do or bad input (no warehouse yet, unknown user, …)
-  2  a file was refused or held (ingest, run); a rule failed (rules run). Click's usage errors
-     (a missing option, a bad value) exit 2 too, with a usage message.
+  1  nothing to do or bad input (no warehouse yet, unknown user, a broken rule file, …); so do
+     the command line's usage errors (a missing option, a bad value, a night folder that does not
+     exist), with click's message (bidui.clitools.Group: click's own code for them is 2)
+  2  a file was refused or held (ingest, run); a rule failed (rules run)
   3  another bidui run held the home's run lock for longer than --wait
   4  the warehouse (or the SQLite ledger) is locked by another process
   5  the home, or a file in it, cannot be written (read-only file system, permission denied)
@@ -47,6 +48,12 @@ EXIT_NO_HOME = 7
 OK_FILE_STATUSES = ("accepted", "forced", "duplicate", "missing")
 
 LOG_NAME = "logs/bidui.log"
+
+
+class BadInput(ValueError):  # noqa: N818 - a state the caller reports
+    """Input an operator fixes by hand, such as a rule file of the home that cannot be read as one
+    (bidui.rules.engine.RuleError): its text is the one line to print (built by bidui from the file's
+    name and header, never from data), exit 1."""
 
 
 class HomeMissing(Exception):  # noqa: N818 - a state the caller reports
@@ -169,6 +176,9 @@ def _one(e: BaseException, home: Path) -> Failure | None:
 
 def classify(exc: BaseException, home: Path) -> Failure | None:
     """The failure an operator can act on, or None for anything else (a bug: let it show)."""
+    # Only when it is what failed: one met while handling another error must not hide that error.
+    if isinstance(exc, BadInput):
+        return Failure(EXIT_ERROR, str(exc), traceback_wanted=False, cause=exc)
     for e in _chain(exc):
         found = _one(e, home)
         if found is not None:

@@ -21,10 +21,16 @@ class Home:
     def exists(self) -> bool:
         """A folder bidui has worked in: it holds the ledger, the warehouse or the config. A bare
         folder (the repository's data/ with only its README) is not a home: reading it would
-        create an empty ledger and report zeros. A folder with a run lock is one a run is working
-        in (perhaps its first): a command that reads it waits for the lock, not refuses."""
-        return self.root.is_dir() and any(p.exists() for p in (self.ledger, self.warehouse, self.config,
-                                                                self.root / "run.lock"))
+        create an empty ledger and report zeros. A folder whose run lock names its holder is one a
+        run is working in (perhaps its first): a command that reads it waits for the lock, not
+        refuses. An empty run.lock is one a command let go of (bidui.runlock empties it when done),
+        perhaps a command that failed on its input before it made anything: not a home."""
+        from bidui.runlock import holder, lock_path
+
+        if not self.root.is_dir():
+            return False
+        return any(p.exists() for p in (self.ledger, self.warehouse, self.config)) or \
+            holder(lock_path(self.root))[0] is not None
 
     def ensure(self) -> Home:
         self.root.mkdir(parents=True, exist_ok=True)

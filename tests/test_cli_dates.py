@@ -1,4 +1,4 @@
-"""A date typed wrong on the command line is named with its option and exits 2, never a traceback
+"""A date typed wrong on the command line is named with its option and exits 1 (bad input), never a traceback
 (one parser for every command: `bidui.clitools.cli_date`)."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def test_a_bad_date_is_a_clear_error(tmp_path: Path, args: list[str]) -> None:
     home = Home(tmp_path / "home").ensure()
     home.config.write_text("")  # a home bidui has worked in
     res = CliRunner().invoke(cli_app, ["--home", str(home.root), *args])
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == 1, res.output
     assert "YYYY-MM-DD" in res.output and "Traceback" not in res.output
     assert res.exception is None or isinstance(res.exception, SystemExit)
 
@@ -41,5 +41,5 @@ def test_a_file_named_for_another_kind_is_refused(tmp_path: Path, args: list[str
     home.config.write_text("")
     args = [str(tmp_path / a) if a.endswith((".txt", ".csv")) else a for a in args]
     res = CliRunner().invoke(cli_app, ["--home", str(home.root), *args])
-    assert res.exit_code == 2 and suffix in res.output and "--out" in res.output, res.output
+    assert res.exit_code == 1 and suffix in res.output and "--out" in res.output, res.output
     assert not any(tmp_path.glob("*.txt")) and not any(tmp_path.glob("*.csv"))

@@ -6,6 +6,11 @@ bidui.rules.changed), its guide for people (`-- 规则含义：…` lines, see `
 SELECT over the views of `bidui.rules.views`.
 Files whose name starts with `_` define shared views. `<home>/rules/*.sql` are added to (or
 replace) the packaged ones, so a task force can add a rule without touching the package.
+
+A header that is not what it should be (a key missing, an input that is not a dataset's code, a
+parameter that is not a name, a note written after a value) is refused with a RuleError naming the
+file, the line and the value, by every command that loads the rules: a rule read in part would
+otherwise run on nothing, or not at all, and say so only in a run report.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import duckdb
 import polars as pl
 
 from bidui.connectors import warehouse as wh
+from bidui.errors import BadInput
 from bidui.evidence import evidence_hash
 from bidui.rules import changed, views
 
@@ -44,6 +50,8 @@ LOAD_ID_IN_RECORD = r'"load_id":\s*-?\d+'
 PLACE_IN_RECORD = (r'^\{"snapshot_date":"[^"]*","load_id":-?[0-9]+,"source_file":"(?:[^"\\]|\\.)*",'
                    r'"source_row":-?[0-9]+,')
 _HEADER = re.compile(r"^--\s*([a-z_]+):\s*(.*)$")
+# A parameter's name, as a rule's SQL uses it (`$name`, bound by `_bind`).
+_PARAMETER = re.compile(r"[a-z_]+")
 # The guide a rule file carries for the people who verify its clues, in plain Chinese: what it
 # means, what to check at the household, which outcome fits which finding (one line per outcome of
 # bidui.clues.states.OUTCOMES), what evidence to keep. A line `--   …` (indented) continues the one
@@ -57,8 +65,9 @@ _CONTINUED = re.compile(r"^--\s{2,}(\S.*)$")
 LINK_KINDS = ("record", "member")
 
 
-class RuleError(ValueError):
-    pass
+class RuleError(BadInput):
+    """A rule file that cannot be read as one: its text is one line naming the file and what is
+    wrong (bidui.errors prints it and exits 1)."""
 
 
 @dataclass(frozen=True)
@@ -126,14 +135,58 @@ def doubtful_persons(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFram
 
 
 def _header(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in text.splitlines():
+    return {key: value for key, (_, value) in _header_lines(text).items()}
+
+
+def _header_lines(text: str) -> dict[str, tuple[int, str]]:
+    """The header's `-- key: value` lines as key → (line number, value); the first of a key counts."""
+    out: dict[str, tuple[int, str]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
         m = _HEADER.match(line.strip())
         if m:
-            out.setdefault(m.group(1), m.group(2).strip())
+            out.setdefault(m.group(1), (number, m.group(2).strip()))
         elif line.strip() and not line.startswith("--"):
             break
     return out
+
+
+def _listed(head: dict[str, tuple[int, str]], key: str) -> list[str]:
+    return [p.strip() for p in head[key][1].split(",") if p.strip()] if key in head else []
+
+
+def _check_header(head: dict[str, tuple[int, str]], path: str, shared: bool) -> None:
+    """RuleError, naming the file, the line and the value, for a header bidui would misread."""
+    from bidui.datasets import BY_CODE
+
+    def refuse(key: str, what: str) -> RuleError:
+        return RuleError(f"{path}: line {head[key][0]}: {key}: {what}")
+
+    def check_parameters() -> None:
+        for name in _listed(head, "parameters"):
+            if not _PARAMETER.fullmatch(name):
+                raise refuse("parameters", f"{name!r} is not a parameter name (lower-case letters and _, "
+                                           "comma-separated; notes go on a line of their own)")
+
+    if shared:
+        check_parameters()
+        return
+    missing = [k for k in ("code", "title", "category", "inputs") if k not in head]
+    if missing:
+        raise RuleError(f"{path}: header lacks {', '.join(missing)}")
+    category = head["category"][1]
+    if category not in CATEGORIES:
+        raise refuse("category", f"{category!r} is not one of {', '.join(CATEGORIES)} (notes go on a line of their own)")
+    inputs = _listed(head, "inputs")
+    if not inputs:
+        raise refuse("inputs", "names no dataset")
+    for name in inputs:
+        if name not in BY_CODE:
+            raise refuse("inputs", f"{name!r} is not a dataset (one of {', '.join(BY_CODE)}; comma-separated; "
+                                   "notes go on a line of their own)")
+    check_parameters()
+    link = head.get("link", (0, "record"))[1]
+    if link not in LINK_KINDS:
+        raise refuse("link", f"{link!r} is not one of {', '.join(LINK_KINDS)}")
 
 
 def _guide(text: str, path: str) -> RuleGuide | None:
@@ -170,7 +223,10 @@ def _files(home_rules: Path | None) -> dict[str, tuple[str, str]]:
             found[f.name] = (f.read_text(encoding="utf-8"), f"bidui/sql/rules/{f.name}")
     if home_rules and home_rules.is_dir():
         for f in sorted(home_rules.glob("*.sql")):
-            found[f.name] = (f.read_text(encoding="utf-8"), str(f))
+            try:
+                found[f.name] = (f.read_text(encoding="utf-8"), str(f))
+            except UnicodeDecodeError as e:
+                raise RuleError(f"{f}: not UTF-8 text (save it as UTF-8)") from e
     return found
 
 
@@ -209,25 +265,23 @@ def load_rules(home_rules: Path | None = None) -> tuple[list[Rule], list[tuple[s
     """(rules, shared view files as (sql, path, parameters))."""
     rules, shared = [], []
     for name, (text, path) in _files(home_rules).items():
+        lines = _header_lines(text)
+        _check_header(lines, path, shared=name.startswith("_"))
         head = _header(text)
-        params = [p.strip() for p in head.get("parameters", "").split(",") if p.strip()]
+        params = _listed(lines, "parameters")
         if name.startswith("_"):
             shared.append((text, path, params))
             continue
-        missing = [k for k in ("code", "title", "category", "inputs") if k not in head]
-        if missing:
-            raise RuleError(f"{path}: header lacks {', '.join(missing)}")
-        if head["category"] not in CATEGORIES:
-            raise RuleError(f"{path}: category {head['category']!r} is not one of {', '.join(CATEGORIES)}")
         if head["code"] != name.removesuffix(".sql"):
-            raise RuleError(f"{path}: code {head['code']!r} differs from the file name")
-        link = head.get("link", "record")
-        if link not in LINK_KINDS:
-            raise RuleError(f"{path}: link {link!r} is not one of {', '.join(LINK_KINDS)}")
-        rules.append(Rule(head["code"], head["title"], head["category"],
-                          [i.strip() for i in head["inputs"].split(",") if i.strip()], params, text, path,
-                          head.get("skip_unless"), guide=_guide(text, path), link=link,
-                          dated=changed.dated(head.get("dated"), path)))
+            raise RuleError(f"{path}: line {lines['code'][0]}: code {head['code']!r} differs from the file name")
+        try:
+            dated = changed.dated(head.get("dated"), path)
+        except ValueError as e:  # "<path>: dated: <the value> is not …"
+            where = f"{path}: line {lines['dated'][0]}: "
+            raise RuleError(where + str(e).removeprefix(f"{path}: ")) from e
+        rules.append(Rule(head["code"], head["title"], head["category"], _listed(lines, "inputs"), params, text, path,
+                          head.get("skip_unless"), guide=_guide(text, path), link=head.get("link", "record"),
+                          dated=dated))
     views = shared_view_reads((text for text, _, _ in shared), _LINKED)
     for rule in rules:
         rule.reads = sorted(set(rule.inputs) | set(_reads(rule.sql, views)))
