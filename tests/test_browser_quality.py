@@ -83,7 +83,7 @@ def test_the_run_list_says_what_changed_in_each_dataset(quality_server, browser,
     cell = latest.find_element(By.CSS_SELECTOR, "td[data-label='数据变化']").text
     assert "户籍人口：新增" in cell and "（与 2026-11-21 的版本相比）" in cell
     # carried whole: sent again unchanged, or not loaded tonight, said apart
-    assert "今晚报送的文件与上一版相同：" in cell or "今晚未入库（原因见未入库一栏），沿用上一版：" in cell, cell
+    assert "今晚报送的文件与上一版相同：" in cell or "今晚未入库（原因见“未入库”一栏），沿用上一版：" in cell, cell
     first = runs.find_elements(By.CSS_SELECTOR, "tbody tr")[-1].find_element(By.CSS_SELECTOR, "td[data-label='数据变化']")
     assert "首次入库" in first.text
     # and what the rules looked at again, or why all of it (issue 18)

@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 
 from bidui.clues import actions, report
 from bidui.clues.db import ledger_url, open_ledger
+from bidui.clues.load_messages import file_message
 from bidui.clues.models import Clue, Division, EvidenceSnapshot
-from bidui.clues.present import clue_view, evidence_text, file_message, reasons, rule_guide
+from bidui.clues.present import clue_view, evidence_text, reasons, rule_guide
 from bidui.clues.states import (
     CLOSED,
     DISPATCHED,
@@ -365,7 +366,7 @@ def test_load_messages_are_chinese_without_the_file_name_twice() -> None:
     assert file_message("a.csv", "missing", "no payroll file tonight; the snapshot of 2026-11-19 stays in force") == \
         "今晚没有财政供养人员文件，继续使用 2026-11-19 的数据"
     said = file_message("x.xlsx", "refused", "x.xlsx: sheet not found (WorksheetNotFound)")
-    assert said == "拒收原因见运行日志" and "x.xlsx" not in said
+    assert said == "拒收（原文：sheet not found (WorksheetNotFound)）" and "x.xlsx" not in said
     assert not internal_codes(file_message("x.csv", "accepted", "3 exact duplicate row(s) collapsed; 2 row(s) with a "
                                            "rejected value, kept with that value empty; first: row 3: bad date"))
 

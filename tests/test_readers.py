@@ -311,7 +311,7 @@ def test_a_cell_holding_an_error_value_calamine_cannot_read_is_named_and_nothing
     import zipfile
     from datetime import date
 
-    from bidui.clues.present import file_message
+    from bidui.clues.load_messages import file_message
     from bidui.connectors import warehouse as wh
     from bidui.connectors.ingest import ingest_file
 

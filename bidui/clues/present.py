@@ -26,9 +26,10 @@ CATEGORY_LABELS = {"mis_inclusion": "错评疑点", "natural_change": "自然变
 # quality page and the admin page.
 FILE_STATUS_LABELS = {"accepted": "已入库", "forced": "批准入库", "duplicate": "与上期相同", "held": "暂缓入库",
                       "refused": "拒收", "missing": "未报送"}
-# A night's rule and file outcomes (bidui.rules.engine RuleOutcome.status, ingest outcomes).
+# A night's rule and file outcomes (bidui.rules.engine RuleOutcome.status, ingest outcomes): a
+# file's as FILE_STATUS_LABELS says it, forced too (the run report's 结果 read 其他 for it).
 RUN_STATUS_LABELS = {"ran": "已运行", "skipped": "未运行", "disabled": "已停用", "failed": "出错",
-                     **{k: v for k, v in FILE_STATUS_LABELS.items() if k != "forced"},
+                     **FILE_STATUS_LABELS,
                      "completed": "完成", "partial": "部分完成（有文件暂缓入库）", "already": "已运行过", "running": "运行中"}
 STEP_LABELS = {"ingest": "接收入库", "link": "身份关联", "rules": "规则比对", "publish": "发布线索"}
 PUBLISH_LABELS = {"new": "新增", "seen": "再次发现", "gone": "证据消失", "reraised": "重新下发", "suppressed": "不再下发",
@@ -293,13 +294,22 @@ def defects_text(quality: dict[str, dict[str, int]]) -> list[str]:
             for d, found in sorted(quality.items())]
 
 
-def changes_text(changes: dict[str, dict], files: list[dict] | None = None) -> list[str]:
+# Where a surface lists why a file was not loaded tonight: the run report's and the CLI's table
+# 数据集 has it in its column 说明 (bidui.flows.nightly, bidui.flows.cli); the admin page's run list
+# in its column 未入库.
+REASONS_IN_REPORT = "“数据集”表的“说明”一栏"
+REASONS_ON_ADMIN_PAGE = "“未入库”一栏"
+
+
+def changes_text(changes: dict[str, dict], files: list[dict] | None = None,
+                 reasons_at: str = REASONS_IN_REPORT) -> list[str]:
     """Each dataset's rows against its previous snapshot, one line each (`户籍人口：新增 12，变更 161，…`);
     the datasets carried whole in a last line: no file tonight, the same bytes again, or a file held
     or refused (a snapshot carried is not news that nothing changed, only that nothing new came).
     With the night's `files` (the run report's), those not loaded tonight (held, refused, missing:
     the report lists why) are told apart from those sent again unchanged, which one line lumped
-    together (an admin read it as saying the held files had come unchanged)."""
+    together (an admin read it as saying the held files had come unchanged). `reasons_at`: where
+    the surface says why (REASONS_IN_REPORT, REASONS_ON_ADMIN_PAGE)."""
     not_in = {f.get("dataset") for f in files or [] if f.get("status") in ("held", "refused", "missing")}
     lines, carried, kept = [], [], []
     for d, c in sorted(changes.items(), key=lambda kv: dataset_title(kv[0])):
@@ -316,7 +326,7 @@ def changes_text(changes: dict[str, dict], files: list[dict] | None = None) -> l
     if kept:
         lines.append("今晚报送的文件与上一版相同：" + "、".join(kept))
     if carried:
-        lines.append(("今晚未入库（原因见未入库一栏），沿用上一版：" if files is not None else "本夜无新版本、沿用上一版：")
+        lines.append((f"今晚未入库（原因见{reasons_at}），沿用上一版：" if files is not None else "本夜无新版本、沿用上一版：")
                      + "、".join(carried))
     return lines
 
@@ -376,9 +386,10 @@ RULES_WHOLE_WHY = {
 }
 
 
-def rules_scope_text(scope: dict) -> str:
+def rules_scope_text(scope: dict, home_rules: Path | None = None) -> str:
     """What the rules looked at again tonight, or why they were evaluated whole, in a sentence
-    (empty for a report made before it was kept)."""
+    (empty for a report made before it was kept). `home_rules`: the home's rules folder, for the
+    title of a rule of its own (rule_title)."""
     if not scope:
         return ""
     if "whole" not in scope:
@@ -392,7 +403,7 @@ def rules_scope_text(scope: dict) -> str:
     if most:
         text = f"有变化的户数超过一半（{int(most[1]):,} / {int(most[2]):,} 户）"
     elif undeclared:
-        text = f"规则「{rule_title(undeclared[1])}」比较运行日期但没有声明比较的字段"
+        text = f"规则「{rule_title(undeclared[1], home_rules)}」比较运行日期但没有声明比较的字段"
     else:
         text = RULES_WHOLE_WHY.get(why, "")
     return "规则全部重新计算" + (f"：{text}" if text else "")
@@ -570,92 +581,10 @@ def clue_view(clue: Any, snapshots: list, names: dict[str, str] | None = None) -
 # ---------------------------------------------------------------- the night's run
 
 
-_MESSAGES: list[tuple[str, str]] = [
-    (r"^no (\w+) file tonight; the snapshot of (\S+) stays in force$", "今晚没有{t1}文件，继续使用 {2} 的数据"),
-    (r"^no (\w+) file tonight and none ever accepted \(optional dataset\)$", "今晚没有{t1}文件，此前也从未入库（可选数据）"),
-    (r"^no (\w+) file tonight and none ever accepted$", "今晚没有{t1}文件，此前也从未入库"),
-    (r"^the snapshot of (\S+) stays in force$", "继续使用 {1} 的数据"),
-    (r"^stored by an earlier run of this night.*$", "本夜较早的一次运行已入库"),
-    (r"^a transfer's temporary file, still being written.*$", "传输工具的临时文件，仍在写入；之后的运行会接收"),
-    (r"^still being written.*$", "文件仍在写入，已暂缓；现行数据不变，再次运行本夜时接收"),
-    (r"^two files for (\w+) tonight.*$", "今晚有两个以上{t1}文件，请只发送一个"),
-    (r"^the same bytes as the (\w+) snapshot in force \((\S+),.*$", "与现行的 {2} {t1}数据完全相同，未重复入库"),
-    (r"^([\d,]+) exact duplicate row\(s\) collapsed$", "{1} 行完全重复，已合并"),
-    (r"^([\d,]+) row\(s\) with a rejected value, kept with that value empty.*$", "{1} 行有不合规的值，该值置空后保留"),
-    (r"^first: .*$", ""),  # which row and why: in the log (its wording is the reader's)
-    (r"^([\d,]+) row\(s\) without a usable ID number or name dropped$", "{1} 行没有可用的证件号码或姓名，已剔除"),
-]
-
-
-# Why a file was held or refused, found anywhere in its message (the checks of
-# bidui.connectors.plausibility and readers word them in one sentence with "; " inside).
-_REASONS: list[tuple[str, str]] = [
-    (r"a header but no data rows", "只有表头，没有数据行"),
-    (r"([\d,]+) of ([\d,]+) rows are exact duplicate rows", "{1} 行中有 {0} 行完全重复"),
-    (r"([\d,]+) of ([\d,]+) rows rejected \(([^,]+)", "{1} 行中有 {0} 行的值不合格（{2}），超过允许比例"),
-    (r"the required column \S+ \(([^)]+)\) is empty in every row", "必填列“{0}”每一行都为空"),
-    (r"only (\S+) of rows have a valid ID number", "只有 {0} 的行证件号码有效，低于下限"),
-    (r"([\d,]+) rows, fewer than (\S+) \(min_row_ratio\)", "本期 {0} 行，不到上期的 {1}"),
-    (r"([\d,]+) rows, more than (\S+) \(max_row_ratio\)", "本期 {0} 行，超过上期的 {1}"),
-    (r"rows with a valid ID number .*?fell from (\S+) to (\S+?)[ ,;(]", "证件号码有效的行从 {0} 降到 {1}"),
-    (r"distinct ID numbers per row fell from (\S+) to (\S+?)[ ,;(]", "不重复的证件号码占比从 {0} 降到 {1}"),
-    (r"\S+ \(([^)]+)\) = (.+?) in (\S+) of rows, (\S+) in the", "“{0}”为“{1}”的行占 {2}（上期 {3}）"),
-    (r"checksum .*does not match", "校验值与文件不符：可能仍在传输或已损坏"),
-    (r"the last record is cut", "最后一行不完整：传输可能中断，请部门重新报送"),
-    (r"could not be stored", "无法保存，未入库"),
-    (r"""sheet ['"](.*?)['"] cell (\S+) holds the Excel error value (\S+),""",
-     "工作表“{0}”的 {1} 单元格是 Excel 错误值 {2}（公式的结果），无法读取：请部门把公式转为数值后重新报送"),
-]
-
-
-def _reasons(text: str) -> list[str]:
-    import re
-
-    return [words.format(*m.groups()) for pattern, words in _REASONS if (m := re.search(pattern, text))]
-
-
-def _said(part: str) -> str | None:
-    """One message (or part) in Chinese; "" for a detail left to the log; None when unknown."""
-    import re
-
-    for pattern, words in _MESSAGES:
-        m = re.match(pattern, part)
-        if m:
-            groups = m.groups()
-            return re.sub(r"\{(t?)(\d)\}", lambda g, found=groups: (dataset_title(found[int(g[2]) - 1]) or "该类")
-                          if g[1] else found[int(g[2]) - 1], words)
-    return None
-
-
-def file_message(file: str | None, status: str, message: str | None) -> str:
-    """A file's load message (bidui.connectors.ingest, in English for the log) as the run report
-    says it: in Chinese, without the file name the row already shows. A part with no Chinese
-    wording is said by the file's status, and the log keeps the detail."""
-    import re
-
-    text = (message or "").strip()
-    if file:
-        text = text.replace(f"{file}: ", "")  # the row shows the file once; a message may name it twice
-    forced = text.startswith("applied with --force: ")
-    text = text.removeprefix("applied with --force: ")
-    reasons = _reasons(text)
-    out: list[str] = list(reasons)
-    # The whole message first (some say "; " inside one sentence), then each of its parts.
-    for part in [text] if _said(text) is not None else [p.strip() for p in text.split("; ") if p.strip()]:
-        said = _said(part)
-        if said is not None:
-            if said:
-                out.append(said)
-        elif not re.search(r"[A-Za-z]{3,}", part):
-            out.append(part)
-        elif not reasons:
-            out.append({"refused": "拒收原因见运行日志", "held": "暂缓原因见运行日志"}.get(status, "详细情况见运行日志"))
-    return ("已强制入库：" if forced else "") + "；".join(dict.fromkeys(out))
-
-
-def rule_title(code: str) -> str:
-    """A rule's title (its code only for a rule no file names any more)."""
-    rule = _rules(None).get(code)
+def rule_title(code: str, home_rules: Path | None = None) -> str:
+    """A rule's title (its code only for a rule no file names any more); `home_rules`: the home's
+    own rules folder (<home>/rules), whose rules the packaged ones do not know."""
+    rule = _rules(home_rules).get(code)
     return rule.title if rule else code
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from bidui import config, scope
 from bidui.clues import actions, approvals, link_decisions, present, users
+from bidui.clues.load_messages import file_message
 from bidui.clues.models import AuditEvent, Clue, Division, LinkDecision, RunReport
 from bidui.clues.present import parameter_value_text, parameter_words
 from bidui.clues.states import CLOSED, RETURNED
@@ -146,7 +147,7 @@ def _runs(c: Ctx) -> tuple[list[dict], list[dict]]:
             if f.get("status") not in ("held", "refused", "missing"):
                 continue
             row = {"file": f.get("file") or "", "dataset": DATASET_TITLES.get(f.get("dataset") or "", "未识别的数据集"),
-                   "status": present.FILE_STATUS_LABELS.get(f["status"], "未入库"), "message": present.file_message(f.get("file"), f["status"], f.get("message"))}
+                   "status": present.FILE_STATUS_LABELS.get(f["status"], "未入库"), "message": file_message(f.get("file"), f["status"], f.get("message"))}
             not_in.append(row)
             if f["status"] == "held" and not f.get("incomplete") and f.get("file"):
                 approval = pending.get(f["file"])
@@ -159,9 +160,9 @@ def _runs(c: Ctx) -> tuple[list[dict], list[dict]]:
                                 if f.get("status") == "forced"],
                      "not_in": not_in, "new": sum(v.get("new", 0) for v in report.get("clues", {}).values()),
                      "defects": defects_text(report.get("quality") or {}),
-                     "changes": changes_text(report.get("changes") or {}, files),
+                     "changes": changes_text(report.get("changes") or {}, files, present.REASONS_ON_ADMIN_PAGE),
                      "relinks": relinks_text(report.get("relinks") or {}),
-                     "rules_scope": rules_scope_text(report.get("rules_scope") or {}),
+                     "rules_scope": rules_scope_text(report.get("rules_scope") or {}, c.request.app.state.home.root / "rules"),
                      "model": present.model_lines(report.get("model") or {}),
                      "timings": [(present.STEP_LABELS.get(k, "其他"), v) for k, v in report.get("timings", {}).items()]})
     who = c.people({h["approved_by"][0] for h in held if h["approved_by"]})

@@ -18,8 +18,9 @@ from markupsafe import Markup, escape
 from sqlalchemy import select
 from starlette.background import BackgroundTask
 
+from bidui.clues.load_messages import file_message
 from bidui.clues.models import RunReport
-from bidui.clues.present import QUALITY_TOTAL_LABELS, file_message
+from bidui.clues.present import QUALITY_TOTAL_LABELS
 from bidui.flows.nightly import NightReport
 from bidui.quality.report import NOT_TAKEN, Bulletin, build, signed, write_xlsx
 from bidui.web.charts import gridlines, nice_max
