@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 
 # Text NFKC leaves as it is: ASCII and the CJK Unified Ideographs (U+4E00–U+9FFF) have no
@@ -38,6 +40,9 @@ def nfkc_series(s: pl.Series) -> pl.Series:
 FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r", "\n")
 # The same leads as a regular expression, for whole columns at once.
 FORMULA_PATTERN = r"^[=+@\-\t\r\n]"
+# A signed number as text (a change "+6,133", "-2.5%"): no spreadsheet runs it, and an apostrophe
+# before it would show (a data-quality workbook's own changes read '+6,133).
+SIGNED_NUMBER = r"^[+-][0-9][0-9,]*(\.[0-9]+)?%?$"
 # What every spreadsheet bidui writes with xlsxwriter is opened with: a text that looks like a
 # formula or an address stays text (xlsxwriter's `write` would otherwise make it one).
 XLSX_OPTIONS = {"strings_to_formulas": False, "strings_to_urls": False}
@@ -46,13 +51,14 @@ XLSX_OPTIONS = {"strings_to_formulas": False, "strings_to_urls": False}
 def neutralise_formula(text: str) -> str:
     """Text as it may be written to a spreadsheet cell: a leading apostrophe before what a
     spreadsheet would take for a formula (the OWASP advice for CSV/Excel injection)."""
-    return "'" + text if text.startswith(FORMULA_LEADS) else text
+    return "'" + text if text.startswith(FORMULA_LEADS) and not re.match(SIGNED_NUMBER, text) else text
 
 
 def neutralise_formulas(frame: pl.DataFrame) -> pl.DataFrame:
     """A table as it may be written to a CSV or a spreadsheet: every text cell through
     neutralise_formula. Numbers, dates and yes/no stay what they are (a negative number is a number)."""
     return frame.with_columns(
-        pl.when(pl.col(name).str.contains(FORMULA_PATTERN)).then(pl.lit("'") + pl.col(name)).otherwise(pl.col(name))
+        pl.when(pl.col(name).str.contains(FORMULA_PATTERN) & ~pl.col(name).str.contains(SIGNED_NUMBER))
+        .then(pl.lit("'") + pl.col(name)).otherwise(pl.col(name))
         .alias(name)
         for name, dtype in frame.schema.items() if dtype == pl.String)

@@ -45,6 +45,18 @@ def test_the_helper() -> None:
     assert out["amount"].to_list() == frame["amount"].to_list() and out.schema == frame.schema  # numbers stay
 
 
+def test_a_signed_number_written_as_text_keeps_no_apostrophe() -> None:
+    """A change the program writes as text ("+6,133" in the data-quality workbook) is shown as it is:
+    an apostrophe before it showed (a data engineer's walk, 2026-12-06). A sign before anything but
+    digits is still neutralised."""
+    for text in ("+6,133", "-2", "+0.5%", "-1,234.56"):
+        assert neutralise_formula(text) == text
+        assert neutralise_formulas(pl.DataFrame({"c": [text]}))["c"].to_list() == [text]
+    for text in ("+1+1", "-2+3", "+6,133A", "-1e5", "+cmd|' /C calc'!A0", "-A1", "+", "-,1"):
+        assert neutralise_formula(text) == "'" + text
+        assert neutralise_formulas(pl.DataFrame({"c": [text]}))["c"].to_list() == ["'" + text]
+
+
 def _plant(night: Path) -> int:
     """Rewrite the night's CSV files (each in its own encoding and separator) with the planted
     values in every third row's name, unit, school and address cells; the count planted."""
