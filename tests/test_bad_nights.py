@@ -68,7 +68,7 @@ NIGHT1, NIGHT2 = date(2026, 11, 20), date(2026, 11, 21)
 # long for a file still being written.
 SETTINGS = "[ingest]\nsettle_seconds = 1\nmax_wait_seconds = 5\n"
 NOT_TAKEN = ("refused", "held")
-REPRESENTATIVE = {"hukou_cut_mid_row_90", "medical_insurance_ids_blank", "medical_claims_every_row_x10",
+REPRESENTATIVE = {"hukou_cut_mid_row_90", "hukou_cut_at_row_end_98", "deaths_cut_inside_character", "medical_insurance_ids_blank", "medical_claims_every_row_x10",
                   "property_usage_bad_3_percent", "hukou_symlink_to_night_1", "vehicles_file_name_gbk_bytes",
                   "deaths_id_in_date_column", "hukou_changes_fifo"}
 
@@ -585,6 +585,30 @@ def test_publishing_night_one_after_night_two_changes_nothing(reference: Referen
     result = CliRunner().invoke(app, ["--home", str(home), "publish", "--date", NIGHT1.isoformat()])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert ledger_state(home) == before
+
+
+def test_a_held_file_resent_into_its_night_is_taken_by_the_next_run(reference: Reference, tmp_path: Path) -> None:
+    """A department resends the file the night held (请部门重新报送) into the same night folder: the
+    next `bidui run` of that night, without --force, takes it and publishes what the clean night
+    publishes; a night whose folder did not change is not run again."""
+    case = prepare(night2.BY_ID["hukou_cut_mid_row_90"], reference, tmp_path)
+    first = run_cli(case.home, case.folder)
+    assert first.exit_code == 2, first.output[-2000:]
+    again = run_cli(case.home, case.folder)  # nothing resent: the stored outcome, not a second run
+    assert again.exit_code == 2 and "已运行过" in again.output, again.output[-2000:]
+    hukou = night2.name("hukou")
+    shutil.copyfile(reference.tiny / "inbox" / NIGHT2.isoformat() / hukou, case.folder / hukou)
+    resent = run_cli(case.home, case.folder)
+    assert resent.crash is None and resent.exit_code == 0, resent.output[-3000:]
+    con = warehouse(case.home)
+    try:
+        statuses = rows(con, "SELECT file, status FROM load_log WHERE night = ? AND file = ? ORDER BY load_id",
+                        [NIGHT2, hukou])
+    finally:
+        con.close()
+    assert [r["status"] for r in statuses] == ["held", "accepted"]
+    ledger = read_ledger(case.home)
+    assert (ledger.new, ledger.gone) == (reference.ledger.new, reference.ledger.gone)
 
 
 def test_recipes_are_deterministic(reference: Reference, tmp_path: Path) -> None:

@@ -73,6 +73,30 @@ def test_rows_new_changed_removed_and_unchanged_whatever_the_form(tmp_path: Path
                                                   "unchanged": 0, "carried": False}
 
 
+def test_an_empty_cell_is_the_same_quoted_or_not_and_in_a_workbook(tmp_path: Path) -> None:
+    """A CSV writer that quotes empty cells ("") and one that writes nothing, or a workbook's empty
+    cell, deliver the same rows: unchanged, with the same values stored (a data engineer's walk,
+    2026-12-06: the rows read as 新增 and 删除)."""
+    con = wh.connect(tmp_path / "w.duckdb")
+    rows = [vehicle(i) for i in range(30)]
+    for row in rows[::3]:
+        row[1] = row[4] = ""  # 使用性质 and the owner's ID number left empty in every third row
+    quoted = tmp_path / "vehicles_1.csv"
+    with quoted.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f, quoting=csv.QUOTE_ALL).writerows([HEADER, *rows])
+    assert '""' in quoted.read_text(encoding="utf-8")
+    assert ingest_file(con, quoted, N1).status == "accepted"
+    assert ingest_file(con, write_csv(tmp_path / "vehicles_2.csv", rows), N2).status == "accepted"
+    assert '""' not in (tmp_path / "vehicles_2.csv").read_text(encoding="utf-8")
+    assert ingest_file(con, write_xlsx(tmp_path / "vehicles_3.xlsx", rows), N3).status == "accepted"
+    for night in (N2, N3):
+        assert night_changes(con, night)["vehicles"] == {"since": (N1 if night == N2 else N2).isoformat(), "rows": 30,
+                                                         "new": 0, "changed": 0, "removed": 0, "unchanged": 30,
+                                                         "carried": False}
+    stored = con.execute("SELECT DISTINCT use_nature, owner_id_number_raw FROM ds_vehicles WHERE source_row = 1").fetchall()
+    assert stored == [(None, None)]
+
+
 def test_the_same_bytes_again_are_carried_and_a_comparison_is_made_once(tmp_path: Path) -> None:
     con = wh.connect(tmp_path / "w.duckdb")
     rows = [vehicle(i) for i in range(30)]
@@ -160,4 +184,4 @@ def test_the_report_says_it_in_chinese_without_codes() -> None:
                          "property": {"since": "2026-11-17", "rows": 7, "carried": True}},
                         [{"dataset": "hukou", "status": "duplicate"}, {"dataset": "payroll", "status": "held"},
                          {"dataset": "property", "status": "missing"}])
-    assert told == ["今晚报送的文件与上一版相同：户籍人口", "今晚未入库（原因见未入库一栏），沿用上一版：不动产登记、财政供养人员"]
+    assert told == ["今晚报送的文件与上一版相同：户籍人口", "今晚未入库（原因见“数据集”表的“说明”一栏），沿用上一版：不动产登记、财政供养人员"]

@@ -241,6 +241,15 @@ def known_mask(hashes: pl.DataFrame, known: pl.DataFrame) -> pl.Series:
     return pl.repeat(False, hashes.height, dtype=pl.Boolean, eager=True).scatter(found, True)
 
 
+def _empty_as_null(data: pl.DataFrame) -> pl.DataFrame:
+    """An empty cell as one value whatever the form: a CSV's quoted "" reads as an empty text, an
+    empty field or a workbook's empty cell as nothing, and the same row sent in the other form read
+    as changed (a data engineer's walk, 2026-12-06: 新增 5，删除 3 for 2 new rows). Only the columns
+    holding an empty text are rewritten."""
+    empty = [c for c, t in data.schema.items() if t == pl.String and (data[c] == "").any()]
+    return data.with_columns(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in empty) if empty else data
+
+
 def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None = None,
               limits: ValueLimits = ValueLimits(), known: Known | None = None,
               rows_of: tuple[pl.Series, int] | None = None) -> Normalised:
@@ -249,7 +258,7 @@ def normalise(ds: Dataset, mapping: Mapping, raw: RawTable, night: date | None =
     normalised: they are listed in `carried` (see `Known`). `rows_of`: the table holds some rows
     of a file (`csv_lines`): their data row numbers in it, and how many rows it has."""
     latest = (night or date.today()) + timedelta(days=limits.date_margin_days)
-    data = raw.data.rechunk()  # many small chunks make every string kernel slow
+    data = _empty_as_null(raw.data).rechunk()  # many small chunks make every string kernel slow
     if rows_of is None:
         read = data.height
         source_row = pl.int_range(1, read + 1, dtype=pl.Int64, eager=True)

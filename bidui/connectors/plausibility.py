@@ -42,6 +42,7 @@ class Limits:
     max_distinct_id_drop: float = 0.10  # points distinct valid IDs per row may fall
     max_duplicate_share: float = 0.01  # exact duplicate rows (collapsed either way)
     max_value_shift: float = 0.20  # points an enumeration value's share of rows may move since the last snapshot
+    tail_cut_rows: float = 20  # the last snapshot's last rows all missing, those before them delivered again (0: off)
     settle_seconds: float = 0.0  # unchanged this long before a file is read (defaults.toml: 30)
     max_wait_seconds: float = 0.0  # how long a run waits for a file still being written
     values: ValueLimits = field(default_factory=ValueLimits)
@@ -224,6 +225,12 @@ def first_reject(ds: Dataset, rejects: pl.DataFrame) -> tuple[str, str]:
 
 def _pct(x: float) -> str:
     return f"{x:.1%}"
+
+
+def tail_cut(name: str, gone: int, when: date, limits: Limits) -> str:
+    """Why a file whose last rows are gone is held (`warehouse.tail_gone`)."""
+    return (f"{name}: the last {gone:,} rows of the snapshot of {when} are all missing tonight, while rows before "
+            f"them came again (cut at a line?; limit tail_cut_rows {int(limits.tail_cut_rows)})")
 
 
 def checks(ds: Dataset, result: Normalised, limits: Limits, last: tuple[date, Profile] | None,

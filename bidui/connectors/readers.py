@@ -238,6 +238,24 @@ _CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\x0b\x0c\x1a\x1b
 
 
 NO_FINAL_BREAK = "no line break ends the last record"  # whole if a matching checksum file says so
+CUT_CHARACTER = "the file ends inside a character, mid-record"
+
+
+def _before_cut_character(raw: bytes) -> int | None:
+    """How many bytes of `raw` come before a character its end cuts (the first bytes of a UTF-8 or
+    GB18030 character and nothing after them), when those bytes are text in that encoding; None
+    otherwise (an undecodable byte elsewhere: another encoding, or damage)."""
+    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+    for codec, start in (("utf-8", bom), ("gb18030", 0)):
+        try:
+            raw[start:].decode(codec)
+        except UnicodeDecodeError as e:
+            # (the first error: every byte before it decodes)
+            if e.end == len(raw) - start and e.reason in ("unexpected end of data", "incomplete multibyte sequence"):
+                return start + e.start
+            continue
+        return None  # it decodes: not cut inside a character
+    return None
 
 
 def _binary(head: bytes) -> bool:
@@ -269,9 +287,19 @@ def read_csv_bytes(raw: bytes, name: str, dataset: Dataset | None = None, encodi
         raise ReadError(f"{name}: binary data, not a text table")
     raw = _lf_line_breaks(raw)
     head_only = encoding is None
+    cut_character = False
     if encoding is None:
         # UTF-8 is checked whole but only its head is decoded: the rest goes to the parser as it is.
-        encoding, text = detect_encoding(raw, name, head=True)
+        try:
+            encoding, text = detect_encoding(raw, name, head=True)
+        except ReadError:
+            # A copy that stopped inside a character is a cut file, not one in another encoding:
+            # read without the character's first bytes, it is held as cut (never vouched for).
+            whole = _before_cut_character(raw)
+            if whole is None:
+                raise
+            raw, cut_character = raw[:whole], True
+            encoding, text = detect_encoding(raw, name, head=True)
     else:
         encoding, text = _decode_as(raw, encoding, name)
         if encoding == "gb18030" and _known_cells(text[:HEAD_BYTES]) == 0 and _big5_headers(raw):
@@ -289,6 +317,8 @@ def read_csv_bytes(raw: bytes, name: str, dataset: Dataset | None = None, encodi
     # UTF-8 as delivered goes to the parser as it is (decoding above only checked it).
     body = utf8 if encoding in ("utf-8", "utf-8-sig") else text.encode("utf-8")
     cut, whole = _cut(body)
+    if cut_character:
+        cut = CUT_CHARACTER
     if whole is not None:
         body = body[:whole]
     try:

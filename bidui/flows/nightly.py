@@ -68,7 +68,8 @@ class NightReport:
 
     def dataset_rows(self) -> list[dict]:
         """Each file as a person reads it: the dataset's name, the outcome and message in Chinese."""
-        from bidui.clues.present import RUN_STATUS_LABELS, dataset_title, file_message
+        from bidui.clues.load_messages import file_message
+        from bidui.clues.present import RUN_STATUS_LABELS, dataset_title
 
         return [{"文件": f["file"], "数据集": dataset_title(f["dataset"]), "结果": RUN_STATUS_LABELS.get(f["status"], "其他"),
                  "读取": f["rows_read"], "入库": f["rows_loaded"], "拒收": f["rows_rejected"],
@@ -78,7 +79,7 @@ class NightReport:
         """Each rule's clues tonight, by the rule's title (keys of PUBLISH_LABELS for the counts)."""
         from bidui.clues.present import RUN_STATUS_LABELS, rule_title
 
-        return [{"规则": rule_title(rule), **{k: c.get(k, 0) for k in ("new", "seen", "gone", "reraised", "suppressed",
+        return [{"规则": self.rules.get(rule, {}).get("title") or rule_title(rule), **{k: c.get(k, 0) for k in ("new", "seen", "gone", "reraised", "suppressed",
                                                                           "withheld")},
                  "状态": RUN_STATUS_LABELS.get(self.rules.get(rule, {}).get("status", ""), "")}
                 for rule, c in sorted(self.clues.items())]
@@ -91,7 +92,7 @@ class NightReport:
         """Rules that did not run tonight: title, status and why, in Chinese."""
         from bidui.clues.present import RUN_STATUS_LABELS, rule_title
 
-        return [(rule_title(r), RUN_STATUS_LABELS.get(v["status"], "未运行"), v.get("message", ""))
+        return [(v.get("title") or rule_title(r), RUN_STATUS_LABELS.get(v["status"], "未运行"), v.get("message", ""))
                 for r, v in sorted(self.rules.items()) if v["status"] != "ran"]
 
     def markdown(self) -> str:
@@ -222,7 +223,7 @@ def rules_step(home: Home, night: date, whole: bool = False) -> dict[str, dict]:
     """Run the rules on the night: only where something changed since the night they last ran, when
     it can be (bidui.rules.changed); `whole`: on everything."""
     from bidui.connectors import warehouse
-    from bidui.rules.engine import run_rules, store_hits
+    from bidui.rules.engine import load_rules, run_rules, store_hits
 
     con = warehouse.connect(home.warehouse)
     try:
@@ -237,7 +238,10 @@ def rules_step(home: Home, night: date, whole: bool = False) -> dict[str, dict]:
     # What the rules looked at again, for the run report (bidui.clues.present.rules_scope_text words it).
     scope = ({"before": plan.before.isoformat(), "households": plan.households, "of": plan.of,
               "hukou_households": plan.hukou_households} if plan is not None else {"whole": result.whole_because})
-    return {"by_rule": {o.code: {"status": o.status, "hits": o.hits, "message": o.message} for o in result.outcomes},
+    # Each rule's title as tonight's rule files give it: a rule of the home's own is in no other list.
+    titles = {r.code: r.title for r in load_rules(home.root / "rules")[0]}
+    return {"by_rule": {o.code: {"status": o.status, "hits": o.hits, "message": o.message, "title": titles.get(o.code)}
+                        for o in result.outcomes},
             "scope": scope}
 
 
@@ -355,6 +359,34 @@ def approved_since(home: Home, night: date) -> bool:
     return bool(approvals.pending(home, night))
 
 
+def resent_since(home: Home, night: date, folder: Path) -> bool:
+    """Has a file come into the night's folder, or changed there, since the night's completed run,
+    with bytes no load of the night had? A department resending a file that run held or refused
+    (`请部门重新报送`): the night is run again, not forced — a file held for what it holds stays
+    held, one whose new bytes pass is taken. Only the files written since the run are hashed."""
+    if not home.warehouse.exists() or not folder.is_dir():
+        return False
+    from bidui.connectors import inbox, warehouse
+
+    con = warehouse.connect(home.warehouse)
+    try:
+        con.execute(RUNS_SCHEMA)
+        row = con.execute("SELECT finished_at FROM nightly_runs WHERE night = ? AND status = 'completed'",
+                          [night]).fetchone()
+        if row is None or row[0] is None:
+            return False
+        finished = row[0].timestamp()  # (stored as the local time it finished, as datetime.now() gives it)
+        later = [e for e in inbox.entries(folder) if not e.refused and not e.arriving
+                 and e.path.stat().st_mtime > finished]
+        if not later:
+            return False
+        seen = set(con.execute("SELECT file, sha256 FROM load_log WHERE night = ? AND sha256 IS NOT NULL",
+                               [night]).fetchall())
+    finally:
+        con.close()
+    return any((e.name, inbox.digests(e.path)[0]) not in seen for e in later)
+
+
 def run_night(home: Home, folder: Path, night: date | None = None,
               on_step: Callable[[str, str], None] | None = None,
               steps: dict[str, Callable[[], object]] | None = None, force: bool = False,
@@ -370,13 +402,15 @@ def run_night(home: Home, folder: Path, night: date | None = None,
 
     night = night or night_of(folder)
     # From scratch on a night already run: run it again (its links and clues are what is in doubt).
-    done = None if force or from_scratch or approved_since(home, night) else stored_report(home, night)
+    # A night whose folder got a file since its run (a department resending one that was held) runs again.
+    resent = not (force or from_scratch) and resent_since(home, night, folder)
+    done = None if force or from_scratch or resent or approved_since(home, night) else stored_report(home, night)
     if done is not None:
         done.status = "already"
         return done
     report, started = NightReport(night.isoformat(), str(folder)), datetime.now()
-    steps = steps or plain_steps(home, folder, night, force or from_scratch or resuming_partial(home, night), force,
-                                 from_scratch)
+    steps = steps or plain_steps(home, folder, night, force or from_scratch or resent or resuming_partial(home, night),
+                                 force, from_scratch)
     for step in STEPS:
         if on_step:
             on_step(step, "start")
@@ -392,13 +426,14 @@ def run_night(home: Home, folder: Path, night: date | None = None,
 
 def unprocessed_nights(home: Home, inbox: Path) -> list[Path]:
     """Night folders (inbox/YYYY-MM-DD) without a completed run, oldest first (a partial run, one
-    that held a file still being written, is not completed)."""
+    that held a file still being written, is not completed), or with a file resent since it
+    (`resent_since`)."""
     out = []
     for folder in sorted(p for p in inbox.iterdir() if p.is_dir()):
         try:
             night = date.fromisoformat(folder.name)
         except ValueError:
             continue
-        if stored_report(home, night) is None or approved_since(home, night):
+        if stored_report(home, night) is None or approved_since(home, night) or resent_since(home, night, folder):
             out.append(folder)
     return out

@@ -223,6 +223,17 @@ def cut_mid_row(dataset: str, share: float) -> Callable[[Path], None]:
     return apply
 
 
+def cut_inside_character(dataset: str) -> Callable[[Path], None]:
+    """End the file after the first byte of its last Chinese character (a copy stopped inside it)."""
+    def apply(folder: Path) -> None:
+        p = path(folder, dataset)
+        text = read_text(p, dataset)
+        last = max(i for i, ch in enumerate(text) if ord(ch) > 0x7F)
+        data = encode(text[:last + 1], dataset)
+        p.write_bytes(data[:len(data) - len(text[last].encode("gb18030" if _encoding(dataset) == "gb18030" else "utf-8")) + 1])
+    return apply
+
+
 def keep_rows(dataset: str, share: float, rounding: Callable[[float], int] = round) -> Callable[[Path], None]:
     """Keep the first `share` of the data rows: a whole file, just shorter."""
     def apply(folder: Path) -> None:
@@ -679,6 +690,17 @@ RECIPES: list[Recipe] = [
        "hukou cut mid-row at 99%: the row count alone would pass"),
     _r("hukou_cut_at_row_end_90", "hukou", keep_rows("hukou", 0.90), "held", "fewer than",
        "hukou cut exactly on a line end at 90% of its rows: structurally whole, held by hukou's row-count limit"),
+    _r("deaths_cut_inside_character", "deaths", cut_inside_character("deaths"), "held", CUT,
+       "a UTF-8 death-certificate file that stops after the first byte of its last Chinese character: cut, not "
+       "another encoding"),
+    _r("hukou_cut_inside_character", "hukou", cut_inside_character("hukou"), "held", CUT,
+       "the GB18030 hukou file stopping after the first byte of its last Chinese character"),
+    _r("hukou_cut_at_row_end_98", "hukou", keep_rows("hukou", 0.98), "held", "are all missing tonight",
+       "hukou cut exactly on a line end at 98% of its rows: inside hukou's row-count limit (97%), held because "
+       "night 1's last rows are all missing while those before them came again"),
+    _r("medical_claims_cut_at_row_end_96", "medical_claims", keep_rows("medical_claims", 0.96), "held",
+       "are all missing tonight", "medical bills cut on a line end at 96% of their rows (limit 95%): missing "
+       "bills would undo medical clues; held by the missing tail"),
     _r("hukou_still_being_written", "hukou", growing_start, "held", "still being written",
        "hukou at 90% of its rows, the night's _SUCCESS not yet written, while a writer process appends the rest, "
        "a row every 0.2 s, during the run (then writes the marker)",
@@ -807,6 +829,8 @@ assert len(BY_ID) == len(RECIPES)
 # The numbered findings of issue 14 and what covers each (recipe ids; tests for what is no file).
 ISSUE_CASES: dict[int, list[str]] = {
     1: ["hukou_cut_mid_row_90", "hukou_cut_mid_row_50", "hukou_cut_mid_row_99", "hukou_cut_at_row_end_90",
+        "hukou_cut_at_row_end_98", "medical_claims_cut_at_row_end_96", "deaths_cut_inside_character",
+        "hukou_cut_inside_character",
         "hukou_still_being_written", "medical_claims_cut_mid_row_90", "hukou_changes_cut_mid_row_90",
         "hukou_sha256_mismatch"],
     2: ["medical_insurance_ids_blank", "students_ids_blank", "vehicles_ids_blank", "register_members_ids_blank",
