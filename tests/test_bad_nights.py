@@ -597,7 +597,9 @@ def test_a_held_file_resent_into_its_night_is_taken_by_the_next_run(reference: R
     again = run_cli(case.home, case.folder)  # nothing resent: the stored outcome, not a second run
     assert again.exit_code == 2 and "已运行过" in again.output, again.output[-2000:]
     hukou = night2.name("hukou")
+    was = os.stat(case.folder / hukou).st_mtime
     shutil.copyfile(reference.tiny / "inbox" / NIGHT2.isoformat() / hukou, case.folder / hukou)
+    os.utime(case.folder / hukou, (was, was))  # an upload that keeps the file's old time (WinSCP, rsync -a)
     resent = run_cli(case.home, case.folder)
     assert resent.crash is None and resent.exit_code == 0, resent.output[-3000:]
     con = warehouse(case.home)

@@ -146,7 +146,8 @@ def test_unknown_table_and_roles(home) -> None:
 
 
 def test_neutralise_formula() -> None:
-    assert neutralise_formula("=1+1") == "'=1+1" and neutralise_formula("-2") == "'-2"
+    assert neutralise_formula("=1+1") == "'=1+1" and neutralise_formula("-A2") == "'-A2"
+    assert neutralise_formula("-2") == "-2"  # a signed number: no spreadsheet runs it
     assert neutralise_formula("@SUM(A1)") == "'@SUM(A1)" and neutralise_formula("王芳") == "王芳"
     assert date.today()  # the dashboard's 今天 is the server's date
 

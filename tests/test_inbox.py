@@ -131,6 +131,27 @@ def test_the_night_marker_vouches_for_every_file(night: Path, tmp_path: Path) ->
     assert o.status == "accepted" and o.evidence == "night marker _SUCCESS"
 
 
+def test_the_night_marker_does_not_vouch_for_a_file_written_after_it(night: Path, tmp_path: Path) -> None:
+    """A file resent into a night folder whose _SUCCESS came long before (its upload may still be
+    going on) settles like any other; the marker vouches for what came before it (a review, 2026-12-06)."""
+    (night / "_SUCCESS").write_bytes(b"")
+    marker = os.stat(night / "_SUCCESS").st_mtime
+    (night / "vehicles_20261120.csv").write_bytes(GOOD.read_bytes())
+    os.utime(night / "vehicles_20261120.csv", (marker + 60, marker + 60))
+    con = wh.connect(tmp_path / "w.duckdb")
+    now = [marker + 70]
+    limits = Limits(settle_seconds=30, max_wait_seconds=5)
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    (o,) = [o for o in ingest_night(con, night, NIGHT, limits=limits, clock=lambda: now[0], sleep=sleep) if o.file]
+    assert o.status == "held" and o.incomplete and "still being written" in o.message
+    now[0] = marker + 100  # unchanged for 40 s: taken on its own settling, not on the marker
+    (o,) = [o for o in ingest_night(con, night, NIGHT, limits=limits, clock=lambda: now[0]) if o.file]
+    assert o.status == "accepted" and o.evidence == "unchanged for 30 s (settle_seconds)"
+
+
 def test_a_resumed_night_reports_what_its_earlier_run_stored(night: Path, tmp_path: Path) -> None:
     put(night / "vehicles_20261120.csv", GOOD.read_bytes())
     con = wh.connect(tmp_path / "w.duckdb")

@@ -634,6 +634,8 @@ def _vehicles(path: Path, rows: list[int], changed: set[int] = frozenset(), form
     ("cut at a line, as a workbook", "held"),         # the form and the column order do not hide it
     ("cut at a line, another normaliser", "held"),    # fingerprints of another version: by what rows say
     ("last rows changed", "accepted"),                # the newest records of a file change most
+    ("last rows changed, one gone", "accepted"),      # a changed record is still there (a review, 2026-12-06)
+    ("last rows changed, moved to the top", "accepted"),  # a file sorted by status
     ("last rows gone, others before", "accepted"),    # 15 of the last rows gone: under the limit (20)
     ("sent in reverse, old last rows gone", "accepted"),  # the rows that went are not where the file ends
     ("cut, and new rows came at its end", "accepted"),    # 25 new rows after the last known one: not cut there
@@ -652,6 +654,8 @@ def test_a_file_cut_at_a_line_is_held_by_its_missing_last_rows(tmp_path: Path, c
         "cut at a line, as a workbook": (list(range(275)), set()),
         "cut at a line, another normaliser": (list(range(275)), set()),
         "last rows changed": (list(range(300)), set(range(275, 300))),
+        "last rows changed, one gone": (list(range(299)), set(range(280, 299))),
+        "last rows changed, moved to the top": ([*range(275, 300), *range(275)], set(range(275, 300))),
         "last rows gone, others before": (list(range(285)), set()),
         "sent in reverse, old last rows gone": (list(reversed(range(275))), set()),
         "cut, and new rows came at its end": ([*range(275), *range(1000, 1025)], set()),

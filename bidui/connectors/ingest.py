@@ -308,7 +308,9 @@ def _evidence(e: inbox.Entry, marker: bool, limits: Limits, clock: Callable[[], 
     side = inbox.checksum_file(e.path)
     if side:
         return f"checksum file {side[1].name}"
-    if marker:
+    # The night's marker vouches for the files written before it; one written since (a resend into a
+    # night already run: its upload may still be going on) settles like any other.
+    if marker and e.path.stat().st_mtime <= (e.path.parent / inbox.NIGHT_MARKER).stat().st_mtime:
         return f"night marker {inbox.NIGHT_MARKER}"
     age = clock() - e.path.stat().st_mtime
     if age >= limits.settle_seconds:

@@ -317,8 +317,8 @@ def read_csv_bytes(raw: bytes, name: str, dataset: Dataset | None = None, encodi
     # UTF-8 as delivered goes to the parser as it is (decoding above only checked it).
     body = utf8 if encoding in ("utf-8", "utf-8-sig") else text.encode("utf-8")
     cut, whole = _cut(body)
-    if cut_character:
-        cut = CUT_CHARACTER
+    if cut_character:  # the record it cuts goes: applied with --force, no value is kept cut short
+        cut, whole = CUT_CHARACTER, max(body.rfind(b"\n"), body.rfind(b"\r")) + 1 or None
     if whole is not None:
         body = body[:whole]
     try:

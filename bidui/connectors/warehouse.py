@@ -548,58 +548,53 @@ def tonight_rows_sql(con: duckdb.DuckDBPyConnection, ds: Dataset, in_place: bool
 
 
 def tail_gone(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, least: int) -> int:
-    """How many of the last rows of the dataset's snapshot of `snap` are missing from tonight's
+    """How many of the last records of the dataset's snapshot of `snap` are missing from tonight's
     rows (NEW_ROWS and the rows staged carried or in place), counted back from its end to the last
-    of its rows delivered again tonight — when at least `least` are, some row before them came
-    again, and tonight's file ends within `least` rows of where it has that row: the mark of an
-    extract cut at a line (a file cut inside one is held by its reader). 0 otherwise: the last rows
-    of a file that goes on past them changed, not went (the newest records of a file sorted by date
-    change most). Rows are compared by their fingerprint (`raw_hash`: the same whatever the file's
-    form or order), or, when no fingerprint matches (a new version of the normaliser: they are of
-    its code too), by what the rows say (`row_hash`). Only the snapshot's last `least` rows are read
+    of its records tonight still has — when at least `least` are, some record before them is there,
+    and they outnumber by `least` or more tonight's rows after where it has that one: the mark of
+    an extract cut at a line (a file cut inside one is held by its reader). 0 otherwise. A record
+    is its `Dataset.row_identity` (a person's ID number, a plate, a credit code…): a record that
+    changed (the newest of a file sorted by date change most) or moved (a file sorted by status) is
+    still there; rows without one are left out. Only the snapshot's last `least` records are read
     unless they are all missing, so a night pays one pass over tonight's rows per changed file."""
-    if least <= 0:
+    ident = ds.row_identity
+    if least <= 0 or not ident:
         return 0
-    have = {d[0] for d in con.execute(f"SELECT * FROM {NEW_ROWS} LIMIT 0").description}
+    cols = ", ".join(f'"{c}"' for c in ident)
+    known = " AND ".join(f'"{c}" IS NOT NULL' for c in ident)
     carried = bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
                                [CARRIED_ROWS]).fetchone()[0])
     in_place = _in_place(con) is not None
-    at = snapshot_rows.at(ds.code, literal(snap))
+    tonight = " UNION ALL ".join([f"SELECT source_row, {cols} FROM {NEW_ROWS}",
+                                  *([f"SELECT source_row, {cols} FROM {CARRIED_ROWS}"] if carried else [])])
     rows_tonight = " UNION ALL ".join([f"SELECT source_row FROM {NEW_ROWS}",
                                        *([f"SELECT source_row FROM {CARRIED_ROWS}"] if carried else []),
                                        *([f"SELECT source_row FROM {IN_PLACE}"] if in_place else [])])
-    ways = [("raw_hash", raw_whole_sql())] if {"raw_hi", "raw_lo"} <= have else []
-    ways.append(("row_hash", row_hash_sql(ds)))
+    same = " AND ".join(f't."{c}" = x."{c}"' for c in ident)
+    at = snapshot_rows.at(ds.code, literal(snap))
+
+    def pairs(rows: str) -> str:  # (old row, tonight's row) of the records of `rows` tonight still has
+        back = f"SELECT t.source_row AS old, x.source_row AS new FROM ({tonight}) x JOIN {rows} t ON {same}"
+        return back + (f" UNION ALL SELECT t.source_row, t.source_row FROM {IN_PLACE} i JOIN {rows} t USING (source_row)"
+                       if in_place else "")
+
     try:
-        for stored, tonight_sql in ways:
-            hashed = f"SELECT source_row, {tonight_sql} AS h FROM {NEW_ROWS}"
-            if carried:
-                hashed += f" UNION ALL SELECT source_row, {stored} FROM {CARRIED_ROWS}"
-
-            def pairs(rows: str, hashed: str = hashed) -> str:  # (old row, tonight's row) of `rows` delivered again
-                back = f"SELECT t.source_row AS old, x.source_row AS new FROM ({hashed}) x JOIN {rows} t ON t.h = x.h"
-                return back + (f" UNION ALL SELECT t.source_row, t.source_row FROM {IN_PLACE} i JOIN {rows} t "
-                               "USING (source_row)" if in_place else "")
-
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _tail AS SELECT source_row, {stored} AS h FROM {at} "
-                        f"WHERE {stored} IS NOT NULL ORDER BY source_row DESC LIMIT {int(least)}")
-            (rows,), = con.execute("SELECT count(*) FROM _tail").fetchall()
-            (back,), = con.execute(f"SELECT count(*) FROM ({pairs('_tail')})").fetchall()
-            if rows < least or back:
-                return 0
-            # All missing: how far back the cut goes, whether anything before it came again (a file
-            # that shares no row with the snapshot before is judged by the other checks), and how
-            # far tonight's file goes on past the last of those (its row: a file sent in another
-            # order puts it anywhere).
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _tail AS SELECT source_row, {stored} AS h FROM {at} "
-                        f"WHERE {stored} IS NOT NULL")
-            last_old, last_new = con.execute(f"SELECT max(old), arg_max(new, old) FROM ({pairs('_tail')})").fetchone()
-            if last_old is None:
-                continue  # nothing matched this way: the other way, if any
-            (gone,), = con.execute("SELECT count(*) FROM _tail WHERE source_row > ?", [last_old]).fetchall()
-            (after,), = con.execute(f"SELECT count(*) FROM ({rows_tonight}) WHERE source_row > ?", [last_new]).fetchall()
-            return int(gone) if after < least else 0
-        return 0
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _tail AS SELECT source_row, {cols} FROM {at} WHERE {known} "
+                    f"ORDER BY source_row DESC LIMIT {int(least)}")
+        (rows,), = con.execute("SELECT count(*) FROM _tail").fetchall()
+        (back,), = con.execute(f"SELECT count(*) FROM ({pairs('_tail')})").fetchall()
+        if rows < least or back:
+            return 0
+        # All missing: how far back the cut goes, whether anything before it is there (a file that
+        # shares no record with the snapshot before is judged by the other checks), and what
+        # tonight's file holds past that record (its row: a file sent in another order puts it anywhere).
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _tail AS SELECT source_row, {cols} FROM {at} WHERE {known}")
+        last_old, last_new = con.execute(f"SELECT max(old), arg_max(new, old) FROM ({pairs('_tail')})").fetchone()
+        if last_old is None:
+            return 0
+        (gone,), = con.execute("SELECT count(*) FROM _tail WHERE source_row > ?", [last_old]).fetchall()
+        (after,), = con.execute(f"SELECT count(*) FROM ({rows_tonight}) WHERE source_row > ?", [last_new]).fetchall()
+        return int(gone) if gone - after >= least else 0
     finally:
         con.execute("DROP TABLE IF EXISTS _tail")
 

@@ -10,6 +10,7 @@ one transaction."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -57,6 +58,7 @@ class NightReport:
     superseded: bool = False  # a later night was already published: this one changed nothing
     withheld: int = 0  # new hits not dispatched for a row kept without a rejected value
     township_names: dict[str, str] = field(default_factory=dict)  # of new_by_township's codes (from the ledger)
+    delivered: dict[str, list[int]] = field(default_factory=dict)  # the night folder as the run began (`folder_state`)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -359,32 +361,32 @@ def approved_since(home: Home, night: date) -> bool:
     return bool(approvals.pending(home, night))
 
 
-def resent_since(home: Home, night: date, folder: Path) -> bool:
-    """Has a file come into the night's folder, or changed there, since the night's completed run,
-    with bytes no load of the night had? A department resending a file that run held or refused
-    (`请部门重新报送`): the night is run again, not forced — a file held for what it holds stays
-    held, one whose new bytes pass is taken. Only the files written since the run are hashed."""
-    if not home.warehouse.exists() or not folder.is_dir():
-        return False
-    from bidui.connectors import inbox, warehouse
+def folder_state(folder: Path) -> dict[str, list[int]]:
+    """What a night folder holds: each name (as shown: `inbox.shown_name`) with its size and its
+    modification and change times (ns). A file copied back with its old modification time (WinSCP,
+    `rsync -a` and unzip keep it) or renamed has a new change time, which nothing can set back."""
+    from bidui.connectors.inbox import shown_name
 
-    con = warehouse.connect(home.warehouse)
-    try:
-        con.execute(RUNS_SCHEMA)
-        row = con.execute("SELECT finished_at FROM nightly_runs WHERE night = ? AND status = 'completed'",
-                          [night]).fetchone()
-        if row is None or row[0] is None:
-            return False
-        finished = row[0].timestamp()  # (stored as the local time it finished, as datetime.now() gives it)
-        later = [e for e in inbox.entries(folder) if not e.refused and not e.arriving
-                 and e.path.stat().st_mtime > finished]
-        if not later:
-            return False
-        seen = set(con.execute("SELECT file, sha256 FROM load_log WHERE night = ? AND sha256 IS NOT NULL",
-                               [night]).fetchall())
-    finally:
-        con.close()
-    return any((e.name, inbox.digests(e.path)[0]) not in seen for e in later)
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        if name.startswith((".", "~$")):  # hidden and Office lock files are no deliveries (inbox.entries)
+            continue
+        st = (folder / name).lstat()
+        out[shown_name(name)] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    return out
+
+
+def resent_since(home: Home, night: date, folder: Path) -> bool:
+    """Does the night's folder hold other files than when its completed run began — a file come,
+    gone, renamed, written again or with a checksum beside it? A department resending the file the
+    night held or refused (`请部门重新报送`): the night is run again, not forced — a file held for
+    what it holds stays held, one whose new bytes pass is taken. The folder's state is compared,
+    not clocks (a copy may keep its old time; a run's time zone is not the checker's), and each run
+    records its own, so one rerun answers each change."""
+    if not folder.is_dir():
+        return False
+    done = stored_report(home, night)
+    return bool(done is not None and done.delivered and folder_state(folder) != done.delivered)
 
 
 def run_night(home: Home, folder: Path, night: date | None = None,
@@ -409,6 +411,8 @@ def run_night(home: Home, folder: Path, night: date | None = None,
         done.status = "already"
         return done
     report, started = NightReport(night.isoformat(), str(folder)), datetime.now()
+    if folder.is_dir():
+        report.delivered = folder_state(folder)
     steps = steps or plain_steps(home, folder, night, force or from_scratch or resent or resuming_partial(home, night),
                                  force, from_scratch)
     for step in STEPS:
