@@ -12,9 +12,12 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
-from typer._click.exceptions import UsageError
+
+try:  # Typer ≥ 0.29 carries its own click, whose errors are not the installed click's
+    from typer._click.exceptions import UsageError
+except ImportError:  # an earlier Typer, on the installed click
+    from click.exceptions import UsageError  # type: ignore[assignment]
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from bidui.errors import EXIT_ERROR, require_home
@@ -63,11 +66,13 @@ def locked_command(create_home: bool = False,
 
     def decorate(fn: F) -> F:
         sig = inspect.signature(fn, eval_str=True)
+        if "ctx" not in sig.parameters:  # the home is ctx.obj; fail on import, not on a night's run
+            raise TypeError(f"{fn.__name__}: a locked command takes ctx: typer.Context")
         hints = typing.get_type_hints(fn, include_extras=True)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, wait: float | None = None, **kwargs: Any) -> Any:
-            ctx: typer.Context = kwargs.get("ctx") or click.get_current_context()
+            ctx: typer.Context = kwargs["ctx"]  # every locked command takes it (its home is ctx.obj)
             home: Home = ctx.obj
             if check is not None:
                 check(kwargs)

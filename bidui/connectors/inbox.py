@@ -82,13 +82,31 @@ def is_marker(name: str) -> bool:
     return name == NIGHT_MARKER or name.lower().endswith(CHECKSUM_SUFFIXES)
 
 
+def aside(name: str) -> bool:
+    """Hidden files and Office lock files (`~$…`): in a night folder, but no deliveries and no part
+    of what the folder holds (`folder_state`)."""
+    return name.startswith((".", "~$"))
+
+
+def folder_state(folder: Path) -> dict[str, list[int]]:
+    """What a night folder holds: each name (as shown: `shown_name`) with its size and its
+    modification and change times (ns). A file copied back with its old modification time (WinSCP,
+    `rsync -a` and unzip keep it) or renamed has a new change time, which nothing can set back."""
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        if not aside(name):
+            st = (folder / name).lstat()
+            out[shown_name(name)] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    return out
+
+
 def entries(folder: Path) -> list[Entry]:
     """The night's deliveries, in name order: data files to read, and names refused unread
     (symbolic links, folders, FIFOs, devices). Hidden files, Office lock files (`~$…`) and the
     completion markers are not deliveries."""
     out = []
     for name in sorted(os.listdir(folder)):
-        if name.startswith((".", "~$")) or is_marker(name):
+        if aside(name) or is_marker(name):
             continue
         path = folder / name
         shown = shown_name(name)

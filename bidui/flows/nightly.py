@@ -10,7 +10,6 @@ one transaction."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -58,7 +57,7 @@ class NightReport:
     superseded: bool = False  # a later night was already published: this one changed nothing
     withheld: int = 0  # new hits not dispatched for a row kept without a rejected value
     township_names: dict[str, str] = field(default_factory=dict)  # of new_by_township's codes (from the ledger)
-    delivered: dict[str, list[int]] = field(default_factory=dict)  # the night folder as the run began (`folder_state`)
+    delivered: dict[str, list[int]] = field(default_factory=dict)  # the night folder as the run began (`inbox.folder_state`)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -225,7 +224,7 @@ def rules_step(home: Home, night: date, whole: bool = False) -> dict[str, dict]:
     """Run the rules on the night: only where something changed since the night they last ran, when
     it can be (bidui.rules.changed); `whole`: on everything."""
     from bidui.connectors import warehouse
-    from bidui.rules.engine import load_rules, run_rules, store_hits
+    from bidui.rules.engine import run_rules, store_hits
 
     con = warehouse.connect(home.warehouse)
     try:
@@ -240,9 +239,7 @@ def rules_step(home: Home, night: date, whole: bool = False) -> dict[str, dict]:
     # What the rules looked at again, for the run report (bidui.clues.present.rules_scope_text words it).
     scope = ({"before": plan.before.isoformat(), "households": plan.households, "of": plan.of,
               "hukou_households": plan.hukou_households} if plan is not None else {"whole": result.whole_because})
-    # Each rule's title as tonight's rule files give it: a rule of the home's own is in no other list.
-    titles = {r.code: r.title for r in load_rules(home.root / "rules")[0]}
-    return {"by_rule": {o.code: {"status": o.status, "hits": o.hits, "message": o.message, "title": titles.get(o.code)}
+    return {"by_rule": {o.code: {"status": o.status, "hits": o.hits, "message": o.message, "title": o.title or None}
                         for o in result.outcomes},
             "scope": scope}
 
@@ -361,60 +358,46 @@ def approved_since(home: Home, night: date) -> bool:
     return bool(approvals.pending(home, night))
 
 
-def folder_state(folder: Path) -> dict[str, list[int]]:
-    """What a night folder holds: each name (as shown: `inbox.shown_name`) with its size and its
-    modification and change times (ns). A file copied back with its old modification time (WinSCP,
-    `rsync -a` and unzip keep it) or renamed has a new change time, which nothing can set back."""
-    from bidui.connectors.inbox import shown_name
-
-    out = {}
-    for name in sorted(os.listdir(folder)):
-        if name.startswith((".", "~$")):  # hidden and Office lock files are no deliveries (inbox.entries)
-            continue
-        st = (folder / name).lstat()
-        out[shown_name(name)] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-    return out
-
-
-def resent_since(home: Home, night: date, folder: Path) -> bool:
-    """Does the night's folder hold other files than when its completed run began — a file come,
-    gone, renamed, written again or with a checksum beside it? A department resending the file the
-    night held or refused (`请部门重新报送`): the night is run again, not forced — a file held for
+def resent(done: NightReport | None, folder: Path) -> bool:
+    """Does the night's folder hold other files than when its completed run (`done`) began — a file
+    come, gone, renamed, written again or with a checksum beside it? A department resending the file
+    the night held or refused (`请部门重新报送`): the night is run again, not forced — a file held for
     what it holds stays held, one whose new bytes pass is taken. The folder's state is compared,
     not clocks (a copy may keep its old time; a run's time zone is not the checker's), and each run
     records its own, so one rerun answers each change."""
-    if not folder.is_dir():
-        return False
-    done = stored_report(home, night)
-    return bool(done is not None and done.delivered and folder_state(folder) != done.delivered)
+    from bidui.connectors.inbox import folder_state
+
+    return bool(done is not None and done.delivered and folder.is_dir() and folder_state(folder) != done.delivered)
 
 
 def run_night(home: Home, folder: Path, night: date | None = None,
               on_step: Callable[[str, str], None] | None = None,
-              steps: dict[str, Callable[[], object]] | None = None, force: bool = False,
+              steps: Callable[[bool], dict[str, Callable[[], object]]] | None = None, force: bool = False,
               from_scratch: bool = False) -> NightReport:
     """Ingest, link, run the rules and publish one night; `on_step(step, "start"|"done")` is called
     around each step (progress bars, logs, tests); `steps` replaces how each step runs (the Prefect
-    flow passes its tasks). A night already completed is returned as it was, unless `force`: then
+    flow passes its tasks), given whether the night publishes again (a night run before: forced,
+    from scratch, resent, or resuming a partial run). A night already completed is returned as it was, unless `force`: then
     held files are applied (`ingest --force`) and the night is run and published again. `from_scratch`
     normalises every delivered row and links every record again, carrying nothing from the night
     before (`bidui run --from-scratch`); on a night already run, it links and publishes it again
     (the files that night stored stay as stored)."""
+    from bidui.connectors.inbox import folder_state
     from bidui.connectors.ingest import night_of
 
     night = night or night_of(folder)
     # From scratch on a night already run: run it again (its links and clues are what is in doubt).
     # A night whose folder got a file since its run (a department resending one that was held) runs again.
-    resent = not (force or from_scratch) and resent_since(home, night, folder)
-    done = None if force or from_scratch or resent or approved_since(home, night) else stored_report(home, night)
-    if done is not None:
+    done = None if force or from_scratch else stored_report(home, night)
+    again = done is not None and resent(done, folder)
+    if done is not None and not again and not approved_since(home, night):
         done.status = "already"
         return done
     report, started = NightReport(night.isoformat(), str(folder)), datetime.now()
     if folder.is_dir():
         report.delivered = folder_state(folder)
-    steps = steps or plain_steps(home, folder, night, force or from_scratch or resent or resuming_partial(home, night),
-                                 force, from_scratch)
+    again = force or from_scratch or again or resuming_partial(home, night)
+    steps = steps(again) if steps else plain_steps(home, folder, night, again, force, from_scratch)
     for step in STEPS:
         if on_step:
             on_step(step, "start")
@@ -431,13 +414,14 @@ def run_night(home: Home, folder: Path, night: date | None = None,
 def unprocessed_nights(home: Home, inbox: Path) -> list[Path]:
     """Night folders (inbox/YYYY-MM-DD) without a completed run, oldest first (a partial run, one
     that held a file still being written, is not completed), or with a file resent since it
-    (`resent_since`)."""
+    (`resent`)."""
     out = []
     for folder in sorted(p for p in inbox.iterdir() if p.is_dir()):
         try:
             night = date.fromisoformat(folder.name)
         except ValueError:
             continue
-        if stored_report(home, night) is None or approved_since(home, night) or resent_since(home, night, folder):
+        done = stored_report(home, night)
+        if done is None or approved_since(home, night) or resent(done, folder):
             out.append(folder)
     return out

@@ -115,11 +115,12 @@ def _nightly_comparison(h: Home, folder: Path, run_date: str | None, force: bool
 
     night = date.fromisoformat(run_date) if run_date else night_of(folder)
     root = str(h.root)
-    again = (force or from_scratch or nightly.resuming_partial(h, night)
-             or nightly.resent_since(h, night, folder))  # (publishes again: see run_night)
-    tasks = {"ingest": lambda: ingest_task(root, str(folder), night, force, not from_scratch),
-             "link": lambda: link_task(root, night, from_scratch),
-             "rules": lambda: rules_task(root, night, from_scratch), "publish": lambda: publish_task(root, night, again)}
+
+    def tasks(again: bool) -> dict:  # again: the night publishes again (see run_night)
+        return {"ingest": lambda: ingest_task(root, str(folder), night, force, not from_scratch),
+                "link": lambda: link_task(root, night, from_scratch),
+                "rules": lambda: rules_task(root, night, from_scratch),
+                "publish": lambda: publish_task(root, night, again)}
 
     def on_step(step: str, phase: str) -> None:
         logger.info("%s %s", step, "started" if phase == "start" else "done")

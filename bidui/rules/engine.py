@@ -102,6 +102,7 @@ class RuleOutcome:
     hits: int = 0
     seconds: float = 0.0
     message: str = ""
+    title: str = ""  # as the rule's file gives it (a rule of the home's own is in no other list)
 
 
 @dataclass
@@ -440,6 +441,9 @@ def run_rules(con: duckdb.DuckDBPyConnection, night: date, cfg: dict, home_rules
                 frame = wh.query(con, f"SELECT * FROM _rule_frame WHERE {changed.in_scope()}")
         frames.append(frame)
         outcomes.append(RuleOutcome(rule.code, "ran", frame.height + carried.get(rule.code, 0), time.perf_counter() - start))
+    titles = {r.code: r.title for r in rules}
+    for o in outcomes:
+        o.title = titles.get(o.code, "")
     hits = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
     return RunResult(hits, outcomes, doubtful_persons(con, night), plan, fp, because)
 
