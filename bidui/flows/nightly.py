@@ -375,13 +375,13 @@ def run_night(home: Home, folder: Path, night: date | None = None,
               steps: Callable[[bool], dict[str, Callable[[], object]]] | None = None, force: bool = False,
               from_scratch: bool = False) -> NightReport:
     """Ingest, link, run the rules and publish one night; `on_step(step, "start"|"done")` is called
-    around each step (progress bars, logs, tests); `steps` replaces how each step runs (the Prefect
+    around each step (progress bars, logs, tests); `steps` makes how each step runs (the Prefect
     flow passes its tasks), given whether the night publishes again (a night run before: forced,
-    from scratch, resent, or resuming a partial run). A night already completed is returned as it was, unless `force`: then
-    held files are applied (`ingest --force`) and the night is run and published again. `from_scratch`
-    normalises every delivered row and links every record again, carrying nothing from the night
-    before (`bidui run --from-scratch`); on a night already run, it links and publishes it again
-    (the files that night stored stay as stored)."""
+    from scratch, resent, or resuming a partial run). A night already completed is returned as it
+    was, unless `force`: then held files are applied (`ingest --force`) and the night is run and
+    published again. `from_scratch` normalises every delivered row and links every record again,
+    carrying nothing from the night before (`bidui run --from-scratch`); on a night already run, it
+    links and publishes it again (the files that night stored stay as stored)."""
     from bidui.connectors.inbox import folder_state
     from bidui.connectors.ingest import night_of
 
