@@ -98,3 +98,40 @@ def test_the_check_fails_on_a_planted_code(signed_in, home: Home) -> None:  # no
         with ledger.write() as s:
             s.get(Clue, clue_id).rule_title = saved
         ledger.close()
+
+
+def test_a_household_of_another_county_is_named_in_the_review_queue(signed_in, home: Home) -> None:  # noqa: F811
+    """一人多户 across counties: the county reviewer's queue words the other household's village by
+    its name, as the clue page does, and says which number is the household's (a walk found the
+    village's bare code there, and in the inspection workbook: names came from the user's county only)."""
+    import json
+
+    from bidui.clues.models import Division, EvidenceSnapshot
+
+    clients, accounts, _ = signed_in
+    ledger = open_ledger(ledger_url(home.ledger))
+    with ledger.write() as s:
+        first = s.scalars(select(Clue).where(Clue.status == "verified").order_by(Clue.verified_on, Clue.id)).first()
+        clue_id, township = first.id, first.township_code  # the first in the queue (the longest waiting)
+        reviewer = next(n for n, (role, scope) in accounts.items()
+                        if role == "county" and township.startswith(scope.rstrip("0")[:6]))
+        # A village of a county next to it (the tiny prefecture has one county).
+        village = Division(code=township[:4] + "99001001", name="远山村村委会", level="village", parent_code=None)
+        s.add(village)
+        snap = s.scalars(select(EvidenceSnapshot).where(EvidenceSnapshot.clue_id == clue_id)
+                         .order_by(EvidenceSnapshot.night.desc(), EvidenceSnapshot.id.desc())).first()
+        saved = snap.record
+        household, code = village.code + "0042", village.code
+        record = {"other_households": [{"household_code": household, "village_code": code, "head_name": "孙伟"}]}
+        snap.record = json.dumps(record, ensure_ascii=False)
+        name = village.name
+    try:
+        text = page_text(clients[reviewer].get("/review").text)
+        assert f"户编号 {household}" in text and name in text and "户主 孙伟" in text, text[-2000:]
+        assert code not in text.replace(household, "")
+        _check("review with another county's household", text, data=(household,))
+    finally:
+        with ledger.write() as s:
+            s.get(EvidenceSnapshot, snap.id).record = saved
+            s.delete(s.get(Division, code))
+        ledger.close()

@@ -472,3 +472,33 @@ def test_a_clue_whose_evidence_is_gone_says_what_that_means_and_what_to_do(home)
     said = re.search(r'<p class="reason" id="evidence-gone">([^<]+)</p>', page).group(1)
     assert "不会因此自动销号" in said and "仍须核实" in said and "入户核实要点" in said
     assert 'id="evidence-gone"' not in c.get(f"/clues/{b}").text  # signed: nothing left to tell the clerk
+
+
+def test_a_reviewer_who_saw_an_older_finding_checks_the_new_one_and_submits_again(home) -> None:
+    """The county opened the clue; the verifier amended it meanwhile; the county's 退回 is refused
+    (409) and the page says the clue as it is now is shown: its form carries the new version and the
+    typed reason, so the same button works. ("Refresh and retry" re-sent the refused POST.)"""
+    h, town, _ = home
+    first = clue_ids(h, town)[0]
+    sign(h, first)
+    county = client_for(h)
+    login(county, "county")
+    token = csrf(county, f"/clues/{first}")
+    assert 'name="version" value="2"' in county.get(f"/clues/{first}").text
+    town_client = client_for(h)
+    login(town_client, "town")
+    assert town_client.post(f"/clues/{first}/amend", data={
+        "csrf_token": csrf(town_client, f"/clues/{first}"), "version": 2, "outcome": "属实·申请豁免",
+        "finding": "车辆为残疾人代步车，申请豁免", "verified_on": str(TODAY)}).status_code == 303
+    due = str(TODAY + timedelta(days=10))
+    r = county.post(f"/clues/{first}/review", data={"csrf_token": token, "version": 2, "decision": "return",
+                                                    "reason": "请补充残疾证照片", "due": due})
+    assert r.status_code == 409
+    assert "您看到的是第 2 版，当前为第 3 版" in r.text and "请核对后再提交" in r.text and "刷新" not in r.text
+    assert "车辆为残疾人代步车" in r.text and "请补充残疾证照片" in r.text  # the new finding, the typed reason
+    assert 'name="version" value="3"' in r.text
+    again = county.post(f"/clues/{first}/review", data={"csrf_token": token, "version": 3, "decision": "return",
+                                                        "reason": "请补充残疾证照片", "due": due})
+    assert again.status_code == 303
+    clue = write(h, lambda s: s.get(Clue, first))
+    assert (clue.status, clue.return_reason) == ("returned", "请补充残疾证照片")

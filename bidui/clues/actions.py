@@ -34,7 +34,8 @@ class NotFoundError(LookupError):
 
 
 class ConflictError(RuntimeError):
-    """Someone changed the clue since the actor saw it."""
+    """Someone changed the clue since the actor saw it. The message says what happened, not what to
+    do: each surface adds that (a page showing the clue as it is now: check it and submit again)."""
 
 
 def now() -> datetime:
@@ -51,7 +52,7 @@ def get_clue(session: Session, clue_id: int, actor: User) -> Clue:
 def _apply(session: Session, clue: Clue, expected_version: int, actor: User, kind: str, changes: dict,
            payload: dict, event_kind: str | None = None) -> Clue:
     if clue.version != expected_version:
-        raise ConflictError(f"线索 {clue.id} 已被他人修改（您看到的是第 {expected_version} 版，当前为第 {clue.version} 版），请刷新后重试")
+        raise ConflictError(f"线索 {clue.id} 已被他人修改（您看到的是第 {expected_version} 版，当前为第 {clue.version} 版）")
     return _write(session, clue, expected_version, actor, next_status(kind, clue.status, actor.role), changes,
                   payload, event_kind or kind)
 
@@ -66,7 +67,7 @@ def _write(session: Session, clue: Clue, expected_version: int, actor: User, tar
         .values(status=target, version=expected_version + 1, updated_at=stamp, **changes)
         .execution_options(synchronize_session=False))
     if result.rowcount != 1:
-        raise ConflictError(f"线索 {clue.id} 已被他人修改，请刷新后重试")
+        raise ConflictError(f"线索 {clue.id} 刚被他人修改")
     session.add(ClueEvent(clue_id=clue.id, at=stamp, actor=actor.username, kind=event_kind, from_status=clue.status,
                           to_status=target, payload=payload))
     session.flush()

@@ -203,8 +203,8 @@ def draw(session: Session, county: str, seed: int = 1, per_village: int = HOUSEH
         members.setdefault(m.household_code, []).append(m)
     for rows in members.values():
         rows.sort(key=lambda m: (m.relation != "户主", m.seq))  # the head first, as the register reads
-    sample.names = {code: name for code, name in session.execute(select(Division.code, Division.name).where(
-        scope.under(Division.code, county)))}
+    # Every division's name: a clue's evidence may name a household in another county (一人多户).
+    sample.names = {code: name for code, name in session.execute(select(Division.code, Division.name))}
     lines = _clue_lines(session, every, members, today, sample.names)
     by_town: dict[str, SampledTownship] = {}
     for town, grade, score, codes in picks:

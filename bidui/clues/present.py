@@ -181,7 +181,8 @@ class SubTable:
 
     def text(self) -> str:
         """One line: a cell whose column is not obvious from it (an amount, a head's name) says its column."""
-        said = {"医疗总费用": "总费用 ", "个人自付": "自付 ", "户主": "户主 ", "办学类型": "", "学籍状态": ""}
+        said = {"医疗总费用": "总费用 ", "个人自付": "自付 ", "户主": "户主 ", "户编号": "户编号 ", "办学类型": "",
+                "学籍状态": ""}
         return f"{self.title}：" + "；".join("，".join(said.get(col, "") + c for col, c in zip(self.columns, row, strict=True) if c)
                                            for row in self.rows)
 

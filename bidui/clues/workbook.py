@@ -237,7 +237,8 @@ def apply_workbook(session: Session, filled: Filled, actor: User, name: str, tod
         try:
             actions.verify(session, clue_id, version, actor, finding, today, required_attachments)
         except (actions.ConflictError, TransitionError) as e:
-            raise WorkbookError(f"{name}: 线索 {clue_id}：{e}；整份未导入") from e
+            advice = "：请重新下载工作簿填写" if isinstance(e, actions.ConflictError) else ""
+            raise WorkbookError(f"{name}: 线索 {clue_id}：{e}{advice}；整份未导入") from e
         applied.append(clue_id)
     return ImportResult(filled.township, applied, len(filled.versions) - len(applied))
 

@@ -154,7 +154,9 @@ async def review_many(c: Ctx = Depends(ctx)):  # noqa: B008
                 else:
                     actions.send_back(s, clue_id, version, c.user, reason, due)
             done += 1
-        except (TransitionError, actions.ConflictError, actions.NotFoundError) as e:
+        except actions.ConflictError as e:
+            problems.append(f"{e}，请核对后重新勾选")
+        except (TransitionError, actions.NotFoundError) as e:
             problems.append(str(e))
     label = "销号" if decision == "close" else "退回"
     # Nothing done is an error alone: never "已退回 0 条" in green beside it.
@@ -168,7 +170,7 @@ async def review_many(c: Ctx = Depends(ctx)):  # noqa: B008
 @router.post("/clues/{clue_id}/review")
 def review_one(clue_id: int, c: Ctx = Depends(ctx), csrf_token: str = Form(""), version: int = Form(...),  # noqa: B008
                decision: str = Form(""), reason: str = Form(""), due: str = Form("")):
-    from bidui.web.township import _clue_or_404, _clue_page
+    from bidui.web.township import _clue_or_404, _clue_page, stale_clue_page
 
     check_csrf(c.request, csrf_token)
     require_role(c.user, "county")
@@ -186,7 +188,9 @@ def review_one(clue_id: int, c: Ctx = Depends(ctx), csrf_token: str = Form(""), 
                 actions.close(s, clue_id, version, c.user)
             else:
                 actions.send_back(s, clue_id, version, c.user, reason, day)
-    except (TransitionError, actions.ConflictError) as e:
+    except TransitionError as e:
         return _clue_page(c, clue, 400, error=str(e), review=typed)
+    except actions.ConflictError as e:
+        return stale_clue_page(c, clue, e, review=typed)
     c.flash("已销号" if decision == "close" else f"已退回乡镇，新的截止日期 {day}")
     return RedirectResponse(f"/clues/{clue_id}", status_code=303)

@@ -76,10 +76,10 @@ class Ctx:
         return self.scoped(select(Clue))
 
     def division_names(self) -> dict[str, str]:
-        county = scope.prefix(self.user.scope)[:6].ljust(12, "0")  # names of the county around too
-        return {d.code: d.name for d in self.session.scalars(select(Division).where(
-            scope.under(Division.code, county) if len(scope.prefix(self.user.scope)) >= 6
-            else scope.under(Division.code, self.user.scope)))}
+        """Every division's name, as the clue page has them: a clue's evidence may name a household
+        in another county (一人多户), and a name is reference data, not a clue. What a user may see
+        is scoped by the queries that pick the clues, not by the names that word them."""
+        return {code: name for code, name in self.session.execute(select(Division.code, Division.name))}
 
 
 def attachments_for(c: Ctx, ids: list[int]) -> dict[int, list]:

@@ -306,6 +306,17 @@ def clue_record(c: Ctx, clue: Clue, page_names: dict[str, str] | None = None,
             "outcome_shown": outcome_text(clue.outcome, clue.outcome_detail), "decisions": clue_decisions(c, clue)}
 
 
+# After a conflict the page shows the clue as it is now, with what was typed: the form carries the
+# current version, so the same button works. "Refresh and try again" sent the browser back to the
+# POST it had just made, which was refused again (a county reviewer's walk, 2026-12-06).
+STALE_ADVICE = "。下面显示的是线索现在的内容：请核对后再提交（您填写的内容已保留）"
+
+
+def stale_clue_page(c: Ctx, clue: Clue, e: Exception, form: dict | None = None, review: dict | None = None):
+    c.session.refresh(clue)
+    return _clue_page(c, clue, 409, form, f"{e}{STALE_ADVICE}", review=review)
+
+
 def _clue_page(c: Ctx, clue: Clue, status_code: int = 200, form: dict | None = None, error: str = "",
                review: dict | None = None):
     amendable = actions.can_amend(c.session, clue, c.user)
@@ -379,8 +390,10 @@ def _signed(c: Ctx, clue: Clue, kind: str, version: int, outcome: str, action: s
                 actions.amend(s, clue.id, version, c.user, signed)
             made = s.scalars(select(LinkDecision.kind).where(LinkDecision.clue_id == clue.id,
                                                              LinkDecision.revoked_at.is_(None))).first()
-    except (TransitionError, actions.ConflictError) as e:
-        return _clue_page(c, clue, 400 if isinstance(e, TransitionError) else 409, form, str(e)), ""
+    except TransitionError as e:
+        return _clue_page(c, clue, 400, form, str(e)), ""
+    except actions.ConflictError as e:
+        return stale_clue_page(c, clue, e, form=form), ""
     return None, (f"（{DECISION_NOTES[made]}）" if made else "")
 
 
