@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -576,6 +576,8 @@ def test_report_figures(ledger) -> None:
         actions.verify(s, ids[0], 1, users["town"], _finding(TRUE_FIXED), date(2026, 11, 30))
         actions.close(s, ids[0], 2, users["county"], date(2026, 12, 1))
         actions.verify(s, ids[1], 1, users["town"], _finding(NOT_TRUE, verified_on=date(2026, 12, 10)), date(2026, 12, 10))
+    _events_at(ledger, ids[0], "verify", datetime(2026, 11, 25, 17))  # as the ledger recorded the signings
+    _events_at(ledger, ids[1], "verify", datetime(2026, 12, 10, 9))
     with ledger.read() as s:
         rep = report.build(s, "330102000000", today=date(2026, 12, 12))
         other = report.build(s, "330102002000", today=date(2026, 12, 12))
@@ -593,6 +595,69 @@ def test_report_figures(ledger) -> None:
     w = window.overall.row(0, named=True)
     assert (w["new_in_window"], w["verified_in_window"], w["closed_in_window"]) == (0, 1, 0)
     assert before.overall.row(0, named=True)["issued"] == 0
+
+
+def _events_at(ledger, clue_id: int, kind: str, *when: datetime) -> None:
+    """The clue's events of `kind`, oldest first, recorded at `when` (the actions stamp the clock's time)."""
+    with ledger.write() as s:
+        events = s.scalars(select(ClueEvent).where(ClueEvent.clue_id == clue_id, ClueEvent.kind == kind)
+                           .order_by(ClueEvent.id)).all()
+        assert len(events) == len(when), (clue_id, kind, len(events))
+        for e, at in zip(events, when, strict=True):
+            e.at = at
+
+
+def test_on_time_is_the_first_signing_as_recorded_against_the_due_date_it_had(ledger) -> None:
+    """按时核实率 counts a clue signed by its due date as the ledger recorded the signing, not as the
+    verifier typed 核实日期 (which may be set back), and against the due date the clue had then: a
+    county's 退回 with a new due date does not make a late first signing timely (a supervisor's walk
+    raised one county from 0% to 22% by both, 2026-12-06)."""
+    users = _users(ledger)
+    publish(ledger, hits_frame([hit(subject=f"S{i}", evidence_key=f"P{i}") for i in range(4)]), {"VEHICLE": "ran"},
+            NIGHTS[0], TITLES)
+    with ledger.read() as s:
+        ids = list(s.scalars(select(Clue.id).order_by(Clue.id)))
+        due = s.get(Clue, ids[0]).due_date
+    typed = _finding(NOT_TRUE, verified_on=due - timedelta(days=3))  # a date before the due date, typed
+    late, early, resigned = due + timedelta(days=2), due - timedelta(days=1), due + timedelta(days=8)
+    with ledger.write() as s:
+        for i in ids:
+            actions.verify(s, i, 1, users["town"], typed, late)
+        actions.send_back(s, ids[1], 2, users["county"], "请补充照片", due + timedelta(days=10), late)
+        actions.send_back(s, ids[2], 2, users["county"], "请补充照片", due + timedelta(days=3), late)
+        actions.verify(s, ids[1], 3, users["town"], typed, resigned)
+        actions.verify(s, ids[2], 3, users["town"], typed, resigned)
+    at = lambda d: datetime.combine(d, datetime.min.time()) + timedelta(hours=15)  # noqa: E731
+    _events_at(ledger, ids[0], "verify", at(late))  # set back to before the due date: late all the same
+    _events_at(ledger, ids[1], "verify", at(late), at(resigned))  # late, then on time for the new due date
+    _events_at(ledger, ids[2], "verify", at(early), at(resigned))  # on time, then late for the new due date
+    _events_at(ledger, ids[3], "verify", at(due))  # on its due date
+    with ledger.read() as s:
+        rep = report.build(s, "330102000000", today=resigned)
+        frame = report.clue_frame(s, "330102000000")
+    assert rep.overall.row(0, named=True)["on_time_rate"] == 0.5
+    assert dict(zip(frame["id"], frame["due_when_signed"], strict=True)) == {ids[0]: None, ids[1]: due, ids[2]: due,
+                                                                             ids[3]: None}
+    assert dict(zip(frame["id"], frame["signed_on"], strict=True)) == {ids[0]: late, ids[1]: late, ids[2]: early,
+                                                                       ids[3]: due}
+
+
+def test_the_report_workbook_says_what_its_rates_count_and_dashes_a_rate_of_nothing(ledger, tmp_path: Path) -> None:
+    """A rate with nothing to count from reads —, as on the dashboard (it was a blank cell); the sheets
+    with 按时核实率 say what it counts, and the 错评漏评错退 sheet why its figures are not 按类别's."""
+    from python_calamine import CalamineWorkbook
+
+    publish(ledger, hits_frame([hit(subject="S0", evidence_key="P0")]), {"VEHICLE": "ran"}, NIGHTS[0], TITLES)
+    with ledger.read() as s:
+        rep = report.build(s, "330102000000", today=NIGHTS[0])
+    out = tmp_path / "report.xlsx"
+    report.write_xlsx(rep, out)
+    wb = CalamineWorkbook.from_path(str(out))
+    overview = wb.get_sheet_by_name("概览").to_python()
+    header = overview[1]
+    assert overview[2][header.index("按时核实率")] == "—" and overview[2][header.index("下发")] == 1
+    assert report.ON_TIME_NOTE in [c for row in overview for c in row]
+    assert report.FINDINGS_NOTE in [c for row in wb.get_sheet_by_name("错评漏评错退").to_python() for c in row]
 
 
 def test_cli_publish_workbook_import_review_export_report(nightly, tmp_path: Path, monkeypatch) -> None:

@@ -6,7 +6,7 @@ due date on return) and the printed record."""
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select, update
 
@@ -251,8 +251,9 @@ def test_the_review_queue_filters_pages_and_shows_evidence(home) -> None:
     ids = clue_ids(h, town)
     for i in ids[:60]:
         sign(h, i)
-    old = ids[:3]
-    write(h, lambda s: s.execute(update(Clue).where(Clue.id.in_(old)).values(verified_on=TODAY - timedelta(days=20))))
+    old = ids[:3]  # submitted twenty days ago (the queue waits from the signing as the ledger recorded it)
+    write(h, lambda s: s.execute(update(ClueEvent).where(ClueEvent.clue_id.in_(old), ClueEvent.kind == "verify")
+                                 .values(at=datetime.combine(TODAY - timedelta(days=20), datetime.min.time()))))
     c = client_for(h)
     login(c, "county")
     page = c.get("/review").text
@@ -502,3 +503,35 @@ def test_a_reviewer_who_saw_an_older_finding_checks_the_new_one_and_submits_agai
     assert again.status_code == 303
     clue = write(h, lambda s: s.get(Clue, first))
     assert (clue.status, clue.return_reason) == ("returned", "请补充残疾证照片")
+
+
+def test_the_review_queue_waits_from_the_signing_as_recorded_and_marks_a_clue_signed_again(home) -> None:
+    """The queue is ordered, and 核实后等待 N 天 counts, from when the township submitted (the ledger's
+    time), not from the 核实日期 typed (a walk found a clue signed minutes before listed as waiting 3
+    days and more: its typed date was set back). A clue re-signed after a 退回 says so."""
+    h, town, _ = home
+    old, new, again = clue_ids(h, town)[:3]
+    for clue_id in (old, new, again):
+        sign(h, clue_id)
+    county_user = write(h, lambda s: s.scalar(select(User).where(User.username == "county")))
+    write(h, lambda s: actions.send_back(s, again, 2, county_user, "请补充入户照片", TODAY + timedelta(days=10)))
+    sign(h, again)
+
+    def stamp(s):
+        s.execute(update(Clue).where(Clue.id == new).values(verified_on=TODAY - timedelta(days=20)))  # typed, set back
+        for clue_id, days in ((old, 5), (new, 0), (again, 1)):
+            for e in s.scalars(select(ClueEvent).where(ClueEvent.clue_id == clue_id, ClueEvent.kind == "verify")):
+                e.at = datetime.combine(TODAY - timedelta(days=days), datetime.min.time()) + timedelta(hours=9)
+    write(h, stamp)
+    county = client_for(h)
+    login(county, "county")
+    page = county.get("/review").text
+    queue = lambda text: [int(i) for i in re.findall(r'data-label="对象" class="nowrap"><a href="/clues/(\d+)"', text)]  # noqa: E731
+    mine = [i for i in queue(page) if i in (old, new, again)]
+    assert mine == [old, again, new], mine
+    waiting = queue(county.get("/review?age=3").text)
+    assert old in waiting and new not in waiting and again not in waiting
+    row = lambda i: page.split(f'href="/clues/{i}"')[1].split("</tr>")[0]  # noqa: E731
+    assert "退回后重新核实" in row(again) and "退回后重新核实" not in row(old)
+    assert f"核实 {TODAY - timedelta(days=20)}" in row(new) and f"提交 {TODAY}" in row(new)
+    assert f"提交 {TODAY - timedelta(days=5)}" in row(old)  # typed today, submitted five days ago

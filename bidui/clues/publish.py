@@ -505,7 +505,8 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
                     "verifier_name": None, "verifier_position": None, "verified_on": None, "closed_on": None,
                     "return_reason": None, "updated_at": stamp}
                 events.append(ClueEvent(clue_id=clue.id, at=stamp, actor=SYSTEM, kind="reraised", from_status=clue.status,
-                                        to_status=DISPATCHED, payload={"night": night.isoformat(), "previous_outcome": clue.outcome}))
+                                        to_status=DISPATCHED, payload={"night": night.isoformat(), "previous_outcome": clue.outcome,
+                                                 "due_date": values["due_date"].isoformat()}))
                 moved[clue.id] = ("reraised", row["rule_code"], EvidenceSnapshot(
                     clue_id=clue.id, night=night, evidence_hash=digest, record=row["evidence_record"] or "null"))
                 session.add(moved[clue.id][2])

@@ -5,15 +5,15 @@ The three-day report (三天一报) is this with `since` three days back: what m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from bidui import scope
-from bidui.clues.models import Clue, Division
+from bidui.clues.models import Clue, ClueEvent, Division
 from bidui.clues.states import CLOSED, DISPATCHED, NOT_TRUE, RETURNED, TRUE_OUTCOMES, VERIFIED
 
 COLUMNS = {"issued": "下发", "verified": "已核实", "closed": "已销号", "closure_rate": "整改销号率",
@@ -49,14 +49,54 @@ def clue_frame(session: Session, scope_code: str | None) -> pl.DataFrame:
               "household_code": pl.String, "subject_name": pl.String, "status": pl.String, "outcome": pl.String,
               "due_date": pl.Date, "verified_on": pl.Date, "closed_on": pl.Date, "first_seen": pl.Date,
               "before_registration": pl.Boolean, "household_status": pl.String}
-    return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
+    frame = pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
+    signed = first_signed(session, scope_code)
+    return frame.join(pl.DataFrame([(k, *v) for k, v in signed.items()], orient="row",
+                                   schema={"id": pl.Int64, "signed_on": pl.Date, "due_when_signed": pl.Date}),
+                      on="id", how="left")
+
+
+def first_signed(session: Session, scope_code: str | None) -> dict[int, tuple[date, date | None]]:
+    """Each signed clue's first signing in its round (since it was dispatched, or raised again), as
+    the ledger recorded it, not as the date typed on the form (核实日期, which a verifier may set
+    back), and the due date it had then: a county's 退回 gives a new one, which the first signing
+    is not measured against. None for the due date when the ledger does not say (the round raised
+    again before its event kept it): the clue's own then counts."""
+    round_start = (select(ClueEvent.clue_id, func.max(ClueEvent.at).label("at"))
+                   .where(ClueEvent.kind == "reraised").group_by(ClueEvent.clue_id).subquery())
+    q = (select(ClueEvent.clue_id, func.min(ClueEvent.at))
+         .join(Clue, Clue.id == ClueEvent.clue_id)
+         .outerjoin(round_start, round_start.c.clue_id == ClueEvent.clue_id)
+         .where(ClueEvent.kind == "verify", or_(round_start.c.at.is_(None), ClueEvent.at >= round_start.c.at))
+         .group_by(ClueEvent.clue_id))
+    if scope_code:
+        q = q.where(scope.under(Clue.township_code, scope_code))
+    out: dict[int, tuple[date, date | None]] = {i: (_day(at), None) for i, at in session.execute(q)}
+    # Returned since (few): the due date of the round's start, from its event.
+    returned = select(ClueEvent.clue_id).where(ClueEvent.kind == "return", ClueEvent.clue_id.in_(
+        select(Clue.id).where(scope.under(Clue.township_code, scope_code)) if scope_code else select(Clue.id)))
+    due: dict[int, date | None] = {}
+    for clue_id, payload in session.execute(
+            select(ClueEvent.clue_id, ClueEvent.payload)
+            .where(ClueEvent.clue_id.in_(returned), ClueEvent.kind.in_(("dispatched", "reraised")))
+            .order_by(ClueEvent.clue_id, ClueEvent.at, ClueEvent.id)):
+        given = (payload or {}).get("due_date")  # the last one read is the round's start
+        due[clue_id] = date.fromisoformat(given) if given else None
+    return {i: (day, due.get(i)) for i, (day, _) in out.items()}
+
+
+def _day(at: datetime | str) -> date:
+    return (datetime.fromisoformat(at) if isinstance(at, str) else at).date()
 
 
 def _figures(frame: pl.DataFrame, by: list[str], today: date, since: date | None) -> pl.DataFrame:
     done = pl.col("status").is_in([VERIFIED, CLOSED])
     aggs = [
         pl.len().alias("issued"), done.sum().alias("verified"), (pl.col("status") == CLOSED).sum().alias("closed"),
-        (done & (pl.col("verified_on") <= pl.col("due_date"))).sum().alias("_on_time"),
+        # Signed by the due date it had then, as the ledger recorded the signing (`first_signed`);
+        # a clue whose signing the ledger holds no event of (history imported): its typed date.
+        (done & (pl.coalesce("signed_on", "verified_on") <= pl.coalesce("due_when_signed", "due_date")))
+        .sum().alias("_on_time"),
         (pl.col("status").is_in([DISPATCHED, RETURNED]) & (pl.col("due_date") < today)).sum().alias("overdue"),
         (done & pl.col("outcome").is_in(list(TRUE_OUTCOMES))).sum().alias("_true"),
     ]
@@ -103,12 +143,15 @@ def as_of(frame: pl.DataFrame, day: date) -> pl.DataFrame:
     it keeps: a clue verified, returned and verified again counts from its last verification. A
     day that is today changes nothing."""
     later = lambda c: (pl.col(c) > day).fill_null(False)  # noqa: E731
+    # Signed after the day, as the ledger recorded it, whatever date was typed: not yet verified then.
+    unsigned = later("verified_on") | later("signed_on")
     return frame.filter((pl.col("first_seen") <= day).fill_null(True)).with_columns(
-        pl.when(pl.col("status").is_in([VERIFIED, CLOSED]) & later("verified_on")).then(pl.lit(DISPATCHED))
+        pl.when(pl.col("status").is_in([VERIFIED, CLOSED]) & unsigned).then(pl.lit(DISPATCHED))
         .when((pl.col("status") == CLOSED) & later("closed_on")).then(pl.lit(VERIFIED))
         .otherwise(pl.col("status")).alias("status"),
-        pl.when(later("verified_on")).then(None).otherwise(pl.col("outcome")).alias("outcome"),
-        pl.when(later("verified_on")).then(None).otherwise(pl.col("verified_on")).alias("verified_on"),
+        pl.when(unsigned).then(None).otherwise(pl.col("outcome")).alias("outcome"),
+        pl.when(unsigned).then(None).otherwise(pl.col("verified_on")).alias("verified_on"),
+        pl.when(unsigned).then(None).otherwise(pl.col("signed_on")).alias("signed_on"),
         pl.when(later("closed_on")).then(None).otherwise(pl.col("closed_on")).alias("closed_on"))
 
 
@@ -123,7 +166,7 @@ def build(session: Session, scope_code: str | None = None, today: date | None = 
         pl.col("village_code").replace_strict(names, default=pl.col("village_code")).alias("village"))
     true_ = pl.col("outcome").is_in(list(TRUE_OUTCOMES)) & pl.col("status").is_in([VERIFIED, CLOSED])
     kinds = {
-        "错评（证据早于登记年份）": (pl.col("category") == "mis_inclusion") & pl.col("before_registration").fill_null(False),
+        "错评（证据早于识别年份）": (pl.col("category") == "mis_inclusion") & pl.col("before_registration").fill_null(False),
         "漏评": pl.col("category") == "missed_inclusion",
         "错退（已脱贫户）": (pl.col("category") == "exit_risk") & (pl.col("household_status") == "已脱贫"),
     }
@@ -152,8 +195,19 @@ SHEET_LABELS = {"county_code": "县代码", "county": "县", "township_code": "�
                 "rule_title": "疑点", "category": "类别", "id": "线索编号", "village": "村", "household_code": "户编号",
                 "subject_name": "对象", "due_date": "截止日期", "days_overdue": "逾期天数", "kind": "类型",
                 "raised": "线索数", "confirmed": "核实属实"} | COLUMNS | WINDOW_COLUMNS | BURDEN_COLUMNS
-# Columns whose empty value means "none to count from": a sheet shows — there, not a blank.
-DASHED = ("visits_per_true", "median_days")
+# Columns whose empty value means "none to count from": a sheet shows — there, not a blank (as the
+# dashboard does), the rates too.
+DASHED = ("visits_per_true", "median_days", *(c for c in COLUMNS if c.endswith("_rate")))
+
+# What a figure counts, where its name alone would mislead: under the dashboard's cards and tables,
+# and under the sheets of the report workbook.
+ON_TIME_NOTE = ("按时核实率：已核实的线索中，在截止日期前提交核实结论的比例。以系统记录的签字提交时间为准，不看填写的"
+                "核实日期；被县级退回后重新核实的，按第一次提交是否按时计。")
+FINDINGS_NOTE = ("这里只数更确切的一部分，与“按类别”的数字不同：错评只数证据早于该户识别年份的（该户本不应纳入；证据在"
+                 "识别之后的，是脱贫退出的问题）；错退只数已脱贫户的退出风险线索（“按类别”的错退/返贫风险还含未脱贫户）；"
+                 "漏评与“按类别”的漏评疑点相同。")
+SHEET_NOTES = {"概览": ON_TIME_NOTE, "按县": ON_TIME_NOTE, "按乡镇": ON_TIME_NOTE, "按类别": ON_TIME_NOTE,
+               "错评漏评错退": FINDINGS_NOTE}
 
 
 # Code columns a sheet leaves out: each has a name column beside it.
@@ -209,5 +263,7 @@ def write_xlsx(report: Report, out: Path) -> None:
                     ws.write_number(r, c, v)
                 else:  # names and places come from department data
                     ws.write_string(r, c, neutralise_formula(str(v)))
+        if name in SHEET_NOTES:
+            ws.write_string(frame.height + 3, 0, SHEET_NOTES[name])
         ws.set_column(0, len(frame.columns), 14)
     wb.close()

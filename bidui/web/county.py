@@ -5,15 +5,15 @@ overdue count by township."""
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form
 from fastapi.responses import RedirectResponse
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from bidui.clues import actions
-from bidui.clues.models import Clue, EvidenceSnapshot
+from bidui.clues.models import Clue, ClueEvent, EvidenceSnapshot
 from bidui.clues.present import clue_evidence_text
 from bidui.clues.states import DISPATCHED, RETURNED, VERIFIED, TransitionError
 from bidui.web.deps import Ctx, attachments_for, ctx, default_due
@@ -45,17 +45,28 @@ def _url(filters: dict, **changes: object) -> str:
     return "/review" + ("?" + urlencode(kept) if kept else "")
 
 
+def _submitted():
+    """When each clue was last submitted for review: its last signing as the ledger recorded it (the
+    date typed on the form, 核实日期, may be days earlier, and set back)."""
+    return (select(ClueEvent.clue_id, func.max(ClueEvent.at).label("at")).where(ClueEvent.kind == "verify")
+            .group_by(ClueEvent.clue_id).subquery())
+
+
 def _queue(c: Ctx, filters: dict):
-    query = c.scoped(select(Clue).where(Clue.status == VERIFIED))
+    submitted = _submitted()
+    query = c.scoped(select(Clue).outerjoin(submitted, submitted.c.clue_id == Clue.id).where(Clue.status == VERIFIED))
     if filters["township"]:
         query = query.where(Clue.township_code == filters["township"])
     if filters["rule"]:
         query = query.where(Clue.rule_code == filters["rule"])
     if filters["category"]:
         query = query.where(Clue.category == filters["category"])
-    if filters["age"] > 0:
-        query = query.where(Clue.verified_on <= date.today() - timedelta(days=filters["age"]))
-    return query
+    if filters["age"] > 0:  # waiting that long since submitted (a clue without the event: since its typed date)
+        cutoff = date.today() - timedelta(days=filters["age"])
+        query = query.where(or_(submitted.c.at < datetime.combine(cutoff + timedelta(days=1), datetime.min.time()),
+                                and_(submitted.c.at.is_(None), Clue.verified_on <= cutoff)))
+    # The longest waiting first: a township is waiting for the answer.
+    return query.order_by(submitted.c.at.is_(None), submitted.c.at, Clue.verified_on, Clue.id)
 
 
 def _render(c: Ctx, filters: dict, status_code: int = 200, error: str = "", form: dict | None = None):
@@ -63,9 +74,13 @@ def _render(c: Ctx, filters: dict, status_code: int = 200, error: str = "", form
     total = c.session.scalar(select(func.count()).select_from(query.subquery())) or 0
     # A page beyond the last shows the last (a page number from an old link, or a made-up one).
     page = min(max(filters["page"], 1), max((total + PAGE - 1) // PAGE, 1))
-    # The longest waiting first: a township is waiting for the answer.
-    queue = c.session.scalars(query.order_by(Clue.verified_on, Clue.id).offset((page - 1) * PAGE).limit(PAGE)).all()
+    queue = c.session.scalars(query.offset((page - 1) * PAGE).limit(PAGE)).all()
     ids = [q.id for q in queue]
+    submitted = {i: at.date() for i, at in c.session.execute(
+        select(ClueEvent.clue_id, func.max(ClueEvent.at)).where(ClueEvent.kind == "verify", ClueEvent.clue_id.in_(ids))
+        .group_by(ClueEvent.clue_id))}
+    returned = set(c.session.scalars(select(ClueEvent.clue_id).where(ClueEvent.kind == "return",
+                                                                     ClueEvent.clue_id.in_(ids)).distinct()))
     latest: dict[int, str] = {}
     for snap in c.session.scalars(select(EvidenceSnapshot).where(EvidenceSnapshot.clue_id.in_(ids))
                                   .order_by(EvidenceSnapshot.night.desc(), EvidenceSnapshot.id.desc())):
@@ -81,6 +96,7 @@ def _render(c: Ctx, filters: dict, status_code: int = 200, error: str = "", form
     return c.render("review.html", status_code=status_code, queue=queue, total=total, page=page,
                     pages=(total + PAGE - 1) // PAGE, evidence=evidence,
                     attachments=attachments_for(c, ids), overdue=overdue, names=c.division_names(),
+                    submitted=submitted, returned=returned,
                     townships=townships, rules=rules, ages=AGES, filters=filters,
                     url=lambda **ch: _url(filters, **ch), error=error,
                     form=form or {"reason": "", "due": str(default_due(c)), "picked": set()})

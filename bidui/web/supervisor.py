@@ -152,7 +152,8 @@ def dashboard(c: Ctx = Depends(ctx)):  # noqa: B008
     wide = len(scope.prefix(c.user.scope)) <= 4  # a prefecture's: its counties
     tables = {k: _rows(get(rep), cols) for k, (_, get, cols) in TABLES.items() if k != "overdue"}
     tables["overdue"] = rep.overdue.head(100).to_dicts()  # with the clue's id, for its link
-    return c.render("dashboard.html", rep=rep, overall=rep.overall.row(0, named=True) if rep.overall.height else {},
+    return c.render("dashboard.html", ON_TIME_NOTE=report.ON_TIME_NOTE, FINDINGS_NOTE=report.FINDINGS_NOTE,
+                    rep=rep, overall=rep.overall.row(0, named=True) if rep.overall.height else {},
                     tables=tables, overdue_total=rep.overdue.height, show_counties=wide, points=points, scope_name=_scope_name(c),
                     chart_wide=trend_svg(points, 760, 300, 12, 16) if points else "",
                     chart_narrow=trend_svg(points, 340, 270, 12, 5) if points else "")
@@ -179,13 +180,15 @@ def table_download(table: str, c: Ctx = Depends(ctx)):  # noqa: B008
     labels = LABELS | {"issued": "累计下发" if table == "trend" else "下发",
                        "closed": "累计销号" if table == "trend" else "已销号"}
     tmp = Path(tempfile.mkstemp(suffix=".xlsx")[1])
-    write_table(tmp, title, f"{title}　范围：{_scope_name(c)}　生成：{today.isoformat()}", columns, labels, rows)
+    note = {"county": report.ON_TIME_NOTE, "township": report.ON_TIME_NOTE, "category": report.ON_TIME_NOTE,
+            "findings": report.FINDINGS_NOTE}.get(table, "")
+    write_table(tmp, title, f"{title}　范围：{_scope_name(c)}　生成：{today.isoformat()}", columns, labels, rows, note)
     return FileResponse(tmp, filename=f"督导看板_{title}_{_scope_name(c)}_{today.isoformat()}.xlsx",
                         background=BackgroundTask(tmp.unlink))
 
 
 def write_table(out: Path, sheet: str, heading: str, columns: list[str], labels: dict[str, str],
-                rows: list[dict]) -> None:
+                rows: list[dict], note: str = "") -> None:
     import xlsxwriter
 
     wb = xlsxwriter.Workbook(str(out), XLSX_OPTIONS)
@@ -206,6 +209,8 @@ def write_table(out: Path, sheet: str, heading: str, columns: list[str], labels:
                 ws.write_number(r, i, v)
             else:
                 ws.write_string(r, i, neutralise_formula(str(v)))
+    if note:  # what the figures count, below them
+        ws.write_string(len(rows) + 3, 0, note)
     ws.set_column(0, len(columns), 16)
     ws.freeze_panes(2, 0)
     wb.close()
