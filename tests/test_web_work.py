@@ -535,3 +535,20 @@ def test_the_review_queue_waits_from_the_signing_as_recorded_and_marks_a_clue_si
     assert "退回后重新核实" in row(again) and "退回后重新核实" not in row(old)
     assert f"核实 {TODAY - timedelta(days=20)}" in row(new) and f"提交 {TODAY}" in row(new)
     assert f"提交 {TODAY - timedelta(days=5)}" in row(old)  # typed today, submitted five days ago
+
+
+def test_a_finding_changed_from_fixed_to_another_outcome_drops_the_measure_still_selected(home) -> None:
+    """属实·已整改 with its measure, amended to 属实·申请豁免: the form posts the measure still selected
+    (the list keeps it); the finding is taken without it, not refused with 只有属实·已整改填写整改措施."""
+    h, town, _ = home
+    first = clue_ids(h, town)[0]
+    c = client_for(h)
+    login(c, "town")
+    fixed = {"outcome": "属实·已整改", "action": "清退出列", "finding": "已按程序清退", "verified_on": str(TODAY)}
+    assert c.post(f"/clues/{first}/verify", data={"csrf_token": csrf(c, f"/clues/{first}"), "version": 1,
+                                                  **fixed}).status_code == 303
+    r = c.post(f"/clues/{first}/amend", data={"csrf_token": csrf(c, f"/clues/{first}"), "version": 2, **fixed,
+                                              "outcome": "属实·申请豁免", "finding": "户主已去世，申请豁免"})
+    assert r.status_code == 303, r.text[-500:]
+    clue = write(h, lambda s: s.get(Clue, first))
+    assert (clue.outcome, clue.action, clue.finding) == ("属实·申请豁免", None, "户主已去世，申请豁免")

@@ -43,6 +43,7 @@ from bidui.clues.states import (
     OUTCOMES,
     RETURNED,
     STATUS_LABELS,
+    TRUE_FIXED,
     VERIFIED,
     Finding,
     TransitionError,
@@ -380,6 +381,9 @@ def _signed(c: Ctx, clue: Clue, kind: str, version: int, outcome: str, action: s
         return _clue_page(c, clue, 400, form, "核实日期格式不对（如 2026-11-25）"), ""
     # The reason belongs to 不属实: the box stays ticked (hidden) when another outcome is chosen after it.
     reason = detail.strip() or None if outcome == NOT_TRUE else None
+    # And the measure to 属实·已整改: a signed finding changed to another outcome kept it selected, and
+    # the page refused it until the clerk found the list and set it back to — (a walk, 2026-12-06).
+    action = action if outcome == TRUE_FIXED else ""
     signed = Finding(outcome, action or None, finding, c.user.real_name, c.user.position, day, reason)
     try:
         with c.request.app.state.ledger.write() as s:
