@@ -133,6 +133,9 @@ def test_the_tiny_prefectures_sample_follows_the_stated_measure_and_reads_in_chi
     row = next(r for r in clues[2:] if int(r[header.index("线索编号")]) == target)
     assert row[header.index("核实情况")].startswith("'=") and "王秀兰（扶贫专干）" in row[header.index("核实人签字")]
     assert row[header.index("状态")] == "已核实待审核"
+    villages = wb.get_sheet_by_name("抽中的村").to_python()
+    shares = [r[villages[1].index("销号率")] for r in villages[2:]]
+    assert shares and all(v == "无线索" or (isinstance(v, float) and 0 <= v <= 1) for v in shares), shares  # numbers, not "0%"
     opened = wb.get_sheet_by_name("尚未办结").to_python()
     assert len(opened) - 2 == sum(len(hh.open) for *_, hh in sample.households)
 

@@ -660,6 +660,16 @@ def test_the_report_workbook_says_what_its_rates_count_and_dashes_a_rate_of_noth
     assert report.FINDINGS_NOTE in [c for row in wb.get_sheet_by_name("错评漏评错退").to_python() for c in row]
 
 
+def test_an_overdue_missed_household_is_listed_by_its_hukou_number(ledger) -> None:
+    """漏评: a household on no register has no 户编号; the overdue list names its 户号 (it was blank)."""
+    missed = hit(subject="S9", evidence_key="P9", category="missed_inclusion") | {"household_code": "", "hukou_number": "HK0042"}
+    publish(ledger, hits_frame([hit(subject="S0", evidence_key="P0"), missed]), {"VEHICLE": "ran"}, NIGHTS[0], TITLES)
+    with ledger.read() as s:
+        due = s.scalars(select(Clue.due_date)).first()
+        rep = report.build(s, "330102000000", today=due + timedelta(days=1))
+    assert sorted(rep.overdue["household_code"].to_list()) == ["H0001", "户号 HK0042"]
+
+
 def test_cli_publish_workbook_import_review_export_report(nightly, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("BIDUI_SECRET", KEY)
     home = tmp_path / "home"

@@ -215,6 +215,13 @@ def draw(session: Session, county: str, seed: int = 1, per_village: int = HOUSEH
     return sample
 
 
+@dataclass(frozen=True)
+class Share:
+    """A proportion a workbook writes as a number formatted as a percentage (not the text "60%")."""
+
+    value: float
+
+
 def rate(value: float | None) -> str:
     return "无线索" if value is None else f"{value:.0%}"
 
@@ -247,6 +254,8 @@ def write_xlsx(sample: Sample, out: Path) -> None:
     bold = wb.add_format({"bold": True})
     wrap = wb.add_format({"text_wrap": True, "valign": "top"})
 
+    pct = wb.add_format({"num_format": "0%", "valign": "top"})
+
     def sheet(name: str, header: list[str], rows: list[list[object]], widths: list[int]) -> None:
         ws = wb.add_worksheet(name)
         ws.write_string(0, 0, neutralise_formula(title(sample)), bold)
@@ -257,6 +266,8 @@ def write_xlsx(sample: Sample, out: Path) -> None:
                     continue
                 if isinstance(v, bool):
                     ws.write_string(r, c, "是" if v else "否")
+                elif isinstance(v, Share):
+                    ws.write_number(r, c, v.value, pct)  # a number Excel sorts and sums, shown as 60%
                 elif isinstance(v, int | float):
                     ws.write_number(r, c, v)
                 else:  # names, findings and evidence come from people and departments
@@ -278,7 +289,7 @@ def write_xlsx(sample: Sample, out: Path) -> None:
                      "销号率", "抽取户数"],
           [[names.get(t.code, ""), names.get(v.score.code, ""), v.grade, v.score.households, v.score.clues,
             v.score.off_register, v.score.open, v.score.closed, round(v.score.open_per_household, 2),
-            rate(v.score.closure_rate), len(v.households)]
+            Share(v.score.closure_rate) if v.score.closure_rate is not None else rate(None), len(v.households)]
            for t in sample.townships for v in t.villages], [14, 14, 8, 12, 10, 14, 10, 10, 10, 10, 10])
     sheet("样本户及成员", ["乡镇", "村", "评判", "户编号", "户主", "脱贫状态", "识别年度", "成员", "与户主关系", "性别", "出生年份",
                      "线索条数", "未办结"],

@@ -39,14 +39,14 @@ class Report:
 
 def clue_frame(session: Session, scope_code: str | None) -> pl.DataFrame:
     q = select(Clue.id, Clue.rule_code, Clue.rule_title, Clue.category, Clue.county_code, Clue.township_code,
-               Clue.village_code, Clue.household_code, Clue.subject_name, Clue.status, Clue.outcome, Clue.due_date,
+               Clue.village_code, Clue.household_code, Clue.hukou_number, Clue.subject_name, Clue.status, Clue.outcome, Clue.due_date,
                Clue.verified_on, Clue.closed_on, Clue.first_seen, Clue.before_registration, Clue.household_status)
     if scope_code:
         q = q.where(scope.under(Clue.township_code, scope_code))
     rows = session.execute(q).all()
     schema = {"id": pl.Int64, "rule_code": pl.String, "rule_title": pl.String, "category": pl.String,
               "county_code": pl.String, "township_code": pl.String, "village_code": pl.String,
-              "household_code": pl.String, "subject_name": pl.String, "status": pl.String, "outcome": pl.String,
+              "household_code": pl.String, "hukou_number": pl.String, "subject_name": pl.String, "status": pl.String, "outcome": pl.String,
               "due_date": pl.Date, "verified_on": pl.Date, "closed_on": pl.Date, "first_seen": pl.Date,
               "before_registration": pl.Boolean, "household_status": pl.String}
     frame = pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
@@ -173,15 +173,19 @@ def build(session: Session, scope_code: str | None = None, today: date | None = 
     findings = pl.DataFrame({
         "kind": list(kinds), "raised": [named.filter(c).height for c in kinds.values()],
         "confirmed": [named.filter(c & true_).height for c in kinds.values()]})
+    # A missed household (漏评) is on no register: it is found by its hukou number (户号).
+    household = pl.when(pl.col("household_code").fill_null("") != "").then(pl.col("household_code")) \
+        .when(pl.col("hukou_number").fill_null("") != "").then(pl.lit("户号 ") + pl.col("hukou_number")).alias("household_code")
     overdue = named.filter(pl.col("status").is_in([DISPATCHED, RETURNED]) & (pl.col("due_date") < today)).select(
-        "id", "county", "township", "village", "household_code", "subject_name", "rule_title", "due_date",
+        "id", "county", "township", "village", household, "subject_name", "rule_title", "due_date",
         (pl.lit(today) - pl.col("due_date")).dt.total_days().alias("days_overdue")).sort("days_overdue", descending=True)
     # A prefecture's own code may not be among the divisions delivered (counties, townships, villages).
     scope_name = names.get(scope_code) or {"prefecture": "全市（州）", "county": "全县（区）"}.get(
         scope.level(scope_code), scope_code) if scope_code else "全市（州）"
     return Report(today, scope_code, since, _figures(named, [], today, since),
                   _figures(named, ["county_code", "county"], today, since),
-                  _figures(named, ["county", "township_code", "township"], today, since),
+                  # counties in the order of 按县 (their codes), not of their names
+                  _figures(named, ["county_code", "county", "township_code", "township"], today, since),
                   _figures(named, ["rule_code", "rule_title"], today, since),
                   _figures(named, ["category"], today, since), overdue, findings, scope_name, burden(named))
 
