@@ -413,7 +413,9 @@ def test_the_list_downloads_as_it_is_filtered_with_names_and_words(home) -> None
 
     from tests.present_support import internal_codes
 
-    h, _, _ = home
+    h, town, _ = home
+    signed = clue_ids(h, town)[0]
+    sign(h, signed)
     c = client_for(h)
     login(c, "county")
     page = c.get("/inbox?status=").text
@@ -425,6 +427,15 @@ def test_the_list_downloads_as_it_is_filtered_with_names_and_words(home) -> None
     total = int(re.search(r"共 (\d+) 条", page).group(1))
     assert rows[0][:3] == ["线索编号", "乡镇", "村"] and len(rows) - 1 == total
     assert internal_codes("\n".join("\t".join(str(v) for v in row[1:]) for row in rows)) == []
+    # What the township found, and who signed it when (a reviewer's list had only the clues).
+    row = dict(zip(rows[0], next(r for r in rows[1:] if int(r[0]) == signed), strict=True))
+    assert (row["核实结论"], row["核实情况"], row["核实人"], row["核实日期"]) == (
+        "不属实", "入户核实，车辆已过户", "王秀兰（扶贫专干）", str(TODAY))
+    # A prefecture's list says which county each clue is in.
+    p = client_for(h)
+    login(p, "pref")
+    whole = CalamineWorkbook.from_filelike(BytesIO(p.get("/inbox.xlsx?status=").content)).get_sheet_by_name("线索").to_python()
+    assert whole[0][:2] == ["县（区）", "线索编号"] and all(r[0] for r in whole[1:])
     t = client_for(h)
     login(t, "town")
     mine = CalamineWorkbook.from_filelike(BytesIO(t.get("/inbox.xlsx?status=").content)).get_sheet_by_name("线索").to_python()
@@ -552,3 +563,31 @@ def test_a_finding_changed_from_fixed_to_another_outcome_drops_the_measure_still
     assert r.status_code == 303, r.text[-500:]
     clue = write(h, lambda s: s.get(Clue, first))
     assert (clue.outcome, clue.action, clue.finding) == ("属实·申请豁免", None, "户主已去世，申请豁免")
+
+
+def test_a_supervisors_figures_open_as_the_lists_they_count(home) -> None:
+    """Each county's and township's 下发 and 逾期 on the dashboard is a link to the list of those clues,
+    and the list holds as many (the figures were dead ends; the inbox had no 县 filter)."""
+    h, town, other = home
+    write(h, lambda s: s.execute(update(Clue).where(Clue.township_code == other).values(due_date=TODAY - timedelta(days=1))))
+    # One clue in a county next to it (the tiny prefecture has one), so that each county's list is its own.
+    moved = clue_ids(h, other)[0]
+    was = write(h, lambda s: (lambda c: {"county_code": c.county_code, "township_code": c.township_code,
+                                         "village_code": c.village_code})(s.get(Clue, moved)))
+    write(h, lambda s: s.execute(update(Clue).where(Clue.id == moved).values(
+        county_code=town[:4] + "99000000", township_code=town[:4] + "99001000", village_code=town[:4] + "99001001")))
+    p = client_for(h)
+    login(p, "pref")
+    page = p.get("/dashboard").text
+    links = re.findall(r'<a href="(/inbox\?(?:county|township)=[0-9]{12}&amp;(?:status=|overdue=true))"[^>]*>(\d+)</a>',
+                       page)
+    assert any("county=" in u for u, _ in links) and any("township=" in u for u, _ in links)
+    assert any(f"township={other}&amp;overdue=true" in u for u, _ in links)
+    for url, figure in links:
+        listed = p.get(url.replace("&amp;", "&")).text
+        assert int(re.search(r"共 (\d+) 条", listed).group(1)) == int(figure), url
+    assert sum(1 for u, _ in links if "county=" in u and "status=" in u) == 2
+    county = town[:6] + "000000"
+    inbox = p.get(f"/inbox?county={county}&status=").text
+    assert 'id="f-county"' in inbox and f'value="{county}" selected' in inbox
+    write(h, lambda s: s.execute(update(Clue).where(Clue.id == moved).values(**was)))

@@ -150,7 +150,9 @@ def dashboard(c: Ctx = Depends(ctx)):  # noqa: B008
     nights = sorted(c.session.scalars(select(PublishRun.night)).all())[-TREND_NIGHTS:]
     points = trend(report.clue_frame(c.session, c.user.scope), nights, today)
     wide = len(scope.prefix(c.user.scope)) <= 4  # a prefecture's: its counties
-    tables = {k: _rows(get(rep), cols) for k, (_, get, cols) in TABLES.items() if k != "overdue"}
+    # (with the divisions' codes: a county's or a township's figures open its list of clues)
+    tables = {k: _rows(get(rep), [*cols, "county_code", "township_code"]) for k, (_, get, cols) in TABLES.items()
+              if k != "overdue"}
     tables["overdue"] = rep.overdue.head(100).to_dicts()  # with the clue's id, for its link
     return c.render("dashboard.html", ON_TIME_NOTE=report.ON_TIME_NOTE, FINDINGS_NOTE=report.FINDINGS_NOTE,
                     rep=rep, overall=rep.overall.row(0, named=True) if rep.overall.height else {},

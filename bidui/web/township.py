@@ -134,9 +134,9 @@ MAX_TERM = 40
 
 
 def _filters(rule: str = "", category: str = "", status: str = "open", overdue: bool = False, village: str = "",
-             township: str = "", sort: str = "", s: str = "", page: int = 1) -> dict:
-    return {"rule": rule, "category": category, "status": status, "overdue": overdue, "village": village,
-            "township": township, "sort": sort, "s": s, "page": page}
+             township: str = "", sort: str = "", s: str = "", page: int = 1, county: str = "") -> dict:
+    return {"rule": rule, "category": category, "status": status, "overdue": overdue, "county": county,
+            "village": village, "township": township, "sort": sort, "s": s, "page": page}
 
 
 def _inbox_url(filters: dict, **changes: object) -> str:
@@ -161,6 +161,8 @@ def _inbox_query(c: Ctx, filters: dict, term: str):
         query = query.where(Clue.status == filters["status"])
     if filters["overdue"]:
         query = query.where(Clue.status.in_((DISPATCHED, RETURNED)), Clue.due_date < date.today())
+    if filters["county"]:  # a supervisor's figure for a county, opened as its list
+        query = query.where(Clue.county_code == filters["county"])
     if filters["township"]:
         query = query.where(Clue.township_code == filters["township"])
     if filters["village"]:
@@ -192,6 +194,7 @@ def _render_inbox(c: Ctx, filters: dict, term: str, status_code: int = 200, erro
     return c.render("inbox.html", status_code=status_code, rows=rows, names=c.division_names(), total=total, page=page,
                     elsewhere=elsewhere, newest=newest,
                     pages=(total + PAGE - 1) // PAGE, rules=rules, villages=grouped, townships=list(grouped),
+                    counties=sorted({t[:6] + "000000" for t in grouped}),
                     filters=filters, term=term, typed=typed or term, max_term=MAX_TERM, url=lambda **ch: _inbox_url(filters, **ch), error=error,
                     download=_inbox_url(filters, page=1).replace("/inbox", "/inbox.xlsx", 1))
 
@@ -201,30 +204,41 @@ EXPORT_ROWS = 50_000  # a list downloaded whole; more is what `bidui clues expor
 
 @router.get("/inbox.xlsx")
 def inbox_download(c: Ctx = Depends(ctx), rule: str = "", category: str = "", status: str = "open",  # noqa: B008
-                   overdue: bool = False, village: str = "", township: str = "", sort: str = "", s: str = ""):
+                   overdue: bool = False, village: str = "", township: str = "", sort: str = "", s: str = "",
+                   county: str = ""):
     """The list as it is filtered and sorted, as Excel (names and words, text cells neutralised)."""
     import xlsxwriter
 
     from bidui.text import XLSX_OPTIONS, neutralise_formula
 
-    filters = _filters(rule, category, status, overdue, village, township, sort, s, 1)
+    filters = _filters(rule, category, status, overdue, village, township, sort, s, 1, county)
     term = c.request.session.get("searches", {}).get(s, "") if s else ""
-    rows = c.session.execute(ordered(_inbox_query(c, filters, term).with_only_columns(*INBOX_COLUMNS, Clue.township_code,
-                                                                                      Clue.return_reason),
-                                     filters["sort"], date.today()).limit(EXPORT_ROWS)).all()
+    rows = c.session.execute(ordered(_inbox_query(c, filters, term).with_only_columns(
+        *INBOX_COLUMNS, Clue.county_code, Clue.outcome, Clue.outcome_detail, Clue.action,
+        Clue.finding, Clue.verifier_name, Clue.verifier_position, Clue.verified_on),
+        filters["sort"], date.today()).limit(EXPORT_ROWS)).all()
     names = c.division_names()
+    counties = len(scope.prefix(c.user.scope)) < 6  # a prefecture's list: which county each clue is in
     tmp = Path(tempfile.mkstemp(suffix=".xlsx")[1])
     wb = xlsxwriter.Workbook(str(tmp), XLSX_OPTIONS)
     ws = wb.add_worksheet("线索")
-    head = ["线索编号", "乡镇", "村", "户编号", "户号", "对象", "疑点", "类别", "状态", "截止日期", "退回理由"]
+    head = [*(["县（区）"] if counties else []), "线索编号", "乡镇", "村", "户编号", "户号", "对象", "疑点", "类别", "状态",
+            "截止日期", "核实结论", "整改措施", "核实情况", "核实人", "核实日期", "退回理由"]
     ws.write_row(0, 0, head, wb.add_format({"bold": True}))
     for r, row in enumerate(rows, start=1):
-        values = [row.id, names.get(row.township_code, ""), names.get(row.village_code or "", ""), row.household_code or "",
-                  row.hukou_number or "", row.subject_name or "", row.rule_title, CATEGORY_LABELS.get(row.category, ""),
-                  STATUS_LABELS[row.status], row.due_date.isoformat(), row.return_reason or ""]
-        ws.write_number(r, 0, values[0])
-        for col, v in enumerate(values[1:], start=1):
-            ws.write_string(r, col, neutralise_formula(str(v)))
+        signer = f"{row.verifier_name}（{row.verifier_position}）" if row.verifier_name and row.verifier_position \
+            else row.verifier_name or ""
+        values = [*([names.get(row.county_code, "")] if counties else []), row.id, names.get(row.township_code, ""),
+                  names.get(row.village_code or "", ""), row.household_code or "", row.hukou_number or "",
+                  row.subject_name or "", row.rule_title, CATEGORY_LABELS.get(row.category, ""), STATUS_LABELS[row.status],
+                  row.due_date.isoformat(), outcome_text(row.outcome, row.outcome_detail) if row.outcome else "",
+                  row.action or "", row.finding or "", signer, row.verified_on.isoformat() if row.verified_on else "",
+                  row.return_reason or ""]
+        for col, v in enumerate(values):
+            if isinstance(v, int):
+                ws.write_number(r, col, v)  # the clue's number
+            else:  # names, findings and evidence come from people and departments
+                ws.write_string(r, col, neutralise_formula(str(v)))
     ws.set_column(0, len(head) - 1, 14)
     wb.close()
     place = names.get(c.user.scope) or "全市"
@@ -234,8 +248,9 @@ def inbox_download(c: Ctx = Depends(ctx), rule: str = "", category: str = "", st
 
 @router.get("/inbox")
 def inbox(c: Ctx = Depends(ctx), rule: str = "", category: str = "", status: str = "open",  # noqa: B008
-          overdue: bool = False, village: str = "", township: str = "", sort: str = "", s: str = "", page: int = 1):
-    filters = _filters(rule, category, status, overdue, village, township, sort, s, page)
+          overdue: bool = False, village: str = "", township: str = "", sort: str = "", s: str = "", page: int = 1,
+          county: str = ""):
+    filters = _filters(rule, category, status, overdue, village, township, sort, s, page, county)
     term, error = "", ""
     if s:
         term = c.request.session.get("searches", {}).get(s, "")
@@ -247,9 +262,9 @@ def inbox(c: Ctx = Depends(ctx), rule: str = "", category: str = "", status: str
 @router.post("/inbox/search")
 def inbox_search(c: Ctx = Depends(ctx), csrf_token: str = Form(""), q: str = Form(""), rule: str = Form(""),  # noqa: B008
                  category: str = Form(""), status: str = Form("open"), overdue: bool = Form(False),
-                 village: str = Form(""), township: str = Form(""), sort: str = Form("")):
+                 village: str = Form(""), township: str = Form(""), sort: str = Form(""), county: str = Form("")):
     check_csrf(c.request, csrf_token)
-    filters = _filters(rule, category, status, overdue, village, township, sort)
+    filters = _filters(rule, category, status, overdue, village, township, sort, county=county)
     term = q.strip()
     if len(term) > MAX_TERM:
         return _render_inbox(c, filters, "", status_code=400, error=f"要找的内容太长（最多 {MAX_TERM} 个字）", typed=q)
