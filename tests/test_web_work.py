@@ -591,3 +591,22 @@ def test_a_supervisors_figures_open_as_the_lists_they_count(home) -> None:
     inbox = p.get(f"/inbox?county={county}&status=").text
     assert 'id="f-county"' in inbox and f'value="{county}" selected' in inbox
     write(h, lambda s: s.execute(update(Clue).where(Clue.id == moved).values(**was)))
+
+
+def test_a_reviewer_goes_on_to_the_next_clue_waiting_after_closing_or_returning_one(home) -> None:
+    """After 销号 or 退回 on a clue page the reviewer is taken to the next clue waiting in the queue
+    (the longest waiting), as a clerk is after signing; after the last, back to the empty queue."""
+    h, town, _ = home
+    first, second = clue_ids(h, town)[:2]
+    sign(h, first)
+    sign(h, second)
+    county = client_for(h)
+    login(county, "county")
+    token = csrf(county, f"/clues/{first}")
+    r = county.post(f"/clues/{first}/review", data={"csrf_token": token, "version": 2, "decision": "close"})
+    assert r.status_code == 303 and r.headers["location"] == f"/clues/{second}"
+    assert f"线索 {first} 已销号。这是下一条待审核线索" in county.get(r.headers["location"]).text
+    r = county.post(f"/clues/{second}/review", data={"csrf_token": token, "version": 2, "decision": "return",
+                                                      "reason": "请补充照片", "due": str(TODAY + timedelta(days=7))})
+    assert r.status_code == 303 and r.headers["location"] == "/review"
+    assert "待审核的线索已全部处理完" in county.get("/review").text

@@ -208,5 +208,12 @@ def review_one(clue_id: int, c: Ctx = Depends(ctx), csrf_token: str = Form(""), 
         return _clue_page(c, clue, 400, error=str(e), review=typed)
     except actions.ConflictError as e:
         return stale_clue_page(c, clue, e, review=typed)
-    c.flash("已销号" if decision == "close" else f"已退回乡镇，新的截止日期 {day}")
-    return RedirectResponse(f"/clues/{clue_id}", status_code=303)
+    done = f"线索 {clue_id} " + ("已销号" if decision == "close" else f"已退回乡镇，新的截止日期 {day}")
+    # The next in the queue, as a township's clerk gets the next to verify: a reviewer stayed on the
+    # clue just closed, with no way on but back to the queue (a walk, 2026-12-06).
+    following = c.session.scalar(_queue(c, _filters()).where(Clue.id != clue_id).with_only_columns(Clue.id).limit(1))
+    if following is None:
+        c.flash(f"{done}。待审核的线索已全部处理完。")
+        return RedirectResponse("/review", status_code=303)
+    c.flash(f"{done}。这是下一条待审核线索。")
+    return RedirectResponse(f"/clues/{following}", status_code=303)
