@@ -66,12 +66,14 @@ _choices: dict[str, tuple[float, list, list]] = {}
 
 def filter_choices(c: Ctx) -> tuple[list, list]:
     """The rules and villages a user's clues have (for the filter lists), cached for a minute."""
-    hit = _choices.get(c.user.scope)
+    # Per ledger and scope: two apps in one process (tests) must not show each other's lists.
+    key = f"{c.request.app.state.ledger.url}:{c.user.scope}"
+    hit = _choices.get(key)
     if hit and time.monotonic() - hit[0] < CHOICES_SECONDS:
         return hit[1], hit[2]
     rules = c.session.execute(c.scoped(select(Clue.rule_code, Clue.rule_title)).distinct().order_by(Clue.rule_code)).all()
     villages = c.session.scalars(c.scoped(select(Clue.village_code)).distinct().order_by(Clue.village_code)).all()
-    _choices[c.user.scope] = (time.monotonic(), list(rules), [v for v in villages if v])
+    _choices[key] = (time.monotonic(), list(rules), [v for v in villages if v])
     return list(rules), [v for v in villages if v]
 
 
