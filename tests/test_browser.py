@@ -249,6 +249,7 @@ def test_the_inbox_works_on_a_phone(server, browser, tmp_path: Path) -> None:
 def test_signing_with_a_file_chosen_but_not_uploaded_asks_first(server, browser, tmp_path: Path) -> None:
     """A clerk picked a photo, did not press 上传 and signed: the clue was saved and the photo lost
     without a word (a browser walk, 2026-12-06). Signing now asks; 取消 keeps the page as it was."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -272,7 +273,9 @@ def test_signing_with_a_file_chosen_but_not_uploaded_asks_first(server, browser,
         with ledger.read() as s:
             assert s.get(Clue, clue_id).status == "dispatched"  # nothing signed
         browser.find_element(By.ID, "att-upload").click()  # uploaded first, then signed: no question
-        WebDriverWait(browser, 10).until(lambda d: "入户照片.png" in d.find_element(By.ID, "attachments").text)
+        # (the page reloads after the upload: an element found before it goes stale, so wait past that)
+        WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: "入户照片.png" in d.find_element(By.ID, "attachments").text)
         Select(browser.find_element(By.ID, "outcome")).select_by_visible_text("不属实")
         browser.find_element(By.ID, "finding").send_keys("入户核实，车辆已过户")
         browser.find_element(By.ID, "sign").click()
