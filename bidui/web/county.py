@@ -45,15 +45,17 @@ def _url(filters: dict, **changes: object) -> str:
     return "/review" + ("?" + urlencode(kept) if kept else "")
 
 
-def _submitted():
-    """When each clue was last submitted for review: its last signing as the ledger recorded it (the
-    date typed on the form, 核实日期, may be days earlier, and set back)."""
-    return (select(ClueEvent.clue_id, func.max(ClueEvent.at).label("at")).where(ClueEvent.kind == "verify")
-            .group_by(ClueEvent.clue_id).subquery())
+def _submitted(c: Ctx):
+    """When each clue waiting for review was last submitted: its last signing as the ledger recorded
+    it (the date typed on the form, 核实日期, may be days earlier, and set back). Only the events of
+    the user's clues waiting: over every signing in the prefecture, a page took 0.19 s, not 0.005."""
+    waiting = c.scoped(select(Clue.id).where(Clue.status == VERIFIED))
+    return (select(ClueEvent.clue_id, func.max(ClueEvent.at).label("at"))
+            .where(ClueEvent.kind == "verify", ClueEvent.clue_id.in_(waiting)).group_by(ClueEvent.clue_id).subquery())
 
 
 def _queue(c: Ctx, filters: dict):
-    submitted = _submitted()
+    submitted = _submitted(c)
     query = c.scoped(select(Clue).outerjoin(submitted, submitted.c.clue_id == Clue.id).where(Clue.status == VERIFIED))
     if filters["township"]:
         query = query.where(Clue.township_code == filters["township"])
