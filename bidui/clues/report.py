@@ -71,7 +71,7 @@ def first_signed(session: Session, scope_code: str | None) -> dict[int, tuple[da
          .group_by(ClueEvent.clue_id))
     if scope_code:
         q = q.where(scope.under(Clue.township_code, scope_code))
-    out: dict[int, tuple[date, date | None]] = {i: (_day(at), None) for i, at in session.execute(q)}
+    signed = {i: _day(at) for i, at in session.execute(q)}
     # Returned since (few): the due date of the round's start, from its event.
     returned = select(ClueEvent.clue_id).where(ClueEvent.kind == "return", ClueEvent.clue_id.in_(
         select(Clue.id).where(scope.under(Clue.township_code, scope_code)) if scope_code else select(Clue.id)))
@@ -82,7 +82,7 @@ def first_signed(session: Session, scope_code: str | None) -> dict[int, tuple[da
             .order_by(ClueEvent.clue_id, ClueEvent.at, ClueEvent.id)):
         given = (payload or {}).get("due_date")  # the last one read is the round's start
         due[clue_id] = date.fromisoformat(given) if given else None
-    return {i: (day, due.get(i)) for i, (day, _) in out.items()}
+    return {i: (day, due.get(i)) for i, day in signed.items()}
 
 
 def _day(at: datetime | str) -> date:

@@ -97,7 +97,7 @@ def _render(c: Ctx, filters: dict, status_code: int = 200, error: str = "", form
     rules = c.session.execute(c.scoped(select(Clue.rule_code, Clue.rule_title)).distinct().order_by(Clue.rule_code)).all()
     return c.render("review.html", status_code=status_code, queue=queue, total=total, page=page,
                     pages=(total + PAGE - 1) // PAGE, evidence=evidence,
-                    attachments=attachments_for(c, ids), overdue=overdue, names=c.division_names(),
+                    attachments=attachments_for(c, ids), overdue=overdue, names=names,
                     submitted=submitted, returned=returned,
                     townships=townships, rules=rules, ages=AGES, filters=filters,
                     url=lambda **ch: _url(filters, **ch), error=error,
