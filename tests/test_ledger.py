@@ -656,7 +656,9 @@ def test_the_report_workbook_says_what_its_rates_count_and_dashes_a_rate_of_noth
     overview = wb.get_sheet_by_name("概览").to_python()
     header = overview[1]
     assert overview[2][header.index("按时核实率")] == "—" and overview[2][header.index("下发")] == 1
-    assert report.ON_TIME_NOTE in [c for row in overview for c in row]
+    rated = [n for n in wb.sheet_names if "按时核实率" in wb.get_sheet_by_name(n).to_python()[1]]
+    assert set(rated) == {"概览", "按县", "按乡镇", "按规则", "按类别"}  # 按规则 had the rate but not the note
+    assert all(report.ON_TIME_NOTE in [c for row in wb.get_sheet_by_name(n).to_python() for c in row] for n in rated)
     assert report.FINDINGS_NOTE in [c for row in wb.get_sheet_by_name("错评漏评错退").to_python() for c in row]
 
 

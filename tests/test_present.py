@@ -20,7 +20,7 @@ from bidui.clues import actions, report
 from bidui.clues.db import ledger_url, open_ledger
 from bidui.clues.load_messages import file_message
 from bidui.clues.models import Clue, Division, EvidenceSnapshot
-from bidui.clues.present import clue_view, evidence_text, reasons, rule_guide
+from bidui.clues.present import clue_view, evidence_text, reasons, rule_guide, signer
 from bidui.clues.states import (
     CLOSED,
     DISPATCHED,
@@ -382,3 +382,10 @@ def test_a_held_files_reasons_read_in_chinese_once() -> None:
     said = file_message(name, "held", message)
     assert "最后一行不完整" in said and "本期 195 行" in said and "继续使用 2026-11-20 的数据" in said
     assert "运行日志" not in said and name not in said and internal_codes(said) == []
+
+
+def test_a_signer_reads_with_a_position_only_when_there_is_one() -> None:
+    """The one way pages and files write who signed: no empty （） for an account without a position."""
+    assert signer("张三", "扶贫专干") == "张三（扶贫专干）"
+    assert signer("张三", "") == signer("张三", None) == "张三"
+    assert signer(None, "扶贫专干") == signer("", None) == ""

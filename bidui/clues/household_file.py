@@ -28,10 +28,10 @@ from bidui.clues.models import (
     EvidenceSnapshot,
     RegisterHousehold,
     RegisterMember,
-    User,
 )
 from bidui.clues.present import EVENT_LABELS, clue_view, event_note
 from bidui.clues.states import STATUS_LABELS
+from bidui.clues.users import people
 
 MAX_CLUES = 500  # of one household: a household with more is a data fault, not a file to print
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
@@ -57,15 +57,6 @@ class HouseholdFile:
     status: str = ""
     registered_year: int | None = None
     states: list[tuple[str, int]] = field(default_factory=list)
-
-
-def people(session: Session, usernames: set[str]) -> dict[str, str]:
-    """How the people behind usernames read in a file: real name (else display name) and position."""
-    out = {"system": "系统比对"}
-    for u in session.scalars(select(User).where(User.username.in_(usernames - {"system"}))):
-        name = u.real_name or u.display_name
-        out[u.username] = f"{name}（{u.position}）" if u.position else name
-    return out
 
 
 def _attachments(session: Session, ids: list[int]) -> dict[int, list]:

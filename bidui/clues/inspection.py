@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from bidui import scope
 from bidui.clues.models import Clue, Division, EvidenceSnapshot, RegisterHousehold, RegisterMember
-from bidui.clues.present import clue_evidence_text
+from bidui.clues.present import clue_evidence_text, signer
 from bidui.clues.states import CLOSED, OPEN, STATUS_LABELS, VERIFIED
 
 TOWNSHIPS = 3
@@ -73,8 +73,7 @@ class ClueLine:
         c = self.clue
         if not c.verifier_name:
             return ""
-        who = f"{c.verifier_name}（{c.verifier_position}）" if c.verifier_position else c.verifier_name
-        return f"{who} {c.verified_on or ''}".strip()
+        return f"{signer(c.verifier_name, c.verifier_position)} {c.verified_on or ''}".strip()
 
 
 @dataclass

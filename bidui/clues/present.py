@@ -103,6 +103,11 @@ EMPTY_TABLES = {"school_records": ("学籍记录", "学籍数据中没有本人�
 # ---------------------------------------------------------------- values
 
 
+def signer(name: str | None, position: str | None) -> str:
+    """Who signed, as every page and file writes it: 张三（扶贫专干）, the name alone without a position."""
+    return f"{name}（{position}）" if name and position else name or ""
+
+
 def number(v: float | int, unit: str = "") -> str:
     """A number as people write it: no `.0`, money to the fen, then its unit (20000 元, 100 万元)."""
     if isinstance(v, float) and v.is_integer():

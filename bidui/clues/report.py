@@ -210,8 +210,13 @@ ON_TIME_NOTE = ("按时核实率：已核实的线索中，在截止日期前提
 FINDINGS_NOTE = ("这里只数更确切的一部分，与“按类别”的数字不同：错评只数证据早于该户识别年份的（该户本不应纳入；证据在"
                  "识别之后的，是脱贫退出的问题）；错退只数已脱贫户的退出风险线索（“按类别”的错退/返贫风险还含未脱贫户）；"
                  "漏评与“按类别”的漏评疑点相同。")
-SHEET_NOTES = {"概览": ON_TIME_NOTE, "按县": ON_TIME_NOTE, "按乡镇": ON_TIME_NOTE, "按类别": ON_TIME_NOTE,
-               "错评漏评错退": FINDINGS_NOTE}
+# Keyed by the column that shows the figure: a sheet or a downloaded table with it says so beneath.
+COLUMN_NOTES = {"on_time_rate": ON_TIME_NOTE, "confirmed": FINDINGS_NOTE}
+
+
+def notes(columns: list[str]) -> str:
+    """What the figures of a table with these columns count, where their names alone would mislead."""
+    return "\n".join(note for column, note in COLUMN_NOTES.items() if column in columns)
 
 
 # Code columns a sheet leaves out: each has a name column beside it.
@@ -267,7 +272,7 @@ def write_xlsx(report: Report, out: Path) -> None:
                     ws.write_number(r, c, v)
                 else:  # names and places come from department data
                     ws.write_string(r, c, neutralise_formula(str(v)))
-        if name in SHEET_NOTES:
-            ws.write_string(frame.height + 3, 0, SHEET_NOTES[name])
+        if note := notes(frame.columns):
+            ws.write_string(frame.height + 3, 0, note)
         ws.set_column(0, len(frame.columns), 14)
     wb.close()

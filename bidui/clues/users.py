@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from bidui import scope
 from bidui.clues.actions import now
 from bidui.clues.models import AuditEvent, Division, LoginThrottle, User, WebSession
+from bidui.clues.present import signer
 
 ROLES = ("township", "county", "prefecture", "admin")
 ROLE_LABELS = {"township": "乡镇核实员", "county": "县级审核员", "prefecture": "市级督导", "admin": "专班管理员"}
@@ -58,6 +59,15 @@ class Actor:
 
 
 CLI = Actor("命令行")
+
+
+def people(session: Session, usernames: set[str]) -> dict[str, str]:
+    """How the people behind usernames read on a page or in a file: their real name (else the
+    account's display name), with their position. The nightly run is 系统比对."""
+    out = {"system": "系统比对"}
+    for u in session.scalars(select(User).where(User.username.in_(usernames - {"system"}))):
+        out[u.username] = signer(u.real_name or u.display_name, u.position)
+    return out
 
 
 def audit(session: Session, actor: str, kind: str, target: str, payload: dict | None = None) -> AuditEvent:

@@ -56,7 +56,8 @@ def _submitted(c: Ctx):
 
 def _queue(c: Ctx, filters: dict):
     submitted = _submitted(c)
-    query = c.scoped(select(Clue).outerjoin(submitted, submitted.c.clue_id == Clue.id).where(Clue.status == VERIFIED))
+    query = c.scoped(select(Clue, submitted.c.at).outerjoin(submitted, submitted.c.clue_id == Clue.id)
+                     .where(Clue.status == VERIFIED))
     if filters["township"]:
         query = query.where(Clue.township_code == filters["township"])
     if filters["rule"]:
@@ -76,11 +77,10 @@ def _render(c: Ctx, filters: dict, status_code: int = 200, error: str = "", form
     total = c.session.scalar(select(func.count()).select_from(query.subquery())) or 0
     # A page beyond the last shows the last (a page number from an old link, or a made-up one).
     page = min(max(filters["page"], 1), max((total + PAGE - 1) // PAGE, 1))
-    queue = c.session.scalars(query.offset((page - 1) * PAGE).limit(PAGE)).all()
+    rows = c.session.execute(query.offset((page - 1) * PAGE).limit(PAGE)).all()
+    queue = [clue for clue, _ in rows]
     ids = [q.id for q in queue]
-    submitted = {i: at.date() for i, at in c.session.execute(
-        select(ClueEvent.clue_id, func.max(ClueEvent.at)).where(ClueEvent.kind == "verify", ClueEvent.clue_id.in_(ids))
-        .group_by(ClueEvent.clue_id))}
+    submitted = {clue.id: at.date() for clue, at in rows if at is not None}
     returned = set(c.session.scalars(select(ClueEvent.clue_id).where(ClueEvent.kind == "return",
                                                                      ClueEvent.clue_id.in_(ids)).distinct()))
     latest: dict[int, str] = {}

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 
 from bidui import scope
 from bidui.clues.models import Clue, Division, User
-from bidui.clues.present import outcome_text
+from bidui.clues.present import outcome_text, signer
 from bidui.clues.states import STATUS_LABELS
-from bidui.clues.users import ROLE_LABELS
+from bidui.clues.users import ROLE_LABELS, people
 from bidui.clues.workbook import CATEGORY_LABELS
 from bidui.datasets import DATASETS
 from bidui.web.security import csrf_token, current_user
@@ -24,7 +24,7 @@ from bidui.web.security import csrf_token, current_user
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.globals.update(STATUS_LABELS=STATUS_LABELS, CATEGORY_LABELS=CATEGORY_LABELS,
                              DATASET_LABELS={ds.code: ds.title for ds in DATASETS}, ROLE_LABELS=ROLE_LABELS,
-                             outcome_text=outcome_text)
+                             outcome_text=outcome_text, signer=signer)
 
 
 def _unnamed_division(code: str) -> str:
@@ -60,13 +60,8 @@ class Ctx:
         self.request.session["flash"] = {"message": message, "error": error}
 
     def people(self, usernames: set[str]) -> dict[str, str]:
-        """How the people behind usernames read on a page: their real name (else the account's
-        display name), with their position. The nightly run is 系统比对."""
-        out = {"system": "系统比对"}
-        for u in self.session.scalars(select(User).where(User.username.in_(usernames - {"system"}))):
-            name = u.real_name or u.display_name
-            out[u.username] = f"{name}（{u.position}）" if u.position else name
-        return out
+        """How the people behind usernames read on a page (`bidui.clues.users.people`)."""
+        return people(self.session, usernames)
 
     def scoped(self, q: Select) -> Select:
         """Clues under the user's division: the one filter every clue query goes through."""

@@ -149,7 +149,7 @@ def dashboard(c: Ctx = Depends(ctx)):  # noqa: B008
     rep = report.build(c.session, c.user.scope, today)
     nights = sorted(c.session.scalars(select(PublishRun.night)).all())[-TREND_NIGHTS:]
     points = trend(report.clue_frame(c.session, c.user.scope), nights, today)
-    wide = len(scope.prefix(c.user.scope)) <= 4  # a prefecture's: its counties
+    wide = scope.level(c.user.scope) == "prefecture"  # a prefecture's: its counties
     # (with the divisions' codes: a county's or a township's figures open its list of clues)
     tables = {k: _rows(get(rep), [*cols, "county_code", "township_code"]) for k, (_, get, cols) in TABLES.items()
               if k != "overdue"}
@@ -182,9 +182,8 @@ def table_download(table: str, c: Ctx = Depends(ctx)):  # noqa: B008
     labels = LABELS | {"issued": "累计下发" if table == "trend" else "下发",
                        "closed": "累计销号" if table == "trend" else "已销号"}
     tmp = Path(tempfile.mkstemp(suffix=".xlsx")[1])
-    note = {"county": report.ON_TIME_NOTE, "township": report.ON_TIME_NOTE, "category": report.ON_TIME_NOTE,
-            "findings": report.FINDINGS_NOTE}.get(table, "")
-    write_table(tmp, title, f"{title}　范围：{_scope_name(c)}　生成：{today.isoformat()}", columns, labels, rows, note)
+    write_table(tmp, title, f"{title}　范围：{_scope_name(c)}　生成：{today.isoformat()}", columns, labels, rows,
+                report.notes(columns))
     return FileResponse(tmp, filename=f"督导看板_{title}_{_scope_name(c)}_{today.isoformat()}.xlsx",
                         background=BackgroundTask(tmp.unlink))
 

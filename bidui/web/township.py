@@ -33,6 +33,7 @@ from bidui.clues.present import (
     decision_sentence,
     event_note,
     outcome_text,
+    signer,
 )
 from bidui.clues.states import (
     ACTIONS,
@@ -220,7 +221,7 @@ def inbox_download(c: Ctx = Depends(ctx), rule: str = "", category: str = "", st
         Clue.finding, Clue.verifier_name, Clue.verifier_position, Clue.verified_on),
         filters["sort"], date.today()).limit(EXPORT_ROWS)).all()
     names = c.division_names()
-    counties = len(scope.prefix(c.user.scope)) < 6  # a prefecture's list: which county each clue is in
+    counties = scope.level(c.user.scope) == "prefecture"  # a prefecture's list: which county each clue is in
     tmp = Path(tempfile.mkstemp(suffix=".xlsx")[1])
     wb = xlsxwriter.Workbook(str(tmp), XLSX_OPTIONS)
     ws = wb.add_worksheet("线索")
@@ -228,13 +229,11 @@ def inbox_download(c: Ctx = Depends(ctx), rule: str = "", category: str = "", st
             "截止日期", "核实结论", "整改措施", "核实情况", "核实人", "核实日期", "退回理由"]
     ws.write_row(0, 0, head, wb.add_format({"bold": True}))
     for r, row in enumerate(rows, start=1):
-        signer = f"{row.verifier_name}（{row.verifier_position}）" if row.verifier_name and row.verifier_position \
-            else row.verifier_name or ""
         values = [*([names.get(row.county_code, "")] if counties else []), row.id, names.get(row.township_code, ""),
                   names.get(row.village_code or "", ""), row.household_code or "", row.hukou_number or "",
                   row.subject_name or "", row.rule_title, CATEGORY_LABELS.get(row.category, ""), STATUS_LABELS[row.status],
                   row.due_date.isoformat(), outcome_text(row.outcome, row.outcome_detail) if row.outcome else "",
-                  row.action or "", row.finding or "", signer, row.verified_on.isoformat() if row.verified_on else "",
+                  row.action or "", row.finding or "", signer(row.verifier_name, row.verifier_position), row.verified_on.isoformat() if row.verified_on else "",
                   row.return_reason or ""]
         for col, v in enumerate(values):
             if isinstance(v, int):
