@@ -220,9 +220,15 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, fp: str, statuses: dict[st
         members = linked_select(BY_CODE["register_members"], night, now["register_members"][0])
         con.execute(f"INSERT INTO rules_register SELECT household_code, ident, person_key, id_number, id_number_status "
                     f"FROM ({members})")
+    relinked = {d for (d,) in con.execute("SELECT DISTINCT dataset FROM rules_links_changed").fetchall()}
     for ds in DATASETS:
-        if ds.persons and ds.code in now:
-            _seed_changed_rows(con, ds, was[ds.code][0], now[ds.code][0])
+        if not ds.persons or ds.code not in now:
+            continue
+        # The same snapshot on both nights and no link of it changed (the spine has none): no row
+        # came, went or was linked otherwise, and its scan finds nothing.
+        if was[ds.code][0] == now[ds.code][0] and (ds.code == "hukou" or ds.code not in relinked):
+            continue
+        _seed_changed_rows(con, ds, was[ds.code][0], now[ds.code][0])
     wh.drop_temp(con, "rules_links_changed")
     if "business_investors" in now:  # an enterprise that changed: its investors' clues read it
         investors = linked_select(BY_CODE["business_investors"], night, now["business_investors"][0],
