@@ -159,10 +159,13 @@ def night_relinks(con: duckdb.DuckDBPyConnection, night: date, every: bool = Fal
                     SEMI JOIN relink_made m ON m.dataset = l.dataset AND m.role = l.role AND m.source_row = l.source_row
                     WHERE {on_night(literal(before), "l.")}""")
     datasets: dict[str, dict] = {}
+    made = {d for (d,) in con.execute("SELECT DISTINCT dataset FROM relink_made").fetchall()}
     try:
         for ds in DATASETS:
             if not ds.persons or ds.code == "hukou" or ds.code not in now_force or ds.code not in then_force:
                 continue
+            if now_force[ds.code] == then_force[ds.code] and ds.code not in made and not every:
+                continue  # one snapshot both nights and no link made tonight: every link was carried
             counts = dict.fromkeys(KINDS, 0) | {"why": dict.fromkeys(WHY, 0)}
             for ref in ds.persons:
                 # Scored tonight or last night, by another version of the model.
