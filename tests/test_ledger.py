@@ -548,6 +548,53 @@ def test_every_bad_row_is_named_and_nothing_is_applied(published, tmp_path: Path
     assert all(p.startswith("第 ") for p in err.problems)  # the row is named
 
 
+def test_a_row_with_several_mistakes_lists_them_all_at_once_and_a_typed_date_is_read(published, tmp_path: Path) -> None:
+    """A clerk's row with a date typed as text the way people write it (2026.11.24) is taken; a row
+    with no date and no measure says both at once (it said the date, and the measure only after the
+    next upload), with an example of a date."""
+    ledger, township = published
+    src, ids = _workbook(ledger, township, tmp_path)
+    filled = tmp_path / "filled.xlsx"
+    fill_workbook(src, filled, {ids[0]: GOOD | {"核实日期": "2026.11.24"},
+                                ids[1]: GOOD | {"核实结论": TRUE_FIXED, "核实日期": "昨天"}})
+    err = _refused(ledger, filled, "town")
+    assert len(err.problems) == 1 and f"线索 {ids[1]}" in err.problems[0]
+    assert "核实日期缺失或不是日期（请填写如 2026-11-30）" in err.problems[0] and "整改措施" in err.problems[0]
+    fill_workbook(src, filled, {ids[0]: GOOD | {"核实日期": "2026.11.24"}, ids[1]: GOOD | {"核实日期": "2026年11月25日"}})
+    with ledger.write() as s:
+        result = import_workbook(s, filled, _user(ledger, "town"), KEY, date(2026, 11, 30))
+    assert sorted(result.applied) == ids[:2]
+    with ledger.read() as s:
+        assert [s.get(Clue, i).verified_on for i in ids[:2]] == [date(2026, 11, 24), date(2026, 11, 25)]
+
+
+def test_the_same_workbook_uploaded_again_is_taken_as_already_imported(published, tmp_path: Path) -> None:
+    """Sending again a workbook already imported signs nothing twice and is not refused as "changed
+    since exported" (a clerk read that as their work lost); a row that differs from what was signed
+    still is, and then nothing is applied."""
+    ledger, township = published
+    src, ids = _workbook(ledger, township, tmp_path)
+    filled = tmp_path / "filled.xlsx"
+    fill_workbook(src, filled, {ids[0]: GOOD, ids[1]: GOOD})
+    with ledger.write() as s:
+        import_workbook(s, filled, _user(ledger, "town"), KEY, date(2026, 11, 30))
+    before = _snapshot(ledger)
+    with ledger.read() as s:
+        events = s.scalar(select(func.count()).select_from(ClueEvent))
+    with ledger.write() as s:
+        again = import_workbook(s, filled, _user(ledger, "town"), KEY, date(2026, 11, 30))
+    assert again.applied == [] and sorted(again.already) == ids[:2] and again.untouched == len(ids) - 2
+    assert _snapshot(ledger) == before
+    with ledger.read() as s:
+        assert s.scalar(select(func.count()).select_from(ClueEvent)) == events
+    other = tmp_path / "other.xlsx"
+    fill_workbook(src, other, {ids[0]: GOOD, ids[1]: GOOD | {"核实情况说明": "另一种说法"}, ids[2]: GOOD})
+    err = _refused(ledger, other, "town")
+    assert len(err.problems) == 1 and f"线索 {ids[1]}" in err.problems[0] and "已被修改" in err.problems[0]
+    with ledger.read() as s:
+        assert s.get(Clue, ids[2]).status == DISPATCHED
+
+
 def test_every_event_is_attributable(published, tmp_path: Path) -> None:
     ledger, township = published
     src, ids = _workbook(ledger, township, tmp_path)
@@ -704,7 +751,8 @@ def test_cli_publish_workbook_import_review_export_report(nightly, tmp_path: Pat
     signed = GOOD | {"核实日期": date.today()}  # the CLI checks against today
     fill_workbook(wb, filled, {ids[0]: signed, ids[1]: signed})
     assert "2 条线索已核实并签字" in run("clues", "import", str(filled), "--as", "town")
-    run("clues", "import", str(filled), "--as", "town", code=2)  # stale now: refused
+    # sent again: nothing signed twice, and said so (it was refused as changed since exported)
+    assert "0 条线索已核实并签字；2 条此前已导入过" in run("clues", "import", str(filled), "--as", "town")
     later = (date.today() + timedelta(days=10)).isoformat()
     run("clues", "review", str(ids[0]), "--return", "--reason", "", "--due", later, "--as", "county", code=2)
     # A return names the township's new due date, as the review page asks (today or later).

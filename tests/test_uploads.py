@@ -349,6 +349,11 @@ def test_a_good_workbook_still_goes_through_the_worker_and_is_applied(server, tm
     r, _ = post(c, token, filled)
     assert r.status_code == 200 and "已导入：1 条线索核实并签字" in text_of(r.text)
     assert dict((i, s) for i, s, _ in statuses(home))[first] == "verified"
+    assert 'action="/workbook"' in r.text  # the next file is uploaded from here
+    done = statuses(home)
+    r, _ = post(c, token, filled)  # the same file again: taken as imported, nothing signed twice
+    assert r.status_code == 200 and "已导入：0 条线索核实并签字；1 条此前已导入过" in text_of(r.text)
+    assert statuses(home) == done
 
 
 def test_the_token_is_read_without_expanding_the_data_sheet(tmp_path: Path, published_home) -> None:

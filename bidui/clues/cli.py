@@ -152,7 +152,8 @@ def clues_import(ctx: typer.Context, path: Annotated[Path, typer.Argument(exists
         raise typer.Exit(2) from e
     finally:
         ledger.close()
-    _console().print(f"{len(result.applied):,} 条线索已核实并签字；{result.untouched:,} 条未改动")
+    again = f"{len(result.already):,} 条此前已导入过（内容相同，不再重复签字）；" if result.already else ""
+    _console().print(f"{len(result.applied):,} 条线索已核实并签字；{again}{result.untouched:,} 条未改动")
 
 
 @clues_app.command("review")

@@ -10,7 +10,7 @@ applied or none, and every bad row is named."""
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
@@ -32,12 +32,14 @@ from bidui.clues.present import (
 )
 from bidui.clues.states import (
     ACTIONS,
+    CLOSED,
     DISPATCHED,
     NOT_SELF,
     NOT_TRUE,
     OUTCOMES,
     RETURNED,
     STATUS_LABELS,
+    VERIFIED,
     Finding,
     TransitionError,
 )
@@ -191,6 +193,16 @@ class ImportResult:
     township: str
     applied: list[int]
     untouched: int
+    already: list[int] = field(default_factory=list)  # rows the ledger already holds as signed (sent again)
+
+
+def _already_signed(clue: Clue, finding: Finding) -> bool:
+    """The clue holds this very finding, signed: the row was imported before (the same file sent
+    twice). Refusing it as "changed since exported" told a clerk their saved work had failed."""
+    return (clue.status in (VERIFIED, CLOSED) and clue.outcome == finding.outcome
+            and (clue.outcome_detail or None) == (finding.detail or None) and (clue.action or None) == (finding.action or None)
+            and (clue.finding or "") == finding.finding.strip() and (clue.verifier_name or "") == finding.verifier_name.strip()
+            and (clue.verifier_position or "") == finding.verifier_position.strip() and clue.verified_on == finding.verified_on)
 
 
 def apply_workbook(session: Session, filled: Filled, actor: User, name: str, today: date | None = None,
@@ -205,22 +217,26 @@ def apply_workbook(session: Session, filled: Filled, actor: User, name: str, tod
         raise WorkbookError(f"{name}: 该工作簿属于其他乡镇，不在您的管辖范围内")
     problems = list(filled.problems)
     todo: list[tuple[int, int, Finding]] = []
+    already: list[int] = []
     for row in filled.rows:
         where = f"第 {row.row} 行（线索 {row.clue_id}）"
         clue = session.get(Clue, row.clue_id)
         if clue is None or clue.township_code != filled.township:
             problems.append((row.row, f"{where}：线索不存在或不属于本乡镇"))
             continue
-        if clue.version != row.version:
-            problems.append((row.row, f"{where}：导出后线索已被修改（当前第 {clue.version} 版），请重新导出工作簿"))
-            continue
-        if row.verified_on is None:
-            problems.append((row.row, f"{where}：核实日期缺失或不是日期"))
-            continue
         v = row.values
         outcome, detail = (NOT_TRUE, NOT_SELF) if v["核实结论"] == WORKBOOK_NOT_SELF else (v["核实结论"], None)
-        finding = Finding(outcome, v["整改措施"] or None, v["核实情况说明"], v["核实人"], v["职务"], row.verified_on, detail)
-        issues = finding.problems(today, clue.first_seen)
+        # (no date: today stands in, so that the row's other problems are listed with it in one go)
+        finding = Finding(outcome, v["整改措施"] or None, v["核实情况说明"], v["核实人"], v["职务"],
+                          row.verified_on or today, detail)
+        if clue.version != row.version:
+            if row.verified_on and _already_signed(clue, finding):
+                already.append(clue.id)
+            else:
+                problems.append((row.row, f"{where}：导出后线索已被修改（当前第 {clue.version} 版），请重新导出工作簿"))
+            continue
+        issues = [] if row.verified_on else [f"核实日期缺失或不是日期（请填写如 {today.isoformat()}）"]
+        issues += finding.problems(today, clue.first_seen)
         if detail and not link_decisions.records_of(session, clue):
             issues.append(f"这条线索不是由记录比对得出，不能选“{WORKBOOK_NOT_SELF}”")
         if clue.status not in (DISPATCHED, RETURNED):
@@ -240,7 +256,7 @@ def apply_workbook(session: Session, filled: Filled, actor: User, name: str, tod
             advice = "：请重新下载工作簿填写" if isinstance(e, actions.ConflictError) else ""
             raise WorkbookError(f"{name}: 线索 {clue_id}：{e}{advice}；整份未导入") from e
         applied.append(clue_id)
-    return ImportResult(filled.township, applied, len(filled.versions) - len(applied))
+    return ImportResult(filled.township, applied, len(filled.versions) - len(applied) - len(already), already)
 
 
 def import_workbook(session: Session, path: Path, actor: User, key: str, today: date | None = None,

@@ -10,6 +10,7 @@ before its rows are walked. Light imports only: a worker starts in a fraction of
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -52,15 +53,20 @@ def cell_text(v: object) -> str:
     return str(v).strip()
 
 
+# A date typed as text the way people write one: 2026-12-05, 2026/12/5, 2026.12.5, 2026年12月5日,
+# with a time of day or not (a cell formatted as text, or WPS keeping what was typed).
+TYPED_DATE = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?")
+
+
 def cell_date(v: object) -> date | None:
     if isinstance(v, datetime):
         return v.date()
     if isinstance(v, date):
         return v
-    text = cell_text(v).replace("/", "-").replace(".", "-")
+    typed = TYPED_DATE.fullmatch(cell_text(v))
     try:
-        return date.fromisoformat(text) if text else None
-    except ValueError:
+        return date(*(int(g) for g in typed.groups())) if typed else None
+    except ValueError:  # 2026-02-30
         return None
 
 
