@@ -351,3 +351,15 @@ def test_on_paper_the_link_weights_are_printed_open() -> None:
         source = env.loader.get_source(env, page)[0]
         assert "paper = true" in source, page  # every paper record sets it before the evidence
     assert "<details open>" in evidence.render(view=view, clue=clue, paper=True)
+
+
+def test_a_household_not_on_the_register_prints_by_its_hukou_number_not_as_a_register_code(home) -> None:
+    """漏评: the household has a 户号 and no 户编号; its file said 户编号 <户号> as if it were one."""
+    h, town, _ = home
+    hukou = _read(h, lambda s: s.scalar(select(Clue.hukou_number).where(
+        Clue.township_code == town, Clue.household_code == "", Clue.hukou_number != "").limit(1)))
+    assert hukou
+    c = client_for(h)
+    login(c, "town")
+    page = _text(c.get(f"/households/{hukou}/print").text)
+    assert f"户号 {hukou}（不在建档立卡名单中）" in page and f"户编号 {hukou}" not in page

@@ -66,6 +66,11 @@ def test_the_inbox_puts_returned_first_then_overdue_then_by_due_date(home) -> No
     first_row = page.split('<tr class="returned">', 1)[1].split("</tr>", 1)[0]
     assert "已退回" in first_row and "请补充入户照片" in first_row and str(TODAY + timedelta(days=40)) in first_row
     assert "已逾期" in page
+    # The clue's page says why it came back at the top, before the evidence (it was below the
+    # evidence and the attachments, a long scroll on a phone).
+    clue_page = c.get(f"/clues/{returned}").text
+    top = clue_page.split('id="guide"', 1)[0].split('id="evidence"', 1)[0]
+    assert 'id="returned"' in top and "县级退回理由：请补充入户照片" in top
     # A header click sorts by that column (and again the other way).
     by_due = order_on_page(c.get("/inbox?sort=due").text)
     assert by_due[0] == late
