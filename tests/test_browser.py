@@ -276,12 +276,58 @@ def test_signing_with_a_file_chosen_but_not_uploaded_asks_first(server, browser,
         # (the page reloads after the upload: an element found before it goes stale, so wait past that)
         WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,)).until(
             lambda d: "入户照片.png" in d.find_element(By.ID, "attachments").text)
-        Select(browser.find_element(By.ID, "outcome")).select_by_visible_text("不属实")
-        browser.find_element(By.ID, "finding").send_keys("入户核实，车辆已过户")
+        # what was typed before the upload is still there after its reload (app.js keeps it)
+        assert browser.find_element(By.ID, "finding").get_attribute("value") == "入户核实，车辆已过户"
+        assert Select(browser.find_element(By.ID, "outcome")).first_selected_option.text == "不属实"
         browser.find_element(By.ID, "sign").click()
         # (the upload left the page at /clues/<id>#attachments: wait for the signing's own answer)
         WebDriverWait(browser, 10).until(lambda d: "已核实并签字" in d.page_source)
         with ledger.read() as s:
             assert s.get(Clue, clue_id).status == "verified"
+    finally:
+        ledger.close()
+
+
+def test_a_finding_typed_when_the_session_ended_is_there_after_signing_in_again(server, browser, tmp_path: Path) -> None:
+    """A clerk wrote up a visit, the session had ended meanwhile (here: revoked, as an idle limit or
+    a sign-out in another window ends it), and 确认核实并签字 led to a bare login page, then the inbox,
+    the text lost (a township clerk's walk, 2026-12-06). The login now says why and leads back to
+    the clue, whose form has what was typed; nothing was signed until the clerk signs again."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from sqlalchemy import update
+
+    from bidui.clues.models import WebSession
+    from bidui.web.security import ENDED
+
+    base, home, _ = server
+    sign_in(browser, base, "town")
+    browser.find_element(By.CSS_SELECTOR, "table.inbox td a").click()
+    clue_id = int(browser.current_url.rsplit("/", 1)[1])
+    Select(browser.find_element(By.ID, "outcome")).select_by_visible_text("不属实")
+    browser.find_element(By.ID, "finding").send_keys("入户核实，车辆已于去年过户给他人")
+    ledger = open_ledger(ledger_url(home.ledger))
+    try:
+        with ledger.write() as s:
+            s.execute(update(WebSession).values(revoked_at=WebSession.created_at, revoked_why="test"))
+        browser.find_element(By.ID, "sign").click()
+        wait_for(browser, "/login")
+        assert ENDED in browser.find_element(By.TAG_NAME, "body").text
+        shoot(browser, shots(tmp_path) / "20-login-after-session-ended")
+        sign_in(browser, base, "town")
+        wait_for(browser, f"/clues/{clue_id}")
+        restored = browser.find_element(By.ID, "draft-restored")
+        assert "还没有签字" in restored.text
+        assert browser.find_element(By.ID, "finding").get_attribute("value") == "入户核实，车辆已于去年过户给他人"
+        assert Select(browser.find_element(By.ID, "outcome")).first_selected_option.text == "不属实"
+        shoot(browser, shots(tmp_path) / "21-clue-draft-restored", show=restored)
+        with ledger.read() as s:
+            assert s.get(Clue, clue_id).status == "dispatched"  # nothing signed meanwhile
+        browser.find_element(By.ID, "sign").click()
+        WebDriverWait(browser, 10).until(lambda d: "已核实并签字" in d.page_source)
+        with ledger.read() as s:
+            assert s.get(Clue, clue_id).finding == "入户核实，车辆已于去年过户给他人"
+        browser.get(f"{base}/clues/{clue_id}")  # signed: its draft is not offered again
+        assert not browser.find_elements(By.ID, "draft-restored")
     finally:
         ledger.close()

@@ -347,3 +347,41 @@ def test_an_admin_sees_a_users_sessions_and_ends_them(home, app) -> None:
     assert "已结束 1 个登录会话" in admin.get("/admin/users/town").text
     with ledger_of(h).read() as s:
         assert s.scalar(select(AuditEvent.actor).where(AuditEvent.kind == "sessions_ended")) == "admin"
+
+
+def test_a_form_sent_after_the_session_ended_says_why_and_leads_back_to_its_page(home, app, monkeypatch) -> None:
+    """A clerk who signs after idling past the limit, or after signing out in another window, was
+    sent to a bare login page and then to the inbox: the login now says why, and leads back to the
+    clue (whose page keeps what was typed in this window, app.js); nothing was signed meanwhile."""
+    h, town, _ = home
+    with ledger_of(h).read() as s:
+        clue = s.scalar(select(Clue.id).where(Clue.township_code == town, Clue.status == "dispatched").limit(1))
+    c = client(app)
+    login(c, "town")
+    csrf = token(c, f"/clues/{clue}")
+    real = security.now
+    monkeypatch.setattr(security, "now", lambda: real() + timedelta(hours=9))  # idle past the 8 hours
+    sent = c.post(f"/clues/{clue}/verify", headers={"referer": f"http://testserver/clues/{clue}"},
+                  data={"csrf_token": csrf, "version": 1, "outcome": "不属实", "finding": "入户核实", "verified_on": "2026-11-25"})
+    assert sent.status_code == 303 and sent.headers["location"] == "/login"
+    assert security.ENDED in c.get("/login").text
+    monkeypatch.setattr(security, "now", real)
+    back = login(c, "town")
+    assert back.status_code == 303 and back.headers["location"] == f"/clues/{clue}"
+    with ledger_of(h).read() as s:
+        assert s.get(Clue, clue).status == "dispatched"
+
+    # Signed out in another window of the same browser (one cookie): the same.
+    c.post("/logout", data={"csrf_token": token(c, "/inbox")})
+    assert security.ENDED not in c.get("/login").text  # whoever signed out knows it
+    assert c.get("/inbox?sort=due").headers["location"] == "/login"
+    assert security.ENDED in c.get("/login").text
+    assert login(c, "town").headers["location"] == "/inbox?sort=due"
+
+    # Another site's page, or the login itself, is never where a login leads.
+    fresh = client(app)
+    fresh.post(f"/clues/{clue}/verify", headers={"referer": "http://evil.example/clues/1"}, data={"csrf_token": "x"})
+    assert security.ENDED not in fresh.get("/login").text  # never signed in here: nothing ended
+    assert login(fresh, "town").headers["location"] == "/inbox"
+    assert security._local_path("//evil.example/x") == "/x" and security._local_path("/\\evil.example") is None
+    assert security._local_path("/login") is None and security._local_path("/clues/7?s=a") == "/clues/7?s=a"

@@ -21,7 +21,7 @@ from bidui.signing import secret_key
 from bidui.web import admin, county, hardening, inspection, profile, quality, supervisor, township, whatif
 from bidui.web import attachments as attachment_routes
 from bidui.web.deps import db, templates
-from bidui.web.security import LoginRequired, csrf_token, current_user, login, logout
+from bidui.web.security import ENDED, LoginRequired, csrf_token, current_user, login, logout
 
 log = logging.getLogger("bidui.web")
 HOME_PAGE = {"township": "/inbox", "county": "/review", "prefecture": "/dashboard", "admin": "/admin"}
@@ -47,7 +47,8 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request):
         request.session.setdefault("login_csrf", os.urandom(16).hex())
-        return templates.TemplateResponse(request, "login.html", {"user": None, "error": "",
+        ended = request.session.pop("ended", False)
+        return templates.TemplateResponse(request, "login.html", {"user": None, "error": "", "message": ENDED if ended else "",
                                                                   "csrf": request.session["login_csrf"]})
 
     @app.post("/login")
@@ -65,7 +66,10 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
                                                                       "csrf": request.session["login_csrf"]},
                                               status_code=400)
         # Whoever has no real name or position on record gives them first: every signature uses them.
-        return RedirectResponse("/profile" if profile.needs_profile(user) else HOME_PAGE[user.role], status_code=303)
+        # Then back to the page the session ended on (a form filled in there is kept by the page).
+        back = request.session.pop("after_login", None)
+        return RedirectResponse("/profile" if profile.needs_profile(user) else back or HOME_PAGE[user.role],
+                                status_code=303)
 
     @app.post("/logout")
     def logout_post(request: Request, csrf_token: str = Form("")):

@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from fastapi import HTTPException, Request
@@ -258,8 +259,11 @@ async def login(request: Request, username: str, password: str) -> tuple[User | 
                                             request.headers.get("user-agent", ""), at)
     if not token:
         return None, answer
+    back = request.session.get("after_login")
     request.session.clear()  # a new session at login: an old cookie is worth nothing
     request.session.update({"sid": token, "csrf": secrets.token_urlsafe(32)})
+    if back:
+        request.session["after_login"] = back
     with ledger.read() as s:
         return s.get(User, seen.user_id), ""
 
@@ -271,6 +275,8 @@ def logout(request: Request) -> None:
             s.execute(update(WebSession).where(WebSession.token_hash == _digest(token), WebSession.revoked_at.is_(None))
                       .values(revoked_at=now(), revoked_why="logout"))
     request.session.clear()
+    if token:  # another window of this browser, still on a page, is told why it must sign in again
+        request.session["signed_out"] = True
 
 
 def check_password_dummy(password: str) -> None:
@@ -295,11 +301,43 @@ def current_session(request: Request, session: Session) -> WebSession | None:
     return row
 
 
+# What the login page says to someone whose session ended under them (idle too long, or signed
+# out in another window of the same browser): they were sent to it from a page, or from a form
+# they had filled in, without a word.
+ENDED = "登录已失效（长时间未操作，或已在其他窗口退出），请重新登录。登录后回到刚才的页面。"
+
+
+def _local_path(url: str) -> str | None:
+    """The path (and query) of a URL of this app to go back to after signing in; None for another
+    site's, the login's own, or anything odd (no open redirect through the login page)."""
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    if not path.startswith("/") or path.startswith("//") or "\\" in path or len(path) > 500 \
+            or parts.path in ("/login", "/logout"):
+        return None
+    return path
+
+
+def _came_from(request: Request) -> str | None:
+    """The page to go back to: the one asked for, or for a form sent, the page it was on."""
+    if request.method == "GET":
+        return _local_path(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
+    referer = urlsplit(request.headers.get("referer", ""))
+    return _local_path(referer.path + (f"?{referer.query}" if referer.query else "")) \
+        if referer.netloc == request.url.netloc else None
+
+
 def current_user(request: Request, session: Session) -> User:
     row = current_session(request, session)
     user = session.get(User, row.user_id) if row is not None else None
     if row is None or user is None or not user.active:
+        ended = bool(request.session.get("sid") or request.session.get("signed_out"))
         request.session.clear()
+        if ended:
+            request.session["ended"] = True
+        back = _came_from(request)
+        if back:
+            request.session["after_login"] = back
         raise LoginRequired
     at = now()
     if at - row.last_seen >= SEEN_EVERY:  # once a minute, in its own short write

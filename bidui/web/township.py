@@ -320,7 +320,9 @@ def clue_record(c: Ctx, clue: Clue, page_names: dict[str, str] | None = None,
                 "note": _event_note(e, labels)} for e in events]
     return {"clue": clue, "names": c.division_names() if page_names is None else page_names,
             "view": clue_view(clue, evidence, all_names), "history": history, "attachments": files,
-            "outcome_shown": outcome_text(clue.outcome, clue.outcome_detail), "decisions": clue_decisions(c, clue)}
+            "outcome_shown": outcome_text(clue.outcome, clue.outcome_detail), "decisions": clue_decisions(c, clue),
+            # which signing the page's form is for: what was typed for it is kept apart (app.js)
+            "sign_round": sum(1 for e in events if e.kind == "verify")}
 
 
 # After a conflict the page shows the clue as it is now, with what was typed: the form carries the

@@ -58,4 +58,50 @@
       });
     }
   }
+
+  // What a clerk typed into the signing form, kept in this window until it is signed: a session
+  // that ended meanwhile (idle too long, signed out in another window) led to the login page, and
+  // a finding written after a day's visits was lost; so did an attachment uploaded before signing
+  // (the page reloads). Keyed by the form and its round of signing (data-draft): once signed, the
+  // round moves on and the draft is never offered again. sessionStorage: this window only, gone
+  // when it closes.
+  var sign = document.getElementById('verify-form');
+  var storage = null;
+  try { storage = window.sessionStorage; } catch (e) { storage = null; }
+  if (sign && storage && sign.dataset.draft !== undefined) {
+    var key = 'bidui-draft:' + sign.getAttribute('action') + ':' + sign.dataset.draft;
+    var names = ['outcome', 'action', 'verified_on', 'finding', 'detail'];
+    var values = function () {
+      var d = {};
+      names.forEach(function (n) {
+        var f = sign.elements[n];
+        if (f) d[n] = f.type === 'checkbox' ? f.checked : f.value;
+      });
+      return d;
+    };
+    var shown = values(), draft = null;
+    try { draft = JSON.parse(storage.getItem(key) || 'null'); } catch (e) { draft = null; }
+    if (draft && (draft.finding || draft.outcome) && JSON.stringify(draft) !== JSON.stringify(shown)) {
+      names.forEach(function (n) {
+        var f = sign.elements[n];
+        if (!f || !(n in draft)) return;
+        if (f.type === 'checkbox') f.checked = !!draft[n]; else f.value = draft[n];
+      });
+      var note = document.createElement('p');
+      note.className = 'msg ok';
+      note.id = 'draft-restored';
+      note.textContent = '已恢复您在本窗口填写、但还没有签字的内容，请核对后再签字。';
+      sign.insertBefore(note, sign.firstChild);
+    }
+    var keep = function () {
+      try { storage.setItem(key, JSON.stringify(values())); } catch (e) { /* full or refused: nothing kept */ }
+    };
+    sign.addEventListener('input', keep);
+    sign.addEventListener('change', keep);
+  }
+
+  // A form sent back with a problem says it beside the form too: at the top only, on a phone it
+  // was a long scroll away from the fields to mend.
+  var problem = document.getElementById('form-error');
+  if (problem) problem.scrollIntoView({block: 'center'});
 })();
