@@ -123,7 +123,7 @@ def test_not_self_on_a_clue_on_no_link_is_refused_and_nothing_is_written(home) -
     r = c.post(f"/clues/{bare}/verify", data={
         "csrf_token": csrf(c, f"/clues/{bare}"), "version": 1, "outcome": NOT_TRUE, "detail": NOT_SELF,
         "finding": "不是本人", "verified_on": str(TODAY)})
-    assert r.status_code == 400 and actions.NOT_ON_A_LINK in r.text
+    assert r.status_code == 400 and actions.NOT_ON_A_LINK.format(choice=NOT_SELF) in r.text
     clue = write(h, lambda s: s.get(Clue, bare))
     assert (clue.status, clue.outcome, clue.outcome_detail, clue.version) == ("dispatched", None, None, 1)
     assert decisions(h) == []

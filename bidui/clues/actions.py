@@ -24,7 +24,11 @@ from bidui.clues.states import (
 )
 from bidui.clues.states import RETURNED as RETURNED_STATUS
 
-NOT_ON_A_LINK = "这条线索不是由记录比对得出，不能选“不是本人”"
+# 不是本人 names one record↔person pair to keep apart; a clue from the register itself, or one
+# summing several records (a household's medical bills), has none. (It said "not from a record
+# comparison" of a clue built from linked bills: a township clerk's walk, 2026-12-06.)
+NOT_ON_A_LINK = ("这条线索不是由单条记录与本人比对得出（来自名单本身，或汇总了多条记录），不能选“{choice}”；"
+                 "证据中有记录不属于本人或本户的，请选“不属实”并在说明中写明是哪一条")
 CHANGED = "核实结论已修改"
 RETURNED = "核实结论被退回"
 
@@ -94,7 +98,7 @@ def _decision_kind(session: Session, clue: Clue, finding: Finding) -> str | None
     records = link_decisions.records_of(session, clue)
     if finding.outcome == NOT_TRUE and finding.detail == NOT_SELF:
         if not records:
-            raise TransitionError(NOT_ON_A_LINK)
+            raise TransitionError(NOT_ON_A_LINK.format(choice=NOT_SELF))
         return link_decisions.CANNOT
     if finding.outcome in TRUE_OUTCOMES and clue.link_method == "review" and records:
         return link_decisions.MUST

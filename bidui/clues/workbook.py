@@ -238,7 +238,7 @@ def apply_workbook(session: Session, filled: Filled, actor: User, name: str, tod
         issues = [] if row.verified_on else [f"核实日期缺失或不是日期（请填写如 {today.isoformat()}）"]
         issues += finding.problems(today, clue.first_seen)
         if detail and not link_decisions.records_of(session, clue):
-            issues.append(f"这条线索不是由记录比对得出，不能选“{WORKBOOK_NOT_SELF}”")
+            issues.append(actions.NOT_ON_A_LINK.format(choice=WORKBOOK_NOT_SELF))
         if clue.status not in (DISPATCHED, RETURNED):
             issues.append(f"线索当前状态为{STATUS_LABELS[clue.status]}，不能再次核实")
         if issues:
