@@ -305,6 +305,8 @@ def test_a_finding_typed_when_the_session_ended_is_there_after_signing_in_again(
     browser.find_element(By.CSS_SELECTOR, "table.inbox td a").click()
     clue_id = int(browser.current_url.rsplit("/", 1)[1])
     Select(browser.find_element(By.ID, "outcome")).select_by_visible_text("不属实")
+    # the measure belongs to 属实·已整改: hidden with another outcome, not dropped unseen when signed
+    assert not browser.find_element(By.ID, "action").is_displayed()
     browser.find_element(By.ID, "finding").send_keys("入户核实，车辆已于去年过户给他人")
     ledger = open_ledger(ledger_url(home.ledger))
     try:

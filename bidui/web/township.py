@@ -361,7 +361,7 @@ def _clue_page(c: Ctx, clue: Clue, status_code: int = 200, form: dict | None = N
                     can_verify=can_verify, can_amend=amendable,
                     can_review=c.user.role == "county" and clue.status == VERIFIED,
                     review=review or {"due": str(default_due(c))}, error=error, not_self=not_self,
-                    NOT_SELF=NOT_SELF, NOT_TRUE=NOT_TRUE, not_self_choice=NOT_SELF_CHOICE,
+                    NOT_SELF=NOT_SELF, NOT_TRUE=NOT_TRUE, TRUE_FIXED=TRUE_FIXED, not_self_choice=NOT_SELF_CHOICE,
                     decisions_listed=c.user.role in ("admin", "prefecture", "county"))
 
 
