@@ -172,6 +172,7 @@ def test_the_header_and_the_history_show_people_not_accounts(home) -> None:
     assert "赵志刚" in header and "县审核" not in header and "县级审核员（县级审核员）" not in header
     history = page.split("处理记录")[1]
     assert "王秀兰（扶贫专干）" in history and ">town<" not in history and "系统比对" in history
+    assert "由本账号录入" not in history  # signed on the page: the account is the verifier
 
 
 def test_a_verifier_amends_their_own_finding_until_the_county_acts(home) -> None:
