@@ -141,7 +141,7 @@ def test_verify_sign_then_close_moves_the_closure_rate(home) -> None:
     assert "已核实并签字" in t.get(r.headers["location"]).text
     again = t.post(f"/clues/{clue}/verify", data={"csrf_token": token, "version": 1, "outcome": "不属实", "finding": "x",
                                                   "verified_on": "2026-11-21"})
-    assert again.status_code == 409 and "已被他人修改" in again.text  # a stale version: refused, said so
+    assert again.status_code == 409 and "在您打开后已有变动" in again.text  # a stale version: refused, said so
     county = client_for(h)
     login(county, "county")
     before = re.search(r'id="kpi-closure">([^<]+)<', county.get("/dashboard").text).group(1)

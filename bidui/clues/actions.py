@@ -56,7 +56,9 @@ def get_clue(session: Session, clue_id: int, actor: User) -> Clue:
 def _apply(session: Session, clue: Clue, expected_version: int, actor: User, kind: str, changes: dict,
            payload: dict, event_kind: str | None = None) -> Clue:
     if clue.version != expected_version:
-        raise ConflictError(f"线索 {clue.id} 已被他人修改（您看到的是第 {expected_version} 版，当前为第 {clue.version} 版）")
+        # (not "by someone else": as often it is the same clerk in another window, or the nightly run)
+        raise ConflictError(f"线索 {clue.id} 在您打开后已有变动（可能是他人、您在其他窗口的操作或夜间比对；"
+                            f"您看到的是第 {expected_version} 版，当前为第 {clue.version} 版）")
     return _write(session, clue, expected_version, actor, next_status(kind, clue.status, actor.role), changes,
                   payload, event_kind or kind)
 
@@ -71,7 +73,7 @@ def _write(session: Session, clue: Clue, expected_version: int, actor: User, tar
         .values(status=target, version=expected_version + 1, updated_at=stamp, **changes)
         .execution_options(synchronize_session=False))
     if result.rowcount != 1:
-        raise ConflictError(f"线索 {clue.id} 刚被他人修改")
+        raise ConflictError(f"线索 {clue.id} 刚有变动（他人、您在其他窗口的操作或夜间比对）")
     session.add(ClueEvent(clue_id=clue.id, at=stamp, actor=actor.username, kind=event_kind, from_status=clue.status,
                           to_status=target, payload=payload))
     session.flush()
