@@ -618,3 +618,16 @@ def test_a_reviewer_goes_on_to_the_next_clue_waiting_after_closing_or_returning_
                                                       "reason": "请补充照片", "due": str(TODAY + timedelta(days=7))})
     assert r.status_code == 303 and r.headers["location"] == "/review"
     assert "待审核的线索已全部处理完" in county.get("/review").text
+
+
+def test_an_account_without_a_name_is_told_before_the_form_not_after_it(home) -> None:
+    """Signing needs the account's real name and position: a clerk without them filled the whole
+    form, then found no button and the reason below what they had typed."""
+    h, town, _ = home
+    first = clue_ids(h, town)[0]
+    write(h, lambda s: setattr(s.scalar(select(User).where(User.username == "town")), "real_name", ""))
+    c = client_for(h)
+    login(c, "town")
+    form = c.get(f"/clues/{first}").text.split('id="verify-form"', 1)[1]
+    assert 'id="signer-first"' in form and form.index('id="signer-first"') < form.index('name="outcome"')
+    assert 'id="sign"' not in form
