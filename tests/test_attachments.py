@@ -312,3 +312,20 @@ def _png() -> bytes:
     out = io.BytesIO()
     Image.new("RGBA", (60, 40), (0, 90, 200, 128)).save(out, "PNG")
     return out.getvalue()
+
+
+def test_the_same_file_twice_is_kept_once_and_takes_one_place(home) -> None:
+    """A photo picked again (or sent twice on a slow line) was kept twice and used two of the
+    round's five places (a township clerk's walk, 2026-12-06)."""
+    h, town, _ = home
+    clue = first_clue(h, town)
+    c = client(h, "town")
+    same = photo((320, 240), gps=False)
+    r, page = upload(c, clue.id, ("入户照片.jpg", same), ("入户照片（副本）.jpg", same))
+    assert "已上传 1 个附件；1 个与已上传的文件相同，没有重复保存" in page
+    r, page = upload(c, clue.id, ("入户照片.jpg", same))
+    assert r.status_code == 400 and "“入户照片.jpg”本轮已上传过，不用再传" in page
+    rows, kinds = ledger_rows(h)
+    assert len(rows) == 1 and kinds["attachment_added"] == 1
+    r, page = upload(c, clue.id, ("门前.jpg", photo((330, 240), gps=False)), ("入户照片.jpg", same))
+    assert "已上传 1 个附件；1 个与已上传的文件相同" in page and len(ledger_rows(h)[0]) == 2

@@ -326,7 +326,18 @@ def add(session: Session, home: Home, clue_id: int, user: User, files: list[Prep
         raise AttachmentError("该线索已销号，不能再上传附件" if clue.status == CLOSED else "只有乡镇核实人员可以上传附件")
     if not files:
         raise AttachmentError("请先选择要上传的照片或 PDF 文件")
-    in_round = sum(1 for a in for_clue(session, clue.id) if a.open_round)
+    kept_before = [a for a in for_clue(session, clue.id) if a.open_round]
+    # The same file twice (picked again, or sent twice on a slow line) is kept once: each copy took
+    # one of the round's places.
+    seen, fresh = {a.sha256 for a in kept_before}, []
+    for p in files:
+        if p.sha256 not in seen:
+            seen.add(p.sha256)
+            fresh.append(p)
+    if not fresh:
+        raise AttachmentError(f"“{files[0].label}”本轮已上传过，不用再传" if len(files) == 1
+                              else "所选文件本轮都已上传过，不用再传")
+    files, in_round = fresh, len(kept_before)
     if in_round + len(files) > settings.max_files:
         left = max(settings.max_files - in_round, 0)
         raise AttachmentError(f"每次核实最多 {settings.max_files} 个附件" +

@@ -91,7 +91,8 @@ async def upload(clue_id: int, c: Ctx = Depends(ctx)):  # noqa: B008
     except (UploadRefused, store.AttachmentError) as e:
         log.info("attachment refused")  # why stays out of the log: the message names the user's file
         return _refused(c, clue.id, str(e), getattr(e, "status", 400))
-    c.flash(message=f"已上传 {len(kept)} 个附件")
+    same = len(prepared) - len(kept)
+    c.flash(message=f"已上传 {len(kept)} 个附件" + (f"；{same} 个与已上传的文件相同，没有重复保存" if same else ""))
     return back
 
 
