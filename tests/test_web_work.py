@@ -66,6 +66,12 @@ def test_the_inbox_puts_returned_first_then_overdue_then_by_due_date(home) -> No
     first_row = page.split('<tr class="returned">', 1)[1].split("</tr>", 1)[0]
     assert "已退回" in first_row and "请补充入户照片" in first_row and str(TODAY + timedelta(days=40)) in first_row
     assert "已逾期" in page
+    # What waits, at a glance: each figure opens the list it counts.
+    work = page.split('id="work">', 1)[1].split("</p>", 1)[0]
+    links = re.findall(r'<a href="([^"]+)"[^>]*>(\d+) 条</a>', work)
+    assert len(links) == 4 and dict((u.replace("&amp;", "&"), int(n)) for u, n in links)["/inbox?status=returned"] == 1
+    for url, figure in links:
+        assert int(re.search(r"共 (\d+) 条", c.get(url.replace("&amp;", "&")).text).group(1)) == int(figure), url
     # The clue's page says why it came back at the top, before the evidence (it was below the
     # evidence and the attachments, a long scroll on a phone).
     clue_page = c.get(f"/clues/{returned}").text

@@ -175,6 +175,18 @@ def _inbox_query(c: Ctx, filters: dict, term: str):
     return query
 
 
+def _work(c: Ctx) -> dict[str, int]:
+    """What waits on the user's division, at a glance (a clerk saw only 共 80 条, signed ones too):
+    to verify, returned, overdue among them, signed and waiting for the county."""
+    today = date.today()
+    counts = {status: (n, late or 0) for status, n, late in c.session.execute(c.scoped(
+        select(Clue.status, func.count(), func.sum(case((Clue.due_date < today, 1), else_=0)))
+        .where(Clue.status.in_((DISPATCHED, RETURNED, VERIFIED)))).group_by(Clue.status))}
+    return {"dispatched": counts.get(DISPATCHED, (0, 0))[0], "returned": counts.get(RETURNED, (0, 0))[0],
+            "overdue": counts.get(DISPATCHED, (0, 0))[1] + counts.get(RETURNED, (0, 0))[1],
+            "verified": counts.get(VERIFIED, (0, 0))[0]}
+
+
 def _render_inbox(c: Ctx, filters: dict, term: str, status_code: int = 200, error: str = "", typed: str = ""):
     query = _inbox_query(c, filters, term)
     total = c.session.scalar(select(func.count()).select_from(query.subquery()))
@@ -195,7 +207,7 @@ def _render_inbox(c: Ctx, filters: dict, term: str, status_code: int = 200, erro
     # from the rest. (That night's, not the township's latest: a quiet night marks nothing.)
     newest = c.session.scalar(select(func.max(PublishRun.night)))
     return c.render("inbox.html", status_code=status_code, rows=rows, names=c.division_names(), total=total, page=page,
-                    elsewhere=elsewhere, newest=newest,
+                    elsewhere=elsewhere, newest=newest, work=_work(c) if c.user.role == "township" else None,
                     pages=(total + PAGE - 1) // PAGE, rules=rules, villages=grouped, townships=list(grouped),
                     counties=sorted({t[:6] + "000000" for t in grouped}),
                     filters=filters, term=term, typed=typed or term, max_term=MAX_TERM, url=lambda **ch: _inbox_url(filters, **ch), error=error,
