@@ -377,6 +377,10 @@ def test_a_form_sent_after_the_session_ended_says_why_and_leads_back_to_its_page
     assert c.get("/inbox?sort=due").headers["location"] == "/login"
     assert security.ENDED in c.get("/login").text
     assert login(c, "town").headers["location"] == "/inbox?sort=due"
+    c.post("/logout", data={"csrf_token": token(c, "/inbox")})
+    c.get("/inbox")
+    c.get("/inbox.xlsx?status=open")  # a download asked for meanwhile is not where the login leads
+    assert login(c, "town").headers["location"] == "/inbox"
 
     # Another site's page, or the login itself, is never where a login leads.
     fresh = client(app)

@@ -319,9 +319,13 @@ def _local_path(url: str) -> str | None:
 
 
 def _came_from(request: Request) -> str | None:
-    """The page to go back to: the one asked for, or for a form sent, the page it was on."""
+    """The page to go back to: the one asked for, or for a form sent, the page it was on. Not a
+    file (a download, a photo's thumbnail): signing in would fetch it and leave the login page up."""
     if request.method == "GET":
-        return _local_path(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
+        path = request.url.path
+        if path.startswith("/attachments/") or path == "/workbook" or path.endswith((".xlsx", ".pdf", ".csv")):
+            return None
+        return _local_path(path + (f"?{request.url.query}" if request.url.query else ""))
     referer = urlsplit(request.headers.get("referer", ""))
     return _local_path(referer.path + (f"?{referer.query}" if referer.query else "")) \
         if referer.netloc == request.url.netloc else None
