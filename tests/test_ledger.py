@@ -548,6 +548,23 @@ def test_every_bad_row_is_named_and_nothing_is_applied(published, tmp_path: Path
     assert all(p.startswith("第 ") for p in err.problems)  # the row is named
 
 
+def test_a_workbook_exported_before_the_hukou_column_was_renamed_is_still_imported(published, tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    """The column is 户号 now, as the pages say (it was 户籍号); a workbook out with a village
+    under the old name comes back and is taken."""
+    import tests.ledger_support as support
+    from bidui.clues.workbook_check import LOCKED_COLUMNS
+
+    assert "户号" in LOCKED_COLUMNS and "户籍号" not in LOCKED_COLUMNS
+    ledger, township = published
+    src, ids = _workbook(ledger, township, tmp_path)
+    monkeypatch.setattr(support, "LOCKED_COLUMNS", tuple("户籍号" if c == "户号" else c for c in LOCKED_COLUMNS))
+    filled = tmp_path / "filled.xlsx"
+    fill_workbook(src, filled, {ids[0]: GOOD})
+    with ledger.write() as s:
+        assert import_workbook(s, filled, _user(ledger, "town"), KEY, date(2026, 11, 30)).applied == [ids[0]]
+
+
 def test_a_row_with_several_mistakes_lists_them_all_at_once_and_a_typed_date_is_read(published, tmp_path: Path) -> None:
     """A clerk's row with a date typed as text the way people write it (2026.11.24) is taken; a row
     with no date and no measure says both at once (it said the date, and the measure only after the

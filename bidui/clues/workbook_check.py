@@ -20,9 +20,12 @@ from bidui import scope
 from bidui.signing import BadSignature, serializer
 
 SHEET, TOKEN_SHEET = "线索", "_token"
-LOCKED_COLUMNS = ("线索编号", "版本", "村", "户编号", "户籍号", "对象姓名", "证件号码", "疑点", "类别", "证据来源", "证据",
+LOCKED_COLUMNS = ("线索编号", "版本", "村", "户编号", "户号", "对象姓名", "证件号码", "疑点", "类别", "证据来源", "证据",
                   "身份关联", "首次发现", "截止日期", "状态", "退回理由")
 INPUT_COLUMNS = ("核实结论", "整改措施", "核实情况说明", "核实人", "职务", "核实日期")
+# The header of workbooks exported before the hukou number's column was named 户号, as the pages
+# name it (it was 户籍号): still imported.
+EARLIER_HEADERS = (tuple("户籍号" if c == "户号" else c for c in LOCKED_COLUMNS) + INPUT_COLUMNS,)
 TOKEN_PURPOSE = "township-workbook"
 ROLE_ONLY = "只有乡镇核实员可以导入核实工作簿"
 NOT_OURS = ("不是本系统导出的乡镇核实工作簿，无法导入。请在“下载核实工作簿”重新下载，"
@@ -136,7 +139,7 @@ def read_filled(path: Path, key: str, name: str, user_scope: str, user_role: str
         raise WorkbookError(rows_message(name, sheet.height - 1, max_rows))
     rows = sheet.to_python()
     header = [cell_text(h) for h in rows[0]] if rows else []
-    if tuple(header) != LOCKED_COLUMNS + INPUT_COLUMNS:
+    if tuple(header) != LOCKED_COLUMNS + INPUT_COLUMNS and tuple(header) not in EARLIER_HEADERS:
         raise WorkbookError(f"{name}: 表头被改动过，无法导入：请重新下载工作簿填写")
     col = {c: i for i, c in enumerate(header)}
     problems: list[tuple[int, str]] = []
