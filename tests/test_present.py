@@ -333,6 +333,9 @@ def test_the_evidence_is_what_each_rule_used(home: Home) -> None:
         for v in views[rule]:
             if v["clue"].evidence_dataset == "hukou":
                 assert v["link"].startswith("证据是本人的户籍记录"), (rule, v["link"])
+    for v in views["NAME_MISMATCH"]:  # the two names compared, side by side
+        shown = dict(v["records"][0]["fields"])["姓名"]
+        assert shown.endswith(f"（建档立卡名单上为“{v['clue'].subject_name}”）"), shown
     vehicle = dict(views["VEHICLE"][0]["records"][0]["fields"])
     assert "vehicle_type_code" not in str(vehicle) and not internal_codes(vehicle["车辆类型"])
     invalid = dict(views["ID_INVALID"][0]["records"][0]["fields"])

@@ -574,6 +574,11 @@ def clue_view(clue: Any, snapshots: list, names: dict[str, str] | None = None) -
     records = []
     for e in snapshots:
         rec = read_record(e.record, clue.evidence_dataset, names, e.night)
+        if clue.rule_code == "NAME_MISMATCH" and clue.subject_name:
+            # The two names the rule compares, side by side (the register's was at the top of the
+            # page, the record's far below it: a clerk's walk, 2026-12-06).
+            rec.fields = [(label, f"{value}（建档立卡名单上为“{clue.subject_name}”）"
+                           if label == "姓名" and value != clue.subject_name else value) for label, value in rec.fields]
         records.append({"night": e.night, "fields": rec.fields, "tables": rec.tables,
                         "empty": "" if rec.fields or rec.tables else empty_evidence(clue.rule_code, clue.evidence_key or "")})
     latest = snapshots[0].record if snapshots else None
