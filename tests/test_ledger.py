@@ -577,12 +577,14 @@ def test_a_row_with_several_mistakes_lists_them_all_at_once_and_a_typed_date_is_
     err = _refused(ledger, filled, "town")
     assert len(err.problems) == 1 and f"线索 {ids[1]}" in err.problems[0]
     assert "核实日期缺失或不是日期（请填写如 2026-11-30）" in err.problems[0] and "整改措施" in err.problems[0]
-    fill_workbook(src, filled, {ids[0]: GOOD | {"核实日期": "2026.11.24"}, ids[1]: GOOD | {"核实日期": "2026年11月25日"}})
+    fill_workbook(src, filled, {ids[0]: GOOD | {"核实日期": "2026.11.24"}, ids[1]: GOOD | {"核实日期": "2026年11月25号"},
+                                ids[2]: GOOD | {"核实日期": 20261126}})  # (a number: as WPS keeps 20261126)
     with ledger.write() as s:
         result = import_workbook(s, filled, _user(ledger, "town"), KEY, date(2026, 11, 30))
-    assert sorted(result.applied) == ids[:2]
+    assert sorted(result.applied) == ids[:3]
     with ledger.read() as s:
-        assert [s.get(Clue, i).verified_on for i in ids[:2]] == [date(2026, 11, 24), date(2026, 11, 25)]
+        assert [s.get(Clue, i).verified_on for i in ids[:3]] == [date(2026, 11, 24), date(2026, 11, 25),
+                                                                  date(2026, 11, 26)]
 
 
 def test_the_same_workbook_uploaded_again_is_taken_as_already_imported(published, tmp_path: Path) -> None:

@@ -382,6 +382,21 @@ def test_a_form_sent_after_the_session_ended_says_why_and_leads_back_to_its_page
     c.get("/inbox.xlsx?status=open")  # a download asked for meanwhile is not where the login leads
     assert login(c, "town").headers["location"] == "/inbox"
 
+    # Another account signing in on that browser is not led to the page of the one whose session ended.
+    c.post("/logout", data={"csrf_token": token(c, "/inbox")})
+    c.get(f"/clues/{clue}")
+    assert login(c, "county").headers["location"] == "/review"
+    # An account that gives its name and position first is led back after that.
+    c.post("/logout", data={"csrf_token": token(c, "/review")})
+    login(c, "town")
+    c.post("/logout", data={"csrf_token": token(c, "/inbox")})
+    with ledger_of(h).write() as s:
+        s.scalar(select(users.User).where(users.User.username == "town")).real_name = ""
+    c.get(f"/clues/{clue}")
+    assert login(c, "town").headers["location"] == "/profile"
+    saved = c.post("/profile", data={"csrf_token": token(c, "/profile"), "real_name": "王秀兰", "position": "扶贫专干"})
+    assert saved.status_code == 303 and saved.headers["location"] == f"/clues/{clue}"
+
     # Another site's page, or the login itself, is never where a login leads.
     fresh = client(app)
     fresh.post(f"/clues/{clue}/verify", headers={"referer": "http://evil.example/clues/1"}, data={"csrf_token": "x"})

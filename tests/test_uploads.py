@@ -352,7 +352,7 @@ def test_a_good_workbook_still_goes_through_the_worker_and_is_applied(server, tm
     assert 'action="/workbook"' in r.text  # the next file is uploaded from here
     # The workbook names who verified; the history says so beside the account that brought it in.
     history = text_of(c.get(f"/clues/{first}").text).split("处理记录")[-1]
-    assert "王秀兰（扶贫专干）" in history and "核实人 李四（驻村干部），由本账号录入" in history
+    assert "王秀兰（扶贫专干）" in history and "由核实工作簿导入，核实人 李四（驻村干部）" in history
     done = statuses(home)
     r, _ = post(c, token, filled)  # the same file again: taken as imported, nothing signed twice
     assert r.status_code == 200 and "已导入：0 条线索核实并签字；1 条此前已导入过" in text_of(r.text)

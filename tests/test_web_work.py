@@ -178,7 +178,7 @@ def test_the_header_and_the_history_show_people_not_accounts(home) -> None:
     assert "赵志刚" in header and "县审核" not in header and "县级审核员（县级审核员）" not in header
     history = page.split("处理记录")[1]
     assert "王秀兰（扶贫专干）" in history and ">town<" not in history and "系统比对" in history
-    assert "由本账号录入" not in history  # signed on the page: the account is the verifier
+    assert "由核实工作簿导入" not in history  # signed on the page: the account is the verifier
 
 
 def test_a_verifier_amends_their_own_finding_until_the_county_acts(home) -> None:
@@ -191,6 +191,9 @@ def test_a_verifier_amends_their_own_finding_until_the_county_acts(home) -> None
     login(c, "town")
     page = c.get(f"/clues/{first}").text
     assert f'action="/clues/{first}/amend"' in page and "入户核实，车辆已过户" in page
+    me = write(h, lambda s: s.scalar(select(User.id).where(User.username == "town")))
+    # What is typed into the form is kept per account and round (app.js): signed once, round 1.
+    assert f'data-draft="{me}:1"' in page
     r = c.post(f"/clues/{first}/amend", data={"csrf_token": csrf(c, f"/clues/{first}"), "version": 2,
                                               "outcome": "属实·申请豁免", "finding": "车辆为残疾人代步车，申请豁免",
                                               "verified_on": str(TODAY)})
@@ -198,7 +201,9 @@ def test_a_verifier_amends_their_own_finding_until_the_county_acts(home) -> None
     clue = write(h, lambda s: s.get(Clue, first))
     assert (clue.status, clue.outcome, clue.version) == ("verified", "属实·申请豁免", 3)
     kinds = write(h, lambda s: list(s.scalars(select(ClueEvent.kind).where(ClueEvent.clue_id == first))))
-    assert kinds[-1] == "amended" and "修改核实结论" in c.get(f"/clues/{first}").text
+    page = c.get(f"/clues/{first}").text
+    assert kinds[-1] == "amended" and "修改核实结论" in page
+    assert f'data-draft="{me}:2"' in page  # an amendment moves the round on: its draft is not offered again
     # Another verifier of the same township may not change it.
     other = client_for(h)
     login(other, "town2")

@@ -141,12 +141,14 @@ def _signed_finding(session: Session, clue: Clue, expected_version: int, actor: 
 
 
 def verify(session: Session, clue_id: int, expected_version: int, actor: User, finding: Finding,
-           today: date | None = None, required_attachments: Collection[str] = ()) -> Clue:
+           today: date | None = None, required_attachments: Collection[str] = (), via: str | None = None) -> Clue:
     """`required_attachments`: the rule codes whose verification needs a photo or PDF (the home's
-    [rules.attachments] required, config.attachment_settings)."""
+    [rules.attachments] required, config.attachment_settings); `via`: "workbook" when it came in a
+    township workbook (its 核实人 was typed there, not the account's own name)."""
     clue = get_clue(session, clue_id, actor)
     attachments.check_required(session, clue, required_attachments)
-    return _signed_finding(session, clue, expected_version, actor, finding, today or date.today(), "verify")
+    return _signed_finding(session, clue, expected_version, actor, finding, today or date.today(), "verify",
+                           {"via": via} if via else None)
 
 
 def signed_by(session: Session, clue: Clue) -> str | None:

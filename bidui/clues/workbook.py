@@ -251,7 +251,7 @@ def apply_workbook(session: Session, filled: Filled, actor: User, name: str, tod
     applied = []
     for clue_id, version, finding in todo:
         try:
-            actions.verify(session, clue_id, version, actor, finding, today, required_attachments)
+            actions.verify(session, clue_id, version, actor, finding, today, required_attachments, via="workbook")
         except (actions.ConflictError, TransitionError) as e:
             advice = "：请重新下载工作簿填写" if isinstance(e, actions.ConflictError) else ""
             raise WorkbookError(f"{name}: 线索 {clue_id}：{e}{advice}；整份未导入") from e

@@ -56,9 +56,10 @@ def cell_text(v: object) -> str:
     return str(v).strip()
 
 
-# A date typed as text the way people write one: 2026-12-05, 2026/12/5, 2026.12.5, 2026年12月5日,
-# with a time of day or not (a cell formatted as text, or WPS keeping what was typed).
-TYPED_DATE = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?")
+# A date typed as text the way people write one: 2026-12-05, 2026/12/5, 2026.12.5, 2026年12月5日 (or
+# 号), 20261205 (a number too, as WPS keeps it), with a time of day or not.
+TYPED_DATE = re.compile(r"(?:(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*[日号]?|(\d{4})(\d{2})(\d{2}))"
+                        r"(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?")
 
 
 def cell_date(v: object) -> date | None:
@@ -68,7 +69,7 @@ def cell_date(v: object) -> date | None:
         return v
     typed = TYPED_DATE.fullmatch(cell_text(v))
     try:
-        return date(*(int(g) for g in typed.groups())) if typed else None
+        return date(*(int(g) for g in typed.groups() if g is not None)) if typed else None
     except ValueError:  # 2026-02-30
         return None
 

@@ -21,7 +21,7 @@ from bidui.signing import secret_key
 from bidui.web import admin, county, hardening, inspection, profile, quality, supervisor, township, whatif
 from bidui.web import attachments as attachment_routes
 from bidui.web.deps import db, templates
-from bidui.web.security import ENDED, LoginRequired, csrf_token, current_user, login, logout
+from bidui.web.security import ENDED, LoginRequired, back_after_login, csrf_token, current_user, login, logout
 
 log = logging.getLogger("bidui.web")
 HOME_PAGE = {"township": "/inbox", "county": "/review", "prefecture": "/dashboard", "admin": "/admin"}
@@ -67,9 +67,9 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
                                               status_code=400)
         # Whoever has no real name or position on record gives them first: every signature uses them.
         # Then back to the page the session ended on (a form filled in there is kept by the page).
-        back = request.session.pop("after_login", None)
-        return RedirectResponse("/profile" if profile.needs_profile(user) else back or HOME_PAGE[user.role],
-                                status_code=303)
+        if profile.needs_profile(user):  # (the way back is kept for after it: bidui.web.profile)
+            return RedirectResponse("/profile", status_code=303)
+        return RedirectResponse(back_after_login(request, user) or HOME_PAGE[user.role], status_code=303)
 
     @app.post("/logout")
     def logout_post(request: Request, csrf_token: str = Form("")):

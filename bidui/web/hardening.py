@@ -70,19 +70,23 @@ def allowed_origins(home_config: Path | None) -> frozenset[str]:
     return frozenset(o.strip().rstrip("/").lower() for o in origins)
 
 
+def ours(request: Request, origin: str) -> bool:
+    """Is scheme://host[:port] this server's own address, or a configured `[web] allowed_origins`?"""
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
+    return origin.rstrip("/").lower() in {own} | request.app.state.allowed_origins
+
+
 def _foreign(request: Request) -> bool:
     """A state-changing request sent from another site's page: its Origin (else its Referer) is not
     this server's own scheme://host[:port] nor a configured `[web] allowed_origins`. Neither header
     is allowed (some clients and proxies strip both): the CSRF token is the first line."""
-    own = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
-    allowed = {own} | request.app.state.allowed_origins
     origin = request.headers.get("origin")
     if origin is not None:
-        return origin.rstrip("/").lower() not in allowed
+        return not ours(request, origin)
     referer = request.headers.get("referer")
     if referer:
         parts = urlsplit(referer)
-        return f"{parts.scheme}://{parts.netloc}".lower() not in allowed
+        return not ours(request, f"{parts.scheme}://{parts.netloc}")
     return False
 
 

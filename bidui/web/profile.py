@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse
 from bidui.clues import users
 from bidui.clues.models import User
 from bidui.web.deps import Ctx, ctx
-from bidui.web.security import check_csrf, check_own_password
+from bidui.web.security import back_after_login, check_csrf, check_own_password
 
 router = APIRouter()
 MAX_CHARS = 30
@@ -76,4 +76,4 @@ def profile_save(c: Ctx = Depends(ctx), csrf_token: str = Form(""), real_name: s
         user = s.get(User, c.user.id)
         user.real_name, user.position = name, pos
     c.flash("个人信息已保存：今后签字使用此姓名和职务")
-    return RedirectResponse("/", status_code=303)
+    return RedirectResponse(back_after_login(c.request, c.user) or "/", status_code=303)

@@ -269,14 +269,15 @@ async def login(request: Request, username: str, password: str) -> tuple[User | 
 
 
 def logout(request: Request) -> None:
-    token = request.session.get("sid")
+    token, owner = request.session.get("sid"), None
     if token:
         with request.app.state.ledger.write() as s:
+            owner = s.scalar(select(WebSession.user_id).where(WebSession.token_hash == _digest(token)))
             s.execute(update(WebSession).where(WebSession.token_hash == _digest(token), WebSession.revoked_at.is_(None))
                       .values(revoked_at=now(), revoked_why="logout"))
     request.session.clear()
     if token:  # another window of this browser, still on a page, is told why it must sign in again
-        request.session["signed_out"] = True
+        request.session["signed_out"] = {"user": owner}
 
 
 def check_password_dummy(password: str) -> None:
@@ -319,8 +320,11 @@ def _local_path(url: str) -> str | None:
 
 
 def _came_from(request: Request) -> str | None:
-    """The page to go back to: the one asked for, or for a form sent, the page it was on. Not a
-    file (a download, a photo's thumbnail): signing in would fetch it and leave the login page up."""
+    """The page to go back to: the one asked for, or for a form sent, the page it was on (this
+    app's, behind a proxy too). Not a file (a download, a photo's thumbnail): signing in would
+    fetch it and leave the login page up."""
+    from bidui.web.hardening import ours
+
     if request.method == "GET":
         path = request.url.path
         if path.startswith("/attachments/") or path == "/workbook" or path.endswith((".xlsx", ".pdf", ".csv")):
@@ -328,20 +332,32 @@ def _came_from(request: Request) -> str | None:
         return _local_path(path + (f"?{request.url.query}" if request.url.query else ""))
     referer = urlsplit(request.headers.get("referer", ""))
     return _local_path(referer.path + (f"?{referer.query}" if referer.query else "")) \
-        if referer.netloc == request.url.netloc else None
+        if ours(request, f"{referer.scheme}://{referer.netloc}") else None
+
+
+def back_after_login(request: Request, user: User) -> str | None:
+    """Where signing in leads back to: the page the session ended on, for the account whose session
+    it was (another account signing in on that browser is not sent to a page of theirs), or for
+    anyone when nobody was signed in (a link opened)."""
+    back = request.session.pop("after_login", None)
+    if not isinstance(back, dict) or back.get("user") not in (None, user.id):
+        return None
+    return back.get("path")
 
 
 def current_user(request: Request, session: Session) -> User:
     row = current_session(request, session)
     user = session.get(User, row.user_id) if row is not None else None
     if row is None or user is None or not user.active:
-        ended = bool(request.session.get("sid") or request.session.get("signed_out"))
+        token, signed_out = request.session.get("sid"), request.session.get("signed_out")
+        owner = session.scalar(select(WebSession.user_id).where(WebSession.token_hash == _digest(token))) \
+            if isinstance(token, str) and token else signed_out.get("user") if isinstance(signed_out, dict) else None
         request.session.clear()
-        if ended:
+        if token or signed_out:
             request.session["ended"] = True
         back = _came_from(request)
         if back:
-            request.session["after_login"] = back
+            request.session["after_login"] = {"path": back, "user": owner}
         raise LoginRequired
     at = now()
     if at - row.last_seen >= SEEN_EVERY:  # once a minute, in its own short write

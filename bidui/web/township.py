@@ -295,8 +295,7 @@ def _clue_or_404(c: Ctx, clue_id: int) -> Clue:
     return clue
 
 
-def _event_note(e: ClueEvent, labels: dict[int, str] | None = None, who: str = "") -> str:
-    """`who`: how the event's account reads (its name and position)."""
+def _event_note(e: ClueEvent, labels: dict[int, str] | None = None) -> str:
     note = event_note(e.kind, e.payload, labels)
     p = e.payload or {}
     if e.kind in ("verify", "amended"):
@@ -304,9 +303,8 @@ def _event_note(e: ClueEvent, labels: dict[int, str] | None = None, who: str = "
         note = outcome_text(p.get("outcome"), p.get("outcome_detail")) or note
         # A workbook names who verified (a village cadre without an account, say); the account that
         # brought it in is the event's. Both are said, not two names that seem to disagree.
-        verifier = signer(p.get("verifier_name"), p.get("verifier_position"))
-        if verifier and who and verifier != who:
-            note += f"；核实人 {verifier}，由本账号录入"
+        if p.get("via") == "workbook":
+            note += f"；由核实工作簿导入，核实人 {signer(p.get('verifier_name'), p.get('verifier_position'))}"
         if p.get("link_revoked"):
             note += "；" + DECISION_REVOKED_NOTE
         if p.get("link_decision") in DECISION_NOTES:
@@ -335,12 +333,13 @@ def clue_record(c: Ctx, clue: Clue, page_names: dict[str, str] | None = None,
     files = attachments_for(c, [clue.id]).get(clue.id, [])
     labels = {a.id: a.label for a in files}
     history = [{"at": e.at, "who": people.get(e.actor, "已停用的账号"), "what": EVENT_LABELS.get(e.kind, "其他"),
-                "note": _event_note(e, labels, people.get(e.actor, ""))} for e in events]
+                "note": _event_note(e, labels)} for e in events]
     return {"clue": clue, "names": c.division_names() if page_names is None else page_names,
             "view": clue_view(clue, evidence, all_names), "history": history, "attachments": files,
             "outcome_shown": outcome_text(clue.outcome, clue.outcome_detail), "decisions": clue_decisions(c, clue),
-            # which signing the page's form is for: what was typed for it is kept apart (app.js)
-            "sign_round": sum(1 for e in events if e.kind == "verify")}
+            # which signing the page's form is for (a signing or an amendment moves it on): what was
+            # typed for it is kept apart (app.js)
+            "sign_round": sum(1 for e in events if e.kind in ("verify", "amended"))}
 
 
 # After a conflict the page shows the clue as it is now, with what was typed: the form carries the

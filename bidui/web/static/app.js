@@ -62,9 +62,10 @@
   // What a clerk typed into the signing form, kept in this window until it is signed: a session
   // that ended meanwhile (idle too long, signed out in another window) led to the login page, and
   // a finding written after a day's visits was lost; so did an attachment uploaded before signing
-  // (the page reloads). Keyed by the form and its round of signing (data-draft): once signed, the
-  // round moves on and the draft is never offered again. sessionStorage: this window only, gone
-  // when it closes.
+  // (the page reloads). Keyed by the form, the account and the round of signing (data-draft): once
+  // signed or amended, the round moves on and the draft is never offered again, nor to another
+  // account signing in on this window. sessionStorage: this window only, gone when it closes, and
+  // emptied by signing out.
   var sign = document.getElementById('verify-form');
   var storage = null;
   try { storage = window.sessionStorage; } catch (e) { storage = null; }
@@ -104,4 +105,16 @@
   // was a long scroll away from the fields to mend.
   var problem = document.getElementById('form-error');
   if (problem) problem.scrollIntoView({block: 'center'});
+
+  // Signing out leaves no typed finding in the window (a household's circumstances).
+  document.querySelectorAll('form[action="/logout"]').forEach(function (out) {
+    out.addEventListener('submit', function () {
+      try {
+        for (var i = window.sessionStorage.length - 1; i >= 0; i--) {
+          var k = window.sessionStorage.key(i);
+          if (k && k.indexOf('bidui-draft:') === 0) window.sessionStorage.removeItem(k);
+        }
+      } catch (e) { /* storage refused: nothing was kept */ }
+    });
+  });
 })();
