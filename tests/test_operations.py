@@ -111,6 +111,10 @@ def test_run_exits_0_for_a_clean_night_and_2_when_a_file_is_refused(tiny: Path, 
     second = bidui(home, "run", "--plain", night)
     assert second.returncode == errors.EXIT_FILES, second.stdout + second.stderr
     assert "拒收" in second.stdout and f"比对 {NIGHT2}：完成" in second.stdout
+    # Said under the headline, not only in the table's wide 说明 column.
+    head = " ".join(re.split(r"\n\s*数据集\s*\n", second.stdout)[0].split())  # above the table
+    assert "但有文件未入库：1 个拒收" in head and "不会据此下发线索" in head
+    assert "但有文件未入库" not in first.stdout
     # Asked again, the night is not run again, and still says its data is not all in.
     again = bidui(home, "run", "--plain", night)
     assert again.returncode == errors.EXIT_FILES and "已运行过" in again.stdout

@@ -76,7 +76,7 @@ def test_the_inbox_puts_returned_first_then_overdue_then_by_due_date(home) -> No
     # evidence and the attachments, a long scroll on a phone).
     clue_page = c.get(f"/clues/{returned}").text
     top = clue_page.split('id="guide"', 1)[0].split('id="evidence"', 1)[0]
-    assert 'id="returned"' in top and "县级退回理由：请补充入户照片" in top
+    assert 'id="returned"' in top and "退回理由：请补充入户照片" in top
     # A header click sorts by that column (and again the other way).
     by_due = order_on_page(c.get("/inbox?sort=due").text)
     assert by_due[0] == late

@@ -31,6 +31,18 @@ FILE_STATUS_LABELS = {"accepted": "已入库", "forced": "批准入库", "duplic
 RUN_STATUS_LABELS = {"ran": "已运行", "skipped": "未运行", "disabled": "已停用", "failed": "出错",
                      **FILE_STATUS_LABELS,
                      "completed": "完成", "partial": "部分完成（有文件暂缓入库）", "already": "已运行过", "running": "运行中"}
+
+
+def files_outcome_text(files: list[dict]) -> str:
+    """What a night's run headline must say when a delivery did not go in (a run said only 完成, and
+    the held and refused files were in a wide table below): how many, and what follows. "" when
+    every file went in."""
+    counts = {s: sum(1 for f in files if f.get("status") == s) for s in ("held", "refused", "missing")}
+    said = "、".join(f"{n} 个{FILE_STATUS_LABELS[s]}" for s, n in counts.items() if n)
+    return (f"但有文件未入库：{said}。这些数据集继续使用上一期的数据，不会据此下发线索；"
+            "原因和处理办法见“数据集”表的“说明”（暂缓的文件经核实后可在管理页批准入库，或请部门重新报送）") if said else ""
+
+
 STEP_LABELS = {"ingest": "接收入库", "link": "身份关联", "rules": "规则比对", "publish": "发布线索"}
 PUBLISH_LABELS = {"new": "新增", "seen": "再次发现", "gone": "证据消失", "reraised": "重新下发", "suppressed": "不再下发",
                   "withheld": "数据存疑暂不下发"}

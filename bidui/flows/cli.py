@@ -34,6 +34,7 @@ def print_report(report: NightReport) -> None:
         STEP_LABELS,
         changes_text,
         defects_text,
+        files_outcome_text,
         links_text,
         model_lines,
         relinks_text,
@@ -43,6 +44,8 @@ def print_report(report: NightReport) -> None:
     console = _console()
     console.print(f"比对 {report.night}：{RUN_STATUS_LABELS.get(report.status, report.status)}"
                   + ("（本夜已运行过，未重复运行）" if report.status == "already" else ""))
+    if outcome := files_outcome_text(report.files):
+        console.print(outcome)
     files = Table(title="数据集")
     for col in ("文件", "数据集", "结果", "读取", "入库", "拒收", "说明"):
         files.add_column(col, overflow="fold")

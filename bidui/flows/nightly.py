@@ -103,6 +103,7 @@ class NightReport:
             STEP_LABELS,
             changes_text,
             defects_text,
+            files_outcome_text,
             links_text,
             model_lines,
             relinks_text,
@@ -114,6 +115,7 @@ class NightReport:
         counts = ("new", "seen", "gone", "reraised", "suppressed", "withheld")
         lines = [f"# 比对运行报告 {self.night}", "",
                  f"数据目录：`{self.folder}`；状态：{RUN_STATUS_LABELS.get(self.status, self.status)}", "",
+                 *([outcome, ""] if (outcome := files_outcome_text(self.files)) else []),
                  "## 步骤耗时", "", "| 步骤 | 秒 |", "|---|---|",
                  *[f"| {STEP_LABELS.get(k, k)} | {v:.1f} |" for k, v in self.timings.items()], "",
                  "## 数据集", "", "| 文件 | 数据集 | 结果 | 读取 | 入库 | 拒收 | 说明 |", "|---|---|---|---|---|---|---|",
