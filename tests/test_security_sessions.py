@@ -277,7 +277,8 @@ def test_a_verification_stays_fast_while_40_threads_send_bogus_logins(home) -> N
 def test_the_password_policy_wherever_a_password_is_set(home, app) -> None:
     h, town, _ = home
     for bad, why in (("12345678", "至少 10 位"), (" " * 10, "空格"), ("town-password-1", "用户名"),
-                     ("TOWN2026abc!", "用户名"), ("woaini1314", "常见"), ("qwerty123456", "常见")):
+                     ("TOWN2026abc!", "用户名"), ("woaini1314", "常见"), ("qwerty123456", "常见"),
+                     ("aaaaaaaaaa", "不同的字符"), ("qzqzqzqzqzqz", "不同的字符"), ("AbAbAbaBAB", "不同的字符")):
         with pytest.raises(users.UserError, match=why):
             users.check_password_policy(bad, "town")
     users.check_password_policy(GOOD, "town")
@@ -291,6 +292,10 @@ def test_the_password_policy_wherever_a_password_is_set(home, app) -> None:
     assert refused.exit_code == 1 and "常见" in refused.output
     assert runner.invoke(cli_app, ["--home", str(h.root), "users", "add", "--name", "sun", "--role", "township",
                                    "--scope", town, "--password", GOOD]).exit_code == 0
+    # A name that differs only in case is one person's to a clerk: refused, the other named.
+    twin = runner.invoke(cli_app, ["--home", str(h.root), "users", "add", "--name", "Sun", "--role", "township",
+                                   "--scope", town, "--password", GOOD])
+    assert twin.exit_code == 1 and "与已有的 sun 只差大小写" in twin.output
     admin = client(app)
     login(admin, "admin")
     r = admin.post("/admin/users/add", data={"csrf_token": token(admin, "/admin"), "username": "zhao", "real_name": "赵敏",

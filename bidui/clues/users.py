@@ -16,7 +16,7 @@ from importlib import resources
 
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from bidui import scope
@@ -30,6 +30,7 @@ ROLE_LABELS = {"township": "乡镇核实员", "county": "县级审核员", "pref
 ROLE_LEVEL = {"township": "township", "county": "county", "prefecture": "prefecture", "admin": "prefecture"}
 LEVEL_LABELS = {"province": "省", "prefecture": "市（州）", "county": "县（区）", "township": "乡镇", "village": "村"}
 MIN_PASSWORD = 10
+MIN_DISTINCT = 4  # different characters a password needs at least
 USERNAME = re.compile(r"[A-Za-z0-9._-]{2,64}")
 _hasher = PasswordHasher()
 
@@ -95,6 +96,9 @@ def check_password_policy(password: str, username: str) -> None:
         raise UserError("密码不能包含用户名")
     if password.strip().lower() in common_passwords():
         raise UserError("这个密码太常见，很容易被猜中，请换一个")
+    # One key held down, or two typed in turn (aaaaaaaaaa, 1212121212): long, and guessed at once.
+    if len(set(password.lower())) < MIN_DISTINCT:
+        raise UserError(f"密码至少要用 {MIN_DISTINCT} 个不同的字符（不能是同一个字重复）")
 
 
 def check_username(username: str) -> None:
@@ -131,8 +135,11 @@ def add_user(session: Session, username: str, display_name: str, role: str, scop
     check_username(username)
     _check_scope(role, scope_code, actor or CLI, session)
     check_password_policy(password, username)
-    if session.scalar(select(User).where(User.username == username)) is not None:
-        raise UserError(f"用户名 {username} 已存在")
+    # Names that differ only in case are one person's to a clerk (zhaomin, Zhaomin): not two accounts.
+    taken = session.scalar(select(User.username).where(func.lower(User.username) == username.lower()))
+    if taken is not None:
+        raise UserError(f"用户名 {username} 已存在" if taken == username
+                        else f"用户名 {username} 与已有的 {taken} 只差大小写，请换一个")
     user = User(username=username, display_name=display_name or username, role=role, scope=scope_code,
                 position=position or None, real_name=real_name or None, password_hash=_hasher.hash(password),
                 failed_logins=0, active=True, created_at=now())
