@@ -303,10 +303,16 @@ def test_a_held_file_approved_on_the_page_is_applied_by_the_next_run(tiny: Path,
     # confirmation said only 按原样).
     assert "这份文件没有的记录都按已删除处理" in ask.text and "证据已消失" in ask.text and "撤回批准" in ask.text
     assert nightly.run_night(h, inbox / "2026-11-21").status == "already"  # not approved yet: nothing reruns
+    # An approval says on what grounds: without them it is asked again, nothing approved.
     approve = {"csrf_token": t, "night": "2026-11-21", "file": students.name, "confirmed": "1"}
+    bare = admin.post("/admin/held/approve", data=approve)
+    assert bare.status_code == 400 and "请填写批准依据" in bare.text and 'name="basis"' in bare.text
+    assert "已批准，下次比对时入库" not in admin.get("/admin").text.split('id="held"')[1]
+    approve |= {"basis": "公安局户政科张科长 12 月 6 日电话确认：本期迁入较多，文件完整"}
     admin.post("/admin/held/approve", data=approve)
     shown = admin.get("/admin").text.split('id="held"')[1]
     assert "下次比对时入库" in shown and re.search(r"陈静（数据专班） 于 \d{4}-\d\d-\d\d \d\d:\d\d 批准", shown)
+    assert "依据：公安局户政科张科长 12 月 6 日电话确认" in shown
     assert ("admin", "held_file_approved", f"2026-11-21/{students.name}") in audits(h)
     # Withdrawn before the run: the file stays held and the night is not run again.
     withdraw = {"csrf_token": t, "night": "2026-11-21", "file": students.name}

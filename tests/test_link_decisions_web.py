@@ -276,7 +276,11 @@ def test_the_task_forces_list_is_scoped_chinese_and_revokes_with_a_reason(home) 
     assert county.post(url, data={"csrf_token": csrf(county, "/admin/link-decisions"), "reason": "x"}).status_code == 404
     assert far_client.get("/admin/link-decisions").status_code == 200
     assert all(d.revoked_at is None for d in decisions(h, linked))
-    r = pref.post(url, data={"csrf_token": token, "reason": "复核后确认是本人"})
+    # Asked once more first (it may send a clue back to a township), the reason carried along.
+    ask = pref.post(url, data={"csrf_token": token, "reason": "复核后确认是本人"})
+    assert ask.status_code == 200 and "请确认" in ask.text and 'value="复核后确认是本人"' in ask.text
+    assert "退回乡镇重新核实" in ask.text and all(d.revoked_at is None for d in decisions(h, linked))
+    r = pref.post(url, data={"csrf_token": token, "reason": "复核后确认是本人", "confirmed": "1"})
     assert r.status_code == 303
     assert "已撤销关联决定" in pref.get(r.headers["location"]).text
     done = next(d for d in decisions(h, linked) if d.id == first.id)
@@ -357,7 +361,8 @@ def test_a_revoked_verdict_sends_its_finding_back_and_a_closed_clues_history_say
     token = csrf(pref, "/admin/link-decisions")
     for clue_id, said in ((waiting, "已退回乡镇重新核实"), (closed, None)):
         decision = next(d for d in decisions(h, clue_id) if d.revoked_at is None)
-        r = pref.post(f"/admin/link-decisions/{decision.id}/revoke", data={"csrf_token": token, "reason": "复核后确认是本人"})
+        r = pref.post(f"/admin/link-decisions/{decision.id}/revoke",
+                      data={"csrf_token": token, "reason": "复核后确认是本人", "confirmed": "1"})
         assert r.status_code == 303
         flash = pref.get(r.headers["location"]).text
         assert (said in flash) if said else ("保持销号" in flash and "已退回" not in flash), flash

@@ -39,10 +39,11 @@ def file_sha(path: Path) -> str | None:
 
 
 def approve(session: Session, actor: str, night: date | str, file: str, dataset: str | None,
-            folder: str | None) -> AuditEvent:
+            folder: str | None, basis: str = "") -> AuditEvent:
+    """`basis`: on what grounds (who at the department confirmed the file, when), kept in the trail."""
     sha = file_sha(Path(folder) / file) if folder else None
     return audit(session, actor, APPROVED, target(night, file),
-                 {"night": str(night), "file": file, "dataset": dataset, "sha256": sha})
+                 {"night": str(night), "file": file, "dataset": dataset, "sha256": sha, **({"basis": basis} if basis else {})})
 
 
 def withdraw(session: Session, actor: str, night: date | str, file: str, dataset: str | None) -> AuditEvent:

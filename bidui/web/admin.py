@@ -152,7 +152,8 @@ def _runs(c: Ctx) -> tuple[list[dict], list[dict]]:
             if f["status"] == "held" and not f.get("incomplete") and f.get("file"):
                 approval = pending.get(f["file"])
                 held.append(row | {"night": r.night.isoformat(), "approved": approval is not None,
-                                   "approved_by": approval and (approval.actor, f"{approval.at:%Y-%m-%d %H:%M}")})
+                                   "approved_by": approval and (approval.actor, f"{approval.at:%Y-%m-%d %H:%M}"),
+                                   "basis": approval and (approval.payload or {}).get("basis", "")})
         runs.append({"night": r.night, "finished": f"{r.finished_at:%Y-%m-%d %H:%M}",
                      "status": RUN_STATUS.get(report.get("status", ""), ""),
                      "taken": sum(f.get("status") in ("accepted", "forced", "duplicate") for f in files),
@@ -194,9 +195,11 @@ def _done(c: Ctx, message: str, anchor: str = "", to: str = "/admin") -> Redirec
     return RedirectResponse(f"{to}{anchor}", status_code=303)
 
 
-def confirm(c: Ctx, action: str, question: str, details: list[str], fields: dict[str, str], danger: bool = True):
-    return c.render("admin_confirm.html", action=action, question=question, details=details, fields=fields,
-                    danger=danger)
+def confirm(c: Ctx, action: str, question: str, details: list[str], fields: dict[str, str], danger: bool = True,
+            ask: tuple[str, str, str] | None = None, back: str = "/admin", status_code: int = 200, error: str = ""):
+    """A confirmation page; `ask`: (field, label, value) of a text the confirmation must give (why)."""
+    return c.render("admin_confirm.html", status_code=status_code, action=action, question=question, details=details,
+                    fields=fields, danger=danger, ask=ask, back=back, error=error)
 
 
 @router.get("/admin")
@@ -406,13 +409,16 @@ def _delivered(c: Ctx, night: str, file: str) -> tuple[str | None, str | None]:
 
 @router.post("/admin/held/approve")
 def held_approve(c: Ctx = Depends(ctx), csrf_token: str = Form(""), night: str = Form(""),  # noqa: B008
-                 file: str = Form(""), confirmed: str = Form("")):
+                 file: str = Form(""), confirmed: str = Form(""), basis: str = Form("")):
     row = _held_row(c, csrf_token, night, file)
     if row is None:
         return render(c, 400, error="没有这个暂缓入库的文件（可能已处理）")
     if row["approved"]:
         return _done(c, "该文件已批准，下次比对时入库", "#held")
-    if confirmed != "1":
+    # An approval says on what grounds (who at the department confirmed the file, when): the audit
+    # trail said who approved a cut file, not why.
+    basis = basis.strip()[:500]
+    if confirmed != "1" or not basis:
         return confirm(c, "/admin/held/approve", f"批准入库：{row['dataset']}（{night}）",
                        [f"文件：{file}", f"暂缓原因：{row['message']}",
                         "批准后，下次比对时按原样入库，并重新比对、下发这一夜的线索。请先与报送部门核实数据无误。",
@@ -420,10 +426,13 @@ def held_approve(c: Ctx = Depends(ctx), csrf_token: str = Form(""), night: str =
                         "入库后，这份文件就是该数据集的全部数据：上一版有、这份文件没有的记录都按已删除处理，"
                         "依据这些记录的线索会标记为“证据已消失”。如果文件不完整（行数明显变少），请让报送部门重新报送，不要批准。",
                         "下次比对前，可以在本页撤回批准。"],
-                       {"night": night, "file": file})
+                       {"night": night, "file": file}, back="/admin#held",
+                       ask=("basis", "批准依据（必填）：与报送部门核实的情况，如 谁、何时确认这份文件完整无误", basis),
+                       status_code=400 if confirmed == "1" else 200,
+                       error="请填写批准依据：与报送部门核实的情况" if confirmed == "1" else "")
     folder, dataset = _delivered(c, night, file)
     with c.request.app.state.ledger.write() as s:
-        approvals.approve(s, c.user.username, night, file, dataset, folder)
+        approvals.approve(s, c.user.username, night, file, dataset, folder, basis)
     return _done(c, f"已批准 {row['dataset']}（{night}）入库：下次比对时入库", "#held")
 
 
@@ -506,7 +515,7 @@ def decisions(c: Ctx = Depends(ctx), state: str = "", kind: str = ""):  # noqa: 
 
 @router.post("/admin/link-decisions/{decision_id}/revoke")
 def revoke_decision(decision_id: int, c: Ctx = Depends(ctx), csrf_token: str = Form(""),  # noqa: B008
-                    reason: str = Form("")):
+                    reason: str = Form(""), confirmed: str = Form("")):
     require_role(c.user, *REVOKE_ROLES)
     check_csrf(c.request, csrf_token)
     in_scope = (LinkDecision.id == decision_id, scope.under(LinkDecision.township_code, c.user.scope))
@@ -514,6 +523,12 @@ def revoke_decision(decision_id: int, c: Ctx = Depends(ctx), csrf_token: str = F
         raise HTTPException(404)
     if not reason.strip():
         return _decisions_page(c, status_code=400, error="撤销须说明理由（写在要撤销的那一行）")
+    if confirmed != "1":  # it may send a clue back to a township: asked once more, as the other admin actions are
+        return confirm(c, f"/admin/link-decisions/{decision_id}/revoke", f"撤销关联决定 {decision_id}",
+                       [f"撤销理由：{reason.strip()[:500]}",
+                        "撤销后，以后的比对照常判断这条记录是不是本人。",
+                        "如果这条线索的核实结论依据的就是这项认定、且尚未销号，线索将退回乡镇重新核实。"],
+                       {"reason": reason.strip()[:500]}, back="/admin/link-decisions")
     try:
         with c.request.app.state.ledger.write() as s:
             decision = s.scalar(select(LinkDecision).where(*in_scope))
