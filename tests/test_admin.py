@@ -133,9 +133,15 @@ def test_admin_manages_users_on_the_page(home) -> None:
     admin.post("/admin/users/other/unlock", data={"csrf_token": t, "confirmed": "1"})
     assert signed_in(client_for(h), "other")
 
-    # Reset: a temporary password shown once, the old one gone.
-    reset = admin.post("/admin/users/other/reset", data={"csrf_token": t, "confirmed": "1"})
+    # Reset: a temporary password shown once, the old one gone. The confirmation is good once: the
+    # same POST again (a refresh of the page showing the password) resets nothing.
+    ask = admin.post("/admin/users/other/reset", data={"csrf_token": t})
+    once = re.search(r'name="once" value="([^"]+)"', ask.text).group(1)
+    reset = admin.post("/admin/users/other/reset", data={"csrf_token": t, "confirmed": "1", "once": once})
     temp = re.search(r"临时密码：<strong[^>]*>([^<]+)</strong>", reset.text).group(1)
+    again = admin.post("/admin/users/other/reset", data={"csrf_token": t, "confirmed": "1", "once": once})
+    assert "这次重置已经完成" in again.text and "临时密码：" not in again.text
+    assert admin.post("/admin/users/other/reset", data={"csrf_token": t, "confirmed": "1"}).text.count("临时密码：") == 0
     # Its history, on the same page, has the reset (it was drawn before the reset was saved: a
     # browser walk, 2026-12-06).
     assert '<td data-label="操作">重置密码</td>' in reset.text.split("最近 20 条", 1)[1]
@@ -415,7 +421,9 @@ def test_a_users_page_lists_what_the_user_did_and_what_was_done_to_the_account(h
     ledger.close()
     admin = client_for(h)
     login(admin, "admin")
-    admin.post("/admin/users/town/reset", data={"csrf_token": token(admin), "confirmed": "1"})
+    ask = admin.post("/admin/users/town/reset", data={"csrf_token": token(admin)})
+    admin.post("/admin/users/town/reset", data={"csrf_token": token(admin), "confirmed": "1",
+                                                "once": re.search(r'name="once" value="([^"]+)"', ask.text).group(1)})
     page = admin.get("/admin/users/town").text
     mine = page.split("该用户的操作记录", 1)[1]
     assert "记录关联决定" in mine and "关联决定 7" in mine and "关联决定 8" not in mine

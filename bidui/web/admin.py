@@ -11,6 +11,7 @@ night applies them); rules in bidui.config (the home's bidui.toml)."""
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
@@ -330,7 +331,7 @@ USER_ACTIONS = {
 
 @router.post("/admin/users/{username}/{action}")
 def user_action(username: str, action: str, c: Ctx = Depends(ctx), csrf_token: str = Form(""),  # noqa: B008
-                confirmed: str = Form("")):
+                confirmed: str = Form(""), once: str = Form("")):
     from fastapi import HTTPException
 
     require_role(c.user, "admin")
@@ -339,9 +340,18 @@ def user_action(username: str, action: str, c: Ctx = Depends(ctx), csrf_token: s
         raise HTTPException(404)
     u = _managed_or_404(c, username)
     label, question, danger = USER_ACTIONS[action]
+    # A reset's confirmation is good once: the page showing the temporary password is the answer to
+    # a POST, and refreshing it reset the password again, to one the user was not told.
+    key = f"reset_once:{username}"
     if confirmed != "1":
         who = f"{u.real_name or u.display_name}（{u.username}，{users.ROLE_LABELS.get(u.role, '')}）"
-        return confirm(c, f"/admin/users/{quote(username)}/{action}", f"{label}：{who}", [question], {}, danger)
+        fields = {}
+        if action == "reset":
+            fields["once"] = c.request.session[key] = secrets.token_urlsafe(16)
+        return confirm(c, f"/admin/users/{quote(username)}/{action}", f"{label}：{who}", [question], fields, danger)
+    if action == "reset" and (not once or c.request.session.pop(key, None) != once):
+        return _user_render(c, u, message="这次重置已经完成，刷新页面不会再次重置（临时密码以当时显示的为准）。"
+                                          "如需再次重置，请重新点击“重置密码”。")
     try:
         with c.request.app.state.ledger.write() as s:
             if action == "disable":
