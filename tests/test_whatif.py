@@ -303,3 +303,13 @@ def test_the_default_parameters_are_within_their_domains() -> None:
     defaults = tomllib.loads((Path(__file__).parents[1] / "bidui" / "defaults.toml").read_text())["rules"]["parameters"]
     assert set(PARAMETER_DOMAINS) <= set(defaults)
     check_domains(defaults, list(defaults))
+
+
+def test_every_bad_value_is_said_at_once() -> None:
+    """Two values mistyped: both named (the page named the first, the second only after a retry)."""
+    from bidui.rules.whatif import parse_settings
+
+    with pytest.raises(WhatIfError) as said:
+        parse_settings(["medical_household_threshold=很多", "split_years=2.5"],
+                       {"medical_household_threshold": 20000, "split_years": 3}, show_key=False)
+    assert "不是数字" in str(said.value) and "须为整数" in str(said.value)

@@ -131,8 +131,10 @@ def parse_value(name: str, text: str, current: Any, show_key: bool = True) -> An
 
 def parse_settings(pairs: list[str], parameters: dict[str, Any], show_key: bool = True) -> dict[str, Any]:
     """`PARAM=VALUE` strings as {parameter: value}; WhatIfError naming the parameter for an
-    unknown one or a bad value."""
+    unknown one or a bad value: every bad value at once (one at a time, the second was found only
+    after the first was mended)."""
     out: dict[str, Any] = {}
+    bad: list[str] = []
     for pair in pairs:
         name, sep, text = pair.partition("=")
         name = name.strip()
@@ -141,7 +143,12 @@ def parse_settings(pairs: list[str], parameters: dict[str, Any], show_key: bool 
         if name not in parameters:
             known = "；".join(f"{p}（{_label(p)}）" for p in sorted(parameters))
             raise WhatIfError(f"没有名为 {name} 的规则参数。可设置的参数：{known}")
-        out[name] = parse_value(name, text, parameters[name], show_key)
+        try:
+            out[name] = parse_value(name, text, parameters[name], show_key)
+        except WhatIfError as e:
+            bad.append(str(e))
+    if bad:
+        raise WhatIfError("；".join(bad))
     check_domains(parameters | out, list(out), show_key)
     return out
 
