@@ -14,6 +14,7 @@ from bidui import scope
 from bidui.clues import attachments, link_decisions
 from bidui.clues.models import Clue, ClueEvent, LinkDecision, User
 from bidui.clues.states import (
+    CLOSED,
     NOT_SELF,
     NOT_TRUE,
     TRUE_OUTCOMES,
@@ -81,14 +82,24 @@ def _write(session: Session, clue: Clue, expected_version: int, actor: User, tar
     return clue
 
 
+def finding_values(finding: Finding) -> dict:
+    """A finding as the clue stores it (the one place that says how: trimmed, empty as none)."""
+    return {"outcome": finding.outcome, "outcome_detail": finding.detail or None, "action": finding.action or None,
+            "finding": finding.finding.strip(),
+            "verifier_name": finding.verifier_name.strip(), "verifier_position": finding.verifier_position.strip(),
+            "verified_on": finding.verified_on}
+
+
+def holds(clue: Clue, finding: Finding) -> bool:
+    """The clue holds this very finding, signed (a workbook row sent again)."""
+    return clue.status in (VERIFIED, CLOSED) and all(getattr(clue, k) == v for k, v in finding_values(finding).items())
+
+
 def _finding_changes(finding: Finding, today: date, first_seen: date) -> tuple[dict, dict]:
     problems = finding.problems(today, first_seen)
     if problems:
         raise TransitionError("；".join(problems))
-    changes = {"outcome": finding.outcome, "outcome_detail": finding.detail or None, "action": finding.action or None,
-               "finding": finding.finding.strip(),
-               "verifier_name": finding.verifier_name.strip(), "verifier_position": finding.verifier_position.strip(),
-               "verified_on": finding.verified_on, "return_reason": None}
+    changes = finding_values(finding) | {"return_reason": None}
     payload = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in changes.items() if k != "return_reason"}
     return changes, payload
 

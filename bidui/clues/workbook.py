@@ -32,14 +32,12 @@ from bidui.clues.present import (
 )
 from bidui.clues.states import (
     ACTIONS,
-    CLOSED,
     DISPATCHED,
     NOT_SELF,
     NOT_TRUE,
     OUTCOMES,
     RETURNED,
     STATUS_LABELS,
-    VERIFIED,
     Finding,
     TransitionError,
 )
@@ -196,15 +194,6 @@ class ImportResult:
     already: list[int] = field(default_factory=list)  # rows the ledger already holds as signed (sent again)
 
 
-def _already_signed(clue: Clue, finding: Finding) -> bool:
-    """The clue holds this very finding, signed: the row was imported before (the same file sent
-    twice). Refusing it as "changed since exported" told a clerk their saved work had failed."""
-    return (clue.status in (VERIFIED, CLOSED) and clue.outcome == finding.outcome
-            and (clue.outcome_detail or None) == (finding.detail or None) and (clue.action or None) == (finding.action or None)
-            and (clue.finding or "") == finding.finding.strip() and (clue.verifier_name or "") == finding.verifier_name.strip()
-            and (clue.verifier_position or "") == finding.verifier_position.strip() and clue.verified_on == finding.verified_on)
-
-
 def apply_workbook(session: Session, filled: Filled, actor: User, name: str, today: date | None = None,
                    required_attachments: Collection[str] = (), max_problems: int = 200) -> ImportResult:
     """Check a read workbook's rows against the ledger and apply them, in the caller's
@@ -230,7 +219,9 @@ def apply_workbook(session: Session, filled: Filled, actor: User, name: str, tod
         finding = Finding(outcome, v["整改措施"] or None, v["核实情况说明"], v["核实人"], v["职务"],
                           row.verified_on or today, detail)
         if clue.version != row.version:
-            if row.verified_on and _already_signed(clue, finding):
+            # The row imported before (the same file sent twice): refusing it as "changed since
+            # exported" told a clerk their saved work had failed.
+            if row.verified_on and actions.holds(clue, finding):
                 already.append(clue.id)
             else:
                 problems.append((row.row, f"{where}：导出后线索已被修改（当前第 {clue.version} 版），请重新导出工作簿"))

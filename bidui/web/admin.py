@@ -531,21 +531,22 @@ def revoke_decision(decision_id: int, c: Ctx = Depends(ctx), csrf_token: str = F
     in_scope = (LinkDecision.id == decision_id, scope.under(LinkDecision.township_code, c.user.scope))
     if c.session.scalar(select(LinkDecision.id).where(*in_scope)) is None:
         raise HTTPException(404)
-    if not reason.strip():
+    reason = reason.strip()[:500]
+    if not reason:
         return _decisions_page(c, status_code=400, error="撤销须说明理由（写在要撤销的那一行）")
     if confirmed != "1":  # it may send a clue back to a township: asked once more, as the other admin actions are
         return confirm(c, f"/admin/link-decisions/{decision_id}/revoke", f"撤销关联决定 {decision_id}",
-                       [f"撤销理由：{reason.strip()[:500]}",
+                       [f"撤销理由：{reason}",
                         "撤销后，以后的比对照常判断这条记录是不是本人。",
                         "如果这条线索的核实结论依据的就是这项认定、且尚未销号，线索将退回乡镇重新核实。"],
-                       {"reason": reason.strip()[:500]}, back="/admin/link-decisions")
+                       {"reason": reason}, back="/admin/link-decisions")
     try:
         with c.request.app.state.ledger.write() as s:
             decision = s.scalar(select(LinkDecision).where(*in_scope))
             if decision is None or decision.revoked_at is not None:
                 c.flash(error="这条决定已经撤销过了")
                 return RedirectResponse("/admin/link-decisions", status_code=303)
-            link_decisions.revoke(s, decision, c.user, reason.strip()[:500])
+            link_decisions.revoke(s, decision, c.user, reason)
             clue = actions.decision_revoked(s, decision, c.user, default_due(c))
             clue_id = decision.clue_id
             state = clue.status if clue is not None else None

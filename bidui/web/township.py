@@ -182,9 +182,8 @@ def _work(c: Ctx) -> dict[str, int]:
     counts = {status: (n, late or 0) for status, n, late in c.session.execute(c.scoped(
         select(Clue.status, func.count(), func.sum(case((Clue.due_date < today, 1), else_=0)))
         .where(Clue.status.in_((DISPATCHED, RETURNED, VERIFIED)))).group_by(Clue.status))}
-    return {"dispatched": counts.get(DISPATCHED, (0, 0))[0], "returned": counts.get(RETURNED, (0, 0))[0],
-            "overdue": counts.get(DISPATCHED, (0, 0))[1] + counts.get(RETURNED, (0, 0))[1],
-            "verified": counts.get(VERIFIED, (0, 0))[0]}
+    new, returned, verified = (counts.get(s, (0, 0)) for s in (DISPATCHED, RETURNED, VERIFIED))
+    return {"dispatched": new[0], "returned": returned[0], "overdue": new[1] + returned[1], "verified": verified[0]}
 
 
 def _render_inbox(c: Ctx, filters: dict, term: str, status_code: int = 200, error: str = "", typed: str = ""):
