@@ -82,7 +82,23 @@ def child(home: Path, folder: Path, from_scratch: bool = False) -> None:
     rows = sum(f.get("rows_read") or 0 for f in report.files)
     new = sum(c.get("new", 0) for c in report.clues.values())
     print(json.dumps({"night": folder.name, "status": report.status, "wall": wall, "timings": report.timings,
-                      "peaks": peaks, "rows": rows, "links": sum(report.links.values()), "new_clues": new}))
+                      "peaks": peaks, "rows": rows, "links": sum(report.links.values()), "new_clues": new,
+                      "stored": stored(Home(home).warehouse)}))
+
+
+def stored(warehouse: Path) -> dict:
+    """What the warehouse holds after a night: its file's size and the rows of its largest tables
+    (every night's, not one night's: what a later night's scans read grows with them)."""
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        sizes = dict(con.execute("SELECT table_name, estimated_size FROM duckdb_tables()").fetchall())
+    finally:
+        con.close()
+    return {"mb": warehouse.stat().st_size / 2**20, "links": sizes.get("links", 0),
+            "snapshot_rows": sum(v for k, v in sizes.items() if k.startswith("ds_")),
+            "hits": sizes.get("rule_hits", 0)}
 
 
 def median_night(runs: list[dict]) -> dict:
@@ -99,13 +115,14 @@ def main() -> None:
     ap.add_argument("--nights", type=int, default=2, help="at most this many nights (those already built are used)")
     ap.add_argument("--repeat", type=int, default=1, help="runs from a fresh home; medians are shown")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--out", type=Path, help="the prefecture's folder (default bench/out/<size>)")
     ap.add_argument("--no-compare", action="store_true", help="do not run the nights from scratch to compare")
     ap.add_argument(CHILD_FLAG, nargs="+", help=argparse.SUPPRESS)  # home, folder[, "scratch"]
     args = ap.parse_args()
     if args.child:
         child(Path(args.child[0]), Path(args.child[1]), args.child[2:] == ["scratch"])
         return
-    out = Path("bench/out") / args.size
+    out = args.out or Path("bench/out") / args.size
     inbox = out / "inbox"
     if not inbox.exists():
         subprocess.run([sys.executable, "-m", "bidui.cli", "synth", "--out", str(out), "--size", args.size,
@@ -127,6 +144,12 @@ def main() -> None:
         print(f"| {n['night']} | **whole night**{spread} | **{n['wall']:.1f}** | **{max(n['peaks'].values()):,.0f}** |")
     print("\n" + "; ".join(f"{n['night']}: {n['rows']:,} rows read, {n['links']:,} records linked, {n['new_clues']:,} new clues"
                            for n in nights))
+    print("\nwhat the warehouse holds after each night (every night's rows: a later night's scans read them)\n")
+    print("| night | warehouse MB | links | snapshot rows | rule hits |")
+    print("|---|---|---|---|---|")
+    for n in nights:
+        s = n["stored"]
+        print(f"| {n['night']} | {s['mb']:,.0f} | {s['links']:,} | {s['snapshot_rows']:,} | {s['hits']:,} |")
     # Issue 18's bar: a later night costs what changed, at most a tenth of the first.
     for n in nights[1:]:
         print(f"{n['night']}: {n['wall']:.1f} s, {n['wall'] / nights[0]['wall']:.0%} of the first night's "
