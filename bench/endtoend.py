@@ -1,7 +1,11 @@
 """A whole nightly run, end to end, per step: seconds and peak RSS (the run's process and its
 ingest workers together), for each night of a synthetic prefecture in one fresh home.
 
-    python bench/endtoend.py --size large [--json OUT]
+    python bench/endtoend.py --size large [--nights N] [--out FOLDER] [--json OUT]
+
+--out: a prefecture made by `bidui synth` elsewhere (default bench/out/<size>, made if missing).
+After the timings, what the warehouse holds after each night: its size and the rows of its ranged
+tables, every night's together (what the scans of a later night skip or read).
 
 The run is `bidui run --plain` (no Prefect: its ephemeral server's start-up is not the system's
 work) in a child process; RSS is sampled from /proc every 0.2 s over the child's process tree.
