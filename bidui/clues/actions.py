@@ -22,6 +22,7 @@ from bidui.clues.states import (
     Finding,
     TransitionError,
     next_status,
+    return_problems,
 )
 from bidui.clues.states import RETURNED as RETURNED_STATUS
 
@@ -62,6 +63,19 @@ def _apply(session: Session, clue: Clue, expected_version: int, actor: User, kin
                             f"您看到的是第 {expected_version} 版，当前为第 {clue.version} 版）")
     return _write(session, clue, expected_version, actor, next_status(kind, clue.status, actor.role), changes,
                   payload, event_kind or kind)
+
+
+def _repeated(session: Session, clue: Clue, expected_version: int, actor: User, event_kind: str,
+              payload: dict | None = None) -> bool:
+    """The actor's own last action on the clue, sent again (a double click, a form sent twice): the
+    clue is one version on from what the actor saw, and that version is this very action of theirs
+    (`payload`: what its event must say). Done already, so nothing is written; without this, the
+    second click answered 已有变动 and 没有销号任何线索 over a clue the first had closed."""
+    if clue.version != expected_version + 1:
+        return False
+    last = session.scalar(select(ClueEvent).where(ClueEvent.clue_id == clue.id).order_by(ClueEvent.id.desc()).limit(1))
+    return (last is not None and last.actor == actor.username and last.kind == event_kind
+            and all((last.payload or {}).get(k) == v for k, v in (payload or {}).items()))
 
 
 def _write(session: Session, clue: Clue, expected_version: int, actor: User, target: str, changes: dict,
@@ -138,6 +152,8 @@ def _teach(session: Session, clue: Clue, kind: str | None, actor: User, verifier
 def _signed_finding(session: Session, clue: Clue, expected_version: int, actor: User, finding: Finding, today: date,
                     kind: str, payload_extra: dict | None = None) -> Clue:
     changes, payload = _finding_changes(finding, today, clue.first_seen)
+    if holds(clue, finding) and _repeated(session, clue, expected_version, actor, "amended" if kind == "amend" else kind):
+        return clue
     decision = _decision_kind(session, clue, finding)
     if decision:
         payload["link_decision"] = decision
@@ -190,6 +206,8 @@ def amend(session: Session, clue_id: int, expected_version: int, actor: User, fi
 
 def close(session: Session, clue_id: int, expected_version: int, actor: User, today: date | None = None) -> Clue:
     clue = get_clue(session, clue_id, actor)
+    if _repeated(session, clue, expected_version, actor, "close"):
+        return clue
     return _apply(session, clue, expected_version, actor, "close", {"closed_on": today or date.today()}, {})
 
 
@@ -198,14 +216,15 @@ def send_back(session: Session, clue_id: int, expected_version: int, actor: User
     """Return a verified clue to its township with a reason and a new due date (the old one has
     usually passed by the time the county reviews)."""
     clue = get_clue(session, clue_id, actor)
-    if not reason.strip():
-        raise TransitionError("退回须说明理由")
+    problems = return_problems(reason, due, today or date.today())
+    if problems:
+        raise TransitionError("；".join(problems))
     changes: dict = {"return_reason": reason.strip()}
     payload: dict = {"reason": reason.strip()}
     if due is not None:
-        if due < (today or date.today()):
-            raise TransitionError("新的截止日期不能早于今天")
         changes["due_date"], payload["due_date"] = due, due.isoformat()
+    if _repeated(session, clue, expected_version, actor, "return", payload):
+        return clue
     # A returned finding is not accepted: what its signature taught the linker stops applying until
     # the township signs again (else a township alone could make a clue's record fall off its person).
     withdrawn = _outdated(session, clue, None)

@@ -7,7 +7,7 @@ acted, the township may amend its own finding (verified → verified). Anything 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 DISPATCHED, VERIFIED, RETURNED, CLOSED = "dispatched", "verified", "returned", "closed"
 STATUSES = (DISPATCHED, VERIFIED, RETURNED, CLOSED)
@@ -25,6 +25,15 @@ NOT_TRUE_DETAILS = (NOT_SELF,)
 # Actions taken (属实·已整改): the ones rules.md names, and what the exit-risk and
 # missed-inclusion rules lead to.
 ACTIONS = ("清退出列", "数据已更正", "标注返贫", "纳入监测", "已落实保障", "新识别纳入", "其他")
+
+# How much a person may type: a 6,600-character return reason went through and squeezed every
+# list it showed in (a county reviewer's walk). Room for a visit's account, not for a pasted file.
+MAX_FINDING = 2000
+MAX_REASON = 500
+MAX_SIGNER = 30  # a name or a position (the profile page's own limit)
+# A return's new due date: not before today, and at most this far ahead: 2099-12-31 went through
+# and took the clue off every overdue list for good.
+MAX_RETURN_DAYS = 60
 
 # action → (statuses it may start from, resulting status, roles that may do it)
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
@@ -69,10 +78,16 @@ class Finding:
         if not self.finding.strip():
             out.append({TRUE_FIXED: "须说明整改情况", TRUE_EXEMPT: "须说明豁免依据", NOT_TRUE: "须说明不属实的依据"}.get(
                 self.outcome, "须填写核实情况说明"))
+        if len(self.finding.strip()) > MAX_FINDING:
+            out.append(f"核实情况说明不能超过 {MAX_FINDING} 字（现有 {len(self.finding.strip())} 字），请精简后再签字")
         if not self.verifier_name.strip():
             out.append("须由核实人签字（姓名）")
+        elif len(self.verifier_name.strip()) > MAX_SIGNER:
+            out.append(f"核实人姓名不能超过 {MAX_SIGNER} 字")
         if not self.verifier_position.strip():
             out.append("须填写核实人职务")
+        elif len(self.verifier_position.strip()) > MAX_SIGNER:
+            out.append(f"核实人职务不能超过 {MAX_SIGNER} 字")
         if self.verified_on > today:
             out.append("核实日期不能晚于今天")
         elif first_seen is not None and self.verified_on < first_seen:
@@ -90,3 +105,20 @@ def next_status(action: str, status: str, role: str) -> str:
     if status not in sources:
         raise TransitionError(f"线索当前状态为{STATUS_LABELS.get(status, status)}，不能执行此操作")
     return target
+
+
+def return_problems(reason: str, due: date | None, today: date) -> list[str]:
+    """What is wrong with a county's return (in Chinese): its reason and, when given, its new due date."""
+    out = []
+    reason = reason.strip()
+    if not reason:
+        out.append("退回须说明理由")
+    elif len(reason) > MAX_REASON:
+        out.append(f"退回理由不能超过 {MAX_REASON} 字（现有 {len(reason)} 字），请精简")
+    if due is not None:
+        latest = today + timedelta(days=MAX_RETURN_DAYS)
+        if due < today:
+            out.append("新的截止日期不能早于今天")
+        elif due > latest:
+            out.append(f"新的截止日期不能晚于 {latest.isoformat()}（退回后最多再给 {MAX_RETURN_DAYS} 天）")
+    return out

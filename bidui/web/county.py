@@ -15,7 +15,7 @@ from sqlalchemy import and_, func, or_, select
 from bidui.clues import actions
 from bidui.clues.models import Clue, ClueEvent, EvidenceSnapshot
 from bidui.clues.present import clue_evidence_text
-from bidui.clues.states import DISPATCHED, RETURNED, VERIFIED, TransitionError
+from bidui.clues.states import DISPATCHED, RETURNED, VERIFIED, TransitionError, return_problems
 from bidui.web.deps import Ctx, attachments_for, ctx, default_due
 from bidui.web.security import check_csrf, require_role
 
@@ -148,14 +148,15 @@ async def review_many(c: Ctx = Depends(ctx)):  # noqa: B008
         return _render(c, filters, 400, "请先勾选要处理的线索", typed)
     due = None
     if decision == "return":
-        if not reason:
-            return _render(c, filters, 400, "退回须说明理由：没有退回任何线索", typed)
         try:
             due = date.fromisoformat(due_text)
         except ValueError:
-            return _render(c, filters, 400, "新的截止日期格式不对（如 2026-12-20）：没有退回任何线索", typed)
-        if due < date.today():
-            return _render(c, filters, 400, "新的截止日期不能早于今天：没有退回任何线索", typed)
+            due = None
+        problems = return_problems(reason, due, date.today())
+        if due is None:
+            problems.append("新的截止日期格式不对（如 2026-12-20）")
+        if problems:
+            return _render(c, filters, 400, "；".join(problems) + "：没有退回任何线索", typed)
     elif decision == "close" and form.get("confirmed") != "yes":
         wanted = dict(picked)
         shown = [q for q in c.session.scalars(c.scoped(select(Clue).where(Clue.id.in_(wanted))).order_by(Clue.id))]

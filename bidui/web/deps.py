@@ -15,16 +15,31 @@ from sqlalchemy.orm import Session
 from bidui import scope
 from bidui.clues.models import Clue, Division, User
 from bidui.clues.present import outcome_text, signer
-from bidui.clues.states import STATUS_LABELS
+from bidui.clues.states import MAX_FINDING, MAX_REASON, MAX_RETURN_DAYS, MAX_SIGNER, STATUS_LABELS
 from bidui.clues.users import ROLE_LABELS, people
 from bidui.clues.workbook import CATEGORY_LABELS
 from bidui.datasets import DATASETS
 from bidui.web.security import csrf_token, current_user
 
+
+def brief(text: str | None, limit: int = 80) -> str:
+    """A long text as a list shows it: its beginning (the clue's page has it whole). A 6,600-character
+    return reason squeezed a list's other columns to a character a line."""
+    text = text or ""
+    return text if len(text) <= limit else text[:limit].rstrip() + "…"
+
+
+def return_window() -> tuple[date, date]:
+    """The first and last new due date a return may give (bidui.clues.states.return_problems)."""
+    return date.today(), date.today() + timedelta(days=MAX_RETURN_DAYS)
+
+
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.globals.update(STATUS_LABELS=STATUS_LABELS, CATEGORY_LABELS=CATEGORY_LABELS,
                              DATASET_LABELS={ds.code: ds.title for ds in DATASETS}, ROLE_LABELS=ROLE_LABELS,
-                             outcome_text=outcome_text, signer=signer)
+                             outcome_text=outcome_text, signer=signer, return_window=return_window,
+                             MAX_FINDING=MAX_FINDING, MAX_REASON=MAX_REASON, MAX_SIGNER=MAX_SIGNER)
+templates.env.filters["brief"] = brief
 
 
 def _unnamed_division(code: str) -> str:
@@ -93,7 +108,7 @@ def default_due(c: Ctx) -> date:
     from bidui.clues.publish import DUE_DAYS
 
     days = int(config.load(c.request.app.state.home.config).get("clues", {}).get("due_days", DUE_DAYS))
-    return date.today() + timedelta(days=days)
+    return date.today() + timedelta(days=min(days, MAX_RETURN_DAYS))
 
 
 def ctx(request: Request, session: Session = Depends(db)) -> Ctx:  # noqa: B008 - FastAPI's dependency idiom

@@ -106,6 +106,22 @@
   var problem = document.getElementById('form-error');
   if (problem) problem.scrollIntoView({block: 'center'});
 
+  // A form that changes something is sent once: a double click on 确认销号 sent it twice, and the
+  // second answered 没有销号任何线索 over the clue the first had closed (the ledger also takes a
+  // repeat of one's own last action as done: bidui.clues.actions._repeated). Listened for on the
+  // document, so a form a confirm() above stopped is not counted as sent; free again after a while
+  // (a connection that dropped may be tried again) and when the page comes back from the history.
+  document.addEventListener('submit', function (event) {
+    var sent = event.target;
+    if (!sent || (sent.getAttribute('method') || 'get').toLowerCase() !== 'post' || event.defaultPrevented) return;
+    if (sent.dataset.sending) { event.preventDefault(); return; }
+    sent.dataset.sending = '1';
+    window.setTimeout(function () { delete sent.dataset.sending; }, 8000);
+  });
+  window.addEventListener('pageshow', function (event) {
+    if (event.persisted) document.querySelectorAll('form[data-sending]').forEach(function (f) { delete f.dataset.sending; });
+  });
+
   // Signing out leaves no typed finding in the window (a household's circumstances).
   document.querySelectorAll('form[action="/logout"]').forEach(function (out) {
     out.addEventListener('submit', function () {
