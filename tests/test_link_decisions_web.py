@@ -95,7 +95,8 @@ def test_not_self_on_the_clue_page_makes_the_records_cannot_links(home) -> None:
     shown = page_text(c.get(f"/clues/{linked}").text)
     assert "不属实（不是本人）" in shown and "不再把它关联到本人" in shown
     history = shown.rsplit("处理记录", 1)[1]
-    assert "不属实（不是本人）；记录不是本人：以后的比对不再把这条记录关联到本人" in history
+    assert ("不属实（不是本人）：入户核实，车辆登记在同名他人名下；记录不是本人：以后的比对不再把这条记录关联到本人"
+            in history)
     assert internal_codes(shown) == []
     pairs = write(h, link_decisions.for_linking)
     assert {(p["kind"], p["id_number"], p["person_key"]) for p in pairs} == {

@@ -231,3 +231,27 @@ def test_a_long_reason_stored_before_the_limit_is_shortened_in_the_lists(home) -
     shown = re.search(r'<div class="reason">退回理由：([^<]*)</div>', inbox).group(1)
     assert shown.endswith("…") and len(shown) <= 81 and long not in inbox
     assert long in t.get(f"/clues/{clue}").text  # the clue's page has it whole
+
+
+def test_the_history_says_what_an_amendment_replaced(home) -> None:
+    """A reviewer saw 核实签字 不属实, then 修改核实结论 twice in a minute, and not that 不属实 had
+    become 属实 nor what the first text said (stored in the event, never shown)."""
+    h, town, _ = home
+    clue = clue_ids(h, town)[0]
+    t = client_for(h)
+    login(t, "town")
+    r = t.post(f"/clues/{clue}/verify", data={"csrf_token": csrf(t, f"/clues/{clue}"), "version": 1,
+                                              "outcome": NOT_TRUE, "finding": "挂名，已停业", "verified_on": "2026-11-21"})
+    assert r.status_code == 303
+    r = t.post(f"/clues/{clue}/amend", data={"csrf_token": csrf(t, f"/clues/{clue}"), "version": 2,
+                                             "outcome": TRUE_FIXED, "action": "清退出列", "finding": "车辆在用",
+                                             "verified_on": "2026-11-21"})
+    assert r.status_code == 303, r.text[:500]
+    county = client_for(h)
+    login(county, "county")
+    history = county.get(f"/clues/{clue}").text.rsplit("处理记录", 1)[1]
+    assert "核实签字</td>" in history or "核实签字" in history
+    assert "不属实：挂名，已停业" in history
+    assert "属实·已整改（清退出列）：车辆在用；原为 不属实：挂名，已停业" in history
+    printed = county.get(f"/clues/{clue}/print").text
+    assert "原为 不属实：挂名，已停业" in printed

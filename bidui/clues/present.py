@@ -703,13 +703,47 @@ EVENT_LABELS = {"dispatched": "下发", "verify": "核实签字", "amended": "�
                 "attachment_added": "上传附件", "attachment_viewed": "查看附件", "attachment_removed": "删除附件"}
 
 
+def brief(text: str | None, limit: int = 80) -> str:
+    """A long text where a list or a history line shows it: its beginning (the clue's page has it
+    whole). A 6,600-character return reason squeezed a list's other columns to a character a line."""
+    text = text or ""
+    return text if len(text) <= limit else text[:limit].rstrip() + "…"
+
+
+def _finding_said(p: dict) -> str:
+    """A signed finding as a history line says it: outcome, measure and the beginning of its text."""
+    said = outcome_text(p.get("outcome"), p.get("outcome_detail"))
+    if p.get("action"):
+        said += f"（{p['action']}）"
+    if p.get("finding"):
+        said += "：" + brief(p["finding"], 60)
+    return said
+
+
 def event_note(kind: str, payload: dict | None, labels: dict[int, str] | None = None) -> str:
-    """The detail of an event beside its label: the attachment's name, the return's reason, the outcome."""
+    """The detail of an event beside its label: the attachment's name, the return's reason, the
+    finding signed (and, amended, the one it replaced: a reviewer saw 修改核实结论 three times in a
+    minute and not that 不属实 had become 属实), who verified when a workbook brought it in, what
+    it taught the linker."""
     p = payload or {}
     if kind.startswith("attachment_") and labels:
         return labels.get(p.get("attachment"), "")
+    if kind in ("verify", "amended"):
+        note = _finding_said(p) or str(p.get("outcome") or "")
+        if kind == "amended" and p.get("before"):
+            note += "；原为 " + _finding_said(p["before"])
+        # A workbook names who verified (a village cadre without an account, say); the account that
+        # brought it in is the event's. Both are said, not two names that seem to disagree.
+        if p.get("via") == "workbook":
+            note += f"；由核实工作簿导入，核实人 {signer(p.get('verifier_name'), p.get('verifier_position'))}"
+        if p.get("link_revoked"):
+            note += "；" + DECISION_REVOKED_NOTE
+        if p.get("link_decision") in DECISION_NOTES:
+            note += "；" + DECISION_NOTES[p["link_decision"]]
+        return note
     if kind == "return":
-        return p.get("reason", "") + (f"（新的截止日期 {p['due_date']}）" if p.get("due_date") else "")
+        note = p.get("reason", "") + (f"（新的截止日期 {p['due_date']}）" if p.get("due_date") else "")
+        return note + ("；" + DECISION_REVOKED_NOTE if p.get("link_revoked") else "")
     if kind == "decision_revoked":
         said = KIND_LABELS.get(p.get("decision", ""), "关联")
         return f"“{said}”的认定已撤销" + (f"（理由：{p['reason']}）" if p.get("reason") else "")

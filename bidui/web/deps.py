@@ -14,19 +14,12 @@ from sqlalchemy.orm import Session
 
 from bidui import scope
 from bidui.clues.models import Clue, Division, User
-from bidui.clues.present import outcome_text, signer
+from bidui.clues.present import brief, outcome_text, signer
 from bidui.clues.states import MAX_FINDING, MAX_REASON, MAX_RETURN_DAYS, MAX_SIGNER, STATUS_LABELS
 from bidui.clues.users import ROLE_LABELS, people
 from bidui.clues.workbook import CATEGORY_LABELS
 from bidui.datasets import DATASETS
 from bidui.web.security import csrf_token, current_user
-
-
-def brief(text: str | None, limit: int = 80) -> str:
-    """A long text as a list shows it: its beginning (the clue's page has it whole). A 6,600-character
-    return reason squeezed a list's other columns to a character a line."""
-    text = text or ""
-    return text if len(text) <= limit else text[:limit].rstrip() + "…"
 
 
 def return_window() -> tuple[date, date]:

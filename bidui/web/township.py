@@ -26,7 +26,6 @@ from bidui.clues.models import Clue, ClueEvent, EvidenceSnapshot, LinkDecision, 
 from bidui.clues.present import (
     CATEGORY_LABELS,
     DECISION_NOTES,
-    DECISION_REVOKED_NOTE,
     EVENT_LABELS,
     NOT_SELF_CHOICE,
     clue_view,
@@ -295,22 +294,7 @@ def _clue_or_404(c: Ctx, clue_id: int) -> Clue:
 
 
 def _event_note(e: ClueEvent, labels: dict[int, str] | None = None) -> str:
-    note = event_note(e.kind, e.payload, labels)
-    p = e.payload or {}
-    if e.kind in ("verify", "amended"):
-        # What the signature taught the linker, said where the signature is recorded.
-        note = outcome_text(p.get("outcome"), p.get("outcome_detail")) or note
-        # A workbook names who verified (a village cadre without an account, say); the account that
-        # brought it in is the event's. Both are said, not two names that seem to disagree.
-        if p.get("via") == "workbook":
-            note += f"；由核实工作簿导入，核实人 {signer(p.get('verifier_name'), p.get('verifier_position'))}"
-        if p.get("link_revoked"):
-            note += "；" + DECISION_REVOKED_NOTE
-        if p.get("link_decision") in DECISION_NOTES:
-            note += "；" + DECISION_NOTES[p["link_decision"]]
-    elif e.kind == "return" and p.get("link_revoked"):
-        note += "；" + DECISION_REVOKED_NOTE
-    return note
+    return event_note(e.kind, e.payload, labels)
 
 
 def clue_decisions(c: Ctx, clue: Clue) -> list[dict]:
