@@ -178,7 +178,9 @@ def test_publish_creates_one_dispatched_clue_per_hit(ledger, nightly) -> None:
         clues = list(s.scalars(select(Clue)))
         assert len(clues) == distinct
         assert {c.status for c in clues} == {DISPATCHED}
-        assert all(c.due_date == night + timedelta(days=15) and c.first_seen == c.last_seen == night for c in clues)
+        # published days after the night (the suite runs later than 2026-11): due 15 days from today
+        assert all(c.due_date == date.today() + timedelta(days=15) and c.first_seen == c.last_seen == night
+                   for c in clues)
         assert all(c.township_code and c.township_code.endswith("000") and c.county_code.endswith("000000") for c in clues)
         assert all(c.rule_title == TITLES[c.rule_code] for c in clues)
         dispatched = s.scalars(select(ClueEvent).where(ClueEvent.kind == "dispatched")).all()
@@ -249,7 +251,8 @@ def test_a_refuted_clue_is_not_raised_again_unless_its_evidence_changed(ledger) 
     assert r_form.suppressed == 1 and r_form.reraised == 0 and clue.status == CLOSED and clue.version == 3
     assert clue.evidence_hash == evidence_hash(richer["evidence_record"])  # compared in its new form from now on
     changed = hit(record='{"plate": "浙A12345", "vehicle_type": "H31", "vehicle_type_name": "重型普通货车"}')
-    r3 = publish(ledger, hits_frame([changed]), {"VEHICLE": "ran"}, NIGHTS[2] + timedelta(days=1), TITLES)
+    r3 = publish(ledger, hits_frame([changed]), {"VEHICLE": "ran"}, NIGHTS[2] + timedelta(days=1), TITLES,
+                 today=NIGHTS[2] + timedelta(days=1))
     with ledger.read() as s:
         clue = s.scalars(select(Clue)).one()
         kinds = [e.kind for e in s.scalars(select(ClueEvent).where(ClueEvent.clue_id == clue.id).order_by(ClueEvent.id))]
@@ -257,6 +260,21 @@ def test_a_refuted_clue_is_not_raised_again_unless_its_evidence_changed(ledger) 
     assert r3.reraised == 1 and clue.status == DISPATCHED and clue.outcome is None and clue.version == 4
     assert clue.due_date == NIGHTS[2] + timedelta(days=16)
     assert kinds == ["dispatched", "verify", "close", "reraised"] and len(evidence) == 3
+
+
+def test_a_clue_is_due_counted_from_the_day_it_reaches_the_township(ledger) -> None:
+    """A night published days late (a held file approved later, a backlog) handed out clues already
+    overdue when the days counted from the night (a supervisor's walk: 631 of 648 overdue the
+    moment they were dispatched)."""
+    night = NIGHTS[0]
+    publish(ledger, hits_frame([hit(subject="S1", evidence_key="P1")]), {"VEHICLE": "ran"}, night, TITLES,
+            today=night)
+    publish(ledger, hits_frame([hit(subject="S1", evidence_key="P1"), hit(subject="S2", evidence_key="P2")]),
+            {"VEHICLE": "ran"}, night + timedelta(days=1), TITLES, today=night + timedelta(days=9))
+    with ledger.read() as s:
+        due = {k: d for k, d in s.execute(select(Clue.subject_key, Clue.due_date))}
+    assert due == {"S1": night + timedelta(days=15),  # on time: as before, and not moved by a later night
+                   "S2": night + timedelta(days=9 + 15)}  # nine days late: still 15 days to verify
 
 
 def test_evidence_says_more_only_with_a_new_value_or_a_new_list_item() -> None:
@@ -639,7 +657,7 @@ def test_every_event_is_attributable(published, tmp_path: Path) -> None:
 def test_report_figures(ledger) -> None:
     users = _users(ledger)
     rows = [hit(subject=f"S{i}", evidence_key=f"P{i}") for i in range(4)]
-    publish(ledger, hits_frame(rows), {"VEHICLE": "ran"}, NIGHTS[0], TITLES)
+    publish(ledger, hits_frame(rows), {"VEHICLE": "ran"}, NIGHTS[0], TITLES, today=NIGHTS[0])  # published that night
     with ledger.write() as s:
         ids = list(s.scalars(select(Clue.id).order_by(Clue.id)))
         actions.verify(s, ids[0], 1, users["town"], _finding(TRUE_FIXED), date(2026, 11, 30))

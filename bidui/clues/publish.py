@@ -407,14 +407,19 @@ def _answered_as_not_self(session: Session) -> dict[tuple, tuple]:
 def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: date, titles: dict[str, str],
             due_days: int = DUE_DAYS, division_rows: pl.DataFrame | None = None,
             doubtful: dict[str, set[str]] | None = None, again: bool = False,
-            register: Register | None = None) -> PublishResult:
+            register: Register | None = None, today: date | None = None) -> PublishResult:
     """Publish the night's hits (`night_hits`); `titles` names each rule (for the clue's reader);
     `doubtful` (`doubtful_by_rule`) the subjects each rule cannot decide on tonight; `again`
-    publishes a night already published (its run held a file that a later run took)."""
+    publishes a night already published (its run held a file that a later run took); `today`: the
+    day the clues reach the townships (default: today), from which their due date counts."""
     result = PublishResult(night, hits=hits.height, skipped_rules=sorted(c for c, s in runs.items() if s != "ran"))
     ran = {c for c, s in runs.items() if s == "ran"}
     doubtful = doubtful or {}
     stamp = now()
+    # A township's days count from the day the clue reaches it: a night published days late (a held
+    # file approved later, a backlog caught up) handed out clues already overdue when counted from
+    # the night (a supervisor's walk: 631 of 648 overdue the moment they were dispatched).
+    due = max(night, today or stamp.date()) + timedelta(days=due_days)
     with ledger.write() as session:
         latest = session.scalar(select(func.max(PublishRun.night)))
         if latest is not None and latest > night:
@@ -474,7 +479,7 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
                 new_rows.append(fields | {
                     "rule_title": titles.get(row["rule_code"], row["rule_code"]), "version": 1, "county_code": scope.county_of(township) if township else "", "township_code": township,
                     "evidence_hash": digest, "status": DISPATCHED, "evidence_gone": False, "first_seen": night,
-                    "last_seen": night, "due_date": night + timedelta(days=due_days), "updated_at": stamp})
+                    "last_seen": night, "due_date": due, "updated_at": stamp})
                 new_evidence[key] = (digest, row["evidence_record"])
                 count(row["rule_code"], "new")
                 result.new_by_township[township] = result.new_by_township.get(township, 0) + 1
@@ -501,7 +506,7 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
                 # Refuted, and the evidence changed since: the question is a new one.
                 values |= {k: row[k] for k in CLUE_FIELDS} | {
                     "status": DISPATCHED, "version": clue.version + 1, "evidence_hash": digest, "evidence_gone": False,
-                    "due_date": night + timedelta(days=due_days), "outcome": None, "outcome_detail": None, "action": None, "finding": None,
+                    "due_date": due, "outcome": None, "outcome_detail": None, "action": None, "finding": None,
                     "verifier_name": None, "verifier_position": None, "verified_on": None, "closed_on": None,
                     "return_reason": None, "updated_at": stamp}
                 events.append(ClueEvent(clue_id=clue.id, at=stamp, actor=SYSTEM, kind="reraised", from_status=clue.status,
