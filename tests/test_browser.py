@@ -217,14 +217,16 @@ def test_verify_sign_close_and_the_dashboard_moves(server, browser, tmp_path: Pa
     browser.find_element(By.CSS_SELECTOR, f"input[name=clue][value^='{clue_id}:']").click()
     browser.find_element(By.ID, "close-picked").click()
     # The confirmation lists what will be closed; a double click on it sends it once (app.js): a
-    # form sent, not stopped, is counted where the count outlives the page.
+    # form sent, not stopped, is counted where the count outlives the page (once the confirmation
+    # has loaded: the queue's page may still be the one shown).
+    confirm = browser.find_element(By.ID, "confirm-close")
     browser.execute_script("""
         window.addEventListener('submit', function (e) {
           if (!e.defaultPrevented) sessionStorage.setItem('sent', String(+(sessionStorage.getItem('sent') || 0) + 1));
         });""")
     from selenium.webdriver.common.action_chains import ActionChains
 
-    ActionChains(browser).double_click(browser.find_element(By.ID, "confirm-close")).perform()
+    ActionChains(browser).double_click(confirm).perform()
     WebDriverWait(browser, 10).until(lambda d: "已销号 1 条" in d.page_source)
     assert "没有销号任何线索" not in browser.page_source
     assert browser.execute_script("return sessionStorage.getItem('sent')") == "1"

@@ -729,6 +729,34 @@ def test_on_time_is_the_first_signing_as_recorded_against_the_due_date_it_had(le
                                                                        ids[3]: due}
 
 
+def test_a_return_counts_apart_from_verified_and_in_its_window(ledger) -> None:
+    """A county reviewer's four returns took 已核实 from 10 to 6 with no trace of them on the
+    dashboard or in the 三天一报: a returned clue is 退回待补充 until signed again, a return in the
+    window is 期间退回, and as of a day before the return the clue was verified."""
+    users = _users(ledger)
+    publish(ledger, hits_frame([hit(subject=f"S{i}", evidence_key=f"P{i}") for i in range(3)]), {"VEHICLE": "ran"},
+            NIGHTS[0], TITLES, today=NIGHTS[0])
+    with ledger.write() as s:
+        ids = list(s.scalars(select(Clue.id).order_by(Clue.id)))
+        for i in ids:
+            actions.verify(s, i, 1, users["town"], _finding(TRUE_FIXED), date(2026, 11, 25))
+        actions.send_back(s, ids[0], 2, users["county"], "材料不全", date(2026, 12, 20), date(2026, 12, 10))
+    for i in ids:
+        _events_at(ledger, i, "verify", datetime(2026, 11, 25, 9))
+    _events_at(ledger, ids[0], "return", datetime(2026, 12, 10, 9))
+    with ledger.read() as s:
+        window = report.three_days(s, "330102000000", today=date(2026, 12, 11))
+        later = report.three_days(s, "330102000000", today=date(2026, 12, 20))
+        before = report.build(s, "330102000000", today=date(2026, 12, 9))
+    row = window.overall.row(0, named=True)
+    assert (row["issued"], row["verified"], row["returned"], row["returned_in_window"]) == (3, 2, 1, 1)
+    assert later.overall.row(0, named=True)["returned_in_window"] == 0  # (the window moved on)
+    then = before.overall.row(0, named=True)
+    assert (then["verified"], then["returned"]) == (3, 0)
+    assert list(window.overall.columns) == [c for c in (*report.COLUMNS, *report.WINDOW_COLUMNS)
+                                            if c in window.overall.columns]
+
+
 def test_the_report_workbook_says_what_its_rates_count_and_dashes_a_rate_of_nothing(ledger, tmp_path: Path) -> None:
     """A rate with nothing to count from reads —, as on the dashboard (it was a blank cell); the sheets
     with 按时核实率 say what it counts, and the 错评漏评错退 sheet why its figures are not 按类别's."""
@@ -745,7 +773,12 @@ def test_the_report_workbook_says_what_its_rates_count_and_dashes_a_rate_of_noth
     assert overview[2][header.index("按时核实率")] == "—" and overview[2][header.index("下发")] == 1
     rated = [n for n in wb.sheet_names if "按时核实率" in wb.get_sheet_by_name(n).to_python()[1]]
     assert set(rated) == {"概览", "按县", "按乡镇", "按规则", "按类别"}  # 按规则 had the rate but not the note
-    assert all(report.ON_TIME_NOTE in [c for row in wb.get_sheet_by_name(n).to_python() for c in row] for n in rated)
+    def said(sheet: str, note: str) -> bool:
+        return any(note in str(c) for row in wb.get_sheet_by_name(sheet).to_python() for c in row)
+
+    assert all(said(n, report.ON_TIME_NOTE) for n in rated)
+    # 已核实 leaves out what was sent back: the sheets counting both say so (退回待补充)
+    assert all(said(n, report.VERIFIED_NOTE) for n in wb.sheet_names if "退回待补充" in wb.get_sheet_by_name(n).to_python()[1])
     assert report.FINDINGS_NOTE in [c for row in wb.get_sheet_by_name("错评漏评错退").to_python() for c in row]
 
 

@@ -114,6 +114,11 @@ def test_department_workbook_is_masked_and_in_words(three_nights: Home, tiny: Pa
     assert not internal_codes(result.output.replace(str(out), ""))
     sheets = _cells(out)
     assert list(sheets) == ["汇总", "明细", "问题记录"]
+    # The changes are numbers (Excel flagged '0' stored as text), or — with nothing to compare with.
+    raw = CalamineWorkbook.from_path(str(out)).get_sheet_by_name("汇总").to_python()
+    changes = [raw[1].index("问题记录较上一次"), raw[1].index("问题记录较首次")]
+    assert all(isinstance(row[c], float) or row[c] == "—" for row in raw[2:] for c in changes)
+    assert any(isinstance(row[c], float) for row in raw[2:] for c in changes)
     problems = sheets["问题记录"][2:]
     # Every problem record of the department is listed (a record may have two problems).
     entry = _bulletin(three_nights, THIRD)

@@ -612,6 +612,42 @@ def test_a_supervisors_figures_open_as_the_lists_they_count(home) -> None:
     write(h, lambda s: s.execute(update(Clue).where(Clue.id == moved).values(**was)))
 
 
+def test_every_figure_of_the_dashboard_opens_as_the_list_it_counts_returns_too(home) -> None:
+    """A county reviewer's returns were nowhere on the dashboard (已核实 fell from 10 to 6 after four
+    returns, with no trace of them), and only 下发 and 逾期 of the counties and townships opened
+    their clues: now 退回待补充 is a figure, and every county's, township's, rule's and category's
+    下发, 退回待补充, 已销号 and 逾期 opens the list that holds as many."""
+    h, town, _ = home
+    a, b, c3 = clue_ids(h, town)[:3]
+    for clue in (a, b, c3):
+        sign(h, clue)
+    county = client_for(h)
+    login(county, "county")
+    due = str(TODAY + timedelta(days=5))
+    for clue in (a, b):
+        r = county.post(f"/clues/{clue}/review", data={"csrf_token": csrf(county, f"/clues/{clue}"), "version": 2,
+                                                       "decision": "return", "reason": "请补充照片", "due": due})
+        assert r.status_code == 303
+    r = county.post("/review", data={"csrf_token": csrf(county, "/review"), "decision": "close", "clue": f"{c3}:2",
+                                     "confirmed": "yes"})
+    assert r.status_code == 303
+    p = client_for(h)
+    login(p, "pref")
+    page = p.get("/dashboard").text
+    assert re.search(r'id="kpi-returned"><a href="/inbox\?status=returned"[^>]*>2</a>', page)
+    assert "被县级退回的不计在内" in page  # what 已核实 counts, said
+    links = re.findall(r'<a href="(/inbox\?(?:county|township|rule|category)=[^"&]+&amp;[^"]+)" title="查看这些[^"]*">(\d+)</a>',
+                       page)
+    kinds = {u.split("?")[1].split("=")[0] for u, _ in links}
+    assert kinds == {"county", "township", "rule", "category"}
+    assert any("status=returned" in u for u, _ in links) and any("status=closed" in u for u, _ in links)
+    for url, figure in links:
+        listed = p.get(url.replace("&amp;", "&")).text
+        assert int(re.search(r"共 (\d+) 条", listed).group(1)) == int(figure), url
+    returned = [int(n) for u, n in links if u.startswith(f"/inbox?township={town}") and "status=returned" in u]
+    assert returned == [2]
+
+
 def test_a_reviewer_goes_on_to_the_next_clue_waiting_after_closing_or_returning_one(home) -> None:
     """After 销号 or 退回 on a clue page the reviewer is taken to the next clue waiting in the queue
     (the longest waiting), as a clerk is after signing; after the last, back to the empty queue."""

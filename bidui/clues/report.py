@@ -16,9 +16,10 @@ from bidui import scope
 from bidui.clues.models import Clue, ClueEvent, Division
 from bidui.clues.states import CLOSED, DISPATCHED, NOT_TRUE, RETURNED, TRUE_OUTCOMES, VERIFIED
 
-COLUMNS = {"issued": "下发", "verified": "已核实", "closed": "已销号", "closure_rate": "整改销号率",
+COLUMNS = {"issued": "下发", "verified": "已核实", "returned": "退回待补充", "closed": "已销号", "closure_rate": "整改销号率",
            "on_time_rate": "按时核实率", "overdue": "逾期未核实", "true_rate": "属实率"}
-WINDOW_COLUMNS = {"new_in_window": "期间新增", "verified_in_window": "期间核实", "closed_in_window": "期间销号"}
+WINDOW_COLUMNS = {"new_in_window": "期间新增", "verified_in_window": "期间核实", "returned_in_window": "期间退回",
+                  "closed_in_window": "期间销号"}
 
 
 @dataclass
@@ -51,9 +52,22 @@ def clue_frame(session: Session, scope_code: str | None) -> pl.DataFrame:
               "before_registration": pl.Boolean, "household_status": pl.String}
     frame = pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
     signed = first_signed(session, scope_code)
-    return frame.join(pl.DataFrame([(k, *v) for k, v in signed.items()], orient="row",
-                                   schema={"id": pl.Int64, "signed_on": pl.Date, "due_when_signed": pl.Date}),
-                      on="id", how="left")
+    frame = frame.join(pl.DataFrame([(k, *v) for k, v in signed.items()], orient="row",
+                                    schema={"id": pl.Int64, "signed_on": pl.Date, "due_when_signed": pl.Date}),
+                       on="id", how="left")
+    return frame.join(returns(session, scope_code), on="id", how="left")
+
+
+def returns(session: Session, scope_code: str | None) -> pl.DataFrame:
+    """Each returned clue's returns, as the ledger recorded them (few): the days, and the last."""
+    q = select(ClueEvent.clue_id, ClueEvent.at).join(Clue, Clue.id == ClueEvent.clue_id).where(ClueEvent.kind == "return")
+    if scope_code:
+        q = q.where(scope.under(Clue.township_code, scope_code))
+    days: dict[int, list[date]] = {}
+    for clue_id, at in session.execute(q):
+        days.setdefault(clue_id, []).append(_day(at))
+    return pl.DataFrame([(k, sorted(v), max(v)) for k, v in days.items()], orient="row",
+                        schema={"id": pl.Int64, "returned_days": pl.List(pl.Date), "returned_on": pl.Date})
 
 
 def first_signed(session: Session, scope_code: str | None) -> dict[int, tuple[date, date | None]]:
@@ -99,16 +113,24 @@ def _figures(frame: pl.DataFrame, by: list[str], today: date, since: date | None
         .sum().alias("_on_time"),
         (pl.col("status").is_in([DISPATCHED, RETURNED]) & (pl.col("due_date") < today)).sum().alias("overdue"),
         (done & pl.col("outcome").is_in(list(TRUE_OUTCOMES))).sum().alias("_true"),
+        # Sent back and not signed again yet: out of 已核实 until the township signs again, and
+        # counted here (a reviewer's four returns took 已核实 from 10 to 6 with no trace of them).
+        (pl.col("status") == RETURNED).sum().alias("returned"),
     ]
     if since:
         aggs += [(pl.col("first_seen") >= since).sum().alias("new_in_window"),
                  (done & (pl.col("verified_on") >= since)).sum().alias("verified_in_window"),
+                 pl.col("returned_days").list.eval(pl.element().is_between(since, today)).list.sum().fill_null(0)
+                 .sum().alias("returned_in_window"),
                  (pl.col("closed_on") >= since).sum().alias("closed_in_window")]
     grouped = frame.group_by(by).agg(aggs) if by else frame.select(aggs)
     rate = lambda a, b: pl.when(pl.col(b) > 0).then((pl.col(a) / pl.col(b)).round(4))  # noqa: E731
-    return grouped.with_columns(rate("closed", "issued").alias("closure_rate"),
-                                rate("_on_time", "verified").alias("on_time_rate"),
-                                rate("_true", "verified").alias("true_rate")).drop("_on_time", "_true").sort(by or "issued")
+    figures = grouped.with_columns(rate("closed", "issued").alias("closure_rate"),
+                                   rate("_on_time", "verified").alias("on_time_rate"),
+                                   rate("_true", "verified").alias("true_rate")).drop("_on_time", "_true")
+    # In the order of COLUMNS and WINDOW_COLUMNS after the grouping's own (how a sheet lists them).
+    order = [*by, *(c for c in (*COLUMNS, *WINDOW_COLUMNS) if c in figures.columns)]
+    return figures.select(order).sort(by or "issued")
 
 
 BURDEN_COLUMNS = {"issued": "下发", "verified": "已核实", "true": "属实", "not_true": "不属实",
@@ -148,6 +170,8 @@ def as_of(frame: pl.DataFrame, day: date) -> pl.DataFrame:
     return frame.filter((pl.col("first_seen") <= day).fill_null(True)).with_columns(
         pl.when(pl.col("status").is_in([VERIFIED, CLOSED]) & unsigned).then(pl.lit(DISPATCHED))
         .when((pl.col("status") == CLOSED) & later("closed_on")).then(pl.lit(VERIFIED))
+        # returned after the day: it was verified, waiting for the county, then
+        .when((pl.col("status") == RETURNED) & later("returned_on")).then(pl.lit(VERIFIED))
         .otherwise(pl.col("status")).alias("status"),
         pl.when(unsigned).then(None).otherwise(pl.col("outcome")).alias("outcome"),
         pl.when(unsigned).then(None).otherwise(pl.col("verified_on")).alias("verified_on"),
@@ -210,8 +234,10 @@ ON_TIME_NOTE = ("按时核实率：已核实的线索中，在截止日期前提
 FINDINGS_NOTE = ("这里只数更确切的一部分，与“按类别”的数字不同：错评只数证据早于该户识别年份的（该户本不应纳入；证据在"
                  "识别之后的，是脱贫退出的问题）；错退只数已脱贫户的退出风险线索（“按类别”的错退/返贫风险还含未脱贫户）；"
                  "漏评与“按类别”的漏评疑点相同。")
+VERIFIED_NOTE = ("已核实：已签字提交（待县级审核或已销号）的线索；被县级退回的不计在内，计入“退回待补充”，乡镇重新签字后"
+                 "再计入已核实。")
 # Keyed by the column that shows the figure: a sheet or a downloaded table with it says so beneath.
-COLUMN_NOTES = {"on_time_rate": ON_TIME_NOTE, "confirmed": FINDINGS_NOTE}
+COLUMN_NOTES = {"returned": VERIFIED_NOTE, "on_time_rate": ON_TIME_NOTE, "confirmed": FINDINGS_NOTE}
 
 
 def notes(columns: list[str]) -> str:

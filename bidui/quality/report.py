@@ -132,6 +132,7 @@ def write_xlsx(bulletin: Bulletin, out: Path, problems: Iterable[Problem] | None
     bold = wb.add_format({"bold": True})
     wrap = wb.add_format({"text_wrap": True, "valign": "top"})
     pct = wb.add_format({"num_format": "0.0%"})
+    change_format = wb.add_format({"num_format": '+#,##0;"−"#,##0;0'})
 
     def text(ws, r: int, c: int, v: str, fmt=None) -> None:
         ws.write_string(r, c, neutralise_formula(v), fmt)
@@ -158,7 +159,12 @@ def write_xlsx(bulletin: Bulletin, out: Path, problems: Iterable[Problem] | None
             c += 1
             if k == "problem_rows":
                 for since in ("previous", "first"):
-                    text(ws, r, c, signed(d.change(k, since)))
+                    # A number (Excel flagged '0' stored as text), shown signed as on the page.
+                    change = d.change(k, since)
+                    if change is None:
+                        text(ws, r, c, "—")
+                    else:
+                        ws.write_number(r, c, change, change_format)
                     c += 1
         text(ws, r, c, "；".join(f"{x['title']}（{x['outcome']}）" for x in d.not_taken) or "无", wrap)
     ws.set_column(0, 0, 12)

@@ -120,21 +120,24 @@ def _scope_name(c: Ctx) -> str:
 
 # The tables a supervisor can download: title, the report's frame, its columns as people read them.
 TABLES = {
-    "county": ("按县", lambda r: r.by_county, ["county", "issued", "verified", "closed", "closure_rate",
+    "county": ("按县", lambda r: r.by_county, ["county", "issued", "verified", "returned", "closed", "closure_rate",
                                               "on_time_rate", "overdue"]),
-    "township": ("按乡镇", lambda r: r.by_township, ["county", "township", "issued", "verified", "closed",
+    "township": ("按乡镇", lambda r: r.by_township, ["county", "township", "issued", "verified", "returned", "closed",
                                                     "closure_rate", "on_time_rate", "overdue"]),
-    "rule": ("按疑点", lambda r: r.by_rule, ["rule_title", "issued", "verified", "closed", "closure_rate",
+    "rule": ("按疑点", lambda r: r.by_rule, ["rule_title", "issued", "verified", "returned", "closed", "closure_rate",
                                             "true_rate", "overdue"]),
     "category": ("按类别", lambda r: r.by_category.with_columns(
+        pl.col("category").alias("category_code"),
         pl.col("category").replace_strict(CATEGORY_LABELS, default=pl.col("category"))),
-        ["category", "issued", "verified", "closed", "closure_rate", "on_time_rate", "true_rate", "overdue"]),
+        ["category", "issued", "verified", "returned", "closed", "closure_rate", "on_time_rate", "true_rate", "overdue"]),
     "findings": ("错评漏评错退", lambda r: r.findings, ["kind", "raised", "confirmed"]),
     "burden": ("核查负担", lambda r: r.burden, ["rule_title", "issued", "verified", "true", "not_true", "median_days",
                                              "visits_per_true"]),
     "overdue": ("逾期清单", lambda r: r.overdue, ["county", "township", "village", "household_code", "subject_name",
                                                  "rule_title", "due_date", "days_overdue"]),
 }
+# What a table's row is filtered by in the list of clues (/inbox), where a figure of it opens its clues.
+DRILL = ("county_code", "township_code", "rule_code", "category_code")
 LABELS = report.SHEET_LABELS | {"household_code": "户编号", "category": "类别", "open": "未销号", "day": "日期"}
 
 
@@ -151,10 +154,10 @@ def dashboard(c: Ctx = Depends(ctx)):  # noqa: B008
     points = trend(report.clue_frame(c.session, c.user.scope), nights, today)
     wide = scope.level(c.user.scope) == "prefecture"  # a prefecture's: its counties
     # (with the divisions' codes: a county's or a township's figures open its list of clues)
-    tables = {k: _rows(get(rep), [*cols, "county_code", "township_code"]) for k, (_, get, cols) in TABLES.items()
-              if k != "overdue"}
+    tables = {k: _rows(get(rep), [*cols, *DRILL]) for k, (_, get, cols) in TABLES.items() if k != "overdue"}
     tables["overdue"] = rep.overdue.head(100).to_dicts()  # with the clue's id, for its link
     return c.render("dashboard.html", ON_TIME_NOTE=report.ON_TIME_NOTE, FINDINGS_NOTE=report.FINDINGS_NOTE,
+                    VERIFIED_NOTE=report.VERIFIED_NOTE,
                     rep=rep, overall=rep.overall.row(0, named=True) if rep.overall.height else {},
                     tables=tables, overdue_total=rep.overdue.height, show_counties=wide, points=points, scope_name=_scope_name(c),
                     chart_wide=trend_svg(points, 760, 300, 12, 16) if points else "",
