@@ -17,6 +17,7 @@ from bidui.clues.states import (
     MAX_FINDING,
     MAX_REASON,
     MAX_RETURN_DAYS,
+    MAX_SIGNER,
     NOT_TRUE,
     RETURNED,
     TRUE_FIXED,
@@ -49,8 +50,8 @@ def test_a_returns_due_date_is_between_today_and_the_limit_and_its_reason_is_bou
     assert _finding("字" * MAX_FINDING).problems(TODAY) == []
     assert _finding("字" * (MAX_FINDING + 1)).problems(TODAY) == [
         f"核实情况说明不能超过 {MAX_FINDING} 字（现有 {MAX_FINDING + 1} 字），请精简后再签字"]
-    too_long_name = Finding(TRUE_FIXED, "清退出列", "已清退", "张" * 31, "扶贫专干", date(2026, 11, 21))
-    assert too_long_name.problems(TODAY) == ["核实人姓名不能超过 30 字"]
+    too_long_name = Finding(TRUE_FIXED, "清退出列", "已清退", "张" * (MAX_SIGNER + 1), "扶贫专干", date(2026, 11, 21))
+    assert too_long_name.problems(TODAY) == [f"核实人姓名不能超过 {MAX_SIGNER} 字"]
 
 
 def _state(home, clue_id: int) -> tuple:

@@ -30,7 +30,7 @@ ACTIONS = ("清退出列", "数据已更正", "标注返贫", "纳入监测", "�
 # list it showed in (a county reviewer's walk). Room for a visit's account, not for a pasted file.
 MAX_FINDING = 2000
 MAX_REASON = 500
-MAX_SIGNER = 30  # a name or a position (the profile page's own limit)
+MAX_SIGNER = 64  # a name or a position (what the admin pages let an account's be)
 # A return's new due date: not before today, and at most this far ahead: 2099-12-31 went through
 # and took the clue off every overdue list for good.
 MAX_RETURN_DAYS = 60
