@@ -34,6 +34,16 @@ def nfkc_series(s: pl.Series) -> pl.Series:
     return s.scatter(idx.filter(changes), rest.filter(changes).str.normalize("NFKC"))
 
 
+def typed(text: str | None) -> str:
+    """What a person typed into a form or a workbook cell, as bidui measures and keeps it: line
+    breaks as one character (a textarea sends CRLF: 1,999 characters the browser's maxlength let
+    through counted 2,018 and were refused), characters nobody sees removed (a finding of only a
+    zero-width space was signed as one), the ends trimmed."""
+    from bidui.names import _INVISIBLE
+
+    return _INVISIBLE.sub("", (text or "").replace("\r\n", "\n").replace("\r", "\n")).strip()
+
+
 # A cell whose text begins with one of these is read as a formula by Excel, WPS or LibreOffice
 # (or when the sheet is saved as CSV and opened again): "=HYPERLINK(…)" in a department's name
 # field would run on the clerk's machine. The one place every spreadsheet bidui writes goes through.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -395,6 +396,44 @@ def test_out_of_scope_actors_are_refused_as_if_the_clue_did_not_exist(ledger) ->
         assert actions.get_clue(s, clue_id, users["pref"]).status == DISPATCHED  # prefecture sees it
 
 
+def test_a_close_sent_twice_at_once_is_done_once_and_both_say_so(ledger) -> None:
+    """A double click's second request that reads the clue while the first is being written (two
+    connections; on PostgreSQL they overlap, SQLite's writers take turns): it waits for the first
+    (the row is locked while acted on) and takes its close as its own, not 刚有变动 (a red-team pass)."""
+    users = _users(ledger)
+    clue_id = _one_clue(ledger)
+    with ledger.write() as s:
+        actions.verify(s, clue_id, 1, users["town"], _finding(), date(2026, 11, 30))
+    first_in = threading.Event()
+    out: dict[str, str] = {}
+
+    def first() -> None:
+        with ledger.write() as s:
+            actions.close(s, clue_id, 2, users["county"])
+            first_in.set()
+            time.sleep(0.5)  # the second request comes in meanwhile
+        out["first"] = "closed"
+
+    def second() -> None:
+        first_in.wait(5)
+        try:
+            with ledger.write() as s:
+                actions.close(s, clue_id, 2, users["county"])
+            out["second"] = "done"
+        except actions.ConflictError as e:
+            out["second"] = str(e)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out == {"first": "closed", "second": "done"}
+    with ledger.read() as s:
+        assert (s.get(Clue, clue_id).status, s.get(Clue, clue_id).version) == (CLOSED, 3)
+        assert s.scalar(select(func.count()).where(ClueEvent.clue_id == clue_id, ClueEvent.kind == "close")) == 1
+
+
 @pytest.mark.parametrize("workers", [2, 20])
 def test_concurrent_verifications_one_wins_the_others_get_a_conflict(ledger, workers: int) -> None:
     users = _users(ledger)
@@ -755,6 +794,45 @@ def test_a_return_counts_apart_from_verified_and_in_its_window(ledger) -> None:
     assert (then["verified"], then["returned"]) == (3, 0)
     assert list(window.overall.columns) == [c for c in (*report.COLUMNS, *report.WINDOW_COLUMNS)
                                             if c in window.overall.columns]
+
+
+def test_a_returned_clues_state_on_a_past_day_is_read_from_its_history(ledger) -> None:
+    """As of a past day a returned clue was what its last event by then left it (a red-team pass: a
+    clue verified and returned after the day counted as verified with no outcome; one returned,
+    signed again and returned again as verified)."""
+    users = _users(ledger)
+    publish(ledger, hits_frame([hit(subject=f"S{i}", evidence_key=f"P{i}") for i in range(3)]), {"VEHICLE": "ran"},
+            NIGHTS[0], TITLES, today=NIGHTS[0])
+    with ledger.read() as s:
+        a, b, c = s.scalars(select(Clue.id).order_by(Clue.id)).all()
+    late = date(2026, 12, 20)
+    with ledger.write() as s:  # a: verified and returned after the day
+        actions.verify(s, a, 1, users["town"], _finding(TRUE_FIXED), date(2026, 12, 5))
+        actions.send_back(s, a, 2, users["county"], "材料不全", late, date(2026, 12, 6))
+    with ledger.write() as s:  # b: returned before the day, signed again and returned again after it
+        actions.verify(s, b, 1, users["town"], _finding(TRUE_FIXED), date(2026, 11, 25))
+        actions.send_back(s, b, 2, users["county"], "材料不全", late, date(2026, 11, 26))
+        actions.verify(s, b, 3, users["town"], _finding(TRUE_FIXED, finding="已补充"), date(2026, 12, 4))
+        actions.send_back(s, b, 4, users["county"], "仍不全", late, date(2026, 12, 5))
+    with ledger.write() as s:  # c: returned before the day, signed again and closed after it
+        actions.verify(s, c, 1, users["town"], _finding(TRUE_FIXED), date(2026, 11, 25))
+        actions.send_back(s, c, 2, users["county"], "材料不全", late, date(2026, 11, 27))
+        actions.verify(s, c, 3, users["town"], _finding(TRUE_FIXED, finding="已补充"), date(2026, 12, 3))
+        actions.close(s, c, 4, users["county"], date(2026, 12, 4))
+    _events_at(ledger, a, "verify", datetime(2026, 12, 5, 9))
+    _events_at(ledger, a, "return", datetime(2026, 12, 6, 9))
+    _events_at(ledger, b, "verify", datetime(2026, 11, 25, 9), datetime(2026, 12, 4, 9))
+    _events_at(ledger, b, "return", datetime(2026, 11, 26, 9), datetime(2026, 12, 5, 9))
+    _events_at(ledger, c, "verify", datetime(2026, 11, 25, 9), datetime(2026, 12, 3, 9))
+    _events_at(ledger, c, "return", datetime(2026, 11, 27, 9))
+    _events_at(ledger, c, "close", datetime(2026, 12, 4, 9))
+    with ledger.read() as s:
+        then = report.as_of(report.clue_frame(s, "330102000000"), date(2026, 12, 1))
+        row = report.build(s, "330102000000", today=date(2026, 12, 1)).overall.row(0, named=True)
+        now = report.build(s, "330102000000", today=date(2026, 12, 10)).overall.row(0, named=True)
+    assert dict(zip(then["id"], then["status"], strict=True)) == {a: DISPATCHED, b: RETURNED, c: RETURNED}
+    assert (row["verified"], row["returned"], row["closed"], row["on_time_rate"]) == (0, 2, 0, None)
+    assert (now["verified"], now["returned"], now["closed"]) == (1, 2, 1)
 
 
 def test_the_report_workbook_says_what_its_rates_count_and_dashes_a_rate_of_nothing(ledger, tmp_path: Path) -> None:

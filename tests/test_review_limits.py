@@ -256,3 +256,18 @@ def test_the_history_says_what_an_amendment_replaced(home) -> None:
     assert "属实·已整改（清退出列）：车辆在用；原为 不属实：挂名，已停业" in history
     printed = county.get(f"/clues/{clue}/print").text
     assert "原为 不属实：挂名，已停业" in printed
+
+
+def test_line_breaks_count_once_and_invisible_text_is_no_text() -> None:
+    """A textarea sends CRLF, which Python counted twice where the browser's maxlength counted once
+    (1,999 characters let through were refused as 2,018); a finding or a reason of only zero-width
+    characters was signed as one (a red-team pass)."""
+    lines = "第一行\r\n" * 400  # 1,600 characters as the browser counts them, 2,000 as CRLF
+    assert len(lines) == 2000 and _finding(lines + "查" * 399).problems(TODAY) == []
+    assert _finding("查" * 2001).problems(TODAY) != []
+    for invisible in ("\u200b", "\u2060\ufeff", " \u200b "):
+        assert "须说明整改情况" in _finding(invisible).problems(TODAY)
+        assert return_problems(invisible, TODAY, TODAY) == ["退回须说明理由"]
+        unsigned = Finding(TRUE_FIXED, "清退出列", "已清退", invisible, invisible, date(2026, 11, 21))
+        assert unsigned.problems(TODAY) == ["须由核实人签字（姓名）", "须填写核实人职务"]
+    assert actions.finding_values(_finding("入户\r\n核实\u200b")) ["finding"] == "入户\n核实"

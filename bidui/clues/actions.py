@@ -13,8 +13,10 @@ from sqlalchemy.orm import Session
 from bidui import scope
 from bidui.clues import attachments, link_decisions
 from bidui.clues.models import Clue, ClueEvent, LinkDecision, User
+from bidui.clues.present import brief
 from bidui.clues.states import (
     CLOSED,
+    MAX_REASON,
     NOT_SELF,
     NOT_TRUE,
     TRUE_OUTCOMES,
@@ -25,6 +27,7 @@ from bidui.clues.states import (
     return_problems,
 )
 from bidui.clues.states import RETURNED as RETURNED_STATUS
+from bidui.text import typed
 
 # 不是本人 names one record↔person pair to keep apart; a clue from the register itself, or one
 # summing several records (a household's medical bills), has none. (It said "not from a record
@@ -49,7 +52,11 @@ def now() -> datetime:
 
 
 def get_clue(session: Session, clue_id: int, actor: User) -> Clue:
-    clue = session.get(Clue, clue_id)
+    """The clue to act on, its row locked until the caller's transaction ends (PostgreSQL; SQLite
+    writers are one at a time already): a second click's request that read the clue while the
+    first's was being written got 刚有变动, not the first's result to see as its own (`_repeated`)."""
+    clue = session.scalar(select(Clue).where(Clue.id == clue_id).with_for_update()
+                          .execution_options(populate_existing=True))
     if clue is None or not scope.covers(actor.scope, clue.township_code):
         raise NotFoundError(f"线索 {clue_id} 不存在或不在您的管辖范围内")
     return clue
@@ -99,8 +106,8 @@ def _write(session: Session, clue: Clue, expected_version: int, actor: User, tar
 def finding_values(finding: Finding) -> dict:
     """A finding as the clue stores it (the one place that says how: trimmed, empty as none)."""
     return {"outcome": finding.outcome, "outcome_detail": finding.detail or None, "action": finding.action or None,
-            "finding": finding.finding.strip(),
-            "verifier_name": finding.verifier_name.strip(), "verifier_position": finding.verifier_position.strip(),
+            "finding": typed(finding.finding),
+            "verifier_name": typed(finding.verifier_name), "verifier_position": typed(finding.verifier_position),
             "verified_on": finding.verified_on}
 
 
@@ -219,8 +226,8 @@ def send_back(session: Session, clue_id: int, expected_version: int, actor: User
     problems = return_problems(reason, due, today or date.today())
     if problems:
         raise TransitionError("；".join(problems))
-    changes: dict = {"return_reason": reason.strip()}
-    payload: dict = {"reason": reason.strip()}
+    changes: dict = {"return_reason": typed(reason)}
+    payload: dict = {"reason": typed(reason)}
     if due is not None:
         changes["due_date"], payload["due_date"] = due, due.isoformat()
     if _repeated(session, clue, expected_version, actor, "return", payload):
@@ -258,7 +265,9 @@ def decision_revoked(session: Session, decision: LinkDecision, actor: User, due:
     # As any return: what the finding taught the linker stops applying until the township signs again.
     others = sum(link_decisions.revoke_for_clue(session, clue, kind, actor, RETURNED)
                  for kind in (link_decisions.CANNOT, link_decisions.MUST))
-    reason = f"“{link_decisions.KIND_LABELS[decision.kind]}”的认定已被撤销（理由：{why}），请重新核实"
+    said = f"“{link_decisions.KIND_LABELS[decision.kind]}”的认定已被撤销（理由：），请重新核实"
+    # Within a return reason's limit, as the county's are (the revocation's own reason may fill it).
+    reason = said.replace("（理由：）", f"（理由：{brief(typed(why), MAX_REASON - len(said) - 1)}）")
     payload = {"reason": reason, "due_date": due.isoformat(), "decision_revoked": decision.kind}
     if others:
         payload["link_revoked"] = others

@@ -59,15 +59,26 @@ def clue_frame(session: Session, scope_code: str | None) -> pl.DataFrame:
 
 
 def returns(session: Session, scope_code: str | None) -> pl.DataFrame:
-    """Each returned clue's returns, as the ledger recorded them (few): the days, and the last."""
-    q = select(ClueEvent.clue_id, ClueEvent.at).join(Clue, Clue.id == ClueEvent.clue_id).where(ClueEvent.kind == "return")
+    """The clues ever returned (few), with their returns' days, the last, and their history of
+    states (`history`: each event's day and the state it left the clue in, in order): a returned
+    clue's state on a past day is read from it (`as_of`), not guessed from its latest dates."""
+    returned = select(ClueEvent.clue_id).where(ClueEvent.kind == "return")
+    q = (select(ClueEvent.clue_id, ClueEvent.at, ClueEvent.kind, ClueEvent.to_status)
+         .join(Clue, Clue.id == ClueEvent.clue_id)
+         # (every clue starts dispatched: its first event says nothing more)
+         .where(ClueEvent.clue_id.in_(returned), ClueEvent.to_status.is_not(None), ClueEvent.kind != "dispatched")
+         .order_by(ClueEvent.clue_id, ClueEvent.at, ClueEvent.id))
     if scope_code:
         q = q.where(scope.under(Clue.township_code, scope_code))
-    days: dict[int, list[date]] = {}
-    for clue_id, at in session.execute(q):
-        days.setdefault(clue_id, []).append(_day(at))
-    return pl.DataFrame([(k, sorted(v), max(v)) for k, v in days.items()], orient="row",
-                        schema={"id": pl.Int64, "returned_days": pl.List(pl.Date), "returned_on": pl.Date})
+    rows: dict[int, dict] = {}
+    for clue_id, at, kind, to_status in session.execute(q):
+        r = rows.setdefault(clue_id, {"days": [], "history": []})
+        r["history"].append({"day": _day(at), "status": to_status})
+        if kind == "return":
+            r["days"].append(_day(at))
+    return pl.DataFrame([(k, v["days"], max(v["days"]), v["history"]) for k, v in rows.items()], orient="row",
+                        schema={"id": pl.Int64, "returned_days": pl.List(pl.Date), "returned_on": pl.Date,
+                                "history": pl.List(pl.Struct({"day": pl.Date, "status": pl.String}))})
 
 
 def first_signed(session: Session, scope_code: str | None) -> dict[int, tuple[date, date | None]]:
@@ -165,18 +176,24 @@ def as_of(frame: pl.DataFrame, day: date) -> pl.DataFrame:
     it keeps: a clue verified, returned and verified again counts from its last verification. A
     day that is today changes nothing."""
     later = lambda c: (pl.col(c) > day).fill_null(False)  # noqa: E731
+    # A clue ever returned: its state then is the one its last event by the day left it in (its
+    # latest dates say nothing of a return and a signing between them).
+    then = pl.col("history").list.eval(
+        pl.element().filter(pl.element().struct.field("day") <= day).struct.field("status")).list.last()
+    returned = pl.col("history").is_not_null()
     # Signed after the day, as the ledger recorded it, whatever date was typed: not yet verified then.
-    unsigned = later("verified_on") | later("signed_on")
+    unsigned = (pl.when(returned).then(~then.fill_null(DISPATCHED).is_in([VERIFIED, CLOSED]))
+                .otherwise(later("verified_on") | later("signed_on")))
+    unclosed = pl.when(returned).then(then.fill_null(DISPATCHED) != CLOSED).otherwise(later("closed_on"))
     return frame.filter((pl.col("first_seen") <= day).fill_null(True)).with_columns(
-        pl.when(pl.col("status").is_in([VERIFIED, CLOSED]) & unsigned).then(pl.lit(DISPATCHED))
+        pl.when(returned).then(then.fill_null(DISPATCHED))
+        .when(pl.col("status").is_in([VERIFIED, CLOSED]) & unsigned).then(pl.lit(DISPATCHED))
         .when((pl.col("status") == CLOSED) & later("closed_on")).then(pl.lit(VERIFIED))
-        # returned after the day: it was verified, waiting for the county, then
-        .when((pl.col("status") == RETURNED) & later("returned_on")).then(pl.lit(VERIFIED))
         .otherwise(pl.col("status")).alias("status"),
         pl.when(unsigned).then(None).otherwise(pl.col("outcome")).alias("outcome"),
         pl.when(unsigned).then(None).otherwise(pl.col("verified_on")).alias("verified_on"),
         pl.when(unsigned).then(None).otherwise(pl.col("signed_on")).alias("signed_on"),
-        pl.when(later("closed_on")).then(None).otherwise(pl.col("closed_on")).alias("closed_on"))
+        pl.when(unclosed).then(None).otherwise(pl.col("closed_on")).alias("closed_on"))
 
 
 def build(session: Session, scope_code: str | None = None, today: date | None = None,

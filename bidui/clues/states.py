@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from bidui.text import typed
+
 DISPATCHED, VERIFIED, RETURNED, CLOSED = "dispatched", "verified", "returned", "closed"
 STATUSES = (DISPATCHED, VERIFIED, RETURNED, CLOSED)
 STATUS_LABELS = {DISPATCHED: "待核实", VERIFIED: "已核实待审核", RETURNED: "已退回", CLOSED: "已销号"}
@@ -75,18 +77,19 @@ class Finding:
             out.append(f"不属实的原因只能选“{'、'.join(NOT_TRUE_DETAILS)}”")
         elif self.detail and self.outcome != NOT_TRUE:
             out.append(f"只有核实结论为不属实时，才能选“{self.detail}”")
-        if not self.finding.strip():
+        finding, name, position = typed(self.finding), typed(self.verifier_name), typed(self.verifier_position)
+        if not finding:
             out.append({TRUE_FIXED: "须说明整改情况", TRUE_EXEMPT: "须说明豁免依据", NOT_TRUE: "须说明不属实的依据"}.get(
                 self.outcome, "须填写核实情况说明"))
-        if len(self.finding.strip()) > MAX_FINDING:
-            out.append(f"核实情况说明不能超过 {MAX_FINDING} 字（现有 {len(self.finding.strip())} 字），请精简后再签字")
-        if not self.verifier_name.strip():
+        elif len(finding) > MAX_FINDING:
+            out.append(f"核实情况说明不能超过 {MAX_FINDING} 字（现有 {len(finding)} 字），请精简后再签字")
+        if not name:
             out.append("须由核实人签字（姓名）")
-        elif len(self.verifier_name.strip()) > MAX_SIGNER:
+        elif len(name) > MAX_SIGNER:
             out.append(f"核实人姓名不能超过 {MAX_SIGNER} 字")
-        if not self.verifier_position.strip():
+        if not position:
             out.append("须填写核实人职务")
-        elif len(self.verifier_position.strip()) > MAX_SIGNER:
+        elif len(position) > MAX_SIGNER:
             out.append(f"核实人职务不能超过 {MAX_SIGNER} 字")
         if self.verified_on > today:
             out.append("核实日期不能晚于今天")
@@ -110,7 +113,7 @@ def next_status(action: str, status: str, role: str) -> str:
 def return_problems(reason: str, due: date | None, today: date) -> list[str]:
     """What is wrong with a county's return (in Chinese): its reason and, when given, its new due date."""
     out = []
-    reason = reason.strip()
+    reason = typed(reason)
     if not reason:
         out.append("退回须说明理由")
     elif len(reason) > MAX_REASON:

@@ -10,11 +10,13 @@ from fastapi.responses import RedirectResponse
 
 from bidui.clues import users
 from bidui.clues.models import User
+from bidui.clues.states import MAX_SIGNER
 from bidui.web.deps import Ctx, ctx
 from bidui.web.security import back_after_login, check_csrf, check_own_password
 
 router = APIRouter()
-MAX_CHARS = 30
+# As long as a signature may be (bidui.clues.states.MAX_SIGNER, what the admin pages allow too).
+MAX_CHARS = MAX_SIGNER
 
 
 def needs_profile(user: User) -> bool:
@@ -65,11 +67,11 @@ def profile_save(c: Ctx = Depends(ctx), csrf_token: str = Form(""), real_name: s
     if not name:
         problems.append("请填写您的真实姓名（签字用）")
     elif len(name) > MAX_CHARS or any(ch.isdigit() for ch in name):
-        problems.append("姓名不应含数字，且不超过 30 个字")
+        problems.append(f"姓名不应含数字，且不超过 {MAX_CHARS} 个字")
     if not pos:
         problems.append("请填写您的职务（如 扶贫专干、副镇长）")
     elif len(pos) > MAX_CHARS:
-        problems.append("职务不超过 30 个字")
+        problems.append(f"职务不超过 {MAX_CHARS} 个字")
     if problems:
         return _page(c, 400, form=form, error="；".join(problems))
     with c.request.app.state.ledger.write() as s:
