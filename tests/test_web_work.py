@@ -289,6 +289,12 @@ def test_the_review_queue_filters_pages_and_shows_evidence(home) -> None:
     assert all(write(h, lambda s, i=int(i): s.get(Clue, i).rule_code) == rule
                for i in re.findall(r'name="clue" value="(\d+):', by_rule))
     assert len(re.findall(r'name="clue" value=', c.get(f"/review?township={town}").text)) == 50
+    # The filters offer what waits, with how many (every rule was offered with one clue waiting).
+    waiting = write(h, lambda s: {code: n for code, n in s.execute(
+        select(Clue.rule_code, func.count()).where(Clue.id.in_(ids[:60])).group_by(Clue.rule_code))})
+    rules = re.search(r'<select id="f-rule" name="rule">(.*?)</select>', page, re.S).group(1)
+    offered = dict(re.findall(r'<option value="([^"]+)" [^>]*>[^<]*（(\d+)）</option>', rules))
+    assert {code: int(n) for code, n in offered.items()} == waiting
 
 
 def test_closing_several_asks_for_confirmation_first(home) -> None:

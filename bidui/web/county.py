@@ -93,8 +93,22 @@ def _render(c: Ctx, filters: dict, status_code: int = 200, error: str = "", form
     overdue = c.session.execute(c.scoped(select(Clue.township_code, func.count()).where(
         Clue.status.in_((DISPATCHED, RETURNED)), Clue.due_date < date.today())).group_by(Clue.township_code)
         .order_by(func.count().desc())).all()
-    townships = c.session.scalars(c.scoped(select(Clue.township_code)).distinct().order_by(Clue.township_code)).all()
-    rules = c.session.execute(c.scoped(select(Clue.rule_code, Clue.rule_title)).distinct().order_by(Clue.rule_code)).all()
+    # What can be picked is what waits, with how many (every rule and township was offered with one
+    # clue waiting); the one picked stays offered when none of it waits any more.
+    waiting = c.scoped(select(Clue.township_code, Clue.rule_code, Clue.rule_title, func.count())
+                       .where(Clue.status == VERIFIED).group_by(Clue.township_code, Clue.rule_code, Clue.rule_title))
+    townships: dict[str, int] = {}
+    by_rule: dict[tuple[str, str], int] = {}
+    for township, rule, title, n in c.session.execute(waiting):
+        townships[township] = townships.get(township, 0) + n
+        by_rule[(rule, title)] = by_rule.get((rule, title), 0) + n
+    if filters["township"]:
+        townships.setdefault(filters["township"], 0)
+    if filters["rule"] and all(code != filters["rule"] for code, _ in by_rule):
+        title = c.session.scalar(c.scoped(select(Clue.rule_title).where(Clue.rule_code == filters["rule"])).limit(1))
+        by_rule[(filters["rule"], title or "其他疑点")] = 0
+    townships = dict(sorted(townships.items()))
+    rules = sorted((code, title, n) for (code, title), n in by_rule.items())
     return c.render("review.html", status_code=status_code, queue=queue, total=total, page=page,
                     pages=(total + PAGE - 1) // PAGE, evidence=evidence,
                     attachments=attachments_for(c, ids), overdue=overdue, names=names,
