@@ -226,8 +226,9 @@ def send_back(session: Session, clue_id: int, expected_version: int, actor: User
     problems = return_problems(reason, due, today or date.today())
     if problems:
         raise TransitionError("；".join(problems))
-    changes: dict = {"return_reason": typed(reason)}
-    payload: dict = {"reason": typed(reason)}
+    reason = typed(reason)
+    changes: dict = {"return_reason": reason}
+    payload: dict = {"reason": reason}
     if due is not None:
         changes["due_date"], payload["due_date"] = due, due.isoformat()
     if _repeated(session, clue, expected_version, actor, "return", payload):

@@ -293,10 +293,6 @@ def _clue_or_404(c: Ctx, clue_id: int) -> Clue:
     return clue
 
 
-def _event_note(e: ClueEvent, labels: dict[int, str] | None = None) -> str:
-    return event_note(e.kind, e.payload, labels)
-
-
 def clue_decisions(c: Ctx, clue: Clue) -> list[dict]:
     """The record↔person decisions the clue's verifications made, as its page says them."""
     rows = c.session.scalars(select(LinkDecision).where(LinkDecision.clue_id == clue.id).order_by(LinkDecision.id))
@@ -316,7 +312,7 @@ def clue_record(c: Ctx, clue: Clue, page_names: dict[str, str] | None = None,
     files = attachments_for(c, [clue.id]).get(clue.id, [])
     labels = {a.id: a.label for a in files}
     history = [{"at": e.at, "who": people.get(e.actor, "已停用的账号"), "what": EVENT_LABELS.get(e.kind, "其他"),
-                "note": _event_note(e, labels)} for e in events]
+                "note": event_note(e.kind, e.payload, labels)} for e in events]
     return {"clue": clue, "names": c.division_names() if page_names is None else page_names,
             "view": clue_view(clue, evidence, all_names), "history": history, "attachments": files,
             "outcome_shown": outcome_text(clue.outcome, clue.outcome_detail), "decisions": clue_decisions(c, clue),
