@@ -158,6 +158,7 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
             _log(con, night, e.name, done[e.name])
     todo = [e for e in files if e.name not in done]
     in_force = wh.in_force_hashes(con, night)
+    sizes = wh.in_force_sizes(con, night)
     deadline = clock() + limits.max_wait_seconds
     pool = _pool(todo, workers)
     # Worker processes hand a file's normalised rows over as a Parquet file beside the warehouse
@@ -183,7 +184,7 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
             batch = sorted((e for e in todo if e.name in ready), key=lambda e: -_reading_cost(e.path))
             todo = [e for e in todo if e.name not in ready]
             futures = {pool.submit(work, e.path, night, e.name, limits.values, in_force,
-                                   _known(con, e.name, night, handed) if carry else None): e for e in batch}
+                                   _known(con, e, night, handed, in_force, sizes) if carry else None): e for e in batch}
             # Stored as the workers finish them, so this process writes while they work. A file's
             # rows are let go once stored (its future is forgotten): a future keeps its result, and
             # the night's every file held at once made the writer's peak (6.1 GB at the large size).
@@ -291,16 +292,32 @@ def new_rows(con: duckdb.DuckDBPyConnection, p: Prepared) -> Iterator[None]:
         con.execute(f"DROP VIEW IF EXISTS {wh.NEW_ROWS}")
 
 
-def _known(con: duckdb.DuckDBPyConnection, name: str, night: date,
-           handover: Path | None = None) -> Known | KnownFile | None:
+def _known(con: duckdb.DuckDBPyConnection, e: inbox.Entry, night: date, handover: Path | None = None,
+           in_force: dict[str, str] | None = None, sizes: dict[str, int] | None = None) -> Known | KnownFile | None:
     """The fingerprints of the snapshot in force of the file's dataset (None for a file named for
-    none); for a worker process (`handover`: its folder), as a file there."""
-    code = _dataset_code(name)
-    if code is None:
+    none, or holding the bytes of that snapshot: `in_force`, its SHA-256, `sizes`, its file's size);
+    for a worker process (`handover`: its folder), as a file there."""
+    code = _dataset_code(e.name)
+    if code is None or _same_bytes(e.path, code, in_force or {}, sizes or {}):
         return None
     if handover is not None:
         return wh.known_rows_file(con, BY_CODE[code], night, handover)
     return wh.known_rows(con, BY_CODE[code], night)
+
+
+def _same_bytes(path: Path, code: str, in_force: dict[str, str], sizes: dict[str, int]) -> bool:
+    """Whether the file holds the bytes of its dataset's snapshot in force, as far as this process
+    can tell before a worker reads it: of another size, it does not; of the same size, by its hash.
+    Its worker hashes it again and reads nothing when it does (most of a later night's files):
+    writing the snapshot's fingerprints for it cost the writer 1-2 s of a large night's start.
+    A file that changes between the two hashes is read whole (no fingerprints: the same rows, all
+    normalised), never taken for what it was."""
+    try:
+        if code not in sizes or path.stat().st_size != sizes[code]:
+            return False
+        return inbox.digests(path)[0] == in_force.get(code)
+    except OSError:
+        return False  # (its worker says why it cannot be read)
 
 
 def _evidence(e: inbox.Entry, marker: bool, limits: Limits, clock: Callable[[], float]) -> str | None:
@@ -351,6 +368,7 @@ class Prepared:
     dataset: object = None  # bidui.datasets.Dataset
     sha: str | None = None
     md5: str | None = None
+    size: int | None = None  # bytes, as the file was hashed
     raw: object = None  # RawTable
     result: object = None  # Normalised
     refused: str | None = None
@@ -409,6 +427,7 @@ def _prepare(p: Prepared, values: ValueLimits, in_force: dict[str, str],
         p.refused = str(e)
         return p
     p.checksum = inbox.checksum_file(path)
+    p.size = path.stat().st_size  # (a file that changes while it is hashed is read again: `changed`)
     p.sha, p.md5 = inbox.digests(path, md5=bool(p.checksum and p.checksum[0] == "md5"))
     if in_force.get(p.dataset.code) == p.sha:
         # The same bytes as the snapshot in force (most departments resend an unchanged extract):
@@ -551,6 +570,8 @@ def _store_rows(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: 
             wh.apply_snapshot(con, ds, night, load_id, name, sha, wh.NEW_ROWS, p.rows, carried, result.line_form,
                               result.carried_from)
             remember_profile(con, ds, load_id, now)  # tomorrow's checks compare with it
+            if p.size is not None:  # tomorrow's ingest tells the same bytes by it (`_known`)
+                con.execute("INSERT OR REPLACE INTO load_bytes VALUES (?, ?)", [load_id, p.size])
             # (a carried row's name has its keys since its snapshot was stored)
             names = p.names if p.names is not None else {r.name_column: result.rows[r.name_column] for r in ds.persons}
             for distinct in names.values():

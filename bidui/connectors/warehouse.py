@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS snapshots (
 CREATE TABLE IF NOT EXISTS name_keys (name VARCHAR PRIMARY KEY, simplified VARCHAR, pinyin VARCHAR);
 -- the form of a CSV file whose rows keep their lines' fingerprints (bidui.connectors.csv_lines)
 CREATE TABLE IF NOT EXISTS line_forms (load_id BIGINT PRIMARY KEY, form VARCHAR NOT NULL);
+-- the size of the file a snapshot was stored from (bidui.connectors.ingest: a night's file of
+-- another size is not the same bytes; of the same size, it is hashed before anything is prepared for it)
+CREATE TABLE IF NOT EXISTS load_bytes (load_id BIGINT PRIMARY KEY, bytes BIGINT NOT NULL);
 """
 
 
@@ -198,6 +201,16 @@ def in_force_hashes(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, st
         JOIN (SELECT dataset, max(snapshot_date) AS d FROM snapshots WHERE snapshot_date <= ? GROUP BY dataset) m
              ON m.dataset = s.dataset AND m.d = s.snapshot_date
         WHERE s.sha256 IS NOT NULL""", [night]).fetchall())
+
+
+def in_force_sizes(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, int]:
+    """The size in bytes of the file of each dataset's snapshot in force on the night, where it was
+    kept (snapshots stored before sizes were: none)."""
+    return dict(con.execute("""
+        SELECT s.dataset, b.bytes FROM snapshots s
+        JOIN (SELECT dataset, max(snapshot_date) AS d FROM snapshots WHERE snapshot_date <= ? GROUP BY dataset) m
+             ON m.dataset = s.dataset AND m.d = s.snapshot_date
+        JOIN load_bytes b ON b.load_id = s.load_id""", [night]).fetchall())
 
 
 def last_snapshot(con: duckdb.DuckDBPyConnection, dataset: str, before: date) -> tuple[date, int] | None:
