@@ -428,3 +428,41 @@ def test_a_users_page_lists_what_the_user_did_and_what_was_done_to_the_account(h
     mine = page.split("该用户的操作记录", 1)[1]
     assert "记录关联决定" in mine and "关联决定 7" in mine and "关联决定 8" not in mine
     assert "重置密码" in mine  # what was done to the account is still there
+
+
+def test_accounts_are_refused_what_would_disguise_them_or_lock_them_out(home) -> None:
+    """What a walk (2026-12-06) made an admin page and the CLI accept, and what it cost: a user
+    named `system` signed clues as 系统比对; `..` could not be managed on the web (its page's URL
+    read as /admin/); a real name of 300 characters made a user who could never sign (a signature
+    allows 64); a zero-width or direction character made a second 王芳 that looks like the first;
+    a mistyped township code made an account with an empty inbox. Each is refused with a reason in
+    Chinese, and no account is made or changed."""
+    h, town, _ = home
+    admin = client_for(h)
+    assert signed_in(admin, "admin")
+    t = token(admin)
+    base = {"csrf_token": t, "username": "zhao", "real_name": "赵敏", "position": "扶贫专干", "role": "township",
+            "scope_code": town, "password": NEW_PASSWORD}
+    refused = [({"username": "system"}, "系统保留"), ({"username": "SYSTEM"}, "系统保留"),
+               ({"username": ".."}, "首尾须是字母或数字"), ({"username": "admin."}, "首尾须是字母或数字"),
+               ({"real_name": "赵" * 65}, "姓名最长 64 个字符"), ({"position": "专" * 65}, "职务最长 64 个字符"),
+               ({"real_name": "赵\u200b敏"}, "看不见的字符"), ({"real_name": "\u202e敏赵"}, "看不见的字符"),
+               ({"scope_code": town[:6] + "999000"}, "没有行政区划代码为")]
+    for change, said in refused:
+        res = admin.post("/admin/users/add", data=base | change)
+        assert res.status_code == 400 and said in res.text, (change, res.status_code)
+        assert user(h, (base | change)["username"]) is None
+    assert admin.post("/admin/users/add", data=base).status_code == 303
+    assert user(h, "zhao").real_name == "赵敏"
+    # Changed later: the same checks, and the account stays as it was.
+    t = token(admin, "/admin/users/zhao")
+    res = admin.post("/admin/users/zhao/profile", data={"csrf_token": t, "real_name": "赵\u2066敏", "position": "扶贫专干",
+                                                         "display_name": "赵敏"})
+    assert res.status_code == 400 and "看不见的字符" in res.text and user(h, "zhao").real_name == "赵敏"
+    res = admin.post("/admin/users/zhao/rescope", data={"csrf_token": t, "role": "township",
+                                                         "scope_code": town[:6] + "999000"})
+    assert res.status_code == 400 and "没有行政区划代码为" in res.text and user(h, "zhao").scope == town
+    # The CLI says the same.
+    out = CliRunner().invoke(cli_app, ["--home", str(h.root), "users", "add", "--name", "sun", "--role", "township",
+                                       "--scope", town, "--password", NEW_PASSWORD, "--real-name", "孙" * 100])
+    assert out.exit_code == 1 and "姓名最长 64 个字符" in out.output and user(h, "sun") is None

@@ -987,3 +987,28 @@ def test_a_clue_acted_on_during_a_publish_keeps_the_change_and_its_new_evidence_
                     ] == [nights[2].isoformat()]
     finally:
         ledger.close()
+
+
+def test_a_finding_is_not_reviewed_by_whoever_signed_it(ledger) -> None:
+    """谁核实谁签字, and the county's review is someone else's: a clerk whose account was made a
+    county reviewer (a walk, 2026-12-06: she closed the clue she had signed) can neither close nor
+    return her own finding, whatever her role now; the clue stays as it was for another reviewer."""
+    from bidui.clues.users import CLI, rescope
+
+    users = _users(ledger)
+    clue_id = _one_clue(ledger)
+    with ledger.write() as s:
+        actions.verify(s, clue_id, 1, users["town"], _finding(), date(2026, 11, 30))
+        rescope(s, "town", "county", "330102000000", CLI)
+    town = _user(ledger, "town")
+    assert town.role == "county"
+    before = _snapshot(ledger)
+    for act in (lambda s: actions.close(s, clue_id, 2, town),
+                lambda s: actions.send_back(s, clue_id, 2, town, "请补充照片", date.today() + timedelta(days=7))):
+        with pytest.raises(TransitionError, match="本人签字"), ledger.write() as s:
+            act(s)
+        assert _snapshot(ledger) == before
+    with ledger.write() as s:
+        actions.close(s, clue_id, 2, users["county"])
+    with ledger.read() as s:
+        assert s.get(Clue, clue_id).status == "closed"

@@ -211,8 +211,17 @@ def amend(session: Session, clue_id: int, expected_version: int, actor: User, fi
                            {"before": before})
 
 
+def _not_own_review(session: Session, clue: Clue, actor: User) -> None:
+    """A finding is reviewed by someone other than who signed it (谁核实谁签字; the county's review
+    is a second pair of eyes): a clerk whose account became a county reviewer's closed the clue she
+    had signed herself (a walk, 2026-12-06)."""
+    if signed_by(session, clue) == actor.username:
+        raise TransitionError(f"线索 {clue.id} 的核实结论是您本人签字的，不能由您本人销号或退回，请由县级其他审核人员审核")
+
+
 def close(session: Session, clue_id: int, expected_version: int, actor: User, today: date | None = None) -> Clue:
     clue = get_clue(session, clue_id, actor)
+    _not_own_review(session, clue, actor)
     if _repeated(session, clue, expected_version, actor, "close"):
         return clue
     return _apply(session, clue, expected_version, actor, "close", {"closed_on": today or date.today()}, {})
@@ -223,6 +232,7 @@ def send_back(session: Session, clue_id: int, expected_version: int, actor: User
     """Return a verified clue to its township with a reason and a new due date (the old one has
     usually passed by the time the county reviews)."""
     clue = get_clue(session, clue_id, actor)
+    _not_own_review(session, clue, actor)
     problems = return_problems(reason, due, today or date.today())
     if problems:
         raise TransitionError("；".join(problems))

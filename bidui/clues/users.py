@@ -31,7 +31,17 @@ ROLE_LEVEL = {"township": "township", "county": "county", "prefecture": "prefect
 LEVEL_LABELS = {"province": "省", "prefecture": "市（州）", "county": "县（区）", "township": "乡镇", "village": "村"}
 MIN_PASSWORD = 10
 MIN_DISTINCT = 4  # different characters a password needs at least
-USERNAME = re.compile(r"[A-Za-z0-9._-]{2,64}")
+# Letters, digits and . _ - between a letter or digit at each end: `..` opened /admin/users/..,
+# which the browser reads as /admin/ (its account could not be managed on the web), and `admin.`
+# passed for `admin`.
+USERNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])")
+# Names that stand for no person: `system` is how the nightly run writes its events, which every
+# page shows as 系统比对 (a user named so signed clues as the system).
+RESERVED_USERNAMES = frozenset({"system"})
+MAX_PERSON_TEXT = 64  # a name, position or display name (what a signature may hold: states.MAX_SIGNER)
+# Characters that reorder or hide text (direction overrides and isolates, zero-width): "王\u200b芳" and
+# "\u202e芳王" both showed as 王芳 beside the real 王芳 in the user list.
+_HIDDEN = re.compile("[\u0000-\u001f\u007f-\u009f\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 _hasher = PasswordHasher()
 
 # How each audited action reads to a person (the admin page's audit list).
@@ -103,7 +113,21 @@ def check_password_policy(password: str, username: str) -> None:
 
 def check_username(username: str) -> None:
     if not USERNAME.fullmatch(username):
-        raise UserError("用户名为 2–64 个字符，只能用英文字母、数字和 . _ -（不含空格）")
+        raise UserError("用户名为 2–64 个字符，只能用英文字母、数字和 . _ -（不含空格），首尾须是字母或数字")
+    if username.lower() in RESERVED_USERNAMES:
+        raise UserError(f"用户名 {username} 是系统保留的，请换一个")
+
+
+def person_text(value: str | None, label: str) -> str:
+    """A name, position or display name as typed on the admin page or given to the CLI, checked
+    and trimmed: at most MAX_PERSON_TEXT characters (a longer real name was accepted, and its user
+    could then never sign: a signature allows 64), and no character that hides or reorders text."""
+    value = (value or "").strip()
+    if _HIDDEN.search(value):
+        raise UserError(f"{label}含有看不见的字符（如零宽空格、文字方向控制符），请重新输入")
+    if len(value) > MAX_PERSON_TEXT:
+        raise UserError(f"{label}最长 {MAX_PERSON_TEXT} 个字符")
+    return value
 
 
 def hash_password(password: str, username: str) -> str:
@@ -113,7 +137,10 @@ def hash_password(password: str, username: str) -> str:
     return _hasher.hash(password)
 
 
-def _check_scope(role: str, scope_code: str, actor: Actor, session: Session | None = None) -> None:
+def _check_scope(role: str, scope_code: str, actor: Actor, session: Session | None = None, exists: bool = True) -> None:
+    """The role is one of ROLES and its scope a division of its level within the actor's; when
+    `exists` and the ledger knows its divisions (published once), one of them (a mistyped township
+    code gave an account an empty inbox called 本乡镇, listed by its bare code)."""
     if role not in ROLES:
         raise UserError("角色应为：" + "、".join(f"{ROLE_LABELS[r]}（{r}）" for r in ROLES))
     if not scope.is_code(scope_code):
@@ -125,6 +152,8 @@ def _check_scope(role: str, scope_code: str, actor: Actor, session: Session | No
                         f"{shown} 是{LEVEL_LABELS[scope.level(scope_code)]}")
     if actor.scope is not None and not scope.covers(actor.scope, scope_code):
         raise UserError("该管辖范围不在您的管理范围内")
+    if exists and session is not None and not _known_division(session, scope_code):
+        raise UserError(f"没有行政区划代码为 {scope_code} 的地方：请从列表中选择，或核对代码")
 
 
 def add_user(session: Session, username: str, display_name: str, role: str, scope_code: str, password: str,
@@ -133,7 +162,10 @@ def add_user(session: Session, username: str, display_name: str, role: str, scop
     seed users without one."""
     username = username.strip()
     check_username(username)
-    _check_scope(role, scope_code, actor or CLI, session)
+    # (the 姓名 first: the add page makes the display name of it, and says 姓名)
+    real_name, position, display_name = (person_text(real_name, "姓名"), person_text(position, "职务"),
+                                         person_text(display_name, "显示名"))
+    _check_scope(role, scope_code, actor or CLI, session, exists=actor is not None)
     check_password_policy(password, username)
     # Names that differ only in case are one person's to a clerk (zhaomin, Zhaomin): not two accounts.
     taken = session.scalar(select(User.username).where(func.lower(User.username) == username.lower()))
@@ -148,6 +180,16 @@ def add_user(session: Session, username: str, display_name: str, role: str, scop
     if actor is not None:
         audit(session, actor.name, "user_added", username, {"角色": ROLE_LABELS[role], "范围": scope_code})
     return user
+
+
+def _known_division(session: Session, code: str) -> bool:
+    """The division is in the ledger's (the prefecture: some division lies under it); any code
+    while the ledger has none yet (before the first night is published: accounts are made first)."""
+    if session.scalar(select(func.count()).select_from(Division)) == 0:
+        return True
+    if scope.level(code) == "prefecture":
+        return session.scalar(select(Division.code).where(scope.under(Division.code, code)).limit(1)) is not None
+    return session.get(Division, code) is not None
 
 
 def check_password(user: User, password: str) -> bool:
@@ -306,9 +348,7 @@ def edit_profile(session: Session, username: str, actor: Actor, real_name: str |
                                 ("display_name", display_name, "显示名")):
         if value is None:
             continue
-        value = value.strip()
-        if len(value) > 64:
-            raise UserError(f"{label}最长 64 个字符")
+        value = person_text(value, label)
         if field == "display_name" and not value:
             raise UserError("显示名不能为空")
         if (getattr(user, field) or "") != value:
