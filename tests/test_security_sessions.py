@@ -101,7 +101,12 @@ def test_a_saved_cookie_is_worthless_after_logout_password_change_disable_and_re
         assert login(c, "town", GOOD if command == "reset-password" else PASSWORD).status_code == 303
         saved = dict(c.cookies)
         assert runner.invoke(cli_app, ["--home", str(h.root), "users", command, "town"]).exit_code == 0
-        assert not signed_in(replay(app, saved)), command
+        replayed = replay(app, saved)
+        assert not signed_in(replayed), command
+        # and the browser is told why, not "idle or signed out elsewhere" (a walk, 2026-12-06)
+        said = replayed.get("/login").text
+        why = {"reset-password": "password_reset", "disable": "disabled"}[command]
+        assert security.ENDED_BECAUSE[why] in said and security.ENDED not in said, command
         if command == "reset-password":  # back to the fixture's password for the next round
             with ledger_of(h).write() as s:
                 users.reset_password(s, "town", users.CLI, PASSWORD)

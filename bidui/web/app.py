@@ -21,7 +21,15 @@ from bidui.signing import secret_key
 from bidui.web import admin, county, hardening, inspection, profile, quality, supervisor, township, whatif
 from bidui.web import attachments as attachment_routes
 from bidui.web.deps import db, templates
-from bidui.web.security import ENDED, LoginRequired, back_after_login, csrf_token, current_user, login, logout
+from bidui.web.security import (
+    LoginRequired,
+    back_after_login,
+    csrf_token,
+    current_user,
+    ended_message,
+    login,
+    logout,
+)
 
 log = logging.getLogger("bidui.web")
 HOME_PAGE = {"township": "/inbox", "county": "/review", "prefecture": "/dashboard", "admin": "/admin"}
@@ -48,7 +56,8 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
     def login_page(request: Request):
         request.session.setdefault("login_csrf", os.urandom(16).hex())
         ended = request.session.pop("ended", False)
-        return templates.TemplateResponse(request, "login.html", {"user": None, "error": "", "message": ENDED if ended else "",
+        return templates.TemplateResponse(request, "login.html", {"user": None, "error": "",
+                                                                  "message": ended_message(ended) if ended else "",
                                                                   "csrf": request.session["login_csrf"]})
 
     @app.post("/login")

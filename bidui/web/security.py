@@ -306,6 +306,20 @@ def current_session(request: Request, session: Session) -> WebSession | None:
 # out in another window of the same browser): they were sent to it from a page, or from a form
 # they had filled in, without a word.
 ENDED = "登录已失效（长时间未操作，或已在其他窗口退出），请重新登录。登录后回到刚才的页面。"
+# When an administrator (or the user, elsewhere) ended it, the reason (web_sessions.revoked_why): a
+# user whose account was stopped was told to sign in again as if idle (a walk, 2026-12-06).
+ENDED_BECAUSE = {
+    "disabled": "您的账号已被管理员停用，不能再登录。如有疑问，请联系专班管理员。",
+    "password_reset": "您的密码已被管理员重置，请用管理员告知的临时密码重新登录。",
+    "password_changed": "这个账号的密码已修改，请用新密码重新登录。",
+    "ended": "管理员结束了您的登录，请重新登录。",
+}
+
+
+def ended_message(why: object) -> str:
+    """What the login page says to a browser whose session ended under it (`why`: the session's
+    `ended` mark: True, or the reason it was revoked)."""
+    return ENDED_BECAUSE.get(why, ENDED) if isinstance(why, str) else ENDED
 
 
 def _local_path(url: str) -> str | None:
@@ -350,11 +364,14 @@ def current_user(request: Request, session: Session) -> User:
     user = session.get(User, row.user_id) if row is not None else None
     if row is None or user is None or not user.active:
         token, signed_out = request.session.get("sid"), request.session.get("signed_out")
-        owner = session.scalar(select(WebSession.user_id).where(WebSession.token_hash == _digest(token))) \
-            if isinstance(token, str) and token else signed_out.get("user") if isinstance(signed_out, dict) else None
+        ended = session.execute(select(WebSession.user_id, WebSession.revoked_why)
+                                .where(WebSession.token_hash == _digest(token))).first() \
+            if isinstance(token, str) and token else None
+        owner = ended[0] if ended else signed_out.get("user") if isinstance(signed_out, dict) else None
+        why = ended[1] if ended and ended[1] else ("disabled" if user is not None and not user.active else True)
         request.session.clear()
         if token or signed_out:
-            request.session["ended"] = True
+            request.session["ended"] = why if token else True
         back = _came_from(request)
         if back:
             request.session["after_login"] = {"path": back, "user": owner}
