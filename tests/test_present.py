@@ -392,3 +392,15 @@ def test_a_signer_reads_with_a_position_only_when_there_is_one() -> None:
     assert signer("张三", "扶贫专干") == "张三（扶贫专干）"
     assert signer("张三", "") == signer("张三", None) == "张三"
     assert signer(None, "扶贫专干") == signer("", None) == ""
+
+
+def test_a_decision_on_a_register_record_says_the_hukou_person_was_not_the_member() -> None:
+    """A 不是本人 on a register member's clue (a death found in hukou) is about the hukou person the
+    member was linked to: it read "贫困户家庭成员的这条记录不是本人的", as if the member were not herself
+    (a walk, 2026-12-06). A department's record still reads as that record not being the person's."""
+    from bidui.clues.present import decision_sentence
+
+    member = decision_sentence("cannot", "register_members")
+    assert "户籍中关联到的这个人不是贫困户家庭成员中的本人" in member and "这条记录不是本人的" not in member
+    assert "户籍中关联到的这个人就是" in decision_sentence("must", "register_households")
+    assert decision_sentence("cannot", "vehicles").startswith("机动车登记的这条记录不是本人的")

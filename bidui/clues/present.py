@@ -814,6 +814,10 @@ DECISION_REVOKED_NOTE = "原先的关联决定已撤销"
 DECISION_AUDIT_LABELS = {"link_decision_made": "记录关联决定", "link_decision_revoked": "撤销关联决定"}
 
 
+# The register's own datasets: a decision on one of their records is about the hukou person linked.
+REGISTER_DATASETS = frozenset({"register_members", "register_households"})
+
+
 def decision_sentence(kind: str, dataset: str | None, revoked_why: str | None = None) -> str:
     """One decision as the clue page says it: which record, what later nights do with it;
     `revoked_why`: the reason it was revoked (a changed finding, the task force's)."""
@@ -821,6 +825,14 @@ def decision_sentence(kind: str, dataset: str | None, revoked_why: str | None = 
     if revoked_why is not None:
         said = "不是本人" if kind == "cannot" else "确认是本人"
         return f"{source}的这条记录：原先“{said}”的决定已撤销（{revoked_why or '未说明理由'}），以后的比对照常判断是不是本人"
+    if dataset in REGISTER_DATASETS:
+        # The register's own record is the clue's subject: what was wrong (or confirmed) is the hukou
+        # person it was linked to (a death found in hukou: "贫困户家庭成员的这条记录不是本人的" read as
+        # if the member were not herself; a walk, 2026-12-06).
+        if kind == "cannot":
+            return (f"户籍中关联到的这个人不是{source}中的本人：以后的比对不再把两者关联，"
+                    "这条线索不会因此再次下发")
+        return f"已确认户籍中关联到的这个人就是{source}中的本人：以后的比对直接把两者关联，不再打分"
     if kind == "cannot":
         return f"{source}的这条记录不是本人的：以后的比对不再把它关联到本人，这条线索不会因此再次下发"
     return f"已确认{source}的这条记录是本人的：以后的比对直接把它关联到本人，不再打分"
