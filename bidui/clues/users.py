@@ -23,6 +23,7 @@ from bidui import scope
 from bidui.clues.actions import now
 from bidui.clues.models import AuditEvent, Division, LoginThrottle, User, WebSession
 from bidui.clues.present import signer
+from bidui.clues.states import MAX_SIGNER
 
 ROLES = ("township", "county", "prefecture", "admin")
 ROLE_LABELS = {"township": "乡镇核实员", "county": "县级审核员", "prefecture": "市级督导", "admin": "专班管理员"}
@@ -38,10 +39,10 @@ USERNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])")
 # Names that stand for no person: `system` is how the nightly run writes its events, which every
 # page shows as 系统比对 (a user named so signed clues as the system).
 RESERVED_USERNAMES = frozenset({"system"})
-MAX_PERSON_TEXT = 64  # a name, position or display name (what a signature may hold: states.MAX_SIGNER)
-# Characters that reorder or hide text (direction overrides and isolates, zero-width): "王\u200b芳" and
+# Control characters; with the invisible ones names drop (bidui.names: zero-width, direction
+# overrides and isolates), what may not be in a name, position or display name: "王\u200b芳" and
 # "\u202e芳王" both showed as 王芳 beside the real 王芳 in the user list.
-_HIDDEN = re.compile("[\u0000-\u001f\u007f-\u009f\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+_CONTROL = re.compile("[\u0000-\u001f\u007f-\u009f]")
 _hasher = PasswordHasher()
 
 # How each audited action reads to a person (the admin page's audit list).
@@ -120,13 +121,15 @@ def check_username(username: str) -> None:
 
 def person_text(value: str | None, label: str) -> str:
     """A name, position or display name as typed on the admin page or given to the CLI, checked
-    and trimmed: at most MAX_PERSON_TEXT characters (a longer real name was accepted, and its user
-    could then never sign: a signature allows 64), and no character that hides or reorders text."""
+    and trimmed: at most what a signature holds (MAX_SIGNER: a longer real name was accepted, and
+    its user could then never sign), and no character that hides or reorders text."""
+    from bidui.names import _INVISIBLE  # (as bidui.text.typed: polars is not loaded for the CLI's sake)
+
     value = (value or "").strip()
-    if _HIDDEN.search(value):
+    if _CONTROL.search(value) or _INVISIBLE.search(value):
         raise UserError(f"{label}含有看不见的字符（如零宽空格、文字方向控制符），请重新输入")
-    if len(value) > MAX_PERSON_TEXT:
-        raise UserError(f"{label}最长 {MAX_PERSON_TEXT} 个字符")
+    if len(value) > MAX_SIGNER:
+        raise UserError(f"{label}最长 {MAX_SIGNER} 个字符")
     return value
 
 

@@ -206,11 +206,10 @@ def in_force_hashes(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, st
 def in_force_sizes(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, int]:
     """The size in bytes of the file of each dataset's snapshot in force on the night, where it was
     kept (snapshots stored before sizes were: none)."""
-    return dict(con.execute("""
-        SELECT s.dataset, b.bytes FROM snapshots s
-        JOIN (SELECT dataset, max(snapshot_date) AS d FROM snapshots WHERE snapshot_date <= ? GROUP BY dataset) m
-             ON m.dataset = s.dataset AND m.d = s.snapshot_date
-        JOIN load_bytes b ON b.load_id = s.load_id""", [night]).fetchall())
+    loads = {load: code for code, (_, load) in in_force_loads(con, night).items()}
+    kept = con.execute("SELECT load_id, bytes FROM load_bytes WHERE load_id IN (SELECT unnest(?))",
+                       [list(loads)]).fetchall() if loads else []
+    return {loads[load]: int(size) for load, size in kept}
 
 
 def last_snapshot(con: duckdb.DuckDBPyConnection, dataset: str, before: date) -> tuple[date, int] | None:
