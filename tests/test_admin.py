@@ -466,3 +466,91 @@ def test_accounts_are_refused_what_would_disguise_them_or_lock_them_out(home) ->
     out = CliRunner().invoke(cli_app, ["--home", str(h.root), "users", "add", "--name", "sun", "--role", "township",
                                        "--scope", town, "--password", NEW_PASSWORD, "--real-name", "孙" * 100])
     assert out.exit_code == 1 and "姓名最长 64 个字符" in out.output and user(h, "sun") is None
+
+
+def test_a_password_an_admin_set_is_changed_before_anything_else_opens(home) -> None:
+    """A walk (2026-12-06): a reset's temporary password, which the administrator knows, never had to
+    be changed. Now an account an admin added, or whose password an admin reset, opens only the
+    page that sets a new password, until it is set; then everything opens and the flag is gone."""
+    h, town, _ = home
+    admin = client_for(h)
+    assert signed_in(admin, "admin")
+    t = token(admin)
+    assert admin.post("/admin/users/add", data={"csrf_token": t, "username": "zhao", "real_name": "赵敏",
+                                                "position": "扶贫专干", "role": "township", "scope_code": town,
+                                                "password": NEW_PASSWORD}).status_code == 303
+    assert user(h, "zhao").must_change_password and not user(h, "town").must_change_password
+
+    clerk = client_for(h)
+    assert login(clerk, "zhao", NEW_PASSWORD).headers["location"] == "/profile"
+    page = clerk.get("/profile")
+    assert page.status_code == 200 and 'id="password-must-change"' in page.text
+    assert 'href="/inbox"' not in page.text  # no way on shown while nothing else opens
+    # Every other page, read or written, leads back to it; nothing is done.
+    for path in ("/", "/inbox", "/workbook", "/dashboard"):
+        assert clerk.get(path).headers.get("location") == "/profile", path
+    t = token(clerk, "/profile")
+    clue = _a_clue_of(h, town)
+    res = clerk.post(f"/clues/{clue}/verify", data={"csrf_token": t, "outcome": "属实", "finding": "已核实"})
+    assert res.status_code == 303 and res.headers["location"] == "/profile"
+    assert _status(h, clue) == "dispatched"
+
+    # The administrator's password again is refused as the new one; a weak one too.
+    same = clerk.post("/profile/password", data={"csrf_token": t, "current": NEW_PASSWORD, "new": NEW_PASSWORD,
+                                                 "again": NEW_PASSWORD})
+    assert same.status_code == 400 and user(h, "zhao").must_change_password
+    weak = clerk.post("/profile/password", data={"csrf_token": t, "current": NEW_PASSWORD, "new": "12345678",
+                                                 "again": "12345678"})
+    assert weak.status_code == 400 and user(h, "zhao").must_change_password
+    done = clerk.post("/profile/password", data={"csrf_token": t, "current": NEW_PASSWORD, "new": "my-own-pass-789",
+                                                 "again": "my-own-pass-789"})
+    assert done.status_code == 303 and done.headers["location"] == "/"
+    assert not user(h, "zhao").must_change_password
+    assert clerk.get("/inbox").status_code == 200
+    assert 'href="/inbox"' in clerk.get("/profile").text
+
+    # A reset sets it again (an open session ends with the reset, as before); the new password opens
+    # only the password page until the user sets their own.
+    t = token(admin)
+    ask = admin.post("/admin/users/zhao/reset", data={"csrf_token": t})
+    once = re.search(r'name="once" value="([^"]+)"', ask.text).group(1)
+    reset = admin.post("/admin/users/zhao/reset", data={"csrf_token": t, "confirmed": "1", "once": once})
+    temp = re.search(r"临时密码：<strong[^>]*>([^<]+)</strong>", reset.text).group(1)
+    assert user(h, "zhao").must_change_password
+    again = client_for(h)
+    assert login(again, "zhao", temp).headers["location"] == "/profile"
+    assert again.get("/inbox").headers.get("location") == "/profile"
+    # Signing out still works from there.
+    assert again.post("/logout", data={"csrf_token": token(again, "/profile")}).headers["location"] == "/login"
+
+    # The CLI's reset and add do the same; the demo's and the fixtures' accounts (no actor) do not.
+    runner = CliRunner()
+    res = runner.invoke(cli_app, ["--home", str(h.root), "users", "reset-password", "town"])
+    assert res.exit_code == 0 and "须先改成自己的密码" in res.output
+    assert user(h, "town").must_change_password
+    res = runner.invoke(cli_app, ["--home", str(h.root), "users", "add", "--name", "sun", "--role", "township",
+                                  "--scope", town, "--password", NEW_PASSWORD, "--real-name", "孙丽",
+                                  "--position", "扶贫专干"])
+    assert res.exit_code == 0 and user(h, "sun").must_change_password
+    assert not user(h, "county").must_change_password
+
+
+def _a_clue_of(home: Home, township: str) -> int:
+    from bidui.clues.models import Clue
+
+    ledger = open_ledger(ledger_url(home.ledger))
+    with ledger.read() as s:
+        found = s.scalar(select(Clue.id).where(Clue.township_code == township, Clue.status == "dispatched")
+                         .order_by(Clue.id))
+    ledger.close()
+    return found
+
+
+def _status(home: Home, clue_id: int) -> str:
+    from bidui.clues.models import Clue
+
+    ledger = open_ledger(ledger_url(home.ledger))
+    with ledger.read() as s:
+        found = s.scalar(select(Clue.status).where(Clue.id == clue_id))
+    ledger.close()
+    return found

@@ -274,7 +274,7 @@ def users_add(ctx: typer.Context, username: Annotated[str, typer.Option("--name"
               real_name: Annotated[str | None, typer.Option("--real-name", help="姓名, as the person signs.")] = None
               ) -> None:
     """Add a user. The password: at least 10 characters, not containing the user name, not a
-    common one; stored hashed with argon2. Audited."""
+    common one; stored hashed with argon2; the user changes it at the first sign-in. Audited."""
     from bidui.clues import users
 
     def add(s) -> str:
@@ -282,7 +282,8 @@ def users_add(ctx: typer.Context, username: Annotated[str, typer.Option("--name"
                        real_name=real_name, actor=users.CLI)
         return users.division_name(s, scope_code)
 
-    _console().print(f"已添加用户 {username}（{users.ROLE_LABELS[role]}，{_users_do(ctx, add)}）")
+    _console().print(f"已添加用户 {username}（{users.ROLE_LABELS[role]}，{_users_do(ctx, add)}）；"
+                     "本人第一次登录时须先改成自己的密码")
 
 
 @users_app.command("disable")
@@ -310,7 +311,7 @@ def users_reset(ctx: typer.Context, username: Annotated[str, typer.Argument(help
     from bidui.clues import users
 
     password = _users_do(ctx, lambda s: users.reset_password(s, username, users.CLI))
-    _console().print(f"用户 {username} 的临时密码（只显示这一次，请当面或电话告知本人）：{password}")
+    _console().print(f"用户 {username} 的临时密码（只显示这一次，请当面或电话告知本人；登录后须先改成自己的密码）：{password}")
 
 
 @users_app.command("unlock")

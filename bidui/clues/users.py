@@ -161,8 +161,9 @@ def _check_scope(role: str, scope_code: str, actor: Actor, session: Session | No
 
 def add_user(session: Session, username: str, display_name: str, role: str, scope_code: str, password: str,
              position: str | None = None, *, real_name: str | None = None, actor: Actor | None = None) -> User:
-    """A new user. Audited when an actor is given (the admin page, the CLI); fixtures and the demo
-    seed users without one."""
+    """A new user. Audited when an actor is given (the admin page, the CLI), and then the password is
+    one the actor chose: the user changes it at the first sign-in. Fixtures and the demo seed users
+    without one (the demo's passwords are printed for anyone to use)."""
     username = username.strip()
     check_username(username)
     # (the 姓名 first: the add page makes the display name of it, and says 姓名)
@@ -177,7 +178,7 @@ def add_user(session: Session, username: str, display_name: str, role: str, scop
                         else f"用户名 {username} 与已有的 {taken} 只差大小写，请换一个")
     user = User(username=username, display_name=display_name or username, role=role, scope=scope_code,
                 position=position or None, real_name=real_name or None, password_hash=_hasher.hash(password),
-                failed_logins=0, active=True, created_at=now())
+                failed_logins=0, active=True, created_at=now(), must_change_password=actor is not None)
     session.add(user)
     session.flush()
     if actor is not None:
@@ -255,10 +256,12 @@ def temporary_password() -> str:
 def reset_password(session: Session, username: str, actor: Actor, password: str | None = None) -> str:
     """Set a new password (a temporary one unless given), clear a lock-out and end the user's
     sessions (whoever knew the old password is out); returns it (the caller shows it once; it is
-    stored only hashed and never audited)."""
+    stored only hashed and never audited). The administrator knows it: the user must change it at
+    the next sign-in."""
     user = managed(session, username, actor)
     password = password or temporary_password()
     user.password_hash = hash_password(password, user.username)
+    user.must_change_password = True
     _clear_blocks(session, user)
     revoke_sessions(session, user.id, "password_reset")
     audit(session, actor.name, "password_reset", username)
@@ -271,7 +274,7 @@ def change_password(session: Session, user_id: int, password_hash: str, keep_ses
     user = session.get(User, user_id)
     if user is None or not user.active:
         raise UserError("账号已停用")
-    user.password_hash = password_hash
+    user.password_hash, user.must_change_password = password_hash, False
     revoke_sessions(session, user.id, "password_changed", keep=keep_session)
     audit(session, user.username, "password_changed", user.username)
     return user

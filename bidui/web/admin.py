@@ -224,7 +224,7 @@ def add_user(c: Ctx = Depends(ctx), csrf_token: str = Form(""), username: str = 
                            real_name=real_name.strip(), actor=_actor(c))
     except users.UserError as e:
         return render(c, 400, error=str(e), form=form)
-    return _done(c, f"已添加用户 {username.strip()}，请把初始密码当面或电话告知本人", "#users")
+    return _done(c, f"已添加用户 {username.strip()}，请把初始密码当面或电话告知本人；本人第一次登录时须先改成自己的密码", "#users")
 
 
 @router.get("/admin/users/{username}")

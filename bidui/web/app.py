@@ -23,6 +23,7 @@ from bidui.web import attachments as attachment_routes
 from bidui.web.deps import db, templates
 from bidui.web.security import (
     LoginRequired,
+    PasswordToChange,
     back_after_login,
     csrf_token,
     current_user,
@@ -52,6 +53,10 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
     async def to_login(request: Request, _exc: LoginRequired):
         return RedirectResponse("/login", status_code=303)
 
+    @app.exception_handler(PasswordToChange)
+    async def to_password(request: Request, _exc: PasswordToChange):
+        return RedirectResponse("/profile", status_code=303)
+
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request):
         request.session.setdefault("login_csrf", os.urandom(16).hex())
@@ -76,7 +81,8 @@ def create_app(home: Home, ledger: Ledger | None = None) -> FastAPI:
                                               status_code=400)
         # Whoever has no real name or position on record gives them first: every signature uses them.
         # Then back to the page the session ended on (a form filled in there is kept by the page).
-        if profile.needs_profile(user):  # (the way back is kept for after it: bidui.web.profile)
+        # A password an administrator set is changed there before anything else opens.
+        if profile.needs_profile(user) or user.must_change_password:  # (the way back is kept: bidui.web.profile)
             return RedirectResponse("/profile", status_code=303)
         return RedirectResponse(back_after_login(request, user) or HOME_PAGE[user.role], status_code=303)
 

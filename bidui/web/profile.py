@@ -1,7 +1,8 @@
 """The signed-in person: their real name and position, which every signature uses (谁核实谁签字),
 asked at the first sign-in while either is missing and editable later from the header; and their
 own password, which anyone may change here (the password policy of bidui.clues.users; the user's
-other sessions end, the one in use stays)."""
+other sessions end, the one in use stays), and must change before anything else opens while it
+is one an administrator set (bidui.web.security.PASSWORD_PAGES)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def needs_profile(user: User) -> bool:
 def _page(c: Ctx, status_code: int = 200, form: dict | None = None, error: str = "", password_error: str = ""):
     return c.render("profile.html", status_code=status_code, error=error, password_error=password_error,
                     form=form or {"real_name": c.user.real_name or "", "position": c.user.position or ""},
-                    first=needs_profile(c.user))
+                    first=needs_profile(c.user), must_change=c.user.must_change_password)
 
 
 @router.get("/profile")
@@ -53,6 +54,11 @@ def password_change(c: Ctx = Depends(ctx), csrf_token: str = Form(""), current: 
             users.change_password(s, c.user.id, password_hash, getattr(c.request.state, "web_session_id", None))
     except users.UserError as e:
         return _page(c, 400, password_error=str(e))
+    if c.user.must_change_password:  # the administrator's password replaced: on to the work
+        c.flash("密码已设置，请妥善保管。以后请用新密码登录")
+        if needs_profile(c.user):  # (then the name and position a signature needs, on this page)
+            return RedirectResponse("/profile", status_code=303)
+        return RedirectResponse(back_after_login(c.request, c.user) or "/", status_code=303)
     c.flash("密码已修改。您在其他设备上的登录已全部退出")
     return RedirectResponse("/profile", status_code=303)
 

@@ -81,6 +81,14 @@ class LoginRequired(Exception):  # noqa: N818 - a redirect, not an error
     pass
 
 
+class PasswordToChange(Exception):  # noqa: N818 - a redirect, not an error
+    """The user signed in with a password an administrator set: only the profile page opens."""
+
+
+# What opens while the password is one an administrator set (signing out does not ask who is in).
+PASSWORD_PAGES = frozenset({"/profile", "/profile/password"})
+
+
 # ---------------------------------------------------------------- the client's address
 
 
@@ -381,6 +389,8 @@ def current_user(request: Request, session: Session) -> User:
         with request.app.state.ledger.write() as w:
             w.execute(update(WebSession).where(WebSession.id == row.id).values(last_seen=at))
     request.state.web_session_id = row.id
+    if user.must_change_password and request.url.path not in PASSWORD_PAGES:
+        raise PasswordToChange
     return user
 
 
