@@ -480,6 +480,8 @@ def test_a_password_an_admin_set_is_changed_before_anything_else_opens(home) -> 
                                                 "position": "扶贫专干", "role": "township", "scope_code": town,
                                                 "password": NEW_PASSWORD}).status_code == 303
     assert user(h, "zhao").must_change_password and not user(h, "town").must_change_password
+    assert "待本人改密码" in admin.get("/admin/users/zhao").text
+    assert "待本人改密码" not in admin.get("/admin/users/town").text
 
     clerk = client_for(h)
     assert login(clerk, "zhao", NEW_PASSWORD).headers["location"] == "/profile"
@@ -505,7 +507,7 @@ def test_a_password_an_admin_set_is_changed_before_anything_else_opens(home) -> 
     done = clerk.post("/profile/password", data={"csrf_token": t, "current": NEW_PASSWORD, "new": "my-own-pass-789",
                                                  "again": "my-own-pass-789"})
     assert done.status_code == 303 and done.headers["location"] == "/"
-    assert not user(h, "zhao").must_change_password
+    assert not user(h, "zhao").must_change_password and "待本人改密码" not in admin.get("/admin/users/zhao").text
     assert clerk.get("/inbox").status_code == 200
     assert 'href="/inbox"' in clerk.get("/profile").text
 
@@ -532,6 +534,8 @@ def test_a_password_an_admin_set_is_changed_before_anything_else_opens(home) -> 
                                   "--scope", town, "--password", NEW_PASSWORD, "--real-name", "孙丽",
                                   "--position", "扶贫专干"])
     assert res.exit_code == 0 and user(h, "sun").must_change_password
+    listed = runner.invoke(cli_app, ["--home", str(h.root), "users", "list"]).output
+    assert re.search(r"sun .*待本人改密码", listed) and not re.search(r"county .*待本人改密码", listed)
     assert not user(h, "county").must_change_password
 
 
