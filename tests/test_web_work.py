@@ -688,3 +688,29 @@ def test_an_account_without_a_name_is_told_before_the_form_not_after_it(home) ->
     form = c.get(f"/clues/{first}").text.split('id="verify-form"', 1)[1]
     assert 'id="signer-first"' in form and form.index('id="signer-first"') < form.index('name="outcome"')
     assert 'id="sign"' not in form
+
+
+def test_the_review_queue_offers_no_box_for_a_finding_the_reviewer_signed(home) -> None:
+    """A walk (2026-12-06): a clerk made a county reviewer found her own signed clue in her queue,
+    ticked it and was refused. It is listed, without a box, saying another reviewer reviews it;
+    the clues others signed keep theirs."""
+    from bidui.clues.users import CLI, rescope
+
+    h, town, _ = home
+    mine, theirs = clue_ids(h, town)[:2]
+    sign(h, mine)
+    write(h, lambda s: add_user(s, "town2", "李四", "township", town, PASSWORD, "扶贫专干").__setattr__("real_name", "李四"))
+    sign(h, theirs, username="town2")
+    write(h, lambda s: rescope(s, "town", "county", town[:6] + "000000", CLI))
+    c = client_for(h)
+    login(c, "town")
+    page = c.get("/review").text
+    assert f'value="{theirs}:2"' in page and f'value="{mine}:' not in page
+    row = re.search(rf'<a href="/clues/{mine}">.*?</tr>', page, re.S)
+    assert row is not None
+    assert "本人签字</span><br><span class=\"muted\">请其他审核人员审核" in page.split(f'<a href="/clues/{mine}">')[0].rsplit("<tr>", 1)[1]
+    # The county's own reviewer sees both with their boxes.
+    county = client_for(h)
+    login(county, "county")
+    other = county.get("/review").text
+    assert f'value="{mine}:2"' in other and f'value="{theirs}:2"' in other and "请其他审核人员审核" not in other

@@ -87,6 +87,9 @@ def _render(c: Ctx, filters: dict, status_code: int = 200, error: str = "", form
     for snap in c.session.scalars(select(EvidenceSnapshot).where(EvidenceSnapshot.clue_id.in_(ids))
                                   .order_by(EvidenceSnapshot.night.desc(), EvidenceSnapshot.id.desc())):
         latest.setdefault(snap.clue_id, snap.record)
+    # A finding the reviewer signed (before their account became a reviewer's) is another's to review:
+    # shown without a box to tick, and why (actions._not_own_review refuses it anyway).
+    own = {i for i, who in actions.signed_by_each(c.session, ids).items() if who == c.user.username}
     by_id = {q.id: q for q in queue}
     names = c.division_names()
     evidence = {i: excerpt(clue_evidence_text(clue, latest.get(i), names=names)) for i, clue in by_id.items()}
@@ -112,7 +115,7 @@ def _render(c: Ctx, filters: dict, status_code: int = 200, error: str = "", form
     return c.render("review.html", status_code=status_code, queue=queue, total=total, page=page,
                     pages=(total + PAGE - 1) // PAGE, evidence=evidence,
                     attachments=attachments_for(c, ids), overdue=overdue, names=names,
-                    submitted=submitted, returned=returned,
+                    submitted=submitted, returned=returned, own=own,
                     townships=townships, rules=rules, ages=AGES, filters=filters,
                     url=lambda **ch: _url(filters, **ch), error=error,
                     form=form or {"reason": "", "due": str(default_due(c)), "picked": set()})
