@@ -525,6 +525,31 @@ def test_a_password_an_admin_set_is_changed_before_anything_else_opens(home) -> 
     # Signing out still works from there.
     assert again.post("/logout", data={"csrf_token": token(again, "/profile")}).headers["location"] == "/login"
 
+    # The page a reset sent the clerk away from is where the new password leads, even when the
+    # name and position are saved first (a red team, 2026-12-07: saving them used it up).
+    assert login(again, "zhao", temp).headers["location"] == "/profile"
+    t = token(again, "/profile")
+    assert again.post("/profile/password", data={"csrf_token": t, "current": temp, "new": "my-own-pass-790",
+                                                 "again": "my-own-pass-790"}).status_code == 303
+    assert again.get(f"/clues/{clue}").status_code == 200
+    t = token(admin)
+    ask = admin.post("/admin/users/zhao/reset", data={"csrf_token": t})
+    once = re.search(r'name="once" value="([^"]+)"', ask.text).group(1)
+    reset = admin.post("/admin/users/zhao/reset", data={"csrf_token": t, "confirmed": "1", "once": once})
+    temp = re.search(r"临时密码：<strong[^>]*>([^<]+)</strong>", reset.text).group(1)
+    assert again.get(f"/clues/{clue}").headers["location"] == "/login"
+    assert login(again, "zhao", temp).headers["location"] == "/profile"
+    t = token(again, "/profile")
+    saved = again.post("/profile", data={"csrf_token": t, "real_name": "赵敏", "position": "扶贫专干"})
+    assert saved.headers["location"] == "/profile"
+    done = again.post("/profile/password", data={"csrf_token": t, "current": temp, "new": "my-own-pass-791",
+                                                 "again": "my-own-pass-791"})
+    assert done.headers["location"] == f"/clues/{clue}"
+
+    # An administrator resetting their own account is told what follows.
+    assert "这是您自己的账号" in admin.post("/admin/users/admin/reset", data={"csrf_token": token(admin)}).text
+    assert "这是您自己的账号" not in admin.post("/admin/users/zhao/reset", data={"csrf_token": token(admin)}).text
+
     # The CLI's reset and add do the same; the demo's and the fixtures' accounts (no actor) do not.
     runner = CliRunner()
     res = runner.invoke(cli_app, ["--home", str(h.root), "users", "reset-password", "town"])
@@ -536,6 +561,11 @@ def test_a_password_an_admin_set_is_changed_before_anything_else_opens(home) -> 
     assert res.exit_code == 0 and user(h, "sun").must_change_password
     listed = runner.invoke(cli_app, ["--home", str(h.root), "users", "list"]).output
     assert re.search(r"sun .*待本人改密码", listed) and not re.search(r"county .*待本人改密码", listed)
+    # Locked as well: both are said.
+    lock(h, "sun")
+    listed = runner.invoke(cli_app, ["--home", str(h.root), "users", "list"]).output
+    assert re.search(r"sun .*锁定，待本人改密码", listed)
+    assert "待本人改密码" in admin.get("/admin/users/sun").text and "已锁定" in admin.get("/admin/users/sun").text
     assert not user(h, "county").must_change_password
 
 

@@ -348,7 +348,11 @@ def user_action(username: str, action: str, c: Ctx = Depends(ctx), csrf_token: s
         fields = {}
         if action == "reset":
             fields["once"] = c.request.session[key] = secrets.token_urlsafe(16)
-        return confirm(c, f"/admin/users/{quote(username)}/{action}", f"{label}：{who}", [question], fields, danger)
+        details = [question]
+        if action == "reset" and u.id == c.user.id:
+            details.append("这是您自己的账号：确认后您会立即退出登录。请先记下页面上显示的临时密码，"
+                           "再用它重新登录，并设置自己的新密码。")
+        return confirm(c, f"/admin/users/{quote(username)}/{action}", f"{label}：{who}", details, fields, danger)
     if action == "reset" and (not once or c.request.session.pop(key, None) != once):
         return _user_render(c, u, message="这次重置已经完成，刷新页面不会再次重置（临时密码以当时显示的为准）。"
                                           "如需再次重置，请重新点击“重置密码”。")

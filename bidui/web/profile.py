@@ -84,4 +84,6 @@ def profile_save(c: Ctx = Depends(ctx), csrf_token: str = Form(""), real_name: s
         user = s.get(User, c.user.id)
         user.real_name, user.position = name, pos
     c.flash("个人信息已保存：今后签字使用此姓名和职务")
+    if c.user.must_change_password:  # the password first; the page to go back to is kept for after it
+        return RedirectResponse("/profile", status_code=303)
     return RedirectResponse(back_after_login(c.request, c.user) or "/", status_code=303)
