@@ -283,7 +283,9 @@ def test_the_password_policy_wherever_a_password_is_set(home, app) -> None:
     h, town, _ = home
     for bad, why in (("12345678", "至少 10 位"), (" " * 10, "空格"), ("town-password-1", "用户名"),
                      ("TOWN2026abc!", "用户名"), ("woaini1314", "常见"), ("qwerty123456", "常见"),
-                     ("aaaaaaaaaa", "不同的字符"), ("qzqzqzqzqzqz", "不同的字符"), ("AbAbAbaBAB", "不同的字符")):
+                     ("aaaaaaaaaa", "不同的字符"), ("qzqzqzqzqzqz", "不同的字符"), ("AbAbAbaBAB", "不同的字符"),
+                     ("12345678901", "依次相连"), ("0987654321x", "依次相连"), ("ABCDEFGhijk", "依次相连"),
+                     ("3456789012", "依次相连")):
         with pytest.raises(users.UserError, match=why):
             users.check_password_policy(bad, "town")
     users.check_password_policy(GOOD, "town")

@@ -7,6 +7,7 @@ included, and the revoking of sessions that disabling a user or resetting a pass
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 from dataclasses import dataclass
@@ -110,6 +111,22 @@ def check_password_policy(password: str, username: str) -> None:
     # One key held down, or two typed in turn (aaaaaaaaaa, 1212121212): long, and guessed at once.
     if len(set(password.lower())) < MIN_DISTINCT:
         raise UserError(f"密码至少要用 {MIN_DISTINCT} 个不同的字符（不能是同一个字重复）")
+    # A run along the keys (12345678901, 0987654321x, abcdefghijk): long, distinct, and guessed
+    # at once; not in the common list at every length (a red team set 12345678901, 2026-12-07).
+    if _in_turn(password) >= len(password) - 2:
+        raise UserError("密码不能是依次相连的数字或字母（如 12345678901、abcdefghijk），请换一个")
+
+
+def _in_turn(password: str) -> int:
+    """How many neighbouring characters are one after the other, either way (9 and 0 too)."""
+    text = password.lower()
+    steps = 0
+    for a, b in itertools.pairwise(text):
+        if a.isdigit() and b.isdigit():
+            steps += (int(b) - int(a)) % 10 in (1, 9)
+        else:
+            steps += abs(ord(b) - ord(a)) == 1 and a.isalpha() and b.isalpha()
+    return steps
 
 
 def check_username(username: str) -> None:
