@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from bidui import config
 from bidui.cli import app
 from bidui.clues import actions, report
+from bidui.clues.db import Ledger, open_ledger
 from bidui.clues.models import Clue, ClueEvent, EvidenceSnapshot, PublishRun, User
 from bidui.clues.publish import divisions, night_hits, publish
 from bidui.clues.states import (
@@ -310,13 +311,32 @@ STEPS = st.lists(st.tuples(st.sampled_from(["verify", "close", "return"]),
                            st.sampled_from(["good", "unsigned", "stale"])), max_size=8)
 
 
+_STATE_MACHINE_START: list[Path] = []
+
+
+def _state_machine_ledger(factory: pytest.TempPathFactory) -> tuple[Ledger, dict[str, User], int]:
+    """A copy of one ledger with the four users and one dispatched clue: made once (its migrations,
+    four argon2 hashes and a publish cost about 2 s, which 40 examples paid each), copied per example."""
+    if not _STATE_MACHINE_START:
+        first = fresh_ledger("sqlite", factory.mktemp("sm-start"))
+        _users(first)
+        _one_clue(first)
+        first.close()
+        _STATE_MACHINE_START.append(Path(first.engine.url.database))
+    copy = factory.mktemp("sm") / "ledger.sqlite"
+    shutil.copyfile(_STATE_MACHINE_START[0], copy)
+    lg = open_ledger(f"sqlite:///{copy}")
+    with lg.read() as s:
+        users = {u.username: u for u in s.scalars(select(User))}
+        clue_id = s.scalars(select(Clue.id)).one()
+    return lg, users, clue_id
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=STEPS)
 def test_the_state_machine_refuses_every_illegal_step(tmp_path_factory: pytest.TempPathFactory, steps) -> None:
-    lg = fresh_ledger("sqlite", tmp_path_factory.mktemp("sm"))
+    lg, users, clue_id = _state_machine_ledger(tmp_path_factory)
     try:
-        users = _users(lg)
-        clue_id = _one_clue(lg)
         status, version, events, last = DISPATCHED, 1, 1, None
         legal = {("verify", DISPATCHED): VERIFIED, ("verify", RETURNED): VERIFIED, ("close", VERIFIED): CLOSED,
                  ("return", VERIFIED): RETURNED}
