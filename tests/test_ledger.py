@@ -1032,3 +1032,42 @@ def test_a_finding_is_not_reviewed_by_whoever_signed_it(ledger) -> None:
         actions.close(s, clue_id, 2, users["county"])
     with ledger.read() as s:
         assert s.get(Clue, clue_id).status == "closed"
+
+
+def test_an_upgraded_ledger_flags_the_accounts_still_on_a_password_an_administrator_set(tmp_path: Path) -> None:
+    """Migration 0009 (a red team, 2026-12-07: accounts from before it were never asked): the audit
+    trail says whose password an administrator chose and was not changed since."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    from bidui.clues.db import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = create_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0008")
+    accounts = {"added": [("user_added", "admin")], "reset": [("user_added", "admin"), ("password_changed", "reset"),
+                                                              ("password_reset", "admin")],
+                "changed": [("user_added", "命令行"), ("password_changed", "changed")],
+                "reset_then_changed": [("password_reset", "admin"), ("password_changed", "reset_then_changed")],
+                "seeded": []}
+    with engine.begin() as conn:
+        for name, events in accounts.items():
+            conn.execute(text("INSERT INTO users (username, display_name, role, scope, password_hash, failed_logins, "
+                              "active, created_at) VALUES (:n, :n, 'township', '330102001000', 'x', 0, 1, :at)"),
+                         {"n": name, "at": datetime(2026, 11, 1)})
+            for kind, actor in events:
+                conn.execute(text("INSERT INTO audit_events (at, actor, kind, target) VALUES (:at, :a, :k, :t)"),
+                             {"at": datetime(2026, 11, 2), "a": actor, "k": kind, "t": name})
+    engine.dispose()
+    lg = open_ledger(url)
+    try:
+        with lg.read() as s:
+            flagged = {u.username for u in s.scalars(select(User)) if u.must_change_password}
+    finally:
+        lg.close()
+    assert flagged == {"added", "reset"}
