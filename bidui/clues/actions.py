@@ -187,9 +187,7 @@ def verify(session: Session, clue_id: int, expected_version: int, actor: User, f
 
 def signed_by(session: Session, clue: Clue) -> str | None:
     """The username of whoever signed the clue's current finding (its last verify or amend)."""
-    return session.scalar(select(ClueEvent.actor).where(ClueEvent.clue_id == clue.id,
-                                                        ClueEvent.kind.in_(("verify", "amended")))
-                          .order_by(ClueEvent.id.desc()).limit(1))
+    return signed_by_each(session, [clue.id]).get(clue.id)
 
 
 def signed_by_each(session: Session, clue_ids: list[int]) -> dict[int, str]:

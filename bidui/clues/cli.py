@@ -256,8 +256,9 @@ def users_list(ctx: typer.Context) -> None:
         for col in ("用户名", "姓名", "职务", "角色", "管辖范围", "状态"):
             table.add_column(col, overflow="fold")
         for u in users.listed(s, users.CLI):
-            state = "停用" if not u.active else "，".join(
-                [*(["锁定"] if users.is_locked(u) else []), *(["待本人改密码"] if u.must_change_password else [])]) or "正常"
+            states = ["停用"] if not u.active else [word for word, on in (("锁定", users.is_locked(u)),
+                                                                       ("待本人改密码", u.must_change_password)) if on]
+            state = "，".join(states) or "正常"
             table.add_row(u.username, u.real_name or u.display_name, u.position or "", users.ROLE_LABELS.get(u.role, u.role),
                           f"{users.division_name(s, u.scope)}（{u.scope}）", state)
         return table
