@@ -285,6 +285,47 @@ def test_a_dataset_delivered_anew_keeps_the_links_of_the_rows_that_say_the_same(
     assert kept > 0
 
 
+def test_a_file_sent_under_a_new_name_keeps_the_links_of_its_rows_in_place(twins) -> None:
+    """Vehicles delivered anew under tonight's file name, its rows where they were but one whose
+    owner's name changed, and a row sent again at the end: the links of the rows in place are not
+    written again (they hold on from night 1, as those of a snapshot kept whole do; a link names
+    its row, not its file), the changed row is linked again, the new row takes the link of the row
+    that says the same — and the links are those of linking everything."""
+    night1, night2 = date(2026, 11, 20), date(2026, 11, 21)
+    carry, _ = twins
+    (c_row,), (b_row,) = carry.execute("""
+        SELECT source_row FROM links
+        WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'vehicles' AND method = 'exact'
+        ORDER BY source_row LIMIT 2""", [night1]).fetchall()
+    hashed = wh.row_hash_sql(BY_CODE["vehicles"])
+    for con in twins:
+        con.execute("CREATE OR REPLACE TEMP TABLE _d AS SELECT * FROM ds_vehicles_at(?)", [night1])
+        (top, rows), = con.execute("SELECT max(source_row), count(*) FROM _d").fetchall()
+        con.execute("UPDATE _d SET snapshot_date = ?, load_id = 998, source_file = 'vehicles_20261121.csv'", [night2])
+        con.execute(f"UPDATE _d SET owner_name = '欧阳某某', owner_name_raw = '欧阳某某' WHERE source_row = {c_row}")
+        con.execute(f"UPDATE _d SET row_hash = {hashed}, raw_hash = NULL WHERE source_row = {c_row}")
+        con.execute(f"INSERT INTO _d SELECT * REPLACE ({top + 1} AS source_row) FROM _d WHERE source_row = {b_row}")
+        snapshot_rows.close(con, "vehicles", night2)  # stored whole: the rows open before end
+        con.execute("INSERT INTO ds_vehicles BY NAME SELECT * FROM _d")
+        con.execute("INSERT INTO snapshots VALUES ('vehicles', ?, 998, 'vehicles_20261121.csv', 'again', ?)",
+                    [night2, rows + 1])
+        wh.add_name_keys(con, wh.query(con, "SELECT '欧阳某某' AS name")["name"])
+    (before,), = carry.execute("SELECT count(*) FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) "
+                               "AND dataset = 'vehicles' AND method = 'exact'", [night1]).fetchall()
+    carried, _ = both(twins, night2)
+    assert carried >= before - 1
+    written = carry.execute("SELECT source_row FROM links WHERE night = ? AND dataset = 'vehicles' AND method = 'exact' "
+                            "ORDER BY 1", [night2]).fetchall()
+    assert written == [(top + 1,)]  # only the new row's: every other sure link holds on where it lies
+    (held,), = carry.execute("SELECT count(*) FROM links WHERE night = ? AND last_night = ? AND dataset = 'vehicles' "
+                             "AND method = 'exact'", [night1, night2]).fetchall()
+    assert held == before - 1  # all but the changed row's
+    tonight = "SELECT person_key, method FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND " \
+              "dataset = 'vehicles' AND source_row = ?"
+    assert carry.execute(tonight, [night2, top + 1]).fetchall() == carry.execute(tonight, [night2, b_row]).fetchall()
+    assert carry.execute(tonight, [night2, c_row]).fetchall() != carry.execute(tonight, [night1, c_row]).fetchall()
+
+
 def test_hukou_sent_again_in_another_order_keeps_the_household_a_link_read(twins) -> None:
     """A person listed twice under one number, in two households: the spine takes one of the rows
     by what they say, not by their place, so hukou sent again in reverse order changes no household
@@ -474,7 +515,7 @@ def test_a_member_whose_household_moved_village_is_scored_again(twins) -> None:
     carry, _ = twins
     found = carry.execute("""
         SELECT m.household_code, l.person_key, h.village_code FROM links l
-        JOIN ds_register_members_at(?) m ON m.source_file = l.source_file AND m.source_row = l.source_row
+        JOIN ds_register_members_at(?) m ON m.source_row = l.source_row
         JOIN ds_register_households_at(?) h ON h.household_code = m.household_code
         WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'register_members'
               AND l.method IN ('fuzzy', 'review') AND NOT contains(l.person_key, '~')

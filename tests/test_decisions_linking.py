@@ -34,7 +34,7 @@ def _links_of_record(home, night: date, ref) -> list[tuple]:
         snap = wh.in_force(con, night)[ref.dataset]
         return con.execute(f"""
             SELECT l.person_key, l.method, l.explanation FROM ds_{ref.dataset}_at(?) m
-            JOIN links l ON ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = ? AND l.role = ? AND l.source_file = m.source_file
+            JOIN links l ON ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = ? AND l.role = ?
                  AND l.source_row = m.source_row
             WHERE m.{person.id_column} = ? AND m.{person.name_column} = ?""",
                            [snap, night, ref.dataset, ref.role, ref.id_number, ref.name]).fetchall()

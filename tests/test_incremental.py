@@ -381,7 +381,7 @@ def links_of(home: Path, night: date, dataset: str, id_number: str) -> list[tupl
         snap = wh.in_force(con, night)[dataset]
         return [row for ref in BY_CODE[dataset].persons for row in con.execute(f"""
             SELECT m.{ref.name_column}, l.person_key, l.method FROM ds_{dataset}_at(?) m
-            JOIN links l ON ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = ? AND l.role = ? AND l.source_file = m.source_file
+            JOIN links l ON ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = ? AND l.role = ?
                  AND l.source_row = m.source_row
             WHERE m.{ref.id_column} = ?""", [snap, night, dataset, ref.role, id_number]).fetchall()]
     finally:

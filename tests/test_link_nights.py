@@ -30,8 +30,8 @@ def _table() -> duckdb.DuckDBPyConnection:
         con.execute("INSERT INTO link_runs (night) VALUES (?)", [n])
 
     def link(row: int, person: str, first: date, last: date | None) -> None:
-        con.execute("INSERT INTO links (night, dataset, source_file, source_row, role, person_key, method, last_night) "
-                    "VALUES (?, 'vehicles', 'v.csv', ?, 'owner', ?, 'exact', ?)", [first, row, person, last])
+        con.execute("INSERT INTO links (night, dataset, source_row, role, person_key, method, last_night) "
+                    "VALUES (?, 'vehicles', ?, 'owner', ?, 'exact', ?)", [first, row, person, last])
 
     link(1, "a", N1, N4)  # kept from the first night through the last
     link(2, "b", N1, N2)  # kept into the night forgotten, linked otherwise after it
@@ -45,7 +45,7 @@ def _table() -> duckdb.DuckDBPyConnection:
 def test_forgetting_a_night_leaves_every_other_night_as_it_was() -> None:
     con = _table()
     before = {n: on(con, n) for n in (N1, N3, N4)}
-    assert [r[4] for r in on(con, N2)] == ["a", "b", "d", "e"]
+    assert [r[3] for r in on(con, N2)] == ["a", "b", "d", "e"]
     link_nights.forget(con, N2)
     assert on(con, N2) == []
     assert {n: on(con, n) for n in (N1, N3, N4)} == before
@@ -79,3 +79,30 @@ def test_kept_links_are_not_copied_and_a_night_linked_again_changes_no_other(twi
                                    ).fetchone()[0]
     link_night(carry, N2)  # the middle night again, after the last
     assert {n: on(carry, n) for n in (N1, N2, N3)} == nights
+
+
+def test_links_that_named_their_file_are_read_by_their_row_after_an_upgrade(tmp_path: Path) -> None:
+    """A warehouse whose links named their record's file (an earlier version) loses that column on
+    opening: each link's file is its dataset's snapshot's on the night (`links_of` gives it), so a
+    kept link can hold on a night whose file has another name."""
+    from bidui.connectors import warehouse as wh
+    from bidui.matching.link import links_of
+
+    db = tmp_path / "w.duckdb"
+    wh.connect(db).close()
+    old = duckdb.connect(str(db))
+    old.execute(LINKS_SCHEMA.replace("dataset VARCHAR NOT NULL,", "dataset VARCHAR NOT NULL, source_file VARCHAR NOT NULL,"))
+    old.execute("INSERT INTO links (night, dataset, source_file, source_row, role, person_key, method, last_night) "
+                "VALUES (?, 'vehicles', 'vehicles_20261120.csv', 3, 'owner', 'P1', 'exact', ?)", [N1, N2])
+    old.execute("INSERT INTO snapshots VALUES ('vehicles', ?, 7, 'vehicles_20261120.csv', 'x', 3), "
+                "('vehicles', ?, 8, 'vehicles_20261121.csv', 'y', 3)", [N1, N2])
+    old.execute("DROP TABLE warehouse_setup")  # (an earlier version did not record its set-up)
+    old.close()
+    con = wh.connect(db)
+    try:
+        assert "source_file" not in {r[0] for r in con.execute("DESCRIBE links").fetchall()}
+        assert on(con, N2) == [("vehicles", 3, "owner", "P1", "exact", None, None, None)]
+        got = links_of(con, N2).select("dataset", "source_file", "source_row", "person_key").rows()
+        assert got == [("vehicles", "vehicles_20261121.csv", 3, "P1")]
+    finally:
+        con.close()

@@ -32,7 +32,7 @@ def nights_of(con, nights) -> dict[date, list[tuple]]:
 
 def twice(con, night: date) -> list[tuple]:
     """Records with more than one link row valid on the night."""
-    return con.execute(f"""SELECT dataset, source_file, source_row, role, count(*) FROM links
+    return con.execute(f"""SELECT dataset, source_row, role, count(*) FROM links
                            WHERE {link_nights.on_night('?::DATE')} GROUP BY ALL HAVING count(*) > 1""",
                        [night]).fetchall()
 

@@ -305,8 +305,8 @@ def test_shared_numbers_are_counted_again_whenever_a_records_person_changes(tmp_
 
     def night(day: date, persons: list[str | None]) -> int:
         for row, person in enumerate(persons, start=1):
-            con.execute("INSERT INTO links (night, dataset, source_file, source_row, role, person_key, method) "
-                        "VALUES (?, 'vehicles', 'v.csv', ?, 'owner', ?, ?)",
+            con.execute("INSERT INTO links (night, dataset, source_row, role, person_key, method) "
+                        "VALUES (?, 'vehicles', ?, 'owner', ?, ?)",
                         [day, row, person, "exact" if person else "none"])
         return dataset_quality(con, ds, day, FIRST, {})["shared_ids"]
 

@@ -90,7 +90,7 @@ def test_a_night_folder_that_comes_late_is_compared_with_the_rows_each_night_was
                 # On night 4 the owner of a car both vehicle files list leaves hukou: that car moves.
                 owner, = con.execute("""
                     SELECT l.person_key FROM links l JOIN ds_vehicles_at(?) d
-                        ON d.source_file = l.source_file AND d.source_row = l.source_row
+                        ON d.source_row = l.source_row
                     WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'vehicles' AND l.method = 'exact' AND NOT contains(l.person_key, '~')
                           AND d.row_hash IN (SELECT row_hash FROM ds_vehicles_at(?))
                     ORDER BY 1 LIMIT 1""", [n1, n3, n2]).fetchone()
@@ -100,10 +100,10 @@ def test_a_night_folder_that_comes_late_is_compared_with_the_rows_each_night_was
         # What moved, by each record's fingerprint: night 3's links on night 1's rows, night 4's on night 2's.
         (expected,), = con.execute("""
             WITH a AS (SELECT d.row_hash AS h, l.person_key FROM links l JOIN ds_vehicles_at(?) d
-                           ON d.source_file = l.source_file AND d.source_row = l.source_row
+                           ON d.source_row = l.source_row
                        WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'vehicles'),
                  b AS (SELECT d.row_hash AS h, l.person_key FROM links l JOIN ds_vehicles_at(?) d
-                           ON d.source_file = l.source_file AND d.source_row = l.source_row
+                           ON d.source_row = l.source_row
                        WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'vehicles')
             SELECT count(DISTINCT a.h) FROM a JOIN b USING (h) WHERE a.person_key IS DISTINCT FROM b.person_key""",
                                    [n2, n4, n1, n3]).fetchall()
@@ -153,7 +153,7 @@ def test_a_row_sent_twice_is_one_record_when_the_file_is_the_same_both_nights(pu
         link_night(con, NIGHT2)
         assert wh.in_force(con, NIGHT2)["vehicles"] == NIGHT1  # one vehicles snapshot for both nights
         (moved_rows,), = con.execute("""
-            SELECT count(*) FROM links a JOIN links b USING (dataset, source_file, source_row, role)
+            SELECT count(*) FROM links a JOIN links b USING (dataset, source_row, role)
             WHERE ? BETWEEN a.night AND coalesce(a.last_night, a.night) AND ? BETWEEN b.night AND coalesce(b.last_night, b.night) AND a.dataset = 'vehicles'
                   AND a.person_key IS DISTINCT FROM b.person_key""", [NIGHT2, NIGHT1]).fetchall()
         found = night_relinks(con, NIGHT2)

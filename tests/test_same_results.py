@@ -18,7 +18,7 @@ from bidui.matching.link import LINKS_SCHEMA
 from bidui.rules.engine import HITS_SCHEMA
 
 NIGHT = date(2026, 11, 21)
-LINKS = [("students", "students_20261121.csv", r, "student", f"P{r}", "exact", 1.0, False, "身份证号与姓名一致")
+LINKS = [("students", r, "student", f"P{r}", "exact", 1.0, False, "身份证号与姓名一致")
          for r in range(1, 6)]
 
 
@@ -32,7 +32,7 @@ def warehouse(path: Path, links: list[tuple], load_id: int = 1, evidence: str = 
         con.execute("ALTER TABLE links ADD COLUMN IF NOT EXISTS carried BOOLEAN")
         for row in links:
             con.execute(f"INSERT INTO links (night, {same_results.LINK_COLUMNS}, carried) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
-                        "?, ?, FALSE)", [NIGHT, *row])
+                        "?, FALSE)", [NIGHT, *row])
         con.execute("INSERT INTO ds_deaths (snapshot_date, load_id, source_file, source_row) VALUES (?, ?, 'd.csv', 1)",
                     [NIGHT, load_id])
         con.execute("INSERT INTO rule_hits (night, rule_code, category, subject_key, evidence_record) "
@@ -49,8 +49,8 @@ def test_warehouse_checksums_see_rows_not_their_order(tmp_path: Path) -> None:
     # the same rows written in another order, with another load id: the same
     assert warehouse(tmp_path / "b.duckdb", LINKS[::-1], load_id=7) == base
     # one link to another person, one more link, one link twice: each differs in the links only
-    other = [(*LINKS[0][:4], "P99", *LINKS[0][5:]), *LINKS[1:]]
-    for i, links in enumerate([other, [*LINKS, (*LINKS[0][:2], 9, *LINKS[0][3:])], [*LINKS, LINKS[0]]]):
+    other = [(*LINKS[0][:3], "P99", *LINKS[0][4:]), *LINKS[1:]]
+    for i, links in enumerate([other, [*LINKS, (*LINKS[0][:1], 9, *LINKS[0][2:])], [*LINKS, LINKS[0]]]):
         sums = warehouse(tmp_path / f"c{i}.duckdb", links)
         assert sums["links"] != base["links"], i
         assert {k: v for k, v in sums.items() if k != "links"} == {k: v for k, v in base.items() if k != "links"}

@@ -177,7 +177,7 @@ SELECT m.household_code, m.source_row AS seq, m.name, m.relation, m.sex,
                 CASE WHEN m.id_number_status = 'valid' AND NOT coalesce(l.id_name_conflict, FALSE) THEN m.id_number END,
                 'R:' || m.household_code || ':' || m.source_row) AS person_key
 FROM ds_register_members_at(?) m
-LEFT JOIN links l ON {on_night('?::DATE', 'l.')} AND l.dataset = 'register_members' AND l.source_file = m.source_file
+LEFT JOIN links l ON {on_night('?::DATE', 'l.')} AND l.dataset = 'register_members'
      AND l.source_row = m.source_row AND l.role = 'member'
 WHERE m.household_code IS NOT NULL
 ORDER BY m.household_code, m.source_row"""

@@ -130,6 +130,11 @@ def _add_new_columns(con: duckdb.DuckDBPyConnection) -> None:
     for column, sql in (("carried", "BOOLEAN"), ("last_night", "DATE")):
         if column not in have.get("links", {column}):
             con.execute(f"ALTER TABLE links ADD COLUMN {column} {sql}")
+    # Links stored when they named their record's file too: the file is the snapshot's of each
+    # night the link holds for (bidui.matching.link_nights), so a kept link can hold on a night
+    # whose file has another name.
+    if "source_file" in have.get("links", set()):
+        con.execute("ALTER TABLE links DROP COLUMN source_file")
     for ds in DATASETS:
         # last_date: rows kept on later snapshots (bidui.connectors.snapshot_rows)
         for name, sql in [*table_columns(ds), *((h, "UHUGEINT") for h in HASH_COLUMNS), ("last_date", "DATE")]:
@@ -304,12 +309,6 @@ def remember_counts(con: duckdb.DuckDBPyConnection, load_id: int, how: str, coun
 
 def _digest(how: str) -> str:
     return hashlib.sha256(how.encode()).hexdigest()[:16]
-
-
-def snapshot_file(con: duckdb.DuckDBPyConnection, code: str, snap: date) -> str:
-    """The file dataset `code`'s snapshot of `snap` was stored from (every row a reader gets of it
-    names that file)."""
-    return con.execute("SELECT file FROM snapshots WHERE dataset = ? AND snapshot_date = ?", [code, snap]).fetchone()[0]
 
 
 def in_force(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, date]:

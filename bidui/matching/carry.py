@@ -11,6 +11,9 @@ changed, or a number's person changed: 一号多人, 一人多号) or a verdict 
 - in a dataset delivered anew, by what it says: a row whose `row_hash` is that of a row of the
   snapshot the night before was linked with takes that row's sure link (`Carry.by_row`), whatever
   its place in tonight's file. Only the rows that are new or changed are linked again.
+A link kept at the same row (the whole snapshot kept, or a row of a dataset delivered anew whose
+row the night before said the same) is not written again: it holds on tonight too (`keep_in_place`,
+bidui.matching.link_nights). Only a row that moved has its link written at its new row (`carried_sql`).
 Everything else — scored, unlinked and confirmed records, and rows no row said before — is staged
 again, with every record of the datasets that came anew with no snapshot to compare. Of the scored
 and unlinked records, those whose row said the same the night before, that nothing above reached
@@ -172,18 +175,18 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
 
 def _map_rows(con: duckdb.DuckDBPyConnection, before: date, by_row: dict[str, tuple[date, date]],
               methods: tuple[str, ...]) -> None:
-    """`link_rowmap` (dataset, source_row, source_file, before_row): each row of a dataset delivered
-    anew that says what a row of the snapshot the night before was linked with said (rows that say
-    the same are linked alike: the first of them); and into `link_restage`, every other row of it and
-    every row whose row the night before did not surely link, for each of its person references."""
-    con.execute("CREATE OR REPLACE TEMP TABLE link_rowmap (dataset VARCHAR, source_row BIGINT, source_file VARCHAR, "
-                "before_row BIGINT)")
+    """`link_rowmap` (dataset, source_row, before_row): each row of a dataset delivered anew that
+    says what a row of the snapshot the night before was linked with said (rows that say the same are
+    linked alike: the first of them; a row whose own row said the same is mapped to itself only when
+    it is that first); and into `link_restage`, every other row of it and every row whose row the
+    night before did not surely link, for each of its person references."""
+    con.execute("CREATE OR REPLACE TEMP TABLE link_rowmap (dataset VARCHAR, source_row BIGINT, before_row BIGINT)")
     sure = ", ".join(f"'{m}'" for m in methods)
     for code, (snap, then) in by_row.items():
         table, table_then = (f"ds_{code}_at(DATE '{d.isoformat()}')" for d in (snap, then))
         con.execute(f"""
             INSERT INTO link_rowmap
-            SELECT '{code}', n.source_row, n.source_file, b.before_row
+            SELECT '{code}', n.source_row, b.before_row
             FROM {table} n JOIN (SELECT row_hash, min(source_row) AS before_row FROM {table_then}
                                  WHERE row_hash IS NOT NULL
                                  GROUP BY row_hash) b ON b.row_hash = n.row_hash""")
@@ -199,48 +202,58 @@ def _map_rows(con: duckdb.DuckDBPyConnection, before: date, by_row: dict[str, tu
                            WHERE m.dataset = '{code}') k ON k.source_row = n.source_row""")
 
 
-def keep_whole(con: duckdb.DuckDBPyConnection, plan: Carry, night: date) -> int:
-    """The night before's links that tonight keeps of the datasets whose snapshot did not change
-    (`plan.whole`: sure, not to be linked again) made to hold on `night` too, in place (inside the
-    caller's transaction, after `link_nights.forget`); how many."""
-    if not plan.whole:
+def keep_in_place(con: duckdb.DuckDBPyConnection, plan: Carry, night: date) -> int:
+    """The night before's links that tonight keeps at the same row made to hold on `night` too, in
+    place (inside the caller's transaction, after `link_nights.forget`); how many. They are the sure
+    links not to be linked again of the datasets whose snapshot did not change (`plan.whole`), and
+    of those delivered anew (`plan.by_row`) at the rows whose row the night before said the same
+    (`link_rowmap`: mapped to itself). A link names its row, not its file (bidui.matching.link_nights):
+    a department that sends its file under a new name every night keeps its links where they lie."""
+    if not plan.datasets:
         return 0
     sure = ", ".join(f"'{m}'" for m in plan.methods)
-    if plan.before is None or (night - plan.before).days != 1:
-        # Nights not linked lie between (a folder that has not come): a range would hold on them
-        # too. Copied at tonight's date instead, as before links were kept in place.
-        (n,), = con.execute(f"""
-            INSERT INTO links (night, {link_nights.LINK_COLUMNS}, carried)
-            SELECT {link_nights.literal(night)}, {link_nights.LINK_COLUMNS}, TRUE FROM links
-            WHERE {_kept_whole(plan, sure)}""").fetchall()
-        return int(n)
-    (n,), = con.execute(f"""
-        UPDATE links SET last_night = {link_nights.literal(night)}
-        WHERE {_kept_whole(plan, sure)}""").fetchall()
-    return int(n)
+    kept = [_kept(plan, sure, whole) for whole in (True, False) if (plan.whole if whole else plan.by_row)]
+    n = 0
+    for where in kept:
+        if plan.before is None or (night - plan.before).days != 1:
+            # Nights not linked lie between (a folder that has not come): a range would hold on them
+            # too. Copied at tonight's date instead, as before links were kept in place.
+            (m,), = con.execute(f"""
+                INSERT INTO links (night, {link_nights.LINK_COLUMNS}, carried)
+                SELECT {link_nights.literal(night)}, {link_nights.LINK_COLUMNS}, TRUE FROM links
+                WHERE {where}""").fetchall()
+        else:
+            (m,), = con.execute(f"UPDATE links SET last_night = {link_nights.literal(night)} WHERE {where}").fetchall()
+        n += int(m)
+    return n
 
 
-def _kept_whole(plan: Carry, sure: str) -> str:
-    """SQL: a link of the night before that `keep_whole` keeps."""
+def _kept(plan: Carry, sure: str, whole: bool) -> str:
+    """SQL: a link of the night before that `keep_in_place` keeps, of the datasets kept whole or (not
+    `whole`) of those delivered anew, at a row that says the same."""
+    datasets = plan.whole if whole else list(plan.by_row)
+    same_row = "" if whole else """
+              AND EXISTS (SELECT 1 FROM link_rowmap m WHERE m.dataset = links.dataset AND m.source_row = links.source_row
+                                                        AND m.before_row = links.source_row)"""
     return f"""{link_nights.on_night(link_nights.literal(plan.before))}
-              AND dataset IN ({", ".join(f"'{d}'" for d in plan.whole)}) AND method IN ({sure})
+              AND dataset IN ({", ".join(f"'{d}'" for d in datasets)}) AND method IN ({sure}){same_row}
               AND NOT EXISTS (SELECT 1 FROM link_restage r WHERE r.dataset = links.dataset AND r.role = links.role
                                                               AND r.source_row = links.source_row)"""
 
 
 def carried_sql(plan: Carry) -> str | None:
     """The night before's links that tonight keeps of the datasets delivered anew (`plan.by_row`:
-    sure, not to be linked again), at tonight's rows that say what their rows said, as the links
-    table's columns but the night; None when there are none (see `keep_whole` for the others)."""
+    sure, not to be linked again) at tonight's rows that moved, written at them from the rows that
+    said what they say, as the links table's columns but the night; None when there are none (the
+    rows in place: `keep_in_place`)."""
     if not plan.by_row:
         return None
     sure = ", ".join(f"'{m}'" for m in plan.methods)
     return f"""
-        SELECT l.dataset, m.source_file, m.source_row, l.role, l.person_key, l.method, l.score, l.id_name_conflict,
-               l.explanation
+        SELECT l.dataset, m.source_row, l.role, l.person_key, l.method, l.score, l.id_name_conflict, l.explanation
         FROM links l JOIN link_rowmap m ON m.dataset = l.dataset AND m.before_row = l.source_row
              ANTI JOIN link_restage r ON r.dataset = m.dataset AND r.role = l.role AND r.source_row = m.source_row
-        WHERE {link_nights.on_night(link_nights.literal(plan.before), "l.")}
+        WHERE {link_nights.on_night(link_nights.literal(plan.before), "l.")} AND m.before_row <> m.source_row
               AND l.dataset IN ({", ".join(f"'{d}'" for d in plan.by_row)}) AND l.method IN ({sure})"""
 
 
@@ -297,7 +310,7 @@ def may_hold(con: duckdb.DuckDBPyConnection, plan: Carry, night: date, version: 
 
 def release_held(con: duckdb.DuckDBPyConnection, plan: Carry) -> None:
     """The records `link.hold_scored` kept (`link_kept_scored`) are carried as the sure links are
-    (`keep_whole`, `carried_sql`): out of `link_restage` and `link_recs` (not stored again)."""
+    (`keep_in_place`, `carried_sql`): out of `link_restage` and `link_recs` (not stored again)."""
     con.execute("""
         DELETE FROM link_restage WHERE EXISTS (
             SELECT 1 FROM link_recs r JOIN link_kept_scored k ON k.rec = r.rec

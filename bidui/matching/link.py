@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 COMPARED = ["id", "name", "birth", "sex", "village", "head"]
 LINKS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS links (
-    night DATE NOT NULL, dataset VARCHAR NOT NULL, source_file VARCHAR NOT NULL, source_row BIGINT NOT NULL,
+    night DATE NOT NULL, dataset VARCHAR NOT NULL, source_row BIGINT NOT NULL,
     role VARCHAR, person_key VARCHAR, method VARCHAR NOT NULL, score DOUBLE, id_name_conflict BOOLEAN, explanation VARCHAR,
     carried BOOLEAN, last_night DATE  -- bidui.matching.link_nights: the nights it holds for
 );
@@ -484,7 +484,6 @@ RECORD_DDL = ("rec BIGINT, dataset VARCHAR, source_file VARCHAR, source_row BIGI
               "is_head BOOLEAN")
 EXPORT_COLUMNS = ["dataset", "source_file", "source_row", "id_number_raw", "name_raw", "person_key", "hukou_id_number",
                   "method", "score"]
-STABLE = ["dataset", "source_file", "source_row", "role"]  # a record's identity across runs (rec is not)
 
 
 def stage_night(con: duckdb.DuckDBPyConnection, night: date, restage: list[str] | None = None,
@@ -780,7 +779,7 @@ LINK_OUTCOME_SQL = """
     LEFT JOIN (SELECT rec, min(explanation) AS explanation FROM link_decided WHERE kind = 'cannot' GROUP BY rec) b
          ON b.rec = r.rec"""
 # …and with the record's stable identity, as stored.
-OUTCOME_SQL = LINK_OUTCOME_SQL.replace("SELECT r.rec,", "SELECT r.rec, r.dataset, r.source_file, r.source_row, r.role,", 1)
+OUTCOME_SQL = LINK_OUTCOME_SQL.replace("SELECT r.rec,", "SELECT r.rec, r.dataset, r.source_row, r.role,", 1)
 
 
 def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thresholds = Thresholds(),
@@ -850,8 +849,8 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
         cols = link_nights.LINK_COLUMNS
         con.execute(f"INSERT INTO links (night, {cols}, carried) SELECT ?::DATE, {cols}, FALSE FROM ({OUTCOME_SQL})", [night])
         if plan.datasets:
-            # Kept where they lie (a date moved on), or at tonight's rows for a dataset delivered anew.
-            result.carried = carry_mod.keep_whole(con, plan, night)
+            # Kept where they lie (a date moved on), or written at tonight's rows for the rows that moved.
+            result.carried = carry_mod.keep_in_place(con, plan, night)
             moved = carry_mod.carried_sql(plan)
             if moved is not None:
                 (n,), = con.execute(f"INSERT INTO links (night, {cols}, carried) SELECT ?::DATE, *, TRUE FROM ({moved})",
@@ -953,12 +952,19 @@ def _numbered(table: pa.Table) -> pa.Table:
 
 
 def links_of(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
-    """The stored links of a night, as a frame."""
+    """The stored links of a night, as a frame, each with the file of its record (`source_file`:
+    that of the snapshot of its dataset the night was linked with)."""
     con.execute(LINKS_SCHEMA)
+    loads = carry_mod.linked_loads(con, night) or wh.in_force_loads(con, night)
+    files = pl.DataFrame({"dataset": list(loads), "load_id": [load for _, load in loads.values()]},
+                         schema={"dataset": pl.String, "load_id": pl.Int64})
     # As stored for that night: a link kept from a night before is a carried one.
-    return wh.query(con, f"SELECT ?::DATE AS night, * EXCLUDE (night, last_night, carried), "
-                         f"(carried OR night < ?::DATE) AS carried FROM links WHERE {link_nights.on_night('?::DATE')}",
-                    [night, night, night])
+    links = wh.query(con, f"SELECT ?::DATE AS night, * EXCLUDE (night, last_night, carried), "
+                          f"(carried OR night < ?::DATE) AS carried FROM links WHERE {link_nights.on_night('?::DATE')}",
+                     [night, night, night])
+    stored = wh.query(con, "SELECT dataset, load_id, file AS source_file FROM snapshots")
+    files = files.join(stored, on=["dataset", "load_id"], how="left").select("dataset", "source_file")
+    return links.join(files, on="dataset", how="left").select("night", "dataset", "source_file", *links.columns[2:])
 
 
 def export(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
@@ -974,6 +980,5 @@ def export(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
                CASE WHEN l.method = 'none' THEN NULL ELSE split_part(l.person_key, '~', 1) END AS hukou_id_number,
                coalesce(l.method, 'none') AS method, l.score
         FROM ({sql}) r LEFT JOIN links l ON {link_nights.on_night('?::DATE', 'l.')} AND l.dataset = r.dataset
-             AND l.source_file = r.source_file
              AND l.source_row = r.source_row AND l.role = r.role
         ORDER BY r.dataset, r.source_file, r.source_row""", [*args, night])

@@ -1,9 +1,13 @@
 """The nights a stored link holds for (issue 18, part 2).
 
 A link row is made on one night (`night`) and holds through `last_night` (NULL: that night only).
-A sure link a later night keeps, of a dataset whose snapshot did not change, is not copied: its
-`last_night` is moved on (`bidui.matching.carry.keep_whole`), so a night that keeps ten million links writes one date on
-each instead of the rows again (2.5–4.5 s a night at the large size). Every reader asks for the
+It names its record by dataset, row and role: the row of the dataset's snapshot each night it holds
+for was linked with, as the snapshot macro gives it (the file is that snapshot's; a link does not
+name it, as a kept snapshot row does not: delivered files carry the date in their name). A sure
+link a later night keeps is not copied: its `last_night` is moved on
+(`bidui.matching.carry.keep_in_place`) — in a dataset whose snapshot did not change, and at the rows a
+dataset delivered anew has in place (the same row saying the same) — so a night that keeps ten
+million links writes one date on each instead of the rows again (2.5–4.5 s a night at the large size). Every reader asks for the
 links of a night with `on_night`; nothing reads `links.night` alone.
 
 Nights are linked in order, but one may be linked again, or a night folder that came late may be
@@ -28,7 +32,7 @@ def literal(night: date) -> str:
 
 
 # A link as stored, but its nights and whether it was carried.
-LINK_COLUMNS = "dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation"
+LINK_COLUMNS = "dataset, source_row, role, person_key, method, score, id_name_conflict, explanation"
 
 
 def forget(con: duckdb.DuckDBPyConnection, night: date) -> None:

@@ -87,7 +87,7 @@ def _latest_loads(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, dict
 _LINK_KINDS_SQL = f"""
     SELECT dataset, CASE WHEN method IN ('fuzzy', 'review') THEN 'fuzzy' WHEN method = 'none' THEN 'none'
                          ELSE 'exact' END AS k, count(*),
-           coalesce(sum(hash(hash(source_file, source_row, person_key))::HUGEINT), 0)
+           coalesce(sum(hash(hash(source_row, person_key))::HUGEINT), 0)
     FROM links WHERE {on_night('?::DATE')} {{only}} GROUP BY ALL"""
 
 
@@ -138,8 +138,7 @@ def _shared_ids(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, snap: 
     sql = f"""
         WITH pairs AS MATERIALIZED (
             SELECT d.{c} AS id, l.person_key FROM {snapshot_rows.at(ds.code, '?')} d
-            JOIN links l ON {on_night('?::DATE', 'l.')} AND l.dataset = ?
-                 AND l.source_file = d.source_file AND l.source_row = d.source_row
+            JOIN links l ON {on_night('?::DATE', 'l.')} AND l.dataset = ? AND l.source_row = d.source_row
             WHERE d.{c}_status = 'valid' AND l.person_key IS NOT NULL)
         SELECT count(*) FROM (
             SELECT id FROM pairs SEMI JOIN (SELECT DISTINCT id FROM pairs WHERE person_key <> id) o USING (id)
@@ -205,8 +204,8 @@ def night_bulletin(con: duckdb.DuckDBPyConnection, night: date, defects: dict[st
     loads = _latest_loads(con, night)
     snaps = wh.in_force(con, night)
     if not _has_links(con):  # a warehouse never linked: nothing linked, nothing shared
-        con.execute("CREATE TEMP TABLE IF NOT EXISTS links (night DATE, dataset VARCHAR, source_file VARCHAR, "
-                    "source_row BIGINT, person_key VARCHAR, method VARCHAR, last_night DATE)")
+        con.execute("CREATE TEMP TABLE IF NOT EXISTS links (night DATE, dataset VARCHAR, source_row BIGINT, "
+                    "person_key VARCHAR, method VARCHAR, last_night DATE)")
     out: dict[str, dict] = {}
     links = night_links(con, night)
     for ds in DATASETS:

@@ -266,7 +266,7 @@ def _links_changed(con: duckdb.DuckDBPyConnection, before: date, night: date) ->
     b, n = literal(before), literal(night)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE rules_links_changed AS
-        SELECT dataset, source_file, source_row, role, person_key, method, score, id_name_conflict, explanation,
+        SELECT dataset, source_row, role, person_key, method, score, id_name_conflict, explanation,
                {on_night(n)} AS tonight
         FROM links WHERE {on_night(n)} <> {on_night(b)}""")
 
@@ -292,14 +292,11 @@ def _seed_changed_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap_before:
             for snap, other in ((snap_now, snap_before), (snap_before, snap_now)))
     else:
         ref = ds.persons[0]
-        files = {s: wh.snapshot_file(con, ds.code, s) for s in (snap_now, snap_before)}
 
         def side(snap: date, other_snap: date, sign: int, tonight: bool) -> str:
-            file = files[snap].replace("'", "''")
             what = (f"{sign} AS side, r.row_hash AS h, r.{ref.id_column} AS own, "
                     f"l.person_key AS person, l.method, l.score, l.id_name_conflict, l.explanation, r.source_row{cols}")
-            on = (f"l.dataset = '{ds.code}' AND l.role = '{ref.role}' AND l.source_file = '{file}' "
-                  "AND l.source_row = r.source_row")
+            on = f"l.dataset = '{ds.code}' AND l.role = '{ref.role}' AND l.source_row = r.source_row"
             # rows of this night's snapshot not in the other's, with this night's link; rows of both
             # whose link holds on one night only
             kept = f"""
@@ -462,13 +459,12 @@ def _rows_apart(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, other: 
     """SQL: the rows of dataset `ds`'s snapshot of `snap` not in that of `other`, with what they say
     (row_hash, raw_hash) and their link on the night `linked`."""
     ref = ds.persons[0]
-    file = wh.snapshot_file(con, ds.code, snap).replace("'", "''")
     # a row stored after the other snapshot (its row groups are skipped otherwise)
     after = f"r.snapshot_date > {literal(other)} AND " if snap > other else ""
     return f"""
         SELECT r.source_row, r.row_hash, r.raw_hash, l.person_key, l.method, l.score, l.id_name_conflict, l.explanation
         FROM ds_{ds.code} r LEFT JOIN links l ON l.dataset = '{ds.code}' AND l.role = '{ref.role}'
-             AND l.source_file = '{file}' AND l.source_row = r.source_row AND {on_night(literal(linked), 'l.')}
+             AND l.source_row = r.source_row AND {on_night(literal(linked), 'l.')}
         WHERE {after}{_in(snap, 'r.')} AND NOT {_in(other, 'r.')} AND r.raw_hash IS NOT NULL{where}"""
 
 

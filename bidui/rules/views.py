@@ -87,7 +87,7 @@ def linked_select(ds: Dataset, night: date, snap: date | None, where: str = "", 
                END AS link_explanation,
                CASE WHEN l.method <> 'none' THEN l.person_key END AS person_key
         FROM {rows} d
-        LEFT JOIN links l ON {on_night(f"DATE '{night}'", 'l.')} AND l.dataset = '{ds.code}' AND l.source_file = d.source_file
+        LEFT JOIN links l ON {on_night(f"DATE '{night}'", 'l.')} AND l.dataset = '{ds.code}'
              AND l.source_row = d.source_row AND l.role = '{ref.role}'"""
 
 
@@ -98,8 +98,8 @@ def linked_select(ds: Dataset, night: date, snap: date | None, where: str = "", 
 # joined to their links. The rows are found by their source rows, each way by a semi join, and
 # then read once: one scan testing the ways OR'd made each a mark join over the whole snapshot
 # (1.36 against 0.97 s over the datasets of a large night 2).
-def _rows_in_scope(ds: Dataset, at: str, snap: date, file: str) -> str:
-    """SQL: the rows of dataset `ds`'s snapshot `at` (of `snap`, stored from `file`) in scope."""
+def _rows_in_scope(ds: Dataset, at: str, snap: date) -> str:
+    """SQL: the rows of dataset `ds`'s snapshot `at` (of `snap`) in scope."""
     if ds.code in ("register_members", "register_households"):
         return f"SELECT * FROM {at} d WHERE d.household_code IN (SELECT household_code FROM rules_households)"
     if ds.code == "hukou":
@@ -109,10 +109,8 @@ def _rows_in_scope(ds: Dataset, at: str, snap: date, file: str) -> str:
                 f"WHERE i.snapshot_date = DATE '{snap}'"]
     else:
         ref = ds.persons[0]
-        file = file.replace("'", "''")
         ways = [f"SELECT d.source_row FROM {at} d SEMI JOIN rules_persons p ON p.ident = d.{ref.id_column}",
-                f"SELECT l.source_row FROM rules_scope_links l WHERE l.dataset = '{ds.code}' AND l.role = '{ref.role}' "
-                f"AND l.source_file = '{file}'"]
+                f"SELECT l.source_row FROM rules_scope_links l WHERE l.dataset = '{ds.code}' AND l.role = '{ref.role}'"]
         if ds.code == "businesses":  # an investor's clue reads the enterprise's row, by its credit code
             ways.append(f"SELECT d.source_row FROM {at} d SEMI JOIN rules_credit c ON c.credit_code = d.credit_code")
     return f"SELECT * FROM {at} d SEMI JOIN ({' UNION '.join(ways)}) k USING (source_row)"
@@ -146,7 +144,7 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
     con.execute(IDENTITY_DDL)
     if scoped:  # the links of tonight to the persons in scope, for `_rows_in_scope` (one scan of the links)
         holds = on_night(f"DATE '{night}'", "l.")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE rules_scope_links AS SELECT dataset, role, source_file, source_row "
+        con.execute(f"CREATE OR REPLACE TEMP TABLE rules_scope_links AS SELECT dataset, role, source_row "
                     f"FROM links l WHERE {holds} AND l.person_key IN (SELECT ident FROM rules_persons)")
     for ds in DATASETS:
         snap = in_force.get(ds.code)
@@ -154,12 +152,11 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
             ensure_identity(con, snap)
         kind = "VIEW" if ds.code in ALWAYS_VIEWS else "TABLE" if ds.code in ALWAYS_TABLES or uses[ds.code] >= 2 else "VIEW"
         wh.drop_temp(con, f"{ds.code}_linked")
-        if scoped and snap and ds.persons:  # (a snapshot's rows all name its file)
-            file = wh.snapshot_file(con, ds.code, snap)
+        if scoped and snap and ds.persons:
             # The rows in scope first, then joined to their links: joined at once, the links of the
             # whole snapshot were the join's table (4 million for medical insurance).
             at = snapshot_rows.at(ds.code, f"DATE '{snap}'")
-            con.execute(f"CREATE OR REPLACE TEMP TABLE rules_rows AS {_rows_in_scope(ds, at, snap, file)}")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE rules_rows AS {_rows_in_scope(ds, at, snap)}")
             con.execute(f"CREATE TEMP TABLE {ds.code}_linked AS {linked_select(ds, night, snap, rows='rules_rows')}")
             wh.drop_temp(con, "rules_rows")
             continue
