@@ -113,9 +113,9 @@ def test_a_confirmed_identity_is_linked_without_a_score_and_a_barred_scored_link
     try:
         rows = con.execute("""
             SELECT l.dataset, l.role, m.id_number, m.name, l.person_key FROM links l
-            JOIN ds_students m ON m.source_file = l.source_file AND m.source_row = l.source_row
+            JOIN ds_students_at(?) m ON m.source_row = l.source_row
             WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'students' AND l.method = 'fuzzy' AND m.id_number IS NOT NULL
-            ORDER BY l.source_row LIMIT 2""", [NIGHT1]).fetchall()
+            ORDER BY l.source_row LIMIT 2""", [NIGHT1, NIGHT1]).fetchall()
         assert len(rows) == 2
         (ds, role, id1, name1, p1), (_, _, id2, name2, p2) = rows
         decided = [{"kind": "must", "dataset": ds, "role": role, "id_number": id1, "name": name1, "person_key": p1,
@@ -128,8 +128,8 @@ def test_a_confirmed_identity_is_linked_without_a_score_and_a_barred_scored_link
         link_night(con, NIGHT1)
         out = dict(((i, n), (p, m, e)) for i, n, p, m, e in con.execute("""
             SELECT m.id_number, m.name, l.person_key, l.method, l.explanation FROM links l
-            JOIN ds_students m ON m.source_file = l.source_file AND m.source_row = l.source_row
-            WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'students' AND m.id_number IN (?, ?)""", [NIGHT1, id1, id2]).fetchall())
+            JOIN ds_students_at(?) m ON m.source_row = l.source_row
+            WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'students' AND m.id_number IN (?, ?)""", [NIGHT1, NIGHT1, id1, id2]).fetchall())
     finally:
         con.close()
     person, method, explanation = out[(id1, name1)]
@@ -155,9 +155,9 @@ def test_two_confirmations_of_one_pair_give_one_explanation_whatever_their_order
     try:
         (row, ds, role, number, name, person), = con.execute("""
             SELECT l.source_row, l.dataset, l.role, m.id_number, m.name, l.person_key FROM links l
-            JOIN ds_students m ON m.source_file = l.source_file AND m.source_row = l.source_row
+            JOIN ds_students_at(?) m ON m.source_row = l.source_row
             WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'students' AND l.method = 'exact'
-            ORDER BY l.source_row LIMIT 1""", [NIGHT1]).fetchall()
+            ORDER BY l.source_row LIMIT 1""", [NIGHT1, NIGHT1]).fetchall()
         both = [{"kind": "must", "dataset": ds, "role": role, "id_number": number, "name": name, "person_key": person,
                  "clue_id": clue, "verifier_name": who, "decided_on": NIGHT1} for clue, who in ((1, "孙丽"), (2, "王芳"))]
         said = []
