@@ -9,6 +9,7 @@ import shutil
 from datetime import date
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from bidui.connectors import snapshot_rows
@@ -237,6 +238,44 @@ def test_links_made_on_another_snapshot_are_not_carried_when_a_night_folder_come
     # The vehicles of night 2 differ from night 1's (cars bought, scrapped): rows moved.
     assert carry.execute("SELECT count(*) FROM snapshots WHERE dataset = 'vehicles' AND snapshot_date IN (?, ?)",
                          [date(2026, 11, 20), n2]).fetchone()[0] == 2
+
+
+def test_a_nights_links_are_not_paired_with_rows_a_late_folder_put_in_force_under_it(tiny: Path, tmp_path: Path,
+                                                                                       published_home) -> None:
+    """Night 3 is linked with night 1's vehicles; night 2's folder then comes late and puts its own
+    vehicles in force on night 3 (the same file name). Night 3's links name rows of night 1's
+    snapshot: what reads night 3 again (the rules' views, the links export, the register's copy,
+    the bulletin) must not pair them with night 2's rows — a car would go to another owner — but
+    read those records unlinked until night 3 is linked again."""
+    from bidui.matching import carry
+    from bidui.matching.link import export
+    from bidui.rules import views
+
+    root, _, _ = published_home
+    shutil.copy(Home(root).warehouse, tmp_path / "w.duckdb")
+    con = wh.connect(tmp_path / "w.duckdb")
+    try:
+        n2, n3 = date(2026, 11, 21), date(2026, 11, 22)
+        inbox = late_folder_inbox(tiny, tmp_path)
+        ingest_night(con, inbox / n3.isoformat(), n3, workers=1)
+        link_night(con, n3)
+        assert carry.unpaired(con, n3) == set()
+        linked = export(con, n3).filter(pl.col("dataset") == "vehicles")
+        assert linked.filter(pl.col("method") != "none").height > 0
+        ingest_night(con, inbox / n2.isoformat(), n2, workers=1)  # late: not linked, night 3 not run again
+        assert wh.in_force(con, n3)["vehicles"] == n2
+        assert carry.unpaired(con, n3) == {"vehicles"}
+        again = export(con, n3).filter(pl.col("dataset") == "vehicles")
+        assert again.height > 0 and again.filter(pl.col("method") != "none").height == 0
+        views.create(con, n3)
+        (paired,), = con.execute("SELECT count(*) FROM vehicles_linked WHERE link_method IS NOT NULL").fetchall()
+        assert paired == 0
+        assert con.execute("SELECT count(*) FROM students_linked WHERE link_method IS NOT NULL").fetchone()[0] > 0
+        link_night(con, n3)  # linked again: paired again, with night 2's rows
+        assert carry.unpaired(con, n3) == set()
+        assert export(con, n3).filter((pl.col("dataset") == "vehicles") & (pl.col("method") != "none")).height > 0
+    finally:
+        con.close()
 
 
 def test_a_dataset_delivered_anew_keeps_the_links_of_the_rows_that_say_the_same(twins) -> None:

@@ -83,8 +83,8 @@ def test_kept_links_are_not_copied_and_a_night_linked_again_changes_no_other(twi
 
 def test_links_that_named_their_file_are_read_by_their_row_after_an_upgrade(tmp_path: Path) -> None:
     """A warehouse whose links named their record's file (an earlier version) loses that column on
-    opening: each link's file is its dataset's snapshot's on the night (`links_of` gives it), so a
-    kept link can hold on a night whose file has another name."""
+    opening: each link's file is its dataset's snapshot's on the night (`links_of` gives it: here
+    night 1's, in force on both nights the link holds for)."""
     from bidui.connectors import warehouse as wh
     from bidui.matching.link import links_of
 
@@ -94,8 +94,7 @@ def test_links_that_named_their_file_are_read_by_their_row_after_an_upgrade(tmp_
     old.execute(LINKS_SCHEMA.replace("dataset VARCHAR NOT NULL,", "dataset VARCHAR NOT NULL, source_file VARCHAR NOT NULL,"))
     old.execute("INSERT INTO links (night, dataset, source_file, source_row, role, person_key, method, last_night) "
                 "VALUES (?, 'vehicles', 'vehicles_20261120.csv', 3, 'owner', 'P1', 'exact', ?)", [N1, N2])
-    old.execute("INSERT INTO snapshots VALUES ('vehicles', ?, 7, 'vehicles_20261120.csv', 'x', 3), "
-                "('vehicles', ?, 8, 'vehicles_20261121.csv', 'y', 3)", [N1, N2])
+    old.execute("INSERT INTO snapshots VALUES ('vehicles', ?, 7, 'vehicles_20261120.csv', 'x', 3)", [N1])
     old.execute("DROP TABLE warehouse_setup")  # (an earlier version did not record its set-up)
     old.close()
     con = wh.connect(db)
@@ -103,6 +102,6 @@ def test_links_that_named_their_file_are_read_by_their_row_after_an_upgrade(tmp_
         assert "source_file" not in {r[0] for r in con.execute("DESCRIBE links").fetchall()}
         assert on(con, N2) == [("vehicles", 3, "owner", "P1", "exact", None, None, None)]
         got = links_of(con, N2).select("dataset", "source_file", "source_row", "person_key").rows()
-        assert got == [("vehicles", "vehicles_20261121.csv", 3, "P1")]
+        assert got == [("vehicles", "vehicles_20261120.csv", 3, "P1")]  # the snapshot in force on night 2
     finally:
         con.close()

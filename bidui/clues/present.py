@@ -396,6 +396,7 @@ RULES_WHOLE_WHY = {
     "a rule ran then and not now, or the other way round": "有规则上次运行而本夜未运行，或相反",
     "a new year": "进入新的年度",
     "a snapshot of that night was stored again since": "上一次运行规则所用的数据后来重新入库",
+    "a snapshot in force tonight is not the one tonight was linked with": "本夜关联之后又有数据入库，本夜需重新关联",
     "a dataset came or went": "有数据集新到或不再提供",
     "the divisions changed": "行政区划有变化",
     "rows stored before their content was hashed": "有早期版本入库、没有内容指纹的数据",

@@ -178,7 +178,7 @@ SELECT m.household_code, m.source_row AS seq, m.name, m.relation, m.sex,
                 'R:' || m.household_code || ':' || m.source_row) AS person_key
 FROM ds_register_members_at(?) m
 LEFT JOIN links l ON {on_night('?::DATE', 'l.')} AND l.dataset = 'register_members'
-     AND l.source_row = m.source_row AND l.role = 'member'
+     AND l.source_row = m.source_row AND l.role = 'member' AND ?::BOOLEAN
 WHERE m.household_code IS NOT NULL
 ORDER BY m.household_code, m.source_row"""
 
@@ -236,7 +236,9 @@ def register_rows(con: duckdb.DuckDBPyConnection, night: date, kept: str | None 
     member_args = None
     if snaps.get("register_members") is not None:
         con.execute(LINKS_SCHEMA)
-        member_args = [snaps["register_members"], night]
+        from bidui.matching.carry import unpaired  # (links made on another snapshot's rows are not read)
+
+        member_args = [snaps["register_members"], night, "register_members" not in unpaired(con, night)]
     digest = _register_digest(con, [snaps["register_households"]], member_args)
     if digest is not None and digest == kept:
         return Register([], [], digest, unchanged=True)

@@ -347,3 +347,19 @@ def drop(con: duckdb.DuckDBPyConnection) -> None:
     for table in ("link_restage", "link_rowmap", "carry_touched", "carry_decided", "carry_fresh", "link_may_hold",
                   "link_kept_scored", spine_store.CHANGED, spine_store.WAS, spine_store.SINCE):
         con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def unpaired(con: duckdb.DuckDBPyConnection, night: date) -> set[str]:
+    """The datasets whose links of `night` were made on another snapshot than the one in force on
+    it now: a night folder that came late, or a held file applied, stored a snapshot dated on or
+    before the night after it was linked. A link names its row, not its file
+    (bidui.matching.link_nights), so a reader that pairs a night's links with the rows in force
+    leaves these unpaired — their records read unlinked until the night is linked again — rather
+    than give a record the person of another row. Empty for a night not linked, or linked before
+    the loads were kept. (Read without DDL: the what-if reads a read-only warehouse.)"""
+    try:
+        linked = dict(con.execute("SELECT dataset, load_id FROM link_loads WHERE night = ?", [night]).fetchall())
+    except duckdb.CatalogException:
+        return set()
+    now = wh.in_force_loads(con, night)
+    return {d for d, load in linked.items() if d in now and now[d][1] != int(load)}

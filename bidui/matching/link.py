@@ -975,10 +975,13 @@ def export(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
     sql, args, _ = records_sql(con, night) if linked else (None, [], [])
     if sql is None:
         return pl.DataFrame(schema=dict.fromkeys(EXPORT_COLUMNS, pl.String))
+    # (links made on another snapshot than the one in force now are not paired: carry.unpaired)
+    apart = sorted(carry_mod.unpaired(con, night))
+    paired = f"l.dataset NOT IN ({', '.join(repr(d) for d in apart)})" if apart else "TRUE"
     return wh.query(con, f"""
         SELECT r.dataset, r.source_file, r.source_row, r.id_raw AS id_number_raw, r.name_raw, l.person_key,
                CASE WHEN l.method = 'none' THEN NULL ELSE split_part(l.person_key, '~', 1) END AS hukou_id_number,
                coalesce(l.method, 'none') AS method, l.score
         FROM ({sql}) r LEFT JOIN links l ON {link_nights.on_night('?::DATE', 'l.')} AND l.dataset = r.dataset
-             AND l.source_row = r.source_row AND l.role = r.role
+             AND l.source_row = r.source_row AND l.role = r.role AND {paired}
         ORDER BY r.dataset, r.source_file, r.source_row""", [*args, night])

@@ -18,6 +18,7 @@ import duckdb
 from bidui.connectors import snapshot_rows
 from bidui.connectors import warehouse as wh
 from bidui.datasets import BY_CODE, DATASETS, Dataset
+from bidui.matching.carry import unpaired
 from bidui.matching.link_nights import on_night
 from bidui.names import DEFECT_PATTERNS, any_defect_pattern
 
@@ -120,7 +121,9 @@ def dataset_quality(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, sn
         mine = (links if links is not None else night_links(con, night, ds.code)).get(
             ds.code, {"kinds": {}, "digest": (0, 0)})
         out["links"] = dict(mine["kinds"])
-        if ds.code != "hukou":  # hukou's own is the number two persons hold (bidui.matching.quality)
+        # hukou's own is the number two persons hold (bidui.matching.quality); links made on another
+        # snapshot's rows than the one in force now are not paired with these (carry.unpaired)
+        if ds.code != "hukou" and ds.code not in unpaired(con, night):
             out["shared_ids"] = _shared_ids(con, ds, night, snap, mine["digest"])
     return out
 

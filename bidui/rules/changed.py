@@ -46,6 +46,7 @@ import duckdb
 from bidui.connectors import snapshot_rows
 from bidui.connectors import warehouse as wh
 from bidui.datasets import BY_CODE, DATASETS, Dataset
+from bidui.matching import carry
 from bidui.matching.link import LINKS_SCHEMA
 from bidui.matching.link_nights import literal, on_night
 from bidui.matching.records import IDENTITY_DDL
@@ -193,6 +194,8 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, fp: str, statuses: dict[st
     was, now = wh.in_force_loads(con, before), wh.in_force_loads(con, night)
     if loads_json(was) != loads_before:
         return None, "a snapshot of that night was stored again since"
+    if carry.unpaired(con, night):
+        return None, "a snapshot in force tonight is not the one tonight was linked with"
     if set(was) != set(now):
         return None, "a dataset came or went"
     changed = [ds for ds in DATASETS if ds.code in now and was[ds.code] != now[ds.code]]

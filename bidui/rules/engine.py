@@ -126,10 +126,11 @@ def doubtful_persons(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFram
     """Persons (by `ident`, the key rules name subjects by) with a row kept without a rejected value
     in a snapshot in force (every such row, whatever the rules' views were narrowed to)."""
     from bidui.datasets import DATASETS
+    from bidui.matching.carry import unpaired
 
-    in_force = wh.in_force(con, night)
+    in_force, apart = wh.in_force(con, night), unpaired(con, night)
     parts = [f"SELECT DISTINCT '{ds.code}' AS dataset, ident AS subject_key FROM "
-             f"({views.linked_select(ds, night, in_force.get(ds.code), 'd.rejected_columns IS NOT NULL')}) "
+             f"({views.linked_select(ds, night, in_force.get(ds.code), 'd.rejected_columns IS NOT NULL', paired=ds.code not in apart)}) "
              "WHERE ident IS NOT NULL" for ds in DATASETS if ds.persons]
     frame = wh.query(con, " UNION ALL ".join(parts))
     return frame.cast(DOUBTFUL_SCHEMA) if frame.height else pl.DataFrame(schema=DOUBTFUL_SCHEMA)

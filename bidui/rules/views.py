@@ -26,6 +26,7 @@ import duckdb
 from bidui.connectors import snapshot_rows
 from bidui.connectors import warehouse as wh
 from bidui.datasets import BY_CODE, DATASETS, Dataset
+from bidui.matching import carry
 from bidui.matching.link import LINKS_SCHEMA
 from bidui.matching.link_nights import on_night
 from bidui.matching.records import IDENTITY_DDL, PERSON_ROW_KEY, ensure_identity
@@ -58,12 +59,14 @@ def age_sql(birth: str, on: str) -> str:
             "THEN 1 ELSE 0 END")
 
 
-def linked_select(ds: Dataset, night: date, snap: date | None, where: str = "", rows: str | None = None) -> str:
+def linked_select(ds: Dataset, night: date, snap: date | None, where: str = "", rows: str | None = None,
+                  paired: bool = True) -> str:
     """The SELECT of `<ds>_linked` on a night: the snapshot's rows (those matching `where`, an SQL
     condition on the row `d`, when given; those of the table `rows`, when given) with `ident`, the
     link's method, score and explanation. The one place that says which person a row of a dataset
     is about, for the rules' views, the persons with a doubtful row and what changed for the rules
-    since their last night (bidui.rules.changed)."""
+    since their last night (bidui.rules.changed). Not `paired` (`carry.unpaired`: the night's links
+    of the dataset were made on another snapshot), every row reads unlinked."""
     rows = rows or snapshot_rows.at(ds.code, f"DATE '{snap}'" if snap else "NULL::DATE")
     rows = f"(SELECT * FROM {rows} d WHERE {where})" if where else rows
     if not ds.persons:
@@ -87,7 +90,7 @@ def linked_select(ds: Dataset, night: date, snap: date | None, where: str = "", 
                END AS link_explanation,
                CASE WHEN l.method <> 'none' THEN l.person_key END AS person_key
         FROM {rows} d
-        LEFT JOIN links l ON {on_night(f"DATE '{night}'", 'l.')} AND l.dataset = '{ds.code}'
+        LEFT JOIN links l ON {on_night(f"DATE '{night}'", 'l.')} AND l.dataset = '{ds.code}' AND {str(paired).upper()}
              AND l.source_row = d.source_row AND l.role = '{ref.role}'"""
 
 
@@ -122,12 +125,13 @@ def create_lazy(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, date]:
     in_force = wh.in_force(con, night)
     con.execute(LINKS_SCHEMA)
     con.execute(IDENTITY_DDL)
+    unpaired = carry.unpaired(con, night)
     for ds in DATASETS:
         snap = in_force.get(ds.code)
         if ds.code == "hukou" and snap:
             ensure_identity(con, snap)
         wh.drop_temp(con, f"{ds.code}_linked")
-        con.execute(f"CREATE TEMP VIEW {ds.code}_linked AS {linked_select(ds, night, snap)}")
+        con.execute(f"CREATE TEMP VIEW {ds.code}_linked AS {linked_select(ds, night, snap, paired=ds.code not in unpaired)}")
     return in_force
 
 
@@ -142,6 +146,7 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
     in_force = wh.in_force(con, night)
     con.execute(LINKS_SCHEMA)
     con.execute(IDENTITY_DDL)
+    unpaired = carry.unpaired(con, night)
     if scoped:  # the links of tonight to the persons in scope, for `_rows_in_scope` (one scan of the links)
         holds = on_night(f"DATE '{night}'", "l.")
         con.execute(f"CREATE OR REPLACE TEMP TABLE rules_scope_links AS SELECT dataset, role, source_row "
@@ -157,10 +162,11 @@ def create(con: duckdb.DuckDBPyConnection, night: date, readers: list[str] | Non
             # whole snapshot were the join's table (4 million for medical insurance).
             at = snapshot_rows.at(ds.code, f"DATE '{snap}'")
             con.execute(f"CREATE OR REPLACE TEMP TABLE rules_rows AS {_rows_in_scope(ds, at, snap)}")
-            con.execute(f"CREATE TEMP TABLE {ds.code}_linked AS {linked_select(ds, night, snap, rows='rules_rows')}")
+            con.execute(f"CREATE TEMP TABLE {ds.code}_linked AS "
+                        f"{linked_select(ds, night, snap, rows='rules_rows', paired=ds.code not in unpaired)}")
             wh.drop_temp(con, "rules_rows")
             continue
-        con.execute(f"CREATE TEMP {kind} {ds.code}_linked AS {linked_select(ds, night, snap)}")
+        con.execute(f"CREATE TEMP {kind} {ds.code}_linked AS {linked_select(ds, night, snap, paired=ds.code not in unpaired)}")
     # Who is registered, over the whole register whatever the views were narrowed to: a hukou
     # household with a member on the register is not a missed one, and a household split off one
     # that is registered is no clue (their clues read other households than their own).
