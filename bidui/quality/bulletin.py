@@ -106,9 +106,10 @@ def night_links(con: duckdb.DuckDBPyConnection, night: date, dataset: str | None
 
 
 def dataset_quality(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, snap: date | None,
-                    defects: dict[str, int], links: dict[str, dict] | None = None) -> dict:
+                    defects: dict[str, int], links: dict[str, dict] | None = None,
+                    apart: set[str] | None = None) -> dict:
     """The counts of one dataset's snapshot in force on the night (empty counts when none is).
-    `links`: `night_links` of the night (read here when not given)."""
+    `links`: `night_links` of the night, `apart`: `carry.unpaired` of it (read here when not given)."""
     out: dict = {"rows": 0, "rejected_rows": 0, "rejects": {}, "ids": {}, "names": dict(defects), "links": {},
                  "shared_ids": int(defects.get("shared_ids", 0)), "empty": {}, "problem_rows": 0}
     out["names"].pop("shared_ids", None)
@@ -123,7 +124,7 @@ def dataset_quality(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, sn
         out["links"] = dict(mine["kinds"])
         # hukou's own is the number two persons hold (bidui.matching.quality); links made on another
         # snapshot's rows than the one in force now are not paired with these (carry.unpaired)
-        if ds.code != "hukou" and ds.code not in unpaired(con, night):
+        if ds.code != "hukou" and ds.code not in (unpaired(con, night) if apart is None else apart):
             out["shared_ids"] = _shared_ids(con, ds, night, snap, mine["digest"])
     return out
 
@@ -210,7 +211,7 @@ def night_bulletin(con: duckdb.DuckDBPyConnection, night: date, defects: dict[st
         con.execute("CREATE TEMP TABLE IF NOT EXISTS links (night DATE, dataset VARCHAR, source_row BIGINT, "
                     "person_key VARCHAR, method VARCHAR, last_night DATE)")
     out: dict[str, dict] = {}
-    links = night_links(con, night)
+    links, apart = night_links(con, night), unpaired(con, night)
     for ds in DATASETS:
         load = loads.get(ds.code)
         snap = snaps.get(ds.code)
@@ -218,7 +219,7 @@ def night_bulletin(con: duckdb.DuckDBPyConnection, night: date, defects: dict[st
             continue
         entry = {"department": ds.department, "file": "", "status": "none", "delivered": 0, "loaded": 0,
                  "rejected_tonight": 0, "message": "", **(load or {}), "snapshot": snap.isoformat() if snap else ""}
-        entry |= dataset_quality(con, ds, night, snap, defects.get(ds.code, {}), links)
+        entry |= dataset_quality(con, ds, night, snap, defects.get(ds.code, {}), links, apart)
         if entry["status"] == "duplicate":  # the same bytes again: delivered what is in force
             entry["delivered"] = entry["rows"]
         out[ds.code] = entry
