@@ -212,9 +212,11 @@ def keep_in_place(con: duckdb.DuckDBPyConnection, plan: Carry, night: date) -> i
     if not plan.datasets:
         return 0
     sure = ", ".join(f"'{m}'" for m in plan.methods)
-    kept = [_kept(plan, sure, whole) for whole in (True, False) if (plan.whole if whole else plan.by_row)]
     n = 0
-    for where in kept:
+    for whole in (True, False):
+        if not (plan.whole if whole else plan.by_row):
+            continue
+        where = _kept(plan, sure, whole)
         if plan.before is None or (night - plan.before).days != 1:
             # Nights not linked lie between (a folder that has not come): a range would hold on them
             # too. Copied at tonight's date instead, as before links were kept in place.
@@ -321,10 +323,13 @@ def release_held(con: duckdb.DuckDBPyConnection, plan: Carry) -> None:
 
 def linked_loads(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, tuple[date, int]]:
     """The loads a night was linked with (`remember_loads`); none for a night linked before they
-    were kept, so that nothing is carried from it."""
-    con.execute(LOADS_DDL)
-    return {d: (snap, int(load)) for d, snap, load in con.execute(
-        "SELECT dataset, snapshot_date, load_id FROM link_loads WHERE night = ?", [night]).fetchall()}
+    were kept, so that nothing is carried from it. (Read without DDL: the what-if reads a
+    read-only warehouse.)"""
+    try:
+        rows = con.execute("SELECT dataset, snapshot_date, load_id FROM link_loads WHERE night = ?", [night]).fetchall()
+    except duckdb.CatalogException:
+        return {}
+    return {d: (snap, int(load)) for d, snap, load in rows}
 
 
 def remember_loads(con: duckdb.DuckDBPyConnection, night: date) -> None:
@@ -356,10 +361,9 @@ def unpaired(con: duckdb.DuckDBPyConnection, night: date) -> set[str]:
     (bidui.matching.link_nights), so a reader that pairs a night's links with the rows in force
     leaves these unpaired — their records read unlinked until the night is linked again — rather
     than give a record the person of another row. Empty for a night not linked, or linked before
-    the loads were kept. (Read without DDL: the what-if reads a read-only warehouse.)"""
-    try:
-        linked = dict(con.execute("SELECT dataset, load_id FROM link_loads WHERE night = ?", [night]).fetchall())
-    except duckdb.CatalogException:
+    the loads were kept."""
+    linked = linked_loads(con, night)
+    if not linked:
         return set()
     now = wh.in_force_loads(con, night)
-    return {d for d, load in linked.items() if d in now and now[d][1] != int(load)}
+    return {d for d, load in linked.items() if d in now and now[d] != load}
