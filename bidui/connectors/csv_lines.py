@@ -36,6 +36,7 @@ from bidui.connectors.readers import (
 )
 from bidui.connectors.stored import Known, raw_halves_sql, runs
 from bidui.datasets import Dataset
+from bidui.scratch import scratch
 
 # Read whole past this share of new lines: one parse of everything is then as quick.
 MOST_NEW = 0.5
@@ -80,17 +81,13 @@ def split(raw: bytes) -> Lines | None:
 def fingerprints(raw: bytes, lines: Lines) -> pl.DataFrame:
     """`line_hi`, `line_lo`: the MD5 of each line's bytes (line break included), in order. DuckDB
     hashes the file's own buffer, viewed as one binary value per line: nothing is copied."""
-    import duckdb
     import pyarrow as pa
 
     values = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(lines),
                                              [None, pa.py_buffer(lines.starts), pa.py_buffer(raw)])
-    con = duckdb.connect()
-    try:
+    with scratch() as con:
         con.register("lines", pa.table({"b": values}))
         return con.sql(f"SELECT {raw_halves_sql('md5_number(b)', 'line')} FROM lines").pl()
-    finally:
-        con.close()
 
 
 def form(ds: Dataset, table: RawTable, mapping: Mapping, limits: ValueLimits) -> str:
@@ -144,16 +141,11 @@ def _seen(body: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame | None:
     their rows' fingerprints and rows there (`known_row`); None if the snapshot holds a line twice (a snapshot holds each row
     once, and two rows from one line would be one row: not a snapshot this module stored). DuckDB
     joins: polars took twice as long on the four million lines of a hukou file."""
-    import duckdb
-
-    con = duckdb.connect()
-    try:
+    with scratch() as con:
         con.register("b", body.to_arrow())
         con.register("k", known.to_arrow())
         matched = con.sql("SELECT b.i, k.raw_hi, k.raw_lo, b.line_hi, b.line_lo, k.source_row AS known_row "
                           "FROM b JOIN k USING (line_hi, line_lo) ORDER BY b.i").pl()
-    finally:
-        con.close()
     i = matched["i"]
     return matched if i.len() < 2 or bool((i.diff().drop_nulls() > 0).all()) else None
 

@@ -24,6 +24,7 @@ from bidui.connectors.stored import Known, raw_halves_sql
 from bidui.datasets import VEHICLE_TYPE_NAMES, Column, Dataset
 from bidui.ids import normalise_id_series
 from bidui.names import clean_name_expr
+from bidui.scratch import scratch
 from bidui.text import nfkc_series
 
 DATE_FORMS = ("%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%Y年%m月%d日", "%Y.%m.%d")
@@ -107,8 +108,6 @@ def raw_row_hashes(ds: Dataset, mapping: Mapping, raw: RawTable, data: pl.DataFr
     normaliser's digest). The same row in another form (CSV or XLSX, another encoding, columns
     reordered, a header synonym) has the same fingerprint; MD5, not a library's own row hash, so
     that it is the same in every version."""
-    import duckdb
-
     # As a JSON list (control characters escaped, null apart from ""): no cell can pass for the
     # boundary between two, as it could with separators. Mapped columns in the dataset's order;
     # unmapped ones each after the key `extra_json` stores it by (a blank header's names its place).
@@ -119,13 +118,10 @@ def raw_row_hashes(ds: Dataset, mapping: Mapping, raw: RawTable, data: pl.DataFr
         parts += [f'"k{i}"', f'"c{i}"']
     frame = data.with_columns(pl.lit(_normaliser_digest(ds, limits)).alias("digest"),
                               *(pl.lit(key).alias(f"k{i}") for i, key in keys.items()))
-    con = duckdb.connect()
-    try:
+    with scratch() as con:
         con.register("d", frame.to_arrow(compat_level=pl.CompatLevel.newest()))
         fingerprint = "md5_number(digest || to_json(list_value(" + ", ".join(parts) + ")))"
         return con.sql(f"SELECT {raw_halves_sql(fingerprint)} FROM d").pl()
-    finally:
-        con.close()
 
 
 def _clean(s: pl.Series) -> pl.Series:
@@ -229,15 +225,10 @@ def known_mask(hashes: pl.DataFrame, known: pl.DataFrame) -> pl.Series:
     """True for each row of `hashes` whose fingerprint (`raw_hi`, `raw_lo`) `known` holds (its
     repeats allowed). DuckDB's semi join, by row number: a polars left join on the two halves
     took three times the CPU for the four million rows of a hukou file delivered again."""
-    import duckdb
-
-    con = duckdb.connect()
-    try:
+    with scratch() as con:
         con.register("h", hashes.select("raw_hi", "raw_lo").with_row_index("i").to_arrow())
         con.register("k", known.select("raw_hi", "raw_lo").to_arrow())
         found = con.sql("SELECT i FROM h SEMI JOIN k USING (raw_hi, raw_lo)").pl()["i"]
-    finally:
-        con.close()
     return pl.repeat(False, hashes.height, dtype=pl.Boolean, eager=True).scatter(found, True)
 
 

@@ -293,11 +293,16 @@ def _added(prev: dict, gone: dict, came: dict) -> dict:
 
 def drop_temp(con: duckdb.DuckDBPyConnection, *names: str) -> None:
     """Drop the temp tables or views of these names, whichever kind each is (a night's run may
-    have made it the other kind; the spine is a view of the stored spine)."""
+    have made it the other kind; the spine is a view of the stored spine). Only the views are looked
+    up (information_schema took 4 ms a name, on a night that drops some eighty): dropping a table
+    of a view's name is an error, which would end a transaction."""
+    if not names:
+        return
+    views = {v for v, in con.execute("SELECT view_name FROM duckdb_views() WHERE database_name = 'temp' "
+                                     "AND list_contains(?, view_name)", [list(names)]).fetchall()}
     for name in names:
-        for (kind,) in con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ? "
-                                   "AND table_schema = 'main' AND table_catalog = 'temp'", [name]).fetchall():
-            con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} {name}")
+        # Qualified: a name with no temp object must not reach a stored table of that name.
+        con.execute(f"DROP VIEW temp.main.{name}" if name in views else f"DROP TABLE IF EXISTS temp.main.{name}")
 
 
 def remember_counts(con: duckdb.DuckDBPyConnection, load_id: int, how: str, counts: dict) -> None:
