@@ -8,6 +8,7 @@ keeps its registered frames and temp objects to itself, so uses in threads do no
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import threading
@@ -32,8 +33,19 @@ def scratch() -> Iterator[duckdb.DuckDBPyConnection]:
         # A forked child must not use its parent's database (its threads did not come along).
         if _base is None or _base[0] != os.getpid():
             _base = (os.getpid(), duckdb.connect())
+            atexit.register(_close)
         con = _base[1].cursor()
     try:
         yield con
     finally:
         con.close()
+
+
+def _close() -> None:
+    """Closed before the interpreter ends: a database still open then is reported by DuckDB's
+    bindings as leaked, on stderr, after the run's last line."""
+    global _base
+    with _lock:
+        if _base is not None and _base[0] == os.getpid():
+            _base[1].close()
+        _base = None
