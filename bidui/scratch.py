@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 _lock = threading.Lock()
 _base: tuple[int, duckdb.DuckDBPyConnection] | None = None
+_forked_from: list[duckdb.DuckDBPyConnection] = []
 
 
 @contextlib.contextmanager
@@ -30,8 +31,11 @@ def scratch() -> Iterator[duckdb.DuckDBPyConnection]:
 
     global _base
     with _lock:
-        # A forked child must not use its parent's database (its threads did not come along).
+        # A forked child must not use its parent's database (its threads did not come along), nor
+        # destroy it (that would wait for those threads): it is kept, unused, and a new one made.
         if _base is None or _base[0] != os.getpid():
+            if _base is not None:
+                _forked_from.append(_base[1])
             _base = (os.getpid(), duckdb.connect())
             atexit.register(_close)
         con = _base[1].cursor()
