@@ -11,7 +11,7 @@ import json
 # Keys of an evidence record that describe the delivery, not the fact: a new file name, row
 # number or link score on another night is the same evidence.
 VOLATILE = {"snapshot_date", "load_id", "source_file", "source_row", "ident", "person_key", "link_method", "link_score",
-            "link_explanation", "raw_json", "extra_json"}  # and every `<column>_raw`: the value as typed, not the fact
+            "link_explanation", "raw_json", "extra_json", "row_id"}  # and every `<column>_raw`: the value as typed, not the fact
 
 
 def is_delivery_detail(key: str) -> bool:

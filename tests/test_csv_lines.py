@@ -43,7 +43,7 @@ def deliver(root: Path, night: date, body: bytes) -> Path:
 
 
 def state(con, night: date) -> tuple:
-    rows = con.execute("SELECT * EXCLUDE (load_id) FROM ds_deaths_at(?) ORDER BY source_row",
+    rows = con.execute("SELECT * EXCLUDE (load_id, row_id) FROM ds_deaths_at(?) ORDER BY source_row",
                        [night]).fetchall()
     rejects = con.execute("SELECT r.source_row, column_name, value, reason FROM rejects r JOIN load_log l "
                           "ON l.load_id = r.load_id AND l.night = ? ORDER BY ALL", [night]).fetchall()

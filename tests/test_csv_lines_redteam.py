@@ -58,7 +58,7 @@ def f(lines: list[str], header: str = H, enc: str = "utf-8-sig") -> bytes:
 
 
 def state(con, night: date, code: str) -> tuple:
-    rows = con.execute(f"SELECT * EXCLUDE (load_id) FROM ds_{code}_at(?) ORDER BY source_row",
+    rows = con.execute(f"SELECT * EXCLUDE (load_id, row_id) FROM ds_{code}_at(?) ORDER BY source_row",
                        [night]).fetchall()
     rejects = con.execute("SELECT r.source_row, column_name, value, reason FROM rejects r JOIN load_log l "
                           "ON l.load_id = r.load_id AND l.night = ? ORDER BY ALL", [night]).fetchall()

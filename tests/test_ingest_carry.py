@@ -43,7 +43,7 @@ def deliver(root: Path, night: date, header: list[str], rows: list[list[str]]) -
 
 
 def snapshot(con, night: date) -> tuple[list[tuple], list[tuple]]:
-    rows = con.execute("SELECT * EXCLUDE (load_id) FROM ds_deaths_at(?) ORDER BY source_row",
+    rows = con.execute("SELECT * EXCLUDE (load_id, row_id) FROM ds_deaths_at(?) ORDER BY source_row",
                        [night]).fetchall()
     rejects = con.execute("SELECT r.source_row, column_name, value, reason FROM rejects r JOIN snapshots s "
                           "ON s.load_id = r.load_id AND s.dataset = 'deaths' AND s.snapshot_date = ? ORDER BY ALL",

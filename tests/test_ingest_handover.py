@@ -50,12 +50,13 @@ def _masked(text: str | None) -> str:
 
 
 def _state(con) -> dict[str, list]:
-    """Everything ingest stores, but load numbers (files are stored in another order by workers)."""
+    """Everything ingest stores, but load numbers and the record ids made of them (files are stored in another
+    order by workers)."""
     out: dict[str, list] = {}
     for ds in DATASETS:
         table = wh.table_name(ds)
         cols = [c for (c,) in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-                                          "AND column_name <> 'load_id' ORDER BY ordinal_position", [table]).fetchall()]
+                                          "AND column_name NOT IN ('load_id', 'row_id') ORDER BY ordinal_position", [table]).fetchall()]
         quoted = ", ".join(f'"{c}"' for c in cols)
         # in the order stored: a reader without ORDER BY sees that order
         out[ds.code] = con.execute(f"SELECT {quoted} FROM {table} ORDER BY snapshot_date, rowid").fetchall()
@@ -339,7 +340,7 @@ def test_fingerprints_are_prepared_for_a_file_unless_it_holds_the_bytes_in_force
     for w, carry in ((con, True), (whole, False)):
         outcomes = ingest.ingest_night(w, folder, night, workers=2, carry=carry)
         assert [o.status for o in outcomes if o.file == same.name] == ["accepted"]
-    rows = "SELECT * EXCLUDE (load_id) FROM ds_hukou_at(?) ORDER BY source_row"
+    rows = "SELECT * EXCLUDE (load_id, row_id) FROM ds_hukou_at(?) ORDER BY source_row"
     assert con.execute(rows, [night]).fetchall() == whole.execute(rows, [night]).fetchall()
     women = "SELECT count(*) FROM ds_hukou_at(?) WHERE sex = '女'"
     assert con.execute(women, [night]).fetchone()[0] == con.execute(women, [NIGHT]).fetchone()[0] + 1

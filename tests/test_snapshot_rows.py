@@ -7,6 +7,7 @@ file, and when a snapshot is withdrawn."""
 from __future__ import annotations
 
 from datetime import date, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 from bidui.connectors import snapshot_rows
@@ -37,7 +38,7 @@ def _ingest(homes, folder: Path, night: date) -> None:
 
 
 def _seen(con, night: date) -> list[tuple]:
-    return con.execute("SELECT * EXCLUDE (load_id) FROM ds_deaths_at(?) ORDER BY source_row", [night]).fetchall()
+    return con.execute("SELECT * EXCLUDE (load_id, row_id) FROM ds_deaths_at(?) ORDER BY source_row", [night]).fetchall()
 
 
 def _stored(con) -> dict[date, int]:
@@ -233,3 +234,64 @@ def test_a_kept_snapshots_profile_is_its_predecessors_less_the_rows_left_plus_th
     assert kept.values["status"] == {"参保": 40, "未参保": 1} and kept.distinct_ids == 23, kept
     for con in homes:
         profiles_as_counted(con)
+
+
+def _ids(con, night: date) -> dict[tuple, int]:
+    """{what a row says: its record's identity} of the night's snapshot (each once: asserted)."""
+    rows = con.execute("SELECT id_number, name, death_date, row_id FROM ds_deaths_at(?)", [night]).fetchall()
+    ids = {tuple(r[:3]): r[3] for r in rows}
+    assert len(ids) == len(rows) == len(set(ids.values())) and None not in ids.values(), night
+    return ids
+
+
+TOP = [pid("52900119800303456"), "孙小圣", "2026年5月5日"]
+MOVED = [TOP, *_renamed(NIGHT2, 10)]  # night 3: a row at the top moves every other one down; one changed
+
+
+def test_a_record_keeps_its_identity_while_it_says_the_same_wherever_it_stands(homes, tmp_path: Path) -> None:
+    """A row delivered again saying the same is the record it was (`row_id`), whether it stayed in
+    place (kept), moved down because a row came above it, or stood elsewhere in a file sent in
+    reverse (stored again); a row that changed or came is a new record; a night run again from
+    another file leaves the identities of the nights after it as they were. From scratch every
+    row is a new record each night: identities are not compared between the two homes."""
+    nights = ((N1, ROWS), (N2, NIGHT2), (N3, MOVED), (N4, MOVED[::-1]))
+    for night, rows in nights:
+        _ingest(homes, deliver(tmp_path / "in", night, HEADER, rows), night)
+    kept, whole = homes
+    for before, night in pairwise(n for n, _ in nights):
+        was, now = _ids(kept, before), _ids(kept, night)
+        same = was.keys() & now.keys()
+        assert {k: now[k] for k in same} == {k: was[k] for k in same}, night
+        assert not (set(now[k] for k in now.keys() - same) & set(was.values())), night
+        # (night 2: one changed, one added; night 3: one came at the top, one changed;
+        # night 4: every row at another place, none changed)
+        assert len(now) - len(same) == {N2: 2, N3: 2, N4: 0}[night]
+        assert not set(_ids(whole, night).values()) & set(_ids(whole, before).values()), night
+    # The 40 rows of night 1 that said the same on every night kept one identity throughout.
+    first = _ids(kept, N1)
+    assert sum(_ids(kept, N4).get(k) == v for k, v in first.items()) == 38
+    later = {n: _ids(kept, n) for n in (N3, N4)}
+    _ingest(homes, deliver(tmp_path / "again", N2, HEADER, NIGHT2_AGAIN), N2)
+    assert {n: _ids(kept, n) for n in (N3, N4)} == later
+
+
+def test_a_warehouse_of_an_earlier_version_gives_each_stored_row_an_identity(tmp_path: Path) -> None:
+    """Rows stored before records had identities get one each when the warehouse is opened by this
+    version, and a row delivered again the next night keeps it."""
+    from bidui.connectors import warehouse as wh
+
+    path = tmp_path / "old.duckdb"
+    con = wh.connect(path)
+    ingest_night(con, deliver(tmp_path / "in", N1, HEADER, ROWS), N1, workers=1, limits=LOOSE)
+    con.execute("ALTER TABLE ds_deaths DROP COLUMN row_id")
+    con.execute("DELETE FROM warehouse_setup")  # set up by an earlier version
+    con.close()
+    con = wh.connect(path)
+    try:
+        first = _ids(con, N1)
+        assert len(first) == 40
+        ingest_night(con, deliver(tmp_path / "in", N2, HEADER, MOVED), N2, workers=1, limits=LOOSE)
+        now = _ids(con, N2)
+        assert sum(now.get(k) == v for k, v in first.items()) == 38
+    finally:
+        con.close()

@@ -96,7 +96,7 @@ def both(homes, folder: Path, night: date, *, force: bool = False, want: str | N
 
 
 def seen(con, code: str, night: date) -> list[tuple]:
-    return con.execute(f"SELECT * EXCLUDE (load_id) FROM ds_{code}_at(?) ORDER BY source_row", [night]).fetchall()
+    return con.execute(f"SELECT * EXCLUDE (load_id, row_id) FROM ds_{code}_at(?) ORDER BY source_row", [night]).fetchall()
 
 
 def check(homes, nights=NIGHTS, codes=("deaths",)) -> None:

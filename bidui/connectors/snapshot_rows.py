@@ -40,23 +40,25 @@ def create_macros(con: duckdb.DuckDBPyConnection, *, temporary: bool = False) ->
     by other code than last time (`warehouse.connect`: so they match the code that reads through
     them, and any connection to the file has them); `temporary`, on this connection only (a
     read-only one)."""
-    columns = con.execute("SELECT table_name, bool_or(column_name = 'last_date') FROM duckdb_columns() "
-                          "WHERE table_name LIKE 'ds\\_%' ESCAPE '\\' GROUP BY ALL").fetchall()
-    ranged = dict(columns)  # table: whether it has last_date
+    columns = con.execute("SELECT table_name, bool_or(column_name = 'last_date'), bool_or(column_name = 'row_id') "
+                          "FROM duckdb_columns() WHERE table_name LIKE 'ds\\_%' ESCAPE '\\' GROUP BY ALL").fetchall()
+    ranged = {table: (last, ident) for table, last, ident in columns}  # table: whether it has last_date, row_id
     for ds in DATASETS:
         table = f"ds_{ds.code}"
         if table not in ranged:  # (a dataset added since a read-only warehouse was made: read as before, it fails)
             continue
-        if not ranged[table]:  # a warehouse of an earlier version, read-only (what-if): every row is its night's
+        # A warehouse of an earlier version, read-only (what-if), has no records' identities: none.
+        ident = "" if ranged[table][1] else ", NULL::BIGINT AS row_id"
+        if not ranged[table][0]:  # …nor rows kept on later snapshots: every row is its night's
             con.execute(f"CREATE OR REPLACE {'TEMP ' if temporary else ''}MACRO {table}_at(night) AS TABLE "
-                        f"SELECT * FROM {table} WHERE snapshot_date = night")
+                        f"SELECT *{ident} FROM {table} WHERE snapshot_date = night")
             continue
         con.execute(f"""
             CREATE OR REPLACE {'TEMP ' if temporary else ''}MACRO {table}_at(night) AS TABLE
-            SELECT * EXCLUDE (last_date) FROM {table} WHERE snapshot_date = night
+            SELECT * EXCLUDE (last_date){ident} FROM {table} WHERE snapshot_date = night
             UNION ALL BY NAME
             SELECT night::DATE AS snapshot_date, s.load_id, s.file AS source_file,
-                   d.* EXCLUDE (snapshot_date, load_id, source_file, last_date)
+                   d.* EXCLUDE (snapshot_date, load_id, source_file, last_date){ident}
             FROM {table} d, (SELECT load_id, file FROM snapshots WHERE dataset = '{ds.code}' AND snapshot_date = night) s
             WHERE d.snapshot_date < night AND night <= d.last_date""")
 

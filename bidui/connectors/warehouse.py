@@ -80,7 +80,7 @@ def _dataset_tables() -> list[str]:
         cols = ", ".join(f'"{name}" {sql}' for name, sql in table_columns(ds))
         statements.append(f"CREATE TABLE IF NOT EXISTS {table_name(ds)} (snapshot_date DATE NOT NULL, "
                           f"load_id BIGINT NOT NULL, source_file VARCHAR NOT NULL, {cols}, row_hash UHUGEINT, "
-                          "raw_hash UHUGEINT, line_hash UHUGEINT, last_date DATE)")
+                          "raw_hash UHUGEINT, line_hash UHUGEINT, last_date DATE, row_id BIGINT)")
     return statements
 
 
@@ -136,10 +136,13 @@ def _add_new_columns(con: duckdb.DuckDBPyConnection) -> None:
     if "source_file" in have.get("links", set()):
         con.execute("ALTER TABLE links DROP COLUMN source_file")
     for ds in DATASETS:
-        # last_date: rows kept on later snapshots (bidui.connectors.snapshot_rows)
-        for name, sql in [*table_columns(ds), *((h, "UHUGEINT") for h in HASH_COLUMNS), ("last_date", "DATE")]:
+        # last_date: rows kept on later snapshots (bidui.connectors.snapshot_rows); row_id: ROW_ID
+        for name, sql in [*table_columns(ds), *((h, "UHUGEINT") for h in HASH_COLUMNS), ("last_date", "DATE"),
+                          (ROW_ID, "BIGINT")]:
             if name not in have.get(table_name(ds), {name}):
                 con.execute(f'ALTER TABLE {table_name(ds)} ADD COLUMN "{name}" {sql}')
+                if name == ROW_ID:  # each row stored so far is a record of its own
+                    con.execute(f"UPDATE {table_name(ds)} SET {ROW_ID} = {new_row_id('load_id')}")
 
 
 def _rename_raw_json(con: duckdb.DuckDBPyConnection) -> None:
@@ -375,7 +378,8 @@ def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, loa
     line = raw_whole_sql(kind="line") if line_form and {"line_hi", "line_lo"} <= have else "NULL::UHUGEINT"
     own = ", ".join(f'"{n}"' for n, _ in table_columns(ds))
     # The night, load and file are constants of the statement, not columns added to the rows.
-    rows_sql = f"SELECT ?::DATE, ?::BIGINT, ?::VARCHAR, {own}, {row_hash_sql(ds)}, {raw}, {line} FROM {rows}"
+    fresh = new_row_id(str(int(load_id)))
+    rows_sql = f"SELECT ?::DATE, ?::BIGINT, ?::VARCHAR, {own}, {row_hash_sql(ds)}, {raw}, {line}, {fresh} FROM {rows}"
     args: list = [night, load_id, file]
     kept = False
     if carried:
@@ -391,13 +395,13 @@ def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, loa
         if in_place and not kept:
             rest += f" UNION ALL BY NAME SELECT * FROM {IN_PLACE_ROWS}"
         rows_sql = (f"SELECT * FROM ({rows_sql} UNION ALL SELECT ?::DATE, ?::BIGINT, ?::VARCHAR, {own}, row_hash, raw_hash, "
-                    f"{carried_line} FROM ({rest})) ORDER BY source_row")
+                    f"{carried_line}, coalesce({ROW_ID}, {fresh}) FROM ({rest})) ORDER BY source_row")
         args += [night, load_id, file]
     if not kept:
         snapshot_rows.close(con, ds.code, night)
     until = snapshot_rows.stored_until(con, ds.code, night)
     con.execute(f"INSERT INTO {table} (snapshot_date, load_id, source_file, {own}, row_hash, raw_hash, line_hash, "
-                f"last_date) SELECT *, {literal(until) if until else 'NULL'}::DATE FROM ({rows_sql})", args)
+                f"{ROW_ID}, last_date) SELECT *, {literal(until) if until else 'NULL'}::DATE FROM ({rows_sql})", args)
     con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)", [ds.code, night, load_id, file, sha256, count + carried])
     if line_form:
         con.execute("INSERT OR REPLACE INTO line_forms VALUES (?, ?)", [load_id, line_form])
@@ -405,6 +409,20 @@ def apply_snapshot(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, loa
 
 # Columns of a snapshot table that are about the row, not what it says: no rule or person reads them.
 HASH_COLUMNS = ("row_hash", "raw_hash", "line_hash")
+# A record's identity across nights (issue 18, part 2; docs/storage-redesign.md, step 1): a row
+# normalised tonight is a new record, `new_row_id` of its load and row (unique for ever: a load's
+# id is never used again); a row delivered again as it was (carried: in place or moved) is the
+# record it was, and keeps its id; a row kept in place keeps its stored row and so its id. It says
+# nothing a person reads and is not compared between a home run incrementally and one run from
+# scratch (there every row is normalised, so a new record each night).
+ROW_ID = "row_id"
+ROW_COLUMNS = (*HASH_COLUMNS, ROW_ID)
+
+
+def new_row_id(load_sql: str, row_sql: str = '"source_row"') -> str:
+    """SQL: the identity of a record first stored by load `load_sql` at row `row_sql` (a file has
+    fewer than 2**32 rows)."""
+    return f"(({load_sql})::BIGINT << 32) + ({row_sql})::BIGINT"
 
 
 def _known_sql(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date) -> tuple[str, date, int, str | None] | None:
@@ -501,10 +519,10 @@ def stage_carried_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, 
         if night is not None and snap < night:
             # (a row in place has tonight's line fingerprint: its line is the one stored)
             con.execute(f"CREATE TEMP VIEW {IN_PLACE_ROWS} AS SELECT d.source_row, {cols}, d.row_hash, d.raw_hash, "
-                        f"d.line_hash FROM {at} d SEMI JOIN {IN_PLACE} c USING (source_row)")
+                        f"d.line_hash, d.{ROW_ID} FROM {at} d SEMI JOIN {IN_PLACE} c USING (source_row)")
         con.execute(f"""
             CREATE TEMP TABLE {CARRIED_ROWS} AS
-            SELECT c.source_row, {cols}, d.row_hash, d.raw_hash, {line} AS line_hash
+            SELECT c.source_row, {cols}, d.row_hash, d.raw_hash, {line} AS line_hash, d.{ROW_ID}
             FROM {source} c JOIN {at} d ON d.raw_hash = {raw_whole_sql('c.')}""")
     (n,), = con.execute(f"SELECT count(*) FROM {CARRIED_ROWS}").fetchall()
     return int(n) + (found if in_place is not None else (_in_place(con) or 0))

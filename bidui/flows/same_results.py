@@ -41,7 +41,8 @@ def warehouse_parts() -> dict[str, str]:
         # What ingest stored tonight (rows delivered as before were not normalised again in an
         # incremental home) and the values it rejected.
         # (as every reader sees it, whether a row was stored again or kept: bidui.connectors.snapshot_rows)
-        **{f"ds_{ds.code}": f"SELECT * EXCLUDE (load_id) FROM ds_{ds.code}_at($night)"
+        # (a record's identity is not compared: from scratch every row is a new record each night)
+        **{f"ds_{ds.code}": f"SELECT * EXCLUDE (load_id, row_id) FROM ds_{ds.code}_at($night)"
            for ds in DATASETS},
         "rejects": "SELECT s.dataset, r.* EXCLUDE (load_id) FROM rejects r JOIN snapshots s "
                    "ON s.load_id = r.load_id WHERE s.snapshot_date = $night",

@@ -40,7 +40,7 @@ IDENT = ("coalesce(CASE WHEN l.method <> 'none' THEN l.person_key END, "
          "CASE WHEN d.{id}_status = 'valid' AND NOT coalesce(l.id_name_conflict, FALSE) THEN d.{id} END)")
 
 
-HASHES = ", ".join(wh.HASH_COLUMNS)  # what a row is, not what it says: no rule reads them
+HASHES = ", ".join(wh.ROW_COLUMNS)  # what a row is, not what it says: no rule reads them
 ALWAYS_TABLES = {"register_members", "register_households"}  # read by the views below
 # The spine is never linked (its records are the persons): its view only adds `ident`, so reading
 # the snapshot again is cheaper than copying four million rows.
