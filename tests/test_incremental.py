@@ -456,6 +456,24 @@ def rules_scope(home: Path, night: date) -> tuple[date | None, int | None, int]:
         con.close()
 
 
+def identities(home: Path, night: date) -> dict[str, dict[int, int]]:
+    """{dataset: {a row's delivered-text fingerprint: its record's identity}} of the snapshots in
+    force on the night (rows with a fingerprint: a row with a rejected value has none), after
+    asserting that every row has an identity and no two rows of a snapshot share one."""
+    con = wh.connect(Home(home).warehouse)
+    try:
+        out = {}
+        for code, snap in wh.in_force(con, night).items():
+            rows, ids, empty = con.execute(f"SELECT count(*), count(DISTINCT row_id), count(*) - count(row_id) "
+                                           f"FROM ds_{code}_at(?)", [snap]).fetchone()
+            assert rows == ids and not empty, (night, code, rows, ids, empty)
+            out[code] = dict(con.execute(f"SELECT raw_hash, row_id FROM ds_{code}_at(?) WHERE raw_hash IS NOT NULL",
+                                         [snap]).fetchall())
+        return out
+    finally:
+        con.close()
+
+
 def diff(a: list[tuple], b: list[tuple]) -> list[tuple]:
     """What one side holds and the other does not (the first few, for the failure message); for
     links, those linked to another person or by another method before those scored otherwise."""
@@ -489,6 +507,8 @@ def test_six_nights_incrementally_and_from_scratch_give_the_same_links_hits_and_
     relinked: list[int] = []  # records whose link moved, each night
     kept: list[int] = []  # scored outcomes kept, each night
     scopes: list[tuple[date | None, int | None, int]] = []  # what the rules carried, each night
+    records: dict[str, dict[int, int]] = {}  # each record's identity, by what its row says, the night before
+    kept_records: list[int] = []  # rows that said the same as the night before and kept their identity
 
     for i, night in enumerate(NIGHTS):
         folder = root / "inbox" / night.isoformat()
@@ -530,6 +550,15 @@ def test_six_nights_incrementally_and_from_scratch_give_the_same_links_hits_and_
             con.close()
         relinked.append(sum(n for d in moved[0].get("datasets", {}).values() for k, n in d.items() if k != "why"))
 
+        # A record delivered again saying the same — in place, moved, or in another form (the register's
+        # members as XLSX on night 3, the students in GB18030 with their columns reordered on night 5) —
+        # is the record it was in the incremental home.
+        now = identities(incremental, night)
+        same = {code: {h for h in now[code].keys() & records.get(code, {}).keys()} for code in now}
+        assert {c: {h: now[c][h] for h in same[c]} for c in now} == {c: {h: records[c][h] for h in same[c]} for c in now}
+        kept_records.append(sum(len(hs) for hs in same.values()))
+        records = now
+
         # Incremental really was: from night 2 on most links were carried (hukou changed by a few rows).
         carried = [carried_links(h, night) for h in (incremental, scratch)]
         hukou = nightly.stored_report(Home(incremental), night).changes["hukou"]
@@ -548,6 +577,7 @@ def test_six_nights_incrementally_and_from_scratch_give_the_same_links_hits_and_
     # (each later night carries from the one before, looking again at part of the register only)
     assert scopes[0][0] is None and all(b == NIGHTS[i] and h < t for i, (b, h, t) in enumerate(scopes[1:])), scopes
     assert sum(1 for n in kept if n) >= 3, kept  # scored outcomes kept on most nights
+    assert kept_records[0] == 0 and all(kept_records[1:]), kept_records
 
     # ---- the events happened (checked on the incremental home; the scratch one is the same)
     def linked(night: int, dataset: str, id_number: str) -> list[tuple]:
