@@ -25,6 +25,7 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bidui.connectors import snapshot_rows
 from bidui.datasets import BY_CODE
 
 
@@ -66,15 +67,8 @@ def macros(con: duckdb.DuckDBPyConnection, code: str) -> None:
     """`now_at`: the warehouse's macro (bidui.connectors.snapshot_rows) over its table; `map_at`: the
     same over the rows kept where they were stored, tonight's row from the runs (an ASOF join: the
     last run starting at or before the row, if the row is in it)."""
+    con.execute(f"CREATE TEMP MACRO now_at(night) AS TABLE {snapshot_rows.macro_sql(code, f'wh.ds_{code}', 'wh.snapshots')}")
     snaps = f"(SELECT load_id, file FROM wh.snapshots WHERE dataset = '{code}' AND snapshot_date = night)"
-    con.execute(f"""
-        CREATE TEMP MACRO now_at(night) AS TABLE
-        SELECT * EXCLUDE (last_date) FROM wh.ds_{code} WHERE snapshot_date = night
-        UNION ALL BY NAME
-        SELECT night::DATE AS snapshot_date, s.load_id, s.file AS source_file,
-               d.* EXCLUDE (snapshot_date, load_id, source_file, last_date)
-        FROM wh.ds_{code} d, {snaps} s
-        WHERE d.snapshot_date < night AND night <= d.last_date""")
     con.execute(f"""
         CREATE TEMP MACRO map_at(night) AS TABLE
         SELECT * EXCLUDE (last_date) FROM alt.ds_{code} WHERE snapshot_date = night

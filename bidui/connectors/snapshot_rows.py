@@ -35,6 +35,22 @@ def at(code: str, night_sql: str) -> str:
     return f"ds_{code}_at({night_sql})"
 
 
+def macro_sql(code: str, table: str | None = None, snapshots: str = "snapshots", identity: bool = True) -> str:
+    """The body of dataset `code`'s macro (parameter `night`) over its snapshot table `table` (default
+    `ds_<code>`) with its `last_date` and the `snapshots` table: the rows stored for the night, and
+    those kept into it as that night's snapshot would have stored them. Without `identity` (a
+    warehouse of an earlier version, read-only) the records' identities are NULL."""
+    table = table or f"ds_{code}"
+    ident = "" if identity else ", NULL::BIGINT AS row_id"
+    return f"""
+        SELECT * EXCLUDE (last_date){ident} FROM {table} WHERE snapshot_date = night
+        UNION ALL BY NAME
+        SELECT night::DATE AS snapshot_date, s.load_id, s.file AS source_file,
+               d.* EXCLUDE (snapshot_date, load_id, source_file, last_date){ident}
+        FROM {table} d, (SELECT load_id, file FROM {snapshots} WHERE dataset = '{code}' AND snapshot_date = night) s
+        WHERE d.snapshot_date < night AND night <= d.last_date"""
+
+
 def create_macros(con: duckdb.DuckDBPyConnection, *, temporary: bool = False) -> None:
     """The macros of every dataset: stored in the warehouse, replaced when the warehouse is set up
     by other code than last time (`warehouse.connect`: so they match the code that reads through
@@ -42,25 +58,18 @@ def create_macros(con: duckdb.DuckDBPyConnection, *, temporary: bool = False) ->
     read-only one)."""
     columns = con.execute("SELECT table_name, bool_or(column_name = 'last_date'), bool_or(column_name = 'row_id') "
                           "FROM duckdb_columns() WHERE table_name LIKE 'ds\\_%' ESCAPE '\\' GROUP BY ALL").fetchall()
-    ranged = {table: (last, ident) for table, last, ident in columns}  # table: whether it has last_date, row_id
+    ranged = {table: last for table, last, _ in columns}  # table: whether it has last_date
+    identified = {table for table, _, ident in columns if ident}  # tables with row_id
     for ds in DATASETS:
         table = f"ds_{ds.code}"
         if table not in ranged:  # (a dataset added since a read-only warehouse was made: read as before, it fails)
             continue
-        # A warehouse of an earlier version, read-only (what-if), has no records' identities: none.
-        ident = "" if ranged[table][1] else ", NULL::BIGINT AS row_id"
-        if not ranged[table][0]:  # …nor rows kept on later snapshots: every row is its night's
-            con.execute(f"CREATE OR REPLACE {'TEMP ' if temporary else ''}MACRO {table}_at(night) AS TABLE "
-                        f"SELECT *{ident} FROM {table} WHERE snapshot_date = night")
+        create = f"CREATE OR REPLACE {'TEMP ' if temporary else ''}MACRO {table}_at(night) AS TABLE"
+        if not ranged[table]:  # a warehouse of an earlier version, read-only (what-if): every row is its night's
+            ident = "" if table in identified else ", NULL::BIGINT AS row_id"
+            con.execute(f"{create} SELECT *{ident} FROM {table} WHERE snapshot_date = night")
             continue
-        con.execute(f"""
-            CREATE OR REPLACE {'TEMP ' if temporary else ''}MACRO {table}_at(night) AS TABLE
-            SELECT * EXCLUDE (last_date){ident} FROM {table} WHERE snapshot_date = night
-            UNION ALL BY NAME
-            SELECT night::DATE AS snapshot_date, s.load_id, s.file AS source_file,
-                   d.* EXCLUDE (snapshot_date, load_id, source_file, last_date){ident}
-            FROM {table} d, (SELECT load_id, file FROM snapshots WHERE dataset = '{ds.code}' AND snapshot_date = night) s
-            WHERE d.snapshot_date < night AND night <= d.last_date""")
+        con.execute(f"{create} {macro_sql(ds.code, identity=table in identified)}")
 
 
 def forget(con: duckdb.DuckDBPyConnection, code: str, night: date) -> None:
