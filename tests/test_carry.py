@@ -16,14 +16,23 @@ from bidui.connectors import snapshot_rows
 from bidui.connectors import warehouse as wh
 from bidui.connectors.ingest import ingest_night
 from bidui.datasets import BY_CODE
-from bidui.flows.same_results import LINK_COLUMNS
 from bidui.home import Home
-from bidui.matching import decisions
+from bidui.matching import decisions, link_nights
 from bidui.matching.link import link_night
 
 
+def placed(night: date) -> str:
+    """The links holding on `night`, each at its record's row (a table expression)."""
+    return f"({link_nights.placed_sql(link_nights.literal(night))})"
+
+
 def links_of(con, night: date) -> list[tuple]:
-    return con.execute(f"SELECT {LINK_COLUMNS} FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) ORDER BY ALL", [night]).fetchall()
+    return con.execute(f"SELECT * FROM {placed(night)} ORDER BY ALL").fetchall()
+
+
+def fresh_ids(night: date, row: str = '"source_row"') -> str:
+    """SQL: a row edited or added by hand is a new record (warehouse.new_row_id), as ingest makes it."""
+    return wh.new_row_id(str(night.toordinal()), row)
 
 
 @pytest.fixture
@@ -113,6 +122,7 @@ def edit_hukou(con, night: date, before: date, *edits: str) -> None:
         con.execute("DELETE FROM _h WHERE source_row IN (SELECT source_row FROM _same)")
     else:
         snapshot_rows.close(con, "hukou", night)
+    con.execute(f"UPDATE _h SET row_id = {fresh_ids(night)}")  # stored anew: new records
     con.execute("INSERT INTO ds_hukou BY NAME SELECT * FROM _h")
     con.execute("INSERT INTO snapshots VALUES ('hukou', ?, 999, 'hukou_edit.csv', 'edit', ?)", [night, rows])
     wh.add_name_keys(con, wh.query(con, "SELECT name FROM _h")["name"])
@@ -285,10 +295,10 @@ def test_a_dataset_delivered_anew_keeps_the_links_of_the_rows_that_say_the_same(
     carried link would still name the old owner: `both` would see it)."""
     night1, night2 = date(2026, 11, 20), date(2026, 11, 21)
     carry, _ = twins
-    (a_row, _), (b_row, b_person), (c_row, _), (d_row, _) = carry.execute("""
-        SELECT source_row, person_key FROM links
-        WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'vehicles' AND method = 'exact' AND NOT contains(person_key, '~')
-        ORDER BY source_row LIMIT 4""", [night1]).fetchall()
+    (a_row, _), (b_row, b_person), (c_row, _), (d_row, _) = carry.execute(f"""
+        SELECT source_row, person_key FROM {placed(night1)}
+        WHERE dataset = 'vehicles' AND method = 'exact' AND NOT contains(person_key, '~')
+        ORDER BY source_row LIMIT 4""").fetchall()
     hashed = wh.row_hash_sql(BY_CODE["vehicles"])
     for con in twins:
         redeliver(con, night2, night1)
@@ -304,23 +314,23 @@ def test_a_dataset_delivered_anew_keeps_the_links_of_the_rows_that_say_the_same(
         con.execute(f"DELETE FROM ds_vehicles WHERE {where.format(row[d_row])}")
         con.execute(f"""INSERT INTO ds_vehicles SELECT * REPLACE ({top + 1} AS source_row) FROM ds_vehicles
                         WHERE {where.format(row[b_row])}""")
-        con.execute(f"UPDATE ds_vehicles SET row_hash = {hashed}, raw_hash = NULL WHERE snapshot_date = ? "
-                    f"AND source_row IN ({row[a_row]}, {row[c_row]})", [night2])
+        con.execute(f"UPDATE ds_vehicles SET row_hash = {hashed}, raw_hash = NULL, row_id = {fresh_ids(night2)} "
+                    f"WHERE snapshot_date = ? AND source_row IN ({row[a_row]}, {row[c_row]}, {top + 1})", [night2])
         wh.add_name_keys(con, wh.query(con, "SELECT '欧阳某某' AS name")["name"])
     carried, _ = both(twins, night2)
     assert carried > 0
 
     def tonight(r: int) -> tuple[str | None, str | None]:
-        found = carry.execute("SELECT person_key, method FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'vehicles' "
-                              "AND source_row = ?", [night2, r]).fetchone()
+        found = carry.execute(f"SELECT person_key, method FROM {placed(night2)} WHERE dataset = 'vehicles' "
+                              "AND source_row = ?", [r]).fetchone()
         return found or (None, None)
 
     assert tonight(row[a_row]) == (b_person, "exact")  # linked again, to the number's holder
     assert tonight(row[c_row])[0] is None or tonight(row[c_row])[1] != "exact"
     assert tonight(row[b_row]) == tonight(top + 1) == (b_person, "exact")  # sent twice: both carried
     assert tonight(row[d_row]) == (None, None)  # gone
-    (kept,), = carry.execute("SELECT count(*) FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'vehicles' AND carried",
-                             [night2]).fetchall()
+    (kept,), = carry.execute("SELECT count(*) FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'vehicles' "
+                             "AND night < ?", [night2, night2]).fetchall()  # held on from night 1, their rows moved
     assert kept > 0
 
 
@@ -332,18 +342,18 @@ def test_a_file_sent_under_a_new_name_keeps_the_links_of_its_rows_in_place(twins
     that says the same — and the links are those of linking everything."""
     night1, night2 = date(2026, 11, 20), date(2026, 11, 21)
     carry, _ = twins
-    (c_row,), (b_row,) = carry.execute("""
-        SELECT source_row FROM links
-        WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'vehicles' AND method = 'exact'
-        ORDER BY source_row LIMIT 2""", [night1]).fetchall()
+    (c_row,), (b_row,) = carry.execute(f"""
+        SELECT source_row FROM {placed(night1)} WHERE dataset = 'vehicles' AND method = 'exact'
+        ORDER BY source_row LIMIT 2""").fetchall()
     hashed = wh.row_hash_sql(BY_CODE["vehicles"])
     for con in twins:
         con.execute("CREATE OR REPLACE TEMP TABLE _d AS SELECT * FROM ds_vehicles_at(?)", [night1])
         (top, rows), = con.execute("SELECT max(source_row), count(*) FROM _d").fetchall()
         con.execute("UPDATE _d SET snapshot_date = ?, load_id = 998, source_file = 'vehicles_20261121.csv'", [night2])
         con.execute(f"UPDATE _d SET owner_name = '欧阳某某', owner_name_raw = '欧阳某某' WHERE source_row = {c_row}")
-        con.execute(f"UPDATE _d SET row_hash = {hashed}, raw_hash = NULL WHERE source_row = {c_row}")
-        con.execute(f"INSERT INTO _d SELECT * REPLACE ({top + 1} AS source_row) FROM _d WHERE source_row = {b_row}")
+        con.execute(f"UPDATE _d SET row_hash = {hashed}, raw_hash = NULL, row_id = {fresh_ids(night2)} WHERE source_row = {c_row}")
+        con.execute(f"INSERT INTO _d SELECT * REPLACE ({top + 1} AS source_row, {fresh_ids(night2, str(top + 1))} "
+                    f"AS row_id) FROM _d WHERE source_row = {b_row}")
         snapshot_rows.close(con, "vehicles", night2)  # stored whole: the rows open before end
         con.execute("INSERT INTO ds_vehicles BY NAME SELECT * FROM _d")
         con.execute("INSERT INTO snapshots VALUES ('vehicles', ?, 998, 'vehicles_20261121.csv', 'again', ?)",
@@ -353,16 +363,19 @@ def test_a_file_sent_under_a_new_name_keeps_the_links_of_its_rows_in_place(twins
                                "AND dataset = 'vehicles' AND method = 'exact'", [night1]).fetchall()
     carried, _ = both(twins, night2)
     assert carried >= before - 1
-    written = carry.execute("SELECT source_row FROM links WHERE night = ? AND dataset = 'vehicles' AND method = 'exact' "
-                            "ORDER BY 1", [night2]).fetchall()
+    written = carry.execute("SELECT d.source_row FROM links l JOIN ds_vehicles_at(?) d ON d.row_id = l.row_id "
+                            "WHERE l.night = ? AND l.dataset = 'vehicles' AND l.method = 'exact' ORDER BY 1",
+                            [night2, night2]).fetchall()
     assert written == [(top + 1,)]  # only the new row's: every other sure link holds on where it lies
     (held,), = carry.execute("SELECT count(*) FROM links WHERE night = ? AND last_night = ? AND dataset = 'vehicles' "
                              "AND method = 'exact'", [night1, night2]).fetchall()
     assert held == before - 1  # all but the changed row's
-    tonight = "SELECT person_key, method FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND " \
-              "dataset = 'vehicles' AND source_row = ?"
-    assert carry.execute(tonight, [night2, top + 1]).fetchall() == carry.execute(tonight, [night2, b_row]).fetchall()
-    assert carry.execute(tonight, [night2, c_row]).fetchall() != carry.execute(tonight, [night1, c_row]).fetchall()
+    def tonight(night: date, r: int) -> list[tuple]:
+        return carry.execute(f"SELECT person_key, method FROM {placed(night)} WHERE dataset = 'vehicles' AND source_row = ?",
+                             [r]).fetchall()
+
+    assert tonight(night2, top + 1) == tonight(night2, b_row)
+    assert tonight(night2, c_row) != tonight(night1, c_row)
 
 
 def test_hukou_sent_again_in_another_order_keeps_the_household_a_link_read(twins) -> None:
@@ -371,8 +384,8 @@ def test_hukou_sent_again_in_another_order_keeps_the_household_a_link_read(twins
     link (the plan sees no hukou row change and carries the link)."""
     night1, night2, night3 = date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22)
     carry, _ = twins
-    code, row = carry.execute("SELECT dataset, source_row FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND method = 'household' "
-                              "ORDER BY 1, 2 LIMIT 1", [night1]).fetchone()
+    code, row = carry.execute(f"SELECT dataset, source_row FROM {placed(night1)} WHERE method = 'household' "
+                              "ORDER BY 1, 2 LIMIT 1").fetchone()
     ref = BY_CODE[code].persons[0]
     snap = wh.in_force(carry, night1)[code]
     number, = carry.execute(f"SELECT {ref.id_column} FROM ds_{code}_at(?) WHERE source_row = ?",
@@ -396,9 +409,9 @@ def test_a_verdict_naming_a_record_by_its_number_as_typed_is_not_carried_past(tw
     ingest), as linking reads it: the plan links that record again instead of carrying its link."""
     night1, night2 = date(2026, 11, 20), date(2026, 11, 21)
     carry, _ = twins
-    row, person = carry.execute("""
-        SELECT source_row, person_key FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'payroll' AND method = 'exact'
-        AND NOT contains(person_key, '~') AND substr(person_key, 7, 2) = '19' ORDER BY 1 LIMIT 1""", [night1]).fetchone()
+    row, person = carry.execute(f"""
+        SELECT source_row, person_key FROM {placed(night1)} WHERE dataset = 'payroll' AND method = 'exact'
+        AND NOT contains(person_key, '~') AND substr(person_key, 7, 2) = '19' ORDER BY 1 LIMIT 1""").fetchone()
     snap = wh.in_force(carry, night1)["payroll"]
     number, name = carry.execute("SELECT id_number, name FROM ds_payroll_at(?) WHERE source_row = ?",
                                  [snap, row]).fetchone()
@@ -412,8 +425,8 @@ def test_a_verdict_naming_a_record_by_its_number_as_typed_is_not_carried_past(tw
                                "decided_on": night2}])
     carried, _ = both(twins, night2)
     assert carried > 0
-    assert carry.execute("SELECT person_key FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'payroll' AND source_row = ?",
-                         [night2, row]).fetchone()[0] is None
+    assert carry.execute(f"SELECT person_key FROM {placed(night2)} WHERE dataset = 'payroll' AND source_row = ?",
+                         [row]).fetchone()[0] is None
 
 
 def test_a_late_hukou_folder_that_rewrites_a_former_name_is_not_carried_past(twins) -> None:
@@ -505,12 +518,11 @@ def test_scored_outcomes_are_kept_only_where_nothing_they_depend_on_changed(twin
     linking everything scores it; the other scored records keep theirs."""
     night1, night2 = date(2026, 11, 20), date(2026, 11, 21)
     carry, _ = twins
-    links = carry.execute("""
-        SELECT dataset, role, source_row, person_key FROM links
-        WHERE ? BETWEEN night AND coalesce(last_night, night) AND method IN ('fuzzy', 'review')
-              AND NOT contains(person_key, '~') AND dataset <> 'register_members'
+    links = carry.execute(f"""
+        SELECT dataset, role, source_row, person_key FROM {placed(night1)}
+        WHERE method IN ('fuzzy', 'review') AND NOT contains(person_key, '~') AND dataset <> 'register_members'
         QUALIFY row_number() OVER (PARTITION BY person_key ORDER BY dataset, source_row) = 1
-        ORDER BY person_key""", [night1]).fetchall()
+        ORDER BY person_key""").fetchall()
 
     def said(dataset: str, role: str, row: int) -> tuple[str, str]:
         ref = next(p for p in BY_CODE[dataset].persons if p.role == role)
@@ -554,7 +566,7 @@ def test_a_member_whose_household_moved_village_is_scored_again(twins) -> None:
     carry, _ = twins
     found = carry.execute("""
         SELECT m.household_code, l.person_key, h.village_code FROM links l
-        JOIN ds_register_members_at(?) m ON m.source_row = l.source_row
+        JOIN ds_register_members_at(?) m ON m.row_id = l.row_id
         JOIN ds_register_households_at(?) h ON h.household_code = m.household_code
         WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'register_members'
               AND l.method IN ('fuzzy', 'review') AND NOT contains(l.person_key, '~')
@@ -566,8 +578,8 @@ def test_a_member_whose_household_moved_village_is_scored_again(twins) -> None:
     for con in twins:
         edit_hukou(con, night2, night1)  # hukou as it was: only the household moved
         con.execute("CREATE OR REPLACE TEMP TABLE _rh AS SELECT * FROM ds_register_households_at(?)", [night1])
-        con.execute("UPDATE _rh SET snapshot_date = ?, load_id = 997, village_code = ?, raw_hash = NULL "
-                    "WHERE household_code = ?", [night2, elsewhere, household])
+        con.execute(f"UPDATE _rh SET snapshot_date = ?, load_id = 997, village_code = ?, raw_hash = NULL, "
+                    f"row_id = {fresh_ids(night2)} WHERE household_code = ?", [night2, elsewhere, household])
         con.execute(f"UPDATE _rh SET snapshot_date = ?, load_id = 997, row_hash = {wh.row_hash_sql(BY_CODE['register_households'])}",
                     [night2])
         (rows,), = con.execute("SELECT count(*) FROM _rh").fetchall()

@@ -178,7 +178,7 @@ SELECT m.household_code, m.source_row AS seq, m.name, m.relation, m.sex,
                 'R:' || m.household_code || ':' || m.source_row) AS person_key
 FROM ds_register_members_at(?) m
 LEFT JOIN links l ON {on_night('?::DATE', 'l.')} AND l.dataset = 'register_members'
-     AND l.source_row = m.source_row AND l.role = 'member' AND ?::BOOLEAN
+     AND l.row_id = m.row_id AND l.role = 'member' AND ?::BOOLEAN
 WHERE m.household_code IS NOT NULL
 ORDER BY m.household_code, m.source_row"""
 

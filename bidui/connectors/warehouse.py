@@ -143,6 +143,33 @@ def _add_new_columns(con: duckdb.DuckDBPyConnection) -> None:
                 con.execute(f'ALTER TABLE {table_name(ds)} ADD COLUMN "{name}" {sql}')
                 if name == ROW_ID:  # each row stored so far is a record of its own
                     con.execute(f"UPDATE {table_name(ds)} SET {ROW_ID} = {new_row_id('load_id')}")
+    if "source_row" in have.get("links", set()):
+        _links_by_identity(con)
+
+
+def _links_by_identity(con: duckdb.DuckDBPyConnection) -> None:
+    """Links stored when they named their record by its row: each names it by its identity
+    (ROW_ID) instead, that of the row it named in the snapshot its night was linked with (that in
+    force on the night, for a night linked before those were kept). A link held over several nights
+    was held at one row saying the same, so its row on its first night is its record. One whose row
+    is no longer stored names no record (NULL): it reads as unlinked, as such a link did."""
+    con.execute("ALTER TABLE links ADD COLUMN row_id BIGINT")
+    linked = ("SELECT night, dataset, snapshot_date FROM link_loads" if con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'link_loads'").fetchone()[0]
+        else "SELECT NULL::DATE AS night, NULL::VARCHAR AS dataset, NULL::DATE AS snapshot_date WHERE FALSE")
+    for ds in DATASETS:
+        if not ds.persons or ds.code == "hukou":
+            continue
+        con.execute(f"""
+            UPDATE links SET row_id = x.row_id
+            FROM (SELECT n.night, d.source_row, d.row_id
+                  FROM (SELECT l.night, coalesce(k.snapshot_date, (SELECT max(s.snapshot_date) FROM snapshots s
+                                                                   WHERE s.dataset = '{ds.code}' AND s.snapshot_date <= l.night)) AS snap
+                        FROM (SELECT DISTINCT night FROM links WHERE dataset = '{ds.code}') l
+                        LEFT JOIN ({linked}) k ON k.night = l.night AND k.dataset = '{ds.code}') n
+                  JOIN {table_name(ds)} d ON d.snapshot_date <= n.snap AND coalesce(d.last_date, d.snapshot_date) >= n.snap) x
+            WHERE links.dataset = '{ds.code}' AND links.night = x.night AND links.source_row = x.source_row""")
+    con.execute("ALTER TABLE links DROP COLUMN source_row")
 
 
 def _rename_raw_json(con: duckdb.DuckDBPyConnection) -> None:

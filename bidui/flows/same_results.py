@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from bidui.datasets import DATASETS
-from bidui.matching.link_nights import LINK_COLUMNS, on_night
+from bidui.matching.link_nights import PLACED_COLUMNS, placed_sql
 from bidui.rules.engine import LOAD_ID_IN_RECORD
 
 # A load's id (see LOAD_ID_IN_RECORD) is left out of the stored rows, and in the evidence records (a
@@ -30,7 +30,8 @@ from bidui.rules.engine import LOAD_ID_IN_RECORD
 def warehouse_parts() -> dict[str, str]:
     """Each part of a night in the warehouse as a query with one parameter, the night (no order)."""
     return {
-        "links": f"SELECT {LINK_COLUMNS} FROM links WHERE {on_night('$night::DATE')}",
+        # (at their records' rows: a record's identity is not compared, as below)
+        "links": f"SELECT {PLACED_COLUMNS} FROM ({placed_sql('$night::DATE')})",
         # (the evidence digest is the record's, and absent from nights ruled by an earlier version)
         "rule_hits": "SELECT COLUMNS(lambda c: c NOT IN ('night', 'evidence_record', 'evidence_digest')), "
                      f"regexp_replace(evidence_record, '{LOAD_ID_IN_RECORD}', "

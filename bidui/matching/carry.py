@@ -7,16 +7,15 @@ digits or its holder's hukou household, and on the townships' verdicts that name
 model, its row or the other rows of its file. So a record keeps last night's sure link unless hukou
 changed under it (a row with its number, its 15 digits or its holder's household came, went or
 changed, or a number's person changed: 一号多人, 一人多号) or a verdict names it, tonight or last night:
-- in a dataset whose snapshot is the one linked the night before, by its row (`Carry.whole`);
-- in a dataset delivered anew, by what it says: a row whose `row_hash` is that of a row of the
-  snapshot the night before was linked with takes that row's sure link (`Carry.by_row`), whatever
-  its place in tonight's file. Only the rows that are new or changed are linked again.
-A link kept at the same row (the whole snapshot kept, or a row of a dataset delivered anew whose
-row the night before said the same) is not written again: it holds on tonight too (`keep_in_place`,
-bidui.matching.link_nights). Only a row that moved has its link written at its new row (`carried_sql`).
-Everything else — scored, unlinked and confirmed records, and rows no row said before — is staged
+- in a dataset whose snapshot is the one linked the night before (`Carry.whole`);
+- in a dataset delivered anew (`Carry.by_row`), by the record's identity (`row_id`,
+  bidui.connectors.warehouse.ROW_ID): a row delivered again saying what it said keeps it, whatever
+  its place in tonight's file, and so its link. Only the rows that are new or changed are linked again.
+A link kept is not written again: it holds on tonight too (`keep_in_place`, bidui.matching.link_nights),
+in place or moved, since a link names its record by its identity, not its row.
+Everything else — scored, unlinked and confirmed records, and records new tonight — is staged
 again, with every record of the datasets that came anew with no snapshot to compare. Of the scored
-and unlinked records, those whose row said the same the night before, that nothing above reached
+and unlinked records, those that were records the night before, that nothing above reached
 and that no changed hukou person pairs with in a block keep the model's outcome of the night
 before (`may_hold`, `bidui.matching.link.hold_scored`: the model, its share of matches and its
 name frequencies are fixed between nights); the rest are scored again, blocking against the whole
@@ -63,9 +62,9 @@ def code_digest(*texts: str) -> str:
 @dataclass
 class Carry:
     """What tonight takes from the night before: `datasets` whose sure links are carried (but for
-    the records in the temp table `link_restage`: `carried_sql`) — by row when the snapshot is the
-    one the night before was linked with, by what the row says (`by_row`: tonight's snapshot date
-    and the one linked the night before, the temp table `link_rowmap`) when it came anew."""
+    the records in the temp table `link_restage`) — every one when the snapshot is the one the night
+    before was linked with, those of the records delivered again (`by_row`: tonight's snapshot date
+    and the one linked the night before) when it came anew."""
 
     before: date | None = None
     datasets: list[str] = field(default_factory=list)
@@ -143,13 +142,13 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
     # Linked again: what was not surely linked (one scan of the night before's links)…
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE link_restage AS
-        SELECT dataset, role, source_row FROM links
+        SELECT dataset, role, row_id FROM links
         WHERE {link_nights.on_night(link_nights.literal(before))} AND dataset IN ({carried}) AND method NOT IN ({sure})""")
-    # …of a dataset delivered anew, every row but those that say what a surely linked row said…
-    _map_rows(con, before, by_row, methods)
+    # …of a dataset delivered anew, every record but those surely linked the night before…
+    _restage_new(con, before, by_row, methods)
     # …and what hukou or a verdict changed under (a scan of each snapshot's numbers, when any):
     # `carry_fresh`, records whose outcome of the night before tells nothing.
-    con.execute("CREATE OR REPLACE TEMP TABLE carry_fresh (dataset VARCHAR, role VARCHAR, source_row BIGINT)")
+    con.execute("CREATE OR REPLACE TEMP TABLE carry_fresh (dataset VARCHAR, role VARCHAR, row_id BIGINT)")
     touched, decided_any = con.execute("SELECT (SELECT count(*) FROM carry_touched), (SELECT count(*) FROM carry_decided)"
                                        ).fetchone()
     if touched or decided_any:
@@ -158,11 +157,11 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
             for ref in BY_CODE[code_].persons:
                 # Three semi joins, not one scan testing three conditions: the conditions OR'd were
                 # each a mark join over the whole snapshot (0.76 s over the datasets on a large night).
-                rows = f"SELECT m.source_row FROM ds_{code_}_at(DATE '{snap}') m"
+                rows = f"SELECT m.row_id FROM ds_{code_}_at(DATE '{snap}') m"
                 decided = f"(SELECT id_number FROM carry_decided WHERE dataset = '{code_}' AND role = '{ref.role}')"
                 con.execute(f"""
                     INSERT INTO carry_fresh
-                    SELECT DISTINCT '{code_}', '{ref.role}', source_row FROM (
+                    SELECT DISTINCT '{code_}', '{ref.role}', row_id FROM (
                         {rows} SEMI JOIN carry_touched t ON t.id_number = m.{ref.id_column}
                         UNION ALL
                         {rows} SEMI JOIN (SELECT DISTINCT substr(id_number, 1, 15) AS n15 FROM carry_touched) t
@@ -173,50 +172,37 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, code: str) -> Carry:
     return Carry(before, datasets, by_row, methods)
 
 
-def _map_rows(con: duckdb.DuckDBPyConnection, before: date, by_row: dict[str, tuple[date, date]],
-              methods: tuple[str, ...]) -> None:
-    """`link_rowmap` (dataset, source_row, before_row): each row of a dataset delivered anew that
-    says what a row of the snapshot the night before was linked with said (rows that say the same are
-    linked alike: the first of them; a row whose own row said the same is mapped to itself only when
-    it is that first); and into `link_restage`, every other row of it and every row whose row the
-    night before did not surely link, for each of its person references."""
-    con.execute("CREATE OR REPLACE TEMP TABLE link_rowmap (dataset VARCHAR, source_row BIGINT, before_row BIGINT)")
+def _restage_new(con: duckdb.DuckDBPyConnection, before: date, by_row: dict[str, tuple[date, date]],
+                 methods: tuple[str, ...]) -> None:
+    """Into `link_restage`, each record of a dataset delivered anew that the night before did not
+    surely link, for each of its person references: one new tonight (a row new or changed is a new
+    record, `warehouse.new_row_id`), or one linked otherwise. A record delivered again keeps its
+    identity and so says what it said: its sure link holds (`keep_in_place`)."""
     sure = ", ".join(f"'{m}'" for m in methods)
-    for code, (snap, then) in by_row.items():
-        table, table_then = (f"ds_{code}_at(DATE '{d.isoformat()}')" for d in (snap, then))
-        con.execute(f"""
-            INSERT INTO link_rowmap
-            SELECT '{code}', n.source_row, b.before_row
-            FROM {table} n JOIN (SELECT row_hash, min(source_row) AS before_row FROM {table_then}
-                                 WHERE row_hash IS NOT NULL
-                                 GROUP BY row_hash) b ON b.row_hash = n.row_hash""")
+    for code, (snap, _then) in by_row.items():
+        table = f"ds_{code}_at(DATE '{snap.isoformat()}')"
         for ref in BY_CODE[code].persons:
             con.execute(f"""
                 INSERT INTO link_restage
-                SELECT '{code}', '{ref.role}', n.source_row FROM {table} n
-                ANTI JOIN (SELECT m.source_row FROM link_rowmap m
-                           SEMI JOIN (SELECT source_row FROM links
-                                      WHERE {link_nights.on_night(link_nights.literal(before))} AND dataset = '{code}'
-                                            AND role = '{ref.role}' AND method IN ({sure})) l
-                                ON l.source_row = m.before_row
-                           WHERE m.dataset = '{code}') k ON k.source_row = n.source_row""")
+                SELECT '{code}', '{ref.role}', n.row_id FROM {table} n
+                ANTI JOIN (SELECT row_id FROM links
+                           WHERE {link_nights.on_night(link_nights.literal(before))} AND dataset = '{code}'
+                                 AND role = '{ref.role}' AND method IN ({sure})) l ON l.row_id = n.row_id""")
 
 
 def keep_in_place(con: duckdb.DuckDBPyConnection, plan: Carry, night: date) -> int:
-    """The night before's links that tonight keeps at the same row made to hold on `night` too, in
-    place (inside the caller's transaction, after `link_nights.forget`); how many. They are the sure
-    links not to be linked again of the datasets whose snapshot did not change (`plan.whole`), and
-    of those delivered anew (`plan.by_row`) at the rows whose row the night before said the same
-    (`link_rowmap`: mapped to itself). A link names its row, not its file (bidui.matching.link_nights):
-    a department that sends its file under a new name every night keeps its links where they lie."""
+    """The night before's links that tonight keeps made to hold on `night` too, in place (inside the
+    caller's transaction, after `link_nights.forget`); how many. They are the sure links not to be
+    linked again of the datasets whose snapshot did not change (`plan.whole`), and of those
+    delivered anew (`plan.by_row`) those of the records delivered again, wherever they stand in
+    tonight's file. A link names its record by its identity, not its file or row
+    (bidui.matching.link_nights): a department that sends its file under a new name every night,
+    with its rows in another order, keeps its links where they lie."""
     if not plan.datasets:
         return 0
     sure = ", ".join(f"'{m}'" for m in plan.methods)
     n = 0
-    for whole in (True, False):
-        if not (plan.whole if whole else plan.by_row):
-            continue
-        where = _kept(plan, sure, whole)
+    for where in _kept(plan, sure):
         if plan.before is None or (night - plan.before).days != 1:
             # Nights not linked lie between (a folder that has not come): a range would hold on them
             # too. Copied at tonight's date instead, as before links were kept in place.
@@ -230,40 +216,30 @@ def keep_in_place(con: duckdb.DuckDBPyConnection, plan: Carry, night: date) -> i
     return n
 
 
-def _kept(plan: Carry, sure: str, whole: bool) -> str:
-    """SQL: a link of the night before that `keep_in_place` keeps, of the datasets kept whole or (not
-    `whole`) of those delivered anew, at a row that says the same."""
-    datasets = plan.whole if whole else list(plan.by_row)
-    same_row = "" if whole else """
-              AND EXISTS (SELECT 1 FROM link_rowmap m WHERE m.dataset = links.dataset AND m.source_row = links.source_row
-                                                        AND m.before_row = links.source_row)"""
-    return f"""{link_nights.on_night(link_nights.literal(plan.before))}
-              AND dataset IN ({", ".join(f"'{d}'" for d in datasets)}) AND method IN ({sure}){same_row}
+def _kept(plan: Carry, sure: str) -> list[str]:
+    """SQL conditions: the links of the night before that `keep_in_place` keeps — those of the
+    datasets kept whole, then, per dataset delivered anew, those of its records in tonight's
+    snapshot (a record that went keeps none)."""
+    assert plan.before is not None
+    restaged = """
               AND NOT EXISTS (SELECT 1 FROM link_restage r WHERE r.dataset = links.dataset AND r.role = links.role
-                                                              AND r.source_row = links.source_row)"""
-
-
-def carried_sql(plan: Carry) -> str | None:
-    """The night before's links that tonight keeps of the datasets delivered anew (`plan.by_row`:
-    sure, not to be linked again) at tonight's rows that moved, written at them from the rows that
-    said what they say, as the links table's columns but the night; None when there are none (the
-    rows in place: `keep_in_place`)."""
-    if not plan.by_row:
-        return None
-    sure = ", ".join(f"'{m}'" for m in plan.methods)
-    return f"""
-        SELECT l.dataset, m.source_row, l.role, l.person_key, l.method, l.score, l.id_name_conflict, l.explanation
-        FROM links l JOIN link_rowmap m ON m.dataset = l.dataset AND m.before_row = l.source_row
-             ANTI JOIN link_restage r ON r.dataset = m.dataset AND r.role = l.role AND r.source_row = m.source_row
-        WHERE {link_nights.on_night(link_nights.literal(plan.before), "l.")} AND m.before_row <> m.source_row
-              AND l.dataset IN ({", ".join(f"'{d}'" for d in plan.by_row)}) AND l.method IN ({sure})"""
+                                                              AND r.row_id = links.row_id)"""
+    night_before = link_nights.on_night(link_nights.literal(plan.before))
+    out = []
+    if plan.whole:
+        out.append(f"{night_before} AND dataset IN ({', '.join(f'{d!r}' for d in plan.whole)}) "
+                   f"AND method IN ({sure}){restaged}")
+    for code, (snap, _then) in plan.by_row.items():
+        out.append(f"{night_before} AND dataset = '{code}' AND method IN ({sure}) "
+                   f"AND row_id IN (SELECT row_id FROM ds_{code}_at(DATE '{snap.isoformat()}')){restaged}")
+    return out
 
 
 def may_hold(con: duckdb.DuckDBPyConnection, plan: Carry, night: date, version: int, scored_code: str) -> bool:
     """`link_may_hold` (rec, person_key, method, score, explanation): the staged records that may
     keep the outcome the model gave them the night before (`link.hold_scored` says which do) —
-    records of a dataset carried, whose row said the same then (the same row of the same snapshot,
-    or `link_rowmap`'s), that no change of hukou under their number or verdict reached
+    records of a dataset carried that were records the night before (the same identity: they say
+    what they said), that no change of hukou under their number or verdict reached
     (`carry_fresh`), scored or left unlinked that night by the same version of the model and the
     same scoring (`scored_code`); False when none may (the spine was built whole, so what changed
     in hukou is not known, or another model or scoring linked the night before)."""
@@ -288,35 +264,28 @@ def may_hold(con: duckdb.DuckDBPyConnection, plan: Carry, night: date, version: 
     def listed(codes: list[str]) -> str:
         return ", ".join(f"'{d}'" for d in codes) or "NULL"
 
-    # The night before's outcomes, then the staged records that said the same: at the same row of
-    # a snapshot kept, through `link_rowmap` in one delivered anew (two equality joins: one join
-    # choosing its row by the dataset ran for a minute at the large size).
+    # The night before's outcomes, then the staged records that were records then (by identity).
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE link_may_hold AS
         WITH before AS (
-            SELECT dataset, role, source_row, person_key, method, score, explanation FROM links
+            SELECT dataset, role, row_id, person_key, method, score, explanation FROM links
             WHERE {link_nights.on_night(link_nights.literal(plan.before))} AND dataset IN ({listed(datasets)})
                   AND method IN ({", ".join(f"'{m}'" for m in SCORED)})),
         said AS (
-            SELECT r.rec, r.dataset, r.role, r.source_row, b.person_key, b.method, b.score, b.explanation
-            FROM link_recs r JOIN before b ON b.dataset = r.dataset AND b.role = r.role AND b.source_row = r.source_row
-            WHERE {f"r.dataset NOT IN ({listed(list(plan.by_row))})" if plan.by_row else "TRUE"}
-            UNION ALL
-            SELECT r.rec, r.dataset, r.role, r.source_row, b.person_key, b.method, b.score, b.explanation
-            FROM link_recs r JOIN link_rowmap m ON m.dataset = r.dataset AND m.source_row = r.source_row
-                 JOIN before b ON b.dataset = m.dataset AND b.role = r.role AND b.source_row = m.before_row)
+            SELECT r.rec, r.dataset, r.role, r.row_id, b.person_key, b.method, b.score, b.explanation
+            FROM link_recs r JOIN before b ON b.dataset = r.dataset AND b.role = r.role AND b.row_id = r.row_id)
         SELECT s.rec, s.person_key, s.method, s.score, s.explanation FROM said s
-        ANTI JOIN carry_fresh f ON f.dataset = s.dataset AND f.role = s.role AND f.source_row = s.source_row""")
+        ANTI JOIN carry_fresh f ON f.dataset = s.dataset AND f.role = s.role AND f.row_id = s.row_id""")
     return True
 
 
 def release_held(con: duckdb.DuckDBPyConnection, plan: Carry) -> None:
     """The records `link.hold_scored` kept (`link_kept_scored`) are carried as the sure links are
-    (`keep_in_place`, `carried_sql`): out of `link_restage` and `link_recs` (not stored again)."""
+    (`keep_in_place`): out of `link_restage` and `link_recs` (not stored again)."""
     con.execute("""
         DELETE FROM link_restage WHERE EXISTS (
             SELECT 1 FROM link_recs r JOIN link_kept_scored k ON k.rec = r.rec
-            WHERE r.dataset = link_restage.dataset AND r.role = link_restage.role AND r.source_row = link_restage.source_row)""")
+            WHERE r.dataset = link_restage.dataset AND r.role = link_restage.role AND r.row_id = link_restage.row_id)""")
     con.execute("DELETE FROM link_recs WHERE rec IN (SELECT rec FROM link_kept_scored)")
     plan.methods = (*plan.methods, *(m for m in SCORED if m not in plan.methods))
 
@@ -349,7 +318,7 @@ def remember_decisions(con: duckdb.DuckDBPyConnection, night: date) -> None:
 
 
 def drop(con: duckdb.DuckDBPyConnection) -> None:
-    for table in ("link_restage", "link_rowmap", "carry_touched", "carry_decided", "carry_fresh", "link_may_hold",
+    for table in ("link_restage", "carry_touched", "carry_decided", "carry_fresh", "link_may_hold",
                   "link_kept_scored", spine_store.CHANGED, spine_store.WAS, spine_store.SINCE):
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -357,11 +326,11 @@ def drop(con: duckdb.DuckDBPyConnection) -> None:
 def unpaired(con: duckdb.DuckDBPyConnection, night: date) -> set[str]:
     """The datasets whose links of `night` were made on another snapshot than the one in force on
     it now: a night folder that came late, or a held file applied, stored a snapshot dated on or
-    before the night after it was linked. A link names its row, not its file
-    (bidui.matching.link_nights), so a reader that pairs a night's links with the rows in force
-    leaves these unpaired — their records read unlinked until the night is linked again — rather
-    than give a record the person of another row. Empty for a night not linked, or linked before
-    the loads were kept."""
+    before the night after it was linked. A link names its record, not its file
+    (bidui.matching.link_nights), and the snapshot stored since was linked by no night: a reader
+    that pairs a night's links with the rows in force leaves these unpaired — their records read
+    unlinked until the night is linked again — as a home that had that snapshot when it linked the
+    night would read them. Empty for a night not linked, or linked before the loads were kept."""
     linked = linked_loads(con, night)
     if not linked:
         return set()

@@ -22,15 +22,15 @@ def register_duplicates(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataF
     if snap is None:
         return pl.DataFrame()
     members = wh.query(con, """
-        SELECT m.source_file, m.source_row, m.household_code, m.id_number, m.id_number_status, m.name, k.simplified AS form,
+        SELECT m.source_file, m.source_row, m.row_id, m.household_code, m.id_number, m.id_number_status, m.name, k.simplified AS form,
                m.birth_date
         FROM ds_register_members_at(?) m LEFT JOIN name_keys k ON k.name = m.name""", [snap])
     from bidui.matching.carry import unpaired  # (carry reads the matching modules)
 
     paired = "register_members" not in unpaired(con, night)  # links made on these rows, not another snapshot's
-    linked = wh.query(con, f"SELECT source_row, person_key FROM links WHERE {on_night('?::DATE')} "
+    linked = wh.query(con, f"SELECT row_id, person_key FROM links WHERE {on_night('?::DATE')} "
                            f"AND dataset = 'register_members' AND method <> 'none' AND {str(paired).upper()}", [night])
-    m = members.join(linked, on="source_row", how="left")
+    m = members.join(linked, on="row_id", how="left")
     key = (pl.when(pl.col("person_key").is_not_null()).then(pl.lit("P:") + pl.col("person_key"))
            .when(pl.col("id_number_status") == "valid").then(pl.lit("I:") + pl.col("id_number"))
            .when(pl.col("birth_date").is_not_null() & pl.col("form").is_not_null())

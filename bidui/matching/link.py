@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 COMPARED = ["id", "name", "birth", "sex", "village", "head"]
 LINKS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS links (
-    night DATE NOT NULL, dataset VARCHAR NOT NULL, source_row BIGINT NOT NULL,
+    night DATE NOT NULL, dataset VARCHAR NOT NULL, row_id BIGINT,  -- the record's identity (warehouse.ROW_ID)
     role VARCHAR, person_key VARCHAR, method VARCHAR NOT NULL, score DOUBLE, id_name_conflict BOOLEAN, explanation VARCHAR,
     carried BOOLEAN, last_night DATE  -- bidui.matching.link_nights: the nights it holds for
 );
@@ -481,7 +481,7 @@ RECORD_COLUMNS = ["rec", "dataset", "source_file", "source_row", "role", "id", "
                   "sex", "village", "event", "is_head"]
 RECORD_DDL = ("rec BIGINT, dataset VARCHAR, source_file VARCHAR, source_row BIGINT, role VARCHAR, id VARCHAR, "
               "id_status VARCHAR, form VARCHAR, pinyin VARCHAR, birth DATE, sex VARCHAR, village VARCHAR, event DATE, "
-              "is_head BOOLEAN")
+              "is_head BOOLEAN, row_id BIGINT")
 EXPORT_COLUMNS = ["dataset", "source_file", "source_row", "id_number_raw", "name_raw", "person_key", "hukou_id_number",
                   "method", "score"]
 
@@ -501,7 +501,9 @@ def stage_night(con: duckdb.DuckDBPyConnection, night: date, restage: list[str] 
     if sql is None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE link_recs ({RECORD_DDL})")
     else:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE link_recs AS SELECT {', '.join(RECORD_COLUMNS)} FROM ({sql})", args)
+        # (and the record's identity, which its link is stored by)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE link_recs AS SELECT {', '.join(RECORD_COLUMNS)}, row_id FROM ({sql})",
+                    args)
     stage_decided(con, wh.in_force(con, night))
     return skipped
 
@@ -778,8 +780,8 @@ LINK_OUTCOME_SQL = """
     -- not linked, and a township said the record is not the person it was linked to: say so
     LEFT JOIN (SELECT rec, min(explanation) AS explanation FROM link_decided WHERE kind = 'cannot' GROUP BY rec) b
          ON b.rec = r.rec"""
-# …and with the record's stable identity, as stored.
-OUTCOME_SQL = LINK_OUTCOME_SQL.replace("SELECT r.rec,", "SELECT r.rec, r.dataset, r.source_row, r.role,", 1)
+# …and with the record's identity across nights (warehouse.ROW_ID), as stored.
+OUTCOME_SQL = LINK_OUTCOME_SQL.replace("SELECT r.rec,", "SELECT r.rec, r.dataset, r.row_id, r.role,", 1)
 
 
 def link_night(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thresholds = Thresholds(),
@@ -849,13 +851,8 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
         cols = link_nights.LINK_COLUMNS
         con.execute(f"INSERT INTO links (night, {cols}, carried) SELECT ?::DATE, {cols}, FALSE FROM ({OUTCOME_SQL})", [night])
         if plan.datasets:
-            # Kept where they lie (a date moved on), or written at tonight's rows for the rows that moved.
+            # Kept where they lie (a date moved on), wherever their records stand tonight.
             result.carried = carry_mod.keep_in_place(con, plan, night)
-            moved = carry_mod.carried_sql(plan)
-            if moved is not None:
-                (n,), = con.execute(f"INSERT INTO links (night, {cols}, carried) SELECT ?::DATE, *, TRUE FROM ({moved})",
-                                    [night]).fetchall()
-                result.carried += int(n)
         counts = dict(con.execute(f"SELECT method, count(*) FROM links WHERE {link_nights.on_night('?')} GROUP BY ALL",
                                   [night]).fetchall())
         result.counts = {str(k): int(v) for k, v in counts.items()}
@@ -952,16 +949,17 @@ def _numbered(table: pa.Table) -> pa.Table:
 
 
 def links_of(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
-    """The stored links of a night, as a frame, each with the file of its record (`source_file`:
-    that of the snapshot of its dataset the night was linked with)."""
+    """The stored links of a night, as a frame, each at the file and row of its record (`source_file`:
+    that of the snapshot of its dataset the night was linked with; `source_row`: the record's row in
+    the snapshot in force, `link_nights.placed_sql`)."""
     con.execute(LINKS_SCHEMA)
     loads = carry_mod.linked_loads(con, night) or wh.in_force_loads(con, night)
     files = pl.DataFrame({"dataset": list(loads), "load_id": [load for _, load in loads.values()]},
                          schema={"dataset": pl.String, "load_id": pl.Int64})
     # As stored for that night: a link kept from a night before is a carried one.
-    links = wh.query(con, f"SELECT ?::DATE AS night, * EXCLUDE (night, last_night, carried), "
-                          f"(carried OR night < ?::DATE) AS carried FROM links WHERE {link_nights.on_night('?::DATE')}",
-                     [night, night, night])
+    placed = link_nights.placed_sql("$night::DATE").replace(
+        "SELECT l.dataset,", "SELECT (l.carried OR l.night < $night::DATE) AS carried, l.dataset,")
+    links = wh.query(con, f"SELECT $night::DATE AS night, * EXCLUDE (carried), carried FROM ({placed})", {"night": night})
     stored = wh.query(con, "SELECT dataset, load_id, file AS source_file FROM snapshots")
     files = files.join(stored, on=["dataset", "load_id"], how="left").select("dataset", "source_file")
     return links.join(files, on="dataset", how="left").select("night", "dataset", "source_file", *links.columns[2:])
@@ -983,5 +981,5 @@ def export(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
                CASE WHEN l.method = 'none' THEN NULL ELSE split_part(l.person_key, '~', 1) END AS hukou_id_number,
                coalesce(l.method, 'none') AS method, l.score
         FROM ({sql}) r LEFT JOIN links l ON {link_nights.on_night('?::DATE', 'l.')} AND l.dataset = r.dataset
-             AND l.source_row = r.source_row AND l.role = r.role AND {paired}
+             AND l.row_id = r.row_id AND l.role = r.role AND {paired}
         ORDER BY r.dataset, r.source_file, r.source_row""", [*args, night])

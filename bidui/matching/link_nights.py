@@ -1,14 +1,15 @@
 """The nights a stored link holds for (issue 18, part 2).
 
 A link row is made on one night (`night`) and holds through `last_night` (NULL: that night only).
-It names its record by dataset, row and role: the row of the dataset's snapshot each night it holds
-for was linked with, as the snapshot macro gives it (the file is that snapshot's; a link does not
-name it, as a kept snapshot row does not: delivered files carry the date in their name). A sure
-link a later night keeps is not copied: its `last_night` is moved on
-(`bidui.matching.carry.keep_in_place`) — in a dataset whose snapshot did not change, and at the rows a
-dataset delivered anew has in place (the same row saying the same) — so a night that keeps ten
-million links writes one date on each instead of the rows again (2.5–4.5 s a night at the large size). Every reader asks for the
-links of a night with `on_night`; nothing reads `links.night` alone.
+It names its record by dataset, identity and role: the record's `row_id` (`bidui.connectors.warehouse.ROW_ID`),
+which a row delivered again saying the same keeps wherever it stands in the file, so a reader
+joins a link with its row in the snapshot in force (`l.row_id = d.row_id`, the row through the
+snapshot macro) and finds the record's file and row of that night there (`placed_sql`). A sure link a later
+night keeps is not copied: its `last_night` is moved on (`bidui.matching.carry.keep_in_place`) — in
+a dataset whose snapshot did not change, and at the records a dataset delivered anew says again,
+in place or moved — so a night that keeps ten million links writes one date on each instead of
+the rows again (2.5–4.5 s a night at the large size). Every reader asks for the links of a night
+with `on_night`; nothing reads `links.night` alone.
 
 Nights are linked in order, but one may be linked again, or a night folder that came late may be
 linked after later ones: `forget` first takes the night out of every range that spans it (the
@@ -19,6 +20,8 @@ from __future__ import annotations
 from datetime import date
 
 import duckdb
+
+from bidui.datasets import DATASETS
 
 
 def on_night(night: str, alias: str = "") -> str:
@@ -32,7 +35,28 @@ def literal(night: date) -> str:
 
 
 # A link as stored, but its nights and whether it was carried.
-LINK_COLUMNS = "dataset, source_row, role, person_key, method, score, id_name_conflict, explanation"
+LINK_COLUMNS = "dataset, row_id, role, person_key, method, score, id_name_conflict, explanation"
+# A link as a person or a comparison reads it: its record's row of the night instead of its identity
+# (which differs between a home run incrementally and one run from scratch).
+PLACED_COLUMNS = LINK_COLUMNS.replace("row_id", "source_row")
+
+
+def placed_sql(night: str) -> str:
+    """SQL: the links holding on `night` (an SQL date expression) with PLACED_COLUMNS: each at its
+    record's row in the snapshot of its dataset in force on the night (a link whose record is not in
+    it — made on another snapshot stored since, `carry.unpaired` — is left out)."""
+    parts = []
+    for ds in DATASETS:
+        if not ds.persons or ds.code == "hukou":
+            continue
+        snap = (f"(SELECT max(snapshot_date) FROM snapshots WHERE dataset = '{ds.code}' "
+                f"AND snapshot_date <= {night})")
+        cols = ", ".join("d.source_row" if c == "source_row" else f"l.{c}" for c in PLACED_COLUMNS.split(", "))
+        parts.append(f"""
+            SELECT {cols} FROM links l JOIN ds_{ds.code} d ON d.row_id = l.row_id
+                AND d.snapshot_date <= {snap} AND coalesce(d.last_date, d.snapshot_date) >= {snap}
+            WHERE {on_night(night, 'l.')} AND l.dataset = '{ds.code}'""")
+    return " UNION ALL ".join(parts)
 
 
 def forget(con: duckdb.DuckDBPyConnection, night: date) -> None:

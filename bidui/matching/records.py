@@ -313,7 +313,7 @@ REC_BLOCK = 10**12  # rec = person reference × REC_BLOCK + source row
 
 
 def restaged(dataset: str, role: str) -> str:
-    return (f" AND m.source_row IN (SELECT source_row FROM link_restage WHERE dataset = '{dataset}' "
+    return (f" AND m.row_id IN (SELECT row_id FROM link_restage WHERE dataset = '{dataset}' "
             f"AND role = '{role}')")
 
 
@@ -321,7 +321,7 @@ def records_sql(con: duckdb.DuckDBPyConnection, night: date, only: list[str] | N
                 restage: list[str] | tuple[str, ...] = ()) -> tuple[str | None, list, list[str]]:
     """SQL selecting the person-bearing records in force (one row per person reference), its
     parameters, and the datasets skipped (no snapshot). `only` limits the datasets; of those in
-    `restage`, only the rows the temp table `link_restage` (dataset, role, source_row) lists
+    `restage`, only the rows the temp table `link_restage` (dataset, role, row_id) lists
     (`bidui.matching.carry`). `rec` numbers the records the same either way: a snapshot is one
     file, so (person reference, source row) is unique."""
     parts, args, skipped = [], [], []
@@ -344,7 +344,7 @@ def records_sql(con: duckdb.DuckDBPyConnection, night: date, only: list[str] | N
                        m.{ref.name_column}_raw AS name_raw, m.{ref.name_column} AS name, k.simplified AS form, k.pinyin,
                        {ctx.get('birth', 'NULL::DATE')} AS birth, {ctx.get('sex', 'NULL::VARCHAR')} AS sex,
                        {ctx.get('village', 'NULL::VARCHAR')} AS village, {ctx.get('event', 'NULL::DATE')} AS event,
-                       {'TRUE' if ds.code in HEAD_DATASETS else 'NULL::BOOLEAN'} AS is_head
+                       {'TRUE' if ds.code in HEAD_DATASETS else 'NULL::BOOLEAN'} AS is_head, m.row_id
                 FROM ds_{ds.code}_at(?) m {join}
                 LEFT JOIN name_keys k ON k.name = m.{ref.name_column}
                 WHERE TRUE{restaged(ds.code, ref.role) if ds.code in restage else ''}""")

@@ -50,10 +50,10 @@ def _records_sql(ds_code: str, id_column: str, role: str, night: date, snap: dat
     when = f"l.night = {literal(night)} AND l.carried IS NOT TRUE" if made else on_night(literal(night), "l.")
     return f"""
         SELECT d.h, any_value(d.id) AS id, min(l.person_key) AS person_key, min(l.method) AS method
-        FROM links l JOIN (SELECT {_fingerprint(ds_code)} AS h, "{id_column}" AS id, source_row
+        FROM links l JOIN (SELECT {_fingerprint(ds_code)} AS h, "{id_column}" AS id, row_id
                            FROM ds_{ds_code}_at({literal(snap)})
                            {f"WHERE {_fingerprint(ds_code)} IN ({said})" if said else ""}) d
-             ON d.source_row = l.source_row
+             ON d.row_id = l.row_id
         WHERE {when} AND l.dataset = '{ds_code}' AND l.role = '{role}'
         GROUP BY d.h"""
 
@@ -71,10 +71,10 @@ def _moved_sql(ds_code: str, id_column: str, role: str, night: date, before: dat
             # Made that night and not carried (a link kept from a night before was made then):
             # `relink_made`; the night before's at their rows, `relink_then` (`night_relinks`:
             # one scan of the links for every dataset, not two per dataset and role).
-            return (f"SELECT source_row, person_key, method FROM {'relink_then' if carried else 'relink_made'} "
+            return (f"SELECT row_id, person_key, method FROM {'relink_then' if carried else 'relink_made'} "
                     f"WHERE dataset = '{ds_code}' AND role = '{role}'")
 
-        # Both nights' links are of that one snapshot: its row is enough to join on.
+        # Both nights' links are of that one snapshot: the record's identity is enough to join on.
         # Tonight's links copied from the night before (`carried`) are that night's: only the others
         # can have moved (the same dataset's 0.64 s → 0.1 s).
         # Rows that say the same are one record, as below (a row a department sent twice is one).
@@ -82,11 +82,11 @@ def _moved_sql(ds_code: str, id_column: str, role: str, night: date, before: dat
             SELECT any_value(d.id) AS id, min(m.person_key) AS person_key, min(m.method) AS method,
                    min(m.was) AS was, min(m.was_method) AS was_method
             FROM (SELECT a.*, b.person_key AS was, b.method AS was_method
-                  FROM ({links_of(night, carried=False)}) a JOIN ({links_of(before)}) b USING (source_row)
+                  FROM ({links_of(night, carried=False)}) a JOIN ({links_of(before)}) b USING (row_id)
                   WHERE a.person_key IS DISTINCT FROM b.person_key) m
-            JOIN (SELECT source_row, "{id_column}" AS id, {_fingerprint(ds_code)} AS h
+            JOIN (SELECT row_id, "{id_column}" AS id, {_fingerprint(ds_code)} AS h
                   FROM ds_{ds_code}_at({literal(snap)})) d
-                 ON d.source_row = m.source_row
+                 ON d.row_id = m.row_id
             GROUP BY d.h"""
     if every:
         return f"""
@@ -149,11 +149,11 @@ def night_relinks(con: duckdb.DuckDBPyConnection, night: date, every: bool = Fal
     con.execute("ALTER TABLE links ADD COLUMN IF NOT EXISTS carried BOOLEAN")  # links stored by an earlier version
     # The links made tonight (not carried), and the night before's at the same rows (`_moved_sql`).
     con.execute(f"""CREATE OR REPLACE TEMP TABLE relink_made AS
-                    SELECT dataset, role, source_row, person_key, method FROM links
+                    SELECT dataset, role, row_id, person_key, method FROM links
                     WHERE night = {literal(night)} AND carried IS NOT TRUE""")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE relink_then AS
-                    SELECT l.dataset, l.role, l.source_row, l.person_key, l.method FROM links l
-                    SEMI JOIN relink_made m ON m.dataset = l.dataset AND m.role = l.role AND m.source_row = l.source_row
+                    SELECT l.dataset, l.role, l.row_id, l.person_key, l.method FROM links l
+                    SEMI JOIN relink_made m ON m.dataset = l.dataset AND m.role = l.role AND m.row_id = l.row_id
                     WHERE {on_night(literal(before), "l.")}""")
     datasets: dict[str, dict] = {}
     made = {d for (d,) in con.execute("SELECT DISTINCT dataset FROM relink_made").fetchall()}

@@ -88,7 +88,7 @@ def _latest_loads(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, dict
 _LINK_KINDS_SQL = f"""
     SELECT dataset, CASE WHEN method IN ('fuzzy', 'review') THEN 'fuzzy' WHEN method = 'none' THEN 'none'
                          ELSE 'exact' END AS k, count(*),
-           coalesce(sum(hash(hash(source_row, person_key))::HUGEINT), 0)
+           coalesce(sum(hash(hash(row_id, person_key))::HUGEINT), 0)
     FROM links WHERE {on_night('?::DATE')} {{only}} GROUP BY ALL"""
 
 
@@ -142,7 +142,7 @@ def _shared_ids(con: duckdb.DuckDBPyConnection, ds: Dataset, night: date, snap: 
     sql = f"""
         WITH pairs AS MATERIALIZED (
             SELECT d.{c} AS id, l.person_key FROM {snapshot_rows.at(ds.code, '?')} d
-            JOIN links l ON {on_night('?::DATE', 'l.')} AND l.dataset = ? AND l.source_row = d.source_row
+            JOIN links l ON {on_night('?::DATE', 'l.')} AND l.dataset = ? AND l.row_id = d.row_id
             WHERE d.{c}_status = 'valid' AND l.person_key IS NOT NULL)
         SELECT count(*) FROM (
             SELECT id FROM pairs SEMI JOIN (SELECT DISTINCT id FROM pairs WHERE person_key <> id) o USING (id)

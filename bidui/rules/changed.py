@@ -269,7 +269,7 @@ def _links_changed(con: duckdb.DuckDBPyConnection, before: date, night: date) ->
     b, n = literal(before), literal(night)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE rules_links_changed AS
-        SELECT dataset, source_row, role, person_key, method, score, id_name_conflict, explanation,
+        SELECT dataset, row_id, role, person_key, method, score, id_name_conflict, explanation,
                {on_night(n)} AS tonight
         FROM links WHERE {on_night(n)} <> {on_night(b)}""")
 
@@ -299,7 +299,7 @@ def _seed_changed_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap_before:
         def side(snap: date, other_snap: date, sign: int, tonight: bool) -> str:
             what = (f"{sign} AS side, r.row_hash AS h, r.{ref.id_column} AS own, "
                     f"l.person_key AS person, l.method, l.score, l.id_name_conflict, l.explanation, r.source_row{cols}")
-            on = f"l.dataset = '{ds.code}' AND l.role = '{ref.role}' AND l.source_row = r.source_row"
+            on = f"l.dataset = '{ds.code}' AND l.role = '{ref.role}' AND l.row_id = r.row_id"
             # rows of this night's snapshot not in the other's, with this night's link; rows of both
             # whose link holds on one night only
             kept = f"""
@@ -308,8 +308,9 @@ def _seed_changed_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap_before:
             if snap == other_snap:
                 return kept
             # A row that came is stored after the other snapshot (its row groups are skipped
-            # otherwise). Its link is one made since (a row's link is made for its content at its
-            # place): one missing counts the row as changed, which only widens the scope.
+            # otherwise). Its link, when it changed, is one made since; a row that only moved keeps
+            # its identity and so its link (bidui.matching.link_nights), found on neither side: the
+            # two cancel. A link missing otherwise counts the row as changed, which only widens the scope.
             after = f"r.snapshot_date > {literal(other_snap)} AND " if snap > other_snap else ""
             return f"""
                 SELECT {what} FROM {table} r LEFT JOIN rules_links_changed l ON l.tonight = {tonight} AND {on}
@@ -467,7 +468,7 @@ def _rows_apart(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, other: 
     return f"""
         SELECT r.source_row, r.row_hash, r.raw_hash, l.person_key, l.method, l.score, l.id_name_conflict, l.explanation
         FROM ds_{ds.code} r LEFT JOIN links l ON l.dataset = '{ds.code}' AND l.role = '{ref.role}'
-             AND l.source_row = r.source_row AND {on_night(literal(linked), 'l.')}
+             AND l.row_id = r.row_id AND {on_night(literal(linked), 'l.')}
         WHERE {after}{_in(snap, 'r.')} AND NOT {_in(other, 'r.')} AND r.raw_hash IS NOT NULL{where}"""
 
 

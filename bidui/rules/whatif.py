@@ -272,6 +272,14 @@ def _open(home: Home, temp_dir: str) -> duckdb.DuckDBPyConnection:
     from bidui.connectors import snapshot_rows
 
     snapshot_rows.create_macros(con, temporary=True)  # as this code reads (the stored ones may be older)
+    # Links stored by an earlier version name their records by row; a nightly run (which may
+    # write) names them by identity when it opens the warehouse. Read as they are, every record
+    # would read unlinked.
+    (old,), = con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'links' AND column_name = 'source_row'"
+                          ).fetchall()
+    if old:
+        con.close()
+        raise WhatIfError("数据仓库由旧版本建立，请先运行一次夜间比对后再推演")
     return con
 
 
