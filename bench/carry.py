@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bidui.connectors import warehouse as wh
-from bidui.flows.same_results import LINK_COLUMNS as COLUMNS
 from bidui.matching.link import link_night
+from bidui.matching.link_nights import literal, placed_sql
 
 
 def deliver_anew(con, night) -> None:
@@ -74,7 +74,8 @@ def main() -> None:
                     start = time.perf_counter()
                     result = link_night(con, night, carry=carry)
                     seconds = time.perf_counter() - start
-                    links = con.execute(f"SELECT {COLUMNS} FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) ORDER BY ALL", [night]).fetchall()
+                    # (at their records' rows: the two copies' identities may differ)
+                    links = con.execute(f"SELECT * FROM ({placed_sql(literal(night))}) ORDER BY ALL").fetchall()
                 finally:
                     con.close()
                     copy.unlink()

@@ -93,7 +93,7 @@ def reads(code: str, night: date) -> dict[str, str]:
             f"SELECT count(*), sum(source_row) FROM {{m}}({n}) d SEMI JOIN ids ON ids.id = d.{ref.id_column}",
         "joined to the night's links (the linked view)":
             f"SELECT count(*), sum(hash(l.person_key)) FROM {{m}}({n}) d JOIN wh.links l "
-            f"ON l.dataset = '{code}' AND l.role = '{ref.role}' AND {on} AND l.source_row = d.source_row",
+            f"ON l.dataset = '{code}' AND l.role = '{ref.role}' AND {on} AND l.row_id = d.row_id",
         "copied whole (staging the records to link)": f"CREATE OR REPLACE TEMP TABLE t AS SELECT * FROM {{m}}({n})",
         "fingerprints and rows (tomorrow's known rows)":
             f"CREATE OR REPLACE TEMP TABLE t AS SELECT source_row, raw_hash, line_hash FROM {{m}}({n})",

@@ -35,7 +35,7 @@ def _links_of_record(home, night: date, ref) -> list[tuple]:
         return con.execute(f"""
             SELECT l.person_key, l.method, l.explanation FROM ds_{ref.dataset}_at(?) m
             JOIN links l ON ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = ? AND l.role = ?
-                 AND l.source_row = m.source_row
+                 AND l.row_id = m.row_id
             WHERE m.{person.id_column} = ? AND m.{person.name_column} = ?""",
                            [snap, night, ref.dataset, ref.role, ref.id_number, ref.name]).fetchall()
     finally:
@@ -113,9 +113,9 @@ def test_a_confirmed_identity_is_linked_without_a_score_and_a_barred_scored_link
     try:
         rows = con.execute("""
             SELECT l.dataset, l.role, m.id_number, m.name, l.person_key FROM links l
-            JOIN ds_students_at(?) m ON m.source_row = l.source_row
+            JOIN ds_students_at(?) m ON m.row_id = l.row_id
             WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'students' AND l.method = 'fuzzy' AND m.id_number IS NOT NULL
-            ORDER BY l.source_row LIMIT 2""", [NIGHT1, NIGHT1]).fetchall()
+            ORDER BY m.source_row LIMIT 2""", [NIGHT1, NIGHT1]).fetchall()
         assert len(rows) == 2
         (ds, role, id1, name1, p1), (_, _, id2, name2, p2) = rows
         decided = [{"kind": "must", "dataset": ds, "role": role, "id_number": id1, "name": name1, "person_key": p1,
@@ -128,7 +128,7 @@ def test_a_confirmed_identity_is_linked_without_a_score_and_a_barred_scored_link
         link_night(con, NIGHT1)
         out = dict(((i, n), (p, m, e)) for i, n, p, m, e in con.execute("""
             SELECT m.id_number, m.name, l.person_key, l.method, l.explanation FROM links l
-            JOIN ds_students_at(?) m ON m.source_row = l.source_row
+            JOIN ds_students_at(?) m ON m.row_id = l.row_id
             WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'students' AND m.id_number IN (?, ?)""", [NIGHT1, NIGHT1, id1, id2]).fetchall())
     finally:
         con.close()
@@ -154,10 +154,10 @@ def test_two_confirmations_of_one_pair_give_one_explanation_whatever_their_order
     con = wh.connect(tmp_path / "w.duckdb")
     try:
         (row, ds, role, number, name, person), = con.execute("""
-            SELECT l.source_row, l.dataset, l.role, m.id_number, m.name, l.person_key FROM links l
-            JOIN ds_students_at(?) m ON m.source_row = l.source_row
+            SELECT l.row_id, l.dataset, l.role, m.id_number, m.name, l.person_key FROM links l
+            JOIN ds_students_at(?) m ON m.row_id = l.row_id
             WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'students' AND l.method = 'exact'
-            ORDER BY l.source_row LIMIT 1""", [NIGHT1, NIGHT1]).fetchall()
+            ORDER BY m.source_row LIMIT 1""", [NIGHT1, NIGHT1]).fetchall()
         both = [{"kind": "must", "dataset": ds, "role": role, "id_number": number, "name": name, "person_key": person,
                  "clue_id": clue, "verifier_name": who, "decided_on": NIGHT1} for clue, who in ((1, "孙丽"), (2, "王芳"))]
         said = []
@@ -165,7 +165,7 @@ def test_two_confirmations_of_one_pair_give_one_explanation_whatever_their_order
             decisions.store(con, order)
             link_night(con, NIGHT1, carry=False)
             said.append(con.execute("SELECT method, explanation FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'students' "
-                                    "AND source_row = ?", [NIGHT1, row]).fetchone())
+                                    "AND row_id = ?", [NIGHT1, row]).fetchone())
     finally:
         con.close()
     assert said[0][0] == "confirmed" and said[0] == said[1]

@@ -282,10 +282,10 @@ def test_a_register_the_same_as_the_copys_is_not_read_again_and_a_changed_or_dam
                                        "GROUP BY ALL").fetchall()
         con.execute("UPDATE ds_register_members SET name = '改过名' WHERE snapshot_date = ? AND source_row = ?",
                     [snap, renamed])
-        (relinked,), = con.execute("SELECT max(source_row) FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'register_members' "
+        (relinked,), = con.execute("SELECT max(row_id) FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'register_members' "
                                    "AND method <> 'none'", [night]).fetchall()
         con.execute("UPDATE links SET person_key = '520000000000000000' WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'register_members' "
-                    "AND source_row = ?", [night, relinked])
+                    "AND row_id = ?", [night, relinked])
     finally:
         con.close()
     changed = rows_tonight(night)

@@ -45,9 +45,9 @@ from bidui.connectors.mapping import map_headers
 from bidui.connectors.readers import read_table
 from bidui.datasets import BY_CODE
 from bidui.flows import nightly, same_results
-from bidui.flows.same_results import LINK_COLUMNS
 from bidui.home import Home
 from bidui.ids import check_char, normalise_id
+from bidui.matching.link_nights import PLACED_COLUMNS
 from bidui.matching.relinks import night_relinks
 from bidui.rules import changed
 from bidui.synth.config import SynthConfig
@@ -382,7 +382,7 @@ def links_of(home: Path, night: date, dataset: str, id_number: str) -> list[tupl
         return [row for ref in BY_CODE[dataset].persons for row in con.execute(f"""
             SELECT m.{ref.name_column}, l.person_key, l.method FROM ds_{dataset}_at(?) m
             JOIN links l ON ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = ? AND l.role = ?
-                 AND l.source_row = m.source_row
+                 AND l.row_id = m.row_id
             WHERE m.{ref.id_column} = ?""", [snap, night, dataset, ref.role, id_number]).fetchall()]
     finally:
         con.close()
@@ -477,7 +477,7 @@ def identities(home: Path, night: date) -> dict[str, dict[int, int]]:
 def diff(a: list[tuple], b: list[tuple]) -> list[tuple]:
     """What one side holds and the other does not (the first few, for the failure message); for
     links, those linked to another person or by another method before those scored otherwise."""
-    width = 6 if a and len(a[0]) == len(LINK_COLUMNS.split(", ")) else None
+    width = 6 if a and len(a[0]) == len(PLACED_COLUMNS.split(", ")) else None
     shown = sorted({r[:width] for r in a} ^ {r[:width] for r in b}, key=str)
     return (shown or sorted(set(a) ^ set(b), key=str))[:10]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import duckdb
 
 from bidui.connectors.ingest import ingest_night
-from bidui.flows.same_results import LINK_COLUMNS
 from bidui.matching import link_nights
 from bidui.matching.link import LINKS_SCHEMA, link_night
+from bidui.matching.link_nights import LINK_COLUMNS
 from tests.test_carry import twins  # noqa: F401  (the fixture)
 
 N1, N2, N3, N4 = date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22), date(2026, 11, 23)
@@ -30,7 +30,7 @@ def _table() -> duckdb.DuckDBPyConnection:
         con.execute("INSERT INTO link_runs (night) VALUES (?)", [n])
 
     def link(row: int, person: str, first: date, last: date | None) -> None:
-        con.execute("INSERT INTO links (night, dataset, source_row, role, person_key, method, last_night) "
+        con.execute("INSERT INTO links (night, dataset, row_id, role, person_key, method, last_night) "
                     "VALUES (?, 'vehicles', ?, 'owner', ?, 'exact', ?)", [first, row, person, last])
 
     link(1, "a", N1, N4)  # kept from the first night through the last
@@ -81,27 +81,39 @@ def test_kept_links_are_not_copied_and_a_night_linked_again_changes_no_other(twi
     assert {n: on(carry, n) for n in (N1, N2, N3)} == nights
 
 
-def test_links_that_named_their_file_are_read_by_their_row_after_an_upgrade(tmp_path: Path) -> None:
-    """A warehouse whose links named their record's file (an earlier version) loses that column on
-    opening: each link's file is its dataset's snapshot's on the night (`links_of` gives it: here
-    night 1's, in force on both nights the link holds for)."""
+def test_links_that_named_their_file_and_row_name_their_record_after_an_upgrade(tmp_path: Path) -> None:
+    """A warehouse whose links named their record's file and row (earlier versions) names each
+    record by its identity on opening: that of the row the link named in the snapshot its night was
+    linked with (here night 1's, in force on both nights the link holds for, and night 3's, another
+    snapshot). `links_of` gives each link's file and row again. A link whose row is no longer stored
+    names no record, and reads as unlinked, as it did."""
     from bidui.connectors import warehouse as wh
     from bidui.matching.link import links_of
 
     db = tmp_path / "w.duckdb"
     wh.connect(db).close()
     old = duckdb.connect(str(db))
-    old.execute(LINKS_SCHEMA.replace("dataset VARCHAR NOT NULL,", "dataset VARCHAR NOT NULL, source_file VARCHAR NOT NULL,"))
-    old.execute("INSERT INTO links (night, dataset, source_file, source_row, role, person_key, method, last_night) "
-                "VALUES (?, 'vehicles', 'vehicles_20261120.csv', 3, 'owner', 'P1', 'exact', ?)", [N1, N2])
-    old.execute("INSERT INTO snapshots VALUES ('vehicles', ?, 7, 'vehicles_20261120.csv', 'x', 3)", [N1])
+    old.execute(LINKS_SCHEMA.replace("row_id BIGINT,", "source_file VARCHAR NOT NULL, source_row BIGINT NOT NULL,"))
+    for night, last, row, person in ((N1, N2, 3, "P1"), (N3, None, 5, "P3"), (N3, None, 9, "P9")):
+        old.execute("INSERT INTO links (night, dataset, source_file, source_row, role, person_key, method, last_night) "
+                    "VALUES (?, 'vehicles', 'v.csv', ?, 'owner', ?, 'exact', ?)", [night, row, person, last])
+    for night, load, file in ((N1, 7, "vehicles_20261120.csv"), (N3, 8, "vehicles_20261122.csv")):
+        old.execute("INSERT INTO snapshots VALUES ('vehicles', ?, ?, ?, 'x', 3)", [night, load, file])
+    # Row 3 of night 1's snapshot, and at night 3 a record at row 5 (row 9 is not stored).
+    old.execute("INSERT INTO ds_vehicles (snapshot_date, load_id, source_file, source_row, row_id) VALUES "
+                "(?, 7, 'vehicles_20261120.csv', 3, 1003), (?, 8, 'vehicles_20261122.csv', 5, 2005)", [N1, N3])
     old.execute("DROP TABLE warehouse_setup")  # (an earlier version did not record its set-up)
     old.close()
     con = wh.connect(db)
     try:
-        assert "source_file" not in {r[0] for r in con.execute("DESCRIBE links").fetchall()}
-        assert on(con, N2) == [("vehicles", 3, "owner", "P1", "exact", None, None, None)]
+        columns = {r[0] for r in con.execute("DESCRIBE links").fetchall()}
+        assert "source_file" not in columns and "source_row" not in columns
+        assert on(con, N2) == [("vehicles", 1003, "owner", "P1", "exact", None, None, None)]
+        assert on(con, N3) == [("vehicles", 2005, "owner", "P3", "exact", None, None, None),
+                               ("vehicles", None, "owner", "P9", "exact", None, None, None)]
         got = links_of(con, N2).select("dataset", "source_file", "source_row", "person_key").rows()
         assert got == [("vehicles", "vehicles_20261120.csv", 3, "P1")]  # the snapshot in force on night 2
+        got = links_of(con, N3).select("dataset", "source_file", "source_row", "person_key").rows()
+        assert got == [("vehicles", "vehicles_20261122.csv", 5, "P3")]
     finally:
         con.close()

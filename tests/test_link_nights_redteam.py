@@ -13,7 +13,6 @@ from pathlib import Path
 from bidui.connectors import snapshot_rows
 from bidui.connectors import warehouse as wh
 from bidui.connectors.ingest import ingest_night
-from bidui.flows.same_results import LINK_COLUMNS
 from bidui.matching import decisions, link_nights
 from bidui.matching.link import link_night
 from tests.test_carry import twins  # noqa: F401  (the fixture)
@@ -22,7 +21,9 @@ N1, N2, N3, N4, N5 = (date(2026, 11, d) for d in (20, 21, 22, 23, 24))
 
 
 def on(con, night: date) -> list[tuple]:
-    return con.execute(f"SELECT {LINK_COLUMNS} FROM links WHERE {link_nights.on_night('?::DATE')} ORDER BY ALL",
+    # As stored (by the records' identities: the twins ingest alike, so theirs are the same): a
+    # night's links do not change when a snapshot put in force later moves their rows.
+    return con.execute(f"SELECT {link_nights.LINK_COLUMNS} FROM links WHERE {link_nights.on_night('?::DATE')} ORDER BY ALL",
                        [night]).fetchall()
 
 
@@ -32,7 +33,7 @@ def nights_of(con, nights) -> dict[date, list[tuple]]:
 
 def twice(con, night: date) -> list[tuple]:
     """Records with more than one link row valid on the night."""
-    return con.execute(f"""SELECT dataset, source_row, role, count(*) FROM links
+    return con.execute(f"""SELECT dataset, row_id, role, count(*) FROM links
                            WHERE {link_nights.on_night('?::DATE')} GROUP BY ALL HAVING count(*) > 1""",
                        [night]).fetchall()
 

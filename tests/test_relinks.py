@@ -90,7 +90,7 @@ def test_a_night_folder_that_comes_late_is_compared_with_the_rows_each_night_was
                 # On night 4 the owner of a car both vehicle files list leaves hukou: that car moves.
                 owner, = con.execute("""
                     SELECT l.person_key FROM links l JOIN ds_vehicles_at(?) d
-                        ON d.source_row = l.source_row
+                        ON d.row_id = l.row_id
                     WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'vehicles' AND l.method = 'exact' AND NOT contains(l.person_key, '~')
                           AND d.row_hash IN (SELECT row_hash FROM ds_vehicles_at(?))
                     ORDER BY 1 LIMIT 1""", [n1, n3, n2]).fetchone()
@@ -100,10 +100,10 @@ def test_a_night_folder_that_comes_late_is_compared_with_the_rows_each_night_was
         # What moved, by each record's fingerprint: night 3's links on night 1's rows, night 4's on night 2's.
         (expected,), = con.execute("""
             WITH a AS (SELECT d.row_hash AS h, l.person_key FROM links l JOIN ds_vehicles_at(?) d
-                           ON d.source_row = l.source_row
+                           ON d.row_id = l.row_id
                        WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'vehicles'),
                  b AS (SELECT d.row_hash AS h, l.person_key FROM links l JOIN ds_vehicles_at(?) d
-                           ON d.source_row = l.source_row
+                           ON d.row_id = l.row_id
                        WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'vehicles')
             SELECT count(DISTINCT a.h) FROM a JOIN b USING (h) WHERE a.person_key IS DISTINCT FROM b.person_key""",
                                    [n2, n4, n1, n3]).fetchall()
@@ -139,21 +139,22 @@ def test_a_row_sent_twice_is_one_record_when_the_file_is_the_same_both_nights(pu
     con = wh.connect(tmp_path / "w.duckdb")
     try:
         owner, row = con.execute("""
-            SELECT l.person_key, l.source_row FROM links l WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'vehicles'
+            SELECT l.person_key, l.row_id FROM links l WHERE ? BETWEEN l.night AND coalesce(l.last_night, l.night) AND l.dataset = 'vehicles'
             AND l.method = 'exact' AND NOT contains(l.person_key, '~')
             AND l.person_key IN (SELECT person_key FROM links WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'vehicles'
                                  GROUP BY ALL HAVING count(*) = 1) ORDER BY 1 LIMIT 1""", [NIGHT1, NIGHT1]).fetchone()
         (top,), = con.execute("SELECT max(source_row) FROM ds_vehicles_at(?)", [NIGHT1]).fetchall()
-        con.execute("INSERT INTO ds_vehicles SELECT * REPLACE (? AS source_row) FROM ds_vehicles "
-                    "WHERE snapshot_date = ? AND source_row = ?", [top + 1, NIGHT1, row])
-        con.execute("INSERT INTO links SELECT * REPLACE (? AS source_row) FROM links "
-                    "WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'vehicles' AND source_row = ?", [top + 1, NIGHT1, row])
+        twin = -row  # (a record of its own: its identity is another)
+        con.execute("INSERT INTO ds_vehicles SELECT * REPLACE (? AS source_row, ? AS row_id) FROM ds_vehicles "
+                    "WHERE snapshot_date = ? AND row_id = ?", [top + 1, twin, NIGHT1, row])
+        con.execute("INSERT INTO links SELECT * REPLACE (? AS row_id) FROM links "
+                    "WHERE ? BETWEEN night AND coalesce(last_night, night) AND dataset = 'vehicles' AND row_id = ?", [twin, NIGHT1, row])
         edit_hukou(con, NIGHT2, NIGHT1, f"DELETE FROM _h WHERE id_number = {wh.sql_text(owner)}")
         link_night(con, NIGHT1)
         link_night(con, NIGHT2)
         assert wh.in_force(con, NIGHT2)["vehicles"] == NIGHT1  # one vehicles snapshot for both nights
         (moved_rows,), = con.execute("""
-            SELECT count(*) FROM links a JOIN links b USING (dataset, source_row, role)
+            SELECT count(*) FROM links a JOIN links b USING (dataset, row_id, role)
             WHERE ? BETWEEN a.night AND coalesce(a.last_night, a.night) AND ? BETWEEN b.night AND coalesce(b.last_night, b.night) AND a.dataset = 'vehicles'
                   AND a.person_key IS DISTINCT FROM b.person_key""", [NIGHT2, NIGHT1]).fetchall()
         found = night_relinks(con, NIGHT2)

@@ -15,6 +15,7 @@ from bidui.connectors import warehouse as wh
 from bidui.flows import same_results
 from bidui.matching.dedupe import store_duplicates
 from bidui.matching.link import LINKS_SCHEMA
+from bidui.matching.link_nights import LINK_COLUMNS
 from bidui.rules.engine import HITS_SCHEMA
 
 NIGHT = date(2026, 11, 21)
@@ -30,9 +31,14 @@ def warehouse(path: Path, links: list[tuple], load_id: int = 1, evidence: str = 
         con.execute(HITS_SCHEMA)
         store_duplicates(con, NIGHT, pl.DataFrame())
         con.execute("ALTER TABLE links ADD COLUMN IF NOT EXISTS carried BOOLEAN")
-        for row in links:
-            con.execute(f"INSERT INTO links (night, {same_results.LINK_COLUMNS}, carried) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
-                        "?, FALSE)", [NIGHT, *row])
+        # Each link's record at its row; its identity differs with the load (it is not compared).
+        con.execute("INSERT INTO snapshots VALUES ('students', ?, ?, 's.csv', 'x', 9)", [NIGHT, load_id])
+        for row in range(1, 10):
+            con.execute("INSERT INTO ds_students (snapshot_date, load_id, source_file, source_row, row_id) "
+                        "VALUES (?, ?, 's.csv', ?, ?)", [NIGHT, load_id, row, load_id * 100 + row])
+        for code, row, *rest in links:
+            con.execute(f"INSERT INTO links (night, {LINK_COLUMNS}, carried) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+                        "?, FALSE)", [NIGHT, code, load_id * 100 + row, *rest])
         con.execute("INSERT INTO ds_deaths (snapshot_date, load_id, source_file, source_row) VALUES (?, ?, 'd.csv', 1)",
                     [NIGHT, load_id])
         con.execute("INSERT INTO rule_hits (night, rule_code, category, subject_key, evidence_record) "
