@@ -300,14 +300,15 @@ def test_shared_numbers_are_counted_again_whenever_a_records_person_changes(tmp_
     number = "330102199001011236"
     con.execute("INSERT INTO snapshots VALUES ('vehicles', ?, 7, 'v.csv', 'x', 3)", [FIRST])
     for row, status in ((1, "valid"), (2, "valid"), (3, "valid")):
-        con.execute(f"INSERT INTO ds_vehicles (snapshot_date, load_id, source_file, source_row, {c}, {c}_status) "
-                    "VALUES (?, 7, 'v.csv', ?, ?, ?)", [FIRST, row, number if row < 3 else "110101199003070018", status])
+        con.execute(f"INSERT INTO ds_vehicles (snapshot_date, load_id, source_file, source_row, row_id, {c}, {c}_status) "
+                    "VALUES (?, 7, 'v.csv', ?, ?, ?, ?)",
+                    [FIRST, row, 700 + row, number if row < 3 else "110101199003070018", status])
 
     def night(day: date, persons: list[str | None]) -> int:
         for row, person in enumerate(persons, start=1):
-            con.execute("INSERT INTO links (night, dataset, source_row, role, person_key, method) "
+            con.execute("INSERT INTO links (night, dataset, row_id, role, person_key, method) "
                         "VALUES (?, 'vehicles', ?, 'owner', ?, ?)",
-                        [day, row, person, "exact" if person else "none"])
+                        [day, 700 + row, person, "exact" if person else "none"])
         return dataset_quality(con, ds, day, FIRST, {})["shared_ids"]
 
     # Two persons under one number: shared. The same links the next night: the same count.

@@ -208,7 +208,7 @@ def night_bulletin(con: duckdb.DuckDBPyConnection, night: date, defects: dict[st
     loads = _latest_loads(con, night)
     snaps = wh.in_force(con, night)
     if not _has_links(con):  # a warehouse never linked: nothing linked, nothing shared
-        con.execute("CREATE TEMP TABLE IF NOT EXISTS links (night DATE, dataset VARCHAR, source_row BIGINT, "
+        con.execute("CREATE TEMP TABLE IF NOT EXISTS links (night DATE, dataset VARCHAR, row_id BIGINT, "
                     "person_key VARCHAR, method VARCHAR, last_night DATE)")
     out: dict[str, dict] = {}
     links, apart = night_links(con, night), unpaired(con, night)
