@@ -229,9 +229,14 @@ def _kept(plan: Carry, sure: str) -> list[str]:
     if plan.whole:
         out.append(f"{night_before} AND dataset IN ({', '.join(f'{d!r}' for d in plan.whole)}) "
                    f"AND method IN ({sure}){restaged}")
+    # (The records restaged taken out inside the subquery: tested beside it, by NOT EXISTS, the
+    # vehicles' UPDATE took 1.25 s of a large night 2 instead of about 0.1.)
     for code, (snap, _then) in plan.by_row.items():
-        out.append(f"{night_before} AND dataset = '{code}' AND method IN ({sure}) "
-                   f"AND row_id IN (SELECT row_id FROM ds_{code}_at(DATE '{snap.isoformat()}')){restaged}")
+        for ref in BY_CODE[code].persons:
+            out.append(f"""{night_before} AND dataset = '{code}' AND role = '{ref.role}' AND method IN ({sure})
+                AND row_id IN (SELECT d.row_id FROM ds_{code}_at(DATE '{snap.isoformat()}') d
+                               ANTI JOIN (SELECT row_id FROM link_restage WHERE dataset = '{code}' AND role = '{ref.role}') r
+                                    ON r.row_id = d.row_id)""")
     return out
 
 
