@@ -117,3 +117,25 @@ def test_links_that_named_their_file_and_row_name_their_record_after_an_upgrade(
         assert got == [("vehicles", "vehicles_20261122.csv", 5, "P3")]
     finally:
         con.close()
+
+
+def test_the_what_if_refuses_links_that_name_rows_until_a_night_opens_the_warehouse(tmp_path: Path) -> None:
+    """The what-if reads the warehouse read-only, so it cannot name an earlier version's links by
+    their records: it says so in Chinese (every record would read unlinked otherwise), and reads
+    the warehouse once a night's run has opened it."""
+    import pytest
+
+    from bidui.connectors import warehouse as wh
+    from bidui.home import Home
+    from bidui.rules.whatif import WhatIfError, _open
+
+    home = Home(tmp_path / "home")
+    wh.connect(home.warehouse).close()
+    old = duckdb.connect(str(home.warehouse))
+    old.execute(LINKS_SCHEMA.replace("row_id BIGINT,", "source_row BIGINT NOT NULL,"))
+    old.execute("DROP TABLE warehouse_setup")  # (an earlier version)
+    old.close()
+    with pytest.raises(WhatIfError, match=r"旧版本.*请先运行一次夜间比对"):
+        _open(home, str(tmp_path))
+    wh.connect(home.warehouse).close()  # what a night's run does first
+    _open(home, str(tmp_path)).close()
