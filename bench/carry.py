@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bidui.connectors import snapshot_rows
 from bidui.connectors import warehouse as wh
 from bidui.matching.link import link_night
 from bidui.matching.link_nights import literal, placed_sql
@@ -42,6 +43,8 @@ def deliver_anew(con, night) -> None:
         (load,), = con.execute("SELECT max(load_id) + 1 FROM snapshots").fetchall()
         (top, rows), = con.execute(f"SELECT max(source_row), count(*) FROM ds_{code}_at(?)", [snap]).fetchall()
         file = f"again_{code}_{night.isoformat()}.csv"
+        # (the rows open before end where this snapshot begins, as ingest closes them)
+        snapshot_rows.close(con, code, night)
         con.execute(f"""INSERT INTO ds_{code} BY NAME SELECT * REPLACE (DATE '{night.isoformat()}' AS snapshot_date,
                             {load} AS load_id, '{file}' AS source_file, {top} + 1 - source_row AS source_row)
                         FROM ds_{code}_at(?) ORDER BY source_row DESC""", [snap])

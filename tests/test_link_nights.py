@@ -83,10 +83,11 @@ def test_kept_links_are_not_copied_and_a_night_linked_again_changes_no_other(twi
 
 def test_links_that_named_their_file_and_row_name_their_record_after_an_upgrade(tmp_path: Path) -> None:
     """A warehouse whose links named their record's file and row (earlier versions) names each
-    record by its identity on opening: that of the row the link named in the snapshot its night was
-    linked with (here night 1's, in force on both nights the link holds for, and night 3's, another
-    snapshot). `links_of` gives each link's file and row again. A link whose row is no longer stored
-    names no record, and reads as unlinked, as it did."""
+    record by its identity on opening: that of the row the link named in the snapshot the last night
+    it holds for was linked with (here night 1's, in force on both nights the first link holds for;
+    night 3's, another snapshot; and night 5's, for a link held from night 3 where row 5 was stored
+    again on night 5: the night the next one carries from). `links_of` gives each link's file and
+    row again. A link whose row is no longer stored names no record, and reads as unlinked, as it did."""
     from bidui.connectors import warehouse as wh
     from bidui.matching.link import links_of
 
@@ -94,14 +95,18 @@ def test_links_that_named_their_file_and_row_name_their_record_after_an_upgrade(
     wh.connect(db).close()
     old = duckdb.connect(str(db))
     old.execute(LINKS_SCHEMA.replace("row_id BIGINT,", "source_file VARCHAR NOT NULL, source_row BIGINT NOT NULL,"))
-    for night, last, row, person in ((N1, N2, 3, "P1"), (N3, None, 5, "P3"), (N3, None, 9, "P9")):
+    n5 = date(2026, 11, 24)
+    for night, last, row, person in ((N1, N2, 3, "P1"), (N3, None, 5, "P3"), (N3, None, 9, "P9"), (N3, n5, 6, "P6")):
         old.execute("INSERT INTO links (night, dataset, source_file, source_row, role, person_key, method, last_night) "
                     "VALUES (?, 'vehicles', 'v.csv', ?, 'owner', ?, 'exact', ?)", [night, row, person, last])
-    for night, load, file in ((N1, 7, "vehicles_20261120.csv"), (N3, 8, "vehicles_20261122.csv")):
+    for night, load, file in ((N1, 7, "vehicles_20261120.csv"), (N3, 8, "vehicles_20261122.csv"),
+                              (n5, 9, "vehicles_20261124.csv")):
         old.execute("INSERT INTO snapshots VALUES ('vehicles', ?, ?, ?, 'x', 3)", [night, load, file])
-    # Row 3 of night 1's snapshot, and at night 3 a record at row 5 (row 9 is not stored).
+    # Row 3 of night 1's snapshot, and at night 3 a record at row 5 (row 9 is not stored); row 6 of
+    # night 3 stored again on night 5 (a new identity there).
     old.execute("INSERT INTO ds_vehicles (snapshot_date, load_id, source_file, source_row, row_id) VALUES "
-                "(?, 7, 'vehicles_20261120.csv', 3, 1003), (?, 8, 'vehicles_20261122.csv', 5, 2005)", [N1, N3])
+                "(?, 7, 'vehicles_20261120.csv', 3, 1003), (?, 8, 'vehicles_20261122.csv', 5, 2005), "
+                "(?, 8, 'vehicles_20261122.csv', 6, 2006), (?, 9, 'vehicles_20261124.csv', 6, 3006)", [N1, N3, N3, n5])
     old.execute("DROP TABLE warehouse_setup")  # (an earlier version did not record its set-up)
     old.close()
     con = wh.connect(db)
@@ -110,7 +115,10 @@ def test_links_that_named_their_file_and_row_name_their_record_after_an_upgrade(
         assert "source_file" not in columns and "source_row" not in columns
         assert on(con, N2) == [("vehicles", 1003, "owner", "P1", "exact", None, None, None)]
         assert on(con, N3) == [("vehicles", 2005, "owner", "P3", "exact", None, None, None),
+                               ("vehicles", 3006, "owner", "P6", "exact", None, None, None),
                                ("vehicles", None, "owner", "P9", "exact", None, None, None)]
+        got = links_of(con, n5).select("source_file", "source_row", "person_key").rows()
+        assert got == [("vehicles_20261124.csv", 6, "P6")]  # the night the next one carries from
         got = links_of(con, N2).select("dataset", "source_file", "source_row", "person_key").rows()
         assert got == [("vehicles", "vehicles_20261120.csv", 3, "P1")]  # the snapshot in force on night 2
         got = links_of(con, N3).select("dataset", "source_file", "source_row", "person_key").rows()

@@ -149,27 +149,43 @@ def _add_new_columns(con: duckdb.DuckDBPyConnection) -> None:
 
 def _links_by_identity(con: duckdb.DuckDBPyConnection) -> None:
     """Links stored when they named their record by its row: each names it by its identity
-    (ROW_ID) instead, that of the row it named in the snapshot its night was linked with (that in
-    force on the night, for a night linked before those were kept). A link held over several nights
-    was held at one row saying the same, so its row on its first night is its record. One whose row
-    is no longer stored names no record (NULL): it reads as unlinked, as such a link did."""
-    con.execute("ALTER TABLE links ADD COLUMN row_id BIGINT")
+    (ROW_ID) instead, that of the row it named in the snapshot the last night it holds for was
+    linked with (that in force on the night, for a night linked before those were kept): the night
+    the next one carries from. A link held over several nights was held at one row saying the same;
+    where that row was stored again within the range (another form, or a warehouse older than the
+    identities), the earlier nights of the range read the record unlinked — history, which linking
+    such a night again makes whole. One whose row is no longer stored names no record (NULL): it
+    reads as unlinked, as such a link did. In one transaction: a conversion cut short is done again
+    at the next opening."""
     linked = ("SELECT night, dataset, snapshot_date FROM link_loads" if con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'link_loads'").fetchone()[0]
         else "SELECT NULL::DATE AS night, NULL::VARCHAR AS dataset, NULL::DATE AS snapshot_date WHERE FALSE")
-    for ds in DATASETS:
-        if not ds.persons or ds.code == "hukou":
-            continue
-        con.execute(f"""
-            UPDATE links SET row_id = x.row_id
-            FROM (SELECT n.night, d.source_row, d.row_id
-                  FROM (SELECT l.night, coalesce(k.snapshot_date, (SELECT max(s.snapshot_date) FROM snapshots s
-                                                                   WHERE s.dataset = '{ds.code}' AND s.snapshot_date <= l.night)) AS snap
-                        FROM (SELECT DISTINCT night FROM links WHERE dataset = '{ds.code}') l
-                        LEFT JOIN ({linked}) k ON k.night = l.night AND k.dataset = '{ds.code}') n
-                  JOIN {table_name(ds)} d ON d.snapshot_date <= n.snap AND coalesce(d.last_date, d.snapshot_date) >= n.snap) x
-            WHERE links.dataset = '{ds.code}' AND links.night = x.night AND links.source_row = x.source_row""")
-    con.execute("ALTER TABLE links DROP COLUMN source_row")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("ALTER TABLE links ADD COLUMN IF NOT EXISTS row_id BIGINT")
+        for ds in DATASETS:
+            if not ds.persons or ds.code == "hukou":
+                continue
+            # The links' (last night, row) first, then each found by its row (an equality join):
+            # not every stored row of every night.
+            con.execute(f"""
+                UPDATE links SET row_id = x.row_id
+                FROM (SELECT w.at, w.source_row, d.row_id
+                      FROM (SELECT DISTINCT coalesce(last_night, night) AS at, source_row FROM links
+                            WHERE dataset = '{ds.code}') w
+                      JOIN (SELECT a.at, coalesce(k.snapshot_date, (SELECT max(s.snapshot_date) FROM snapshots s
+                                                                    WHERE s.dataset = '{ds.code}' AND s.snapshot_date <= a.at)) AS snap
+                            FROM (SELECT DISTINCT coalesce(last_night, night) AS at FROM links WHERE dataset = '{ds.code}') a
+                            LEFT JOIN ({linked}) k ON k.night = a.at AND k.dataset = '{ds.code}') n ON n.at = w.at
+                      JOIN {table_name(ds)} d ON d.source_row = w.source_row AND d.snapshot_date <= n.snap
+                           AND coalesce(d.last_date, d.snapshot_date) >= n.snap) x
+                WHERE links.dataset = '{ds.code}' AND coalesce(links.last_night, links.night) = x.at
+                      AND links.source_row = x.source_row""")
+        con.execute("ALTER TABLE links DROP COLUMN source_row")
+        con.execute("COMMIT")
+    except Exception:
+        rollback(con)
+        raise
 
 
 def _rename_raw_json(con: duckdb.DuckDBPyConnection) -> None:

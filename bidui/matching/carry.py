@@ -9,8 +9,10 @@ changed under it (a row with its number, its 15 digits or its holder's household
 changed, or a number's person changed: 一号多人, 一人多号) or a verdict names it, tonight or last night:
 - in a dataset whose snapshot is the one linked the night before (`Carry.whole`);
 - in a dataset delivered anew (`Carry.by_row`), by the record's identity (`row_id`,
-  bidui.connectors.warehouse.ROW_ID): a row delivered again saying what it said keeps it, whatever
-  its place in tonight's file, and so its link. Only the rows that are new or changed are linked again.
+  bidui.connectors.warehouse.ROW_ID): a row delivered again with the values it was delivered with
+  keeps it, whatever its place in tonight's file or the file's form, and so its link. Only the rows
+  that are new or changed (new records) are linked again; one that says the same in other text (a
+  date written another way) is a new record, linked again to the same outcome.
 A link kept is not written again: it holds on tonight too (`keep_in_place`, bidui.matching.link_nights),
 in place or moved, since a link names its record by its identity, not its row.
 Everything else — scored, unlinked and confirmed records, and records new tonight — is staged
@@ -48,7 +50,7 @@ USED_DDL = ("CREATE TABLE IF NOT EXISTS link_decisions_used (night DATE NOT NULL
 # The snapshot (its load) of each dataset a night was linked with. The snapshots in force on that
 # night, worked out again later, may be others: a held file applied when an older night is run
 # again, or a night folder that came late, stores a snapshot dated on or before a night already
-# linked. Links made on other rows must not be carried onto these (they are matched by row).
+# linked. Links made on another snapshot are not carried onto these (`plan`, `unpaired`).
 LOADS_DDL = ("CREATE TABLE IF NOT EXISTS link_loads (night DATE NOT NULL, dataset VARCHAR NOT NULL, "
              "snapshot_date DATE NOT NULL, load_id BIGINT NOT NULL)")
 

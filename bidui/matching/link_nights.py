@@ -43,8 +43,9 @@ PLACED_COLUMNS = LINK_COLUMNS.replace("row_id", "source_row")
 
 def placed_sql(night: str) -> str:
     """SQL: the links holding on `night` (an SQL date expression) with PLACED_COLUMNS: each at its
-    record's row in the snapshot of its dataset in force on the night (a link whose record is not in
-    it — made on another snapshot stored since, `carry.unpaired` — is left out)."""
+    record's row in the snapshot of its dataset in force on the night; a link whose record is not in
+    it is left out. (It does not leave out what `carry.unpaired` does: for comparisons and the
+    answer key, where both homes hold the same snapshots.)"""
     parts = []
     for ds in DATASETS:
         if not ds.persons or ds.code == "hukou":
