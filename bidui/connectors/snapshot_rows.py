@@ -35,6 +35,14 @@ def at(code: str, night_sql: str) -> str:
     return f"ds_{code}_at({night_sql})"
 
 
+def in_force_sql(code: str, night_sql: str) -> str:
+    """SQL, a scalar: the date of dataset `code`'s snapshot in force on `night_sql` (an SQL date
+    expression; a column of an outer query is allowed): its last snapshot stored for that night or
+    before, NULL when none was."""
+    return (f"(SELECT max(s.snapshot_date) FROM snapshots s WHERE s.dataset = '{code}' "
+            f"AND s.snapshot_date <= {night_sql})")
+
+
 def macro_sql(code: str, table: str | None = None, snapshots: str = "snapshots", identity: bool = True) -> str:
     """The body of dataset `code`'s macro (parameter `night`) over its snapshot table `table` (default
     `ds_<code>`) with its `last_date` and the `snapshots` table: the rows stored for the night, and

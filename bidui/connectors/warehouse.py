@@ -173,8 +173,7 @@ def _links_by_identity(con: duckdb.DuckDBPyConnection) -> None:
                 FROM (SELECT w.at, w.source_row, d.row_id
                       FROM (SELECT DISTINCT coalesce(last_night, night) AS at, source_row FROM links
                             WHERE dataset = '{ds.code}') w
-                      JOIN (SELECT a.at, coalesce(k.snapshot_date, (SELECT max(s.snapshot_date) FROM snapshots s
-                                                                    WHERE s.dataset = '{ds.code}' AND s.snapshot_date <= a.at)) AS snap
+                      JOIN (SELECT a.at, coalesce(k.snapshot_date, {snapshot_rows.in_force_sql(ds.code, 'a.at')}) AS snap
                             FROM (SELECT DISTINCT coalesce(last_night, night) AS at FROM links WHERE dataset = '{ds.code}') a
                             LEFT JOIN ({linked}) k ON k.night = a.at AND k.dataset = '{ds.code}') n ON n.at = w.at
                       JOIN {table_name(ds)} d ON d.source_row = w.source_row AND d.snapshot_date <= n.snap

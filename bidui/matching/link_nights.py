@@ -46,12 +46,13 @@ def placed_sql(night: str) -> str:
     record's row in the snapshot of its dataset in force on the night; a link whose record is not in
     it is left out. (It does not leave out what `carry.unpaired` does: for comparisons and the
     answer key, where both homes hold the same snapshots.)"""
+    from bidui.connectors.snapshot_rows import in_force_sql  # (it imports this module)
+
     parts = []
     for ds in DATASETS:
         if not ds.persons or ds.code == "hukou":
             continue
-        snap = (f"(SELECT max(snapshot_date) FROM snapshots WHERE dataset = '{ds.code}' "
-                f"AND snapshot_date <= {night})")
+        snap = in_force_sql(ds.code, night)
         cols = ", ".join("d.source_row" if c == "source_row" else f"l.{c}" for c in PLACED_COLUMNS.split(", "))
         parts.append(f"""
             SELECT {cols} FROM links l JOIN ds_{ds.code} d ON d.row_id = l.row_id
