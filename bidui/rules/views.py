@@ -99,8 +99,9 @@ def linked_select(ds: Dataset, night: date, snap: date | None, where: str = "", 
 # rules_persons, rules_households and rules_hukou). A row is about a person in scope only if its
 # link or, unlinked, its own ID names one: rows are first narrowed by those two (cheap), then
 # joined to their links. The rows are found by their source rows (outside hukou and the register,
-# their identities, which their links name), each way by a semi join, and then read once: one scan testing the ways OR'd made each a mark join over the whole snapshot
-# (1.36 against 0.97 s over the datasets of a large night 2).
+# their identities, which their links name), each way by a semi join, and then read once: one scan
+# testing the ways OR'd made each a mark join over the whole snapshot (1.36 against 0.97 s over the
+# datasets of a large night 2).
 def _rows_in_scope(ds: Dataset, at: str, snap: date) -> str:
     """SQL: the rows of dataset `ds`'s snapshot `at` (of `snap`) in scope."""
     if ds.code in ("register_members", "register_households"):
