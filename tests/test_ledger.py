@@ -232,6 +232,32 @@ def test_a_truncated_or_missing_extract_makes_no_clue_disappear(ledger) -> None:
     assert by_rule["DROPOUT"].evidence_gone and by_rule["DROPOUT"].status == DISPATCHED
 
 
+def test_a_clue_whose_evidence_comes_back_as_it_was_says_so_and_a_key_found_twice_counts_once(ledger) -> None:
+    """Most hits of a night are clues seen again as they were, found together (`_seen_quietly`);
+    a clue whose evidence was gone is not one of them: its return is an event."""
+    runs = {"VEHICLE": "ran"}
+    other = hit(subject="330102199202023456")
+    publish(ledger, hits_frame([hit(), other]), runs, NIGHTS[0], TITLES)
+    publish(ledger, hits_frame([other]), runs, NIGHTS[1], TITLES)  # the first clue's evidence is gone
+    # Back as it was, and the other clue's key found twice: first as it was, then with other evidence
+    # (a night's hits of one key are taken in the order of their digests).
+    changed = next(c for c in (other | {"evidence_record": f'{{"plate": "浙A12345", "vehicle_type": "H{i:02d}"}}'}
+                               for i in range(100))
+                   if evidence_hash(c["evidence_record"]) > evidence_hash(other["evidence_record"]))
+    result = publish(ledger, hits_frame([hit(), other, changed]), runs, NIGHTS[2], TITLES)
+    assert (result.seen, result.back, result.changed, result.new, result.gone) == (2, 1, 0, 0, 0)
+    assert result.by_rule == {"VEHICLE": {"seen": 2}}
+    with ledger.read() as s:
+        clues = {c.subject_key: c for c in s.scalars(select(Clue))}
+        kinds = {k: [e.kind for e in s.scalars(select(ClueEvent).where(ClueEvent.clue_id == c.id).order_by(ClueEvent.id))]
+                 for k, c in clues.items()}
+    back, kept = clues[hit()["subject_key"]], clues[other["subject_key"]]
+    assert not back.evidence_gone and back.last_seen == NIGHTS[2] and back.version == 1
+    assert kinds[back.subject_key] == ["dispatched", "evidence_gone", "evidence_back"]
+    assert kept.last_seen == NIGHTS[2] and kept.version == 1 and kept.evidence_hash == evidence_hash(other["evidence_record"])
+    assert kinds[kept.subject_key] == ["dispatched"]
+
+
 def test_a_refuted_clue_is_not_raised_again_unless_its_evidence_changed(ledger) -> None:
     users = _users(ledger)
     publish(ledger, hits_frame([hit()]), {"VEHICLE": "ran"}, NIGHTS[0], TITLES)

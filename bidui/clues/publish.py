@@ -38,7 +38,7 @@ from bidui.clues.models import (
     RegisterHousehold,
     RegisterMember,
 )
-from bidui.clues.states import DISPATCHED, NOT_TRUE, OPEN
+from bidui.clues.states import CLOSED, DISPATCHED, NOT_TRUE, OPEN
 from bidui.connectors import warehouse as wh
 from bidui.evidence import evidence_hash, is_delivery_detail
 from bidui.home import Home
@@ -390,6 +390,39 @@ def _apply_updates(session: Session, updates: list[dict]) -> set[int]:
     return missed
 
 
+_KEY = ["rule_code", "subject_key", "evidence_key"]
+
+
+def _seen_quietly(hits: pl.DataFrame, known: list, night: date, seen_ids: set[int], updates: list[dict],
+                  count) -> pl.DataFrame:
+    """Most of a night's hits are clues seen again as they were: the first hit of a known clue's
+    key whose evidence digest is the clue's and whose evidence is not gone. Each is counted (seen,
+    or suppressed when refuted), its `last_seen` moved on and its id added to `seen_ids`, as the
+    row-by-row comparison does; the other hits are returned for it (a later hit of the same key it
+    would skip, as of any clue already seen). A hit that reaches such a clue through a verdict
+    (`_answered_as_not_self`) is not one of these, and it changes nothing a quiet one does not:
+    its evidence is not compared. Found by one join, not 60,000 rows read one by one in Python
+    (a large night's publish: about 0.5 of its 1.4 s)."""
+    if not known or not hits.height:
+        return hits
+    clues = pl.DataFrame(known, schema={  # (the columns of _KNOWN, in order)
+        "_id": pl.Int64, "rule_code": pl.String, "subject_key": pl.String, "evidence_key": pl.String, "_hash": pl.String,
+        "_status": pl.String, "_outcome": pl.String, "_version": pl.Int64, "_gone": pl.Boolean, "_last": pl.Date},
+        orient="row").filter(~pl.col("_gone"))
+    first = hits.select(*_KEY, "_digest").unique(_KEY, keep="first", maintain_order=True)
+    quiet = first.join(clues, on=_KEY, how="inner", nulls_equal=True).filter(pl.col("_digest") == pl.col("_hash"))
+    quiet = quiet.with_columns(((pl.col("_status") == CLOSED) & (pl.col("_outcome") == NOT_TRUE)).fill_null(False)
+                               .alias("_refuted"))
+    if not quiet.height:
+        return hits
+    for rule, refuted, n in quiet.group_by("rule_code", "_refuted").len().iter_rows():
+        count(rule, "suppressed" if refuted else "seen", n)
+    seen_ids.update(quiet["_id"].to_list())
+    last_seen = quiet.select("_id", pl.max_horizontal("_last", pl.lit(night)).alias("_seen"))
+    updates.extend({"id": i, "last_seen": d} for i, d in last_seen.iter_rows())
+    return hits.join(quiet.select(_KEY), on=_KEY, how="anti", nulls_equal=True, maintain_order="left")
+
+
 def _answered_as_not_self(session: Session) -> dict[tuple, tuple]:
     """Clues refuted as 不是本人 on the register member's own link, by what else they are about
     (rule, household, evidence, the member's name), to their key. The member is not linked to that
@@ -440,7 +473,8 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
             _sync_divisions(session, division_rows)
         # What the comparison reads of each clue, as plain rows: loading tens of thousands of clues as
         # ORM objects cost more than the rest of a quiet night's publish.
-        existing = {(c.rule_code, c.subject_key, c.evidence_key): c for c in session.execute(select(*_KNOWN))}
+        known = session.execute(select(*_KNOWN)).all()
+        existing = {(c.rule_code, c.subject_key, c.evidence_key): c for c in known}
         answered = _answered_as_not_self(session)
         # Sorted, so that when one clue has several evidence rows tonight the same one speaks for
         # it every night (else its evidence would seem to change from night to night).
@@ -453,11 +487,12 @@ def publish(ledger: Ledger, hits: pl.DataFrame, runs: dict[str, str], night: dat
         seen_ids: set[int] = set()
         reformatted: set[tuple[int, str]] = set()
 
-        def count(rule: str, what: str) -> None:
+        def count(rule: str, what: str, n: int = 1) -> None:
             result.by_rule.setdefault(rule, {}).setdefault(what, 0)
-            result.by_rule[rule][what] += 1
-            setattr(result, what, getattr(result, what) + 1)
+            result.by_rule[rule][what] += n
+            setattr(result, what, getattr(result, what) + n)
 
+        hits = _seen_quietly(hits, known, night, seen_ids, updates, count)
         for row in hits.iter_rows(named=True):
             key = (row["rule_code"], row["subject_key"], row["evidence_key"])
             digest = row["_digest"]
