@@ -174,7 +174,9 @@ def read_changed(raw: bytes, name: str, ds: Dataset, known: Known, limits: Value
     matched = _seen(body, known.lines)
     if matched is None or body.height - matched.height > MOST_NEW * len(lines):
         return None
-    read = np.setdiff1d(np.arange(len(lines), dtype=np.int64), matched["i"].to_numpy(), assume_unique=True)
+    seen = np.zeros(len(lines), dtype=bool)  # (a mask: setdiff1d sorted the four million lines, 0.17 s)
+    seen[matched["i"].to_numpy()] = True
+    read = np.flatnonzero(~seen)
     starts = lines.starts
     subset = b"".join(raw[starts[i]:starts[i + 1]] for i in read.tolist())
     try:

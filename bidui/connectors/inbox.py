@@ -145,6 +145,12 @@ def expected_digest(side: Path) -> str | None:
     return word if word and all(c in "0123456789abcdef" for c in word) else None
 
 
+def digests_of(data: bytes, md5: bool = False) -> tuple[str, str | None]:
+    """`digests` of bytes already read."""
+    return (hashlib.sha256(data).hexdigest(),
+            hashlib.md5(data, usedforsecurity=False).hexdigest() if md5 else None)
+
+
 def digests(path: Path, md5: bool = False) -> tuple[str, str | None]:
     """(sha256, md5 or None) in one pass over the bytes."""
     sha, m = hashlib.sha256(), hashlib.md5(usedforsecurity=False) if md5 else None

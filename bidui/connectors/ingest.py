@@ -428,7 +428,12 @@ def _prepare(p: Prepared, values: ValueLimits, in_force: dict[str, str],
         return p
     p.checksum = inbox.checksum_file(path)
     p.size = path.stat().st_size  # (a file that changes while it is hashed is read again: `changed`)
-    p.sha, p.md5 = inbox.digests(path, md5=bool(p.checksum and p.checksum[0] == "md5"))
+    md5 = bool(p.checksum and p.checksum[0] == "md5")
+    text = path.suffix.lower() in (".csv", ".tsv", ".txt")
+    # A text file is read whole anyway: its digests are of the very bytes read, not of a second
+    # reading (the large hukou file: 355 MB read once, not twice).
+    data = path.read_bytes() if text else None
+    p.sha, p.md5 = inbox.digests(path, md5=md5) if data is None else inbox.digests_of(data, md5=md5)
     if in_force.get(p.dataset.code) == p.sha:
         # The same bytes as the snapshot in force (most departments resend an unchanged extract):
         # `store` finds it a duplicate by the hash alone; reading and normalising it was most of
@@ -438,8 +443,7 @@ def _prepare(p: Prepared, values: ValueLimits, in_force: dict[str, str],
         known = known.read()
     try:
         lines = None
-        if path.suffix.lower() in (".csv", ".tsv", ".txt"):
-            data = path.read_bytes()
+        if data is not None:
             if known is not None:
                 # Delivered again in the same form: only the lines not seen before are read.
                 found = csv_lines.read_changed(data, path.name, p.dataset, known, values, p.night)
