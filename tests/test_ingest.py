@@ -609,6 +609,21 @@ def test_an_enumeration_value_that_takes_over_the_file_holds_it(tmp_path: Path) 
     assert o.status == "held" and "status (机动车状态) = 查封 in 100.0% of rows, 0.0% in the snapshot" in o.message
 
 
+@pytest.mark.parametrize("size", ["as stored", "far more rows than stored", "fewer rows than stored"])
+def test_the_last_records_are_found_whatever_the_snapshot_size_says(tmp_path: Path, monkeypatch, size: str) -> None:
+    """The last records of the snapshot before are looked for among its last rows, by the size its
+    profile gives (`warehouse._last_rows`): a size that leaves too few records there (all the rows
+    of the snapshot past it, or none) reads all its rows instead, and the cut is still seen."""
+    last_rows = wh._last_rows
+    monkeypatch.setattr(wh, "_last_rows", {"as stored": last_rows, "far more rows than stored": lambda rows, window:
+                                           last_rows(10**9, window), "fewer rows than stored": lambda rows, window:
+                                           last_rows(rows - 200, window)}[size])
+    con = wh.connect(tmp_path / "w.duckdb")
+    assert ingest_file(con, _vehicles(tmp_path / "vehicles_1.csv", list(range(300))), date(2026, 11, 19)).status == "accepted"
+    out = ingest_file(con, _vehicles(tmp_path / "vehicles_2.csv", list(range(275))), NIGHT)
+    assert out.status == "held" and "the last 25 rows of the snapshot of 2026-11-19 are all missing" in out.message
+
+
 def _vehicles(path: Path, rows: list[int], changed: set[int] = frozenset(), form: str = "csv") -> Path:
     """A vehicles extract of the numbered cars, in that order (`changed`: those now 注销); as CSV
     or as a workbook with its columns in another order."""

@@ -547,11 +547,12 @@ def _store_rows(con: duckdb.DuckDBPyConnection, p: Prepared, start: float, lim: 
     whole = _whole(p)
     last = wh.last_snapshot(con, ds.code, night)
     now = profile_tonight(con, ds, result.carried_from) if carried or p.profile is None else p.profile
-    held = whole + checks(ds, result, lim, (last[0], profile_snapshot(con, ds, last[0])) if last else None, name, now)
+    before = profile_snapshot(con, ds, last[0]) if last else None
+    held = whole + checks(ds, result, lim, (last[0], before) if last else None, name, now)
     # An extract cut at a line break reads as whole; its lost rows would read as removed (a pupil
     # missing from the students file is a dropout clue), unless the snapshot before shows them gone
     # from its end.
-    gone = wh.tail_gone(con, ds, last[0], int(lim.tail_cut_rows)) if last and result.rows_read else 0
+    gone = wh.tail_gone(con, ds, last[0], int(lim.tail_cut_rows), before.rows) if last and result.rows_read else 0
     if gone:
         held.append(tail_cut(name, gone, last[0], lim))
     if p.changed:

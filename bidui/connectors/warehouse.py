@@ -623,7 +623,7 @@ def tonight_rows_sql(con: duckdb.DuckDBPyConnection, ds: Dataset, in_place: bool
     return sql + (f" UNION ALL SELECT {names} FROM {IN_PLACE_ROWS}" if in_place and _in_place(con) is not None else "")
 
 
-def tail_gone(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, least: int) -> int:
+def tail_gone(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, least: int, rows: int | None = None) -> int:
     """How many of the last records of the dataset's snapshot of `snap` are missing from tonight's
     rows (NEW_ROWS and the rows staged carried or in place), counted back from its end to the last
     of its records tonight still has — when at least `least` are, some record before them is there,
@@ -632,7 +632,9 @@ def tail_gone(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, least: in
     is its `Dataset.row_identity` (a person's ID number, a plate, a credit code…): a record that
     changed (the newest of a file sorted by date change most) or moved (a file sorted by status) is
     still there; rows without one are left out. Only the snapshot's last `least` records are read
-    unless they are all missing, so a night pays one pass over tonight's rows per changed file."""
+    unless they are all missing, so a night pays one pass over tonight's rows per changed file.
+    `rows`: how many rows the snapshot has, when known (its profile): then its last records are
+    looked for among its last rows first (see `_last_rows`)."""
     ident = ds.row_identity
     if least <= 0 or not ident:
         return 0
@@ -655,11 +657,16 @@ def tail_gone(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, least: in
                        if in_place else "")
 
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _tail AS SELECT source_row, {cols} FROM {at} WHERE {known} "
-                    f"ORDER BY source_row DESC LIMIT {int(least)}")
-        (rows,), = con.execute("SELECT count(*) FROM _tail").fetchall()
+        last = f"CREATE OR REPLACE TEMP TABLE _tail AS SELECT source_row, {cols} FROM {at} WHERE {known}"
+        found = 0
+        if rows:
+            con.execute(f"{last} AND {_last_rows(rows, 4 * least)} ORDER BY source_row DESC LIMIT {int(least)}")
+            (found,), = con.execute("SELECT count(*) FROM _tail").fetchall()
+        if found < least:  # (fewer records than that among them: all rows)
+            con.execute(f"{last} ORDER BY source_row DESC LIMIT {int(least)}")
+            (found,), = con.execute("SELECT count(*) FROM _tail").fetchall()
         (back,), = con.execute(f"SELECT count(*) FROM ({pairs('_tail')})").fetchall()
-        if rows < least or back:
+        if found < least or back:
             return 0
         # All missing: how far back the cut goes, whether anything before it is there (a file that
         # shares no record with the snapshot before is judged by the other checks), and what
@@ -673,6 +680,16 @@ def tail_gone(con: duckdb.DuckDBPyConnection, ds: Dataset, snap: date, least: in
         return int(gone) if gone - after >= least else 0
     finally:
         con.execute("DROP TABLE IF EXISTS _tail")
+
+
+def _last_rows(rows: int, window: int) -> str:
+    """SQL: a condition that holds for the last `window` rows (at least) of a snapshot of `rows`
+    rows, by their row alone: of `rows` distinct row numbers, none below 1, the k-th last is at
+    least rows - k + 1. Whatever `rows` says, a row it leaves out is numbered below every row it
+    keeps: the last records found among those are the snapshot's last. Rows are stored in their
+    order, so the scan reads only the few row groups where these lie (the large hukou snapshot's
+    last 20 records: 0.15 s to find among all its rows)."""
+    return f"source_row > {int(rows) - int(window)}"
 
 
 def in_place_count(con: duckdb.DuckDBPyConnection) -> int:
