@@ -16,6 +16,9 @@ are compared night by night (bidui.flows.same_results: links, rule hits, rule ru
 persons, register duplicates, every dataset's stored snapshot and rejects, each counted and
 checksummed) and, after the last night, ledger against ledger (clues, their events and evidence,
 publish runs, link decisions). The table says which parts differ, if any.
+
+Last (unless --no-same), the last night's files are delivered again byte for byte as the next
+night in the incremental home: a night where nothing changed, the least any later night costs.
 """
 
 from __future__ import annotations
@@ -121,6 +124,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--out", type=Path, help="the prefecture's folder (default bench/out/<size>)")
     ap.add_argument("--no-compare", action="store_true", help="do not run the nights from scratch to compare")
+    ap.add_argument("--no-same", action="store_true", help="do not run the last night's files again as a night where "
+                                                          "nothing changed")
     ap.add_argument(CHILD_FLAG, nargs="+", help=argparse.SUPPRESS)  # home, folder[, "scratch"]
     args = ap.parse_args()
     if args.child:
@@ -164,13 +169,22 @@ def main() -> None:
         for n, c in zip(nights, per_night, strict=True):
             n["from_scratch"] = c
         nights[-1]["ledger_from_scratch"] = ledger
+    if not args.no_same:
+        same = same_night(out / "e2e-home", folders[-1], out / "e2e-same")
+        print(f"\na night where nothing changed (the files of {folders[-1].name} again, as {same['night']}), after the "
+              f"nights above in the same home: {same['wall']:.1f} s ({' / '.join(f'{v:.1f}' for v in same['timings'].values())}"
+              f"), {same['wall'] / nights[0]['wall']:.0%} of the first night: what every later night costs at least "
+              "(each step's passes over the stored tables)")
+        nights.append(same | {"nothing_changed": True})
     if args.json:
         args.json.write_text(json.dumps(nights, indent=1))
 
 
-def run_nights(home: Path, folders: list[Path], *flags: str) -> list[dict]:
-    """Each night in order in a fresh home, each in a child process; their figures."""
-    shutil.rmtree(home, ignore_errors=True)
+def run_nights(home: Path, folders: list[Path], *flags: str, keep: bool = False) -> list[dict]:
+    """Each night in order in a fresh home (`keep`: in the home as it is), each in a child process;
+    their figures."""
+    if not keep:
+        shutil.rmtree(home, ignore_errors=True)
     nights = []
     for folder in folders:
         res = subprocess.run([sys.executable, __file__, CHILD_FLAG, str(home), str(folder), *flags], capture_output=True,
@@ -179,6 +193,26 @@ def run_nights(home: Path, folders: list[Path], *flags: str) -> list[dict]:
             sys.exit(f"the run of {folder.name} failed:\n{res.stderr[-3000:]}")
         nights.append(json.loads(res.stdout.strip().splitlines()[-1]))
     return nights
+
+
+def same_night(home: Path, last: Path, parent: Path) -> dict:
+    """The last night's files delivered again, byte for byte, as the next night (in a folder under
+    `parent`), run in `home` after the nights (once they are compared: it changes the ledger)."""
+    from datetime import date, timedelta
+
+    folder = parent / (date.fromisoformat(last.name) + timedelta(days=1)).isoformat()
+    shutil.rmtree(parent, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for f in last.iterdir():
+        if f.is_file():
+            try:
+                os.link(f, folder / f.name)
+            except OSError:
+                shutil.copy2(f, folder / f.name)
+    try:
+        return run_nights(home, [folder], keep=True)[0]
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def compare(home: Path, scratch: Path, folders: list[Path]) -> list[dict]:
