@@ -344,3 +344,41 @@ def test_fingerprints_are_prepared_for_a_file_unless_it_holds_the_bytes_in_force
     assert con.execute(rows, [night]).fetchall() == whole.execute(rows, [night]).fetchall()
     women = "SELECT count(*) FROM ds_hukou_at(?) WHERE sex = '女'"
     assert con.execute(women, [night]).fetchone()[0] == con.execute(women, [NIGHT]).fetchone()[0] + 1
+
+
+def test_a_file_holding_the_bytes_in_force_is_decided_by_the_writer_not_read_by_a_worker(tiny: Path, tmp_path: Path,
+                                                                                         monkeypatch) -> None:
+    """A later night's files are mostly the bytes of their snapshot in force: the writer, which
+    hashes a file of that size anyway, takes it as a duplicate without a worker reading and hashing
+    it again. A file of that size with other bytes still goes to a worker and is stored; the load
+    log says of the others what a worker's reading said (duplicate, the snapshot in force named)."""
+    monkeypatch.setattr(ingest, "PARALLEL_BYTES", 0)
+    con = wh.connect(tmp_path / "w.duckdb")
+    first = tiny / "inbox" / NIGHT.isoformat()
+    ingest.ingest_night(con, first, NIGHT, workers=1)
+    night = date(2026, 11, 21)
+    folder = tmp_path / "inbox" / night.isoformat()
+    folder.mkdir(parents=True)
+    for f in first.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    hukou = folder / "hukou_20261120.csv"
+    male, female = ",男,".encode("gb18030"), ",女,".encode("gb18030")
+    original = hukou.read_bytes()
+    at = original.rindex(male)
+    hukou.write_bytes(original[:at] + female + original[at + len(male):])  # the same size, one value changed
+    read: list[str] = []
+    real = ingest.prepare
+
+    def prepare(path, *args, **kwargs):
+        read.append(path.name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(ingest, "prepare", prepare)
+    monkeypatch.setattr(ingest, "_pool", lambda *a: _HandingPool())
+    outcomes = {o.file: o for o in ingest.ingest_night(con, folder, night, workers=2)}
+    assert read == [hukou.name]
+    assert outcomes[hukou.name].status == "accepted"
+    others = [o for name, o in outcomes.items() if name != hukou.name and o.dataset]
+    assert others and all(o.status == "duplicate" and f"snapshot in force ({NIGHT}" in o.message for o in others), others
+    (logged,), = con.execute("SELECT count(*) FROM load_log WHERE night = ? AND status = 'duplicate'", [night]).fetchall()
+    assert logged == len(others)

@@ -183,8 +183,18 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
                 continue
             batch = sorted((e for e in todo if e.name in ready), key=lambda e: -_reading_cost(e.path))
             todo = [e for e in todo if e.name not in ready]
-            futures = {pool.submit(work, e.path, night, e.name, limits.values, in_force,
-                                   _known(con, e, night, handed, in_force, sizes) if carry else None): e for e in batch}
+            futures, same = {}, []
+            for e in batch:  # (in this order: the costliest files reach the workers first)
+                if (p := _as_in_force(e, night, in_force, sizes)) is not None:
+                    same.append(p)
+                    continue
+                futures[pool.submit(work, e.path, night, e.name, limits.values, in_force,
+                                    _known(con, e, night, handed, in_force, sizes) if carry else None)] = e
+            for p in same:  # stored while the workers read the others
+                if progress:
+                    progress(p.name)
+                p.evidence = ready[p.name]
+                done[p.name] = store(con, p, force=force, limits=limits)
             # Stored as the workers finish them, so this process writes while they work. A file's
             # rows are let go once stored (its future is forgotten): a future keeps its result, and
             # the night's every file held at once made the writer's peak (6.1 GB at the large size).
@@ -308,16 +318,42 @@ def _known(con: duckdb.DuckDBPyConnection, e: inbox.Entry, night: date, handover
 def _same_bytes(path: Path, code: str, in_force: dict[str, str], sizes: dict[str, int]) -> bool:
     """Whether the file holds the bytes of its dataset's snapshot in force, as far as this process
     can tell before a worker reads it: of another size, it does not; of the same size, by its hash.
-    Its worker hashes it again and reads nothing when it does (most of a later night's files):
-    writing the snapshot's fingerprints for it cost the writer 1-2 s of a large night's start.
-    A file that changes between the two hashes is read whole (no fingerprints: the same rows, all
-    normalised), never taken for what it was."""
+    Writing the snapshot's fingerprints for such a file cost the writer 1-2 s of a large night's
+    start. A file that changes between this hash and its worker's is read whole (no fingerprints:
+    the same rows, all normalised), never taken for what it was."""
+    return _in_force_sha(path, code, in_force, sizes) is not None
+
+
+def _in_force_sha(path: Path, code: str, in_force: dict[str, str], sizes: dict[str, int]) -> str | None:
+    """The file's SHA-256 when it holds the bytes of its dataset's snapshot in force (`_same_bytes`)."""
     try:
         if code not in sizes or path.stat().st_size != sizes[code]:
-            return False
-        return inbox.digests(path)[0] == in_force.get(code)
+            return None
+        sha = inbox.digests(path)[0]
     except OSError:
-        return False  # (its worker says why it cannot be read)
+        return None  # (its worker says why it cannot be read)
+    return sha if sha == in_force.get(code) else None
+
+
+def _as_in_force(e: inbox.Entry, night: date, in_force: dict[str, str], sizes: dict[str, int]) -> Prepared | None:
+    """A file holding the bytes of its dataset's snapshot in force (most of a later night's files),
+    prepared here as its worker would prepare it: nothing to read, and `store` finds it a duplicate
+    by its hash. A worker hashed it a second time (a night where nothing changed: the large
+    prefecture's 736 MB, and the workers started for nothing). None for any other file, and for one
+    that changed while it was hashed (its worker reads it)."""
+    code = _dataset_code(e.name)
+    if code is None:
+        return None
+    try:
+        before = inbox.Seen.of(e.path)
+        sha = _in_force_sha(e.path, code, in_force, sizes)
+        if sha is None or inbox.Seen.of(e.path) != before:
+            return None
+    except OSError:
+        return None
+    p = Prepared(e.path, night, time.perf_counter(), e.name, BY_CODE[code], sha=sha, size=sizes[code])
+    p.checksum = inbox.checksum_file(e.path)
+    return p
 
 
 def _evidence(e: inbox.Entry, marker: bool, limits: Limits, clock: Callable[[], float]) -> str | None:
