@@ -171,7 +171,8 @@ def main() -> None:
         nights[-1]["ledger_from_scratch"] = ledger
     if not args.no_same:
         same = same_night(out / "e2e-home", folders[-1], out / "e2e-same")
-        print(f"\na night where nothing changed (the files of {folders[-1].name} again, as {same['night']}), after the "
+        print(f"\na night where nothing changed (the files of {folders[-1].name} again, as {same['night']}; run "
+              f"{same['status']}, {same['rows']:,} rows read, {same['new_clues']:,} new clues), after the "
               f"nights above in the same home: {same['wall']:.1f} s ({' / '.join(f'{v:.1f}' for v in same['timings'].values())}"
               f"), {same['wall'] / nights[0]['wall']:.0%} of the first night: what every later night costs at least "
               "(each step's passes over the stored tables)")

@@ -684,3 +684,22 @@ def test_a_file_cut_at_a_line_is_held_by_its_missing_last_rows(tmp_path: Path, c
         assert "the last 25 rows of the snapshot of 2026-11-19 are all missing tonight" in out.message, out.message
         assert not con.execute("SELECT count(*) FROM snapshots WHERE dataset = 'vehicles' AND snapshot_date = ?",
                                [NIGHT]).fetchone()[0]
+
+
+def test_a_text_file_too_large_to_read_costs_its_dataset_the_night_not_the_run(tmp_path: Path, monkeypatch) -> None:
+    """A CSV is read whole and hashed as read; one that cannot be held in memory is hashed as it
+    streams and refused as unreadable (MemoryError), nothing of it stored, the night going on."""
+    con = wh.connect(tmp_path / "w.duckdb")
+    path = _vehicles(tmp_path / "vehicles_1.csv", list(range(50)))
+    real = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self.name == path.name:
+            raise MemoryError
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    out = ingest_file(con, path, NIGHT)
+    assert out.status == "refused" and "could not be read (MemoryError)" in out.message, out.message
+    assert not con.execute("SELECT count(*) FROM snapshots").fetchone()[0]
+    assert con.execute("SELECT sha256 FROM load_log WHERE file = ?", [path.name]).fetchone()[0]  # hashed as it streamed

@@ -415,7 +415,7 @@ def _seen_quietly(hits: pl.DataFrame, known: list, night: date, seen_ids: set[in
                                .alias("_refuted"))
     if not quiet.height:
         return hits
-    for rule, refuted, n in quiet.group_by("rule_code", "_refuted").len().iter_rows():
+    for rule, refuted, n in quiet.group_by("rule_code", "_refuted", maintain_order=True).len().iter_rows():
         count(rule, "suppressed" if refuted else "seen", n)
     seen_ids.update(quiet["_id"].to_list())
     last_seen = quiet.select("_id", pl.max_horizontal("_last", pl.lit(night)).alias("_seen"))

@@ -188,8 +188,9 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
                 if (p := _as_in_force(e, night, in_force, sizes)) is not None:
                     same.append(p)
                     continue
+                # (no sizes: not the bytes in force, which `_as_in_force` hashed it to tell)
                 futures[pool.submit(work, e.path, night, e.name, limits.values, in_force,
-                                    _known(con, e, night, handed, in_force, sizes) if carry else None)] = e
+                                    _known(con, e, night, handed, in_force, {}) if carry else None)] = e
             for p in same:  # stored while the workers read the others
                 if progress:
                     progress(p.name)
@@ -344,6 +345,7 @@ def _as_in_force(e: inbox.Entry, night: date, in_force: dict[str, str], sizes: d
     code = _dataset_code(e.name)
     if code is None:
         return None
+    start = time.perf_counter()
     try:
         before = inbox.Seen.of(e.path)
         sha = _in_force_sha(e.path, code, in_force, sizes)
@@ -351,8 +353,9 @@ def _as_in_force(e: inbox.Entry, night: date, in_force: dict[str, str], sizes: d
             return None
     except OSError:
         return None
-    p = Prepared(e.path, night, time.perf_counter(), e.name, BY_CODE[code], sha=sha, size=sizes[code])
+    p = Prepared(e.path, night, start, e.name, BY_CODE[code], sha=sha, size=sizes[code])
     p.checksum = inbox.checksum_file(e.path)
+    p.seconds = time.perf_counter() - start  # (what a worker's preparing it took: its hashing)
     return p
 
 
@@ -468,7 +471,10 @@ def _prepare(p: Prepared, values: ValueLimits, in_force: dict[str, str],
     text = path.suffix.lower() in (".csv", ".tsv", ".txt")
     # A text file is read whole anyway: its digests are of the very bytes read, not of a second
     # reading (the large hukou file: 355 MB read once, not twice).
-    data = path.read_bytes() if text else None
+    data = None
+    if text:
+        with contextlib.suppress(MemoryError):  # (then hashed as it streams; reading it below says why not)
+            data = path.read_bytes()
     p.sha, p.md5 = inbox.digests(path, md5=md5) if data is None else inbox.digests_of(data, md5=md5)
     if in_force.get(p.dataset.code) == p.sha:
         # The same bytes as the snapshot in force (most departments resend an unchanged extract):
@@ -479,7 +485,9 @@ def _prepare(p: Prepared, values: ValueLimits, in_force: dict[str, str],
         known = known.read()
     try:
         lines = None
-        if data is not None:
+        if text:
+            if data is None:
+                data = path.read_bytes()
             if known is not None:
                 # Delivered again in the same form: only the lines not seen before are read.
                 found = csv_lines.read_changed(data, path.name, p.dataset, known, values, p.night)
