@@ -295,26 +295,37 @@ def test_a_full_disk_while_the_writer_hands_a_worker_its_fingerprints_is_a_full_
     assert is_operational(caught.value)
 
 
-def test_fingerprints_are_prepared_for_a_file_unless_it_holds_the_bytes_in_force(tiny: Path, tmp_path: Path,
-                                                                                  monkeypatch) -> None:
-    """The writer prepares the snapshot's fingerprints for a worker (known_rows_file) only for a
-    file that does not hold the bytes of its snapshot in force: one of another size is not hashed,
-    one of the same size is, and a byte changed in place is seen. Whatever it decides, what is
-    stored is what a file read whole stores (a file given no fingerprints is normalised whole)."""
+def _after_first_night(tiny: Path, tmp_path: Path) -> tuple:
+    """A warehouse with the tiny prefecture's first night ingested, its first night's folder, the
+    next night and that night's folder (empty)."""
     con = wh.connect(tmp_path / "w.duckdb")
     first = tiny / "inbox" / NIGHT.isoformat()
     ingest.ingest_night(con, first, NIGHT, workers=1)
     night = date(2026, 11, 21)
     folder = tmp_path / "inbox" / night.isoformat()
     folder.mkdir(parents=True)
+    return con, first, night, folder
+
+
+def _one_value_changed(hukou: bytes) -> bytes:
+    """The hukou file with one person's sex changed in place (GB18030: two bytes each): the same size."""
+    male, female = ",男,".encode("gb18030"), ",女,".encode("gb18030")
+    at = hukou.rindex(male)
+    return hukou[:at] + female + hukou[at + len(male):]
+
+
+def test_fingerprints_are_prepared_for_a_file_unless_it_holds_the_bytes_in_force(tiny: Path, tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    """The writer prepares the snapshot's fingerprints for a worker (known_rows_file) only for a
+    file that does not hold the bytes of its snapshot in force: one of another size is not hashed,
+    one of the same size is, and a byte changed in place is seen. Whatever it decides, what is
+    stored is what a file read whole stores (a file given no fingerprints is normalised whole)."""
+    con, first, night, folder = _after_first_night(tiny, tmp_path)
     (folder / "_SUCCESS").touch()
     original = (first / "hukou_20261120.csv").read_bytes()
     same, edited, longer = folder / "hukou_20261121.csv", tmp_path / "edited.csv", tmp_path / "longer.csv"
     same.write_bytes(original)
-    # one character of a row changed in place (the file is GB18030: two bytes each): the same size
-    male, female = ",男,".encode("gb18030"), ",女,".encode("gb18030")
-    at = original.rindex(male)
-    edited.write_bytes(original[:at] + female + original[at + len(male):])
+    edited.write_bytes(_one_value_changed(original))
     longer.write_bytes(original + original.splitlines(keepends=True)[-1])
     in_force, sizes = wh.in_force_hashes(con, night), wh.in_force_sizes(con, night)
     assert sizes["hukou"] == len(original)
@@ -353,19 +364,11 @@ def test_a_file_holding_the_bytes_in_force_is_decided_by_the_writer_not_read_by_
     it again. A file of that size with other bytes still goes to a worker and is stored; the load
     log says of the others what a worker's reading said (duplicate, the snapshot in force named)."""
     monkeypatch.setattr(ingest, "PARALLEL_BYTES", 0)
-    con = wh.connect(tmp_path / "w.duckdb")
-    first = tiny / "inbox" / NIGHT.isoformat()
-    ingest.ingest_night(con, first, NIGHT, workers=1)
-    night = date(2026, 11, 21)
-    folder = tmp_path / "inbox" / night.isoformat()
-    folder.mkdir(parents=True)
+    con, first, night, folder = _after_first_night(tiny, tmp_path)
     for f in first.iterdir():
         (folder / f.name).write_bytes(f.read_bytes())
     hukou = folder / "hukou_20261120.csv"
-    male, female = ",男,".encode("gb18030"), ",女,".encode("gb18030")
-    original = hukou.read_bytes()
-    at = original.rindex(male)
-    hukou.write_bytes(original[:at] + female + original[at + len(male):])  # the same size, one value changed
+    hukou.write_bytes(_one_value_changed(hukou.read_bytes()))
     read: list[str] = []
     real = ingest.prepare
 
