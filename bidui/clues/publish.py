@@ -355,6 +355,10 @@ def _last_record(session, clue_id: int) -> str | None:
 # The columns of a known clue that publishing compares tonight's hit with.
 _KNOWN = (Clue.id, Clue.rule_code, Clue.subject_key, Clue.evidence_key, Clue.evidence_hash, Clue.status, Clue.outcome,
           Clue.version, Clue.evidence_gone, Clue.last_seen)
+# …as a frame's columns (`_seen_quietly`).
+_KNOWN_TYPES = {"id": pl.Int64, "rule_code": pl.String, "subject_key": pl.String, "evidence_key": pl.String,
+                "evidence_hash": pl.String, "status": pl.String, "outcome": pl.String, "version": pl.Int64,
+                "evidence_gone": pl.Boolean, "last_seen": pl.Date}
 _IN_CHUNK = 500  # ids per `IN (…)`: well under SQLite's and PostgreSQL's limits on parameters
 
 
@@ -405,20 +409,18 @@ def _seen_quietly(hits: pl.DataFrame, known: list, night: date, seen_ids: set[in
     (a large night 2's publish: 1.55 -> 1.25 s)."""
     if not known or not hits.height:
         return hits
-    clues = pl.DataFrame(known, schema={  # (the columns of _KNOWN, in order)
-        "_id": pl.Int64, "rule_code": pl.String, "subject_key": pl.String, "evidence_key": pl.String, "_hash": pl.String,
-        "_status": pl.String, "_outcome": pl.String, "_version": pl.Int64, "_gone": pl.Boolean, "_last": pl.Date},
-        orient="row").filter(~pl.col("_gone"))
+    clues = pl.DataFrame(known, schema={c.key: _KNOWN_TYPES[c.key] for c in _KNOWN}, orient="row")
     first = hits.select(*_KEY, "_digest").unique(_KEY, keep="first", maintain_order=True)
-    quiet = first.join(clues, on=_KEY, how="inner", nulls_equal=True).filter(pl.col("_digest") == pl.col("_hash"))
-    quiet = quiet.with_columns(((pl.col("_status") == CLOSED) & (pl.col("_outcome") == NOT_TRUE)).fill_null(False)
+    quiet = first.join(clues.filter(~pl.col("evidence_gone")), on=_KEY, how="inner", nulls_equal=True).filter(
+        pl.col("_digest") == pl.col("evidence_hash"))
+    quiet = quiet.with_columns(((pl.col("status") == CLOSED) & (pl.col("outcome") == NOT_TRUE)).fill_null(False)
                                .alias("_refuted"))
     if not quiet.height:
         return hits
     for rule, refuted, n in quiet.group_by("rule_code", "_refuted", maintain_order=True).len().iter_rows():
         count(rule, "suppressed" if refuted else "seen", n)
-    seen_ids.update(quiet["_id"].to_list())
-    last_seen = quiet.select("_id", pl.max_horizontal("_last", pl.lit(night)).alias("_seen"))
+    seen_ids.update(quiet["id"].to_list())
+    last_seen = quiet.select("id", pl.max_horizontal("last_seen", pl.lit(night)).alias("_seen"))
     updates.extend({"id": i, "last_seen": d} for i, d in last_seen.iter_rows())
     return hits.join(quiet.select(_KEY), on=_KEY, how="anti", nulls_equal=True, maintain_order="left")
 

@@ -188,9 +188,9 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
                 if (p := _as_in_force(e, night, in_force, sizes)) is not None:
                     same.append(p)
                     continue
-                # (no sizes: not the bytes in force, which `_as_in_force` hashed it to tell)
+                # (not the bytes in force: `_as_in_force` hashed it to tell, so `_known` is not asked)
                 futures[pool.submit(work, e.path, night, e.name, limits.values, in_force,
-                                    _known(con, e, night, handed, in_force, {}) if carry else None)] = e
+                                    _known(con, e, night, handed) if carry else None)] = e
             for p in same:  # stored while the workers read the others
                 if progress:
                     progress(p.name)
