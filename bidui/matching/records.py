@@ -140,17 +140,23 @@ def _identity_from_before(con: duckdb.DuckDBPyConnection, snap: date) -> bool:
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _identity_ids AS
                     SELECT id_number FROM {gone} WHERE id_number IS NOT NULL
                     UNION SELECT id_number FROM {came} WHERE id_number IS NOT NULL""")
+    # The rows of `before` are those that went and those kept, and a kept row is the very row
+    # stored for both snapshots: so the name groups of the rows under those numbers on either
+    # snapshot are those of the rows that went and of tonight's (one scan of four million rows
+    # fewer: 0.22 → 0.14 s at the large size).
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _identity_groups AS
         SELECT {group} FROM {gone} WHERE {valid} UNION SELECT {group} FROM {came} WHERE {valid}
-        UNION SELECT {group} FROM ds_hukou_at({t}) WHERE {valid} AND id_number IN (SELECT id_number FROM _identity_ids)
-        UNION SELECT {group} FROM ds_hukou_at({b}) WHERE {valid} AND id_number IN (SELECT id_number FROM _identity_ids)""")
+        UNION SELECT {group} FROM ds_hukou_at({t}) WHERE {valid} AND id_number IN (SELECT id_number FROM _identity_ids)""")
+    # (the rows of the groups' names first: a birth date parsed for every row cost 0.18–0.22 s
+    # at the large size, against 0.12 s)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _identity_redo AS
-        WITH h AS (SELECT source_row, id_number, {group} FROM ds_hukou_at({t}) WHERE {valid})
-        SELECT source_row, id_number FROM h WHERE id_number IN (SELECT id_number FROM _identity_ids)
-        UNION SELECT h.source_row, h.id_number FROM h SEMI JOIN _identity_groups g
-              ON g.name = h.name AND g.born = h.born AND g.county = h.county""")
+        SELECT source_row, id_number FROM ds_hukou_at({t}) WHERE {valid} AND id_number IN (SELECT id_number FROM _identity_ids)
+        UNION SELECT h.source_row, h.id_number
+              FROM (SELECT source_row, id_number, {group} FROM ds_hukou_at({t})
+                    WHERE {valid} AND name IN (SELECT name FROM _identity_groups)) h
+              SEMI JOIN _identity_groups g ON g.name = h.name AND g.born = h.born AND g.county = h.county""")
     # Computed from every row of the numbers of the rows computed again; kept for those rows only.
     only = IDENTITY_SQL.replace(_IDENTITY_ROWS, f"FROM ds_hukou_at(?) WHERE {valid} AND id_number IN "
                                                 "(SELECT id_number FROM _identity_redo))")
