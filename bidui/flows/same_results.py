@@ -14,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
 import duckdb
 
 from bidui.datasets import DATASETS
+from bidui.matching.carry import unpaired
 from bidui.matching.link_nights import PLACED_COLUMNS, placed_sql
 from bidui.rules.engine import LOAD_ID_IN_RECORD
 
@@ -27,11 +29,12 @@ from bidui.rules.engine import LOAD_ID_IN_RECORD
 # rule hit's, a clue's evidence snapshot) which quote a stored row whole, its value.
 
 
-def warehouse_parts() -> dict[str, str]:
-    """Each part of a night in the warehouse as a query with one parameter, the night (no order)."""
+def warehouse_parts(apart: Iterable[str] = ()) -> dict[str, str]:
+    """Each part of a night in the warehouse as a query with one parameter, the night (no order);
+    `apart`: the night's `carry.unpaired`, whose links no reader pairs with a row."""
     return {
         # (at their records' rows: a record's identity is not compared, as below)
-        "links": f"SELECT {PLACED_COLUMNS} FROM ({placed_sql('$night::DATE')})",
+        "links": f"SELECT {PLACED_COLUMNS} FROM ({placed_sql('$night::DATE', apart)})",
         # (the evidence digest is the record's, and absent from nights ruled by an earlier version)
         "rule_hits": "SELECT COLUMNS(lambda c: c NOT IN ('night', 'evidence_record', 'evidence_digest')), "
                      f"regexp_replace(evidence_record, '{LOAD_ID_IN_RECORD}', "
@@ -53,7 +56,7 @@ def warehouse_parts() -> dict[str, str]:
 def warehouse_rows(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, list[tuple]]:
     """Every part's rows, sorted."""
     return {part: con.execute(f"{sql} ORDER BY ALL", {"night": night}).fetchall()
-            for part, sql in warehouse_parts().items()}
+            for part, sql in warehouse_parts(unpaired(con, night)).items()}
 
 
 def warehouse_checksums(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, tuple[int, int]]:
@@ -61,7 +64,7 @@ def warehouse_checksums(con: duckdb.DuckDBPyConnection, night: date) -> dict[str
     same rows in any order give the same sum)."""
     return {part: tuple(con.execute(f"SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM ({sql}) t",
                                     {"night": night}).fetchone())  # type: ignore[misc]
-            for part, sql in warehouse_parts().items()}
+            for part, sql in warehouse_parts(unpaired(con, night)).items()}
 
 
 def _ledger_parts(con: sqlite3.Connection) -> dict[str, str]:

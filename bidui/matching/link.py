@@ -951,13 +951,14 @@ def _numbered(table: pa.Table) -> pa.Table:
 def links_of(con: duckdb.DuckDBPyConnection, night: date) -> pl.DataFrame:
     """The stored links of a night, as a frame, each at the file and row of its record (`source_file`:
     that of the snapshot of its dataset the night was linked with; `source_row`: the record's row in
-    the snapshot in force, `link_nights.placed_sql`)."""
+    the snapshot in force, `link_nights.placed_sql`), as the rules and the export read them."""
     con.execute(LINKS_SCHEMA)
     loads = carry_mod.linked_loads(con, night) or wh.in_force_loads(con, night)
     files = pl.DataFrame({"dataset": list(loads), "load_id": [load for _, load in loads.values()]},
                          schema={"dataset": pl.String, "load_id": pl.Int64})
     # As stored for that night: a link kept from a night before is a carried one.
-    placed = link_nights.placed_sql("$night::DATE").replace(
+    # (not the links of a dataset stored again since the night was linked: no reader pairs those)
+    placed = link_nights.placed_sql("$night::DATE", carry_mod.unpaired(con, night)).replace(
         "SELECT l.dataset,", "SELECT (l.carried OR l.night < $night::DATE) AS carried, l.dataset,")
     links = wh.query(con, f"SELECT $night::DATE AS night, * EXCLUDE (carried), carried FROM ({placed})", {"night": night})
     stored = wh.query(con, "SELECT dataset, load_id, file AS source_file FROM snapshots")

@@ -17,6 +17,7 @@ links of the nights around it stay as they were)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 
 import duckdb
@@ -41,24 +42,28 @@ LINK_COLUMNS = "dataset, row_id, role, person_key, method, score, id_name_confli
 PLACED_COLUMNS = LINK_COLUMNS.replace("row_id", "source_row")
 
 
-def placed_sql(night: str) -> str:
+def placed_sql(night: str, apart: Iterable[str] = ()) -> str:
     """SQL: the links holding on `night` (an SQL date expression) with PLACED_COLUMNS: each at its
     record's row in the snapshot of its dataset in force on the night; a link whose record is not in
-    it is left out. (It does not leave out what `carry.unpaired` does: for comparisons and the
-    answer key, where both homes hold the same snapshots.)"""
+    it is left out, and so are the links of the datasets `apart` (`carry.unpaired` of the night:
+    made on another snapshot than the one in force now, they name no row every reader pairs them
+    with. A record delivered again keeps its identity in a home run incrementally, so its link
+    would find it there and not in a home run from scratch)."""
     from bidui.connectors.snapshot_rows import in_force_sql  # (it imports this module)
+
+    def cols(row: str) -> str:
+        return ", ".join(row if c == "source_row" else f"l.{c}" for c in PLACED_COLUMNS.split(", "))
 
     parts = []
     for ds in DATASETS:
-        if not ds.persons or ds.code == "hukou":
+        if not ds.persons or ds.code == "hukou" or ds.code in apart:
             continue
         snap = in_force_sql(ds.code, night)
-        cols = ", ".join("d.source_row" if c == "source_row" else f"l.{c}" for c in PLACED_COLUMNS.split(", "))
         parts.append(f"""
-            SELECT {cols} FROM links l JOIN ds_{ds.code} d ON d.row_id = l.row_id
+            SELECT {cols('d.source_row')} FROM links l JOIN ds_{ds.code} d ON d.row_id = l.row_id
                 AND d.snapshot_date <= {snap} AND coalesce(d.last_date, d.snapshot_date) >= {snap}
             WHERE {on_night(night, 'l.')} AND l.dataset = '{ds.code}'""")
-    return " UNION ALL ".join(parts)
+    return " UNION ALL ".join(parts) or f"SELECT {cols('NULL::BIGINT AS source_row')} FROM links l WHERE FALSE"
 
 
 def forget(con: duckdb.DuckDBPyConnection, night: date) -> None:
