@@ -8,6 +8,9 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import duckdb
+import numpy as np
+import polars as pl
 import pytest
 
 from bidui.connectors import csv_lines
@@ -89,8 +92,12 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("by_place", [False, True], ids=["joined", "by place"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_file_read_by_its_lines_is_stored_as_if_read_whole(tmp_path: Path, monkeypatch, case: str) -> None:
+def test_a_file_read_by_its_lines_is_stored_as_if_read_whole(tmp_path: Path, monkeypatch, case: str,
+                                                             by_place: bool) -> None:
+    # (by place: the lines in place told by their place, as for a large snapshot)
+    monkeypatch.setattr(csv_lines, "IN_PLACE_FROM", 0 if by_place else 10**9)
     first, second, by_lines = CASES[case]
     inbox = tmp_path / "inbox"
     folders = [deliver(inbox, NIGHTS[0], first), deliver(inbox, NIGHTS[1], second),
@@ -151,3 +158,62 @@ def test_split_searched_by_pieces_finds_every_line_where_it_starts(monkeypatch, 
     for part in body.split(b"\n")[:-1]:
         expected.append(expected[-1] + len(part) + 1)
     assert lines is not None and lines.starts.tolist() == expected
+
+
+def _joined(body: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame | None:
+    """What `_seen` gives, as every line joined with the snapshot's (how it was found before lines
+    in place were told by their place)."""
+    matched = duckdb.sql("SELECT b.i, k.raw_hi, k.raw_lo, b.line_hi, b.line_lo, k.source_row AS known_row "
+                         "FROM body b JOIN known k USING (line_hi, line_lo) ORDER BY b.i").pl()
+    i = matched["i"]
+    return matched if i.len() < 2 or bool((i.diff().drop_nulls() > 0).all()) else None
+
+
+SEEN_CASES = ["in place", "rows moved", "header lower", "rows with gaps", "a line twice tonight",
+              "first halves repeated", "a line held twice", "nothing held"]
+
+
+@pytest.mark.parametrize("case", SEEN_CASES)
+def test_lines_told_by_their_place_are_those_the_join_finds(monkeypatch, case: str) -> None:
+    """`_seen` (the lines in place told by their place, the rest joined) gives what joining every
+    line with the snapshot's gives, in every shape a night's file and its snapshot can take."""
+    monkeypatch.setattr(csv_lines, "IN_PLACE_FROM", 0)
+    rng = np.random.default_rng(SEEN_CASES.index(case))
+    n = 3_000
+    rows = np.arange(1, n + 1)
+    if case == "rows with gaps":  # (rows a snapshot left out: duplicates, rows without a fingerprint)
+        rows = np.sort(rng.choice(np.arange(1, 2 * n), n, replace=False))
+    hi, lo = rng.integers(0, 2**63, n, dtype=np.uint64), rng.integers(0, 2**63, n, dtype=np.uint64)
+    if case == "first halves repeated":
+        hi[1_500] = hi[2_000]
+    if case == "a line held twice":
+        hi[1_500], lo[1_500] = hi[2_000], lo[2_000]  # (both lines stand in place tonight)
+    known = pl.DataFrame({"line_hi": hi, "line_lo": lo, "raw_hi": rng.integers(0, 2**63, n, dtype=np.uint64),
+                          "raw_lo": rng.integers(0, 2**63, n, dtype=np.uint64), "source_row": rows.astype(np.int64)})
+    lines = list(zip(hi.tolist(), lo.tolist(), strict=True))
+    if case == "rows with gaps":
+        stored = set(rows.tolist())
+        lines = [lines[int(np.searchsorted(rows, r))] if r in stored else (1, 1) for r in range(1, rows[-1] + 1)]
+    lines[40] = (123, 456)  # a line changed
+    del lines[90]  # one gone
+    if case == "rows moved":
+        lines[500:500] = [(7, 8), (9, 10)]  # two new lines: every line after them moved
+        lines.insert(2_500, lines.pop(1_000))
+    if case == "a line twice tonight":
+        lines.insert(1_500, lines[1_200])
+    if case == "nothing held":
+        lines = [(k, k) for k in range(1, 2_000)]
+    start = 9 if case == "header lower" else 4  # (the body's first line: after the head's)
+    offset = start - 1 if case == "header lower" else 0
+    body = pl.DataFrame({"line_hi": [a for a, _ in lines], "line_lo": [b for _, b in lines]},
+                        schema={"line_hi": pl.UInt64, "line_lo": pl.UInt64}).with_row_index("i", offset=start + offset)
+    expected = _joined(body, known)
+    found = csv_lines._seen(body, known)
+    if expected is None:
+        assert found is None
+        return
+    assert found is not None and found.equals(expected), case
+    if case in ("in place", "rows moved", "header lower", "rows with gaps"):  # not a test that cannot fail
+        assert csv_lines._in_place(body, known) is not None
+    if case == "first halves repeated":
+        assert csv_lines._in_place(body, known) is None

@@ -139,15 +139,83 @@ def attach(result: Normalised, lines: pl.DataFrame, shape: str) -> Normalised:
 def _seen(body: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame | None:
     """The lines of `body` (i, line_hi, line_lo) that the snapshot's lines hold, in order, with
     their rows' fingerprints and rows there (`known_row`); None if the snapshot holds a line twice (a snapshot holds each row
-    once, and two rows from one line would be one row: not a snapshot this module stored). DuckDB
-    joins: polars took twice as long on the four million lines of a hukou file."""
+    once, and two rows from one line would be one row: not a snapshot this module stored). The
+    lines standing where the snapshot has them (most of a file on most nights) are told by their
+    place (`_in_place`); the others, or all of them when the snapshot's lines cannot be told apart
+    by their first halves, joined with every line of the snapshot."""
+    where = _in_place(body, known)
+    placed = None if where is None else pl.Series(where >= 0)
+    rest = body if placed is None else body.filter(~placed)
     with scratch() as con:
-        con.register("b", body.to_arrow())
+        con.register("b", rest.to_arrow())
         con.register("k", known.to_arrow())
-        matched = con.sql("SELECT b.i, k.raw_hi, k.raw_lo, b.line_hi, b.line_lo, k.source_row AS known_row "
-                          "FROM b JOIN k USING (line_hi, line_lo) ORDER BY b.i").pl()
+        # DuckDB joins: polars took twice as long on the four million lines of a hukou file.
+        joined = con.sql("SELECT b.i, k.raw_hi, k.raw_lo, b.line_hi, b.line_lo, k.source_row AS known_row "
+                         "FROM b JOIN k USING (line_hi, line_lo)").pl()
+    schema = {"i": body["i"].dtype, "raw_hi": known["raw_hi"].dtype, "raw_lo": known["raw_lo"].dtype,
+              "line_hi": body["line_hi"].dtype, "line_lo": body["line_lo"].dtype, "known_row": known["source_row"].dtype}
+    matched = joined.cast(schema)  # type: ignore[arg-type]
+    if where is not None and placed is not None:
+        at = pl.Series(where[where >= 0])
+        here = body.filter(placed).select("i", known["raw_hi"].gather(at), known["raw_lo"].gather(at), "line_hi",
+                                          "line_lo", known["source_row"].gather(at).alias("known_row"))
+        # (in order already, as the body: the few joined merged in, not the four million sorted)
+        matched = here.cast(schema).merge_sorted(matched.sort("i"), key="i")  # type: ignore[arg-type]
+    matched = matched.sort("i")
     i = matched["i"]
     return matched if i.len() < 2 or bool((i.diff().drop_nulls() > 0).all()) else None
+
+
+# A snapshot this small is joined whole: telling its lines by their place saves nothing.
+IN_PLACE_FROM = 50_000
+OFFSET_SAMPLE = 1_000  # the first lines of the body, to find where the snapshot's rows stand in the file
+
+
+def _row_index(known: pl.DataFrame) -> np.ndarray | None:
+    """Each of the snapshot's rows' index in `known`, by row number (-1: none); None when its rows
+    are too sparse for such a table, or one is listed twice."""
+    rows = known["source_row"].to_numpy()
+    if not len(rows) or rows.min() < 0 or rows.max() > 2 * len(rows) + OFFSET_SAMPLE:
+        return None
+    at = np.full(int(rows.max()) + 1, -1, dtype=np.int64)
+    at[rows] = np.arange(len(rows))
+    return at if int((at >= 0).sum()) == len(rows) else None
+
+
+def _offset(body: pl.DataFrame, known: pl.DataFrame) -> int | None:
+    """How far a row of the snapshot stands from its line in the file (the header's place): the
+    most frequent among the first lines of the body that the snapshot holds; None when none does."""
+    sample = body.head(OFFSET_SAMPLE)
+    found = sample.join(known.filter(pl.col("line_hi").is_in(sample["line_hi"].implode())),
+                        on=["line_hi", "line_lo"], how="inner")
+    if not found.height:
+        return None
+    return int((found["i"].cast(pl.Int64) - found["source_row"]).mode().min())  # type: ignore[arg-type]
+
+
+def _in_place(body: pl.DataFrame, known: pl.DataFrame) -> np.ndarray | None:
+    """For each line of `body`, the index in `known` of the snapshot's row holding it at the same
+    place (its row, at `_offset` from the line), -1 for none; None when places tell nothing sure (a
+    small snapshot, rows too sparse, no line of the first ones held, or two of the snapshot's lines
+    with the same first half: a line held twice must be found twice, by the join). Joining the four
+    million lines of a hukou file with the snapshot's took its worker 0.65 s, comparing them by
+    place 0.05 s. A line held at its place is held nowhere else (the halves are unique), so that row
+    is the join's one match for it."""
+    if known.height < IN_PLACE_FROM:
+        return None
+    halves = np.sort(known["line_hi"].to_numpy())
+    if bool((halves[1:] == halves[:-1]).any()):
+        return None
+    at, offset = _row_index(known), _offset(body, known)
+    if at is None or offset is None:
+        return None
+    rows = body["i"].cast(pl.Int64).to_numpy() - offset
+    inside = (rows >= 0) & (rows < len(at))
+    where = np.where(inside, at[np.where(inside, rows, 0)], -1)
+    j = np.maximum(where, 0)
+    same = (where >= 0) & (known["line_hi"].to_numpy()[j] == body["line_hi"].to_numpy()) & (
+        known["line_lo"].to_numpy()[j] == body["line_lo"].to_numpy())
+    return np.where(same, where, -1)
 
 
 def _encoding(raw: bytes) -> str:
