@@ -86,3 +86,22 @@ def test_a_rule_hits_evidence_is_compared_but_for_the_load_that_stored_it(tmp_pa
     assert warehouse(tmp_path / "b.duckdb", LINKS, load_id=8, evidence='{"load_id":8,"plate":"贵J75153"}') == base
     other = warehouse(tmp_path / "c.duckdb", LINKS, evidence='{"load_id":1,"plate":"贵J75154"}')
     assert [p for p in base if base[p] != other[p]] == ["rule_hits"]
+
+
+def test_links_no_reader_pairs_are_not_compared(tmp_path: Path, monkeypatch) -> None:
+    """The links of a dataset whose snapshot was stored again after the night was linked
+    (`carry.unpaired`) are left out of the comparison, as every reader leaves them unpaired — one
+    dataset, or all of them (then the part is empty, still a query of the night)."""
+    from bidui.datasets import DATASETS
+
+    warehouse(tmp_path / "a.duckdb", LINKS)
+    con = wh.connect(tmp_path / "a.duckdb")
+    try:
+        for apart in ({"students"}, {d.code for d in DATASETS if d.persons and d.code != "hukou"}):
+            monkeypatch.setattr(same_results, "unpaired", lambda _con, _night, apart=apart: apart)
+            assert same_results.warehouse_rows(con, NIGHT)["links"] == []
+            assert same_results.warehouse_checksums(con, NIGHT)["links"] == (0, 0)
+        monkeypatch.setattr(same_results, "unpaired", lambda _con, _night: {"vehicles"})
+        assert same_results.warehouse_rows(con, NIGHT)["links"] == sorted(LINKS)
+    finally:
+        con.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Collection
 from datetime import date
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from bidui.rules.engine import LOAD_ID_IN_RECORD
 # rule hit's, a clue's evidence snapshot) which quote a stored row whole, its value.
 
 
-def warehouse_parts(apart: Iterable[str] = ()) -> dict[str, str]:
+def warehouse_parts(apart: Collection[str] = ()) -> dict[str, str]:
     """Each part of a night in the warehouse as a query with one parameter, the night (no order);
     `apart`: the night's `carry.unpaired`, whose links no reader pairs with a row."""
     return {

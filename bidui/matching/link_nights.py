@@ -17,7 +17,7 @@ links of the nights around it stay as they were)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 from datetime import date
 
 import duckdb
@@ -42,7 +42,7 @@ LINK_COLUMNS = "dataset, row_id, role, person_key, method, score, id_name_confli
 PLACED_COLUMNS = LINK_COLUMNS.replace("row_id", "source_row")
 
 
-def placed_sql(night: str, apart: Iterable[str] = ()) -> str:
+def placed_sql(night: str, apart: Collection[str] = ()) -> str:
     """SQL: the links holding on `night` (an SQL date expression) with PLACED_COLUMNS: each at its
     record's row in the snapshot of its dataset in force on the night; a link whose record is not in
     it is left out, and so are the links of the datasets `apart` (`carry.unpaired` of the night:
@@ -63,7 +63,9 @@ def placed_sql(night: str, apart: Iterable[str] = ()) -> str:
             SELECT {cols('d.source_row')} FROM links l JOIN ds_{ds.code} d ON d.row_id = l.row_id
                 AND d.snapshot_date <= {snap} AND coalesce(d.last_date, d.snapshot_date) >= {snap}
             WHERE {on_night(night, 'l.')} AND l.dataset = '{ds.code}'""")
-    return " UNION ALL ".join(parts) or f"SELECT {cols('NULL::BIGINT AS source_row')} FROM links l WHERE FALSE"
+    # (none: every dataset apart. Still of the night, which the callers pass as a parameter.)
+    return " UNION ALL ".join(parts) or (f"SELECT {cols('NULL::BIGINT AS source_row')} FROM links l "
+                                         f"WHERE FALSE AND {on_night(night, 'l.')}")
 
 
 def forget(con: duckdb.DuckDBPyConnection, night: date) -> None:
