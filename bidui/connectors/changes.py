@@ -55,11 +55,18 @@ def compare_kept_sql(ds: Dataset, before: date, after: date, columns: list[str])
                 f"UNION ALL SELECT h FROM (SELECT {h} AS h FROM {table}_at({night}) WHERE row_hash IS NULL) "
                 f"WHERE h IN (SELECT h FROM {of})")
 
+    # A row that only moved in its file is stored again with its identity (warehouse.ROW_ID) and
+    # what it says: it is among both sides, and it neither went nor came. Those pairs are set
+    # aside first, by identity (the large night 2's vehicles: 551,001 of 552,837 rows), and the
+    # rest looked for among all the other snapshot's rows as before.
     return f"""
-        WITH a AS (SELECT {h} AS h, {cols} FROM {table} WHERE snapshot_date = {b_} AND last_date IS NULL
-                   UNION ALL
-                   SELECT {h} AS h, {cols} FROM {table} WHERE snapshot_date <= {b_} AND last_date = {b_}),
-             b AS (SELECT {h} AS h, {cols} FROM {table} WHERE snapshot_date = {a_}),
+        WITH a0 AS (SELECT {h} AS h, row_id, {cols} FROM {table} WHERE snapshot_date = {b_} AND last_date IS NULL
+                    UNION ALL
+                    SELECT {h} AS h, row_id, {cols} FROM {table} WHERE snapshot_date <= {b_} AND last_date = {b_}),
+             b0 AS (SELECT {h} AS h, row_id, {cols} FROM {table} WHERE snapshot_date = {a_}),
+             moved AS (SELECT b0.row_id FROM b0 JOIN a0 ON a0.row_id = b0.row_id AND a0.h = b0.h),
+             a AS (SELECT * FROM a0 ANTI JOIN moved m ON m.row_id = a0.row_id),
+             b AS (SELECT * FROM b0 ANTI JOIN moved m ON m.row_id = b0.row_id),
              a_all AS ({hashes(b_, 'b')}),
              b_all AS ({hashes(a_, 'a')})
         SELECT {cols}, FALSE AS came FROM a ANTI JOIN b_all ON a.h = b_all.h
