@@ -314,3 +314,49 @@ def test_every_reason_to_evaluate_whole_reads_in_chinese() -> None:
     for reason in reasons:
         text = rules_scope_text({"whole": examples.get(reason, reason)})
         assert text.startswith("规则全部重新计算：") and not re.search(r"[A-Za-z]", text), (reason, text)
+
+
+@pytest.mark.parametrize("link", ["the same", "to another person", "unlinked"])
+def test_a_row_that_only_moved_is_set_aside_unless_its_link_changed(tmp_path: Path, link: str) -> None:
+    """A vehicles row stored again on night 2 only because it moved (the same identity saying the
+    same) is no change and is set aside before the rows are grouped, unless its link changed that
+    night (a township's verdict, a must-link): then both persons are in scope. A row that came is
+    always in scope."""
+    from bidui.matching.link import LINKS_SCHEMA
+    from bidui.matching.link_nights import LINK_COLUMNS
+
+    n1, n2 = NIGHTS
+    con = wh.connect(tmp_path / "w.duckdb")
+    try:
+        con.execute(LINKS_SCHEMA)
+        con.execute("ALTER TABLE links ADD COLUMN IF NOT EXISTS carried BOOLEAN")
+        rows = [  # (stored for, last night in force, row, row id, owner's number, what it says)
+            (n1, n1, 1, 11, "P1", 101),   # went (moved: stored again below at row 3)
+            (n2, None, 3, 11, "P1", 101),
+            (n1, n2, 2, 12, "P2", 102),   # kept in place
+            (n2, None, 1, 13, "P3", 103),  # came
+        ]
+        for stored, last, row, ident, owner, h in rows:
+            con.execute("INSERT INTO ds_vehicles (snapshot_date, load_id, source_file, source_row, owner_id_number, "
+                        "row_hash, row_id, last_date) VALUES (?, 1, 'v.csv', ?, ?, ?, ?, ?)",
+                        [stored, row, owner, h, ident, last])
+        then = {"the same": "P1", "to another person": "P1", "unlinked": "P1"}[link]
+        now = {"the same": "P1", "to another person": "Q1", "unlinked": None}[link]
+        links = [(n1, n1 if then != now else n2, 11, then, "exact"), (n1, n2, 12, "P2", "exact"),
+                 (n2, n2, 13, "P3", "exact")]
+        if then != now:
+            links.append((n2, n2, 11, now, "exact" if now else "none"))
+        for night, last, ident, person, method in links:
+            con.execute(f"INSERT INTO links (night, {LINK_COLUMNS}, carried, last_night) "
+                        "VALUES (?, 'vehicles', ?, 'owner', ?, ?, 1.0, FALSE, '', FALSE, ?)",
+                        [night, ident, person, method, last])
+        con.execute("CREATE TEMP TABLE rules_persons (ident VARCHAR)")
+        con.execute("CREATE TEMP TABLE rules_hukou (hukou_number VARCHAR)")
+        con.execute("CREATE TEMP TABLE rules_households (household_code VARCHAR)")
+        con.execute("CREATE TEMP TABLE rules_credit_changed (credit_code VARCHAR)")
+        changed._links_changed(con, n1, n2)
+        changed._seed_changed_rows(con, changed.BY_CODE["vehicles"], n1, n2)
+        persons = {p for (p,) in con.execute("SELECT ident FROM rules_persons").fetchall()}
+    finally:
+        con.close()
+    assert persons == {"the same": {"P3"}, "to another person": {"P1", "Q1", "P3"}, "unlinked": {"P1", "P3"}}[link]
