@@ -332,15 +332,16 @@ def test_fingerprints_are_prepared_for_a_file_unless_it_holds_the_bytes_in_force
     hand = tmp_path / f"{ingest.HANDOVER_PREFIX}x"
     hand.mkdir()
 
-    def known(path: Path) -> KnownFile | None:
-        return ingest._known(con, inbox.Entry(path, same.name), night, hand, in_force, sizes)
+    def known(path: Path, sizes: dict[str, int] = sizes) -> KnownFile | None:
+        e = inbox.Entry(path, same.name)  # (as the ingest loop asks: the bytes in force, else fingerprints)
+        return None if ingest._as_in_force(e, night, in_force, sizes) is not None else ingest._known(con, e, night, hand)
 
     assert known(same) is None
     assert isinstance(known(edited), KnownFile)
     real = inbox.digests
     monkeypatch.setattr(inbox, "digests", lambda *a, **k: pytest.fail("a file of another size was hashed"))
     assert isinstance(known(longer), KnownFile)
-    assert ingest._known(con, inbox.Entry(same, same.name), night, hand, in_force, {}) is not None  # no size kept
+    assert known(same, {}) is not None  # no size kept
     monkeypatch.setattr(inbox, "digests", real)
     # Stored, the edited file (given fingerprints) and the same file given none store what they
     # would whole: compare with a warehouse that reads every file whole.

@@ -13,6 +13,7 @@ from datetime import date
 
 import duckdb
 
+from bidui.connectors import snapshot_rows
 from bidui.connectors import warehouse as wh
 from bidui.datasets import DATASETS, Dataset
 from bidui.matching.link_nights import literal
@@ -64,7 +65,7 @@ def compare_kept_sql(ds: Dataset, before: date, after: date, columns: list[str])
                     UNION ALL
                     SELECT {h} AS h, row_id, {cols} FROM {table} WHERE snapshot_date <= {b_} AND last_date = {b_}),
              b0 AS (SELECT {h} AS h, row_id, {cols} FROM {table} WHERE snapshot_date = {a_}),
-             moved AS (SELECT b0.row_id FROM b0 JOIN a0 ON a0.row_id = b0.row_id AND a0.h = b0.h),
+             moved AS ({snapshot_rows.moved_sql(ds.code, before, after)}),
              a AS (SELECT * FROM a0 ANTI JOIN moved m ON m.row_id = a0.row_id),
              b AS (SELECT * FROM b0 ANTI JOIN moved m ON m.row_id = b0.row_id),
              a_all AS ({hashes(b_, 'b')}),

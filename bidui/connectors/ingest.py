@@ -188,7 +188,7 @@ def ingest_night(con: duckdb.DuckDBPyConnection, folder: Path, night: date, *, f
                 if (p := _as_in_force(e, night, in_force, sizes)) is not None:
                     same.append(p)
                     continue
-                # (not the bytes in force: `_as_in_force` hashed it to tell, so `_known` is not asked)
+                # (not the bytes in force: `_as_in_force` hashed it to tell)
                 futures[pool.submit(work, e.path, night, e.name, limits.values, in_force,
                                     _known(con, e, night, handed) if carry else None)] = e
             for p in same:  # stored while the workers read the others
@@ -303,30 +303,26 @@ def new_rows(con: duckdb.DuckDBPyConnection, p: Prepared) -> Iterator[None]:
         con.execute(f"DROP VIEW IF EXISTS {wh.NEW_ROWS}")
 
 
-def _known(con: duckdb.DuckDBPyConnection, e: inbox.Entry, night: date, handover: Path | None = None,
-           in_force: dict[str, str] | None = None, sizes: dict[str, int] | None = None) -> Known | KnownFile | None:
+def _known(con: duckdb.DuckDBPyConnection, e: inbox.Entry, night: date,
+           handover: Path | None = None) -> Known | KnownFile | None:
     """The fingerprints of the snapshot in force of the file's dataset (None for a file named for
-    none, or holding the bytes of that snapshot: `in_force`, its SHA-256, `sizes`, its file's size);
-    for a worker process (`handover`: its folder), as a file there."""
+    none); for a worker process (`handover`: its folder), as a file there. Not asked for a file
+    holding the bytes of that snapshot (`_as_in_force`): writing the fingerprints for such a file
+    cost the writer 1-2 s of a large night's start."""
     code = _dataset_code(e.name)
-    if code is None or _same_bytes(e.path, code, in_force or {}, sizes or {}):
+    if code is None:
         return None
     if handover is not None:
         return wh.known_rows_file(con, BY_CODE[code], night, handover)
     return wh.known_rows(con, BY_CODE[code], night)
 
 
-def _same_bytes(path: Path, code: str, in_force: dict[str, str], sizes: dict[str, int]) -> bool:
-    """Whether the file holds the bytes of its dataset's snapshot in force, as far as this process
-    can tell before a worker reads it: of another size, it does not; of the same size, by its hash.
-    Writing the snapshot's fingerprints for such a file cost the writer 1-2 s of a large night's
-    start. A file that changes between this hash and its worker's is read whole (no fingerprints:
-    the same rows, all normalised), never taken for what it was."""
-    return _in_force_sha(path, code, in_force, sizes) is not None
-
-
 def _in_force_sha(path: Path, code: str, in_force: dict[str, str], sizes: dict[str, int]) -> str | None:
-    """The file's SHA-256 when it holds the bytes of its dataset's snapshot in force (`_same_bytes`)."""
+    """The file's SHA-256 when it holds the bytes of its dataset's snapshot in force (`in_force`: its
+    SHA-256, `sizes`: its file's size), as far as this process can tell before a worker reads it: of
+    another size, it does not; of the same size, by its hash. A file that changes between this hash
+    and its worker's is read whole (no fingerprints: the same rows, all normalised), never taken for
+    what it was."""
     try:
         if code not in sizes or path.stat().st_size != sizes[code]:
             return None

@@ -43,6 +43,25 @@ def in_force_sql(code: str, night_sql: str) -> str:
             f"AND s.snapshot_date <= {night_sql})")
 
 
+def held_sql(snap: date, alias: str = "") -> str:
+    """SQL: a stored row (`alias`: its table's alias with its dot) is in its dataset's snapshot of
+    `snap` (stored for it, or kept into it)."""
+    s = literal(snap)
+    return f"({alias}snapshot_date <= {s} AND coalesce({alias}last_date, {alias}snapshot_date) >= {s})"
+
+
+def moved_sql(code: str, before: date, after: date) -> str:
+    """SQL: the identities (`row_id`) of dataset `code`'s rows that only moved in their file from
+    its snapshot of `before` to that of `after`: a row of `after`'s and not `before`'s with the
+    identity and the row hash of a row of `before`'s and not `after`'s (stored again at its new
+    place, saying the same: warehouse.ROW_ID). A row without a stored hash is not among them.
+    Where only what rows say counts, such pairs neither went nor came."""
+    table = f"ds_{code}"
+    return (f"SELECT x.row_id FROM {table} x JOIN {table} y ON y.row_id = x.row_id AND y.row_hash = x.row_hash "
+            f"WHERE x.snapshot_date > {literal(before)} AND {held_sql(after, 'x.')} AND NOT {held_sql(before, 'x.')} "
+            f"AND {held_sql(before, 'y.')} AND NOT {held_sql(after, 'y.')}")
+
+
 def macro_sql(code: str, table: str | None = None, snapshots: str = "snapshots", identity: bool = True) -> str:
     """The body of dataset `code`'s macro (parameter `night`) over its snapshot table `table` (default
     `ds_<code>`) with its `last_date` and the `snapshots` table: the rows stored for the night, and

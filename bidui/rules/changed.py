@@ -260,8 +260,7 @@ def _add(con: duckdb.DuckDBPyConnection, table: str, column: str, select: str) -
 
 def _in(snap: date, alias: str = "") -> str:
     """SQL: a stored row (`alias`: its table's alias with its dot) is in force on its dataset's `snap`."""
-    s = literal(snap)
-    return f"({alias}snapshot_date <= {s} AND coalesce({alias}last_date, {alias}snapshot_date) >= {s})"
+    return snapshot_rows.held_sql(snap, alias)
 
 
 def _links_changed(con: duckdb.DuckDBPyConnection, before: date, night: date) -> None:
@@ -322,14 +321,11 @@ def _seed_changed_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap_before:
         # Not in BY_PLACE, where a row that moved is a change.
         aside = ""
         if ds.code not in BY_PLACE and snap_now != snap_before:
-            b = literal(snap_before)
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE rules_moved AS
-                SELECT x.row_id FROM {table} x JOIN {table} y ON y.row_id = x.row_id AND y.row_hash = x.row_hash
-                WHERE x.snapshot_date > {b} AND {_in(snap_now, 'x.')} AND NOT {_in(snap_before, 'x.')}
-                  AND {_in(snap_before, 'y.')} AND NOT {_in(snap_now, 'y.')}
-                  AND x.row_id NOT IN (SELECT row_id FROM rules_links_changed
-                                       WHERE dataset = '{ds.code}' AND role = '{ref.role}' AND row_id IS NOT NULL)""")
+                SELECT row_id FROM ({snapshot_rows.moved_sql(ds.code, snap_before, snap_now)})
+                WHERE row_id NOT IN (SELECT row_id FROM rules_links_changed
+                                     WHERE dataset = '{ds.code}' AND role = '{ref.role}' AND row_id IS NOT NULL)""")
             aside = "ANTI JOIN rules_moved m ON m.row_id = r.row_id"
         place = ", source_row" if ds.code in BY_PLACE else ""
         keys = f"h, own, person, method, score, id_name_conflict, explanation{place}{''.join(', ' + c for c in extra)}"
