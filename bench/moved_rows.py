@@ -112,21 +112,15 @@ def _xlsx(old: Path, new: Path, out: Path) -> tuple[int, int, int] | None:
 def variant(before: Path, night: Path, out: Path) -> list[tuple[str, int, int, int]]:
     """`night`'s folder written to `out` with each file's new rows at its end; per file reordered:
     (file, rows, rows that came, rows standing elsewhere than the night before as delivered)."""
-    from bidui.datasets import DatasetNameError, dataset_for_filename
-
-    def _dataset_code(name: str) -> str | None:
-        try:
-            return dataset_for_filename(name).code
-        except DatasetNameError:
-            return None
+    from bidui.datasets import dataset_named
 
     out.mkdir(parents=True)
-    earlier = {code: p for p in before.iterdir() if (code := _dataset_code(p.name))}
+    earlier = {ds.code: p for p in before.iterdir() if (ds := dataset_named(p.name))}
     done = []
     for p in sorted(night.iterdir()):
         target = out / p.name
-        code = _dataset_code(p.name)
-        old = earlier.get(code) if code else None
+        ds = dataset_named(p.name)
+        old = earlier.get(ds.code) if ds else None
         reader = {".csv": _csv, ".xlsx": _xlsx}.get(p.suffix.lower())
         counts = reader(old, p, target) if old is not None and reader is not None and old.suffix == p.suffix else None
         if counts is None:

@@ -299,3 +299,11 @@ def dataset_for_filename(filename: str) -> Dataset:
         names = ", ".join(sorted(f"{cn} ({d.code})" for cn, d in hits))
         raise DatasetNameError(f"file name {base!r} matches several datasets: {names}")
     return next(iter(found.values()))
+
+
+def dataset_named(filename: str) -> Dataset | None:
+    """`dataset_for_filename`, or None for a name that names no dataset."""
+    try:
+        return dataset_for_filename(filename)
+    except DatasetNameError:
+        return None

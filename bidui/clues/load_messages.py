@@ -24,14 +24,9 @@ _QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""  # a Python repr of a text (
 
 def _file_dataset(file: str | None) -> Any:
     """The dataset a file's name names (bidui.datasets.dataset_for_filename), None for none."""
-    from bidui.datasets import DatasetNameError, dataset_for_filename
+    from bidui.datasets import dataset_named
 
-    if not file:
-        return None
-    try:
-        return dataset_for_filename(file)
-    except DatasetNameError:
-        return None
+    return dataset_named(file) if file else None
 
 
 def _column_title(name: str, ds: Any) -> str:

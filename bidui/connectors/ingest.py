@@ -45,7 +45,7 @@ from bidui.connectors.plausibility import (
 )
 from bidui.connectors.readers import NO_FINAL_BREAK, ReadError, read_table
 from bidui.connectors.stored import Known, KnownFile, run_rows
-from bidui.datasets import BY_CODE, DATASETS, DatasetNameError, dataset_for_filename
+from bidui.datasets import BY_CODE, DATASETS, DatasetNameError, dataset_for_filename, dataset_named
 from bidui.errors import EXIT_FILES, EXIT_OK, OK_FILE_STATUSES
 
 __all__ = ["FileOutcome", "Limits", "exit_code", "ingest_file", "ingest_night", "night_of"]
@@ -100,10 +100,8 @@ class _Lazy(Future):
 
 
 def _dataset_code(name: str) -> str | None:
-    try:
-        return dataset_for_filename(name).code
-    except DatasetNameError:
-        return None
+    ds = dataset_named(name)
+    return ds.code if ds is not None else None
 
 
 def _pool(entries: list[inbox.Entry], workers: int) -> Executor:
