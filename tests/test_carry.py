@@ -18,7 +18,7 @@ from bidui.connectors.ingest import ingest_night
 from bidui.datasets import BY_CODE
 from bidui.home import Home
 from bidui.matching import decisions, link_nights
-from bidui.matching.link import link_night
+from bidui.matching.link import SPINE_KEYS_SELECT, link_night
 
 
 def placed(night: date) -> str:
@@ -75,6 +75,10 @@ def both(twins, night: date) -> tuple[int, list[tuple]]:
     # The spine kept across nights (bidui.matching.spine_store) is the spine built whole.
     assert carry.execute("SELECT * FROM spine_rows ORDER BY ALL").fetchall() == \
         everything.execute("SELECT * FROM spine_rows ORDER BY ALL").fetchall(), night
+    # …its keys, brought up with it, are the keys made from it (link.SPINE_KEYS_SQL)…
+    made = carry.execute(f"SELECT * FROM ({SPINE_KEYS_SELECT.replace('{spine}', 'spine_rows')}) ORDER BY ALL").fetchall()
+    assert carry.execute("SELECT * FROM spine_keys ORDER BY ALL").fetchall() == made, night
+    assert everything.execute("SELECT * FROM spine_keys ORDER BY ALL").fetchall() == made, night
     # …and so are the hukou identity exceptions, brought from the snapshot before's (records.ensure_identity).
     identities = "SELECT * FROM hukou_identity WHERE snapshot_date = (SELECT snapshot_date FROM spine_state) ORDER BY ALL"
     assert carry.execute(identities).fetchall() == everything.execute(identities).fetchall(), night

@@ -209,11 +209,13 @@ RESIDUE_KEYS_SQL = f"""
            {_id_keys("r.id", "length(r.id) = 18")}, {_text_keys("r")},
            r.id_status <> 'valid' AS damaged, r.id_status = 'excel_mangled' AS cut
     FROM res r"""
-SPINE_KEYS_SQL = f"""
-    CREATE OR REPLACE TEMP TABLE link_spine_keys AS
+# The spine's keys, of the spine relation `{spine}`: kept with the stored spine across nights
+# (bidui.matching.spine_store), made here for a spine staged otherwise (`link_frame`).
+SPINE_KEYS_SELECT = f"""
     SELECT pi, {_text_keys("s")}, birth_date AS birth, status_date AS event,
            {_id_keys("id_number", "length(id_number) = 18")}
-    FROM link_spine s"""
+    FROM {{spine}} s"""
+SPINE_KEYS_SQL = "CREATE OR REPLACE TEMP TABLE link_spine_keys AS" + SPINE_KEYS_SELECT.replace("{spine}", "link_spine")
 
 
 def _near(a: str, b: str, width: int, digits: bool = False) -> str:
@@ -298,8 +300,7 @@ def hold_scored(con: duckdb.DuckDBPyConnection, watched: str) -> int:
     on those: scored every night)."""
     changed = (f"SELECT * FROM {spine_store.WAS} UNION ALL BY NAME SELECT * FROM link_spine "
                f"WHERE id_number IN (SELECT id_number FROM {spine_store.CHANGED})")
-    con.execute(SPINE_KEYS_SQL.replace("link_spine_keys", "link_changed_keys").replace(
-        "FROM link_spine s", f"FROM ({changed}) s"))
+    con.execute("CREATE OR REPLACE TEMP TABLE link_changed_keys AS" + SPINE_KEYS_SELECT.replace("{spine}", f"({changed})"))
     con.execute(f"""CREATE OR REPLACE TEMP TABLE link_hold_residue AS
                     SELECT * FROM link_residue WHERE rec IN (SELECT rec FROM link_may_hold) AND NOT ({watched})""")
     block_residue(con, "link_hold_residue", "link_changed_keys", "link_hold_pairs")
@@ -496,7 +497,7 @@ def stage_night(con: duckdb.DuckDBPyConnection, night: date, restage: list[str] 
     prepare_spine(con, snap)
     # `pi`: a spine row's number, what the blocking keys (`link_spine_keys`) point back with: its
     # hukou row's (numbering the rows with row_number() cost 0.5 s of 1 at the medium size).
-    spine_store.stage(con, snap, SPINE_COLUMNS, whole=whole_spine)
+    spine_store.stage(con, snap, SPINE_COLUMNS, SPINE_KEYS_SELECT, whole=whole_spine)
     sql, args, skipped = records_sql(con, night, restage=restage or ())
     if sql is None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE link_recs ({RECORD_DDL})")
@@ -657,7 +658,8 @@ def link_staged(con: duckdb.DuckDBPyConnection, thresholds: Thresholds = Thresho
     # the name of exactly one of the persons carrying that number (one number, two persons:
     # 一号多人), or from the name hukou gave that number before a correction.
     con.execute(exact_sql(con))
-    con.execute(SPINE_KEYS_SQL)
+    if not spine_store.keys_staged(con):
+        con.execute(SPINE_KEYS_SQL)
     for statement in SURE_SQL:
         con.execute(statement)
     con.execute(RESIDUE_KEYS_SQL)
