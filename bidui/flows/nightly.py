@@ -210,7 +210,7 @@ def link_step(home: Home, night: date, relink_all: bool = False) -> dict[str, di
             relinks["carried"], relinks["held"] = result.carried, result.held
         store_duplicates(con, night, register_duplicates(con, night))
         defects = night_defects(con, night)
-        bulletin = night_bulletin(con, night, defects)
+        bulletin = night_bulletin(con, night, defects, result.tallies or None)
         changes = night_changes(con, night)
     finally:
         con.close()

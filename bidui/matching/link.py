@@ -80,6 +80,7 @@ class LinkResult:
     carried: int = 0  # links carried from the night before (bidui.matching.carry)
     held: int = 0  # of them, scored (or unlinked) records no change could reach (`hold_scored`)
     persons: int | None = None  # the hukou persons a model trained tonight counts names among (`model_names`)
+    tallies: list[tuple[str, str, int, int]] = field(default_factory=list)  # the links stored (link_nights.tallies)
 
 
 @dataclass
@@ -855,9 +856,9 @@ def _link_and_store(con: duckdb.DuckDBPyConnection, night: date, thresholds: Thr
         if plan.datasets:
             # Kept where they lie (a date moved on), wherever their records stand tonight.
             result.carried = carry_mod.keep_in_place(con, plan, night)
-        counts = dict(con.execute(f"SELECT method, count(*) FROM links WHERE {link_nights.on_night('?')} GROUP BY ALL",
-                                  [night]).fetchall())
-        result.counts = {str(k): int(v) for k, v in counts.items()}
+        result.tallies = link_nights.tallies(con, night)
+        for _, method, n, _ in result.tallies:
+            result.counts[method] = result.counts.get(method, 0) + n
         result.records = sum(result.counts.values())
         result.timings["store"] = time.perf_counter() - lap
         result.seconds = time.perf_counter() - start

@@ -68,6 +68,19 @@ def placed_sql(night: str, apart: Collection[str] = ()) -> str:
                                          f"WHERE FALSE AND {on_night(night, 'l.')}")
 
 
+# The night's links per dataset and method, and a digest of them (each record and its person, as a
+# multiset: hash(hash(row)) — a row's hash XORs its last column's in): one scan of the links, read
+# by the link step for its counts and by the bulletin for its own (bidui.quality.bulletin).
+TALLY_SQL = f"""
+    SELECT dataset, method, count(*), coalesce(sum(hash(hash(row_id, person_key))::HUGEINT), 0)
+    FROM links WHERE {on_night('?::DATE')} GROUP BY ALL ORDER BY ALL"""
+
+
+def tallies(con: duckdb.DuckDBPyConnection, night: date) -> list[tuple[str, str, int, int]]:
+    """(dataset, method, links, digest) of the links holding on `night` (TALLY_SQL)."""
+    return [(d, m, int(n), int(total)) for d, m, n, total in con.execute(TALLY_SQL, [night]).fetchall()]
+
+
 def forget(con: duckdb.DuckDBPyConnection, night: date) -> None:
     """No link holds on `night` any more; those of the other nights stay (inside the caller's
     transaction, before the night's links are stored again). A link carried through it into later

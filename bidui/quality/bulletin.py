@@ -18,6 +18,7 @@ import duckdb
 from bidui.connectors import snapshot_rows
 from bidui.connectors import warehouse as wh
 from bidui.datasets import BY_CODE, DATASETS, Dataset
+from bidui.matching import link_nights
 from bidui.matching.carry import unpaired
 from bidui.matching.link_nights import on_night
 from bidui.names import DEFECT_PATTERNS, any_defect_pattern
@@ -82,25 +83,22 @@ def _latest_loads(con: duckdb.DuckDBPyConnection, night: date) -> dict[str, dict
     return out
 
 
-# A night's links per dataset: how many of each kind, and a digest of them (each record and its
-# person, as a multiset: hash(hash(row)), as the register's digest — a row's hash XORs its last
-# column's in) that says whether they changed.
-_LINK_KINDS_SQL = f"""
-    SELECT dataset, CASE WHEN method IN ('fuzzy', 'review') THEN 'fuzzy' WHEN method = 'none' THEN 'none'
-                         ELSE 'exact' END AS k, count(*),
-           coalesce(sum(hash(hash(row_id, person_key))::HUGEINT), 0)
-    FROM links WHERE {on_night('?::DATE')} {{only}} GROUP BY ALL"""
+def _kind(method: str) -> str:
+    return "fuzzy" if method in ("fuzzy", "review") else "none" if method == "none" else "exact"
 
 
-def night_links(con: duckdb.DuckDBPyConnection, night: date, dataset: str | None = None) -> dict[str, dict]:
+def night_links(con: duckdb.DuckDBPyConnection, night: date, dataset: str | None = None,
+                tallies: list[tuple[str, str, int, int]] | None = None) -> dict[str, dict]:
     """{dataset: {"kinds": {exact, fuzzy, none: links}, "digest": (links, sum of their hashes)}} of
-    the night (of one dataset): one scan of the links for every dataset, not two per dataset."""
+    the night (of one dataset): from `tallies` (the link step's, `link_nights.tallies`) when given,
+    else one scan of the links for every dataset, not two per dataset."""
     out: dict[str, dict] = {}
-    rows = con.execute(_LINK_KINDS_SQL.format(only="AND dataset = ?" if dataset else ""),
-                       [night, *([dataset] if dataset else [])]).fetchall()
-    for code, kind, n, total in rows:
+    for code, method, n, total in (link_nights.tallies(con, night) if tallies is None else tallies):
+        if dataset is not None and code != dataset:
+            continue
         entry = out.setdefault(code, {"kinds": {}, "digest": (0, 0)})
-        entry["kinds"][kind] = int(n)
+        kind = _kind(method)
+        entry["kinds"][kind] = entry["kinds"].get(kind, 0) + int(n)
         entry["digest"] = (entry["digest"][0] + int(n), entry["digest"][1] + int(total))
     return out
 
@@ -202,16 +200,18 @@ def _has_links(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'links'").fetchone()[0])
 
 
-def night_bulletin(con: duckdb.DuckDBPyConnection, night: date, defects: dict[str, dict[str, int]]) -> dict[str, dict]:
+def night_bulletin(con: duckdb.DuckDBPyConnection, night: date, defects: dict[str, dict[str, int]],
+                   tallies: list[tuple[str, str, int, int]] | None = None) -> dict[str, dict]:
     """{dataset: counts} for the night: its delivery (file, outcome, rows read) from the load log and
-    the quality of the snapshot in force. `defects`: bidui.matching.quality.night_defects of the night."""
+    the quality of the snapshot in force. `defects`: bidui.matching.quality.night_defects of the
+    night; `tallies`: its links' (`link_nights.tallies`: the link step's), read here when not given."""
     loads = _latest_loads(con, night)
     snaps = wh.in_force(con, night)
     if not _has_links(con):  # a warehouse never linked: nothing linked, nothing shared
         con.execute("CREATE TEMP TABLE IF NOT EXISTS links (night DATE, dataset VARCHAR, row_id BIGINT, "
                     "person_key VARCHAR, method VARCHAR, last_night DATE)")
     out: dict[str, dict] = {}
-    links, apart = night_links(con, night), unpaired(con, night)
+    links, apart = night_links(con, night, tallies=tallies), unpaired(con, night)
     for ds in DATASETS:
         load = loads.get(ds.code)
         snap = snaps.get(ds.code)
