@@ -103,7 +103,7 @@ class Plan:
     hukou_households: int
     persons: int
     seconds: float
-    of: int = 0  # the register households in force tonight
+    of: int = 0  # the register households in force tonight, and those in scope that left it
 
 
 def dated(header: str | None, path: str) -> list[Dated] | None:
@@ -248,6 +248,12 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, fp: str, statuses: dict[st
     households = _close(con, night, now)
     total = con.execute(f"SELECT count(*) FROM {snapshot_rows.at('register_households', literal(now['register_households'][0]))}"
                         ).fetchone()[0] if "register_households" in now else 0
+    # Households that left the register tonight are in scope (their clues close) but not among
+    # tonight's: counted with them, so that the share is of one set (it read "46 of 45").
+    if total:
+        total += con.execute(f"""SELECT count(*) FROM rules_households ANTI JOIN (SELECT household_code FROM
+                                 {snapshot_rows.at('register_households', literal(now['register_households'][0]))})
+                                 USING (household_code)""").fetchone()[0]
     if total and households > MOST * total:
         return None, f"{households} of {total} households in scope"
     hukou, persons = (con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("rules_hukou", "rules_persons"))
