@@ -148,11 +148,14 @@ def _update(con: duckdb.DuckDBPyConnection, built: date, built_load: int, snap: 
     con.execute("DELETE FROM spine_touched WHERE id_number IS NULL")
     con.execute(f"CREATE TEMP TABLE {WAS} AS SELECT * FROM {SPINE_TABLE} WHERE id_number IN (SELECT id_number FROM spine_touched)")
     con.execute(f"DELETE FROM {SPINE_TABLE} WHERE id_number IN (SELECT id_number FROM spine_touched)")
-    con.execute(f"INSERT INTO {SPINE_TABLE} {_spine_sql(columns, 'SELECT id_number FROM spine_touched')}", [snap, snap])
+    # (Staged first: the keys are made from the few rows built, not from the stored spine searched.)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE spine_built AS {_spine_sql(columns, 'SELECT id_number FROM spine_touched')}",
+                [snap, snap])
+    con.execute(f"INSERT INTO {SPINE_TABLE} SELECT * FROM spine_built")
     # Their keys as their rows: `pi` is a spine row's own (one row per `pi`), so the rows deleted
     # (WAS) name exactly the keys to go.
     con.execute(f"DELETE FROM {KEYS_TABLE} WHERE pi IN (SELECT pi FROM {WAS})")
-    touched = f"(SELECT * FROM {SPINE_TABLE} WHERE id_number IN (SELECT id_number FROM spine_touched))"
-    con.execute(f"INSERT INTO {KEYS_TABLE} {keys.replace('{spine}', touched)}")
+    con.execute(f"INSERT INTO {KEYS_TABLE} {keys.replace('{spine}', 'spine_built')}")
+    wh.drop_temp(con, "spine_built")
     con.execute(f"ALTER TABLE spine_touched RENAME TO {CHANGED}")
     return True
