@@ -12,7 +12,7 @@ from bidui.connectors import warehouse as wh
 from bidui.connectors.ingest import ingest_night
 from bidui.home import Home
 from bidui.matching.link import link_night
-from bidui.matching.relinks import night_relinks
+from bidui.matching.relinks import identity_events, night_relinks
 from tests.present_support import internal_codes
 from tests.test_carry import edit_hukou, late_folder_inbox
 
@@ -40,8 +40,11 @@ def test_records_whose_person_left_hukou_and_a_number_two_persons_now_share(publ
         link_night(con, NIGHT1)
         link_night(con, NIGHT2)
         found = night_relinks(con, NIGHT2)
+        # Read the other way, the number two persons share is two persons becoming one.
+        backwards = identity_events(con, NIGHT2, NIGHT1)
     finally:
         con.close()
+    assert backwards == {"split": 0, "merged": 1, "second_found": 0, "second_gone": 0}
     assert found["since"] == NIGHT1.isoformat()
     vehicles = found["datasets"]["vehicles"]
     # The vehicle of the person who left is no longer linked to them, because hukou changed.

@@ -206,9 +206,19 @@ def identity_events(con: duckdb.DuckDBPyConnection, before: date, after: date) -
     second = """SELECT DISTINCT h.id_number FROM ds_hukou_at(?) h
                 JOIN hukou_identity i ON i.snapshot_date = h.snapshot_date AND i.source_row = h.source_row
                 WHERE NOT i.is_primary"""
-    counts = {}
-    for name, sql, a, b in (("split", shared, after, before), ("merged", shared, before, after),
-                            ("second_found", second, after, before), ("second_gone", second, before, after)):
-        (counts[name],), = con.execute(f"SELECT count(*) FROM ({sql}) x ANTI JOIN ({sql}) y USING (id_number)",
-                                       [a, b]).fetchall()
+    # Each snapshot's numbers read once (a pass over its four million hukou rows for the second
+    # numbers), then compared both ways.
+    sets: dict[tuple[str, date], str] = {}
+    for name, sql in (("shared", shared), ("second", second)):
+        for d in (before, after):
+            table = sets[(name, d)] = f"relink_{name}_{len(sets)}"
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}", [d])
+    counts: dict[str, int] = {}
+    try:
+        for name, kind, a, b in (("split", "shared", after, before), ("merged", "shared", before, after),
+                                 ("second_found", "second", after, before), ("second_gone", "second", before, after)):
+            (counts[name],), = con.execute(f"SELECT count(*) FROM {sets[(kind, a)]} ANTI JOIN {sets[(kind, b)]} "
+                                           "USING (id_number)").fetchall()
+    finally:
+        wh.drop_temp(con, *sets.values())
     return counts
