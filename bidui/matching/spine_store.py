@@ -1,8 +1,7 @@
 """The spine kept across nights (issue 18, part 2): the hukou persons linking compares records
 with (`link_spine`), stored in the warehouse and brought from one hukou snapshot to the next by
 the numbers that changed, instead of built again from four million rows every night (2.0–3.6 s
-at the large size; brought up, 0.5 s). Its blocking keys are made from it each night (0.5 s):
-stored too, they cost a night that builds the spine a second more to write than they save.
+at the large size; brought up, 0.5 s), and its blocking keys with it (below).
 
 A spine row depends on its hukou row, the rows sharing its number (a person listed twice under
 one number is one row, 一号多人 rows are one each), the number's identity exception (一人多号:
