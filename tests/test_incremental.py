@@ -388,29 +388,53 @@ def links_of(home: Path, night: date, dataset: str, id_number: str) -> list[tupl
         con.close()
 
 
-def refute(home: Path, clue_id: tuple[str, str, str], today: date) -> None:
-    """A township clerk finds the clue 不属实: the record is not this person (不是本人)."""
+def clerk_of(s, township: str, username: str):
+    """The township's clerk who signs (孙丽, 扶贫专干), added the first time."""
     from sqlalchemy import select
+
+    from bidui.clues.models import User
+    from bidui.clues.users import add_user
+
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        user = add_user(s, username, "核实乡镇", "township", township, "sunli-signs-2026", "扶贫专干")
+        user.real_name = "孙丽"
+        s.flush()
+    return user
+
+
+def sign(home: Path, clue_key: tuple[str, str, str], finding, *, review: bool = False, amend: bool = False) -> None:
+    """A township clerk signs (or amends) a finding (a `bidui.clues.states.Finding`) on the clue;
+    `review`: the clue's link was one the linker was unsure of (待确认), as test_link_decisions_web
+    marks it."""
+    from sqlalchemy import select, update
 
     from bidui.clues import actions
     from bidui.clues.db import ledger_url, open_ledger
     from bidui.clues.models import Clue
-    from bidui.clues.states import NOT_SELF, NOT_TRUE, Finding
-    from bidui.clues.users import add_user
 
     ledger = open_ledger(ledger_url(Home(home).ledger))
     try:
         with ledger.write() as s:
-            rule, subject, evidence = clue_id
+            rule, subject, evidence = clue_key
             clue = s.scalar(select(Clue).where(Clue.rule_code == rule, Clue.subject_key == subject,
                                                Clue.evidence_key == evidence))
-            clerk = add_user(s, "clerk", "核实乡镇", "township", clue.township_code, "sunli-signs-2026", "扶贫专干")
-            clerk.real_name = "孙丽"
-            s.flush()
-            actions.verify(s, clue.id, clue.version, clerk, Finding(NOT_TRUE, None, "入户核对身份证：记录上的是同名的另一人",
-                                                                    "孙丽", "扶贫专干", today, detail=NOT_SELF), today=today)
+            if review:
+                s.execute(update(Clue).where(Clue.id == clue.id).values(link_method="review"))
+                s.refresh(clue)
+            clerk = clerk_of(s, clue.township_code, f"clerk{clue.township_code}")
+            (actions.amend if amend else actions.verify)(s, clue.id, clue.version, clerk, finding,
+                                                         today=finding.verified_on)
     finally:
         ledger.close()
+
+
+def refute(home: Path, clue_id: tuple[str, str, str], today: date) -> None:
+    """A township clerk finds the clue 不属实: the record is not this person (不是本人)."""
+    from bidui.clues.states import NOT_SELF, NOT_TRUE, Finding
+
+    sign(home, clue_id, Finding(NOT_TRUE, None, "入户核对身份证：记录上的是同名的另一人", "孙丽", "扶贫专干", today,
+                                detail=NOT_SELF))
 
 
 def clue_to_refute(home: Path) -> tuple[tuple[str, str, str], tuple[str, str, str, str]]:

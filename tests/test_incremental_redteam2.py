@@ -16,16 +16,14 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from bidui.cli import app
-from bidui.clues import actions
 from bidui.clues.db import ledger_url, open_ledger
 from bidui.clues.link_decisions import active, records_of, revoke
 from bidui.clues.models import Clue, LinkDecision, User
 from bidui.clues.states import NOT_SELF, NOT_TRUE, TRUE_EXEMPT, Finding
-from bidui.clues.users import add_user
 from bidui.flows import nightly
 from bidui.home import Home
 from bidui.synth.writers import file_name
@@ -35,6 +33,7 @@ from tests.test_incremental import (
     links_of,
     read,
     rules_scope,
+    sign,
     write_csv,
     write_xlsx,
 )
@@ -67,35 +66,6 @@ def put_file(root: Path, night: date, code: str) -> tuple[Path, Delivered]:
 
 
 # ---------------------------------------------------------------- 1. verdicts while their records move
-
-
-def clerk_of(s, township: str, username: str) -> User:
-    user = s.scalar(select(User).where(User.username == username))
-    if user is None:
-        user = add_user(s, username, "核实乡镇", "township", township, "sunli-signs-2026", "扶贫专干")
-        user.real_name = "孙丽"
-        s.flush()
-    return user
-
-
-def sign(home: Path, clue_key: tuple[str, str, str], finding: Finding, *, review: bool = False,
-         amend: bool = False) -> None:
-    """A township clerk signs (or amends) a finding on the clue; `review`: the clue's link was one
-    the linker was unsure of (待确认), as test_link_decisions_web marks it."""
-    ledger = open_ledger(ledger_url(Home(home).ledger))
-    try:
-        with ledger.write() as s:
-            rule, subject, evidence = clue_key
-            clue = s.scalar(select(Clue).where(Clue.rule_code == rule, Clue.subject_key == subject,
-                                               Clue.evidence_key == evidence))
-            if review:
-                s.execute(update(Clue).where(Clue.id == clue.id).values(link_method="review"))
-                s.refresh(clue)
-            clerk = clerk_of(s, clue.township_code, f"clerk{clue.township_code}")
-            (actions.amend if amend else actions.verify)(s, clue.id, clue.version, clerk, finding,
-                                                         today=finding.verified_on)
-    finally:
-        ledger.close()
 
 
 def revoke_all(home: Path, kind: str) -> None:
