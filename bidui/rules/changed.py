@@ -246,14 +246,14 @@ def plan(con: duckdb.DuckDBPyConnection, night: date, fp: str, statuses: dict[st
         if d.dataset in now:
             _seed_dated(con, d, before, night, now[d.dataset][0], parameters)
     households = _close(con, night, now)
-    total = con.execute(f"SELECT count(*) FROM {snapshot_rows.at('register_households', literal(now['register_households'][0]))}"
-                        ).fetchone()[0] if "register_households" in now else 0
+    register = (snapshot_rows.at("register_households", literal(now["register_households"][0]))
+                if "register_households" in now else None)
+    total = con.execute(f"SELECT count(*) FROM {register}").fetchone()[0] if register else 0
     # Households that left the register tonight are in scope (their clues close) but not among
     # tonight's: counted with them, so that the share is of one set (it read "46 of 45").
     if total:
-        total += con.execute(f"""SELECT count(*) FROM rules_households ANTI JOIN (SELECT household_code FROM
-                                 {snapshot_rows.at('register_households', literal(now['register_households'][0]))})
-                                 USING (household_code)""").fetchone()[0]
+        total += con.execute(f"SELECT count(*) FROM rules_households ANTI JOIN (SELECT household_code FROM {register}) "
+                             "USING (household_code)").fetchone()[0]
     if total and households > MOST * total:
         return None, f"{households} of {total} households in scope"
     hukou, persons = (con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("rules_hukou", "rules_persons"))
@@ -264,9 +264,8 @@ def _add(con: duckdb.DuckDBPyConnection, table: str, column: str, select: str) -
     con.execute(f"INSERT INTO {table} SELECT DISTINCT {column} FROM ({select}) WHERE {column} IS NOT NULL")
 
 
-def _in(snap: date, alias: str = "") -> str:
-    """SQL: a stored row (`alias`: its table's alias with its dot) is in force on its dataset's `snap`."""
-    return snapshot_rows.held_sql(snap, alias)
+# SQL: a stored row (its table's alias with its dot) is in force on its dataset's snapshot of a date.
+_in = snapshot_rows.held_sql
 
 
 def _links_changed(con: duckdb.DuckDBPyConnection, before: date, night: date) -> None:
@@ -300,6 +299,18 @@ def _seed_changed_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap_before:
             for snap, other in ((snap_now, snap_before), (snap_before, snap_now)))
     else:
         ref = ds.persons[0]
+        # The rows that only moved, set aside before they are grouped: a row stored again at its new
+        # place keeps its identity, says the same, and when no link of it changed it would be found
+        # on both sides alike and cancel (the large night 2's vehicles: 551,001 of 552,837 rows).
+        # Not in BY_PLACE, where a row that moved is a change.
+        aside = ""
+        if ds.code not in BY_PLACE and snap_now != snap_before:
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE rules_moved AS
+                SELECT row_id FROM ({snapshot_rows.moved_sql(ds.code, snap_before, snap_now)})
+                WHERE row_id NOT IN (SELECT row_id FROM rules_links_changed
+                                     WHERE dataset = '{ds.code}' AND role = '{ref.role}' AND row_id IS NOT NULL)""")
+            aside = "ANTI JOIN rules_moved m ON m.row_id = r.row_id"
 
         def side(snap: date, other_snap: date, sign: int, tonight: bool) -> str:
             what = (f"{sign} AS side, r.row_hash AS h, r.{ref.id_column} AS own, "
@@ -321,18 +332,6 @@ def _seed_changed_rows(con: duckdb.DuckDBPyConnection, ds: Dataset, snap_before:
                 SELECT {what} FROM {table} r {aside} LEFT JOIN rules_links_changed l ON l.tonight = {tonight} AND {on}
                 WHERE {after}{_in(snap, 'r.')} AND NOT {_in(other_snap, 'r.')}
                 UNION ALL {kept}"""
-        # The rows that only moved, set aside before they are grouped: a row stored again at its new
-        # place keeps its identity, says the same, and when no link of it changed it would be found
-        # on both sides alike and cancel (the large night 2's vehicles: 551,001 of 552,837 rows).
-        # Not in BY_PLACE, where a row that moved is a change.
-        aside = ""
-        if ds.code not in BY_PLACE and snap_now != snap_before:
-            con.execute(f"""
-                CREATE OR REPLACE TEMP TABLE rules_moved AS
-                SELECT row_id FROM ({snapshot_rows.moved_sql(ds.code, snap_before, snap_now)})
-                WHERE row_id NOT IN (SELECT row_id FROM rules_links_changed
-                                     WHERE dataset = '{ds.code}' AND role = '{ref.role}' AND row_id IS NOT NULL)""")
-            aside = "ANTI JOIN rules_moved m ON m.row_id = r.row_id"
         place = ", source_row" if ds.code in BY_PLACE else ""
         keys = f"h, own, person, method, score, id_name_conflict, explanation{place}{''.join(', ' + c for c in extra)}"
         changed = f"""
